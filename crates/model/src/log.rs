@@ -1,0 +1,451 @@
+//! Per-request log rows and their CSV form, for `input.py` and `loadgen` logs.
+//!
+//! The first five columns are `input.py`'s, with the same meaning, so every
+//! tool reads both kinds of log; `loadgen` appends what it knows beyond them.
+//! Rows are written one at a time (a long run never holds them all) and a
+//! malformed file is refused with the line and column at fault.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The columns `input.py` writes.
+pub const INPUT_PY_COLUMNS: [&str; 5] =
+    ["request_id", "timestamp_ms", "latency_ms", "status_code", "error"];
+
+/// The columns `loadgen` writes: `input.py`'s, then the rich ones.
+pub const LOADGEN_COLUMNS: [&str; 12] = [
+    "request_id",
+    "timestamp_ms",
+    "latency_ms",
+    "status_code",
+    "error",
+    "ok",
+    "batch_id",
+    "batch_size",
+    "connect_ms",
+    "queue_ms",
+    "service_ms",
+    "output_digest",
+];
+
+/// One logical request: what was sent when, how long it took, what came back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogRow {
+    /// Index of the request in the run (its payload index).
+    pub request_id: u64,
+    /// Wall-clock time the request started, ms since the Unix epoch.
+    pub timestamp_ms: f64,
+    /// End-to-end latency, ms, from the request's (intended) start.
+    pub latency_ms: f64,
+    /// HTTP status, 0 when no response came.
+    pub status_code: u16,
+    /// Error kind or message; empty when the request succeeded.
+    pub error: String,
+    /// Whether the request counts as a success (2xx, no error, verified).
+    pub ok: bool,
+    /// Which HTTP request carried this logical request (client batching).
+    pub batch_id: Option<u64>,
+    /// How many logical requests that HTTP request carried.
+    pub batch_size: Option<u32>,
+    /// Time spent opening a connection for this request, ms.
+    pub connect_ms: Option<f64>,
+    /// Server-reported queue wait (`Server-Timing: queue`), ms.
+    pub queue_ms: Option<f64>,
+    /// Server-reported execution time (`Server-Timing: infer`), ms.
+    pub service_ms: Option<f64>,
+    /// Digest of the output, to compare runs request by request.
+    pub output_digest: Option<String>,
+}
+
+/// Which tool wrote a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `input.py`'s five columns.
+    InputPy,
+    /// `loadgen`'s twelve columns.
+    Loadgen,
+}
+
+/// A whole log read back from CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    /// Which columns the file had.
+    pub format: LogFormat,
+    /// The rows, in file order.
+    pub rows: Vec<LogRow>,
+}
+
+/// Why a log could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Opening, reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The CSV itself is malformed (unbalanced quotes, ragged rows, bad UTF-8).
+    #[error("line {line}: malformed CSV: {message}")]
+    Csv {
+        /// 1-based line of the record at fault.
+        line: u64,
+        /// What the CSV parser said.
+        message: String,
+    },
+    /// The header lacks a column every log must have.
+    #[error("the header has no `{0}` column; expected at least {INPUT_PY_COLUMNS:?}")]
+    MissingColumn(&'static str),
+    /// A field holds a value of the wrong kind.
+    #[error("line {line}, column `{column}`: {value:?} is not {expected}")]
+    Field {
+        /// 1-based line of the record.
+        line: u64,
+        /// The column's name.
+        column: &'static str,
+        /// The offending text.
+        value: String,
+        /// What the column must hold.
+        expected: &'static str,
+    },
+}
+
+impl LogError {
+    fn from_csv(err: csv::Error) -> Self {
+        let line = err.position().map_or(0, csv::Position::line);
+        match err.into_kind() {
+            csv::ErrorKind::Io(e) => Self::Csv {
+                line,
+                message: e.to_string(),
+            },
+            kind => Self::Csv {
+                line,
+                message: format!("{kind:?}"),
+            },
+        }
+    }
+}
+
+/// Streams rows to CSV in the `loadgen` format.
+pub struct LogWriter<W: Write> {
+    csv: csv::Writer<W>,
+    path: PathBuf,
+}
+
+impl LogWriter<BufWriter<File>> {
+    /// Creates (truncates) `path` and writes the header.
+    pub fn create(path: &Path) -> Result<Self, LogError> {
+        let file = File::create(path).map_err(|source| LogError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::with_path(BufWriter::new(file), path.to_owned())
+    }
+}
+
+impl<W: Write> LogWriter<W> {
+    /// Wraps any writer and writes the header.
+    pub fn new(writer: W) -> Result<Self, LogError> {
+        Self::with_path(writer, PathBuf::from("<log>"))
+    }
+
+    fn with_path(writer: W, path: PathBuf) -> Result<Self, LogError> {
+        let mut log = Self {
+            csv: csv::Writer::from_writer(writer),
+            path,
+        };
+        log.csv.write_record(LOADGEN_COLUMNS).map_err(|e| log.io(e))?;
+        Ok(log)
+    }
+
+    fn io(&self, err: csv::Error) -> LogError {
+        LogError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(err.to_string()),
+        }
+    }
+
+    /// Appends one row (buffered; see [`LogWriter::flush`]).
+    pub fn write_row(&mut self, row: &LogRow) -> Result<(), LogError> {
+        let record = [
+            row.request_id.to_string(),
+            format!("{:.3}", row.timestamp_ms),
+            format!("{:.3}", row.latency_ms),
+            row.status_code.to_string(),
+            row.error.clone(),
+            row.ok.to_string(),
+            opt(row.batch_id),
+            opt(row.batch_size),
+            opt_ms(row.connect_ms),
+            opt_ms(row.queue_ms),
+            opt_ms(row.service_ms),
+            row.output_digest.clone().unwrap_or_default(),
+        ];
+        self.csv.write_record(&record).map_err(|e| self.io(e))
+    }
+
+    /// Pushes buffered rows to the file, so they survive an interruption.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.csv.flush().map_err(|source| LogError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+fn opt<T: ToString>(value: Option<T>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn opt_ms(value: Option<f64>) -> String {
+    value.map(|v| format!("{v:.3}")).unwrap_or_default()
+}
+
+/// Reads a log file of either format.
+pub fn read_log_file(path: &Path) -> Result<Log, LogError> {
+    let file = File::open(path).map_err(|source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    read_log(file)
+}
+
+/// Reads a log of either format; the header says which.
+pub fn read_log<R: Read>(reader: R) -> Result<Log, LogError> {
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
+    let header = csv.headers().map_err(LogError::from_csv)?.clone();
+    let columns = ColumnIndex::new(&header)?;
+    let format = if columns.ok.is_some() {
+        LogFormat::Loadgen
+    } else {
+        LogFormat::InputPy
+    };
+    let mut rows = Vec::new();
+    for record in csv.records() {
+        let record = record.map_err(LogError::from_csv)?;
+        rows.push(columns.row(&record)?);
+    }
+    Ok(Log { format, rows })
+}
+
+/// Where each known column sits in this file's header.
+struct ColumnIndex {
+    base: [usize; 5],
+    ok: Option<usize>,
+    batch_id: Option<usize>,
+    batch_size: Option<usize>,
+    connect_ms: Option<usize>,
+    queue_ms: Option<usize>,
+    service_ms: Option<usize>,
+    output_digest: Option<usize>,
+}
+
+impl ColumnIndex {
+    fn new(header: &csv::StringRecord) -> Result<Self, LogError> {
+        let find = |name: &str| header.iter().position(|h| h.trim() == name);
+        let mut base = [0; 5];
+        for (slot, name) in base.iter_mut().zip(INPUT_PY_COLUMNS) {
+            *slot = find(name).ok_or(LogError::MissingColumn(name))?;
+        }
+        Ok(Self {
+            base,
+            ok: find("ok"),
+            batch_id: find("batch_id"),
+            batch_size: find("batch_size"),
+            connect_ms: find("connect_ms"),
+            queue_ms: find("queue_ms"),
+            service_ms: find("service_ms"),
+            output_digest: find("output_digest"),
+        })
+    }
+
+    fn row(&self, record: &csv::StringRecord) -> Result<LogRow, LogError> {
+        let line = record.position().map_or(0, csv::Position::line);
+        let field = Field { record, line };
+        let [id, ts, lat, status, error] = self.base;
+        let status_code = field.parse(status, "status_code", "an HTTP status (0-999)")?;
+        let error = field.text(error).to_owned();
+        let ok = match self.ok {
+            Some(i) => field.parse(i, "ok", "true or false")?,
+            None => (200..300).contains(&status_code) && error.is_empty(),
+        };
+        Ok(LogRow {
+            request_id: field.parse(id, "request_id", "a non-negative integer")?,
+            timestamp_ms: field.finite(ts, "timestamp_ms")?,
+            latency_ms: field.latency(lat, "latency_ms")?,
+            status_code,
+            error,
+            ok,
+            batch_id: field.optional(self.batch_id, "batch_id", "a non-negative integer")?,
+            batch_size: field.optional(self.batch_size, "batch_size", "a positive integer")?,
+            connect_ms: field.optional_latency(self.connect_ms, "connect_ms")?,
+            queue_ms: field.optional_latency(self.queue_ms, "queue_ms")?,
+            service_ms: field.optional_latency(self.service_ms, "service_ms")?,
+            output_digest: self
+                .output_digest
+                .map(|i| field.text(i).to_owned())
+                .filter(|d| !d.is_empty()),
+        })
+    }
+}
+
+/// One record's fields, parsed with errors that point at line and column.
+struct Field<'a> {
+    record: &'a csv::StringRecord,
+    line: u64,
+}
+
+impl Field<'_> {
+    fn text(&self, index: usize) -> &str {
+        self.record.get(index).unwrap_or_default().trim()
+    }
+
+    fn bad(&self, index: usize, column: &'static str, expected: &'static str) -> LogError {
+        LogError::Field {
+            line: self.line,
+            column,
+            value: self.text(index).to_owned(),
+            expected,
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        index: usize,
+        column: &'static str,
+        expected: &'static str,
+    ) -> Result<T, LogError> {
+        self.text(index)
+            .parse()
+            .map_err(|_| self.bad(index, column, expected))
+    }
+
+    fn finite(&self, index: usize, column: &'static str) -> Result<f64, LogError> {
+        const EXPECTED: &str = "a finite number";
+        let value: f64 = self.parse(index, column, EXPECTED)?;
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(self.bad(index, column, EXPECTED))
+        }
+    }
+
+    fn latency(&self, index: usize, column: &'static str) -> Result<f64, LogError> {
+        const EXPECTED: &str = "a finite, non-negative number of ms";
+        let value: f64 = self.parse(index, column, EXPECTED)?;
+        if value.is_finite() && value >= 0.0 {
+            Ok(value)
+        } else {
+            Err(self.bad(index, column, EXPECTED))
+        }
+    }
+
+    fn optional<T: std::str::FromStr>(
+        &self,
+        index: Option<usize>,
+        column: &'static str,
+        expected: &'static str,
+    ) -> Result<Option<T>, LogError> {
+        match index {
+            Some(i) if !self.text(i).is_empty() => self.parse(i, column, expected).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn optional_latency(
+        &self,
+        index: Option<usize>,
+        column: &'static str,
+    ) -> Result<Option<f64>, LogError> {
+        match index {
+            Some(i) if !self.text(i).is_empty() => self.latency(i, column).map(Some),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rich_row() -> LogRow {
+        LogRow {
+            request_id: 3,
+            timestamp_ms: 1_700_000_000_123.5,
+            latency_ms: 104.25,
+            status_code: 200,
+            error: String::new(),
+            ok: true,
+            batch_id: Some(1),
+            batch_size: Some(10),
+            connect_ms: Some(0.25),
+            queue_ms: Some(1.5),
+            service_ms: Some(100.125),
+            output_digest: Some("00ff00ff00ff00ff".into()),
+        }
+    }
+
+    #[test]
+    fn loadgen_rows_round_trip() {
+        let failed = LogRow {
+            request_id: 4,
+            latency_ms: 30_000.0,
+            error: "timeout, after \"30 s\"\nretry".into(),
+            ..LogRow::default()
+        };
+        let mut buf = Vec::new();
+        let mut w = LogWriter::new(&mut buf).unwrap();
+        w.write_row(&rich_row()).unwrap();
+        w.write_row(&failed).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let log = read_log(buf.as_slice()).unwrap();
+        assert_eq!(log.format, LogFormat::Loadgen);
+        assert_eq!(log.rows, vec![rich_row(), failed]);
+    }
+
+    #[test]
+    fn input_py_rows_derive_ok_from_status_and_error() {
+        let csv = "request_id,timestamp_ms,latency_ms,status_code,error\n\
+                   0,1.5,120.25,200,\n\
+                   1,2.5,30000.0,0,ReadTimeout\n\
+                   2,3.5,5.0,503,\n";
+        let log = read_log(csv.as_bytes()).unwrap();
+        assert_eq!(log.format, LogFormat::InputPy);
+        let ok: Vec<bool> = log.rows.iter().map(|r| r.ok).collect();
+        assert_eq!(ok, [true, false, false]);
+        assert_eq!(log.rows[1].error, "ReadTimeout");
+        assert_eq!(log.rows[0].batch_size, None);
+    }
+
+    #[test]
+    fn bad_fields_name_line_and_column() {
+        let csv = "request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2,200,\n1,1,-3,200,\n";
+        let err = read_log(csv.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("latency_ms"), "{err}");
+        let csv = "request_id,timestamp_ms,latency_ms,status_code,error\nx,1,2,200,\n";
+        let err = read_log(csv.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("request_id"), "{err}");
+    }
+
+    #[test]
+    fn ragged_rows_and_missing_columns_are_errors() {
+        let csv = "request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2\n";
+        assert!(matches!(read_log(csv.as_bytes()), Err(LogError::Csv { line: 2, .. })));
+        let csv = "request_id,latency_ms\n0,1\n";
+        assert!(matches!(
+            read_log(csv.as_bytes()),
+            Err(LogError::MissingColumn("timestamp_ms"))
+        ));
+        let bytes: &[u8] = b"request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2,200,\xff\n";
+        assert!(matches!(read_log(bytes), Err(LogError::Csv { .. })));
+    }
+
+    #[test]
+    fn empty_log_has_no_rows() {
+        let log = read_log("request_id,timestamp_ms,latency_ms,status_code,error\n".as_bytes());
+        assert_eq!(log.unwrap().rows.len(), 0);
+    }
+}

@@ -1,0 +1,2 @@
+//! Placeholder: filled by a later change.
+fn main() {}
