@@ -1,0 +1,145 @@
+//! Accuracy, merging and serialization of `LatencyHistogram` on synthetic latency data.
+
+mod common;
+
+use stats::{quantile, sorted_finite, LatencyHistogram, QuantileMethod};
+
+const LEVELS: [f64; 9] = [0.0, 0.01, 0.1, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0];
+
+fn histogram_of(latencies_ms: &[f64]) -> LatencyHistogram {
+    let mut histogram = LatencyHistogram::new();
+    for &latency_ms in latencies_ms {
+        histogram.record_ms(latency_ms).unwrap();
+    }
+    histogram
+}
+
+/// The documented bound: 0.1% relative error from 0.5 ms up; below that,
+/// rounding to whole microseconds allows 0.5 µs absolute plus half a bucket.
+fn assert_within_bound(approximate_ms: f64, exact_ms: f64, what: &str) {
+    let error_ms = (approximate_ms - exact_ms).abs();
+    let allowed_ms = if exact_ms >= 0.5 {
+        1e-3 * exact_ms
+    } else {
+        0.0005 + 0.5e-3 * exact_ms
+    };
+    assert!(
+        error_ms <= allowed_ms,
+        "{what}: {approximate_ms} vs exact {exact_ms}"
+    );
+}
+
+#[test]
+fn quantiles_are_within_a_tenth_of_a_percent_of_exact_ones() {
+    let latencies_ms = common::lognormal_ms(100_000, 20.0, 1.0, 42);
+    let histogram = histogram_of(&latencies_ms);
+    assert_eq!(histogram.count(), 100_000);
+    let sorted = sorted_finite(&latencies_ms).unwrap();
+    let levels: Vec<f64> = LEVELS
+        .into_iter()
+        .chain((1..1000).map(|i| f64::from(i) / 1000.0))
+        .collect();
+    for q in levels {
+        // Histogram quantiles are nearest-rank: they never interpolate.
+        let exact = quantile(&sorted, q, QuantileMethod::NearestRank).unwrap();
+        assert_within_bound(histogram.quantile_ms(q).unwrap(), exact, &format!("q={q}"));
+    }
+    assert_within_bound(histogram.min_ms().unwrap(), sorted[0], "min");
+    assert_within_bound(histogram.max_ms().unwrap(), sorted[sorted.len() - 1], "max");
+    let exact_mean = latencies_ms.iter().sum::<f64>() / latencies_ms.len() as f64;
+    assert_within_bound(histogram.mean_ms().unwrap(), exact_mean, "mean");
+}
+
+#[test]
+fn error_stays_within_a_tenth_of_a_percent_across_magnitudes() {
+    // From 0.5 ms to 10 minutes: every recorded value comes back within 0.1%.
+    let mut latency_ms = 0.5_f64;
+    while latency_ms < 600_000.0 {
+        let mut histogram = LatencyHistogram::new();
+        histogram.record_ms(latency_ms).unwrap();
+        let reported = histogram.quantile_ms(0.5).unwrap();
+        assert!(
+            (reported / latency_ms - 1.0).abs() <= 1e-3,
+            "{latency_ms}: {reported}"
+        );
+        latency_ms *= 1.0137;
+    }
+}
+
+#[test]
+fn small_values_are_exact_to_the_microsecond() {
+    let mut histogram = LatencyHistogram::new();
+    histogram.record_ms(0.25).unwrap();
+    histogram.record_us(1500);
+    histogram.record_ms(2.0004).unwrap(); // rounds to 2000 us
+    assert_eq!(histogram.min_ms(), Some(0.25));
+    assert_eq!(histogram.quantile_ms(0.5).unwrap(), 1.5);
+    assert_eq!(histogram.max_ms(), Some(2.0));
+    assert_eq!(histogram.quantile_ms(1.0).unwrap(), 2.0);
+}
+
+#[test]
+fn merge_equals_histogram_of_the_union() {
+    let fast = common::lognormal_ms(20_000, 5.0, 0.3, 1);
+    let slow = common::lognormal_ms(30_000, 80.0, 1.5, 2);
+    let mut merged = histogram_of(&fast);
+    merged.merge(&histogram_of(&slow)).unwrap();
+
+    let union: Vec<f64> = fast.iter().chain(&slow).copied().collect();
+    let direct = histogram_of(&union);
+    assert_eq!(merged, direct);
+    assert_eq!(merged.count(), 50_000);
+    for q in LEVELS {
+        assert_eq!(
+            merged.quantile_ms(q).unwrap(),
+            direct.quantile_ms(q).unwrap(),
+            "q={q}"
+        );
+    }
+    assert_eq!(merged.mean_ms(), direct.mean_ms());
+    // The merge changed something: the slow data dominates the top.
+    assert!(merged.quantile_ms(0.99).unwrap() > histogram_of(&fast).quantile_ms(0.99).unwrap());
+}
+
+#[test]
+fn base64_round_trip_is_lossless_and_mergeable() {
+    let latencies_ms = common::lognormal_ms(10_000, 20.0, 1.0, 3);
+    let original = histogram_of(&latencies_ms);
+    let encoded = original.to_base64_v2().unwrap();
+    assert!(encoded
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='));
+
+    let decoded = LatencyHistogram::from_base64_v2(&encoded).unwrap();
+    assert_eq!(decoded, original);
+    for q in LEVELS {
+        assert_eq!(
+            decoded.quantile_ms(q).unwrap(),
+            original.quantile_ms(q).unwrap()
+        );
+    }
+
+    // A decoded histogram keeps growing like a fresh one.
+    let mut decoded = decoded;
+    decoded.record_ms(1e7).unwrap();
+    decoded.merge(&original).unwrap();
+    assert_eq!(decoded.count(), 2 * original.count() + 1);
+    let max_ms = decoded.max_ms().unwrap();
+    assert!((max_ms / 1e7 - 1.0).abs() <= 1e-3, "{max_ms}");
+}
+
+#[test]
+fn empty_histogram_round_trips() {
+    let empty = LatencyHistogram::new();
+    let decoded = LatencyHistogram::from_base64_v2(&empty.to_base64_v2().unwrap()).unwrap();
+    assert_eq!(decoded.count(), 0);
+}
+
+#[test]
+fn corrupted_encoding_is_rejected() {
+    let histogram = histogram_of(&[1.0, 2.0, 3.0]);
+    let encoded = histogram.to_base64_v2().unwrap();
+    // Cutting the text mid-payload must not produce a (wrong) histogram.
+    let truncated = &encoded[..encoded.len() / 8 * 4];
+    assert!(LatencyHistogram::from_base64_v2(truncated).is_err());
+}
