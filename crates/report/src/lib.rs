@@ -1,1 +1,85 @@
-//! Placeholder: filled by a later change.
+//! Before/After comparison of per-request latency logs: an SLA verdict, a
+//! diagnosis from measured data, and reports in JSON, CSV, Markdown and HTML.
+//!
+//! It reads the logs of `input.py` (five columns) and of `loadgen` (twelve),
+//! summarises each run exactly from its rows ([`SideSummary`]: counts,
+//! P50/P95/P99 with the Linear method, mean, min, max, throughput,
+//! duration), decides whether the After meets the SLA with no failures,
+//! no output mismatches and identical inputs ([`Verdict`]), explains where
+//! the time went with findings that cite their numbers ([`Finding`]), and
+//! writes `comparison.json` (stable schema, version 1), `comparison.csv`,
+//! `report.md` and a self-contained `report.html`.
+//!
+//! The `report` binary wraps this: `report compare --before A.csv --after
+//! B.csv --out-dir DIR` exits 0 when the verdict is met, 1 when not, 2 on
+//! error; `report summary FILE.csv` prints one run's summary as JSON.
+//!
+//! ```
+//! use model::log::read_log;
+//! use report::{compare, CompareOptions, RunLog};
+//!
+//! let header = "request_id,timestamp_ms,latency_ms,status_code,error\n";
+//! let before = read_log(format!("{header}0,0,900,200,\n1,10,1000,200,\n").as_bytes()).unwrap();
+//! let after = read_log(format!("{header}0,0,90,200,\n1,10,100,200,\n").as_bytes()).unwrap();
+//! let options = CompareOptions { sla_p95_ms: 800.0, ..CompareOptions::default() };
+//! let c = compare(&RunLog::new("Before", before), &RunLog::new("After", after), None, &options).unwrap();
+//! // Linear P95 of [90, 100]: 90 + 0.95 * 10 = 99.5 ms.
+//! assert!((c.after.p95_ms.unwrap() - 99.5).abs() < 1e-9);
+//! assert!(c.sla.met && c.verdict.met && c.quality.identical_inputs);
+//! ```
+
+pub mod compare;
+pub mod diagnosis;
+pub mod error;
+pub mod html;
+pub mod input_py;
+pub mod markdown;
+pub mod summary;
+pub mod svg;
+pub mod table;
+pub mod verdict;
+pub mod write_files;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use compare::{compare, CompareOptions, Comparison, Delta, MetricDelta, Reproduction, RunLog};
+pub use diagnosis::Finding;
+pub use error::ReportError;
+pub use input_py::{parse_input_py_stdout, InputPyNumbers, InputPyReconciliation};
+pub use summary::SideSummary;
+pub use verdict::{Quality, Sla, Verdict};
+
+/// The files [`write_reports`] writes, in order.
+pub const REPORT_FILES: [&str; 4] = [
+    "comparison.json",
+    "comparison.csv",
+    "report.md",
+    "report.html",
+];
+
+/// Writes `comparison.json`, `comparison.csv`, `report.md` and `report.html`
+/// into `out_dir` (created if missing), each atomically; returns their paths.
+/// The logs are needed for the charts.
+pub fn write_reports(
+    comparison: &Comparison,
+    before: &RunLog,
+    after: &RunLog,
+    out_dir: &Path,
+) -> Result<Vec<PathBuf>, ReportError> {
+    fs::create_dir_all(out_dir).map_err(|e| ReportError::io(out_dir, e))?;
+    let contents = [
+        write_files::comparison_json(comparison)?,
+        write_files::comparison_csv(comparison),
+        markdown::render_markdown(comparison),
+        html::render_html(comparison, &before.log, &after.log),
+    ];
+    let mut written = Vec::new();
+    for (name, text) in REPORT_FILES.iter().zip(contents) {
+        // Fixed names joined to out_dir: nothing is ever written outside it.
+        let path = out_dir.join(name);
+        write_files::write_atomically(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,0 +1,353 @@
+//! Builds a [`Comparison`] (the `comparison.json` document) from two runs.
+
+use std::path::Path;
+
+use model::log::{read_log_file, Log};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diagnosis::{diagnose, DiagnosisInput, Finding};
+use crate::error::ReportError;
+use crate::input_py::{reconcile_input_py, InputPyReconciliation};
+use crate::summary::SideSummary;
+use crate::verdict::{assess_quality, decide, sla_for, Quality, Sla, Verdict};
+
+/// Version of the `comparison.json` layout; bumped only on breaking changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The SLA of the task: P95 <= 800 ms.
+pub const DEFAULT_SLA_P95_MS: f64 = 800.0;
+
+/// How far (percent) the Rust reproduction's P50 and P95 may stray from
+/// `input.py`'s and still count as the same Before.
+pub const REPRODUCTION_TOLERANCE_PCT: f64 = 10.0;
+
+/// One run's log with the label the report gives it.
+#[derive(Debug, Clone)]
+pub struct RunLog {
+    /// Label shown in tables and charts.
+    pub label: String,
+    /// Where the log came from, if a file.
+    pub log_file: Option<String>,
+    /// The rows.
+    pub log: Log,
+}
+
+impl RunLog {
+    /// Reads a log of either format; errors name the file, line and column.
+    pub fn read(label: &str, path: &Path) -> Result<Self, ReportError> {
+        let log = read_log_file(path).map_err(|source| ReportError::ReadLog {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            label: label.to_owned(),
+            log_file: Some(path.display().to_string()),
+            log,
+        })
+    }
+
+    /// Wraps a log already in memory.
+    pub fn new(label: &str, log: Log) -> Self {
+        Self {
+            label: label.to_owned(),
+            log_file: None,
+            log,
+        }
+    }
+
+    fn summary(&self) -> Result<SideSummary, ReportError> {
+        SideSummary::from_log(&self.label, self.log_file.as_deref(), &self.log)
+    }
+}
+
+/// Knobs of a comparison.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// SLA bound on the After's P95, ms (finite, > 0).
+    pub sla_p95_ms: f64,
+    /// Failed After requests allowed by the verdict.
+    pub max_failed: u64,
+    /// Free-form run conditions (profile, concurrency, requests, machine...),
+    /// a JSON object copied into `conditions`. A `concurrency` key (or
+    /// `before_concurrency`/`after_concurrency`, or `before.concurrency`)
+    /// feeds the Little's-law finding.
+    pub conditions: Value,
+    /// What `input.py` printed, to reconcile with the Before log.
+    pub input_py_stdout: Option<String>,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        Self {
+            sla_p95_ms: DEFAULT_SLA_P95_MS,
+            max_failed: 0,
+            conditions: Value::Null,
+            input_py_stdout: None,
+        }
+    }
+}
+
+/// One metric before and after.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricDelta {
+    /// Before value.
+    pub before: Option<f64>,
+    /// After value.
+    pub after: Option<f64>,
+    /// `after - before`.
+    pub diff: Option<f64>,
+    /// `100 * (after - before) / before`; `null` when before is 0 or absent.
+    pub pct: Option<f64>,
+}
+
+impl MetricDelta {
+    fn new(before: Option<f64>, after: Option<f64>) -> Self {
+        let diff = before.zip(after).map(|(b, a)| a - b);
+        let pct = diff
+            .zip(before)
+            .and_then(|(d, b)| (b != 0.0).then(|| 100.0 * d / b));
+        Self {
+            before,
+            after,
+            diff,
+            pct,
+        }
+    }
+}
+
+/// `comparison.json`: `delta`, one entry per numeric metric of a side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    /// Rows.
+    pub total: MetricDelta,
+    /// Successful rows.
+    pub succeeded: MetricDelta,
+    /// Failed rows.
+    pub failed: MetricDelta,
+    /// P50, ms.
+    pub p50_ms: MetricDelta,
+    /// P95, ms.
+    pub p95_ms: MetricDelta,
+    /// P99, ms.
+    pub p99_ms: MetricDelta,
+    /// Mean, ms.
+    pub mean_ms: MetricDelta,
+    /// Min, ms.
+    pub min_ms: MetricDelta,
+    /// Max, ms.
+    pub max_ms: MetricDelta,
+    /// Successful requests per second.
+    pub throughput_rps: MetricDelta,
+    /// Run duration, s.
+    pub duration_s: MetricDelta,
+}
+
+impl Delta {
+    /// After minus Before for every metric.
+    pub fn between(before: &SideSummary, after: &SideSummary) -> Self {
+        let count = |v: u64| Some(v as f64);
+        let d = MetricDelta::new;
+        Self {
+            total: d(count(before.total), count(after.total)),
+            succeeded: d(count(before.succeeded), count(after.succeeded)),
+            failed: d(count(before.failed), count(after.failed)),
+            p50_ms: d(before.p50_ms, after.p50_ms),
+            p95_ms: d(before.p95_ms, after.p95_ms),
+            p99_ms: d(before.p99_ms, after.p99_ms),
+            mean_ms: d(before.mean_ms, after.mean_ms),
+            min_ms: d(before.min_ms, after.min_ms),
+            max_ms: d(before.max_ms, after.max_ms),
+            throughput_rps: d(before.throughput_rps, after.throughput_rps),
+            duration_s: d(before.duration_s, after.duration_s),
+        }
+    }
+
+    /// `(metric name, delta)` in the fixed order of `comparison.csv`.
+    pub fn rows(&self) -> [(&'static str, &MetricDelta); 11] {
+        [
+            ("total", &self.total),
+            ("succeeded", &self.succeeded),
+            ("failed", &self.failed),
+            ("p50_ms", &self.p50_ms),
+            ("p95_ms", &self.p95_ms),
+            ("p99_ms", &self.p99_ms),
+            ("mean_ms", &self.mean_ms),
+            ("min_ms", &self.min_ms),
+            ("max_ms", &self.max_ms),
+            ("throughput_rps", &self.throughput_rps),
+            ("duration_s", &self.duration_s),
+        ]
+    }
+}
+
+/// How closely the Rust reproduction agrees with `input.py`'s own log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Reproduction P50 / `input.py` P50.
+    pub p50_ratio: Option<f64>,
+    /// Reproduction P95 / `input.py` P95.
+    pub p95_ratio: Option<f64>,
+    /// Both ratios within `1 +- tolerance_pct / 100`.
+    pub within_tolerance: bool,
+    /// The tolerance, percent.
+    pub tolerance_pct: f64,
+}
+
+/// `comparison.json`: `before_reproduction`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reproduction {
+    /// The reproduction's own numbers.
+    pub summary: SideSummary,
+    /// Its agreement with the Before.
+    pub agreement: Agreement,
+}
+
+/// The whole `comparison.json` document (schema version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The SLA and whether the After meets it.
+    pub sla: Sla,
+    /// The overall verdict (SLA, failures, quality).
+    pub verdict: Verdict,
+    /// The Before run.
+    pub before: SideSummary,
+    /// The After run.
+    pub after: SideSummary,
+    /// After minus Before.
+    pub delta: Delta,
+    /// Same inputs, same outputs.
+    pub quality: Quality,
+    /// The Rust reproduction of the Before, when given.
+    pub before_reproduction: Option<Reproduction>,
+    /// `input.py`'s printed numbers next to ours, when given.
+    pub input_py_stdout: Option<InputPyReconciliation>,
+    /// Findings from measured data.
+    pub diagnosis: Vec<Finding>,
+    /// The caller's run conditions, plus `quantile_method`.
+    pub conditions: Value,
+}
+
+/// Compares `before` with `after` (and optionally the reproduction of the Before).
+pub fn compare(
+    before: &RunLog,
+    after: &RunLog,
+    reproduction: Option<&RunLog>,
+    options: &CompareOptions,
+) -> Result<Comparison, ReportError> {
+    let threshold = options.sla_p95_ms;
+    if !(threshold.is_finite() && threshold > 0.0) {
+        return Err(ReportError::InvalidOption(format!(
+            "the SLA threshold must be a finite number of ms above 0, got {threshold}; pass e.g. --sla-p95-ms 800"
+        )));
+    }
+    let conditions = normalise_conditions(&options.conditions)?;
+    let before_summary = before.summary()?;
+    let after_summary = after.summary()?;
+    let quality = assess_quality(&before.log, &after.log);
+    let sla = sla_for(&after_summary, threshold);
+    let verdict = decide(
+        &sla,
+        &before_summary,
+        &after_summary,
+        &quality,
+        options.max_failed,
+    );
+
+    let before_reproduction = match reproduction {
+        Some(run) => Some(reproduction_of(&before_summary, run.summary()?)),
+        None => None,
+    };
+    let input_py_stdout = match &options.input_py_stdout {
+        Some(text) => Some(reconcile_input_py(text, &before.log.rows)?),
+        None => None,
+    };
+
+    let mut diagnosis = Vec::new();
+    let mut sides = vec![
+        ("before", before, &before_summary),
+        ("after", after, &after_summary),
+    ];
+    if let (Some(run), Some(rep)) = (reproduction, &before_reproduction) {
+        sides.insert(1, ("before_reproduction", run, &rep.summary));
+    }
+    for (side, run, summary) in sides {
+        diagnosis.extend(diagnose(&DiagnosisInput {
+            side,
+            log: &run.log,
+            summary,
+            configured_concurrency: configured_concurrency(&conditions, side),
+        }));
+    }
+
+    Ok(Comparison {
+        schema_version: SCHEMA_VERSION,
+        sla,
+        verdict,
+        delta: Delta::between(&before_summary, &after_summary),
+        before: before_summary,
+        after: after_summary,
+        quality,
+        before_reproduction,
+        input_py_stdout,
+        diagnosis,
+        conditions,
+    })
+}
+
+fn reproduction_of(before: &SideSummary, summary: SideSummary) -> Reproduction {
+    let ratio = |ours: Option<f64>, theirs: Option<f64>| {
+        ours.zip(theirs)
+            .and_then(|(o, t)| (t > 0.0).then_some(o / t))
+    };
+    let p50_ratio = ratio(summary.p50_ms, before.p50_ms);
+    let p95_ratio = ratio(summary.p95_ms, before.p95_ms);
+    let within =
+        |r: Option<f64>| r.is_some_and(|r| (r - 1.0).abs() * 100.0 <= REPRODUCTION_TOLERANCE_PCT);
+    Reproduction {
+        agreement: Agreement {
+            p50_ratio,
+            p95_ratio,
+            within_tolerance: within(p50_ratio) && within(p95_ratio),
+            tolerance_pct: REPRODUCTION_TOLERANCE_PCT,
+        },
+        summary,
+    }
+}
+
+/// The caller's conditions as an object, with `quantile_method` set (the
+/// report computes every percentile with it, whatever the caller wrote).
+fn normalise_conditions(conditions: &Value) -> Result<Value, ReportError> {
+    let mut map = match conditions {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(map) => map.clone(),
+        other => {
+            return Err(ReportError::InvalidOption(format!(
+                "conditions must be a JSON object like {{\"profile\": \"placeholder\", \"concurrency\": 20}}, got {other}"
+            )))
+        }
+    };
+    map.insert("quantile_method".to_owned(), Value::from("linear"));
+    Ok(Value::Object(map))
+}
+
+/// `conditions.<side>.concurrency`, `conditions.<side>_concurrency`, then
+/// `conditions.concurrency`; the reproduction falls back to the Before's.
+fn configured_concurrency(conditions: &Value, side: &str) -> Option<f64> {
+    let lookup = |side: &str| {
+        conditions
+            .get(side)
+            .and_then(|s| s.get("concurrency"))
+            .or_else(|| conditions.get(format!("{side}_concurrency")))
+            .and_then(Value::as_f64)
+    };
+    lookup(side)
+        .or_else(|| {
+            (side == "before_reproduction")
+                .then(|| lookup("before"))
+                .flatten()
+        })
+        .or_else(|| conditions.get("concurrency").and_then(Value::as_f64))
+}

@@ -1,0 +1,519 @@
+//! Findings computed from measured data only, each a sentence with its numbers.
+//!
+//! A finding appears only when the log has the columns it needs: an
+//! `input.py` log (five columns) supports Little's law, drift and failure
+//! findings; a `loadgen` log adds the queue/execution split (`Server-Timing`),
+//! connection set-up, client overhead, client batch wait and the execution
+//! floor. Nothing is estimated or assumed where a column is missing.
+
+use std::collections::BTreeMap;
+
+use model::log::{Log, LogRow};
+use serde::{Deserialize, Serialize};
+
+use crate::summary::{mean, quantile_ms, SideSummary, REPORT_QUANTILE_METHOD};
+
+/// Fewest rows a drift estimate uses: below this, quarters are one or two
+/// requests and the "trend" would be noise.
+const MIN_ROWS_FOR_DRIFT: usize = 8;
+
+/// One diagnosis entry in `comparison.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable id: `littles_law`, `latency_breakdown`, `connection_setup`,
+    /// `client_overhead`, `client_batch_wait`, `drift`, `service_floor`, `failures`.
+    pub id: String,
+    /// Which run: `before`, `after` or `before_reproduction`.
+    pub side: String,
+    /// The sentence a reader sees, numbers included.
+    pub finding: String,
+    /// The numbers of the sentence, as fields of the finding.
+    #[serde(flatten)]
+    pub values: BTreeMap<String, f64>,
+}
+
+/// One run to diagnose.
+pub struct DiagnosisInput<'a> {
+    /// `before`, `after` or `before_reproduction`.
+    pub side: &'a str,
+    /// The run's log.
+    pub log: &'a Log,
+    /// Its summary (label, P95, throughput).
+    pub summary: &'a SideSummary,
+    /// The concurrency the client was configured with, if the caller said.
+    pub configured_concurrency: Option<f64>,
+}
+
+/// Every finding the run's columns support, in a fixed order.
+pub fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
+    let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 8] = [
+        littles_law,
+        latency_breakdown,
+        connection_setup,
+        client_overhead,
+        client_batch_wait,
+        service_floor,
+        drift,
+        failures,
+    ];
+    finders.iter().filter_map(|f| f(input)).collect()
+}
+
+fn finding(
+    input: &DiagnosisInput<'_>,
+    id: &str,
+    sentence: String,
+    values: &[(&str, f64)],
+) -> Finding {
+    Finding {
+        id: id.to_owned(),
+        side: input.side.to_owned(),
+        finding: format!("{}: {sentence}", input.summary.label),
+        values: values.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+    }
+}
+
+fn pct(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        100.0 * part / whole
+    } else {
+        0.0
+    }
+}
+
+/// Little's law over all rows: arrival rate x mean time in system = mean
+/// requests in flight. Compared with the configured concurrency it shows
+/// whether the client kept its slots busy (then latency is waiting, not pacing).
+fn littles_law(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let rows = &input.log.rows;
+    let duration_s = input.summary.duration_s.filter(|d| *d > 0.0)?;
+    let arrival_rps = rows.len() as f64 / duration_s;
+    let mean_latency_s = mean(&rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())? / 1000.0;
+    let in_flight = arrival_rps * mean_latency_s;
+    let mut values = vec![
+        ("arrival_rps", arrival_rps),
+        ("mean_latency_s", mean_latency_s),
+        ("mean_in_flight", in_flight),
+    ];
+    let sentence = match input.configured_concurrency {
+        Some(c) if c > 0.0 => {
+            let utilisation = pct(in_flight, c);
+            values.push(("configured_concurrency", c));
+            values.push(("in_flight_pct_of_concurrency", utilisation));
+            let reading = if utilisation >= 90.0 {
+                "the client kept its slots busy, so latency here is time spent waiting on the service, not client pacing"
+            } else {
+                "the client left slots idle part of the run (ramp-up, tail or its own overhead)"
+            };
+            format!(
+                "Little's law: {arrival_rps:.2} requests/s x {mean_latency_s:.3} s mean latency = {in_flight:.1} requests in flight on average, {utilisation:.0}% of the configured concurrency {c}; {reading}."
+            )
+        }
+        _ => format!(
+            "Little's law: {arrival_rps:.2} requests/s x {mean_latency_s:.3} s mean latency = {in_flight:.1} requests in flight on average (no configured concurrency given to compare with)."
+        ),
+    };
+    Some(finding(input, "littles_law", sentence, &values))
+}
+
+/// Successful rows that carry the server's queue and execution times.
+fn timed_rows(log: &Log) -> Vec<(&LogRow, f64, f64)> {
+    log.rows
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| Some((r, r.queue_ms?, r.service_ms?)))
+        .collect()
+}
+
+/// Mean latency, queue, execution and other (latency - queue - execution).
+fn split(rows: &[(&LogRow, f64, f64)]) -> Option<[f64; 4]> {
+    let n = rows.len() as f64;
+    if rows.is_empty() {
+        return None;
+    }
+    let latency = rows.iter().map(|(r, _, _)| r.latency_ms).sum::<f64>() / n;
+    let queue = rows.iter().map(|(_, q, _)| q).sum::<f64>() / n;
+    let service = rows.iter().map(|(_, _, s)| s).sum::<f64>() / n;
+    Some([latency, queue, service, latency - queue - service])
+}
+
+/// Where the time goes, on average and among the slowest 5%.
+fn latency_breakdown(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let rows = timed_rows(input.log);
+    let [lat, queue, service, other] = split(&rows)?;
+    let mut latencies: Vec<f64> = rows.iter().map(|(r, _, _)| r.latency_ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let p95 = quantile_ms(&latencies, 0.95, REPORT_QUANTILE_METHOD).ok()??;
+    let tail: Vec<_> = rows
+        .iter()
+        .copied()
+        .filter(|(r, _, _)| r.latency_ms >= p95)
+        .collect();
+    let [t_lat, t_queue, t_service, t_other] = split(&tail)?;
+    let sentence = format!(
+        "of the mean latency {lat:.1} ms, {queue:.1} ms ({:.0}%) was queueing in the server, {service:.1} ms ({:.0}%) execution and {other:.1} ms ({:.0}%) client and network; among the slowest 5% (latency >= P95 {p95:.1} ms, mean {t_lat:.1} ms) it is {t_queue:.1} ms ({:.0}%) queueing, {t_service:.1} ms ({:.0}%) execution, {t_other:.1} ms ({:.0}%) other.",
+        pct(queue, lat),
+        pct(service, lat),
+        pct(other, lat),
+        pct(t_queue, t_lat),
+        pct(t_service, t_lat),
+        pct(t_other, t_lat),
+    );
+    Some(finding(
+        input,
+        "latency_breakdown",
+        sentence,
+        &[
+            ("mean_latency_ms", lat),
+            ("mean_queue_ms", queue),
+            ("mean_service_ms", service),
+            ("mean_other_ms", other),
+            ("queue_pct", pct(queue, lat)),
+            ("service_pct", pct(service, lat)),
+            ("other_pct", pct(other, lat)),
+            ("p95_ms", p95),
+            ("tail_mean_latency_ms", t_lat),
+            ("tail_queue_pct", pct(t_queue, t_lat)),
+            ("tail_service_pct", pct(t_service, t_lat)),
+            ("tail_other_pct", pct(t_other, t_lat)),
+        ],
+    ))
+}
+
+/// Share of latency spent opening connections (a new one per request is
+/// `input.py`'s habit; a pool opens a handful).
+fn connection_setup(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let rows: Vec<(f64, f64)> = input
+        .log
+        .rows
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| Some((r.connect_ms?, r.latency_ms)))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let n = rows.len() as f64;
+    let connect = rows.iter().map(|(c, _)| c).sum::<f64>() / n;
+    let latency = rows.iter().map(|(_, l)| l).sum::<f64>() / n;
+    let opened = rows.iter().filter(|(c, _)| *c > 0.0).count() as f64;
+    let share = pct(connect, latency);
+    let sentence = format!(
+        "{opened:.0} of {n:.0} successful requests opened a new connection; set-up averaged {connect:.2} ms per request, {share:.2}% of the mean latency {latency:.1} ms."
+    );
+    Some(finding(
+        input,
+        "connection_setup",
+        sentence,
+        &[
+            ("requests", n),
+            ("new_connections", opened),
+            ("mean_connect_ms", connect),
+            ("mean_latency_ms", latency),
+            ("connect_pct_of_latency", share),
+        ],
+    ))
+}
+
+fn is_batched(row: &LogRow) -> bool {
+    row.batch_size.is_some_and(|b| b > 1)
+}
+
+/// Time outside the server (latency - queue - execution) for unbatched rows.
+fn client_overhead(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let rows: Vec<_> = timed_rows(input.log)
+        .into_iter()
+        .filter(|(r, _, _)| !is_batched(r))
+        .collect();
+    let [lat, _, _, other] = split(&rows)?;
+    let mut others: Vec<f64> = rows.iter().map(|(r, q, s)| r.latency_ms - q - s).collect();
+    others.sort_by(f64::total_cmp);
+    let p95 = quantile_ms(&others, 0.95, REPORT_QUANTILE_METHOD).ok()??;
+    let connect = mean(
+        &rows
+            .iter()
+            .filter_map(|(r, _, _)| r.connect_ms)
+            .collect::<Vec<_>>(),
+    );
+    let of_which = connect.map_or(String::new(), |c| {
+        format!(", of which {c:.2} ms connection set-up")
+    });
+    let sentence = format!(
+        "client-side and network overhead (latency - queue - execution) averaged {other:.2} ms per unbatched request ({:.1}% of its mean latency {lat:.1} ms){of_which}; its P95 is {p95:.2} ms.",
+        pct(other, lat)
+    );
+    let mut values = vec![
+        ("requests", rows.len() as f64),
+        ("mean_overhead_ms", other),
+        ("p95_overhead_ms", p95),
+        ("overhead_pct_of_latency", pct(other, lat)),
+    ];
+    if let Some(c) = connect {
+        values.push(("mean_connect_ms", c));
+    }
+    Some(finding(input, "client_overhead", sentence, &values))
+}
+
+/// For client-batched rows, latency - queue - execution is mostly the wait
+/// for the batch to fill: the price of batching, counted, not hidden.
+fn client_batch_wait(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let rows: Vec<_> = timed_rows(input.log)
+        .into_iter()
+        .filter(|(r, _, _)| is_batched(r))
+        .collect();
+    let [lat, _, _, wait] = split(&rows)?;
+    let mut waits: Vec<f64> = rows.iter().map(|(r, q, s)| r.latency_ms - q - s).collect();
+    waits.sort_by(f64::total_cmp);
+    let p95 = quantile_ms(&waits, 0.95, REPORT_QUANTILE_METHOD).ok()??;
+    let batch = rows
+        .iter()
+        .filter_map(|(r, _, _)| r.batch_size)
+        .map(f64::from)
+        .sum::<f64>()
+        / rows.len() as f64;
+    let sentence = format!(
+        "{} requests went out in client batches (mean {batch:.1} requests per batch); each spent {wait:.1} ms on average outside the server (P95 {p95:.1} ms), waiting for its batch to fill plus transfer, {:.0}% of their mean latency {lat:.1} ms.",
+        rows.len(),
+        pct(wait, lat)
+    );
+    Some(finding(
+        input,
+        "client_batch_wait",
+        sentence,
+        &[
+            ("batched_requests", rows.len() as f64),
+            ("mean_batch_size", batch),
+            ("mean_batch_wait_ms", wait),
+            ("p95_batch_wait_ms", p95),
+            ("batch_wait_pct_of_latency", pct(wait, lat)),
+        ],
+    ))
+}
+
+/// The P95 of execution time alone is the floor no client change can go
+/// below; the run's P95 over it shows how much queueing is left.
+fn service_floor(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let mut service: Vec<f64> = input
+        .log
+        .rows
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| r.service_ms)
+        .collect();
+    service.sort_by(f64::total_cmp);
+    let floor = quantile_ms(&service, 0.95, REPORT_QUANTILE_METHOD).ok()??;
+    let p95 = input.summary.p95_ms?;
+    if floor <= 0.0 {
+        return None;
+    }
+    let ratio = p95 / floor;
+    let sentence = format!(
+        "the P95 of server execution time alone (service_ms) is {floor:.1} ms, the floor for this request shape; the run's P95 of {p95:.1} ms is {ratio:.2}x that floor, so {:.1} ms of the P95 is spent outside execution (queueing, batching, network).",
+        p95 - floor
+    );
+    Some(finding(
+        input,
+        "service_floor",
+        sentence,
+        &[
+            ("p95_service_ms", floor),
+            ("p95_ms", p95),
+            ("p95_over_floor", ratio),
+            ("p95_above_floor_ms", p95 - floor),
+        ],
+    ))
+}
+
+/// First vs last quarter of the run (by start time) and a least-squares
+/// trend: a warming cache or a growing queue shows here.
+fn drift(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let mut rows: Vec<&LogRow> = input.log.rows.iter().filter(|r| r.ok).collect();
+    if rows.len() < MIN_ROWS_FOR_DRIFT {
+        return None;
+    }
+    rows.sort_by(|a, b| a.timestamp_ms.total_cmp(&b.timestamp_ms));
+    let quarter = rows.len() / 4;
+    let latencies: Vec<f64> = rows.iter().map(|r| r.latency_ms).collect();
+    let first = mean(&latencies[..quarter])?;
+    let last = mean(&latencies[latencies.len() - quarter..])?;
+    let slope_per_100 = least_squares_slope(&latencies)? * 100.0;
+    let change = pct(last - first, first);
+    let sentence = format!(
+        "mean latency was {first:.1} ms over the first quarter of requests (by start time) and {last:.1} ms over the last ({change:+.0}%); the linear trend is {slope_per_100:+.1} ms per 100 requests."
+    );
+    Some(finding(
+        input,
+        "drift",
+        sentence,
+        &[
+            ("first_quarter_mean_ms", first),
+            ("last_quarter_mean_ms", last),
+            ("change_pct", change),
+            ("trend_ms_per_100_requests", slope_per_100),
+        ],
+    ))
+}
+
+/// Slope of `y` against its index (0, 1, 2, ...), by least squares.
+fn least_squares_slope(y: &[f64]) -> Option<f64> {
+    let n = y.len() as f64;
+    if y.len() < 2 {
+        return None;
+    }
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = y.iter().sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (i, v) in y.iter().enumerate() {
+        let dx = i as f64 - mean_x;
+        sxy += dx * (v - mean_y);
+        sxx += dx * dx;
+    }
+    Some(sxy / sxx)
+}
+
+/// How many requests failed and why (the most frequent error kinds).
+fn failures(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for r in input.log.rows.iter().filter(|r| !r.ok) {
+        let kind = if r.error.is_empty() {
+            format!("HTTP {}", r.status_code)
+        } else {
+            // Long exception texts would swamp the sentence; the kind is enough.
+            r.error.chars().take(80).collect()
+        };
+        *kinds.entry(kind).or_default() += 1;
+    }
+    if kinds.is_empty() {
+        return None;
+    }
+    let failed = input.summary.failed as f64;
+    let mut ranked: Vec<(String, u64)> = kinds.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let top: Vec<String> = ranked
+        .iter()
+        .take(3)
+        .map(|(kind, n)| format!("{n} x {kind:?}"))
+        .collect();
+    let sentence = format!(
+        "{failed:.0} of {} requests failed ({:.1}%): {}{}.",
+        input.summary.total,
+        pct(failed, input.summary.total as f64),
+        top.join(", "),
+        if ranked.len() > 3 { ", ..." } else { "" }
+    );
+    Some(finding(
+        input,
+        "failures",
+        sentence,
+        &[
+            ("failed", failed),
+            ("failed_pct", pct(failed, input.summary.total as f64)),
+            ("error_kinds", ranked.len() as f64),
+        ],
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::log::LogFormat;
+
+    fn rich(id: u64, lat: f64, queue: f64, service: f64, batch: u32) -> LogRow {
+        LogRow {
+            request_id: id,
+            timestamp_ms: id as f64 * 10.0,
+            latency_ms: lat,
+            status_code: 200,
+            ok: true,
+            batch_size: Some(batch),
+            connect_ms: Some(if id == 0 { 2.0 } else { 0.0 }),
+            queue_ms: Some(queue),
+            service_ms: Some(service),
+            ..LogRow::default()
+        }
+    }
+
+    fn run(log: &Log, concurrency: Option<f64>) -> Vec<Finding> {
+        let summary = SideSummary::from_log("After", None, log).unwrap();
+        diagnose(&DiagnosisInput {
+            side: "after",
+            log,
+            summary: &summary,
+            configured_concurrency: concurrency,
+        })
+    }
+
+    #[test]
+    fn input_py_logs_get_only_the_findings_their_columns_support() {
+        let rows = (0..10)
+            .map(|i| LogRow {
+                request_id: i,
+                timestamp_ms: i as f64 * 100.0,
+                latency_ms: 100.0,
+                status_code: 200,
+                ok: true,
+                ..LogRow::default()
+            })
+            .collect();
+        let log = Log {
+            format: LogFormat::InputPy,
+            rows,
+        };
+        let ids: Vec<String> = run(&log, Some(1.0)).into_iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["littles_law", "drift"]);
+    }
+
+    #[test]
+    fn littles_law_and_breakdown_numbers() {
+        // 8 unbatched rows, one every 10 ms, each 100 ms = 20 queue + 70 service + 10 other.
+        // Duration = (70 + 100 - 0) / 1000 = 0.17 s; arrival 8 / 0.17 rps; W = 0.1 s;
+        // in flight = 8 / 0.17 * 0.1 = 4.70588...
+        let rows = (0..8).map(|i| rich(i, 100.0, 20.0, 70.0, 1)).collect();
+        let log = Log {
+            format: LogFormat::Loadgen,
+            rows,
+        };
+        let found = run(&log, Some(4.0));
+        let little = found.iter().find(|f| f.id == "littles_law").unwrap();
+        assert!((little.values["mean_in_flight"] - 8.0 / 0.17 * 0.1).abs() < 1e-9);
+        let split = found.iter().find(|f| f.id == "latency_breakdown").unwrap();
+        assert!((split.values["queue_pct"] - 20.0).abs() < 1e-9);
+        assert!((split.values["service_pct"] - 70.0).abs() < 1e-9);
+        assert!((split.values["other_pct"] - 10.0).abs() < 1e-9);
+        let overhead = found.iter().find(|f| f.id == "client_overhead").unwrap();
+        assert!((overhead.values["mean_overhead_ms"] - 10.0).abs() < 1e-9);
+        let floor = found.iter().find(|f| f.id == "service_floor").unwrap();
+        assert!((floor.values["p95_over_floor"] - 100.0 / 70.0).abs() < 1e-9);
+        let connect = found.iter().find(|f| f.id == "connection_setup").unwrap();
+        assert_eq!(connect.values["new_connections"], 1.0);
+        assert!(!found.iter().any(|f| f.id == "client_batch_wait"));
+        assert!(
+            little.finding.contains("4.7 requests in flight"),
+            "{}",
+            little.finding
+        );
+    }
+
+    #[test]
+    fn batched_rows_report_their_wait_and_drift_is_measured() {
+        // Latency rises 10 ms per request: 100, 110, ..., 170; queue 0, service 60, batch 4.
+        // Wait = latency - 60: mean (40 + ... + 110) / 8 = 75. Slope 10 ms/request = 1000 per 100.
+        // First quarter (2 rows): mean 105; last: mean 165.
+        let rows = (0..8)
+            .map(|i| rich(i, 100.0 + 10.0 * i as f64, 0.0, 60.0, 4))
+            .collect();
+        let log = Log {
+            format: LogFormat::Loadgen,
+            rows,
+        };
+        let found = run(&log, None);
+        let wait = found.iter().find(|f| f.id == "client_batch_wait").unwrap();
+        assert!((wait.values["mean_batch_wait_ms"] - 75.0).abs() < 1e-9);
+        assert_eq!(wait.values["mean_batch_size"], 4.0);
+        assert!(!found.iter().any(|f| f.id == "client_overhead"));
+        let drift = found.iter().find(|f| f.id == "drift").unwrap();
+        assert!((drift.values["trend_ms_per_100_requests"] - 1000.0).abs() < 1e-9);
+        assert_eq!(drift.values["first_quarter_mean_ms"], 105.0);
+        assert_eq!(drift.values["last_quarter_mean_ms"], 165.0);
+    }
+}

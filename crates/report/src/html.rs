@@ -1,0 +1,479 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no script, no
+//! network) with the verdict, the table, the charts and the diagnosis.
+//!
+//! Every piece of text that comes from a log, a label or the caller's
+//! conditions goes through [`escape_xml`], so an `error` column holding
+//! `<script>` shows as text and never runs.
+
+use std::fmt::Write as _;
+
+use model::log::{Log, LogRow};
+use serde_json::Value;
+
+use crate::compare::Comparison;
+use crate::summary::successful_latencies_sorted;
+use crate::svg::{escape_xml, Axis, Chart, Mark, RefLine, Series};
+use crate::table::{fmt_opt, headings, table_rows, verdict_line};
+
+const BEFORE_COLOR: &str = "#d95f02";
+const AFTER_COLOR: &str = "#1b7fbf";
+const SLA_COLOR: &str = "#c0392b";
+const FAILED_COLOR: &str = "#6b2d5c";
+/// Points per series on the CDF and the scatter: enough to look exact, few
+/// enough that a million-row log still gives a page of a few MB.
+const MAX_POINTS: usize = 2500;
+const HISTOGRAM_BINS: usize = 40;
+
+const CSS: &str = r#"
+:root{--fg:#1f2933;--muted:#616e7c;--line:#d9dee4;--ok:#1e7b45;--bad:#b42318}
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.5 -apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);background:#f4f6f8}
+main{max-width:1080px;margin:0 auto;padding:28px 24px 60px}
+h1{font-size:26px;margin:0 0 4px}
+h2{font-size:19px;margin:34px 0 10px;padding-bottom:6px;border-bottom:1px solid var(--line)}
+.sub{color:var(--muted);margin:0 0 18px}
+.verdict{border-radius:10px;padding:16px 20px;color:#fff;font-size:18px;font-weight:600}
+.verdict.pass{background:var(--ok)}.verdict.fail{background:var(--bad)}
+.checks{list-style:none;padding:0;margin:12px 0 0}
+.checks li{padding:3px 0}.checks .p::before{content:"\2713  ";color:var(--ok);font-weight:700}
+.checks .f::before{content:"\2717  ";color:var(--bad);font-weight:700}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(200px,1fr));gap:14px;margin:18px 0}
+.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:14px 16px}
+.card .k{color:var(--muted);font-size:13px}.card .v{font-size:24px;font-weight:650}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid var(--line);border-radius:8px;overflow:hidden}
+th,td{padding:7px 12px;border-bottom:1px solid #edf0f3;text-align:right;font-variant-numeric:tabular-nums}
+th:first-child,td:first-child{text-align:left}
+th{background:#f0f3f6;font-weight:600}
+tr.key td{font-weight:650}
+.panel{background:#fff;border:1px solid var(--line);border-radius:10px;padding:10px 12px;margin:12px 0}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:12px}
+@media(max-width:800px){.grid2{grid-template-columns:1fr}}
+svg.chart{width:100%;height:auto;display:block}
+svg .tick{font-size:11px;fill:#616e7c}svg .axis{font-size:12px;fill:#323f4b}
+svg .legend{font-size:12px;fill:#323f4b}svg .ref{font-size:11px;font-weight:600}
+.findings li{margin:6px 0}.findings code{background:#eef1f4;padding:1px 5px;border-radius:4px;font-size:12px}
+.note{color:var(--muted);font-size:13px}
+dl.cond{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 16px}
+dl.cond dt{color:var(--muted)}dl.cond dd{margin:0;word-break:break-word}
+"#;
+
+/// Every `step`-th element plus the last one, at most about `max` in all.
+fn thin<T: Copy>(items: &[T], max: usize) -> Vec<T> {
+    if items.len() <= max {
+        return items.to_vec();
+    }
+    let step = items.len().div_ceil(max);
+    let mut out: Vec<T> = items.iter().step_by(step).copied().collect();
+    if let Some(last) = items.last() {
+        out.push(*last);
+    }
+    out
+}
+
+fn cdf_points(sorted: &[f64]) -> Vec<(f64, f64)> {
+    let n = sorted.len() as f64;
+    let all: Vec<(f64, f64)> = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (*v, (i + 1) as f64 / n))
+        .collect();
+    thin(&all, MAX_POINTS)
+}
+
+/// Latency CDFs of both runs on one log-x plot, with the SLA and the P95 level.
+fn cdf_chart(c: &Comparison, before: &[f64], after: &[f64]) -> Chart {
+    let threshold = c.sla.threshold_ms;
+    let x = Axis::fit(
+        "latency (ms, log scale)",
+        before.iter().chain(after).copied().chain([threshold]),
+        true,
+        false,
+    );
+    Chart {
+        title: "Latency CDF, Before and After".into(),
+        width: 960.0,
+        height: 380.0,
+        x,
+        y: Axis {
+            label: "fraction of successful requests".into(),
+            min: 0.0,
+            max: 1.0,
+            log: false,
+        },
+        series: vec![
+            Series {
+                name: c.before.label.clone(),
+                color: BEFORE_COLOR,
+                mark: Mark::Step,
+                points: cdf_points(before),
+            },
+            Series {
+                name: c.after.label.clone(),
+                color: AFTER_COLOR,
+                mark: Mark::Step,
+                points: cdf_points(after),
+            },
+        ],
+        vlines: vec![RefLine {
+            at: threshold,
+            label: format!("SLA {threshold} ms"),
+            color: SLA_COLOR,
+        }],
+        hlines: vec![RefLine {
+            at: 0.95,
+            label: "P95".into(),
+            color: "#7b8794",
+        }],
+    }
+}
+
+/// Log-spaced bin edges over both runs, so the two histograms share an axis.
+fn bin_edges(all: impl Iterator<Item = f64>, threshold: f64) -> Vec<f64> {
+    let axis = Axis::fit("", all.chain([threshold]), true, false);
+    let (lo, hi) = (axis.min.ln(), axis.max.ln());
+    (0..=HISTOGRAM_BINS)
+        .map(|k| (lo + (hi - lo) * k as f64 / HISTOGRAM_BINS as f64).exp())
+        .collect()
+}
+
+fn histogram(
+    c: &Comparison,
+    name: &str,
+    color: &'static str,
+    sorted: &[f64],
+    edges: &[f64],
+) -> Chart {
+    let mut counts = vec![0.0; edges.len()];
+    for v in sorted {
+        // partition_point finds the bin whose left edge is the last <= v.
+        let bin = edges
+            .partition_point(|e| e <= v)
+            .saturating_sub(1)
+            .min(edges.len() - 2);
+        counts[bin] += 1.0;
+    }
+    let points: Vec<(f64, f64)> = edges.iter().copied().zip(counts.iter().copied()).collect();
+    let max_count = counts.iter().copied().fold(1.0, f64::max);
+    let threshold = c.sla.threshold_ms;
+    Chart {
+        title: format!("Latency histogram: {name}"),
+        width: 470.0,
+        height: 260.0,
+        x: Axis {
+            label: "latency (ms, log scale)".into(),
+            min: edges[0],
+            max: edges[edges.len() - 1],
+            log: true,
+        },
+        y: Axis {
+            label: "requests".into(),
+            min: 0.0,
+            max: max_count * 1.1,
+            log: false,
+        },
+        series: vec![Series {
+            name: name.to_owned(),
+            color,
+            mark: Mark::Bars,
+            points,
+        }],
+        vlines: vec![RefLine {
+            at: threshold,
+            label: format!("SLA {threshold} ms"),
+            color: SLA_COLOR,
+        }],
+        hlines: vec![],
+    }
+}
+
+/// Seconds since the run's first request, latency, success.
+fn timeline(rows: &[LogRow]) -> Vec<(f64, f64, bool)> {
+    let start = rows
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .fold(f64::INFINITY, f64::min);
+    let mut points: Vec<(f64, f64, bool)> = rows
+        .iter()
+        .map(|r| ((r.timestamp_ms - start) / 1000.0, r.latency_ms, r.ok))
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    points
+}
+
+fn over_time_chart(c: &Comparison, before: &Log, after: &Log) -> Chart {
+    let (tb, ta) = (timeline(&before.rows), timeline(&after.rows));
+    let threshold = c.sla.threshold_ms;
+    let latencies = || tb.iter().chain(&ta).map(|p| p.1).filter(|v| *v > 0.0);
+    let (lo, hi) = latencies().fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    // A log scale only pays off when latencies span more than a factor of 20.
+    let log = lo.is_finite() && hi / lo > 20.0;
+    let y = Axis::fit(
+        if log {
+            "latency (ms, log scale)"
+        } else {
+            "latency (ms)"
+        },
+        latencies().chain([threshold]),
+        log,
+        !log,
+    );
+    let x = Axis::fit(
+        "seconds since the run's first request",
+        tb.iter().chain(&ta).map(|p| p.0),
+        false,
+        true,
+    );
+    let mut series = Vec::new();
+    for (label, color, points) in [
+        (&c.before.label, BEFORE_COLOR, &tb),
+        (&c.after.label, AFTER_COLOR, &ta),
+    ] {
+        let ok: Vec<(f64, f64)> = points.iter().filter(|p| p.2).map(|p| (p.0, p.1)).collect();
+        series.push(Series {
+            name: label.clone(),
+            color,
+            mark: Mark::Dots,
+            points: thin(&ok, MAX_POINTS),
+        });
+    }
+    let failed: Vec<(f64, f64)> = tb
+        .iter()
+        .chain(&ta)
+        .filter(|p| !p.2)
+        .map(|p| (p.0, p.1))
+        .collect();
+    if !failed.is_empty() {
+        series.push(Series {
+            name: "failed".into(),
+            color: FAILED_COLOR,
+            mark: Mark::Crosses,
+            points: thin(&failed, MAX_POINTS),
+        });
+    }
+    Chart {
+        title: "Latency over time".into(),
+        width: 960.0,
+        height: 360.0,
+        x,
+        y,
+        series,
+        vlines: vec![],
+        hlines: vec![RefLine {
+            at: threshold,
+            label: format!("SLA {threshold} ms"),
+            color: SLA_COLOR,
+        }],
+    }
+}
+
+/// Renders the whole page.
+pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
+    let e = escape_xml;
+    let before_sorted = successful_latencies_sorted(&before.rows);
+    let after_sorted = successful_latencies_sorted(&after.rows);
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Latency report: {} vs {}</title><style>{CSS}</style></head><body><main>",
+        e(&c.before.label),
+        e(&c.after.label)
+    );
+    let _ = write!(h, "<h1>Before/After latency report</h1><p class=\"sub\">{} vs {} &middot; SLA: P95 &le; {} ms &middot; percentiles over successful requests, Linear method</p>", e(&c.before.label), e(&c.after.label), c.sla.threshold_ms);
+    let class = if c.verdict.met { "pass" } else { "fail" };
+    let _ = write!(
+        h,
+        "<div class=\"verdict {class}\">{}</div><ul class=\"checks\">",
+        e(&verdict_line(c))
+    );
+    for check in &c.verdict.checks {
+        let _ = write!(
+            h,
+            "<li class=\"{}\">{}</li>",
+            if check.passed { "p" } else { "f" },
+            e(&check.detail)
+        );
+    }
+    h.push_str("</ul>");
+
+    let _ = write!(h, "<div class=\"cards\">");
+    for (k, v) in [
+        (
+            format!("{} P95", c.before.label),
+            format!("{} ms", fmt_opt(c.before.p95_ms, 1)),
+        ),
+        (
+            format!("{} P95", c.after.label),
+            format!("{} ms", fmt_opt(c.after.p95_ms, 1)),
+        ),
+        (
+            "P95 change".to_owned(),
+            fmt_opt(c.delta.p95_ms.pct, 1) + " %",
+        ),
+        (
+            format!("{} failed", c.after.label),
+            format!("{} of {}", c.after.failed, c.after.total),
+        ),
+    ] {
+        let _ = write!(
+            h,
+            "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div></div>",
+            e(&k),
+            e(&v)
+        );
+    }
+    h.push_str("</div>");
+
+    h.push_str("<h2>Before vs After</h2><table><thead><tr>");
+    for head in headings(c) {
+        let _ = write!(h, "<th>{}</th>", e(&head));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for (metric, cells) in table_rows(c) {
+        let key = matches!(metric, "p50_ms" | "p95_ms" | "p99_ms" | "failed");
+        let _ = write!(h, "<tr{}>", if key { " class=\"key\"" } else { "" });
+        for cell in cells {
+            let _ = write!(h, "<td>{}</td>", e(&cell));
+        }
+        h.push_str("</tr>");
+    }
+    let _ = write!(
+        h,
+        "</tbody></table><p class=\"note\">Before: {} log {}. After: {} log {}. Throughput = successful requests / (last response &minus; first start).</p>",
+        e(&c.before.source),
+        e(c.before.log_file.as_deref().unwrap_or("")),
+        e(&c.after.source),
+        e(c.after.log_file.as_deref().unwrap_or(""))
+    );
+
+    h.push_str("<h2>Latency distribution</h2>");
+    let _ = write!(
+        h,
+        "<div class=\"panel\">{}</div>",
+        cdf_chart(c, &before_sorted, &after_sorted).render()
+    );
+    let edges = bin_edges(
+        before_sorted.iter().chain(&after_sorted).copied(),
+        c.sla.threshold_ms,
+    );
+    let _ = write!(
+        h,
+        "<div class=\"grid2\"><div class=\"panel\">{}</div><div class=\"panel\">{}</div></div>",
+        histogram(c, &c.before.label, BEFORE_COLOR, &before_sorted, &edges).render(),
+        histogram(c, &c.after.label, AFTER_COLOR, &after_sorted, &edges).render()
+    );
+    h.push_str("<h2>Latency over time</h2>");
+    let _ = write!(
+        h,
+        "<div class=\"panel\">{}</div>",
+        over_time_chart(c, before, after).render()
+    );
+
+    h.push_str("<h2>Diagnosis (from measured data)</h2><ul class=\"findings\">");
+    if c.diagnosis.is_empty() {
+        h.push_str("<li>No finding: the logs lack the rows or columns the findings need.</li>");
+    }
+    for f in &c.diagnosis {
+        let _ = write!(h, "<li><code>{}</code> {}</li>", e(&f.id), e(&f.finding));
+    }
+    h.push_str("</ul>");
+
+    let q = &c.quality;
+    let _ = write!(
+        h,
+        "<h2>Output quality</h2><ul><li>Identical inputs: {} ({} request ids missing from the After, {} extra)</li><li>Outputs verified by the client: {} (mismatches: Before {}, After {})</li>",
+        yes_no(q.identical_inputs), q.missing_in_after, q.extra_in_after, yes_no(q.verified), q.before_mismatches, q.after_mismatches
+    );
+    if q.digests_compared > 0 {
+        let _ = write!(
+            h,
+            "<li>Output digests compared: {}, differing: {}</li>",
+            q.digests_compared, q.digest_differences
+        );
+    }
+    h.push_str("</ul>");
+
+    if let Some(rep) = &c.before_reproduction {
+        let a = &rep.agreement;
+        let _ = write!(
+            h,
+            "<h2>Rust reproduction of the Before</h2><p>{} measured P50 {} ms and P95 {} ms; the Before measured P50 {} ms and P95 {} ms. Ratios: P50 {}, P95 {} (tolerance &plusmn;{}%): <strong>{}</strong>.</p>",
+            e(&rep.summary.label),
+            fmt_opt(rep.summary.p50_ms, 1),
+            fmt_opt(rep.summary.p95_ms, 1),
+            fmt_opt(c.before.p50_ms, 1),
+            fmt_opt(c.before.p95_ms, 1),
+            fmt_opt(a.p50_ratio, 3),
+            fmt_opt(a.p95_ratio, 3),
+            a.tolerance_pct,
+            if a.within_tolerance { "agrees" } else { "does not agree" }
+        );
+    }
+
+    if let Some(py) = &c.input_py_stdout {
+        let _ = write!(
+            h,
+            "<h2>input.py's printed numbers, reconciled</h2><p>input.py computes percentiles with <code>statistics.quantiles(n=100)</code> (Exclusive method) over status-200 rows; recomputed that way from its log they match to {} ms: <strong>{}</strong>. This report uses the Linear method throughout.</p><table><thead><tr><th>Metric</th><th>input.py printed</th><th>Exclusive, from its log</th><th>Linear, from its log</th></tr></thead><tbody>",
+            py.tolerance_ms,
+            if py.matches { "yes" } else { "no" }
+        );
+        let (p, x, l) = (&py.printed, &py.recomputed_exclusive, &py.recomputed_linear);
+        let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
+        for (name, a, b) in [
+            ("Total requests", p.total, x.total),
+            ("Succeeded", p.succeeded, x.succeeded),
+            ("Failed", p.failed, x.failed),
+        ] {
+            let _ = write!(
+                h,
+                "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                count(a),
+                count(b),
+                count(b)
+            );
+        }
+        for (name, a, b, lin) in [
+            ("P50 (ms)", p.p50_ms, x.p50_ms, l.p50_ms),
+            ("P95 (ms)", p.p95_ms, x.p95_ms, l.p95_ms),
+            ("P99 (ms)", p.p99_ms, x.p99_ms, l.p99_ms),
+        ] {
+            let _ = write!(
+                h,
+                "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                fmt_opt(a, 2),
+                fmt_opt(b, 3),
+                fmt_opt(lin, 3)
+            );
+        }
+        h.push_str("</tbody></table>");
+        for m in &py.mismatches {
+            let _ = write!(h, "<p class=\"note\">Mismatch: {}</p>", e(m));
+        }
+    }
+
+    h.push_str("<h2>Conditions</h2><dl class=\"cond\">");
+    if let Value::Object(map) = &c.conditions {
+        for (key, value) in map {
+            let shown = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", e(key), e(&shown));
+        }
+    }
+    let _ = writeln!(
+        h,
+        "<dt>SLA</dt><dd>P95 &le; {} ms, failed requests allowed: {}</dd></dl><p class=\"note\">Generated by the report tool from the per-request logs; every number above is recomputable from them (comparison.json, comparison.csv).</p></main></body></html>",
+        c.sla.threshold_ms, c.verdict.max_failed
+    );
+    h
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}

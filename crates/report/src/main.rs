@@ -1,0 +1,166 @@
+//! The `report` command line: `report compare ...` and `report summary FILE`.
+//!
+//! Exit codes (for CI gates): 0 the verdict is met, 1 it is not, 2 the
+//! report could not be produced (bad flag, unreadable or malformed log,
+//! unwritable output directory).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use report::{compare, write_reports, CompareOptions, ReportError, RunLog, SideSummary};
+
+/// Compare Before/After latency logs against a P95 SLA and write reports.
+#[derive(Parser)]
+#[command(name = "report", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare two runs, write comparison.json/.csv, report.md and report.html,
+    /// print the table and the verdict; exit 0 if met, 1 if not, 2 on error.
+    Compare(CompareArgs),
+    /// Print one log's summary (the keys of a side of comparison.json) as JSON.
+    Summary {
+        /// An input.py or loadgen log (CSV).
+        file: PathBuf,
+        /// Label to put in the summary.
+        #[arg(long, default_value = "run")]
+        label: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The Before log (input.py's own log, or the Rust reproduction).
+    #[arg(long)]
+    before: PathBuf,
+    /// The After log (the optimized client).
+    #[arg(long)]
+    after: PathBuf,
+    /// The Rust reproduction of the Before (loadgen log), when the Before is input.py's log.
+    #[arg(long)]
+    reproduction: Option<PathBuf>,
+    /// A file holding what input.py printed, to reconcile with its log.
+    #[arg(long)]
+    input_py_stdout: Option<PathBuf>,
+    /// A JSON object of run conditions (profile, concurrency, requests, machine...).
+    #[arg(long)]
+    conditions: Option<PathBuf>,
+    /// Label of the Before in tables and charts.
+    #[arg(long, default_value = "Before")]
+    before_label: String,
+    /// Label of the After in tables and charts.
+    #[arg(long, default_value = "After")]
+    after_label: String,
+    /// Label of the reproduction.
+    #[arg(long, default_value = "Before (Rust reproduction)")]
+    reproduction_label: String,
+    /// SLA bound on the After's P95, in ms (met when P95 <= this).
+    #[arg(long, default_value_t = 800.0, allow_negative_numbers = true)]
+    sla_p95_ms: f64,
+    /// Failed After requests the verdict allows.
+    #[arg(long, default_value_t = 0)]
+    max_failed: u64,
+    /// Directory for the report files (created if missing).
+    #[arg(long)]
+    out_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compare(args) => run_compare(&args),
+        Command::Summary { file, label } => run_summary(&file, &label).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("report: error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_text(what: &str, path: &Path) -> Result<String, ReportError> {
+    fs::read_to_string(path).map_err(|e| {
+        ReportError::io(
+            path,
+            std::io::Error::new(e.kind(), format!("cannot read the {what} file: {e}")),
+        )
+    })
+}
+
+/// Returns whether the verdict is met.
+fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
+    if !(args.sla_p95_ms.is_finite() && args.sla_p95_ms > 0.0) {
+        return Err(ReportError::InvalidOption(format!(
+            "--sla-p95-ms must be a finite number of milliseconds above 0 (got {}); e.g. --sla-p95-ms 800",
+            args.sla_p95_ms
+        )));
+    }
+    for (flag, label) in [
+        ("--before-label", &args.before_label),
+        ("--after-label", &args.after_label),
+    ] {
+        if label.trim().is_empty() {
+            return Err(ReportError::InvalidOption(format!(
+                "{flag} must not be empty; give a short name such as \"Before\""
+            )));
+        }
+    }
+    if args.out_dir.exists() && !args.out_dir.is_dir() {
+        return Err(ReportError::InvalidOption(format!(
+            "--out-dir {} exists and is not a directory; pass a directory path",
+            args.out_dir.display()
+        )));
+    }
+    let conditions = match &args.conditions {
+        Some(path) => {
+            let text = read_text("conditions", path)?;
+            serde_json::from_str(&text).map_err(|e| {
+                ReportError::InvalidOption(format!(
+                    "--conditions {}: not valid JSON ({e}); pass a JSON object such as {{\"concurrency\": 20}}",
+                    path.display()
+                ))
+            })?
+        }
+        None => serde_json::Value::Null,
+    };
+    let input_py_stdout = match &args.input_py_stdout {
+        Some(path) => Some(read_text("input.py stdout", path)?),
+        None => None,
+    };
+    let before = RunLog::read(&args.before_label, &args.before)?;
+    let after = RunLog::read(&args.after_label, &args.after)?;
+    let reproduction = match &args.reproduction {
+        Some(path) => Some(RunLog::read(&args.reproduction_label, path)?),
+        None => None,
+    };
+    let options = CompareOptions {
+        sla_p95_ms: args.sla_p95_ms,
+        max_failed: args.max_failed,
+        conditions,
+        input_py_stdout,
+    };
+    let comparison = compare(&before, &after, reproduction.as_ref(), &options)?;
+    let written = write_reports(&comparison, &before, &after, &args.out_dir)?;
+    print!("{}", report::table::plain_text(&comparison));
+    println!("Reports written:");
+    for path in written {
+        println!("  {}", path.display());
+    }
+    Ok(comparison.verdict.met)
+}
+
+fn run_summary(file: &Path, label: &str) -> Result<(), ReportError> {
+    let run = RunLog::read(label, file)?;
+    let summary = SideSummary::from_log(label, run.log_file.as_deref(), &run.log)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! `report.md`: the verdict, the table, reproduction, `input.py` reconciled,
+//! the diagnosis and the conditions, readable as plain text or rendered.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::compare::Comparison;
+use crate::table::{fmt_opt, headings, table_rows, verdict_line};
+
+/// Text from logs or callers may hold `<script>` or `|`: Markdown renderers
+/// pass raw HTML through, and a `|` would break a table row. Only a `<` or
+/// `&` that could start a tag or an entity is escaped, so that "P95 <= 800"
+/// stays readable in the raw file.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        match c {
+            '<' if next.is_some_and(|n| n.is_ascii_alphabetic() || "/!?".contains(n)) => {
+                out.push_str("&lt;");
+            }
+            '&' if next.is_some_and(|n| n.is_ascii_alphanumeric() || n == '#') => {
+                out.push_str("&amp;")
+            }
+            '|' => out.push_str("\\|"),
+            '\n' | '\r' => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn row(cells: &[String]) -> String {
+    let escaped: Vec<String> = cells.iter().map(|c| escape_markdown(c)).collect();
+    format!("| {} |\n", escaped.join(" | "))
+}
+
+/// Renders the whole report.
+pub fn render_markdown(c: &Comparison) -> String {
+    // Writing to a String cannot fail, so the fmt results are ignored.
+    let mut md = String::new();
+    let _ = writeln!(md, "# Before/After latency comparison\n");
+    let _ = writeln!(md, "**{}**\n", escape_markdown(&verdict_line(c)));
+    for check in &c.verdict.checks {
+        let mark = if check.passed { "pass" } else { "FAIL" };
+        let _ = writeln!(md, "- [{mark}] {}", escape_markdown(&check.detail));
+    }
+
+    let _ = writeln!(md, "\n## Before vs After\n");
+    let _ = writeln!(
+        md,
+        "Percentiles, mean, min and max are over successful requests, with the Linear quantile method (numpy's default). \
+         Throughput is successful requests per second of run time; duration runs from the first request's start to the last response.\n"
+    );
+    let head = headings(c);
+    md.push_str(&row(&head));
+    md.push_str("|---|---:|---:|---:|---:|\n");
+    for (_, cells) in table_rows(c) {
+        md.push_str(&row(&cells));
+    }
+    let _ = writeln!(
+        md,
+        "\nSources: Before = {} log{}; After = {} log{}.",
+        escape_markdown(&c.before.source),
+        file_note(c.before.log_file.as_deref()),
+        escape_markdown(&c.after.source),
+        file_note(c.after.log_file.as_deref())
+    );
+
+    let q = &c.quality;
+    let _ = writeln!(md, "\n## Output quality\n");
+    let _ = writeln!(
+        md,
+        "- Identical inputs: {} ({} request ids missing from the After, {} extra)",
+        yes_no(q.identical_inputs),
+        q.missing_in_after,
+        q.extra_in_after
+    );
+    let _ = writeln!(
+        md,
+        "- Outputs verified by the client: {} (output mismatches: Before {}, After {})",
+        yes_no(q.verified),
+        q.before_mismatches,
+        q.after_mismatches
+    );
+    if q.digests_compared > 0 {
+        let _ = writeln!(
+            md,
+            "- Output digests compared request by request: {}, differing: {}",
+            q.digests_compared, q.digest_differences
+        );
+    }
+
+    if let Some(rep) = &c.before_reproduction {
+        let a = &rep.agreement;
+        let _ = writeln!(md, "\n## Rust reproduction of the Before\n");
+        let _ = writeln!(
+            md,
+            "The reproduction ({}) measured P50 {} ms and P95 {} ms against the Before's P50 {} ms and P95 {} ms: \
+             ratios {} (P50) and {} (P95); tolerance +-{}% -> **{}**.",
+            escape_markdown(&rep.summary.label),
+            fmt_opt(rep.summary.p50_ms, 1),
+            fmt_opt(rep.summary.p95_ms, 1),
+            fmt_opt(c.before.p50_ms, 1),
+            fmt_opt(c.before.p95_ms, 1),
+            fmt_opt(a.p50_ratio, 3),
+            fmt_opt(a.p95_ratio, 3),
+            a.tolerance_pct,
+            if a.within_tolerance { "agrees" } else { "does NOT agree" }
+        );
+    }
+
+    if let Some(py) = &c.input_py_stdout {
+        let _ = writeln!(md, "\n## input.py's printed numbers, reconciled\n");
+        let _ = writeln!(
+            md,
+            "input.py prints percentiles from `statistics.quantiles(..., n=100)` (the Exclusive method) over status-200 rows. \
+             Recomputed with the Exclusive method over its log they match to {} ms: **{}**. The report itself uses the Linear method.\n",
+            py.tolerance_ms,
+            if py.matches { "yes" } else { "no" }
+        );
+        md.push_str(&row(&[
+            "Metric".into(),
+            "input.py printed".into(),
+            "Exclusive, from its log".into(),
+            "Linear, from its log".into(),
+        ]));
+        md.push_str("|---|---:|---:|---:|\n");
+        let (p, e, l) = (&py.printed, &py.recomputed_exclusive, &py.recomputed_linear);
+        let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
+        for (name, a, b) in [
+            ("Total requests", p.total, e.total),
+            ("Succeeded", p.succeeded, e.succeeded),
+            ("Failed", p.failed, e.failed),
+        ] {
+            md.push_str(&row(&[name.into(), count(a), count(b), count(b)]));
+        }
+        for (name, a, b, lin) in [
+            ("P50 (ms)", p.p50_ms, e.p50_ms, l.p50_ms),
+            ("P95 (ms)", p.p95_ms, e.p95_ms, l.p95_ms),
+            ("P99 (ms)", p.p99_ms, e.p99_ms, l.p99_ms),
+        ] {
+            md.push_str(&row(&[
+                name.into(),
+                fmt_opt(a, 2),
+                fmt_opt(b, 3),
+                fmt_opt(lin, 3),
+            ]));
+        }
+        if !py.mismatches.is_empty() {
+            md.push('\n');
+        }
+        for m in &py.mismatches {
+            let _ = writeln!(md, "- Mismatch: {}", escape_markdown(m));
+        }
+    }
+
+    let _ = writeln!(md, "\n## Diagnosis (from measured data)\n");
+    if c.diagnosis.is_empty() {
+        let _ = writeln!(
+            md,
+            "No finding: the logs lack the rows or columns the findings need."
+        );
+    }
+    for f in &c.diagnosis {
+        let _ = writeln!(md, "- `{}` {}", f.id, escape_markdown(&f.finding));
+    }
+
+    let _ = writeln!(md, "\n## Conditions\n");
+    if let Value::Object(map) = &c.conditions {
+        for (key, value) in map {
+            let shown = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(
+                md,
+                "- {}: {}",
+                escape_markdown(key),
+                escape_markdown(&shown)
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "- SLA: P95 <= {} ms; failed requests allowed: {}",
+        c.sla.threshold_ms, c.verdict.max_failed
+    );
+    md
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn file_note(file: Option<&str>) -> String {
+    file.map_or(String::new(), |f| format!(" (`{}`)", escape_markdown(f)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_only_what_could_become_markup() {
+        assert_eq!(escape_markdown("P95 <= 800 & more"), "P95 <= 800 & more");
+        assert_eq!(
+            escape_markdown("<script>a|b</script>&amp;"),
+            "&lt;script>a\\|b&lt;/script>&amp;amp;"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! One side's numbers (`SideSummary`), computed exactly from a log's rows.
+//!
+//! Definitions, so that a reader can re-derive every number from the CSV:
+//!
+//! - `total` is the number of rows, `succeeded` the rows with `ok` (for an
+//!   `input.py` log, `ok` is 2xx with an empty `error`), `failed` the rest.
+//! - `p50_ms`, `p95_ms`, `p99_ms`, `mean_ms`, `min_ms`, `max_ms` are over the
+//!   latencies of *successful* rows only; percentiles use
+//!   [`QuantileMethod::Linear`] (Hyndman-Fan 7, numpy's default). They are
+//!   `null` when no row succeeded: there is nothing to measure, and a zero
+//!   would read as "instant".
+//! - `duration_s` is the wall-clock span of the run over *all* rows:
+//!   `(max(timestamp_ms + latency_ms) - min(timestamp_ms)) / 1000`, from the
+//!   first request's start to the last response. `null` for an empty log.
+//! - `throughput_rps` is `succeeded / duration_s` (successful requests per
+//!   second); `null` when the duration is zero or unknown.
+
+use model::log::{Log, LogFormat, LogRow};
+use serde::{Deserialize, Serialize};
+use stats::QuantileMethod;
+
+use crate::error::ReportError;
+
+/// The method every percentile in `comparison.json` uses (numpy's default).
+pub const REPORT_QUANTILE_METHOD: QuantileMethod = QuantileMethod::Linear;
+
+/// One side (Before or After) of a comparison; keys are part of the stable
+/// `comparison.json` schema (version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideSummary {
+    /// Human label, e.g. "Before (input.py)".
+    pub label: String,
+    /// Which tool wrote the log: `input.py` or `loadgen`.
+    pub source: String,
+    /// The log file the numbers come from, when read from a file.
+    pub log_file: Option<String>,
+    /// Rows in the log.
+    pub total: u64,
+    /// Rows that succeeded.
+    pub succeeded: u64,
+    /// Rows that failed (`total - succeeded`).
+    pub failed: u64,
+    /// Median latency of successful rows, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile latency of successful rows, ms.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile latency of successful rows, ms.
+    pub p99_ms: Option<f64>,
+    /// Mean latency of successful rows, ms.
+    pub mean_ms: Option<f64>,
+    /// Fastest successful row, ms.
+    pub min_ms: Option<f64>,
+    /// Slowest successful row, ms.
+    pub max_ms: Option<f64>,
+    /// Successful requests per second of run time.
+    pub throughput_rps: Option<f64>,
+    /// First start to last response over all rows, seconds.
+    pub duration_s: Option<f64>,
+}
+
+/// The name `SideSummary::source` gives a log format.
+pub fn source_name(format: LogFormat) -> &'static str {
+    match format {
+        LogFormat::InputPy => "input.py",
+        LogFormat::Loadgen => "loadgen",
+    }
+}
+
+impl SideSummary {
+    /// Summarises a whole log read from `log_file` (if any).
+    pub fn from_log(label: &str, log_file: Option<&str>, log: &Log) -> Result<Self, ReportError> {
+        let mut summary = Self::from_rows(label, source_name(log.format), &log.rows)?;
+        summary.log_file = log_file.map(str::to_owned);
+        Ok(summary)
+    }
+
+    /// Summarises rows; `source` names the tool that wrote them.
+    pub fn from_rows(label: &str, source: &str, rows: &[LogRow]) -> Result<Self, ReportError> {
+        let sorted = successful_latencies_sorted(rows);
+        let total = rows.len() as u64;
+        let succeeded = sorted.len() as u64;
+        let duration_s = run_duration_s(rows);
+        let throughput_rps = match duration_s {
+            Some(d) if d > 0.0 => Some(succeeded as f64 / d),
+            _ => None,
+        };
+        Ok(Self {
+            label: label.to_owned(),
+            source: source.to_owned(),
+            log_file: None,
+            total,
+            succeeded,
+            failed: total - succeeded,
+            p50_ms: quantile_ms(&sorted, 0.50, REPORT_QUANTILE_METHOD)?,
+            p95_ms: quantile_ms(&sorted, 0.95, REPORT_QUANTILE_METHOD)?,
+            p99_ms: quantile_ms(&sorted, 0.99, REPORT_QUANTILE_METHOD)?,
+            mean_ms: mean(&sorted),
+            min_ms: sorted.first().copied(),
+            max_ms: sorted.last().copied(),
+            throughput_rps,
+            duration_s,
+        })
+    }
+}
+
+/// Latencies of the successful rows, ascending.
+pub fn successful_latencies_sorted(rows: &[LogRow]) -> Vec<f64> {
+    let mut latencies: Vec<f64> = rows.iter().filter(|r| r.ok).map(|r| r.latency_ms).collect();
+    // `model::log` refuses non-finite latencies, so total_cmp orders plain numbers.
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+/// The `q` quantile of ascending samples, `None` when there are none.
+pub fn quantile_ms(
+    sorted: &[f64],
+    q: f64,
+    method: QuantileMethod,
+) -> Result<Option<f64>, ReportError> {
+    if sorted.is_empty() {
+        return Ok(None);
+    }
+    stats::quantile(sorted, q, method)
+        .map(Some)
+        .map_err(|e| ReportError::Stats(e.to_string()))
+}
+
+/// Arithmetic mean, `None` when empty.
+pub fn mean(samples: &[f64]) -> Option<f64> {
+    if samples.is_empty() {
+        None
+    } else {
+        Some(samples.iter().sum::<f64>() / samples.len() as f64)
+    }
+}
+
+/// `(max(timestamp_ms + latency_ms) - min(timestamp_ms)) / 1000` over all rows.
+pub fn run_duration_s(rows: &[LogRow]) -> Option<f64> {
+    let start_ms = rows.iter().map(|r| r.timestamp_ms).reduce(f64::min)?;
+    let end_ms = rows
+        .iter()
+        .map(|r| r.timestamp_ms + r.latency_ms)
+        .reduce(f64::max)?;
+    Some((end_ms - start_ms) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u64, ts: f64, lat: f64, ok: bool) -> LogRow {
+        LogRow {
+            request_id: id,
+            timestamp_ms: ts,
+            latency_ms: lat,
+            status_code: if ok { 200 } else { 503 },
+            ok,
+            ..LogRow::default()
+        }
+    }
+
+    #[test]
+    fn hand_computed_linear_percentiles_exclude_failures() {
+        // Successful latencies 10, 20, 30, 40, 50 (n = 5); the 1000 ms row failed.
+        // Linear: h = (n - 1) q. P50: h = 2 -> 30. P95: h = 3.8 -> 40 + 0.8*10 = 48.
+        // P99: h = 3.96 -> 40 + 0.96*10 = 49.6. Mean = 150 / 5 = 30.
+        let rows = vec![
+            row(0, 0.0, 30.0, true),
+            row(1, 100.0, 10.0, true),
+            row(2, 200.0, 1000.0, false),
+            row(3, 300.0, 50.0, true),
+            row(4, 400.0, 20.0, true),
+            row(5, 500.0, 40.0, true),
+        ];
+        let s = SideSummary::from_rows("t", "loadgen", &rows).unwrap();
+        assert_eq!((s.total, s.succeeded, s.failed), (6, 5, 1));
+        assert!((s.p50_ms.unwrap() - 30.0).abs() < 1e-9);
+        assert!((s.p95_ms.unwrap() - 48.0).abs() < 1e-9);
+        assert!((s.p99_ms.unwrap() - 49.6).abs() < 1e-9);
+        assert_eq!(s.mean_ms, Some(30.0));
+        assert_eq!((s.min_ms, s.max_ms), (Some(10.0), Some(50.0)));
+        // Duration: last end is the failed row, 200 + 1000 = 1200 ms; start 0 -> 1.2 s.
+        assert!((s.duration_s.unwrap() - 1.2).abs() < 1e-12);
+        assert!((s.throughput_rps.unwrap() - 5.0 / 1.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_and_all_failed_logs_give_null_numbers() {
+        let s = SideSummary::from_rows("empty", "input.py", &[]).unwrap();
+        assert_eq!((s.total, s.succeeded, s.failed), (0, 0, 0));
+        assert_eq!(
+            (s.p50_ms, s.p95_ms, s.mean_ms, s.duration_s),
+            (None, None, None, None)
+        );
+        assert_eq!(s.throughput_rps, None);
+        let rows = vec![row(0, 0.0, 5.0, false), row(1, 1.0, 7.0, false)];
+        let s = SideSummary::from_rows("failed", "input.py", &rows).unwrap();
+        assert_eq!((s.total, s.failed), (2, 2));
+        assert_eq!(s.p95_ms, None);
+        assert_eq!(s.throughput_rps, Some(0.0));
+    }
+}

@@ -1,0 +1,125 @@
+//! The Before/After table as text cells, shared by stdout, Markdown and HTML.
+
+use crate::compare::{Comparison, MetricDelta};
+
+/// Column headings of the table: the runs' labels name their columns.
+pub fn headings(comparison: &Comparison) -> [String; 5] {
+    [
+        "Metric".to_owned(),
+        comparison.before.label.clone(),
+        comparison.after.label.clone(),
+        "Change".to_owned(),
+        "Change %".to_owned(),
+    ]
+}
+
+/// Human name of a metric key.
+pub fn metric_title(metric: &str) -> &'static str {
+    match metric {
+        "total" => "Total requests",
+        "succeeded" => "Succeeded",
+        "failed" => "Failed",
+        "p50_ms" => "P50 latency (ms)",
+        "p95_ms" => "P95 latency (ms)",
+        "p99_ms" => "P99 latency (ms)",
+        "mean_ms" => "Mean latency (ms)",
+        "min_ms" => "Min latency (ms)",
+        "max_ms" => "Max latency (ms)",
+        "throughput_rps" => "Throughput (req/s)",
+        "duration_s" => "Duration (s)",
+        _ => "?",
+    }
+}
+
+/// Decimals worth showing for a metric: counts are integers.
+fn decimals(metric: &str) -> usize {
+    match metric {
+        "total" | "succeeded" | "failed" => 0,
+        "duration_s" => 2,
+        _ => 1,
+    }
+}
+
+/// A number with `decimals` places, or `n/a`.
+pub fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+fn fmt_signed(value: Option<f64>, decimals: usize, suffix: &str) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:+.decimals$}{suffix}"))
+}
+
+/// One row: metric title, before, after, change, change %.
+pub fn row_cells(metric: &str, d: &MetricDelta) -> [String; 5] {
+    let n = decimals(metric);
+    [
+        metric_title(metric).to_owned(),
+        fmt_opt(d.before, n),
+        fmt_opt(d.after, n),
+        fmt_signed(d.diff, n, ""),
+        fmt_signed(d.pct, 1, "%"),
+    ]
+}
+
+/// Every row of the table, in `comparison.csv` order.
+pub fn table_rows(comparison: &Comparison) -> Vec<(&'static str, [String; 5])> {
+    comparison
+        .delta
+        .rows()
+        .into_iter()
+        .map(|(metric, d)| (metric, row_cells(metric, d)))
+        .collect()
+}
+
+/// The one-line verdict: states whether the SLA P95 <= X ms is met.
+pub fn verdict_line(comparison: &Comparison) -> String {
+    let sla = &comparison.sla;
+    let p95 = fmt_opt(comparison.after.p95_ms, 1);
+    let sla_text = if sla.met {
+        format!(
+            "SLA P95 <= {} ms is MET after optimization (After P95 {p95} ms)",
+            sla.threshold_ms
+        )
+    } else {
+        format!(
+            "SLA P95 <= {} ms is NOT MET after optimization (After P95 {p95} ms)",
+            sla.threshold_ms
+        )
+    };
+    let verdict = if comparison.verdict.met {
+        "PASS"
+    } else {
+        "FAIL"
+    };
+    format!("Verdict: {verdict}. {sla_text}.")
+}
+
+/// The table and verdict as plain text for a terminal.
+pub fn plain_text(comparison: &Comparison) -> String {
+    let rows = table_rows(comparison);
+    let head = headings(comparison);
+    let mut widths = [0usize; 5];
+    for cells in std::iter::once(&head).chain(rows.iter().map(|(_, c)| c)) {
+        for (w, c) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String; 5]| -> String {
+        let mut s = format!("{:<w$}", cells[0], w = widths[0]);
+        for (c, w) in cells.iter().zip(widths).skip(1) {
+            s.push_str(&format!("  {c:>w$}"));
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(&head);
+    for (_, cells) in &rows {
+        out.push_str(&line(cells));
+    }
+    out.push('\n');
+    out.push_str(&verdict_line(comparison));
+    out.push('\n');
+    for reason in &comparison.verdict.reasons {
+        out.push_str(&format!("  - {reason}\n"));
+    }
+    out
+}

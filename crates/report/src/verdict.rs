@@ -1,0 +1,214 @@
+//! The SLA check, the output-quality checks and the resulting [`Verdict`].
+//!
+//! The verdict is met only when every check passes: After P95 within the
+//! SLA (`<=`: a P95 exactly at the threshold meets it), After failures within
+//! the budget, no output mismatch on either side, identical inputs on both
+//! sides, and no request whose output digest differs between the sides.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use model::log::{Log, LogFormat};
+use serde::{Deserialize, Serialize};
+
+use crate::summary::SideSummary;
+
+/// The `error` a client writes when a response fails verification.
+pub const OUTPUT_MISMATCH_ERROR: &str = "output_mismatch";
+
+/// `comparison.json`: `sla`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sla {
+    /// Always `"p95_ms"`: the SLA bounds the After's P95.
+    pub metric: String,
+    /// The bound, ms.
+    pub threshold_ms: f64,
+    /// After P95 <= threshold (false when the After has no successful row).
+    pub met: bool,
+}
+
+/// `comparison.json`: `quality`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Both sides cover the same set of request ids, with the same row count.
+    pub identical_inputs: bool,
+    /// The After was written by a verifying client (`loadgen` log) and no
+    /// row on either side failed verification.
+    pub verified: bool,
+    /// Rows with `error == "output_mismatch"`, both sides together.
+    pub mismatches: u64,
+    /// Of those, in the Before.
+    pub before_mismatches: u64,
+    /// Of those, in the After.
+    pub after_mismatches: u64,
+    /// Request ids in the Before but not in the After.
+    pub missing_in_after: u64,
+    /// Request ids in the After but not in the Before.
+    pub extra_in_after: u64,
+    /// Requests successful on both sides whose output digests could be compared.
+    pub digests_compared: u64,
+    /// Of those, how many digests differ.
+    pub digest_differences: u64,
+}
+
+/// One check of the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// Stable id: `sla_p95`, `failed_budget`, `output_mismatches`,
+    /// `identical_inputs`, `output_digests`.
+    pub id: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// A sentence with the numbers.
+    pub detail: String,
+}
+
+/// `comparison.json`: `verdict`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Every check passed.
+    pub met: bool,
+    /// When not met: the failed checks' sentences; when met: all of them.
+    pub reasons: Vec<String>,
+    /// Allowed failed requests in the After.
+    pub max_failed: u64,
+    /// Every check, passed or not.
+    pub checks: Vec<Check>,
+}
+
+/// Checks that the two runs sent the same requests and got the same answers.
+pub fn assess_quality(before: &Log, after: &Log) -> Quality {
+    let ids = |log: &Log| -> BTreeSet<u64> { log.rows.iter().map(|r| r.request_id).collect() };
+    let (before_ids, after_ids) = (ids(before), ids(after));
+    let missing_in_after = before_ids.difference(&after_ids).count() as u64;
+    let extra_in_after = after_ids.difference(&before_ids).count() as u64;
+    let mismatched = |log: &Log| -> u64 {
+        log.rows
+            .iter()
+            .filter(|r| r.error == OUTPUT_MISMATCH_ERROR)
+            .count() as u64
+    };
+    let (before_mismatches, after_mismatches) = (mismatched(before), mismatched(after));
+    // Digests per request id of successful rows; a request id seen twice
+    // keeps its last digest, which is fine for comparing equal outputs.
+    let digests = |log: &Log| -> BTreeMap<u64, String> {
+        log.rows
+            .iter()
+            .filter(|r| r.ok)
+            .filter_map(|r| r.output_digest.clone().map(|d| (r.request_id, d)))
+            .collect()
+    };
+    let before_digests = digests(before);
+    let mut digests_compared = 0;
+    let mut digest_differences = 0;
+    for (id, digest) in digests(after) {
+        if let Some(theirs) = before_digests.get(&id) {
+            digests_compared += 1;
+            if *theirs != digest {
+                digest_differences += 1;
+            }
+        }
+    }
+    let mismatches = before_mismatches + after_mismatches;
+    Quality {
+        identical_inputs: missing_in_after == 0
+            && extra_in_after == 0
+            && before.rows.len() == after.rows.len(),
+        verified: after.format == LogFormat::Loadgen && mismatches == 0,
+        mismatches,
+        before_mismatches,
+        after_mismatches,
+        missing_in_after,
+        extra_in_after,
+        digests_compared,
+        digest_differences,
+    }
+}
+
+/// Whether the After's P95 is within `threshold_ms`.
+pub fn sla_for(after: &SideSummary, threshold_ms: f64) -> Sla {
+    Sla {
+        metric: "p95_ms".to_owned(),
+        threshold_ms,
+        met: after.p95_ms.is_some_and(|p95| p95 <= threshold_ms),
+    }
+}
+
+/// Combines the SLA, the failure budget and the quality checks.
+pub fn decide(
+    sla: &Sla,
+    before: &SideSummary,
+    after: &SideSummary,
+    quality: &Quality,
+    max_failed: u64,
+) -> Verdict {
+    let t = sla.threshold_ms;
+    let sla_detail = match after.p95_ms {
+        Some(p95) if sla.met => format!("After P95 {p95:.1} ms <= SLA {t} ms"),
+        Some(p95) => format!("After P95 {p95:.1} ms > SLA {t} ms"),
+        None => {
+            format!("After has no successful request, so its P95 cannot meet the SLA of {t} ms")
+        }
+    };
+    let failed_ok = after.failed <= max_failed;
+    let failed_detail = format!(
+        "After failed requests: {} of {} ({} allowed)",
+        after.failed, after.total, max_failed
+    );
+    let mismatch_detail = format!(
+        "Output mismatches: {} (Before {}, After {})",
+        quality.mismatches, quality.before_mismatches, quality.after_mismatches
+    );
+    let inputs_detail = if quality.identical_inputs {
+        format!(
+            "Identical inputs: both runs sent the same {} request ids",
+            after.total
+        )
+    } else {
+        format!(
+            "Inputs differ: Before {} rows, After {} rows; {} request ids missing from the After, {} extra",
+            before.total, after.total, quality.missing_in_after, quality.extra_in_after
+        )
+    };
+    let digest_detail = format!(
+        "Output digests: {} of {} compared requests differ between Before and After",
+        quality.digest_differences, quality.digests_compared
+    );
+    let mut checks = vec![
+        check("sla_p95", sla.met, sla_detail),
+        check("failed_budget", failed_ok, failed_detail),
+        check(
+            "output_mismatches",
+            quality.mismatches == 0,
+            mismatch_detail,
+        ),
+        check("identical_inputs", quality.identical_inputs, inputs_detail),
+    ];
+    // Only a check when there was something to compare: input.py logs carry no digest.
+    if quality.digests_compared > 0 {
+        checks.push(check(
+            "output_digests",
+            quality.digest_differences == 0,
+            digest_detail,
+        ));
+    }
+    let met = checks.iter().all(|c| c.passed);
+    let reasons = checks
+        .iter()
+        .filter(|c| met || !c.passed)
+        .map(|c| c.detail.clone())
+        .collect();
+    Verdict {
+        met,
+        reasons,
+        max_failed,
+        checks,
+    }
+}
+
+fn check(id: &str, passed: bool, detail: String) -> Check {
+    Check {
+        id: id.to_owned(),
+        passed,
+        detail,
+    }
+}

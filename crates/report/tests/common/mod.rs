@@ -1,0 +1,47 @@
+//! Helpers shared by the integration tests: temp dirs and hand-made logs.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::PathBuf;
+
+/// A fresh, empty directory under cargo's per-target temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("report-tests")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub const INPUT_PY_HEADER: &str = "request_id,timestamp_ms,latency_ms,status_code,error\n";
+pub const LOADGEN_HEADER: &str = "request_id,timestamp_ms,latency_ms,status_code,error,ok,batch_id,batch_size,connect_ms,queue_ms,service_ms,output_digest\n";
+
+/// An input.py log: (request_id, timestamp_ms, latency_ms, status, error).
+pub fn input_py_log(rows: &[(u64, f64, f64, u16, &str)]) -> String {
+    let mut s = INPUT_PY_HEADER.to_owned();
+    for (id, ts, lat, status, err) in rows {
+        s.push_str(&format!("{id},{ts},{lat},{status},{err}\n"));
+    }
+    s
+}
+
+/// A loadgen log of successful rows with the given latencies (ids 0..n,
+/// 10 ms apart), queue 0, service = latency / 2, batch 1.
+pub fn loadgen_ok_log(latencies: &[f64]) -> String {
+    let mut s = LOADGEN_HEADER.to_owned();
+    for (i, lat) in latencies.iter().enumerate() {
+        s.push_str(&format!(
+            "{i},{},{lat},200,,true,{i},1,0,0,{},d{i}\n",
+            1_700_000_000_000.0 + 10.0 * i as f64,
+            lat / 2.0
+        ));
+    }
+    s
+}
+
+pub fn write(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
