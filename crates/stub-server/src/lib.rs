@@ -1,1 +1,64 @@
-//! Placeholder: filled by a later change.
+//! `stub-server`: an inference-service simulator to reproduce and fix tail
+//! latency without a GPU.
+//!
+//! It answers `POST /v1/infer` exactly as the wire format of the `model`
+//! crate says (single `input` or batched `inputs`, outputs from
+//! [`model::output::expected_output`]) and makes every answer cost what a
+//! real accelerator would: requests join one FIFO queue, `workers` executors
+//! take batches from it, and a batch of `b` items takes
+//! `(base_ms + per_item_ms * b) * exp(N(0, jitter^2))` ms from a seeded RNG
+//! ([`ServiceTimeModel`]), honoured to a fraction of a millisecond by a
+//! dedicated timer thread. Optional dynamic batching gathers queued items
+//! across requests, like Triton's dynamic batcher. Every 200 tells the
+//! client what happened: `Server-Timing: queue;dur=.., infer;dur=..` and
+//! `X-Batch-Size`. `GET /healthz` and `GET /metrics` (Prometheus text) are
+//! there for tooling. HTTP/1.1 keep-alive and HTTP/2 cleartext (prior
+//! knowledge) share one port.
+//!
+//! Errors are JSON `{"error": {"code", "message"}}`: 400 `malformed_json`,
+//! `missing_field`, `conflicting_fields`, `empty_inputs`, `too_many_items`
+//! (more than [`MAX_ITEMS_PER_REQUEST`] inputs, or more than `max_queue`);
+//! 404 `not_found` and `unknown_model`; 405 `method_not_allowed` with
+//! `Allow`; 413 `body_too_large`; 503 `queue_full` and `shutting_down`
+//! with `Retry-After`.
+//!
+//! # Binary
+//!
+//! ```text
+//! stub-server --profile placeholder --bind 127.0.0.1:0
+//! listening on http://127.0.0.1:41234
+//! ```
+//!
+//! The first line on stdout is always `listening on http://ADDR`; every knob
+//! of [`ServerConfig`] has a flag that overrides the profile (`--help`).
+//! SIGINT/SIGTERM finish in-flight requests and exit 0; bad flags exit 2.
+//!
+//! # Library
+//!
+//! ```no_run
+//! use stub_server::{spawn, ServerConfig};
+//!
+//! let mut config = ServerConfig::profile("zero-cost").expect("built-in profile");
+//! config.bind = "127.0.0.1:0".parse().expect("address");
+//! let server = spawn(config).expect("server starts");
+//! println!("POST to {}", server.url());
+//! server.shutdown();
+//! ```
+//!
+//! [`spawn`] runs the server on its own runtime and thread; [`serve`] runs it
+//! on the caller's runtime with a listener and a shutdown future.
+
+mod config;
+mod cost;
+mod http;
+mod metrics;
+mod scheduler;
+mod server;
+mod timer;
+
+pub use config::{
+    ConfigError, ServerConfig, DEFAULT_BIND, DEFAULT_MAX_BODY_BYTES, DEFAULT_PROFILE,
+    MAX_ITEMS_PER_REQUEST, PROFILES,
+};
+pub use cost::{ServiceTimeModel, ServiceTimeSampler};
+pub use server::{serve, spawn, RunningServer, ServerError};

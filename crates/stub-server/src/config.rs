@@ -1,0 +1,347 @@
+//! Server configuration: the named profiles and the checks every knob passes.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::cost::ServiceTimeModel;
+
+/// Requests may carry at most this many inputs (and never more than
+/// `max_queue`, which could not admit them); more is a 400 `too_many_items`.
+pub const MAX_ITEMS_PER_REQUEST: usize = 256;
+
+/// The address the server binds unless told otherwise.
+pub const DEFAULT_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
+
+/// Bodies larger than this are refused with 413 unless configured otherwise.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The profile used when none is named: the scenario of the task.
+pub const DEFAULT_PROFILE: &str = "placeholder";
+
+/// Names of the built-in profiles, for `--profile`.
+pub const PROFILES: [&str; 4] = ["placeholder", "zero-cost", "gpt2-medium", "bert-base"];
+
+/// Upper bound on `base_ms` and `per_item_ms`: an hour is already absurd.
+const MAX_COST_MS: f64 = 3_600_000.0;
+
+/// Upper bound on `--batch-window-ms`.
+const MAX_WINDOW_MS: f64 = 60_000.0;
+
+/// Everything that shapes the simulated service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Executors (replicas) that run batches in parallel.
+    pub workers: usize,
+    /// Cost of one executed batch.
+    pub service: ServiceTimeModel,
+    /// Most items in one executed batch.
+    pub max_batch: usize,
+    /// Whether idle workers gather queued items across requests.
+    pub dynamic_batching: bool,
+    /// With dynamic batching, how long after the oldest queued item a worker
+    /// waits for the batch to fill, in ms (Triton's `max_queue_delay`).
+    pub batch_window_ms: f64,
+    /// Most items waiting in the queue; beyond it requests get 503.
+    pub max_queue: usize,
+    /// Largest accepted request body, in bytes; beyond it requests get 413.
+    pub max_body_bytes: usize,
+    /// Model names the server answers for; others get 404 `unknown_model`.
+    pub models: Vec<String>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// `--profile` named no built-in profile.
+    #[error("unknown profile `{name}`; known profiles: {}", PROFILES.join(", "))]
+    UnknownProfile {
+        /// The name given.
+        name: String,
+    },
+    /// A knob holds a value outside its allowed range.
+    #[error("invalid --{flag} {value}: {allowed}")]
+    Invalid {
+        /// The flag's name, without dashes.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is allowed.
+        allowed: &'static str,
+    },
+}
+
+impl ServerConfig {
+    /// The built-in profile `name`, bound to [`DEFAULT_BIND`].
+    ///
+    /// - `placeholder`: the task's scenario, 2 workers, 100 ms + 2 ms/item,
+    ///   jitter 0.1, no dynamic batching.
+    /// - `zero-cost`: no service time at all, 64 workers, for benchmarks.
+    /// - `gpt2-medium`: one worker, ~440 ms per batch almost regardless of
+    ///   size, like the measured GPT-2-medium decode of 32 tokens.
+    /// - `bert-base`: one worker, 4.2 ms + 0.045 ms/item with dynamic
+    ///   batching, like the measured BERT-base forward pass.
+    pub fn profile(name: &str) -> Result<ServerConfig, ConfigError> {
+        let placeholder = ServerConfig {
+            bind: DEFAULT_BIND,
+            workers: 2,
+            service: ServiceTimeModel {
+                base_ms: 100.0,
+                per_item_ms: 2.0,
+                jitter: 0.1,
+                seed: 42,
+            },
+            max_batch: 32,
+            dynamic_batching: false,
+            batch_window_ms: 5.0,
+            max_queue: 4096,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            models: vec![model::DEFAULT_MODEL.to_owned()],
+        };
+        let config = match name {
+            "placeholder" => placeholder,
+            "zero-cost" => ServerConfig {
+                workers: 64,
+                service: ServiceTimeModel {
+                    base_ms: 0.0,
+                    per_item_ms: 0.0,
+                    jitter: 0.0,
+                    seed: 42,
+                },
+                max_queue: 65_536,
+                ..placeholder
+            },
+            "gpt2-medium" => ServerConfig {
+                workers: 1,
+                service: ServiceTimeModel {
+                    base_ms: 440.0,
+                    per_item_ms: 0.2,
+                    jitter: 0.12,
+                    seed: 42,
+                },
+                max_batch: 64,
+                ..placeholder
+            },
+            "bert-base" => ServerConfig {
+                workers: 1,
+                service: ServiceTimeModel {
+                    base_ms: 4.2,
+                    per_item_ms: 0.045,
+                    jitter: 0.05,
+                    seed: 42,
+                },
+                max_batch: 256,
+                dynamic_batching: true,
+                batch_window_ms: 2.0,
+                ..placeholder
+            },
+            _ => {
+                return Err(ConfigError::UnknownProfile {
+                    name: name.to_owned(),
+                })
+            }
+        };
+        Ok(config)
+    }
+
+    /// Checks every knob, naming the first one out of range and what it allows.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(flag: &'static str, value: impl ToString, allowed: &'static str) -> ConfigError {
+            ConfigError::Invalid {
+                flag,
+                value: value.to_string(),
+                allowed,
+            }
+        }
+        let cost_ok = |ms: f64| ms.is_finite() && (0.0..=MAX_COST_MS).contains(&ms);
+        if !(1..=4096).contains(&self.workers) {
+            return Err(invalid(
+                "workers",
+                self.workers,
+                "must be an integer from 1 to 4096",
+            ));
+        }
+        if !cost_ok(self.service.base_ms) {
+            return Err(invalid(
+                "base-ms",
+                self.service.base_ms,
+                "must be a finite number of ms from 0 to 3600000",
+            ));
+        }
+        if !cost_ok(self.service.per_item_ms) {
+            return Err(invalid(
+                "per-item-ms",
+                self.service.per_item_ms,
+                "must be a finite number of ms from 0 to 3600000",
+            ));
+        }
+        let jitter = self.service.jitter;
+        if !(jitter.is_finite() && (0.0..=2.0).contains(&jitter)) {
+            return Err(invalid(
+                "jitter",
+                jitter,
+                "must be a number from 0 to 2 (sd of the log multiplier)",
+            ));
+        }
+        if !(1..=65_536).contains(&self.max_batch) {
+            return Err(invalid(
+                "max-batch",
+                self.max_batch,
+                "must be an integer from 1 to 65536",
+            ));
+        }
+        let window = self.batch_window_ms;
+        if !(window.is_finite() && (0.0..=MAX_WINDOW_MS).contains(&window)) {
+            return Err(invalid(
+                "batch-window-ms",
+                window,
+                "must be a finite number of ms from 0 to 60000",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.max_queue) {
+            return Err(invalid(
+                "max-queue",
+                self.max_queue,
+                "must be an integer from 1 to 10000000 items",
+            ));
+        }
+        if !(1..=(1 << 30)).contains(&self.max_body_bytes) {
+            return Err(invalid(
+                "max-body-bytes",
+                self.max_body_bytes,
+                "must be an integer from 1 to 1073741824 bytes",
+            ));
+        }
+        if self.models.is_empty() {
+            return Err(invalid(
+                "models",
+                "(none)",
+                "must name at least one model, comma-separated",
+            ));
+        }
+        if let Some(bad) = self
+            .models
+            .iter()
+            .find(|m| m.is_empty() || m.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(
+                "models",
+                format!("{bad:?}"),
+                "model names must be non-empty and hold no whitespace",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The most inputs one request may carry.
+    pub fn max_items_per_request(&self) -> usize {
+        MAX_ITEMS_PER_REQUEST.min(self.max_queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_is_valid_and_placeholder_is_the_scenario() {
+        for name in PROFILES {
+            ServerConfig::profile(name).unwrap().validate().unwrap();
+        }
+        let p = ServerConfig::profile(DEFAULT_PROFILE).unwrap();
+        assert_eq!((p.workers, p.max_batch, p.max_queue), (2, 32, 4096));
+        assert_eq!(p.service.base_ms, 100.0);
+        assert_eq!(p.service.per_item_ms, 2.0);
+        assert_eq!(p.service.jitter, 0.1);
+        assert_eq!(p.service.seed, 42);
+        assert!(!p.dynamic_batching);
+        assert_eq!(p.bind, DEFAULT_BIND);
+        assert_eq!(p.models, ["example-model"]);
+    }
+
+    #[test]
+    fn unknown_profile_lists_the_known_ones() {
+        let err = ServerConfig::profile("gpu").unwrap_err().to_string();
+        assert!(
+            err.contains("placeholder") && err.contains("zero-cost"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_knobs_are_named_with_what_is_allowed() {
+        let base = ServerConfig::profile("placeholder").unwrap();
+        let cases: Vec<(ServerConfig, &str)> = vec![
+            (
+                ServerConfig {
+                    workers: 0,
+                    ..base.clone()
+                },
+                "workers",
+            ),
+            (
+                ServerConfig {
+                    max_batch: 0,
+                    ..base.clone()
+                },
+                "max-batch",
+            ),
+            (
+                ServerConfig {
+                    max_queue: 0,
+                    ..base.clone()
+                },
+                "max-queue",
+            ),
+            (
+                ServerConfig {
+                    max_body_bytes: 0,
+                    ..base.clone()
+                },
+                "max-body-bytes",
+            ),
+            (
+                ServerConfig {
+                    batch_window_ms: -1.0,
+                    ..base.clone()
+                },
+                "batch-window-ms",
+            ),
+            (
+                ServerConfig {
+                    models: vec![],
+                    ..base.clone()
+                },
+                "models",
+            ),
+            (
+                ServerConfig {
+                    models: vec!["a b".into()],
+                    ..base.clone()
+                },
+                "models",
+            ),
+        ];
+        for (config, flag) in cases {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("--{flag}")) && err.contains("must"),
+                "{err}"
+            );
+        }
+        let mut c = base.clone();
+        c.service.base_ms = f64::NAN;
+        assert!(c.validate().unwrap_err().to_string().contains("--base-ms"));
+        let mut c = base.clone();
+        c.service.per_item_ms = -2.0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--per-item-ms"));
+        let mut c = base;
+        c.service.jitter = 2.5;
+        assert!(c.validate().unwrap_err().to_string().contains("--jitter"));
+    }
+}

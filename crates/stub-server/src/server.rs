@@ -1,0 +1,203 @@
+//! Accepting connections, graceful shutdown, and running a server on its own
+//! runtime for tests and tools.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::config::{ConfigError, ServerConfig};
+use crate::http::App;
+use crate::metrics::Metrics;
+use crate::scheduler::Scheduler;
+
+/// How long shutdown waits for in-flight requests before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration failed [`ServerConfig::validate`].
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Setting up the listener, runtime or server thread failed.
+    #[error("cannot start the server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish (up to 30 s) and returns.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let metrics = Arc::new(Metrics::new());
+    let (scheduler, dispatcher) = Scheduler::start(&config, metrics.clone())?;
+    let app = Arc::new(App {
+        config,
+        scheduler: scheduler.clone(),
+        metrics,
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(4096);
+    let (stop_tx, stop_rx) = watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    tokio::spawn(serve_connection(stream, builder.clone(), app.clone(), stop_rx.clone()));
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    drop(stop_rx);
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(SHUTDOWN_GRACE, stop_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight requests did not finish within {SHUTDOWN_GRACE:?}; dropping them"
+        );
+    }
+    scheduler.close();
+    let _ = dispatcher.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    builder: auto::Builder<TokioExecutor>,
+    app: Arc<App>,
+    mut stop: watch::Receiver<()>,
+) {
+    // Small responses must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.handle(request).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error during shutdown");
+            }
+        }
+    }
+}
+
+/// A server running on its own runtime in its own OS thread.
+///
+/// Stops gracefully on [`RunningServer::shutdown`] or when dropped.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The address it listens on (the real port when port 0 was asked for).
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
+}
+
+impl RunningServer {
+    /// The inference endpoint, `http://ADDR/v1/infer`.
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/infer", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish and joins the thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "server ended with an error"),
+                Err(_) => tracing::warn!("server thread panicked"),
+            }
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Binds `config.bind` and runs the server on a dedicated multi-thread
+/// runtime in its own OS thread, so it never shares a runtime with the
+/// client under test. Returns once the socket is listening.
+pub fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    config.validate()?;
+    let std_listener =
+        std::net::TcpListener::bind(config.bind).map_err(|source| ServerError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("stub-server")
+        .build()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name(format!("stub-server {addr}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(std_listener)?;
+                serve(config, listener, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+            })
+        })?;
+    Ok(RunningServer {
+        addr,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
