@@ -1,1 +1,364 @@
-//! Placeholder: filled by a later change.
+//! `loadgen`: an HTTP load generator for inference APIs that reproduces the
+//! legacy `input.py` load test faithfully and measures the fixes for it.
+//!
+//! It sends `POST /v1/infer` requests (the `model` crate's wire format) in a
+//! closed loop (`c` workers, each waiting for its answer) or an open loop (a
+//! target rate, constant or Poisson, latency measured from each request's
+//! *intended* start so a stalled server cannot hide: no coordinated
+//! omission). Connections are opened per request (what `input.py` does) or
+//! pooled with keep-alive, over HTTP/1.1 or HTTP/2 cleartext; logical
+//! requests can be micro-batched on the client, and every logical request
+//! keeps its own log row whose latency includes the wait for its batch.
+//!
+//! Failures are data: every request ends as exactly one
+//! [`model::log::LogRow`], failed ones with an error kind (`connect_refused`,
+//! `connect_error`, `timeout`, `connection_reset`, `io_error`, `http_<status>`,
+//! `bad_json`, `wrong_length`, `output_mismatch`, `dropped`, `interrupted`),
+//! so `succeeded + failed == total` always holds. Rows stream to CSV and
+//! statistics live in a histogram, so memory stays bounded on long runs.
+//!
+//! From the command line: `loadgen --url http://127.0.0.1:8000/v1/infer
+//! --profile baseline -o before.csv --json before.json` (see `loadgen --help`).
+//! As a library:
+//!
+//! ```no_run
+//! use loadgen::{run, LoadConfig, Profile};
+//!
+//! # async fn example() -> Result<(), loadgen::LoadError> {
+//! let mut config = LoadConfig::from_profile(Profile::Optimized);
+//! config.url = "http://127.0.0.1:8000/v1/infer".into();
+//! config.log_path = Some("after.csv".into());
+//! // Stop early on Ctrl-C; any future works (here: never).
+//! let summary = run(config, std::future::pending::<()>()).await?;
+//! println!("P95 {:?} ms, {} failed", summary.p95_ms, summary.failed);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod batcher;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod payloads;
+pub mod schedule;
+pub mod summary;
+pub mod verify;
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use model::log::{LogError, LogRow, LogWriter};
+use tokio::sync::{mpsc, watch};
+
+pub use config::{
+    Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource, Profile, Target,
+};
+pub use summary::RunSummary;
+
+use batcher::Batcher;
+use client::Transport;
+use engine::{Clock, Engine};
+use payloads::{PayloadError, Payloads};
+use schedule::{Issuer, Phase};
+use summary::RowStats;
+
+/// Why a run could not start or finish. Failed requests are not errors:
+/// they are rows in the log and counts in the summary.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// An option is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The host name does not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The host resolves to an address that is not loopback.
+    #[error("refusing to load {host}: it resolves to {addr}, which is not loopback")]
+    ResolvesOffHost {
+        /// The host.
+        host: String,
+        /// The non-loopback address.
+        addr: SocketAddr,
+    },
+    /// The payload file is unusable.
+    #[error(transparent)]
+    Payloads(#[from] PayloadError),
+    /// The log file cannot be created or written.
+    #[error("log file: {0}")]
+    Log(#[from] LogError),
+    /// The log writer thread failed.
+    #[error("the log writer stopped unexpectedly")]
+    Collector,
+}
+
+/// Runs a load test. `shutdown` resolving (Ctrl-C in the binary) stops new
+/// requests; in-flight ones get `config.shutdown_grace` to finish, then are
+/// logged as `interrupted`; the log is flushed and the partial summary
+/// returned with `interrupted: true`.
+pub async fn run(
+    config: LoadConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, LoadError> {
+    let target = config.validate()?;
+    let addrs = resolve_loopback(&target).await?;
+    let payloads = Payloads::load(&config.payloads, &config.model)?;
+    let writer = match &config.log_path {
+        Some(path) => Some(LogWriter::create(path)?),
+        None => None,
+    };
+
+    let max_idle = match &config.open_loop {
+        Some(open) => open.max_in_flight,
+        None => config.concurrency,
+    };
+    let transport = Transport::new(
+        target,
+        addrs,
+        config.connection,
+        config.http2,
+        config.timeout,
+        config.headers.clone(),
+        max_idle,
+    );
+    let engine = Arc::new(Engine::new(transport, config.verify, Clock::new()));
+    let batcher = (config.batch_size > 1).then(|| {
+        Batcher::spawn(
+            engine.clone(),
+            config.batch_size,
+            Duration::from_millis(config.batch_wait_ms),
+        )
+    });
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+
+    let load = async {
+        if config.warmup > 0 {
+            let warmup = Arc::new(Issuer {
+                engine: engine.clone(),
+                batcher: batcher.clone(),
+                payloads: payloads.clone(),
+                sink: None,
+                phase: phase_rx.clone(),
+            });
+            schedule::closed_loop(warmup, config.concurrency, Some(config.warmup), None).await;
+            engine.reset_counters();
+        }
+        let (sink, rows) = mpsc::unbounded_channel();
+        let progress = Arc::new(AtomicU64::new(0));
+        let collector = spawn_collector(rows, writer, progress.clone())?;
+        let progress_task = (config.progress && std::io::stderr().is_terminal())
+            .then(|| tokio::spawn(report_progress(progress, config.requests)));
+        let issuer = Arc::new(Issuer {
+            engine: engine.clone(),
+            batcher: batcher.clone(),
+            payloads: payloads.clone(),
+            sink: Some(sink),
+            phase: phase_rx.clone(),
+        });
+        let started = Instant::now();
+        let open_stats = match &config.open_loop {
+            None => {
+                let deadline = config.duration.map(|d| started + d);
+                schedule::closed_loop(issuer, config.concurrency, config.requests, deadline).await;
+                None
+            }
+            Some(open) => {
+                Some(schedule::open_loop(issuer, open, config.requests, config.duration).await)
+            }
+        };
+        let duration_s = started.elapsed().as_secs_f64();
+        if let Some(task) = progress_task {
+            task.abort();
+            eprintln!();
+        }
+        // Every issuer (and so every sink) is gone: the collector drains,
+        // flushes and returns.
+        let stats = tokio::task::spawn_blocking(move || collector.join())
+            .await
+            .map_err(|_| LoadError::Collector)?
+            .map_err(|_| LoadError::Collector)??;
+        Ok::<_, LoadError>((stats, open_stats, duration_s))
+    };
+
+    tokio::pin!(load);
+    tokio::pin!(shutdown);
+    let mut interrupted = false;
+    let outcome = tokio::select! {
+        outcome = &mut load => outcome,
+        () = &mut shutdown => {
+            interrupted = true;
+            let _ = phase_tx.send(Phase::Stopping);
+            let grace = tokio::time::sleep(config.shutdown_grace);
+            tokio::pin!(grace);
+            tokio::select! {
+                outcome = &mut load => outcome,
+                () = &mut grace => {
+                    let _ = phase_tx.send(Phase::Aborted);
+                    load.await
+                }
+            }
+        }
+    };
+    let (stats, open_stats, duration_s) = outcome?;
+    Ok(build_summary(
+        &config,
+        &stats,
+        open_stats,
+        duration_s,
+        &engine,
+        interrupted,
+    ))
+}
+
+fn build_summary(
+    config: &LoadConfig,
+    stats: &RowStats,
+    open_stats: Option<schedule::OpenLoopStats>,
+    duration_s: f64,
+    engine: &Engine,
+    interrupted: bool,
+) -> RunSummary {
+    let target_rate = config.open_loop.as_ref().map(|o| o.rate_rps);
+    let rate_warning = match (target_rate, open_stats) {
+        (Some(target), Some(open)) => {
+            let behind = open.achieved_rate_rps < 0.95 * target && open.sent >= 10;
+            let late_share = open.late_sends as f64 / (open.sent + open.dropped).max(1) as f64;
+            (behind || late_share > 0.01 || open.dropped > 0).then(|| {
+                format!(
+                    "the generator did not keep its schedule: achieved {:.1} of {target:.1} req/s, {} late sends ({:.1}%), {} dropped at the in-flight bound; the offered load was lower than asked",
+                    open.achieved_rate_rps,
+                    open.late_sends,
+                    late_share * 100.0,
+                    open.dropped
+                )
+            })
+        }
+        _ => None,
+    };
+    RunSummary {
+        total: stats.total,
+        succeeded: stats.succeeded,
+        failed: stats.total - stats.succeeded,
+        p50_ms: stats.quantile_ms(0.50),
+        p90_ms: stats.quantile_ms(0.90),
+        p95_ms: stats.quantile_ms(0.95),
+        p99_ms: stats.quantile_ms(0.99),
+        mean_ms: stats.mean_ms(),
+        min_ms: stats.min_ms(),
+        max_ms: stats.max_ms(),
+        throughput_rps: if duration_s > 0.0 {
+            stats.succeeded as f64 / duration_s
+        } else {
+            0.0
+        },
+        duration_s,
+        errors: stats.errors.clone(),
+        mode: if config.open_loop.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .to_owned(),
+        profile: config.profile.map(|p| p.name().to_owned()),
+        connection: config.connection.name().to_owned(),
+        http2: config.http2,
+        batch_size: config.batch_size,
+        batch_wait_ms: config.batch_wait_ms,
+        concurrency: config.concurrency,
+        http_requests: engine.http_requests(),
+        server_batch_size_mean: engine.server_batch_size_mean(),
+        verified: config.verify,
+        target_rate_rps: target_rate,
+        achieved_rate_rps: open_stats.map(|o| o.achieved_rate_rps),
+        late_sends: open_stats.map(|o| o.late_sends),
+        dropped: open_stats.map(|o| o.dropped),
+        max_send_lag_ms: open_stats.map(|o| o.max_send_lag_ms),
+        rate_warning,
+        interrupted,
+        url: config.url.clone(),
+        model: config.model.clone(),
+    }
+}
+
+/// Resolves the target and checks that every address is loopback, so a
+/// name cannot smuggle load off the machine. IPv4 addresses come first:
+/// local servers most often bind 127.0.0.1.
+async fn resolve_loopback(target: &Target) -> Result<Vec<SocketAddr>, LoadError> {
+    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|source| LoadError::Resolve {
+            host: target.host.clone(),
+            source,
+        })?
+        .collect();
+    if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        return Err(LoadError::ResolvesOffHost {
+            host: target.host.clone(),
+            addr: *addr,
+        });
+    }
+    if addrs.is_empty() {
+        return Err(LoadError::Resolve {
+            host: target.host.clone(),
+            source: std::io::Error::other("no addresses"),
+        });
+    }
+    addrs.sort_by_key(|a| !a.is_ipv4());
+    Ok(addrs)
+}
+
+type CollectorHandle = std::thread::JoinHandle<Result<RowStats, LoadError>>;
+
+/// Writes rows on a plain thread so file I/O never blocks the runtime that
+/// times requests; flushes once a second so an interrupted run keeps its rows.
+fn spawn_collector(
+    mut rows: mpsc::UnboundedReceiver<LogRow>,
+    mut writer: Option<LogWriter<std::io::BufWriter<std::fs::File>>>,
+    progress: Arc<AtomicU64>,
+) -> Result<CollectorHandle, LoadError> {
+    std::thread::Builder::new()
+        .name("loadgen-log".into())
+        .spawn(move || {
+            let mut stats = RowStats::new();
+            let mut last_flush = Instant::now();
+            while let Some(row) = rows.blocking_recv() {
+                stats.record(&row);
+                progress.store(stats.total, Ordering::Relaxed);
+                if let Some(w) = writer.as_mut() {
+                    w.write_row(&row)?;
+                    if last_flush.elapsed() >= Duration::from_secs(1) {
+                        w.flush()?;
+                        last_flush = Instant::now();
+                    }
+                }
+            }
+            if let Some(w) = writer.as_mut() {
+                w.flush()?;
+            }
+            Ok(stats)
+        })
+        .map_err(|_| LoadError::Collector)
+}
+
+async fn report_progress(done: Arc<AtomicU64>, total: Option<u64>) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let n = done.load(Ordering::Relaxed);
+        let of = total.map_or_else(String::new, |t| format!("/{t}"));
+        eprint!(
+            "\r{n}{of} requests done, {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The run summary: counts, latency percentiles from a streaming histogram,
+//! error kinds and open-loop generator health, as JSON and as text.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use model::log::LogRow;
+use serde::Serialize;
+
+/// Streaming statistics over rows: memory does not grow with the run.
+pub struct RowStats {
+    /// Successful latencies in microseconds, 3 significant digits (0.1%).
+    latency_us: Histogram<u64>,
+    sum_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    /// Rows seen.
+    pub total: u64,
+    /// Rows with `ok`.
+    pub succeeded: u64,
+    /// Failed rows by error kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl RowStats {
+    /// Empty statistics.
+    pub fn new() -> Self {
+        Self {
+            // Auto-resizing with 3 significant digits cannot fail to build.
+            latency_us: Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()),
+            sum_ms: 0.0,
+            min_ms: f64::INFINITY,
+            max_ms: 0.0,
+            total: 0,
+            succeeded: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one row.
+    pub fn record(&mut self, row: &LogRow) {
+        self.total += 1;
+        if row.ok {
+            self.succeeded += 1;
+            let micros = (row.latency_ms * 1000.0).round().max(1.0) as u64;
+            // Auto-resize makes recording infallible for any u64 >= 1.
+            let _ = self.latency_us.record(micros);
+            self.sum_ms += row.latency_ms;
+            self.min_ms = self.min_ms.min(row.latency_ms);
+            self.max_ms = self.max_ms.max(row.latency_ms);
+        } else {
+            let kind = if row.error.is_empty() {
+                "unknown"
+            } else {
+                row.error.as_str()
+            };
+            *self.errors.entry(kind.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Latency at quantile `q` of successful requests, ms.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        (self.succeeded > 0).then(|| self.latency_us.value_at_quantile(q) as f64 / 1000.0)
+    }
+
+    /// Mean latency of successful requests, ms.
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.succeeded > 0).then(|| self.sum_ms / self.succeeded as f64)
+    }
+
+    /// Fastest success, ms.
+    pub fn min_ms(&self) -> Option<f64> {
+        (self.succeeded > 0).then_some(self.min_ms)
+    }
+
+    /// Slowest success, ms.
+    pub fn max_ms(&self) -> Option<f64> {
+        (self.succeeded > 0).then_some(self.max_ms)
+    }
+}
+
+impl Default for RowStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn unreachable_histogram() -> Histogram<u64> {
+    // Fallback with fixed bounds (1 us to 1 h); never reached in practice.
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).unwrap_or_else(|_| std::process::abort())
+}
+
+/// Everything a run measured. The first keys match a side of the report's
+/// `comparison.json`; percentiles are over successful requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunSummary {
+    /// Logical requests issued (logged rows).
+    pub total: u64,
+    /// Requests that succeeded (2xx, well-formed, verified).
+    pub succeeded: u64,
+    /// Requests that failed; `succeeded + failed == total`.
+    pub failed: u64,
+    /// Median latency, ms.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile, ms.
+    pub p90_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile, ms.
+    pub p99_ms: Option<f64>,
+    /// Mean latency, ms.
+    pub mean_ms: Option<f64>,
+    /// Fastest success, ms.
+    pub min_ms: Option<f64>,
+    /// Slowest success, ms.
+    pub max_ms: Option<f64>,
+    /// Successful requests per second over the run.
+    pub throughput_rps: f64,
+    /// From the first send to the last response, s (warm-up excluded).
+    pub duration_s: f64,
+    /// Failed requests by error kind.
+    pub errors: BTreeMap<String, u64>,
+    /// `closed` or `open`.
+    pub mode: String,
+    /// Profile name, if one was used.
+    pub profile: Option<String>,
+    /// `per-request` or `pooled`.
+    pub connection: String,
+    /// Whether HTTP/2 was used.
+    pub http2: bool,
+    /// Client batch size (logical requests per HTTP request, at most).
+    pub batch_size: usize,
+    /// Client batch wait, ms.
+    pub batch_wait_ms: u64,
+    /// Closed-loop workers.
+    pub concurrency: usize,
+    /// HTTP requests sent (batches).
+    pub http_requests: u64,
+    /// Mean `X-Batch-Size` the server reported (its executed batch size).
+    pub server_batch_size_mean: Option<f64>,
+    /// Whether outputs were verified.
+    pub verified: bool,
+    /// Open loop: target rate, requests/s.
+    pub target_rate_rps: Option<f64>,
+    /// Open loop: achieved send rate, requests/s.
+    pub achieved_rate_rps: Option<f64>,
+    /// Open loop: sends more than 2 ms behind schedule.
+    pub late_sends: Option<u64>,
+    /// Open loop: sends dropped at the in-flight bound (also failed rows
+    /// with error `dropped`).
+    pub dropped: Option<u64>,
+    /// Open loop: largest lag behind schedule, ms.
+    pub max_send_lag_ms: Option<f64>,
+    /// Open loop: set when the generator could not keep its rate.
+    pub rate_warning: Option<String>,
+    /// Whether a shutdown signal cut the run short.
+    pub interrupted: bool,
+    /// Target URL.
+    pub url: String,
+    /// Default model name.
+    pub model: String,
+}
+
+impl RunSummary {
+    /// Writes the summary as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, json + "\n")
+    }
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} ms"))
+}
+
+impl fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let profile = self.profile.as_deref().unwrap_or("custom");
+        writeln!(
+            f,
+            "loadgen: {} loop, profile {profile}, {} connections{}, batch size {} (wait {} ms), {}",
+            self.mode,
+            self.connection,
+            if self.http2 { " (HTTP/2)" } else { "" },
+            self.batch_size,
+            self.batch_wait_ms,
+            if self.verified {
+                "outputs verified"
+            } else {
+                "outputs not verified"
+            },
+        )?;
+        writeln!(f, "Total requests: {}", self.total)?;
+        writeln!(f, "Succeeded: {}", self.succeeded)?;
+        writeln!(f, "Failed: {}", self.failed)?;
+        for (kind, count) in &self.errors {
+            writeln!(f, "  {kind}: {count}")?;
+        }
+        writeln!(f, "P50 latency: {}", ms(self.p50_ms))?;
+        writeln!(f, "P95 latency: {}", ms(self.p95_ms))?;
+        writeln!(f, "P99 latency: {}", ms(self.p99_ms))?;
+        writeln!(
+            f,
+            "Mean {} / min {} / max {}",
+            ms(self.mean_ms),
+            ms(self.min_ms),
+            ms(self.max_ms)
+        )?;
+        writeln!(
+            f,
+            "Throughput: {:.1} req/s over {:.2} s ({} HTTP requests)",
+            self.throughput_rps, self.duration_s, self.http_requests
+        )?;
+        if let (Some(target), Some(achieved)) = (self.target_rate_rps, self.achieved_rate_rps) {
+            writeln!(
+                f,
+                "Rate: target {target:.1} req/s, achieved {achieved:.1} req/s, {} late sends, {} dropped, max lag {:.2} ms",
+                self.late_sends.unwrap_or(0),
+                self.dropped.unwrap_or(0),
+                self.max_send_lag_ms.unwrap_or(0.0)
+            )?;
+        }
+        if let Some(warning) = &self.rate_warning {
+            writeln!(f, "WARNING: {warning}")?;
+        }
+        if self.interrupted {
+            writeln!(f, "Interrupted: the run was cut short; counts are partial.")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! The binary: helpful messages and exit code 2 for bad flags, 0 when every
+//! request succeeded, 1 when some failed, and the JSON summary's keys.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn loadgen(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bad_flags_exit_2_with_a_helpful_message() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["-c", "0"], "concurrency must be 1..="),
+        (&["--rate", "-1"], "more than 0"),
+        (&["-z", "5x"], "unknown unit"),
+        (&["--url", "http://192.168.1.10:8000/v1/infer"], "loopback"),
+        (&["--url", "https://127.0.0.1/v1/infer"], "https"),
+        (&["--batch-size", "0"], "batch size must be 1..="),
+        (&["-H", "no colon"], "Name: value"),
+    ];
+    for (args, needle) in cases {
+        let out = loadgen(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn exit_codes_follow_the_outcome_and_json_has_the_keys() {
+    let server = common::spawn(common::Behavior::Ok {
+        service: Duration::from_millis(1),
+    });
+    let dir = common::temp_dir("cli");
+    let json = dir.join("summary.json");
+    let csv = dir.join("log.csv");
+    let url = server.url();
+    let out = loadgen(&[
+        "--url",
+        &url,
+        "-n",
+        "30",
+        "-c",
+        "3",
+        "-o",
+        csv.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("P95 latency"));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for key in [
+        "total",
+        "succeeded",
+        "failed",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "mean_ms",
+        "min_ms",
+        "max_ms",
+        "throughput_rps",
+        "duration_s",
+        "errors",
+        "mode",
+        "connection",
+        "batch_size",
+        "interrupted",
+    ] {
+        assert!(summary.get(key).is_some(), "missing {key}: {summary}");
+    }
+    assert_eq!(summary["total"], 30);
+    assert_eq!(model::log::read_log_file(&csv).unwrap().rows.len(), 30);
+
+    let out = loadgen(&["--url", &common::dead_url(), "-n", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("connect_refused"));
+}

@@ -1,0 +1,239 @@
+//! Test helpers: a tiny HTTP server with injectable faults, temp paths and
+//! log reading, shared by the integration tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use model::output::expected_output;
+use model::wire::{to_json_bytes, BatchResponse, InferRequest, SingleResponse};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+/// How the fault server answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Behavior {
+    /// Correct answers after `service`.
+    Ok { service: Duration },
+    /// This status with a JSON error body.
+    Status(u16),
+    /// 200 with a body that is not JSON.
+    NotJson,
+    /// 200 with one output too few.
+    WrongLength,
+    /// 200 with wrong outputs.
+    WrongOutput,
+    /// Never answers within any test timeout.
+    Stall,
+    /// Accepts connections and drops them at once.
+    Reset,
+    /// One request at a time, each taking `service`; request number `at`
+    /// (0-based) takes `stall` instead: a server-wide pause.
+    StallOnce {
+        at: u64,
+        stall: Duration,
+        service: Duration,
+    },
+}
+
+/// A fault server on its own thread and runtime.
+pub struct FaultServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultServer {
+    pub fn url(&self) -> String {
+        format!("http://{}/v1/infer", self.addr)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub fn spawn(behavior: Behavior) -> FaultServer {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = TcpListener::from_std(std_listener).unwrap();
+            let serial = Arc::new(Mutex::new(()));
+            let counter = Arc::new(AtomicU64::new(0));
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted { Ok(a) => a, Err(_) => continue },
+                    _ = &mut stopped => return,
+                };
+                if behavior == Behavior::Reset {
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                let serial = serial.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let serial = serial.clone();
+                        let counter = counter.clone();
+                        async move {
+                            let body = req.into_body().collect().await?.to_bytes();
+                            Ok::<_, hyper::Error>(answer(behavior, &body, &serial, &counter).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+    });
+    FaultServer {
+        addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+async fn answer(
+    behavior: Behavior,
+    body: &[u8],
+    serial: &Mutex<()>,
+    counter: &AtomicU64,
+) -> hyper::Response<Full<Bytes>> {
+    let n = counter.fetch_add(1, Ordering::SeqCst);
+    let request = match InferRequest::parse(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return respond(
+                400,
+                format!(
+                    "{{\"error\":{{\"code\":\"{}\",\"message\":\"bad\"}}}}",
+                    e.code()
+                )
+                .into_bytes(),
+                0,
+            )
+        }
+    };
+    let model = request.model().to_owned();
+    let mut outputs: Vec<String> = request
+        .inputs()
+        .iter()
+        .map(|i| expected_output(&model, i))
+        .collect();
+    match behavior {
+        Behavior::Ok { service } => tokio::time::sleep(service).await,
+        Behavior::Status(code) => {
+            return respond(
+                code,
+                br#"{"error":{"code":"queue_full","message":"later"}}"#.to_vec(),
+                0,
+            )
+        }
+        Behavior::NotJson => return respond(200, b"<html>oops</html>".to_vec(), 1),
+        Behavior::WrongLength => {
+            outputs.pop();
+        }
+        Behavior::WrongOutput => outputs = outputs.iter().map(|o| format!("{o}!")).collect(),
+        Behavior::Stall => tokio::time::sleep(Duration::from_secs(3600)).await,
+        Behavior::Reset => {}
+        Behavior::StallOnce { at, stall, service } => {
+            let _guard = serial.lock().await;
+            tokio::time::sleep(if n == at { stall } else { service }).await;
+        }
+    }
+    let size = request.inputs().len();
+    let json = match request {
+        InferRequest::Single(_) => to_json_bytes(&SingleResponse {
+            model,
+            output: outputs.pop().unwrap_or_default(),
+        }),
+        InferRequest::Batch(_) => to_json_bytes(&BatchResponse { model, outputs }),
+    };
+    respond(200, json, size)
+}
+
+fn respond(status: u16, body: Vec<u8>, batch: usize) -> hyper::Response<Full<Bytes>> {
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("server-timing", "queue;dur=1.500, infer;dur=2.000")
+        .header("x-batch-size", batch.to_string())
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+/// A port nothing listens on: bind, note the port, close.
+pub fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}/v1/infer")
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "loadgen-test-{}-{name}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Percentile of sorted samples, linear interpolation (numpy's default).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Successful latencies of a log file, sorted.
+pub fn ok_latencies(path: &std::path::Path) -> Vec<f64> {
+    let log = model::log::read_log_file(path).unwrap();
+    let mut v: Vec<f64> = log
+        .rows
+        .iter()
+        .filter(|r| r.ok)
+        .map(|r| r.latency_ms)
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v
+}
+
+/// A quick config against `url` with a CSV log in `dir`.
+pub fn config(url: &str, dir: &std::path::Path) -> loadgen::LoadConfig {
+    loadgen::LoadConfig {
+        url: url.to_owned(),
+        log_path: Some(dir.join("log.csv")),
+        timeout: Duration::from_secs(5),
+        ..loadgen::LoadConfig::default()
+    }
+}
