@@ -10,8 +10,13 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The columns `input.py` writes.
-pub const INPUT_PY_COLUMNS: [&str; 5] =
-    ["request_id", "timestamp_ms", "latency_ms", "status_code", "error"];
+pub const INPUT_PY_COLUMNS: [&str; 5] = [
+    "request_id",
+    "timestamp_ms",
+    "latency_ms",
+    "status_code",
+    "error",
+];
 
 /// The columns `loadgen` writes: `input.py`'s, then the rich ones.
 pub const LOADGEN_COLUMNS: [&str; 12] = [
@@ -156,7 +161,9 @@ impl<W: Write> LogWriter<W> {
             csv: csv::Writer::from_writer(writer),
             path,
         };
-        log.csv.write_record(LOADGEN_COLUMNS).map_err(|e| log.io(e))?;
+        log.csv
+            .write_record(LOADGEN_COLUMNS)
+            .map_err(|e| log.io(e))?;
         Ok(log)
     }
 
@@ -214,7 +221,9 @@ pub fn read_log_file(path: &Path) -> Result<Log, LogError> {
 
 /// Reads a log of either format; the header says which.
 pub fn read_log<R: Read>(reader: R) -> Result<Log, LogError> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(reader);
     let header = csv.headers().map_err(LogError::from_csv)?.clone();
     let columns = ColumnIndex::new(&header)?;
     let format = if columns.ok.is_some() {
@@ -424,22 +433,32 @@ mod tests {
     fn bad_fields_name_line_and_column() {
         let csv = "request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2,200,\n1,1,-3,200,\n";
         let err = read_log(csv.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("latency_ms"), "{err}");
+        assert!(
+            err.contains("line 3") && err.contains("latency_ms"),
+            "{err}"
+        );
         let csv = "request_id,timestamp_ms,latency_ms,status_code,error\nx,1,2,200,\n";
         let err = read_log(csv.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains("request_id"), "{err}");
+        assert!(
+            err.contains("line 2") && err.contains("request_id"),
+            "{err}"
+        );
     }
 
     #[test]
     fn ragged_rows_and_missing_columns_are_errors() {
         let csv = "request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2\n";
-        assert!(matches!(read_log(csv.as_bytes()), Err(LogError::Csv { line: 2, .. })));
+        assert!(matches!(
+            read_log(csv.as_bytes()),
+            Err(LogError::Csv { line: 2, .. })
+        ));
         let csv = "request_id,latency_ms\n0,1\n";
         assert!(matches!(
             read_log(csv.as_bytes()),
             Err(LogError::MissingColumn("timestamp_ms"))
         ));
-        let bytes: &[u8] = b"request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2,200,\xff\n";
+        let bytes: &[u8] =
+            b"request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2,200,\xff\n";
         assert!(matches!(read_log(bytes), Err(LogError::Csv { .. })));
     }
 

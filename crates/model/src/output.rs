@@ -27,10 +27,38 @@ fn splitmix64(state: &mut u64) -> u64 {
 }
 
 const VOCABULARY: [&str; 32] = [
-    "the", "customer", "reports", "session", "expires", "after", "each", "update", "settings",
-    "are", "lost", "because", "tokens", "reset", "suggest", "keeping", "preferences", "synced",
-    "account", "cloud", "backup", "restore", "version", "mobile", "app", "login", "persists",
-    "issue", "resolved", "by", "enabling", "sync",
+    "the",
+    "customer",
+    "reports",
+    "session",
+    "expires",
+    "after",
+    "each",
+    "update",
+    "settings",
+    "are",
+    "lost",
+    "because",
+    "tokens",
+    "reset",
+    "suggest",
+    "keeping",
+    "preferences",
+    "synced",
+    "account",
+    "cloud",
+    "backup",
+    "restore",
+    "version",
+    "mobile",
+    "app",
+    "login",
+    "persists",
+    "issue",
+    "resolved",
+    "by",
+    "enabling",
+    "sync",
 ];
 
 const OUTPUT_WORDS: usize = 48;
@@ -39,7 +67,10 @@ const OUTPUT_WORDS: usize = 48;
 pub fn expected_output(model: &str, input: &str) -> String {
     // The 0xff separator keeps ("ab", "c") and ("a", "bc") apart: it never
     // occurs in UTF-8 text.
-    let seed = fnv1a(input.as_bytes(), fnv1a(&[0xff], fnv1a(model.as_bytes(), FNV_OFFSET)));
+    let seed = fnv1a(
+        input.as_bytes(),
+        fnv1a(&[0xff], fnv1a(model.as_bytes(), FNV_OFFSET)),
+    );
     let mut state = seed;
     let mut out = String::with_capacity(OUTPUT_WORDS * 8 + 24);
     out.push_str("Summary:");

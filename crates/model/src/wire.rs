@@ -122,8 +122,8 @@ struct AnyRequest {
 impl InferRequest {
     /// Parses a request body, telling apart every way it can be wrong.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
-        let any: AnyRequest = serde_json::from_slice(body)
-            .map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+        let any: AnyRequest =
+            serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
         let model = any.model.ok_or(RequestError::MissingField("model"))?;
         match (any.input, any.inputs) {
             (Some(_), Some(_)) => Err(RequestError::ConflictingFields),
@@ -216,7 +216,10 @@ mod tests {
             (b"[]", "malformed_json"),
             (br#"{"input":"a"}"#, "missing_field"),
             (br#"{"model":"m"}"#, "missing_field"),
-            (br#"{"model":"m","input":"a","inputs":["b"]}"#, "conflicting_fields"),
+            (
+                br#"{"model":"m","input":"a","inputs":["b"]}"#,
+                "conflicting_fields",
+            ),
             (br#"{"model":"m","inputs":[]}"#, "empty_inputs"),
         ];
         for (body, code) in cases {
@@ -238,7 +241,8 @@ mod tests {
 
     #[test]
     fn error_body_has_the_documented_shape() {
-        let json = String::from_utf8(to_json_bytes(&ErrorBody::new("queue_full", "later"))).unwrap();
+        let json =
+            String::from_utf8(to_json_bytes(&ErrorBody::new("queue_full", "later"))).unwrap();
         assert_eq!(json, r#"{"error":{"code":"queue_full","message":"later"}}"#);
     }
 }

@@ -32,7 +32,10 @@ fn input_py_is_frozen() {
     let bytes = std::fs::read(repo_root().join("input.py")).unwrap();
     let digest = Sha256::digest(&bytes);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex, INPUT_PY_SHA256, "input.py changed: restore it, change the Rust code instead");
+    assert_eq!(
+        hex, INPUT_PY_SHA256,
+        "input.py changed: restore it, change the Rust code instead"
+    );
 }
 
 #[test]
@@ -49,8 +52,16 @@ fn input_py_load_shape_matches_the_constants() {
 fn payloads_match_the_golden_file_from_input_py() {
     let golden = std::fs::read(golden_path()).unwrap();
     let expected = expected_bodies(model::BASELINE_REQUESTS);
-    assert_eq!(golden.len(), expected.len(), "golden file and Rust bodies differ in size");
-    for (i, (g, e)) in golden.split(|&b| b == b'\n').zip(expected.split(|&b| b == b'\n')).enumerate() {
+    assert_eq!(
+        golden.len(),
+        expected.len(),
+        "golden file and Rust bodies differ in size"
+    );
+    for (i, (g, e)) in golden
+        .split(|&b| b == b'\n')
+        .zip(expected.split(|&b| b == b'\n'))
+        .enumerate()
+    {
         assert_eq!(
             String::from_utf8_lossy(g),
             String::from_utf8_lossy(e),
@@ -61,7 +72,10 @@ fn payloads_match_the_golden_file_from_input_py() {
 
 /// A Python that can import httpx: the project's `.venv` first, then the system's.
 fn python_with_httpx() -> Option<PathBuf> {
-    let candidates = [repo_root().join(".venv/bin/python"), PathBuf::from("python3")];
+    let candidates = [
+        repo_root().join(".venv/bin/python"),
+        PathBuf::from("python3"),
+    ];
     candidates.into_iter().find(|py| {
         Command::new(py)
             .args(["-c", "import httpx"])
@@ -78,6 +92,13 @@ fn payloads_match_live_python_when_available() {
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/make_golden.py");
     let out = Command::new(python).arg(script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stdout == expected_bodies(model::BASELINE_REQUESTS), "live httpx bodies differ");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == expected_bodies(model::BASELINE_REQUESTS),
+        "live httpx bodies differ"
+    );
 }
