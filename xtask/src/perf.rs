@@ -23,7 +23,7 @@ pub struct PerfArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     repeat: u32,
     /// The SLA: P95 latency must be at most this many ms after optimization.
-    #[arg(long, default_value_t = 800.0, value_name = "MS")]
+    #[arg(long, default_value_t = 800.0, value_name = "MS", allow_negative_numbers = true)]
     sla_p95_ms: f64,
     /// Directory for logs and reports (created if missing).
     #[arg(long, default_value = "results", value_name = "DIR")]

@@ -273,6 +273,8 @@ pub fn compare(
     if let (Some(run), Some(rep)) = (reproduction, &before_reproduction) {
         sides.insert(1, ("before_reproduction", run, &rep.summary));
     }
+    let logs: Vec<&Log> = sides.iter().map(|(_, run, _)| &run.log).collect();
+    let batch_cost = crate::diagnosis::batch_cost(&logs);
     for (side, run, summary) in sides {
         diagnosis.extend(diagnose(&DiagnosisInput {
             side,
@@ -281,6 +283,7 @@ pub fn compare(
             configured_concurrency: configured_concurrency(&conditions, side),
         }));
     }
+    diagnosis.extend(batch_cost);
 
     Ok(Comparison {
         schema_version: SCHEMA_VERSION,

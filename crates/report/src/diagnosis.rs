@@ -20,10 +20,12 @@ const MIN_ROWS_FOR_DRIFT: usize = 8;
 /// One diagnosis entry in `comparison.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
-    /// Stable id: `littles_law`, `latency_breakdown`, `connection_setup`,
-    /// `client_overhead`, `client_batch_wait`, `drift`, `service_floor`, `failures`.
+    /// Stable id: `littles_law`, `latency_breakdown`, `server_parallelism`,
+    /// `connection_setup`, `client_overhead`, `client_batch_wait`, `drift`,
+    /// `service_floor`, `failures`, and across runs `batch_cost`.
     pub id: String,
-    /// Which run: `before`, `after` or `before_reproduction`.
+    /// Which run: `before`, `after`, `before_reproduction`, or `runs` for a
+    /// finding drawn from several.
     pub side: String,
     /// The sentence a reader sees, numbers included.
     pub finding: String,
@@ -46,9 +48,10 @@ pub struct DiagnosisInput<'a> {
 
 /// Every finding the run's columns support, in a fixed order.
 pub fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
-    let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 8] = [
+    let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 9] = [
         littles_law,
         latency_breakdown,
+        server_parallelism,
         connection_setup,
         client_overhead,
         client_batch_wait,
@@ -178,6 +181,118 @@ fn latency_breakdown(input: &DiagnosisInput<'_>) -> Option<Finding> {
             ("tail_other_pct", pct(t_other, t_lat)),
         ],
     ))
+}
+
+/// One entry per HTTP request the client sent: its client batch size and
+/// the server's execution time. Rows of one client batch share a request.
+fn executed_batches(log: &Log) -> Vec<(u32, f64)> {
+    let mut seen = std::collections::HashSet::new();
+    log.rows
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| {
+            let service_ms = r.service_ms?;
+            // A row without a batch id was its own HTTP request.
+            let key = r.batch_id.map_or((false, r.request_id), |b| (true, b));
+            seen.insert(key)
+                .then_some((r.batch_size.unwrap_or(1).max(1), service_ms))
+        })
+        .collect()
+}
+
+/// Busy execution time per second of run: how many batches the server had
+/// executing at once on average. Set against the requests in flight it shows
+/// how deep the server's queue must have been.
+fn server_parallelism(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let duration_s = input.summary.duration_s.filter(|d| *d > 0.0)?;
+    let batches = executed_batches(input.log);
+    if batches.is_empty() {
+        return None;
+    }
+    let busy_s: f64 = batches.iter().map(|(_, ms)| ms / 1000.0).sum();
+    let parallelism = busy_s / duration_s;
+    let mut values = vec![
+        ("executed_batches", batches.len() as f64),
+        ("execution_busy_s", busy_s),
+        ("mean_batches_executing", parallelism),
+    ];
+    let mut sentence = format!(
+        "the server spent {busy_s:.1} s executing {} batches over a {duration_s:.1} s run, so it executed {parallelism:.2} batches at once on average",
+        batches.len()
+    );
+    if let Some(c) = input.configured_concurrency.filter(|c| *c > parallelism) {
+        let mean_batch =
+            batches.iter().map(|(b, _)| f64::from(*b)).sum::<f64>() / batches.len() as f64;
+        let waiting = c / mean_batch - parallelism;
+        values.push(("http_requests_queued", waiting.max(0.0)));
+        sentence.push_str(&format!(
+            "; with {c} logical requests in flight in batches of {mean_batch:.1}, about {:.1} HTTP requests wait in its queue at any time",
+            waiting.max(0.0)
+        ));
+    }
+    sentence.push('.');
+    Some(finding(input, "server_parallelism", sentence, &values))
+}
+
+/// The cost model read off the measurements of several runs: mean execution
+/// time per client batch size, and the least-squares line through them
+/// (fixed cost per batch + cost per input). Needs two batch sizes or more.
+pub fn batch_cost(logs: &[&Log]) -> Option<Finding> {
+    let mut by_size: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
+    for log in logs {
+        for (size, ms) in executed_batches(log) {
+            let entry = by_size.entry(size).or_insert((0.0, 0));
+            entry.0 += ms;
+            entry.1 += 1;
+        }
+    }
+    if by_size.len() < 2 {
+        return None;
+    }
+    let points: Vec<(f64, f64)> = by_size
+        .iter()
+        .map(|(size, (sum, n))| (f64::from(*size), sum / *n as f64))
+        .collect();
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    let per_item_ms = sxy / sxx;
+    let fixed_ms = mean_y - per_item_ms * mean_x;
+    let described: Vec<String> = by_size
+        .iter()
+        .map(|(size, (sum, count))| {
+            format!(
+                "{:.1} ms for batches of {size} ({count} measured)",
+                sum / *count as f64
+            )
+        })
+        .collect();
+    let (smallest, largest) = (points[0], points[points.len() - 1]);
+    let ratio = largest.1 / smallest.1;
+    let sentence = format!(
+        "Execution cost by batch size (Server-Timing, all runs): {}. A least-squares line gives {fixed_ms:.1} ms fixed per batch + {per_item_ms:.2} ms per input: executing {} inputs together costs {ratio:.2}x executing {}, so batching amortises the fixed cost that dominates each request.",
+        described.join(", "),
+        largest.0,
+        smallest.0,
+    );
+    let mut values: BTreeMap<String, f64> = [
+        ("fixed_ms".to_owned(), fixed_ms),
+        ("per_item_ms".to_owned(), per_item_ms),
+        ("largest_over_smallest".to_owned(), ratio),
+    ]
+    .into_iter()
+    .collect();
+    for (size, mean_ms) in &points {
+        values.insert(format!("mean_service_ms_batch_{size}"), *mean_ms);
+    }
+    Some(Finding {
+        id: "batch_cost".to_owned(),
+        side: "runs".to_owned(),
+        finding: sentence,
+        values,
+    })
 }
 
 /// Share of latency spent opening connections (a new one per request is
@@ -441,6 +556,59 @@ mod tests {
             summary: &summary,
             configured_concurrency: concurrency,
         })
+    }
+
+    fn batched(id: u64, batch: u64, size: u32, service: f64) -> LogRow {
+        LogRow {
+            batch_id: Some(batch),
+            ..rich(id, service + 1.0, 0.0, service, size)
+        }
+    }
+
+    #[test]
+    fn batch_cost_fits_fixed_and_per_item_cost_across_runs() {
+        // Batches of 1 took 102 and 104 ms (mean 103); one batch of 4 (four
+        // rows, counted once) took 109 ms. Line through (1, 103) and (4, 109):
+        // per item (109 - 103) / 3 = 2 ms, fixed 103 - 2 = 101 ms; 109 / 103.
+        let singles = Log {
+            format: LogFormat::Loadgen,
+            rows: vec![rich(0, 110.0, 5.0, 102.0, 1), rich(1, 110.0, 5.0, 104.0, 1)],
+        };
+        let quad = Log {
+            format: LogFormat::Loadgen,
+            rows: (0..4).map(|i| batched(i, 7, 4, 109.0)).collect(),
+        };
+        let f = batch_cost(&[&singles, &quad]).unwrap();
+        assert!((f.values["per_item_ms"] - 2.0).abs() < 1e-9);
+        assert!((f.values["fixed_ms"] - 101.0).abs() < 1e-9);
+        assert!((f.values["largest_over_smallest"] - 109.0 / 103.0).abs() < 1e-12);
+        assert!(
+            f.finding.contains("109.0 ms for batches of 4 (1 measured)"),
+            "{}",
+            f.finding
+        );
+        assert!(
+            batch_cost(&[&singles]).is_none(),
+            "one batch size fits no line"
+        );
+    }
+
+    #[test]
+    fn server_parallelism_is_busy_time_over_duration() {
+        // Rows start at 0, 10, 20 ms and take 100 ms: the run spans 0..120 ms.
+        // Three single batches of 100 ms executed = 0.3 s busy / 0.12 s = 2.5
+        // at once; with 20 in flight in batches of 1, 17.5 wait in the queue.
+        let log = Log {
+            format: LogFormat::Loadgen,
+            rows: (0..3).map(|i| rich(i, 100.0, 0.0, 100.0, 1)).collect(),
+        };
+        let findings = run(&log, Some(20.0));
+        let f = findings
+            .iter()
+            .find(|f| f.id == "server_parallelism")
+            .unwrap();
+        assert!((f.values["mean_batches_executing"] - 2.5).abs() < 1e-9);
+        assert!((f.values["http_requests_queued"] - 17.5).abs() < 1e-9);
     }
 
     #[test]
