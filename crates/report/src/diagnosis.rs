@@ -422,8 +422,12 @@ fn service_floor(input: &DiagnosisInput<'_>) -> Option<Finding> {
         return None;
     }
     let ratio = p95 / floor;
+    let median = quantile_ms(&service, 0.5, REPORT_QUANTILE_METHOD)
+        .ok()??
+        .max(f64::MIN_POSITIVE);
+    let over_median = p95 / median;
     let sentence = format!(
-        "the P95 of server execution time alone (service_ms) is {floor:.1} ms, the floor for this request shape; the run's P95 of {p95:.1} ms is {ratio:.2}x that floor, so {:.1} ms of the P95 is spent outside execution (queueing, batching, network).",
+        "the P95 of server execution time alone (service_ms) is {floor:.1} ms, the floor for this request shape; the run's P95 of {p95:.1} ms is {ratio:.2}x that floor, so {:.1} ms of the P95 is spent outside execution (queueing, batching, network). Against the median execution time ({median:.1} ms, the service's own jitter removed) the P95 is {over_median:.2}x.",
         p95 - floor
     );
     Some(finding(
@@ -435,6 +439,8 @@ fn service_floor(input: &DiagnosisInput<'_>) -> Option<Finding> {
             ("p95_ms", p95),
             ("p95_over_floor", ratio),
             ("p95_above_floor_ms", p95 - floor),
+            ("p50_service_ms", median),
+            ("p95_over_median_service", over_median),
         ],
     ))
 }
