@@ -246,7 +246,7 @@ pub fn compare(
     let conditions = normalise_conditions(&options.conditions)?;
     let before_summary = before.summary()?;
     let after_summary = after.summary()?;
-    let quality = assess_quality(&before.log, &after.log);
+    let quality = assess_quality(&before.log, &after.log, reproduction.map(|r| &r.log));
     let sla = sla_for(&after_summary, threshold);
     let verdict = decide(
         &sla,

@@ -48,6 +48,9 @@ pub struct Quality {
     pub digests_compared: u64,
     /// Of those, how many digests differ.
     pub digest_differences: u64,
+    /// Which run's digests the After's were compared with: `before`, or
+    /// `before_reproduction` when the Before logs no digests.
+    pub digest_reference: String,
 }
 
 /// One check of the verdict.
@@ -76,7 +79,9 @@ pub struct Verdict {
 }
 
 /// Checks that the two runs sent the same requests and got the same answers.
-pub fn assess_quality(before: &Log, after: &Log) -> Quality {
+/// Outputs are compared by digest with the Before, or with `reproduction`
+/// when the Before has no digests (`input.py` logs none).
+pub fn assess_quality(before: &Log, after: &Log, reproduction: Option<&Log>) -> Quality {
     let ids = |log: &Log| -> BTreeSet<u64> { log.rows.iter().map(|r| r.request_id).collect() };
     let (before_ids, after_ids) = (ids(before), ids(after));
     let missing_in_after = before_ids.difference(&after_ids).count() as u64;
@@ -97,7 +102,10 @@ pub fn assess_quality(before: &Log, after: &Log) -> Quality {
             .filter_map(|r| r.output_digest.clone().map(|d| (r.request_id, d)))
             .collect()
     };
-    let before_digests = digests(before);
+    let (digest_reference, before_digests) = match (digests(before), reproduction) {
+        (own, Some(rep)) if own.is_empty() => ("before_reproduction", digests(rep)),
+        (own, _) => ("before", own),
+    };
     let mut digests_compared = 0;
     let mut digest_differences = 0;
     for (id, digest) in digests(after) {
@@ -121,6 +129,7 @@ pub fn assess_quality(before: &Log, after: &Log) -> Quality {
         extra_in_after,
         digests_compared,
         digest_differences,
+        digest_reference: digest_reference.to_owned(),
     }
 }
 
@@ -170,8 +179,14 @@ pub fn decide(
         )
     };
     let digest_detail = format!(
-        "Output digests: {} of {} compared requests differ between Before and After",
-        quality.digest_differences, quality.digests_compared
+        "Output digests: {} of {} compared requests differ between {} and After",
+        quality.digest_differences,
+        quality.digests_compared,
+        if quality.digest_reference == "before" {
+            "Before"
+        } else {
+            "the Before's Rust reproduction"
+        }
     );
     let mut checks = vec![
         check("sla_p95", sla.met, sla_detail),

@@ -154,6 +154,37 @@ fn differing_output_digests_fail_the_verdict() {
 }
 
 #[test]
+fn digests_are_compared_with_the_reproduction_when_input_py_logs_none() {
+    let before = common::input_py_log(&[(0, 0.0, 900.0, 200, ""), (1, 1.0, 950.0, 200, "")]);
+    let reproduction = common::loadgen_ok_log(&[900.0, 950.0]);
+    let after = common::loadgen_ok_log(&[10.0, 20.0]);
+    let c = compare(
+        &run("B", &before),
+        &run("A", &after),
+        Some(&run("R", &reproduction)),
+        &options(800.0),
+    )
+    .unwrap();
+    assert_eq!(c.quality.digest_reference, "before_reproduction");
+    assert_eq!(
+        (c.quality.digests_compared, c.quality.digest_differences),
+        (2, 0)
+    );
+    assert!(c.verdict.met, "{:?}", c.verdict.reasons);
+
+    let corrupted = after.replace(",d1\n", ",zz\n");
+    let c = compare(
+        &run("B", &before),
+        &run("A", &corrupted),
+        Some(&run("R", &reproduction)),
+        &options(800.0),
+    )
+    .unwrap();
+    assert_eq!(c.quality.digest_differences, 1);
+    assert!(!c.verdict.met);
+}
+
+#[test]
 fn an_empty_after_log_gives_nulls_and_a_clear_verdict() {
     let before = common::loadgen_ok_log(&[100.0, 200.0]);
     let c = compare(
