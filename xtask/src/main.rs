@@ -2,10 +2,14 @@
 //!
 //! - `cargo xtask perf [--url URL] [--repeat N] [--sla-p95-ms MS] [--out DIR] [--skip-python]`
 //!   runs the whole Before/After story (SPEC section 8); `./run_tests` calls it.
+//! - `cargo xtask bench [--duration-s S] [--connections N] [--rounds N] ...`
+//!   measures the tools against wrk, oha, nginx and hdrhistogram (SPEC
+//!   section 9) and writes `results/bench.json`.
 //!
 //! Exit codes: 0 SLA met with no failed request and every output verified,
 //! 1 SLA or quality not met, 2 the workflow could not run.
 
+mod bench;
 mod perf;
 mod process;
 mod python;
@@ -29,6 +33,8 @@ struct Cli {
 enum Task {
     /// Run Before (input.py and its Rust reproduction), analysis, After, and the report.
     Perf(perf::PerfArgs),
+    /// Measure the tools against their peers and write results/bench.json.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,7 +52,14 @@ fn main() -> ExitCode {
     };
     let result = match cli.task {
         Task::Perf(args) => perf::run(args),
+        Task::Bench(args) => return bench::main(args),
     };
+    // Interrupted (SIGINT/SIGTERM): the children are stopped; say so with
+    // 128 + the signal, whatever the unwinding workflow returned.
+    if let Some(code) = process::interrupted_exit_code() {
+        eprintln!("interrupted: simulators and clients stopped; partial results are in the output directory");
+        return ExitCode::from(code);
+    }
     match result {
         Ok(perf::Outcome::Met) => ExitCode::SUCCESS,
         Ok(perf::Outcome::NotMet) => ExitCode::from(1),

@@ -23,7 +23,12 @@ pub struct PerfArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     repeat: u32,
     /// The SLA: P95 latency must be at most this many ms after optimization.
-    #[arg(long, default_value_t = 800.0, value_name = "MS", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 800.0,
+        value_name = "MS",
+        allow_negative_numbers = true
+    )]
     sla_p95_ms: f64,
     /// Directory for logs and reports (created if missing).
     #[arg(long, default_value = "results", value_name = "DIR")]
@@ -74,6 +79,7 @@ pub enum PerfError {
 }
 
 const CLIENT_LIMIT: Duration = Duration::from_secs(600);
+const BUILD_LIMIT: Duration = Duration::from_secs(3600);
 
 /// The simulator, or the real endpoint the user named.
 enum Target {
@@ -83,6 +89,11 @@ enum Target {
 
 pub fn run(args: PerfArgs) -> Result<Outcome, PerfError> {
     validate(&args)?;
+    // Ctrl-C or SIGTERM: stop the children, keep what they flushed, never
+    // leave a simulator running (see `process`).
+    if let Err(e) = process::install_signal_handlers() {
+        eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave simulators running");
+    }
     let started = Instant::now();
     let target = match &args.url {
         Some(url) => Target::Endpoint(url.clone()),
@@ -189,11 +200,25 @@ fn create_dir(dir: &Path) -> Result<(), PerfError> {
 }
 
 fn build() -> Result<(), PerfError> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(workspace::root())
-        .args(["build", "--release", "--quiet", "--bins"])
-        .args(["-p", "stub-server", "-p", "loadgen", "-p", "report"])
-        .status();
+    if let Some(dir) = workspace::prebuilt_bin_dir() {
+        println!(
+            "using prebuilt binaries from {} ({}); not building",
+            dir.display(),
+            workspace::BIN_DIR_ENV
+        );
+        return Ok(());
+    }
+    // A registered child, so an interruption stops the build too.
+    let status = process::run_with_deadline(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(workspace::root())
+            .args(["build", "--release", "--quiet", "--bins"])
+            .args(["-p", "stub-server", "-p", "loadgen", "-p", "report"]),
+        BUILD_LIMIT,
+    );
+    if let Some(signal) = process::interrupted() {
+        return Err(ProcessError::Interrupted(signal).into());
+    }
     match status {
         Ok(s) if s.success() => Ok(()),
         _ => Err(PerfError::Build),

@@ -2,12 +2,22 @@
 //!
 //! The client and the server always run as separate OS processes so that
 //! neither steals the other's runtime; every simulator is fresh and on port 0.
+//!
+//! Interruption: [`install_signal_handlers`] makes SIGINT/SIGTERM to xtask
+//! stop its children instead of orphaning them. Every child is spawned
+//! through a registry; on the first signal a watcher thread sends SIGTERM to
+//! each registered child (a client flushes its log and summary, a simulator
+//! finishes in-flight work), no new child may start, the workflow unwinds
+//! (each [`ServerProcess`] is reaped by its `Drop`), and xtask exits with
+//! 128 + the signal (130 for SIGINT, 143 for SIGTERM). Children still alive
+//! after [`STOP_GRACE`] get SIGKILL; a second signal kills them at once.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Why a child process could not do its job.
@@ -24,6 +34,9 @@ pub enum ProcessError {
     /// The simulator never printed its `listening on` line.
     #[error("the simulator did not report `listening on http://ADDR` within {0:?} (see {1})")]
     NotListening(Duration, String),
+    /// xtask received SIGINT or SIGTERM: nothing new is started.
+    #[error("interrupted by signal {0}: children stopped, nothing new started")]
+    Interrupted(i32),
     /// A client ran past its deadline and was killed.
     #[error("{program} ran longer than {limit:?} and was stopped")]
     Deadline {
@@ -35,7 +48,115 @@ pub enum ProcessError {
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a child gets after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Pids of the children that are running or not yet reaped. A pid leaves
+/// only when its child is reaped, under this lock, and signals are sent
+/// under it too: a signal never reaches a recycled pid.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// The signal that interrupted the workflow, 0 while none has.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+fn children() -> MutexGuard<'static, Vec<u32>> {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The signal that interrupted xtask, if one did.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// The exit code for an interrupted run: 128 + the signal number.
+pub fn interrupted_exit_code() -> Option<u8> {
+    interrupted().and_then(|signal| u8::try_from(128 + signal).ok())
+}
+
+/// Installs the SIGINT/SIGTERM watcher (see the module docs). Call once,
+/// before starting children; an error means signals keep their default
+/// action (xtask dies, the children keep running).
+pub fn install_signal_handlers() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("xtask-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                on_signal(signal);
+            }
+        })?;
+    Ok(())
+}
+
+fn on_signal(signal: i32) {
+    let code = 128 + signal;
+    if INTERRUPTED
+        .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        eprintln!("\nxtask: second signal: killing every child now");
+        signal_children(libc::SIGKILL);
+        std::process::exit(code);
+    }
+    eprintln!(
+        "\nxtask: signal {signal} received: stopping simulators and clients (clients flush what they measured)"
+    );
+    signal_children(libc::SIGTERM);
+    // The workflow unwinds and reaps its children; if it cannot within the
+    // grace period, kill what is left and exit anyway.
+    let deadline = Instant::now() + STOP_GRACE + Duration::from_secs(2);
+    while !children().is_empty() {
+        if Instant::now() >= deadline {
+            eprintln!("xtask: children still running after {STOP_GRACE:?}: killing them");
+            signal_children(libc::SIGKILL);
+            std::thread::sleep(Duration::from_millis(200));
+            std::process::exit(code);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal_children(signal: libc::c_int) {
+    for &pid in children().iter() {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+}
+
+/// Spawns `cmd` as a registered child, unless xtask is being interrupted.
+pub fn spawn_child(cmd: &mut Command) -> Result<Child, ProcessError> {
+    let program = format!("{:?}", cmd.get_program());
+    let mut registry = children();
+    if let Some(signal) = interrupted() {
+        return Err(ProcessError::Interrupted(signal));
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|source| ProcessError::Spawn { program, source })?;
+    registry.push(child.id());
+    Ok(child)
+}
+
+/// `try_wait`, unregistering the child once it is reaped.
+fn try_reap(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
+    let mut registry = children();
+    let status = child.try_wait();
+    if !matches!(status, Ok(None)) {
+        let pid = child.id();
+        registry.retain(|&p| p != pid);
+    }
+    status
+}
 
 /// A running `stub-server`, stopped with SIGTERM (graceful) when dropped.
 pub struct ServerProcess {
@@ -48,19 +169,18 @@ impl ServerProcess {
     /// Starts the simulator on a free loopback port and waits for its
     /// `listening on` line (never a sleep); stderr goes to `log_path`.
     pub fn start(bin: &Path, args: &[String], log_path: &Path) -> Result<Self, ProcessError> {
-        let program = bin.display().to_string();
         let log = File::create(log_path).map_err(|source| ProcessError::Spawn {
-            program: program.clone(),
+            program: bin.display().to_string(),
             source,
         })?;
-        let mut child = Command::new(bin)
-            .args(["--bind", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(|source| ProcessError::Spawn { program, source })?;
+        let mut child = spawn_child(
+            Command::new(bin)
+                .args(["--bind", "127.0.0.1:0"])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(log),
+        )?;
         let not_listening =
             || ProcessError::NotListening(READY_TIMEOUT, log_path.display().to_string());
         let Some(stdout) = child.stdout.take() else {
@@ -113,12 +233,14 @@ fn stop(child: &mut Child) {
     if wait_until(child, Instant::now() + STOP_GRACE).is_none() {
         let _ = child.kill();
         let _ = child.wait();
+        let pid = child.id();
+        children().retain(|&p| p != pid);
     }
 }
 
 fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
-        match child.try_wait() {
+        match try_reap(child) {
             Ok(Some(status)) => return Some(status),
             Ok(None) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -132,10 +254,7 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 /// inherited or sent where the command says; returns its exit status.
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Result<ExitStatus, ProcessError> {
     let program = format!("{:?}", cmd.get_program());
-    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-        program: program.clone(),
-        source,
-    })?;
+    let mut child = spawn_child(cmd)?;
     match wait_until(&mut child, Instant::now() + limit) {
         Some(status) => Ok(status),
         None => {

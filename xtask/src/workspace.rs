@@ -25,7 +25,22 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// A release binary of the workspace.
+/// Names a directory of prebuilt `stub-server`, `loadgen` and `report`
+/// binaries to use instead of building the release ones.
+pub const BIN_DIR_ENV: &str = "XTASK_BIN_DIR";
+
+/// The prebuilt-binaries directory from [`BIN_DIR_ENV`], if set.
+pub fn prebuilt_bin_dir() -> Option<PathBuf> {
+    std::env::var_os(BIN_DIR_ENV)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A release binary of the workspace (or the prebuilt one, see
+/// [`BIN_DIR_ENV`]).
 pub fn release_bin(name: &str) -> PathBuf {
-    target_dir().join("release").join(name)
+    match prebuilt_bin_dir() {
+        Some(dir) => dir.join(name),
+        None => target_dir().join("release").join(name),
+    }
 }

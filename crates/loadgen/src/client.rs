@@ -29,6 +29,9 @@ pub enum TransportError {
     Timeout,
     /// The server closed or reset the connection before a full response.
     ConnectionReset,
+    /// The status and headers arrived, then the body was cut short (the
+    /// connection or stream ended before `Content-Length` was reached).
+    TruncatedBody,
     /// Any other I/O or protocol failure.
     IoError,
 }
@@ -41,6 +44,7 @@ impl TransportError {
             Self::ConnectError => "connect_error",
             Self::Timeout => "timeout",
             Self::ConnectionReset => "connection_reset",
+            Self::TruncatedBody => "truncated_body",
             Self::IoError => "io_error",
         }
     }
@@ -297,7 +301,12 @@ async fn read_response(
     response: http::Response<hyper::body::Incoming>,
 ) -> Result<(StatusCode, HeaderMap, Bytes), TransportError> {
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(classify)?.to_bytes();
+    // The head arrived: any failure now means the body was cut short.
+    let body = body
+        .collect()
+        .await
+        .map_err(|_| TransportError::TruncatedBody)?
+        .to_bytes();
     Ok((parts.status, parts.headers, body))
 }
 

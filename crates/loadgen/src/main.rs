@@ -31,12 +31,8 @@ fn main() -> ExitCode {
         }
     };
     let log_path = config.log_path.clone();
-    let outcome = runtime.block_on(loadgen::run(config, async {
-        // If the signal handler cannot be installed, run to completion.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }));
+    raise_fd_limit();
+    let outcome = runtime.block_on(loadgen::run(config, stop_signal()));
     let summary = match outcome {
         Ok(summary) => summary,
         Err(e) => {
@@ -60,3 +56,56 @@ fn main() -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM: the run then stops issuing,
+/// flushes its log and prints and writes the partial summary. If no handler
+/// can be installed, it never resolves and the run goes to completion.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Ok(mut one), Err(_)) | (Err(_), Ok(mut one)) => {
+                one.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending::<()>().await,
+        }
+        eprintln!("loadgen: signal received; stopping, flushing the log and the summary");
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, so thousands of
+/// concurrent connections do not run out of descriptors.
+#[cfg(unix)]
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
+    // live, properly aligned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() {}

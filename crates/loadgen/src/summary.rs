@@ -5,14 +5,16 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use hdrhistogram::Histogram;
 use model::log::LogRow;
 use serde::Serialize;
+use stats::LatencyHistogram;
 
 /// Streaming statistics over rows: memory does not grow with the run.
 pub struct RowStats {
-    /// Successful latencies in microseconds, 3 significant digits (0.1%).
-    latency_us: Histogram<u64>,
+    /// Successful latencies, kept in nanoseconds with 0.1% relative error:
+    /// loopback latencies are tens of microseconds, where whole
+    /// microseconds would be a few percent off.
+    latency: LatencyHistogram,
     sum_ms: f64,
     min_ms: f64,
     max_ms: f64,
@@ -28,8 +30,7 @@ impl RowStats {
     /// Empty statistics.
     pub fn new() -> Self {
         Self {
-            // Auto-resizing with 3 significant digits cannot fail to build.
-            latency_us: Histogram::new(3).unwrap_or_else(|_| unreachable_histogram()),
+            latency: LatencyHistogram::new(),
             sum_ms: 0.0,
             min_ms: f64::INFINITY,
             max_ms: 0.0,
@@ -44,9 +45,9 @@ impl RowStats {
         self.total += 1;
         if row.ok {
             self.succeeded += 1;
-            let micros = (row.latency_ms * 1000.0).round().max(1.0) as u64;
-            // Auto-resize makes recording infallible for any u64 >= 1.
-            let _ = self.latency_us.record(micros);
+            // Latencies come from a monotonic clock, so they are finite and
+            // never negative; only such values would be refused.
+            let _ = self.latency.record_ms(row.latency_ms);
             self.sum_ms += row.latency_ms;
             self.min_ms = self.min_ms.min(row.latency_ms);
             self.max_ms = self.max_ms.max(row.latency_ms);
@@ -62,7 +63,7 @@ impl RowStats {
 
     /// Latency at quantile `q` of successful requests, ms.
     pub fn quantile_ms(&self, q: f64) -> Option<f64> {
-        (self.succeeded > 0).then(|| self.latency_us.value_at_quantile(q) as f64 / 1000.0)
+        self.latency.quantile_ms(q).ok()
     }
 
     /// Mean latency of successful requests, ms.
@@ -85,11 +86,6 @@ impl Default for RowStats {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn unreachable_histogram() -> Histogram<u64> {
-    // Fallback with fixed bounds (1 us to 1 h); never reached in practice.
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).unwrap_or_else(|_| std::process::abort())
 }
 
 /// Everything a run measured. The first keys match a side of the report's

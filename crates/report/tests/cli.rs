@@ -454,3 +454,51 @@ fn summary_prints_one_side_as_json() {
     let out = report(&["summary", "/nonexistent.csv"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every file under `dir`, recursively, relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn writes_only_its_four_files_and_only_inside_the_out_dir() {
+    let dir = common::temp_dir("containment");
+    let (before, after) = fixture(&dir, &fast_after());
+    // A label that looks like a path must stay a label.
+    let out = report(&[
+        "compare",
+        "--before",
+        &before,
+        "--after",
+        &after,
+        "--after-label",
+        "../../escape",
+        "--out-dir",
+        &dir.join("out").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(
+        files_under(&dir),
+        [
+            "after.csv",
+            "before.csv",
+            "out/comparison.csv",
+            "out/comparison.json",
+            "out/report.html",
+            "out/report.md",
+        ]
+    );
+}

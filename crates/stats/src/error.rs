@@ -75,13 +75,13 @@ pub enum StatsError {
     /// merging it would silently break the 0.1% error bound.
     #[error(
         "decoded histogram has {significant_digits} significant digits and a lowest discernible \
-         value of {lowest_discernible_us} us; need at least 3 digits and 1 us"
+         value of {lowest_discernible_ns} ns; need at least 3 digits and 1 ns"
     )]
     IncompatibleHistogram {
         /// Precision of the decoded histogram.
         significant_digits: u8,
-        /// Smallest distinguishable value of the decoded histogram, in microseconds.
-        lowest_discernible_us: u64,
+        /// Smallest distinguishable value of the decoded histogram, in nanoseconds.
+        lowest_discernible_ns: u64,
     },
 
     /// Text was not valid padded standard base64.

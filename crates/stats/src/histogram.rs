@@ -1,4 +1,7 @@
 //! Streaming, mergeable, bounded-memory latency histogram with at most 0.1% relative error.
+//!
+//! It counts nanoseconds: a load generator on loopback sees latencies of
+//! 20-100 us, where whole microseconds alone would be a 1-5% error.
 
 use std::io::Cursor;
 
@@ -11,17 +14,19 @@ use crate::{base64, StatsError};
 /// Three significant digits: every bucket is at most 1/1024 of its value wide.
 const SIGNIFICANT_DIGITS: u8 = 3;
 
-const MICROS_PER_MILLI: f64 = 1000.0;
+const NANOS_PER_MILLI: f64 = 1_000_000.0;
 
-/// A latency histogram that records whole microseconds.
+const NANOS_PER_MICRO: u64 = 1_000;
+
+/// A latency histogram that records whole nanoseconds.
 ///
-/// Memory stays bounded (a few tens of KiB) however many values are recorded,
-/// and the range grows automatically. Reported values are the midpoint of the
-/// bucket a value fell into, so they are within 0.05% of the recorded
-/// microseconds. Latencies given in milliseconds are rounded to the nearest
-/// microsecond first, which adds up to 0.5 µs of absolute error: the total
-/// stays within 0.1% for latencies of 0.5 ms and above, and within
-/// 0.5 µs + 0.05% below that.
+/// Memory stays bounded (about 200 KiB for a range up to a minute) however
+/// many values are recorded, and the range grows automatically. Reported
+/// values are the midpoint of the bucket a value fell into, so they are
+/// within 0.05% of the recorded nanoseconds. Latencies given in milliseconds
+/// are rounded to the nearest nanosecond first (at most 0.5 ns more), so the
+/// total stays within 0.1% for every latency from 1 µs up, loopback
+/// round trips included. Values up to 2048 ns are kept exactly.
 ///
 /// Histograms from different threads or processes can be combined with
 /// [`LatencyHistogram::merge`], also after a trip through
@@ -50,29 +55,35 @@ impl LatencyHistogram {
         LatencyHistogram { histogram }
     }
 
-    /// Records one latency given in milliseconds (rounded to whole microseconds).
+    /// Records one latency given in milliseconds (rounded to whole nanoseconds).
     ///
     /// # Errors
     ///
     /// [`StatsError::InvalidLatency`] for NaN, infinite, negative, or
-    /// absurdly large (over `u64::MAX` µs) values.
+    /// absurdly large (over `u64::MAX` ns, about 584 years) values.
     pub fn record_ms(&mut self, latency_ms: f64) -> Result<(), StatsError> {
-        let latency_us = (latency_ms * MICROS_PER_MILLI).round();
+        let latency_ns = (latency_ms * NANOS_PER_MILLI).round();
         // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast lossless.
-        if !(0.0..(u64::MAX as f64)).contains(&latency_us) {
+        if !(0.0..(u64::MAX as f64)).contains(&latency_ns) {
             return Err(StatsError::InvalidLatency { latency_ms });
         }
-        self.record_us(latency_us as u64);
+        self.record_ns(latency_ns as u64);
         Ok(())
     }
 
-    /// Records one latency given in whole microseconds.
+    /// Records one latency given in whole microseconds. Values beyond
+    /// `u64::MAX` ns (about 584 years) are clamped to it.
     pub fn record_us(&mut self, latency_us: u64) {
+        self.record_ns(latency_us.saturating_mul(NANOS_PER_MICRO));
+    }
+
+    /// Records one latency given in whole nanoseconds.
+    pub fn record_ns(&mut self, latency_ns: u64) {
         // With auto-resize, recording only fails if the counts array would not
         // fit in usize (32-bit targets with values near u64::MAX); clamping to
         // the largest trackable value there beats losing the sample.
-        if self.histogram.record(latency_us).is_err() {
-            self.histogram.saturating_record(latency_us);
+        if self.histogram.record(latency_ns).is_err() {
+            self.histogram.saturating_record(latency_ns);
         }
     }
 
@@ -112,7 +123,7 @@ impl LatencyHistogram {
     /// Mean latency in milliseconds computed from bucket midpoints, or `None`
     /// if nothing was recorded.
     pub fn mean_ms(&self) -> Option<f64> {
-        (!self.histogram.is_empty()).then(|| self.histogram.mean() / MICROS_PER_MILLI)
+        (!self.histogram.is_empty()).then(|| self.histogram.mean() / NANOS_PER_MILLI)
     }
 
     /// Adds every latency recorded in `other` to `self`, exactly as if they
@@ -143,8 +154,9 @@ impl LatencyHistogram {
     }
 
     /// Decodes a histogram produced by [`LatencyHistogram::to_base64_v2`]
-    /// (or any HdrHistogram V2 encoder recording microseconds with at least
-    /// 3 significant digits).
+    /// (or any HdrHistogram V2 encoder recording nanoseconds with at least
+    /// 3 significant digits). The format carries no unit: a histogram of
+    /// microseconds would decode as values 1000 times too small.
     ///
     /// # Errors
     ///
@@ -165,15 +177,15 @@ impl LatencyHistogram {
         if histogram.sigfig() < SIGNIFICANT_DIGITS || histogram.low() > 1 {
             return Err(StatsError::IncompatibleHistogram {
                 significant_digits: histogram.sigfig(),
-                lowest_discernible_us: histogram.low(),
+                lowest_discernible_ns: histogram.low(),
             });
         }
         histogram.auto(true);
         Ok(LatencyHistogram { histogram })
     }
 
-    fn bucket_midpoint_ms(&self, value_us: u64) -> f64 {
-        self.histogram.median_equivalent(value_us) as f64 / MICROS_PER_MILLI
+    fn bucket_midpoint_ms(&self, value_ns: u64) -> f64 {
+        self.histogram.median_equivalent(value_ns) as f64 / NANOS_PER_MILLI
     }
 }
 
@@ -182,15 +194,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_the_largest_microsecond_values() {
+    fn records_the_largest_values_clamped_to_u64_nanoseconds() {
         let mut histogram = LatencyHistogram::new();
         histogram.record_us(u64::MAX);
         histogram.record_us(1);
         assert_eq!(histogram.count(), 2);
         let max_ms = histogram.max_ms().unwrap();
         assert!(
-            (max_ms / (u64::MAX as f64 / 1000.0) - 1.0).abs() < 1e-3,
+            (max_ms / (u64::MAX as f64 / NANOS_PER_MILLI) - 1.0).abs() < 1e-3,
             "{max_ms}"
         );
+        assert_eq!(histogram.min_ms(), Some(0.001));
     }
 }

@@ -9,9 +9,10 @@
 //!   to within floating-point rounding.
 //! * [`Summary`] — count, min, max, mean, standard deviation and p50…p99.9 in
 //!   one call.
-//! * [`LatencyHistogram`] — bounded-memory HdrHistogram of whole microseconds
-//!   with ≤ 0.1% relative error (for latencies ≥ 0.5 ms; ≤ 0.5 µs + 0.05%
-//!   below) that can be merged across threads and processes (via base64 V2).
+//! * [`LatencyHistogram`] — bounded-memory HdrHistogram of whole nanoseconds
+//!   with ≤ 0.1% relative error (for every latency from 1 µs up, loopback
+//!   round trips included) that can be merged across threads and processes
+//!   (via base64 V2).
 //! * [`bootstrap_quantile_ci`], [`bootstrap_quantile_diff_ci`] — seeded,
 //!   reproducible percentile-bootstrap intervals for a quantile or for the
 //!   change in a quantile between two runs; [`mean_ci`] — Student-t interval

@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use crate::cost::ServiceTimeModel;
+use crate::faults::FaultConfig;
 
 /// Requests may carry at most this many inputs (and never more than
 /// `max_queue`, which could not admit them); more is a 400 `too_many_items`.
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Model names the server answers for; others get 404 `unknown_model`.
     pub models: Vec<String>,
+    /// Injected faults (all off unless asked for; off in every profile).
+    pub faults: FaultConfig,
 }
 
 /// Why a configuration was refused.
@@ -98,6 +101,7 @@ impl ServerConfig {
             max_queue: 4096,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             models: vec![model::DEFAULT_MODEL.to_owned()],
+            faults: FaultConfig::default(),
         };
         let config = match name {
             "placeholder" => placeholder,
@@ -231,6 +235,7 @@ impl ServerConfig {
                 "model names must be non-empty and hold no whitespace",
             ));
         }
+        self.faults.validate()?;
         Ok(())
     }
 
@@ -247,7 +252,9 @@ mod tests {
     #[test]
     fn every_profile_is_valid_and_placeholder_is_the_scenario() {
         for name in PROFILES {
-            ServerConfig::profile(name).unwrap().validate().unwrap();
+            let config = ServerConfig::profile(name).unwrap();
+            config.validate().unwrap();
+            assert!(config.faults.is_off(), "{name} injects no faults");
         }
         let p = ServerConfig::profile(DEFAULT_PROFILE).unwrap();
         assert_eq!((p.workers, p.max_batch, p.max_queue), (2, 32, 4096));

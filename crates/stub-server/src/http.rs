@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use model::output::expected_output;
 use model::wire::{
     to_json_bytes, BatchResponse, ErrorBody, InferRequest, ServerTiming, SingleResponse,
@@ -16,17 +16,20 @@ use model::wire::{
 };
 
 use crate::config::ServerConfig;
+use crate::faults::{self, Fault, FaultBody, FaultInjector};
 use crate::metrics::Metrics;
 use crate::scheduler::{Scheduler, SubmitError};
 
 /// The body type of every response.
-pub(crate) type ResponseBody = Full<Bytes>;
+pub(crate) type ResponseBody = FaultBody;
 
 /// What every connection's handlers share.
 pub(crate) struct App {
     pub(crate) config: ServerConfig,
     pub(crate) scheduler: Scheduler,
     pub(crate) metrics: Arc<Metrics>,
+    /// Injected faults (inert unless configured).
+    pub(crate) faults: FaultInjector,
 }
 
 impl App {
@@ -75,7 +78,7 @@ impl App {
             "/healthz" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
             "/metrics" => {
                 let text = self.metrics.render(self.scheduler.queued_items());
-                let mut response = Response::new(Full::new(Bytes::from(text)));
+                let mut response = Response::new(ResponseBody::new(Bytes::from(text)));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -142,6 +145,13 @@ impl App {
                 format!("{items} inputs in one request; at most {max_items} are allowed"),
             );
         }
+        let fault = self.faults.draw();
+        match fault {
+            Fault::Error { unavailable } => return injected_error(unavailable),
+            Fault::Reset => return Response::new(FaultBody::Reset),
+            Fault::Stall(hold) => tokio::time::sleep(hold).await,
+            Fault::None | Fault::Corrupt { .. } | Fault::Truncate => {}
+        }
         let receivers = match self.scheduler.submit(items) {
             Ok(receivers) => receivers,
             Err(SubmitError::QueueFull { queued_items }) => {
@@ -177,21 +187,36 @@ impl App {
             }
         }
         let model = model.to_owned();
-        let body = match parsed {
+        let corrupt_index = match fault {
+            Fault::Corrupt { pick } => Some(pick as usize % items.max(1)),
+            _ => None,
+        };
+        let output = |index: usize, input: &str| {
+            let mut output = expected_output(&model, input);
+            if corrupt_index == Some(index) {
+                faults::corrupt(&mut output);
+            }
+            output
+        };
+        let body = match &parsed {
             InferRequest::Single(r) => to_json_bytes(&SingleResponse {
-                output: expected_output(&model, &r.input),
-                model,
+                output: output(0, &r.input),
+                model: model.clone(),
             }),
             InferRequest::Batch(r) => to_json_bytes(&BatchResponse {
                 outputs: r
                     .inputs
                     .iter()
-                    .map(|input| expected_output(&model, input))
+                    .enumerate()
+                    .map(|(index, input)| output(index, input))
                     .collect(),
-                model,
+                model: model.clone(),
             }),
         };
         let mut response = json(StatusCode::OK, body);
+        if fault == Fault::Truncate {
+            response = response.map(FaultBody::truncate);
+        }
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&ServerTiming::header_value(queue_ms, infer_ms)) {
             headers.insert(SERVER_TIMING_HEADER, value);
@@ -202,7 +227,7 @@ impl App {
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(ResponseBody::new(Bytes::from(body)));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -212,6 +237,27 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
 
 fn error(status: StatusCode, code: &str, message: String) -> Response<ResponseBody> {
     json(status, to_json_bytes(&ErrorBody::new(code, message)))
+}
+
+/// An injected 500 `injected_error` or 503 `injected_unavailable`.
+fn injected_error(unavailable: bool) -> Response<ResponseBody> {
+    if unavailable {
+        let mut response = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "injected_unavailable",
+            "fault injection: service unavailable on purpose".to_owned(),
+        );
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    } else {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected_error",
+            "fault injection: internal error on purpose".to_owned(),
+        )
+    }
 }
 
 fn shutting_down() -> Response<ResponseBody> {

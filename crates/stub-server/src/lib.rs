@@ -22,6 +22,12 @@
 //! `Allow`; 413 `body_too_large`; 503 `queue_full` and `shutting_down`
 //! with `Retry-After`.
 //!
+//! For reliability tests, [`FaultConfig`] (flags `--fault-error-rate`,
+//! `--fault-corrupt-rate`, `--fault-truncate-rate`, `--fault-reset-rate`,
+//! `--fault-stall-rate` with `--fault-stall-ms`, seeded by `--fault-seed`)
+//! makes valid requests fail on purpose: 500/503, wrong outputs, cut-short
+//! bodies, dropped connections, stalls. All off by default.
+//!
 //! # Binary
 //!
 //! ```text
@@ -50,6 +56,7 @@
 
 mod config;
 mod cost;
+mod faults;
 mod http;
 mod metrics;
 mod scheduler;
@@ -61,4 +68,5 @@ pub use config::{
     MAX_ITEMS_PER_REQUEST, PROFILES,
 };
 pub use cost::{ServiceTimeModel, ServiceTimeSampler};
+pub use faults::{FaultConfig, FaultPlan};
 pub use server::{serve, spawn, RunningServer, ServerError};

@@ -58,6 +58,61 @@ struct Cli {
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8000].
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
+    /// Fault injection: share of requests answered 500/503 with a JSON
+    /// error (0 to 1; all fault rates together at most 1) [default: 0].
+    #[arg(
+        long,
+        value_name = "P",
+        allow_negative_numbers = true,
+        help_heading = "Fault injection (off by default)"
+    )]
+    fault_error_rate: Option<f64>,
+    /// Share of requests answered 200 with a wrong output (0 to 1).
+    #[arg(
+        long,
+        value_name = "P",
+        allow_negative_numbers = true,
+        help_heading = "Fault injection (off by default)"
+    )]
+    fault_corrupt_rate: Option<f64>,
+    /// Share of requests whose body is cut after half its bytes (0 to 1).
+    #[arg(
+        long,
+        value_name = "P",
+        allow_negative_numbers = true,
+        help_heading = "Fault injection (off by default)"
+    )]
+    fault_truncate_rate: Option<f64>,
+    /// Share of requests whose connection is dropped unanswered (0 to 1).
+    #[arg(
+        long,
+        value_name = "P",
+        allow_negative_numbers = true,
+        help_heading = "Fault injection (off by default)"
+    )]
+    fault_reset_rate: Option<f64>,
+    /// Share of requests held --fault-stall-ms before being served (0 to 1).
+    #[arg(
+        long,
+        value_name = "P",
+        allow_negative_numbers = true,
+        help_heading = "Fault injection (off by default)"
+    )]
+    fault_stall_rate: Option<f64>,
+    /// How long a stalled request is held, in ms (1 to 600000).
+    #[arg(
+        long,
+        value_name = "MS",
+        help_heading = "Fault injection (off by default)"
+    )]
+    fault_stall_ms: Option<u64>,
+    /// Seed of the fault sequence [default: 0].
+    #[arg(
+        long,
+        value_name = "U64",
+        help_heading = "Fault injection (off by default)"
+    )]
+    fault_seed: Option<u64>,
 }
 
 impl Cli {
@@ -100,6 +155,24 @@ impl Cli {
         if let Some(v) = self.bind {
             config.bind = v;
         }
+        let faults = &mut config.faults;
+        for (flag, rate) in [
+            (self.fault_error_rate, &mut faults.error_rate),
+            (self.fault_corrupt_rate, &mut faults.corrupt_rate),
+            (self.fault_truncate_rate, &mut faults.truncate_rate),
+            (self.fault_reset_rate, &mut faults.reset_rate),
+            (self.fault_stall_rate, &mut faults.stall_rate),
+        ] {
+            if let Some(v) = flag {
+                *rate = v;
+            }
+        }
+        if let Some(v) = self.fault_stall_ms {
+            faults.stall_ms = v;
+        }
+        if let Some(v) = self.fault_seed {
+            faults.seed = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -130,6 +203,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), ServerError> {
     let config = cli.config()?;
+    let fd_limit = raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -156,8 +230,12 @@ fn run(cli: Cli) -> Result<(), ServerError> {
             dynamic_batching = config.dynamic_batching,
             batch_window_ms = config.batch_window_ms,
             max_queue = config.max_queue,
+            fd_limit,
             "serving"
         );
+        if !config.faults.is_off() {
+            tracing::warn!(faults = ?config.faults, "fault injection is ON");
+        }
         serve(config, listener, shutdown_signal()).await
     })
 }
@@ -185,4 +263,40 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("signal received");
+}
+
+/// Raises the soft limit on open files to the hard limit, so thousands of
+/// concurrent connections do not run out of descriptors; returns the limit
+/// in force afterwards (None where it cannot be read).
+#[cfg(unix)]
+fn raise_fd_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
+    // live, properly aligned struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    // rlim_t is u64 on Linux, not on every Unix.
+    #[allow(clippy::unnecessary_cast)]
+    let current = limit.rlim_cur as u64;
+    Some(current)
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit() -> Option<u64> {
+    None
 }

@@ -18,6 +18,9 @@ use crate::http::App;
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 
+/// Largest request head or HTTP/2 header list accepted, in bytes.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// How long shutdown waits for in-flight requests before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -51,16 +54,24 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let (scheduler, dispatcher) = Scheduler::start(&config, metrics.clone())?;
     let app = Arc::new(App {
+        faults: crate::faults::FaultInjector::new(&config.faults),
         config,
         scheduler: scheduler.clone(),
         metrics,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    // Explicit bounds on what a client can make us buffer: request heads
+    // (HTTP/1.1) and header lists (HTTP/2) beyond 64 KiB are refused.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(4096);
+        .max_concurrent_streams(4096)
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     let (stop_tx, stop_rx) = watch::channel(());
     tokio::pin!(shutdown);
     loop {

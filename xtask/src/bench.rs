@@ -1,0 +1,708 @@
+//! `cargo xtask bench`: measures the tools against their peers (SPEC section
+//! 9) and writes `results/bench.json`.
+//!
+//! - Throughput: `loadgen`, `wrk` and `oha` against the zero-cost simulator
+//!   and against nginx serving a static JSON file, same connections, same
+//!   duration, interleaved round by round; medians and ratios.
+//! - Self-overhead: P50 at one connection (low load) against the zero-cost
+//!   simulator, `loadgen` versus `wrk`.
+//! - The simulator: its zero-cost requests/s (with the fastest client) versus
+//!   what `loadgen` can send (against nginx), and the error of its service
+//!   time under load.
+//! - `stats`: criterion benchmarks (`crates/stats/benches`).
+//! - `./run_tests` wall time once built.
+//!
+//! Client and server get disjoint CPUs (the effect of `taskset -c`), set with
+//! `sched_setaffinity` on the spawning thread so children inherit it. The
+//! bench installs nothing: a missing peer is recorded as missing. A missed bar
+//! is a finding, not a failure: the exit code is 0 whenever it measured.
+
+mod accuracy;
+mod criterion;
+mod tools;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::process::{self, ProcessError, ServerProcess};
+use crate::workspace;
+use tools::{ClientRun, Load, Peer};
+
+/// Flags of `cargo xtask bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Directory for bench.json and the raw outputs (under `bench/`).
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    out: PathBuf,
+    /// Seconds each client sends in a throughput run.
+    #[arg(long, default_value_t = 5, value_name = "S")]
+    duration_s: u64,
+    /// Open connections in the throughput runs (all clients).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    connections: usize,
+    /// Interleaved rounds per measurement; medians are reported.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    rounds: usize,
+    /// Use `loadgen` and `stub-server` from this directory instead of
+    /// building them (e.g. to measure an older build the same way).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// A name for the machine, recorded beside what /proc says.
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// Skip the criterion benchmarks of `stats`.
+    #[arg(long)]
+    skip_stats: bool,
+    /// Skip timing `./run_tests`.
+    #[arg(long)]
+    skip_run_tests: bool,
+    /// Do not pin client and server to different CPUs.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+/// Why the bench could not measure.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A flag is out of range.
+    #[error("{0}")]
+    BadFlag(String),
+    /// A child process failed to start or stop in time.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// A file could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A step could not produce its result.
+    #[error("{0}")]
+    Step(String),
+}
+
+/// Entry point from `main`: 0 measured, 2 could not measure.
+pub fn main(args: BenchArgs) -> ExitCode {
+    match run(args) {
+        Ok(path) => {
+            println!("wrote {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The request body every client sends: `input.py`'s request 0, byte for
+/// byte as `model::payload::baseline_body(0)` writes it (xtask depends on no
+/// tool crate, so it is spelled out; the simulator's verification of
+/// loadgen's requests and a non-200 count of 0 from wrk and oha confirm it).
+const BODY: &str = r#"{"model":"example-model","input":"Request 0: Summarize the following support ticket in two sentences. Ticket #0: The customer says the mobile app signs them out after every update and asks how to keep their saved preferences between versions."}"#;
+
+/// CPUs for each side.
+struct Pinning {
+    client: Vec<usize>,
+    server: Vec<usize>,
+    all: Vec<usize>,
+    used: bool,
+}
+
+impl Pinning {
+    fn plan(cores: usize, enabled: bool) -> Self {
+        let all: Vec<usize> = (0..cores).collect();
+        if !enabled || cores < 2 {
+            return Self {
+                client: all.clone(),
+                server: all.clone(),
+                all,
+                used: false,
+            };
+        }
+        let half = cores / 2;
+        Self {
+            client: (0..half).collect(),
+            server: (half..cores).collect(),
+            all,
+            used: true,
+        }
+    }
+
+    fn as_server(&self) {
+        if self.used {
+            tools::pin_self(&self.server);
+        }
+    }
+
+    fn as_client(&self) {
+        if self.used {
+            tools::pin_self(&self.client);
+        }
+    }
+
+    fn release(&self) {
+        if self.used {
+            tools::pin_self(&self.all);
+        }
+    }
+
+    fn prefix(&self, client: bool) -> String {
+        if self.used {
+            let cpus = if client { &self.client } else { &self.server };
+            format!("taskset -c {} ", tools::cpu_list(cpus))
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Median of the rounds of one client against one server.
+#[derive(Debug, Clone, Serialize)]
+struct ClientResult {
+    rps_median: f64,
+    rps_rounds: Vec<f64>,
+    p50_us_median: Option<f64>,
+    errors: u64,
+    command: String,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn collect(runs: &[ClientRun], command: String) -> ClientResult {
+    let rps: Vec<f64> = runs.iter().map(|r| r.rps).collect();
+    let p50: Vec<f64> = runs.iter().filter_map(|r| r.p50_us).collect();
+    ClientResult {
+        rps_median: median(&rps),
+        rps_rounds: rps,
+        p50_us_median: (!p50.is_empty()).then(|| median(&p50)),
+        errors: runs.iter().map(|r| r.errors).sum(),
+        command,
+    }
+}
+
+struct Bins {
+    loadgen: PathBuf,
+    server: PathBuf,
+}
+
+struct Peers {
+    wrk: Peer,
+    oha: Peer,
+    nginx: Peer,
+}
+
+/// Runs every client `rounds` times against `url`, rotating the order each
+/// round so no client always goes first (warm caches) or last.
+fn compare_clients(
+    bins: &Bins,
+    peers: &Peers,
+    pin: &Pinning,
+    load: &Load,
+    rounds: usize,
+    tag: &str,
+) -> Result<serde_json::Value, BenchError> {
+    let script = tools::write_wrk_script(load.dir, load.body)?;
+    let mut results: Vec<(&str, Vec<ClientRun>)> = vec![("loadgen", Vec::new())];
+    if peers.wrk.path.is_some() {
+        results.push(("wrk", Vec::new()));
+    }
+    if peers.oha.path.is_some() {
+        results.push(("oha", Vec::new()));
+    }
+    pin.as_client();
+    for round in 0..rounds {
+        let n = results.len();
+        for k in 0..n {
+            let i = (k + round) % n;
+            let name = results[i].0;
+            let run_tag = format!("{tag}-{round}");
+            let run = match name {
+                "loadgen" => tools::run_loadgen(&bins.loadgen, load, &run_tag)?,
+                "wrk" => match &peers.wrk.path {
+                    Some(wrk) => tools::run_wrk(wrk, load, &script, &run_tag)?,
+                    None => continue,
+                },
+                _ => match &peers.oha.path {
+                    Some(oha) => tools::run_oha(oha, load, &run_tag)?,
+                    None => continue,
+                },
+            };
+            println!(
+                "  {tag} round {}: {name:8} {:>10.0} req/s  p50 {}{}",
+                round + 1,
+                run.rps,
+                run.p50_us
+                    .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} us")),
+                if run.errors > 0 {
+                    format!("  ({} FAILED requests: this run is not valid)", run.errors)
+                } else {
+                    String::new()
+                }
+            );
+            results[i].1.push(run);
+        }
+    }
+    pin.release();
+    let prefix = pin.prefix(true);
+    let mut out = serde_json::Map::new();
+    for (name, runs) in &results {
+        let command = match *name {
+            "loadgen" => tools::describe(&tools::loadgen_command(
+                &bins.loadgen,
+                load,
+                Path::new("loadgen.json"),
+            )),
+            "wrk" => peers
+                .wrk
+                .path
+                .as_deref()
+                .map(|w| tools::describe(&tools::wrk_command(w, load, &script)))
+                .unwrap_or_default(),
+            _ => peers
+                .oha
+                .path
+                .as_deref()
+                .map(|o| tools::describe(&tools::oha_command(o, load)))
+                .unwrap_or_default(),
+        };
+        let result = collect(runs, format!("{prefix}{command}"));
+        out.insert((*name).to_owned(), json!(result));
+    }
+    let rps = |name: &str| {
+        out.get(name)
+            .and_then(|v| v["rps_median"].as_f64())
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    let p50 = |name: &str| out.get(name).and_then(|v| v["p50_us_median"].as_f64());
+    let loadgen = rps("loadgen");
+    let ratio = |peer: &str| Some(loadgen? / rps(peer)?);
+    let (vs_wrk, vs_oha) = (ratio("wrk"), ratio("oha"));
+    let p50_diff = match (p50("loadgen"), p50("wrk")) {
+        (Some(a), Some(b)) => Some(a - b),
+        _ => None,
+    };
+    Ok(json!({
+        "clients": out,
+        "loadgen_vs_wrk_rps_ratio": vs_wrk,
+        "loadgen_vs_oha_rps_ratio": vs_oha,
+        "loadgen_minus_wrk_p50_us": p50_diff,
+    }))
+}
+
+fn machine(label: Option<&str>) -> serde_json::Value {
+    let proc_line = |file: &str, key: &str| {
+        fs::read_to_string(file).ok().and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            })
+        })
+    };
+    let memory_gib = proc_line("/proc/meminfo", "MemTotal")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+    json!({
+        "label": label,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": proc_line("/proc/cpuinfo", "model name"),
+        "memory_gib": memory_gib,
+        "os": std::env::consts::OS,
+        "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).ok(),
+    })
+}
+
+fn build() -> Result<(), BenchError> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace::root())
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "stub-server",
+            "-p",
+            "loadgen",
+        ])
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|source| BenchError::Io {
+            path: "cargo".into(),
+            source,
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Step(
+            "the release build failed: run `cargo build --release` to see why".into(),
+        ))
+    }
+}
+
+fn bar(name: &str, met: Option<bool>, detail: String) -> serde_json::Value {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured",
+    };
+    println!("  [{verdict:12}] {name}: {detail}");
+    json!({ "bar": name, "met": met, "detail": detail })
+}
+
+fn run(args: BenchArgs) -> Result<PathBuf, BenchError> {
+    if args.duration_s == 0 || args.duration_s > 60 {
+        return Err(BenchError::BadFlag("--duration-s must be 1..=60".into()));
+    }
+    if args.rounds == 0 || args.rounds > 20 || args.connections == 0 || args.connections > 1024 {
+        return Err(BenchError::BadFlag(
+            "--rounds must be 1..=20 and --connections 1..=1024".into(),
+        ));
+    }
+    let started = Instant::now();
+    let dir = args.out.join("bench");
+    fs::create_dir_all(&dir).map_err(|source| BenchError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let bins = match &args.bin_dir {
+        Some(d) => Bins {
+            loadgen: d.join("loadgen"),
+            server: d.join("stub-server"),
+        },
+        None => {
+            println!("building stub-server and loadgen (release)");
+            build()?;
+            Bins {
+                loadgen: workspace::release_bin("loadgen"),
+                server: workspace::release_bin("stub-server"),
+            }
+        }
+    };
+    let peers = Peers {
+        wrk: tools::find("wrk", &["-v"]),
+        oha: tools::find("oha", &["--version"]),
+        nginx: tools::find("nginx", &["-v"]),
+    };
+    for (name, peer) in [
+        ("wrk", &peers.wrk),
+        ("oha", &peers.oha),
+        ("nginx", &peers.nginx),
+    ] {
+        match &peer.version {
+            Some(v) => println!("peer {name}: {v}"),
+            None => println!("peer {name}: MISSING (not installed; its comparisons are skipped)"),
+        }
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let pin = Pinning::plan(cores, !args.no_pin);
+    let threads = pin.client.len();
+    println!(
+        "{cores} cores; client CPUs {}, server CPUs {}{}",
+        tools::cpu_list(&pin.client),
+        tools::cpu_list(&pin.server),
+        if pin.used {
+            " (pinned)"
+        } else {
+            " (not pinned)"
+        }
+    );
+    let duration = Duration::from_secs(args.duration_s);
+    let server_workers = pin.server.len();
+
+    // 1. Throughput against the zero-cost simulator.
+    println!(
+        "throughput: zero-cost stub-server, {} connections, {} s",
+        args.connections, args.duration_s
+    );
+    let zero_cost_args: Vec<String> = ["--profile", "zero-cost"].map(str::to_owned).to_vec();
+    pin.as_server();
+    let server = ServerProcess::start(
+        &bins.server,
+        &zero_cost_args,
+        &dir.join("stub-zero-cost.log"),
+    );
+    pin.release();
+    let server = server?;
+    let url = server.infer_url();
+    let load = Load {
+        url: &url,
+        connections: args.connections,
+        threads,
+        duration,
+        body: BODY,
+        verify: true,
+        dir: &dir,
+    };
+    let stub = compare_clients(&bins, &peers, &pin, &load, args.rounds, "stub")?;
+
+    // 2. Self-overhead: one connection, one request at a time.
+    println!("self-overhead: zero-cost stub-server, 1 connection");
+    let low = Load {
+        connections: 1,
+        threads: 1,
+        duration: Duration::from_secs(args.duration_s.min(3)),
+        ..load
+    };
+    let low_load = compare_clients(&bins, &peers, &pin, &low, args.rounds, "lowload")?;
+    drop(server);
+
+    // 3. Throughput against nginx (a server much cheaper than the simulator).
+    let nginx = match &peers.nginx.path {
+        Some(bin) => {
+            println!("throughput: nginx static JSON, {server_workers} worker(s)");
+            // nginx's workers drop root for `nobody`, who may not traverse
+            // the output directory (e.g. under /root): serve from the
+            // world-readable temp directory instead.
+            let nginx_dir =
+                std::env::temp_dir().join(format!("latency-bench-nginx-{}", std::process::id()));
+            pin.as_server();
+            let nginx = tools::Nginx::start(bin, &nginx_dir, server_workers, BODY);
+            pin.release();
+            let nginx = nginx?;
+            let load = Load {
+                url: &nginx.url,
+                verify: false,
+                ..load
+            };
+            Some(compare_clients(
+                &bins,
+                &peers,
+                &pin,
+                &load,
+                args.rounds,
+                "nginx",
+            )?)
+        }
+        None => None,
+    };
+
+    // 4. Service-time accuracy under load (fresh simulator).
+    println!("stub-server service-time accuracy (placeholder shape, jitter 0, c=20, n=200)");
+    let accuracy = accuracy::measure(&bins.server, &bins.loadgen, &dir)?;
+
+    // 5. stats benchmarks.
+    let stats = if args.skip_stats {
+        None
+    } else {
+        println!("stats: cargo bench -p stats --bench histogram (criterion)");
+        Some(criterion::run(&dir)?)
+    };
+
+    // 6. ./run_tests once built.
+    let run_tests = if args.skip_run_tests {
+        None
+    } else {
+        println!("./run_tests (wall time)");
+        let log = dir.join("run_tests.out");
+        let file = fs::File::create(&log).map_err(|source| BenchError::Io {
+            path: log.clone(),
+            source,
+        })?;
+        let err = file.try_clone().map_err(|source| BenchError::Io {
+            path: log.clone(),
+            source,
+        })?;
+        let mut cmd = Command::new(workspace::root().join("run_tests"));
+        cmd.current_dir(workspace::root())
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err);
+        let t0 = Instant::now();
+        let status = process::run_with_deadline(&mut cmd, Duration::from_secs(600))?;
+        Some(json!({
+            "wall_s": t0.elapsed().as_secs_f64(),
+            "exit_code": status.code(),
+            "command": "./run_tests",
+            "log": log,
+        }))
+    };
+
+    // Bars.
+    println!("bars:");
+    let ratio = |v: &serde_json::Value, key: &str| v[key].as_f64();
+    let rps = |v: &serde_json::Value, client: &str| v["clients"][client]["rps_median"].as_f64();
+    let mut bars = Vec::new();
+    for (name, v) in [
+        ("zero-cost stub-server", Some(&stub)),
+        ("nginx", nginx.as_ref()),
+    ] {
+        let Some(v) = v else {
+            bars.push(bar(
+                &format!("loadgen rps within a few % of wrk ({name})"),
+                None,
+                "nginx missing".into(),
+            ));
+            continue;
+        };
+        let w = ratio(v, "loadgen_vs_wrk_rps_ratio");
+        bars.push(bar(
+            &format!("loadgen rps within a few % of wrk ({name})"),
+            w.map(|r| r >= 0.95),
+            w.map_or_else(
+                || "wrk missing or no successful loadgen run".into(),
+                |r| format!("loadgen/wrk = {r:.3} (>= 0.95 counted as met)"),
+            ),
+        ));
+        let o = ratio(v, "loadgen_vs_oha_rps_ratio");
+        bars.push(bar(
+            &format!("loadgen rps above oha ({name})"),
+            o.map(|r| r > 1.0),
+            o.map_or_else(
+                || "oha missing or no successful loadgen run".into(),
+                |r| format!("loadgen/oha = {r:.3}"),
+            ),
+        ));
+    }
+    let diff = low_load["loadgen_minus_wrk_p50_us"].as_f64();
+    bars.push(bar(
+        "loadgen P50 at low load <= wrk's + 50 us",
+        diff.map(|d| d <= 50.0),
+        diff.map_or_else(
+            || "wrk missing".into(),
+            |d| format!("loadgen - wrk = {d:+.1} us"),
+        ),
+    ));
+    let stub_capacity = ["loadgen", "wrk", "oha"]
+        .iter()
+        .filter_map(|c| rps(&stub, c))
+        .fold(f64::NAN, f64::max);
+    let loadgen_max = nginx.as_ref().and_then(|v| rps(v, "loadgen"));
+    bars.push(bar(
+        "stub-server zero-cost rps > what loadgen can send",
+        loadgen_max.map(|l| stub_capacity > l),
+        loadgen_max.map_or_else(
+            || "nginx missing: loadgen's own ceiling unknown".into(),
+            |l| format!("stub-server {stub_capacity:.0} req/s (fastest client) vs loadgen {l:.0} req/s against nginx"),
+        ),
+    ));
+    let p99 = accuracy.server_timing_overshoot.p99_ms;
+    bars.push(bar(
+        "service time honoured within 2 ms at P99",
+        Some(p99.abs() <= 2.0),
+        format!(
+            "Server-Timing overshoot p50 {:+.3} ms, p99 {p99:+.3} ms; client-side p99 {:+.3} ms",
+            accuracy.server_timing_overshoot.p50_ms, accuracy.client_overshoot.p99_ms
+        ),
+    ));
+    if let Some(s) = &stats {
+        bars.push(bar(
+            "stats records 10 M no slower than hdrhistogram",
+            Some(s.stats_vs_hdrhistogram <= 1.05),
+            format!(
+                "{:.1} ms vs {:.1} ms (ratio {:.3}; <= 1.05 counted as met, criterion noise)",
+                s.stats_record_ns_10m_ms, s.hdrhistogram_record_10m_ms, s.stats_vs_hdrhistogram
+            ),
+        ));
+        bars.push(bar(
+            "exact quantiles of 1 M samples well under 100 ms",
+            Some(s.exact_quantiles_1m_ms < 50.0),
+            format!(
+                "{:.1} ms (< 50 ms counted as well under)",
+                s.exact_quantiles_1m_ms
+            ),
+        ));
+    }
+    if let Some(r) = &run_tests {
+        let wall = r["wall_s"].as_f64().unwrap_or(f64::NAN);
+        bars.push(bar(
+            "./run_tests in about a minute once built",
+            Some(wall <= 75.0 && r["exit_code"].as_i64() == Some(0)),
+            format!("{wall:.1} s, exit code {}", r["exit_code"]),
+        ));
+    }
+
+    let report = json!({
+        "schema": "latency-toolkit/bench/v1",
+        "generated_unix_s": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "bench_wall_s": started.elapsed().as_secs_f64(),
+        "machine": machine(args.label.as_deref()),
+        "pinning": {
+            "used": pin.used,
+            "method": "sched_setaffinity on the spawning thread (the effect of taskset -c)",
+            "client_cpus": tools::cpu_list(&pin.client),
+            "server_cpus": tools::cpu_list(&pin.server),
+        },
+        "peers": {
+            "wrk": peers.wrk,
+            "oha": peers.oha,
+            "nginx": peers.nginx,
+        },
+        "settings": {
+            "connections": args.connections,
+            "duration_s": args.duration_s,
+            "rounds": args.rounds,
+            "client_threads": threads,
+            "server_workers_nginx": server_workers,
+            "body_bytes": BODY.len(),
+            "binaries": { "loadgen": bins.loadgen, "stub_server": bins.server },
+            "server_commands": {
+                "stub_server": format!("{}{} --bind 127.0.0.1:0 --profile zero-cost", pin.prefix(false), bins.server.display()),
+                "nginx": "nginx -p DIR -c DIR/nginx.conf (see bench/nginx/nginx.conf)",
+            },
+        },
+        "throughput": {
+            "stub_zero_cost": stub,
+            "nginx": nginx,
+        },
+        "self_overhead_low_load": low_load,
+        "stub_server": {
+            "zero_cost_rps_best_client": stub_capacity,
+            "loadgen_rps_against_nginx": loadgen_max,
+            "service_time_accuracy": accuracy,
+        },
+        "stats": stats,
+        "run_tests": run_tests,
+        "bars": bars,
+    });
+    let path = args.out.join("bench.json");
+    let text =
+        serde_json::to_string_pretty(&report).map_err(|e| BenchError::Step(e.to_string()))?;
+    fs::write(&path, text + "\n").map_err(|source| BenchError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinning_splits_the_cores() {
+        let p = Pinning::plan(2, true);
+        assert_eq!(
+            (p.client.clone(), p.server.clone(), p.used),
+            (vec![0], vec![1], true)
+        );
+        let p = Pinning::plan(16, true);
+        assert_eq!((p.client.len(), p.server[0]), (8, 8));
+        assert!(!Pinning::plan(1, true).used);
+        assert!(!Pinning::plan(4, false).used);
+        assert_eq!(p.prefix(true), "taskset -c 0-7 ");
+    }
+
+    #[test]
+    fn median_ignores_order() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}

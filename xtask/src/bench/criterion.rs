@@ -1,0 +1,94 @@
+//! The `stats` bars: runs `cargo bench -p stats --bench histogram` (a
+//! criterion benchmark in release mode; xtask itself is a debug build, so it
+//! must not time anything CPU-bound itself) and reads criterion's estimates.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use super::BenchError;
+use crate::{process, workspace};
+
+/// Mean time per benchmark iteration, ms, as criterion estimated it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatsBench {
+    /// Record 10 M nanosecond values into the `hdrhistogram` crate directly
+    /// and read 5 quantiles.
+    pub hdrhistogram_record_10m_ms: f64,
+    /// The same through `stats::LatencyHistogram::record_ns`.
+    pub stats_record_ns_10m_ms: f64,
+    /// The same from f64 milliseconds through `record_ms` (what loadgen does).
+    pub stats_record_ms_10m_ms: f64,
+    /// `stats_record_ns_10m_ms / hdrhistogram_record_10m_ms` (<= ~1 is the bar).
+    pub stats_vs_hdrhistogram: f64,
+    /// Copy, check and sort 1 M samples, then 5 exact quantiles.
+    pub exact_quantiles_1m_ms: f64,
+    /// `Summary::from_samples` of 1 M samples.
+    pub summary_1m_ms: f64,
+    /// The command.
+    pub command: String,
+}
+
+const BENCHES: [(&str, &str); 5] = [
+    ("record_10m", "hdrhistogram_record"),
+    ("record_10m", "stats_record_ns"),
+    ("record_10m", "stats_record_ms"),
+    ("exact_1m", "sort_and_quantiles"),
+    ("exact_1m", "summary"),
+];
+
+/// Runs the benchmark and collects its estimates.
+pub fn run(log_dir: &Path) -> Result<StatsBench, BenchError> {
+    let log = log_dir.join("stats-bench.out");
+    let file = std::fs::File::create(&log).map_err(|source| BenchError::Io {
+        path: log.clone(),
+        source,
+    })?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace::root())
+        .args(["bench", "--quiet", "-p", "stats", "--bench", "histogram"])
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::inherit());
+    let command = super::tools::describe(&cmd);
+    let status = process::run_with_deadline(&mut cmd, Duration::from_secs(900))?;
+    if !status.success() {
+        return Err(BenchError::Step(format!(
+            "`{command}` failed ({status}); output in {}",
+            log.display()
+        )));
+    }
+    let mut ms = [0.0; BENCHES.len()];
+    for (slot, (group, name)) in ms.iter_mut().zip(BENCHES) {
+        *slot = mean_ms(group, name)?;
+    }
+    let [hdr, ns, from_ms, exact, summary] = ms;
+    Ok(StatsBench {
+        hdrhistogram_record_10m_ms: hdr,
+        stats_record_ns_10m_ms: ns,
+        stats_record_ms_10m_ms: from_ms,
+        stats_vs_hdrhistogram: ns / hdr,
+        exact_quantiles_1m_ms: exact,
+        summary_1m_ms: summary,
+        command,
+    })
+}
+
+/// `target/criterion/GROUP/NAME/new/estimates.json`: `mean.point_estimate`, ns.
+fn mean_ms(group: &str, name: &str) -> Result<f64, BenchError> {
+    let path = workspace::target_dir()
+        .join("criterion")
+        .join(group)
+        .join(name)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| BenchError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| BenchError::Step(format!("{}: {e}", path.display())))?;
+    v["mean"]["point_estimate"]
+        .as_f64()
+        .map(|ns| ns / 1e6)
+        .ok_or_else(|| BenchError::Step(format!("{}: no mean.point_estimate", path.display())))
+}

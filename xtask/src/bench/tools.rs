@@ -1,0 +1,460 @@
+//! The programs the bench runs: peer detection and versions, CPU pinning,
+//! nginx with a static JSON answer, and one timed run of `loadgen`, `wrk` or
+//! `oha` with its output parsed.
+//!
+//! Nothing here installs anything: a missing peer is reported as missing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::BenchError;
+use crate::process::{self, ProcessError};
+
+/// A peer program and what we know of it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Peer {
+    /// Where it was found; `None` when missing.
+    pub path: Option<PathBuf>,
+    /// First line of its version output.
+    pub version: Option<String>,
+}
+
+impl Peer {
+    fn missing() -> Self {
+        Self {
+            path: None,
+            version: None,
+        }
+    }
+}
+
+/// Finds `name` on `PATH` or in the extra directories (cargo installs to
+/// `~/.cargo/bin`, nginx lives in `/usr/sbin`, often off a user's `PATH`).
+pub fn find(name: &str, version_args: &[&str]) -> Peer {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.push(PathBuf::from("/usr/sbin"));
+    let Some(path) = dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file()) else {
+        return Peer::missing();
+    };
+    // wrk exits 1 after printing its version and nginx prints to stderr:
+    // take the first non-empty line of either stream, whatever the status.
+    let version = Command::new(&path)
+        .args(version_args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_owned)
+        });
+    Peer {
+        path: Some(path),
+        version,
+    }
+}
+
+/// Pins the calling thread (and so every process it spawns afterwards) to
+/// `cpus`: the effect of `taskset -c`. Returns false where not supported.
+pub fn pin_self(cpus: &[usize]) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write inside it;
+        // sched_setaffinity(0, ...) affects only the calling thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_ZERO(&mut set);
+            for &cpu in cpus {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpus;
+        false
+    }
+}
+
+/// `0-3` style list for the record and for printed commands.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    match (cpus.first(), cpus.last()) {
+        (Some(a), Some(b)) if a == b => a.to_string(),
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => String::new(),
+    }
+}
+
+/// One measured run of a client.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ClientRun {
+    /// Completed requests per second.
+    pub rps: f64,
+    /// Median latency, microseconds.
+    pub p50_us: Option<f64>,
+    /// Requests that failed or answered non-2xx.
+    pub errors: u64,
+}
+
+/// What every client run shares.
+pub struct Load<'a> {
+    /// Target URL.
+    pub url: &'a str,
+    /// Open connections.
+    pub connections: usize,
+    /// Client threads (wrk's `-t`; loadgen and oha use one runtime thread
+    /// per CPU they are pinned to).
+    pub threads: usize,
+    /// How long to send.
+    pub duration: Duration,
+    /// JSON body to POST.
+    pub body: &'a str,
+    /// Whether loadgen verifies outputs (only the simulator's are known).
+    pub verify: bool,
+    /// Scratch directory.
+    pub dir: &'a Path,
+}
+
+fn client_limit(load: &Load) -> Duration {
+    load.duration + Duration::from_secs(60)
+}
+
+fn output_of(
+    mut cmd: Command,
+    limit: Duration,
+    what: &str,
+    dir: &Path,
+) -> Result<String, BenchError> {
+    let path = dir.join(format!("{what}.out"));
+    let file = fs::File::create(&path).map_err(|source| BenchError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let err = file.try_clone().map_err(|source| BenchError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    cmd.stdin(Stdio::null()).stdout(file).stderr(err);
+    let status = process::run_with_deadline(&mut cmd, limit)?;
+    let text = fs::read_to_string(&path).map_err(|source| BenchError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    // loadgen exits 1 when some request failed: the count is in its JSON.
+    let loadgen_partial = what.starts_with("loadgen") && status.code() == Some(1);
+    if !(status.success() || loadgen_partial) {
+        return Err(BenchError::Step(format!(
+            "{what} exited with {status}; output in {}",
+            path.display()
+        )));
+    }
+    Ok(text)
+}
+
+/// The command line as a user would type it, for the record.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| {
+            let a = a.to_string_lossy();
+            if a.contains([' ', '"', '{']) {
+                format!("'{a}'")
+            } else {
+                a.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `loadgen` in a closed loop for the duration, no per-request log.
+pub fn loadgen_command(bin: &Path, load: &Load, json: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--url", load.url, "-q", "-c"])
+        .arg(load.connections.to_string())
+        .arg("-z")
+        .arg(format!("{}ms", load.duration.as_millis()))
+        .arg("--json")
+        .arg(json);
+    if !load.verify {
+        cmd.arg("--no-verify");
+    }
+    cmd
+}
+
+/// Runs loadgen and reads its `--json` summary.
+pub fn run_loadgen(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, BenchError> {
+    let json = load.dir.join(format!("loadgen-{tag}.json"));
+    let cmd = loadgen_command(bin, load, &json);
+    output_of(cmd, client_limit(load), &format!("loadgen-{tag}"), load.dir)?;
+    let text = fs::read_to_string(&json).map_err(|source| BenchError::Io {
+        path: json.clone(),
+        source,
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| BenchError::Step(format!("{}: {e}", json.display())))?;
+    let rps = v["throughput_rps"].as_f64().unwrap_or(0.0);
+    Ok(ClientRun {
+        rps,
+        p50_us: v["p50_ms"].as_f64().map(|ms| ms * 1000.0),
+        errors: v["failed"].as_u64().unwrap_or(0),
+    })
+}
+
+/// The Lua script that makes wrk POST `body` as JSON.
+pub fn write_wrk_script(dir: &Path, body: &str) -> Result<PathBuf, BenchError> {
+    let path = dir.join("post.lua");
+    // A Lua long bracket needs no escaping of the JSON inside.
+    let script = format!(
+        "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+    );
+    fs::write(&path, script).map_err(|source| BenchError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// `wrk` with the POST script and its latency distribution.
+pub fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("-t{}", load.threads.min(load.connections)))
+        .arg(format!("-c{}", load.connections))
+        .arg(format!("-d{}s", load.duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(load.url);
+    cmd
+}
+
+/// Runs wrk and parses `Requests/sec`, the 50% latency and error counts.
+pub fn run_wrk(bin: &Path, load: &Load, script: &Path, tag: &str) -> Result<ClientRun, BenchError> {
+    let text = output_of(
+        wrk_command(bin, load, script),
+        client_limit(load),
+        &format!("wrk-{tag}"),
+        load.dir,
+    )?;
+    parse_wrk(&text).ok_or_else(|| BenchError::Step(format!("cannot parse wrk output:\n{text}")))
+}
+
+fn parse_wrk(text: &str) -> Option<ClientRun> {
+    let mut run = ClientRun::default();
+    let mut saw_rps = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            run.rps = v.trim().parse().ok()?;
+            saw_rps = true;
+        } else if let Some(v) = line.strip_prefix("50%") {
+            run.p50_us = parse_wrk_duration_us(v.trim());
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            run.errors += v.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            run.errors += v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    saw_rps.then_some(run)
+}
+
+fn parse_wrk_duration_us(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.trim().parse().ok()?;
+    Some(match unit.trim() {
+        "us" => n,
+        "ms" => n * 1e3,
+        "s" => n * 1e6,
+        "m" => n * 60e6,
+        _ => return None,
+    })
+}
+
+/// `oha` for the duration, JSON output.
+pub fn oha_command(bin: &Path, load: &Load) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("-z")
+        .arg(format!("{}s", load.duration.as_secs().max(1)))
+        .arg("-c")
+        .arg(load.connections.to_string())
+        .args(["-m", "POST", "-H", "Content-Type: application/json", "-d"])
+        .arg(load.body)
+        .args(["--no-tui", "--output-format", "json"])
+        .arg(load.url);
+    cmd
+}
+
+/// Runs oha and reads `summary.requestsPerSec` and the median.
+pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, BenchError> {
+    let text = output_of(
+        oha_command(bin, load),
+        client_limit(load),
+        &format!("oha-{tag}"),
+        load.dir,
+    )?;
+    let start = text.find('{').unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_str(&text[start..])
+        .map_err(|e| BenchError::Step(format!("cannot parse oha output ({e}):\n{text}")))?;
+    let ok = v["statusCodeDistribution"]["200"].as_u64().unwrap_or(0);
+    let total: u64 = v["statusCodeDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(|c| c.as_u64()).sum())
+        .unwrap_or(0);
+    // oha cancels the requests in flight when the duration ends and lists
+    // them as "aborted due to deadline": not failures of the server.
+    let failed_other: u64 = v["errorDistribution"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(kind, _)| !kind.contains("deadline"))
+                .filter_map(|(_, c)| c.as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(ClientRun {
+        rps: v["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
+        p50_us: v["latencyPercentiles"]["p50"].as_f64().map(|s| s * 1e6),
+        errors: total - ok + failed_other,
+    })
+}
+
+/// nginx answering every request with a static JSON file, on its own
+/// prefix directory, stopped (SIGQUIT, then SIGKILL) when dropped.
+pub struct Nginx {
+    child: Child,
+    /// The URL to load.
+    pub url: String,
+}
+
+impl Nginx {
+    /// Starts `bin` with `workers` worker processes on a free loopback port.
+    pub fn start(bin: &Path, dir: &Path, workers: usize, body: &str) -> Result<Self, BenchError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| BenchError::Io { path, source }
+        };
+        let root = dir.join("html/v1");
+        fs::create_dir_all(&root).map_err(io(&root))?;
+        fs::create_dir_all(dir.join("tmp")).map_err(io(dir))?;
+        fs::write(root.join("infer"), body).map_err(io(&root))?;
+        // Ask the OS for a free port, then hand it to nginx (a tiny race
+        // that cannot matter on a bench machine).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(io(dir))?
+            .port();
+        let d = dir.display();
+        // The static module answers POST to a file with 405; error_page
+        // turns that into the file itself with 200, so loadgen, wrk and oha
+        // send exactly what they send to the simulator.
+        let conf = format!(
+            "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  keepalive_requests 100000000;\n\
+               client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
+               uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {d}/html;\n    default_type application/json;\n\
+                 location / {{ error_page 405 =200 $uri; }}\n  }}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        fs::write(&conf_path, conf).map_err(io(&conf_path))?;
+        let log = dir.join("stderr.log");
+        let stderr = fs::File::create(&log).map_err(io(&log))?;
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|source| {
+                BenchError::Process(ProcessError::Spawn {
+                    program: bin.display().to_string(),
+                    source,
+                })
+            })?;
+        let nginx = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}/v1/infer"),
+        };
+        // Ready when the port accepts (never a blind sleep).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(BenchError::Step(format!(
+                    "nginx did not listen within 10 s; see {}",
+                    dir.join("error.log").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(nginx)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child with a valid signal number.
+            unsafe {
+                libc::kill(pid, libc::SIGQUIT);
+            }
+        }
+        for _ in 0..250 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_parsed() {
+        let text =
+            "Running 5s test @ http://127.0.0.1:1/v1/infer\n  1 threads and 32 connections\n\
+            Latency Distribution\n     50%  625.00us\n     75%    1.20ms\n\
+            384356 requests in 5.01s, 208.57MB read\n  Non-2xx or 3xx responses: 3\n\
+            Socket errors: connect 0, read 2, write 0, timeout 1\nRequests/sec:  76679.03\n";
+        let run = parse_wrk(text).unwrap();
+        assert_eq!(run.rps, 76679.03);
+        assert_eq!(run.p50_us, Some(625.0));
+        assert_eq!(run.errors, 6);
+        assert_eq!(parse_wrk_duration_us("1.20ms"), Some(1200.0));
+        assert!(parse_wrk("garbage").is_none());
+    }
+
+    #[test]
+    fn cpu_lists_read_like_taskset() {
+        assert_eq!(cpu_list(&[0]), "0");
+        assert_eq!(cpu_list(&[8, 9, 10]), "8-10");
+    }
+}
