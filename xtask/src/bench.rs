@@ -447,7 +447,6 @@ fn run(args: BenchArgs) -> Result<PathBuf, BenchError> {
         threads,
         duration,
         body: BODY,
-        verify: true,
         dir: &dir,
     };
     let stub = compare_clients(&bins, &peers, &pin, &load, args.rounds, "stub")?;
@@ -478,7 +477,6 @@ fn run(args: BenchArgs) -> Result<PathBuf, BenchError> {
             let nginx = nginx?;
             let load = Load {
                 url: &nginx.url,
-                verify: false,
                 ..load
             };
             Some(compare_clients(
