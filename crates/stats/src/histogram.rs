@@ -65,12 +65,15 @@ impl LatencyHistogram {
     // a cross-crate call per value cost ~50% over hdrhistogram itself.
     #[inline]
     pub fn record_ms(&mut self, latency_ms: f64) -> Result<(), StatsError> {
-        let latency_ns = (latency_ms * NANOS_PER_MILLI).round();
-        // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast lossless.
-        if !(0.0..(u64::MAX as f64)).contains(&latency_ns) {
+        let latency_ns = latency_ms * NANOS_PER_MILLI;
+        // u64::MAX as f64 rounds up to 2^64, so `<` keeps the cast lossless;
+        // NaN fails both comparisons.
+        if !(latency_ns >= 0.0 && latency_ns < u64::MAX as f64) {
             return Err(StatsError::InvalidLatency { latency_ms });
         }
-        self.record_ns(latency_ns as u64);
+        // Rounds half up: the same as `round()` for non-negative values, and
+        // an add instead of a libm call per sample.
+        self.record_ns((latency_ns + 0.5) as u64);
         Ok(())
     }
 
@@ -86,10 +89,18 @@ impl LatencyHistogram {
     pub fn record_ns(&mut self, latency_ns: u64) {
         // With auto-resize, recording only fails if the counts array would not
         // fit in usize (32-bit targets with values near u64::MAX); clamping to
-        // the largest trackable value there beats losing the sample.
+        // the largest trackable value there beats losing the sample. The
+        // retry lives out of line so the hot path stays as small as a bare
+        // `record`.
         if self.histogram.record(latency_ns).is_err() {
-            self.histogram.saturating_record(latency_ns);
+            self.record_clamped(latency_ns);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_clamped(&mut self, latency_ns: u64) {
+        self.histogram.saturating_record(latency_ns);
     }
 
     /// Number of recorded latencies.
