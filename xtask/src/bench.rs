@@ -29,7 +29,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::process::{self, ProcessError, ServerProcess};
+use crate::error::TaskError;
+use crate::process::{self, ServerProcess};
 use crate::workspace;
 use tools::{ClientRun, Load, Peer};
 
@@ -64,28 +65,6 @@ pub struct BenchArgs {
     /// Do not pin client and server to different CPUs.
     #[arg(long)]
     no_pin: bool,
-}
-
-/// Why the bench could not measure.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    /// A flag is out of range.
-    #[error("{0}")]
-    BadFlag(String),
-    /// A child process failed to start or stop in time.
-    #[error(transparent)]
-    Process(#[from] ProcessError),
-    /// A file could not be written or read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A step could not produce its result.
-    #[error("{0}")]
-    Step(String),
 }
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
@@ -216,7 +195,7 @@ fn compare_clients(
     load: &Load,
     rounds: usize,
     tag: &str,
-) -> Result<serde_json::Value, BenchError> {
+) -> Result<serde_json::Value, TaskError> {
     let script = tools::write_wrk_script(load.dir, load.body)?;
     let mut results: Vec<(&str, Vec<ClientRun>)> = vec![("loadgen", Vec::new())];
     if peers.wrk.path.is_some() {
@@ -327,7 +306,7 @@ fn machine(label: Option<&str>) -> serde_json::Value {
     })
 }
 
-fn build() -> Result<(), BenchError> {
+fn build() -> Result<(), TaskError> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace::root())
         .args([
@@ -341,14 +320,14 @@ fn build() -> Result<(), BenchError> {
         ])
         .stdin(Stdio::null())
         .status()
-        .map_err(|source| BenchError::Io {
+        .map_err(|source| TaskError::Io {
             path: "cargo".into(),
             source,
         })?;
     if status.success() {
         Ok(())
     } else {
-        Err(BenchError::Step(
+        Err(TaskError::Step(
             "the release build failed: run `cargo build --release` to see why".into(),
         ))
     }
@@ -364,18 +343,18 @@ fn bar(name: &str, met: Option<bool>, detail: String) -> serde_json::Value {
     json!({ "bar": name, "met": met, "detail": detail })
 }
 
-fn run(args: BenchArgs) -> Result<PathBuf, BenchError> {
+fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
     if args.duration_s == 0 || args.duration_s > 60 {
-        return Err(BenchError::BadFlag("--duration-s must be 1..=60".into()));
+        return Err(TaskError::BadFlag("--duration-s must be 1..=60".into()));
     }
     if args.rounds == 0 || args.rounds > 20 || args.connections == 0 || args.connections > 1024 {
-        return Err(BenchError::BadFlag(
+        return Err(TaskError::BadFlag(
             "--rounds must be 1..=20 and --connections 1..=1024".into(),
         ));
     }
     let started = Instant::now();
     let dir = args.out.join("bench");
-    fs::create_dir_all(&dir).map_err(|source| BenchError::Io {
+    fs::create_dir_all(&dir).map_err(|source| TaskError::Io {
         path: dir.clone(),
         source,
     })?;
@@ -509,11 +488,11 @@ fn run(args: BenchArgs) -> Result<PathBuf, BenchError> {
     } else {
         println!("./run_tests (wall time)");
         let log = dir.join("run_tests.out");
-        let file = fs::File::create(&log).map_err(|source| BenchError::Io {
+        let file = fs::File::create(&log).map_err(|source| TaskError::Io {
             path: log.clone(),
             source,
         })?;
-        let err = file.try_clone().map_err(|source| BenchError::Io {
+        let err = file.try_clone().map_err(|source| TaskError::Io {
             path: log.clone(),
             source,
         })?;
@@ -670,9 +649,8 @@ fn run(args: BenchArgs) -> Result<PathBuf, BenchError> {
         "bars": bars,
     });
     let path = args.out.join("bench.json");
-    let text =
-        serde_json::to_string_pretty(&report).map_err(|e| BenchError::Step(e.to_string()))?;
-    fs::write(&path, text + "\n").map_err(|source| BenchError::Io {
+    let text = serde_json::to_string_pretty(&report).map_err(|e| TaskError::Step(e.to_string()))?;
+    fs::write(&path, text + "\n").map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
     })?;

@@ -10,6 +10,7 @@
 //! 1 SLA or quality not met, 2 the workflow could not run.
 
 mod bench;
+mod error;
 mod perf;
 mod process;
 mod python;

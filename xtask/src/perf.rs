@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::error::TaskError;
 use crate::process::{self, ProcessError, ServerProcess};
 use crate::{python, workspace};
 
@@ -53,31 +54,6 @@ pub enum Outcome {
     NotMet,
 }
 
-/// Why the workflow could not run (exit code 2).
-#[derive(Debug, thiserror::Error)]
-pub enum PerfError {
-    /// A flag is out of range.
-    #[error("{0}")]
-    BadFlag(String),
-    /// Building the release binaries failed.
-    #[error("the release build failed: run `cargo build --release` to see why")]
-    Build,
-    /// A child process failed to start or stop in time.
-    #[error(transparent)]
-    Process(#[from] ProcessError),
-    /// A file could not be written or read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A step could not produce its result.
-    #[error("{0}")]
-    Step(String),
-}
-
 const CLIENT_LIMIT: Duration = Duration::from_secs(600);
 const BUILD_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -87,7 +63,7 @@ enum Target {
     Endpoint(String),
 }
 
-pub fn run(args: PerfArgs) -> Result<Outcome, PerfError> {
+pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     validate(&args)?;
     // Ctrl-C or SIGTERM: stop the children, keep what they flushed, never
     // leave a simulator running (see `process`).
@@ -150,21 +126,21 @@ pub fn run(args: PerfArgs) -> Result<Outcome, PerfError> {
     })
 }
 
-fn validate(args: &PerfArgs) -> Result<(), PerfError> {
+fn validate(args: &PerfArgs) -> Result<(), TaskError> {
     if !(args.sla_p95_ms.is_finite() && args.sla_p95_ms > 0.0) {
-        return Err(PerfError::BadFlag(format!(
+        return Err(TaskError::BadFlag(format!(
             "--sla-p95-ms must be a positive number of ms, got {}",
             args.sla_p95_ms
         )));
     }
     if !(1..=20).contains(&args.repeat) {
-        return Err(PerfError::BadFlag(format!(
+        return Err(TaskError::BadFlag(format!(
             "--repeat must be between 1 and 20, got {}",
             args.repeat
         )));
     }
     if args.url.is_some() && !args.server_args.is_empty() {
-        return Err(PerfError::BadFlag(
+        return Err(TaskError::BadFlag(
             "--server-arg configures the simulator; it cannot be used with --url".into(),
         ));
     }
@@ -192,14 +168,14 @@ fn loud_fallback(why: &str) {
     );
 }
 
-fn create_dir(dir: &Path) -> Result<(), PerfError> {
-    fs::create_dir_all(dir).map_err(|source| PerfError::Io {
+fn create_dir(dir: &Path) -> Result<(), TaskError> {
+    fs::create_dir_all(dir).map_err(|source| TaskError::Io {
         path: dir.to_owned(),
         source,
     })
 }
 
-fn build() -> Result<(), PerfError> {
+fn build() -> Result<(), TaskError> {
     if let Some(dir) = workspace::prebuilt_bin_dir() {
         println!(
             "using prebuilt binaries from {} ({}); not building",
@@ -221,12 +197,12 @@ fn build() -> Result<(), PerfError> {
     }
     match status {
         Ok(s) if s.success() => Ok(()),
-        _ => Err(PerfError::Build),
+        _ => Err(TaskError::Build),
     }
 }
 
 /// Starts a fresh simulator (or names the endpoint) for one phase.
-fn start_target(target: &Target, log: &Path) -> Result<(Option<ServerProcess>, String), PerfError> {
+fn start_target(target: &Target, log: &Path) -> Result<(Option<ServerProcess>, String), TaskError> {
     match target {
         Target::Endpoint(url) => Ok((None, url.clone())),
         Target::Simulator { profile, extra } => {
@@ -249,7 +225,7 @@ fn loadgen(url: &str, target: &Target) -> Command {
     cmd
 }
 
-fn functional_check(target: &Target, out: &Path) -> Result<(), PerfError> {
+fn functional_check(target: &Target, out: &Path) -> Result<(), TaskError> {
     let (_server, url) = start_target(target, &out.join("logs/functional-server.log"))?;
     let checks: [&[&str]; 2] = [
         &["-n", "8", "-c", "2", "--connection", "per-request"],
@@ -272,7 +248,7 @@ fn functional_check(target: &Target, out: &Path) -> Result<(), PerfError> {
             CLIENT_LIMIT,
         )?;
         if !status.success() {
-            return Err(PerfError::Step(format!(
+            return Err(TaskError::Step(format!(
                 "functional check failed: `loadgen --url {url} {}` reported failed requests",
                 flags.join(" ")
             )));
@@ -288,7 +264,7 @@ fn run_pair(
     python: Option<&Path>,
     args: &PerfArgs,
     dir: &Path,
-) -> Result<bool, PerfError> {
+) -> Result<bool, TaskError> {
     step(
         "3/5",
         "Before: the original input.py, then its Rust reproduction",
@@ -342,16 +318,16 @@ fn run_pair(
     match status.code() {
         Some(0) => Ok(true),
         Some(1) => Ok(false),
-        _ => Err(PerfError::Step(format!(
+        _ => Err(TaskError::Step(format!(
             "the report could not be written ({status}); see the message above"
         ))),
     }
 }
 
-fn run_input_py(python: &Path, target: &Target, dir: &Path) -> Result<bool, PerfError> {
+fn run_input_py(python: &Path, target: &Target, dir: &Path) -> Result<bool, TaskError> {
     let (_server, url) = start_target(target, &dir.join("logs/before-input-py-server.log"))?;
     let stdout_path = dir.join("input_py_stdout.txt");
-    let stdout = fs::File::create(&stdout_path).map_err(|source| PerfError::Io {
+    let stdout = fs::File::create(&stdout_path).map_err(|source| TaskError::Io {
         path: stdout_path.clone(),
         source,
     })?;
@@ -390,7 +366,7 @@ fn run_loadgen_phase(
     dir: &Path,
     name: &str,
     profile: &str,
-) -> Result<(), PerfError> {
+) -> Result<(), TaskError> {
     let log = dir.join(format!("logs/{name}-server.log"));
     let (_server, url) = start_target(target, &log)?;
     println!("loadgen --profile {profile}  ({url})");
@@ -411,13 +387,13 @@ fn run_loadgen_phase(
     // reason to stop. Anything else means the client could not run.
     match status.code() {
         Some(0 | 1) => Ok(()),
-        _ => Err(PerfError::Step(format!(
+        _ => Err(TaskError::Step(format!(
             "loadgen --profile {profile} could not run ({status})"
         ))),
     }
 }
 
-fn write_conditions(target: &Target, python: Option<&Path>, dir: &Path) -> Result<(), PerfError> {
+fn write_conditions(target: &Target, python: Option<&Path>, dir: &Path) -> Result<(), TaskError> {
     let (target_kind, profile, server_args) = match target {
         Target::Simulator { profile, extra } => ("simulator", profile.clone(), extra.clone()),
         Target::Endpoint(url) => ("endpoint", url.clone(), Vec::new()),
@@ -440,7 +416,7 @@ fn write_conditions(target: &Target, python: Option<&Path>, dir: &Path) -> Resul
     });
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
-    fs::write(&path, text).map_err(|source| PerfError::Io { path, source })
+    fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
 }
 
 fn machine() -> serde_json::Value {
@@ -464,18 +440,18 @@ fn machine() -> serde_json::Value {
     })
 }
 
-fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), PerfError> {
+fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), TaskError> {
     let mut before_p95 = Vec::new();
     let mut after_p95 = Vec::new();
     let mut met = Vec::new();
     for pair in 1..=repeat {
         let path = pair_dir(out, pair).join("comparison.json");
-        let text = fs::read_to_string(&path).map_err(|source| PerfError::Io {
+        let text = fs::read_to_string(&path).map_err(|source| TaskError::Io {
             path: path.clone(),
             source,
         })?;
         let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| PerfError::Step(format!("{}: {e}", path.display())))?;
+            .map_err(|e| TaskError::Step(format!("{}: {e}", path.display())))?;
         let p95 = |side: &str| json[side]["p95_ms"].as_f64();
         match (p95("before"), p95("after")) {
             (Some(b), Some(a)) => {
@@ -483,7 +459,7 @@ fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), PerfError> {
                 after_p95.push(a);
             }
             _ => {
-                return Err(PerfError::Step(format!(
+                return Err(TaskError::Step(format!(
                     "{}: no p95_ms on both sides",
                     path.display()
                 )))
@@ -514,5 +490,5 @@ fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), PerfError> {
         &path,
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
     )
-    .map_err(|source| PerfError::Io { path, source })
+    .map_err(|source| TaskError::Io { path, source })
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use stats::{quantile, sorted_finite, QuantileMethod};
 
-use super::BenchError;
+use super::TaskError;
 use crate::process::{self, ServerProcess};
 
 /// The placeholder profile's cost without jitter, for a batch of one item:
@@ -54,7 +54,7 @@ pub struct Accuracy {
 
 /// Starts a fresh simulator (placeholder shape, jitter 0) and loads it with
 /// loadgen, writing the per-request log into `dir`.
-pub fn measure(server_bin: &Path, loadgen_bin: &Path, dir: &Path) -> Result<Accuracy, BenchError> {
+pub fn measure(server_bin: &Path, loadgen_bin: &Path, dir: &Path) -> Result<Accuracy, TaskError> {
     let server_args: Vec<String> = [
         "--profile",
         "placeholder",
@@ -85,12 +85,12 @@ pub fn measure(server_bin: &Path, loadgen_bin: &Path, dir: &Path) -> Result<Accu
     let status = process::run_with_deadline(&mut cmd, Duration::from_secs(300))?;
     drop(server);
     if !status.success() {
-        return Err(BenchError::Step(format!(
+        return Err(TaskError::Step(format!(
             "the accuracy run's loadgen exited with {status}; log in {}",
             csv.display()
         )));
     }
-    let text = fs::read_to_string(&csv).map_err(|source| BenchError::Io {
+    let text = fs::read_to_string(&csv).map_err(|source| TaskError::Io {
         path: csv.clone(),
         source,
     })?;
@@ -108,14 +108,14 @@ pub fn measure(server_bin: &Path, loadgen_bin: &Path, dir: &Path) -> Result<Accu
 
 /// Per successful row: (`service_ms` - requested, `latency_ms` - `queue_ms`
 /// - requested). The log's fields never contain commas.
-fn overshoots(csv: &str, requested_ms: f64) -> Result<(Vec<f64>, Vec<f64>), BenchError> {
+fn overshoots(csv: &str, requested_ms: f64) -> Result<(Vec<f64>, Vec<f64>), TaskError> {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
     let column = |name: &str| {
         header
             .iter()
             .position(|h| *h == name)
-            .ok_or_else(|| BenchError::Step(format!("the loadgen log has no `{name}` column")))
+            .ok_or_else(|| TaskError::Step(format!("the loadgen log has no `{name}` column")))
     };
     let (latency, queue, service, ok) = (
         column("latency_ms")?,
@@ -136,18 +136,17 @@ fn overshoots(csv: &str, requested_ms: f64) -> Result<(Vec<f64>, Vec<f64>), Benc
         }
     }
     if server_side.is_empty() {
-        return Err(BenchError::Step(
+        return Err(TaskError::Step(
             "the accuracy run logged no successful request with Server-Timing".into(),
         ));
     }
     Ok((server_side, client_side))
 }
 
-fn summarize(samples: &[f64]) -> Result<Overshoot, BenchError> {
-    let sorted = sorted_finite(samples).map_err(|e| BenchError::Step(e.to_string()))?;
+fn summarize(samples: &[f64]) -> Result<Overshoot, TaskError> {
+    let sorted = sorted_finite(samples).map_err(|e| TaskError::Step(e.to_string()))?;
     let q = |level: f64| {
-        quantile(&sorted, level, QuantileMethod::Linear)
-            .map_err(|e| BenchError::Step(e.to_string()))
+        quantile(&sorted, level, QuantileMethod::Linear).map_err(|e| TaskError::Step(e.to_string()))
     };
     Ok(Overshoot {
         p50_ms: q(0.5)?,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::BenchError;
+use super::TaskError;
 use crate::{process, workspace};
 
 /// Mean time per benchmark iteration, ms, as criterion estimated it.
@@ -38,9 +38,9 @@ const BENCHES: [(&str, &str); 5] = [
 ];
 
 /// Runs the benchmark and collects its estimates.
-pub fn run(log_dir: &Path) -> Result<StatsBench, BenchError> {
+pub fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
     let log = log_dir.join("stats-bench.out");
-    let file = std::fs::File::create(&log).map_err(|source| BenchError::Io {
+    let file = std::fs::File::create(&log).map_err(|source| TaskError::Io {
         path: log.clone(),
         source,
     })?;
@@ -53,7 +53,7 @@ pub fn run(log_dir: &Path) -> Result<StatsBench, BenchError> {
     let command = super::tools::describe(&cmd);
     let status = process::run_with_deadline(&mut cmd, Duration::from_secs(900))?;
     if !status.success() {
-        return Err(BenchError::Step(format!(
+        return Err(TaskError::Step(format!(
             "`{command}` failed ({status}); output in {}",
             log.display()
         )));
@@ -75,20 +75,20 @@ pub fn run(log_dir: &Path) -> Result<StatsBench, BenchError> {
 }
 
 /// `target/criterion/GROUP/NAME/new/estimates.json`: `mean.point_estimate`, ns.
-fn mean_ms(group: &str, name: &str) -> Result<f64, BenchError> {
+fn mean_ms(group: &str, name: &str) -> Result<f64, TaskError> {
     let path = workspace::target_dir()
         .join("criterion")
         .join(group)
         .join(name)
         .join("new/estimates.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| BenchError::Io {
+    let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
     })?;
     let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| BenchError::Step(format!("{}: {e}", path.display())))?;
+        .map_err(|e| TaskError::Step(format!("{}: {e}", path.display())))?;
     v["mean"]["point_estimate"]
         .as_f64()
         .map(|ns| ns / 1e6)
-        .ok_or_else(|| BenchError::Step(format!("{}: no mean.point_estimate", path.display())))
+        .ok_or_else(|| TaskError::Step(format!("{}: no mean.point_estimate", path.display())))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::BenchError;
+use super::TaskError;
 use crate::process::{self, ProcessError};
 
 /// A peer program and what we know of it.
@@ -136,26 +136,26 @@ fn output_of(
     limit: Duration,
     what: &str,
     dir: &Path,
-) -> Result<String, BenchError> {
+) -> Result<String, TaskError> {
     let path = dir.join(format!("{what}.out"));
-    let file = fs::File::create(&path).map_err(|source| BenchError::Io {
+    let file = fs::File::create(&path).map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
     })?;
-    let err = file.try_clone().map_err(|source| BenchError::Io {
+    let err = file.try_clone().map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
     })?;
     cmd.stdin(Stdio::null()).stdout(file).stderr(err);
     let status = process::run_with_deadline(&mut cmd, limit)?;
-    let text = fs::read_to_string(&path).map_err(|source| BenchError::Io {
+    let text = fs::read_to_string(&path).map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
     })?;
     // loadgen exits 1 when some request failed: the count is in its JSON.
     let loadgen_partial = what.starts_with("loadgen") && status.code() == Some(1);
     if !(status.success() || loadgen_partial) {
-        return Err(BenchError::Step(format!(
+        return Err(TaskError::Step(format!(
             "{what} exited with {status}; output in {}",
             path.display()
         )));
@@ -195,16 +195,16 @@ pub fn loadgen_command(bin: &Path, load: &Load, json: &Path) -> Command {
 }
 
 /// Runs loadgen and reads its `--json` summary.
-pub fn run_loadgen(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, BenchError> {
+pub fn run_loadgen(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
     let json = load.dir.join(format!("loadgen-{tag}.json"));
     let cmd = loadgen_command(bin, load, &json);
     output_of(cmd, client_limit(load), &format!("loadgen-{tag}"), load.dir)?;
-    let text = fs::read_to_string(&json).map_err(|source| BenchError::Io {
+    let text = fs::read_to_string(&json).map_err(|source| TaskError::Io {
         path: json.clone(),
         source,
     })?;
     let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| BenchError::Step(format!("{}: {e}", json.display())))?;
+        .map_err(|e| TaskError::Step(format!("{}: {e}", json.display())))?;
     let rps = v["throughput_rps"].as_f64().unwrap_or(0.0);
     Ok(ClientRun {
         rps,
@@ -214,13 +214,13 @@ pub fn run_loadgen(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, Benc
 }
 
 /// The Lua script that makes wrk POST `body` as JSON.
-pub fn write_wrk_script(dir: &Path, body: &str) -> Result<PathBuf, BenchError> {
+pub fn write_wrk_script(dir: &Path, body: &str) -> Result<PathBuf, TaskError> {
     let path = dir.join("post.lua");
     // A Lua long bracket needs no escaping of the JSON inside.
     let script = format!(
         "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
     );
-    fs::write(&path, script).map_err(|source| BenchError::Io {
+    fs::write(&path, script).map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
     })?;
@@ -241,14 +241,14 @@ pub fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
 }
 
 /// Runs wrk and parses `Requests/sec`, the 50% latency and error counts.
-pub fn run_wrk(bin: &Path, load: &Load, script: &Path, tag: &str) -> Result<ClientRun, BenchError> {
+pub fn run_wrk(bin: &Path, load: &Load, script: &Path, tag: &str) -> Result<ClientRun, TaskError> {
     let text = output_of(
         wrk_command(bin, load, script),
         client_limit(load),
         &format!("wrk-{tag}"),
         load.dir,
     )?;
-    parse_wrk(&text).ok_or_else(|| BenchError::Step(format!("cannot parse wrk output:\n{text}")))
+    parse_wrk(&text).ok_or_else(|| TaskError::Step(format!("cannot parse wrk output:\n{text}")))
 }
 
 fn parse_wrk(text: &str) -> Option<ClientRun> {
@@ -301,7 +301,7 @@ pub fn oha_command(bin: &Path, load: &Load) -> Command {
 }
 
 /// Runs oha and reads `summary.requestsPerSec` and the median.
-pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, BenchError> {
+pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
     let text = output_of(
         oha_command(bin, load),
         client_limit(load),
@@ -310,7 +310,7 @@ pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, BenchErr
     )?;
     let start = text.find('{').unwrap_or(0);
     let v: serde_json::Value = serde_json::from_str(&text[start..])
-        .map_err(|e| BenchError::Step(format!("cannot parse oha output ({e}):\n{text}")))?;
+        .map_err(|e| TaskError::Step(format!("cannot parse oha output ({e}):\n{text}")))?;
     let ok = v["statusCodeDistribution"]["200"].as_u64().unwrap_or(0);
     let total: u64 = v["statusCodeDistribution"]
         .as_object()
@@ -344,10 +344,10 @@ pub struct Nginx {
 
 impl Nginx {
     /// Starts `bin` with `workers` worker processes on a free loopback port.
-    pub fn start(bin: &Path, dir: &Path, workers: usize, body: &str) -> Result<Self, BenchError> {
+    pub fn start(bin: &Path, dir: &Path, workers: usize, body: &str) -> Result<Self, TaskError> {
         let io = |path: &Path| {
             let path = path.to_owned();
-            move |source| BenchError::Io { path, source }
+            move |source| TaskError::Io { path, source }
         };
         let root = dir.join("html/v1");
         fs::create_dir_all(&root).map_err(io(&root))?;
@@ -388,7 +388,7 @@ impl Nginx {
             .stderr(stderr)
             .spawn()
             .map_err(|source| {
-                BenchError::Process(ProcessError::Spawn {
+                TaskError::Process(ProcessError::Spawn {
                     program: bin.display().to_string(),
                     source,
                 })
@@ -401,7 +401,7 @@ impl Nginx {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if std::time::Instant::now() > deadline {
-                return Err(BenchError::Step(format!(
+                return Err(TaskError::Step(format!(
                     "nginx did not listen within 10 s; see {}",
                     dir.join("error.log").display()
                 )));
