@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::compare::Comparison;
 use crate::summary::successful_latencies_sorted;
 use crate::svg::{escape_xml, Axis, Chart, Mark, RefLine, Series};
-use crate::table::{fmt_opt, headings, table_rows, verdict_line};
+use crate::table::{fmt_opt, headings, input_py_rows, table_rows, verdict_line, INPUT_PY_HEADINGS};
 
 const BEFORE_COLOR: &str = "#d95f02";
 const AFTER_COLOR: &str = "#1b7fbf";
@@ -414,37 +414,20 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
     if let Some(py) = &c.input_py_stdout {
         let _ = write!(
             h,
-            "<h2>input.py's printed numbers, reconciled</h2><p>input.py computes percentiles with <code>statistics.quantiles(n=100)</code> (Exclusive method) over status-200 rows; recomputed that way from its log they match to {} ms: <strong>{}</strong>. This report uses the Linear method throughout.</p><table><thead><tr><th>Metric</th><th>input.py printed</th><th>Exclusive, from its log</th><th>Linear, from its log</th></tr></thead><tbody>",
+            "<h2>input.py's printed numbers, reconciled</h2><p>input.py computes percentiles with <code>statistics.quantiles(n=100)</code> (Exclusive method) over status-200 rows; recomputed that way from its log they match to {} ms: <strong>{}</strong>. This report uses the Linear method throughout.</p><table><thead><tr>",
             py.tolerance_ms,
             if py.matches { "yes" } else { "no" }
         );
-        let (p, x, l) = (&py.printed, &py.recomputed_exclusive, &py.recomputed_linear);
-        let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
-        for (name, a, b) in [
-            ("Total requests", p.total, x.total),
-            ("Succeeded", p.succeeded, x.succeeded),
-            ("Failed", p.failed, x.failed),
-        ] {
-            let _ = write!(
-                h,
-                "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                count(a),
-                count(b),
-                count(b)
-            );
+        for heading in INPUT_PY_HEADINGS {
+            let _ = write!(h, "<th>{heading}</th>");
         }
-        for (name, a, b, lin) in [
-            ("P50 (ms)", p.p50_ms, x.p50_ms, l.p50_ms),
-            ("P95 (ms)", p.p95_ms, x.p95_ms, l.p95_ms),
-            ("P99 (ms)", p.p99_ms, x.p99_ms, l.p99_ms),
-        ] {
-            let _ = write!(
-                h,
-                "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                fmt_opt(a, 2),
-                fmt_opt(b, 3),
-                fmt_opt(lin, 3)
-            );
+        h.push_str("</tr></thead><tbody>");
+        for cells in input_py_rows(py) {
+            h.push_str("<tr>");
+            for cell in &cells {
+                let _ = write!(h, "<td>{}</td>", e(cell));
+            }
+            h.push_str("</tr>");
         }
         h.push_str("</tbody></table>");
         for m in &py.mismatches {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::compare::Comparison;
-use crate::table::{fmt_opt, headings, table_rows, verdict_line};
+use crate::table::{fmt_opt, headings, input_py_rows, table_rows, verdict_line, INPUT_PY_HEADINGS};
 
 /// Text from logs or callers may hold `<script>` or `|`: Markdown renderers
 /// pass raw HTML through, and a `|` would break a table row. Only a `<` or
@@ -121,33 +121,10 @@ pub fn render_markdown(c: &Comparison) -> String {
             py.tolerance_ms,
             if py.matches { "yes" } else { "no" }
         );
-        md.push_str(&row(&[
-            "Metric".into(),
-            "input.py printed".into(),
-            "Exclusive, from its log".into(),
-            "Linear, from its log".into(),
-        ]));
+        md.push_str(&row(&INPUT_PY_HEADINGS.map(String::from)));
         md.push_str("|---|---:|---:|---:|\n");
-        let (p, e, l) = (&py.printed, &py.recomputed_exclusive, &py.recomputed_linear);
-        let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
-        for (name, a, b) in [
-            ("Total requests", p.total, e.total),
-            ("Succeeded", p.succeeded, e.succeeded),
-            ("Failed", p.failed, e.failed),
-        ] {
-            md.push_str(&row(&[name.into(), count(a), count(b), count(b)]));
-        }
-        for (name, a, b, lin) in [
-            ("P50 (ms)", p.p50_ms, e.p50_ms, l.p50_ms),
-            ("P95 (ms)", p.p95_ms, e.p95_ms, l.p95_ms),
-            ("P99 (ms)", p.p99_ms, e.p99_ms, l.p99_ms),
-        ] {
-            md.push_str(&row(&[
-                name.into(),
-                fmt_opt(a, 2),
-                fmt_opt(b, 3),
-                fmt_opt(lin, 3),
-            ]));
+        for cells in input_py_rows(py) {
+            md.push_str(&row(&cells));
         }
         if !py.mismatches.is_empty() {
             md.push('\n');

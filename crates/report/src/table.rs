@@ -123,3 +123,44 @@ pub fn plain_text(comparison: &Comparison) -> String {
     }
     out
 }
+
+/// Column headings of the `input.py` reconciliation table.
+pub const INPUT_PY_HEADINGS: [&str; 4] = [
+    "Metric",
+    "input.py printed",
+    "Exclusive, from its log",
+    "Linear, from its log",
+];
+
+/// Rows of the `input.py` reconciliation table, formatted once for both the
+/// Markdown and the HTML report: what the script printed, the Exclusive
+/// method recomputed from its log, and the Linear method used elsewhere.
+pub fn input_py_rows(py: &crate::InputPyReconciliation) -> Vec<[String; 4]> {
+    let (p, x, l) = (&py.printed, &py.recomputed_exclusive, &py.recomputed_linear);
+    let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
+    let mut rows: Vec<[String; 4]> = [
+        ("Total requests", p.total, x.total),
+        ("Succeeded", p.succeeded, x.succeeded),
+        ("Failed", p.failed, x.failed),
+    ]
+    .into_iter()
+    .map(|(name, a, b)| [name.to_owned(), count(a), count(b), count(b)])
+    .collect();
+    rows.extend(
+        [
+            ("P50 (ms)", p.p50_ms, x.p50_ms, l.p50_ms),
+            ("P95 (ms)", p.p95_ms, x.p95_ms, l.p95_ms),
+            ("P99 (ms)", p.p99_ms, x.p99_ms, l.p99_ms),
+        ]
+        .into_iter()
+        .map(|(name, a, b, lin)| {
+            [
+                name.to_owned(),
+                fmt_opt(a, 2),
+                fmt_opt(b, 3),
+                fmt_opt(lin, 3),
+            ]
+        }),
+    );
+    rows
+}
