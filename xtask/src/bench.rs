@@ -149,6 +149,10 @@ struct ClientResult {
     rps_median: f64,
     rps_rounds: Vec<f64>,
     p50_us_median: Option<f64>,
+    /// The client's own CPU (user + system) per completed request.
+    cpu_us_per_request_median: Option<f64>,
+    cpu_us_per_request_rounds: Vec<f64>,
+    context_switches_per_request_median: Option<f64>,
     errors: u64,
     command: String,
 }
@@ -163,13 +167,28 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+fn median_of(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| median(values))
+}
+
 fn collect(runs: &[ClientRun], command: String) -> ClientResult {
     let rps: Vec<f64> = runs.iter().map(|r| r.rps).collect();
     let p50: Vec<f64> = runs.iter().filter_map(|r| r.p50_us).collect();
+    let cpu: Vec<f64> = runs
+        .iter()
+        .filter_map(ClientRun::cpu_us_per_request)
+        .collect();
+    let switches: Vec<f64> = runs
+        .iter()
+        .filter_map(ClientRun::switches_per_request)
+        .collect();
     ClientResult {
         rps_median: median(&rps),
         rps_rounds: rps,
-        p50_us_median: (!p50.is_empty()).then(|| median(&p50)),
+        p50_us_median: median_of(&p50),
+        cpu_us_per_request_median: median_of(&cpu),
+        cpu_us_per_request_rounds: cpu,
+        context_switches_per_request_median: median_of(&switches),
         errors: runs.iter().map(|r| r.errors).sum(),
         command,
     }
@@ -223,11 +242,15 @@ fn compare_clients(
                 },
             };
             println!(
-                "  {tag} round {}: {name:8} {:>10.0} req/s  p50 {}{}",
+                "  {tag} round {}: {name:8} {:>10.0} req/s  p50 {}  cpu {}/req  {} switches/req{}",
                 round + 1,
                 run.rps,
                 run.p50_us
                     .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} us")),
+                run.cpu_us_per_request()
+                    .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.2} us")),
+                run.switches_per_request()
+                    .map_or_else(|| "n/a".to_owned(), |n| format!("{n:.3}")),
                 if run.errors > 0 {
                     format!("  ({} FAILED requests: this run is not valid)", run.errors)
                 } else {
@@ -269,9 +292,15 @@ fn compare_clients(
             .filter(|v| v.is_finite() && *v > 0.0)
     };
     let p50 = |name: &str| out.get(name).and_then(|v| v["p50_us_median"].as_f64());
+    let cpu = |name: &str| {
+        out.get(name)
+            .and_then(|v| v["cpu_us_per_request_median"].as_f64())
+            .filter(|v| *v > 0.0)
+    };
     let loadgen = rps("loadgen");
     let ratio = |peer: &str| Some(loadgen? / rps(peer)?);
     let (vs_wrk, vs_oha) = (ratio("wrk"), ratio("oha"));
+    let cpu_ratio = |peer: &str| Some(cpu("loadgen")? / cpu(peer)?);
     let p50_diff = match (p50("loadgen"), p50("wrk")) {
         (Some(a), Some(b)) => Some(a - b),
         _ => None,
@@ -280,6 +309,8 @@ fn compare_clients(
         "clients": out,
         "loadgen_vs_wrk_rps_ratio": vs_wrk,
         "loadgen_vs_oha_rps_ratio": vs_oha,
+        "loadgen_vs_wrk_cpu_per_request_ratio": cpu_ratio("wrk"),
+        "loadgen_vs_oha_cpu_per_request_ratio": cpu_ratio("oha"),
         "loadgen_minus_wrk_p50_us": p50_diff,
     }))
 }
@@ -535,6 +566,15 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             w.map_or_else(
                 || "wrk missing or no successful loadgen run".into(),
                 |r| format!("loadgen/wrk = {r:.3} (>= 0.95 counted as met)"),
+            ),
+        ));
+        let c = ratio(v, "loadgen_vs_wrk_cpu_per_request_ratio");
+        bars.push(bar(
+            &format!("loadgen CPU per request within a few % of wrk's ({name})"),
+            c.map(|r| r <= 1.05),
+            c.map_or_else(
+                || "wrk missing or no CPU figures".into(),
+                |r| format!("loadgen/wrk = {r:.3} (<= 1.05 counted as met; this, not req/s, tells how a client scales where it is the limit)"),
             ),
         ));
         let o = ratio(v, "loadgen_vs_oha_rps_ratio");

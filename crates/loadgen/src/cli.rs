@@ -105,6 +105,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 0, value_parser = parse_warmup)]
     pub warmup: u64,
 
+    /// Client threads, each with its own runtime and connections (closed
+    /// loop over HTTP/1.1 without batching; elsewhere one shared runtime)
+    /// [default: one per CPU this process may use, at most -c].
+    #[arg(long, value_parser = parse_threads)]
+    pub threads: Option<usize>,
+
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -187,6 +193,7 @@ impl Cli {
         config.model = self.model;
         config.timeout = self.timeout;
         config.warmup = self.warmup;
+        config.threads = self.threads;
         config.progress = !self.quiet;
         config.validate()?;
         Ok(config)
@@ -238,6 +245,10 @@ fn parse_batch_wait_ms(text: &str) -> Result<u64, String> {
 
 fn parse_warmup(text: &str) -> Result<u64, String> {
     parse_count(text, 0, 1_000_000, "the warm-up count")
+}
+
+fn parse_threads(text: &str) -> Result<usize, String> {
+    parse_count(text, 1, crate::config::MAX_THREADS, "the thread count")
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -311,6 +322,10 @@ mod tests {
             .contains("more than 0"));
         assert!(parse(&["-z", "5x"]).unwrap_err().contains("unknown unit"));
         assert!(parse(&["-z", "2h"]).unwrap_err().contains("at most 1h"));
+        assert!(parse(&["--threads", "0"])
+            .unwrap_err()
+            .contains("thread count must be 1..="));
+        assert_eq!(parse(&["--threads", "3"]).unwrap().threads, Some(3));
         assert!(parse(&["--url", "http://8.8.8.8/v1/infer"])
             .unwrap_err()
             .contains("loopback"));

@@ -1,9 +1,11 @@
 //! HTTP transport: one POST over a fresh or pooled connection, timed with
 //! `Instant`, with every failure mapped to a stable error kind.
 //!
-//! hyper's low-level `client::conn` API is used directly (not a high-level
-//! client) so that connection set-up can be timed on its own and the
-//! per-request mode really opens and closes one TCP connection per request.
+//! HTTP/1.1 goes through the lean exchange in [`crate::http1`] (one task,
+//! one write, no per-request `http` types); HTTP/2 through hyper's
+//! low-level `client::conn`. Connections are opened by hand in both, so
+//! connection set-up is timed on its own and the per-request mode really
+//! opens and closes one TCP connection per request.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -12,11 +14,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use model::wire::{ServerTiming, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::net::TcpStream;
 
-use crate::config::{ConnectionMode, Target};
+use crate::config::{ConnectionMode, LoadConfig, Target};
+use crate::http1::{Http1Connection, RequestHead};
+use crate::shards;
 
 /// Why an HTTP exchange produced no usable response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,13 +55,41 @@ impl TransportError {
     }
 }
 
+/// What the server reported about its own handling of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ServerFacts {
+    /// `Server-Timing: queue;dur=`, ms.
+    pub queue_ms: Option<f64>,
+    /// `Server-Timing: infer;dur=`, ms.
+    pub service_ms: Option<f64>,
+    /// `X-Batch-Size`: items in the batch the server executed.
+    pub server_batch_size: Option<u32>,
+}
+
+impl ServerFacts {
+    /// From the raw `Server-Timing` and `X-Batch-Size` values, either absent.
+    pub fn from_values(server_timing: Option<&str>, batch_size: Option<&str>) -> Self {
+        let timing = server_timing.map(ServerTiming::parse).unwrap_or_default();
+        Self {
+            queue_ms: timing.queue_ms,
+            service_ms: timing.infer_ms,
+            server_batch_size: batch_size.and_then(|v| v.trim().parse().ok()),
+        }
+    }
+
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Self::from_values(value(SERVER_TIMING_HEADER), value(BATCH_SIZE_HEADER))
+    }
+}
+
 /// A complete response, body read to the end.
 #[derive(Debug)]
 pub struct HttpResponse {
     /// HTTP status.
     pub status: StatusCode,
-    /// Response headers.
-    pub headers: HeaderMap,
+    /// What the server said about its queue, execution and batch.
+    pub facts: ServerFacts,
     /// The whole body.
     pub body: Bytes,
     /// When the last body byte arrived.
@@ -79,6 +112,13 @@ pub struct HttpFailure {
 
 type Body = Full<Bytes>;
 
+/// A response before the transport stamps its timing on it.
+struct Exchanged {
+    status: StatusCode,
+    facts: ServerFacts,
+    body: Bytes,
+}
+
 /// Sends POSTs to one target according to the connection mode.
 pub struct Transport {
     target: Target,
@@ -87,31 +127,40 @@ pub struct Transport {
     http2: bool,
     timeout: Duration,
     headers: Vec<(HeaderName, HeaderValue)>,
-    idle_http1: Mutex<Vec<http1::SendRequest<Body>>>,
+    http1_head: RequestHead,
+    /// Idle keep-alive connections, one pool per shard (see
+    /// [`crate::shards::current`]) plus one for the caller's runtime.
+    idle_http1: Vec<Mutex<Vec<Http1Connection<TcpStream>>>>,
     max_idle: usize,
     shared_http2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
 }
 
 impl Transport {
-    /// A transport for `target`, whose resolved addresses are `addrs`.
-    /// `max_idle` bounds the pooled HTTP/1.1 connections kept open.
+    /// A transport for `target`, whose resolved addresses are `addrs`, with
+    /// the connection settings of `config`; `shard_count` shards get a
+    /// connection pool each. Each pool keeps at most as many idle
+    /// connections as requests can be in flight.
     pub fn new(
         target: Target,
         addrs: Vec<SocketAddr>,
-        mode: ConnectionMode,
-        http2: bool,
-        timeout: Duration,
-        headers: Vec<(HeaderName, HeaderValue)>,
-        max_idle: usize,
+        config: &LoadConfig,
+        shard_count: usize,
     ) -> Self {
+        let max_idle = match &config.open_loop {
+            Some(open) => open.max_in_flight,
+            None => config.concurrency,
+        };
+        let http1_head =
+            RequestHead::post(&target.path_and_query, &target.authority, &config.headers);
         Self {
             target,
             addrs,
-            mode,
-            http2,
-            timeout,
-            headers,
-            idle_http1: Mutex::new(Vec::new()),
+            mode: config.connection,
+            http2: config.http2,
+            timeout: config.timeout,
+            headers: config.headers.clone(),
+            http1_head,
+            idle_http1: (0..=shard_count).map(|_| Mutex::new(Vec::new())).collect(),
             max_idle,
             shared_http2: tokio::sync::Mutex::new(None),
         }
@@ -120,25 +169,23 @@ impl Transport {
     /// POSTs `body` and reads the whole response, within the timeout
     /// (which covers connection set-up, as `input.py`'s client timeout does).
     pub async fn post(&self, body: Bytes) -> Result<HttpResponse, HttpFailure> {
-        let connect_ms = std::sync::Arc::new(Mutex::new(None));
-        let exchange = self.exchange(body, connect_ms.clone());
-        let result = match tokio::time::timeout(self.timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout),
-        };
-        let connect = connect_ms.lock().map(|g| *g).unwrap_or(None);
+        let mut connect_ms = None;
+        let exchange = self.exchange(body, &mut connect_ms);
+        let result = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(TransportError::Timeout));
         match result {
-            Ok((status, headers, body)) => Ok(HttpResponse {
-                status,
-                headers,
-                body,
+            Ok(done) => Ok(HttpResponse {
+                status: done.status,
+                facts: done.facts,
+                body: done.body,
                 finished_at: Instant::now(),
-                connect_ms: connect.unwrap_or(0.0),
+                connect_ms: connect_ms.unwrap_or(0.0),
             }),
             Err(error) => Err(HttpFailure {
                 error,
                 finished_at: Instant::now(),
-                connect_ms: connect,
+                connect_ms,
             }),
         }
     }
@@ -146,57 +193,67 @@ impl Transport {
     async fn exchange(
         &self,
         body: Bytes,
-        connect_ms: std::sync::Arc<Mutex<Option<f64>>>,
-    ) -> Result<(StatusCode, HeaderMap, Bytes), TransportError> {
-        let note_connect = |ms: f64| {
-            if let Ok(mut slot) = connect_ms.lock() {
-                *slot = Some(ms);
+        connect_ms: &mut Option<f64>,
+    ) -> Result<Exchanged, TransportError> {
+        if self.http2 {
+            return self.exchange_http2(body, connect_ms).await;
+        }
+        let mut conn = match self.take_idle_http1() {
+            Some(conn) => conn,
+            None => {
+                let (stream, ms) = self.connect_tcp().await?;
+                *connect_ms = Some(ms);
+                Http1Connection::new(stream)
             }
         };
-        if self.http2 {
-            let mut sender = match self.mode {
-                ConnectionMode::PerRequest => {
-                    let (sender, ms) = self.connect_http2().await?;
-                    note_connect(ms);
-                    sender
-                }
-                ConnectionMode::Pooled => {
-                    let (sender, ms) = self.shared_http2_sender().await?;
-                    if let Some(ms) = ms {
-                        note_connect(ms);
-                    }
-                    sender
-                }
-            };
-            let request = self.request(self.target.uri.to_string(), body)?;
-            let response = sender.send_request(request).await.map_err(classify)?;
-            return read_response(response).await;
+        let response = conn.exchange(&self.http1_head, &body).await?;
+        if response.reusable && self.mode == ConnectionMode::Pooled {
+            self.return_idle_http1(conn);
         }
-        let (mut sender, ms) = match self.mode {
-            ConnectionMode::PerRequest => self.connect_http1().await?,
-            ConnectionMode::Pooled => match self.take_idle_http1().await {
-                Some(sender) => (sender, 0.0),
-                None => self.connect_http1().await?,
-            },
+        // In per-request mode the connection is dropped here, which closes
+        // the socket, as closing httpx's client does.
+        Ok(Exchanged {
+            status: response.status,
+            facts: response.facts,
+            body: response.body,
+        })
+    }
+
+    async fn exchange_http2(
+        &self,
+        body: Bytes,
+        connect_ms: &mut Option<f64>,
+    ) -> Result<Exchanged, TransportError> {
+        let mut sender = match self.mode {
+            ConnectionMode::PerRequest => {
+                let (sender, ms) = self.connect_http2().await?;
+                *connect_ms = Some(ms);
+                sender
+            }
+            ConnectionMode::Pooled => {
+                let (sender, ms) = self.shared_http2_sender().await?;
+                *connect_ms = ms;
+                sender
+            }
         };
-        note_connect(ms);
-        let request = self.request(self.target.path_and_query.clone(), body)?;
+        let request = self.request(self.target.uri.to_string(), body)?;
         let response = sender.send_request(request).await.map_err(classify)?;
-        let result = read_response(response).await;
-        if result.is_ok() && self.mode == ConnectionMode::Pooled {
-            self.return_idle_http1(sender);
-        }
-        // In per-request mode the sender is dropped here, which ends the
-        // connection task and closes the socket, as closing httpx's client does.
-        result
+        let (parts, body) = response.into_parts();
+        // The head arrived: any failure now means the body was cut short.
+        let body = body
+            .collect()
+            .await
+            .map_err(|_| TransportError::TruncatedBody)?
+            .to_bytes();
+        Ok(Exchanged {
+            status: parts.status,
+            facts: ServerFacts::from_headers(&parts.headers),
+            body,
+        })
     }
 
     fn request(&self, uri: String, body: Bytes) -> Result<Request<Body>, TransportError> {
-        let mut builder = Request::post(uri);
-        if !self.http2 {
-            builder = builder.header(http::header::HOST, self.target.authority.as_str());
-        }
-        builder = builder
+        let builder = Request::post(uri)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "*/*")
             .header(
@@ -232,18 +289,6 @@ impl Transport {
         Err(last)
     }
 
-    async fn connect_http1(&self) -> Result<(http1::SendRequest<Body>, f64), TransportError> {
-        let (stream, connect_ms) = self.connect_tcp().await?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| TransportError::ConnectError)?;
-        tokio::spawn(async move {
-            // Errors surface on the request future; nothing to do here.
-            let _ = connection.await;
-        });
-        Ok((sender, connect_ms))
-    }
-
     async fn connect_http2(&self) -> Result<(http2::SendRequest<Body>, f64), TransportError> {
         let started = Instant::now();
         let (stream, _) = self.connect_tcp().await?;
@@ -272,42 +317,30 @@ impl Transport {
         Ok((sender, Some(ms)))
     }
 
-    async fn take_idle_http1(&self) -> Option<http1::SendRequest<Body>> {
-        loop {
-            let candidate = self.idle_http1.lock().ok()?.pop()?;
-            let mut sender = candidate;
-            // A connection returns to the pool once its response body is
-            // read; `ready` waits the instant until hyper can send again and
-            // fails if the server closed it meanwhile.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+    /// An idle pooled connection the server has not closed, if any.
+    fn take_idle_http1(&self) -> Option<Http1Connection<TcpStream>> {
+        if self.mode != ConnectionMode::Pooled {
+            return None;
+        }
+        let mut idle = self.idle_http1.get(shards::current())?.lock().ok()?;
+        while let Some(mut conn) = idle.pop() {
+            if conn.is_reusable() {
+                return Some(conn);
             }
         }
+        None
     }
 
-    fn return_idle_http1(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    fn return_idle_http1(&self, conn: Http1Connection<TcpStream>) {
+        let Some(pool) = self.idle_http1.get(shards::current()) else {
             return;
-        }
-        if let Ok(mut idle) = self.idle_http1.lock() {
+        };
+        if let Ok(mut idle) = pool.lock() {
             if idle.len() < self.max_idle {
-                idle.push(sender);
+                idle.push(conn);
             }
         }
     }
-}
-
-async fn read_response(
-    response: http::Response<hyper::body::Incoming>,
-) -> Result<(StatusCode, HeaderMap, Bytes), TransportError> {
-    let (parts, body) = response.into_parts();
-    // The head arrived: any failure now means the body was cut short.
-    let body = body
-        .collect()
-        .await
-        .map_err(|_| TransportError::TruncatedBody)?
-        .to_bytes();
-    Ok((parts.status, parts.headers, body))
 }
 
 /// Maps a hyper error to an error kind by its cause.

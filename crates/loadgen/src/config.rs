@@ -13,6 +13,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_REQUESTS: u64 = 100_000_000;
 /// Most closed-loop workers.
 pub const MAX_CONCURRENCY: usize = 10_000;
+/// Most client threads.
+pub const MAX_THREADS: usize = 1024;
 /// Highest open-loop rate, requests per second.
 pub const MAX_RATE_RPS: f64 = 1_000_000.0;
 /// Largest client micro-batch.
@@ -173,6 +175,10 @@ pub struct LoadConfig {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Request inputs.
     pub payloads: PayloadSource,
+    /// Client threads for the closed loop over HTTP/1.1 without batching,
+    /// each a single-threaded runtime with its own connections; `None`: one
+    /// per CPU this process may run on (at most one per worker).
+    pub threads: Option<usize>,
     /// Per-request CSV log; none when `None`.
     pub log_path: Option<PathBuf>,
     /// Print a progress line on stderr once a second.
@@ -200,6 +206,7 @@ impl Default for LoadConfig {
             warmup: 0,
             headers: Vec::new(),
             payloads: PayloadSource::Baseline,
+            threads: None,
             log_path: None,
             progress: false,
             shutdown_grace: Duration::from_secs(2),
@@ -277,6 +284,12 @@ impl LoadConfig {
             return Err(ConfigError::Invalid(format!(
                 "timeout {:?} is out of range; allowed more than 0 and at most 10m",
                 self.timeout
+            )));
+        }
+        if self.threads.is_some_and(|t| t == 0 || t > MAX_THREADS) {
+            return Err(ConfigError::Invalid(format!(
+                "threads {} is out of range; allowed 1..={MAX_THREADS}",
+                self.threads.unwrap_or(0)
             )));
         }
         if self.model.is_empty() {

@@ -10,7 +10,7 @@ use model::log::LogRow;
 use model::wire::{to_json_bytes, BatchRequest, SingleRequest};
 
 use crate::client::{HttpResponse, Transport};
-use crate::verify::{judge, server_facts, Shape};
+use crate::verify::{judge, Shape};
 
 /// One input to send, with the instant its latency is measured from.
 #[derive(Debug, Clone)]
@@ -158,7 +158,7 @@ impl Engine {
         model: &str,
         base: impl Fn(&LogicalRequest, Instant) -> LogRow,
     ) -> Vec<LogRow> {
-        let facts = server_facts(response);
+        let facts = response.facts;
         if let Some(size) = facts.server_batch_size {
             self.server_batch_items
                 .fetch_add(u64::from(size), Ordering::Relaxed);

@@ -40,8 +40,10 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod http1;
 pub mod payloads;
 pub mod schedule;
+pub mod shards;
 pub mod summary;
 pub mod verify;
 
@@ -65,6 +67,7 @@ use client::Transport;
 use engine::{Clock, Engine};
 use payloads::{PayloadError, Payloads};
 use schedule::{Issuer, Phase};
+use shards::Shards;
 use summary::RowStats;
 
 /// Why a run could not start or finish. Failed requests are not errors:
@@ -99,6 +102,9 @@ pub enum LoadError {
     /// The log writer thread failed.
     #[error("the log writer stopped unexpectedly")]
     Collector,
+    /// The client threads could not be started.
+    #[error("cannot start the client threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// Runs a load test. `shutdown` resolving (Ctrl-C in the binary) stops new
@@ -117,18 +123,15 @@ pub async fn run(
         None => None,
     };
 
-    let max_idle = match &config.open_loop {
-        Some(open) => open.max_in_flight,
-        None => config.concurrency,
+    let shards = match shard_count(&config) {
+        Some(count) => Some(Shards::start(count).map_err(LoadError::Threads)?),
+        None => None,
     };
     let transport = Transport::new(
         target,
         addrs,
-        config.connection,
-        config.http2,
-        config.timeout,
-        config.headers.clone(),
-        max_idle,
+        &config,
+        shards.as_ref().map_or(0, Shards::len),
     );
     let engine = Arc::new(Engine::new(transport, config.verify, Clock::new()));
     let batcher = (config.batch_size > 1).then(|| {
@@ -149,7 +152,14 @@ pub async fn run(
                 sink: None,
                 phase: phase_rx.clone(),
             });
-            schedule::closed_loop(warmup, config.concurrency, Some(config.warmup), None).await;
+            schedule::closed_loop(
+                warmup,
+                config.concurrency,
+                Some(config.warmup),
+                None,
+                shards.as_ref(),
+            )
+            .await;
             engine.reset_counters();
         }
         let (sink, rows) = mpsc::unbounded_channel();
@@ -168,7 +178,14 @@ pub async fn run(
         let open_stats = match &config.open_loop {
             None => {
                 let deadline = config.duration.map(|d| started + d);
-                schedule::closed_loop(issuer, config.concurrency, config.requests, deadline).await;
+                schedule::closed_loop(
+                    issuer,
+                    config.concurrency,
+                    config.requests,
+                    deadline,
+                    shards.as_ref(),
+                )
+                .await;
                 None
             }
             Some(open) => {
@@ -209,14 +226,29 @@ pub async fn run(
         }
     };
     let (stats, open_stats, duration_s) = outcome?;
-    Ok(build_summary(
+    let mut summary = build_summary(
         &config,
         &stats,
         open_stats,
         duration_s,
         &engine,
         interrupted,
-    ))
+    );
+    summary.client_threads = shards.as_ref().map_or(0, Shards::len);
+    Ok(summary)
+}
+
+/// How many shard threads run the closed loop, or `None` when it runs on
+/// the caller's runtime. Shards hold HTTP/1.1 connections of their own; an
+/// HTTP/2 connection or the micro-batcher is one task all requests share,
+/// so those (and the open loop, whose single scheduler hands out every
+/// send) stay on the caller's runtime.
+fn shard_count(config: &LoadConfig) -> Option<usize> {
+    let shardable = config.open_loop.is_none() && !config.http2 && config.batch_size == 1;
+    let threads = config.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    shardable.then(|| threads.min(config.concurrency).max(1))
 }
 
 fn build_summary(
@@ -274,6 +306,7 @@ fn build_summary(
         batch_size: config.batch_size,
         batch_wait_ms: config.batch_wait_ms,
         concurrency: config.concurrency,
+        client_threads: 0,
         http_requests: engine.http_requests(),
         server_batch_size_mean: engine.server_batch_size_mean(),
         verified: config.verify,

@@ -13,6 +13,7 @@ use crate::batcher::Batcher;
 use crate::config::{Arrival, OpenLoop};
 use crate::engine::{Engine, LogicalRequest};
 use crate::payloads::Payloads;
+use crate::shards::Shards;
 use crate::verify::Shape;
 
 /// A send more than this behind its schedule counts as late. tokio's timer
@@ -84,19 +85,21 @@ impl Issuer {
 }
 
 /// Runs `concurrency` workers until `requests` are issued, `deadline`
-/// passes or shutdown is asked.
+/// passes or shutdown is asked; spread over `shards` when given, else on
+/// the caller's runtime.
 pub async fn closed_loop(
     issuer: Arc<Issuer>,
     concurrency: usize,
     requests: Option<u64>,
     deadline: Option<Instant>,
+    shards: Option<&Shards>,
 ) {
     let next_id = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
+    for worker in 0..concurrency {
         let issuer = issuer.clone();
         let next_id = next_id.clone();
-        workers.spawn(async move {
+        let work = async move {
             loop {
                 if !issuer.running() || deadline.is_some_and(|d| Instant::now() >= d) {
                     return;
@@ -107,7 +110,13 @@ pub async fn closed_loop(
                 }
                 issuer.issue(request_id, Instant::now()).await;
             }
-        });
+        };
+        match shards {
+            Some(shards) => shards.spawn_into(&mut workers, worker, work),
+            None => {
+                workers.spawn(work);
+            }
+        }
     }
     while workers.join_next().await.is_some() {}
 }

@@ -132,6 +132,9 @@ pub struct RunSummary {
     pub batch_wait_ms: u64,
     /// Closed-loop workers.
     pub concurrency: usize,
+    /// Client threads with their own runtime and connections; 0 when the
+    /// run used one shared runtime (open loop, HTTP/2 or batching).
+    pub client_threads: usize,
     /// HTTP requests sent (batches).
     pub http_requests: u64,
     /// Mean `X-Batch-Size` the server reported (its executed batch size).

@@ -3,9 +3,7 @@
 //! against `model::output::expected_output`.
 
 use model::output::{expected_output, output_digest};
-use model::wire::{
-    BatchResponse, ServerTiming, SingleResponse, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER,
-};
+use model::wire::{BatchResponse, SingleResponse};
 
 use crate::client::HttpResponse;
 
@@ -17,37 +15,6 @@ pub struct ItemVerdict {
     /// Digest of the output string's UTF-8 bytes (the decoded JSON string,
     /// not its quoted form), when an output was found.
     pub output_digest: Option<String>,
-}
-
-/// Server-reported facts shared by every item of a response.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ServerFacts {
-    /// `Server-Timing: queue;dur=`, ms.
-    pub queue_ms: Option<f64>,
-    /// `Server-Timing: infer;dur=`, ms.
-    pub service_ms: Option<f64>,
-    /// `X-Batch-Size`: items in the batch the server executed.
-    pub server_batch_size: Option<u32>,
-}
-
-/// Reads `Server-Timing` and `X-Batch-Size`.
-pub fn server_facts(response: &HttpResponse) -> ServerFacts {
-    let timing = response
-        .headers
-        .get(SERVER_TIMING_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(ServerTiming::parse)
-        .unwrap_or_default();
-    let server_batch_size = response
-        .headers
-        .get(BATCH_SIZE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
-    ServerFacts {
-        queue_ms: timing.queue_ms,
-        service_ms: timing.infer_ms,
-        server_batch_size,
-    }
 }
 
 /// The request shape that was sent.
@@ -121,13 +88,13 @@ pub fn judge(
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use http::{HeaderMap, StatusCode};
+    use http::StatusCode;
     use std::time::Instant;
 
     fn response(status: u16, body: &str) -> HttpResponse {
         HttpResponse {
             status: StatusCode::from_u16(status).unwrap(),
-            headers: HeaderMap::new(),
+            facts: crate::client::ServerFacts::default(),
             body: Bytes::from(body.to_owned()),
             finished_at: Instant::now(),
             connect_ms: 0.0,

@@ -108,6 +108,68 @@ pub struct ClientRun {
     pub p50_us: Option<f64>,
     /// Requests that failed or answered non-2xx.
     pub errors: u64,
+    /// Requests completed (the denominator of the per-request costs).
+    pub requests: u64,
+    /// What the client process itself used.
+    pub cpu: ClientCpu,
+}
+
+impl ClientRun {
+    /// The client's CPU time (user + system) per completed request, us: what
+    /// it costs to generate load, whoever was the bottleneck. On N cores a
+    /// client can send at most about N / this many requests per second.
+    pub fn cpu_us_per_request(&self) -> Option<f64> {
+        (self.requests > 0)
+            .then(|| (self.cpu.user_s + self.cpu.system_s) * 1e6 / self.requests as f64)
+    }
+
+    /// Context switches (voluntary + involuntary) per completed request.
+    pub fn switches_per_request(&self) -> Option<f64> {
+        (self.requests > 0).then(|| self.cpu.context_switches as f64 / self.requests as f64)
+    }
+}
+
+/// CPU time and context switches of a finished child process, from
+/// `getrusage(RUSAGE_CHILDREN)` taken before and after it is reaped (the
+/// servers run on and are reaped later, so the difference is the client's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct ClientCpu {
+    /// User-mode CPU seconds.
+    pub user_s: f64,
+    /// Kernel-mode CPU seconds.
+    pub system_s: f64,
+    /// Voluntary plus involuntary context switches.
+    pub context_switches: u64,
+}
+
+impl ClientCpu {
+    /// Totals of every child reaped so far.
+    fn of_reaped_children() -> Self {
+        // SAFETY: getrusage writes into the zeroed struct we own.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            if libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) != 0 {
+                return Self::default();
+            }
+            usage
+        };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Self {
+            user_s: seconds(usage.ru_utime),
+            system_s: seconds(usage.ru_stime),
+            context_switches: u64::try_from(usage.ru_nvcsw + usage.ru_nivcsw).unwrap_or(0),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            user_s: self.user_s - before.user_s,
+            system_s: self.system_s - before.system_s,
+            context_switches: self
+                .context_switches
+                .saturating_sub(before.context_switches),
+        }
+    }
 }
 
 /// What every client run shares.
@@ -131,12 +193,13 @@ fn client_limit(load: &Load) -> Duration {
     load.duration + Duration::from_secs(60)
 }
 
+/// Runs a client to completion; its output text and the CPU it used.
 fn output_of(
     mut cmd: Command,
     limit: Duration,
     what: &str,
     dir: &Path,
-) -> Result<String, TaskError> {
+) -> Result<(String, ClientCpu), TaskError> {
     let path = dir.join(format!("{what}.out"));
     let file = fs::File::create(&path).map_err(|source| TaskError::Io {
         path: path.clone(),
@@ -147,7 +210,9 @@ fn output_of(
         source,
     })?;
     cmd.stdin(Stdio::null()).stdout(file).stderr(err);
+    let before = ClientCpu::of_reaped_children();
     let status = process::run_with_deadline(&mut cmd, limit)?;
+    let cpu = ClientCpu::of_reaped_children().since(before);
     let text = fs::read_to_string(&path).map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
@@ -160,7 +225,7 @@ fn output_of(
             path.display()
         )));
     }
-    Ok(text)
+    Ok((text, cpu))
 }
 
 /// The command line as a user would type it, for the record.
@@ -198,7 +263,7 @@ pub fn loadgen_command(bin: &Path, load: &Load, json: &Path) -> Command {
 pub fn run_loadgen(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
     let json = load.dir.join(format!("loadgen-{tag}.json"));
     let cmd = loadgen_command(bin, load, &json);
-    output_of(cmd, client_limit(load), &format!("loadgen-{tag}"), load.dir)?;
+    let (_, cpu) = output_of(cmd, client_limit(load), &format!("loadgen-{tag}"), load.dir)?;
     let text = fs::read_to_string(&json).map_err(|source| TaskError::Io {
         path: json.clone(),
         source,
@@ -210,6 +275,8 @@ pub fn run_loadgen(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, Task
         rps,
         p50_us: v["p50_ms"].as_f64().map(|ms| ms * 1000.0),
         errors: v["failed"].as_u64().unwrap_or(0),
+        requests: v["total"].as_u64().unwrap_or(0),
+        cpu,
     })
 }
 
@@ -242,13 +309,15 @@ pub fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
 
 /// Runs wrk and parses `Requests/sec`, the 50% latency and error counts.
 pub fn run_wrk(bin: &Path, load: &Load, script: &Path, tag: &str) -> Result<ClientRun, TaskError> {
-    let text = output_of(
+    let (text, cpu) = output_of(
         wrk_command(bin, load, script),
         client_limit(load),
         &format!("wrk-{tag}"),
         load.dir,
     )?;
-    parse_wrk(&text).ok_or_else(|| TaskError::Step(format!("cannot parse wrk output:\n{text}")))
+    let run = parse_wrk(&text)
+        .ok_or_else(|| TaskError::Step(format!("cannot parse wrk output:\n{text}")))?;
+    Ok(ClientRun { cpu, ..run })
 }
 
 fn parse_wrk(text: &str) -> Option<ClientRun> {
@@ -260,6 +329,8 @@ fn parse_wrk(text: &str) -> Option<ClientRun> {
             saw_rps = true;
         } else if let Some(v) = line.strip_prefix("50%") {
             run.p50_us = parse_wrk_duration_us(v.trim());
+        } else if let Some((count, _)) = line.split_once(" requests in ") {
+            run.requests = count.trim().parse().ok()?;
         } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
             run.errors += v.trim().parse::<u64>().unwrap_or(0);
         } else if let Some(v) = line.strip_prefix("Socket errors:") {
@@ -302,7 +373,7 @@ pub fn oha_command(bin: &Path, load: &Load) -> Command {
 
 /// Runs oha and reads `summary.requestsPerSec` and the median.
 pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
-    let text = output_of(
+    let (text, cpu) = output_of(
         oha_command(bin, load),
         client_limit(load),
         &format!("oha-{tag}"),
@@ -331,6 +402,8 @@ pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskErro
         rps: v["summary"]["requestsPerSec"].as_f64().unwrap_or(0.0),
         p50_us: v["latencyPercentiles"]["p50"].as_f64().map(|s| s * 1e6),
         errors: total - ok + failed_other,
+        requests: total,
+        cpu,
     })
 }
 
@@ -446,8 +519,38 @@ mod tests {
         assert_eq!(run.rps, 76679.03);
         assert_eq!(run.p50_us, Some(625.0));
         assert_eq!(run.errors, 6);
+        assert_eq!(run.requests, 384356);
         assert_eq!(parse_wrk_duration_us("1.20ms"), Some(1200.0));
         assert!(parse_wrk("garbage").is_none());
+    }
+
+    #[test]
+    fn per_request_costs_divide_by_completed_requests() {
+        let run = ClientRun {
+            requests: 400_000,
+            cpu: ClientCpu {
+                user_s: 1.0,
+                system_s: 3.0,
+                context_switches: 2_000,
+            },
+            ..ClientRun::default()
+        };
+        assert_eq!(run.cpu_us_per_request(), Some(10.0));
+        assert_eq!(run.switches_per_request(), Some(0.005));
+        assert_eq!(ClientRun::default().cpu_us_per_request(), None);
+    }
+
+    #[test]
+    fn child_cpu_counts_a_reaped_child() {
+        let before = ClientCpu::of_reaped_children();
+        // A child that burns a little CPU: a shell loop.
+        let status = Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let used = ClientCpu::of_reaped_children().since(before);
+        assert!(used.user_s + used.system_s > 0.0, "{used:?}");
     }
 
     #[test]

@@ -1,0 +1,666 @@
+//! A lean HTTP/1.1 client exchange for the load path: one `write` of a
+//! precomputed request head plus the body, then the response read in the
+//! same task and parsed with `httparse`.
+//!
+//! Why not hyper's client here: hyper drives each connection in a task of
+//! its own and hands requests and responses through channels, so every
+//! request crosses tasks (and, on a multi-thread runtime, threads) and
+//! builds `http` types that a load generator mostly throws away. A load
+//! generator sends one request at a time per connection, so the exchange
+//! can be a plain function of the connection, as in wrk. HTTP/2 stays on
+//! hyper (`client.rs`).
+//!
+//! What it speaks: requests with `Content-Length`; responses framed by
+//! `Content-Length`, `Transfer-Encoding: chunked` or connection close;
+//! interim 1xx responses skipped; `Connection: close` and HTTP/1.0 honoured
+//! (the connection is then not reused). Failures map to the same error
+//! kinds as the hyper path: nothing of the response before the connection
+//! ended is `connection_reset`, a cut body is `truncated_body`, anything
+//! unparseable is `io_error`.
+
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, StatusCode};
+use model::wire::{BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::client::{ServerFacts, TransportError};
+
+/// Largest response head accepted (status line and headers).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Largest response body accepted; a bigger one is an `io_error`, not an
+/// allocation the server chooses.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// Most response headers parsed.
+const MAX_HEADERS: usize = 64;
+/// Free space kept in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The fixed part of every request: request line and headers up to (not
+/// including) `Content-Length`, built once per run.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    prefix: Vec<u8>,
+}
+
+impl RequestHead {
+    /// A `POST path_and_query` head for `authority`. `extra` headers replace
+    /// the default ones of the same name (`Host` included).
+    pub fn post(
+        path_and_query: &str,
+        authority: &str,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Self {
+        let defaults: [(HeaderName, &[u8]); 4] = [
+            (http::header::HOST, authority.as_bytes()),
+            (http::header::CONTENT_TYPE, b"application/json"),
+            (http::header::ACCEPT, b"*/*"),
+            (
+                http::header::USER_AGENT,
+                concat!("loadgen/", env!("CARGO_PKG_VERSION")).as_bytes(),
+            ),
+        ];
+        let mut prefix = Vec::with_capacity(256);
+        prefix.extend_from_slice(b"POST ");
+        prefix.extend_from_slice(path_and_query.as_bytes());
+        prefix.extend_from_slice(b" HTTP/1.1\r\n");
+        let overridden = |name: &HeaderName| extra.iter().any(|(n, _)| n == name);
+        let headers = defaults
+            .iter()
+            .filter(|(name, _)| !overridden(name))
+            .map(|(name, value)| (name.as_str().as_bytes(), *value))
+            .chain(
+                extra
+                    .iter()
+                    .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+            );
+        for (name, value) in headers {
+            prefix.extend_from_slice(name);
+            prefix.extend_from_slice(b": ");
+            prefix.extend_from_slice(value);
+            prefix.extend_from_slice(b"\r\n");
+        }
+        Self { prefix }
+    }
+}
+
+/// What a response said, body read to the end.
+#[derive(Debug)]
+pub struct Http1Response {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// `Server-Timing` and `X-Batch-Size`, parsed.
+    pub facts: ServerFacts,
+    /// The whole body (de-chunked).
+    pub body: Bytes,
+    /// Whether the connection may carry another request.
+    pub reusable: bool,
+}
+
+/// One HTTP/1.1 connection and its buffers. Generic over the stream so the
+/// parser can be tested over an in-memory pipe.
+#[derive(Debug)]
+pub struct Http1Connection<S> {
+    stream: S,
+    read_buf: BytesMut,
+    write_buf: Vec<u8>,
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// The parts of a response head the exchange needs.
+#[derive(Debug)]
+struct Head {
+    status: StatusCode,
+    framing: Framing,
+    reusable: bool,
+    facts: ServerFacts,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
+    /// Wraps an open stream.
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            read_buf: BytesMut::with_capacity(READ_CHUNK),
+            write_buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Sends `head` + `body` and reads the whole response.
+    pub async fn exchange(
+        &mut self,
+        head: &RequestHead,
+        body: &[u8],
+    ) -> Result<Http1Response, TransportError> {
+        self.write_request(head, body).await?;
+        let head = self.read_head().await?;
+        let body = self.read_body(head.framing).await?;
+        Ok(Http1Response {
+            status: head.status,
+            facts: head.facts,
+            body,
+            reusable: head.reusable && head.framing != Framing::UntilClose,
+        })
+    }
+
+    async fn write_request(
+        &mut self,
+        head: &RequestHead,
+        body: &[u8],
+    ) -> Result<(), TransportError> {
+        self.write_buf.clear();
+        self.write_buf.extend_from_slice(&head.prefix);
+        self.write_buf.extend_from_slice(b"content-length: ");
+        self.write_buf
+            .extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        self.write_buf.extend_from_slice(b"\r\n\r\n");
+        self.write_buf.extend_from_slice(body);
+        self.stream
+            .write_all(&self.write_buf)
+            .await
+            .map_err(|e| io_kind(&e))
+    }
+
+    /// Reads until a final (non-1xx) response head is complete.
+    async fn read_head(&mut self) -> Result<Head, TransportError> {
+        loop {
+            if let Some((consumed, head)) = parse_head(&self.read_buf)? {
+                self.read_buf.advance(consumed);
+                match head {
+                    Some(head) => return Ok(head),
+                    None => continue, // an interim 1xx: the real answer follows
+                }
+            }
+            if self.read_buf.len() >= MAX_HEAD_BYTES {
+                return Err(TransportError::IoError);
+            }
+            if self.fill().await.map_err(|e| io_kind(&e))? == 0 {
+                return Err(TransportError::ConnectionReset);
+            }
+        }
+    }
+
+    async fn read_body(&mut self, framing: Framing) -> Result<Bytes, TransportError> {
+        // The head arrived: any failure from here on means the body was cut.
+        match framing {
+            Framing::Empty => Ok(Bytes::new()),
+            Framing::Length(len) => {
+                while self.read_buf.len() < len {
+                    self.fill_body().await?;
+                }
+                Ok(self.take(len))
+            }
+            Framing::UntilClose => {
+                while self.fill_body().await.is_ok() {
+                    if self.read_buf.len() > MAX_BODY_BYTES {
+                        return Err(TransportError::IoError);
+                    }
+                }
+                Ok(self.take(self.read_buf.len()))
+            }
+            Framing::Chunked => self.read_chunked().await,
+        }
+    }
+
+    async fn read_chunked(&mut self) -> Result<Bytes, TransportError> {
+        let mut body = Vec::new();
+        loop {
+            match next_chunk(&self.read_buf)? {
+                Some(Chunk::Data { header, len }) => {
+                    if body.len() + len > MAX_BODY_BYTES {
+                        return Err(TransportError::IoError);
+                    }
+                    while self.read_buf.len() < header + len + 2 {
+                        self.fill_body().await?;
+                    }
+                    if &self.read_buf[header + len..header + len + 2] != b"\r\n" {
+                        return Err(TransportError::IoError);
+                    }
+                    body.extend_from_slice(&self.read_buf[header..header + len]);
+                    self.read_buf.advance(header + len + 2);
+                }
+                Some(Chunk::Last { consumed }) => {
+                    self.read_buf.advance(consumed);
+                    return Ok(Bytes::from(body));
+                }
+                None => {
+                    if self.read_buf.len() >= MAX_HEAD_BYTES {
+                        return Err(TransportError::IoError);
+                    }
+                    self.fill_body().await?;
+                }
+            }
+        }
+    }
+
+    /// Copies the first `len` buffered bytes out, so the read buffer stays
+    /// unshared and is reused for the next response without reallocating.
+    fn take(&mut self, len: usize) -> Bytes {
+        let body = Bytes::copy_from_slice(&self.read_buf[..len]);
+        self.read_buf.advance(len);
+        body
+    }
+
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
+            self.read_buf.reserve(READ_CHUNK);
+        }
+        self.stream.read_buf(&mut self.read_buf).await
+    }
+
+    /// A read inside the body: the end of the stream or an error cuts it.
+    async fn fill_body(&mut self) -> Result<(), TransportError> {
+        match self.fill().await {
+            Ok(0) | Err(_) => Err(TransportError::TruncatedBody),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+impl Http1Connection<TcpStream> {
+    /// Whether an idle pooled connection can still carry a request: the
+    /// server may have closed it while it sat in the pool. The reactor
+    /// already knows (a FIN makes the socket readable), so this costs no
+    /// system call unless the socket reads as ready, which an idle
+    /// connection must not: then one non-blocking read tells a close (or
+    /// unexpected bytes) from a stale readiness flag.
+    pub fn is_reusable(&mut self) -> bool {
+        if !self.read_buf.is_empty() {
+            return false; // bytes nobody asked for
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(
+                    self.stream.try_read(&mut probe),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+                )
+            }
+        }
+    }
+}
+
+/// Parses a response head from the start of `buf`. `Ok(None)`: incomplete.
+/// `Ok(Some((n, None)))`: an interim 1xx response of `n` bytes to skip.
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, TransportError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let consumed = match response.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(TransportError::IoError),
+    };
+    let code = response.code.ok_or(TransportError::IoError)?;
+    let status = StatusCode::from_u16(code).map_err(|_| TransportError::IoError)?;
+    if status.is_informational() && code != 101 {
+        return Ok(Some((consumed, None)));
+    }
+    let mut head = Head {
+        status,
+        framing: Framing::UntilClose,
+        // HTTP/1.1 keeps the connection open unless told otherwise;
+        // HTTP/1.0 closes it unless told otherwise.
+        reusable: response.version == Some(1),
+        facts: ServerFacts::default(),
+    };
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let (mut server_timing, mut batch_size) = (None, None);
+    for header in response.headers.iter() {
+        let name = header.name;
+        let value = header.value;
+        if name.eq_ignore_ascii_case("content-length") {
+            let parsed = parse_length(value)?;
+            if length.is_some_and(|l| l != parsed) {
+                return Err(TransportError::IoError);
+            }
+            length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = last_token_is(value, b"chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            if has_token(value, b"close") {
+                head.reusable = false;
+            } else if has_token(value, b"keep-alive") {
+                head.reusable = true;
+            }
+        } else if name.eq_ignore_ascii_case(SERVER_TIMING_HEADER) {
+            server_timing = std::str::from_utf8(value).ok();
+        } else if name.eq_ignore_ascii_case(BATCH_SIZE_HEADER) {
+            batch_size = std::str::from_utf8(value).ok();
+        }
+    }
+    head.facts = ServerFacts::from_values(server_timing, batch_size);
+    head.framing = if code == 204 || code == 304 || code == 101 {
+        Framing::Empty
+    } else if chunked {
+        Framing::Chunked
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(len) => Framing::Length(len),
+            None => Framing::UntilClose,
+        }
+    };
+    if code == 101 {
+        head.reusable = false;
+    }
+    Ok(Some((consumed, Some(head))))
+}
+
+fn parse_length(value: &[u8]) -> Result<usize, TransportError> {
+    let text = std::str::from_utf8(value).map_err(|_| TransportError::IoError)?;
+    let len: usize = text.trim().parse().map_err(|_| TransportError::IoError)?;
+    if len > MAX_BODY_BYTES {
+        return Err(TransportError::IoError);
+    }
+    Ok(len)
+}
+
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+fn last_token_is(value: &[u8], token: &[u8]) -> bool {
+    tokens(value)
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// One step of a chunked body, found at the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Chunk {
+    /// `len` data bytes start after a `header`-byte size line.
+    Data { header: usize, len: usize },
+    /// The last chunk and its trailers end after `consumed` bytes.
+    Last { consumed: usize },
+}
+
+/// Reads a chunk-size line (and, for the last chunk, the trailers).
+/// `Ok(None)`: more bytes are needed.
+fn next_chunk(buf: &[u8]) -> Result<Option<Chunk>, TransportError> {
+    let Some(line_end) = find_crlf(buf) else {
+        return Ok(None);
+    };
+    let line = &buf[..line_end];
+    // Chunk extensions (`;name=value`) are allowed and ignored.
+    let size_text = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(line)
+        .trim_ascii();
+    let size_text = std::str::from_utf8(size_text).map_err(|_| TransportError::IoError)?;
+    let len = usize::from_str_radix(size_text, 16).map_err(|_| TransportError::IoError)?;
+    if len > MAX_BODY_BYTES {
+        return Err(TransportError::IoError);
+    }
+    let header = line_end + 2;
+    if len > 0 {
+        return Ok(Some(Chunk::Data { header, len }));
+    }
+    // Trailer lines up to an empty line.
+    let mut at = header;
+    loop {
+        let Some(end) = find_crlf(&buf[at..]) else {
+            return Ok(None);
+        };
+        if end == 0 {
+            return Ok(Some(Chunk::Last { consumed: at + 2 }));
+        }
+        at += end + 2;
+    }
+}
+
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}
+
+/// Maps an I/O error before any response byte to an error kind.
+fn io_kind(err: &std::io::Error) -> TransportError {
+    use std::io::ErrorKind::*;
+    match err.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+            TransportError::ConnectionReset
+        }
+        _ => TransportError::IoError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{duplex, DuplexStream};
+
+    fn head() -> RequestHead {
+        RequestHead::post("/v1/infer", "127.0.0.1:8000", &[])
+    }
+
+    /// Runs one exchange against a peer that reads the request, then
+    /// writes `reply` in pieces of `piece` bytes and closes (or not).
+    async fn exchange_with(
+        reply: &'static [u8],
+        piece: usize,
+        close: bool,
+    ) -> (Result<Http1Response, TransportError>, Vec<u8>) {
+        let (client, mut server) = duplex(1 << 20);
+        let peer = tokio::spawn(async move {
+            let mut request = vec![0u8; 4096];
+            let n = server.read(&mut request).await.unwrap_or(0);
+            request.truncate(n);
+            for part in reply.chunks(piece.max(1)) {
+                if server.write_all(part).await.is_err() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            if !close {
+                // Keep the stream open until the client is done.
+                let mut rest = [0u8; 16];
+                let _ = server.read(&mut rest).await;
+            }
+            request
+        });
+        let mut conn: Http1Connection<DuplexStream> = Http1Connection::new(client);
+        let result = conn.exchange(&head(), br#"{"a":1}"#).await;
+        drop(conn);
+        (result, peer.await.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn the_request_is_one_write_with_its_length() {
+        let extra = [(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_static("Bearer t"),
+        )];
+        let h = RequestHead::post("/v1/infer?x=1", "localhost:9", &extra);
+        let (client, mut server) = duplex(4096);
+        let mut conn = Http1Connection::new(client);
+        let send = tokio::spawn(async move { conn.exchange(&h, b"{}").await.map(|r| r.status) });
+        let mut got = vec![0u8; 4096];
+        let n = server.read(&mut got).await.unwrap();
+        let text = String::from_utf8_lossy(&got[..n]).into_owned();
+        server
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(send.await.unwrap(), Ok(StatusCode::NO_CONTENT));
+        assert_eq!(
+            text,
+            concat!(
+                "POST /v1/infer?x=1 HTTP/1.1\r\nhost: localhost:9\r\n",
+                "content-type: application/json\r\naccept: */*\r\n",
+                "user-agent: loadgen/",
+                env!("CARGO_PKG_VERSION"),
+                "\r\nauthorization: Bearer t\r\ncontent-length: 2\r\n\r\n{}"
+            )
+        );
+    }
+
+    #[test]
+    fn extra_headers_replace_defaults() {
+        let extra = [(http::header::HOST, HeaderValue::from_static("example"))];
+        let h = RequestHead::post("/", "127.0.0.1:1", &extra);
+        let text = String::from_utf8(h.prefix).unwrap();
+        assert_eq!(text.matches("host:").count(), 1);
+        assert!(text.ends_with("host: example\r\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn content_length_body_byte_by_byte() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer-Timing: queue;dur=1.5, infer;dur=2\r\nX-Batch-Size: 3\r\n\r\nhello";
+        let (result, request) = exchange_with(reply, 1, false).await;
+        let response = result.unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(&response.body[..], b"hello");
+        assert_eq!(
+            response.facts,
+            ServerFacts {
+                queue_ms: Some(1.5),
+                service_ms: Some(2.0),
+                server_batch_size: Some(3),
+            }
+        );
+        assert!(response.reusable);
+        assert!(request.ends_with(b"content-length: 7\r\n\r\n{\"a\":1}"));
+    }
+
+    #[tokio::test]
+    async fn chunked_body_with_extensions_and_trailers() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4;ext=1\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        for piece in [1, 3, 1000] {
+            let (result, _) = exchange_with(reply, piece, false).await;
+            let response = result.unwrap();
+            assert_eq!(&response.body[..], b"Wikipedia in \r\n\r\nchunks.");
+            assert!(response.reusable);
+        }
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_skipped() {
+        let reply: &[u8] =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\nContent-Length: 2\r\nRetry-After: 1\r\n\r\n{}";
+        let response = exchange_with(reply, 7, false).await.0.unwrap();
+        assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(&response.body[..], b"{}");
+    }
+
+    #[tokio::test]
+    async fn close_delimited_and_http10_bodies_end_the_connection() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\n\r\nuntil close";
+        let response = exchange_with(reply, 4, true).await.0.unwrap();
+        assert_eq!(&response.body[..], b"until close");
+        assert!(!response.reusable);
+        let reply: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert!(!exchange_with(reply, 100, false).await.0.unwrap().reusable);
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok";
+        assert!(!exchange_with(reply, 100, false).await.0.unwrap().reusable);
+    }
+
+    #[tokio::test]
+    async fn failures_have_the_hyper_path_kinds() {
+        let cases: [(&'static [u8], TransportError); 7] = [
+            (b"", TransportError::ConnectionReset),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-",
+                TransportError::ConnectionReset,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+                TransportError::TruncatedBody,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+                TransportError::TruncatedBody,
+            ),
+            (b"NOT HTTP AT ALL\r\n\r\n", TransportError::IoError),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+                TransportError::IoError,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                TransportError::IoError,
+            ),
+        ];
+        for (reply, kind) in cases {
+            let (result, _) = exchange_with(reply, 3, true).await;
+            assert_eq!(
+                result.err(),
+                Some(kind),
+                "{:?}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_heads_and_bodies_are_refused() {
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY_BYTES + 1
+        );
+        let reply: &'static [u8] = Box::leak(huge.into_bytes().into_boxed_slice());
+        assert_eq!(
+            exchange_with(reply, 1000, true).await.0.err(),
+            Some(TransportError::IoError)
+        );
+        let endless = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
+        let reply: &'static [u8] = Box::leak(endless.into_bytes().into_boxed_slice());
+        assert_eq!(
+            exchange_with(reply, 4096, false).await.0.err(),
+            Some(TransportError::IoError)
+        );
+    }
+
+    #[tokio::test]
+    async fn two_responses_in_one_read_are_kept_apart() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        server
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
+            )
+            .await
+            .unwrap();
+        let first = conn.exchange(&head(), b"1").await.unwrap();
+        let second = conn.exchange(&head(), b"2").await.unwrap();
+        assert_eq!(
+            (&first.body[..], &second.body[..]),
+            (&b"one"[..], &b"two"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_closed_by_the_server_is_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut conn = Http1Connection::new(client);
+        assert!(conn.is_reusable());
+        drop(server);
+        // The FIN reaches the reactor on its next turn.
+        let mut waited = 0;
+        while conn.is_reusable() && waited < 1000 {
+            tokio::task::yield_now().await;
+            waited += 1;
+        }
+        assert!(!conn.is_reusable());
+    }
+}
