@@ -280,10 +280,7 @@ impl Transport {
                     let _ = stream.set_nodelay(true);
                     return Ok((stream, elapsed_ms(started)));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    last = TransportError::ConnectRefused;
-                }
-                Err(_) => last = TransportError::ConnectError,
+                Err(e) => last = connect_failure(&e),
             }
         }
         Err(last)
@@ -343,6 +340,18 @@ impl Transport {
     }
 }
 
+/// Maps a failed connect to an error kind. A non-blocking connect whose
+/// handshake completed into a listener that then went away (a server
+/// killed mid-run) fails with a reset, not a refusal: say so.
+fn connect_failure(err: &std::io::Error) -> TransportError {
+    use std::io::ErrorKind::*;
+    match err.kind() {
+        ConnectionRefused => TransportError::ConnectRefused,
+        ConnectionReset | ConnectionAborted => TransportError::ConnectionReset,
+        _ => TransportError::ConnectError,
+    }
+}
+
 /// Maps a hyper error to an error kind by its cause.
 fn classify(err: hyper::Error) -> TransportError {
     if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
@@ -367,4 +376,28 @@ fn classify(err: hyper::Error) -> TransportError {
 /// Milliseconds since `start`, as a float.
 pub fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn connect_failures_say_what_the_server_did() {
+        let kind = |k: ErrorKind| connect_failure(&Error::from(k));
+        assert_eq!(
+            kind(ErrorKind::ConnectionRefused),
+            TransportError::ConnectRefused
+        );
+        assert_eq!(
+            kind(ErrorKind::ConnectionReset),
+            TransportError::ConnectionReset
+        );
+        assert_eq!(
+            kind(ErrorKind::ConnectionAborted),
+            TransportError::ConnectionReset
+        );
+        assert_eq!(kind(ErrorKind::TimedOut), TransportError::ConnectError);
+    }
 }

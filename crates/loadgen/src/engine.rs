@@ -10,7 +10,7 @@ use model::log::LogRow;
 use model::wire::{to_json_bytes, BatchRequest, SingleRequest};
 
 use crate::client::{HttpResponse, Transport};
-use crate::verify::{judge, Shape};
+use crate::verify::{judge, Checks, Shape};
 
 /// One input to send, with the instant its latency is measured from.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl Default for Clock {
 /// Sends requests and builds rows; shared by every worker.
 pub struct Engine {
     transport: Transport,
-    verify: bool,
+    checks: Checks,
     clock: Clock,
     next_batch_id: AtomicU64,
     server_batch_items: AtomicU64,
@@ -75,10 +75,10 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over `transport`.
-    pub fn new(transport: Transport, verify: bool, clock: Clock) -> Self {
+    pub fn new(transport: Transport, checks: Checks, clock: Clock) -> Self {
         Self {
             transport,
-            verify,
+            checks,
             clock,
             next_batch_id: AtomicU64::new(0),
             server_batch_items: AtomicU64::new(0),
@@ -165,7 +165,7 @@ impl Engine {
             self.server_batch_responses.fetch_add(1, Ordering::Relaxed);
         }
         let inputs: Vec<&str> = items.iter().map(|i| i.input.as_str()).collect();
-        let verdicts = judge(response, shape, model, &inputs, self.verify);
+        let verdicts = judge(response, shape, model, &inputs, self.checks);
         items
             .iter()
             .zip(verdicts)

@@ -133,7 +133,11 @@ pub async fn run(
         &config,
         shards.as_ref().map_or(0, Shards::len),
     );
-    let engine = Arc::new(Engine::new(transport, config.verify, Clock::new()));
+    let checks = verify::Checks {
+        verify: config.verify,
+        digests: config.log_path.is_some(),
+    };
+    let engine = Arc::new(Engine::new(transport, checks, Clock::new()));
     let batcher = (config.batch_size > 1).then(|| {
         Batcher::spawn(
             engine.clone(),

@@ -17,6 +17,18 @@ pub struct ItemVerdict {
     pub output_digest: Option<String>,
 }
 
+/// What to check and keep of each response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checks {
+    /// Compare each output with `expected_output`.
+    pub verify: bool,
+    /// Compute output digests. They only reach the per-request log, so a
+    /// run without one skips hashing and, when nothing is verified either,
+    /// parsing single responses: the work would be invisible and would only
+    /// inflate the client's cost per request.
+    pub digests: bool,
+}
+
 /// The request shape that was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -32,8 +44,9 @@ pub fn judge(
     shape: Shape,
     model: &str,
     inputs: &[&str],
-    verify: bool,
+    checks: Checks,
 ) -> Vec<ItemVerdict> {
+    let Checks { verify, digests } = checks;
     let all = |error: String| {
         inputs
             .iter()
@@ -46,6 +59,13 @@ pub fn judge(
     if !response.status.is_success() {
         return all(format!("http_{}", response.status.as_u16()));
     }
+    if shape == Shape::Single && !verify && !digests {
+        // A 2xx single response passes whatever its body says.
+        return vec![ItemVerdict {
+            error: String::new(),
+            output_digest: None,
+        }];
+    }
     let outputs: Vec<String> = match shape {
         Shape::Single => match serde_json::from_slice::<SingleResponse>(&response.body) {
             Ok(single) => vec![single.output],
@@ -54,7 +74,7 @@ pub fn judge(
             Err(_) if !verify => {
                 return vec![ItemVerdict {
                     error: String::new(),
-                    output_digest: Some(output_digest(&response.body)),
+                    output_digest: digests.then(|| output_digest(&response.body)),
                 }]
             }
             Err(_) => return all("bad_json".into()),
@@ -78,7 +98,7 @@ pub fn judge(
                 } else {
                     "output_mismatch".into()
                 },
-                output_digest: Some(output_digest(output.as_bytes())),
+                output_digest: digests.then(|| output_digest(output.as_bytes())),
             }
         })
         .collect()
@@ -102,22 +122,52 @@ mod tests {
     }
 
     #[test]
+    fn without_a_log_nothing_is_hashed_and_failures_still_count() {
+        let bare = Checks {
+            verify: false,
+            digests: false,
+        };
+        let single = judge(&response(200, "not json"), Shape::Single, "m", &["a"], bare);
+        assert_eq!(
+            single,
+            vec![ItemVerdict {
+                error: String::new(),
+                output_digest: None
+            }]
+        );
+        let failed = judge(&response(500, "{}"), Shape::Single, "m", &["a"], bare);
+        assert_eq!(failed[0].error, "http_500");
+        let body = r#"{"model":"m","outputs":["x"]}"#;
+        let short = judge(&response(200, body), Shape::Batch, "m", &["a", "b"], bare);
+        assert!(short.iter().all(|v| v.error == "wrong_length"));
+        let batch = judge(&response(200, body), Shape::Batch, "m", &["a"], bare);
+        assert_eq!(
+            (batch[0].error.as_str(), &batch[0].output_digest),
+            ("", &None)
+        );
+    }
+
+    #[test]
     fn every_failure_has_its_kind() {
         let good = expected_output("m", "a");
         let body = format!(r#"{{"model":"m","outputs":["{good}"]}}"#);
-        let ok = judge(&response(200, &body), Shape::Batch, "m", &["a"], true);
+        let all = Checks {
+            verify: true,
+            digests: true,
+        };
+        let ok = judge(&response(200, &body), Shape::Batch, "m", &["a"], all);
         assert_eq!(ok[0].error, "");
         assert_eq!(ok[0].output_digest, Some(output_digest(good.as_bytes())));
-        let short = judge(&response(200, &body), Shape::Batch, "m", &["a", "b"], true);
+        let short = judge(&response(200, &body), Shape::Batch, "m", &["a", "b"], all);
         assert!(short.iter().all(|v| v.error == "wrong_length"));
-        let wrong = judge(&response(200, &body), Shape::Batch, "m", &["b"], true);
+        let wrong = judge(&response(200, &body), Shape::Batch, "m", &["b"], all);
         assert_eq!(wrong[0].error, "output_mismatch");
         assert_eq!(
-            judge(&response(200, "nope"), Shape::Single, "m", &["a"], true)[0].error,
+            judge(&response(200, "nope"), Shape::Single, "m", &["a"], all)[0].error,
             "bad_json"
         );
         assert_eq!(
-            judge(&response(503, "{}"), Shape::Single, "m", &["a"], true)[0].error,
+            judge(&response(503, "{}"), Shape::Single, "m", &["a"], all)[0].error,
             "http_503"
         );
         let unverified = judge(
@@ -125,8 +175,15 @@ mod tests {
             Shape::Single,
             "m",
             &["a"],
-            false,
+            Checks {
+                verify: false,
+                digests: true,
+            },
         );
         assert_eq!(unverified[0].error, "");
+        assert_eq!(
+            unverified[0].output_digest,
+            Some(output_digest(b"plain text"))
+        );
     }
 }
