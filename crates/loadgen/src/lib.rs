@@ -10,6 +10,12 @@
 //! requests can be micro-batched on the client, and every logical request
 //! keeps its own log row whose latency includes the wait for its batch.
 //!
+//! Its own cost stays out of the numbers: HTTP/1.1 goes through a lean
+//! exchange ([`http1`]: one write per request, the response parsed in the
+//! same task), and the closed loop runs on thread-per-core shards
+//! ([`shards`], `--threads`), each with its own runtime and connections, so
+//! a request never crosses threads.
+//!
 //! Failures are data: every request ends as exactly one
 //! [`model::log::LogRow`], failed ones with an error kind (`connect_refused`,
 //! `connect_error`, `timeout`, `connection_reset`, `truncated_body`, `io_error`, `http_<status>`,
