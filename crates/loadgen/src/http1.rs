@@ -200,14 +200,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
                 }
                 Ok(self.take(len))
             }
-            Framing::UntilClose => {
-                while self.fill_body().await.is_ok() {
-                    if self.read_buf.len() > MAX_BODY_BYTES {
-                        return Err(TransportError::IoError);
+            Framing::UntilClose => loop {
+                // Only a clean end of stream ends such a body; a reset cuts it.
+                match self.fill().await {
+                    Ok(0) => return Ok(self.take(self.read_buf.len())),
+                    Ok(_) if self.read_buf.len() > MAX_BODY_BYTES => {
+                        return Err(TransportError::IoError)
                     }
+                    Ok(_) => {}
+                    Err(_) => return Err(TransportError::TruncatedBody),
                 }
-                Ok(self.take(self.read_buf.len()))
-            }
+            },
             Framing::Chunked => self.read_chunked().await,
         }
     }
@@ -644,6 +647,42 @@ mod tests {
             (&first.body[..], &second.body[..]),
             (&b"one"[..], &b"two"[..])
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_reset_cuts_a_close_delimited_body() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\n\r\npart of a bo")
+                .unwrap();
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on a live socket with a valid linger struct;
+            // a zero linger makes the close below send RST, not FIN.
+            unsafe {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    std::ptr::from_ref(&linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        });
+        let mut conn = Http1Connection::new(TcpStream::connect(addr).await.unwrap());
+        let result = conn.exchange(&head(), b"{}").await;
+        server.join().unwrap();
+        assert_eq!(result.err(), Some(TransportError::TruncatedBody));
     }
 
     #[tokio::test]
