@@ -42,6 +42,18 @@ pub enum TransportError {
 }
 
 impl TransportError {
+    /// The kind of an I/O error on an open connection: the peer closing or
+    /// resetting it is `connection_reset`, anything else `io_error`.
+    pub fn from_io(err: &std::io::Error) -> Self {
+        use std::io::ErrorKind::*;
+        match err.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                Self::ConnectionReset
+            }
+            _ => Self::IoError,
+        }
+    }
+
     /// The `error` column value.
     pub fn kind(self) -> &'static str {
         match self {
@@ -360,13 +372,7 @@ fn classify(err: hyper::Error) -> TransportError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return match io.kind() {
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-                    TransportError::ConnectionReset
-                }
-                _ => TransportError::IoError,
-            };
+            return TransportError::from_io(io);
         }
         source = e.source();
     }

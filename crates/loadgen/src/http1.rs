@@ -168,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         self.stream
             .write_all(&self.write_buf)
             .await
-            .map_err(|e| io_kind(&e))
+            .map_err(|e| TransportError::from_io(&e))
     }
 
     /// Reads until a final (non-1xx) response head is complete.
@@ -184,7 +184,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
             if self.read_buf.len() >= MAX_HEAD_BYTES {
                 return Err(TransportError::IoError);
             }
-            if self.fill().await.map_err(|e| io_kind(&e))? == 0 {
+            if self.fill().await.map_err(|e| TransportError::from_io(&e))? == 0 {
                 return Err(TransportError::ConnectionReset);
             }
         }
@@ -432,17 +432,6 @@ fn next_chunk(buf: &[u8]) -> Result<Option<Chunk>, TransportError> {
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
-}
-
-/// Maps an I/O error before any response byte to an error kind.
-fn io_kind(err: &std::io::Error) -> TransportError {
-    use std::io::ErrorKind::*;
-    match err.kind() {
-        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
-            TransportError::ConnectionReset
-        }
-        _ => TransportError::IoError,
-    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use model::log::LogRow;
+use stats::SplitMix64;
 use tokio::sync::{mpsc, watch};
 
 use crate::batcher::Batcher;
@@ -136,21 +137,6 @@ pub struct OpenLoopStats {
     pub achieved_rate_rps: f64,
 }
 
-/// SplitMix64: a tiny seeded generator, enough for arrival gaps.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        // In (0, 1]: never 0, so ln() below is finite.
-        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-}
-
 /// Sends on the schedule of `open` until `requests` sends are due or
 /// `duration` is over. Each request's latency runs from its intended start,
 /// so time a send spends late (or queued behind a stalled server) counts.
@@ -161,7 +147,7 @@ pub async fn open_loop(
     duration: Option<Duration>,
 ) -> OpenLoopStats {
     let mut stats = OpenLoopStats::default();
-    let mut rng = SplitMix64(open.seed);
+    let mut rng = SplitMix64::new(open.seed);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     let origin = Instant::now();
@@ -206,7 +192,7 @@ pub async fn open_loop(
         }
         offset_s += match open.arrival {
             Arrival::Constant => 1.0 / open.rate_rps,
-            Arrival::Poisson => -rng.next_unit().ln() / open.rate_rps,
+            Arrival::Poisson => -rng.unit_open_closed().ln() / open.rate_rps,
         };
     }
     if let Some(first) = first_send {
@@ -227,9 +213,9 @@ mod tests {
 
     #[test]
     fn poisson_gaps_have_the_right_mean() {
-        let mut rng = SplitMix64(7);
+        let mut rng = SplitMix64::new(7);
         let n = 100_000;
-        let mean: f64 = (0..n).map(|_| -rng.next_unit().ln()).sum::<f64>() / n as f64;
+        let mean: f64 = (0..n).map(|_| -rng.unit_open_closed().ln()).sum::<f64>() / n as f64;
         assert!((mean - 1.0).abs() < 0.02, "mean gap {mean}");
     }
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -217,20 +216,6 @@ impl Killable {
             runtime.shutdown_timeout(Duration::from_secs(5));
         }
     }
-
-    /// Responses with status 200 so far (these `/metrics` polls included).
-    fn served(&self) -> u64 {
-        let Ok(mut stream) = std::net::TcpStream::connect(self.addr) else {
-            return 0;
-        };
-        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        text.lines()
-            .find_map(|l| l.strip_prefix("stub_requests_total{code=\"200\"} "))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0)
-    }
 }
 
 impl Drop for Killable {
@@ -266,7 +251,7 @@ fn server_killed_mid_run_then_restarted_every_request_is_a_row() {
     let run_task = client.spawn(async move { run_checked(&url, load_config, "kill").await });
     // Kill once the server is clearly mid-run (requests in service), then
     // restart it on the same port.
-    while server.served() < 20 {
+    while common::served(server.addr) < 20 {
         std::thread::sleep(Duration::from_millis(10));
     }
     server.kill();

@@ -5,26 +5,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stub_server::ServerConfig;
-
-/// Responses with status 200 so far (these `/metrics` polls included).
-fn served(addr: SocketAddr) -> u64 {
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text.lines()
-        .find_map(|l| l.strip_prefix("stub_requests_total{code=\"200\"} "))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn interrupt_mid_run(signal: libc::c_int, name: &str) {
     let mut config = ServerConfig::profile("placeholder").unwrap();
@@ -49,7 +33,7 @@ fn interrupt_mid_run(signal: libc::c_int, name: &str) {
     // Mid-run: the server has answered some requests (not a sleep for
     // readiness: a poll of a condition, with a deadline).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while served(server.addr) < 20 {
+    while common::served(server.addr) < 20 {
         assert!(Instant::now() < deadline, "loadgen never got going");
         std::thread::sleep(Duration::from_millis(10));
     }

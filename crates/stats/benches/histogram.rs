@@ -10,30 +10,15 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use hdrhistogram::Histogram;
 use stats::{quantile, sorted_finite, LatencyHistogram, QuantileMethod, Summary};
 
+// Seeded log-normal latencies, the same generator the tests use, so the
+// values spread over many histogram buckets as real latencies do.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::lognormal_ms;
+
 const RECORDED: usize = 10_000_000;
 const EXACT: usize = 1_000_000;
 const LEVELS: [f64; 5] = [0.5, 0.9, 0.95, 0.99, 0.999];
-
-/// Log-normal latencies around `median_ms` (SplitMix64 + Box-Muller), so the
-/// values spread over many histogram buckets as real latencies do; seeded
-/// so every run records the same data.
-fn lognormal_ms(n: usize, median_ms: f64, sigma: f64, seed: u64) -> Vec<f64> {
-    let mut state = seed;
-    let mut unit = move || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let normal = (-2.0 * unit().ln()).sqrt() * (std::f64::consts::TAU * unit()).cos();
-            median_ms * (sigma * normal).exp()
-        })
-        .collect()
-}
 
 fn recording(c: &mut Criterion) {
     // 50 us median: loopback-sized values, where nanosecond resolution matters.

@@ -1,18 +1,22 @@
-//! Tiny seeded random number generator, so bootstrap results never change across dependency versions.
+//! Tiny seeded random number generator, so bootstrap results (and anything
+//! else seeded with it: arrival schedules, synthetic latencies) never change
+//! across dependency versions.
 
 /// SplitMix64 (Steele, Lea & Flood 2014): small, fast, and good enough for
 /// resampling. Its output sequence is fixed by the algorithm, which is the
 /// point: the same seed must give the same confidence interval forever.
-pub(crate) struct SplitMix64 {
+pub struct SplitMix64 {
     state: u64,
 }
 
 impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A generator whose stream is fixed by `seed`.
+    pub fn new(seed: u64) -> Self {
         SplitMix64 { state: seed }
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -25,8 +29,14 @@ impl SplitMix64 {
     /// Multiply-shift without rejection: the bias is below `bound / 2^64`,
     /// negligible here, and every call consumes exactly one output, which keeps
     /// the stream easy to reason about.
-    pub(crate) fn index_below(&mut self, bound: usize) -> usize {
+    pub fn index_below(&mut self, bound: usize) -> usize {
         ((u128::from(self.next_u64()) * bound as u128) >> 64) as usize
+    }
+
+    /// Uniform in (0, 1] from the top 53 bits: never 0, so its logarithm
+    /// is finite (exponential gaps, Box-Muller normals).
+    pub fn unit_open_closed(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser};
 use stub_server::{serve, ServerConfig, ServerError, DEFAULT_PROFILE};
 
 /// Inference-service simulator: a FIFO queue, `workers` executors and a
@@ -58,60 +58,35 @@ struct Cli {
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8000].
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// The fault-injection flags, listed under their own heading in --help.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Fault injection (off by default)")]
+struct FaultArgs {
     /// Fault injection: share of requests answered 500/503 with a JSON
     /// error (0 to 1; all fault rates together at most 1) [default: 0].
-    #[arg(
-        long,
-        value_name = "P",
-        allow_negative_numbers = true,
-        help_heading = "Fault injection (off by default)"
-    )]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     fault_error_rate: Option<f64>,
     /// Share of requests answered 200 with a wrong output (0 to 1).
-    #[arg(
-        long,
-        value_name = "P",
-        allow_negative_numbers = true,
-        help_heading = "Fault injection (off by default)"
-    )]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     fault_corrupt_rate: Option<f64>,
     /// Share of requests whose body is cut after half its bytes (0 to 1).
-    #[arg(
-        long,
-        value_name = "P",
-        allow_negative_numbers = true,
-        help_heading = "Fault injection (off by default)"
-    )]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     fault_truncate_rate: Option<f64>,
     /// Share of requests whose connection is dropped unanswered (0 to 1).
-    #[arg(
-        long,
-        value_name = "P",
-        allow_negative_numbers = true,
-        help_heading = "Fault injection (off by default)"
-    )]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     fault_reset_rate: Option<f64>,
     /// Share of requests held --fault-stall-ms before being served (0 to 1).
-    #[arg(
-        long,
-        value_name = "P",
-        allow_negative_numbers = true,
-        help_heading = "Fault injection (off by default)"
-    )]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     fault_stall_rate: Option<f64>,
     /// How long a stalled request is held, in ms (1 to 600000).
-    #[arg(
-        long,
-        value_name = "MS",
-        help_heading = "Fault injection (off by default)"
-    )]
+    #[arg(long, value_name = "MS")]
     fault_stall_ms: Option<u64>,
     /// Seed of the fault sequence [default: 0].
-    #[arg(
-        long,
-        value_name = "U64",
-        help_heading = "Fault injection (off by default)"
-    )]
+    #[arg(long, value_name = "U64")]
     fault_seed: Option<u64>,
 }
 
@@ -155,23 +130,23 @@ impl Cli {
         if let Some(v) = self.bind {
             config.bind = v;
         }
-        let faults = &mut config.faults;
+        let (flags, fault_config) = (self.faults, &mut config.faults);
         for (flag, rate) in [
-            (self.fault_error_rate, &mut faults.error_rate),
-            (self.fault_corrupt_rate, &mut faults.corrupt_rate),
-            (self.fault_truncate_rate, &mut faults.truncate_rate),
-            (self.fault_reset_rate, &mut faults.reset_rate),
-            (self.fault_stall_rate, &mut faults.stall_rate),
+            (flags.fault_error_rate, &mut fault_config.error_rate),
+            (flags.fault_corrupt_rate, &mut fault_config.corrupt_rate),
+            (flags.fault_truncate_rate, &mut fault_config.truncate_rate),
+            (flags.fault_reset_rate, &mut fault_config.reset_rate),
+            (flags.fault_stall_rate, &mut fault_config.stall_rate),
         ] {
             if let Some(v) = flag {
                 *rate = v;
             }
         }
-        if let Some(v) = self.fault_stall_ms {
-            faults.stall_ms = v;
+        if let Some(v) = flags.fault_stall_ms {
+            fault_config.stall_ms = v;
         }
-        if let Some(v) = self.fault_seed {
-            faults.seed = v;
+        if let Some(v) = flags.fault_seed {
+            fault_config.seed = v;
         }
         config.validate()?;
         Ok(config)

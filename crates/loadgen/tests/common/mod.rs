@@ -237,3 +237,19 @@ pub fn config(url: &str, dir: &std::path::Path) -> loadgen::LoadConfig {
         ..loadgen::LoadConfig::default()
     }
 }
+
+/// Responses with status 200 a simulator has sent so far (these `/metrics`
+/// polls included): how a test sees that a run is under way.
+pub fn served(addr: SocketAddr) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix("stub_requests_total{code=\"200\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
