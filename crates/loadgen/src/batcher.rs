@@ -13,7 +13,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 
 use crate::engine::{Engine, LogicalRequest};
-use crate::verify::Shape;
 
 struct Queued {
     item: LogicalRequest,
@@ -84,7 +83,7 @@ async fn batch_loop(
         tokio::spawn(async move {
             let (items, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|q| (q.item, q.reply)).unzip();
-            let rows = engine.execute(&items, Shape::Batch).await;
+            let rows = engine.execute_batch(&items).await;
             for (reply, row) in replies.into_iter().zip(rows) {
                 // The submitter may have given up (shutdown); nothing to do.
                 let _ = reply.send(row);

@@ -20,7 +20,7 @@ use model::wire::{ServerTiming, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::net::TcpStream;
 
 use crate::config::{ConnectionMode, LoadConfig, Target};
-use crate::http1::{Http1Connection, RequestHead};
+use crate::http1::{BodyUse, Http1Connection, RequestHead};
 use crate::shards;
 
 /// Why an HTTP exchange produced no usable response.
@@ -180,12 +180,19 @@ impl Transport {
 
     /// POSTs `body` and reads the whole response, within the timeout
     /// (which covers connection set-up, as `input.py`'s client timeout does).
-    pub async fn post(&self, body: Bytes) -> Result<HttpResponse, HttpFailure> {
+    /// With [`BodyUse::Discard`] the response body is read but not returned.
+    pub async fn post(&self, body: Bytes, body_use: BodyUse) -> Result<HttpResponse, HttpFailure> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let mut connect_ms = None;
-        let exchange = self.exchange(body, &mut connect_ms);
-        let result = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .unwrap_or(Err(TransportError::Timeout));
+        let result = if self.http2 {
+            let exchange = self.exchange_http2(body, &mut connect_ms);
+            tokio::time::timeout_at(deadline, exchange)
+                .await
+                .unwrap_or(Err(TransportError::Timeout))
+        } else {
+            self.exchange_http1(body, body_use, deadline, &mut connect_ms)
+                .await
+        };
         match result {
             Ok(done) => Ok(HttpResponse {
                 status: done.status,
@@ -202,23 +209,26 @@ impl Transport {
         }
     }
 
-    async fn exchange(
+    async fn exchange_http1(
         &self,
         body: Bytes,
+        body_use: BodyUse,
+        deadline: tokio::time::Instant,
         connect_ms: &mut Option<f64>,
     ) -> Result<Exchanged, TransportError> {
-        if self.http2 {
-            return self.exchange_http2(body, connect_ms).await;
-        }
         let mut conn = match self.take_idle_http1() {
             Some(conn) => conn,
             None => {
-                let (stream, ms) = self.connect_tcp().await?;
+                let (stream, ms) = tokio::time::timeout_at(deadline, self.connect_tcp())
+                    .await
+                    .unwrap_or(Err(TransportError::Timeout))?;
                 *connect_ms = Some(ms);
                 Http1Connection::new(stream)
             }
         };
-        let response = conn.exchange(&self.http1_head, &body).await?;
+        let response = conn
+            .exchange(&self.http1_head, &body, body_use, deadline)
+            .await?;
         if response.reusable && self.mode == ConnectionMode::Pooled {
             self.return_idle_http1(conn);
         }

@@ -7,10 +7,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use model::log::LogRow;
-use model::wire::{to_json_bytes, BatchRequest, SingleRequest};
+use model::wire::{batch_request_body, single_request_body};
 
-use crate::client::{HttpResponse, Transport};
-use crate::verify::{judge, Checks, Shape};
+use crate::client::{HttpFailure, HttpResponse, Transport};
+use crate::http1::BodyUse;
+use crate::verify::{judge_batch, judge_single, Checks, ItemVerdict, Shape};
 
 /// One input to send, with the instant its latency is measured from.
 #[derive(Debug, Clone)]
@@ -63,6 +64,13 @@ impl Default for Clock {
     }
 }
 
+/// The HTTP request a row's logical request travelled in.
+#[derive(Debug, Clone, Copy)]
+struct SentBatch {
+    id: u64,
+    size: u32,
+}
+
 /// Sends requests and builds rows; shared by every worker.
 pub struct Engine {
     transport: Transport,
@@ -110,76 +118,114 @@ impl Engine {
         (responses > 0).then(|| items as f64 / responses as f64)
     }
 
-    /// Sends `items` (all naming the same model) as one HTTP request in
-    /// `shape` and returns one row per item, in order.
-    pub async fn execute(&self, items: &[LogicalRequest], shape: Shape) -> Vec<LogRow> {
-        let batch_id = self.next_batch_id.fetch_add(1, Ordering::Relaxed);
+    /// Sends one logical request as a single-input HTTP request and returns
+    /// its row. The load path: no vector is built on the way.
+    pub async fn execute_single(&self, item: &LogicalRequest) -> LogRow {
+        let body = single_request_body(&item.model, &item.input);
+        let (batch, outcome) = self.send(body, Shape::Single, 1).await;
+        match outcome {
+            Ok(response) => {
+                let verdict = judge_single(&response, &item.model, &item.input, self.checks);
+                self.response_row(item, batch, &response, verdict)
+            }
+            Err(failure) => self.failure_row(item, batch, &failure),
+        }
+    }
+
+    /// Sends `items` (all naming the first one's model) as one batch
+    /// request and returns one row per item, in order.
+    pub async fn execute_batch(&self, items: &[LogicalRequest]) -> Vec<LogRow> {
         let Some(first) = items.first() else {
             return Vec::new();
         };
-        let model = first.model.to_string();
-        let body = match shape {
-            Shape::Single => to_json_bytes(&SingleRequest {
-                model: model.clone(),
-                input: first.input.clone(),
-            }),
-            Shape::Batch => to_json_bytes(&BatchRequest {
-                model: model.clone(),
-                inputs: items.iter().map(|i| i.input.clone()).collect(),
-            }),
-        };
-        let batch_size = u32::try_from(items.len()).unwrap_or(u32::MAX);
-        let base = |item: &LogicalRequest, finished_at: Instant| LogRow {
-            request_id: item.request_id,
-            timestamp_ms: self.clock.wall_ms(item.start),
-            latency_ms: ms_between(item.start, finished_at),
-            batch_id: Some(batch_id),
-            batch_size: Some(batch_size),
-            ..LogRow::default()
-        };
-        match self.transport.post(Bytes::from(body)).await {
-            Ok(response) => self.rows_for(&response, items, shape, &model, base),
+        let model = &*first.model;
+        let body = batch_request_body(model, items.iter().map(|i| i.input.as_str()));
+        let (batch, outcome) = self.send(body, Shape::Batch, items.len()).await;
+        match outcome {
+            Ok(response) => {
+                let inputs: Vec<&str> = items.iter().map(|i| i.input.as_str()).collect();
+                let verdicts = judge_batch(&response, model, &inputs, self.checks);
+                items
+                    .iter()
+                    .zip(verdicts)
+                    .map(|(item, verdict)| self.response_row(item, batch, &response, verdict))
+                    .collect()
+            }
             Err(failure) => items
                 .iter()
-                .map(|item| LogRow {
-                    error: failure.error.kind().to_owned(),
-                    connect_ms: failure.connect_ms,
-                    ..base(item, failure.finished_at)
-                })
+                .map(|item| self.failure_row(item, batch, &failure))
                 .collect(),
         }
     }
 
-    fn rows_for(
+    /// Posts `body` carrying `items` inputs in `shape`; counts what the
+    /// server said about its batch.
+    async fn send(
         &self,
-        response: &HttpResponse,
-        items: &[LogicalRequest],
+        body: Vec<u8>,
         shape: Shape,
-        model: &str,
-        base: impl Fn(&LogicalRequest, Instant) -> LogRow,
-    ) -> Vec<LogRow> {
-        let facts = response.facts;
-        if let Some(size) = facts.server_batch_size {
+        items: usize,
+    ) -> (SentBatch, Result<HttpResponse, HttpFailure>) {
+        let batch = SentBatch {
+            id: self.next_batch_id.fetch_add(1, Ordering::Relaxed),
+            size: u32::try_from(items).unwrap_or(u32::MAX),
+        };
+        let body_use = if self.checks.read_body(shape) {
+            BodyUse::Keep
+        } else {
+            BodyUse::Discard
+        };
+        let outcome = self.transport.post(Bytes::from(body), body_use).await;
+        if let Ok(Some(size)) = outcome.as_ref().map(|r| r.facts.server_batch_size) {
             self.server_batch_items
                 .fetch_add(u64::from(size), Ordering::Relaxed);
             self.server_batch_responses.fetch_add(1, Ordering::Relaxed);
         }
-        let inputs: Vec<&str> = items.iter().map(|i| i.input.as_str()).collect();
-        let verdicts = judge(response, shape, model, &inputs, self.checks);
-        items
-            .iter()
-            .zip(verdicts)
-            .map(|(item, verdict)| LogRow {
-                status_code: response.status.as_u16(),
-                ok: verdict.error.is_empty(),
-                error: verdict.error,
-                connect_ms: Some(response.connect_ms),
-                queue_ms: facts.queue_ms,
-                service_ms: facts.service_ms,
-                output_digest: verdict.output_digest,
-                ..base(item, response.finished_at)
-            })
-            .collect()
+        (batch, outcome)
+    }
+
+    fn response_row(
+        &self,
+        item: &LogicalRequest,
+        batch: SentBatch,
+        response: &HttpResponse,
+        verdict: ItemVerdict,
+    ) -> LogRow {
+        let facts = response.facts;
+        LogRow {
+            status_code: response.status.as_u16(),
+            ok: verdict.error.is_empty(),
+            error: verdict.error,
+            connect_ms: Some(response.connect_ms),
+            queue_ms: facts.queue_ms,
+            service_ms: facts.service_ms,
+            output_digest: verdict.output_digest,
+            ..self.base_row(item, batch, response.finished_at)
+        }
+    }
+
+    fn failure_row(
+        &self,
+        item: &LogicalRequest,
+        batch: SentBatch,
+        failure: &HttpFailure,
+    ) -> LogRow {
+        LogRow {
+            error: failure.error.kind().to_owned(),
+            connect_ms: failure.connect_ms,
+            ..self.base_row(item, batch, failure.finished_at)
+        }
+    }
+
+    fn base_row(&self, item: &LogicalRequest, batch: SentBatch, finished_at: Instant) -> LogRow {
+        LogRow {
+            request_id: item.request_id,
+            timestamp_ms: self.clock.wall_ms(item.start),
+            latency_ms: ms_between(item.start, finished_at),
+            batch_id: Some(batch.id),
+            batch_size: Some(batch.size),
+            ..LogRow::default()
+        }
     }
 
     /// A failed row for a request that never got a response of its own

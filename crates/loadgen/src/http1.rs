@@ -18,6 +18,7 @@
 //! ended is `connection_reset`, a cut body is `truncated_body`, anything
 //! unparseable is `io_error`.
 
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -25,6 +26,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use model::wire::{BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use crate::client::{ServerFacts, TransportError};
 
@@ -99,10 +101,34 @@ pub struct Http1Response {
     pub reusable: bool,
 }
 
-/// One HTTP/1.1 connection and its buffers. Generic over the stream so the
-/// parser can be tested over an in-memory pipe.
+/// Whether the caller reads the response body. A load generator that
+/// neither verifies nor logs outputs would only copy it to throw it away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyUse {
+    /// Return the body.
+    Keep,
+    /// Read the body off the connection (it must still be consumed) and
+    /// return an empty one.
+    Discard,
+}
+
+/// One HTTP/1.1 connection, its buffers and its deadline timer. Generic over
+/// the stream so the parser can be tested over an in-memory pipe.
 #[derive(Debug)]
 pub struct Http1Connection<S> {
+    wire: Wire<S>,
+    /// One timer for the connection's whole life, moved to each exchange's
+    /// deadline. Why not `tokio::time::timeout` per request: that registers
+    /// and removes a timer-wheel entry (under the driver's lock) for every
+    /// request, while moving a registered deadline later is one atomic
+    /// update; the wheel only sees the entry again when the old deadline
+    /// comes round.
+    deadline: Pin<Box<Sleep>>,
+}
+
+/// The stream and its buffers: everything an exchange reads and writes.
+#[derive(Debug)]
+struct Wire<S> {
     stream: S,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
@@ -127,28 +153,55 @@ struct Head {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
-    /// Wraps an open stream.
+    /// Wraps an open stream. Must be called within a tokio runtime with
+    /// its timer enabled; the connection is then used on that runtime only.
     pub fn new(stream: S) -> Self {
         Self {
-            stream,
-            read_buf: BytesMut::with_capacity(READ_CHUNK),
-            write_buf: Vec::with_capacity(1024),
+            wire: Wire {
+                stream,
+                read_buf: BytesMut::with_capacity(READ_CHUNK),
+                write_buf: Vec::with_capacity(1024),
+            },
+            deadline: Box::pin(tokio::time::sleep_until(Instant::now())),
         }
     }
 
-    /// Sends `head` + `body` and reads the whole response.
+    /// Sends `head` + `body` and reads the whole response, or fails with
+    /// `timeout` at `deadline`. After any failure the connection is in an
+    /// unknown state: drop it.
     pub async fn exchange(
         &mut self,
         head: &RequestHead,
         body: &[u8],
+        body_use: BodyUse,
+        deadline: Instant,
+    ) -> Result<Http1Response, TransportError> {
+        self.deadline.as_mut().reset(deadline);
+        tokio::select! {
+            biased;
+            response = self.wire.exchange(head, body, body_use) => response,
+            () = self.deadline.as_mut() => Err(TransportError::Timeout),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    async fn exchange(
+        &mut self,
+        head: &RequestHead,
+        body: &[u8],
+        body_use: BodyUse,
     ) -> Result<Http1Response, TransportError> {
         self.write_request(head, body).await?;
         let head = self.read_head().await?;
-        let body = self.read_body(head.framing).await?;
+        let body = self.read_body(head.framing, body_use).await?;
         Ok(Http1Response {
             status: head.status,
             facts: head.facts,
-            body,
+            body: match body_use {
+                BodyUse::Keep => body,
+                BodyUse::Discard => Bytes::new(),
+            },
             reusable: head.reusable && head.framing != Framing::UntilClose,
         })
     }
@@ -174,15 +227,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
     /// Reads until a final (non-1xx) response head is complete.
     async fn read_head(&mut self) -> Result<Head, TransportError> {
         loop {
-            if let Some((consumed, head)) = parse_head(&self.read_buf)? {
-                self.read_buf.advance(consumed);
-                match head {
-                    Some(head) => return Ok(head),
-                    None => continue, // an interim 1xx: the real answer follows
+            // An empty buffer (the usual state before a response) has
+            // nothing to parse: read first.
+            if !self.read_buf.is_empty() {
+                if let Some((consumed, head)) = parse_head(&self.read_buf)? {
+                    self.read_buf.advance(consumed);
+                    match head {
+                        Some(head) => return Ok(head),
+                        None => continue, // an interim 1xx: the real answer follows
+                    }
                 }
-            }
-            if self.read_buf.len() >= MAX_HEAD_BYTES {
-                return Err(TransportError::IoError);
+                if self.read_buf.len() >= MAX_HEAD_BYTES {
+                    return Err(TransportError::IoError);
+                }
             }
             if self.fill().await.map_err(|e| TransportError::from_io(&e))? == 0 {
                 return Err(TransportError::ConnectionReset);
@@ -190,13 +247,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         }
     }
 
-    async fn read_body(&mut self, framing: Framing) -> Result<Bytes, TransportError> {
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        body_use: BodyUse,
+    ) -> Result<Bytes, TransportError> {
         // The head arrived: any failure from here on means the body was cut.
         match framing {
             Framing::Empty => Ok(Bytes::new()),
             Framing::Length(len) => {
                 while self.read_buf.len() < len {
                     self.fill_body().await?;
+                }
+                if body_use == BodyUse::Discard {
+                    // The common case, so skip the copy too.
+                    self.read_buf.advance(len);
+                    return Ok(Bytes::new());
                 }
                 Ok(self.take(len))
             }
@@ -271,13 +337,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
 }
 
 impl Http1Connection<TcpStream> {
+    /// See [`Wire::is_reusable`].
+    pub fn is_reusable(&mut self) -> bool {
+        self.wire.is_reusable()
+    }
+}
+
+impl Wire<TcpStream> {
     /// Whether an idle pooled connection can still carry a request: the
     /// server may have closed it while it sat in the pool. The reactor
     /// already knows (a FIN makes the socket readable), so this costs no
     /// system call unless the socket reads as ready, which an idle
     /// connection must not: then one non-blocking read tells a close (or
     /// unexpected bytes) from a stale readiness flag.
-    pub fn is_reusable(&mut self) -> bool {
+    fn is_reusable(&mut self) -> bool {
         if !self.read_buf.is_empty() {
             return false; // bytes nobody asked for
         }
@@ -299,9 +372,17 @@ impl Http1Connection<TcpStream> {
 /// Parses a response head from the start of `buf`. `Ok(None)`: incomplete.
 /// `Ok(Some((n, None)))`: an interim 1xx response of `n` bytes to skip.
 fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, TransportError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let consumed = match response.parse(buf) {
+    // Uninitialised slots: zeroing 64 headers per response cost more than
+    // parsing the few a server sends.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    );
+    let consumed = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(TransportError::IoError),
@@ -439,6 +520,11 @@ mod tests {
     use super::*;
     use tokio::io::{duplex, DuplexStream};
 
+    /// A deadline no test reaches.
+    fn far() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
     fn head() -> RequestHead {
         RequestHead::post("/v1/infer", "127.0.0.1:8000", &[])
     }
@@ -469,7 +555,9 @@ mod tests {
             request
         });
         let mut conn: Http1Connection<DuplexStream> = Http1Connection::new(client);
-        let result = conn.exchange(&head(), br#"{"a":1}"#).await;
+        let result = conn
+            .exchange(&head(), br#"{"a":1}"#, BodyUse::Keep, far())
+            .await;
         drop(conn);
         (result, peer.await.unwrap_or_default())
     }
@@ -483,7 +571,11 @@ mod tests {
         let h = RequestHead::post("/v1/infer?x=1", "localhost:9", &extra);
         let (client, mut server) = duplex(4096);
         let mut conn = Http1Connection::new(client);
-        let send = tokio::spawn(async move { conn.exchange(&h, b"{}").await.map(|r| r.status) });
+        let send = tokio::spawn(async move {
+            conn.exchange(&h, b"{}", BodyUse::Keep, far())
+                .await
+                .map(|r| r.status)
+        });
         let mut got = vec![0u8; 4096];
         let n = server.read(&mut got).await.unwrap();
         let text = String::from_utf8_lossy(&got[..n]).into_owned();
@@ -630,12 +722,85 @@ mod tests {
             )
             .await
             .unwrap();
-        let first = conn.exchange(&head(), b"1").await.unwrap();
-        let second = conn.exchange(&head(), b"2").await.unwrap();
+        let first = conn
+            .exchange(&head(), b"1", BodyUse::Keep, far())
+            .await
+            .unwrap();
+        let second = conn
+            .exchange(&head(), b"2", BodyUse::Keep, far())
+            .await
+            .unwrap();
         assert_eq!(
             (&first.body[..], &second.body[..]),
             (&b"one"[..], &b"two"[..])
         );
+    }
+
+    #[tokio::test]
+    async fn a_discarded_body_is_consumed_but_not_returned() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        server
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nthree",
+            )
+            .await
+            .unwrap();
+        let first = conn
+            .exchange(&head(), b"1", BodyUse::Discard, far())
+            .await
+            .unwrap();
+        let second = conn
+            .exchange(&head(), b"2", BodyUse::Discard, far())
+            .await
+            .unwrap();
+        let third = conn
+            .exchange(&head(), b"3", BodyUse::Keep, far())
+            .await
+            .unwrap();
+        assert_eq!((first.body.len(), second.body.len()), (0, 0));
+        assert_eq!(
+            (third.status, &third.body[..]),
+            (StatusCode::CREATED, &b"three"[..])
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_exchange_times_out_at_its_deadline() {
+        let (client, _server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        let started = Instant::now();
+        let deadline = started + std::time::Duration::from_millis(750);
+        let result = conn.exchange(&head(), b"{}", BodyUse::Keep, deadline).await;
+        assert_eq!(result.err(), Some(TransportError::Timeout));
+        assert_eq!(
+            Instant::now() - started,
+            std::time::Duration::from_millis(750)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reused_connection_times_out_at_the_new_deadline_not_the_old() {
+        let second = std::time::Duration::from_secs(1);
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        let first = conn
+            .exchange(&head(), b"1", BodyUse::Keep, Instant::now() + second)
+            .await;
+        assert_eq!(first.map(|r| r.status), Ok(StatusCode::OK));
+        // The first deadline passes while the second exchange waits: only
+        // the second deadline may end it.
+        tokio::time::advance(second / 2).await;
+        let started = Instant::now();
+        let result = conn
+            .exchange(&head(), b"2", BodyUse::Keep, started + 3 * second)
+            .await;
+        assert_eq!(result.err(), Some(TransportError::Timeout));
+        assert_eq!(Instant::now() - started, 3 * second);
     }
 
     #[cfg(unix)]
@@ -669,7 +834,7 @@ mod tests {
             }
         });
         let mut conn = Http1Connection::new(TcpStream::connect(addr).await.unwrap());
-        let result = conn.exchange(&head(), b"{}").await;
+        let result = conn.exchange(&head(), b"{}", BodyUse::Keep, far()).await;
         server.join().unwrap();
         assert_eq!(result.err(), Some(TransportError::TruncatedBody));
     }

@@ -15,7 +15,6 @@ use crate::config::{Arrival, OpenLoop};
 use crate::engine::{Engine, LogicalRequest};
 use crate::payloads::Payloads;
 use crate::shards::Shards;
-use crate::verify::Shape;
 
 /// A send more than this behind its schedule counts as late. tokio's timer
 /// has 1 ms granularity, so wake-ups up to ~1 ms late are normal and not
@@ -60,8 +59,9 @@ impl Issuer {
         }
     }
 
-    /// Issues request `request_id` whose latency runs from `start`.
-    async fn issue(&self, request_id: u64, start: Instant) {
+    /// Sends request `request_id` whose latency runs from `start` and
+    /// returns its row (`None` if the batcher went away).
+    async fn exchange(&self, request_id: u64, start: Instant) -> Option<LogRow> {
         let (model, input) = self.payloads.get(request_id);
         let item = LogicalRequest {
             request_id,
@@ -69,19 +69,100 @@ impl Issuer {
             input,
             start,
         };
-        let exchange = async {
-            match &self.batcher {
-                Some(batcher) => batcher.submit(item).await,
-                None => self.engine.execute(&[item], Shape::Single).await.pop(),
+        match &self.batcher {
+            Some(batcher) => batcher.submit(item).await,
+            None => Some(self.engine.execute_single(&item).await),
+        }
+    }
+
+    /// Issues request `request_id` whose latency runs from `start` and
+    /// emits its row, or an `interrupted` one if the run is aborted first.
+    async fn issue(&self, request_id: u64, start: Instant) {
+        let mut phase = self.phase.clone();
+        let row = tokio::select! {
+            row = self.exchange(request_id, start) => row,
+            _ = phase.wait_for(|p| *p == Phase::Aborted) => None,
+        };
+        self.emit_or_interrupted(row, request_id, start);
+    }
+
+    fn emit_or_interrupted(&self, row: Option<LogRow>, request_id: u64, start: Instant) {
+        let row = row.unwrap_or_else(|| self.engine.unsent_row(request_id, start, "interrupted"));
+        self.emit(row);
+    }
+
+    /// One closed-loop worker: issues requests one after another until
+    /// `requests` are taken, `deadline` passes or shutdown is asked.
+    async fn work(&self, next_id: &AtomicU64, requests: Option<u64>, deadline: Option<Instant>) {
+        // The worker as a whole races the abort: one watch future per
+        // worker, not one per request (creating and dropping one cost as
+        // much user time as building the request). `in_flight` remembers
+        // the request an abort cuts off, so it is still logged.
+        let in_flight = InFlight::new();
+        let requests_in_turn = async {
+            loop {
+                if !self.running() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return;
+                }
+                let request_id = next_id.fetch_add(1, Ordering::Relaxed);
+                if requests.is_some_and(|n| request_id >= n) {
+                    return;
+                }
+                let start = Instant::now();
+                in_flight.set(request_id, start);
+                let row = self.exchange(request_id, start).await;
+                in_flight.clear();
+                self.emit_or_interrupted(row, request_id, start);
             }
         };
         let mut phase = self.phase.clone();
-        let row = tokio::select! {
-            row = exchange => row,
-            _ = phase.wait_for(|p| *p == Phase::Aborted) => None,
-        };
-        let row = row.unwrap_or_else(|| self.engine.unsent_row(request_id, start, "interrupted"));
-        self.emit(row);
+        tokio::select! {
+            () = requests_in_turn => {}
+            _ = phase.wait_for(|p| *p == Phase::Aborted) => {
+                if let Some((request_id, start)) = in_flight.take() {
+                    self.emit_or_interrupted(None, request_id, start);
+                }
+            }
+        }
+    }
+}
+
+/// The request a closed-loop worker has in flight, readable after the
+/// worker's future is dropped. Atomics rather than a `Cell` because worker
+/// futures must be `Send`; relaxed stores, as only the worker's own task
+/// writes and reads them.
+struct InFlight {
+    anchor: Instant,
+    request_id: AtomicU64,
+    start_ns: AtomicU64,
+}
+
+impl InFlight {
+    const NONE: u64 = u64::MAX;
+
+    fn new() -> Self {
+        Self {
+            anchor: Instant::now(),
+            request_id: AtomicU64::new(Self::NONE),
+            start_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, request_id: u64, start: Instant) {
+        let ns = start.saturating_duration_since(self.anchor).as_nanos();
+        self.start_ns
+            .store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.request_id.store(request_id, Ordering::Relaxed);
+    }
+
+    fn clear(&self) {
+        self.request_id.store(Self::NONE, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> Option<(u64, Instant)> {
+        let request_id = self.request_id.swap(Self::NONE, Ordering::Relaxed);
+        let start = self.anchor + Duration::from_nanos(self.start_ns.load(Ordering::Relaxed));
+        (request_id != Self::NONE).then_some((request_id, start))
     }
 }
 
@@ -100,18 +181,7 @@ pub async fn closed_loop(
     for worker in 0..concurrency {
         let issuer = issuer.clone();
         let next_id = next_id.clone();
-        let work = async move {
-            loop {
-                if !issuer.running() || deadline.is_some_and(|d| Instant::now() >= d) {
-                    return;
-                }
-                let request_id = next_id.fetch_add(1, Ordering::Relaxed);
-                if requests.is_some_and(|n| request_id >= n) {
-                    return;
-                }
-                issuer.issue(request_id, Instant::now()).await;
-            }
-        };
+        let work = async move { issuer.work(&next_id, requests, deadline).await };
         match shards {
             Some(shards) => shards.spawn_into(&mut workers, worker, work),
             None => {

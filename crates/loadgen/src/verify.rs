@@ -29,6 +29,15 @@ pub struct Checks {
     pub digests: bool,
 }
 
+impl Checks {
+    /// Whether a response to a request of `shape` needs its body: a batch's
+    /// always (its length is checked), a single one's only to verify or
+    /// digest its output.
+    pub fn read_body(self, shape: Shape) -> bool {
+        shape == Shape::Batch || self.verify || self.digests
+    }
+}
+
 /// The request shape that was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -38,51 +47,51 @@ pub enum Shape {
     Batch,
 }
 
-/// Verdicts for `inputs` (all sent under `model`), in order.
-pub fn judge(
+/// The verdict on a single-input request's response.
+pub fn judge_single(
     response: &HttpResponse,
-    shape: Shape,
+    model: &str,
+    input: &str,
+    checks: Checks,
+) -> ItemVerdict {
+    if let Some(error) = status_error(response) {
+        return ItemVerdict::failed(error);
+    }
+    if !checks.read_body(Shape::Single) {
+        // A 2xx single response passes whatever its body says.
+        return ItemVerdict::failed(String::new());
+    }
+    match serde_json::from_slice::<SingleResponse>(&response.body) {
+        Ok(single) => output_verdict(model, input, &single.output, checks),
+        // A real endpoint may answer in its own schema: without
+        // verification the whole body stands for the output.
+        Err(_) if !checks.verify => ItemVerdict {
+            error: String::new(),
+            output_digest: checks.digests.then(|| output_digest(&response.body)),
+        },
+        Err(_) => ItemVerdict::failed("bad_json".into()),
+    }
+}
+
+/// Verdicts for a batch request's `inputs` (all sent under `model`), in order.
+pub fn judge_batch(
+    response: &HttpResponse,
     model: &str,
     inputs: &[&str],
     checks: Checks,
 ) -> Vec<ItemVerdict> {
-    let Checks { verify, digests } = checks;
     let all = |error: String| {
         inputs
             .iter()
-            .map(|_| ItemVerdict {
-                error: error.clone(),
-                output_digest: None,
-            })
+            .map(|_| ItemVerdict::failed(error.clone()))
             .collect::<Vec<_>>()
     };
-    if !response.status.is_success() {
-        return all(format!("http_{}", response.status.as_u16()));
+    if let Some(error) = status_error(response) {
+        return all(error);
     }
-    if shape == Shape::Single && !verify && !digests {
-        // A 2xx single response passes whatever its body says.
-        return vec![ItemVerdict {
-            error: String::new(),
-            output_digest: None,
-        }];
-    }
-    let outputs: Vec<String> = match shape {
-        Shape::Single => match serde_json::from_slice::<SingleResponse>(&response.body) {
-            Ok(single) => vec![single.output],
-            // A real endpoint may answer in its own schema: without
-            // verification the whole body stands for the output.
-            Err(_) if !verify => {
-                return vec![ItemVerdict {
-                    error: String::new(),
-                    output_digest: digests.then(|| output_digest(&response.body)),
-                }]
-            }
-            Err(_) => return all("bad_json".into()),
-        },
-        Shape::Batch => match serde_json::from_slice::<BatchResponse>(&response.body) {
-            Ok(batch) => batch.outputs,
-            Err(_) => return all("bad_json".into()),
-        },
+    let outputs = match serde_json::from_slice::<BatchResponse>(&response.body) {
+        Ok(batch) => batch.outputs,
+        Err(_) => return all("bad_json".into()),
     };
     if outputs.len() != inputs.len() {
         return all("wrong_length".into());
@@ -90,18 +99,36 @@ pub fn judge(
     inputs
         .iter()
         .zip(outputs)
-        .map(|(input, output)| {
-            let matches = !verify || output == expected_output(model, input);
-            ItemVerdict {
-                error: if matches {
-                    String::new()
-                } else {
-                    "output_mismatch".into()
-                },
-                output_digest: digests.then(|| output_digest(output.as_bytes())),
-            }
-        })
+        .map(|(input, output)| output_verdict(model, input, &output, checks))
         .collect()
+}
+
+impl ItemVerdict {
+    /// A verdict with `error` (empty: success) and no digest.
+    fn failed(error: String) -> Self {
+        Self {
+            error,
+            output_digest: None,
+        }
+    }
+}
+
+/// `http_<status>` for a non-2xx response.
+fn status_error(response: &HttpResponse) -> Option<String> {
+    (!response.status.is_success()).then(|| format!("http_{}", response.status.as_u16()))
+}
+
+/// The verdict on one output for `input`.
+fn output_verdict(model: &str, input: &str, output: &str, checks: Checks) -> ItemVerdict {
+    let matches = !checks.verify || output == expected_output(model, input);
+    ItemVerdict {
+        error: if matches {
+            String::new()
+        } else {
+            "output_mismatch".into()
+        },
+        output_digest: checks.digests.then(|| output_digest(output.as_bytes())),
+    }
 }
 
 #[cfg(test)]
@@ -127,20 +154,20 @@ mod tests {
             verify: false,
             digests: false,
         };
-        let single = judge(&response(200, "not json"), Shape::Single, "m", &["a"], bare);
+        let single = judge_single(&response(200, "not json"), "m", "a", bare);
         assert_eq!(
             single,
-            vec![ItemVerdict {
+            ItemVerdict {
                 error: String::new(),
                 output_digest: None
-            }]
+            }
         );
-        let failed = judge(&response(500, "{}"), Shape::Single, "m", &["a"], bare);
-        assert_eq!(failed[0].error, "http_500");
+        let failed = judge_single(&response(500, "{}"), "m", "a", bare);
+        assert_eq!(failed.error, "http_500");
         let body = r#"{"model":"m","outputs":["x"]}"#;
-        let short = judge(&response(200, body), Shape::Batch, "m", &["a", "b"], bare);
+        let short = judge_batch(&response(200, body), "m", &["a", "b"], bare);
         assert!(short.iter().all(|v| v.error == "wrong_length"));
-        let batch = judge(&response(200, body), Shape::Batch, "m", &["a"], bare);
+        let batch = judge_batch(&response(200, body), "m", &["a"], bare);
         assert_eq!(
             (batch[0].error.as_str(), &batch[0].output_digest),
             ("", &None)
@@ -155,35 +182,34 @@ mod tests {
             verify: true,
             digests: true,
         };
-        let ok = judge(&response(200, &body), Shape::Batch, "m", &["a"], all);
+        let ok = judge_batch(&response(200, &body), "m", &["a"], all);
         assert_eq!(ok[0].error, "");
         assert_eq!(ok[0].output_digest, Some(output_digest(good.as_bytes())));
-        let short = judge(&response(200, &body), Shape::Batch, "m", &["a", "b"], all);
+        let short = judge_batch(&response(200, &body), "m", &["a", "b"], all);
         assert!(short.iter().all(|v| v.error == "wrong_length"));
-        let wrong = judge(&response(200, &body), Shape::Batch, "m", &["b"], all);
+        let wrong = judge_batch(&response(200, &body), "m", &["b"], all);
         assert_eq!(wrong[0].error, "output_mismatch");
+        let unavailable = judge_batch(&response(503, "{}"), "m", &["a", "b"], all);
+        assert_eq!(unavailable.len(), 2);
+        assert!(unavailable.iter().all(|v| v.error == "http_503"));
         assert_eq!(
-            judge(&response(200, "nope"), Shape::Single, "m", &["a"], all)[0].error,
+            judge_single(&response(200, "nope"), "m", "a", all).error,
             "bad_json"
         );
         assert_eq!(
-            judge(&response(503, "{}"), Shape::Single, "m", &["a"], all)[0].error,
+            judge_single(&response(503, "{}"), "m", "a", all).error,
             "http_503"
         );
-        let unverified = judge(
+        let unverified = judge_single(
             &response(200, "plain text"),
-            Shape::Single,
             "m",
-            &["a"],
+            "a",
             Checks {
                 verify: false,
                 digests: true,
             },
         );
-        assert_eq!(unverified[0].error, "");
-        assert_eq!(
-            unverified[0].output_digest,
-            Some(output_digest(b"plain text"))
-        );
+        assert_eq!(unverified.error, "");
+        assert_eq!(unverified.output_digest, Some(output_digest(b"plain text")));
     }
 }

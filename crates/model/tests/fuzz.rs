@@ -2,10 +2,14 @@
 //! two parsers that take untrusted input: the server's request parser
 //! (`InferRequest::parse`) and the CSV log reader (`read_log`). Neither may
 //! panic on any input; what they accept must be well-formed; a log written
-//! by `LogWriter` must read back as the same rows.
+//! by `LogWriter` must read back as the same rows. The hand-written request
+//! bodies must equal serde's for any text.
 
 use model::log::{read_log, LogRow, LogWriter};
-use model::wire::{InferRequest, RequestError};
+use model::wire::{
+    batch_request_body, single_request_body, to_json_bytes, BatchRequest, InferRequest,
+    RequestError, SingleRequest,
+};
 use proptest::prelude::*;
 
 fn config(cases: u32) -> ProptestConfig {
@@ -185,5 +189,23 @@ proptest! {
         }
         let log = read_log(bytes.as_slice()).unwrap();
         prop_assert_eq!(log.rows, rows);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn hand_written_request_bodies_equal_serde(
+        model in "\\PC{0,12}|[\"\\\\\u{0}-\u{1f}a]{0,6}",
+        inputs in prop::collection::vec("\\PC{0,40}|[\"\\\\\u{0}-\u{1f}\u{7f}a]{0,12}", 1..4),
+    ) {
+        let single = SingleRequest { model: model.clone(), input: inputs[0].clone() };
+        prop_assert_eq!(single_request_body(&model, &inputs[0]), to_json_bytes(&single));
+        let batch = BatchRequest { model: model.clone(), inputs: inputs.clone() };
+        prop_assert_eq!(
+            batch_request_body(&model, inputs.iter().map(String::as_str)),
+            to_json_bytes(&batch)
+        );
     }
 }
