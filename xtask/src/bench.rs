@@ -47,7 +47,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 32, value_name = "N")]
     connections: usize,
     /// Interleaved rounds per measurement; medians are reported.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 5, value_name = "N")]
     rounds: usize,
     /// Use `loadgen` and `stub-server` from this directory instead of
     /// building them (e.g. to measure an older build the same way).
@@ -205,6 +205,85 @@ struct Peers {
     nginx: Peer,
 }
 
+/// The busy-poll window of the `loadgen-busy-poll` runs: loadgen's
+/// setting for a client pinned to cores of its own (see
+/// `crates/loadgen/src/busy_poll.rs`), off by default.
+const BUSY_POLL_US: u64 = 50;
+
+/// A client the bench runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    /// `loadgen` with its defaults.
+    Loadgen,
+    /// `loadgen --busy-poll-us BUSY_POLL_US`.
+    LoadgenBusyPoll,
+    Wrk,
+    Oha,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Loadgen => "loadgen",
+            Self::LoadgenBusyPoll => "loadgen-busy-poll",
+            Self::Wrk => "wrk",
+            Self::Oha => "oha",
+        }
+    }
+
+    fn run(
+        self,
+        bins: &Bins,
+        peers: &Peers,
+        load: &Load,
+        script: &Path,
+        tag: &str,
+    ) -> Result<Option<ClientRun>, TaskError> {
+        let tag = format!("{}-{tag}", self.name());
+        Ok(Some(match self {
+            Self::Loadgen => tools::run_loadgen(&bins.loadgen, load, &tag, None)?,
+            Self::LoadgenBusyPoll => {
+                tools::run_loadgen(&bins.loadgen, load, &tag, Some(BUSY_POLL_US))?
+            }
+            Self::Wrk => match &peers.wrk.path {
+                Some(wrk) => tools::run_wrk(wrk, load, script, &tag)?,
+                None => return Ok(None),
+            },
+            Self::Oha => match &peers.oha.path {
+                Some(oha) => tools::run_oha(oha, load, &tag)?,
+                None => return Ok(None),
+            },
+        }))
+    }
+
+    fn command(self, bins: &Bins, peers: &Peers, load: &Load, script: &Path) -> String {
+        let json = Path::new("loadgen.json");
+        match self {
+            Self::Loadgen => {
+                tools::describe(&tools::loadgen_command(&bins.loadgen, load, json, None))
+            }
+            Self::LoadgenBusyPoll => tools::describe(&tools::loadgen_command(
+                &bins.loadgen,
+                load,
+                json,
+                Some(BUSY_POLL_US),
+            )),
+            Self::Wrk => peers
+                .wrk
+                .path
+                .as_deref()
+                .map(|w| tools::describe(&tools::wrk_command(w, load, script)))
+                .unwrap_or_default(),
+            Self::Oha => peers
+                .oha
+                .path
+                .as_deref()
+                .map(|o| tools::describe(&tools::oha_command(o, load)))
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// Runs every client `rounds` times against `url`, rotating the order each
 /// round so no client always goes first (warm caches) or last.
 fn compare_clients(
@@ -214,105 +293,131 @@ fn compare_clients(
     load: &Load,
     rounds: usize,
     tag: &str,
+    clients: &[Client],
 ) -> Result<serde_json::Value, TaskError> {
     let script = tools::write_wrk_script(load.dir, load.body)?;
-    let mut results: Vec<(&str, Vec<ClientRun>)> = vec![("loadgen", Vec::new())];
-    if peers.wrk.path.is_some() {
-        results.push(("wrk", Vec::new()));
-    }
-    if peers.oha.path.is_some() {
-        results.push(("oha", Vec::new()));
-    }
+    let available = |c: &Client| match c {
+        Client::Wrk => peers.wrk.path.is_some(),
+        Client::Oha => peers.oha.path.is_some(),
+        Client::Loadgen | Client::LoadgenBusyPoll => true,
+    };
+    let mut results: Vec<(Client, Vec<ClientRun>)> = clients
+        .iter()
+        .filter(|c| available(c))
+        .map(|c| (*c, Vec::new()))
+        .collect();
     pin.as_client();
     for round in 0..rounds {
         let n = results.len();
         for k in 0..n {
             let i = (k + round) % n;
-            let name = results[i].0;
-            let run_tag = format!("{tag}-{round}");
-            let run = match name {
-                "loadgen" => tools::run_loadgen(&bins.loadgen, load, &run_tag)?,
-                "wrk" => match &peers.wrk.path {
-                    Some(wrk) => tools::run_wrk(wrk, load, &script, &run_tag)?,
-                    None => continue,
-                },
-                _ => match &peers.oha.path {
-                    Some(oha) => tools::run_oha(oha, load, &run_tag)?,
-                    None => continue,
-                },
+            let client = results[i].0;
+            let Some(run) = client.run(bins, peers, load, &script, &format!("{tag}-{round}"))?
+            else {
+                continue;
             };
-            println!(
-                "  {tag} round {}: {name:8} {:>10.0} req/s  p50 {}  cpu {}/req  {} switches/req{}",
-                round + 1,
-                run.rps,
-                run.p50_us
-                    .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} us")),
-                run.cpu_us_per_request()
-                    .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.2} us")),
-                run.switches_per_request()
-                    .map_or_else(|| "n/a".to_owned(), |n| format!("{n:.3}")),
-                if run.errors > 0 {
-                    format!("  ({} FAILED requests: this run is not valid)", run.errors)
-                } else {
-                    String::new()
-                }
-            );
+            print_run(tag, round, client.name(), &run);
             results[i].1.push(run);
         }
     }
     pin.release();
     let prefix = pin.prefix(true);
     let mut out = serde_json::Map::new();
-    for (name, runs) in &results {
-        let command = match *name {
-            "loadgen" => tools::describe(&tools::loadgen_command(
-                &bins.loadgen,
-                load,
-                Path::new("loadgen.json"),
-            )),
-            "wrk" => peers
-                .wrk
-                .path
-                .as_deref()
-                .map(|w| tools::describe(&tools::wrk_command(w, load, &script)))
-                .unwrap_or_default(),
-            _ => peers
-                .oha
-                .path
-                .as_deref()
-                .map(|o| tools::describe(&tools::oha_command(o, load)))
-                .unwrap_or_default(),
-        };
+    for (client, runs) in &results {
+        let command = client.command(bins, peers, load, &script);
         let result = collect(runs, format!("{prefix}{command}"));
-        out.insert((*name).to_owned(), json!(result));
+        out.insert(client.name().to_owned(), json!(result));
     }
-    let rps = |name: &str| {
-        out.get(name)
-            .and_then(|v| v["rps_median"].as_f64())
-            .filter(|v| v.is_finite() && *v > 0.0)
+    let runs_of = |c: Client| {
+        results
+            .iter()
+            .find(|(k, _)| *k == c)
+            .map(|(_, r)| r.as_slice())
     };
-    let p50 = |name: &str| out.get(name).and_then(|v| v["p50_us_median"].as_f64());
-    let cpu = |name: &str| {
-        out.get(name)
-            .and_then(|v| v["cpu_us_per_request_median"].as_f64())
-            .filter(|v| *v > 0.0)
+    let mut ratios = serde_json::Map::new();
+    for ours in [Client::Loadgen, Client::LoadgenBusyPoll] {
+        for peer in [Client::Wrk, Client::Oha] {
+            if let (Some(a), Some(b)) = (runs_of(ours), runs_of(peer)) {
+                ratios.insert(
+                    format!("{}/{}", ours.name(), peer.name()),
+                    json!(Ratios::of(a, b)),
+                );
+            }
+        }
+    }
+    let p50 = |c: Client| {
+        runs_of(c).and_then(|r| median_of(&r.iter().filter_map(|x| x.p50_us).collect::<Vec<_>>()))
     };
-    let loadgen = rps("loadgen");
-    let ratio = |peer: &str| Some(loadgen? / rps(peer)?);
-    let (vs_wrk, vs_oha) = (ratio("wrk"), ratio("oha"));
-    let cpu_ratio = |peer: &str| Some(cpu("loadgen")? / cpu(peer)?);
-    let p50_diff = match (p50("loadgen"), p50("wrk")) {
+    let p50_diff = match (p50(Client::Loadgen), p50(Client::Wrk)) {
         (Some(a), Some(b)) => Some(a - b),
         _ => None,
     };
     Ok(json!({
         "clients": out,
-        "loadgen_vs_wrk_rps_ratio": vs_wrk,
-        "loadgen_vs_oha_rps_ratio": vs_oha,
-        "loadgen_vs_wrk_cpu_per_request_ratio": cpu_ratio("wrk"),
-        "loadgen_vs_oha_cpu_per_request_ratio": cpu_ratio("oha"),
+        "ratios": ratios,
         "loadgen_minus_wrk_p50_us": p50_diff,
     }))
+}
+
+fn print_run(tag: &str, round: usize, name: &str, run: &ClientRun) {
+    println!(
+        "  {tag} round {}: {name:17} {:>10.0} req/s  p50 {}  cpu {}/req  {} switches/req{}",
+        round + 1,
+        run.rps,
+        run.p50_us
+            .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1} us")),
+        run.cpu_us_per_request()
+            .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.2} us")),
+        run.switches_per_request()
+            .map_or_else(|| "n/a".to_owned(), |n| format!("{n:.3}")),
+        if run.errors > 0 {
+            format!("  ({} FAILED requests: this run is not valid)", run.errors)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// One of our clients against one peer, over the same interleaved rounds.
+#[derive(Debug, Clone, Serialize)]
+struct Ratios {
+    /// Median over rounds of (ours / peer) req/s within the same round: the
+    /// figure the bars use, as it cancels drift between rounds (this VM's
+    /// absolute rates move 10-20% from minute to minute).
+    rps_paired_median: Option<f64>,
+    /// Each round's ours / peer req/s.
+    rps_paired_rounds: Vec<f64>,
+    /// Median req/s of ours over median req/s of the peer.
+    rps_of_medians: Option<f64>,
+    /// Median CPU per request of ours over the peer's.
+    cpu_per_request: Option<f64>,
+}
+
+impl Ratios {
+    fn of(ours: &[ClientRun], peer: &[ClientRun]) -> Self {
+        let rps = |runs: &[ClientRun]| median_of(&runs.iter().map(|r| r.rps).collect::<Vec<_>>());
+        let cpu = |runs: &[ClientRun]| {
+            median_of(
+                &runs
+                    .iter()
+                    .filter_map(ClientRun::cpu_us_per_request)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let paired: Vec<f64> = ours
+            .iter()
+            .zip(peer)
+            .filter(|(_, p)| p.rps > 0.0)
+            .map(|(o, p)| o.rps / p.rps)
+            .collect();
+        let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b.filter(|b| *b > 0.0)?);
+        Self {
+            rps_paired_median: median_of(&paired),
+            rps_paired_rounds: paired,
+            rps_of_medians: ratio(rps(ours), rps(peer)),
+            cpu_per_request: ratio(cpu(ours), cpu(peer)),
+        }
+    }
 }
 
 fn machine(label: Option<&str>) -> serde_json::Value {
@@ -372,6 +477,58 @@ fn bar(name: &str, met: Option<bool>, detail: String) -> serde_json::Value {
     };
     println!("  [{verdict:12}] {name}: {detail}");
     json!({ "bar": name, "met": met, "detail": detail })
+}
+
+/// The throughput bars against one server. Req/s is judged on loadgen as
+/// configured for a pinned throughput run (busy polling on, where the build
+/// has it) and CPU per request on loadgen's defaults: a busy-polling client
+/// turns its idle time into CPU by design. Both configurations are in the
+/// detail and in bench.json.
+fn throughput_bars(server: &str, v: &serde_json::Value) -> Vec<serde_json::Value> {
+    let get = |pair: &str, key: &str| v["ratios"][pair][key].as_f64();
+    let ours = if v["ratios"]["loadgen-busy-poll/wrk"].is_object() {
+        "loadgen-busy-poll"
+    } else {
+        "loadgen"
+    };
+    let rps_bar = |peer: &str, title: String, met: fn(f64) -> bool| {
+        let judged = get(&format!("{ours}/{peer}"), "rps_paired_median");
+        let default = get(&format!("loadgen/{peer}"), "rps_paired_median");
+        bar(
+            &title,
+            judged.map(met),
+            judged.map_or_else(
+                || format!("{peer} missing or no successful loadgen run"),
+                |r| {
+                    format!(
+                        "{ours}/{peer} = {r:.3} (median of per-round ratios); loadgen with its defaults: {}",
+                        default.map_or_else(|| "n/a".to_owned(), |d| format!("{d:.3}"))
+                    )
+                },
+            ),
+        )
+    };
+    let cpu = get("loadgen/wrk", "cpu_per_request");
+    vec![
+        rps_bar(
+            "wrk",
+            format!("loadgen rps within a few % of wrk ({server})"),
+            |r| r >= 0.95,
+        ),
+        bar(
+            &format!("loadgen CPU per request within a few % of wrk's ({server})"),
+            cpu.map(|r| r <= 1.05),
+            cpu.map_or_else(
+                || "wrk missing or no CPU figures".into(),
+                |r| format!("loadgen (defaults, no busy polling)/wrk = {r:.3} (<= 1.05 counted as met; this, not req/s, tells how a client scales where it is the limit)"),
+            ),
+        ),
+        rps_bar(
+            "oha",
+            format!("loadgen rps above oha ({server})"),
+            |r| r > 1.0,
+        ),
+    ]
 }
 
 fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
@@ -459,7 +616,20 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
         body: BODY,
         dir: &dir,
     };
-    let stub = compare_clients(&bins, &peers, &pin, &load, args.rounds, "stub")?;
+    let mut throughput_clients = vec![Client::Loadgen];
+    if tools::loadgen_busy_polls(&bins.loadgen) {
+        throughput_clients.push(Client::LoadgenBusyPoll);
+    }
+    throughput_clients.extend([Client::Wrk, Client::Oha]);
+    let stub = compare_clients(
+        &bins,
+        &peers,
+        &pin,
+        &load,
+        args.rounds,
+        "stub",
+        &throughput_clients,
+    )?;
 
     // 2. Self-overhead: one connection, one request at a time.
     println!("self-overhead: zero-cost stub-server, 1 connection");
@@ -469,7 +639,17 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
         duration: Duration::from_secs(args.duration_s.min(3)),
         ..load
     };
-    let low_load = compare_clients(&bins, &peers, &pin, &low, args.rounds, "lowload")?;
+    // Busy polling is for a client kept busy; at one request in flight
+    // it would only spin through each round trip.
+    let low_load = compare_clients(
+        &bins,
+        &peers,
+        &pin,
+        &low,
+        args.rounds,
+        "lowload",
+        &[Client::Loadgen, Client::Wrk, Client::Oha],
+    )?;
     drop(server);
 
     // 3. Throughput against nginx (a server much cheaper than the simulator).
@@ -496,6 +676,7 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
                 &load,
                 args.rounds,
                 "nginx",
+                &throughput_clients,
             )?)
         }
         None => None,
@@ -544,48 +725,20 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
 
     // Bars.
     println!("bars:");
-    let ratio = |v: &serde_json::Value, key: &str| v[key].as_f64();
     let rps = |v: &serde_json::Value, client: &str| v["clients"][client]["rps_median"].as_f64();
     let mut bars = Vec::new();
     for (name, v) in [
         ("zero-cost stub-server", Some(&stub)),
         ("nginx", nginx.as_ref()),
     ] {
-        let Some(v) = v else {
-            bars.push(bar(
+        match v {
+            Some(v) => bars.extend(throughput_bars(name, v)),
+            None => bars.push(bar(
                 &format!("loadgen rps within a few % of wrk ({name})"),
                 None,
                 "nginx missing".into(),
-            ));
-            continue;
-        };
-        let w = ratio(v, "loadgen_vs_wrk_rps_ratio");
-        bars.push(bar(
-            &format!("loadgen rps within a few % of wrk ({name})"),
-            w.map(|r| r >= 0.95),
-            w.map_or_else(
-                || "wrk missing or no successful loadgen run".into(),
-                |r| format!("loadgen/wrk = {r:.3} (>= 0.95 counted as met)"),
-            ),
-        ));
-        let c = ratio(v, "loadgen_vs_wrk_cpu_per_request_ratio");
-        bars.push(bar(
-            &format!("loadgen CPU per request within a few % of wrk's ({name})"),
-            c.map(|r| r <= 1.05),
-            c.map_or_else(
-                || "wrk missing or no CPU figures".into(),
-                |r| format!("loadgen/wrk = {r:.3} (<= 1.05 counted as met; this, not req/s, tells how a client scales where it is the limit)"),
-            ),
-        ));
-        let o = ratio(v, "loadgen_vs_oha_rps_ratio");
-        bars.push(bar(
-            &format!("loadgen rps above oha ({name})"),
-            o.map(|r| r > 1.0),
-            o.map_or_else(
-                || "oha missing or no successful loadgen run".into(),
-                |r| format!("loadgen/oha = {r:.3}"),
-            ),
-        ));
+            )),
+        }
     }
     let diff = low_load["loadgen_minus_wrk_p50_us"].as_f64();
     bars.push(bar(
@@ -596,11 +749,16 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             |d| format!("loadgen - wrk = {d:+.1} us"),
         ),
     ));
-    let stub_capacity = ["loadgen", "wrk", "oha"]
+    let stub_capacity = ["loadgen", "loadgen-busy-poll", "wrk", "oha"]
         .iter()
         .filter_map(|c| rps(&stub, c))
         .fold(f64::NAN, f64::max);
-    let loadgen_max = nginx.as_ref().and_then(|v| rps(v, "loadgen"));
+    let loadgen_max = nginx.as_ref().and_then(|v| {
+        ["loadgen", "loadgen-busy-poll"]
+            .iter()
+            .filter_map(|c| rps(v, c))
+            .reduce(f64::max)
+    });
     bars.push(bar(
         "stub-server zero-cost rps > what loadgen can send",
         loadgen_max.map(|l| stub_capacity > l),

@@ -25,6 +25,11 @@ pub const MAX_BATCH_WAIT_MS: u64 = 60_000;
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default bound on open-loop requests in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Longest busy-poll window, us: past a few tens of microseconds a
+/// longer one only burns CPU.
+pub const MAX_BUSY_POLL_US: u64 = 10_000;
+/// Default busy-poll window, us: off (see [`crate::busy_poll`] for why).
+pub const DEFAULT_BUSY_POLL_US: u64 = 0;
 /// Default seed of the Poisson arrival process.
 pub const DEFAULT_SEED: u64 = 42;
 
@@ -179,6 +184,10 @@ pub struct LoadConfig {
     /// each a single-threaded runtime with its own connections; `None`: one
     /// per CPU this process may run on (at most one per worker).
     pub threads: Option<usize>,
+    /// How long a client thread keeps polling its sockets after a request
+    /// completes before it sleeps ([`crate::busy_poll`]); zero: never.
+    /// Applies where `threads` does.
+    pub busy_poll: Duration,
     /// Per-request CSV log; none when `None`.
     pub log_path: Option<PathBuf>,
     /// Print a progress line on stderr once a second.
@@ -207,6 +216,7 @@ impl Default for LoadConfig {
             headers: Vec::new(),
             payloads: PayloadSource::Baseline,
             threads: None,
+            busy_poll: Duration::from_micros(DEFAULT_BUSY_POLL_US),
             log_path: None,
             progress: false,
             shutdown_grace: Duration::from_secs(2),
@@ -290,6 +300,12 @@ impl LoadConfig {
             return Err(ConfigError::Invalid(format!(
                 "threads {} is out of range; allowed 1..={MAX_THREADS}",
                 self.threads.unwrap_or(0)
+            )));
+        }
+        if self.busy_poll > Duration::from_micros(MAX_BUSY_POLL_US) {
+            return Err(ConfigError::Invalid(format!(
+                "busy-poll window {:?} is out of range; allowed 0..={MAX_BUSY_POLL_US} us",
+                self.busy_poll
             )));
         }
         if self.model.is_empty() {

@@ -42,6 +42,7 @@
 //! ```
 
 pub mod batcher;
+pub mod busy_poll;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -168,6 +169,7 @@ pub async fn run(
                 Some(config.warmup),
                 None,
                 shards.as_ref(),
+                config.busy_poll,
             )
             .await;
             engine.reset_counters();
@@ -194,6 +196,7 @@ pub async fn run(
                     config.requests,
                     deadline,
                     shards.as_ref(),
+                    config.busy_poll,
                 )
                 .await;
                 None
@@ -245,6 +248,11 @@ pub async fn run(
         interrupted,
     );
     summary.client_threads = shards.as_ref().map_or(0, Shards::len);
+    summary.busy_poll_us = if summary.client_threads > 0 {
+        u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX)
+    } else {
+        0
+    };
     Ok(summary)
 }
 
@@ -317,6 +325,7 @@ fn build_summary(
         batch_wait_ms: config.batch_wait_ms,
         concurrency: config.concurrency,
         client_threads: 0,
+        busy_poll_us: 0,
         http_requests: engine.http_requests(),
         server_batch_size_mean: engine.server_batch_size_mean(),
         verified: config.verify,

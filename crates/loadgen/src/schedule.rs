@@ -11,6 +11,7 @@ use stats::SplitMix64;
 use tokio::sync::{mpsc, watch};
 
 use crate::batcher::Batcher;
+use crate::busy_poll;
 use crate::config::{Arrival, OpenLoop};
 use crate::engine::{Engine, LogicalRequest};
 use crate::payloads::Payloads;
@@ -111,6 +112,7 @@ impl Issuer {
                 let start = Instant::now();
                 in_flight.set(request_id, start);
                 let row = self.exchange(request_id, start).await;
+                busy_poll::note_completion();
                 in_flight.clear();
                 self.emit_or_interrupted(row, request_id, start);
             }
@@ -168,14 +170,21 @@ impl InFlight {
 
 /// Runs `concurrency` workers until `requests` are issued, `deadline`
 /// passes or shutdown is asked; spread over `shards` when given, else on
-/// the caller's runtime.
+/// the caller's runtime. Each shard busy-polls for `busy_poll` after a
+/// completion (zero: never).
 pub async fn closed_loop(
     issuer: Arc<Issuer>,
     concurrency: usize,
     requests: Option<u64>,
     deadline: Option<Instant>,
     shards: Option<&Shards>,
+    busy_poll: Duration,
 ) {
+    // Dropped (so aborted) when the workers are done.
+    let mut pollers = tokio::task::JoinSet::new();
+    if let Some(shards) = shards.filter(|_| !busy_poll.is_zero()) {
+        shards.spawn_on_each(&mut pollers, || busy_poll::poll_while_busy(busy_poll));
+    }
     let next_id = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..concurrency {

@@ -81,6 +81,16 @@ impl Shards {
         self.shards.is_empty()
     }
 
+    /// Spawns a task made by `make` on every shard into `set`.
+    pub fn spawn_on_each<F>(&self, set: &mut JoinSet<()>, make: impl Fn() -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        for shard in &self.shards {
+            set.spawn_on(make(), &shard.handle);
+        }
+    }
+
     /// Spawns `task` on shard `n % len` into `set`.
     pub fn spawn_into<F>(&self, set: &mut JoinSet<()>, n: usize, task: F)
     where

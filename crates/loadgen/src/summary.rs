@@ -135,6 +135,9 @@ pub struct RunSummary {
     /// Client threads with their own runtime and connections; 0 when the
     /// run used one shared runtime (open loop, HTTP/2 or batching).
     pub client_threads: usize,
+    /// Busy-poll window of the client threads, us; 0 when off or when no
+    /// client threads ran.
+    pub busy_poll_us: u64,
     /// HTTP requests sent (batches).
     pub http_requests: u64,
     /// Mean `X-Batch-Size` the server reported (its executed batch size).

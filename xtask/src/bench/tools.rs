@@ -244,8 +244,9 @@ pub fn describe(cmd: &Command) -> String {
         .join(" ")
 }
 
-/// `loadgen` in a closed loop for the duration, no per-request log.
-pub fn loadgen_command(bin: &Path, load: &Load, json: &Path) -> Command {
+/// `loadgen` in a closed loop for the duration, no per-request log, with
+/// `--busy-poll-us` when given.
+pub fn loadgen_command(bin: &Path, load: &Load, json: &Path, busy_poll_us: Option<u64>) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args(["--url", load.url, "-q", "-c"])
         .arg(load.connections.to_string())
@@ -256,13 +257,31 @@ pub fn loadgen_command(bin: &Path, load: &Load, json: &Path) -> Command {
         // wrk and oha check nothing in the answer; loadgen does the same work
         // here, so the ratios compare request engines, not features.
         .arg("--no-verify");
+    if let Some(us) = busy_poll_us {
+        cmd.arg("--busy-poll-us").arg(us.to_string());
+    }
     cmd
 }
 
+/// Whether this `loadgen` build has `--busy-poll-us` (an older one given
+/// with `--bin-dir` may not).
+pub fn loadgen_busy_polls(bin: &Path) -> bool {
+    Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--busy-poll-us"))
+}
+
 /// Runs loadgen and reads its `--json` summary.
-pub fn run_loadgen(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
+pub fn run_loadgen(
+    bin: &Path,
+    load: &Load,
+    tag: &str,
+    busy_poll_us: Option<u64>,
+) -> Result<ClientRun, TaskError> {
     let json = load.dir.join(format!("loadgen-{tag}.json"));
-    let cmd = loadgen_command(bin, load, &json);
+    let cmd = loadgen_command(bin, load, &json, busy_poll_us);
     let (_, cpu) = output_of(cmd, client_limit(load), &format!("loadgen-{tag}"), load.dir)?;
     let text = fs::read_to_string(&json).map_err(|source| TaskError::Io {
         path: json.clone(),
