@@ -1,9 +1,12 @@
 //! `cargo xtask bench`: measures the tools against their peers (SPEC section
 //! 9) and writes `results/bench.json`.
 //!
-//! - Throughput: `loadgen`, `wrk` and `oha` against the zero-cost simulator
-//!   and against nginx serving a static JSON file, same connections, same
-//!   duration, interleaved round by round; medians and ratios.
+//! - Throughput: `loadgen` (with its defaults and with `--busy-poll-us`),
+//!   `wrk` and `oha` against the zero-cost simulator and against nginx
+//!   serving a static JSON file, same connections, same duration,
+//!   interleaved round by round; medians, and ratios as the median of the
+//!   per-round ratios with their interquartile range (this VM's absolute
+//!   rates drift too much between rounds for a ratio of medians to hold).
 //! - Self-overhead: P50 at one connection (low load) against the zero-cost
 //!   simulator, `loadgen` versus `wrk`.
 //! - The simulator: its zero-cost requests/s (with the fastest client) versus
@@ -41,13 +44,13 @@ pub struct BenchArgs {
     #[arg(long, default_value = "results", value_name = "DIR")]
     out: PathBuf,
     /// Seconds each client sends in a throughput run.
-    #[arg(long, default_value_t = 5, value_name = "S")]
+    #[arg(long, default_value_t = 3, value_name = "S")]
     duration_s: u64,
     /// Open connections in the throughput runs (all clients).
     #[arg(long, default_value_t = 32, value_name = "N")]
     connections: usize,
     /// Interleaved rounds per measurement; medians are reported.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, default_value_t = 9, value_name = "N")]
     rounds: usize,
     /// Use `loadgen` and `stub-server` from this directory instead of
     /// building them (e.g. to measure an older build the same way).
@@ -157,18 +160,20 @@ struct ClientResult {
     command: String,
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+/// The `q` quantile (numpy's default method) of the finite `values`;
+/// `None` when there are none.
+fn quantile_of(values: &[f64], q: f64) -> Option<f64> {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    let sorted = stats::sorted_finite(&finite).ok()?;
+    stats::quantile(&sorted, q, stats::QuantileMethod::Linear).ok()
 }
 
 fn median_of(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| median(values))
+    quantile_of(values, 0.5)
+}
+
+fn median(values: &[f64]) -> f64 {
+    median_of(values).unwrap_or(f64::NAN)
 }
 
 fn collect(runs: &[ClientRun], command: String) -> ClientResult {
@@ -385,6 +390,9 @@ struct Ratios {
     /// figure the bars use, as it cancels drift between rounds (this VM's
     /// absolute rates move 10-20% from minute to minute).
     rps_paired_median: Option<f64>,
+    /// First and third quartiles of the per-round ratios: how far one
+    /// round can be trusted.
+    rps_paired_interquartile: Option<[f64; 2]>,
     /// Each round's ours / peer req/s.
     rps_paired_rounds: Vec<f64>,
     /// Median req/s of ours over median req/s of the peer.
@@ -413,6 +421,9 @@ impl Ratios {
         let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b.filter(|b| *b > 0.0)?);
         Self {
             rps_paired_median: median_of(&paired),
+            rps_paired_interquartile: quantile_of(&paired, 0.25)
+                .zip(quantile_of(&paired, 0.75))
+                .map(|(q1, q3)| [q1, q3]),
             rps_paired_rounds: paired,
             rps_of_medians: ratio(rps(ours), rps(peer)),
             cpu_per_request: ratio(cpu(ours), cpu(peer)),
@@ -491,9 +502,18 @@ fn throughput_bars(server: &str, v: &serde_json::Value) -> Vec<serde_json::Value
     } else {
         "loadgen"
     };
+    let spread = |pair: &str| {
+        let iqr = &v["ratios"][pair]["rps_paired_interquartile"];
+        match (iqr[0].as_f64(), iqr[1].as_f64()) {
+            (Some(q1), Some(q3)) => format!("IQR {q1:.3}-{q3:.3}"),
+            _ => "no IQR".to_owned(),
+        }
+    };
     let rps_bar = |peer: &str, title: String, met: fn(f64) -> bool| {
-        let judged = get(&format!("{ours}/{peer}"), "rps_paired_median");
-        let default = get(&format!("loadgen/{peer}"), "rps_paired_median");
+        let pair = format!("{ours}/{peer}");
+        let judged = get(&pair, "rps_paired_median");
+        let default_pair = format!("loadgen/{peer}");
+        let default = get(&default_pair, "rps_paired_median");
         bar(
             &title,
             judged.map(met),
@@ -501,8 +521,12 @@ fn throughput_bars(server: &str, v: &serde_json::Value) -> Vec<serde_json::Value
                 || format!("{peer} missing or no successful loadgen run"),
                 |r| {
                     format!(
-                        "{ours}/{peer} = {r:.3} (median of per-round ratios); loadgen with its defaults: {}",
-                        default.map_or_else(|| "n/a".to_owned(), |d| format!("{d:.3}"))
+                        "{pair} = {r:.3} (median of per-round ratios, {}); loadgen with its defaults: {}",
+                        spread(&pair),
+                        default.map_or_else(
+                            || "n/a".to_owned(),
+                            |d| format!("{d:.3} ({})", spread(&default_pair))
+                        )
                     )
                 },
             ),
