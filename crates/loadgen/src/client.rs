@@ -20,7 +20,7 @@ use model::wire::{ServerTiming, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::net::TcpStream;
 
 use crate::config::{ConnectionMode, LoadConfig, Target};
-use crate::http1::{BodyUse, Http1Connection, RequestHead};
+use crate::http1::{Http1Connection, RequestHead, ResponseUse};
 use crate::shards;
 
 /// Why an HTTP exchange produced no usable response.
@@ -180,8 +180,12 @@ impl Transport {
 
     /// POSTs `body` and reads the whole response, within the timeout
     /// (which covers connection set-up, as `input.py`'s client timeout does).
-    /// With [`BodyUse::Discard`] the response body is read but not returned.
-    pub async fn post(&self, body: Bytes, body_use: BodyUse) -> Result<HttpResponse, HttpFailure> {
+    /// Over HTTP/1.1 only what `wanted` names of the response is kept.
+    pub async fn post(
+        &self,
+        body: Bytes,
+        wanted: ResponseUse,
+    ) -> Result<HttpResponse, HttpFailure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut connect_ms = None;
         let result = if self.http2 {
@@ -190,7 +194,7 @@ impl Transport {
                 .await
                 .unwrap_or(Err(TransportError::Timeout))
         } else {
-            self.exchange_http1(body, body_use, deadline, &mut connect_ms)
+            self.exchange_http1(body, wanted, deadline, &mut connect_ms)
                 .await
         };
         match result {
@@ -212,7 +216,7 @@ impl Transport {
     async fn exchange_http1(
         &self,
         body: Bytes,
-        body_use: BodyUse,
+        wanted: ResponseUse,
         deadline: tokio::time::Instant,
         connect_ms: &mut Option<f64>,
     ) -> Result<Exchanged, TransportError> {
@@ -227,7 +231,7 @@ impl Transport {
             }
         };
         let response = conn
-            .exchange(&self.http1_head, &body, body_use, deadline)
+            .exchange(&self.http1_head, &body, wanted, deadline)
             .await?;
         if response.reusable && self.mode == ConnectionMode::Pooled {
             self.return_idle_http1(conn);

@@ -10,7 +10,7 @@ use model::log::LogRow;
 use model::wire::{batch_request_body, single_request_body};
 
 use crate::client::{HttpFailure, HttpResponse, Transport};
-use crate::http1::BodyUse;
+use crate::http1::ResponseUse;
 use crate::verify::{judge_batch, judge_single, Checks, ItemVerdict, Shape};
 
 /// One input to send, with the instant its latency is measured from.
@@ -170,12 +170,11 @@ impl Engine {
             id: self.next_batch_id.fetch_add(1, Ordering::Relaxed),
             size: u32::try_from(items).unwrap_or(u32::MAX),
         };
-        let body_use = if self.checks.read_body(shape) {
-            BodyUse::Keep
-        } else {
-            BodyUse::Discard
+        let wanted = ResponseUse {
+            body: self.checks.read_body(shape),
+            server_timing: self.checks.server_timing(),
         };
-        let outcome = self.transport.post(Bytes::from(body), body_use).await;
+        let outcome = self.transport.post(Bytes::from(body), wanted).await;
         if let Ok(Some(size)) = outcome.as_ref().map(|r| r.facts.server_batch_size) {
             self.server_batch_items
                 .fetch_add(u64::from(size), Ordering::Relaxed);

@@ -101,15 +101,29 @@ pub struct Http1Response {
     pub reusable: bool,
 }
 
-/// Whether the caller reads the response body. A load generator that
-/// neither verifies nor logs outputs would only copy it to throw it away.
+/// What the caller reads of a response besides its status, framing and
+/// `X-Batch-Size`. The rest is still consumed off the connection but not
+/// copied or parsed: a load generator that neither verifies nor logs would
+/// only throw it away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyUse {
-    /// Return the body.
-    Keep,
-    /// Read the body off the connection (it must still be consumed) and
-    /// return an empty one.
-    Discard,
+pub struct ResponseUse {
+    /// Return the body (else an empty one).
+    pub body: bool,
+    /// Parse `Server-Timing` (else its durations are `None`).
+    pub server_timing: bool,
+}
+
+impl ResponseUse {
+    /// Everything.
+    pub const ALL: Self = Self {
+        body: true,
+        server_timing: true,
+    };
+    /// Nothing optional.
+    pub const MINIMAL: Self = Self {
+        body: false,
+        server_timing: false,
+    };
 }
 
 /// One HTTP/1.1 connection, its buffers and its deadline timer. Generic over
@@ -173,13 +187,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         &mut self,
         head: &RequestHead,
         body: &[u8],
-        body_use: BodyUse,
+        wanted: ResponseUse,
         deadline: Instant,
     ) -> Result<Http1Response, TransportError> {
         self.deadline.as_mut().reset(deadline);
         tokio::select! {
             biased;
-            response = self.wire.exchange(head, body, body_use) => response,
+            response = self.wire.exchange(head, body, wanted) => response,
             () = self.deadline.as_mut() => Err(TransportError::Timeout),
         }
     }
@@ -190,18 +204,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         &mut self,
         head: &RequestHead,
         body: &[u8],
-        body_use: BodyUse,
+        wanted: ResponseUse,
     ) -> Result<Http1Response, TransportError> {
         self.write_request(head, body).await?;
-        let head = self.read_head().await?;
-        let body = self.read_body(head.framing, body_use).await?;
+        let head = self.read_head(wanted).await?;
+        let body = self.read_body(head.framing, wanted).await?;
         Ok(Http1Response {
             status: head.status,
             facts: head.facts,
-            body: match body_use {
-                BodyUse::Keep => body,
-                BodyUse::Discard => Bytes::new(),
-            },
+            body: if wanted.body { body } else { Bytes::new() },
             reusable: head.reusable && head.framing != Framing::UntilClose,
         })
     }
@@ -225,12 +236,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 
     /// Reads until a final (non-1xx) response head is complete.
-    async fn read_head(&mut self) -> Result<Head, TransportError> {
+    async fn read_head(&mut self, wanted: ResponseUse) -> Result<Head, TransportError> {
         loop {
             // An empty buffer (the usual state before a response) has
             // nothing to parse: read first.
             if !self.read_buf.is_empty() {
-                if let Some((consumed, head)) = parse_head(&self.read_buf)? {
+                if let Some((consumed, head)) = parse_head(&self.read_buf, wanted.server_timing)? {
                     self.read_buf.advance(consumed);
                     match head {
                         Some(head) => return Ok(head),
@@ -250,7 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     async fn read_body(
         &mut self,
         framing: Framing,
-        body_use: BodyUse,
+        wanted: ResponseUse,
     ) -> Result<Bytes, TransportError> {
         // The head arrived: any failure from here on means the body was cut.
         match framing {
@@ -259,7 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 while self.read_buf.len() < len {
                     self.fill_body().await?;
                 }
-                if body_use == BodyUse::Discard {
+                if !wanted.body {
                     // The common case, so skip the copy too.
                     self.read_buf.advance(len);
                     return Ok(Bytes::new());
@@ -371,7 +382,13 @@ impl Wire<TcpStream> {
 
 /// Parses a response head from the start of `buf`. `Ok(None)`: incomplete.
 /// `Ok(Some((n, None)))`: an interim 1xx response of `n` bytes to skip.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, TransportError> {
+/// `Server-Timing` is only parsed when `server_timing` is asked for: its
+/// durations only reach the per-request log, and parsing them cost more
+/// than the rest of the head.
+fn parse_head(
+    buf: &[u8],
+    server_timing: bool,
+) -> Result<Option<(usize, Option<Head>)>, TransportError> {
     // Uninitialised slots: zeroing 64 headers per response cost more than
     // parsing the few a server sends.
     let mut headers =
@@ -402,7 +419,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, TransportErro
     };
     let mut length: Option<usize> = None;
     let mut chunked = false;
-    let (mut server_timing, mut batch_size) = (None, None);
+    let (mut timing, mut batch_size) = (None, None);
     for header in response.headers.iter() {
         let name = header.name;
         let value = header.value;
@@ -421,12 +438,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, TransportErro
                 head.reusable = true;
             }
         } else if name.eq_ignore_ascii_case(SERVER_TIMING_HEADER) {
-            server_timing = std::str::from_utf8(value).ok();
+            if server_timing {
+                timing = std::str::from_utf8(value).ok();
+            }
         } else if name.eq_ignore_ascii_case(BATCH_SIZE_HEADER) {
             batch_size = std::str::from_utf8(value).ok();
         }
     }
-    head.facts = ServerFacts::from_values(server_timing, batch_size);
+    head.facts = ServerFacts::from_values(timing, batch_size);
     head.framing = if code == 204 || code == 304 || code == 101 {
         Framing::Empty
     } else if chunked {
@@ -444,13 +463,22 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Option<Head>)>, TransportErro
     Ok(Some((consumed, Some(head))))
 }
 
+/// A `Content-Length` value: ASCII digits only (no sign, unlike
+/// `str::parse`), at most [`MAX_BODY_BYTES`].
 fn parse_length(value: &[u8]) -> Result<usize, TransportError> {
-    let text = std::str::from_utf8(value).map_err(|_| TransportError::IoError)?;
-    let len: usize = text.trim().parse().map_err(|_| TransportError::IoError)?;
-    if len > MAX_BODY_BYTES {
+    let digits = value.trim_ascii();
+    if digits.is_empty() {
         return Err(TransportError::IoError);
     }
-    Ok(len)
+    digits
+        .iter()
+        .try_fold(0usize, |len, &b| {
+            let digit = b.wrapping_sub(b'0');
+            (digit <= 9).then_some(())?;
+            let len = len.checked_mul(10)?.checked_add(usize::from(digit))?;
+            (len <= MAX_BODY_BYTES).then_some(len)
+        })
+        .ok_or(TransportError::IoError)
 }
 
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -556,7 +584,7 @@ mod tests {
         });
         let mut conn: Http1Connection<DuplexStream> = Http1Connection::new(client);
         let result = conn
-            .exchange(&head(), br#"{"a":1}"#, BodyUse::Keep, far())
+            .exchange(&head(), br#"{"a":1}"#, ResponseUse::ALL, far())
             .await;
         drop(conn);
         (result, peer.await.unwrap_or_default())
@@ -572,7 +600,7 @@ mod tests {
         let (client, mut server) = duplex(4096);
         let mut conn = Http1Connection::new(client);
         let send = tokio::spawn(async move {
-            conn.exchange(&h, b"{}", BodyUse::Keep, far())
+            conn.exchange(&h, b"{}", ResponseUse::ALL, far())
                 .await
                 .map(|r| r.status)
         });
@@ -723,11 +751,11 @@ mod tests {
             .await
             .unwrap();
         let first = conn
-            .exchange(&head(), b"1", BodyUse::Keep, far())
+            .exchange(&head(), b"1", ResponseUse::ALL, far())
             .await
             .unwrap();
         let second = conn
-            .exchange(&head(), b"2", BodyUse::Keep, far())
+            .exchange(&head(), b"2", ResponseUse::ALL, far())
             .await
             .unwrap();
         assert_eq!(
@@ -747,15 +775,15 @@ mod tests {
             .await
             .unwrap();
         let first = conn
-            .exchange(&head(), b"1", BodyUse::Discard, far())
+            .exchange(&head(), b"1", ResponseUse::MINIMAL, far())
             .await
             .unwrap();
         let second = conn
-            .exchange(&head(), b"2", BodyUse::Discard, far())
+            .exchange(&head(), b"2", ResponseUse::MINIMAL, far())
             .await
             .unwrap();
         let third = conn
-            .exchange(&head(), b"3", BodyUse::Keep, far())
+            .exchange(&head(), b"3", ResponseUse::ALL, far())
             .await
             .unwrap();
         assert_eq!((first.body.len(), second.body.len()), (0, 0));
@@ -765,13 +793,67 @@ mod tests {
         );
     }
 
+    #[test]
+    fn content_length_is_digits_only_and_bounded() {
+        assert_eq!(parse_length(b"0"), Ok(0));
+        assert_eq!(parse_length(b" 290 "), Ok(290));
+        assert_eq!(parse_length(b"67108864"), Ok(MAX_BODY_BYTES));
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"+5",
+            b"-1",
+            b"1 2",
+            b"0x10",
+            b"67108865",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(parse_length(bad), Err(TransportError::IoError), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn server_timing_is_parsed_only_when_asked_for() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        let reply = b"HTTP/1.1 200 OK\r\nServer-Timing: queue;dur=1.5, infer;dur=2\r\nX-Batch-Size: 3\r\nContent-Length: 0\r\n\r\n";
+        server.write_all(reply).await.unwrap();
+        server.write_all(reply).await.unwrap();
+        let all = conn
+            .exchange(&head(), b"1", ResponseUse::ALL, far())
+            .await
+            .unwrap();
+        let minimal = conn
+            .exchange(&head(), b"2", ResponseUse::MINIMAL, far())
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                all.facts.queue_ms,
+                all.facts.service_ms,
+                all.facts.server_batch_size
+            ),
+            (Some(1.5), Some(2.0), Some(3))
+        );
+        assert_eq!(
+            (
+                minimal.facts.queue_ms,
+                minimal.facts.service_ms,
+                minimal.facts.server_batch_size
+            ),
+            (None, None, Some(3))
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_exchange_times_out_at_its_deadline() {
         let (client, _server) = duplex(1 << 16);
         let mut conn = Http1Connection::new(client);
         let started = Instant::now();
         let deadline = started + std::time::Duration::from_millis(750);
-        let result = conn.exchange(&head(), b"{}", BodyUse::Keep, deadline).await;
+        let result = conn
+            .exchange(&head(), b"{}", ResponseUse::ALL, deadline)
+            .await;
         assert_eq!(result.err(), Some(TransportError::Timeout));
         assert_eq!(
             Instant::now() - started,
@@ -789,7 +871,7 @@ mod tests {
             .await
             .unwrap();
         let first = conn
-            .exchange(&head(), b"1", BodyUse::Keep, Instant::now() + second)
+            .exchange(&head(), b"1", ResponseUse::ALL, Instant::now() + second)
             .await;
         assert_eq!(first.map(|r| r.status), Ok(StatusCode::OK));
         // The first deadline passes while the second exchange waits: only
@@ -797,7 +879,7 @@ mod tests {
         tokio::time::advance(second / 2).await;
         let started = Instant::now();
         let result = conn
-            .exchange(&head(), b"2", BodyUse::Keep, started + 3 * second)
+            .exchange(&head(), b"2", ResponseUse::ALL, started + 3 * second)
             .await;
         assert_eq!(result.err(), Some(TransportError::Timeout));
         assert_eq!(Instant::now() - started, 3 * second);
@@ -834,7 +916,7 @@ mod tests {
             }
         });
         let mut conn = Http1Connection::new(TcpStream::connect(addr).await.unwrap());
-        let result = conn.exchange(&head(), b"{}", BodyUse::Keep, far()).await;
+        let result = conn.exchange(&head(), b"{}", ResponseUse::ALL, far()).await;
         server.join().unwrap();
         assert_eq!(result.err(), Some(TransportError::TruncatedBody));
     }

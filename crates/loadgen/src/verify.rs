@@ -36,6 +36,13 @@ impl Checks {
     pub fn read_body(self, shape: Shape) -> bool {
         shape == Shape::Batch || self.verify || self.digests
     }
+
+    /// Whether `Server-Timing` is read: its durations, like digests, only
+    /// reach the per-request log, which is written exactly when digests
+    /// are computed.
+    pub fn server_timing(self) -> bool {
+        self.digests
+    }
 }
 
 /// The request shape that was sent.
