@@ -172,6 +172,84 @@ impl ClientCpu {
     }
 }
 
+/// A CPU bandwidth cap for client processes: a cgroup whose CFS quota lets
+/// its members use `share` of one CPU. Capped, a client (not the server) is
+/// the bottleneck, so its requests per second measure what it gets out of
+/// its CPU, free of the server-side effects that decide the uncapped runs.
+/// The cgroup is removed when this is dropped.
+#[derive(Debug)]
+pub struct CpuCap {
+    dir: PathBuf,
+    tasks: PathBuf,
+    /// The share of one CPU, for the record.
+    pub share: f64,
+}
+
+impl CpuCap {
+    /// CFS period of the cap: short, so a client is never throttled for
+    /// long stretches that would leave the server idle.
+    const PERIOD_US: u64 = 10_000;
+
+    /// Creates the cgroup (cgroup v1 `cpu` controller, or v2 with `cpu`
+    /// enabled at the root). `None` where neither is writable, e.g. without
+    /// root: the capped comparison is then skipped and says so.
+    pub fn create(share: f64) -> Option<Self> {
+        let quota_us = (share * Self::PERIOD_US as f64).round() as u64;
+        let name = format!("latency-bench-{}", std::process::id());
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let (dir, settings) = if v1.join("cpu.cfs_quota_us").is_file() {
+            let dir = v1.join(&name);
+            let settings = vec![
+                ("cpu.cfs_period_us", Self::PERIOD_US.to_string()),
+                ("cpu.cfs_quota_us", quota_us.to_string()),
+            ];
+            (dir, settings)
+        } else if fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"))
+        {
+            let settings = vec![("cpu.max", format!("{quota_us} {}", Self::PERIOD_US))];
+            (v2.join(&name), settings)
+        } else {
+            return None;
+        };
+        fs::create_dir(&dir).ok()?;
+        let cap = Self {
+            tasks: dir.join(if settings.len() == 2 {
+                "tasks"
+            } else {
+                "cgroup.procs"
+            }),
+            dir,
+            share,
+        };
+        for (file, value) in settings {
+            fs::write(cap.dir.join(file), value).ok()?;
+        }
+        Some(cap)
+    }
+
+    /// `cmd`, started inside the cgroup: a shell joins it, then execs the
+    /// client (same process, so its resource usage is still the client's).
+    fn wrap(&self, cmd: &Command) -> Command {
+        let mut capped = Command::new("sh");
+        capped
+            .arg("-c")
+            .arg("echo $$ > \"$0\" && exec \"$@\"")
+            .arg(&self.tasks)
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        capped
+    }
+}
+
+impl Drop for CpuCap {
+    fn drop(&mut self) {
+        // Empty once its clients have exited.
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
 /// What every client run shares.
 pub struct Load<'a> {
     /// Target URL.
@@ -187,6 +265,8 @@ pub struct Load<'a> {
     pub body: &'a str,
     /// Scratch directory.
     pub dir: &'a Path,
+    /// Run each client under this CPU cap.
+    pub cap: Option<&'a CpuCap>,
 }
 
 fn client_limit(load: &Load) -> Duration {
@@ -194,12 +274,12 @@ fn client_limit(load: &Load) -> Duration {
 }
 
 /// Runs a client to completion; its output text and the CPU it used.
-fn output_of(
-    mut cmd: Command,
-    limit: Duration,
-    what: &str,
-    dir: &Path,
-) -> Result<(String, ClientCpu), TaskError> {
+fn output_of(cmd: Command, load: &Load, what: &str) -> Result<(String, ClientCpu), TaskError> {
+    let (limit, dir) = (client_limit(load), load.dir);
+    let mut cmd = match load.cap {
+        Some(cap) => cap.wrap(&cmd),
+        None => cmd,
+    };
     let path = dir.join(format!("{what}.out"));
     let file = fs::File::create(&path).map_err(|source| TaskError::Io {
         path: path.clone(),
@@ -282,7 +362,7 @@ pub fn run_loadgen(
 ) -> Result<ClientRun, TaskError> {
     let json = load.dir.join(format!("loadgen-{tag}.json"));
     let cmd = loadgen_command(bin, load, &json, busy_poll_us);
-    let (_, cpu) = output_of(cmd, client_limit(load), &format!("loadgen-{tag}"), load.dir)?;
+    let (_, cpu) = output_of(cmd, load, &format!("loadgen-{tag}"))?;
     let text = fs::read_to_string(&json).map_err(|source| TaskError::Io {
         path: json.clone(),
         source,
@@ -328,12 +408,7 @@ pub fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
 
 /// Runs wrk and parses `Requests/sec`, the 50% latency and error counts.
 pub fn run_wrk(bin: &Path, load: &Load, script: &Path, tag: &str) -> Result<ClientRun, TaskError> {
-    let (text, cpu) = output_of(
-        wrk_command(bin, load, script),
-        client_limit(load),
-        &format!("wrk-{tag}"),
-        load.dir,
-    )?;
+    let (text, cpu) = output_of(wrk_command(bin, load, script), load, &format!("wrk-{tag}"))?;
     let run = parse_wrk(&text)
         .ok_or_else(|| TaskError::Step(format!("cannot parse wrk output:\n{text}")))?;
     Ok(ClientRun { cpu, ..run })
@@ -392,12 +467,7 @@ pub fn oha_command(bin: &Path, load: &Load) -> Command {
 
 /// Runs oha and reads `summary.requestsPerSec` and the median.
 pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
-    let (text, cpu) = output_of(
-        oha_command(bin, load),
-        client_limit(load),
-        &format!("oha-{tag}"),
-        load.dir,
-    )?;
+    let (text, cpu) = output_of(oha_command(bin, load), load, &format!("oha-{tag}"))?;
     let start = text.find('{').unwrap_or(0);
     let v: serde_json::Value = serde_json::from_str(&text[start..])
         .map_err(|e| TaskError::Step(format!("cannot parse oha output ({e}):\n{text}")))?;
@@ -576,5 +646,43 @@ mod tests {
     fn cpu_lists_read_like_taskset() {
         assert_eq!(cpu_list(&[0]), "0");
         assert_eq!(cpu_list(&[8, 9, 10]), "8-10");
+    }
+
+    #[test]
+    fn a_capped_command_joins_the_cgroup_then_execs_the_client() {
+        let cap = CpuCap {
+            dir: PathBuf::from("/nonexistent/cap"),
+            tasks: PathBuf::from("/nonexistent/cap/tasks"),
+            share: 0.4,
+        };
+        let mut client = Command::new("wrk");
+        client.args(["-c32", "http://127.0.0.1:1/"]);
+        assert_eq!(
+            describe(&cap.wrap(&client)),
+            r#"sh -c 'echo $$ > "$0" && exec "$@"' /nonexistent/cap/tasks wrk -c32 http://127.0.0.1:1/"#
+        );
+    }
+
+    /// Where this process may create cgroups (root with a cpu controller,
+    /// as on the development VM and CI), a capped child really is in the
+    /// cgroup and the cgroup is gone after the cap is dropped.
+    #[test]
+    fn a_capped_child_runs_in_its_cgroup_where_cgroups_can_be_made() {
+        let Some(cap) = CpuCap::create(0.5) else {
+            return;
+        };
+        let name = cap
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut cat = Command::new("cat");
+        cat.arg("/proc/self/cgroup");
+        let out = cap.wrap(&cat).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&name), "{name} not in:\n{text}");
+        let dir = cap.dir.clone();
+        drop(cap);
+        assert!(!dir.exists());
     }
 }
