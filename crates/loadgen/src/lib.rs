@@ -12,9 +12,12 @@
 //!
 //! Its own cost stays out of the numbers: HTTP/1.1 goes through a lean
 //! exchange ([`http1`]: one write per request, the response parsed in the
-//! same task), and the closed loop runs on thread-per-core shards
-//! ([`shards`], `--threads`), each with its own runtime and connections, so
-//! a request never crosses threads.
+//! same task, one reusable deadline timer per connection), and the closed
+//! loop runs on thread-per-core shards ([`shards`], `--threads`), each with
+//! its own runtime and connections, so a request never crosses threads.
+//! Pinned to cores of its own, a shard can busy-poll its sockets between
+//! responses ([`busy_poll`], `--busy-poll-us`), so a fast server does not
+//! pay for waking it.
 //!
 //! Failures are data: every request ends as exactly one
 //! [`model::log::LogRow`], failed ones with an error kind (`connect_refused`,

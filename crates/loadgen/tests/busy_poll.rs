@@ -9,15 +9,9 @@ use std::time::Duration;
 
 use loadgen::{run, Arrival, OpenLoop};
 
-fn zero_cost() -> stub_server::RunningServer {
-    let mut config = stub_server::ServerConfig::profile("zero-cost").unwrap();
-    config.bind = "127.0.0.1:0".parse().unwrap();
-    stub_server::spawn(config).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_polling_threads_send_every_request_once_and_verify_it() {
-    let server = zero_cost();
+    let server = common::simulator("zero-cost");
     let dir = common::temp_dir("busy-poll");
     let config = loadgen::LoadConfig {
         requests: Some(2_000),
@@ -42,7 +36,7 @@ async fn busy_polling_threads_send_every_request_once_and_verify_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_loop_runs_no_busy_poller_and_says_so() {
-    let server = zero_cost();
+    let server = common::simulator("zero-cost");
     let dir = common::temp_dir("busy-poll-open");
     let config = loadgen::LoadConfig {
         requests: Some(50),

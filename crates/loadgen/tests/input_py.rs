@@ -37,12 +37,6 @@ fn python_with_httpx() -> Option<PathBuf> {
     })
 }
 
-fn placeholder_server() -> stub_server::RunningServer {
-    let mut config = stub_server::ServerConfig::profile("placeholder").unwrap();
-    config.bind = "127.0.0.1:0".parse().unwrap();
-    stub_server::spawn(config).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baseline_matches_input_py() {
     let Some(python) = python_with_httpx() else {
@@ -55,7 +49,7 @@ async fn baseline_matches_input_py() {
 
     // Both runs at once, each against its own fresh simulator, to halve the
     // test's wall time; neither run is CPU-bound on the Rust side.
-    let py_server = placeholder_server();
+    let py_server = common::simulator("placeholder");
     let mut command = Command::new(&python);
     command
         .arg(repo_root().join("input.py"))
@@ -73,7 +67,7 @@ async fn baseline_matches_input_py() {
     }
     let python_run = tokio::task::spawn_blocking(move || command.output());
 
-    let rust_server = placeholder_server();
+    let rust_server = common::simulator("placeholder");
     let config = LoadConfig {
         url: rust_server.url(),
         log_path: Some(rust_log.clone()),

@@ -228,6 +228,13 @@ pub fn ok_latencies(path: &std::path::Path) -> Vec<f64> {
     v
 }
 
+/// A simulator with profile `name` on a free loopback port, in this process.
+pub fn simulator(name: &str) -> stub_server::RunningServer {
+    let mut config = stub_server::ServerConfig::profile(name).unwrap();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    stub_server::spawn(config).unwrap()
+}
+
 /// A quick config against `url` with a CSV log in `dir`.
 pub fn config(url: &str, dir: &std::path::Path) -> loadgen::LoadConfig {
     loadgen::LoadConfig {
