@@ -348,19 +348,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 }
 
 impl Http1Connection<TcpStream> {
-    /// See [`Wire::is_reusable`].
-    pub fn is_reusable(&mut self) -> bool {
-        self.wire.is_reusable()
-    }
-}
-
-impl Wire<TcpStream> {
     /// Whether an idle pooled connection can still carry a request: the
     /// server may have closed it while it sat in the pool. The reactor
     /// already knows (a FIN makes the socket readable), so this costs no
     /// system call unless the socket reads as ready, which an idle
     /// connection must not: then one non-blocking read tells a close (or
     /// unexpected bytes) from a stale readiness flag.
+    pub fn is_reusable(&mut self) -> bool {
+        self.wire.is_reusable()
+    }
+}
+
+impl Wire<TcpStream> {
+    /// See [`Http1Connection::is_reusable`].
     fn is_reusable(&mut self) -> bool {
         if !self.read_buf.is_empty() {
             return false; // bytes nobody asked for
