@@ -159,6 +159,8 @@ struct ClientResult {
     cpu_us_per_request_median: Option<f64>,
     cpu_us_per_request_rounds: Vec<f64>,
     context_switches_per_request_median: Option<f64>,
+    /// The server's CPU per request this client completed.
+    server_cpu_us_per_request_median: Option<f64>,
     errors: u64,
     command: String,
 }
@@ -190,7 +192,12 @@ fn collect(runs: &[ClientRun], command: String) -> ClientResult {
         .iter()
         .filter_map(ClientRun::switches_per_request)
         .collect();
+    let server_cpu: Vec<f64> = runs
+        .iter()
+        .filter_map(ClientRun::server_cpu_us_per_request)
+        .collect();
     ClientResult {
+        server_cpu_us_per_request_median: median_of(&server_cpu),
         rps_median: median(&rps),
         rps_rounds: rps,
         p50_us_median: median_of(&p50),
@@ -248,7 +255,9 @@ impl Client {
         tag: &str,
     ) -> Result<Option<ClientRun>, TaskError> {
         let tag = format!("{}-{tag}", self.name());
-        Ok(Some(match self {
+        let server_cpu_s = || load.server_pid.and_then(tools::process_tree_cpu_s);
+        let before = server_cpu_s();
+        let mut run = match self {
             Self::Loadgen => tools::run_loadgen(&bins.loadgen, load, &tag, None)?,
             Self::LoadgenBusyPoll => {
                 tools::run_loadgen(&bins.loadgen, load, &tag, Some(BUSY_POLL_US))?
@@ -261,7 +270,11 @@ impl Client {
                 Some(oha) => tools::run_oha(oha, load, &tag)?,
                 None => return Ok(None),
             },
-        }))
+        };
+        run.server_cpu_s = server_cpu_s()
+            .zip(before)
+            .map(|(after, before)| after - before);
+        Ok(Some(run))
     }
 
     fn command(self, bins: &Bins, peers: &Peers, load: &Load, script: &Path) -> String {
@@ -369,7 +382,7 @@ fn compare_clients(
 
 fn print_run(tag: &str, round: usize, name: &str, run: &ClientRun) {
     println!(
-        "  {tag} round {}: {name:17} {:>10.0} req/s  p50 {}  cpu {}/req  {} switches/req{}",
+        "  {tag} round {}: {name:17} {:>10.0} req/s  p50 {}  cpu {}/req  {} switches/req  server cpu {}/req{}",
         round + 1,
         run.rps,
         run.p50_us
@@ -378,6 +391,8 @@ fn print_run(tag: &str, round: usize, name: &str, run: &ClientRun) {
             .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.2} us")),
         run.switches_per_request()
             .map_or_else(|| "n/a".to_owned(), |n| format!("{n:.3}")),
+        run.server_cpu_us_per_request()
+            .map_or_else(|| "n/a".to_owned(), |us| format!("{us:.2} us")),
         if run.errors > 0 {
             format!("  ({} FAILED requests: this run is not valid)", run.errors)
         } else {
@@ -708,6 +723,7 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
         body: BODY,
         dir: &dir,
         cap: None,
+        server_pid: Some(server.pid()),
     };
     let mut throughput_clients = vec![Client::Loadgen];
     if tools::loadgen_busy_polls(&bins.loadgen) {
@@ -760,6 +776,7 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             let nginx = nginx?;
             let load = Load {
                 url: &nginx.url,
+                server_pid: Some(nginx.pid()),
                 ..load
             };
             let server_bound = compare_clients(

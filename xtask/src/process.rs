@@ -210,6 +210,11 @@ impl ServerProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The inference endpoint.
     pub fn infer_url(&self) -> String {
         format!("{}/v1/infer", self.base_url)

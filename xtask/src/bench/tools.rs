@@ -112,6 +112,8 @@ pub struct ClientRun {
     pub requests: u64,
     /// What the client process itself used.
     pub cpu: ClientCpu,
+    /// CPU seconds the server used during the run, where known.
+    pub server_cpu_s: Option<f64>,
 }
 
 impl ClientRun {
@@ -121,6 +123,13 @@ impl ClientRun {
     pub fn cpu_us_per_request(&self) -> Option<f64> {
         (self.requests > 0)
             .then(|| (self.cpu.user_s + self.cpu.system_s) * 1e6 / self.requests as f64)
+    }
+
+    /// The server's CPU time per request this client completed, us: with
+    /// the server the bottleneck, what decides req/s.
+    pub fn server_cpu_us_per_request(&self) -> Option<f64> {
+        let cpu_s = self.server_cpu_s?;
+        (self.requests > 0).then(|| cpu_s * 1e6 / self.requests as f64)
     }
 
     /// Context switches (voluntary + involuntary) per completed request.
@@ -267,6 +276,58 @@ pub struct Load<'a> {
     pub dir: &'a Path,
     /// Run each client under this CPU cap.
     pub cap: Option<&'a CpuCap>,
+    /// The server's process id: its CPU per request is recorded.
+    pub server_pid: Option<u32>,
+}
+
+/// CPU seconds (user + system, all threads) used so far by process `pid`
+/// and its live children (nginx's workers), from `/proc`; `None` where
+/// `/proc` cannot tell.
+pub fn process_tree_cpu_s(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_s <= 0 {
+        return None;
+    }
+    let mut ticks = ProcStat::read(pid)?.cpu_ticks;
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let child = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(stat) = child.and_then(ProcStat::read) {
+            if stat.parent == pid {
+                ticks += stat.cpu_ticks;
+            }
+        }
+    }
+    Some(ticks as f64 / ticks_per_s as f64)
+}
+
+/// The fields of `/proc/PID/stat` the bench reads.
+struct ProcStat {
+    parent: u32,
+    cpu_ticks: u64,
+}
+
+impl ProcStat {
+    fn read(pid: u32) -> Option<Self> {
+        Self::parse(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    }
+
+    /// Fields after the command name (which may hold spaces and parens):
+    /// state, ppid, ..., utime (14th of the line), stime (15th).
+    fn parse(text: &str) -> Option<Self> {
+        let rest: Vec<&str> = text
+            .get(text.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect();
+        let field = |n: usize| rest.get(n - 3)?.parse::<u64>().ok();
+        Some(Self {
+            parent: u32::try_from(field(4)?).ok()?,
+            cpu_ticks: field(14)? + field(15)?,
+        })
+    }
 }
 
 fn client_limit(load: &Load) -> Duration {
@@ -376,6 +437,7 @@ pub fn run_loadgen(
         errors: v["failed"].as_u64().unwrap_or(0),
         requests: v["total"].as_u64().unwrap_or(0),
         cpu,
+        server_cpu_s: None,
     })
 }
 
@@ -493,6 +555,7 @@ pub fn run_oha(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskErro
         errors: total - ok + failed_other,
         requests: total,
         cpu,
+        server_cpu_s: None,
     })
 }
 
@@ -505,6 +568,11 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// The master's process id (its workers are its children).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts `bin` with `workers` worker processes on a free loopback port.
     pub fn start(bin: &Path, dir: &Path, workers: usize, body: &str) -> Result<Self, TaskError> {
         let io = |path: &Path| {
@@ -646,6 +714,16 @@ mod tests {
     fn cpu_lists_read_like_taskset() {
         assert_eq!(cpu_list(&[0]), "0");
         assert_eq!(cpu_list(&[8, 9, 10]), "8-10");
+    }
+
+    #[test]
+    fn proc_stat_lines_give_parent_and_cpu_ticks() {
+        let line = "4242 (nginx: worker (x)) S 4241 4241 4241 0 -1 4194624 100 0 0 0 1234 567 0 0 20 0 1 0 99 0 0";
+        let stat = ProcStat::parse(line).unwrap();
+        assert_eq!((stat.parent, stat.cpu_ticks), (4241, 1234 + 567));
+        assert!(ProcStat::parse("garbage").is_none());
+        let own = process_tree_cpu_s(std::process::id()).unwrap();
+        assert!(own >= 0.0);
     }
 
     #[test]
