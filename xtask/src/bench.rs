@@ -555,38 +555,23 @@ fn compare_capped(
 /// does more of (see the client-bound bars for what a client makes of its
 /// CPU).
 fn throughput_bars(server: &str, v: &serde_json::Value) -> Vec<serde_json::Value> {
-    let get = |pair: &str, key: &str| v["ratios"][pair][key].as_f64();
     let ours = if v["ratios"]["loadgen-busy-poll/wrk"].is_object() {
         "loadgen-busy-poll"
     } else {
         "loadgen"
     };
-    let spread = |pair: &str| {
-        let iqr = &v["ratios"][pair]["rps_paired_interquartile"];
-        match (iqr[0].as_f64(), iqr[1].as_f64()) {
-            (Some(q1), Some(q3)) => format!("IQR {q1:.3}-{q3:.3}"),
-            _ => "no IQR".to_owned(),
-        }
-    };
     let rps_bar = |peer: &str, title: String, met: fn(f64) -> bool| {
         let pair = format!("{ours}/{peer}");
-        let judged = get(&pair, "rps_paired_median");
-        let default_pair = format!("loadgen/{peer}");
-        let default = get(&default_pair, "rps_paired_median");
+        let judged = paired_ratio(v, &pair);
+        let default = paired_ratio(v, &format!("loadgen/{peer}"))
+            .map_or_else(|| "n/a".to_owned(), |(_, text)| text);
         bar(
             &title,
-            judged.map(met),
+            judged.as_ref().map(|(r, _)| met(*r)),
             judged.map_or_else(
                 || format!("{peer} missing or no successful loadgen run"),
-                |r| {
-                    format!(
-                        "{pair} = {r:.3} (median of per-round ratios, {}); loadgen with its defaults: {}",
-                        spread(&pair),
-                        default.map_or_else(
-                            || "n/a".to_owned(),
-                            |d| format!("{d:.3} ({})", spread(&default_pair))
-                        )
-                    )
+                |(_, text)| {
+                    format!("{pair} = {text}, median of per-round ratios; loadgen with its defaults: {default}")
                 },
             ),
         )
@@ -615,20 +600,13 @@ fn client_bound_bars(v: Option<&serde_json::Value>) -> Vec<serde_json::Value> {
     };
     let judged = |peer: &str, met: fn(f64) -> bool, rule: &str| {
         let pair = format!("loadgen/{peer}");
-        let r = v["ratios"][&pair]["rps_paired_median"].as_f64();
-        let iqr = &v["ratios"][&pair]["rps_paired_interquartile"];
+        let ratio = paired_ratio(v, &pair);
         bar(
             &title(peer),
-            r.map(met),
-            r.map_or_else(
+            ratio.as_ref().map(|(r, _)| met(*r)),
+            ratio.map_or_else(
                 || format!("{peer} missing"),
-                |r| {
-                    format!(
-                        "{pair} = {r:.3} (median of per-round ratios, IQR {:.3}-{:.3}; {rule})",
-                        iqr[0].as_f64().unwrap_or(f64::NAN),
-                        iqr[1].as_f64().unwrap_or(f64::NAN)
-                    )
-                },
+                |(_, text)| format!("{pair} = {text}, median of per-round ratios; {rule}"),
             ),
         )
     };
@@ -636,6 +614,19 @@ fn client_bound_bars(v: Option<&serde_json::Value>) -> Vec<serde_json::Value> {
         judged("wrk", |r| r >= 0.95, ">= 0.95 counted as met"),
         judged("oha", |r| r > 1.0, "> 1 counted as met"),
     ]
+}
+
+/// The median of `pair`'s per-round req/s ratios in a comparison `v` (pair
+/// as in `"loadgen/wrk"`), and how it reads: `1.074 (IQR 0.972-1.105)`.
+fn paired_ratio(v: &serde_json::Value, pair: &str) -> Option<(f64, String)> {
+    let ratios = &v["ratios"][pair];
+    let median = ratios["rps_paired_median"].as_f64()?;
+    let iqr = &ratios["rps_paired_interquartile"];
+    let spread = match (iqr[0].as_f64(), iqr[1].as_f64()) {
+        (Some(q1), Some(q3)) => format!("IQR {q1:.3}-{q3:.3}"),
+        _ => "no IQR".to_owned(),
+    };
+    Some((median, format!("{median:.3} ({spread})")))
 }
 
 fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {

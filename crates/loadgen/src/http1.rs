@@ -740,24 +740,28 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn two_responses_in_one_read_are_kept_apart() {
+    /// One exchange per entry of `uses`, in order, over a connection whose
+    /// peer has already written `replies` (and stays open).
+    async fn exchanges_after(replies: &[u8], uses: &[ResponseUse]) -> Vec<Http1Response> {
         let (client, mut server) = duplex(1 << 16);
         let mut conn = Http1Connection::new(client);
-        server
-            .write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo",
-            )
-            .await
-            .unwrap();
-        let first = conn
-            .exchange(&head(), b"1", ResponseUse::ALL, far())
-            .await
-            .unwrap();
-        let second = conn
-            .exchange(&head(), b"2", ResponseUse::ALL, far())
-            .await
-            .unwrap();
+        server.write_all(replies).await.unwrap();
+        let mut responses = Vec::new();
+        for (k, wanted) in uses.iter().enumerate() {
+            let body = k.to_string();
+            let response = conn
+                .exchange(&head(), body.as_bytes(), *wanted, far())
+                .await;
+            responses.push(response.unwrap());
+        }
+        responses
+    }
+
+    #[tokio::test]
+    async fn two_responses_in_one_read_are_kept_apart() {
+        let replies = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
+        let [first, second] =
+            <[_; 2]>::try_from(exchanges_after(replies, &[ResponseUse::ALL; 2]).await).unwrap();
         assert_eq!(
             (&first.body[..], &second.body[..]),
             (&b"one"[..], &b"two"[..])
@@ -766,26 +770,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_discarded_body_is_consumed_but_not_returned() {
-        let (client, mut server) = duplex(1 << 16);
-        let mut conn = Http1Connection::new(client);
-        server
-            .write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nthree",
-            )
-            .await
-            .unwrap();
-        let first = conn
-            .exchange(&head(), b"1", ResponseUse::MINIMAL, far())
-            .await
-            .unwrap();
-        let second = conn
-            .exchange(&head(), b"2", ResponseUse::MINIMAL, far())
-            .await
-            .unwrap();
-        let third = conn
-            .exchange(&head(), b"3", ResponseUse::ALL, far())
-            .await
-            .unwrap();
+        let replies = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nthree";
+        let uses = [ResponseUse::MINIMAL, ResponseUse::MINIMAL, ResponseUse::ALL];
+        let [first, second, third] =
+            <[_; 3]>::try_from(exchanges_after(replies, &uses).await).unwrap();
         assert_eq!((first.body.len(), second.body.len()), (0, 0));
         assert_eq!(
             (third.status, &third.body[..]),
@@ -814,19 +802,11 @@ mod tests {
 
     #[tokio::test]
     async fn server_timing_is_parsed_only_when_asked_for() {
-        let (client, mut server) = duplex(1 << 16);
-        let mut conn = Http1Connection::new(client);
-        let reply = b"HTTP/1.1 200 OK\r\nServer-Timing: queue;dur=1.5, infer;dur=2\r\nX-Batch-Size: 3\r\nContent-Length: 0\r\n\r\n";
-        server.write_all(reply).await.unwrap();
-        server.write_all(reply).await.unwrap();
-        let all = conn
-            .exchange(&head(), b"1", ResponseUse::ALL, far())
-            .await
-            .unwrap();
-        let minimal = conn
-            .exchange(&head(), b"2", ResponseUse::MINIMAL, far())
-            .await
-            .unwrap();
+        let reply = "HTTP/1.1 200 OK\r\nServer-Timing: queue;dur=1.5, infer;dur=2\r\nX-Batch-Size: 3\r\nContent-Length: 0\r\n\r\n";
+        let replies = reply.repeat(2);
+        let uses = [ResponseUse::ALL, ResponseUse::MINIMAL];
+        let [all, minimal] =
+            <[_; 2]>::try_from(exchanges_after(replies.as_bytes(), &uses).await).unwrap();
         assert_eq!(
             (
                 all.facts.queue_ms,

@@ -62,11 +62,11 @@ pub fn judge_single(
     checks: Checks,
 ) -> ItemVerdict {
     if let Some(error) = status_error(response) {
-        return ItemVerdict::failed(error);
+        return ItemVerdict::without_digest(error);
     }
     if !checks.read_body(Shape::Single) {
         // A 2xx single response passes whatever its body says.
-        return ItemVerdict::failed(String::new());
+        return ItemVerdict::without_digest(String::new());
     }
     match serde_json::from_slice::<SingleResponse>(&response.body) {
         Ok(single) => output_verdict(model, input, &single.output, checks),
@@ -76,7 +76,7 @@ pub fn judge_single(
             error: String::new(),
             output_digest: checks.digests.then(|| output_digest(&response.body)),
         },
-        Err(_) => ItemVerdict::failed("bad_json".into()),
+        Err(_) => ItemVerdict::without_digest("bad_json".into()),
     }
 }
 
@@ -90,7 +90,7 @@ pub fn judge_batch(
     let all = |error: String| {
         inputs
             .iter()
-            .map(|_| ItemVerdict::failed(error.clone()))
+            .map(|_| ItemVerdict::without_digest(error.clone()))
             .collect::<Vec<_>>()
     };
     if let Some(error) = status_error(response) {
@@ -112,7 +112,7 @@ pub fn judge_batch(
 
 impl ItemVerdict {
     /// A verdict with `error` (empty: success) and no digest.
-    fn failed(error: String) -> Self {
+    fn without_digest(error: String) -> Self {
         Self {
             error,
             output_digest: None,
