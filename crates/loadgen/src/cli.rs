@@ -5,20 +5,64 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use http::{HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue, Method};
 
+use crate::api::ApiChoice;
 use crate::config::{
-    parse_duration, parse_header, Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop,
-    PayloadSource, Profile, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED, MAX_DURATION,
+    parse_header, Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource,
+    Profile, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED,
 };
+use crate::limits;
+use crate::tls::TlsOptions;
 
-/// HTTP load generator for inference APIs (loopback targets only).
+/// HTTP load generator for inference APIs.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
 pub struct Cli {
-    /// Endpoint to load; must be http:// on a loopback host.
+    /// Endpoint to load: any http:// or https:// URL (host name, IPv4 or
+    /// [IPv6]).
     #[arg(long, default_value = model::DEFAULT_URL)]
     pub url: String,
+
+    /// Request format: `simulator` (the simulator's {"model","input"} wire
+    /// format; outputs verified) or `template` (any JSON body from
+    /// --body-template; outputs not verified, digests logged).
+    #[arg(long, value_enum, default_value_t = ApiArg::Simulator)]
+    pub api: ApiArg,
+
+    /// JSON body template for --api template; placeholders {{input}},
+    /// {{inputs}} (JSON array, for --batch-size > 1), {{model}}, {{id}}
+    /// stand for whole JSON values, e.g. {"model": {{model}}, "inputs": {{inputs}}}.
+    #[arg(long, value_name = "FILE")]
+    pub body_template: Option<PathBuf>,
+
+    /// --api template: a response succeeds only if its JSON holds this path
+    /// (keys and indices separated by dots: outputs, data.0.embedding); for a
+    /// batched request it must hold one item per input.
+    #[arg(long, value_name = "PATH")]
+    pub expect_json_path: Option<String>,
+
+    /// HTTP method of every request.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = MethodArg::Post)]
+    pub method: MethodArg,
+
+    /// https: trust the CA certificates in this PEM file, besides the
+    /// platform's roots.
+    #[arg(long, value_name = "FILE.pem")]
+    pub cacert: Option<PathBuf>,
+
+    /// https: do not verify the server's certificate (said in the summary
+    /// and the log).
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
+
+    /// https: client certificate chain for mutual TLS (PEM; needs --key).
+    #[arg(long, value_name = "FILE.pem", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// https: private key of --cert (PEM).
+    #[arg(long, value_name = "FILE.pem", requires = "cert")]
+    pub key: Option<PathBuf>,
 
     /// Preset: `baseline` reproduces input.py (new connection per request);
     /// `optimized` pools connections and micro-batches (size 10, wait 5 ms).
@@ -58,7 +102,9 @@ pub struct Cli {
     #[arg(long, value_enum)]
     pub connection: Option<ConnectionArg>,
 
-    /// Use HTTP/2 cleartext with prior knowledge instead of HTTP/1.1.
+    /// Use HTTP/2 instead of HTTP/1.1: cleartext with prior knowledge for
+    /// http://, required through ALPN for https:// (without it ALPN offers
+    /// http/1.1 only).
     #[arg(long)]
     pub http2: bool,
 
@@ -72,7 +118,8 @@ pub struct Cli {
     pub batch_wait_ms: Option<u64>,
 
     /// Do not compare outputs with the simulator's expected outputs (for
-    /// real endpoints); rows still carry output digests.
+    /// real endpoints speaking its format); rows still carry output digests.
+    /// Other APIs never verify.
     #[arg(long)]
     pub no_verify: bool,
 
@@ -125,6 +172,42 @@ pub struct Cli {
     pub quiet: bool,
 }
 
+/// `--api` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// The simulator's wire format.
+    Simulator,
+    /// A JSON body template.
+    Template,
+}
+
+/// `--method` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+    /// PATCH.
+    Patch,
+    /// GET (with the body all the same).
+    Get,
+    /// DELETE.
+    Delete,
+}
+
+impl MethodArg {
+    fn method(self) -> Method {
+        match self {
+            Self::Post => Method::POST,
+            Self::Put => Method::PUT,
+            Self::Patch => Method::PATCH,
+            Self::Get => Method::GET,
+            Self::Delete => Method::DELETE,
+        }
+    }
+}
+
 /// `--profile` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProfileArg {
@@ -161,6 +244,37 @@ impl Cli {
             None => LoadConfig::default(),
         };
         config.url = self.url;
+        config.api = match (self.api, self.body_template) {
+            (ApiArg::Simulator, None) => {
+                if self.expect_json_path.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "--expect-json-path applies to --api template".into(),
+                    ));
+                }
+                ApiChoice::Simulator
+            }
+            (ApiArg::Simulator, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--body-template needs --api template".into(),
+                ))
+            }
+            (ApiArg::Template, None) => {
+                return Err(ConfigError::Invalid(
+                    "--api template needs --body-template FILE".into(),
+                ))
+            }
+            (ApiArg::Template, Some(body_template)) => ApiChoice::Template {
+                body_template,
+                expect_json_path: self.expect_json_path,
+            },
+        };
+        config.method = self.method.method();
+        config.tls = TlsOptions {
+            cacert: self.cacert,
+            insecure: self.insecure,
+            client_cert: self.cert,
+            client_key: self.key,
+        };
         if let Some(c) = self.concurrency {
             config.concurrency = c;
         }
@@ -210,94 +324,48 @@ impl Cli {
     }
 }
 
-fn parse_count<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
-    text: &str,
-    min: T,
-    max: T,
-    what: &str,
-) -> Result<T, String> {
-    let value: T = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a whole number; {what} must be {min}..={max}"))?;
-    if value < min || value > max {
-        return Err(format!(
-            "{value} is out of range; {what} must be {min}..={max}"
-        ));
-    }
-    Ok(value)
-}
-
 fn parse_concurrency(text: &str) -> Result<usize, String> {
-    parse_count(text, 1, crate::config::MAX_CONCURRENCY, "concurrency")
+    limits::CONCURRENCY.parse(text)
 }
 
 fn parse_requests(text: &str) -> Result<u64, String> {
-    parse_count(text, 1, crate::config::MAX_REQUESTS, "the request count")
+    limits::REQUESTS.parse(text)
 }
 
 fn parse_max_in_flight(text: &str) -> Result<usize, String> {
-    parse_count(text, 1, 1_000_000, "the in-flight bound")
+    limits::MAX_IN_FLIGHT.parse(text)
 }
 
 fn parse_batch_size(text: &str) -> Result<usize, String> {
-    parse_count(text, 1, crate::config::MAX_BATCH_SIZE, "the batch size")
+    limits::BATCH_SIZE.parse(text)
 }
 
 fn parse_batch_wait_ms(text: &str) -> Result<u64, String> {
-    parse_count(
-        text,
-        0,
-        crate::config::MAX_BATCH_WAIT_MS,
-        "the batch wait (ms)",
-    )
+    limits::BATCH_WAIT_MS.parse(text)
 }
 
 fn parse_warmup(text: &str) -> Result<u64, String> {
-    parse_count(text, 0, 1_000_000, "the warm-up count")
+    limits::WARMUP.parse(text)
 }
 
 fn parse_threads(text: &str) -> Result<usize, String> {
-    parse_count(text, 1, crate::config::MAX_THREADS, "the thread count")
+    limits::THREADS.parse(text)
 }
 
 fn parse_busy_poll_us(text: &str) -> Result<u64, String> {
-    parse_count(
-        text,
-        0,
-        crate::config::MAX_BUSY_POLL_US,
-        "the busy-poll window (us)",
-    )
+    limits::BUSY_POLL_US.parse(text)
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
-    let max = crate::config::MAX_RATE_RPS;
-    match text.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 && r <= max => Ok(r),
-        _ => Err(format!(
-            "{text:?} is not a valid rate; give requests per second, more than 0 and at most {max} (e.g. 50 or 0.5)"
-        )),
-    }
+    limits::parse_rate(text)
 }
 
 fn parse_run_duration(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d.is_zero() || d > MAX_DURATION {
-        return Err(format!(
-            "{text:?} is out of range; the duration must be more than 0 and at most 1h"
-        ));
-    }
-    Ok(d)
+    limits::DURATION.parse(text)
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d.is_zero() || d > crate::config::MAX_TIMEOUT {
-        return Err(format!(
-            "{text:?} is out of range; the timeout must be more than 0 and at most 10m"
-        ));
-    }
-    Ok(d)
+    limits::TIMEOUT.parse(text)
 }
 
 fn parse_header_arg(text: &str) -> Result<(HeaderName, HeaderValue), String> {
@@ -324,6 +392,16 @@ mod tests {
             (c.connection, c.requests),
             (ConnectionMode::PerRequest, Some(400))
         );
+        let c = parse(&[
+            "--url",
+            "https://10.1.2.3:8443/v1/infer",
+            "-k",
+            "--method",
+            "put",
+        ])
+        .unwrap();
+        assert!(c.tls.insecure);
+        assert_eq!(c.method, Method::PUT);
         let c = parse(&["-z", "2s"]).unwrap();
         assert_eq!(
             (c.requests, c.duration),
@@ -352,9 +430,25 @@ mod tests {
             parse(&["--busy-poll-us", "0"]).unwrap().busy_poll,
             Duration::ZERO
         );
-        assert!(parse(&["--url", "http://8.8.8.8/v1/infer"])
+        assert!(parse(&["--url", "ftp://h/v1/infer"])
             .unwrap_err()
-            .contains("loopback"));
+            .contains("use http:// or https://"));
+        assert!(parse(&["--api", "template"])
+            .unwrap_err()
+            .contains("needs --body-template"));
+        assert!(parse(&["--body-template", "t.json"])
+            .unwrap_err()
+            .contains("needs --api template"));
+        assert!(parse(&["--expect-json-path", "outputs"])
+            .unwrap_err()
+            .contains("applies to --api template"));
+        assert!(parse(&["--insecure"])
+            .unwrap_err()
+            .contains("apply to https://"));
+        assert!(parse(&["--cert", "c.pem"]).is_err(), "--cert needs --key");
+        assert!(parse(&["--method", "TRACE"])
+            .unwrap_err()
+            .contains("possible values"));
         assert!(
             parse(&["--arrival", "poisson"]).is_err(),
             "--arrival needs --rate"

@@ -1,27 +1,31 @@
-//! HTTP transport: one POST over a fresh or pooled connection, timed with
-//! `Instant`, with every failure mapped to a stable error kind.
+//! HTTP transport: one request over a fresh or pooled connection, timed
+//! with `Instant`, with every failure mapped to a stable error kind.
 //!
 //! HTTP/1.1 goes through the lean exchange in [`crate::http1`] (one task,
 //! one write, no per-request `http` types); HTTP/2 through hyper's
-//! low-level `client::conn`. Connections are opened by hand in both, so
-//! connection set-up is timed on its own and the per-request mode really
-//! opens and closes one TCP connection per request.
+//! low-level `client::conn`; both over plain TCP or TLS ([`crate::tls`]).
+//! Connections are opened by hand, so the TCP connect and the TLS
+//! handshake are timed on their own (`connect_ms`, `tls_ms`) and the
+//! per-request mode really opens and closes one connection per request.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use model::wire::{ServerTiming, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::net::TcpStream;
 
-use crate::config::{ConnectionMode, LoadConfig, Target};
+use crate::config::{ConnectionMode, LoadConfig};
 use crate::http1::{Http1Connection, RequestHead, ResponseUse};
 use crate::shards;
+use crate::stream::Stream;
+use crate::target::Target;
+use crate::tls::Tls;
 
 /// Why an HTTP exchange produced no usable response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,13 +43,27 @@ pub enum TransportError {
     TruncatedBody,
     /// Any other I/O or protocol failure.
     IoError,
+    /// The server's certificate chains to no trusted root.
+    TlsUnknownIssuer,
+    /// The server's certificate is not valid for the URL's host.
+    TlsNameMismatch,
+    /// The server's certificate has expired.
+    TlsExpired,
+    /// Any other TLS failure: an alert (a client certificate refused, no
+    /// common protocol version or cipher), or no `h2` under `--http2`.
+    TlsHandshake,
 }
 
 impl TransportError {
     /// The kind of an I/O error on an open connection: the peer closing or
     /// resetting it is `connection_reset`, anything else `io_error`.
+    /// A TLS failure (an alert the server sent after the handshake, when it
+    /// refuses a client certificate under TLS 1.3) has its TLS kind.
     pub fn from_io(err: &std::io::Error) -> Self {
         use std::io::ErrorKind::*;
+        if let Some(tls) = crate::tls::classify_io(err) {
+            return tls;
+        }
         match err.kind() {
             ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
                 Self::ConnectionReset
@@ -63,6 +81,10 @@ impl TransportError {
             Self::ConnectionReset => "connection_reset",
             Self::TruncatedBody => "truncated_body",
             Self::IoError => "io_error",
+            Self::TlsUnknownIssuer => "tls_unknown_issuer",
+            Self::TlsNameMismatch => "tls_name_mismatch",
+            Self::TlsExpired => "tls_expired",
+            Self::TlsHandshake => "tls_handshake",
         }
     }
 }
@@ -106,9 +128,12 @@ pub struct HttpResponse {
     pub body: Bytes,
     /// When the last body byte arrived.
     pub finished_at: Instant,
-    /// Time spent opening a connection for this request, ms (0 when a
+    /// Time spent opening a TCP connection for this request, ms (0 when a
     /// pooled connection was reused).
     pub connect_ms: f64,
+    /// Time spent in the TLS handshake for this request, ms (0 when a
+    /// pooled connection was reused; `None` without TLS).
+    pub tls_ms: Option<f64>,
 }
 
 /// The failure of an exchange, with what is known of its timing.
@@ -118,8 +143,18 @@ pub struct HttpFailure {
     pub error: TransportError,
     /// When the failure was observed.
     pub finished_at: Instant,
-    /// Connection set-up time, when a connection was opened.
+    /// TCP connect time, when a connection was opened.
     pub connect_ms: Option<f64>,
+    /// TLS handshake time, when one was attempted.
+    pub tls_ms: Option<f64>,
+}
+
+/// What set-up a request paid for, filled in as it happens (a failure
+/// keeps what was measured before it).
+#[derive(Debug, Clone, Copy, Default)]
+struct SetUp {
+    connect_ms: Option<f64>,
+    tls_ms: Option<f64>,
 }
 
 type Body = Full<Bytes>;
@@ -131,10 +166,12 @@ struct Exchanged {
     body: Bytes,
 }
 
-/// Sends POSTs to one target according to the connection mode.
+/// Sends requests to one target according to the connection mode.
 pub struct Transport {
     target: Target,
     addrs: Vec<SocketAddr>,
+    tls: Option<Tls>,
+    method: Method,
     mode: ConnectionMode,
     http2: bool,
     timeout: Duration,
@@ -142,19 +179,20 @@ pub struct Transport {
     http1_head: RequestHead,
     /// Idle keep-alive connections, one pool per shard (see
     /// [`crate::shards::current`]) plus one for the caller's runtime.
-    idle_http1: Vec<Mutex<Vec<Http1Connection<TcpStream>>>>,
+    idle_http1: Vec<Mutex<Vec<Http1Connection<Stream>>>>,
     max_idle: usize,
     shared_http2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
 }
 
 impl Transport {
-    /// A transport for `target`, whose resolved addresses are `addrs`, with
-    /// the connection settings of `config`; `shard_count` shards get a
-    /// connection pool each. Each pool keeps at most as many idle
-    /// connections as requests can be in flight.
+    /// A transport for `target`, whose resolved addresses are `addrs`, over
+    /// TLS when `tls` is given, with the connection settings of `config`;
+    /// `shard_count` shards get a connection pool each. Each pool keeps at
+    /// most as many idle connections as requests can be in flight.
     pub fn new(
         target: Target,
         addrs: Vec<SocketAddr>,
+        tls: Option<Tls>,
         config: &LoadConfig,
         shard_count: usize,
     ) -> Self {
@@ -162,11 +200,17 @@ impl Transport {
             Some(open) => open.max_in_flight,
             None => config.concurrency,
         };
-        let http1_head =
-            RequestHead::post(&target.path_and_query, &target.authority, &config.headers);
+        let http1_head = RequestHead::new(
+            &config.method,
+            &target.path_and_query,
+            &target.authority,
+            &config.headers,
+        );
         Self {
             target,
             addrs,
+            tls,
+            method: config.method.clone(),
             mode: config.connection,
             http2: config.http2,
             timeout: config.timeout,
@@ -178,7 +222,7 @@ impl Transport {
         }
     }
 
-    /// POSTs `body` and reads the whole response, within the timeout
+    /// Sends `body` and reads the whole response, within the timeout
     /// (which covers connection set-up, as `input.py`'s client timeout does).
     /// Over HTTP/1.1 only what `wanted` names of the response is kept.
     pub async fn post(
@@ -187,14 +231,14 @@ impl Transport {
         wanted: ResponseUse,
     ) -> Result<HttpResponse, HttpFailure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut connect_ms = None;
+        let mut setup = SetUp::default();
         let result = if self.http2 {
-            let exchange = self.exchange_http2(body, &mut connect_ms);
+            let exchange = self.exchange_http2(body, &mut setup);
             tokio::time::timeout_at(deadline, exchange)
                 .await
                 .unwrap_or(Err(TransportError::Timeout))
         } else {
-            self.exchange_http1(body, wanted, deadline, &mut connect_ms)
+            self.exchange_http1(body, wanted, deadline, &mut setup)
                 .await
         };
         match result {
@@ -203,12 +247,14 @@ impl Transport {
                 facts: done.facts,
                 body: done.body,
                 finished_at: Instant::now(),
-                connect_ms: connect_ms.unwrap_or(0.0),
+                connect_ms: setup.connect_ms.unwrap_or(0.0),
+                tls_ms: self.tls.as_ref().map(|_| setup.tls_ms.unwrap_or(0.0)),
             }),
             Err(error) => Err(HttpFailure {
                 error,
                 finished_at: Instant::now(),
-                connect_ms,
+                connect_ms: setup.connect_ms,
+                tls_ms: setup.tls_ms,
             }),
         }
     }
@@ -218,15 +264,14 @@ impl Transport {
         body: Bytes,
         wanted: ResponseUse,
         deadline: tokio::time::Instant,
-        connect_ms: &mut Option<f64>,
+        setup: &mut SetUp,
     ) -> Result<Exchanged, TransportError> {
         let mut conn = match self.take_idle_http1() {
             Some(conn) => conn,
             None => {
-                let (stream, ms) = tokio::time::timeout_at(deadline, self.connect_tcp())
+                let stream = tokio::time::timeout_at(deadline, self.connect(setup))
                     .await
                     .unwrap_or(Err(TransportError::Timeout))?;
-                *connect_ms = Some(ms);
                 Http1Connection::new(stream)
             }
         };
@@ -248,19 +293,11 @@ impl Transport {
     async fn exchange_http2(
         &self,
         body: Bytes,
-        connect_ms: &mut Option<f64>,
+        setup: &mut SetUp,
     ) -> Result<Exchanged, TransportError> {
         let mut sender = match self.mode {
-            ConnectionMode::PerRequest => {
-                let (sender, ms) = self.connect_http2().await?;
-                *connect_ms = Some(ms);
-                sender
-            }
-            ConnectionMode::Pooled => {
-                let (sender, ms) = self.shared_http2_sender().await?;
-                *connect_ms = ms;
-                sender
-            }
+            ConnectionMode::PerRequest => self.connect_http2(setup).await?,
+            ConnectionMode::Pooled => self.shared_http2_sender(setup).await?,
         };
         let request = self.request(self.target.uri.to_string(), body)?;
         let response = sender.send_request(request).await.map_err(classify)?;
@@ -279,7 +316,9 @@ impl Transport {
     }
 
     fn request(&self, uri: String, body: Bytes) -> Result<Request<Body>, TransportError> {
-        let builder = Request::post(uri)
+        let builder = Request::builder()
+            .method(self.method.clone())
+            .uri(uri)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "*/*")
             .header(
@@ -295,53 +334,69 @@ impl Transport {
         Ok(request)
     }
 
-    async fn connect_tcp(&self) -> Result<(TcpStream, f64), TransportError> {
+    /// Opens a connection: TCP to the first address that accepts, then the
+    /// TLS handshake when the target is `https`, each timed into `setup`.
+    async fn connect(&self, setup: &mut SetUp) -> Result<Stream, TransportError> {
         let started = Instant::now();
         let mut last = TransportError::ConnectError;
+        let mut tcp = None;
         for addr in &self.addrs {
             match TcpStream::connect(addr).await {
                 Ok(stream) => {
-                    // Requests are small writes answered at once: Nagle's
-                    // algorithm would only add delay.
-                    let _ = stream.set_nodelay(true);
-                    return Ok((stream, elapsed_ms(started)));
+                    tcp = Some(stream);
+                    break;
                 }
                 Err(e) => last = connect_failure(&e),
             }
         }
-        Err(last)
+        setup.connect_ms = Some(elapsed_ms(started));
+        let tcp = tcp.ok_or(last)?;
+        // Requests are small writes answered at once: Nagle's algorithm
+        // would only add delay.
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok(Stream::Plain(tcp));
+        };
+        let handshake_started = Instant::now();
+        let outcome = tls.handshake(tcp).await;
+        setup.tls_ms = Some(elapsed_ms(handshake_started));
+        Ok(Stream::Tls(Box::new(outcome?)))
     }
 
-    async fn connect_http2(&self) -> Result<(http2::SendRequest<Body>, f64), TransportError> {
-        let started = Instant::now();
-        let (stream, _) = self.connect_tcp().await?;
+    /// A new HTTP/2 connection (over TLS, ALPN has agreed on `h2`).
+    async fn connect_http2(
+        &self,
+        setup: &mut SetUp,
+    ) -> Result<http2::SendRequest<Body>, TransportError> {
+        let stream = self.connect(setup).await?;
         let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .map_err(|_| TransportError::ConnectError)?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok((sender, elapsed_ms(started)))
+        Ok(sender)
     }
 
     /// One multiplexed HTTP/2 connection shared by every request, reopened
-    /// when it closes.
+    /// when it closes; only the request that opens it pays the set-up.
     async fn shared_http2_sender(
         &self,
-    ) -> Result<(http2::SendRequest<Body>, Option<f64>), TransportError> {
+        setup: &mut SetUp,
+    ) -> Result<http2::SendRequest<Body>, TransportError> {
         let mut shared = self.shared_http2.lock().await;
         if let Some(sender) = shared.as_ref() {
             if !sender.is_closed() {
-                return Ok((sender.clone(), None));
+                return Ok(sender.clone());
             }
         }
-        let (sender, ms) = self.connect_http2().await?;
+        let sender = self.connect_http2(setup).await?;
         *shared = Some(sender.clone());
-        Ok((sender, Some(ms)))
+        Ok(sender)
     }
 
     /// An idle pooled connection the server has not closed, if any.
-    fn take_idle_http1(&self) -> Option<Http1Connection<TcpStream>> {
+    fn take_idle_http1(&self) -> Option<Http1Connection<Stream>> {
         if self.mode != ConnectionMode::Pooled {
             return None;
         }
@@ -354,7 +409,7 @@ impl Transport {
         None
     }
 
-    fn return_idle_http1(&self, conn: Http1Connection<TcpStream>) {
+    fn return_idle_http1(&self, conn: Http1Connection<Stream>) {
         let Some(pool) = self.idle_http1.get(shards::current()) else {
             return;
         };

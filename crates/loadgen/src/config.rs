@@ -1,33 +1,22 @@
 //! Run configuration: every option of a load test, its defaults, the named
-//! profiles and the checks that turn bad values into clear errors.
+//! profiles and the checks that turn bad values into clear errors (the
+//! ranges themselves live in [`crate::limits`], shared with the command
+//! line; the URL in [`crate::target`]).
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Uri};
+use http::{HeaderName, HeaderValue, Method};
 
-/// Longest `-z/--duration` accepted: load tests are bounded by design.
-pub const MAX_DURATION: Duration = Duration::from_secs(3600);
-/// Most logical requests one run may issue.
-pub const MAX_REQUESTS: u64 = 100_000_000;
-/// Most closed-loop workers.
-pub const MAX_CONCURRENCY: usize = 10_000;
-/// Most client threads.
-pub const MAX_THREADS: usize = 1024;
-/// Highest open-loop rate, requests per second.
-pub const MAX_RATE_RPS: f64 = 1_000_000.0;
-/// Largest client micro-batch.
-pub const MAX_BATCH_SIZE: usize = 1024;
-/// Longest client batch wait, ms.
-pub const MAX_BATCH_WAIT_MS: u64 = 60_000;
-/// Longest per-request timeout.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+use crate::api::ApiChoice;
+use crate::limits;
+use crate::target::{Target, TargetError};
+use crate::tls::TlsOptions;
+
+pub use crate::limits::parse_duration;
+
 /// Default bound on open-loop requests in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
-/// Longest busy-poll window, us: past a few tens of microseconds a
-/// longer one only burns CPU.
-pub const MAX_BUSY_POLL_US: u64 = 10_000;
 /// Default busy-poll window, us: off (see [`crate::busy_poll`] for why).
 pub const DEFAULT_BUSY_POLL_US: u64 = 0;
 /// Default seed of the Poisson arrival process.
@@ -147,8 +136,14 @@ pub enum PayloadSource {
 /// [`LoadConfig::validate`] (which [`crate::run`] calls too).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadConfig {
-    /// Target endpoint; `http://` on a loopback host only.
+    /// Target endpoint: any `http://` or `https://` URL.
     pub url: String,
+    /// Request format.
+    pub api: ApiChoice,
+    /// HTTP method of every request.
+    pub method: Method,
+    /// TLS settings (used for `https://` targets).
+    pub tls: TlsOptions,
     /// Profile the values came from, if any (reported in the summary).
     pub profile: Option<Profile>,
     /// Closed-loop workers (also the warm-up concurrency in open loop).
@@ -168,7 +163,8 @@ pub struct LoadConfig {
     pub batch_size: usize,
     /// How long the oldest queued logical request waits for a batch to fill.
     pub batch_wait_ms: u64,
-    /// Compare every output with `model::output::expected_output`.
+    /// Compare every output with its expected output, where the API knows
+    /// them (only `simulator`; see [`crate::api::Api::can_verify`]).
     pub verify: bool,
     /// Model name sent when the payload does not name one.
     pub model: String,
@@ -200,6 +196,9 @@ impl Default for LoadConfig {
     fn default() -> Self {
         Self {
             url: model::DEFAULT_URL.to_owned(),
+            api: ApiChoice::Simulator,
+            method: Method::POST,
+            tls: TlsOptions::default(),
             profile: None,
             concurrency: model::BASELINE_CONCURRENCY,
             requests: Some(model::BASELINE_REQUESTS),
@@ -239,12 +238,10 @@ impl LoadConfig {
     /// Checks every value; the error says what is wrong and what is allowed.
     pub fn validate(&self) -> Result<Target, ConfigError> {
         let target = Target::parse(&self.url)?;
-        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
-            return Err(ConfigError::Invalid(format!(
-                "concurrency {} is out of range; allowed 1..={MAX_CONCURRENCY}",
-                self.concurrency
-            )));
-        }
+        let invalid = ConfigError::Invalid;
+        limits::CONCURRENCY
+            .check(self.concurrency)
+            .map_err(invalid)?;
         match (self.requests, self.duration) {
             (None, None) => {
                 return Err(ConfigError::Invalid(
@@ -252,175 +249,44 @@ impl LoadConfig {
                         .into(),
                 ))
             }
-            (Some(n), _) if n == 0 || n > MAX_REQUESTS => {
-                return Err(ConfigError::Invalid(format!(
-                    "request count {n} is out of range; allowed 1..={MAX_REQUESTS}"
-                )))
+            (requests, duration) => {
+                if let Some(n) = requests {
+                    limits::REQUESTS.check(n).map_err(invalid)?;
+                }
+                if let Some(d) = duration {
+                    limits::DURATION.check(d).map_err(invalid)?;
+                }
             }
-            (_, Some(d)) if d.is_zero() || d > MAX_DURATION => {
-                return Err(ConfigError::Invalid(format!(
-                    "duration {d:?} is out of range; allowed more than 0 and at most 1h"
-                )))
-            }
-            _ => {}
         }
         if let Some(open) = &self.open_loop {
-            if !(open.rate_rps.is_finite() && open.rate_rps > 0.0 && open.rate_rps <= MAX_RATE_RPS)
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "rate {} is out of range; allowed more than 0 and at most {MAX_RATE_RPS} requests/s",
-                    open.rate_rps
-                )));
-            }
-            if open.max_in_flight == 0 {
-                return Err(ConfigError::Invalid(
-                    "max in flight must be at least 1".into(),
-                ));
-            }
+            limits::check_rate(open.rate_rps).map_err(invalid)?;
+            limits::MAX_IN_FLIGHT
+                .check(open.max_in_flight)
+                .map_err(invalid)?;
         }
-        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
-            return Err(ConfigError::Invalid(format!(
-                "batch size {} is out of range; allowed 1..={MAX_BATCH_SIZE}",
-                self.batch_size
-            )));
+        limits::BATCH_SIZE.check(self.batch_size).map_err(invalid)?;
+        limits::BATCH_WAIT_MS
+            .check(self.batch_wait_ms)
+            .map_err(invalid)?;
+        limits::TIMEOUT.check(self.timeout).map_err(invalid)?;
+        limits::WARMUP.check(self.warmup).map_err(invalid)?;
+        if let Some(threads) = self.threads {
+            limits::THREADS.check(threads).map_err(invalid)?;
         }
-        if self.batch_wait_ms > MAX_BATCH_WAIT_MS {
-            return Err(ConfigError::Invalid(format!(
-                "batch wait {} ms is out of range; allowed 0..={MAX_BATCH_WAIT_MS}",
-                self.batch_wait_ms
-            )));
-        }
-        if self.timeout.is_zero() || self.timeout > MAX_TIMEOUT {
-            return Err(ConfigError::Invalid(format!(
-                "timeout {:?} is out of range; allowed more than 0 and at most 10m",
-                self.timeout
-            )));
-        }
-        if self.threads.is_some_and(|t| t == 0 || t > MAX_THREADS) {
-            return Err(ConfigError::Invalid(format!(
-                "threads {} is out of range; allowed 1..={MAX_THREADS}",
-                self.threads.unwrap_or(0)
-            )));
-        }
-        if self.busy_poll > Duration::from_micros(MAX_BUSY_POLL_US) {
-            return Err(ConfigError::Invalid(format!(
-                "busy-poll window {:?} is out of range; allowed 0..={MAX_BUSY_POLL_US} us",
-                self.busy_poll
-            )));
-        }
+        let busy_poll_us = u64::try_from(self.busy_poll.as_micros()).unwrap_or(u64::MAX);
+        limits::BUSY_POLL_US.check(busy_poll_us).map_err(invalid)?;
         if self.model.is_empty() {
             return Err(ConfigError::Invalid("model name must not be empty".into()));
         }
+        let tls_options_given = self.tls != TlsOptions::default();
+        if tls_options_given && !target.is_tls() {
+            return Err(ConfigError::Invalid(format!(
+                "--cacert, --insecure, --cert and --key apply to https:// URLs; {} is http://",
+                self.url
+            )));
+        }
         Ok(target)
     }
-}
-
-/// The parsed endpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    /// The whole URL.
-    pub uri: Uri,
-    /// Host as written (name or IP literal, without IPv6 brackets).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Value of the `Host` header.
-    pub authority: String,
-    /// Path and query sent in the HTTP/1.1 request line.
-    pub path_and_query: String,
-}
-
-impl Target {
-    /// Parses an `http://` URL and refuses hosts that are not loopback:
-    /// this project's load tests only ever target the local machine.
-    pub fn parse(url: &str) -> Result<Self, ConfigError> {
-        let uri: Uri = url.parse().map_err(|e| ConfigError::BadUrl {
-            url: url.to_owned(),
-            reason: format!("{e}"),
-        })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(ConfigError::BadUrl {
-                    url: url.to_owned(),
-                    reason: "https is not supported by this build; use http:// on loopback".into(),
-                })
-            }
-            _ => {
-                return Err(ConfigError::BadUrl {
-                    url: url.to_owned(),
-                    reason: "expected an absolute http:// URL, e.g. http://127.0.0.1:8000/v1/infer"
-                        .into(),
-                })
-            }
-        }
-        let authority = uri.authority().ok_or_else(|| ConfigError::BadUrl {
-            url: url.to_owned(),
-            reason: "the URL has no host".into(),
-        })?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        if !is_loopback_name(&host) {
-            return Err(ConfigError::NotLoopback(host));
-        }
-        let port = authority.port_u16().unwrap_or(80);
-        let path_and_query = uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
-        Ok(Self {
-            authority: authority.as_str().to_owned(),
-            uri,
-            host,
-            port,
-            path_and_query,
-        })
-    }
-}
-
-/// Whether a host, as written, names the local machine. Names other than
-/// `localhost` are refused without a DNS lookup; `localhost` is resolved at
-/// run time and every address it gives must be loopback too.
-pub fn is_loopback_name(host: &str) -> bool {
-    match host.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host.eq_ignore_ascii_case("localhost"),
-    }
-}
-
-/// Parses a duration such as `500ms`, `5s`, `2m`, `1h` or `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a duration; use a number and a unit: 500ms, 5s, 2m, 1h")
-    })?;
-    let scale_s = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "" => {
-            return Err(format!(
-                "{text:?} has no unit; write e.g. {value}s (units: ms, s, m, h)"
-            ))
-        }
-        other => {
-            return Err(format!(
-                "{text:?} has unknown unit {other:?}; use ms, s, m or h (e.g. 500ms, 5s, 2m)"
-            ))
-        }
-    };
-    let seconds = value * scale_s;
-    if !seconds.is_finite() || seconds > 1e9 {
-        return Err(format!("{text:?} is too long"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Parses a `-H 'Name: value'` header.
@@ -438,19 +304,9 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
 /// Why a configuration cannot run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
-    /// The URL does not parse or is not `http://`.
-    #[error("bad URL {url:?}: {reason}")]
-    BadUrl {
-        /// The URL as given.
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The host is not loopback.
-    #[error(
-        "refusing to load {0:?}: load tests only target loopback (127.0.0.0/8, ::1, localhost)"
-    )]
-    NotLoopback(String),
+    /// The URL does not parse or is not `http(s)://`.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     /// A value is out of range or inconsistent.
     #[error("{0}")]
     Invalid(String),
@@ -461,38 +317,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_take_the_documented_units() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("-5s").is_err());
-    }
-
-    #[test]
-    fn only_loopback_http_urls_pass() {
-        let t = Target::parse("http://127.0.0.1:8000/v1/infer").unwrap();
-        assert_eq!((t.port, t.path_and_query.as_str()), (8000, "/v1/infer"));
-        assert!(Target::parse("http://[::1]:9/x").is_ok());
-        assert!(Target::parse("http://localhost/x").is_ok());
-        assert!(matches!(
-            Target::parse("http://10.0.0.1/x"),
-            Err(ConfigError::NotLoopback(_))
-        ));
-        assert!(matches!(
-            Target::parse("http://example.com/x"),
-            Err(ConfigError::NotLoopback(_))
-        ));
-        assert!(matches!(
-            Target::parse("https://127.0.0.1/x"),
-            Err(ConfigError::BadUrl { .. })
-        ));
-        assert!(matches!(
-            Target::parse("127.0.0.1:80"),
-            Err(ConfigError::BadUrl { .. })
-        ));
+    fn any_host_is_a_target_and_tls_options_need_https() {
+        for url in [
+            "http://10.1.2.3:8000/v1/infer",
+            "https://gpu.example:8443/v1/infer",
+            "http://[2001:db8::1]/x",
+        ] {
+            let c = LoadConfig {
+                url: url.into(),
+                ..LoadConfig::default()
+            };
+            assert!(c.validate().is_ok(), "{url}");
+        }
+        let c = LoadConfig {
+            tls: TlsOptions {
+                insecure: true,
+                ..TlsOptions::default()
+            },
+            ..LoadConfig::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("apply to https://"));
+        let c = LoadConfig {
+            url: "ftp://h/x".into(),
+            ..LoadConfig::default()
+        };
+        assert!(matches!(c.validate(), Err(ConfigError::Target(_))));
     }
 
     #[test]

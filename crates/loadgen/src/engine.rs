@@ -7,11 +7,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use model::log::LogRow;
-use model::wire::{batch_request_body, single_request_body};
 
+use crate::api::{Api, Shape};
 use crate::client::{HttpFailure, HttpResponse, Transport};
 use crate::http1::ResponseUse;
-use crate::verify::{judge_batch, judge_single, Checks, ItemVerdict, Shape};
+use crate::verify::{Checks, ItemVerdict};
 
 /// One input to send, with the instant its latency is measured from.
 #[derive(Debug, Clone)]
@@ -73,6 +73,7 @@ struct SentBatch {
 
 /// Sends requests and builds rows; shared by every worker.
 pub struct Engine {
+    api: Arc<dyn Api>,
     transport: Transport,
     checks: Checks,
     clock: Clock,
@@ -82,9 +83,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over `transport`.
-    pub fn new(transport: Transport, checks: Checks, clock: Clock) -> Self {
+    /// An engine speaking `api` over `transport`.
+    pub fn new(api: Arc<dyn Api>, transport: Transport, checks: Checks, clock: Clock) -> Self {
         Self {
+            api,
             transport,
             checks,
             clock,
@@ -121,11 +123,11 @@ impl Engine {
     /// Sends one logical request as a single-input HTTP request and returns
     /// its row. The load path: no vector is built on the way.
     pub async fn execute_single(&self, item: &LogicalRequest) -> LogRow {
-        let body = single_request_body(&item.model, &item.input);
+        let body = self.api.single_body(item);
         let (batch, outcome) = self.send(body, Shape::Single, 1).await;
         match outcome {
             Ok(response) => {
-                let verdict = judge_single(&response, &item.model, &item.input, self.checks);
+                let verdict = self.api.judge_single(&response, item, self.checks);
                 self.response_row(item, batch, &response, verdict)
             }
             Err(failure) => self.failure_row(item, batch, &failure),
@@ -135,16 +137,14 @@ impl Engine {
     /// Sends `items` (all naming the first one's model) as one batch
     /// request and returns one row per item, in order.
     pub async fn execute_batch(&self, items: &[LogicalRequest]) -> Vec<LogRow> {
-        let Some(first) = items.first() else {
+        if items.is_empty() {
             return Vec::new();
-        };
-        let model = &*first.model;
-        let body = batch_request_body(model, items.iter().map(|i| i.input.as_str()));
+        }
+        let body = self.api.batch_body(items);
         let (batch, outcome) = self.send(body, Shape::Batch, items.len()).await;
         match outcome {
             Ok(response) => {
-                let inputs: Vec<&str> = items.iter().map(|i| i.input.as_str()).collect();
-                let verdicts = judge_batch(&response, model, &inputs, self.checks);
+                let verdicts = self.api.judge_batch(&response, items, self.checks);
                 items
                     .iter()
                     .zip(verdicts)
@@ -171,7 +171,7 @@ impl Engine {
             size: u32::try_from(items).unwrap_or(u32::MAX),
         };
         let wanted = ResponseUse {
-            body: self.checks.read_body(shape),
+            body: self.api.needs_body(shape, self.checks),
             server_timing: self.checks.server_timing(),
         };
         let outcome = self.transport.post(Bytes::from(body), wanted).await;
@@ -196,6 +196,7 @@ impl Engine {
             ok: verdict.error.is_empty(),
             error: verdict.error,
             connect_ms: Some(response.connect_ms),
+            tls_ms: response.tls_ms,
             queue_ms: facts.queue_ms,
             service_ms: facts.service_ms,
             output_digest: verdict.output_digest,
@@ -212,6 +213,7 @@ impl Engine {
         LogRow {
             error: failure.error.kind().to_owned(),
             connect_ms: failure.connect_ms,
+            tls_ms: failure.tls_ms,
             ..self.base_row(item, batch, failure.finished_at)
         }
     }

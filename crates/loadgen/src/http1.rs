@@ -19,16 +19,15 @@
 //! unparseable is `io_error`.
 
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use model::wire::{BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::client::{ServerFacts, TransportError};
+use crate::stream::Stream;
 
 /// Largest response head accepted (status line and headers).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -55,6 +54,17 @@ impl RequestHead {
         authority: &str,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Self {
+        Self::new(&Method::POST, path_and_query, authority, extra)
+    }
+
+    /// A `method path_and_query` head for `authority` (every request
+    /// carries a body and its `Content-Length`, whatever the method).
+    pub fn new(
+        method: &Method,
+        path_and_query: &str,
+        authority: &str,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Self {
         let defaults: [(HeaderName, &[u8]); 4] = [
             (http::header::HOST, authority.as_bytes()),
             (http::header::CONTENT_TYPE, b"application/json"),
@@ -65,7 +75,8 @@ impl RequestHead {
             ),
         ];
         let mut prefix = Vec::with_capacity(256);
-        prefix.extend_from_slice(b"POST ");
+        prefix.extend_from_slice(method.as_str().as_bytes());
+        prefix.push(b' ');
         prefix.extend_from_slice(path_and_query.as_bytes());
         prefix.extend_from_slice(b" HTTP/1.1\r\n");
         let overridden = |name: &HeaderName| extra.iter().any(|(n, _)| n == name);
@@ -232,6 +243,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         self.stream
             .write_all(&self.write_buf)
             .await
+            .map_err(|e| TransportError::from_io(&e))?;
+        // A no-op on TCP; over TLS it pushes out the last record.
+        self.stream
+            .flush()
+            .await
             .map_err(|e| TransportError::from_io(&e))
     }
 
@@ -347,36 +363,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     }
 }
 
-impl Http1Connection<TcpStream> {
-    /// Whether an idle pooled connection can still carry a request: the
-    /// server may have closed it while it sat in the pool. The reactor
-    /// already knows (a FIN makes the socket readable), so this costs no
-    /// system call unless the socket reads as ready, which an idle
-    /// connection must not: then one non-blocking read tells a close (or
-    /// unexpected bytes) from a stale readiness flag.
+impl Http1Connection<Stream> {
+    /// Whether an idle pooled connection can still carry a request (see
+    /// [`Stream::is_reusable`]); bytes nobody asked for make it unusable.
     pub fn is_reusable(&mut self) -> bool {
-        self.wire.is_reusable()
-    }
-}
-
-impl Wire<TcpStream> {
-    /// See [`Http1Connection::is_reusable`].
-    fn is_reusable(&mut self) -> bool {
-        if !self.read_buf.is_empty() {
-            return false; // bytes nobody asked for
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(
-                    self.stream.try_read(&mut probe),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
-                )
-            }
-        }
+        self.wire.read_buf.is_empty() && self.wire.stream.is_reusable()
     }
 }
 
@@ -510,15 +501,14 @@ fn next_chunk(buf: &[u8]) -> Result<Option<Chunk>, TransportError> {
     let Some(line_end) = find_crlf(buf) else {
         return Ok(None);
     };
-    let line = &buf[..line_end];
-    // Chunk extensions (`;name=value`) are allowed and ignored.
-    let size_text = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or(line)
-        .trim_ascii();
-    let size_text = std::str::from_utf8(size_text).map_err(|_| TransportError::IoError)?;
-    let len = usize::from_str_radix(size_text, 16).map_err(|_| TransportError::IoError)?;
+    // httparse reads the hex size (digits only: no sign, no spaces before
+    // it) and skips chunk extensions (`;name=value`).
+    let len = match httparse::parse_chunk_size(&buf[..line_end + 2]) {
+        Ok(httparse::Status::Complete((_, size))) => {
+            usize::try_from(size).map_err(|_| TransportError::IoError)?
+        }
+        Ok(httparse::Status::Partial) | Err(_) => return Err(TransportError::IoError),
+    };
     if len > MAX_BODY_BYTES {
         return Err(TransportError::IoError);
     }
@@ -895,7 +885,8 @@ mod tests {
                 );
             }
         });
-        let mut conn = Http1Connection::new(TcpStream::connect(addr).await.unwrap());
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut conn = Http1Connection::new(tcp);
         let result = conn.exchange(&head(), b"{}", ResponseUse::ALL, far()).await;
         server.join().unwrap();
         assert_eq!(result.err(), Some(TransportError::TruncatedBody));
@@ -905,9 +896,9 @@ mod tests {
     async fn an_idle_connection_closed_by_the_server_is_not_reused() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let mut conn = Http1Connection::new(client);
+        let mut conn = Http1Connection::new(Stream::Plain(client));
         assert!(conn.is_reusable());
         drop(server);
         // The FIN reaches the reactor on its next turn.

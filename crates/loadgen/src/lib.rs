@@ -1,14 +1,19 @@
 //! `loadgen`: an HTTP load generator for inference APIs that reproduces the
-//! legacy `input.py` load test faithfully and measures the fixes for it.
+//! legacy `input.py` load test faithfully and measures the fixes for it,
+//! against any endpoint.
 //!
-//! It sends `POST /v1/infer` requests (the `model` crate's wire format) in a
-//! closed loop (`c` workers, each waiting for its answer) or an open loop (a
-//! target rate, constant or Poisson, latency measured from each request's
-//! *intended* start so a stalled server cannot hide: no coordinated
-//! omission). Connections are opened per request (what `input.py` does) or
-//! pooled with keep-alive, over HTTP/1.1 or HTTP/2 cleartext; logical
-//! requests can be micro-batched on the client, and every logical request
-//! keeps its own log row whose latency includes the wait for its batch.
+//! It loads any `http://` or `https://` URL ([`target`]; TLS through
+//! rustls, HTTP/1.1 or h2 by ALPN, platform roots plus `--cacert`,
+//! `--insecure`, mutual TLS: [`tls`]) in a closed loop (`c` workers, each
+//! waiting for its answer) or an open loop (a target rate, constant or
+//! Poisson, latency measured from each request's *intended* start so a
+//! stalled server cannot hide: no coordinated omission). The request
+//! format is a module behind one trait ([`api`]): the simulator's wire
+//! format (outputs verified) or any JSON body from a template.
+//! Connections are opened per request (what `input.py` does) or pooled
+//! with keep-alive, over HTTP/1.1 or HTTP/2; logical requests can be
+//! micro-batched on the client, and every logical request keeps its own
+//! log row whose latency includes the wait for its batch.
 //!
 //! Its own cost stays out of the numbers: HTTP/1.1 goes through a lean
 //! exchange ([`http1`]: one write per request, the response parsed in the
@@ -21,10 +26,13 @@
 //!
 //! Failures are data: every request ends as exactly one
 //! [`model::log::LogRow`], failed ones with an error kind (`connect_refused`,
-//! `connect_error`, `timeout`, `connection_reset`, `truncated_body`, `io_error`, `http_<status>`,
-//! `bad_json`, `wrong_length`, `output_mismatch`, `dropped`, `interrupted`),
-//! so `succeeded + failed == total` always holds. Rows stream to CSV and
-//! statistics live in a histogram, so memory stays bounded on long runs.
+//! `connect_error`, `timeout`, `connection_reset`, `truncated_body`,
+//! `io_error`, `tls_unknown_issuer`, `tls_name_mismatch`, `tls_expired`,
+//! `tls_handshake`, `http_<status>`, the API's own kinds such as `bad_json`,
+//! `wrong_length`, `output_mismatch` or `missing_json_path`, `dropped`,
+//! `interrupted`), so `succeeded + failed == total` always holds. Rows
+//! stream to CSV and statistics live in a histogram, so memory stays
+//! bounded on long runs.
 //!
 //! From the command line: `loadgen --url http://127.0.0.1:8000/v1/infer
 //! --profile baseline -o before.csv --json before.json` (see `loadgen --help`).
@@ -44,6 +52,7 @@
 //! # }
 //! ```
 
+pub mod api;
 pub mod batcher;
 pub mod busy_poll;
 pub mod cli;
@@ -51,12 +60,17 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod http1;
+pub mod limits;
 pub mod payloads;
 pub mod schedule;
 pub mod shards;
+pub mod stream;
 pub mod summary;
+pub mod target;
+pub mod tls;
 pub mod verify;
 
+use std::fmt;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -67,11 +81,15 @@ use std::time::{Duration, Instant};
 use model::log::{LogError, LogRow, LogWriter};
 use tokio::sync::{mpsc, watch};
 
+pub use api::ApiChoice;
 pub use config::{
-    Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource, Profile, Target,
+    Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource, Profile,
 };
 pub use summary::RunSummary;
+pub use target::{Scheme, Target};
+pub use tls::TlsOptions;
 
+use api::Api;
 use batcher::Batcher;
 use client::Transport;
 use engine::{Clock, Engine};
@@ -88,21 +106,14 @@ pub enum LoadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The host name does not resolve.
-    #[error("cannot resolve {host}: {source}")]
-    Resolve {
-        /// The host.
-        host: String,
-        /// The resolver's error.
-        source: std::io::Error,
-    },
-    /// The host resolves to an address that is not loopback.
-    #[error("refusing to load {host}: it resolves to {addr}, which is not loopback")]
-    ResolvesOffHost {
-        /// The host.
-        host: String,
-        /// The non-loopback address.
-        addr: SocketAddr,
-    },
+    #[error(transparent)]
+    Target(#[from] target::TargetError),
+    /// The TLS configuration cannot be built.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The request format cannot be set up (a bad body template).
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
     /// The payload file is unusable.
     #[error(transparent)]
     Payloads(#[from] PayloadError),
@@ -117,37 +128,198 @@ pub enum LoadError {
     Threads(std::io::Error),
 }
 
-/// Runs a load test. `shutdown` resolving (Ctrl-C in the binary) stops new
-/// requests; in-flight ones get `config.shutdown_grace` to finish, then are
-/// logged as `interrupted`; the log is flushed and the partial summary
-/// returned with `interrupted: true`.
+/// Runs a load test: [`prepare`], then [`Prepared::run`].
 pub async fn run(
     config: LoadConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, LoadError> {
-    let target = config.validate()?;
-    let addrs = resolve_loopback(&target).await?;
-    let payloads = Payloads::load(&config.payloads, &config.model)?;
-    let writer = match &config.log_path {
-        Some(path) => Some(LogWriter::create(path)?),
-        None => None,
-    };
+    prepare(config).await?.run(shutdown).await
+}
 
-    let shards = match shard_count(&config) {
-        Some(count) => Some(Shards::start(count).map_err(LoadError::Threads)?),
-        None => None,
+/// Everything checked and set up before the first request: the options,
+/// the resolved addresses, TLS, the request format and the payloads.
+/// Whatever is wrong with them is an error here, before any load is sent.
+pub struct Prepared {
+    config: LoadConfig,
+    target: Target,
+    addrs: Vec<SocketAddr>,
+    tls: Option<tls::Tls>,
+    api: Arc<dyn Api>,
+    payloads: Payloads,
+}
+
+/// Validates `config`, resolves the host, builds the TLS client and the
+/// request format, and loads the payloads.
+pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
+    let target = config.validate()?;
+    let addrs = target::resolve(&target).await?;
+    let tls = if target.is_tls() {
+        let resume = config.connection == ConnectionMode::Pooled;
+        Some(tls::Tls::new(
+            &config.tls,
+            &target.host,
+            config.http2,
+            resume,
+        )?)
+    } else {
+        None
     };
-    let transport = Transport::new(
+    let api = api::build(&config.api, config.batch_size)?;
+    let payloads = Payloads::load(&config.payloads, &config.model)?;
+    Ok(Prepared {
+        config,
         target,
         addrs,
-        &config,
-        shards.as_ref().map_or(0, Shards::len),
-    );
-    let checks = verify::Checks {
-        verify: config.verify,
-        digests: config.log_path.is_some(),
-    };
-    let engine = Arc::new(Engine::new(transport, checks, Clock::new()));
+        tls,
+        api,
+        payloads,
+    })
+}
+
+impl Prepared {
+    /// The resolved addresses, in the order connections try them.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// HTTP version and transport, e.g. `HTTP/1.1 over TLS (ALPN http/1.1)`.
+    pub fn protocol(&self) -> String {
+        match (&self.tls, self.config.http2) {
+            (None, false) => "HTTP/1.1".into(),
+            (None, true) => "HTTP/2 cleartext (prior knowledge)".into(),
+            (Some(tls), http2) => format!(
+                "{} over TLS (ALPN {}{})",
+                if http2 { "HTTP/2" } else { "HTTP/1.1" },
+                tls.alpn,
+                if http2 { ", required" } else { "" }
+            ),
+        }
+    }
+
+    /// Whether outputs are verified: asked for, and the API knows them.
+    pub fn verifies(&self) -> bool {
+        self.config.verify && self.api.can_verify()
+    }
+
+    /// What the run will do, a line each, for the start of its output:
+    /// target and addresses, protocol and certificate checks, the API and
+    /// whether outputs are verified.
+    pub fn start_lines(&self) -> Vec<String> {
+        let addrs: Vec<String> = self.addrs.iter().map(SocketAddr::to_string).collect();
+        let mut lines = vec![
+            format!("target: {} -> {}", self.target, addrs.join(", ")),
+            format!("protocol: {}", self.protocol()),
+        ];
+        if let Some(tls) = &self.tls {
+            lines.push(format!("TLS: server certificate {}", tls.verification));
+        }
+        let checks = if self.verifies() {
+            "outputs verified against the expected outputs".to_owned()
+        } else if !self.api.can_verify() {
+            format!(
+                "outputs NOT verified: --api {} knows no expected outputs; output digests are logged",
+                self.api.name()
+            )
+        } else {
+            "outputs NOT verified (--no-verify); output digests are logged".to_owned()
+        };
+        lines.push(format!("api: {}; {checks}", self.api.name()));
+        lines
+    }
+
+    /// Runs the load test. `shutdown` resolving (Ctrl-C in the binary)
+    /// stops new requests; in-flight ones get `config.shutdown_grace` to
+    /// finish, then are logged as `interrupted`; the log is flushed and the
+    /// partial summary returned with `interrupted: true`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, LoadError> {
+        let start_info = StartInfo {
+            resolved: self.addrs.iter().map(SocketAddr::to_string).collect(),
+            protocol: self.protocol(),
+            tls_verification: self.tls.as_ref().map(|t| t.verification.to_string()),
+            verified: self.verifies(),
+            api: self.api.name(),
+        };
+        let Prepared {
+            config,
+            target,
+            addrs,
+            tls,
+            api,
+            payloads,
+        } = self;
+        let writer = match &config.log_path {
+            Some(path) => Some(LogWriter::create(path)?),
+            None => None,
+        };
+        let shards = match shard_count(&config) {
+            Some(count) => Some(Shards::start(count).map_err(LoadError::Threads)?),
+            None => None,
+        };
+        let transport = Transport::new(
+            target,
+            addrs,
+            tls,
+            &config,
+            shards.as_ref().map_or(0, Shards::len),
+        );
+        let checks = verify::Checks {
+            verify: start_info.verified,
+            digests: config.log_path.is_some(),
+        };
+        let engine = Arc::new(Engine::new(api, transport, checks, Clock::new()));
+        let parts = RunParts {
+            config,
+            engine,
+            payloads,
+            shards,
+            writer,
+            info: start_info,
+        };
+        run_engine(parts, shutdown).await
+    }
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("target", &self.target)
+            .field("addrs", &self.addrs)
+            .field("api", &self.api.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the summary reports of the set-up.
+struct StartInfo {
+    resolved: Vec<String>,
+    protocol: String,
+    tls_verification: Option<String>,
+    verified: bool,
+    api: &'static str,
+}
+
+/// What a run needs once it is set up.
+struct RunParts {
+    config: LoadConfig,
+    engine: Arc<Engine>,
+    payloads: Payloads,
+    shards: Option<Shards>,
+    writer: Option<LogWriter<std::io::BufWriter<std::fs::File>>>,
+    info: StartInfo,
+}
+
+async fn run_engine(
+    parts: RunParts,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, LoadError> {
+    let RunParts {
+        config,
+        engine,
+        payloads,
+        shards,
+        writer,
+        info: start_info,
+    } = parts;
     let batcher = (config.batch_size > 1).then(|| {
         Batcher::spawn(
             engine.clone(),
@@ -250,6 +422,11 @@ pub async fn run(
         &engine,
         interrupted,
     );
+    summary.resolved = start_info.resolved;
+    summary.protocol = start_info.protocol;
+    summary.tls_verification = start_info.tls_verification;
+    summary.verified = start_info.verified;
+    summary.api = start_info.api.to_owned();
     summary.client_threads = shards.as_ref().map_or(0, Shards::len);
     summary.busy_poll_us = if summary.client_threads > 0 {
         u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX)
@@ -340,35 +517,12 @@ fn build_summary(
         rate_warning,
         interrupted,
         url: config.url.clone(),
+        resolved: Vec::new(),
+        api: config.api.name().to_owned(),
+        protocol: String::new(),
+        tls_verification: None,
         model: config.model.clone(),
     }
-}
-
-/// Resolves the target and checks that every address is loopback, so a
-/// name cannot smuggle load off the machine. IPv4 addresses come first:
-/// local servers most often bind 127.0.0.1.
-async fn resolve_loopback(target: &Target) -> Result<Vec<SocketAddr>, LoadError> {
-    let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-        .map_err(|source| LoadError::Resolve {
-            host: target.host.clone(),
-            source,
-        })?
-        .collect();
-    if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-        return Err(LoadError::ResolvesOffHost {
-            host: target.host.clone(),
-            addr: *addr,
-        });
-    }
-    if addrs.is_empty() {
-        return Err(LoadError::Resolve {
-            host: target.host.clone(),
-            source: std::io::Error::other("no addresses"),
-        });
-    }
-    addrs.sort_by_key(|a| !a.is_ipv4());
-    Ok(addrs)
 }
 
 type CollectorHandle = std::thread::JoinHandle<Result<RowStats, LoadError>>;

@@ -32,7 +32,16 @@ fn main() -> ExitCode {
     };
     let log_path = config.log_path.clone();
     raise_fd_limit();
-    let outcome = runtime.block_on(loadgen::run(config, stop_signal()));
+    let quiet = !config.progress;
+    let outcome = runtime.block_on(async {
+        let prepared = loadgen::prepare(config).await?;
+        if !quiet {
+            for line in prepared.start_lines() {
+                eprintln!("loadgen: {line}");
+            }
+        }
+        prepared.run(stop_signal()).await
+    });
     let summary = match outcome {
         Ok(summary) => summary,
         Err(e) => {

@@ -161,6 +161,16 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Target URL.
     pub url: String,
+    /// The addresses the host resolved to, in the order they are tried.
+    pub resolved: Vec<String>,
+    /// Request format (`simulator`, `template`).
+    pub api: String,
+    /// HTTP version and transport, e.g. `HTTP/1.1 over TLS`.
+    pub protocol: String,
+    /// How server certificates were checked (https only), e.g.
+    /// `verified against 146 platform roots + 1 from --cacert` or
+    /// `NOT verified (--insecure)`.
+    pub tls_verification: Option<String>,
     /// Default model name.
     pub model: String,
 }
@@ -182,10 +192,11 @@ impl fmt::Display for RunSummary {
         let profile = self.profile.as_deref().unwrap_or("custom");
         writeln!(
             f,
-            "loadgen: {} loop, profile {profile}, {} connections{}, batch size {} (wait {} ms), {}",
+            "loadgen: {} loop, profile {profile}, api {}, {}, {} connections, batch size {} (wait {} ms), {}",
             self.mode,
+            self.api,
+            self.protocol,
             self.connection,
-            if self.http2 { " (HTTP/2)" } else { "" },
             self.batch_size,
             self.batch_wait_ms,
             if self.verified {
@@ -194,6 +205,9 @@ impl fmt::Display for RunSummary {
                 "outputs not verified"
             },
         )?;
+        if let Some(tls) = &self.tls_verification {
+            writeln!(f, "TLS: server certificate {tls}")?;
+        }
         writeln!(f, "Total requests: {}", self.total)?;
         writeln!(f, "Succeeded: {}", self.succeeded)?;
         writeln!(f, "Failed: {}", self.failed)?;

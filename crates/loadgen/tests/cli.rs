@@ -15,12 +15,31 @@ fn loadgen(args: &[&str]) -> Output {
 
 #[test]
 fn bad_flags_exit_2_with_a_helpful_message() {
-    let cases: [(&[&str], &str); 7] = [
+    // Every case is refused before a connection is opened; none names an
+    // address off this machine.
+    let cases: [(&[&str], &str); 10] = [
         (&["-c", "0"], "concurrency must be 1..="),
         (&["--rate", "-1"], "more than 0"),
         (&["-z", "5x"], "unknown unit"),
-        (&["--url", "http://192.168.1.10:8000/v1/infer"], "loopback"),
-        (&["--url", "https://127.0.0.1/v1/infer"], "https"),
+        (
+            &["--url", "ftp://127.0.0.1/v1/infer"],
+            "use http:// or https://",
+        ),
+        (
+            &["--url", "127.0.0.1:8000"],
+            "absolute http:// or https:// URL",
+        ),
+        (&["--insecure"], "apply to https://"),
+        (
+            &[
+                "--url",
+                "https://127.0.0.1:9/x",
+                "--cacert",
+                "/nonexistent/ca.pem",
+            ],
+            "--cacert /nonexistent/ca.pem",
+        ),
+        (&["--api", "template"], "needs --body-template"),
         (&["--batch-size", "0"], "batch size must be 1..="),
         (&["-H", "no colon"], "Name: value"),
     ];

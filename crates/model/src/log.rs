@@ -19,7 +19,7 @@ pub const INPUT_PY_COLUMNS: [&str; 5] = [
 ];
 
 /// The columns `loadgen` writes: `input.py`'s, then the rich ones.
-pub const LOADGEN_COLUMNS: [&str; 12] = [
+pub const LOADGEN_COLUMNS: [&str; 13] = [
     "request_id",
     "timestamp_ms",
     "latency_ms",
@@ -29,6 +29,7 @@ pub const LOADGEN_COLUMNS: [&str; 12] = [
     "batch_id",
     "batch_size",
     "connect_ms",
+    "tls_ms",
     "queue_ms",
     "service_ms",
     "output_digest",
@@ -53,8 +54,11 @@ pub struct LogRow {
     pub batch_id: Option<u64>,
     /// How many logical requests that HTTP request carried.
     pub batch_size: Option<u32>,
-    /// Time spent opening a connection for this request, ms.
+    /// Time spent opening a TCP connection for this request, ms.
     pub connect_ms: Option<f64>,
+    /// Time spent in the TLS handshake for this request, ms (empty
+    /// without TLS; 0 on a reused connection).
+    pub tls_ms: Option<f64>,
     /// Server-reported queue wait (`Server-Timing: queue`), ms.
     pub queue_ms: Option<f64>,
     /// Server-reported execution time (`Server-Timing: infer`), ms.
@@ -68,7 +72,7 @@ pub struct LogRow {
 pub enum LogFormat {
     /// `input.py`'s five columns.
     InputPy,
-    /// `loadgen`'s twelve columns.
+    /// `loadgen`'s columns.
     Loadgen,
 }
 
@@ -186,6 +190,7 @@ impl<W: Write> LogWriter<W> {
             opt(row.batch_id),
             opt(row.batch_size),
             opt_ms(row.connect_ms),
+            opt_ms(row.tls_ms),
             opt_ms(row.queue_ms),
             opt_ms(row.service_ms),
             row.output_digest.clone().unwrap_or_default(),
@@ -246,6 +251,7 @@ struct ColumnIndex {
     batch_id: Option<usize>,
     batch_size: Option<usize>,
     connect_ms: Option<usize>,
+    tls_ms: Option<usize>,
     queue_ms: Option<usize>,
     service_ms: Option<usize>,
     output_digest: Option<usize>,
@@ -264,6 +270,7 @@ impl ColumnIndex {
             batch_id: find("batch_id"),
             batch_size: find("batch_size"),
             connect_ms: find("connect_ms"),
+            tls_ms: find("tls_ms"),
             queue_ms: find("queue_ms"),
             service_ms: find("service_ms"),
             output_digest: find("output_digest"),
@@ -290,6 +297,7 @@ impl ColumnIndex {
             batch_id: field.optional(self.batch_id, "batch_id", "a non-negative integer")?,
             batch_size: field.optional(self.batch_size, "batch_size", "a positive integer")?,
             connect_ms: field.optional_latency(self.connect_ms, "connect_ms")?,
+            tls_ms: field.optional_latency(self.tls_ms, "tls_ms")?,
             queue_ms: field.optional_latency(self.queue_ms, "queue_ms")?,
             service_ms: field.optional_latency(self.service_ms, "service_ms")?,
             output_digest: self
@@ -390,6 +398,7 @@ mod tests {
             batch_id: Some(1),
             batch_size: Some(10),
             connect_ms: Some(0.25),
+            tls_ms: Some(1.75),
             queue_ms: Some(1.5),
             service_ms: Some(100.125),
             output_digest: Some("00ff00ff00ff00ff".into()),

@@ -195,7 +195,7 @@ pub fn batch_request_body<'a>(model: &str, inputs: impl IntoIterator<Item = &'a 
 /// case) is copied as it is; anything else goes through serde_json, so the
 /// escapes are always serde's (which match Python's `json.dumps` with
 /// `ensure_ascii=False`, as httpx sends).
-fn push_json_str(out: &mut Vec<u8>, text: &str) {
+pub fn push_json_str(out: &mut Vec<u8>, text: &str) {
     // A fold without an early exit, so the compiler vectorises the scan.
     let escapes = text.bytes().fold(false, |found, b| {
         found | (b < 0x20) | (b == b'"') | (b == b'\\')

@@ -126,7 +126,7 @@ proptest! {
             for row in &log.rows {
                 prop_assert!(row.latency_ms.is_finite() && row.latency_ms >= 0.0, "{row:?}");
                 prop_assert!(row.timestamp_ms.is_finite(), "{row:?}");
-                for v in [row.connect_ms, row.queue_ms, row.service_ms].into_iter().flatten() {
+                for v in [row.connect_ms, row.tls_ms, row.queue_ms, row.service_ms].into_iter().flatten() {
                     prop_assert!(v.is_finite() && v >= 0.0, "{row:?}");
                 }
             }
@@ -148,6 +148,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
             proptest::option::of(1u32..10_000),
             proptest::option::of(ms.clone()),
             proptest::option::of(ms.clone()),
+            proptest::option::of(ms.clone()),
             proptest::option::of(ms),
             proptest::option::of("[0-9a-f]{16}"),
         ),
@@ -156,7 +157,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
             |(
                 (request_id, ts, latency_ms, status_code),
                 (error, ok, batch_id),
-                (batch_size, connect_ms, queue_ms, service_ms, output_digest),
+                (batch_size, connect_ms, tls_ms, queue_ms, service_ms, output_digest),
             )| LogRow {
                 request_id,
                 timestamp_ms: ts as f64 / 1000.0,
@@ -167,6 +168,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
                 batch_id,
                 batch_size,
                 connect_ms,
+                tls_ms,
                 queue_ms,
                 service_ms,
                 output_digest,
