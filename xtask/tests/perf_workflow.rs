@@ -81,11 +81,111 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     );
     assert_eq!(comparison(&out)["verdict"]["met"], false);
     let _ = std::fs::remove_dir_all(&out);
+
+    // The same workflow against an endpoint the user runs (`--url`), here a
+    // simulator this test starts itself, with the body from a template.
+    let endpoint = Endpoint::start(&release_bin("stub-server"));
+    let url_out = temp_dir("url");
+    let url_out_arg = url_out.to_string_lossy().into_owned();
+    let body = url_out.with_extension("body.json");
+    std::fs::write(&body, r#"{"model": {{model}}, "inputs": {{inputs}}}"#).unwrap();
+    let body_arg = format!("--loadgen-arg=--body-template={}", body.display());
+    let run = xtask(&[
+        "perf",
+        "--url",
+        &endpoint.url,
+        "--out",
+        &url_out_arg,
+        "--api",
+        "template",
+        &body_arg,
+        "--loadgen-arg=--expect-json-path=outputs",
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("input.py skipped: it sends the simulator's wire format"));
+    let c = comparison(&url_out);
+    assert_eq!(c["conditions"]["target"], "endpoint");
+    assert_eq!(c["conditions"]["api"], "template");
+    assert_eq!(c["before"]["succeeded"], 400);
+    assert_eq!(c["after"]["succeeded"], 400);
+    assert_eq!(c["verdict"]["met"], true);
+    let _ = std::fs::remove_dir_all(&url_out);
+    let _ = std::fs::remove_file(&body);
+}
+
+/// Where the workflow put its release binaries (honouring XTASK_BIN_DIR).
+fn release_bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("XTASK_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("release").join(name)
+}
+
+/// A stub-server process on a free loopback port (fast placeholder shape).
+struct Endpoint {
+    child: std::process::Child,
+    /// Kept open: the server may print again, and a closed pipe would fail it.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+    url: String,
+}
+
+impl Endpoint {
+    fn start(bin: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(bin)
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--base-ms",
+                "10",
+                "--per-item-ms",
+                "0.2",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("stub-server starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(stdout);
+        stdout.read_line(&mut line).expect("first line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self {
+            child,
+            _stdout: stdout,
+            url: format!("http://{addr}/v1/infer"),
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
 fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["perf", "--url", "ftp://127.0.0.1:9/x"],
+            "must be an absolute http:// or https:// URL",
+        ),
+        (&["perf", "--api", "grpc"], "allowed: simulator, template"),
         (
             &["perf", "--repeat", "0"],
             "--repeat must be between 1 and 20",

@@ -251,6 +251,7 @@ impl Prepared {
             Some(path) => Some(LogWriter::create(path)?),
             None => None,
         };
+        let tls_watch = tls.clone();
         let shards = match shard_count(&config) {
             Some(count) => Some(Shards::start(count).map_err(LoadError::Threads)?),
             None => None,
@@ -275,7 +276,12 @@ impl Prepared {
             writer,
             info: start_info,
         };
-        run_engine(parts, shutdown).await
+        let mut summary = run_engine(parts, shutdown).await?;
+        summary.tls_first_failure = tls_watch
+            .as_ref()
+            .and_then(tls::Tls::first_failure)
+            .map(str::to_owned);
+        Ok(summary)
     }
 }
 
@@ -521,6 +527,7 @@ fn build_summary(
         api: config.api.name().to_owned(),
         protocol: String::new(),
         tls_verification: None,
+        tls_first_failure: None,
         model: config.model.clone(),
     }
 }

@@ -171,6 +171,8 @@ pub struct RunSummary {
     /// `verified against 146 platform roots + 1 from --cacert` or
     /// `NOT verified (--insecure)`.
     pub tls_verification: Option<String>,
+    /// What rustls said of the first failed TLS handshake, if one failed.
+    pub tls_first_failure: Option<String>,
     /// Default model name.
     pub model: String,
 }
@@ -213,6 +215,9 @@ impl fmt::Display for RunSummary {
         writeln!(f, "Failed: {}", self.failed)?;
         for (kind, count) in &self.errors {
             writeln!(f, "  {kind}: {count}")?;
+        }
+        if let Some(why) = &self.tls_first_failure {
+            writeln!(f, "  first TLS handshake failure: {why}")?;
         }
         writeln!(f, "P50 latency: {}", ms(self.p50_ms))?;
         writeln!(f, "P95 latency: {}", ms(self.p95_ms))?;

@@ -20,7 +20,7 @@
 //! client-per-request does.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
@@ -103,6 +103,10 @@ impl std::fmt::Display for Verification {
 pub struct Tls {
     connector: TlsConnector,
     server_name: ServerName<'static>,
+    /// What rustls said of the first failed handshake: an error kind is
+    /// coarse (`tls_handshake` covers a CA certificate served as a leaf as
+    /// much as a protocol mismatch), and the run's summary says why.
+    first_failure: Arc<OnceLock<String>>,
     /// How certificates are checked.
     pub verification: Verification,
     /// The one protocol ALPN offers.
@@ -172,6 +176,7 @@ impl Tls {
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
+            first_failure: Arc::new(OnceLock::new()),
             verification,
             alpn,
         })
@@ -181,15 +186,47 @@ impl Tls {
     /// a handshake that did not agree on the protocol ALPN offered (a
     /// server without h2, under `--http2`) is `tls_handshake`.
     pub async fn handshake(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, TransportError> {
-        let stream = self
-            .connector
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| classify_io(&e).unwrap_or(TransportError::TlsHandshake))?;
+        let stream = match self.connector.connect(self.server_name.clone(), tcp).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let kind = classify_io(&e).unwrap_or(TransportError::TlsHandshake);
+                self.first_failure.get_or_init(|| explain(&e));
+                return Err(kind);
+            }
+        };
         if self.alpn == "h2" && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            self.first_failure.get_or_init(|| {
+                "the server did not agree to h2 through ALPN (--http2 requires it)".into()
+            });
             return Err(TransportError::TlsHandshake);
         }
         Ok(stream)
+    }
+
+    /// Why the first failed handshake failed, if one did.
+    pub fn first_failure(&self) -> Option<&str> {
+        self.first_failure.get().map(String::as_str)
+    }
+}
+
+/// rustls's words for a failed handshake, with a hint where the cause is
+/// a common mistake.
+fn explain(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    let tls = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
+    match tls {
+        // webpki's reason reaches rustls only as an opaque `Other` error.
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(_)))
+            if text.contains("CaUsedAsEndEntity") =>
+        {
+            format!("{text}: the server presents a CA certificate (basicConstraints CA:TRUE, what `openssl req -x509` makes by default) as its own; issue it a leaf certificate, or add -addext basicConstraints=critical,CA:FALSE")
+        }
+        Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            format!("{text}: trust its CA with --cacert FILE.pem (or skip verification with --insecure)")
+        }
+        _ => text,
     }
 }
 

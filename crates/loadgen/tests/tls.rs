@@ -302,8 +302,10 @@ async fn unknown_issuer_without_cacert_and_insecure_passes() {
     let c = config(&url, &dir, TlsOptions::default(), ConnectionMode::Pooled);
     let (summary, rows) = run(c).await;
     all_failed_with(&summary, &rows, "tls_unknown_issuer");
-    // A failed handshake is timed too.
+    // A failed handshake is timed too, and the summary says what to do.
     assert!(rows.iter().all(|r| r.tls_ms.is_some()));
+    let why = summary.tls_first_failure.unwrap_or_default();
+    assert!(why.contains("trust its CA with --cacert"), "{why}");
 
     let insecure = TlsOptions {
         insecure: true,
@@ -341,6 +343,34 @@ async fn a_certificate_for_another_name_or_expired_is_refused() {
     );
     let (summary, rows) = run(c).await;
     all_failed_with(&summary, &rows, "tls_expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_served_as_the_leaf_is_a_handshake_failure_with_a_hint() {
+    let dir = common::temp_dir("tls-ca-leaf");
+    // What `openssl req -x509` makes: self-signed, CA:TRUE, the host's name.
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    let ca_pem = dir.join("self-signed.pem");
+    std::fs::write(&ca_pem, cert.pem()).unwrap();
+    let server = serve(ServerSetup {
+        cert,
+        key,
+        alpn: vec!["http/1.1"],
+        client_ca: None,
+    });
+    let c = config(
+        &server.url("127.0.0.1"),
+        &dir,
+        trusting(&ca_pem),
+        ConnectionMode::Pooled,
+    );
+    let (summary, rows) = run(c).await;
+    all_failed_with(&summary, &rows, "tls_handshake");
+    let why = summary.tls_first_failure.unwrap_or_default();
+    assert!(why.contains("presents a CA certificate"), "{why}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,6 +412,7 @@ async fn h2_is_negotiated_by_alpn_and_required_with_http2() {
     let (summary, rows) = run(c).await;
     all_failed_with(&summary, &rows, "tls_handshake");
     assert_eq!(http1_only.seen.http1.load(Ordering::SeqCst), 0);
+    assert!(summary.tls_first_failure.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
