@@ -10,6 +10,10 @@
 //! - Client-bound: against nginx again, each client capped at 40% of one CPU
 //!   (a cgroup CFS quota), so the client and not the server is the
 //!   bottleneck and req/s measures what a client makes of the same CPU.
+//! - HTTPS (`tls.rs`): against nginx over TLS 1.3 with a self-signed
+//!   certificate made per run, `loadgen`, `wrk` and `oha` with keep-alive
+//!   connections and with a new connection (handshake) per request;
+//!   `--tls-only` runs just this part.
 //! - Self-overhead: P50 at one connection (low load) against the zero-cost
 //!   simulator, `loadgen` versus `wrk`.
 //! - The simulator: its zero-cost requests/s (with the fastest client) versus
@@ -25,6 +29,7 @@
 
 mod accuracy;
 mod criterion;
+mod tls;
 mod tools;
 
 use std::fs;
@@ -38,7 +43,7 @@ use serde_json::json;
 use crate::error::TaskError;
 use crate::process::{self, ServerProcess};
 use crate::workspace;
-use tools::{ClientRun, Load, Peer};
+use tools::{ClientRun, Load, Peer, Reuse};
 
 /// Flags of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -71,6 +76,11 @@ pub struct BenchArgs {
     /// Do not pin client and server to different CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Run only the HTTPS comparison (nginx over TLS 1.3, keep-alive and a
+    /// connection per request) and write `bench-tls.json` instead of
+    /// `bench.json`, leaving a full run's record in place.
+    #[arg(long)]
+    tls_only: bool,
 }
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
@@ -690,115 +700,59 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
     );
     let duration = Duration::from_secs(args.duration_s);
     let server_workers = pin.server.len();
-
-    // 1. Throughput against the zero-cost simulator.
-    println!(
-        "throughput: zero-cost stub-server, {} connections, {} s",
-        args.connections, args.duration_s
-    );
-    let zero_cost_args: Vec<String> = ["--profile", "zero-cost"].map(str::to_owned).to_vec();
-    pin.as_server();
-    let server = ServerProcess::start(
-        &bins.server,
-        &zero_cost_args,
-        &dir.join("stub-zero-cost.log"),
-    );
-    pin.release();
-    let server = server?;
-    let url = server.infer_url();
-    let load = Load {
-        url: &url,
+    // What every client run shares; each comparison sets the URL, the
+    // server and the connection settings (the URL here is never used).
+    let template = Load {
+        url: "",
         connections: args.connections,
         threads,
         duration,
         body: BODY,
         dir: &dir,
         cap: None,
-        server_pid: Some(server.pid()),
-    };
-    let mut throughput_clients = vec![Client::Loadgen];
-    if tools::loadgen_busy_polls(&bins.loadgen) {
-        throughput_clients.push(Client::LoadgenBusyPoll);
-    }
-    throughput_clients.extend([Client::Wrk, Client::Oha]);
-    let stub = compare_clients(
-        &bins,
-        &peers,
-        &pin,
-        &load,
-        args.rounds,
-        "stub",
-        &throughput_clients,
-    )?;
-
-    // 2. Self-overhead: one connection, one request at a time.
-    println!("self-overhead: zero-cost stub-server, 1 connection");
-    let low = Load {
-        connections: 1,
-        threads: 1,
-        duration: Duration::from_secs(args.duration_s.min(3)),
-        ..load
-    };
-    // Busy polling is for a client kept busy; at one request in flight
-    // it would only spin through each round trip.
-    let low_load = compare_clients(
-        &bins,
-        &peers,
-        &pin,
-        &low,
-        args.rounds,
-        "lowload",
-        &[Client::Loadgen, Client::Wrk, Client::Oha],
-    )?;
-    drop(server);
-
-    // 3. Throughput against nginx (a server much cheaper than the simulator).
-    let (nginx, client_bound) = match &peers.nginx.path {
-        Some(bin) => {
-            println!("throughput: nginx static JSON, {server_workers} worker(s)");
-            // nginx's workers drop root for `nobody`, who may not traverse
-            // the output directory (e.g. under /root): serve from the
-            // world-readable temp directory instead.
-            let nginx_dir =
-                std::env::temp_dir().join(format!("latency-bench-nginx-{}", std::process::id()));
-            pin.as_server();
-            let nginx = tools::Nginx::start(bin, &nginx_dir, server_workers, BODY);
-            pin.release();
-            let nginx = nginx?;
-            let load = Load {
-                url: &nginx.url,
-                server_pid: Some(nginx.pid()),
-                ..load
-            };
-            let server_bound = compare_clients(
-                &bins,
-                &peers,
-                &pin,
-                &load,
-                args.rounds,
-                "nginx",
-                &throughput_clients,
-            )?;
-            let client_bound = compare_capped(&bins, &peers, &pin, &load, args.rounds)?;
-            (Some(server_bound), Some(client_bound))
-        }
-        None => (None, None),
+        server_pid: None,
+        cacert: None,
+        reuse: Reuse::KeepAlive,
     };
 
-    // 4. Service-time accuracy under load (fresh simulator).
-    println!("stub-server service-time accuracy (placeholder shape, jitter 0, c=20, n=200)");
-    let accuracy = accuracy::measure(&bins.server, &bins.loadgen, &dir)?;
+    // 1-4. Over plain HTTP: the simulator, self-overhead, nginx, accuracy.
+    let plain = if args.tls_only {
+        None
+    } else {
+        Some(Plain::measure(
+            &bins,
+            &peers,
+            &pin,
+            &template,
+            args.rounds,
+            server_workers,
+        )?)
+    };
 
-    // 5. stats benchmarks.
-    let stats = if args.skip_stats {
+    // 5. HTTPS against nginx, keep-alive and a connection per request.
+    let tls = match &peers.nginx.path {
+        Some(bin) => Some(tls::measure(
+            &bins,
+            &peers,
+            &pin,
+            &template,
+            bin,
+            server_workers,
+            args.rounds,
+        )?),
+        None => None,
+    };
+
+    // 6. stats benchmarks.
+    let stats = if args.skip_stats || args.tls_only {
         None
     } else {
         println!("stats: cargo bench -p stats --bench histogram (criterion)");
         Some(criterion::run(&dir)?)
     };
 
-    // 6. ./run_tests once built.
-    let run_tests = if args.skip_run_tests {
+    // 7. ./run_tests once built.
+    let run_tests = if args.skip_run_tests || args.tls_only {
         None
     } else {
         println!("./run_tests (wall time)");
@@ -828,58 +782,11 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
 
     // Bars.
     println!("bars:");
-    let rps = |v: &serde_json::Value, client: &str| v["clients"][client]["rps_median"].as_f64();
     let mut bars = Vec::new();
-    for (name, v) in [
-        ("zero-cost stub-server", Some(&stub)),
-        ("nginx", nginx.as_ref()),
-    ] {
-        match v {
-            Some(v) => bars.extend(throughput_bars(name, v)),
-            None => bars.push(bar(
-                &format!("loadgen rps within a few % of wrk ({name})"),
-                None,
-                "nginx missing".into(),
-            )),
-        }
+    if let Some(p) = &plain {
+        bars.extend(p.bars());
     }
-    bars.extend(client_bound_bars(client_bound.as_ref()));
-    let diff = low_load["loadgen_minus_wrk_p50_us"].as_f64();
-    bars.push(bar(
-        "loadgen P50 at low load <= wrk's + 50 us",
-        diff.map(|d| d <= 50.0),
-        diff.map_or_else(
-            || "wrk missing".into(),
-            |d| format!("loadgen - wrk = {d:+.1} us"),
-        ),
-    ));
-    let stub_capacity = ["loadgen", "loadgen-busy-poll", "wrk", "oha"]
-        .iter()
-        .filter_map(|c| rps(&stub, c))
-        .fold(f64::NAN, f64::max);
-    let loadgen_max = nginx.as_ref().and_then(|v| {
-        ["loadgen", "loadgen-busy-poll"]
-            .iter()
-            .filter_map(|c| rps(v, c))
-            .reduce(f64::max)
-    });
-    bars.push(bar(
-        "stub-server zero-cost rps > what loadgen can send",
-        loadgen_max.map(|l| stub_capacity > l),
-        loadgen_max.map_or_else(
-            || "nginx missing: loadgen's own ceiling unknown".into(),
-            |l| format!("stub-server {stub_capacity:.0} req/s (fastest client) vs loadgen {l:.0} req/s against nginx"),
-        ),
-    ));
-    let p99 = accuracy.server_timing_overshoot.p99_ms;
-    bars.push(bar(
-        "service time honoured within 2 ms at P99",
-        Some(p99.abs() <= 2.0),
-        format!(
-            "Server-Timing overshoot p50 {:+.3} ms, p99 {p99:+.3} ms; client-side p99 {:+.3} ms",
-            accuracy.server_timing_overshoot.p50_ms, accuracy.client_overshoot.p99_ms
-        ),
-    ));
+    bars.extend(tls::bars(tls.as_ref()));
     if let Some(s) = &stats {
         bars.push(bar(
             "stats records 10 M no slower than hdrhistogram",
@@ -907,10 +814,14 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
         ));
     }
 
+    let (stub_capacity, loadgen_max) = plain
+        .as_ref()
+        .map_or((None, None), |p| (Some(p.stub_capacity()), p.loadgen_max()));
     let report = json!({
         "schema": "latency-toolkit/bench/v1",
         "generated_unix_s": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "bench_wall_s": started.elapsed().as_secs_f64(),
+        "tls_only": args.tls_only,
         "machine": machine(args.label.as_deref()),
         "pinning": {
             "used": pin.used,
@@ -935,29 +846,225 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
                 "stub_server": format!("{}{} --bind 127.0.0.1:0 --profile zero-cost", pin.prefix(false), bins.server.display()),
                 "nginx": "nginx -p DIR -c DIR/nginx.conf (see bench/nginx/nginx.conf)",
             },
+            "tls": tls.as_ref().map(|t| &t.settings),
         },
         "throughput": {
-            "stub_zero_cost": stub,
-            "nginx": nginx,
-            "nginx_client_bound": client_bound,
+            "stub_zero_cost": plain.as_ref().map(|p| &p.stub),
+            "nginx": plain.as_ref().and_then(|p| p.nginx.as_ref()),
+            "nginx_client_bound": plain.as_ref().and_then(|p| p.client_bound.as_ref()),
+            "nginx_tls_keepalive": tls.as_ref().map(|t| &t.keepalive),
+            "nginx_tls_per_request": tls.as_ref().map(|t| &t.per_request),
         },
-        "self_overhead_low_load": low_load,
+        "self_overhead_low_load": plain.as_ref().map(|p| &p.low_load),
         "stub_server": {
             "zero_cost_rps_best_client": stub_capacity,
             "loadgen_rps_against_nginx": loadgen_max,
-            "service_time_accuracy": accuracy,
+            "service_time_accuracy": plain.as_ref().map(|p| &p.accuracy),
         },
         "stats": stats,
         "run_tests": run_tests,
         "bars": bars,
     });
-    let path = args.out.join("bench.json");
+    // A TLS-only run records beside, not over, the full bench's file.
+    let name = if args.tls_only {
+        "bench-tls.json"
+    } else {
+        "bench.json"
+    };
+    let path = args.out.join(name);
     let text = serde_json::to_string_pretty(&report).map_err(|e| TaskError::Step(e.to_string()))?;
     fs::write(&path, text + "\n").map_err(|source| TaskError::Io {
         path: path.clone(),
         source,
     })?;
     Ok(path)
+}
+
+/// The measurements over plain HTTP (everything but the TLS comparison,
+/// the stats benchmarks and `./run_tests`).
+struct Plain {
+    stub: serde_json::Value,
+    low_load: serde_json::Value,
+    /// `None` where nginx is missing.
+    nginx: Option<serde_json::Value>,
+    client_bound: Option<serde_json::Value>,
+    accuracy: accuracy::Accuracy,
+}
+
+impl Plain {
+    fn measure(
+        bins: &Bins,
+        peers: &Peers,
+        pin: &Pinning,
+        template: &Load,
+        rounds: usize,
+        server_workers: usize,
+    ) -> Result<Self, TaskError> {
+        let dir = template.dir;
+        // 1. Throughput against the zero-cost simulator.
+        println!(
+            "throughput: zero-cost stub-server, {} connections, {} s",
+            template.connections,
+            template.duration.as_secs()
+        );
+        let zero_cost_args: Vec<String> = ["--profile", "zero-cost"].map(str::to_owned).to_vec();
+        pin.as_server();
+        let server = ServerProcess::start(
+            &bins.server,
+            &zero_cost_args,
+            &dir.join("stub-zero-cost.log"),
+        );
+        pin.release();
+        let server = server?;
+        let url = server.infer_url();
+        let load = Load {
+            url: &url,
+            server_pid: Some(server.pid()),
+            ..*template
+        };
+        let mut throughput_clients = vec![Client::Loadgen];
+        if tools::loadgen_has_flag(&bins.loadgen, "--busy-poll-us") {
+            throughput_clients.push(Client::LoadgenBusyPoll);
+        }
+        throughput_clients.extend([Client::Wrk, Client::Oha]);
+        let stub = compare_clients(bins, peers, pin, &load, rounds, "stub", &throughput_clients)?;
+
+        // 2. Self-overhead: one connection, one request at a time.
+        println!("self-overhead: zero-cost stub-server, 1 connection");
+        let low = Load {
+            connections: 1,
+            threads: 1,
+            duration: load.duration.min(Duration::from_secs(3)),
+            ..load
+        };
+        // Busy polling is for a client kept busy; at one request in flight
+        // it would only spin through each round trip.
+        let low_load = compare_clients(
+            bins,
+            peers,
+            pin,
+            &low,
+            rounds,
+            "lowload",
+            &[Client::Loadgen, Client::Wrk, Client::Oha],
+        )?;
+        drop(server);
+
+        // 3. Throughput against nginx (a server much cheaper than the simulator).
+        let (nginx, client_bound) = match &peers.nginx.path {
+            Some(bin) => {
+                println!("throughput: nginx static JSON, {server_workers} worker(s)");
+                // nginx's workers drop root for `nobody`, who may not traverse
+                // the output directory (e.g. under /root): serve from the
+                // world-readable temp directory instead.
+                let nginx_dir = std::env::temp_dir()
+                    .join(format!("latency-bench-nginx-{}", std::process::id()));
+                pin.as_server();
+                let nginx = tools::Nginx::start(bin, &nginx_dir, server_workers, BODY, None);
+                pin.release();
+                let nginx = nginx?;
+                let load = Load {
+                    url: &nginx.url,
+                    server_pid: Some(nginx.pid()),
+                    ..load
+                };
+                let server_bound = compare_clients(
+                    bins,
+                    peers,
+                    pin,
+                    &load,
+                    rounds,
+                    "nginx",
+                    &throughput_clients,
+                )?;
+                let client_bound = compare_capped(bins, peers, pin, &load, rounds)?;
+                (Some(server_bound), Some(client_bound))
+            }
+            None => (None, None),
+        };
+
+        // 4. Service-time accuracy under load (fresh simulator).
+        println!("stub-server service-time accuracy (placeholder shape, jitter 0, c=20, n=200)");
+        let accuracy = accuracy::measure(&bins.server, &bins.loadgen, dir)?;
+        Ok(Self {
+            stub,
+            low_load,
+            nginx,
+            client_bound,
+            accuracy,
+        })
+    }
+
+    /// The simulator's zero-cost req/s with the fastest client.
+    fn stub_capacity(&self) -> f64 {
+        ["loadgen", "loadgen-busy-poll", "wrk", "oha"]
+            .iter()
+            .filter_map(|c| rps_of(&self.stub, c))
+            .fold(f64::NAN, f64::max)
+    }
+
+    /// What loadgen sends at best against nginx (its own ceiling).
+    fn loadgen_max(&self) -> Option<f64> {
+        self.nginx.as_ref().and_then(|v| {
+            ["loadgen", "loadgen-busy-poll"]
+                .iter()
+                .filter_map(|c| rps_of(v, c))
+                .reduce(f64::max)
+        })
+    }
+
+    fn bars(&self) -> Vec<serde_json::Value> {
+        let mut bars = Vec::new();
+        for (name, v) in [
+            ("zero-cost stub-server", Some(&self.stub)),
+            ("nginx", self.nginx.as_ref()),
+        ] {
+            match v {
+                Some(v) => bars.extend(throughput_bars(name, v)),
+                None => bars.push(bar(
+                    &format!("loadgen rps within a few % of wrk ({name})"),
+                    None,
+                    "nginx missing".into(),
+                )),
+            }
+        }
+        bars.extend(client_bound_bars(self.client_bound.as_ref()));
+        let diff = self.low_load["loadgen_minus_wrk_p50_us"].as_f64();
+        bars.push(bar(
+            "loadgen P50 at low load <= wrk's + 50 us",
+            diff.map(|d| d <= 50.0),
+            diff.map_or_else(
+                || "wrk missing".into(),
+                |d| format!("loadgen - wrk = {d:+.1} us"),
+            ),
+        ));
+        let stub_capacity = self.stub_capacity();
+        let loadgen_max = self.loadgen_max();
+        bars.push(bar(
+            "stub-server zero-cost rps > what loadgen can send",
+            loadgen_max.map(|l| stub_capacity > l),
+            loadgen_max.map_or_else(
+                || "nginx missing: loadgen's own ceiling unknown".into(),
+                |l| format!("stub-server {stub_capacity:.0} req/s (fastest client) vs loadgen {l:.0} req/s against nginx"),
+            ),
+        ));
+        let accuracy = &self.accuracy;
+        let p99 = accuracy.server_timing_overshoot.p99_ms;
+        bars.push(bar(
+            "service time honoured within 2 ms at P99",
+            Some(p99.abs() <= 2.0),
+            format!(
+                "Server-Timing overshoot p50 {:+.3} ms, p99 {p99:+.3} ms; client-side p99 {:+.3} ms",
+                accuracy.server_timing_overshoot.p50_ms, accuracy.client_overshoot.p99_ms
+            ),
+        ));
+        bars
+    }
+}
+
+/// A client's median req/s in a comparison `v`.
+fn rps_of(v: &serde_json::Value, client: &str) -> Option<f64> {
+    v["clients"][client]["rps_median"].as_f64()
 }
 
 #[cfg(test)]

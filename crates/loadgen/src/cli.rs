@@ -19,8 +19,8 @@ use crate::tls::TlsOptions;
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
 pub struct Cli {
-    /// Endpoint to load: any http:// or https:// URL (host name, IPv4 or
-    /// [IPv6]).
+    /// Endpoint to load: any http:// or https:// URL (a host name, an IPv4
+    /// address or a bracketed IPv6 address).
     #[arg(long, default_value = model::DEFAULT_URL)]
     pub url: String,
 
@@ -30,9 +30,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ApiArg::Simulator)]
     pub api: ApiArg,
 
-    /// JSON body template for --api template; placeholders {{input}},
-    /// {{inputs}} (JSON array, for --batch-size > 1), {{model}}, {{id}}
-    /// stand for whole JSON values, e.g. {"model": {{model}}, "inputs": {{inputs}}}.
+    /// JSON body template for --api template; the placeholders `{{input}}`,
+    /// `{{inputs}}` (a JSON array, for --batch-size > 1), `{{model}}` and
+    /// `{{id}}` stand for whole JSON values, e.g.
+    /// `{"model": {{model}}, "inputs": {{inputs}}}`.
     #[arg(long, value_name = "FILE")]
     pub body_template: Option<PathBuf>,
 

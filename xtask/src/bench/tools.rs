@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::tls::Certificate;
 use super::TaskError;
 use crate::process::{self, ProcessError};
 
@@ -278,6 +279,21 @@ pub struct Load<'a> {
     pub cap: Option<&'a CpuCap>,
     /// The server's process id: its CPU per request is recorded.
     pub server_pid: Option<u32>,
+    /// For an https URL with a self-signed certificate: the certificate
+    /// loadgen trusts (`--cacert`). wrk never verifies certificates and oha
+    /// is told not to (`--insecure`).
+    pub cacert: Option<&'a Path>,
+    /// Whether each client keeps its connections or opens one per request.
+    pub reuse: Reuse,
+}
+
+/// Connection reuse in a client run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Each connection carries request after request (every client's default).
+    KeepAlive,
+    /// A new connection (over TLS: a full handshake) for every request.
+    PerRequest,
 }
 
 /// CPU seconds (user + system, all threads) used so far by process `pid`
@@ -401,17 +417,35 @@ pub fn loadgen_command(bin: &Path, load: &Load, json: &Path, busy_poll_us: Optio
     if let Some(us) = busy_poll_us {
         cmd.arg("--busy-poll-us").arg(us.to_string());
     }
+    if let Some(cacert) = load.cacert {
+        cmd.arg("--cacert").arg(cacert);
+    }
+    // Pooled is loadgen's default outside the baseline profile.
+    if load.reuse == Reuse::PerRequest {
+        cmd.args(["--connection", "per-request"]);
+    }
     cmd
 }
 
-/// Whether this `loadgen` build has `--busy-poll-us` (an older one given
-/// with `--bin-dir` may not).
-pub fn loadgen_busy_polls(bin: &Path) -> bool {
+/// Whether this `loadgen` build lists `flag` (e.g. `--busy-poll-us`) in its
+/// help: an older one given with `--bin-dir` may not have it.
+pub fn loadgen_has_flag(bin: &Path, flag: &str) -> bool {
     Command::new(bin)
         .arg("--help")
         .stdin(Stdio::null())
         .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--busy-poll-us"))
+        .is_ok_and(|out| help_lists_flag(&String::from_utf8_lossy(&out.stdout), flag))
+}
+
+/// Whether clap's `help` text lists `flag` as an option of its own, not
+/// merely as the start of a longer one (`--cacert` in `--cacert-dir`).
+fn help_lists_flag(help: &str, flag: &str) -> bool {
+    help.match_indices(flag).any(|(at, _)| {
+        help[at + flag.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-'))
+    })
 }
 
 /// Runs loadgen and reads its `--json` summary.
@@ -463,8 +497,14 @@ pub fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
         .arg(format!("-d{}s", load.duration.as_secs().max(1)))
         .arg("--latency")
         .arg("-s")
-        .arg(script)
-        .arg(load.url);
+        .arg(script);
+    // wrk has no switch for it, but honours the server closing the
+    // connection after a response that asked for it: it reconnects (over
+    // TLS with a full handshake, wrk keeps no sessions).
+    if load.reuse == Reuse::PerRequest {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    cmd.arg(load.url);
     cmd
 }
 
@@ -522,8 +562,14 @@ pub fn oha_command(bin: &Path, load: &Load) -> Command {
         .arg(load.connections.to_string())
         .args(["-m", "POST", "-H", "Content-Type: application/json", "-d"])
         .arg(load.body)
-        .args(["--no-tui", "--output-format", "json"])
-        .arg(load.url);
+        .args(["--no-tui", "--output-format", "json"]);
+    if load.cacert.is_some() {
+        cmd.arg("--insecure");
+    }
+    if load.reuse == Reuse::PerRequest {
+        cmd.arg("--disable-keepalive");
+    }
+    cmd.arg(load.url);
     cmd
 }
 
@@ -573,8 +619,15 @@ impl Nginx {
         self.child.id()
     }
 
-    /// Starts `bin` with `workers` worker processes on a free loopback port.
-    pub fn start(bin: &Path, dir: &Path, workers: usize, body: &str) -> Result<Self, TaskError> {
+    /// Starts `bin` with `workers` worker processes on a free loopback port,
+    /// over TLS 1.3 with `tls` when given.
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        workers: usize,
+        body: &str,
+        tls: Option<&Certificate>,
+    ) -> Result<Self, TaskError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| TaskError::Io { path, source }
@@ -589,21 +642,8 @@ impl Nginx {
             .and_then(|l| l.local_addr())
             .map_err(io(dir))?
             .port();
-        let d = dir.display();
-        // The static module answers POST to a file with 405; error_page
-        // turns that into the file itself with 200, so loadgen, wrk and oha
-        // send exactly what they send to the simulator.
-        let conf = format!(
-            "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  keepalive_requests 100000000;\n\
-               client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
-               uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    root {d}/html;\n    default_type application/json;\n\
-                 location / {{ error_page 405 =200 $uri; }}\n  }}\n}}\n"
-        );
         let conf_path = dir.join("nginx.conf");
-        fs::write(&conf_path, conf).map_err(io(&conf_path))?;
+        fs::write(&conf_path, nginx_conf(dir, workers, port, tls)).map_err(io(&conf_path))?;
         let log = dir.join("stderr.log");
         let stderr = fs::File::create(&log).map_err(io(&log))?;
         let child = Command::new(bin)
@@ -623,9 +663,10 @@ impl Nginx {
                     source,
                 })
             })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let nginx = Self {
             child,
-            url: format!("http://127.0.0.1:{port}/v1/infer"),
+            url: format!("{scheme}://127.0.0.1:{port}/v1/infer"),
         };
         // Ready when the port accepts (never a blind sleep).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -640,6 +681,35 @@ impl Nginx {
         }
         Ok(nginx)
     }
+}
+
+/// nginx's configuration: `workers` workers serving `dir/html` on
+/// 127.0.0.1:`port`, over TLS 1.3 only with `tls` when given.
+fn nginx_conf(dir: &Path, workers: usize, port: u16, tls: Option<&Certificate>) -> String {
+    let d = dir.display();
+    let (ssl, tls_lines) = match tls {
+        Some(c) => (
+            " ssl",
+            format!(
+                "    ssl_protocols TLSv1.3;\n    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                c.cert.display(),
+                c.key.display()
+            ),
+        ),
+        None => ("", String::new()),
+    };
+    // The static module answers POST to a file with 405; error_page turns
+    // that into the file itself with 200, so loadgen, wrk and oha send
+    // exactly what they send to the simulator.
+    format!(
+        "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  keepalive_requests 100000000;\n\
+           client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n\
+           uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n\
+           server {{\n    listen 127.0.0.1:{port}{ssl};\n{tls_lines}    root {d}/html;\n    default_type application/json;\n\
+             location / {{ error_page 405 =200 $uri; }}\n  }}\n}}\n"
+    )
 }
 
 impl Drop for Nginx {
@@ -708,6 +778,120 @@ mod tests {
         assert!(status.success());
         let used = ClientCpu::of_reaped_children().since(before);
         assert!(used.user_s + used.system_s > 0.0, "{used:?}");
+    }
+
+    fn load<'a>(url: &'a str, cacert: Option<&'a Path>, reuse: Reuse) -> Load<'a> {
+        Load {
+            url,
+            connections: 32,
+            threads: 1,
+            duration: Duration::from_secs(3),
+            body: "{}",
+            dir: Path::new("/tmp"),
+            cap: None,
+            server_pid: None,
+            cacert,
+            reuse,
+        }
+    }
+
+    #[test]
+    fn plain_keep_alive_commands_are_unchanged() {
+        let plain = load("http://127.0.0.1:1/v1/infer", None, Reuse::KeepAlive);
+        let json = Path::new("l.json");
+        assert_eq!(
+            describe(&loadgen_command(Path::new("loadgen"), &plain, json, None)),
+            "loadgen --url http://127.0.0.1:1/v1/infer -q -c 32 -z 3000ms --json l.json --no-verify"
+        );
+        assert_eq!(
+            describe(&wrk_command(
+                Path::new("wrk"),
+                &plain,
+                Path::new("post.lua")
+            )),
+            "wrk -t1 -c32 -d3s --latency -s post.lua http://127.0.0.1:1/v1/infer"
+        );
+        let oha = describe(&oha_command(Path::new("oha"), &plain));
+        assert!(
+            oha.ends_with("--no-tui --output-format json http://127.0.0.1:1/v1/infer"),
+            "{oha}"
+        );
+    }
+
+    #[test]
+    fn tls_per_request_commands_trust_the_certificate_and_close_each_connection() {
+        let url = "https://127.0.0.1:1/v1/infer";
+        let cert = Path::new("/tmp/b/cert.pem");
+        let tls = load(url, Some(cert), Reuse::PerRequest);
+        let loadgen = describe(&loadgen_command(
+            Path::new("loadgen"),
+            &tls,
+            Path::new("l.json"),
+            None,
+        ));
+        assert!(
+            loadgen.ends_with("--no-verify --cacert /tmp/b/cert.pem --connection per-request"),
+            "{loadgen}"
+        );
+        assert_eq!(
+            describe(&wrk_command(Path::new("wrk"), &tls, Path::new("post.lua"))),
+            format!("wrk -t1 -c32 -d3s --latency -s post.lua -H 'Connection: close' {url}")
+        );
+        let oha = describe(&oha_command(Path::new("oha"), &tls));
+        assert!(
+            oha.ends_with(&format!("--insecure --disable-keepalive {url}")),
+            "{oha}"
+        );
+        // Keep-alive over TLS: only the trust settings.
+        let kept = load(url, Some(cert), Reuse::KeepAlive);
+        let oha = describe(&oha_command(Path::new("oha"), &kept));
+        assert!(oha.ends_with(&format!("--insecure {url}")), "{oha}");
+        let loadgen = describe(&loadgen_command(
+            Path::new("loadgen"),
+            &kept,
+            Path::new("l.json"),
+            None,
+        ));
+        assert!(loadgen.ends_with("--cacert /tmp/b/cert.pem"), "{loadgen}");
+    }
+
+    #[test]
+    fn a_flag_counts_only_as_a_whole_option_of_the_help() {
+        let help = "Options:\n      --cacert-dir <DIR>  Trust every PEM in DIR\n      --busy-poll-us <US>  Spin\n";
+        assert!(help_lists_flag(help, "--busy-poll-us"));
+        assert!(!help_lists_flag(help, "--cacert"));
+        assert!(help_lists_flag("      --cacert <FILE>\n", "--cacert"));
+        assert!(help_lists_flag("--insecure", "--insecure"));
+        assert!(!help_lists_flag("", "--cacert"));
+    }
+
+    #[test]
+    fn nginx_speaks_tls_1_3_only_when_given_a_certificate() {
+        let dir = Path::new("/tmp/n");
+        let plain = nginx_conf(dir, 2, 8080, None);
+        assert!(plain.contains("    listen 127.0.0.1:8080;\n"), "{plain}");
+        assert!(!plain.contains("ssl"), "{plain}");
+        let cert = Certificate {
+            cert: PathBuf::from("/tmp/n/cert.pem"),
+            key: PathBuf::from("/tmp/n/key.pem"),
+        };
+        let tls = nginx_conf(dir, 2, 8443, Some(&cert));
+        for line in [
+            "    listen 127.0.0.1:8443 ssl;\n",
+            "    ssl_protocols TLSv1.3;\n",
+            "    ssl_certificate /tmp/n/cert.pem;\n",
+            "    ssl_certificate_key /tmp/n/key.pem;\n",
+            "keepalive_requests 100000000;",
+        ] {
+            assert!(tls.contains(line), "{line:?} not in:\n{tls}");
+        }
+        // Everything else is the plaintext configuration.
+        let stripped: String = tls
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("ssl_"))
+            .map(|l| format!("{}\n", l.replace(":8443 ssl;", ":8080;")))
+            .collect();
+        assert_eq!(stripped, plain);
     }
 
     #[test]
