@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use http::{HeaderName, HeaderValue, Method};
 
+use crate::api::kserve::KServeOptions;
 use crate::api::ApiChoice;
 use crate::config::{
     parse_header, Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource,
@@ -14,19 +15,24 @@ use crate::config::{
 };
 use crate::limits;
 use crate::tls::TlsOptions;
+use model::kserve::Datatype;
 
 /// HTTP load generator for inference APIs.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
 pub struct Cli {
     /// Endpoint to load: any http:// or https:// URL (a host name, an IPv4
-    /// address or a bracketed IPv6 address).
-    #[arg(long, default_value = model::DEFAULT_URL)]
-    pub url: String,
+    /// address or a bracketed IPv6 address). For --api kserve-v2 the
+    /// server's base URL; requests go to {base}/v2/models/{model}/infer
+    /// [default: http://127.0.0.1:8000/v1/infer; kserve-v2: http://127.0.0.1:8000].
+    #[arg(long)]
+    pub url: Option<String>,
 
     /// Request format: `simulator` (the simulator's {"model","input"} wire
-    /// format; outputs verified) or `template` (any JSON body from
-    /// --body-template; outputs not verified, digests logged).
+    /// format; outputs verified), `template` (any JSON body from
+    /// --body-template; outputs not verified, digests logged) or
+    /// `kserve-v2` (NVIDIA Triton's protocol for --model; BYTES outputs
+    /// verified, --no-verify for your own models).
     #[arg(long, value_enum, default_value_t = ApiArg::Simulator)]
     pub api: ApiArg,
 
@@ -42,6 +48,24 @@ pub struct Cli {
     /// batched request it must hold one item per input.
     #[arg(long, value_name = "PATH")]
     pub expect_json_path: Option<String>,
+
+    /// --api kserve-v2: the input tensor [default: the model's only input].
+    #[arg(long, value_name = "NAME")]
+    pub input_name: Option<String>,
+
+    /// --api kserve-v2: the input's datatype; text goes as BYTES, numbers
+    /// from a generator seeded by the request id [default: the model's].
+    #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
+    pub input_datatype: Option<DatatypeArg>,
+
+    /// --api kserve-v2: the shape of one item, without the batch dimension,
+    /// e.g. 1 or 3,224,224 [default: the model's, variable dimensions 1].
+    #[arg(long, value_name = "DIMS", value_parser = parse_shape)]
+    pub input_shape: Option<Vec<u64>>,
+
+    /// --api kserve-v2: the output to read [default: the model's first].
+    #[arg(long, value_name = "NAME")]
+    pub output_name: Option<String>,
 
     /// HTTP method of every request.
     #[arg(long, value_enum, ignore_case = true, default_value_t = MethodArg::Post)]
@@ -180,6 +204,20 @@ pub enum ApiArg {
     Simulator,
     /// A JSON body template.
     Template,
+    /// KServe v2 (NVIDIA Triton).
+    #[value(name = "kserve-v2")]
+    KServeV2,
+}
+
+/// `--input-datatype` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatatypeArg {
+    /// Strings.
+    Bytes,
+    /// 32-bit floats.
+    Fp32,
+    /// 64-bit integers.
+    Int64,
 }
 
 /// `--method` values.
@@ -244,17 +282,33 @@ impl Cli {
             Some(ProfileArg::Optimized) => LoadConfig::from_profile(Profile::Optimized),
             None => LoadConfig::default(),
         };
-        config.url = self.url;
+        let kserve_flags = self.input_name.is_some()
+            || self.input_datatype.is_some()
+            || self.input_shape.is_some()
+            || self.output_name.is_some();
+        if kserve_flags && self.api != ApiArg::KServeV2 {
+            return Err(ConfigError::Invalid(
+                "--input-name, --input-datatype, --input-shape and --output-name apply to --api kserve-v2".into(),
+            ));
+        }
+        if self.api != ApiArg::Template && self.expect_json_path.is_some() {
+            return Err(ConfigError::Invalid(
+                "--expect-json-path applies to --api template".into(),
+            ));
+        }
         config.api = match (self.api, self.body_template) {
-            (ApiArg::Simulator, None) => {
-                if self.expect_json_path.is_some() {
-                    return Err(ConfigError::Invalid(
-                        "--expect-json-path applies to --api template".into(),
-                    ));
-                }
-                ApiChoice::Simulator
-            }
-            (ApiArg::Simulator, Some(_)) => {
+            (ApiArg::Simulator, None) => ApiChoice::Simulator,
+            (ApiArg::KServeV2, None) => ApiChoice::KServeV2(KServeOptions {
+                input_name: self.input_name,
+                input_datatype: self.input_datatype.map(|d| match d {
+                    DatatypeArg::Bytes => Datatype::Bytes,
+                    DatatypeArg::Fp32 => Datatype::Fp32,
+                    DatatypeArg::Int64 => Datatype::Int64,
+                }),
+                input_shape: self.input_shape,
+                output_name: self.output_name,
+            }),
+            (ApiArg::Simulator | ApiArg::KServeV2, Some(_)) => {
                 return Err(ConfigError::Invalid(
                     "--body-template needs --api template".into(),
                 ))
@@ -269,6 +323,9 @@ impl Cli {
                 expect_json_path: self.expect_json_path,
             },
         };
+        config.url = self
+            .url
+            .unwrap_or_else(|| config.api.default_url().to_owned());
         config.method = self.method.method();
         config.tls = TlsOptions {
             cacert: self.cacert,
@@ -367,6 +424,18 @@ fn parse_run_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     limits::TIMEOUT.parse(text)
+}
+
+/// `1`, `3,224,224`: positive whole dimensions separated by commas.
+fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
+    text.split(',')
+        .map(|d| match d.trim().parse::<u64>() {
+            Ok(n) if (1..=1 << 20).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{text:?} is not a shape; give whole dimensions from 1 to 1048576 separated by commas, e.g. 1 or 3,224,224"
+            )),
+        })
+        .collect()
 }
 
 fn parse_header_arg(text: &str) -> Result<(HeaderName, HeaderValue), String> {

@@ -259,6 +259,48 @@ impl Transport {
         }
     }
 
+    /// `GET path` on a connection of its own, the whole body read, within
+    /// the timeout: for what an API checks before the load (a server's
+    /// readiness, a model's metadata), never on the load path.
+    pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), TransportError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut setup = SetUp::default();
+        if self.http2 {
+            let exchange = async {
+                let mut sender = self.connect_http2(&mut setup).await?;
+                let uri = format!(
+                    "{}://{}{path}",
+                    self.target.scheme.name(),
+                    self.target.authority
+                );
+                let request = Request::get(uri)
+                    .header(http::header::ACCEPT, "application/json")
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|_| TransportError::IoError)?;
+                let response = sender.send_request(request).await.map_err(classify)?;
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|_| TransportError::TruncatedBody)?
+                    .to_bytes();
+                Ok((status, body))
+            };
+            return tokio::time::timeout_at(deadline, exchange)
+                .await
+                .unwrap_or(Err(TransportError::Timeout));
+        }
+        let stream = tokio::time::timeout_at(deadline, self.connect(&mut setup))
+            .await
+            .unwrap_or(Err(TransportError::Timeout))?;
+        let head = RequestHead::new(&Method::GET, path, &self.target.authority, &self.headers);
+        let response = Http1Connection::new(stream)
+            .exchange(&head, b"", ResponseUse::ALL, deadline)
+            .await?;
+        Ok((response.status, response.body))
+    }
+
     async fn exchange_http1(
         &self,
         body: Bytes,

@@ -164,7 +164,20 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
     } else {
         None
     };
-    let api = api::build(&config.api, config.batch_size)?;
+    // Formats that check the server before the load (KServe v2) do it over
+    // a transport of their own, with the run's TLS settings.
+    let probe = Transport::new(target.clone(), addrs.clone(), tls.clone(), &config, 0);
+    let context = api::BuildContext {
+        batch_size: config.batch_size,
+        model: &config.model,
+        url_path: &target.path_and_query,
+        probe: &probe,
+    };
+    let api = api::build(&config.api, context).await?;
+    let target = match api.request_path() {
+        Some(path) => target.with_path(path).map_err(ConfigError::from)?,
+        None => target,
+    };
     let payloads = Payloads::load(&config.payloads, &config.model)?;
     Ok(Prepared {
         config,

@@ -128,6 +128,15 @@ impl Target {
         })
     }
 
+    /// The same endpoint with another path (and query).
+    pub fn with_path(&self, path_and_query: &str) -> Result<Self, TargetError> {
+        Self::parse(&format!(
+            "{}://{}{path_and_query}",
+            self.scheme.name(),
+            self.authority
+        ))
+    }
+
     /// Whether requests go over TLS.
     pub fn is_tls(&self) -> bool {
         self.scheme == Scheme::Https

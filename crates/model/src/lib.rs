@@ -10,6 +10,8 @@
 //! - [`payload`]: the inputs `input.py` sends, byte for byte.
 //! - [`output`]: [`output::expected_output`], the deterministic answer the
 //!   simulator gives and every client verifies, and [`output::output_digest`].
+//! - [`kserve`]: the KServe v2 / Triton messages (infer, metadata, config,
+//!   statistics, errors), for the `kserve-v2` API of client and simulator.
 //! - [`log`]: [`log::LogRow`], read from and written to CSV in both the
 //!   five-column `input.py` format and the richer `loadgen` format.
 //!
@@ -23,6 +25,7 @@
 //! assert_eq!(expected_output(DEFAULT_MODEL, &input), expected_output(DEFAULT_MODEL, &input));
 //! ```
 
+pub mod kserve;
 pub mod log;
 pub mod output;
 pub mod payload;

@@ -41,15 +41,21 @@ pub struct ServerConfig {
     pub max_batch: usize,
     /// Whether idle workers gather queued items across requests.
     pub dynamic_batching: bool,
-    /// With dynamic batching, how long after the oldest queued item a worker
-    /// waits for the batch to fill, in ms (Triton's `max_queue_delay`).
+    /// With dynamic batching, how long after the oldest queued request a
+    /// worker waits for the batch to fill, in ms (Triton's `max_queue_delay`).
     pub batch_window_ms: f64,
+    /// With dynamic batching, batch sizes formed at once when the queue can
+    /// make one (Triton's `preferred_batch_size`); empty: none.
+    pub preferred_batch_sizes: Vec<usize>,
     /// Most items waiting in the queue; beyond it requests get 503.
     pub max_queue: usize,
     /// Largest accepted request body, in bytes; beyond it requests get 413.
     pub max_body_bytes: usize,
     /// Model names the server answers for; others get 404 `unknown_model`.
     pub models: Vec<String>,
+    /// The datatype of the KServe v2 model's input tensor (text as
+    /// `BYTES`, or numbers); its output is always `BYTES`.
+    pub kserve_input_datatype: model::kserve::Datatype,
     /// Injected faults (all off unless asked for; off in every profile).
     pub faults: FaultConfig,
 }
@@ -98,9 +104,11 @@ impl ServerConfig {
             max_batch: 32,
             dynamic_batching: false,
             batch_window_ms: 5.0,
+            preferred_batch_sizes: Vec::new(),
             max_queue: 4096,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             models: vec![model::DEFAULT_MODEL.to_owned()],
+            kserve_input_datatype: model::kserve::Datatype::Bytes,
             faults: FaultConfig::default(),
         };
         let config = match name {
@@ -201,6 +209,17 @@ impl ServerConfig {
                 "batch-window-ms",
                 window,
                 "must be a finite number of ms from 0 to 60000",
+            ));
+        }
+        if self
+            .preferred_batch_sizes
+            .iter()
+            .any(|&p| p == 0 || p > self.max_batch)
+        {
+            return Err(invalid(
+                "preferred-batch-size",
+                format!("{:?}", self.preferred_batch_sizes),
+                "each must be an integer from 1 to --max-batch",
             ));
         }
         if !(1..=10_000_000).contains(&self.max_queue) {

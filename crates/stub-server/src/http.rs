@@ -30,6 +30,8 @@ pub(crate) struct App {
     pub(crate) metrics: Arc<Metrics>,
     /// Injected faults (inert unless configured).
     pub(crate) faults: FaultInjector,
+    /// KServe v2 statistics per model.
+    pub(crate) kserve_stats: crate::kserve::Stats,
 }
 
 impl App {
@@ -50,6 +52,9 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let path = request.uri().path();
+        if path == "/v2" || path.starts_with("/v2/") {
+            return self.kserve(request).await;
+        }
         let allowed = match path {
             "/v1/infer" => Method::POST,
             "/healthz" | "/metrics" => Method::GET,
@@ -58,7 +63,7 @@ impl App {
                     StatusCode::NOT_FOUND,
                     "not_found",
                     format!(
-                        "no resource at {path}; try POST /v1/infer, GET /healthz or GET /metrics"
+                        "no resource at {path}; try POST /v1/infer, GET /healthz, GET /metrics or the KServe v2 routes under /v2"
                     ),
                 )
             }
@@ -226,7 +231,7 @@ impl App {
     }
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
+pub(crate) fn json(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::new(Bytes::from(body)));
     *response.status_mut() = status;
     response

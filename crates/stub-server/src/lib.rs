@@ -12,8 +12,16 @@
 //! across requests, like Triton's dynamic batcher. Every 200 tells the
 //! client what happened: `Server-Timing: queue;dur=.., infer;dur=..` and
 //! `X-Batch-Size`. `GET /healthz` and `GET /metrics` (Prometheus text) are
-//! there for tooling. HTTP/1.1 keep-alive and HTTP/2 cleartext (prior
-//! knowledge) share one port.
+//! there for tooling. It also speaks KServe v2, the protocol of NVIDIA
+//! Triton, over the same queue and cost model: `/v2/health/ready|live`,
+//! `/v2/models/{m}` (metadata), `/config` (`max_batch_size`,
+//! `dynamic_batching`), `/infer` (a `BYTES` tensor batched along dimension
+//! 0) and `/stats` (Triton's statistics extension). Its dynamic batcher
+//! follows Triton's rules: requests stay whole, a full batch or one of a
+//! preferred size leaves at once, otherwise the batch waits for more until
+//! its oldest request has waited `--batch-window-ms` (`max_queue_delay`).
+//! HTTP/1.1 keep-alive and HTTP/2 cleartext (prior knowledge) share one
+//! port.
 //!
 //! Errors are JSON `{"error": {"code", "message"}}`: 400 `malformed_json`,
 //! `missing_field`, `conflicting_fields`, `empty_inputs`, `too_many_items`
@@ -58,6 +66,7 @@ mod config;
 mod cost;
 mod faults;
 mod http;
+mod kserve;
 mod metrics;
 mod scheduler;
 mod server;

@@ -46,12 +46,21 @@ struct Cli {
     /// oldest item arrived, in ms (0 to 60000).
     #[arg(long, value_name = "MS")]
     batch_window_ms: Option<f64>,
+    /// With dynamic batching, a batch size formed at once when the queue
+    /// holds enough whole requests for it (Triton's preferred_batch_size;
+    /// repeatable, 1 to --max-batch).
+    #[arg(long = "preferred-batch-size", value_name = "ITEMS")]
+    preferred_batch_sizes: Vec<usize>,
     /// Most items waiting in the queue; beyond it 503 queue_full (>= 1).
     #[arg(long, value_name = "ITEMS")]
     max_queue: Option<usize>,
     /// Largest request body, in bytes; beyond it 413 (>= 1).
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// Datatype of the KServe v2 model's input tensor: BYTES (text), FP32
+    /// or INT64 [default: BYTES].
+    #[arg(long, value_name = "TYPE", value_parser = parse_datatype)]
+    kserve_input_datatype: Option<model::kserve::Datatype>,
     /// Comma-separated model names served.
     #[arg(long, value_name = "A,B", value_delimiter = ',')]
     models: Option<Vec<String>>,
@@ -90,6 +99,12 @@ struct FaultArgs {
     fault_seed: Option<u64>,
 }
 
+fn parse_datatype(text: &str) -> Result<model::kserve::Datatype, String> {
+    model::kserve::Datatype::from_name(&text.to_ascii_uppercase()).ok_or_else(|| {
+        format!("{text:?} is not a datatype this server takes; use BYTES, FP32 or INT64")
+    })
+}
+
 impl Cli {
     fn config(self) -> Result<ServerConfig, ServerError> {
         let mut config = ServerConfig::profile(&self.profile)?;
@@ -118,11 +133,17 @@ impl Cli {
         if let Some(v) = self.batch_window_ms {
             config.batch_window_ms = v;
         }
+        if !self.preferred_batch_sizes.is_empty() {
+            config.preferred_batch_sizes = self.preferred_batch_sizes;
+        }
         if let Some(v) = self.max_queue {
             config.max_queue = v;
         }
         if let Some(v) = self.max_body_bytes {
             config.max_body_bytes = v;
+        }
+        if let Some(v) = self.kserve_input_datatype {
+            config.kserve_input_datatype = v;
         }
         if let Some(v) = self.models {
             config.models = v.into_iter().map(|m| m.trim().to_owned()).collect();

@@ -43,14 +43,24 @@ pub(crate) enum SubmitError {
 }
 
 /// Scheduling knobs, copied out of [`ServerConfig`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Policy {
     workers: usize,
     service: ServiceTimeModel,
     max_batch: usize,
     dynamic_batching: bool,
     batch_window: Duration,
+    /// Sorted, largest first.
+    preferred: Vec<usize>,
     max_queue: usize,
+}
+
+/// Executions by batch size: how many, and their total time, in ns
+/// (Triton's `batch_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Executions {
+    pub count: u64,
+    pub ns: u64,
 }
 
 struct Entry {
@@ -80,11 +90,34 @@ impl QueueState {
         self.entries.retain(|e| !e.reply.is_closed());
         self.queued_items = self.entries.iter().map(|e| e.items).sum();
     }
+
+    /// The largest preferred batch size that whole queued requests, taken
+    /// in order, add up to exactly (what Triton's dynamic batcher sends
+    /// without waiting).
+    fn preferred_batch(&self, policy: &Policy) -> Option<usize> {
+        if policy.preferred.is_empty() {
+            return None;
+        }
+        let mut items = 0;
+        let mut best = None;
+        for entry in self.entries.iter().filter(|e| !e.reply.is_closed()) {
+            items += entry.items;
+            if items > policy.max_batch {
+                break;
+            }
+            if policy.preferred.contains(&items) {
+                best = Some(items);
+            }
+        }
+        best
+    }
 }
 
 struct Shared {
     policy: Policy,
     state: Mutex<QueueState>,
+    /// Executions by batch size, for the statistics endpoint.
+    executions: Mutex<std::collections::BTreeMap<usize, Executions>>,
     /// Wakes the dispatcher: new work, or closing.
     wake: Notify,
     /// Ends simulated executions on time to well under a ms.
@@ -119,6 +152,8 @@ impl Scheduler {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Self, tokio::task::JoinHandle<()>)> {
         let timer = PreciseTimer::start()?;
+        let mut preferred = config.preferred_batch_sizes.clone();
+        preferred.sort_unstable_by(|a, b| b.cmp(a));
         let policy = Policy {
             workers: config.workers,
             service: config.service,
@@ -126,11 +161,13 @@ impl Scheduler {
             dynamic_batching: config.dynamic_batching,
             batch_window: Duration::try_from_secs_f64(config.batch_window_ms / 1000.0)
                 .unwrap_or(Duration::ZERO),
+            preferred,
             max_queue: config.max_queue,
         };
         let shared = Arc::new(Shared {
             policy,
             state: Mutex::new(QueueState::default()),
+            executions: Mutex::new(std::collections::BTreeMap::new()),
             wake: Notify::new(),
             timer,
             metrics,
@@ -140,19 +177,16 @@ impl Scheduler {
     }
 
     /// Queues `items` items of one request; the receivers resolve as their
-    /// batches finish. Without dynamic batching the request is split into
-    /// chunks of at most `max_batch`, each one batch; with it, every item is
-    /// queued on its own so batches can gather items across requests.
+    /// batches finish. A request is split into chunks of at most
+    /// `max_batch`, each queued whole, as Triton keeps a request whole:
+    /// without dynamic batching each chunk is one batch; with it, a batch
+    /// gathers whole chunks across requests up to `max_batch` items.
     pub(crate) fn submit(
         &self,
         items: usize,
     ) -> Result<Vec<oneshot::Receiver<BatchOutcome>>, SubmitError> {
         let policy = &self.shared.policy;
-        let chunk = if policy.dynamic_batching {
-            1
-        } else {
-            policy.max_batch
-        };
+        let chunk = policy.max_batch;
         let now = Instant::now();
         let mut receivers = Vec::with_capacity(items.div_ceil(chunk));
         {
@@ -200,6 +234,16 @@ impl Scheduler {
             * policy
                 .service
                 .nominal_ms(policy.max_batch.min(queued_items.max(1)))
+    }
+
+    /// Executions so far by batch size.
+    pub(crate) fn executions(&self) -> Vec<(usize, Executions)> {
+        let executions = self
+            .shared
+            .executions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        executions.iter().map(|(&size, &e)| (size, e)).collect()
     }
 
     /// Stops forming batches; queued entries are dropped, so their requests
@@ -257,6 +301,9 @@ async fn next_batch(shared: &Shared) -> Option<Batch> {
             notified.await;
         };
         if policy.dynamic_batching && !policy.batch_window.is_zero() {
+            // Triton's rule: a full batch, or one of a preferred size, leaves
+            // at once; otherwise the batch waits for more until the oldest
+            // request has waited `max_queue_delay`.
             let deadline = oldest + policy.batch_window;
             loop {
                 let notified = shared.wake.notified();
@@ -265,7 +312,10 @@ async fn next_batch(shared: &Shared) -> Option<Batch> {
                     if state.closed {
                         return None;
                     }
-                    if state.queued_items >= policy.max_batch || Instant::now() >= deadline {
+                    if state.queued_items >= policy.max_batch
+                        || state.preferred_batch(policy).is_some()
+                        || Instant::now() >= deadline
+                    {
                         break;
                     }
                 }
@@ -276,11 +326,16 @@ async fn next_batch(shared: &Shared) -> Option<Batch> {
             }
         }
         let mut state = shared.lock();
+        let limit = if policy.dynamic_batching {
+            state.preferred_batch(policy).unwrap_or(policy.max_batch)
+        } else {
+            policy.max_batch
+        };
         let mut entries = Vec::new();
         let mut items = 0;
         while let Some(front) = state.entries.front() {
             if !front.reply.is_closed() {
-                let fits = items + front.items <= policy.max_batch;
+                let fits = items + front.items <= limit;
                 let room = if policy.dynamic_batching {
                     fits
                 } else {
@@ -323,6 +378,12 @@ async fn execute(shared: Arc<Shared>, batch: Batch, service_ms: f64, permit: Own
 fn finish(shared: &Shared, batch: Batch, permit: OwnedSemaphorePermit) {
     let infer_ms = ms_between(batch.started_at, Instant::now());
     shared.metrics.observe_batch(batch.items, infer_ms);
+    {
+        let mut executions = shared.executions.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = executions.entry(batch.items).or_default();
+        entry.count += 1;
+        entry.ns += (infer_ms * 1e6) as u64;
+    }
     // The worker is free before replies go out, as on a real server.
     drop(permit);
     for entry in batch.entries {

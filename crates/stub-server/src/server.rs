@@ -58,6 +58,7 @@ pub async fn serve(
         config,
         scheduler: scheduler.clone(),
         metrics,
+        kserve_stats: crate::kserve::Stats::default(),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Explicit bounds on what a client can make us buffer: request heads

@@ -62,9 +62,23 @@ async fn unknown_model_and_path_get_404() {
         reply.json()["output"],
         model::output::expected_output("b", "x")
     );
-    let reply = get(&c, &format!("{}/v2/infer", base_url(&server))).await;
+    let reply = get(&c, &format!("{}/v3/infer", base_url(&server))).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(reply.error_code(), "not_found");
+    // Under /v2 the KServe routes answer as Triton does: {"error": "..."}.
+    let reply = get(&c, &format!("{}/v2/infer", base_url(&server))).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.json()["error"], "Not Found: no route /v2/infer");
+    let reply = get(
+        &c,
+        &format!("{}/v2/models/example-model", base_url(&server)),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.json()["error"],
+        "Request for unknown model: 'example-model' is not found"
+    );
 }
 
 #[tokio::test]

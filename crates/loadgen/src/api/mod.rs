@@ -10,14 +10,17 @@
 //!   verified against `model::output::expected_output`.
 //! - [`template`]: any JSON body, from a template with placeholders; a
 //!   response is judged by its status and, optionally, a JSON path.
+//! - [`kserve`]: KServe v2 (NVIDIA Triton): JSON tensors, batching along
+//!   dimension 0, readiness and metadata checked before the load.
 
+pub mod kserve;
 pub mod simulator;
 pub mod template;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::client::HttpResponse;
+use crate::client::{HttpResponse, Transport};
 use crate::engine::LogicalRequest;
 use crate::verify::{Checks, ItemVerdict};
 
@@ -33,6 +36,9 @@ pub enum ApiChoice {
         /// A JSON path the response must hold (`outputs`, `data.0.embedding`).
         expect_json_path: Option<String>,
     },
+    /// KServe v2 (Triton); the URL is the server's base URL and the model
+    /// is the run's `--model`.
+    KServeV2(kserve::KServeOptions),
 }
 
 impl ApiChoice {
@@ -41,6 +47,15 @@ impl ApiChoice {
         match self {
             Self::Simulator => "simulator",
             Self::Template { .. } => "template",
+            Self::KServeV2(_) => "kserve-v2",
+        }
+    }
+
+    /// The URL a run of this API loads when none is given.
+    pub fn default_url(&self) -> &'static str {
+        match self {
+            Self::KServeV2(_) => "http://127.0.0.1:8000",
+            _ => model::DEFAULT_URL,
         }
     }
 }
@@ -64,6 +79,9 @@ pub enum ApiError {
         /// What is wrong.
         reason: String,
     },
+    /// The KServe v2 server or model is not as the run needs it.
+    #[error("kserve-v2: {0}")]
+    KServe(String),
     /// The expected JSON path is malformed.
     #[error("--expect-json-path {path:?}: {reason}")]
     JsonPath {
@@ -122,11 +140,32 @@ pub trait Api: Send + Sync {
     /// The error kinds its judging can give, besides the transport's and
     /// `http_<status>` (for documentation and `--help`).
     fn failure_kinds(&self) -> &'static [&'static str];
+
+    /// The request path, when the format fixes it (KServe v2's
+    /// `/v2/models/{m}/infer`); `None`: the URL's own path.
+    fn request_path(&self) -> Option<&str> {
+        None
+    }
 }
 
-/// Sets up the chosen API; `batch_size` is the client batch size, which a
-/// format may need to support (a template needs `{{inputs}}` for it).
-pub fn build(choice: &ApiChoice, batch_size: usize) -> Result<Arc<dyn Api>, ApiError> {
+/// What [`build`] needs to know of the run.
+pub struct BuildContext<'a> {
+    /// The client batch size, which a format may need to support (a
+    /// template needs `{{inputs}}` for it, a KServe model a batch dimension).
+    pub batch_size: usize,
+    /// The run's model name.
+    pub model: &'a str,
+    /// The URL's path (a base path for KServe v2).
+    pub url_path: &'a str,
+    /// A transport to the target, for what a format checks before the load.
+    pub probe: &'a Transport,
+}
+
+/// Sets up the chosen API: the one place that knows every format.
+pub async fn build(
+    choice: &ApiChoice,
+    context: BuildContext<'_>,
+) -> Result<Arc<dyn Api>, ApiError> {
     Ok(match choice {
         ApiChoice::Simulator => Arc::new(simulator::Simulator),
         ApiChoice::Template {
@@ -135,8 +174,22 @@ pub fn build(choice: &ApiChoice, batch_size: usize) -> Result<Arc<dyn Api>, ApiE
         } => Arc::new(template::TemplateApi::load(
             body_template,
             expect_json_path.as_deref(),
-            batch_size,
+            context.batch_size,
         )?),
+        ApiChoice::KServeV2(options) => {
+            // The URL's path is a prefix; `/` is none.
+            let base = context.url_path.split('?').next().unwrap_or("");
+            Arc::new(
+                kserve::KServeApi::connect(
+                    options,
+                    context.model,
+                    if base == "/" { "" } else { base },
+                    context.batch_size,
+                    context.probe,
+                )
+                .await?,
+            )
+        }
     })
 }
 
