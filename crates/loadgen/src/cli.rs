@@ -152,6 +152,12 @@ pub struct Cli {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 
+    /// --api kserve-v2: read the model's statistics (Triton's
+    /// /v2/models/{m}/stats) before and after the load and write both and
+    /// their difference here, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub server_stats: Option<PathBuf>,
+
     /// Write the run summary as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -367,6 +373,12 @@ impl Cli {
         }
         config.verify = !self.no_verify;
         config.log_path = self.out;
+        if self.server_stats.is_some() && self.api != ApiArg::KServeV2 {
+            return Err(ConfigError::Invalid(
+                "--server-stats applies to --api kserve-v2 (servers with Triton's statistics endpoint)".into(),
+            ));
+        }
+        config.server_stats_path = self.server_stats;
         config.headers = self.headers;
         if let Some(path) = self.payloads {
             config.payloads = PayloadSource::File(path);

@@ -186,6 +186,9 @@ pub struct LoadConfig {
     pub busy_poll: Duration,
     /// Per-request CSV log; none when `None`.
     pub log_path: Option<PathBuf>,
+    /// Where to write the server's statistics around the run (APIs with a
+    /// statistics endpoint: `kserve-v2`).
+    pub server_stats_path: Option<PathBuf>,
     /// Print a progress line on stderr once a second.
     pub progress: bool,
     /// After a shutdown signal, how long in-flight requests may still finish.
@@ -217,6 +220,7 @@ impl Default for LoadConfig {
             threads: None,
             busy_poll: Duration::from_micros(DEFAULT_BUSY_POLL_US),
             log_path: None,
+            server_stats_path: None,
             progress: false,
             shutdown_grace: Duration::from_secs(2),
         }

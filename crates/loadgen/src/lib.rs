@@ -63,6 +63,7 @@ pub mod http1;
 pub mod limits;
 pub mod payloads;
 pub mod schedule;
+pub mod server_stats;
 pub mod shards;
 pub mod stream;
 pub mod summary;
@@ -114,6 +115,10 @@ pub enum LoadError {
     /// The request format cannot be set up (a bad body template).
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    /// The server's statistics could not be read before the load, or
+    /// written.
+    #[error(transparent)]
+    ServerStats(#[from] server_stats::StatsError),
     /// The payload file is unusable.
     #[error(transparent)]
     Payloads(#[from] PayloadError),
@@ -146,6 +151,8 @@ pub struct Prepared {
     tls: Option<tls::Tls>,
     api: Arc<dyn Api>,
     payloads: Payloads,
+    /// The statistics endpoint and its snapshot before the load.
+    stats_before: Option<(String, model::kserve::ModelStats)>,
 }
 
 /// Validates `config`, resolves the host, builds the TLS client and the
@@ -179,6 +186,20 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         None => target,
     };
     let payloads = Payloads::load(&config.payloads, &config.model)?;
+    let stats_before = match (&config.server_stats_path, api.stats_path()) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::Invalid(format!(
+                "--server-stats: --api {} has no statistics endpoint",
+                api.name()
+            ))
+            .into())
+        }
+        (Some(_), Some(path)) => {
+            let before = server_stats::snapshot(&probe, &path).await?;
+            Some((path, before))
+        }
+    };
     Ok(Prepared {
         config,
         target,
@@ -186,6 +207,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         tls,
         api,
         payloads,
+        stats_before,
     })
 }
 
@@ -259,7 +281,12 @@ impl Prepared {
             tls,
             api,
             payloads,
+            stats_before,
         } = self;
+        let stats_probe = stats_before
+            .as_ref()
+            .map(|_| Transport::new(target.clone(), addrs.clone(), tls.clone(), &config, 0));
+        let stats_file = config.server_stats_path.clone();
         let writer = match &config.log_path {
             Some(path) => Some(LogWriter::create(path)?),
             None => None,
@@ -294,6 +321,26 @@ impl Prepared {
             .as_ref()
             .and_then(tls::Tls::first_failure)
             .map(str::to_owned);
+        if let (Some((path, before)), Some(probe), Some(file)) =
+            (stats_before, stats_probe, stats_file)
+        {
+            // The run's rows are already on disk: a failure here is a
+            // warning in the summary, not a lost run.
+            let outcome = match server_stats::snapshot(&probe, &path).await {
+                Ok(after) => {
+                    let delta = server_stats::difference(&before, &after);
+                    let stats = server_stats::ServerStatsDelta {
+                        path,
+                        before,
+                        after,
+                        delta,
+                    };
+                    server_stats::write(&stats, &file)
+                }
+                Err(e) => Err(e),
+            };
+            summary.server_stats_warning = outcome.err().map(|e| e.to_string());
+        }
         Ok(summary)
     }
 }
@@ -541,6 +588,7 @@ fn build_summary(
         protocol: String::new(),
         tls_verification: None,
         tls_first_failure: None,
+        server_stats_warning: None,
         model: config.model.clone(),
     }
 }

@@ -173,6 +173,9 @@ pub struct RunSummary {
     pub tls_verification: Option<String>,
     /// What rustls said of the first failed TLS handshake, if one failed.
     pub tls_first_failure: Option<String>,
+    /// Set when `--server-stats` could not read or write the statistics
+    /// after the run.
+    pub server_stats_warning: Option<String>,
     /// Default model name.
     pub model: String,
 }
@@ -244,6 +247,9 @@ impl fmt::Display for RunSummary {
             )?;
         }
         if let Some(warning) = &self.rate_warning {
+            writeln!(f, "WARNING: {warning}")?;
+        }
+        if let Some(warning) = &self.server_stats_warning {
             writeln!(f, "WARNING: {warning}")?;
         }
         if self.interrupted {

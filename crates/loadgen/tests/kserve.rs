@@ -175,11 +175,23 @@ async fn statistics_deltas_match_what_the_client_saw() {
         concurrency: 6,
         batch_size: 3,
         batch_wait_ms: 20,
+        server_stats_path: Some(dir.join("server-stats.json")),
         ..kserve(&server, &dir, KServeOptions::default())
     };
     let summary = loadgen::run(config, std::future::pending()).await.unwrap();
     assert_eq!(summary.succeeded, 60);
+    assert_eq!(summary.server_stats_warning, None);
     let after = stats(&server).model_stats[0].clone();
+    // loadgen's own snapshots agree with ours, and so does their difference.
+    let written: loadgen::server_stats::ServerStatsDelta =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("server-stats.json")).unwrap())
+            .unwrap();
+    assert_eq!(written.before, before);
+    assert_eq!(written.after, after);
+    assert_eq!(
+        written.delta,
+        loadgen::server_stats::difference(&before, &after)
+    );
     let requests = after.inference_stats.success.count - before.inference_stats.success.count;
     assert_eq!(
         requests, summary.http_requests,

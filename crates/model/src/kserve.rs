@@ -231,6 +231,21 @@ pub struct ModelStatsResponse {
     pub model_stats: Vec<ModelStats>,
 }
 
+/// A model's statistics around one run: snapshots before and after and
+/// their difference (what `loadgen --server-stats FILE` writes and `report
+/// compare --before-server-stats FILE` reads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatsDelta {
+    /// The statistics endpoint.
+    pub path: String,
+    /// Before the load.
+    pub before: ModelStats,
+    /// After it.
+    pub after: ModelStats,
+    /// `after - before`: what this run cost the server.
+    pub delta: ModelStats,
+}
+
 /// An error answer: `{"error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorResponse {

@@ -31,6 +31,9 @@ pub struct RunLog {
     pub log_file: Option<String>,
     /// The rows.
     pub log: Log,
+    /// The server's own statistics for this run (the difference of
+    /// Triton's `/stats` before and after), when they were read.
+    pub server_stats: Option<model::kserve::ModelStats>,
 }
 
 impl RunLog {
@@ -44,7 +47,30 @@ impl RunLog {
             label: label.to_owned(),
             log_file: Some(path.display().to_string()),
             log,
+            server_stats: None,
         })
+    }
+
+    /// Adds the server's statistics around the run, from the file `loadgen
+    /// --server-stats` wrote.
+    pub fn with_server_stats(mut self, path: &Path) -> Result<Self, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ReportError::io(
+                path,
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot read the server statistics file: {e}"),
+                ),
+            )
+        })?;
+        let stats: model::kserve::ServerStatsDelta = serde_json::from_str(&text).map_err(|e| {
+            ReportError::InvalidOption(format!(
+                "{}: not a server statistics file from loadgen --server-stats ({e})",
+                path.display()
+            ))
+        })?;
+        self.server_stats = Some(stats.delta);
+        Ok(self)
     }
 
     /// Wraps a log already in memory.
@@ -53,6 +79,7 @@ impl RunLog {
             label: label.to_owned(),
             log_file: None,
             log,
+            server_stats: None,
         }
     }
 
@@ -275,6 +302,11 @@ pub fn compare(
     }
     let logs: Vec<&Log> = sides.iter().map(|(_, run, _)| &run.log).collect();
     let batch_cost = crate::diagnosis::batch_cost(&logs);
+    let server_stats: Vec<&model::kserve::ModelStats> = sides
+        .iter()
+        .filter_map(|(_, run, _)| run.server_stats.as_ref())
+        .collect();
+    let batch_cost_from_stats = crate::diagnosis::batch_cost_from_stats(&server_stats);
     for (side, run, summary) in sides {
         diagnosis.extend(diagnose(&DiagnosisInput {
             side,
@@ -282,8 +314,12 @@ pub fn compare(
             summary,
             configured_concurrency: configured_concurrency(&conditions, side),
         }));
+        if let Some(stats) = &run.server_stats {
+            diagnosis.extend(crate::diagnosis::server_statistics(side, summary, stats));
+        }
     }
     diagnosis.extend(batch_cost);
+    diagnosis.extend(batch_cost_from_stats);
 
     Ok(Comparison {
         schema_version: SCHEMA_VERSION,

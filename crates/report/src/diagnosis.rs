@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use model::kserve::ModelStats;
 use model::log::{Log, LogRow};
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +23,9 @@ const MIN_ROWS_FOR_DRIFT: usize = 8;
 pub struct Finding {
     /// Stable id: `littles_law`, `latency_breakdown`, `server_parallelism`,
     /// `connection_setup`, `client_overhead`, `client_batch_wait`, `drift`,
-    /// `service_floor`, `failures`, and across runs `batch_cost`.
+    /// `service_floor`, `failures`, `server_statistics` (from the server's
+    /// own statistics), and across runs `batch_cost` (from `Server-Timing`)
+    /// and `batch_cost_server_stats` (from the servers' statistics).
     pub id: String,
     /// Which run: `before`, `after`, `before_reproduction`, or `runs` for a
     /// finding drawn from several.
@@ -246,6 +249,40 @@ pub fn batch_cost(logs: &[&Log]) -> Option<Finding> {
             entry.1 += 1;
         }
     }
+    batch_cost_line(&by_size, "batch_cost", "Server-Timing, all runs")
+}
+
+/// The same line from the servers' own statistics (Triton's `batch_stats`:
+/// executions and their time by executed batch size) of several runs.
+pub fn batch_cost_from_stats(stats: &[&ModelStats]) -> Option<Finding> {
+    let mut by_size: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
+    for run in stats {
+        for b in &run.batch_stats {
+            let size = u32::try_from(b.batch_size).unwrap_or(u32::MAX);
+            let entry = by_size.entry(size).or_insert((0.0, 0));
+            entry.0 += b.compute_infer.ns as f64 / 1e6;
+            entry.1 += usize::try_from(b.compute_infer.count).unwrap_or(usize::MAX);
+        }
+    }
+    batch_cost_line(
+        &by_size,
+        "batch_cost_server_stats",
+        "the server's own statistics, all runs",
+    )
+}
+
+/// Mean execution per batch size and the least-squares line through the
+/// means; `by_size` maps a batch size to (total ms, executions).
+fn batch_cost_line(
+    by_size: &BTreeMap<u32, (f64, usize)>,
+    id: &str,
+    source: &str,
+) -> Option<Finding> {
+    let by_size: BTreeMap<u32, (f64, usize)> = by_size
+        .iter()
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(k, v)| (*k, *v))
+        .collect();
     if by_size.len() < 2 {
         return None;
     }
@@ -272,7 +309,7 @@ pub fn batch_cost(logs: &[&Log]) -> Option<Finding> {
     let (smallest, largest) = (points[0], points[points.len() - 1]);
     let ratio = largest.1 / smallest.1;
     let sentence = format!(
-        "Execution cost by batch size (Server-Timing, all runs): {}. A least-squares line gives {fixed_ms:.1} ms fixed per batch + {per_item_ms:.2} ms per input: executing {} inputs together costs {ratio:.2}x executing {}, so batching amortises the fixed cost that dominates each request.",
+        "Execution cost by batch size ({source}): {}. A least-squares line gives {fixed_ms:.1} ms fixed per batch + {per_item_ms:.2} ms per input: executing {} inputs together costs {ratio:.2}x executing {}, so batching amortises the fixed cost that dominates each request.",
         described.join(", "),
         largest.0,
         smallest.0,
@@ -288,10 +325,73 @@ pub fn batch_cost(logs: &[&Log]) -> Option<Finding> {
         values.insert(format!("mean_service_ms_batch_{size}"), *mean_ms);
     }
     Some(Finding {
-        id: "batch_cost".to_owned(),
+        id: id.to_owned(),
         side: "runs".to_owned(),
         finding: sentence,
         values,
+    })
+}
+
+/// What the server's own statistics say of one run (the difference of
+/// Triton's `/stats` before and after it): requests, items and executions,
+/// queue and compute per request against the client's mean latency, and how
+/// many executions ran at once.
+pub fn server_statistics(side: &str, summary: &SideSummary, stats: &ModelStats) -> Option<Finding> {
+    let s = &stats.inference_stats;
+    let requests = s.success.count;
+    if requests == 0 {
+        return None;
+    }
+    let per_request = |d: model::kserve::Duration| d.ns as f64 / 1e6 / d.count.max(1) as f64;
+    let queue_ms = per_request(s.queue);
+    let input_ms = per_request(s.compute_input);
+    let infer_ms = per_request(s.compute_infer);
+    let output_ms = per_request(s.compute_output);
+    let compute_ms = input_ms + infer_ms + output_ms;
+    let server_ms = per_request(s.success);
+    let executions = stats.execution_count;
+    let items = stats.inference_count;
+    let mean_executed_batch = items as f64 / executions.max(1) as f64;
+    let busy_s: f64 = stats
+        .batch_stats
+        .iter()
+        .map(|b| b.compute_infer.ns as f64 / 1e9)
+        .sum();
+    let mut values = vec![
+        ("requests", requests as f64),
+        ("items", items as f64),
+        ("executions", executions as f64),
+        ("mean_executed_batch", mean_executed_batch),
+        ("queue_ms_per_request", queue_ms),
+        ("compute_input_ms_per_request", input_ms),
+        ("compute_infer_ms_per_request", infer_ms),
+        ("compute_output_ms_per_request", output_ms),
+        ("server_ms_per_request", server_ms),
+        ("failed_requests", s.fail.count as f64),
+    ];
+    let mut sentence = format!(
+        "the server's own statistics for this run: {requests} requests of {items} items in {executions} executions (mean executed batch {mean_executed_batch:.2}); per request {queue_ms:.1} ms queueing and {compute_ms:.1} ms compute (input {input_ms:.2}, infer {infer_ms:.1}, output {output_ms:.2} ms), {server_ms:.1} ms in the server in all"
+    );
+    if let Some(client_ms) = summary.mean_ms.filter(|m| *m > 0.0) {
+        values.push(("queue_pct_of_client_mean", pct(queue_ms, client_ms)));
+        sentence.push_str(&format!(
+            "; queueing is {:.0}% of the client's mean latency of {client_ms:.1} ms",
+            pct(queue_ms, client_ms)
+        ));
+    }
+    if let Some(duration_s) = summary.duration_s.filter(|d| *d > 0.0 && busy_s > 0.0) {
+        let parallelism = busy_s / duration_s;
+        values.push(("mean_executions_running", parallelism));
+        sentence.push_str(&format!(
+            "; {busy_s:.1} s of execution in a {duration_s:.1} s run: {parallelism:.2} executions at once on average"
+        ));
+    }
+    sentence.push('.');
+    Some(Finding {
+        id: "server_statistics".to_owned(),
+        side: side.to_owned(),
+        finding: format!("{}: {sentence}", summary.label),
+        values: values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
     })
 }
 
@@ -569,6 +669,77 @@ mod tests {
             batch_id: Some(batch),
             ..rich(id, service + 1.0, 0.0, service, size)
         }
+    }
+
+    fn stats_run(batches: &[(u64, u64, f64)], queue_ms: f64) -> ModelStats {
+        use model::kserve::{BatchStats, Duration, InferenceStats};
+        let executions: u64 = batches.iter().map(|b| b.1).sum();
+        let items: u64 = batches.iter().map(|b| b.0 * b.1).sum();
+        let ns = |ms: f64| (ms * 1e6) as u64;
+        let infer_ns: u64 = batches.iter().map(|&(_, n, ms)| n * ns(ms)).sum();
+        ModelStats {
+            name: "m".into(),
+            version: "1".into(),
+            inference_count: items,
+            execution_count: executions,
+            inference_stats: InferenceStats {
+                success: Duration {
+                    count: executions,
+                    ns: executions * ns(queue_ms) + infer_ns,
+                },
+                queue: Duration {
+                    count: executions,
+                    ns: executions * ns(queue_ms),
+                },
+                compute_infer: Duration {
+                    count: executions,
+                    ns: infer_ns,
+                },
+                ..InferenceStats::default()
+            },
+            batch_stats: batches
+                .iter()
+                .map(|&(size, n, ms)| BatchStats {
+                    batch_size: size,
+                    compute_infer: Duration {
+                        count: n,
+                        ns: n * ns(ms),
+                    },
+                    ..BatchStats::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn server_statistics_give_queueing_parallelism_and_the_cost_line() {
+        // 10 requests of one item, each queued 900 ms and run 102 ms: the
+        // numbers are hand-worked.
+        let log = Log {
+            format: LogFormat::Loadgen,
+            rows: (0..10).map(|i| rich(i, 1000.0, 900.0, 100.0, 1)).collect(),
+        };
+        let summary = SideSummary::from_log("Before", None, &log).unwrap();
+        let before = stats_run(&[(1, 10, 102.0)], 900.0);
+        let f = server_statistics("before", &summary, &before).unwrap();
+        assert_eq!(f.id, "server_statistics");
+        assert_eq!(f.values["requests"], 10.0);
+        assert_eq!(f.values["mean_executed_batch"], 1.0);
+        assert!((f.values["queue_ms_per_request"] - 900.0).abs() < 1e-9);
+        assert!((f.values["compute_infer_ms_per_request"] - 102.0).abs() < 1e-9);
+        assert!((f.values["queue_pct_of_client_mean"] - 90.0).abs() < 1e-9);
+        let duration_s = summary.duration_s.unwrap();
+        assert!((f.values["mean_executions_running"] - 1.02 / duration_s).abs() < 1e-9);
+        // Base 100 ms + 2 ms per item, measured at batch sizes 1, 5 and 10.
+        let after = stats_run(&[(5, 2, 110.0), (10, 1, 120.0)], 0.0);
+        let line = batch_cost_from_stats(&[&before, &after]).unwrap();
+        assert_eq!(line.id, "batch_cost_server_stats");
+        assert!((line.values["fixed_ms"] - 100.0).abs() < 1e-6, "{line:?}");
+        assert!((line.values["per_item_ms"] - 2.0).abs() < 1e-6, "{line:?}");
+        assert!(
+            batch_cost_from_stats(&[&before]).is_none(),
+            "one size is no line"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Compare two runs, write comparison.json/.csv, report.md and report.html,
     /// print the table and the verdict; exit 0 if met, 1 if not, 2 on error.
-    Compare(CompareArgs),
+    Compare(Box<CompareArgs>),
     /// Print one log's summary (the keys of a side of comparison.json) as JSON.
     Summary {
         /// An input.py or loadgen log (CSV).
@@ -48,6 +48,13 @@ struct CompareArgs {
     /// A file holding what input.py printed, to reconcile with its log.
     #[arg(long)]
     input_py_stdout: Option<PathBuf>,
+    /// The server's statistics around the Before run (`loadgen
+    /// --server-stats`, Triton's /stats), for findings from them.
+    #[arg(long, value_name = "FILE")]
+    before_server_stats: Option<PathBuf>,
+    /// The server's statistics around the After run.
+    #[arg(long, value_name = "FILE")]
+    after_server_stats: Option<PathBuf>,
     /// A JSON object of run conditions (profile, concurrency, requests, machine...).
     #[arg(long)]
     conditions: Option<PathBuf>,
@@ -136,8 +143,14 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
         Some(path) => Some(read_text("input.py stdout", path)?),
         None => None,
     };
-    let before = RunLog::read(&args.before_label, &args.before)?;
-    let after = RunLog::read(&args.after_label, &args.after)?;
+    let mut before = RunLog::read(&args.before_label, &args.before)?;
+    if let Some(path) = &args.before_server_stats {
+        before = before.with_server_stats(path)?;
+    }
+    let mut after = RunLog::read(&args.after_label, &args.after)?;
+    if let Some(path) = &args.after_server_stats {
+        after = after.with_server_stats(path)?;
+    }
     let reproduction = match &args.reproduction {
         Some(path) => Some(RunLog::read(&args.reproduction_label, path)?),
         None => None,

@@ -49,6 +49,7 @@ pub struct KServeOptions {
 pub struct KServeApi {
     model: String,
     infer_path: String,
+    stats_path: String,
     input_name: String,
     datatype: Datatype,
     item_shape: Vec<u64>,
@@ -235,6 +236,7 @@ impl KServeApi {
         Ok(Self {
             model: model.to_owned(),
             infer_path: model_path(base, model, "infer"),
+            stats_path: model_path(base, model, "stats"),
             input_name: input.name.clone(),
             datatype,
             item_shape,
@@ -424,6 +426,10 @@ impl Api for KServeApi {
 
     fn request_path(&self) -> Option<&str> {
         Some(&self.infer_path)
+    }
+
+    fn stats_path(&self) -> Option<String> {
+        Some(self.stats_path.clone())
     }
 }
 

@@ -146,6 +146,12 @@ pub trait Api: Send + Sync {
     fn request_path(&self) -> Option<&str> {
         None
     }
+
+    /// Where the server reports its own statistics in Triton's format
+    /// (`/v2/models/{m}/stats`), if this format has such an endpoint.
+    fn stats_path(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What [`build`] needs to know of the run.
