@@ -12,8 +12,10 @@
 mod bench;
 mod error;
 mod perf;
+mod perf_triton;
 mod process;
 mod python;
+mod triton;
 mod workspace;
 
 use std::process::ExitCode;

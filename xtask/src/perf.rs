@@ -16,6 +16,11 @@ use crate::{python, workspace};
 /// Flags of `cargo xtask perf` (and so of `./run_tests`).
 #[derive(clap::Args)]
 pub struct PerfArgs {
+    /// The server of every phase: `simulator` (stub-server, fresh per
+    /// phase) or `triton` (a real NVIDIA Triton started by the workflow
+    /// from the nvidia-pytriton wheel, fresh per phase, loaded over KServe v2).
+    #[arg(long, default_value = "simulator", value_name = "SERVER")]
+    pub(crate) server: String,
     /// Measure your endpoint (any http:// or https:// URL) instead of
     /// starting the simulator; outputs are then compared by digest, not
     /// verified. Every phase loads the same endpoint.
@@ -33,7 +38,7 @@ pub struct PerfArgs {
     loadgen_args: Vec<String>,
     /// Run N Before/After pairs and report confidence intervals across them.
     #[arg(long, default_value_t = 1, value_name = "N")]
-    repeat: u32,
+    pub(crate) repeat: u32,
     /// The SLA: P95 latency must be at most this many ms after optimization.
     #[arg(
         long,
@@ -41,10 +46,10 @@ pub struct PerfArgs {
         value_name = "MS",
         allow_negative_numbers = true
     )]
-    sla_p95_ms: f64,
+    pub(crate) sla_p95_ms: f64,
     /// Directory for logs and reports (created if missing).
     #[arg(long, default_value = "results", value_name = "DIR")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Do not run input.py; the Rust reproduction is the Before.
     #[arg(long)]
     skip_python: bool,
@@ -65,7 +70,7 @@ pub enum Outcome {
     NotMet,
 }
 
-const CLIENT_LIMIT: Duration = Duration::from_secs(600);
+pub(crate) const CLIENT_LIMIT: Duration = Duration::from_secs(600);
 const BUILD_LIMIT: Duration = Duration::from_secs(3600);
 
 /// The simulator, or the real endpoint the user named.
@@ -85,6 +90,12 @@ struct Client {
 
 pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     validate(&args)?;
+    if args.server == "triton" {
+        if let Err(e) = process::install_signal_handlers() {
+            eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave Triton running");
+        }
+        return crate::perf_triton::run(&args);
+    }
     // Ctrl-C or SIGTERM: stop the children, keep what they flushed, never
     // leave a simulator running (see `process`).
     if let Err(e) = process::install_signal_handlers() {
@@ -172,6 +183,25 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
             args.repeat
         )));
     }
+    if !["simulator", "triton"].contains(&args.server.as_str()) {
+        return Err(TaskError::BadFlag(format!(
+            "--server {:?} is not known; allowed: simulator, triton",
+            args.server
+        )));
+    }
+    if args.server == "triton" {
+        let conflicting = [
+            (args.url.is_some(), "--url"),
+            (!args.server_args.is_empty(), "--server-arg"),
+            (args.api != "simulator", "--api"),
+            (args.profile != "placeholder", "--profile"),
+        ];
+        if let Some((_, flag)) = conflicting.iter().find(|(set, _)| *set) {
+            return Err(TaskError::BadFlag(format!(
+                "{flag} cannot be used with --server triton (it runs the placeholder scenario on Triton over KServe v2)"
+            )));
+        }
+    }
     if !APIS.contains(&args.api.as_str()) {
         return Err(TaskError::BadFlag(format!(
             "--api {:?} is not known; allowed: {}",
@@ -198,7 +228,7 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
     Ok(())
 }
 
-fn pair_dir(out: &Path, pair: u32) -> PathBuf {
+pub(crate) fn pair_dir(out: &Path, pair: u32) -> PathBuf {
     if pair == 1 {
         out.to_path_buf()
     } else {
@@ -206,7 +236,7 @@ fn pair_dir(out: &Path, pair: u32) -> PathBuf {
     }
 }
 
-fn step(number: &str, what: &str) {
+pub(crate) fn step(number: &str, what: &str) {
     println!("\n[{number}] {what}");
 }
 
@@ -219,14 +249,14 @@ fn loud_fallback(why: &str) {
     );
 }
 
-fn create_dir(dir: &Path) -> Result<(), TaskError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<(), TaskError> {
     fs::create_dir_all(dir).map_err(|source| TaskError::Io {
         path: dir.to_owned(),
         source,
     })
 }
 
-fn build() -> Result<(), TaskError> {
+pub(crate) fn build() -> Result<(), TaskError> {
     if let Some(dir) = workspace::prebuilt_bin_dir() {
         println!(
             "using prebuilt binaries from {} ({}); not building",
@@ -487,7 +517,7 @@ fn write_conditions(
     fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
 }
 
-fn machine() -> serde_json::Value {
+pub(crate) fn machine() -> serde_json::Value {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -508,7 +538,7 @@ fn machine() -> serde_json::Value {
     })
 }
 
-fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), TaskError> {
+pub(crate) fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), TaskError> {
     let mut before_p95 = Vec::new();
     let mut after_p95 = Vec::new();
     let mut met = Vec::new();

@@ -31,8 +31,8 @@ pub enum ProcessError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The simulator never printed its `listening on` line.
-    #[error("the simulator did not report `listening on http://ADDR` within {0:?} (see {1})")]
+    /// The server never printed its `listening on` line.
+    #[error("the server did not report `listening on http://ADDR` within {0:?} (see {1})")]
     NotListening(Duration, String),
     /// xtask received SIGINT or SIGTERM: nothing new is started.
     #[error("interrupted by signal {0}: children stopped, nothing new started")]
@@ -158,7 +158,8 @@ fn try_reap(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
     status
 }
 
-/// A running `stub-server`, stopped with SIGTERM (graceful) when dropped.
+/// A running server (`stub-server`, or Triton through `xtask/triton/serve.py`),
+/// stopped with SIGTERM (graceful) when dropped.
 pub struct ServerProcess {
     child: Child,
     /// Base URL, `http://127.0.0.1:PORT`.
@@ -169,20 +170,25 @@ impl ServerProcess {
     /// Starts the simulator on a free loopback port and waits for its
     /// `listening on` line (never a sleep); stderr goes to `log_path`.
     pub fn start(bin: &Path, args: &[String], log_path: &Path) -> Result<Self, ProcessError> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--bind", "127.0.0.1:0"]).args(args);
+        Self::start_command(cmd, log_path, READY_TIMEOUT)
+    }
+
+    /// Starts any server that prints `listening on http://ADDR` as its first
+    /// line once it serves, and waits up to `ready` for it; stderr goes to
+    /// `log_path`.
+    pub fn start_command(
+        mut cmd: Command,
+        log_path: &Path,
+        ready: Duration,
+    ) -> Result<Self, ProcessError> {
         let log = File::create(log_path).map_err(|source| ProcessError::Spawn {
-            program: bin.display().to_string(),
+            program: cmd.get_program().to_string_lossy().into_owned(),
             source,
         })?;
-        let mut child = spawn_child(
-            Command::new(bin)
-                .args(["--bind", "127.0.0.1:0"])
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(log),
-        )?;
-        let not_listening =
-            || ProcessError::NotListening(READY_TIMEOUT, log_path.display().to_string());
+        let mut child = spawn_child(cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log))?;
+        let not_listening = || ProcessError::NotListening(ready, log_path.display().to_string());
         let Some(stdout) = child.stdout.take() else {
             stop(&mut child);
             return Err(not_listening());
@@ -197,7 +203,7 @@ impl ServerProcess {
             // Keep draining so the server never blocks on a full pipe.
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
-        let line = rx.recv_timeout(READY_TIMEOUT).unwrap_or_default();
+        let line = rx.recv_timeout(ready).unwrap_or_default();
         match line.trim().strip_prefix("listening on ") {
             Some(url) if url.starts_with("http://") => Ok(Self {
                 child,
