@@ -122,7 +122,7 @@ async fn a_wrong_model_or_input_is_one_error_before_any_load() {
     };
     let message = err(unknown).await;
     assert!(
-        message.contains("GET /v2/models/no-such-model answered 400 Bad Request: Request for unknown model: 'no-such-model' is not found"),
+        message.contains("GET /v2/models/no-such-model answered 404 Not Found: Request for unknown model: 'no-such-model' is not found"),
         "{message}"
     );
     let wrong_input = kserve(

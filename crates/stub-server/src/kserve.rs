@@ -6,8 +6,10 @@
 //! `output`, each of shape `[-1, 1]` (a batching model: dimension 0 is the
 //! batch), so an infer request stacks `B <= max_batch` items and the answer
 //! holds `expected_output(model, item)` for each. Errors are Triton's
-//! `{"error": "..."}` (400 for a bad request or an unknown model, 404 for an
-//! unknown route). `/v2/models/{m}/stats` keeps Triton's statistics
+//! `{"error": "..."}` with Triton 2.51's statuses: 400 for a bad request,
+//! 404 for an unknown model (400 from `/stats`) or route; a malformed JSON
+//! body is a 400 here where Triton answers 500, since this server never
+//! answers bad input with a 500. `/v2/models/{m}/stats` keeps Triton's statistics
 //! meaning: per request (each request counted once) `success`, `fail`,
 //! `queue`, `compute_input` (parsing the request), `compute_infer` (the
 //! whole execution of the batch the request ran in) and `compute_output`
@@ -115,10 +117,17 @@ impl App {
             | Route::Infer(m) => m,
         };
         if !self.config.models.iter().any(|known| known == model) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("Request for unknown model: '{model}' is not found"),
-            );
+            // Triton 2.51's words and statuses: 404, but 400 from /stats.
+            return match route {
+                Route::Stats(_) => error(
+                    StatusCode::BAD_REQUEST,
+                    format!("requested model '{model}' is not available"),
+                ),
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    format!("Request for unknown model: '{model}' is not found"),
+                ),
+            };
         }
         match route {
             Route::Metadata(m) => json(StatusCode::OK, to_json_bytes(&self.metadata(m))),
@@ -195,6 +204,10 @@ impl App {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let arrived = Instant::now();
+        // A request refused before it reaches the model (a bad body, a full
+        // queue) is in no statistic, as in Triton; only one that fails after
+        // admission counts as `fail`.
+        let refused = error;
         let failed = |status: StatusCode, message: String| {
             self.kserve_stats.record(model, |s, _| {
                 s.fail.count += 1;
@@ -206,13 +219,13 @@ impl App {
         let body = match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return failed(
+                return refused(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body is over the limit of {limit} bytes"),
                 )
             }
             Err(e) => {
-                return failed(
+                return refused(
                     StatusCode::BAD_REQUEST,
                     format!("could not read the request body: {e}"),
                 )
@@ -221,14 +234,14 @@ impl App {
         let parse_started = Instant::now();
         let inputs = match self.parse_inputs(model, &body) {
             Ok(inputs) => inputs,
-            Err(message) => return failed(StatusCode::BAD_REQUEST, message),
+            Err(message) => return refused(StatusCode::BAD_REQUEST, message),
         };
         let compute_input_ns = ns_since(parse_started);
         let items = inputs.len();
         let receivers = match self.scheduler.submit(items) {
             Ok(receivers) => receivers,
             Err(SubmitError::QueueFull { queued_items }) => {
-                return failed(
+                return refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("the queue holds {queued_items} items; retry later"),
                 )
@@ -321,7 +334,8 @@ impl App {
             .max_batch
             .min(self.config.max_items_per_request());
         let batch = match input.shape.as_slice() {
-            [b, 1] | [b] if *b >= 1 => *b as usize,
+            // Triton takes `[B, 1]` only (`[B]` is refused), so does this.
+            [b, 1] if *b >= 1 => *b as usize,
             other => {
                 return Err(format!(
                     "unexpected shape for input '{}' for model '{model}'. Expected [-1,1], got {other:?}",

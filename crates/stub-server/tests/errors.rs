@@ -74,7 +74,7 @@ async fn unknown_model_and_path_get_404() {
         &format!("{}/v2/models/example-model", base_url(&server)),
     )
     .await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(
         reply.json()["error"],
         "Request for unknown model: 'example-model' is not found"

@@ -82,8 +82,8 @@ async fn bad_requests_get_tritons_errors() {
             "inference input 'input' data-type is 'FP32', but model 'example-model' expects 'BYTES'",
         ),
         (
-            json!({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "BYTES", "data": ["x", "y"]}]}),
-            "unexpected shape for input 'input' for model 'example-model'. Expected [-1,1], got [1, 2]",
+            json!({"inputs": [{"name": "input", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]}]}),
+            "unexpected shape for input 'input' for model 'example-model'. Expected [-1,1], got [2]",
         ),
         (
             json!({"inputs": [{"name": "input", "shape": [33, 1], "datatype": "BYTES", "data": vec!["x"; 33]}]}),
