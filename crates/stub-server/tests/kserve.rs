@@ -108,10 +108,16 @@ async fn bad_requests_get_tritons_errors() {
         .starts_with("failed to parse the request JSON"));
     let unknown = format!("{}/v2/models/other/infer", base_url(&server));
     let reply = post(&c, &unknown, tensor(&["x"])).await;
-    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert_eq!(
         reply.json()["error"],
         "Request for unknown model: 'other' is not found"
+    );
+    let reply = get(&c, &format!("{}/v2/models/other/stats", base_url(&server))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.json()["error"],
+        "requested model 'other' is not available"
     );
     let reply = get(&c, &url).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
