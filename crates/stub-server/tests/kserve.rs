@@ -121,7 +121,7 @@ async fn bad_requests_get_tritons_errors() {
     );
     let reply = get(&c, &url).await;
     assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED);
-    // Failures reaching the model are counted as Triton counts them.
+    // Requests refused before the model are in no statistic, as in Triton.
     let stats = get(
         &c,
         &format!("{}/v2/models/example-model/stats", base_url(&server)),
@@ -130,7 +130,7 @@ async fn bad_requests_get_tritons_errors() {
     .json();
     assert_eq!(
         stats["model_stats"][0]["inference_stats"]["fail"]["count"],
-        7
+        0
     );
     assert_eq!(
         stats["model_stats"][0]["inference_stats"]["success"]["count"],
