@@ -81,6 +81,13 @@ pub struct Cli {
     #[arg(long, short = 'k')]
     pub insecure: bool,
 
+    /// https: resume TLS sessions on new connections even with
+    /// --connection per-request (by default each of those pays a full
+    /// handshake, as input.py's client per request does; pooled
+    /// connections always may resume).
+    #[arg(long)]
+    pub tls_resume: bool,
+
     /// https: client certificate chain for mutual TLS (PEM; needs --key).
     #[arg(long, value_name = "FILE.pem", requires = "key")]
     pub cert: Option<PathBuf>,
@@ -338,6 +345,7 @@ impl Cli {
             insecure: self.insecure,
             client_cert: self.cert,
             client_key: self.key,
+            resume: self.tls_resume,
         };
         if let Some(c) = self.concurrency {
             config.concurrency = c;

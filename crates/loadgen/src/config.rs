@@ -285,7 +285,7 @@ impl LoadConfig {
         let tls_options_given = self.tls != TlsOptions::default();
         if tls_options_given && !target.is_tls() {
             return Err(ConfigError::Invalid(format!(
-                "--cacert, --insecure, --cert and --key apply to https:// URLs; {} is http://",
+                "--cacert, --insecure, --cert, --key and --tls-resume apply to https:// URLs; {} is http://",
                 self.url
             )));
         }

@@ -161,7 +161,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
     let target = config.validate()?;
     let addrs = target::resolve(&target).await?;
     let tls = if target.is_tls() {
-        let resume = config.connection == ConnectionMode::Pooled;
+        let resume = config.connection == ConnectionMode::Pooled || config.tls.resume;
         Some(tls::Tls::new(
             &config.tls,
             &target.host,

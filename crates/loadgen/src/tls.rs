@@ -17,7 +17,8 @@
 //! resume a session (a reconnect after a server closed a keep-alive
 //! connection is cheap, as in any pooling client), while a new connection
 //! per request pays a full handshake each time, as `input.py`'s
-//! client-per-request does.
+//! client-per-request does, unless `--tls-resume` says to resume (what
+//! wrk and oha do with a new connection per request).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -46,6 +47,9 @@ pub struct TlsOptions {
     pub client_cert: Option<PathBuf>,
     /// The client certificate's private key, PEM (`--key`).
     pub client_key: Option<PathBuf>,
+    /// Resume TLS sessions on new connections even when every request opens
+    /// one (`--tls-resume`); pooled connections always may.
+    pub resume: bool,
 }
 
 /// Why the TLS configuration cannot be built; said before any request.

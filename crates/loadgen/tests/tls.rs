@@ -79,6 +79,8 @@ struct ServerSetup {
 struct Seen {
     http1: AtomicU64,
     h2: AtomicU64,
+    /// TLS sessions that were resumed rather than negotiated in full.
+    resumed: AtomicU64,
 }
 
 struct TlsServer {
@@ -161,6 +163,9 @@ fn serve(setup: ServerSetup) -> TlsServer {
                             return;
                         }
                     };
+                    if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                        counts.resumed.fetch_add(1, Ordering::SeqCst);
+                    }
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let counts = counts.clone();
                         async move {
@@ -291,6 +296,38 @@ async fn verified_with_cacert_and_timed_per_connection() {
         }
     }
     assert_eq!(server.seen.http1.load(Ordering::SeqCst), 24);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_connections_resume_sessions_only_when_asked() {
+    let dir = common::temp_dir("tls-resume");
+    let ca = Ca::new("test CA");
+    let ca_pem = ca.write(&dir);
+    let server = server_for(&ca, &["127.0.0.1"], false);
+    let url = server.url("127.0.0.1");
+    let (summary, _) = run(config(
+        &url,
+        &dir,
+        trusting(&ca_pem),
+        ConnectionMode::PerRequest,
+    ))
+    .await;
+    assert_eq!(summary.succeeded, 12);
+    assert_eq!(
+        server.seen.resumed.load(Ordering::SeqCst),
+        0,
+        "full handshakes, as input.py"
+    );
+    let resume = TlsOptions {
+        resume: true,
+        ..trusting(&ca_pem)
+    };
+    let (summary, _) = run(config(&url, &dir, resume, ConnectionMode::PerRequest)).await;
+    assert_eq!(summary.succeeded, 12);
+    // The first connections of the run negotiate in full (as many as run
+    // at once); later ones resume the tickets they left.
+    let resumed = server.seen.resumed.load(Ordering::SeqCst);
+    assert!(resumed >= 6, "{resumed} of 12 resumed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -423,6 +423,11 @@ pub fn loadgen_command(bin: &Path, load: &Load, json: &Path, busy_poll_us: Optio
     // Pooled is loadgen's default outside the baseline profile.
     if load.reuse == Reuse::PerRequest {
         cmd.args(["--connection", "per-request"]);
+        // wrk and oha resume the TLS session on each new connection; loadgen
+        // only does when asked (its default is input.py's full handshake).
+        if load.cacert.is_some() {
+            cmd.arg("--tls-resume");
+        }
     }
     cmd
 }
