@@ -135,6 +135,8 @@ def parse_args(argv):
     p.add_argument("--metrics-port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--http-threads", type=int, default=0,
                    help="Triton's --http-thread-count (0: Triton's default)")
+    p.add_argument("--restrict-statistics", action="store_true",
+                   help="keep pytriton's default: the statistics endpoint needs an access token")
     p.add_argument("--startup-timeout-s", type=float, default=120.0)
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose")
     p.add_argument("--log-batches", action="store_true",
@@ -212,7 +214,13 @@ def main(argv):
     # pytriton guards /v2/models/.../stats (and a few others) with a random
     # access token by default; with no restricted endpoints the statistics
     # are open. The server listens on loopback only.
-    security = TritonSecurityConfig(restricted_endpoints=[])
+    # --restrict-statistics keeps pytriton's default (statistics behind a
+    # random token), as a user's Triton may have it: the client then reads
+    # the Prometheus counters on the metrics port instead.
+    if args.restrict_statistics:
+        security = TritonSecurityConfig()
+    else:
+        security = TritonSecurityConfig(restricted_endpoints=[])
 
     batcher = None  # no dynamic_batching block: Triton's default scheduler
     if args.dynamic_batching:

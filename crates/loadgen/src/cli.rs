@@ -165,6 +165,13 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub server_stats: Option<PathBuf>,
 
+    /// With --server-stats: Triton's metrics URL (e.g.
+    /// http://host:8002/metrics), whose nv_inference_* counters are read
+    /// when the statistics endpoint is closed (no executions by batch size
+    /// then).
+    #[arg(long, value_name = "URL", requires = "server_stats")]
+    pub server_metrics_url: Option<String>,
+
     /// Write the run summary as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -387,6 +394,7 @@ impl Cli {
             ));
         }
         config.server_stats_path = self.server_stats;
+        config.server_metrics_url = self.server_metrics_url;
         config.headers = self.headers;
         if let Some(path) = self.payloads {
             config.payloads = PayloadSource::File(path);

@@ -189,6 +189,9 @@ pub struct LoadConfig {
     /// Where to write the server's statistics around the run (APIs with a
     /// statistics endpoint: `kserve-v2`).
     pub server_stats_path: Option<PathBuf>,
+    /// Triton's metrics URL (`http://host:8002/metrics`): its Prometheus
+    /// counters stand in when the statistics endpoint is closed.
+    pub server_metrics_url: Option<String>,
     /// Print a progress line on stderr once a second.
     pub progress: bool,
     /// After a shutdown signal, how long in-flight requests may still finish.
@@ -221,6 +224,7 @@ impl Default for LoadConfig {
             busy_poll: Duration::from_micros(DEFAULT_BUSY_POLL_US),
             log_path: None,
             server_stats_path: None,
+            server_metrics_url: None,
             progress: false,
             shutdown_grace: Duration::from_secs(2),
         }

@@ -151,8 +151,8 @@ pub struct Prepared {
     tls: Option<tls::Tls>,
     api: Arc<dyn Api>,
     payloads: Payloads,
-    /// The statistics endpoint and its snapshot before the load.
-    stats_before: Option<(String, model::kserve::ModelStats)>,
+    /// The server's statistics around the run, the snapshot before it taken.
+    stats: Option<server_stats::Watch>,
 }
 
 /// Validates `config`, resolves the host, builds the TLS client and the
@@ -186,7 +186,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         None => target,
     };
     let payloads = Payloads::load(&config.payloads, &config.model)?;
-    let stats_before = match (&config.server_stats_path, api.stats_path()) {
+    let stats = match (&config.server_stats_path, api.stats_path()) {
         (None, _) => None,
         (Some(_), None) => {
             return Err(ConfigError::Invalid(format!(
@@ -195,9 +195,26 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
             ))
             .into())
         }
-        (Some(_), Some(path)) => {
-            let before = server_stats::snapshot(&probe, &path).await?;
-            Some((path, before))
+        (Some(file), Some(path)) => {
+            let metrics = match &config.server_metrics_url {
+                None => None,
+                Some(url) => {
+                    let metrics = Target::parse(url).map_err(ConfigError::from)?;
+                    let addrs = target::resolve(&metrics).await?;
+                    let tls = if metrics.is_tls() {
+                        Some(tls::Tls::new(&config.tls, &metrics.host, false, true)?)
+                    } else {
+                        None
+                    };
+                    let path = metrics.path_and_query.clone();
+                    Some((Transport::new(metrics, addrs, tls, &config, 0), path))
+                }
+            };
+            let probe = Transport::new(target.clone(), addrs.clone(), tls.clone(), &config, 0);
+            let watch =
+                server_stats::Watch::start(probe, path, metrics, &config.model, file.clone())
+                    .await?;
+            Some(watch)
         }
     };
     Ok(Prepared {
@@ -207,7 +224,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         tls,
         api,
         payloads,
-        stats_before,
+        stats,
     })
 }
 
@@ -281,12 +298,8 @@ impl Prepared {
             tls,
             api,
             payloads,
-            stats_before,
+            stats,
         } = self;
-        let stats_probe = stats_before
-            .as_ref()
-            .map(|_| Transport::new(target.clone(), addrs.clone(), tls.clone(), &config, 0));
-        let stats_file = config.server_stats_path.clone();
         let writer = match &config.log_path {
             Some(path) => Some(LogWriter::create(path)?),
             None => None,
@@ -321,25 +334,10 @@ impl Prepared {
             .as_ref()
             .and_then(tls::Tls::first_failure)
             .map(str::to_owned);
-        if let (Some((path, before)), Some(probe), Some(file)) =
-            (stats_before, stats_probe, stats_file)
-        {
+        if let Some(watch) = stats {
             // The run's rows are already on disk: a failure here is a
             // warning in the summary, not a lost run.
-            let outcome = match server_stats::snapshot(&probe, &path).await {
-                Ok(after) => {
-                    let delta = server_stats::difference(&before, &after);
-                    let stats = server_stats::ServerStatsDelta {
-                        path,
-                        before,
-                        after,
-                        delta,
-                    };
-                    server_stats::write(&stats, &file)
-                }
-                Err(e) => Err(e),
-            };
-            summary.server_stats_warning = outcome.err().map(|e| e.to_string());
+            summary.server_stats_warning = watch.finish().await.err().map(|e| e.to_string());
         }
         Ok(summary)
     }

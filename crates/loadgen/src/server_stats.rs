@@ -6,7 +6,7 @@
 //! simulator's per-request `Server-Timing` (queueing share, parallelism,
 //! the batch-cost line).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use model::kserve::ServerStatsDelta;
 use model::kserve::{BatchStats, Duration, InferenceStats, ModelStats, ModelStatsResponse};
@@ -54,6 +54,159 @@ pub async fn snapshot(probe: &Transport, path: &str) -> Result<ModelStats, Stats
         .into_iter()
         .next()
         .ok_or_else(|| failed("no model_stats entry".into()))
+}
+
+/// Triton's Prometheus counters for `model` (`nv_inference_*`, on its
+/// metrics port) as statistics, summed over the model's versions: the
+/// fallback where the statistics endpoint is closed. The counters hold no
+/// executions by batch size, so `batch_stats` stays empty; times are in
+/// microseconds there and nanoseconds here.
+pub fn from_prometheus(text: &str, model: &str) -> Option<ModelStats> {
+    let mut stats = ModelStats {
+        name: model.to_owned(),
+        ..ModelStats::default()
+    };
+    let mut seen = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name_and_labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match name_and_labels.split_once('{') {
+            Some((name, labels)) => (name, labels.trim_end_matches('}')),
+            None => (name_and_labels, ""),
+        };
+        let for_model = labels
+            .split(',')
+            .any(|l| l.trim() == format!("model=\"{model}\""));
+        if !for_model {
+            continue;
+        }
+        let count = value.max(0.0) as u64;
+        let ns = (value.max(0.0) * 1000.0) as u64;
+        let s = &mut stats.inference_stats;
+        match name {
+            "nv_inference_request_success" => s.success.count += count,
+            "nv_inference_request_duration_us" => s.success.ns += ns,
+            "nv_inference_request_failure" => s.fail.count += count,
+            "nv_inference_count" => stats.inference_count += count,
+            "nv_inference_exec_count" => stats.execution_count += count,
+            "nv_inference_queue_duration_us" => s.queue.ns += ns,
+            "nv_inference_compute_input_duration_us" => s.compute_input.ns += ns,
+            "nv_inference_compute_infer_duration_us" => s.compute_infer.ns += ns,
+            "nv_inference_compute_output_duration_us" => s.compute_output.ns += ns,
+            _ => continue,
+        }
+        seen = true;
+    }
+    // Each duration is counted once per successful request, as in the
+    // statistics extension.
+    let s = &mut stats.inference_stats;
+    let requests = s.success.count;
+    for d in [
+        &mut s.queue,
+        &mut s.compute_input,
+        &mut s.compute_infer,
+        &mut s.compute_output,
+    ] {
+        d.count = requests;
+    }
+    seen.then_some(stats)
+}
+
+/// The statistics around one run: the snapshot before the load, and where
+/// the one after it goes.
+pub struct Watch {
+    probe: Transport,
+    path: String,
+    /// Triton's metrics port and path, for when the statistics endpoint is
+    /// closed, and the model whose counters to read.
+    metrics: Option<(Transport, String)>,
+    model: String,
+    before: ModelStats,
+    before_from: String,
+    file: PathBuf,
+}
+
+impl Watch {
+    /// Takes the snapshot before the load: an error here stops the run
+    /// before anything is sent.
+    pub async fn start(
+        probe: Transport,
+        path: String,
+        metrics: Option<(Transport, String)>,
+        model: &str,
+        file: PathBuf,
+    ) -> Result<Self, StatsError> {
+        let mut watch = Self {
+            probe,
+            path,
+            metrics,
+            model: model.to_owned(),
+            before: ModelStats::default(),
+            before_from: String::new(),
+            file,
+        };
+        let (before, from) = watch.snapshot().await?;
+        watch.before = before;
+        watch.before_from = from;
+        Ok(watch)
+    }
+
+    /// Takes the snapshot after the load and writes both and their
+    /// difference to the file.
+    pub async fn finish(self) -> Result<(), StatsError> {
+        let (after, after_from) = self.snapshot().await?;
+        let path = if after_from == self.before_from {
+            after_from
+        } else {
+            format!("{} (before), {after_from} (after)", self.before_from)
+        };
+        let stats = ServerStatsDelta {
+            path,
+            delta: difference(&self.before, &after),
+            before: self.before,
+            after,
+        };
+        write(&stats, &self.file)
+    }
+
+    /// One snapshot and the endpoint it came from: the statistics
+    /// extension, or Triton's Prometheus counters when it is closed.
+    async fn snapshot(&self) -> Result<(ModelStats, String), StatsError> {
+        let primary = match snapshot(&self.probe, &self.path).await {
+            Ok(stats) => return Ok((stats, self.path.clone())),
+            Err(e) => e,
+        };
+        let Some((metrics, metrics_path)) = &self.metrics else {
+            return Err(primary);
+        };
+        let failed = |reason: String| StatsError::Fetch {
+            path: metrics_path.clone(),
+            reason: format!("{reason} (the fallback, after {primary})"),
+        };
+        let (status, body) = metrics
+            .get(metrics_path)
+            .await
+            .map_err(|e| failed(e.kind().into()))?;
+        if !status.is_success() {
+            return Err(failed(format!("answered {status}")));
+        }
+        let stats =
+            from_prometheus(&String::from_utf8_lossy(&body), &self.model).ok_or_else(|| {
+                failed(format!(
+                    "no nv_inference_* counters for model {:?}",
+                    self.model
+                ))
+            })?;
+        Ok((stats, metrics_path.clone()))
+    }
 }
 
 /// `after - before`, counter by counter (a counter that went down, as after
@@ -142,6 +295,43 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn prometheus_counters_become_statistics() {
+        // Triton 2.51's /metrics lines (two models, one of them ours).
+        let text = "# HELP nv_inference_request_success Number of successful inference requests, all batch sizes\n\
+# TYPE nv_inference_request_success counter\n\
+nv_inference_request_success{model=\"example-model\",version=\"1\"} 40\n\
+nv_inference_request_success{model=\"other\",version=\"1\"} 7\n\
+nv_inference_request_failure{model=\"example-model\",reason=\"REJECTED\",version=\"1\"} 2\n\
+nv_inference_request_failure{model=\"example-model\",reason=\"BACKEND\",version=\"1\"} 1\n\
+nv_inference_count{model=\"example-model\",version=\"1\"} 400\n\
+nv_inference_exec_count{model=\"example-model\",version=\"1\"} 40\n\
+nv_inference_request_duration_us{model=\"example-model\",version=\"1\"} 4900000\n\
+nv_inference_queue_duration_us{model=\"example-model\",version=\"1\"} 120.5\n\
+nv_inference_compute_infer_duration_us{model=\"example-model\",version=\"1\"} 4892000\n\
+nv_cpu_utilization 0.5\n";
+        let stats = from_prometheus(text, "example-model").unwrap();
+        assert_eq!(
+            stats.inference_stats.success,
+            Duration {
+                count: 40,
+                ns: 4_900_000_000
+            }
+        );
+        assert_eq!(stats.inference_stats.fail.count, 3);
+        assert_eq!((stats.inference_count, stats.execution_count), (400, 40));
+        assert_eq!(
+            stats.inference_stats.queue,
+            Duration {
+                count: 40,
+                ns: 120_500
+            }
+        );
+        assert_eq!(stats.inference_stats.compute_infer.ns, 4_892_000_000);
+        assert!(stats.batch_stats.is_empty());
+        assert!(from_prometheus(text, "absent").is_none());
     }
 
     #[test]

@@ -148,6 +148,43 @@ async fn loadgen_against_real_triton_verifies_outputs_and_statistics_count_reque
             / d.inference_stats.compute_infer.count as f64;
         assert!(infer_ms >= 15.0, "{infer_ms} ms per execution");
     }
+    drop(triton);
+
+    // Statistics behind an access token (pytriton's default): the
+    // Prometheus counters on the metrics port stand in for them.
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+        .to_string();
+    let triton = Triton::start(
+        &python,
+        &["--restrict-statistics", "--metrics-port", &metrics_port],
+    );
+    let dir = common::temp_dir("triton-metrics");
+    let config = LoadConfig {
+        api: ApiChoice::KServeV2(KServeOptions::default()),
+        requests: Some(24),
+        concurrency: 4,
+        batch_size: 4,
+        batch_wait_ms: 50,
+        server_stats_path: Some(dir.join("stats.json")),
+        server_metrics_url: Some(format!("http://127.0.0.1:{metrics_port}/metrics")),
+        ..common::config(&triton.base_url, &dir)
+    };
+    let summary = loadgen::run(config, std::future::pending()).await.unwrap();
+    assert_eq!(summary.succeeded, 24, "{summary:?}");
+    assert_eq!(summary.server_stats_warning, None);
+    let stats: model::kserve::ServerStatsDelta =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    assert!(stats.path.ends_with("/metrics"), "{}", stats.path);
+    assert_eq!(
+        stats.delta.inference_stats.success.count,
+        summary.http_requests
+    );
+    assert_eq!(stats.delta.inference_count, 24);
+    assert_eq!(stats.delta.execution_count, summary.http_requests);
+
     // A wrong input name is one error before any load, in Triton's words.
     let dir = common::temp_dir("triton-bad");
     let config = LoadConfig {

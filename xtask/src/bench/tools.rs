@@ -835,7 +835,9 @@ mod tests {
             None,
         ));
         assert!(
-            loadgen.ends_with("--no-verify --cacert /tmp/b/cert.pem --connection per-request"),
+            loadgen.ends_with(
+                "--no-verify --cacert /tmp/b/cert.pem --connection per-request --tls-resume"
+            ),
             "{loadgen}"
         );
         assert_eq!(
