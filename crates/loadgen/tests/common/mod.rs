@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,9 +102,13 @@ pub fn spawn(behavior: Behavior) -> FaultServer {
                             Ok::<_, hyper::Error>(answer(behavior, &body, &serial, &counter).await)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    // HTTP/1.1 and HTTP/2 (prior knowledge) on one port, as
+                    // the simulator.
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
                 });
             }
         });
@@ -186,6 +189,18 @@ fn respond(status: u16, body: Vec<u8>, batch: usize) -> hyper::Response<Full<Byt
         .unwrap()
 }
 
+/// Says why a test did not run, straight to stderr (the harness captures
+/// `println!` of a passing test); under CI (`CI` set), where everything a
+/// test needs is installed, a missing prerequisite is a failure instead.
+pub fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why} (CI is set, so this is a failure, not a skip)"
+    );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 /// A port nothing listens on: bind, note the port, close.
 pub fn dead_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -194,17 +209,26 @@ pub fn dead_url() -> String {
     format!("http://{addr}/v1/infer")
 }
 
-/// A fresh, empty directory for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "loadgen-test-{}-{name}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty directory for one test, removed when dropped; it derefs
+/// to its path.
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+/// A fresh, empty directory whose name starts with `name`.
+pub fn temp_dir(name: &str) -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix(&format!("loadgen-test-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
 }
 
 /// Percentile of sorted samples, linear interpolation (numpy's default).
