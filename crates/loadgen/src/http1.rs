@@ -909,4 +909,107 @@ mod tests {
         }
         assert!(!conn.is_reusable());
     }
+
+    mod fuzz {
+        //! Property tests of the response parsers: never a panic on any
+        //! bytes, and a valid head or chunk read the same wherever the
+        //! bytes are cut.
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 512,
+                ..ProptestConfig::default()
+            }
+        }
+
+        /// A valid response head with a `Content-Length`, and the framing
+        /// it means (none for 204 and 304, whatever the length says).
+        fn valid_head() -> impl Strategy<Value = (Vec<u8>, Framing)> {
+            (
+                200u16..600,
+                0usize..100_000,
+                prop::collection::vec(("[a-z][a-z0-9-]{0,10}", "[ -~]{0,20}"), 0..6),
+            )
+                .prop_map(|(status, len, extra)| {
+                    let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {len}\r\n");
+                    for (name, value) in extra {
+                        if ["content-length", "transfer-encoding", "connection"]
+                            .contains(&name.as_str())
+                        {
+                            continue;
+                        }
+                        head.push_str(&format!("x-{name}: {}\r\n", value.trim()));
+                    }
+                    head.push_str("\r\n");
+                    let framing = if len == 0 || status == 204 || status == 304 {
+                        Framing::Empty
+                    } else {
+                        Framing::Length(len)
+                    };
+                    (head.into_bytes(), framing)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn parse_head_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), timing in any::<bool>()) {
+                if let Ok(Some((consumed, _))) = parse_head(&bytes, timing) {
+                    prop_assert!(consumed <= bytes.len());
+                }
+            }
+
+            #[test]
+            fn a_valid_head_parses_whole_and_waits_when_cut((head, framing) in valid_head(), cut in any::<prop::sample::Index>()) {
+                let parsed = parse_head(&head, true);
+                let Ok(Some((consumed, Some(h)))) = parsed else {
+                    return Err(TestCaseError::fail(format!("{parsed:?}")));
+                };
+                prop_assert_eq!(consumed, head.len());
+                prop_assert_eq!(h.framing, framing);
+                let at = cut.index(head.len());
+                prop_assert!(matches!(parse_head(&head[..at], true), Ok(None)), "cut at {at}");
+            }
+
+            #[test]
+            fn next_chunk_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                if let Ok(Some(Chunk::Data { header, len })) = next_chunk(&bytes) {
+                    prop_assert!(header <= bytes.len() && len > 0);
+                }
+                if let Ok(Some(Chunk::Last { consumed })) = next_chunk(&bytes) {
+                    prop_assert!(consumed <= bytes.len());
+                }
+            }
+
+            #[test]
+            fn a_valid_chunk_is_found_wherever_the_bytes_end(
+                data in prop::collection::vec(any::<u8>(), 1..300),
+                ext in prop::option::of("[a-z]{1,5}=[a-z0-9]{1,5}"),
+                upper in any::<bool>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let size = if upper { format!("{:X}", data.len()) } else { format!("{:x}", data.len()) };
+                let line = match &ext {
+                    Some(ext) => format!("{size};{ext}\r\n"),
+                    None => format!("{size}\r\n"),
+                };
+                let mut encoded = line.clone().into_bytes();
+                encoded.extend_from_slice(&data);
+                encoded.extend_from_slice(b"\r\n");
+                prop_assert_eq!(
+                    next_chunk(&encoded),
+                    Ok(Some(Chunk::Data { header: line.len(), len: data.len() }))
+                );
+                // Before its size line is complete a chunk is not there yet.
+                let at = cut.index(line.len() - 1);
+                prop_assert_eq!(next_chunk(&encoded[..at]), Ok(None));
+                // A signed size is refused, as Content-Length's is.
+                let signed = format!("+{size}\r\n");
+                prop_assert!(next_chunk(signed.as_bytes()).is_err());
+            }
+        }
+    }
 }

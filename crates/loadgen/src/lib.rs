@@ -210,7 +210,8 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
                     Some((Transport::new(metrics, addrs, tls, &config, 0), path))
                 }
             };
-            let probe = Transport::new(target.clone(), addrs.clone(), tls.clone(), &config, 0);
+            // The probe's requests name their paths, so the one that checked
+            // the API before the load serves here too.
             let watch =
                 server_stats::Watch::start(probe, path, metrics, &config.model, file.clone())
                     .await?;

@@ -98,22 +98,11 @@ async fn stop_signal() {
 }
 
 /// Raises the soft limit on open files to the hard limit, so thousands of
-/// concurrent connections do not run out of descriptors.
+/// concurrent connections do not run out of descriptors. Best effort: where
+/// the OS refuses, the run goes on with the limit in force.
 #[cfg(unix)]
 fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
-    // live, properly aligned struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
 }
 
 #[cfg(not(unix))]

@@ -12,24 +12,11 @@ use stub_server::ServerConfig;
 const CONNECTIONS: usize = 5_000;
 
 /// Raises the soft open-files limit to the hard one (both sides of 5,000
-/// connections live in this process), as the binaries do at start-up.
+/// connections live in this process), as the binaries do at start-up;
+/// returns the limit now in force (0 when it cannot be read).
 #[cfg(unix)]
 fn raise_fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a live, aligned struct.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-    }
-    // rlim_t is u64 on Linux, not on every Unix.
-    #[allow(clippy::unnecessary_cast)]
-    let current = limit.rlim_cur as u64;
-    current
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }
 
 /// Peak resident set size of this process, in KiB (Linux `VmHWM`).

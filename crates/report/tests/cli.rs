@@ -444,7 +444,9 @@ fn input_py_stdout_and_reproduction_are_reconciled() {
     // One wording of the reproduction in both reports, markup aside.
     let html = fs::read_to_string(dir.join("out/report.html")).unwrap();
     let sentence = |text: &str| {
-        let start = text.find("The reproduction (").expect("reproduction paragraph");
+        let start = text
+            .find("The reproduction (")
+            .expect("reproduction paragraph");
         let end = start + text[start..].find("agrees").expect("its verdict");
         text[start..end].replace("**", "").replace("<strong>", "")
     };

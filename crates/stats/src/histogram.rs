@@ -5,11 +5,13 @@
 
 use std::io::Cursor;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::{DecodeError, Engine as _};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 
 use crate::quantile::check_quantile_level;
-use crate::{base64, StatsError};
+use crate::StatsError;
 
 /// Three significant digits: every bucket is at most 1/1024 of its value wide.
 const SIGNIFICANT_DIGITS: u8 = 3;
@@ -166,7 +168,7 @@ impl LatencyHistogram {
         V2Serializer::new()
             .serialize(&self.histogram, &mut bytes)
             .map_err(StatsError::HistogramEncode)?;
-        Ok(base64::encode(&bytes))
+        Ok(BASE64.encode(&bytes))
     }
 
     /// Decodes a histogram produced by [`LatencyHistogram::to_base64_v2`]
@@ -180,7 +182,7 @@ impl LatencyHistogram {
     /// [`StatsError::TrailingHistogramBytes`] for corrupt input, and
     /// [`StatsError::IncompatibleHistogram`] for a coarser histogram.
     pub fn from_base64_v2(encoded: &str) -> Result<Self, StatsError> {
-        let bytes = base64::decode(encoded)?;
+        let bytes = decode_base64(encoded)?;
         let mut reader = Cursor::new(bytes.as_slice());
         let mut histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut reader)
@@ -205,6 +207,37 @@ impl LatencyHistogram {
     }
 }
 
+/// Decodes canonical padded standard base64: the `base64` crate's
+/// standard engine accepts nothing else (no missing or extra padding, no
+/// stray bits before it), so corrupt text fails loudly instead of decoding
+/// to other bytes.
+fn decode_base64(text: &str) -> Result<Vec<u8>, StatsError> {
+    if !text.len().is_multiple_of(4) {
+        return Err(StatsError::InvalidBase64 {
+            position: text.len(),
+            reason: "length is not a multiple of 4",
+        });
+    }
+    BASE64.decode(text).map_err(|error| {
+        let (position, reason) = match error {
+            DecodeError::InvalidByte(position, b'=') => (position, "misplaced padding"),
+            DecodeError::InvalidByte(position, _) => (position, "not a base64 character"),
+            DecodeError::InvalidLastSymbol(position, _) => {
+                (position, "non-zero bits before padding")
+            }
+            DecodeError::InvalidLength(symbols) => (
+                symbols.saturating_sub(1),
+                "a lone character in the last group",
+            ),
+            DecodeError::InvalidPadding => (
+                text.find('=').unwrap_or(text.len()),
+                "padding missing or not canonical",
+            ),
+        };
+        StatsError::InvalidBase64 { position, reason }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +254,43 @@ mod tests {
             "{max_ms}"
         );
         assert_eq!(histogram.min_ms(), Some(0.001));
+    }
+
+    #[test]
+    fn malformed_base64_is_named_where_it_goes_wrong() {
+        // RFC 4648's vectors still decode (the crate's own tests cover the rest).
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(decode_base64(encoded).unwrap(), plain.as_bytes());
+            assert_eq!(BASE64.encode(plain), encoded);
+        }
+        let cases = [
+            ("Zg=", 3, "length is not a multiple of 4"),
+            ("Zm9vY", 5, "length is not a multiple of 4"),
+            ("not base64!", 11, "length is not a multiple of 4"),
+            ("Zg==Zg==", 2, "misplaced padding"),
+            ("Zm8=Zm8=", 3, "misplaced padding"),
+            ("Z===", 1, "misplaced padding"),
+            ("Zm9v====", 4, "misplaced padding"),
+            ("A=B=", 1, "misplaced padding"),
+            ("=Zm9", 0, "misplaced padding"),
+            ("Zm9*", 3, "not a base64 character"),
+            ("Zm 9vZg=", 2, "not a base64 character"),
+            ("Zh==", 1, "non-zero bits before padding"),
+            ("Zm9=", 2, "non-zero bits before padding"),
+        ];
+        for (text, position, reason) in cases {
+            match LatencyHistogram::from_base64_v2(text) {
+                Err(StatsError::InvalidBase64 {
+                    position: p,
+                    reason: r,
+                }) => assert_eq!((p, r), (position, reason), "{text:?}"),
+                other => panic!("{text:?} gave {other:?}"),
+            }
+        }
     }
 }

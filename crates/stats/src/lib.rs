@@ -54,7 +54,6 @@
 
 #![deny(missing_docs)]
 
-mod base64;
 pub mod bootstrap;
 mod error;
 mod histogram;

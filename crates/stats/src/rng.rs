@@ -5,6 +5,8 @@
 /// SplitMix64 (Steele, Lea & Flood 2014): small, fast, and good enough for
 /// resampling. Its output sequence is fixed by the algorithm, which is the
 /// point: the same seed must give the same confidence interval forever.
+/// A clone continues the same stream from where the original stands.
+#[derive(Debug, Clone)]
 pub struct SplitMix64 {
     state: u64,
 }

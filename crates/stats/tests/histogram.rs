@@ -150,3 +150,37 @@ fn corrupted_encoding_is_rejected() {
     let truncated = &encoded[..encoded.len() / 8 * 4];
     assert!(LatencyHistogram::from_base64_v2(truncated).is_err());
 }
+
+/// Encodings made before the histogram text went through the `base64`
+/// crate: no padding, one `=` and two, and the empty histogram.
+#[test]
+fn base64_v2_text_is_pinned_byte_for_byte() {
+    let evenly_spaced: Vec<f64> = (0..20).map(|i| 1.0 + f64::from(i) * 3.7).collect();
+    let cases: [(&[f64], &str); 4] = [
+        (
+            &[0.25, 7.5, 60.0, 61.0, 62.0],
+            "HISTEwAAAA4AAAAAAAAAAwAAAAAAAAABAAAAAAP///8/8AAAAAAAAMGOAQKJTgL9LwI5AjsC",
+        ),
+        (
+            &[1.0, 2.0, 3.0, 250.5],
+            "HISTEwAAAA0AAAAAAAAAAwAAAAAAAAABAAAAAA////8/8AAAAAAAAMGuAQL9DwKrCAL7ZgI=",
+        ),
+        (
+            &evenly_spaced,
+            "HISTEwAAADwAAAAAAAAAAwAAAAAAAAABAAAAAAf///8/8AAAAAAAAMGuAQKxIwKJDgKFBwKDBwK5BALBAwK/\
+             AwLBAwKTAwLfAQLfAQLfAQLfAQLfAQLfAQLfAQLfAQLPAQJtAg==",
+        ),
+        (
+            &[],
+            "HISTEwAAAAEAAAAAAAAAAwAAAAAAAAABAAAAAAAAAAI/8AAAAAAAAAA=",
+        ),
+    ];
+    for (latencies_ms, expected) in cases {
+        let histogram = histogram_of(latencies_ms);
+        assert_eq!(histogram.to_base64_v2().unwrap(), expected);
+        assert_eq!(
+            LatencyHistogram::from_base64_v2(expected).unwrap(),
+            histogram
+        );
+    }
+}

@@ -3,8 +3,11 @@
 //! Accelerators show a large fixed cost per batch and a small cost per item
 //! (see `data/gpu_cost_curve.json`), so a batch of `b` items costs
 //! `(base_ms + per_item_ms * b) * exp(N(0, jitter^2))`. The RNG is a
-//! SplitMix64 stream with Box-Muller normals: tiny, dependency-free and the
-//! same on every platform, so a seed pins the whole sequence of draws.
+//! [`stats::SplitMix64`] stream with Box-Muller normals: tiny and the same on
+//! every platform, so a seed pins the whole sequence of draws (and
+//! `xtask/triton/cost.py`, a Python port, draws the same).
+
+use stats::SplitMix64;
 
 /// Cost of executing one batch, in the shape accelerators show.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,7 +33,7 @@ impl ServiceTimeModel {
     pub fn sampler(&self) -> ServiceTimeSampler {
         ServiceTimeSampler {
             model: *self,
-            rng_state: self.seed,
+            rng: SplitMix64::new(self.seed),
             spare_normal: None,
         }
     }
@@ -41,7 +44,7 @@ impl ServiceTimeModel {
 #[derive(Debug, Clone)]
 pub struct ServiceTimeSampler {
     model: ServiceTimeModel,
-    rng_state: u64,
+    rng: SplitMix64,
     /// Box-Muller yields normals in pairs; the second waits here.
     spare_normal: Option<f64>,
 }
@@ -66,25 +69,13 @@ impl ServiceTimeSampler {
         (0..count).map(|_| self.next_ms(batch_items)).collect()
     }
 
-    fn next_u64(&mut self) -> u64 {
-        self.rng_state = self.rng_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng_state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1]: never 0, so its logarithm is finite.
-    fn unit_open_closed(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
     fn standard_normal(&mut self) -> f64 {
         if let Some(z) = self.spare_normal.take() {
             return z;
         }
-        let u1 = self.unit_open_closed();
-        let u2 = self.unit_open_closed();
+        // Uniform in (0, 1]: never 0, so the logarithm is finite.
+        let u1 = self.rng.unit_open_closed();
+        let u2 = self.rng.unit_open_closed();
         let radius = (-2.0 * u1.ln()).sqrt();
         let angle = std::f64::consts::TAU * u2;
         self.spare_normal = Some(radius * angle.sin());
@@ -112,6 +103,39 @@ mod tests {
         let c = model(0.1, 43).sampler().sequence(1, 50);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn sequences_are_pinned_and_match_the_python_port() {
+        // `python3 xtask/triton/cost.py 100 2 0.1 42 1 6` and
+        // `python3 xtask/triton/cost.py 4.2 0.045 0.05 7 3 4`: the port in
+        // xtask/triton must keep drawing what the simulator draws.
+        assert_eq!(
+            model(0.1, 42).sampler().sequence(1, 6),
+            [
+                106.31908287938877,
+                108.87940956237395,
+                93.29664910373843,
+                116.47261366866792,
+                121.25940842658162,
+                84.48982681504566,
+            ]
+        );
+        let bert = ServiceTimeModel {
+            base_ms: 4.2,
+            per_item_ms: 0.045,
+            jitter: 0.05,
+            seed: 7,
+        };
+        assert_eq!(
+            bert.sampler().sequence(3, 4),
+            [
+                4.641191978222355,
+                4.366438425903964,
+                4.249899822447998,
+                4.285948129468096,
+            ]
+        );
     }
 
     #[test]

@@ -216,12 +216,11 @@ impl FaultInjector {
     }
 }
 
-/// SplitMix64's finaliser: a well-mixed 64-bit hash.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// A well-mixed 64-bit hash of `z`: the first output of a SplitMix64
+/// seeded with it (its increment, then its finaliser), so the `k`-th draw
+/// needs no shared generator state.
+fn mix(z: u64) -> u64 {
+    stats::SplitMix64::new(z).next_u64()
 }
 
 /// Changes an output so that it no longer matches `expected_output`, at
@@ -366,6 +365,59 @@ mod tests {
         let other = injector(FaultConfig { seed: 8, ..config });
         let c: Vec<Fault> = (0..20_000).map(|_| other.draw()).collect();
         assert_ne!(a, c, "another seed, another sequence");
+    }
+
+    #[test]
+    fn the_fault_sequence_is_pinned() {
+        // The k-th request's draw depends on the seed and k alone; these
+        // are the draws this algorithm has always made (tests in loadgen
+        // predict runs from them).
+        let config = FaultConfig {
+            error_rate: 0.2,
+            corrupt_rate: 0.2,
+            truncate_rate: 0.1,
+            reset_rate: 0.1,
+            stall_rate: 0.1,
+            stall_ms: 5,
+            seed: 7,
+        };
+        let f = injector(config.clone());
+        let draws: Vec<Fault> = (0..16).map(|_| f.draw()).collect();
+        let error = |unavailable| Fault::Error { unavailable };
+        let corrupt = |pick| Fault::Corrupt { pick };
+        assert_eq!(
+            draws,
+            [
+                corrupt(1818),
+                Fault::None,
+                corrupt(386),
+                corrupt(1310),
+                corrupt(932),
+                Fault::Reset,
+                error(false),
+                error(true),
+                corrupt(1418),
+                error(false),
+                Fault::None,
+                Fault::None,
+                Fault::None,
+                error(true),
+                Fault::Stall(Duration::from_millis(5)),
+                Fault::Reset,
+            ]
+        );
+        assert_eq!(
+            config.plan(10_000),
+            FaultPlan {
+                clean: 3037,
+                error_500: 1002,
+                error_503: 985,
+                corrupt: 2043,
+                truncate: 965,
+                reset: 998,
+                stall: 970,
+            }
+        );
     }
 
     #[test]

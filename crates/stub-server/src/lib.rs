@@ -28,7 +28,11 @@
 //! (more than [`MAX_ITEMS_PER_REQUEST`] inputs, or more than `max_queue`);
 //! 404 `not_found` and `unknown_model`; 405 `method_not_allowed` with
 //! `Allow`; 413 `body_too_large`; 503 `queue_full` and `shutting_down`
-//! with `Retry-After`.
+//! with `Retry-After`. A connection that answers before reading the whole
+//! body (a 413) closes lingering: it reads and discards what the client
+//! still sends, up to [`LINGER_MAX_BYTES`] and [`LINGER_MAX_TIME`], so a
+//! client that writes its whole body before reading (Python's http.client,
+//! requests) reads the 413 instead of a broken pipe.
 //!
 //! For reliability tests, [`FaultConfig`] (flags `--fault-error-rate`,
 //! `--fault-corrupt-rate`, `--fault-truncate-rate`, `--fault-reset-rate`,
@@ -67,6 +71,7 @@ mod cost;
 mod faults;
 mod http;
 mod kserve;
+mod linger;
 mod metrics;
 mod scheduler;
 mod server;
@@ -78,4 +83,4 @@ pub use config::{
 };
 pub use cost::{ServiceTimeModel, ServiceTimeSampler};
 pub use faults::{FaultConfig, FaultPlan};
-pub use server::{serve, spawn, RunningServer, ServerError};
+pub use server::{serve, spawn, RunningServer, ServerError, LINGER_MAX_BYTES, LINGER_MAX_TIME};

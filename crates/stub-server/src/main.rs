@@ -5,22 +5,57 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::{Args, Parser};
-use stub_server::{serve, ServerConfig, ServerError, DEFAULT_PROFILE};
+use clap::{Args, Parser, ValueEnum};
+use stub_server::{serve, ServerConfig, ServerError};
 
 /// Inference-service simulator: a FIFO queue, `workers` executors and a
 /// seeded batch cost of (base + per_item * b) * exp(N(0, jitter^2)) ms.
 ///
-/// Profiles: placeholder (default; 2 workers, 100 ms + 2 ms/item, jitter
-/// 0.1), zero-cost (no service time, 64 workers), gpt2-medium (1 worker,
-/// ~440 ms per batch), bert-base (1 worker, 4.2 ms + 0.045 ms/item, dynamic
-/// batching). Every flag overrides the profile's value.
+/// Start from a --profile; every other flag overrides the profile's value.
 #[derive(Debug, Parser)]
 #[command(name = "stub-server", version)]
 struct Cli {
     /// Named profile to start from.
-    #[arg(long, value_name = "NAME", default_value = DEFAULT_PROFILE)]
-    profile: String,
+    #[arg(long, value_name = "NAME", value_enum, default_value_t = Profile::Placeholder)]
+    profile: Profile,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+/// The built-in profiles of [`ServerConfig::profile`], by the names it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Profile {
+    /// The scenario of the task (default): 2 workers, 100 ms + 2 ms/item,
+    /// jitter 0.1, no dynamic batching.
+    #[value(name = "placeholder")]
+    Placeholder,
+    /// No service time at all, 64 workers: for benchmarks.
+    #[value(name = "zero-cost")]
+    ZeroCost,
+    /// 1 worker, ~440 ms per batch almost regardless of its size.
+    #[value(name = "gpt2-medium")]
+    Gpt2Medium,
+    /// 1 worker, 4.2 ms + 0.045 ms/item, dynamic batching.
+    #[value(name = "bert-base")]
+    BertBase,
+}
+
+impl Profile {
+    /// The name [`ServerConfig::profile`] knows it by.
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Placeholder => "placeholder",
+            Profile::ZeroCost => "zero-cost",
+            Profile::Gpt2Medium => "gpt2-medium",
+            Profile::BertBase => "bert-base",
+        }
+    }
+}
+
+/// Every knob of [`ServerConfig`] as a flag; one given replaces the
+/// profile's value ([`Overrides::apply`]), one left out keeps it.
+#[derive(Debug, Args)]
+struct Overrides {
     /// Executors running batches in parallel (>= 1).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -105,70 +140,65 @@ fn parse_datatype(text: &str) -> Result<model::kserve::Datatype, String> {
     })
 }
 
-impl Cli {
-    fn config(self) -> Result<ServerConfig, ServerError> {
-        let mut config = ServerConfig::profile(&self.profile)?;
-        let service = &mut config.service;
-        if let Some(v) = self.base_ms {
-            service.base_ms = v;
-        }
-        if let Some(v) = self.per_item_ms {
-            service.per_item_ms = v;
-        }
-        if let Some(v) = self.jitter {
-            service.jitter = v;
-        }
-        if let Some(v) = self.seed {
-            service.seed = v;
-        }
-        if let Some(v) = self.workers {
-            config.workers = v;
-        }
-        if let Some(v) = self.max_batch {
-            config.max_batch = v;
-        }
-        if let Some(v) = self.dynamic_batching {
-            config.dynamic_batching = v;
-        }
-        if let Some(v) = self.batch_window_ms {
-            config.batch_window_ms = v;
-        }
-        if !self.preferred_batch_sizes.is_empty() {
-            config.preferred_batch_sizes = self.preferred_batch_sizes;
-        }
-        if let Some(v) = self.max_queue {
-            config.max_queue = v;
-        }
-        if let Some(v) = self.max_body_bytes {
-            config.max_body_bytes = v;
-        }
-        if let Some(v) = self.kserve_input_datatype {
-            config.kserve_input_datatype = v;
-        }
-        if let Some(v) = self.models {
-            config.models = v.into_iter().map(|m| m.trim().to_owned()).collect();
-        }
-        if let Some(v) = self.bind {
-            config.bind = v;
-        }
-        let (flags, fault_config) = (self.faults, &mut config.faults);
-        for (flag, rate) in [
-            (flags.fault_error_rate, &mut fault_config.error_rate),
-            (flags.fault_corrupt_rate, &mut fault_config.corrupt_rate),
-            (flags.fault_truncate_rate, &mut fault_config.truncate_rate),
-            (flags.fault_reset_rate, &mut fault_config.reset_rate),
-            (flags.fault_stall_rate, &mut fault_config.stall_rate),
-        ] {
-            if let Some(v) = flag {
-                *rate = v;
+impl Overrides {
+    /// Replaces each of `config`'s values whose flag was given: the one
+    /// table from flags to knobs.
+    fn apply(self, config: &mut ServerConfig) {
+        fn set<T>(knob: &mut T, flag: Option<T>) {
+            if let Some(value) = flag {
+                *knob = value;
             }
         }
-        if let Some(v) = flags.fault_stall_ms {
-            fault_config.stall_ms = v;
-        }
-        if let Some(v) = flags.fault_seed {
-            fault_config.seed = v;
-        }
+        let Overrides {
+            workers,
+            base_ms,
+            per_item_ms,
+            jitter,
+            seed,
+            max_batch,
+            dynamic_batching,
+            batch_window_ms,
+            preferred_batch_sizes,
+            max_queue,
+            max_body_bytes,
+            kserve_input_datatype,
+            models,
+            bind,
+            faults: f,
+        } = self;
+        // A repeatable flag given no times, like an optional one left out,
+        // keeps the profile's value.
+        let preferred_batch_sizes =
+            (!preferred_batch_sizes.is_empty()).then_some(preferred_batch_sizes);
+        let models = models.map(|names| names.iter().map(|m| m.trim().to_owned()).collect());
+        set(&mut config.workers, workers);
+        set(&mut config.service.base_ms, base_ms);
+        set(&mut config.service.per_item_ms, per_item_ms);
+        set(&mut config.service.jitter, jitter);
+        set(&mut config.service.seed, seed);
+        set(&mut config.max_batch, max_batch);
+        set(&mut config.dynamic_batching, dynamic_batching);
+        set(&mut config.batch_window_ms, batch_window_ms);
+        set(&mut config.preferred_batch_sizes, preferred_batch_sizes);
+        set(&mut config.max_queue, max_queue);
+        set(&mut config.max_body_bytes, max_body_bytes);
+        set(&mut config.kserve_input_datatype, kserve_input_datatype);
+        set(&mut config.models, models);
+        set(&mut config.bind, bind);
+        set(&mut config.faults.error_rate, f.fault_error_rate);
+        set(&mut config.faults.corrupt_rate, f.fault_corrupt_rate);
+        set(&mut config.faults.truncate_rate, f.fault_truncate_rate);
+        set(&mut config.faults.reset_rate, f.fault_reset_rate);
+        set(&mut config.faults.stall_rate, f.fault_stall_rate);
+        set(&mut config.faults.stall_ms, f.fault_stall_ms);
+        set(&mut config.faults.seed, f.fault_seed);
+    }
+}
+
+impl Cli {
+    fn config(self) -> Result<ServerConfig, ServerError> {
+        let mut config = ServerConfig::profile(self.profile.name())?;
+        self.overrides.apply(&mut config);
         config.validate()?;
         Ok(config)
     }
@@ -266,33 +296,172 @@ async fn shutdown_signal() {
 /// in force afterwards (None where it cannot be read).
 #[cfg(unix)]
 fn raise_fd_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid resource and a pointer to a
-    // live, properly aligned struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return None;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        // Not raised (the OS refused): the limit in force is the old one.
+        Err(_) => rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .ok()
+            .map(|(soft, _hard)| soft),
     }
-    // rlim_t is u64 on Linux, not on every Unix.
-    #[allow(clippy::unnecessary_cast)]
-    let current = limit.rlim_cur as u64;
-    Some(current)
 }
 
 #[cfg(not(unix))]
 fn raise_fd_limit() -> Option<u64> {
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_of(args: &[&str]) -> ServerConfig {
+        let cli = Cli::try_parse_from(std::iter::once("stub-server").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        cli.config().unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn profile_values_are_the_library_profiles() {
+        let names: Vec<&str> = Profile::value_variants()
+            .iter()
+            .map(|p| {
+                let value = p.to_possible_value().expect("not hidden");
+                assert_eq!(value.get_name(), p.name());
+                p.name()
+            })
+            .collect();
+        assert_eq!(names, stub_server::PROFILES);
+        assert_eq!(Profile::Placeholder.name(), stub_server::DEFAULT_PROFILE);
+        for profile in Profile::value_variants() {
+            // No flags: exactly the library's profile.
+            assert_eq!(
+                config_of(&["--profile", profile.name()]),
+                ServerConfig::profile(profile.name()).unwrap()
+            );
+        }
+        assert_eq!(
+            config_of(&[]),
+            ServerConfig::profile("placeholder").unwrap()
+        );
+        let err = Cli::try_parse_from(["stub-server", "--profile", "gpu"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        for name in stub_server::PROFILES {
+            assert!(text.contains(name), "{text}");
+        }
+    }
+
+    #[test]
+    fn help_lists_the_profiles() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for name in stub_server::PROFILES {
+            assert!(help.contains(name), "--help lacks {name}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn every_flag_overrides_its_knob_and_only_it() {
+        let config = config_of(&[
+            "--profile",
+            "bert-base",
+            "--workers",
+            "3",
+            "--base-ms",
+            "1.5",
+            "--per-item-ms",
+            "0.25",
+            "--jitter",
+            "0.3",
+            "--seed",
+            "99",
+            "--max-batch",
+            "40",
+            "--dynamic-batching=false",
+            "--batch-window-ms",
+            "7",
+            "--preferred-batch-size",
+            "8",
+            "--preferred-batch-size",
+            "16",
+            "--max-queue",
+            "77",
+            "--max-body-bytes",
+            "2048",
+            "--kserve-input-datatype",
+            "fp32",
+            "--models",
+            "a, b",
+            "--bind",
+            "127.0.0.1:0",
+            "--fault-error-rate",
+            "0.1",
+            "--fault-corrupt-rate",
+            "0.05",
+            "--fault-truncate-rate",
+            "0.04",
+            "--fault-reset-rate",
+            "0.03",
+            "--fault-stall-rate",
+            "0.02",
+            "--fault-stall-ms",
+            "12",
+            "--fault-seed",
+            "5",
+        ]);
+        let expected = ServerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            workers: 3,
+            service: stub_server::ServiceTimeModel {
+                base_ms: 1.5,
+                per_item_ms: 0.25,
+                jitter: 0.3,
+                seed: 99,
+            },
+            max_batch: 40,
+            dynamic_batching: false,
+            batch_window_ms: 7.0,
+            preferred_batch_sizes: vec![8, 16],
+            max_queue: 77,
+            max_body_bytes: 2048,
+            models: vec!["a".into(), "b".into()],
+            kserve_input_datatype: model::kserve::Datatype::Fp32,
+            faults: stub_server::FaultConfig {
+                error_rate: 0.1,
+                corrupt_rate: 0.05,
+                truncate_rate: 0.04,
+                reset_rate: 0.03,
+                stall_rate: 0.02,
+                stall_ms: 12,
+                seed: 5,
+            },
+        };
+        assert_eq!(config, expected);
+        // One flag changes one knob; the rest stay the profile's.
+        let mut expected = ServerConfig::profile("placeholder").unwrap();
+        expected.max_queue = 9;
+        assert_eq!(config_of(&["--max-queue", "9"]), expected);
+        let mut expected = ServerConfig::profile("placeholder").unwrap();
+        expected.dynamic_batching = true;
+        assert_eq!(config_of(&["--dynamic-batching"]), expected);
+    }
+
+    #[test]
+    fn raising_the_fd_limit_reports_the_soft_limit_in_force() {
+        #[cfg(unix)]
+        {
+            let (before, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+            let limit = raise_fd_limit();
+            let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+            assert_eq!(limit, Some(soft));
+            assert!(soft >= before, "lowered from {before} to {soft}");
+            // Up to a finite hard limit (an unlimited one is more than
+            // Linux lets a process have; macOS caps it lower still).
+            if cfg!(target_os = "linux") && hard != rlimit::INFINITY {
+                assert_eq!(soft, hard);
+            }
+        }
+        #[cfg(not(unix))]
+        assert_eq!(raise_fd_limit(), None);
+    }
 }

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Version};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -15,11 +17,24 @@ use tokio::sync::watch;
 
 use crate::config::{ConfigError, ServerConfig};
 use crate::http::App;
+use crate::linger::{LingeringStream, UnreadBody, WatchedBody};
 use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 
 /// Largest request head or HTTP/2 header list accepted, in bytes.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Most bytes of an unread request body a connection reads and discards
+/// before it closes, after answering without reading it (a 413): see
+/// [`LINGER_MAX_TIME`].
+pub const LINGER_MAX_BYTES: u64 = 64 << 20;
+
+/// Longest a connection keeps reading and discarding an unread request
+/// body after its answer (a lingering close, as nginx's), so a client that
+/// writes its whole body before reading gets to read the answer rather than
+/// a reset; it stops sooner at [`LINGER_MAX_BYTES`], after 2 s without
+/// data, when the client closes, or when the server shuts down.
+pub const LINGER_MAX_TIME: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for in-flight requests before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -116,8 +131,16 @@ async fn serve_connection(
 ) {
     // Small responses must not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let service = service_fn(move |request| {
+    // An HTTP/1 request answered before its body was read (a 413) leaves
+    // the rest of the body coming: the connection then closes lingering,
+    // so the client reads the answer instead of a reset.
+    let unread = UnreadBody::default();
+    let stream = LingeringStream::new(stream, unread.clone(), stop.clone());
+    let service = service_fn(move |request: Request<Incoming>| {
         let app = app.clone();
+        unread.clear();
+        let watch = (request.version() < Version::HTTP_2).then(|| unread.clone());
+        let request = request.map(|body| WatchedBody::new(body, watch));
         async move { Ok::<_, Infallible>(app.handle(request).await) }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
