@@ -10,7 +10,10 @@
 //! 1 SLA or quality not met, 2 the workflow could not run.
 
 mod bench;
+mod build;
 mod error;
+mod json;
+mod machine;
 mod perf;
 mod perf_triton;
 mod process;

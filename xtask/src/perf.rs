@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+
+use crate::build::{self, Binaries};
 use crate::error::TaskError;
-use crate::process::{self, ProcessError, ServerProcess};
-use crate::{python, workspace};
+use crate::machine::Machine;
+use crate::process::{self, ServerProcess};
+use crate::{json, python, workspace};
 
 /// Flags of `cargo xtask perf` (and so of `./run_tests`).
 #[derive(clap::Args)]
@@ -71,7 +75,9 @@ pub enum Outcome {
 }
 
 pub(crate) const CLIENT_LIMIT: Duration = Duration::from_secs(600);
-const BUILD_LIMIT: Duration = Duration::from_secs(3600);
+
+/// The packages whose binaries the workflow runs.
+pub(crate) const PACKAGES: [&str; 3] = ["stub-server", "loadgen", "report"];
 
 /// The simulator, or the real endpoint the user named.
 enum Target {
@@ -86,6 +92,13 @@ const APIS: [&str; 2] = ["simulator", "template"];
 struct Client {
     api: String,
     extra: Vec<String>,
+}
+
+/// What every phase needs: the binaries, the target, the client.
+struct Setup {
+    bins: Binaries,
+    target: Target,
+    client: Client,
 }
 
 pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
@@ -119,13 +132,19 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     }
 
     step("1/5", "build the release binaries");
-    build()?;
+    let bins = build::release_binaries(&PACKAGES)?;
+    let setup = Setup {
+        bins,
+        target,
+        client,
+    };
 
     step(
         "2/5",
         "functional check: a few requests, single and batched",
     );
-    functional_check(&target, &client, &args.out)?;
+    functional_check(&setup, &args.out)?;
+    let client = &setup.client;
 
     let python = if args.skip_python {
         println!("input.py skipped (--skip-python): the Rust reproduction is the Before.");
@@ -137,7 +156,7 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
         );
         None
     } else {
-        match python::ensure_venv(&workspace::root()) {
+        match python::ensure_venv(&workspace::root()?) {
             Ok(python) => Some(python),
             Err(why) => {
                 loud_fallback(&why);
@@ -146,20 +165,34 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
         }
     };
 
+    run_pairs(&args, started, "", |dir| {
+        run_pair(&setup, python.as_deref(), &args, dir)
+    })
+}
+
+/// Runs `pair` `--repeat` times, each in its own directory, summarises the
+/// repeats, and says where the results are; the workflow's outcome is met
+/// only if every pair's verdict was. `also` names extra outputs.
+pub(crate) fn run_pairs(
+    args: &PerfArgs,
+    started: std::time::Instant,
+    also: &str,
+    mut pair: impl FnMut(&Path) -> Result<bool, TaskError>,
+) -> Result<Outcome, TaskError> {
     let mut verdicts = Vec::new();
-    for pair in 1..=args.repeat {
-        let dir = pair_dir(&args.out, pair);
+    for number in 1..=args.repeat {
+        let dir = pair_dir(&args.out, number);
         create_dir(&dir.join("logs"))?;
         if args.repeat > 1 {
-            println!("\n=== Before/After pair {pair} of {} ===", args.repeat);
+            println!("\n=== Before/After pair {number} of {} ===", args.repeat);
         }
-        verdicts.push(run_pair(&target, &client, python.as_deref(), &args, &dir)?);
+        verdicts.push(pair(&dir)?);
     }
     if args.repeat > 1 {
         summarize_repeats(&args.out, args.repeat)?;
     }
     println!(
-        "\nresults in {} (report.html, report.md, comparison.json); workflow took {:.1} s",
+        "\nresults in {} (report.html, report.md, comparison.json{also}); workflow took {:.1} s",
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
@@ -256,50 +289,25 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), TaskError> {
     })
 }
 
-pub(crate) fn build() -> Result<(), TaskError> {
-    if let Some(dir) = workspace::prebuilt_bin_dir() {
-        println!(
-            "using prebuilt binaries from {} ({}); not building",
-            dir.display(),
-            workspace::BIN_DIR_ENV
-        );
-        return Ok(());
-    }
-    // A registered child, so an interruption stops the build too.
-    let status = process::run_with_deadline(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(workspace::root())
-            .args(["build", "--release", "--quiet", "--bins"])
-            .args(["-p", "stub-server", "-p", "loadgen", "-p", "report"]),
-        BUILD_LIMIT,
-    );
-    if let Some(signal) = process::interrupted() {
-        return Err(ProcessError::Interrupted(signal).into());
-    }
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        _ => Err(TaskError::Build),
-    }
-}
-
 /// Starts a fresh simulator (or names the endpoint) for one phase.
-fn start_target(target: &Target, log: &Path) -> Result<(Option<ServerProcess>, String), TaskError> {
-    match target {
+fn start_target(setup: &Setup, log: &Path) -> Result<(Option<ServerProcess>, String), TaskError> {
+    match &setup.target {
         Target::Endpoint(url) => Ok((None, url.clone())),
         Target::Simulator { profile, extra } => {
             let mut args = vec!["--profile".to_owned(), profile.clone()];
             args.extend(extra.iter().cloned());
-            let server = ServerProcess::start(&workspace::release_bin("stub-server"), &args, log)?;
+            let server = ServerProcess::start(&setup.bins.path("stub-server"), &args, log)?;
             let url = server.infer_url();
             Ok((Some(server), url))
         }
     }
 }
 
-fn loadgen(url: &str, target: &Target, client: &Client) -> Command {
-    let mut cmd = Command::new(workspace::release_bin("loadgen"));
+fn loadgen(url: &str, setup: &Setup) -> Command {
+    let client = &setup.client;
+    let mut cmd = Command::new(setup.bins.path("loadgen"));
     cmd.args(["--url", url, "--api", &client.api]);
-    if matches!(target, Target::Endpoint(_)) && client.api == "simulator" {
+    if matches!(setup.target, Target::Endpoint(_)) && client.api == "simulator" {
         cmd.arg("--no-verify");
     }
     cmd.args(&client.extra);
@@ -307,8 +315,8 @@ fn loadgen(url: &str, target: &Target, client: &Client) -> Command {
     cmd
 }
 
-fn functional_check(target: &Target, client: &Client, out: &Path) -> Result<(), TaskError> {
-    let (_server, url) = start_target(target, &out.join("logs/functional-server.log"))?;
+fn functional_check(setup: &Setup, out: &Path) -> Result<(), TaskError> {
+    let (_server, url) = start_target(setup, &out.join("logs/functional-server.log"))?;
     let checks: [&[&str]; 2] = [
         &["-n", "8", "-c", "2", "--connection", "per-request"],
         &[
@@ -326,9 +334,7 @@ fn functional_check(target: &Target, client: &Client, out: &Path) -> Result<(), 
     ];
     for flags in checks {
         let status = process::run_with_deadline(
-            loadgen(&url, target, client)
-                .args(flags)
-                .stdout(Stdio::null()),
+            loadgen(&url, setup).args(flags).stdout(Stdio::null()),
             CLIENT_LIMIT,
         )?;
         if !status.success() {
@@ -338,19 +344,19 @@ fn functional_check(target: &Target, client: &Client, out: &Path) -> Result<(), 
             )));
         }
     }
-    let checked = if matches!(target, Target::Simulator { .. }) && client.api == "simulator" {
-        "answered and verified"
-    } else {
-        "answered (outputs digested, not verified)"
-    };
+    let checked =
+        if matches!(setup.target, Target::Simulator { .. }) && setup.client.api == "simulator" {
+            "answered and verified"
+        } else {
+            "answered (outputs digested, not verified)"
+        };
     println!("ok: single and batched requests {checked} at {url}");
     Ok(())
 }
 
 /// One Before/After pair; returns whether its verdict was met.
 fn run_pair(
-    target: &Target,
-    client: &Client,
+    setup: &Setup,
     python: Option<&Path>,
     args: &PerfArgs,
     dir: &Path,
@@ -360,20 +366,20 @@ fn run_pair(
         "Before: the original input.py, then its Rust reproduction",
     );
     let input_py_ran = match python {
-        Some(python) => run_input_py(python, target, dir)?,
+        Some(python) => run_input_py(python, setup, dir)?,
         None => false,
     };
-    run_loadgen_phase(target, client, dir, "before", "baseline")?;
+    run_loadgen_phase(setup, dir, "before", "baseline")?;
 
     step(
         "4/5",
         "After: the optimized client, same profile, same 400 inputs, same concurrency",
     );
-    run_loadgen_phase(target, client, dir, "after", "optimized")?;
+    run_loadgen_phase(setup, dir, "after", "optimized")?;
 
     step("5/5", "compare, verify, diagnose, report");
-    write_conditions(target, client, python, dir)?;
-    let mut report = Command::new(workspace::release_bin("report"));
+    write_conditions(&setup.target, &setup.client, python, dir)?;
+    let mut report = Command::new(setup.bins.path("report"));
     report.arg("compare");
     if input_py_ran {
         report
@@ -414,15 +420,15 @@ fn run_pair(
     }
 }
 
-fn run_input_py(python: &Path, target: &Target, dir: &Path) -> Result<bool, TaskError> {
-    let (_server, url) = start_target(target, &dir.join("logs/before-input-py-server.log"))?;
+fn run_input_py(python: &Path, setup: &Setup, dir: &Path) -> Result<bool, TaskError> {
+    let (_server, url) = start_target(setup, &dir.join("logs/before-input-py-server.log"))?;
     let stdout_path = dir.join("input_py_stdout.txt");
     let stdout = fs::File::create(&stdout_path).map_err(|source| TaskError::Io {
         path: stdout_path.clone(),
         source,
     })?;
     let mut cmd = Command::new(python);
-    cmd.arg(workspace::root().join("input.py"))
+    cmd.arg(workspace::root()?.join("input.py"))
         .env("API_URL", &url)
         .env("OUTPUT_CSV", dir.join("before_input_py.csv"))
         .stdin(Stdio::null())
@@ -452,17 +458,16 @@ fn run_input_py(python: &Path, target: &Target, dir: &Path) -> Result<bool, Task
 }
 
 fn run_loadgen_phase(
-    target: &Target,
-    client: &Client,
+    setup: &Setup,
     dir: &Path,
     name: &str,
     profile: &str,
 ) -> Result<(), TaskError> {
     let log = dir.join(format!("logs/{name}-server.log"));
-    let (_server, url) = start_target(target, &log)?;
+    let (_server, url) = start_target(setup, &log)?;
     println!("loadgen --profile {profile}  ({url})");
     let status = process::run_with_deadline(
-        loadgen(&url, target, client)
+        loadgen(&url, setup)
             .args(["--profile", profile])
             .args([
                 "--out".as_ref(),
@@ -510,32 +515,47 @@ fn write_conditions(
         "loadgen_args": client.extra,
         "quantile_method": "linear",
         "python": python.map(python::version),
-        "machine": machine(),
+        "machine": Machine::probe().conditions_json(),
     });
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
     fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
 }
 
-pub(crate) fn machine() -> serde_json::Value {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
-    serde_json::json!({
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu": cpu,
-        "os": std::env::consts::OS,
-        "kernel": kernel,
-    })
+/// What the repeat summary reads of each pair's `comparison.json` (the
+/// report's `Comparison`).
+#[derive(Debug, Deserialize)]
+struct PairComparison {
+    before: SideP95,
+    after: SideP95,
+    verdict: PairVerdict,
+}
+
+#[derive(Debug, Deserialize)]
+struct SideP95 {
+    /// Null when no request succeeded.
+    #[serde(deserialize_with = "json::nullable")]
+    p95_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PairVerdict {
+    met: bool,
+}
+
+/// Each side's P95 and the verdict of one pair's `comparison.json`.
+fn read_pair(path: &Path) -> Result<(f64, f64, bool), TaskError> {
+    let pair: PairComparison = json::read(path)?;
+    match (pair.before.p95_ms, pair.after.p95_ms) {
+        (Some(before), Some(after)) => Ok((before, after, pair.verdict.met)),
+        (before, _) => Err(TaskError::Json {
+            path: path.to_owned(),
+            problem: format!(
+                "field `{}.p95_ms` is null (no request succeeded): no P95 to summarize",
+                if before.is_none() { "before" } else { "after" }
+            ),
+        }),
+    }
 }
 
 pub(crate) fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), TaskError> {
@@ -543,27 +563,10 @@ pub(crate) fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), TaskError
     let mut after_p95 = Vec::new();
     let mut met = Vec::new();
     for pair in 1..=repeat {
-        let path = pair_dir(out, pair).join("comparison.json");
-        let text = fs::read_to_string(&path).map_err(|source| TaskError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| TaskError::Step(format!("{}: {e}", path.display())))?;
-        let p95 = |side: &str| json[side]["p95_ms"].as_f64();
-        match (p95("before"), p95("after")) {
-            (Some(b), Some(a)) => {
-                before_p95.push(b);
-                after_p95.push(a);
-            }
-            _ => {
-                return Err(TaskError::Step(format!(
-                    "{}: no p95_ms on both sides",
-                    path.display()
-                )))
-            }
-        }
-        met.push(json["verdict"]["met"].as_bool().unwrap_or(false));
+        let (before, after, pair_met) = read_pair(&pair_dir(out, pair).join("comparison.json"))?;
+        before_p95.push(before);
+        after_p95.push(after);
+        met.push(pair_met);
     }
     let ci = |values: &[f64]| {
         stats::bootstrap::mean_ci(values, 0.95)
@@ -589,4 +592,93 @@ pub(crate) fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), TaskError
         serde_json::to_string_pretty(&summary).unwrap_or_default(),
     )
     .map_err(|source| TaskError::Io { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A temporary output directory, removed on drop.
+    struct Out(PathBuf);
+
+    impl Out {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("xtask-perf-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        /// Writes pair `pair`'s comparison.json.
+        fn pair(&self, pair: u32, text: &str) -> PathBuf {
+            let dir = pair_dir(&self.0, pair);
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("comparison.json");
+            fs::write(&path, text).unwrap();
+            path
+        }
+    }
+
+    impl Drop for Out {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn comparison(before_p95: &str, after_p95: &str, met: bool) -> String {
+        format!(
+            r#"{{"schema_version": 1, "verdict": {{"met": {met}, "reasons": []}},
+                "before": {{"total": 400, "p50_ms": 90.0, "p95_ms": {before_p95}}},
+                "after": {{"total": 400, "p50_ms": 20.0, "p95_ms": {after_p95}}}}}"#
+        )
+    }
+
+    #[test]
+    fn repeats_are_summarized_from_each_pairs_comparison() {
+        let out = Out::new("repeats");
+        out.pair(1, &comparison("100.0", "30.0", true));
+        out.pair(2, &comparison("110.0", "32.0", false));
+        summarize_repeats(&out.0, 2).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(out.0.join("repeats.json")).unwrap()).unwrap();
+        assert_eq!(summary["before_p95_ms"], serde_json::json!([100.0, 110.0]));
+        assert_eq!(summary["after_p95_ms"], serde_json::json!([30.0, 32.0]));
+        assert_eq!(summary["met"], serde_json::json!([true, false]));
+        assert_eq!(summary["met_every_pair"], false);
+    }
+
+    #[test]
+    fn a_missing_verdict_or_p95_is_an_error_naming_file_and_field() {
+        let out = Out::new("missing");
+        let path = out.pair(
+            1,
+            &comparison("100.0", "30.0", true).replace("\"met\"", "\"ok\""),
+        );
+        let err = read_pair(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("{}: missing field `verdict.met`", path.display())
+        );
+        let path = out.pair(
+            1,
+            &comparison("100.0", "30.0", true).replace("\"p95_ms\": 30.0", "\"p95\": 30.0"),
+        );
+        assert_eq!(
+            read_pair(&path).unwrap_err().to_string(),
+            format!("{}: missing field `after.p95_ms`", path.display())
+        );
+        let path = out.pair(1, &comparison("null", "30.0", true));
+        assert_eq!(
+            read_pair(&path).unwrap_err().to_string(),
+            format!(
+                "{}: field `before.p95_ms` is null (no request succeeded): no P95 to summarize",
+                path.display()
+            )
+        );
+        assert!(matches!(
+            summarize_repeats(&out.0, 2),
+            Err(TaskError::Io { .. }) | Err(TaskError::Json { .. })
+        ));
+    }
 }

@@ -22,11 +22,15 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use serde::Deserialize;
+
+use crate::build::{self, Binaries};
 use crate::error::TaskError;
+use crate::machine::Machine;
 use crate::perf::{self, Outcome, PerfArgs, CLIENT_LIMIT};
 use crate::process;
 use crate::triton::{self, TritonSetup};
-use crate::workspace;
+use crate::{json, workspace};
 
 /// The share of the measured execution time per request that the chosen
 /// `max_queue_delay` may add to a request that waits alone.
@@ -34,11 +38,11 @@ const DELAY_SHARE_OF_EXECUTION: f64 = 0.02;
 
 pub fn run(args: &PerfArgs) -> Result<Outcome, TaskError> {
     let started = std::time::Instant::now();
-    let root = workspace::root();
+    let root = workspace::root()?;
     perf::create_dir(&args.out.join("logs"))?;
     println!("server: a real NVIDIA Triton (nvidia-pytriton), fresh for every phase, loaded over KServe v2");
     perf::step("1/6", "build the release binaries");
-    perf::build()?;
+    let bins = build::release_binaries(&perf::PACKAGES)?;
     perf::step(
         "2/6",
         "Triton: the venv (system Python 3.11) and its pinned wheel",
@@ -51,34 +55,18 @@ pub fn run(args: &PerfArgs) -> Result<Outcome, TaskError> {
         "3/6",
         "functional check: single and batched requests, every output verified",
     );
-    functional_check(&python, &root, &args.out)?;
+    functional_check(&bins, &python, &root, &args.out)?;
 
-    let mut verdicts = Vec::new();
-    for pair in 1..=args.repeat {
-        let dir = perf::pair_dir(&args.out, pair);
-        perf::create_dir(&dir.join("logs"))?;
-        if args.repeat > 1 {
-            println!("\n=== Before/After pair {pair} of {} ===", args.repeat);
-        }
-        verdicts.push(run_pair(&python, &root, args, &dir)?);
-    }
-    if args.repeat > 1 {
-        perf::summarize_repeats(&args.out, args.repeat)?;
-    }
-    println!(
-        "\nresults in {} (report.html, report.md, comparison.json; the server change in server-change/); workflow took {:.1} s",
-        args.out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(if verdicts.iter().all(|&met| met) {
-        Outcome::Met
-    } else {
-        Outcome::NotMet
-    })
+    perf::run_pairs(
+        args,
+        started,
+        "; the server change in server-change/",
+        |dir| run_pair(&bins, &python, &root, args, dir),
+    )
 }
 
-fn loadgen(base_url: &str) -> Command {
-    let mut cmd = Command::new(workspace::release_bin("loadgen"));
+fn loadgen(bins: &Binaries, base_url: &str) -> Command {
+    let mut cmd = Command::new(bins.path("loadgen"));
     cmd.args([
         "--url",
         base_url,
@@ -91,7 +79,12 @@ fn loadgen(base_url: &str) -> Command {
     cmd
 }
 
-fn functional_check(python: &Path, root: &Path, out: &Path) -> Result<(), TaskError> {
+fn functional_check(
+    bins: &Binaries,
+    python: &Path,
+    root: &Path,
+    out: &Path,
+) -> Result<(), TaskError> {
     let server = triton::start(
         python,
         root,
@@ -113,7 +106,9 @@ fn functional_check(python: &Path, root: &Path, out: &Path) -> Result<(), TaskEr
     ];
     for flags in checks {
         let status = process::run_with_deadline(
-            loadgen(&server.base_url).args(flags).stdout(Stdio::null()),
+            loadgen(bins, &server.base_url)
+                .args(flags)
+                .stdout(Stdio::null()),
             CLIENT_LIMIT,
         )?;
         if !status.success() {
@@ -134,6 +129,7 @@ fn functional_check(python: &Path, root: &Path, out: &Path) -> Result<(), TaskEr
 /// One phase: a fresh Triton with `setup`, one loadgen run with `profile`,
 /// its log, summary and Triton's statistics around it.
 fn phase(
+    bins: &Binaries,
     python: &Path,
     root: &Path,
     setup: &TritonSetup,
@@ -154,7 +150,7 @@ fn phase(
     );
     let file = |ext: &str| dir.join(format!("{name}{ext}"));
     let status = process::run_with_deadline(
-        loadgen(&server.base_url)
+        loadgen(bins, &server.base_url)
             .args(["--profile", profile])
             .args(["--out".as_ref(), file(".csv").as_os_str()])
             .args(["--json".as_ref(), file(".json").as_os_str()])
@@ -172,23 +168,38 @@ fn phase(
     }
 }
 
+/// What is read of the `--server-stats` file loadgen writes (model's
+/// `ServerStatsDelta`: Triton's statistics before, after, and the delta).
+#[derive(Debug, Deserialize)]
+struct ServerStats {
+    delta: ModelStats,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelStats {
+    inference_stats: InferenceStats,
+}
+
+#[derive(Debug, Deserialize)]
+struct InferenceStats {
+    compute_infer: CountAndNs,
+}
+
+/// Triton's statistic unit: how many, and the nanoseconds over all of them.
+#[derive(Debug, Deserialize)]
+struct CountAndNs {
+    count: u64,
+    ns: u64,
+}
+
 /// The dynamic batcher's `max_queue_delay` for the server change, from the
 /// Before's statistics: a small share of the execution time a request
 /// pays, so a request that waits alone loses little, and requests that
 /// arrive together are gathered. Returns the delay and the reasoning.
 fn chosen_delay_us(before_stats: &Path) -> Result<(u64, String), TaskError> {
-    let text = fs::read_to_string(before_stats).map_err(|source| TaskError::Io {
-        path: before_stats.to_owned(),
-        source,
-    })?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| TaskError::Step(format!("{}: {e}", before_stats.display())))?;
-    let infer = &json["delta"]["inference_stats"]["compute_infer"];
-    let (count, ns) = (infer["count"].as_f64(), infer["ns"].as_f64());
-    let Some(execution_ms) = count
-        .zip(ns)
-        .filter(|(c, _)| *c > 0.0)
-        .map(|(c, ns)| ns / c / 1e6)
+    let stats: ServerStats = json::read(before_stats)?;
+    let infer = stats.delta.inference_stats.compute_infer;
+    let Some(execution_ms) = (infer.count > 0).then(|| infer.ns as f64 / infer.count as f64 / 1e6)
     else {
         return Err(TaskError::Step(format!(
             "{}: Triton reported no executions for the Before",
@@ -204,36 +215,51 @@ fn chosen_delay_us(before_stats: &Path) -> Result<(u64, String), TaskError> {
     Ok((delay_us, why))
 }
 
-fn run_pair(python: &Path, root: &Path, args: &PerfArgs, dir: &Path) -> Result<bool, TaskError> {
+fn run_pair(
+    bins: &Binaries,
+    python: &Path,
+    root: &Path,
+    args: &PerfArgs,
+    dir: &Path,
+) -> Result<bool, TaskError> {
     let placeholder = TritonSetup::PLACEHOLDER;
     perf::step(
         "4/6",
         "Before: the baseline client against Triton (2 instances, no dynamic batching)",
     );
-    phase(python, root, &placeholder, dir, "before", "baseline")?;
+    phase(bins, python, root, &placeholder, dir, "before", "baseline")?;
     perf::step(
         "5/6",
         "After: the optimized client, same Triton set-up (a client change)",
     );
-    phase(python, root, &placeholder, dir, "after", "optimized")?;
+    phase(bins, python, root, &placeholder, dir, "after", "optimized")?;
     let (delay_us, why) = chosen_delay_us(&dir.join("before_server_stats.json"))?;
     let dynamic = TritonSetup {
         dynamic_batching_delay_us: Some(delay_us),
         ..placeholder.clone()
     };
     println!("server change: Triton's dynamic batcher with {why}");
-    phase(python, root, &dynamic, dir, "server_change", "baseline")?;
+    phase(
+        bins,
+        python,
+        root,
+        &dynamic,
+        dir,
+        "server_change",
+        "baseline",
+    )?;
 
     perf::step(
         "6/6",
         "compare, verify, diagnose, report (client change; server change beside it)",
     );
     write_conditions(dir, &placeholder, &dynamic, &why)?;
-    let met = report(dir, "after", "After (optimized client)", args, dir)?;
+    let met = report(bins, dir, "after", "After (optimized client)", args, dir)?;
     let server_change_dir = dir.join("server-change");
     perf::create_dir(&server_change_dir)?;
     println!("\nThe server change (reported beside the client change, not gating the exit code):");
     report(
+        bins,
         dir,
         "server_change",
         &format!("Server change (dynamic batching, max_queue_delay {delay_us} us)"),
@@ -245,6 +271,7 @@ fn run_pair(python: &Path, root: &Path, args: &PerfArgs, dir: &Path) -> Result<b
 
 /// `report compare` of the Before against `after_name`, into `out`.
 fn report(
+    bins: &Binaries,
     dir: &Path,
     after_name: &str,
     after_label: &str,
@@ -252,7 +279,7 @@ fn report(
     out: &Path,
 ) -> Result<bool, TaskError> {
     let file = |name: &str| dir.join(name);
-    let mut cmd = Command::new(workspace::release_bin("report"));
+    let mut cmd = Command::new(bins.path("report"));
     cmd.arg("compare")
         .args(["--before".as_ref(), file("before.csv").as_os_str()])
         .args(["--before-label", "Before (baseline client, Triton)"])
@@ -303,9 +330,68 @@ fn write_conditions(
         "after_client": "loadgen --profile optimized --api kserve-v2 (pooled keep-alive, micro-batches of 10 along dimension 0, W=5 ms)",
         "server_change_client": "loadgen --profile baseline --api kserve-v2",
         "quantile_method": "linear",
-        "machine": perf::machine(),
+        "machine": Machine::probe().conditions_json(),
     });
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
     fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head of a `--server-stats` file as loadgen writes it.
+    fn stats_file(name: &str, compute_infer: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "xtask-server-stats-{name}-{}.json",
+            std::process::id()
+        ));
+        let model = |infer: &str| {
+            format!(
+                r#"{{"name": "example-model", "version": "1", "inference_count": 400, "execution_count": 400,
+                    "inference_stats": {{"success": {{"count": 400, "ns": 1}}, "compute_infer": {infer}}},
+                    "batch_stats": []}}"#
+            )
+        };
+        let zero = r#"{"count": 0, "ns": 0}"#;
+        fs::write(
+            &path,
+            format!(
+                r#"{{"path": "/v2/models/example-model/stats", "before": {}, "after": {}, "delta": {}}}"#,
+                model(zero),
+                model(zero),
+                model(compute_infer)
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn the_delay_is_a_share_of_the_measured_execution() {
+        // 400 executions of 102 ms: 2% is 2.04 ms, rounded to 2000 us.
+        let path = stats_file("ok", r#"{"count": 400, "ns": 40800000000}"#);
+        let (delay_us, why) = chosen_delay_us(&path).unwrap();
+        assert_eq!(delay_us, 2000);
+        assert!(why.contains("execution of 102.0 ms"), "{why}");
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn no_executions_or_a_renamed_field_is_an_error_naming_the_file() {
+        let path = stats_file("none", r#"{"count": 0, "ns": 0}"#);
+        let err = chosen_delay_us(&path).unwrap_err().to_string();
+        assert!(err.contains("Triton reported no executions"), "{err}");
+        let _ = fs::remove_file(&path);
+        let path = stats_file("renamed", r#"{"n": 400, "ns": 40800000000}"#);
+        assert_eq!(
+            chosen_delay_us(&path).unwrap_err().to_string(),
+            format!(
+                "{}: missing field `delta.inference_stats.compute_infer.count`",
+                path.display()
+            )
+        );
+        let _ = fs::remove_file(&path);
+    }
 }

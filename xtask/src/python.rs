@@ -59,7 +59,9 @@ fn pinned_httpx(root: &Path) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), Unavailable> {
+/// Runs `cmd` to completion; the error quotes `what` and the command's
+/// standard error.
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<(), Unavailable> {
     match cmd.output() {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(format!(

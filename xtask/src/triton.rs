@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::error::TaskError;
 use crate::process::{ProcessError, ServerProcess};
+use crate::python::run;
 
 /// The model the workflow serves and loads (input.py's model name).
 pub const MODEL: &str = "example-model";
@@ -39,20 +40,20 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, TaskError> {
     if imports_pytriton(&python) {
         return Ok(python);
     }
-    let failed = |what: &str, why: String| {
+    let failed = |why: String| {
         TaskError::Step(format!(
-            "Triton cannot be installed: `{what}` {why}; --server triton needs {SYSTEM_PYTHON} with its venv module (Debian: apt-get install python3.11-venv) and PyPI"
+            "Triton cannot be installed: {why}; --server triton needs {SYSTEM_PYTHON} with its venv module (Debian: apt-get install python3.11-venv) and PyPI"
         ))
     };
     if !Path::new(SYSTEM_PYTHON).exists() {
-        return Err(failed(SYSTEM_PYTHON, "does not exist".into()));
+        return Err(failed(format!("{SYSTEM_PYTHON} does not exist")));
     }
     if !python.exists() {
         run(
             Command::new(SYSTEM_PYTHON).args(["-m", "venv"]).arg(&venv),
             "python3.11 -m venv .venv-triton",
         )
-        .map_err(|why| failed("python3.11 -m venv .venv-triton", why))?;
+        .map_err(failed)?;
     }
     let requirements = root.join("xtask/triton/requirements.txt");
     println!(
@@ -72,13 +73,12 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, TaskError> {
             .arg(&requirements),
         "pip install -r xtask/triton/requirements.txt",
     )
-    .map_err(|why| failed("pip install -r xtask/triton/requirements.txt", why))?;
+    .map_err(failed)?;
     if imports_pytriton(&python) {
         Ok(python)
     } else {
         Err(failed(
-            "import pytriton",
-            "still fails after pip install".into(),
+            "`import pytriton` still fails after pip install".into(),
         ))
     }
 }
@@ -89,21 +89,6 @@ fn imports_pytriton(python: &Path) -> bool {
             .args(["-c", "import pytriton"])
             .output()
             .is_ok_and(|o| o.status.success())
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    match cmd.output() {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .lines()
-                .last()
-                .unwrap_or(what)
-        )),
-        Err(err) => Err(format!("could not start: {err}")),
-    }
 }
 
 /// How one phase's Triton is configured.

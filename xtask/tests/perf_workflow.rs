@@ -1,7 +1,19 @@
 //! End-to-end runs of `cargo xtask perf` on a fast simulator profile, and its exit codes.
+//!
+//! The workflow runs the real release binaries of `stub-server`, `loadgen`
+//! and `report`. Rather than have each `xtask perf` start a hidden
+//! `cargo build --release --quiet` from inside `cargo test`, the test builds
+//! them once itself, as a visible step (cargo's progress and any compiler
+//! error go to the terminal), finds them from cargo's own artifact messages
+//! (so a `CARGO_TARGET_DIR` or `build.target-dir` anywhere is honoured),
+//! and points `XTASK_BIN_DIR` at them. Where `XTASK_BIN_DIR` is already
+//! set, those binaries are used and nothing is built.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde::Deserialize;
 
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -10,10 +22,112 @@ fn xtask(args: &[&str]) -> Output {
         .expect("xtask runs")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// `xtask` with the release tools of [`tool_bins`]: no nested build.
+fn xtask_with_tools(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env("XTASK_BIN_DIR", tool_bins())
+        .output()
+        .expect("xtask runs")
+}
+
+/// The binaries the workflow runs.
+const TOOLS: [&str; 3] = ["stub-server", "loadgen", "report"];
+
+/// The directory of the release tools: `XTASK_BIN_DIR` when the
+/// environment gives it, else built here once for every test of this file.
+fn tool_bins() -> &'static Path {
+    static BINS: OnceLock<PathBuf> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let dir = match std::env::var_os("XTASK_BIN_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir),
+            None => build_tools(),
+        };
+        for tool in TOOLS {
+            assert!(
+                dir.join(tool).is_file(),
+                "{} has no {tool} (XTASK_BIN_DIR must name a directory of the release tools)",
+                dir.display()
+            );
+        }
+        dir
+    })
+}
+
+/// What the test reads of cargo's `--message-format=json` lines.
+#[derive(Deserialize)]
+struct CargoMessage {
+    reason: String,
+    #[serde(default)]
+    target: Option<CargoTarget>,
+    #[serde(default)]
+    executable: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct CargoTarget {
+    name: String,
+}
+
+/// `cargo build --release` of the tools in the workspace root; the
+/// directory cargo reports their executables in.
+fn build_tools() -> PathBuf {
+    // The root at run time (cargo test sets CARGO_MANIFEST_DIR for the
+    // test process too), as xtask itself finds it.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let root = manifest_dir.parent().expect("xtask/ has a parent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root).args([
+        "build",
+        "--release",
+        "--bins",
+        "--message-format=json-render-diagnostics",
+    ]);
+    for tool in TOOLS {
+        cmd.args(["-p", tool]);
+    }
+    eprintln!(
+        "perf_workflow: building the release tools once: cargo build --release --bins -p stub-server -p loadgen -p report (in {})",
+        root.display()
+    );
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {cargo:?} in {}: {e}", root.display()));
+    assert!(
+        out.status.success(),
+        "the release build failed ({}); cargo's messages are above",
+        out.status
+    );
+    let mut dirs: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<CargoMessage>(line).ok())
+        .filter(|m| m.reason == "compiler-artifact")
+        .filter(|m| {
+            m.target
+                .as_ref()
+                .is_some_and(|t| TOOLS.contains(&t.name.as_str()))
+        })
+        .filter_map(|m| m.executable?.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    match dirs.as_slice() {
+        [dir] => dir.clone(),
+        other => panic!("cargo reported the tools' executables in {other:?}, not in one directory"),
+    }
+}
+
+/// A fresh directory, removed on drop; the workflow writes into `out` in it.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("xtask-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn comparison(dir: &Path) -> serde_json::Value {
@@ -31,11 +145,12 @@ const FAST: [&str; 3] = [
 
 #[test]
 fn workflow_runs_end_to_end_and_gates_on_the_sla() {
-    let out = temp_dir("e2e");
+    let scratch = temp_dir("e2e");
+    let out = scratch.path().join("out");
     let out_arg = out.to_string_lossy().into_owned();
     let mut args = vec!["perf", "--out", &out_arg];
     args.extend(FAST);
-    let run = xtask(&args);
+    let run = xtask_with_tools(&args);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert_eq!(
         run.status.code(),
@@ -43,6 +158,8 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    // Step 1 took the tools built above: no cargo build inside the workflow.
+    assert!(stdout.contains("using prebuilt binaries from"), "{stdout}");
 
     for file in [
         "before.csv",
@@ -72,7 +189,7 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     assert_eq!(c["verdict"]["met"], true);
 
     // Same run, an SLA the After cannot meet: exit 1, and the JSON says why.
-    let strict = xtask(&[&args[..], &["--sla-p95-ms", "1"]].concat());
+    let strict = xtask_with_tools(&[&args[..], &["--sla-p95-ms", "1"]].concat());
     assert_eq!(
         strict.status.code(),
         Some(1),
@@ -84,13 +201,14 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
 
     // The same workflow against an endpoint the user runs (`--url`), here a
     // simulator this test starts itself, with the body from a template.
-    let endpoint = Endpoint::start(&release_bin("stub-server"));
-    let url_out = temp_dir("url");
+    let endpoint = Endpoint::start(&tool_bins().join("stub-server"));
+    let url_scratch = temp_dir("url");
+    let url_out = url_scratch.path().join("out");
     let url_out_arg = url_out.to_string_lossy().into_owned();
     let body = url_out.with_extension("body.json");
     std::fs::write(&body, r#"{"model": {{model}}, "inputs": {{inputs}}}"#).unwrap();
     let body_arg = format!("--loadgen-arg=--body-template={}", body.display());
-    let run = xtask(&[
+    let run = xtask_with_tools(&[
         "perf",
         "--url",
         &endpoint.url,
@@ -117,17 +235,6 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     assert_eq!(c["verdict"]["met"], true);
     let _ = std::fs::remove_dir_all(&url_out);
     let _ = std::fs::remove_file(&body);
-}
-
-/// Where the workflow put its release binaries (honouring XTASK_BIN_DIR).
-fn release_bin(name: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os("XTASK_BIN_DIR") {
-        return PathBuf::from(dir).join(name);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("release").join(name)
 }
 
 /// A stub-server process on a free loopback port (fast placeholder shape).

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory, removed on drop.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("xtask-test-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Stand-ins for the three tools: each appends `name pid` to `pids`; the
@@ -62,8 +63,9 @@ fn alive(pid: i32) -> bool {
 }
 
 fn interrupt(signal: libc::c_int, name: &str) {
-    let dir = temp_dir(name);
-    let bin = fake_tools(&dir);
+    let scratch = temp_dir(name);
+    let dir = scratch.path();
+    let bin = fake_tools(dir);
     let mut xtask = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["perf", "--skip-python", "--out"])
         .arg(dir.join("results"))
@@ -75,7 +77,7 @@ fn interrupt(signal: libc::c_int, name: &str) {
         .unwrap();
     // The functional check: a simulator and a client are both running.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while started(&dir).len() < 2 {
+    while started(dir).len() < 2 {
         assert!(
             Instant::now() < deadline,
             "xtask never started its children"
@@ -93,7 +95,7 @@ fn interrupt(signal: libc::c_int, name: &str) {
     }
     assert_eq!(status.code(), Some(128 + signal), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
-    let children = started(&dir);
+    let children = started(dir);
     let names: Vec<&str> = children.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["stub-server", "loadgen"], "nothing new started");
     for (name, pid) in children {

@@ -80,7 +80,7 @@ pub fn measure(server_bin: &Path, loadgen_bin: &Path, dir: &Path) -> Result<Accu
         .stdout(Stdio::null());
     let commands = vec![
         format!("stub-server --bind 127.0.0.1:0 {}", server_args.join(" ")),
-        super::tools::describe(&cmd),
+        super::clients::describe(&cmd),
     ];
     let status = process::run_with_deadline(&mut cmd, Duration::from_secs(300))?;
     drop(server);

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::TaskError;
-use crate::{process, workspace};
+use crate::{json, process, workspace};
 
 /// Mean time per benchmark iteration, ms, as criterion estimated it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -45,12 +47,12 @@ pub fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
         source,
     })?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace::root())
+    cmd.current_dir(workspace::root()?)
         .args(["bench", "--quiet", "-p", "stats", "--bench", "histogram"])
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(Stdio::inherit());
-    let command = super::tools::describe(&cmd);
+    let command = super::clients::describe(&cmd);
     let status = process::run_with_deadline(&mut cmd, Duration::from_secs(900))?;
     if !status.success() {
         return Err(TaskError::Step(format!(
@@ -74,21 +76,46 @@ pub fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
     })
 }
 
+/// What is read of criterion's `estimates.json`.
+#[derive(Debug, Deserialize)]
+struct Estimates {
+    mean: Estimate,
+}
+
+#[derive(Debug, Deserialize)]
+struct Estimate {
+    /// Nanoseconds per iteration.
+    point_estimate: f64,
+}
+
 /// `target/criterion/GROUP/NAME/new/estimates.json`: `mean.point_estimate`, ns.
 fn mean_ms(group: &str, name: &str) -> Result<f64, TaskError> {
-    let path = workspace::target_dir()
+    let path = workspace::target_dir()?
         .join("criterion")
         .join(group)
         .join(name)
         .join("new/estimates.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| TaskError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| TaskError::Step(format!("{}: {e}", path.display())))?;
-    v["mean"]["point_estimate"]
-        .as_f64()
-        .map(|ns| ns / 1e6)
-        .ok_or_else(|| TaskError::Step(format!("{}: no mean.point_estimate", path.display())))
+    let estimates: Estimates = json::read(&path)?;
+    Ok(estimates.mean.point_estimate / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mean_point_estimate_is_read_or_named_as_missing() {
+        let text = r#"{"mean": {"confidence_interval": {"confidence_level": 0.95}, "point_estimate": 2500000.0, "standard_error": 1.0}, "median": {"point_estimate": 1.0}}"#;
+        let e: Estimates = json::parse(text, Path::new("estimates.json")).unwrap();
+        assert_eq!(e.mean.point_estimate / 1e6, 2.5);
+        let err = json::parse::<Estimates>(
+            &text.replace("\"point_estimate\": 2500000.0", "\"estimate\": 2500000.0"),
+            Path::new("/t/criterion/g/n/new/estimates.json"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/t/criterion/g/n/new/estimates.json: missing field `mean.point_estimate`"
+        );
+    }
 }

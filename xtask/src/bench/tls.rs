@@ -15,8 +15,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::tools::{self, Load, Reuse};
-use super::{bar, compare_clients, paired_ratio, Bins, Client, Peers, Pinning, TaskError};
+use super::bars::{bar, Bar};
+use super::clients::{self, Client, Load, Reuse};
+use super::compare::{compare_clients, Comparison};
+use super::nginx::Nginx;
+use super::peers::Peers;
+use super::pinning::Pinning;
+use super::{Bins, TaskError};
 
 /// A certificate and its private key, as PEM files.
 #[derive(Debug, Clone)]
@@ -85,9 +90,9 @@ impl Drop for RemovedOnDrop {
 /// `ratios`, ...), and how they were set up.
 pub struct Results {
     /// Keep-alive connections.
-    pub keepalive: serde_json::Value,
+    pub keepalive: Comparison,
     /// A new connection per request.
-    pub per_request: serde_json::Value,
+    pub per_request: Comparison,
     /// The server and trust settings, for the record.
     pub settings: serde_json::Value,
 }
@@ -116,10 +121,10 @@ pub fn measure(
     let _cleanup = RemovedOnDrop(dir.clone());
     let cert = Certificate::generate(&dir)?;
     pin.as_server();
-    let nginx = tools::Nginx::start(nginx_bin, &dir, workers, template.body, Some(&cert));
+    let nginx = Nginx::start(nginx_bin, &dir, workers, template.body, Some(&cert));
     pin.release();
     let nginx = nginx?;
-    let with_loadgen = tools::loadgen_has_flag(&bins.loadgen, "--cacert");
+    let with_loadgen = clients::loadgen_has_flag(&bins.loadgen, "--cacert");
     if !with_loadgen {
         println!("  loadgen left out of the TLS rounds: {NO_CACERT}");
     }
@@ -127,7 +132,7 @@ pub fn measure(
     // connections are kept (it is what removes the server's wake-up cost);
     // with a new connection per request the handshake dominates, and both
     // variants would measure the same thing.
-    let busy_poll = tools::loadgen_has_flag(&bins.loadgen, "--busy-poll-us");
+    let busy_poll = clients::loadgen_has_flag(&bins.loadgen, "--busy-poll-us");
     let clients_for = |reuse: Reuse| -> Vec<Client> {
         let mut clients = Vec::new();
         if with_loadgen {
@@ -139,7 +144,7 @@ pub fn measure(
         clients.extend([Client::Wrk, Client::Oha]);
         clients
     };
-    let regime = |reuse: Reuse, tag: &str| -> Result<serde_json::Value, TaskError> {
+    let regime = |reuse: Reuse, tag: &str| -> Result<Comparison, TaskError> {
         println!("throughput: nginx over TLS 1.3, {tag}, {workers} worker(s)");
         let load = Load {
             url: &nginx.url,
@@ -150,7 +155,7 @@ pub fn measure(
         };
         let mut v = compare_clients(bins, peers, pin, &load, rounds, tag, &clients_for(reuse))?;
         if !with_loadgen {
-            v["loadgen_skipped"] = json!(NO_CACERT);
+            v.loadgen_skipped = Some(NO_CACERT);
         }
         Ok(v)
     };
@@ -183,7 +188,7 @@ pub fn measure(
 
 /// The TLS bars, one per regime: `loadgen` not the slowest of the three.
 /// `results` is `None` where nginx is missing.
-pub fn bars(results: Option<&Results>) -> Vec<serde_json::Value> {
+pub fn bars(results: Option<&Results>) -> Vec<Bar> {
     let regimes = [("keep-alive", "keepalive"), ("per-request", "per_request")];
     regimes
         .into_iter()
@@ -197,21 +202,17 @@ pub fn bars(results: Option<&Results>) -> Vec<serde_json::Value> {
             } else {
                 &results.per_request
             };
-            if let Some(why) = v["loadgen_skipped"].as_str() {
+            if let Some(why) = v.loadgen_skipped {
                 return bar(&name, None, why.to_owned());
             }
             // Judged, as the plaintext bars are, on busy polling where it ran,
             // with the defaults' ratios reported beside them.
-            let ours = if v["ratios"]["loadgen-busy-poll/wrk"].is_object() {
-                "loadgen-busy-poll"
-            } else {
-                "loadgen"
-            };
+            let ours = v.judged_loadgen();
             let ratios: Vec<(String, Option<(f64, String)>)> = ["wrk", "oha"]
                 .into_iter()
                 .map(|peer| {
                     let pair = format!("{ours}/{peer}");
-                    let ratio = paired_ratio(v, &pair);
+                    let ratio = v.paired_ratio(&pair);
                     (pair, ratio)
                 })
                 .collect();
@@ -229,7 +230,7 @@ pub fn bars(results: Option<&Results>) -> Vec<serde_json::Value> {
                 .join("; ");
             if ours != "loadgen" {
                 for peer in ["wrk", "oha"] {
-                    if let Some((_, text)) = paired_ratio(v, &format!("loadgen/{peer}")) {
+                    if let Some((_, text)) = v.paired_ratio(&format!("loadgen/{peer}")) {
                         detail.push_str(&format!("; defaults: loadgen/{peer} = {text}"));
                     }
                 }
@@ -267,14 +268,10 @@ mod tests {
         assert_eq!(not_slowest(&[None, None]), None);
     }
 
-    fn comparison(wrk: f64, oha: Option<f64>) -> serde_json::Value {
-        let ratio = |r: f64| json!({ "rps_paired_median": r, "rps_paired_interquartile": [r, r] });
-        let mut ratios = serde_json::Map::new();
-        ratios.insert("loadgen/wrk".into(), ratio(wrk));
-        if let Some(oha) = oha {
-            ratios.insert("loadgen/oha".into(), ratio(oha));
-        }
-        json!({ "ratios": ratios })
+    fn comparison(wrk: f64, oha: Option<f64>) -> Comparison {
+        let mut pairs = vec![("loadgen/wrk", wrk)];
+        pairs.extend(oha.map(|oha| ("loadgen/oha", oha)));
+        super::super::bars::tests::comparison(&pairs)
     }
 
     #[test]
@@ -287,28 +284,28 @@ mod tests {
         let bars = bars(Some(&results));
         assert_eq!(bars.len(), 2);
         assert_eq!(
-            bars[0]["bar"],
+            bars[0].bar,
             "loadgen not the slowest of the three over TLS (keep-alive)"
         );
-        assert_eq!(bars[0]["met"], true);
-        assert_eq!(bars[1]["met"], false);
-        let detail = bars[1]["detail"].as_str().unwrap_or_default();
+        assert_eq!(bars[0].met, Some(true));
+        assert_eq!(bars[1].met, Some(false));
+        let detail = &bars[1].detail;
         assert!(detail.contains("loadgen/oha = missing"), "{detail}");
-        assert!(super::bars(None).iter().all(|b| b["met"].is_null()));
+        assert!(super::bars(None).iter().all(|b| b.met.is_none()));
     }
 
     #[test]
     fn a_loadgen_without_tls_leaves_the_bars_unmeasured() {
         let mut skipped = comparison(1.0, Some(1.0));
-        skipped["loadgen_skipped"] = json!(NO_CACERT);
+        skipped.loadgen_skipped = Some(NO_CACERT);
         let results = Results {
             keepalive: skipped.clone(),
             per_request: skipped,
             settings: json!({}),
         };
         for b in bars(Some(&results)) {
-            assert!(b["met"].is_null());
-            assert_eq!(b["detail"], NO_CACERT);
+            assert!(b.met.is_none());
+            assert_eq!(b.detail, NO_CACERT);
         }
     }
 
@@ -318,15 +315,15 @@ mod tests {
     #[test]
     fn nginx_serves_tls_1_3_only_with_the_generated_certificate_where_installed() {
         let (Some(nginx_bin), Some(curl)) = (
-            tools::find("nginx", &["-v"]).path,
-            tools::find("curl", &["--version"]).path,
+            super::super::peers::find("nginx", &["-v"]).path,
+            super::super::peers::find("curl", &["--version"]).path,
         ) else {
             return;
         };
         let dir = std::env::temp_dir().join(format!("xtask-tls-nginx-test-{}", std::process::id()));
         let cert = Certificate::generate(&dir).expect("certificate");
         let body = r#"{"output":"ok"}"#;
-        let nginx = tools::Nginx::start(&nginx_bin, &dir, 1, body, Some(&cert)).expect("nginx");
+        let nginx = Nginx::start(&nginx_bin, &dir, 1, body, Some(&cert)).expect("nginx");
         assert!(nginx.url.starts_with("https://127.0.0.1:"), "{}", nginx.url);
         let post = |tls_args: &[&str]| {
             std::process::Command::new(&curl)

@@ -1,0 +1,151 @@
+//! `loadgen` in the bench: a closed loop for the duration, its `--json`
+//! summary read back.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use super::{output_of, ClientRun, Load, Reuse};
+use crate::error::TaskError;
+use crate::json;
+
+/// What the bench reads of loadgen's `--json` summary (loadgen's
+/// `RunSummary`; `p50_ms` is null when no request succeeded).
+#[derive(Debug, Deserialize, PartialEq)]
+struct Summary {
+    throughput_rps: f64,
+    #[serde(deserialize_with = "json::nullable")]
+    p50_ms: Option<f64>,
+    failed: u64,
+    total: u64,
+}
+
+/// `loadgen` in a closed loop for the duration, no per-request log, with
+/// `--busy-poll-us` when given.
+pub fn loadgen_command(bin: &Path, load: &Load, json: &Path, busy_poll_us: Option<u64>) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--url", load.url, "-q", "-c"])
+        .arg(load.connections.to_string())
+        .arg("-z")
+        .arg(format!("{}ms", load.duration.as_millis()))
+        .arg("--json")
+        .arg(json)
+        // wrk and oha check nothing in the answer; loadgen does the same work
+        // here, so the ratios compare request engines, not features.
+        .arg("--no-verify");
+    if let Some(us) = busy_poll_us {
+        cmd.arg("--busy-poll-us").arg(us.to_string());
+    }
+    if let Some(cacert) = load.cacert {
+        cmd.arg("--cacert").arg(cacert);
+    }
+    // Pooled is loadgen's default outside the baseline profile.
+    if load.reuse == Reuse::PerRequest {
+        cmd.args(["--connection", "per-request"]);
+        // wrk and oha resume the TLS session on each new connection; loadgen
+        // only does when asked (its default is input.py's full handshake).
+        if load.cacert.is_some() {
+            cmd.arg("--tls-resume");
+        }
+    }
+    cmd
+}
+
+/// Whether this `loadgen` build lists `flag` (e.g. `--busy-poll-us`) in its
+/// help: an older one given with `--bin-dir` may not have it.
+pub fn loadgen_has_flag(bin: &Path, flag: &str) -> bool {
+    Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|out| help_lists_flag(&String::from_utf8_lossy(&out.stdout), flag))
+}
+
+/// Whether clap's `help` text lists `flag` as an option of its own, not
+/// merely as the start of a longer one (`--cacert` in `--cacert-dir`).
+fn help_lists_flag(help: &str, flag: &str) -> bool {
+    help.match_indices(flag).any(|(at, _)| {
+        help[at + flag.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '-'))
+    })
+}
+
+/// Runs loadgen and reads its `--json` summary.
+pub fn run(
+    bin: &Path,
+    load: &Load,
+    tag: &str,
+    busy_poll_us: Option<u64>,
+) -> Result<ClientRun, TaskError> {
+    let json_path = load.dir.join(format!("loadgen-{tag}.json"));
+    let cmd = loadgen_command(bin, load, &json_path, busy_poll_us);
+    let out = output_of(cmd, load, &format!("loadgen-{tag}"))?;
+    Ok(ClientRun {
+        cpu: out.cpu,
+        ..from_summary(json::read(&json_path)?)
+    })
+}
+
+fn from_summary(summary: Summary) -> ClientRun {
+    ClientRun {
+        rps: summary.throughput_rps,
+        p50_us: summary.p50_ms.map(|ms| ms * 1000.0),
+        errors: summary.failed,
+        requests: summary.total,
+        ..ClientRun::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head of what `loadgen --json` writes (the keys the bench reads,
+    /// among the others).
+    const SUMMARY: &str = r#"{"total": 38211, "succeeded": 38209, "failed": 2, "p50_ms": 0.412,
+        "p90_ms": 0.6, "p95_ms": 0.7, "p99_ms": 1.1, "mean_ms": 0.45, "min_ms": 0.1, "max_ms": 9.0,
+        "throughput_rps": 12736.9, "duration_s": 3.0, "errors": {"timeout": 2}, "mode": "closed"}"#;
+
+    #[test]
+    fn the_summary_gives_rate_median_and_counts() {
+        let summary: Summary = json::parse(SUMMARY, Path::new("loadgen.json")).unwrap();
+        let run = from_summary(summary);
+        assert_eq!(run.rps, 12736.9);
+        assert_eq!(run.p50_us, Some(412.0));
+        assert_eq!((run.errors, run.requests), (2, 38211));
+        // No success: no median, still a run.
+        let none: Summary = json::parse(
+            r#"{"total": 5, "failed": 5, "p50_ms": null, "throughput_rps": 0.0}"#,
+            Path::new("loadgen.json"),
+        )
+        .unwrap();
+        assert_eq!(from_summary(none).p50_us, None);
+    }
+
+    #[test]
+    fn a_renamed_field_is_an_error_not_zero_requests_per_second() {
+        let renamed = SUMMARY.replace("throughput_rps", "rps");
+        let err =
+            json::parse::<Summary>(&renamed, Path::new("/b/loadgen-stub-0.json")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/b/loadgen-stub-0.json: missing field `throughput_rps`"
+        );
+        let no_median = SUMMARY.replace("\"p50_ms\"", "\"median_ms\"");
+        let err = json::parse::<Summary>(&no_median, Path::new("l.json")).unwrap_err();
+        assert_eq!(err.to_string(), "l.json: missing field `p50_ms`");
+    }
+
+    #[test]
+    fn a_flag_counts_only_as_a_whole_option_of_the_help() {
+        let help = "Options:\n      --cacert-dir <DIR>  Trust every PEM in DIR\n      --busy-poll-us <US>  Spin\n";
+        assert!(help_lists_flag(help, "--busy-poll-us"));
+        assert!(!help_lists_flag(help, "--cacert"));
+        assert!(help_lists_flag("      --cacert <FILE>\n", "--cacert"));
+        assert!(help_lists_flag("--insecure", "--insecure"));
+        assert!(!help_lists_flag("", "--cacert"));
+    }
+}

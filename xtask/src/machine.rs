@@ -1,0 +1,149 @@
+//! What the machine is, for the record: `conditions.json` (perf) and
+//! `bench.json` (bench) each keep the keys they always had.
+
+use serde_json::{json, Value};
+
+/// What `/proc` and the standard library say of this machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    /// Available parallelism (0 when unknown).
+    pub cores: usize,
+    /// `/proc/cpuinfo`'s first `model name`.
+    pub cpu: Option<String>,
+    /// `/proc/meminfo`'s `MemTotal`, GiB to one decimal.
+    pub memory_gib: Option<f64>,
+    /// `std::env::consts::OS`.
+    pub os: &'static str,
+    /// `/proc/sys/kernel/osrelease`.
+    pub kernel: Option<String>,
+}
+
+impl Machine {
+    /// Reads this machine's description.
+    pub fn probe() -> Self {
+        let read = |file: &str| std::fs::read_to_string(file).ok();
+        Self {
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            cpu: read("/proc/cpuinfo").and_then(|t| proc_value(&t, "model name")),
+            memory_gib: read("/proc/meminfo")
+                .and_then(|t| proc_value(&t, "MemTotal"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0),
+            os: std::env::consts::OS,
+            kernel: read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()),
+        }
+    }
+
+    /// `conditions.json`'s `machine`: `cores`, `cpu` (`"unknown"` when
+    /// unknown), `os`, `kernel` (empty when unknown).
+    pub fn conditions_json(&self) -> Value {
+        json!({
+            "cores": self.cores,
+            "cpu": self.cpu.as_deref().unwrap_or("unknown"),
+            "os": self.os,
+            "kernel": self.kernel.as_deref().unwrap_or_default(),
+        })
+    }
+
+    /// `bench.json`'s `machine`: `label`, `cores`, `cpu`, `memory_gib`,
+    /// `os`, `kernel` (null where unknown).
+    pub fn bench_json(&self, label: Option<&str>) -> Value {
+        json!({
+            "label": label,
+            "cores": self.cores,
+            "cpu": self.cpu,
+            "memory_gib": self.memory_gib,
+            "os": self.os,
+            "kernel": self.kernel,
+        })
+    }
+}
+
+/// The value of the first `key: value` line of a `/proc` file.
+fn proc_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &Value) -> Vec<&str> {
+        v.as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    fn sample() -> Machine {
+        Machine {
+            cores: 2,
+            cpu: Some("AMD EPYC 7B13".into()),
+            memory_gib: Some(7.8),
+            os: "linux",
+            kernel: Some("6.1.0".into()),
+        }
+    }
+
+    #[test]
+    fn conditions_keep_their_keys_and_fallbacks() {
+        let m = sample();
+        assert_eq!(
+            m.conditions_json(),
+            json!({ "cores": 2, "cpu": "AMD EPYC 7B13", "os": "linux", "kernel": "6.1.0" })
+        );
+        let unknown = Machine {
+            cpu: None,
+            kernel: None,
+            ..m
+        };
+        let v = unknown.conditions_json();
+        assert_eq!(
+            (v["cpu"].clone(), v["kernel"].clone()),
+            (json!("unknown"), json!(""))
+        );
+    }
+
+    #[test]
+    fn bench_keeps_its_keys_and_nulls() {
+        let v = sample().bench_json(Some("dev VM"));
+        let mut expected = vec!["cores", "cpu", "kernel", "label", "memory_gib", "os"];
+        expected.sort_unstable();
+        let mut got = keys(&v);
+        got.sort_unstable();
+        assert_eq!(got, expected);
+        assert_eq!(v["label"], "dev VM");
+        assert_eq!(v["memory_gib"], 7.8);
+        let unknown = Machine {
+            cpu: None,
+            memory_gib: None,
+            kernel: None,
+            ..sample()
+        }
+        .bench_json(None);
+        for key in ["label", "cpu", "memory_gib", "kernel"] {
+            assert!(unknown[key].is_null(), "{key}: {unknown}");
+        }
+    }
+
+    #[test]
+    fn proc_lines_are_read_by_key() {
+        let cpuinfo =
+            "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz \nflags\t: fpu\n";
+        assert_eq!(
+            proc_value(cpuinfo, "model name").as_deref(),
+            Some("Intel(R) Xeon(R) CPU @ 2.20GHz")
+        );
+        assert_eq!(
+            proc_value("MemTotal:        8148412 kB\n", "MemTotal").as_deref(),
+            Some("8148412 kB")
+        );
+        assert_eq!(proc_value("", "model name"), None);
+        let here = Machine::probe();
+        assert!(here.cores >= 1);
+    }
+}
