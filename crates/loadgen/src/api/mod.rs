@@ -12,9 +12,12 @@
 //!   response is judged by its status and, optionally, a JSON path.
 //! - [`kserve`]: KServe v2 (NVIDIA Triton): JSON tensors, batching along
 //!   dimension 0, readiness and metadata checked before the load.
+//!
+//! [`sse`] parses server-sent events incrementally, for streamed answers.
 
 pub mod kserve;
 pub mod simulator;
+pub mod sse;
 pub mod template;
 
 use std::path::PathBuf;

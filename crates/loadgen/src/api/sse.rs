@@ -1,0 +1,291 @@
+//! An incremental parser of server-sent events (the WHATWG `text/event-stream`
+//! format), for streamed LLM answers: bytes go in as they arrive, in chunks
+//! cut anywhere (inside a line, between CR and LF, inside a UTF-8
+//! sequence), and complete events come out.
+//!
+//! What it follows of the format: lines end with CRLF, LF or a lone CR; a
+//! line starting with `:` is a comment (servers send them as keep-alives);
+//! `field: value` with one optional space after the colon, and a line with
+//! no colon is a field with an empty value; `data` lines accumulate, joined
+//! by `\n`; `event` names the event; `id` and `retry` are read and ignored
+//! (a load generator does not reconnect); an empty line dispatches the
+//! event if it has data. At the end of the stream an event without its
+//! empty line is not dispatched, as the format says: a cut stream does not
+//! look complete.
+
+/// One dispatched event.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    /// The `event` field, if the event named one.
+    pub event: Option<String>,
+    /// The `data` lines, joined by `\n`.
+    pub data: String,
+}
+
+/// Why a stream is not valid `text/event-stream`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SseError {
+    /// A line is not UTF-8.
+    #[error("line {line} of the event stream is not UTF-8")]
+    NotUtf8 {
+        /// 1-based line number.
+        line: u64,
+    },
+    /// A line is longer than the parser keeps (a stream that never ends a
+    /// line would otherwise grow without bound).
+    #[error("line {line} of the event stream is longer than {MAX_LINE_BYTES} bytes")]
+    LineTooLong {
+        /// 1-based line number.
+        line: u64,
+    },
+}
+
+/// Longest line kept; a token's delta is a few hundred bytes.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The parser's state between chunks.
+#[derive(Debug, Default)]
+pub struct SseParser {
+    /// Bytes of the line not yet ended.
+    pending: Vec<u8>,
+    /// The last chunk ended with CR: an LF starting the next one belongs
+    /// to the same line ending.
+    after_cr: bool,
+    /// The event being built.
+    data: String,
+    has_data: bool,
+    event: Option<String>,
+    lines: u64,
+}
+
+impl SseParser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds `bytes`; every event they complete is appended to `out`.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
+        if self.after_cr {
+            self.after_cr = false;
+            if let Some(rest) = bytes.strip_prefix(b"\n") {
+                bytes = rest;
+            }
+        }
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+            self.pending.extend_from_slice(&bytes[..end]);
+            let line = std::mem::take(&mut self.pending);
+            self.line(&line, out)?;
+            let crlf = bytes[end] == b'\r';
+            bytes = &bytes[end + 1..];
+            if crlf {
+                match bytes.first() {
+                    Some(b'\n') => bytes = &bytes[1..],
+                    Some(_) => {}
+                    // The LF, if any, is in the next chunk.
+                    None => self.after_cr = true,
+                }
+            }
+        }
+        if self.pending.len() + bytes.len() > MAX_LINE_BYTES {
+            return Err(SseError::LineTooLong {
+                line: self.lines + 1,
+            });
+        }
+        self.pending.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The stream ended. A line without its ending is still a line; an
+    /// event without its empty line is dropped. Returns whether the stream
+    /// ended cleanly (between events, nothing pending).
+    pub fn finish(&mut self, out: &mut Vec<Event>) -> Result<bool, SseError> {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.line(&line, out)?;
+        }
+        let clean = !self.has_data && self.event.is_none();
+        self.data.clear();
+        self.has_data = false;
+        self.event = None;
+        Ok(clean)
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
+        self.lines += 1;
+        let line = std::str::from_utf8(line).map_err(|_| SseError::NotUtf8 { line: self.lines })?;
+        if line.is_empty() {
+            if self.has_data {
+                out.push(Event {
+                    event: self.event.take(),
+                    data: std::mem::take(&mut self.data),
+                });
+            }
+            self.has_data = false;
+            self.event = None;
+            return Ok(());
+        }
+        if line.starts_with(':') {
+            return Ok(());
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            "event" => self.event = Some(value.to_owned()),
+            // `id` and `retry` steer reconnection, which a load generator
+            // does not do; unknown fields are ignored, as the format says.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_chunks(chunks: &[&[u8]]) -> (Vec<Event>, bool) {
+        let mut parser = SseParser::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            parser.push(chunk, &mut out).unwrap();
+        }
+        let clean = parser.finish(&mut out).unwrap();
+        (out, clean)
+    }
+
+    fn data(text: &str) -> Event {
+        Event {
+            event: None,
+            data: text.to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_openai_stream_with_comments_and_done() {
+        let stream = b": keep-alive\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata:{\"x\":1}\r\n\r\nevent: ping\ndata: a\ndata:  b\nid: 7\nretry: 10\nunknown\n\ndata: [DONE]\n\n";
+        let (events, clean) = parse_chunks(&[stream]);
+        assert!(clean);
+        assert_eq!(
+            events,
+            vec![
+                data("{\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}"),
+                data("{\"x\":1}"),
+                Event {
+                    event: Some("ping".into()),
+                    data: "a\n b".into()
+                },
+                data("[DONE]"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cut_stream_does_not_dispatch_its_last_event() {
+        let (events, clean) = parse_chunks(&[b"data: one\n\ndata: two"]);
+        assert_eq!(events, vec![data("one")]);
+        assert!(!clean);
+        // A CR at the very end of a chunk and the LF in the next: one ending.
+        let (events, clean) = parse_chunks(&[b"data: x\r", b"\n\r", b"\n"]);
+        assert_eq!((events, clean), (vec![data("x")], true));
+        // Lone CRs end lines too.
+        let (events, _) = parse_chunks(&[b"data: a\rdata: b\r\r"]);
+        assert_eq!(events, vec![data("a\nb")]);
+    }
+
+    #[test]
+    fn bad_lines_are_errors_with_their_number() {
+        let mut parser = SseParser::new();
+        let mut out = Vec::new();
+        assert_eq!(
+            parser.push(b"data: ok\n\ndata: \xff\n", &mut out),
+            Err(SseError::NotUtf8 { line: 3 })
+        );
+        let mut parser = SseParser::new();
+        let long = vec![b'a'; MAX_LINE_BYTES + 1];
+        assert!(matches!(
+            parser.push(&long, &mut out),
+            Err(SseError::LineTooLong { line: 1 })
+        ));
+    }
+
+    /// Events, as data lines (text without line breaks, non-ASCII included)
+    /// and an optional event name.
+    fn events() -> impl Strategy<Value = Vec<(Option<String>, Vec<String>)>> {
+        prop::collection::vec(
+            (
+                prop::option::of("[a-z]{1,8}"),
+                prop::collection::vec("[^\r\n]{0,12}", 1..4),
+            ),
+            0..8,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn events_survive_any_line_endings_comments_and_cuts(
+            events in events(),
+            endings in prop::collection::vec(0usize..3, 64),
+            comments in prop::collection::vec(any::<bool>(), 64),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let mut stream = Vec::new();
+            let mut k = 0;
+            let mut last = 0;
+            let mut end = |stream: &mut Vec<u8>| {
+                let mut ending = endings[k % endings.len()];
+                // A lone CR then an LF reads as one CRLF, by the format's
+                // rules; such a pair cannot stand for two line endings.
+                if last == 2 && ending == 0 {
+                    ending = 2;
+                }
+                stream.extend_from_slice([&b"\n"[..], b"\r\n", b"\r"][ending]);
+                last = ending;
+                k += 1;
+            };
+            let mut expected = Vec::new();
+            for (n, (name, lines)) in events.iter().enumerate() {
+                if comments[n % comments.len()] {
+                    stream.extend_from_slice(b": keep-alive");
+                    end(&mut stream);
+                }
+                if let Some(name) = name {
+                    stream.extend_from_slice(format!("event: {name}").as_bytes());
+                    end(&mut stream);
+                }
+                for line in lines {
+                    // A value that starts with a space keeps it after the one
+                    // separator space the parser strips.
+                    stream.extend_from_slice(format!("data: {line}").as_bytes());
+                    end(&mut stream);
+                }
+                end(&mut stream);
+                expected.push(Event { event: name.clone(), data: lines.join("\n") });
+            }
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+            at.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for to in at {
+                chunks.push(&stream[from..to]);
+                from = to;
+            }
+            chunks.push(&stream[from..]);
+            let (got, clean) = parse_chunks(&chunks);
+            prop_assert_eq!(got, expected);
+            prop_assert!(clean);
+        }
+    }
+}
