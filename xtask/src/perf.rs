@@ -51,6 +51,10 @@ pub struct PerfArgs {
         allow_negative_numbers = true
     )]
     pub(crate) sla_p95_ms: f64,
+    /// An objective on the After beyond the P95 SLA, repeatable, checked by
+    /// the report: 'p99<=1000', 'error_rate<=0.01', 'throughput_rps>=100'.
+    #[arg(long = "sla", value_name = "EXPR")]
+    pub(crate) slos: Vec<String>,
     /// Directory for logs and reports (created if missing).
     #[arg(long, default_value = "results", value_name = "DIR")]
     pub(crate) out: PathBuf,
@@ -409,6 +413,7 @@ fn run_pair(
             dir.join("conditions.json").as_os_str(),
         ])
         .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
+        .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
         .args(["--out-dir".as_ref(), dir.as_os_str()]);
     let status = process::run_with_deadline(&mut report, CLIENT_LIMIT)?;
     match status.code() {

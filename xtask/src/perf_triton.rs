@@ -298,6 +298,7 @@ fn report(
         ])
         .args(["--conditions".as_ref(), file("conditions.json").as_os_str()])
         .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
+        .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
         .args(["--out-dir".as_ref(), out.as_os_str()]);
     let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
     match status.code() {

@@ -102,6 +102,8 @@ pub struct CompareOptions {
     pub conditions: Value,
     /// What `input.py` printed, to reconcile with the Before log.
     pub input_py_stdout: Option<String>,
+    /// Objectives beyond the SLA, each a check of the verdict on the After.
+    pub slos: Vec<crate::slo::Slo>,
 }
 
 impl Default for CompareOptions {
@@ -111,6 +113,7 @@ impl Default for CompareOptions {
             max_failed: 0,
             conditions: Value::Null,
             input_py_stdout: None,
+            slos: Vec::new(),
         }
     }
 }
@@ -237,6 +240,8 @@ pub struct Comparison {
     pub schema_version: u32,
     /// The SLA and whether the After meets it.
     pub sla: Sla,
+    /// The objectives given with `--sla`, judged on the After.
+    pub slos: Vec<crate::slo::SloResult>,
     /// The overall verdict (SLA, failures, quality).
     pub verdict: Verdict,
     /// The Before run.
@@ -275,12 +280,18 @@ pub fn compare(
     let after_summary = after.summary()?;
     let quality = assess_quality(&before.log, &after.log, reproduction.map(|r| &r.log));
     let sla = sla_for(&after_summary, threshold);
+    let slos: Vec<crate::slo::SloResult> = options
+        .slos
+        .iter()
+        .map(|slo| slo.judge(&after_summary, &after.log))
+        .collect();
     let verdict = decide(
         &sla,
         &before_summary,
         &after_summary,
         &quality,
         options.max_failed,
+        &slos,
     );
 
     let before_reproduction = match reproduction {
@@ -324,6 +335,7 @@ pub fn compare(
     Ok(Comparison {
         schema_version: SCHEMA_VERSION,
         sla,
+        slos,
         verdict,
         delta: Delta::between(&before_summary, &after_summary),
         before: before_summary,

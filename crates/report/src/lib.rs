@@ -34,6 +34,7 @@ pub mod error;
 pub mod html;
 pub mod input_py;
 pub mod markdown;
+pub mod slo;
 pub mod summary;
 pub mod svg;
 pub mod table;

@@ -70,6 +70,11 @@ struct CompareArgs {
     /// SLA bound on the After's P95, in ms (met when P95 <= this).
     #[arg(long, default_value_t = 800.0, allow_negative_numbers = true)]
     sla_p95_ms: f64,
+    /// An objective on the After beyond the P95 SLA, repeatable: METRIC
+    /// (p50, p90, p95, p99, p99.9, mean, max in ms; error_rate; throughput_rps)
+    /// then <=, <, >= or >, then a number, e.g. 'p99<=1000', 'error_rate<=0.01'.
+    #[arg(long = "sla", value_name = "EXPR")]
+    slos: Vec<report::slo::Slo>,
     /// Failed After requests the verdict allows.
     #[arg(long, default_value_t = 0)]
     max_failed: u64,
@@ -160,6 +165,7 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
         max_failed: args.max_failed,
         conditions,
         input_py_stdout,
+        slos: args.slos.clone(),
     };
     let comparison = compare(&before, &after, reproduction.as_ref(), &options)?;
     let written = write_reports(&comparison, &before, &after, &args.out_dir)?;

@@ -57,7 +57,8 @@ pub struct Quality {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
     /// Stable id: `sla_p95`, `failed_budget`, `output_mismatches`,
-    /// `identical_inputs`, `output_digests`.
+    /// `identical_inputs`, `output_digests`, and `slo` for each `--sla`
+    /// objective.
     pub id: String,
     /// Whether it passed.
     pub passed: bool,
@@ -149,6 +150,7 @@ pub fn decide(
     after: &SideSummary,
     quality: &Quality,
     max_failed: u64,
+    slos: &[crate::slo::SloResult],
 ) -> Verdict {
     let t = sla.threshold_ms;
     let sla_detail = match after.p95_ms {
@@ -205,6 +207,9 @@ pub fn decide(
             quality.digest_differences == 0,
             digest_detail,
         ));
+    }
+    for slo in slos {
+        checks.push(check("slo", slo.met, slo.to_string()));
     }
     let met = checks.iter().all(|c| c.passed);
     let reasons = checks

@@ -253,6 +253,62 @@ fn sla_missed_exits_1() {
 }
 
 #[test]
+fn objectives_beyond_the_sla_each_gate_the_verdict_with_their_value() {
+    let dir = common::temp_dir("slo");
+    let after_latencies = fast_after();
+    let (before, after) = fixture(&dir, &after_latencies);
+    let mut sorted = after_latencies.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p99 = numpy_linear(&sorted, 0.99);
+    let run = |slos: &[&str]| {
+        let mut args = vec!["compare", "--before", &before, "--after", &after];
+        for slo in slos {
+            args.extend(["--sla", slo]);
+        }
+        let out_dir = dir.join("out");
+        args.extend(["--out-dir", out_dir.to_str().unwrap()]);
+        let out = report(&args);
+        let json: Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("out/comparison.json")).unwrap())
+                .unwrap();
+        (out.status.code(), json)
+    };
+    // Both hold: the After's P99 against numpy's, no failed request.
+    let p99_bound = format!("p99<={}", p99 + 0.001);
+    let (code, json) = run(&[&p99_bound, "error_rate<=0"]);
+    assert_eq!(code, Some(0), "{json}");
+    let measured = json["slos"][0]["measured"].as_f64().unwrap();
+    assert!((measured - p99).abs() < 1e-9, "{measured} vs numpy {p99}");
+    assert_eq!(json["slos"][1]["measured"], 0.0);
+    // A bound just under the measured P99 fails the verdict, and says so.
+    let too_tight = format!("p99<{}", p99 - 0.001);
+    let (code, json) = run(&[&too_tight]);
+    assert_eq!(code, Some(1));
+    assert_eq!(json["verdict"]["met"], false);
+    let reasons = json["verdict"]["reasons"].to_string();
+    assert!(
+        reasons.contains(&format!("SLO {too_tight}: After measured"))
+            && reasons.contains("NOT met"),
+        "{reasons}"
+    );
+    // A bad expression is exit 2 naming its bad part.
+    let out = report(&[
+        "compare",
+        "--before",
+        &before,
+        "--after",
+        &after,
+        "--sla",
+        "p95=800",
+        "--out-dir",
+        "x",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("no comparison"), "{stderr}");
+}
+
+#[test]
 fn malformed_log_exits_2_naming_file_line_and_column() {
     let dir = common::temp_dir("malformed");
     let (before, _) = fixture(&dir, &fast_after());
