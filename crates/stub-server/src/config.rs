@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Model names the server answers for; others get 404 `unknown_model`.
     pub models: Vec<String>,
+    /// The LLM routes' step loop (`/v1/chat/completions`, `/v1/completions`).
+    pub llm: crate::llm::LlmConfig,
     /// The datatype of the KServe v2 model's input tensor (text as
     /// `BYTES`, or numbers); its output is always `BYTES`.
     pub kserve_input_datatype: model::kserve::Datatype,
@@ -109,6 +111,7 @@ impl ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             models: vec![model::DEFAULT_MODEL.to_owned()],
             kserve_input_datatype: model::kserve::Datatype::Bytes,
+            llm: crate::llm::LlmConfig::default(),
             faults: FaultConfig::default(),
         };
         let config = match name {
@@ -220,6 +223,34 @@ impl ServerConfig {
                 "preferred-batch-size",
                 format!("{:?}", self.preferred_batch_sizes),
                 "each must be an integer from 1 to --max-batch",
+            ));
+        }
+        let llm = &self.llm;
+        if !(1..=4096).contains(&llm.max_num_seqs) {
+            return Err(invalid(
+                "max-num-seqs",
+                llm.max_num_seqs,
+                "must be an integer from 1 to 4096",
+            ));
+        }
+        for (flag, ms) in [
+            ("step-base-ms", llm.step_base_ms),
+            ("step-per-seq-ms", llm.step_per_seq_ms),
+            ("prefill-per-token-ms", llm.prefill_per_token_ms),
+        ] {
+            if !cost_ok(ms) {
+                return Err(invalid(
+                    flag,
+                    ms,
+                    "must be a finite number of ms from 0 to 3600000",
+                ));
+            }
+        }
+        if !(1..=(1 << 20)).contains(&llm.max_batched_tokens) {
+            return Err(invalid(
+                "max-batched-tokens",
+                llm.max_batched_tokens,
+                "must be an integer from 1 to 1048576",
             ));
         }
         if !(1..=10_000_000).contains(&self.max_queue) {

@@ -254,6 +254,9 @@ pub(crate) enum FaultBody {
     /// Fails before any byte of the body (and, over HTTP/1.1, before the
     /// head leaves the write buffer): the connection closes unanswered.
     Reset,
+    /// Frames as they are sent, of no length known in advance (a streamed
+    /// answer: chunked over HTTP/1.1); ends when the sender goes away.
+    Stream(tokio::sync::mpsc::UnboundedReceiver<Bytes>),
 }
 
 impl FaultBody {
@@ -299,6 +302,9 @@ impl Body for FaultBody {
                 Poll::Ready(Some(Err(InjectedAbort)))
             }
             FaultBody::Reset => Poll::Ready(Some(Err(InjectedAbort))),
+            FaultBody::Stream(frames) => {
+                frames.poll_recv(cx).map(|f| f.map(|d| Ok(Frame::data(d))))
+            }
         }
     }
 
@@ -313,6 +319,7 @@ impl Body for FaultBody {
             }
             FaultBody::Truncated { whole_len, .. } => SizeHint::with_exact(*whole_len),
             FaultBody::Reset => SizeHint::with_exact(1),
+            FaultBody::Stream(_) => SizeHint::new(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct App {
     pub(crate) faults: FaultInjector,
     /// KServe v2 statistics per model.
     pub(crate) kserve_stats: crate::kserve::Stats,
+    /// The LLM routes' step loop.
+    pub(crate) llm: crate::llm::LlmEngine,
 }
 
 impl App {
@@ -56,14 +58,14 @@ impl App {
             return self.kserve(request).await;
         }
         let allowed = match path {
-            "/v1/infer" => Method::POST,
+            "/v1/infer" | "/v1/chat/completions" | "/v1/completions" => Method::POST,
             "/healthz" | "/metrics" => Method::GET,
             _ => {
                 return error(
                     StatusCode::NOT_FOUND,
                     "not_found",
                     format!(
-                        "no resource at {path}; try POST /v1/infer, GET /healthz, GET /metrics or the KServe v2 routes under /v2"
+                        "no resource at {path}; try POST /v1/infer, POST /v1/chat/completions, POST /v1/completions, GET /healthz, GET /metrics or the KServe v2 routes under /v2"
                     ),
                 )
             }
@@ -82,7 +84,12 @@ impl App {
         match path {
             "/healthz" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
             "/metrics" => {
-                let text = self.metrics.render(self.scheduler.queued_items());
+                let mut text = self.metrics.render(self.scheduler.queued_items());
+                text.push_str(&format!(
+                    "# HELP stub_llm_running_sequences Sequences in the LLM step loop now.\n# TYPE stub_llm_running_sequences gauge\nstub_llm_running_sequences {}\n# HELP stub_llm_waiting_sequences Sequences waiting for a slot.\n# TYPE stub_llm_waiting_sequences gauge\nstub_llm_waiting_sequences {}\n",
+                    self.llm.running.load(std::sync::atomic::Ordering::Relaxed),
+                    self.llm.waiting.load(std::sync::atomic::Ordering::Relaxed),
+                ));
                 let mut response = Response::new(ResponseBody::new(Bytes::from(text)));
                 response.headers_mut().insert(
                     CONTENT_TYPE,
@@ -90,7 +97,36 @@ impl App {
                 );
                 response
             }
+            "/v1/chat/completions" => self.llm(crate::llm::Endpoint::Chat, request).await,
+            "/v1/completions" => self.llm(crate::llm::Endpoint::Completions, request).await,
             _ => self.infer(request).await,
+        }
+    }
+
+    async fn llm<B>(
+        &self,
+        endpoint: crate::llm::Endpoint,
+        request: Request<B>,
+    ) -> Response<ResponseBody>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let limit = self.config.max_body_bytes;
+        match Limited::new(request.into_body(), limit).collect().await {
+            Ok(body) => {
+                crate::llm::handle(&self.llm, &self.config.models, endpoint, &body.to_bytes()).await
+            }
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("request body is over the limit of {limit} bytes"),
+            ),
+            Err(e) => error(
+                StatusCode::BAD_REQUEST,
+                "body_read_error",
+                format!("could not read the request body: {e}"),
+            ),
         }
     }
 

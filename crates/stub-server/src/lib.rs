@@ -72,6 +72,7 @@ mod faults;
 mod http;
 mod kserve;
 mod linger;
+mod llm;
 mod metrics;
 mod scheduler;
 mod server;
@@ -83,4 +84,5 @@ pub use config::{
 };
 pub use cost::{ServiceTimeModel, ServiceTimeSampler};
 pub use faults::{FaultConfig, FaultPlan};
+pub use llm::{answer_tokens, LlmConfig};
 pub use server::{serve, spawn, RunningServer, ServerError, LINGER_MAX_BYTES, LINGER_MAX_TIME};

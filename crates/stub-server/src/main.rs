@@ -62,6 +62,21 @@ struct Overrides {
     /// Fixed cost per executed batch, in ms (>= 0).
     #[arg(long, value_name = "MS")]
     base_ms: Option<f64>,
+    /// LLM routes: most sequences running at once (1 to 4096).
+    #[arg(long, value_name = "N")]
+    max_num_seqs: Option<usize>,
+    /// LLM routes: fixed cost of one step of the step loop, ms.
+    #[arg(long, value_name = "MS")]
+    step_base_ms: Option<f64>,
+    /// LLM routes: cost per running sequence in a step, ms.
+    #[arg(long, value_name = "MS")]
+    step_per_seq_ms: Option<f64>,
+    /// LLM routes: cost per prompt token prefilled in a step, ms.
+    #[arg(long, value_name = "MS")]
+    prefill_per_token_ms: Option<f64>,
+    /// LLM routes: tokens one step may process (1 to 1048576).
+    #[arg(long, value_name = "TOKENS")]
+    max_batched_tokens: Option<usize>,
     /// Added cost per item in a batch, in ms (>= 0).
     #[arg(long, value_name = "MS")]
     per_item_ms: Option<f64>,
@@ -152,6 +167,11 @@ impl Overrides {
         let Overrides {
             workers,
             base_ms,
+            max_num_seqs,
+            step_base_ms,
+            step_per_seq_ms,
+            prefill_per_token_ms,
+            max_batched_tokens,
             per_item_ms,
             jitter,
             seed,
@@ -172,6 +192,11 @@ impl Overrides {
             (!preferred_batch_sizes.is_empty()).then_some(preferred_batch_sizes);
         let models = models.map(|names| names.iter().map(|m| m.trim().to_owned()).collect());
         set(&mut config.workers, workers);
+        set(&mut config.llm.max_num_seqs, max_num_seqs);
+        set(&mut config.llm.step_base_ms, step_base_ms);
+        set(&mut config.llm.step_per_seq_ms, step_per_seq_ms);
+        set(&mut config.llm.prefill_per_token_ms, prefill_per_token_ms);
+        set(&mut config.llm.max_batched_tokens, max_batched_tokens);
         set(&mut config.service.base_ms, base_ms);
         set(&mut config.service.per_item_ms, per_item_ms);
         set(&mut config.service.jitter, jitter);
@@ -390,6 +415,16 @@ mod tests {
             "2048",
             "--kserve-input-datatype",
             "fp32",
+            "--max-num-seqs",
+            "6",
+            "--step-base-ms",
+            "11",
+            "--step-per-seq-ms",
+            "0.75",
+            "--prefill-per-token-ms",
+            "0.125",
+            "--max-batched-tokens",
+            "512",
             "--models",
             "a, b",
             "--bind",
@@ -426,6 +461,13 @@ mod tests {
             max_body_bytes: 2048,
             models: vec!["a".into(), "b".into()],
             kserve_input_datatype: model::kserve::Datatype::Fp32,
+            llm: stub_server::LlmConfig {
+                max_num_seqs: 6,
+                step_base_ms: 11.0,
+                step_per_seq_ms: 0.75,
+                prefill_per_token_ms: 0.125,
+                max_batched_tokens: 512,
+            },
             faults: stub_server::FaultConfig {
                 error_rate: 0.1,
                 corrupt_rate: 0.05,

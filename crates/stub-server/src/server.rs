@@ -68,12 +68,14 @@ pub async fn serve(
     config.validate()?;
     let metrics = Arc::new(Metrics::new());
     let (scheduler, dispatcher) = Scheduler::start(&config, metrics.clone())?;
+    let config_llm = config.llm;
     let app = Arc::new(App {
         faults: crate::faults::FaultInjector::new(&config.faults),
         config,
         scheduler: scheduler.clone(),
         metrics,
         kserve_stats: crate::kserve::Stats::default(),
+        llm: crate::llm::LlmEngine::start(config_llm)?,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Explicit bounds on what a client can make us buffer: request heads
