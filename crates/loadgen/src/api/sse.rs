@@ -66,7 +66,8 @@ impl SseParser {
 
     /// Feeds `bytes`; every event they complete is appended to `out`.
     pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
-        if self.after_cr {
+        // An empty chunk says nothing about the byte after a CR.
+        if self.after_cr && !bytes.is_empty() {
             self.after_cr = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
                 bytes = rest;
@@ -195,9 +196,12 @@ mod tests {
         let (events, clean) = parse_chunks(&[b"data: one\n\ndata: two"]);
         assert_eq!(events, vec![data("one")]);
         assert!(!clean);
-        // A CR at the very end of a chunk and the LF in the next: one ending.
+        // A CR at the very end of a chunk and the LF in the next: one
+        // ending, even with an empty chunk between them.
         let (events, clean) = parse_chunks(&[b"data: x\r", b"\n\r", b"\n"]);
         assert_eq!((events, clean), (vec![data("x")], true));
+        let (events, clean) = parse_chunks(&[b"data: x\r", b"", b"\ndata: y\r\n\r\n"]);
+        assert_eq!((events, clean), (vec![data("x\ny")], true));
         // Lone CRs end lines too.
         let (events, _) = parse_chunks(&[b"data: a\rdata: b\r\r"]);
         assert_eq!(events, vec![data("a\nb")]);
@@ -232,7 +236,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
         #[test]
         fn events_survive_any_line_endings_comments_and_cuts(
