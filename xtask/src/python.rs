@@ -21,8 +21,23 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, Unavailable> {
             "python3 -m venv .venv",
         )?;
     }
+    pip_install(&python, &root.join("requirements.txt"), "requirements.txt")?;
+    if has_pinned_httpx(&python, root) {
+        Ok(python)
+    } else {
+        Err("httpx is still not importable after pip install".into())
+    }
+}
+
+/// `python -m pip install -r requirements` (quietly); `shown` names the
+/// file in the error.
+pub(crate) fn pip_install(
+    python: &Path,
+    requirements: &Path,
+    shown: &str,
+) -> Result<(), Unavailable> {
     run(
-        Command::new(&python)
+        Command::new(python)
             .args([
                 "-m",
                 "pip",
@@ -31,14 +46,9 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, Unavailable> {
                 "--disable-pip-version-check",
                 "-r",
             ])
-            .arg(root.join("requirements.txt")),
-        "pip install -r requirements.txt",
-    )?;
-    if has_pinned_httpx(&python, root) {
-        Ok(python)
-    } else {
-        Err("httpx is still not importable after pip install".into())
-    }
+            .arg(requirements),
+        &format!("pip install -r {shown}"),
+    )
 }
 
 /// Whether the interpreter imports the exact httpx that requirements.txt pins.

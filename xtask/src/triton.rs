@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::error::TaskError;
 use crate::process::{ProcessError, ServerProcess};
-use crate::python::run;
+use crate::python::{pip_install, run};
 
 /// The model the workflow serves and loads (input.py's model name).
 pub const MODEL: &str = "example-model";
@@ -60,20 +60,7 @@ pub fn ensure_venv(root: &Path) -> Result<PathBuf, TaskError> {
         "installing Triton into {} (nvidia-pytriton, ~55 MB)",
         venv.display()
     );
-    run(
-        Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements),
-        "pip install -r xtask/triton/requirements.txt",
-    )
-    .map_err(failed)?;
+    pip_install(&python, &requirements, "xtask/triton/requirements.txt").map_err(failed)?;
     if imports_pytriton(&python) {
         Ok(python)
     } else {
