@@ -403,7 +403,7 @@ impl Api for KServeApi {
         }
         self.judge(response, std::slice::from_ref(item), checks)
             .pop()
-            .unwrap_or_else(|| ItemVerdict::without_digest("bad_json".into()))
+            .unwrap_or_else(super::no_verdict)
     }
 
     fn judge_batch(

@@ -207,6 +207,12 @@ pub fn status_error(response: &HttpResponse) -> Option<String> {
     (!response.status.is_success()).then(|| format!("http_{}", response.status.as_u16()))
 }
 
+/// What a single item gets when a judge returned no verdict for it (it
+/// never does: every judge returns one per item, this keeps a row anyway).
+pub fn no_verdict() -> ItemVerdict {
+    ItemVerdict::without_digest("bad_json".into())
+}
+
 /// The same failed verdict for each of `n` items.
 pub fn all_failed(n: usize, error: &str) -> Vec<ItemVerdict> {
     (0..n)

@@ -347,7 +347,7 @@ impl Api for TemplateApi {
     ) -> ItemVerdict {
         self.judge(response, 1, self.single_is_array(), checks)
             .pop()
-            .unwrap_or_else(|| ItemVerdict::without_digest("bad_json".into()))
+            .unwrap_or_else(super::no_verdict)
     }
 
     fn judge_batch(
