@@ -41,6 +41,7 @@ mod cgroup;
 mod clients;
 mod compare;
 mod criterion;
+mod llm;
 mod nginx;
 mod peers;
 mod pinning;
@@ -102,6 +103,11 @@ pub struct BenchArgs {
     /// `bench.json`, leaving a full run's record in place.
     #[arg(long)]
     tls_only: bool,
+    /// Run only the streaming bench (1,000 concurrent LLM streams of 256
+    /// tokens at a 20 ms schedule: ITL accuracy and loadgen's CPU per
+    /// token) and write `bench-llm.json`.
+    #[arg(long, conflicts_with = "tls_only")]
+    llm_only: bool,
 }
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
@@ -163,8 +169,21 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
         source,
     })?;
     let bins = binaries(&args)?;
-    let peers = Peers::find();
     let pin = Pinning::for_this_machine(!args.no_pin);
+    if args.llm_only {
+        let (streams, verdict) = llm::measure(&bins, &pin, &dir)?;
+        let record = json!({
+            "machine": Machine::probe().conditions_json(),
+            "label": args.label,
+            "pinned": pin.used,
+            "client_cpus": pinning::cpu_list(&pin.client),
+            "server_cpus": pinning::cpu_list(&pin.server),
+            "llm_streams": streams,
+            "bars": [verdict],
+        });
+        return write_named(&args.out.join("bench-llm.json"), &record);
+    }
+    let peers = Peers::find();
     // What every client run shares; each comparison sets the URL, the
     // server and the connection settings (the URL here is never used).
     let template = Load {
@@ -418,7 +437,11 @@ fn write_record(args: &BenchArgs, record: &serde_json::Value) -> Result<PathBuf,
     } else {
         "bench.json"
     };
-    let path = args.out.join(name);
+    write_named(&args.out.join(name), record)
+}
+
+fn write_named(path: &std::path::Path, record: &serde_json::Value) -> Result<PathBuf, TaskError> {
+    let path = path.to_owned();
     let text = serde_json::to_string_pretty(record).map_err(|e| TaskError::Step(e.to_string()))?;
     fs::write(&path, text + "\n").map_err(|source| TaskError::Io {
         path: path.clone(),

@@ -1,6 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! - `cargo xtask perf [--url URL] [--repeat N] [--sla-p95-ms MS] [--out DIR] [--skip-python]`
+//! - `cargo xtask perf [--scenario llm] [--server triton] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
 //!   runs the whole Before/After story (SPEC section 8); `./run_tests` calls it.
 //! - `cargo xtask bench [--duration-s S] [--connections N] [--rounds N] ...`
 //!   measures the tools against wrk, oha, nginx and hdrhistogram (SPEC
@@ -15,6 +15,7 @@ mod error;
 mod json;
 mod machine;
 mod perf;
+mod perf_llm;
 mod perf_triton;
 mod process;
 mod python;

@@ -20,6 +20,11 @@ use crate::{json, python, workspace};
 /// Flags of `cargo xtask perf` (and so of `./run_tests`).
 #[derive(clap::Args)]
 pub struct PerfArgs {
+    /// What is measured: `inference` (the task's inference endpoint) or
+    /// `llm` (an OpenAI-compatible LLM server whose time to first token
+    /// breaks its SLA; streamed, TTFT and inter-token latency measured).
+    #[arg(long, default_value = "inference", value_name = "SCENARIO")]
+    pub(crate) scenario: String,
     /// The server of every phase: `simulator` (stub-server, fresh per
     /// phase) or `triton` (a real NVIDIA Triton started by the workflow
     /// from the nvidia-pytriton wheel, fresh per phase, loaded over KServe v2).
@@ -52,7 +57,9 @@ pub struct PerfArgs {
     )]
     pub(crate) sla_p95_ms: f64,
     /// An objective on the After beyond the P95 SLA, repeatable, checked by
-    /// the report: 'p99<=1000', 'error_rate<=0.01', 'throughput_rps>=100'.
+    /// the report: 'p99<=1000', 'error_rate<=0.01', 'throughput_rps>=100';
+    /// for LLM runs also 'ttft_p95<=500', 'itl_p99<=50', 'tpot_mean<=40',
+    /// 'goodput_rps>=5' [default for --scenario llm: ttft_p95<=500, itl_p99<=50].
     #[arg(long = "sla", value_name = "EXPR")]
     pub(crate) slos: Vec<String>,
     /// Directory for logs and reports (created if missing).
@@ -107,6 +114,12 @@ struct Setup {
 
 pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     validate(&args)?;
+    if args.scenario == "llm" {
+        if let Err(e) = process::install_signal_handlers() {
+            eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave simulators running");
+        }
+        return crate::perf_llm::run(&args);
+    }
     if args.server == "triton" {
         if let Err(e) = process::install_signal_handlers() {
             eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave Triton running");
@@ -219,6 +232,27 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
             "--repeat must be between 1 and 20, got {}",
             args.repeat
         )));
+    }
+    if !["inference", "llm"].contains(&args.scenario.as_str()) {
+        return Err(TaskError::BadFlag(format!(
+            "--scenario {:?} is not known; allowed: inference, llm",
+            args.scenario
+        )));
+    }
+    if args.scenario == "llm" {
+        let conflicting = [
+            (args.server != "simulator", "--server"),
+            (args.url.is_some(), "--url"),
+            (!args.server_args.is_empty(), "--server-arg"),
+            (args.api != "simulator", "--api"),
+            (args.profile != "placeholder", "--profile"),
+            (!args.loadgen_args.is_empty(), "--loadgen-arg"),
+        ];
+        if let Some((_, flag)) = conflicting.iter().find(|(set, _)| *set) {
+            return Err(TaskError::BadFlag(format!(
+                "{flag} cannot be used with --scenario llm (it runs the llm-slots scenario on the simulator; point loadgen --api openai-chat at your own LLM server)"
+            )));
+        }
     }
     if !["simulator", "triton"].contains(&args.server.as_str()) {
         return Err(TaskError::BadFlag(format!(

@@ -32,9 +32,26 @@ pub struct Cli {
     /// format; outputs verified), `template` (any JSON body from
     /// --body-template; outputs not verified, digests logged) or
     /// `kserve-v2` (NVIDIA Triton's protocol for --model; BYTES outputs
-    /// verified, --no-verify for your own models).
+    /// verified, --no-verify for your own models), `openai-chat` or
+    /// `openai-completions` (an OpenAI-compatible LLM server, streamed:
+    /// TTFT, inter-token latency, tokens; outputs verified against the
+    /// simulator's answers, --no-verify for a real model).
     #[arg(long, value_enum, default_value_t = ApiArg::Simulator)]
     pub api: ApiArg,
+
+    /// --api openai-*: ask for the whole answer as one JSON body; only
+    /// end-to-end latency and `usage` tokens are measured.
+    #[arg(long)]
+    pub no_stream: bool,
+
+    /// --api openai-*: `max_tokens` of every request.
+    #[arg(long, value_parser = parse_max_tokens)]
+    pub max_tokens: Option<u32>,
+
+    /// --api openai-*: JSON object merged into every body last, e.g.
+    /// '{"ignore_eos": true, "temperature": 0}'.
+    #[arg(long, value_name = "JSON", value_parser = crate::api::openai::parse_extra_body)]
+    pub extra_body: Option<serde_json::Map<String, serde_json::Value>>,
 
     /// JSON body template for --api template; the placeholders `{{input}}`,
     /// `{{inputs}}` (a JSON array, for --batch-size > 1), `{{model}}` and
@@ -227,6 +244,12 @@ pub enum ApiArg {
     /// KServe v2 (NVIDIA Triton).
     #[value(name = "kserve-v2")]
     KServeV2,
+    /// OpenAI-compatible `/v1/chat/completions`.
+    #[value(name = "openai-chat")]
+    OpenAiChat,
+    /// OpenAI-compatible `/v1/completions`.
+    #[value(name = "openai-completions")]
+    OpenAiCompletions,
 }
 
 /// `--input-datatype` values.
@@ -316,7 +339,25 @@ impl Cli {
                 "--expect-json-path applies to --api template".into(),
             ));
         }
+        let openai = matches!(self.api, ApiArg::OpenAiChat | ApiArg::OpenAiCompletions);
+        if !openai && (self.no_stream || self.max_tokens.is_some() || self.extra_body.is_some()) {
+            return Err(ConfigError::Invalid(
+                "--no-stream, --max-tokens and --extra-body apply to --api openai-chat and openai-completions".into(),
+            ));
+        }
         config.api = match (self.api, self.body_template) {
+            (ApiArg::OpenAiChat | ApiArg::OpenAiCompletions, None) => {
+                ApiChoice::OpenAi(crate::api::openai::OpenAiOptions {
+                    endpoint: if self.api == ApiArg::OpenAiChat {
+                        crate::api::openai::Endpoint::Chat
+                    } else {
+                        crate::api::openai::Endpoint::Completions
+                    },
+                    stream: !self.no_stream,
+                    max_tokens: self.max_tokens,
+                    extra_body: self.extra_body,
+                })
+            }
             (ApiArg::Simulator, None) => ApiChoice::Simulator,
             (ApiArg::KServeV2, None) => ApiChoice::KServeV2(KServeOptions {
                 input_name: self.input_name,
@@ -328,7 +369,13 @@ impl Cli {
                 input_shape: self.input_shape,
                 output_name: self.output_name,
             }),
-            (ApiArg::Simulator | ApiArg::KServeV2, Some(_)) => {
+            (
+                ApiArg::Simulator
+                | ApiArg::KServeV2
+                | ApiArg::OpenAiChat
+                | ApiArg::OpenAiCompletions,
+                Some(_),
+            ) => {
                 return Err(ConfigError::Invalid(
                     "--body-template needs --api template".into(),
                 ))
@@ -408,6 +455,10 @@ impl Cli {
         config.validate()?;
         Ok(config)
     }
+}
+
+fn parse_max_tokens(text: &str) -> Result<u32, String> {
+    limits::MAX_TOKENS.parse(text)
 }
 
 fn parse_concurrency(text: &str) -> Result<usize, String> {

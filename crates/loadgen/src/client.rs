@@ -21,7 +21,7 @@ use model::wire::{ServerTiming, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::net::TcpStream;
 
 use crate::config::{ConnectionMode, LoadConfig};
-use crate::http1::{Http1Connection, RequestHead, ResponseUse};
+use crate::http1::{Arrival, Http1Connection, RequestHead, ResponseUse};
 use crate::shards;
 use crate::stream::Stream;
 use crate::target::Target;
@@ -134,6 +134,9 @@ pub struct HttpResponse {
     /// Time spent in the TLS handshake for this request, ms (0 when a
     /// pooled connection was reused; `None` without TLS).
     pub tls_ms: Option<f64>,
+    /// When the body's bytes arrived, when asked for
+    /// ([`ResponseUse::arrivals`]): a streamed answer's timing.
+    pub arrivals: Vec<Arrival>,
 }
 
 /// The failure of an exchange, with what is known of its timing.
@@ -164,6 +167,7 @@ struct Exchanged {
     status: StatusCode,
     facts: ServerFacts,
     body: Bytes,
+    arrivals: Vec<Arrival>,
 }
 
 /// Sends requests to one target according to the connection mode.
@@ -233,7 +237,7 @@ impl Transport {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut setup = SetUp::default();
         let result = if self.http2 {
-            let exchange = self.exchange_http2(body, &mut setup);
+            let exchange = self.exchange_http2(body, wanted, &mut setup);
             tokio::time::timeout_at(deadline, exchange)
                 .await
                 .unwrap_or(Err(TransportError::Timeout))
@@ -249,6 +253,7 @@ impl Transport {
                 finished_at: Instant::now(),
                 connect_ms: setup.connect_ms.unwrap_or(0.0),
                 tls_ms: self.tls.as_ref().map(|_| setup.tls_ms.unwrap_or(0.0)),
+                arrivals: done.arrivals,
             }),
             Err(error) => Err(HttpFailure {
                 error,
@@ -329,12 +334,14 @@ impl Transport {
             status: response.status,
             facts: response.facts,
             body: response.body,
+            arrivals: response.arrivals,
         })
     }
 
     async fn exchange_http2(
         &self,
         body: Bytes,
+        wanted: ResponseUse,
         setup: &mut SetUp,
     ) -> Result<Exchanged, TransportError> {
         let mut sender = match self.mode {
@@ -343,17 +350,37 @@ impl Transport {
         };
         let request = self.request(self.target.uri.to_string(), body)?;
         let response = sender.send_request(request).await.map_err(classify)?;
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
         // The head arrived: any failure now means the body was cut short.
-        let body = body
-            .collect()
-            .await
-            .map_err(|_| TransportError::TruncatedBody)?
-            .to_bytes();
+        let mut arrivals = Vec::new();
+        let body = if wanted.arrivals {
+            // Frame by frame, each stamped as it comes.
+            let mut all = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| TransportError::TruncatedBody)?;
+                if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
+                    if all.len() + data.len() > crate::http1::MAX_BODY_BYTES {
+                        return Err(TransportError::IoError);
+                    }
+                    all.extend_from_slice(data);
+                    arrivals.push(Arrival {
+                        body_len: all.len(),
+                        at: Instant::now(),
+                    });
+                }
+            }
+            Bytes::from(all)
+        } else {
+            body.collect()
+                .await
+                .map_err(|_| TransportError::TruncatedBody)?
+                .to_bytes()
+        };
         Ok(Exchanged {
             status: parts.status,
             facts: ServerFacts::from_headers(&parts.headers),
             body,
+            arrivals,
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use model::log::LogRow;
+use model::log::{LlmTiming, LogRow};
 
 use crate::api::{Api, Shape};
 use crate::client::{HttpFailure, HttpResponse, Transport};
@@ -20,8 +20,11 @@ pub struct LogicalRequest {
     pub request_id: u64,
     /// Model to name in the request.
     pub model: Arc<str>,
-    /// The input text.
+    /// The input text (for a chat payload with its own `messages`, their
+    /// contents joined by newlines: what its answer is derived from).
     pub input: String,
+    /// A chat payload's own `messages` array, as JSON text.
+    pub messages: Option<Arc<str>>,
     /// Latency origin: the moment the request was issued (closed loop) or
     /// was due (open loop), before any batching wait or connection set-up.
     pub start: Instant,
@@ -173,6 +176,7 @@ impl Engine {
         let wanted = ResponseUse {
             body: self.api.needs_body(shape, self.checks),
             server_timing: self.checks.server_timing(),
+            arrivals: self.api.streams(),
         };
         let outcome = self.transport.post(Bytes::from(body), wanted).await;
         if let Ok(Some(size)) = outcome.as_ref().map(|r| r.facts.server_batch_size) {
@@ -191,6 +195,23 @@ impl Engine {
         verdict: ItemVerdict,
     ) -> LogRow {
         let facts = response.facts;
+        let latency_ms = ms_between(item.start, response.finished_at);
+        let llm = verdict.stream.map(|streamed| {
+            let ttft_ms = streamed.first_token_at.map(|at| ms_between(item.start, at));
+            let tpot_ms = match (ttft_ms, streamed.output_tokens) {
+                (Some(ttft), Some(tokens)) if tokens >= 2 => {
+                    Some((latency_ms - ttft).max(0.0) / (tokens - 1) as f64)
+                }
+                _ => None,
+            };
+            LlmTiming {
+                ttft_ms,
+                tpot_ms,
+                output_tokens: streamed.output_tokens,
+                tokens_from: streamed.tokens_from,
+                itl_ms: streamed.itl_ms,
+            }
+        });
         LogRow {
             status_code: response.status.as_u16(),
             ok: verdict.error.is_empty(),
@@ -200,6 +221,7 @@ impl Engine {
             queue_ms: facts.queue_ms,
             service_ms: facts.service_ms,
             output_digest: verdict.output_digest,
+            llm,
             ..self.base_row(item, batch, response.finished_at)
         }
     }
@@ -211,7 +233,7 @@ impl Engine {
         failure: &HttpFailure,
     ) -> LogRow {
         LogRow {
-            error: failure.error.kind().to_owned(),
+            error: self.api.failure_kind(failure.error).to_owned(),
             connect_ms: failure.connect_ms,
             tls_ms: failure.tls_ms,
             ..self.base_row(item, batch, failure.finished_at)

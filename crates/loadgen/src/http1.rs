@@ -110,6 +110,19 @@ pub struct Http1Response {
     pub body: Bytes,
     /// Whether the connection may carry another request.
     pub reusable: bool,
+    /// When the body's bytes arrived (only with [`ResponseUse::arrivals`]).
+    pub arrivals: Vec<Arrival>,
+}
+
+/// By `at`, the first `body_len` bytes of the (de-chunked) body had
+/// arrived: what a streamed answer's timing is read from. One entry per
+/// read that brought body bytes, so bytes that came in one read share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Body bytes arrived so far.
+    pub body_len: usize,
+    /// When the read that brought them returned.
+    pub at: std::time::Instant,
 }
 
 /// What the caller reads of a response besides its status, framing and
@@ -122,6 +135,9 @@ pub struct ResponseUse {
     pub body: bool,
     /// Parse `Server-Timing` (else its durations are `None`).
     pub server_timing: bool,
+    /// Record when body bytes arrived (a clock read per read, so only for
+    /// streamed answers).
+    pub arrivals: bool,
 }
 
 impl ResponseUse {
@@ -129,11 +145,13 @@ impl ResponseUse {
     pub const ALL: Self = Self {
         body: true,
         server_timing: true,
+        arrivals: true,
     };
     /// Nothing optional.
     pub const MINIMAL: Self = Self {
         body: false,
         server_timing: false,
+        arrivals: false,
     };
 }
 
@@ -157,6 +175,11 @@ struct Wire<S> {
     stream: S,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
+    /// Arrival tracking for the exchange in progress: on, the time of the
+    /// last read, and what has been recorded.
+    track_arrivals: bool,
+    last_read_at: std::time::Instant,
+    arrivals: Vec<Arrival>,
 }
 
 /// How the response body is delimited.
@@ -186,6 +209,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
                 stream,
                 read_buf: BytesMut::with_capacity(READ_CHUNK),
                 write_buf: Vec::with_capacity(1024),
+                track_arrivals: false,
+                last_read_at: std::time::Instant::now(),
+                arrivals: Vec::new(),
             },
             deadline: Box::pin(tokio::time::sleep_until(Instant::now())),
         }
@@ -217,6 +243,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         body: &[u8],
         wanted: ResponseUse,
     ) -> Result<Http1Response, TransportError> {
+        self.track_arrivals = wanted.arrivals;
+        self.arrivals.clear();
         self.write_request(head, body).await?;
         let head = self.read_head(wanted).await?;
         let body = self.read_body(head.framing, wanted).await?;
@@ -225,6 +253,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             facts: head.facts,
             body: if wanted.body { body } else { Bytes::new() },
             reusable: head.reusable && head.framing != Framing::UntilClose,
+            arrivals: std::mem::take(&mut self.arrivals),
         })
     }
 
@@ -283,7 +312,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         match framing {
             Framing::Empty => Ok(Bytes::new()),
             Framing::Length(len) => {
-                while self.read_buf.len() < len {
+                loop {
+                    self.arrived(self.read_buf.len().min(len));
+                    if self.read_buf.len() >= len {
+                        break;
+                    }
                     self.fill_body().await?;
                 }
                 if !wanted.body {
@@ -295,6 +328,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             }
             Framing::UntilClose => loop {
                 // Only a clean end of stream ends such a body; a reset cuts it.
+                self.arrived(self.read_buf.len());
                 match self.fill().await {
                     Ok(0) => return Ok(self.take(self.read_buf.len())),
                     Ok(_) if self.read_buf.len() > MAX_BODY_BYTES => {
@@ -324,6 +358,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                     }
                     body.extend_from_slice(&self.read_buf[header..header + len]);
                     self.read_buf.advance(header + len + 2);
+                    self.arrived(body.len());
                 }
                 Some(Chunk::Last { consumed }) => {
                     self.read_buf.advance(consumed);
@@ -351,7 +386,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         if self.read_buf.capacity() - self.read_buf.len() < READ_CHUNK / 4 {
             self.read_buf.reserve(READ_CHUNK);
         }
-        self.stream.read_buf(&mut self.read_buf).await
+        let read = self.stream.read_buf(&mut self.read_buf).await;
+        if self.track_arrivals {
+            self.last_read_at = std::time::Instant::now();
+        }
+        read
+    }
+
+    /// Notes that `body_len` body bytes have arrived by the last read.
+    fn arrived(&mut self, body_len: usize) {
+        if !self.track_arrivals || body_len == 0 {
+            return;
+        }
+        match self.arrivals.last_mut() {
+            Some(last) if last.at == self.last_read_at => last.body_len = body_len,
+            Some(last) if last.body_len >= body_len => {}
+            _ => self.arrivals.push(Arrival {
+                body_len,
+                at: self.last_read_at,
+            }),
+        }
     }
 
     /// A read inside the body: the end of the stream or an error cuts it.

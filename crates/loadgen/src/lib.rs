@@ -186,6 +186,17 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         None => target,
     };
     let payloads = Payloads::load(&config.payloads, &config.model)?;
+    let chat = matches!(
+        &config.api,
+        ApiChoice::OpenAi(o) if o.endpoint == api::openai::Endpoint::Chat
+    );
+    if payloads.has_messages() && !chat {
+        return Err(ConfigError::Invalid(format!(
+            "--payloads: `messages` lines are for --api openai-chat, not --api {}",
+            api.name()
+        ))
+        .into());
+    }
     let stats = match (&config.server_stats_path, api.stats_path()) {
         (None, _) => None,
         (Some(_), None) => {
@@ -302,7 +313,7 @@ impl Prepared {
             stats,
         } = self;
         let writer = match &config.log_path {
-            Some(path) => Some(LogWriter::create(path)?),
+            Some(path) => Some(LogWriter::create(path, api.token_metrics())?),
             None => None,
         };
         let tls_watch = tls.clone();
@@ -589,6 +600,7 @@ fn build_summary(
         tls_first_failure: None,
         server_stats_warning: None,
         model: config.model.clone(),
+        llm: stats.llm.as_ref().map(|llm| llm.summary(duration_s)),
     }
 }
 

@@ -92,6 +92,12 @@ pub const CONCURRENCY: Bound<usize> = Bound {
     min: 1,
     max: 10_000,
 };
+/// `max_tokens` of an LLM request.
+pub const MAX_TOKENS: Bound<u32> = Bound {
+    what: "--max-tokens",
+    min: 1,
+    max: 1_000_000,
+};
 /// Logical requests one run may issue.
 pub const REQUESTS: Bound<u64> = Bound {
     what: "the request count",

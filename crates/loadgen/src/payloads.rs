@@ -19,7 +19,7 @@ pub enum PayloadError {
         source: std::io::Error,
     },
     /// A line is not an object with a string `input`.
-    #[error("payloads {path}, line {line}: {reason}; each line must be a JSON object like {{\"input\": \"...\", \"model\": \"...\"}} (model optional)")]
+    #[error("payloads {path}, line {line}: {reason}; each line must be a JSON object like {{\"input\": \"...\", \"model\": \"...\"}} (model optional; for LLM APIs \"prompt\" may stand for \"input\", or \"messages\": [{{\"role\": \"user\", \"content\": \"...\"}}] for chat)")]
     BadLine {
         /// The file.
         path: PathBuf,
@@ -33,8 +33,25 @@ pub enum PayloadError {
     Empty(PathBuf),
 }
 
-/// One payload line: its own model (if it names one) and its input.
-type PayloadLine = (Option<Arc<str>>, String);
+/// One payload line: its own model (if it names one), its input and, for
+/// a chat payload, its own `messages` as JSON text.
+#[derive(Debug, Clone)]
+struct PayloadLine {
+    model: Option<Arc<str>>,
+    input: String,
+    messages: Option<Arc<str>>,
+}
+
+/// What request `i` sends.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    /// The model to name.
+    pub model: Arc<str>,
+    /// The input text (a chat payload's contents joined by newlines).
+    pub input: String,
+    /// A chat payload's `messages` array, as JSON text.
+    pub messages: Option<Arc<str>>,
+}
 
 /// The inputs of a run; request `i` gets entry `i` (cycled for files).
 #[derive(Debug, Clone)]
@@ -57,20 +74,46 @@ impl Payloads {
         })
     }
 
-    /// Model and input of request `i`.
-    pub fn get(&self, i: u64) -> (Arc<str>, String) {
+    /// What request `i` sends.
+    pub fn get(&self, i: u64) -> Payload {
         match &self.lines {
-            None => (self.default_model.clone(), baseline_input(i)),
+            None => Payload {
+                model: self.default_model.clone(),
+                input: baseline_input(i),
+                messages: None,
+            },
             Some(lines) => {
                 let index = usize::try_from(i % lines.len() as u64).unwrap_or(0);
-                let (model, input) = &lines[index];
-                (
-                    model.clone().unwrap_or_else(|| self.default_model.clone()),
-                    input.clone(),
-                )
+                let line = &lines[index];
+                Payload {
+                    model: line
+                        .model
+                        .clone()
+                        .unwrap_or_else(|| self.default_model.clone()),
+                    input: line.input.clone(),
+                    messages: line.messages.clone(),
+                }
             }
         }
     }
+
+    /// Whether some payload carries its own chat `messages`.
+    pub fn has_messages(&self) -> bool {
+        self.lines
+            .as_ref()
+            .is_some_and(|lines| lines.iter().any(|l| l.messages.is_some()))
+    }
+}
+
+/// A chat's contents joined by newlines (what the simulator answers), if
+/// `messages` is a non-empty array of objects with string contents.
+fn chat_text(messages: &serde_json::Value) -> Option<String> {
+    let messages = messages.as_array().filter(|m| !m.is_empty())?;
+    let contents: Option<Vec<&str>> = messages
+        .iter()
+        .map(|m| m.get("content").and_then(|c| c.as_str()))
+        .collect();
+    Some(contents?.join("\n"))
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<PayloadLine>, PayloadError> {
@@ -90,16 +133,41 @@ fn read_jsonl(path: &Path) -> Result<Vec<PayloadLine>, PayloadError> {
         };
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
-        let input = value
-            .get("input")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad("no string field `input`".into()))?;
+        let (input, messages) = match (
+            value.get("input").or(value.get("prompt")),
+            value.get("messages"),
+        ) {
+            (Some(serde_json::Value::String(text)), None) => (text.clone(), None),
+            (None, Some(messages)) => (
+                chat_text(messages).ok_or_else(|| {
+                    bad(
+                        "`messages` must be a non-empty array of objects with a string `content`"
+                            .into(),
+                    )
+                })?,
+                Some(Arc::from(messages.to_string())),
+            ),
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "give `input` (or `prompt`) or `messages`, not both".into()
+                ))
+            }
+            _ => {
+                return Err(bad(
+                    "no string field `input` (or `prompt`), and no `messages`".into(),
+                ))
+            }
+        };
         let model = match value.get("model") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(m)) if !m.is_empty() => Some(Arc::from(m.as_str())),
             Some(_) => return Err(bad("`model` must be a non-empty string".into())),
         };
-        lines.push((model, input.to_owned()));
+        lines.push(PayloadLine {
+            model,
+            input,
+            messages,
+        });
     }
     if lines.is_empty() {
         return Err(PayloadError::Empty(path.to_owned()));

@@ -63,11 +63,12 @@ impl Issuer {
     /// Sends request `request_id` whose latency runs from `start` and
     /// returns its row (`None` if the batcher went away).
     async fn exchange(&self, request_id: u64, start: Instant) -> Option<LogRow> {
-        let (model, input) = self.payloads.get(request_id);
+        let payload = self.payloads.get(request_id);
         let item = LogicalRequest {
             request_id,
-            model,
-            input,
+            model: payload.model,
+            input: payload.input,
+            messages: payload.messages,
             start,
         };
         match &self.batcher {

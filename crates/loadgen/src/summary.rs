@@ -24,6 +24,106 @@ pub struct RowStats {
     pub succeeded: u64,
     /// Failed rows by error kind.
     pub errors: BTreeMap<String, u64>,
+    /// LLM timings of successful rows, once a row carried them.
+    pub llm: Option<LlmStats>,
+}
+
+/// Streaming LLM statistics: every inter-token gap goes into a histogram,
+/// so memory stays bounded however long the run.
+#[derive(Debug, Clone, Default)]
+pub struct LlmStats {
+    /// Time to first token.
+    pub ttft: LatencyHistogram,
+    /// Every gap between tokens.
+    pub itl: LatencyHistogram,
+    /// Time per output token.
+    pub tpot: LatencyHistogram,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Rows whose count came from `usage`.
+    pub tokens_from_usage: u64,
+    /// Rows whose count was counted.
+    pub tokens_counted: u64,
+}
+
+/// A series' percentiles, ms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// 95th percentile.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Mean.
+    pub mean_ms: Option<f64>,
+    /// Largest.
+    pub max_ms: Option<f64>,
+}
+
+impl Percentiles {
+    /// The percentiles a histogram holds.
+    pub fn of(histogram: &LatencyHistogram) -> Self {
+        let q = |q| histogram.quantile_ms(q).ok();
+        Self {
+            count: histogram.count(),
+            p50_ms: q(0.50),
+            p90_ms: q(0.90),
+            p95_ms: q(0.95),
+            p99_ms: q(0.99),
+            mean_ms: histogram.mean_ms(),
+            max_ms: histogram.max_ms(),
+        }
+    }
+}
+
+/// What a streamed LLM run measured (percentiles within the histogram's
+/// 0.1%; `report` computes them exactly from the log).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlmRunSummary {
+    /// Time to first token.
+    pub ttft: Percentiles,
+    /// Inter-token latency, over every gap.
+    pub itl: Percentiles,
+    /// Time per output token.
+    pub tpot: Percentiles,
+    /// Output tokens of successful requests.
+    pub output_tokens: u64,
+    /// Output tokens per second of run.
+    pub output_tokens_per_s: f64,
+    /// `usage`, `counted`, `mixed` or `none`.
+    pub tokens_from: String,
+    /// The ITL histogram, HdrHistogram V2 in base64 (to merge runs).
+    pub itl_histogram: Option<String>,
+}
+
+impl LlmStats {
+    /// The summary over a run of `duration_s`.
+    pub fn summary(&self, duration_s: f64) -> LlmRunSummary {
+        LlmRunSummary {
+            ttft: Percentiles::of(&self.ttft),
+            itl: Percentiles::of(&self.itl),
+            tpot: Percentiles::of(&self.tpot),
+            output_tokens: self.output_tokens,
+            output_tokens_per_s: if duration_s > 0.0 {
+                self.output_tokens as f64 / duration_s
+            } else {
+                0.0
+            },
+            tokens_from: match (self.tokens_from_usage, self.tokens_counted) {
+                (0, 0) => "none",
+                (_, 0) => "usage",
+                (0, _) => "counted",
+                _ => "mixed",
+            }
+            .to_owned(),
+            itl_histogram: self.itl.to_base64_v2().ok(),
+        }
+    }
 }
 
 impl RowStats {
@@ -37,6 +137,7 @@ impl RowStats {
             total: 0,
             succeeded: 0,
             errors: BTreeMap::new(),
+            llm: None,
         }
     }
 
@@ -51,6 +152,25 @@ impl RowStats {
             self.sum_ms += row.latency_ms;
             self.min_ms = self.min_ms.min(row.latency_ms);
             self.max_ms = self.max_ms.max(row.latency_ms);
+            if let Some(timing) = &row.llm {
+                let llm = self.llm.get_or_insert_with(LlmStats::default);
+                // Monotonic-clock values: finite and never negative.
+                if let Some(ttft) = timing.ttft_ms {
+                    let _ = llm.ttft.record_ms(ttft);
+                }
+                if let Some(tpot) = timing.tpot_ms {
+                    let _ = llm.tpot.record_ms(tpot);
+                }
+                for gap in &timing.itl_ms {
+                    let _ = llm.itl.record_ms(*gap);
+                }
+                llm.output_tokens += timing.output_tokens.unwrap_or(0);
+                match timing.tokens_from {
+                    Some(model::log::TokensFrom::Usage) => llm.tokens_from_usage += 1,
+                    Some(model::log::TokensFrom::Counted) => llm.tokens_counted += 1,
+                    None => {}
+                }
+            }
         } else {
             let kind = if row.error.is_empty() {
                 "unknown"
@@ -178,6 +298,8 @@ pub struct RunSummary {
     pub server_stats_warning: Option<String>,
     /// Default model name.
     pub model: String,
+    /// TTFT, ITL, TPOT and tokens, for LLM APIs.
+    pub llm: Option<LlmRunSummary>,
 }
 
 impl RunSummary {
@@ -237,6 +359,31 @@ impl fmt::Display for RunSummary {
             "Throughput: {:.1} req/s over {:.2} s ({} HTTP requests)",
             self.throughput_rps, self.duration_s, self.http_requests
         )?;
+        if let Some(llm) = &self.llm {
+            for (name, p) in [("TTFT", &llm.ttft), ("ITL", &llm.itl), ("TPOT", &llm.tpot)] {
+                writeln!(
+                    f,
+                    "{name}: P50 {} / P90 {} / P95 {} / P99 {} / max {} ({} samples)",
+                    ms(p.p50_ms),
+                    ms(p.p90_ms),
+                    ms(p.p95_ms),
+                    ms(p.p99_ms),
+                    ms(p.max_ms),
+                    p.count
+                )?;
+            }
+            let from = match llm.tokens_from.as_str() {
+                "usage" => "from the server's usage",
+                "counted" => "counted from the streamed deltas (no usage sent)",
+                "mixed" => "from usage where sent, else counted",
+                _ => "unknown",
+            };
+            writeln!(
+                f,
+                "Output tokens: {} ({:.1} tokens/s; {from})",
+                llm.output_tokens, llm.output_tokens_per_s
+            )?;
+        }
         if let (Some(target), Some(achieved)) = (self.target_rate_rps, self.achieved_rate_rps) {
             writeln!(
                 f,

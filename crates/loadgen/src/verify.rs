@@ -11,6 +11,8 @@ pub struct ItemVerdict {
     /// simulator: the decoded output string's UTF-8 bytes, not its quoted
     /// form).
     pub output_digest: Option<String>,
+    /// What a streamed (or token-counting) API measured of the answer.
+    pub stream: Option<StreamedItem>,
 }
 
 impl ItemVerdict {
@@ -19,8 +21,23 @@ impl ItemVerdict {
         Self {
             error,
             output_digest: None,
+            stream: None,
         }
     }
+}
+
+/// The timing of one logical request's streamed answer, as it arrived;
+/// the engine turns it into the row's TTFT, TPOT and gaps.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamedItem {
+    /// When the read that completed the first content delta returned.
+    pub first_token_at: Option<std::time::Instant>,
+    /// Gaps between consecutive content deltas, ms.
+    pub itl_ms: Vec<f64>,
+    /// Output tokens, when known.
+    pub output_tokens: Option<u64>,
+    /// Where `output_tokens` came from.
+    pub tokens_from: Option<model::log::TokensFrom>,
 }
 
 /// What to check and keep of each response.
@@ -65,12 +82,14 @@ pub(crate) mod tests {
             finished_at: Instant::now(),
             connect_ms: 0.0,
             tls_ms: None,
+            arrivals: Vec::new(),
         }
     }
 
     /// Logical request 0 for `model` with `input`.
     pub fn item(model: &str, input: &str) -> LogicalRequest {
         LogicalRequest {
+            messages: None,
             request_id: 0,
             model: Arc::from(model),
             input: input.to_owned(),

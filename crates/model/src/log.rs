@@ -35,6 +35,69 @@ pub const LOADGEN_COLUMNS: [&str; 13] = [
     "output_digest",
 ];
 
+/// The columns a streamed LLM run adds after [`LOADGEN_COLUMNS`]: per
+/// request its time to first token, time per output token, output tokens
+/// and where their count came from, and its inter-token gaps (their mean,
+/// their maximum and every gap, space-separated, so the report computes
+/// percentiles over all gaps of a run exactly).
+pub const LLM_COLUMNS: [&str; 7] = [
+    "ttft_ms",
+    "tpot_ms",
+    "output_tokens",
+    "tokens_from",
+    "itl_mean_ms",
+    "itl_max_ms",
+    "itl_ms",
+];
+
+/// Where a row's output token count came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokensFrom {
+    /// The server's `usage.completion_tokens`.
+    Usage,
+    /// Content deltas counted by the client (the server sent no usage).
+    Counted,
+}
+
+impl TokensFrom {
+    /// The name written in the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Usage => "usage",
+            Self::Counted => "counted",
+        }
+    }
+}
+
+/// What a streamed LLM answer measured, for one logical request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LlmTiming {
+    /// From the request's (intended) start to its first content delta, ms;
+    /// `None` when no content came (or the answer was not streamed).
+    pub ttft_ms: Option<f64>,
+    /// (e2e - TTFT) / (tokens - 1), ms; `None` under two tokens.
+    pub tpot_ms: Option<f64>,
+    /// Output tokens, when known.
+    pub output_tokens: Option<u64>,
+    /// Where `output_tokens` came from.
+    pub tokens_from: Option<TokensFrom>,
+    /// The gaps between consecutive content deltas, ms, in order.
+    pub itl_ms: Vec<f64>,
+}
+
+impl LlmTiming {
+    /// The mean inter-token gap, ms.
+    pub fn itl_mean_ms(&self) -> Option<f64> {
+        (!self.itl_ms.is_empty())
+            .then(|| self.itl_ms.iter().sum::<f64>() / self.itl_ms.len() as f64)
+    }
+
+    /// The longest inter-token gap, ms.
+    pub fn itl_max_ms(&self) -> Option<f64> {
+        self.itl_ms.iter().copied().reduce(f64::max)
+    }
+}
+
 /// One logical request: what was sent when, how long it took, what came back.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LogRow {
@@ -65,6 +128,8 @@ pub struct LogRow {
     pub service_ms: Option<f64>,
     /// Digest of the output, to compare runs request by request.
     pub output_digest: Option<String>,
+    /// A streamed LLM answer's timing (`None` for other APIs).
+    pub llm: Option<LlmTiming>,
 }
 
 /// Which tool wrote a log.
@@ -141,33 +206,39 @@ impl LogError {
 pub struct LogWriter<W: Write> {
     csv: csv::Writer<W>,
     path: PathBuf,
+    /// Whether the [`LLM_COLUMNS`] follow.
+    llm: bool,
 }
 
 impl LogWriter<BufWriter<File>> {
-    /// Creates (truncates) `path` and writes the header.
-    pub fn create(path: &Path) -> Result<Self, LogError> {
+    /// Creates (truncates) `path` and writes the header, with the
+    /// [`LLM_COLUMNS`] when `llm`.
+    pub fn create(path: &Path, llm: bool) -> Result<Self, LogError> {
         let file = File::create(path).map_err(|source| LogError::Io {
             path: path.to_owned(),
             source,
         })?;
-        Self::with_path(BufWriter::new(file), path.to_owned())
+        Self::with_path(BufWriter::new(file), path.to_owned(), llm)
     }
 }
 
 impl<W: Write> LogWriter<W> {
-    /// Wraps any writer and writes the header.
-    pub fn new(writer: W) -> Result<Self, LogError> {
-        Self::with_path(writer, PathBuf::from("<log>"))
+    /// Wraps any writer and writes the header, with the [`LLM_COLUMNS`]
+    /// when `llm`.
+    pub fn new(writer: W, llm: bool) -> Result<Self, LogError> {
+        Self::with_path(writer, PathBuf::from("<log>"), llm)
     }
 
-    fn with_path(writer: W, path: PathBuf) -> Result<Self, LogError> {
+    fn with_path(writer: W, path: PathBuf, llm: bool) -> Result<Self, LogError> {
         let mut log = Self {
             csv: csv::Writer::from_writer(writer),
             path,
+            llm,
         };
-        log.csv
-            .write_record(LOADGEN_COLUMNS)
-            .map_err(|e| log.io(e))?;
+        let header = LOADGEN_COLUMNS
+            .iter()
+            .chain(if llm { &LLM_COLUMNS[..] } else { &[] });
+        log.csv.write_record(header).map_err(|e| log.io(e))?;
         Ok(log)
     }
 
@@ -180,7 +251,7 @@ impl<W: Write> LogWriter<W> {
 
     /// Appends one row (buffered; see [`LogWriter::flush`]).
     pub fn write_row(&mut self, row: &LogRow) -> Result<(), LogError> {
-        let record = [
+        let mut record = vec![
             row.request_id.to_string(),
             format!("{:.3}", row.timestamp_ms),
             format!("{:.3}", row.latency_ms),
@@ -195,6 +266,29 @@ impl<W: Write> LogWriter<W> {
             opt_ms(row.service_ms),
             row.output_digest.clone().unwrap_or_default(),
         ];
+        if self.llm {
+            let none = LlmTiming::default();
+            let llm = row.llm.as_ref().unwrap_or(&none);
+            let mut gaps = String::with_capacity(8 * llm.itl_ms.len());
+            for (k, gap) in llm.itl_ms.iter().enumerate() {
+                if k > 0 {
+                    gaps.push(' ');
+                }
+                gaps.push_str(&format!("{gap:.3}"));
+            }
+            record.extend([
+                opt_ms(llm.ttft_ms),
+                opt_ms(llm.tpot_ms),
+                opt(llm.output_tokens),
+                llm.tokens_from
+                    .map(TokensFrom::name)
+                    .unwrap_or_default()
+                    .to_owned(),
+                opt_ms(llm.itl_mean_ms()),
+                opt_ms(llm.itl_max_ms()),
+                gaps,
+            ]);
+        }
         self.csv.write_record(&record).map_err(|e| self.io(e))
     }
 
@@ -255,6 +349,9 @@ struct ColumnIndex {
     queue_ms: Option<usize>,
     service_ms: Option<usize>,
     output_digest: Option<usize>,
+    /// `ttft_ms, tpot_ms, output_tokens, tokens_from, itl_ms`, when the
+    /// log has them (`itl_mean_ms` and `itl_max_ms` follow from `itl_ms`).
+    llm: Option<[usize; 5]>,
 }
 
 impl ColumnIndex {
@@ -274,7 +371,55 @@ impl ColumnIndex {
             queue_ms: find("queue_ms"),
             service_ms: find("service_ms"),
             output_digest: find("output_digest"),
+            llm: match (
+                find("ttft_ms"),
+                find("tpot_ms"),
+                find("output_tokens"),
+                find("tokens_from"),
+                find("itl_ms"),
+            ) {
+                (Some(a), Some(b), Some(c), Some(d), Some(e)) => Some([a, b, c, d, e]),
+                _ => None,
+            },
         })
+    }
+
+    fn llm(&self, field: &Field<'_>) -> Result<Option<LlmTiming>, LogError> {
+        let Some([ttft, tpot, tokens, from, itl]) = self.llm else {
+            return Ok(None);
+        };
+        let tokens_from = match field.text(from) {
+            "" => None,
+            "usage" => Some(TokensFrom::Usage),
+            "counted" => Some(TokensFrom::Counted),
+            _ => return Err(field.bad(from, "tokens_from", "usage, counted or empty")),
+        };
+        let mut itl_ms = Vec::new();
+        for gap in field.text(itl).split_ascii_whitespace() {
+            match gap.parse::<f64>() {
+                Ok(g) if g.is_finite() && g >= 0.0 => itl_ms.push(g),
+                _ => {
+                    return Err(field.bad(
+                        itl,
+                        "itl_ms",
+                        "space-separated finite, non-negative numbers of ms",
+                    ))
+                }
+            }
+        }
+        let timing = LlmTiming {
+            ttft_ms: field.optional_latency(Some(ttft), "ttft_ms")?,
+            tpot_ms: field.optional_latency(Some(tpot), "tpot_ms")?,
+            output_tokens: field.optional(
+                Some(tokens),
+                "output_tokens",
+                "a non-negative integer",
+            )?,
+            tokens_from,
+            itl_ms,
+        };
+        // A row of a non-streamed or failed request may have nothing.
+        Ok((timing != LlmTiming::default()).then_some(timing))
     }
 
     fn row(&self, record: &csv::StringRecord) -> Result<LogRow, LogError> {
@@ -304,6 +449,7 @@ impl ColumnIndex {
                 .output_digest
                 .map(|i| field.text(i).to_owned())
                 .filter(|d| !d.is_empty()),
+            llm: self.llm(&field)?,
         })
     }
 }
@@ -402,6 +548,7 @@ mod tests {
             queue_ms: Some(1.5),
             service_ms: Some(100.125),
             output_digest: Some("00ff00ff00ff00ff".into()),
+            llm: None,
         }
     }
 
@@ -414,7 +561,7 @@ mod tests {
             ..LogRow::default()
         };
         let mut buf = Vec::new();
-        let mut w = LogWriter::new(&mut buf).unwrap();
+        let mut w = LogWriter::new(&mut buf, false).unwrap();
         w.write_row(&rich_row()).unwrap();
         w.write_row(&failed).unwrap();
         w.flush().unwrap();
@@ -422,6 +569,51 @@ mod tests {
         let log = read_log(buf.as_slice()).unwrap();
         assert_eq!(log.format, LogFormat::Loadgen);
         assert_eq!(log.rows, vec![rich_row(), failed]);
+    }
+
+    #[test]
+    fn llm_rows_round_trip_and_bad_gaps_are_errors() {
+        let streamed = LogRow {
+            llm: Some(LlmTiming {
+                ttft_ms: Some(200.5),
+                tpot_ms: Some(20.25),
+                output_tokens: Some(3),
+                tokens_from: Some(TokensFrom::Usage),
+                itl_ms: vec![20.125, 20.375],
+            }),
+            ..rich_row()
+        };
+        let failed = LogRow {
+            request_id: 9,
+            error: "truncated_stream".into(),
+            ..LogRow::default()
+        };
+        let mut buf = Vec::new();
+        let mut w = LogWriter::new(&mut buf, true).unwrap();
+        w.write_row(&streamed).unwrap();
+        w.write_row(&failed).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let text = String::from_utf8(buf.clone()).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.ends_with(
+                ",ttft_ms,tpot_ms,output_tokens,tokens_from,itl_mean_ms,itl_max_ms,itl_ms"
+            ),
+            "{header}"
+        );
+        assert!(
+            text.contains(",200.500,20.250,3,usage,20.250,20.375,20.125 20.375\n"),
+            "{text}"
+        );
+        let log = read_log(buf.as_slice()).unwrap();
+        assert_eq!(log.rows, vec![streamed, failed]);
+        let bad = text.replace("20.125 20.375", "20.125 x");
+        let err = read_log(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("itl_ms"), "{err}");
+        let bad = text.replace(",usage,", ",guess,");
+        let err = read_log(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("tokens_from"), "{err}");
     }
 
     #[test]

@@ -83,6 +83,62 @@ pub fn expected_output(model: &str, input: &str) -> String {
     out
 }
 
+/// The tokens of the simulated LLM's answer to `prompt`: the words of
+/// [`expected_output`], the first as it is and the others with their
+/// leading space, so that they concatenate to the expected output.
+pub fn answer_tokens(model: &str, prompt: &str) -> Vec<String> {
+    expected_output(model, prompt)
+        .split(' ')
+        .enumerate()
+        .map(|(k, word)| {
+            if k == 0 {
+                word.to_owned()
+            } else {
+                format!(" {word}")
+            }
+        })
+        .collect()
+}
+
+/// Token `k` of an answer that goes on past its end (a request with
+/// `ignore_eos`): the answer's tokens again and again, each repeat's first
+/// word with a leading space like the others.
+pub fn answer_token(tokens: &[String], k: usize) -> String {
+    let Some(token) = tokens.get(k % tokens.len().max(1)) else {
+        return String::new();
+    };
+    if k >= tokens.len() && k.is_multiple_of(tokens.len()) {
+        format!(" {token}")
+    } else {
+        token.clone()
+    }
+}
+
+/// The text the simulated LLM streams for `prompt` under `max_tokens`
+/// (`None`: the whole answer) and `ignore_eos` (go on to `max_tokens`
+/// past the answer's end), and how many tokens that is.
+pub fn answer_text(
+    model: &str,
+    prompt: &str,
+    max_tokens: Option<usize>,
+    ignore_eos: bool,
+) -> (String, usize) {
+    let tokens = answer_tokens(model, prompt);
+    let count = answer_length(tokens.len(), max_tokens, ignore_eos);
+    let text = (0..count).map(|k| answer_token(&tokens, k)).collect();
+    (text, count)
+}
+
+/// How many tokens the simulated LLM streams of an answer of `natural`
+/// tokens under `max_tokens` and `ignore_eos`.
+pub fn answer_length(natural: usize, max_tokens: Option<usize>, ignore_eos: bool) -> usize {
+    match (max_tokens, ignore_eos) {
+        (Some(n), true) => n.max(1),
+        (Some(n), false) => n.clamp(1, natural.max(1)),
+        (None, _) => natural,
+    }
+}
+
 /// A short digest of an output's bytes, so two runs can be compared request
 /// by request without storing whole outputs (16 hex digits of FNV-1a).
 pub fn output_digest(output: &[u8]) -> String {
@@ -92,6 +148,31 @@ pub fn output_digest(output: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_concatenate_to_the_expected_output_and_repeat_past_it() {
+        let whole = expected_output("m", "p");
+        let tokens = answer_tokens("m", "p");
+        assert_eq!(tokens.concat(), whole);
+        assert_eq!(answer_text("m", "p", None, false), (whole.clone(), 50));
+        assert_eq!(answer_text("m", "p", Some(500), false), (whole.clone(), 50));
+        let (two, n) = answer_text("m", "p", Some(2), false);
+        assert_eq!(
+            (two.as_str(), n),
+            (
+                whole
+                    .split(' ')
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .as_str(),
+                2
+            )
+        );
+        let (long, n) = answer_text("m", "p", Some(101), true);
+        assert_eq!(n, 101);
+        assert_eq!(long, format!("{whole} {whole} Summary:"));
+    }
 
     #[test]
     fn fnv1a_matches_the_published_test_vectors() {

@@ -5,7 +5,7 @@
 //! by `LogWriter` must read back as the same rows. The hand-written request
 //! bodies must equal serde's for any text.
 
-use model::log::{read_log, LogRow, LogWriter};
+use model::log::{read_log, LlmTiming, LogRow, LogWriter, TokensFrom};
 use model::wire::{
     batch_request_body, single_request_body, to_json_bytes, BatchRequest, InferRequest,
     RequestError, SingleRequest,
@@ -149,15 +149,17 @@ fn log_row() -> impl Strategy<Value = LogRow> {
             proptest::option::of(ms.clone()),
             proptest::option::of(ms.clone()),
             proptest::option::of(ms.clone()),
-            proptest::option::of(ms),
+            proptest::option::of(ms.clone()),
             proptest::option::of("[0-9a-f]{16}"),
         ),
+        proptest::option::of(llm_timing(ms)),
     )
         .prop_map(
             |(
                 (request_id, ts, latency_ms, status_code),
                 (error, ok, batch_id),
                 (batch_size, connect_ms, tls_ms, queue_ms, service_ms, output_digest),
+                llm,
             )| LogRow {
                 request_id,
                 timestamp_ms: ts as f64 / 1000.0,
@@ -172,6 +174,31 @@ fn log_row() -> impl Strategy<Value = LogRow> {
                 queue_ms,
                 service_ms,
                 output_digest,
+                llm,
+            },
+        )
+}
+
+/// A streamed answer's timing with at least one value set (an all-empty
+/// one reads back as none).
+fn llm_timing(ms: impl Strategy<Value = f64> + Clone) -> impl Strategy<Value = LlmTiming> {
+    (
+        ms.clone(),
+        proptest::option::of(ms.clone()),
+        proptest::option::of(0u64..100_000),
+        proptest::option::of(prop_oneof![
+            Just(TokensFrom::Usage),
+            Just(TokensFrom::Counted)
+        ]),
+        prop::collection::vec(ms, 0..40),
+    )
+        .prop_map(
+            |(ttft_ms, tpot_ms, output_tokens, tokens_from, itl_ms)| LlmTiming {
+                ttft_ms: Some(ttft_ms),
+                tpot_ms,
+                output_tokens,
+                tokens_from,
+                itl_ms,
             },
         )
 }
@@ -180,10 +207,15 @@ proptest! {
     #![proptest_config(config(300))]
 
     #[test]
-    fn written_logs_read_back_row_for_row(rows in prop::collection::vec(log_row(), 0..20)) {
+    fn written_logs_read_back_row_for_row(rows in prop::collection::vec(log_row(), 0..20), llm in any::<bool>()) {
+        // Without the LLM columns a row's timing is not written.
+        let rows: Vec<LogRow> = rows
+            .into_iter()
+            .map(|row| if llm { row } else { LogRow { llm: None, ..row } })
+            .collect();
         let mut bytes = Vec::new();
         {
-            let mut writer = LogWriter::new(&mut bytes).unwrap();
+            let mut writer = LogWriter::new(&mut bytes, llm).unwrap();
             for row in &rows {
                 writer.write_row(row).unwrap();
             }

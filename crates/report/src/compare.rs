@@ -171,6 +171,53 @@ pub struct Delta {
     pub throughput_rps: MetricDelta,
     /// Run duration, s.
     pub duration_s: MetricDelta,
+    /// Goodput and, for LLM runs, their metrics ([`EXTRA_ROWS`]), where
+    /// either side has them.
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, MetricDelta>,
+}
+
+/// The rows after the fixed eleven, in `comparison.csv` order; each is
+/// present when either side has a value.
+pub const EXTRA_ROWS: [&str; 15] = [
+    "goodput_rps",
+    "ttft_p50_ms",
+    "ttft_p90_ms",
+    "ttft_p95_ms",
+    "ttft_p99_ms",
+    "itl_p50_ms",
+    "itl_p90_ms",
+    "itl_p95_ms",
+    "itl_p99_ms",
+    "tpot_p50_ms",
+    "tpot_p90_ms",
+    "tpot_p95_ms",
+    "tpot_p99_ms",
+    "e2e_p90_ms",
+    "output_tokens_per_s",
+];
+
+/// The value of extra row `name` on one side.
+fn extra_value(side: &SideSummary, name: &str) -> Option<f64> {
+    if name == "goodput_rps" {
+        return side.goodput_rps;
+    }
+    let llm = side.llm.as_ref()?;
+    let pick = |d: &crate::summary::Distribution, q: &str| match q {
+        "p50_ms" => d.p50_ms,
+        "p90_ms" => d.p90_ms,
+        "p95_ms" => d.p95_ms,
+        "p99_ms" => d.p99_ms,
+        _ => None,
+    };
+    match name.split_once('_')? {
+        ("ttft", q) => pick(&llm.ttft, q),
+        ("itl", q) => pick(&llm.itl, q),
+        ("tpot", q) => pick(&llm.tpot, q),
+        ("e2e", q) => pick(&llm.e2e, q),
+        ("output", _) => llm.output_tokens_per_s,
+        _ => None,
+    }
 }
 
 impl Delta {
@@ -190,12 +237,19 @@ impl Delta {
             max_ms: d(before.max_ms, after.max_ms),
             throughput_rps: d(before.throughput_rps, after.throughput_rps),
             duration_s: d(before.duration_s, after.duration_s),
+            extra: EXTRA_ROWS
+                .iter()
+                .filter_map(|name| {
+                    let (b, a) = (extra_value(before, name), extra_value(after, name));
+                    (b.is_some() || a.is_some()).then(|| ((*name).to_owned(), d(b, a)))
+                })
+                .collect(),
         }
     }
 
     /// `(metric name, delta)` in the fixed order of `comparison.csv`.
-    pub fn rows(&self) -> [(&'static str, &MetricDelta); 11] {
-        [
+    pub fn rows(&self) -> Vec<(&'static str, &MetricDelta)> {
+        let fixed = [
             ("total", &self.total),
             ("succeeded", &self.succeeded),
             ("failed", &self.failed),
@@ -207,7 +261,11 @@ impl Delta {
             ("max_ms", &self.max_ms),
             ("throughput_rps", &self.throughput_rps),
             ("duration_s", &self.duration_s),
-        ]
+        ];
+        let extra = EXTRA_ROWS
+            .iter()
+            .filter_map(|name| self.extra.get(*name).map(|d| (*name, d)));
+        fixed.into_iter().chain(extra).collect()
     }
 }
 
@@ -276,14 +334,22 @@ pub fn compare(
         )));
     }
     let conditions = normalise_conditions(&options.conditions)?;
-    let before_summary = before.summary()?;
-    let after_summary = after.summary()?;
+    let mut before_summary = before.summary()?;
+    let mut after_summary = after.summary()?;
+    // Goodput against the objectives given, else the SLA as one.
+    let objectives = if options.slos.is_empty() {
+        vec![crate::slo::Slo::e2e_quantile(0.95, threshold)]
+    } else {
+        options.slos.clone()
+    };
+    before_summary.goodput_rps = crate::slo::goodput_rps(&objectives, &before.log.rows);
+    after_summary.goodput_rps = crate::slo::goodput_rps(&objectives, &after.log.rows);
     let quality = assess_quality(&before.log, &after.log, reproduction.map(|r| &r.log));
     let sla = sla_for(&after_summary, threshold);
     let slos: Vec<crate::slo::SloResult> = options
         .slos
         .iter()
-        .map(|slo| slo.judge(&after_summary, &after.log))
+        .map(|slo| slo.judge(&after_summary, &after.log, &options.slos))
         .collect();
     let verdict = decide(
         &sla,

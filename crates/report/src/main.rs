@@ -71,8 +71,10 @@ struct CompareArgs {
     #[arg(long, default_value_t = 800.0, allow_negative_numbers = true)]
     sla_p95_ms: f64,
     /// An objective on the After beyond the P95 SLA, repeatable: METRIC
-    /// (p50, p90, p95, p99, p99.9, mean, max in ms; error_rate; throughput_rps)
-    /// then <=, <, >= or >, then a number, e.g. 'p99<=1000', 'error_rate<=0.01'.
+    /// (p50, p90, p95, p99, p99.9, mean, max in ms, with ttft_, itl_, tpot_
+    /// or e2e_ in front for LLM runs; error_rate; throughput_rps;
+    /// goodput_rps) then <=, <, >= or >, then a number, e.g. 'p99<=1000',
+    /// 'error_rate<=0.01', 'ttft_p95<=500'.
     #[arg(long = "sla", value_name = "EXPR")]
     slos: Vec<report::slo::Slo>,
     /// Failed After requests the verdict allows.

@@ -14,8 +14,15 @@
 //!   first request's start to the last response. `null` for an empty log.
 //! - `throughput_rps` is `succeeded / duration_s` (successful requests per
 //!   second); `null` when the duration is zero or unknown.
+//! - `goodput_rps` is the successful requests that met every per-request
+//!   objective (see [`crate::slo`]) per second of `duration_s`; present
+//!   when the comparison judged objectives.
+//! - `llm`, for logs with the LLM columns: percentiles of TTFT, TPOT and
+//!   e2e over successful rows, of ITL over every gap of successful rows,
+//!   and output tokens per second (the successful rows' tokens over
+//!   `duration_s`).
 
-use model::log::{Log, LogFormat, LogRow};
+use model::log::{Log, LogFormat, LogRow, TokensFrom};
 use serde::{Deserialize, Serialize};
 use stats::QuantileMethod;
 
@@ -56,6 +63,106 @@ pub struct SideSummary {
     pub throughput_rps: Option<f64>,
     /// First start to last response over all rows, seconds.
     pub duration_s: Option<f64>,
+    /// Successful requests per second that met every per-request objective
+    /// judged (absent when none was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_rps: Option<f64>,
+    /// LLM metrics, for logs that carry them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmSummary>,
+}
+
+/// Percentiles of one LLM latency series, ms (`null`s when it is empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_ms: Option<f64>,
+    /// 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// 95th percentile.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Mean.
+    pub mean_ms: Option<f64>,
+    /// Largest.
+    pub max_ms: Option<f64>,
+}
+
+impl Distribution {
+    /// The distribution of `samples` (any order).
+    pub fn of(mut samples: Vec<f64>) -> Result<Self, ReportError> {
+        samples.sort_by(f64::total_cmp);
+        let q = |p| quantile_ms(&samples, p, REPORT_QUANTILE_METHOD);
+        Ok(Self {
+            count: samples.len() as u64,
+            p50_ms: q(0.50)?,
+            p90_ms: q(0.90)?,
+            p95_ms: q(0.95)?,
+            p99_ms: q(0.99)?,
+            mean_ms: mean(&samples),
+            max_ms: samples.last().copied(),
+        })
+    }
+}
+
+/// A streamed LLM run's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmSummary {
+    /// Time to first token, successful rows.
+    pub ttft: Distribution,
+    /// Inter-token latency, every gap of successful rows.
+    pub itl: Distribution,
+    /// Time per output token, successful rows with two tokens or more.
+    pub tpot: Distribution,
+    /// End-to-end latency, successful rows.
+    pub e2e: Distribution,
+    /// Output tokens of successful rows.
+    pub output_tokens: u64,
+    /// Where the counts came from: `usage`, `counted`, `mixed` or `none`.
+    pub tokens_from: String,
+    /// `output_tokens / duration_s`.
+    pub output_tokens_per_s: Option<f64>,
+}
+
+impl LlmSummary {
+    /// The LLM numbers of `rows`, if any row has LLM timing.
+    pub fn from_rows(
+        rows: &[LogRow],
+        duration_s: Option<f64>,
+    ) -> Result<Option<Self>, ReportError> {
+        if rows.iter().all(|r| r.llm.is_none()) {
+            return Ok(None);
+        }
+        let ok = || rows.iter().filter(|r| r.ok);
+        let timings = || ok().filter_map(|r| r.llm.as_ref());
+        let output_tokens = timings().filter_map(|t| t.output_tokens).sum();
+        let usage = timings()
+            .filter(|t| t.tokens_from == Some(TokensFrom::Usage))
+            .count();
+        let counted = timings()
+            .filter(|t| t.tokens_from == Some(TokensFrom::Counted))
+            .count();
+        let tokens_from = match (usage, counted) {
+            (0, 0) => "none",
+            (_, 0) => "usage",
+            (0, _) => "counted",
+            _ => "mixed",
+        };
+        Ok(Some(Self {
+            ttft: Distribution::of(timings().filter_map(|t| t.ttft_ms).collect())?,
+            itl: Distribution::of(timings().flat_map(|t| t.itl_ms.iter().copied()).collect())?,
+            tpot: Distribution::of(timings().filter_map(|t| t.tpot_ms).collect())?,
+            e2e: Distribution::of(ok().map(|r| r.latency_ms).collect())?,
+            output_tokens,
+            tokens_from: tokens_from.to_owned(),
+            output_tokens_per_s: duration_s
+                .filter(|d| *d > 0.0)
+                .map(|d| output_tokens as f64 / d),
+        }))
+    }
 }
 
 /// The name `SideSummary::source` gives a log format.
@@ -99,6 +206,8 @@ impl SideSummary {
             max_ms: sorted.last().copied(),
             throughput_rps,
             duration_s,
+            goodput_rps: None,
+            llm: LlmSummary::from_rows(rows, duration_s)?,
         })
     }
 }
@@ -182,6 +291,47 @@ mod tests {
         // Duration: last end is the failed row, 200 + 1000 = 1200 ms; start 0 -> 1.2 s.
         assert!((s.duration_s.unwrap() - 1.2).abs() < 1e-12);
         assert!((s.throughput_rps.unwrap() - 5.0 / 1.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn llm_numbers_match_numpy() {
+        use model::log::LlmTiming;
+        let llm_row = |id: u64, ttft: f64, gaps: &[f64], tokens: u64, ok: bool| LogRow {
+            llm: Some(LlmTiming {
+                ttft_ms: Some(ttft),
+                tpot_ms: Some(ttft / 10.0),
+                output_tokens: Some(tokens),
+                tokens_from: Some(TokensFrom::Usage),
+                itl_ms: gaps.to_vec(),
+            }),
+            ..row(id, id as f64 * 1000.0, ttft + gaps.iter().sum::<f64>(), ok)
+        };
+        let rows = vec![
+            llm_row(0, 100.0, &[10.0, 30.0], 3, true),
+            llm_row(1, 300.0, &[20.0], 2, true),
+            llm_row(2, 200.0, &[40.0, 50.0, 60.0], 4, true),
+            llm_row(3, 900.0, &[999.0], 2, false),
+        ];
+        let s = SideSummary::from_rows("t", "loadgen", &rows).unwrap();
+        let llm = s.llm.unwrap();
+        // numpy: np.percentile([100, 300, 200], [50, 90, 95, 99]) = 200, 280, 290, 298
+        assert_eq!(
+            (
+                llm.ttft.p50_ms,
+                llm.ttft.p90_ms,
+                llm.ttft.p95_ms,
+                llm.ttft.p99_ms
+            ),
+            (Some(200.0), Some(280.0), Some(290.0), Some(298.0))
+        );
+        // Every gap of the successful rows: [10, 30, 20, 40, 50, 60];
+        // np.percentile(..., 90) = 55, 99 -> 59.5; the failed row's 999 is not in.
+        assert_eq!(llm.itl.count, 6);
+        assert_eq!((llm.itl.p90_ms, llm.itl.max_ms), (Some(55.0), Some(60.0)));
+        assert!((llm.itl.p99_ms.unwrap() - 59.5).abs() < 1e-9);
+        assert_eq!((llm.output_tokens, llm.tokens_from.as_str()), (9, "usage"));
+        // Duration: 0 to the failed row's end, 3000 + 900 + 999 ms.
+        assert!((llm.output_tokens_per_s.unwrap() - 9.0 / 4.899).abs() < 1e-9);
     }
 
     #[test]

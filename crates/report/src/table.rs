@@ -27,6 +27,21 @@ pub fn metric_title(metric: &str) -> &'static str {
         "max_ms" => "Max latency (ms)",
         "throughput_rps" => "Throughput (req/s)",
         "duration_s" => "Duration (s)",
+        "goodput_rps" => "Goodput (req/s meeting every SLO)",
+        "ttft_p50_ms" => "TTFT P50 (ms)",
+        "ttft_p90_ms" => "TTFT P90 (ms)",
+        "ttft_p95_ms" => "TTFT P95 (ms)",
+        "ttft_p99_ms" => "TTFT P99 (ms)",
+        "itl_p50_ms" => "ITL P50 (ms)",
+        "itl_p90_ms" => "ITL P90 (ms)",
+        "itl_p95_ms" => "ITL P95 (ms)",
+        "itl_p99_ms" => "ITL P99 (ms)",
+        "tpot_p50_ms" => "TPOT P50 (ms)",
+        "tpot_p90_ms" => "TPOT P90 (ms)",
+        "tpot_p95_ms" => "TPOT P95 (ms)",
+        "tpot_p99_ms" => "TPOT P99 (ms)",
+        "e2e_p90_ms" => "P90 latency (ms)",
+        "output_tokens_per_s" => "Output tokens/s",
         _ => "?",
     }
 }
@@ -35,7 +50,7 @@ pub fn metric_title(metric: &str) -> &'static str {
 fn decimals(metric: &str) -> usize {
     match metric {
         "total" | "succeeded" | "failed" => 0,
-        "duration_s" => 2,
+        "duration_s" | "goodput_rps" => 2,
         _ => 1,
     }
 }
@@ -120,6 +135,12 @@ pub fn plain_text(comparison: &Comparison) -> String {
     out.push('\n');
     for reason in &comparison.verdict.reasons {
         out.push_str(&format!("  - {reason}\n"));
+    }
+    if !comparison.slos.is_empty() {
+        out.push_str("Objectives (judged on the After):\n");
+        for slo in &comparison.slos {
+            out.push_str(&format!("  {slo}\n"));
+        }
     }
     out
 }

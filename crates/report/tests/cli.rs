@@ -199,7 +199,9 @@ fn met_verdict_exits_0_and_the_json_rederives_from_the_csvs() {
             "min_ms",
             "max_ms",
             "throughput_rps",
-            "duration_s"
+            "duration_s",
+            // Against the SLA as the one objective: no LLM columns here.
+            "goodput_rps"
         ]
     );
 

@@ -20,7 +20,13 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PROFILE: &str = "placeholder";
 
 /// Names of the built-in profiles, for `--profile`.
-pub const PROFILES: [&str; 4] = ["placeholder", "zero-cost", "gpt2-medium", "bert-base"];
+pub const PROFILES: [&str; 5] = [
+    "placeholder",
+    "zero-cost",
+    "gpt2-medium",
+    "bert-base",
+    "llm-slots",
+];
 
 /// Upper bound on `base_ms` and `per_item_ms`: an hour is already absurd.
 const MAX_COST_MS: f64 = 3_600_000.0;
@@ -93,6 +99,10 @@ impl ServerConfig {
     ///   size, like the measured GPT-2-medium decode of 32 tokens.
     /// - `bert-base`: one worker, 4.2 ms + 0.045 ms/item with dynamic
     ///   batching, like the measured BERT-base forward pass.
+    /// - `llm-slots`: the LLM routes with 8 sequence slots, steps of 6 ms +
+    ///   0.4 ms per running sequence, 0.05 ms per prefilled prompt token:
+    ///   under `input.py`'s 20 concurrent streams, 12 wait for a slot and
+    ///   their time to first token is a whole answer's time or more.
     pub fn profile(name: &str) -> Result<ServerConfig, ConfigError> {
         let placeholder = ServerConfig {
             bind: DEFAULT_BIND,
@@ -149,6 +159,16 @@ impl ServerConfig {
                 max_batch: 256,
                 dynamic_batching: true,
                 batch_window_ms: 2.0,
+                ..placeholder
+            },
+            "llm-slots" => ServerConfig {
+                llm: crate::llm::LlmConfig {
+                    max_num_seqs: 8,
+                    step_base_ms: 6.0,
+                    step_per_seq_ms: 0.4,
+                    prefill_per_token_ms: 0.05,
+                    max_batched_tokens: 2048,
+                },
                 ..placeholder
             },
             _ => {

@@ -15,7 +15,8 @@
 //! Tokens are the words of `model::output::expected_output(model, prompt)`
 //! (the first as it is, the others with their leading space), so a client
 //! can verify a streamed answer; `max_tokens` cuts it (`finish_reason`
-//! `length`, else `stop`). Streams are server-sent events in OpenAI's chunk
+//! `length`, else `stop`), and with vLLM's `ignore_eos` the answer goes on,
+//! repeated, to exactly `max_tokens`. Streams are server-sent events in OpenAI's chunk
 //! format ending in `data: [DONE]`, with a `usage` chunk when the request
 //! asks `stream_options.include_usage`; without `stream` the whole answer
 //! comes as one JSON body with `usage`. A completions `prompt` may be a
@@ -225,11 +226,18 @@ struct LlmRequest {
     prompt: Option<Prompt>,
     #[serde(default)]
     max_tokens: Option<usize>,
+    /// vLLM's extension: generate `max_tokens` whatever the answer's end.
+    #[serde(default)]
+    ignore_eos: bool,
     #[serde(default)]
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
 }
+
+/// Most tokens one answer may ask for (with `ignore_eos` an answer is as
+/// long as asked).
+const MAX_TOKENS: usize = 65_536;
 
 /// Which endpoint was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,21 +255,6 @@ fn openai_error(status: StatusCode, message: String) -> Response<FaultBody> {
             .to_string()
             .into_bytes(),
     )
-}
-
-/// The tokens of the answer to `prompt`: the words of its expected output.
-pub fn answer_tokens(model: &str, prompt: &str) -> Vec<String> {
-    model::output::expected_output(model, prompt)
-        .split(' ')
-        .enumerate()
-        .map(|(k, word)| {
-            if k == 0 {
-                word.to_owned()
-            } else {
-                format!(" {word}")
-            }
-        })
-        .collect()
 }
 
 /// Answers an OpenAI-compatible request on `engine`.
@@ -309,16 +302,29 @@ pub(crate) async fn handle(
             )
         }
     };
+    if let Some(n) = request.max_tokens.filter(|n| !(1..=MAX_TOKENS).contains(n)) {
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            format!("`max_tokens` is {n}; allowed: 1 to {MAX_TOKENS}"),
+        );
+    }
     let include_usage = request
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
     let mut choices = Vec::new();
     for prompt in &prompts {
-        let all = answer_tokens(&request.model, prompt);
-        let limit = request.max_tokens.unwrap_or(all.len()).clamp(1, all.len());
-        let finish = if limit < all.len() { "length" } else { "stop" };
-        let tokens = all[..limit].to_vec();
+        let all = model::output::answer_tokens(&request.model, prompt);
+        let limit = model::output::answer_length(all.len(), request.max_tokens, request.ignore_eos);
+        let finish =
+            if request.max_tokens == Some(limit) && (request.ignore_eos || limit < all.len()) {
+                "length"
+            } else {
+                "stop"
+            };
+        let tokens: Vec<String> = (0..limit)
+            .map(|k| model::output::answer_token(&all, k))
+            .collect();
         let prompt_tokens = prompt.split_whitespace().count().max(1);
         let rx = engine.enqueue(prompt, tokens.clone());
         choices.push((rx, finish, prompt_tokens, tokens.len()));

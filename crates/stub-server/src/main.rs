@@ -38,6 +38,10 @@ enum Profile {
     /// 1 worker, 4.2 ms + 0.045 ms/item, dynamic batching.
     #[value(name = "bert-base")]
     BertBase,
+    /// LLM routes with 8 sequence slots, steps of 6 ms + 0.4 ms per
+    /// running sequence: 20 concurrent streams wait for slots.
+    #[value(name = "llm-slots")]
+    LlmSlots,
 }
 
 impl Profile {
@@ -48,6 +52,7 @@ impl Profile {
             Profile::ZeroCost => "zero-cost",
             Profile::Gpt2Medium => "gpt2-medium",
             Profile::BertBase => "bert-base",
+            Profile::LlmSlots => "llm-slots",
         }
     }
 }

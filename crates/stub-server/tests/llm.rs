@@ -10,8 +10,9 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
+use model::output::answer_tokens;
 use serde_json::{json, Value};
-use stub_server::{answer_tokens, LlmConfig};
+use stub_server::LlmConfig;
 
 fn llm_server(config: LlmConfig) -> stub_server::RunningServer {
     let mut c = common::config();

@@ -346,6 +346,7 @@ impl KServeApi {
                 ItemVerdict {
                     error,
                     output_digest,
+                    stream: None,
                 }
             })
             .collect()
@@ -470,6 +471,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(k, i)| LogicalRequest {
+                messages: None,
                 request_id: k as u64,
                 ..item("m", i)
             })

@@ -12,10 +12,13 @@
 //!   response is judged by its status and, optionally, a JSON path.
 //! - [`kserve`]: KServe v2 (NVIDIA Triton): JSON tensors, batching along
 //!   dimension 0, readiness and metadata checked before the load.
+//! - [`openai`]: OpenAI-compatible LLM servers, chat and completions,
+//!   streamed: time to first token, inter-token gaps, output tokens.
 //!
 //! [`sse`] parses server-sent events incrementally, for streamed answers.
 
 pub mod kserve;
+pub mod openai;
 pub mod simulator;
 pub mod sse;
 pub mod template;
@@ -23,7 +26,7 @@ pub mod template;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::client::{HttpResponse, Transport};
+use crate::client::{HttpResponse, Transport, TransportError};
 use crate::engine::LogicalRequest;
 use crate::verify::{Checks, ItemVerdict};
 
@@ -42,6 +45,8 @@ pub enum ApiChoice {
     /// KServe v2 (Triton); the URL is the server's base URL and the model
     /// is the run's `--model`.
     KServeV2(kserve::KServeOptions),
+    /// An OpenAI-compatible LLM server; the URL is its base URL.
+    OpenAi(openai::OpenAiOptions),
 }
 
 impl ApiChoice {
@@ -51,13 +56,14 @@ impl ApiChoice {
             Self::Simulator => "simulator",
             Self::Template { .. } => "template",
             Self::KServeV2(_) => "kserve-v2",
+            Self::OpenAi(options) => options.name(),
         }
     }
 
     /// The URL a run of this API loads when none is given.
     pub fn default_url(&self) -> &'static str {
         match self {
-            Self::KServeV2(_) => "http://127.0.0.1:8000",
+            Self::KServeV2(_) | Self::OpenAi(_) => "http://127.0.0.1:8000",
             _ => model::DEFAULT_URL,
         }
     }
@@ -85,6 +91,9 @@ pub enum ApiError {
     /// The KServe v2 server or model is not as the run needs it.
     #[error("kserve-v2: {0}")]
     KServe(String),
+    /// The OpenAI-compatible options do not fit together.
+    #[error("{0}")]
+    OpenAi(String),
     /// The expected JSON path is malformed.
     #[error("--expect-json-path {path:?}: {reason}")]
     JsonPath {
@@ -144,6 +153,24 @@ pub trait Api: Send + Sync {
     /// `http_<status>` (for documentation and `--help`).
     fn failure_kinds(&self) -> &'static [&'static str];
 
+    /// Whether rows carry the LLM columns (TTFT, tokens, inter-token
+    /// gaps; see `model::log::LLM_COLUMNS`).
+    fn token_metrics(&self) -> bool {
+        false
+    }
+
+    /// Whether answers stream: the transport then records when body bytes
+    /// arrive, and the judge times each event from that record.
+    fn streams(&self) -> bool {
+        false
+    }
+
+    /// The row's error kind for a transport failure (a streamed format
+    /// calls a cut body a `truncated_stream`).
+    fn failure_kind(&self, error: TransportError) -> &'static str {
+        error.kind()
+    }
+
     /// The request path, when the format fixes it (KServe v2's
     /// `/v2/models/{m}/infer`); `None`: the URL's own path.
     fn request_path(&self) -> Option<&str> {
@@ -199,6 +226,7 @@ pub async fn build(
                 .await?,
             )
         }
+        ApiChoice::OpenAi(options) => openai::build(options, context.url_path, context.batch_size)?,
     })
 }
 

@@ -58,6 +58,7 @@ impl Api for Simulator {
             Err(_) if !checks.verify => ItemVerdict {
                 error: String::new(),
                 output_digest: checks.digests.then(|| output_digest(&response.body)),
+                stream: None,
             },
             Err(_) => ItemVerdict::without_digest("bad_json".into()),
         }
@@ -101,6 +102,7 @@ fn output_verdict(model: &str, input: &str, output: &str, checks: Checks) -> Ite
             "output_mismatch".into()
         },
         output_digest: checks.digests.then(|| output_digest(output.as_bytes())),
+        stream: None,
     }
 }
 

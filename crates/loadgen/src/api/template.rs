@@ -221,6 +221,7 @@ impl TemplateApi {
         let samples: Vec<LogicalRequest> = [(0, "a \"quoted\"\nline"), (1, "b\\c")]
             .into_iter()
             .map(|(id, input)| LogicalRequest {
+                messages: None,
                 request_id: id,
                 model: "example-model".into(),
                 input: input.to_owned(),
@@ -284,6 +285,7 @@ impl TemplateApi {
                 .map(|_| ItemVerdict {
                     error: String::new(),
                     output_digest: digest.clone(),
+                    stream: None,
                 })
                 .collect();
         };
@@ -296,6 +298,7 @@ impl TemplateApi {
                 .map(|value| ItemVerdict {
                     error: String::new(),
                     output_digest: checks.digests.then(|| value_digest(value)),
+                    stream: None,
                 })
                 .collect(),
             Err(kind) => all_failed(n, kind),
@@ -386,6 +389,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(k, i)| LogicalRequest {
+                messages: None,
                 request_id: 7 + k as u64,
                 ..item("m\"x", i)
             })
@@ -483,7 +487,8 @@ mod tests {
             v,
             ItemVerdict {
                 error: String::new(),
-                output_digest: Some(output_digest(b"anything"))
+                output_digest: Some(output_digest(b"anything")),
+                stream: None,
             }
         );
         // A single {{input}} request: the value at the path is its output.

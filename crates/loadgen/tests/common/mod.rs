@@ -2,6 +2,8 @@
 //! log reading, shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod script;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

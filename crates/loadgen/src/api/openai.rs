@@ -1,0 +1,584 @@
+//! OpenAI-compatible LLM endpoints (vLLM, TGI, llama.cpp's server, SGLang,
+//! Triton's OpenAI frontend): `POST /v1/chat/completions` and
+//! `POST /v1/completions`, streamed as server-sent events by default.
+//!
+//! A streamed answer is timed from the transport's arrival record
+//! ([`crate::http1::Arrival`]): the body is fed to the [`SseParser`] in the
+//! pieces it arrived in, so each event carries the time of the read that
+//! completed it. Per logical request that gives the first content delta
+//! (TTFT, measured by the engine from the intended start), every gap
+//! between deltas (ITL) and the output tokens: the server's
+//! `usage.completion_tokens` when it honours `stream_options.include_usage`
+//! on a one-prompt request, else the content deltas counted.
+//!
+//! A completions `prompt` may be a list: client batching, one choice
+//! `index` per prompt, interleaved in one stream. Chat has no such list.
+//!
+//! Failures, as row errors: `truncated_stream` (the stream ended without
+//! `[DONE]` or a finish reason for every choice, or the body was cut),
+//! `bad_event` (an event that is not a chunk, or names a choice that was not
+//! asked for), `stream_error` (the server put an error object in the stream),
+//! `http_<status>: <the server's message>`, `bad_json` (a non-streamed body
+//! that is not a completion) and `output_mismatch` (verification against the
+//! simulator's deterministic answer, see [`model::output::answer_text`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use model::log::TokensFrom;
+use model::output::{answer_text, output_digest};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::sse::{Event, SseParser};
+use super::{no_verdict, Api, ApiError, Shape};
+use crate::client::{HttpResponse, TransportError};
+use crate::engine::{ms_between, LogicalRequest};
+use crate::verify::{Checks, ItemVerdict, StreamedItem};
+
+/// Which of the two endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/chat/completions`, `messages`.
+    Chat,
+    /// `/v1/completions`, `prompt` (a string, or a list for a batch).
+    Completions,
+}
+
+impl Endpoint {
+    /// The path below the server's `/v1`.
+    fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "/chat/completions",
+            Self::Completions => "/completions",
+        }
+    }
+}
+
+/// What the command line says of an OpenAI-compatible run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiOptions {
+    /// Chat or completions.
+    pub endpoint: Endpoint,
+    /// Stream the answer (the default); off: one JSON body, timed end to end.
+    pub stream: bool,
+    /// `max_tokens` to send.
+    pub max_tokens: Option<u32>,
+    /// Fields merged into every body last, so they win (e.g. `ignore_eos`).
+    pub extra_body: Option<Map<String, Value>>,
+}
+
+impl OpenAiOptions {
+    /// The name of the API on the command line.
+    pub fn name(&self) -> &'static str {
+        match self.endpoint {
+            Endpoint::Chat => "openai-chat",
+            Endpoint::Completions => "openai-completions",
+        }
+    }
+}
+
+/// Parses `--extra-body`: a JSON object.
+pub fn parse_extra_body(text: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!(
+            "--extra-body must be a JSON object such as '{{\"ignore_eos\": true}}', not {other}"
+        )),
+        Err(e) => Err(format!("--extra-body is not JSON: {e}")),
+    }
+}
+
+/// The request path for a URL path: a path that already ends in the
+/// endpoint is used as it is, one ending in `/v1` gets the endpoint, any
+/// other (`/` included) is a base that gets `/v1` and the endpoint.
+pub fn request_path(url_path: &str, endpoint: Endpoint) -> String {
+    let path = url_path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    if path.ends_with(&format!("/v1{}", endpoint.path())) {
+        path.to_owned()
+    } else if path.ends_with("/v1") {
+        format!("{path}{}", endpoint.path())
+    } else {
+        format!("{path}/v1{}", endpoint.path())
+    }
+}
+
+/// An OpenAI-compatible endpoint, set up for one run.
+#[derive(Debug)]
+pub struct OpenAiApi {
+    options: OpenAiOptions,
+    path: String,
+    /// The `max_tokens` and `ignore_eos` the bodies carry (extra body
+    /// included), which the expected answers depend on.
+    max_tokens: Option<usize>,
+    ignore_eos: bool,
+}
+
+impl OpenAiApi {
+    /// Sets the API up for requests to `url_path` carrying `batch_size`
+    /// logical requests each.
+    pub fn new(
+        options: OpenAiOptions,
+        url_path: &str,
+        batch_size: usize,
+    ) -> Result<Self, ApiError> {
+        if batch_size > 1 && options.endpoint == Endpoint::Chat {
+            return Err(ApiError::OpenAi(
+                "openai-chat sends one conversation per request; for --batch-size > 1 use \
+                 --api openai-completions, whose prompt may be a list"
+                    .into(),
+            ));
+        }
+        let extra = options.extra_body.as_ref();
+        let max_tokens = match extra.and_then(|e| e.get("max_tokens")) {
+            Some(value) => Some(
+                value
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        ApiError::OpenAi(format!(
+                            "--extra-body max_tokens must be a positive integer, not {value}"
+                        ))
+                    })?,
+            ),
+            None => options.max_tokens.map(|n| n as usize),
+        };
+        let ignore_eos = match extra.and_then(|e| e.get("ignore_eos")) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(ApiError::OpenAi(format!(
+                    "--extra-body ignore_eos must be true or false, not {other}"
+                )))
+            }
+        };
+        if extra.is_some_and(|e| e.contains_key("n")) {
+            return Err(ApiError::OpenAi(
+                "--extra-body n is not supported: each choice is one logical request".into(),
+            ));
+        }
+        Ok(Self {
+            path: request_path(url_path, options.endpoint),
+            options,
+            max_tokens,
+            ignore_eos,
+        })
+    }
+
+    fn body(&self, model: &str, prompt: Value) -> Vec<u8> {
+        let mut body = Map::new();
+        body.insert("model".into(), Value::String(model.to_owned()));
+        match self.options.endpoint {
+            Endpoint::Chat => body.insert("messages".into(), prompt),
+            Endpoint::Completions => body.insert("prompt".into(), prompt),
+        };
+        if let Some(n) = self.options.max_tokens {
+            body.insert("max_tokens".into(), Value::from(n));
+        }
+        body.insert("stream".into(), Value::Bool(self.options.stream));
+        if self.options.stream {
+            body.insert(
+                "stream_options".into(),
+                serde_json::json!({"include_usage": true}),
+            );
+        }
+        if let Some(extra) = &self.options.extra_body {
+            for (key, value) in extra {
+                body.insert(key.clone(), value.clone());
+            }
+        }
+        // A map of JSON values always serialises.
+        serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+    }
+
+    fn prompt(&self, item: &LogicalRequest) -> Value {
+        match self.options.endpoint {
+            Endpoint::Chat => match &item.messages {
+                Some(messages) => serde_json::from_str(messages).unwrap_or(Value::Null),
+                None => serde_json::json!([{"role": "user", "content": item.input}]),
+            },
+            Endpoint::Completions => Value::String(item.input.clone()),
+        }
+    }
+
+    fn judge(
+        &self,
+        response: &HttpResponse,
+        items: &[LogicalRequest],
+        checks: Checks,
+    ) -> Vec<ItemVerdict> {
+        if !response.status.is_success() {
+            let error = http_error(response);
+            return items
+                .iter()
+                .map(|_| ItemVerdict::without_digest(error.clone()))
+                .collect();
+        }
+        let answers = if self.options.stream {
+            read_stream(response, items.len())
+        } else {
+            read_whole(&response.body, items.len())
+        };
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(kind) => {
+                return items
+                    .iter()
+                    .map(|_| ItemVerdict::without_digest(kind.to_owned()))
+                    .collect()
+            }
+        };
+        items
+            .iter()
+            .zip(answers)
+            .map(|(item, answer)| self.verdict(item, answer, checks))
+            .collect()
+    }
+
+    fn verdict(&self, item: &LogicalRequest, answer: Answer, checks: Checks) -> ItemVerdict {
+        let matches = !checks.verify
+            || answer.text
+                == answer_text(&item.model, &item.input, self.max_tokens, self.ignore_eos).0;
+        let (output_tokens, tokens_from) = match (answer.usage_tokens, self.options.stream) {
+            (Some(n), _) => (Some(n), Some(TokensFrom::Usage)),
+            (None, true) => (Some(answer.deltas), Some(TokensFrom::Counted)),
+            (None, false) => (None, None),
+        };
+        ItemVerdict {
+            error: if matches {
+                String::new()
+            } else {
+                "output_mismatch".into()
+            },
+            output_digest: checks
+                .digests
+                .then(|| output_digest(answer.text.as_bytes())),
+            stream: Some(StreamedItem {
+                first_token_at: answer.first_token_at,
+                itl_ms: answer.itl_ms,
+                output_tokens,
+                tokens_from,
+            }),
+        }
+    }
+}
+
+impl Api for OpenAiApi {
+    fn name(&self) -> &'static str {
+        self.options.name()
+    }
+
+    fn can_verify(&self) -> bool {
+        true
+    }
+
+    fn single_body(&self, item: &LogicalRequest) -> Vec<u8> {
+        self.body(&item.model, self.prompt(item))
+    }
+
+    fn batch_body(&self, items: &[LogicalRequest]) -> Vec<u8> {
+        let model = items.first().map_or("", |i| &*i.model);
+        let prompts = items
+            .iter()
+            .map(|i| Value::String(i.input.clone()))
+            .collect();
+        self.body(model, Value::Array(prompts))
+    }
+
+    fn needs_body(&self, _shape: Shape, _checks: Checks) -> bool {
+        true
+    }
+
+    fn token_metrics(&self) -> bool {
+        true
+    }
+
+    fn streams(&self) -> bool {
+        self.options.stream
+    }
+
+    fn judge_single(
+        &self,
+        response: &HttpResponse,
+        item: &LogicalRequest,
+        checks: Checks,
+    ) -> ItemVerdict {
+        self.judge(response, std::slice::from_ref(item), checks)
+            .pop()
+            .unwrap_or_else(no_verdict)
+    }
+
+    fn judge_batch(
+        &self,
+        response: &HttpResponse,
+        items: &[LogicalRequest],
+        checks: Checks,
+    ) -> Vec<ItemVerdict> {
+        self.judge(response, items, checks)
+    }
+
+    fn failure_kinds(&self) -> &'static [&'static str] {
+        &[
+            "truncated_stream",
+            "bad_event",
+            "stream_error",
+            "bad_json",
+            "output_mismatch",
+        ]
+    }
+
+    fn failure_kind(&self, error: TransportError) -> &'static str {
+        match error {
+            // A cut event stream, however it was framed.
+            TransportError::TruncatedBody if self.options.stream => "truncated_stream",
+            other => other.kind(),
+        }
+    }
+
+    fn request_path(&self) -> Option<&str> {
+        Some(&self.path)
+    }
+}
+
+/// `http_<status>: <message>`, the message from OpenAI's error object
+/// (`{"error": {"message"}}`, or `{"error": "..."}`, or `{"detail"}` as
+/// some servers send), on one line and at most 200 characters.
+fn http_error(response: &HttpResponse) -> String {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ErrorField {
+        Object { message: String },
+        Text(String),
+    }
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        error: Option<ErrorField>,
+        detail: Option<Value>,
+        message: Option<String>,
+    }
+    let status = response.status.as_u16();
+    let message = match serde_json::from_slice::<ErrorBody>(&response.body) {
+        Ok(ErrorBody {
+            error: Some(ErrorField::Object { message } | ErrorField::Text(message)),
+            ..
+        }) => message,
+        Ok(ErrorBody {
+            detail: Some(detail),
+            ..
+        }) => match detail {
+            Value::String(text) => text,
+            other => other.to_string(),
+        },
+        Ok(ErrorBody {
+            message: Some(message),
+            ..
+        }) => message,
+        _ => String::from_utf8_lossy(&response.body).into_owned(),
+    };
+    let one_line: String = message
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect();
+    if one_line.is_empty() {
+        format!("http_{status}")
+    } else {
+        format!("http_{status}: {one_line}")
+    }
+}
+
+/// What came back for one choice.
+#[derive(Debug, Default)]
+struct Answer {
+    text: String,
+    first_token_at: Option<Instant>,
+    last_token_at: Option<Instant>,
+    itl_ms: Vec<f64>,
+    deltas: u64,
+    finished: bool,
+    usage_tokens: Option<u64>,
+}
+
+/// One streamed chunk, as far as it is read.
+#[derive(Debug, Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    usage: Option<Usage>,
+    error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: usize,
+    /// Chat: `delta.content`.
+    delta: Option<Delta>,
+    /// Completions: `text`.
+    text: Option<String>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Delta {
+    content: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Usage {
+    completion_tokens: Option<u64>,
+}
+
+/// Reads a streamed answer of `n` choices from the body and its arrivals.
+fn read_stream(response: &HttpResponse, n: usize) -> Result<Vec<Answer>, &'static str> {
+    let mut answers: Vec<Answer> = (0..n).map(|_| Answer::default()).collect();
+    let mut parser = SseParser::new();
+    let mut events = Vec::new();
+    let mut done = false;
+    let mut usage = None;
+    let body = &response.body[..];
+    let mut from = 0;
+    // Without arrivals (a body that came another way) every event gets
+    // the response's end.
+    let whole = [crate::http1::Arrival {
+        body_len: body.len(),
+        at: response.finished_at,
+    }];
+    let arrivals = if response.arrivals.is_empty() {
+        &whole[..]
+    } else {
+        &response.arrivals[..]
+    };
+    for arrival in arrivals {
+        let to = arrival.body_len.min(body.len());
+        if to <= from {
+            continue;
+        }
+        parser
+            .push(&body[from..to], &mut events)
+            .map_err(|_| "bad_event")?;
+        from = to;
+        for event in events.drain(..) {
+            if done {
+                // Nothing may follow [DONE].
+                return Err("bad_event");
+            }
+            match on_event(&event, arrival.at, &mut answers)? {
+                Step::Done => done = true,
+                Step::Usage(tokens) => usage = Some(tokens),
+                Step::More => {}
+            }
+        }
+    }
+    if !done && !answers.iter().all(|a| a.finished) {
+        return Err("truncated_stream");
+    }
+    // Usage counts the whole request: it is one item's only when the
+    // request carried one.
+    if let (Some(tokens), [answer]) = (usage, answers.as_mut_slice()) {
+        answer.usage_tokens = Some(tokens);
+    }
+    Ok(answers)
+}
+
+enum Step {
+    More,
+    Usage(u64),
+    Done,
+}
+
+fn on_event(event: &Event, at: Instant, answers: &mut [Answer]) -> Result<Step, &'static str> {
+    let data = event.data.trim();
+    if data == "[DONE]" {
+        return Ok(Step::Done);
+    }
+    if event.event.as_deref() == Some("error") {
+        return Err("stream_error");
+    }
+    let chunk: Chunk = serde_json::from_str(data).map_err(|_| "bad_event")?;
+    if chunk.error.is_some() {
+        return Err("stream_error");
+    }
+    for choice in chunk.choices {
+        let answer = answers.get_mut(choice.index).ok_or("bad_event")?;
+        let content = choice
+            .delta
+            .and_then(|d| d.content)
+            .or(choice.text)
+            .unwrap_or_default();
+        if !content.is_empty() {
+            match answer.last_token_at {
+                None => answer.first_token_at = Some(at),
+                Some(last) => answer.itl_ms.push(ms_between(last, at)),
+            }
+            answer.last_token_at = Some(at);
+            answer.deltas += 1;
+            answer.text.push_str(&content);
+        }
+        if choice.finish_reason.is_some() {
+            answer.finished = true;
+        }
+    }
+    Ok(match chunk.usage.and_then(|u| u.completion_tokens) {
+        Some(tokens) => Step::Usage(tokens),
+        None => Step::More,
+    })
+}
+
+/// Reads a non-streamed completion of `n` choices.
+fn read_whole(body: &[u8], n: usize) -> Result<Vec<Answer>, &'static str> {
+    #[derive(Deserialize)]
+    struct Whole {
+        choices: Vec<WholeChoice>,
+        usage: Option<Usage>,
+    }
+    #[derive(Deserialize)]
+    struct WholeChoice {
+        #[serde(default)]
+        index: usize,
+        message: Option<Delta>,
+        text: Option<String>,
+    }
+    let whole: Whole = serde_json::from_slice(body).map_err(|_| "bad_json")?;
+    let mut answers: Vec<Answer> = (0..n).map(|_| Answer::default()).collect();
+    let mut seen = vec![false; n];
+    for choice in whole.choices {
+        let answer = answers.get_mut(choice.index).ok_or("bad_json")?;
+        seen[choice.index] = true;
+        answer.text = choice
+            .message
+            .and_then(|m| m.content)
+            .or(choice.text)
+            .unwrap_or_default();
+    }
+    if seen.contains(&false) {
+        return Err("bad_json");
+    }
+    if let (Some(tokens), [answer]) = (
+        whole.usage.and_then(|u| u.completion_tokens),
+        answers.as_mut_slice(),
+    ) {
+        answer.usage_tokens = Some(tokens);
+    }
+    Ok(answers)
+}
+
+/// Builds the API for `options` (the one place [`super::build`] calls).
+pub fn build(
+    options: &OpenAiOptions,
+    url_path: &str,
+    batch_size: usize,
+) -> Result<Arc<dyn Api>, ApiError> {
+    Ok(Arc::new(OpenAiApi::new(
+        options.clone(),
+        url_path,
+        batch_size,
+    )?))
+}
