@@ -299,6 +299,19 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// Runs a `report compare` command: `true` when its verdict is met,
+/// `false` when not, an error when it could not write the report.
+pub(crate) fn run_report(cmd: &mut Command) -> Result<bool, TaskError> {
+    let status = process::run_with_deadline(cmd, CLIENT_LIMIT)?;
+    match status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(TaskError::Step(format!(
+            "the report could not be written ({status}); see the message above"
+        ))),
+    }
+}
+
 pub(crate) fn pair_dir(out: &Path, pair: u32) -> PathBuf {
     if pair == 1 {
         out.to_path_buf()
@@ -449,14 +462,7 @@ fn run_pair(
         .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
         .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
         .args(["--out-dir".as_ref(), dir.as_os_str()]);
-    let status = process::run_with_deadline(&mut report, CLIENT_LIMIT)?;
-    match status.code() {
-        Some(0) => Ok(true),
-        Some(1) => Ok(false),
-        _ => Err(TaskError::Step(format!(
-            "the report could not be written ({status}); see the message above"
-        ))),
-    }
+    run_report(&mut report)
 }
 
 fn run_input_py(python: &Path, setup: &Setup, dir: &Path) -> Result<bool, TaskError> {

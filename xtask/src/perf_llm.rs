@@ -232,14 +232,7 @@ fn report(bins: &Binaries, dir: &Path, slots: u32, args: &PerfArgs) -> Result<bo
         .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
         .args(slos.iter().flat_map(|slo| ["--sla", slo]))
         .args(["--out-dir".as_ref(), dir.as_os_str()]);
-    let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
-    match status.code() {
-        Some(0) => Ok(true),
-        Some(1) => Ok(false),
-        _ => Err(TaskError::Step(format!(
-            "the report could not be written ({status}); see the message above"
-        ))),
-    }
+    perf::run_report(&mut cmd)
 }
 
 fn write_conditions(dir: &Path, slots: u32, why: &str) -> Result<(), TaskError> {

@@ -300,14 +300,7 @@ fn report(
         .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
         .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
         .args(["--out-dir".as_ref(), out.as_os_str()]);
-    let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
-    match status.code() {
-        Some(0) => Ok(true),
-        Some(1) => Ok(false),
-        _ => Err(TaskError::Step(format!(
-            "the report could not be written ({status}); see the message above"
-        ))),
-    }
+    perf::run_report(&mut cmd)
 }
 
 fn write_conditions(

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::sse::{Event, SseParser};
-use super::{no_verdict, Api, ApiError, Shape};
+use super::{all_failed, no_verdict, Api, ApiError, Shape};
 use crate::client::{HttpResponse, TransportError};
 use crate::engine::{ms_between, LogicalRequest};
 use crate::verify::{Checks, ItemVerdict, StreamedItem};
@@ -213,11 +213,7 @@ impl OpenAiApi {
         checks: Checks,
     ) -> Vec<ItemVerdict> {
         if !response.status.is_success() {
-            let error = http_error(response);
-            return items
-                .iter()
-                .map(|_| ItemVerdict::without_digest(error.clone()))
-                .collect();
+            return all_failed(items.len(), &http_error(response));
         }
         let answers = if self.options.stream {
             read_stream(response, items.len())
@@ -226,12 +222,7 @@ impl OpenAiApi {
         };
         let answers = match answers {
             Ok(answers) => answers,
-            Err(kind) => {
-                return items
-                    .iter()
-                    .map(|_| ItemVerdict::without_digest(kind.to_owned()))
-                    .collect()
-            }
+            Err(kind) => return all_failed(items.len(), kind),
         };
         items
             .iter()
