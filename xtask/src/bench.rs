@@ -19,7 +19,9 @@
 //! - The simulator: its zero-cost requests/s (with the fastest client) versus
 //!   what `loadgen` can send (against nginx), and the error of its service
 //!   time under load.
-//! - `stats`: criterion benchmarks (`crates/stats/benches`).
+//! - `stats` and the what-if engine: criterion benchmarks
+//!   (`crates/stats/benches`, `crates/report/benches`: 100,000 simulated
+//!   requests well under a second).
 //! - `./run_tests` wall time once built.
 //!
 //! Client and server get disjoint CPUs (the effect of `taskset -c`), set with
@@ -89,7 +91,7 @@ pub struct BenchArgs {
     /// A name for the machine, recorded beside what /proc says.
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
-    /// Skip the criterion benchmarks of `stats`.
+    /// Skip the criterion benchmarks of `stats` and of the what-if engine.
     #[arg(long)]
     skip_stats: bool,
     /// Skip timing `./run_tests`.
@@ -146,6 +148,7 @@ struct Measured {
     /// Over TLS (absent where nginx is missing).
     tls: Option<tls::Results>,
     stats: Option<criterion::StatsBench>,
+    whatif: Option<criterion::WhatifBench>,
     run_tests: Option<RunTestsTiming>,
 }
 
@@ -278,6 +281,12 @@ fn measure(
         println!("stats: cargo bench -p stats --bench histogram (criterion)");
         Some(criterion::run(template.dir)?)
     };
+    let whatif = if args.skip_stats || args.tls_only {
+        None
+    } else {
+        println!("what-if: cargo bench -p report --bench whatif (criterion)");
+        Some(criterion::run_whatif(template.dir)?)
+    };
     let run_tests = if args.skip_run_tests || args.tls_only {
         None
     } else {
@@ -287,6 +296,7 @@ fn measure(
         plain,
         tls,
         stats,
+        whatif,
         run_tests,
     })
 }
@@ -345,6 +355,22 @@ impl Measured {
                 ),
             ));
         }
+        if let Some(w) = &self.whatif {
+            let slowest = w
+                .simulate_100k_unbatched_ms
+                .max(w.simulate_100k_batches_of_10_ms)
+                .max(w.simulate_100k_dynamic_batching_ms);
+            bars.push(bar(
+                "what-if simulation of 100,000 requests well under a second",
+                Some(slowest < 250.0),
+                format!(
+                    "unbatched {:.1} ms, batches of 10 {:.1} ms, dynamic batching {:.1} ms (< 250 ms counted as well under)",
+                    w.simulate_100k_unbatched_ms,
+                    w.simulate_100k_batches_of_10_ms,
+                    w.simulate_100k_dynamic_batching_ms
+                ),
+            ));
+        }
         if let Some(r) = &self.run_tests {
             let exit_code = r
                 .exit_code
@@ -374,6 +400,7 @@ fn record(
         plain,
         tls,
         stats,
+        whatif,
         run_tests,
     } = measured;
     let (stub_capacity, loadgen_max) = plain
@@ -424,6 +451,7 @@ fn record(
             "service_time_accuracy": plain.as_ref().map(|p| &p.accuracy),
         },
         "stats": stats,
+        "whatif": whatif,
         "run_tests": run_tests,
         "bars": bars,
     })

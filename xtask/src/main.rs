@@ -2,6 +2,9 @@
 //!
 //! - `cargo xtask perf [--scenario llm] [--server triton] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
 //!   runs the whole Before/After story (SPEC section 8); `./run_tests` calls it.
+//! - `cargo xtask whatif-validate [--only NAME]` checks the what-if
+//!   engine's predicted P95 against measured runs on nine simulator
+//!   scenarios and writes the table.
 //! - `cargo xtask bench [--duration-s S] [--connections N] [--rounds N] ...`
 //!   measures the tools against wrk, oha, nginx and hdrhistogram (SPEC
 //!   section 9) and writes `results/bench.json`.
@@ -20,6 +23,8 @@ mod perf_triton;
 mod process;
 mod python;
 mod triton;
+mod whatif;
+mod whatif_validate;
 mod workspace;
 
 use std::process::ExitCode;
@@ -42,6 +47,9 @@ enum Task {
     Perf(perf::PerfArgs),
     /// Measure the tools against their peers and write results/bench.json.
     Bench(bench::BenchArgs),
+    /// Check the what-if engine's predictions against measurements on
+    /// simulator scenarios its fit never saw (minutes; not in CI).
+    WhatifValidate(whatif_validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +68,13 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Perf(args) => perf::run(args),
         Task::Bench(args) => return bench::main(args),
+        Task::WhatifValidate(args) => whatif_validate::run(&args).map(|passed| {
+            if passed {
+                perf::Outcome::Met
+            } else {
+                perf::Outcome::NotMet
+            }
+        }),
     };
     // Interrupted (SIGINT/SIGTERM): the children are stopped; say so with
     // 128 + the signal, whatever the unwinding workflow returned.

@@ -9,13 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
 use crate::machine::Machine;
 use crate::process::{self, ServerProcess};
-use crate::{json, python, workspace};
+use crate::{python, workspace};
 
 /// Flags of `cargo xtask perf` (and so of `./run_tests`).
 #[derive(clap::Args)]
@@ -45,7 +43,28 @@ pub struct PerfArgs {
     /// `--loadgen-arg=--body-template=body.json`, `--loadgen-arg=-H=Authorization: Bearer T`).
     #[arg(long = "loadgen-arg", value_name = "FLAG", allow_hyphen_values = true)]
     loadgen_args: Vec<String>,
-    /// Run N Before/After pairs and report confidence intervals across them.
+    /// The After's client: `auto` (probe the batch cost, fit the service,
+    /// simulate the candidate fixes, run the one the what-if engine chooses)
+    /// or `optimized` (the fixed profile: pooled, batches of 10, 5 ms wait).
+    #[arg(long, default_value = "auto", value_name = "AFTER")]
+    pub(crate) after: String,
+    /// After the After, search the highest open-loop rate its client keeps
+    /// the SLA at (`loadgen capacity`, against a fresh simulator); the
+    /// report charts it beside the what-if engine's predicted capacity.
+    #[arg(long)]
+    pub(crate) capacity: bool,
+    /// With --capacity: the measured duration of each rate step (e.g. 10s;
+    /// loadgen's default is 20s).
+    #[arg(
+        long,
+        default_value = "10s",
+        value_name = "DURATION",
+        requires = "capacity"
+    )]
+    pub(crate) capacity_step: String,
+    /// Run N Before/After pairs, interleaved, each on fresh servers with a
+    /// seed of its own; the proof states the P95 difference with a bootstrap
+    /// interval and passes only if every pair met the SLA.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) repeat: u32,
     /// The SLA: P95 latency must be at most this many ms after optimization.
@@ -148,7 +167,7 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
         println!("target: {url} (your endpoint: no simulator is started; every phase loads it)");
     }
 
-    step("1/5", "build the release binaries");
+    step("1/6", "build the release binaries");
     let bins = build::release_binaries(&PACKAGES)?;
     let setup = Setup {
         bins,
@@ -157,7 +176,7 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     };
 
     step(
-        "2/5",
+        "2/6",
         "functional check: a few requests, single and batched",
     );
     functional_check(&setup, &args.out)?;
@@ -182,38 +201,63 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
         }
     };
 
-    run_pairs(&args, started, "", |dir| {
-        run_pair(&setup, python.as_deref(), &args, dir)
+    run_pairs(&args, &setup.bins, started, "", |dir, seed| {
+        run_pair(&setup, python.as_deref(), &args, dir, seed)
     })
 }
 
-/// Runs `pair` `--repeat` times, each in its own directory, summarises the
-/// repeats, and says where the results are; the workflow's outcome is met
-/// only if every pair's verdict was. `also` names extra outputs.
+/// The simulator's seed in the first pair; pair `n` runs with
+/// `FIRST_SEED + n - 1`, so one pair reproduces today's single run and each
+/// further pair draws the service's randomness afresh.
+pub(crate) const FIRST_SEED: u64 = 42;
+
+/// Runs `pair` `--repeat` times, each in its own directory with its own
+/// seed, Before and After interleaved (each pair runs its Before, then its
+/// After); with more than one pair, `report repeats` draws the interleaved
+/// proof. The workflow's outcome is met only if every pair's verdict was.
+/// `also` names extra outputs.
 pub(crate) fn run_pairs(
     args: &PerfArgs,
+    bins: &Binaries,
     started: std::time::Instant,
     also: &str,
-    mut pair: impl FnMut(&Path) -> Result<bool, TaskError>,
+    mut pair: impl FnMut(&Path, u64) -> Result<bool, TaskError>,
 ) -> Result<Outcome, TaskError> {
     let mut verdicts = Vec::new();
+    let mut dirs = Vec::new();
     for number in 1..=args.repeat {
         let dir = pair_dir(&args.out, number);
         create_dir(&dir.join("logs"))?;
+        let seed = FIRST_SEED + u64::from(number) - 1;
         if args.repeat > 1 {
-            println!("\n=== Before/After pair {number} of {} ===", args.repeat);
+            println!(
+                "\n=== Before/After pair {number} of {} (server seed {seed}) ===",
+                args.repeat
+            );
         }
-        verdicts.push(pair(&dir)?);
+        verdicts.push(pair(&dir, seed)?);
+        dirs.push(dir);
     }
+    let mut proof_met = true;
     if args.repeat > 1 {
-        summarize_repeats(&args.out, args.repeat)?;
+        step("repeats", "the interleaved proof across the pairs");
+        let mut cmd = Command::new(bins.path("report"));
+        cmd.arg("repeats")
+            .args(["--out-dir".as_ref(), args.out.as_os_str()])
+            .args(&dirs);
+        proof_met = run_report(&mut cmd)?;
     }
     println!(
-        "\nresults in {} (report.html, report.md, comparison.json{also}); workflow took {:.1} s",
+        "\nresults in {} (report.html, report.md, comparison.json{also}{}); workflow took {:.1} s",
         args.out.display(),
+        if args.repeat > 1 {
+            ", repeats.md, repeats.json"
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64()
     );
-    Ok(if verdicts.iter().all(|&met| met) {
+    Ok(if proof_met && verdicts.iter().all(|&met| met) {
         Outcome::Met
     } else {
         Outcome::NotMet
@@ -231,6 +275,12 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
         return Err(TaskError::BadFlag(format!(
             "--repeat must be between 1 and 20, got {}",
             args.repeat
+        )));
+    }
+    if !["auto", "optimized"].contains(&args.after.as_str()) {
+        return Err(TaskError::BadFlag(format!(
+            "--after {:?} is not known; allowed: auto, optimized",
+            args.after
         )));
     }
     if !["inference", "llm"].contains(&args.scenario.as_str()) {
@@ -340,18 +390,33 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), TaskError> {
     })
 }
 
-/// Starts a fresh simulator (or names the endpoint) for one phase.
-fn start_target(setup: &Setup, log: &Path) -> Result<(Option<ServerProcess>, String), TaskError> {
+/// Starts a fresh simulator (or names the endpoint) for one phase, with
+/// `seed` unless the user's server flags set one.
+fn start_target(
+    setup: &Setup,
+    log: &Path,
+    seed: Option<u64>,
+) -> Result<(Option<ServerProcess>, String), TaskError> {
     match &setup.target {
         Target::Endpoint(url) => Ok((None, url.clone())),
         Target::Simulator { profile, extra } => {
             let mut args = vec!["--profile".to_owned(), profile.clone()];
+            if let Some(seed) = seed.filter(|_| !sets_seed(extra)) {
+                args.extend(["--seed".to_owned(), seed.to_string()]);
+            }
             args.extend(extra.iter().cloned());
             let server = ServerProcess::start(&setup.bins.path("stub-server"), &args, log)?;
             let url = server.infer_url();
             Ok((Some(server), url))
         }
     }
+}
+
+/// Whether the user's simulator flags choose the seed themselves.
+fn sets_seed(server_args: &[String]) -> bool {
+    server_args
+        .iter()
+        .any(|a| a == "--seed" || a.starts_with("--seed="))
 }
 
 fn loadgen(url: &str, setup: &Setup) -> Command {
@@ -367,7 +432,7 @@ fn loadgen(url: &str, setup: &Setup) -> Command {
 }
 
 fn functional_check(setup: &Setup, out: &Path) -> Result<(), TaskError> {
-    let (_server, url) = start_target(setup, &out.join("logs/functional-server.log"))?;
+    let (_server, url) = start_target(setup, &out.join("logs/functional-server.log"), None)?;
     let checks: [&[&str]; 2] = [
         &["-n", "8", "-c", "2", "--connection", "per-request"],
         &[
@@ -411,25 +476,54 @@ fn run_pair(
     python: Option<&Path>,
     args: &PerfArgs,
     dir: &Path,
+    seed: u64,
 ) -> Result<bool, TaskError> {
     step(
-        "3/5",
+        "3/6",
         "Before: the original input.py, then its Rust reproduction",
     );
     let input_py_ran = match python {
-        Some(python) => run_input_py(python, setup, dir)?,
+        Some(python) => run_input_py(python, setup, dir, seed)?,
         None => false,
     };
-    run_loadgen_phase(setup, dir, "before", "baseline")?;
+    let baseline = ["--profile".to_owned(), "baseline".to_owned()];
+    run_loadgen_phase(setup, dir, "before", &baseline, seed)?;
 
     step(
-        "4/5",
-        "After: the optimized client, same profile, same 400 inputs, same concurrency",
+        "4/6",
+        if args.after == "auto" {
+            "analysis: probe the batch cost, fit the service, predict the candidate fixes"
+        } else {
+            "analysis: none (--after optimized runs the fixed profile)"
+        },
     );
-    run_loadgen_phase(setup, dir, "after", "optimized")?;
+    let (after_flags, whatif_json) = choose_after(setup, args, dir, seed)?;
 
-    step("5/5", "compare, verify, diagnose, report");
-    write_conditions(&setup.target, &setup.client, python, dir)?;
+    step(
+        "5/6",
+        "After: the chosen client, same profile, same 400 inputs, same concurrency",
+    );
+    run_loadgen_phase(setup, dir, "after", &after_flags, seed)?;
+
+    let capacity_json = if args.capacity {
+        step(
+            "capacity",
+            "the After client's highest open-loop rate under the SLA",
+        );
+        Some(run_capacity(setup, args, dir, &after_flags, seed)?)
+    } else {
+        None
+    };
+
+    step("6/6", "compare, verify, diagnose, report");
+    write_conditions(
+        &setup.target,
+        &setup.client,
+        python,
+        dir,
+        seed,
+        &after_flags,
+    )?;
     let mut report = Command::new(setup.bins.path("report"));
     report.arg("compare");
     if input_py_ran {
@@ -455,6 +549,16 @@ fn run_pair(
     report
         .args(["--after".as_ref(), dir.join("after.csv").as_os_str()])
         .args(["--after-label", "After (optimized client)"])
+        .args(
+            whatif_json
+                .iter()
+                .flat_map(|path| ["--prediction".as_ref(), path.as_os_str()]),
+        )
+        .args(
+            capacity_json
+                .iter()
+                .flat_map(|path| ["--capacity".as_ref(), path.as_os_str()]),
+        )
         .args([
             "--conditions".as_ref(),
             dir.join("conditions.json").as_os_str(),
@@ -465,8 +569,12 @@ fn run_pair(
     run_report(&mut report)
 }
 
-fn run_input_py(python: &Path, setup: &Setup, dir: &Path) -> Result<bool, TaskError> {
-    let (_server, url) = start_target(setup, &dir.join("logs/before-input-py-server.log"))?;
+fn run_input_py(python: &Path, setup: &Setup, dir: &Path, seed: u64) -> Result<bool, TaskError> {
+    let (_server, url) = start_target(
+        setup,
+        &dir.join("logs/before-input-py-server.log"),
+        Some(seed),
+    )?;
     let stdout_path = dir.join("input_py_stdout.txt");
     let stdout = fs::File::create(&stdout_path).map_err(|source| TaskError::Io {
         path: stdout_path.clone(),
@@ -502,18 +610,21 @@ fn run_input_py(python: &Path, setup: &Setup, dir: &Path) -> Result<bool, TaskEr
     Ok(true)
 }
 
+/// One loadgen phase against a fresh target; `flags` choose the client
+/// (`--profile baseline`, or the After's flags).
 fn run_loadgen_phase(
     setup: &Setup,
     dir: &Path,
     name: &str,
-    profile: &str,
+    flags: &[String],
+    seed: u64,
 ) -> Result<(), TaskError> {
     let log = dir.join(format!("logs/{name}-server.log"));
-    let (_server, url) = start_target(setup, &log)?;
-    println!("loadgen --profile {profile}  ({url})");
+    let (_server, url) = start_target(setup, &log, Some(seed))?;
+    println!("loadgen {}  ({url})", flags.join(" "));
     let status = process::run_with_deadline(
         loadgen(&url, setup)
-            .args(["--profile", profile])
+            .args(flags)
             .args([
                 "--out".as_ref(),
                 dir.join(format!("{name}.csv")).as_os_str(),
@@ -529,8 +640,109 @@ fn run_loadgen_phase(
     match status.code() {
         Some(0 | 1) => Ok(()),
         _ => Err(TaskError::Step(format!(
-            "loadgen --profile {profile} could not run ({status})"
+            "loadgen {} could not run ({status})",
+            flags.join(" ")
         ))),
+    }
+}
+
+/// `loadgen capacity` with the After's flags against a fresh target;
+/// returns the JSON it wrote.
+fn run_capacity(
+    setup: &Setup,
+    args: &PerfArgs,
+    dir: &Path,
+    after_flags: &[String],
+    seed: u64,
+) -> Result<PathBuf, TaskError> {
+    let (_server, url) = start_target(setup, &dir.join("logs/capacity-server.log"), Some(seed))?;
+    let json_path = dir.join("capacity.json");
+    let mut cmd = Command::new(setup.bins.path("loadgen"));
+    cmd.arg("capacity")
+        .args(["--url", &url, "--api", &setup.client.api])
+        .args(after_flags)
+        .args(&setup.client.extra)
+        .args(["--sla", &format!("p95<={}", args.sla_p95_ms)])
+        .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
+        .args(["--step-duration", &args.capacity_step, "--warmup", "2s"])
+        // Inside the workflow's limit on one client run.
+        .args(["--time-limit", "9m"])
+        .args(["--json".as_ref(), json_path.as_os_str()])
+        .stdin(Stdio::null());
+    if matches!(setup.target, Target::Endpoint(_)) && setup.client.api == "simulator" {
+        cmd.arg("--no-verify");
+    }
+    println!("loadgen capacity {}  ({url})", after_flags.join(" "));
+    let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
+    match status.code() {
+        // 1: no rate was sustainable; the JSON says so and the report shows it.
+        Some(0 | 1) => Ok(json_path),
+        _ => Err(TaskError::Step(format!(
+            "loadgen capacity could not run ({status}); see the message above"
+        ))),
+    }
+}
+
+/// The After's flags: the what-if engine's choice (`--after auto`), or the
+/// fixed profile. Returns the flags and, for auto, the engine's JSON.
+fn choose_after(
+    setup: &Setup,
+    args: &PerfArgs,
+    dir: &Path,
+    seed: u64,
+) -> Result<(Vec<String>, Option<PathBuf>), TaskError> {
+    let optimized = vec!["--profile".to_owned(), "optimized".to_owned()];
+    if args.after == "optimized" {
+        return Ok((optimized, None));
+    }
+    let (_server, url) = start_target(setup, &dir.join("logs/probe-server.log"), Some(seed))?;
+    println!(
+        "probe: {} batches at each batch size {:?}, one batch at a time ({url})",
+        8,
+        crate::whatif::PROBE_BATCH_SIZES
+    );
+    let probes = crate::whatif::probe(|| loadgen(&url, setup), dir, CLIENT_LIMIT)?;
+    drop(_server);
+    let json_path = dir.join("whatif.json");
+    let mut cmd = Command::new(setup.bins.path("report"));
+    cmd.arg("whatif")
+        .args(["--before".as_ref(), dir.join("before.csv").as_os_str()])
+        .args(
+            probes
+                .iter()
+                .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
+        )
+        .args(["--concurrency", "20", "--requests", "400"])
+        .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
+        .args(["--json".as_ref(), json_path.as_os_str()]);
+    if matches!(setup.target, Target::Simulator { .. }) {
+        // The simulator has a dynamic batcher: its settings are server
+        // changes the engine may predict (never choose).
+        cmd.arg("--server-dynamic-batching");
+    }
+    let whatif = match crate::whatif::predict(&mut cmd, &json_path, CLIENT_LIMIT) {
+        Ok(whatif) => whatif,
+        Err(e) => {
+            eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile");
+            return Ok((optimized, None));
+        }
+    };
+    println!("what-if: {}", whatif.conclusion);
+    match whatif.after() {
+        Some(candidate) => {
+            println!(
+                "After: {} (predicted P95 {:.1} ms, 95% interval {:.1} to {:.1} ms)",
+                candidate.label,
+                candidate.p95_ms,
+                candidate.p95_interval_ms[0],
+                candidate.p95_interval_ms[1]
+            );
+            Ok((candidate.loadgen_args.clone(), Some(json_path)))
+        }
+        None => {
+            eprintln!("warning: the what-if engine proposed no client-side candidate; the After is the fixed optimized profile");
+            Ok((optimized, None))
+        }
     }
 }
 
@@ -539,6 +751,8 @@ fn write_conditions(
     client: &Client,
     python: Option<&Path>,
     dir: &Path,
+    seed: u64,
+    after_flags: &[String],
 ) -> Result<(), TaskError> {
     let (target_kind, profile, server_args) = match target {
         Target::Simulator { profile, extra } => ("simulator", profile.clone(), extra.clone()),
@@ -555,7 +769,9 @@ fn write_conditions(
         "payloads": "input.py build_payload(i), i = 0..399 (byte-identical, pinned by a test)",
         "before_client": "input.py (httpx, new AsyncClient and connection per request)",
         "reproduction_client": "loadgen --profile baseline (new connection per request)",
-        "after_client": "loadgen --profile optimized (pooled keep-alive, client micro-batching B=10, W=5 ms)",
+        "after_client": format!("loadgen {}", after_flags.join(" ")),
+        "server_seed": (matches!(target, Target::Simulator { .. }) && !sets_seed(&server_args))
+            .then_some(seed),
         "api": client.api,
         "loadgen_args": client.extra,
         "quantile_method": "linear",
@@ -565,165 +781,4 @@ fn write_conditions(
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
     fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
-}
-
-/// What the repeat summary reads of each pair's `comparison.json` (the
-/// report's `Comparison`).
-#[derive(Debug, Deserialize)]
-struct PairComparison {
-    before: SideP95,
-    after: SideP95,
-    verdict: PairVerdict,
-}
-
-#[derive(Debug, Deserialize)]
-struct SideP95 {
-    /// Null when no request succeeded.
-    #[serde(deserialize_with = "json::nullable")]
-    p95_ms: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PairVerdict {
-    met: bool,
-}
-
-/// Each side's P95 and the verdict of one pair's `comparison.json`.
-fn read_pair(path: &Path) -> Result<(f64, f64, bool), TaskError> {
-    let pair: PairComparison = json::read(path)?;
-    match (pair.before.p95_ms, pair.after.p95_ms) {
-        (Some(before), Some(after)) => Ok((before, after, pair.verdict.met)),
-        (before, _) => Err(TaskError::Json {
-            path: path.to_owned(),
-            problem: format!(
-                "field `{}.p95_ms` is null (no request succeeded): no P95 to summarize",
-                if before.is_none() { "before" } else { "after" }
-            ),
-        }),
-    }
-}
-
-pub(crate) fn summarize_repeats(out: &Path, repeat: u32) -> Result<(), TaskError> {
-    let mut before_p95 = Vec::new();
-    let mut after_p95 = Vec::new();
-    let mut met = Vec::new();
-    for pair in 1..=repeat {
-        let (before, after, pair_met) = read_pair(&pair_dir(out, pair).join("comparison.json"))?;
-        before_p95.push(before);
-        after_p95.push(after);
-        met.push(pair_met);
-    }
-    let ci = |values: &[f64]| {
-        stats::bootstrap::mean_ci(values, 0.95)
-            .map(|c| serde_json::to_value(c).unwrap_or_default())
-            .unwrap_or(serde_json::Value::Null)
-    };
-    let summary = serde_json::json!({
-        "pairs": repeat,
-        "before_p95_ms": before_p95,
-        "after_p95_ms": after_p95,
-        "before_p95_mean_ci95": ci(&before_p95),
-        "after_p95_mean_ci95": ci(&after_p95),
-        "met_every_pair": met.iter().all(|&m| m),
-        "met": met,
-    });
-    println!(
-        "\nacross {repeat} pairs: {}",
-        serde_json::to_string_pretty(&summary).unwrap_or_default()
-    );
-    let path = out.join("repeats.json");
-    fs::write(
-        &path,
-        serde_json::to_string_pretty(&summary).unwrap_or_default(),
-    )
-    .map_err(|source| TaskError::Io { path, source })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A temporary output directory, removed on drop.
-    struct Out(PathBuf);
-
-    impl Out {
-        fn new(name: &str) -> Self {
-            let dir =
-                std::env::temp_dir().join(format!("xtask-perf-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        /// Writes pair `pair`'s comparison.json.
-        fn pair(&self, pair: u32, text: &str) -> PathBuf {
-            let dir = pair_dir(&self.0, pair);
-            fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("comparison.json");
-            fs::write(&path, text).unwrap();
-            path
-        }
-    }
-
-    impl Drop for Out {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn comparison(before_p95: &str, after_p95: &str, met: bool) -> String {
-        format!(
-            r#"{{"schema_version": 1, "verdict": {{"met": {met}, "reasons": []}},
-                "before": {{"total": 400, "p50_ms": 90.0, "p95_ms": {before_p95}}},
-                "after": {{"total": 400, "p50_ms": 20.0, "p95_ms": {after_p95}}}}}"#
-        )
-    }
-
-    #[test]
-    fn repeats_are_summarized_from_each_pairs_comparison() {
-        let out = Out::new("repeats");
-        out.pair(1, &comparison("100.0", "30.0", true));
-        out.pair(2, &comparison("110.0", "32.0", false));
-        summarize_repeats(&out.0, 2).unwrap();
-        let summary: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(out.0.join("repeats.json")).unwrap()).unwrap();
-        assert_eq!(summary["before_p95_ms"], serde_json::json!([100.0, 110.0]));
-        assert_eq!(summary["after_p95_ms"], serde_json::json!([30.0, 32.0]));
-        assert_eq!(summary["met"], serde_json::json!([true, false]));
-        assert_eq!(summary["met_every_pair"], false);
-    }
-
-    #[test]
-    fn a_missing_verdict_or_p95_is_an_error_naming_file_and_field() {
-        let out = Out::new("missing");
-        let path = out.pair(
-            1,
-            &comparison("100.0", "30.0", true).replace("\"met\"", "\"ok\""),
-        );
-        let err = read_pair(&path).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            format!("{}: missing field `verdict.met`", path.display())
-        );
-        let path = out.pair(
-            1,
-            &comparison("100.0", "30.0", true).replace("\"p95_ms\": 30.0", "\"p95\": 30.0"),
-        );
-        assert_eq!(
-            read_pair(&path).unwrap_err().to_string(),
-            format!("{}: missing field `after.p95_ms`", path.display())
-        );
-        let path = out.pair(1, &comparison("null", "30.0", true));
-        assert_eq!(
-            read_pair(&path).unwrap_err().to_string(),
-            format!(
-                "{}: field `before.p95_ms` is null (no request succeeded): no P95 to summarize",
-                path.display()
-            )
-        );
-        assert!(matches!(
-            summarize_repeats(&out.0, 2),
-            Err(TaskError::Io { .. }) | Err(TaskError::Json { .. })
-        ));
-    }
 }

@@ -58,7 +58,10 @@ pub fn run(args: &PerfArgs) -> Result<Outcome, TaskError> {
         "functional check: streamed chat, non-streamed chat, batched completions; every answer verified",
     );
     functional_check(&bins, &args.out)?;
-    perf::run_pairs(args, started, "", |dir| run_pair(&bins, args, dir))
+    // The step loop draws no randomness: every pair runs the same server.
+    perf::run_pairs(args, &bins, started, "", |dir, _seed| {
+        run_pair(&bins, args, dir)
+    })
 }
 
 fn loadgen(bins: &Binaries, base_url: &str, api: &str) -> Command {

@@ -50,6 +50,9 @@ pub fn run(args: &PerfArgs) -> Result<Outcome, TaskError> {
     let python = triton::ensure_venv(&root)?;
     println!("Triton's Python: {}", python.display());
     println!("input.py skipped: it sends the simulator's wire format, not KServe v2; the Rust baseline client is the Before.");
+    if args.after == "auto" {
+        println!("After: the fixed optimized profile (the what-if engine fits per-request Server-Timing, which Triton does not send).");
+    }
 
     perf::step(
         "3/6",
@@ -59,9 +62,10 @@ pub fn run(args: &PerfArgs) -> Result<Outcome, TaskError> {
 
     perf::run_pairs(
         args,
+        &bins,
         started,
         "; the server change in server-change/",
-        |dir| run_pair(&bins, &python, &root, args, dir),
+        |dir, seed| run_pair(&bins, &python, &root, args, dir, seed),
     )
 }
 
@@ -221,8 +225,12 @@ fn run_pair(
     root: &Path,
     args: &PerfArgs,
     dir: &Path,
+    seed: u64,
 ) -> Result<bool, TaskError> {
-    let placeholder = TritonSetup::PLACEHOLDER;
+    let placeholder = TritonSetup {
+        seed,
+        ..TritonSetup::PLACEHOLDER
+    };
     perf::step(
         "4/6",
         "Before: the baseline client against Triton (2 instances, no dynamic batching)",
@@ -314,6 +322,7 @@ fn write_conditions(
         "server": before.describe(),
         "server_change": server_change.describe(),
         "server_change_reason": why,
+        "server_seed": before.seed,
         "fresh_server_per_phase": true,
         "requests": 400,
         "concurrency": 20,

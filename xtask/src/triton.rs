@@ -87,6 +87,8 @@ pub struct TritonSetup {
     pub max_batch_size: u32,
     /// Dynamic batching with this `max_queue_delay_microseconds`, or off.
     pub dynamic_batching_delay_us: Option<u64>,
+    /// Seed of the model's service-time draws.
+    pub seed: u64,
 }
 
 impl TritonSetup {
@@ -96,6 +98,7 @@ impl TritonSetup {
         instances: 2,
         max_batch_size: 32,
         dynamic_batching_delay_us: None,
+        seed: crate::perf::FIRST_SEED,
     };
 
     /// What the report's conditions say of it.
@@ -105,8 +108,8 @@ impl TritonSetup {
             None => "no dynamic batching".to_owned(),
         };
         format!(
-            "Triton, {} instances, max_batch_size {}, {batching}; model sleeps (100 ms + 2 ms x batch) x lognormal(0.1), seed 42",
-            self.instances, self.max_batch_size
+            "Triton, {} instances, max_batch_size {}, {batching}; model sleeps (100 ms + 2 ms x batch) x lognormal(0.1), seed {}",
+            self.instances, self.max_batch_size, self.seed
         )
     }
 }
@@ -124,7 +127,8 @@ pub fn start(
         .args(["--model", MODEL])
         .args(["--http-port", "0"])
         .args(["--instances", &setup.instances.to_string()])
-        .args(["--max-batch-size", &setup.max_batch_size.to_string()]);
+        .args(["--max-batch-size", &setup.max_batch_size.to_string()])
+        .args(["--seed", &setup.seed.to_string()]);
     if let Some(us) = setup.dynamic_batching_delay_us {
         cmd.args([
             "--dynamic-batching",

@@ -1,14 +1,21 @@
 //! Command-line options and their translation into a [`LoadConfig`]:
 //! a profile sets defaults, explicit flags override them.
+//!
+//! Two commands share the target and request flags ([`TargetArgs`]): a run
+//! (`loadgen --url ... -n 400`, the flags at top level, with the load shape
+//! of [`RunArgs`]) and `loadgen capacity` ([`CapacityArgs`]), which chooses
+//! the load itself and so refuses the flags that would set it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Method};
+use stats::slo::Slo;
 
 use crate::api::kserve::KServeOptions;
 use crate::api::ApiChoice;
+use crate::capacity::{self, CapacityOptions};
 use crate::config::{
     parse_header, Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource,
     Profile, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED,
@@ -19,8 +26,43 @@ use model::kserve::Datatype;
 
 /// HTTP load generator for inference APIs.
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about, long_about = None)]
+#[command(
+    name = "loadgen",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// `capacity`; none: a run with the flags given.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The target and how requests are made.
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// The load shape and outputs of a run.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Commands besides a run.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find the highest open-loop rate that keeps every --sla objective.
+    ///
+    /// Steps of --warmup + --step-duration at one rate each, doubling from
+    /// --start-rate until a step fails, bisecting to --precision, confirmed
+    /// by --repeats steps; a table of steps on stdout, the answer and the
+    /// curve in --json. Exit 0: an answer; 1: nothing sustainable (or
+    /// interrupted); 2: usage or setup error.
+    Capacity(Box<CapacityArgs>),
+}
+
+/// The target and the request flags, shared by a run and `capacity`.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
     /// Endpoint to load: any http:// or https:// URL (a host name, an IPv4
     /// address or a bracketed IPv6 address). For --api kserve-v2 the
     /// server's base URL; requests go to {base}/v2/models/{model}/infer
@@ -118,6 +160,56 @@ pub struct Cli {
     #[arg(long, value_enum)]
     pub profile: Option<ProfileArg>,
 
+    /// Connection reuse [default: pooled; baseline profile: per-request].
+    #[arg(long, value_enum)]
+    pub connection: Option<ConnectionArg>,
+
+    /// Use HTTP/2 instead of HTTP/1.1: cleartext with prior knowledge for
+    /// http://, required through ALPN for https:// (without it ALPN offers
+    /// http/1.1 only).
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Logical requests per HTTP request (1 = no batching) [default: 1; optimized: 10].
+    #[arg(long, value_parser = parse_batch_size)]
+    pub batch_size: Option<usize>,
+
+    /// Longest wait of the oldest queued request for its batch to fill, ms
+    /// [default: 0; optimized: 5].
+    #[arg(long, value_parser = parse_batch_wait_ms)]
+    pub batch_wait_ms: Option<u64>,
+
+    /// Do not compare outputs with the simulator's expected outputs (for
+    /// real endpoints speaking its format); rows still carry output digests.
+    /// Other APIs never verify.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Extra header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+
+    /// JSONL payloads, one {"input": "...", "model": "..."} per line, cycled
+    /// [default: input.py's prompts].
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub payloads: Option<PathBuf>,
+
+    /// Model name sent when a payload does not name one.
+    #[arg(long, default_value = model::DEFAULT_MODEL)]
+    pub model: String,
+
+    /// Limit on one HTTP request, connection set-up included (e.g. 30s, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+
+    /// No progress line on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// What a run sends and writes: its load shape and outputs.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
     /// Closed-loop workers [default: 20].
     #[arg(short = 'c', long, value_parser = parse_concurrency)]
     pub concurrency: Option<usize>,
@@ -147,31 +239,6 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, requires = "rate")]
     pub max_in_flight: usize,
 
-    /// Connection reuse [default: pooled; baseline profile: per-request].
-    #[arg(long, value_enum)]
-    pub connection: Option<ConnectionArg>,
-
-    /// Use HTTP/2 instead of HTTP/1.1: cleartext with prior knowledge for
-    /// http://, required through ALPN for https:// (without it ALPN offers
-    /// http/1.1 only).
-    #[arg(long)]
-    pub http2: bool,
-
-    /// Logical requests per HTTP request (1 = no batching) [default: 1; optimized: 10].
-    #[arg(long, value_parser = parse_batch_size)]
-    pub batch_size: Option<usize>,
-
-    /// Longest wait of the oldest queued request for its batch to fill, ms
-    /// [default: 0; optimized: 5].
-    #[arg(long, value_parser = parse_batch_wait_ms)]
-    pub batch_wait_ms: Option<u64>,
-
-    /// Do not compare outputs with the simulator's expected outputs (for
-    /// real endpoints speaking its format); rows still carry output digests.
-    /// Other APIs never verify.
-    #[arg(long)]
-    pub no_verify: bool,
-
     /// Per-request CSV log (streamed); none without this flag.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -193,23 +260,6 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
-    /// Extra header, 'Name: value' (repeatable).
-    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-
-    /// JSONL payloads, one {"input": "...", "model": "..."} per line, cycled
-    /// [default: input.py's prompts].
-    #[arg(long, value_name = "FILE.jsonl")]
-    pub payloads: Option<PathBuf>,
-
-    /// Model name sent when a payload does not name one.
-    #[arg(long, default_value = model::DEFAULT_MODEL)]
-    pub model: String,
-
-    /// Limit on one HTTP request, connection set-up included (e.g. 30s, 500ms).
-    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
-    pub timeout: Duration,
-
     /// Requests sent before the measured run and not logged.
     #[arg(long, default_value_t = 0, value_parser = parse_warmup)]
     pub warmup: u64,
@@ -228,9 +278,110 @@ pub struct Cli {
     /// --threads does.
     #[arg(long, default_value_t = crate::config::DEFAULT_BUSY_POLL_US, value_parser = parse_busy_poll_us)]
     pub busy_poll_us: u64,
+}
 
-    /// No progress line on stderr.
-    #[arg(long, short = 'q')]
+/// `loadgen capacity`: the target and request flags of a run, the
+/// objectives and how the search steps. The flags that set a run's load
+/// shape are accepted only to be refused with the reason (hidden from the
+/// help), so a run's command line turned into a search is told what to use
+/// instead rather than only "unexpected argument".
+#[derive(Debug, clap::Args)]
+pub struct CapacityArgs {
+    /// The target and how requests are made.
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Objective every counted step must meet (repeatable): p95<=800,
+    /// p99<500, mean<=200, error_rate<=0.01, throughput_rps>=150,
+    /// goodput_rps>=5, ttft_p95<=500, itl_p99<=50, tpot_mean<=40 (latencies
+    /// in ms, the Linear method, over successful requests). Without an
+    /// error_rate objective any failed or dropped request fails the step.
+    #[arg(long = "sla", value_name = "EXPR", default_value = "p95<=800", value_parser = parse_slo)]
+    pub slos: Vec<Slo>,
+
+    /// Write the answer, its interval and the curve of steps here as JSON
+    /// (also after Ctrl-C, with what was measured).
+    #[arg(long, value_name = "FILE")]
+    pub json: PathBuf,
+
+    /// Counted part of each step (e.g. 20s, 1m; at most 30m).
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_step_duration)]
+    pub step_duration: Duration,
+
+    /// Start of each step at the step's rate whose requests are not counted
+    /// (0s to 10m).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_capacity_warmup)]
+    pub warmup: Duration,
+
+    /// First rate tried, requests/s; the search doubles it until a step
+    /// fails.
+    #[arg(long, value_name = "RPS", default_value_t = 1.0, value_parser = parse_rate, allow_negative_numbers = true)]
+    pub start_rate: f64,
+
+    /// Highest rate tried, requests/s [default: no bound but the time limit].
+    #[arg(long, value_name = "RPS", value_parser = parse_rate, allow_negative_numbers = true)]
+    pub max_rate: Option<f64>,
+
+    /// Bisection stops when (hi - lo) / lo is at most this (0.001 to 0.5).
+    #[arg(long, default_value_t = 0.05, value_parser = parse_precision)]
+    pub precision: f64,
+
+    /// Steps at the answer that must all be sustainable (1 to 20); a failed
+    /// one lowers the answer by the precision.
+    #[arg(long, default_value_t = 3, value_parser = parse_repeats)]
+    pub repeats: u32,
+
+    /// Bound on the whole search (at most 24h); a step that would end past
+    /// it is not started, and the output says the answer was bounded.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_time_limit)]
+    pub time_limit: Duration,
+
+    /// Arrival process of every step.
+    #[arg(long, value_enum, default_value_t = ArrivalArg::Constant)]
+    pub arrival: ArrivalArg,
+
+    /// Seed of the arrivals (step i uses seed + i) and of the bootstrap
+    /// interval.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Most requests in flight; sends beyond it are dropped, failed rows
+    /// that make the step unsustainable.
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight)]
+    pub max_in_flight: usize,
+
+    #[arg(short = 'n', long = "requests", hide = true, num_args = 0..=1, default_missing_value = "")]
+    refused_requests: Option<String>,
+    #[arg(short = 'z', long = "duration", hide = true, num_args = 0..=1, default_missing_value = "")]
+    refused_duration: Option<String>,
+    #[arg(long = "rate", hide = true, num_args = 0..=1, default_missing_value = "", allow_negative_numbers = true)]
+    refused_rate: Option<String>,
+    #[arg(short = 'c', long = "concurrency", hide = true, num_args = 0..=1, default_missing_value = "")]
+    refused_concurrency: Option<String>,
+    #[arg(short = 'o', long = "out", hide = true, num_args = 0..=1, default_missing_value = "")]
+    refused_out: Option<String>,
+    #[arg(long = "threads", hide = true, num_args = 0..=1, default_missing_value = "")]
+    refused_threads: Option<String>,
+    #[arg(long = "busy-poll-us", hide = true, num_args = 0..=1, default_missing_value = "")]
+    refused_busy_poll_us: Option<String>,
+    #[arg(long = "server-stats", hide = true, num_args = 0..=1, default_missing_value = "")]
+    refused_server_stats: Option<String>,
+}
+
+/// Everything `loadgen capacity` needs, checked.
+#[derive(Debug, Clone)]
+pub struct CapacityPlan {
+    /// What every step starts from.
+    pub config: LoadConfig,
+    /// How the search runs.
+    pub options: CapacityOptions,
+    /// Spacing of sends.
+    pub arrival: Arrival,
+    /// Open-loop bound on requests in flight.
+    pub max_in_flight: usize,
+    /// Where the result goes.
+    pub json: PathBuf,
+    /// No target lines on stderr.
     pub quiet: bool,
 }
 
@@ -318,8 +469,20 @@ pub enum ConnectionArg {
 }
 
 impl Cli {
-    /// The configuration these options describe.
+    /// The configuration these options describe (a run; `capacity` has
+    /// [`CapacityArgs::into_plan`]).
     pub fn into_config(self) -> Result<LoadConfig, ConfigError> {
+        let mut config = self.target.into_base_config()?;
+        self.run.apply(&mut config)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl TargetArgs {
+    /// The configuration of the target and the requests, before the load
+    /// shape is set; not validated yet.
+    pub fn into_base_config(self) -> Result<LoadConfig, ConfigError> {
         let mut config = match self.profile {
             Some(ProfileArg::Baseline) => LoadConfig::from_profile(Profile::Baseline),
             Some(ProfileArg::Optimized) => LoadConfig::from_profile(Profile::Optimized),
@@ -401,6 +564,34 @@ impl Cli {
             client_key: self.key,
             resume: self.tls_resume,
         };
+        if let Some(connection) = self.connection {
+            config.connection = match connection {
+                ConnectionArg::PerRequest => ConnectionMode::PerRequest,
+                ConnectionArg::Pooled => ConnectionMode::Pooled,
+            };
+        }
+        config.http2 = self.http2;
+        if let Some(b) = self.batch_size {
+            config.batch_size = b;
+        }
+        if let Some(w) = self.batch_wait_ms {
+            config.batch_wait_ms = w;
+        }
+        config.verify = !self.no_verify;
+        config.headers = self.headers;
+        if let Some(path) = self.payloads {
+            config.payloads = PayloadSource::File(path);
+        }
+        config.model = self.model;
+        config.timeout = self.timeout;
+        config.progress = !self.quiet;
+        Ok(config)
+    }
+}
+
+impl RunArgs {
+    /// Sets the load shape and outputs of a run on `config`.
+    pub fn apply(self, config: &mut LoadConfig) -> Result<(), ConfigError> {
         if let Some(c) = self.concurrency {
             config.concurrency = c;
         }
@@ -420,40 +611,98 @@ impl Cli {
             seed: self.seed,
             max_in_flight: self.max_in_flight,
         });
-        if let Some(connection) = self.connection {
-            config.connection = match connection {
-                ConnectionArg::PerRequest => ConnectionMode::PerRequest,
-                ConnectionArg::Pooled => ConnectionMode::Pooled,
-            };
-        }
-        config.http2 = self.http2;
-        if let Some(b) = self.batch_size {
-            config.batch_size = b;
-        }
-        if let Some(w) = self.batch_wait_ms {
-            config.batch_wait_ms = w;
-        }
-        config.verify = !self.no_verify;
         config.log_path = self.out;
-        if self.server_stats.is_some() && self.api != ApiArg::KServeV2 {
+        if self.server_stats.is_some() && !matches!(config.api, ApiChoice::KServeV2(_)) {
             return Err(ConfigError::Invalid(
                 "--server-stats applies to --api kserve-v2 (servers with Triton's statistics endpoint)".into(),
             ));
         }
         config.server_stats_path = self.server_stats;
         config.server_metrics_url = self.server_metrics_url;
-        config.headers = self.headers;
-        if let Some(path) = self.payloads {
-            config.payloads = PayloadSource::File(path);
-        }
-        config.model = self.model;
-        config.timeout = self.timeout;
         config.warmup = self.warmup;
         config.threads = self.threads;
         config.busy_poll = Duration::from_micros(self.busy_poll_us);
-        config.progress = !self.quiet;
+        Ok(())
+    }
+}
+
+impl CapacityArgs {
+    /// The search these options describe: every flag checked, the flags of
+    /// a run's load shape refused with the reason.
+    pub fn into_plan(self) -> Result<CapacityPlan, ConfigError> {
+        let refusals = [
+            (
+                self.refused_requests.is_some(),
+                "-n/--requests does not apply to capacity: each step sends at its own rate for --warmup + --step-duration",
+            ),
+            (
+                self.refused_duration.is_some(),
+                "-z/--duration does not apply to capacity: --step-duration sets each step and --time-limit the whole search",
+            ),
+            (
+                self.refused_rate.is_some(),
+                "--rate does not apply to capacity: the search chooses the rates; bound them with --start-rate and --max-rate",
+            ),
+            (
+                self.refused_concurrency.is_some(),
+                "-c/--concurrency does not apply to capacity: its steps are open-loop; bound the requests in flight with --max-in-flight",
+            ),
+            (
+                self.refused_out.is_some(),
+                "-o/--out does not apply to capacity: it writes no per-request log; every step's statistics go to --json",
+            ),
+            (
+                self.refused_threads.is_some() || self.refused_busy_poll_us.is_some(),
+                "--threads and --busy-poll-us apply to the closed loop; capacity's steps are open-loop",
+            ),
+            (
+                self.refused_server_stats.is_some(),
+                "--server-stats does not apply to capacity: the statistics would span the whole search; run `loadgen --rate R --server-stats FILE` at the rate it finds",
+            ),
+        ];
+        if let Some((_, why)) = refusals.iter().find(|(given, _)| *given) {
+            return Err(ConfigError::Invalid((*why).to_owned()));
+        }
+        let quiet = self.target.quiet;
+        let arrival = match self.arrival {
+            ArrivalArg::Constant => Arrival::Constant,
+            ArrivalArg::Poisson => Arrival::Poisson,
+        };
+        let options = CapacityOptions {
+            slos: self.slos,
+            step_duration: self.step_duration,
+            warmup: self.warmup,
+            start_rate_rps: self.start_rate,
+            max_rate_rps: self.max_rate,
+            precision: self.precision,
+            repeats: self.repeats,
+            time_limit: self.time_limit,
+            seed: self.seed,
+        };
+        options
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut config = self.target.into_base_config()?;
+        config.requests = None;
+        config.duration = Some(options.warmup + options.step_duration);
+        config.open_loop = Some(OpenLoop {
+            rate_rps: options.start_rate_rps,
+            arrival,
+            seed: options.seed,
+            max_in_flight: self.max_in_flight,
+        });
+        config.warmup = 0;
+        // Checked as the first step will run, so a bad URL or template is
+        // an error before the search, not a failed first step.
         config.validate()?;
-        Ok(config)
+        Ok(CapacityPlan {
+            config,
+            options,
+            arrival,
+            max_in_flight: self.max_in_flight,
+            json: self.json,
+            quiet,
+        })
     }
 }
 
@@ -503,6 +752,50 @@ fn parse_run_duration(text: &str) -> Result<Duration, String> {
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
     limits::TIMEOUT.parse(text)
+}
+
+fn parse_slo(text: &str) -> Result<Slo, String> {
+    text.parse::<Slo>().map_err(|e| e.reason)
+}
+
+fn parse_step_duration(text: &str) -> Result<Duration, String> {
+    capacity::STEP_DURATION.parse(text)
+}
+
+fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    capacity::TIME_LIMIT.parse(text)
+}
+
+/// A warm-up may be `0s`: then every request of a step counts.
+fn parse_capacity_warmup(text: &str) -> Result<Duration, String> {
+    let warmup = limits::parse_duration(text)?;
+    if warmup > capacity::MAX_WARMUP {
+        return Err(format!(
+            "{text:?} is out of range; the warm-up must be 0s or more and at most 10m"
+        ));
+    }
+    Ok(warmup)
+}
+
+fn parse_precision(text: &str) -> Result<f64, String> {
+    let allowed = format!(
+        "the relative gap (hi - lo) / lo at which bisection stops, from {} to {} (e.g. 0.05)",
+        capacity::MIN_PRECISION,
+        capacity::MAX_PRECISION
+    );
+    match text.trim().parse::<f64>() {
+        Ok(p) if (capacity::MIN_PRECISION..=capacity::MAX_PRECISION).contains(&p) => Ok(p),
+        Ok(_) => Err(format!(
+            "{text:?} is out of range; the precision is {allowed}"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a number; the precision is {allowed}"
+        )),
+    }
+}
+
+fn parse_repeats(text: &str) -> Result<u32, String> {
+    capacity::REPEATS.parse(text)
 }
 
 /// `1`, `3,224,224`: positive whole dimensions separated by commas.
@@ -556,6 +849,74 @@ mod tests {
             (c.requests, c.duration),
             (None, Some(Duration::from_secs(2)))
         );
+    }
+
+    fn capacity(args: &[&str]) -> Result<CapacityPlan, String> {
+        let cli = Cli::try_parse_from(
+            ["loadgen", "capacity"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Capacity(args)) => args.into_plan().map_err(|e| e.to_string()),
+            None => Err("no subcommand".into()),
+        }
+    }
+
+    #[test]
+    fn capacity_takes_the_target_flags_and_its_own_defaults() {
+        let plan = capacity(&[
+            "--json",
+            "c.json",
+            "--profile",
+            "optimized",
+            "--timeout",
+            "5s",
+        ])
+        .unwrap();
+        let o = &plan.options;
+        assert_eq!(
+            (o.step_duration, o.warmup, o.start_rate_rps, o.max_rate_rps),
+            (Duration::from_secs(20), Duration::from_secs(5), 1.0, None)
+        );
+        assert_eq!(
+            (o.precision, o.repeats, o.time_limit),
+            (0.05, 3, Duration::from_secs(900))
+        );
+        assert_eq!(o.slos, vec![Slo::e2e_quantile(0.95, 800.0)]);
+        assert_eq!(
+            (plan.config.batch_size, plan.config.timeout),
+            (10, Duration::from_secs(5))
+        );
+        // The profile's request count does not bound a step; time does.
+        assert_eq!(plan.config.requests, None);
+        let plan = capacity(&[
+            "--json",
+            "c.json",
+            "--sla",
+            "p99<500",
+            "--sla",
+            "error_rate<=0.01",
+            "--warmup",
+            "0s",
+            "--arrival",
+            "poisson",
+            "--max-rate",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(plan.options.slos.len(), 2);
+        assert_eq!(
+            (plan.options.warmup, plan.arrival),
+            (Duration::ZERO, Arrival::Poisson)
+        );
+        // A run's command line is unchanged, and its flags stay its own.
+        assert!(parse(&["--rate", "5", "-z", "2s", "--warmup", "10"]).is_ok());
+        assert!(parse(&["--step-duration", "2s"]).is_err());
+        assert!(capacity(&["--json", "c.json", "--rate", "5"])
+            .unwrap_err()
+            .contains("the search chooses the rates"));
     }
 
     #[test]

@@ -36,6 +36,9 @@
 //!
 //! From the command line: `loadgen --url http://127.0.0.1:8000/v1/infer
 //! --profile baseline -o before.csv --json before.json` (see `loadgen --help`).
+//! `loadgen capacity --url ... --sla 'p95<=800' --json capacity.json`
+//! searches for the highest open-loop rate that keeps every objective
+//! ([`capacity`]: doubling, bisection, confirming repeats, a time bound).
 //! As a library:
 //!
 //! ```no_run
@@ -55,6 +58,7 @@
 pub mod api;
 pub mod batcher;
 pub mod busy_poll;
+pub mod capacity;
 pub mod cli;
 pub mod client;
 pub mod config;

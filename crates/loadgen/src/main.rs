@@ -1,18 +1,87 @@
 //! The `loadgen` binary: parse flags, run the library, print the summary,
-//! map the outcome to an exit code (0 all ok, 1 some failed, 2 usage/setup).
+//! map the outcome to an exit code (a run: 0 all ok, 1 some failed;
+//! `capacity`: 0 an answer found, 1 nothing sustainable or interrupted;
+//! both: 2 usage/setup).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use loadgen::cli::Cli;
+use loadgen::capacity::{self, LoadgenRunner, StepRecord};
+use loadgen::cli::{CapacityArgs, Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // clap prints help/version (exit 0) or the usage error (exit 2).
         Err(e) => e.exit(),
     };
-    let json_path = cli.json.clone();
+    match cli.command.take() {
+        Some(Command::Capacity(args)) => capacity_main(*args),
+        None => run_main(cli),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
+/// `loadgen capacity`: the table of steps as they finish, the answer, the
+/// JSON (also after Ctrl-C, with the steps measured so far).
+fn capacity_main(args: CapacityArgs) -> ExitCode {
+    let plan = match args.into_plan() {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    raise_fd_limit();
+    let outcome = runtime.block_on(async {
+        // One signal stops the whole search: the step in progress winds
+        // down as a run does, and no further step starts.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let mut runner = LoadgenRunner::new(plan.config, plan.arrival, plan.max_in_flight, stop_rx);
+        runner.announce = !plan.quiet;
+        println!("{}", capacity::TABLE_HEADER);
+        let mut print_step = |record: &StepRecord| println!("{record}");
+        capacity::search(&plan.options, &mut runner, &mut print_step).await
+    });
+    let report = match outcome {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{report}");
+    if let Err(e) = report.write_json(&plan.json) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    println!("Result written to {}", plan.json.display());
+    if report.found() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn run_main(cli: Cli) -> ExitCode {
+    let json_path = cli.run.json.clone();
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -20,15 +89,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let log_path = config.log_path.clone();
     raise_fd_limit();

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::diagnosis::{diagnose, DiagnosisInput, Finding};
 use crate::error::ReportError;
 use crate::input_py::{reconcile_input_py, InputPyReconciliation};
+use crate::slo::Judge;
 use crate::summary::SideSummary;
 use crate::verdict::{assess_quality, decide, sla_for, Quality, Sla, Verdict};
 
@@ -104,6 +105,11 @@ pub struct CompareOptions {
     pub input_py_stdout: Option<String>,
     /// Objectives beyond the SLA, each a check of the verdict on the After.
     pub slos: Vec<crate::slo::Slo>,
+    /// The what-if engine's report whose candidate the After ran, for
+    /// `prediction` (predicted beside measured).
+    pub whatif: Option<crate::whatif::WhatifReport>,
+    /// A capacity search of the After's client (`loadgen capacity`).
+    pub capacity: Option<crate::capacity::Capacity>,
 }
 
 impl Default for CompareOptions {
@@ -114,6 +120,8 @@ impl Default for CompareOptions {
             conditions: Value::Null,
             input_py_stdout: None,
             slos: Vec::new(),
+            whatif: None,
+            capacity: None,
         }
     }
 }
@@ -318,6 +326,14 @@ pub struct Comparison {
     pub diagnosis: Vec<Finding>,
     /// The caller's run conditions, plus `quantile_method`.
     pub conditions: Value,
+    /// What the what-if engine predicted for the After, beside what it
+    /// measured (when the After was the engine's candidate).
+    #[serde(default)]
+    pub prediction: Option<crate::prediction::Prediction>,
+    /// Capacity under the SLA of the After's client, measured, with the
+    /// engine's predicted capacity beside it.
+    #[serde(default)]
+    pub capacity: Option<crate::capacity::Capacity>,
 }
 
 /// Compares `before` with `after` (and optionally the reproduction of the Before).
@@ -398,6 +414,24 @@ pub fn compare(
     diagnosis.extend(batch_cost);
     diagnosis.extend(batch_cost_from_stats);
 
+    let prediction = options.whatif.as_ref().and_then(|whatif| {
+        let after_ms: Vec<f64> = after
+            .log
+            .rows
+            .iter()
+            .filter(|r| r.ok)
+            .map(|r| r.latency_ms)
+            .collect();
+        crate::prediction::prediction(whatif, &after_summary, &after_ms)
+    });
+    let capacity = options.capacity.clone().map(|mut capacity| {
+        if capacity.predicted_max_rate_rps.is_none() {
+            capacity.predicted_max_rate_rps =
+                prediction.as_ref().and_then(|p| p.predicted_capacity_rps);
+        }
+        capacity
+    });
+
     Ok(Comparison {
         schema_version: SCHEMA_VERSION,
         sla,
@@ -411,6 +445,8 @@ pub fn compare(
         input_py_stdout,
         diagnosis,
         conditions,
+        prediction,
+        capacity,
     })
 }
 

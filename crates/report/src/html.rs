@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use model::log::{Log, LogRow};
 use serde_json::Value;
 
+use crate::capacity::Capacity;
 use crate::compare::Comparison;
+use crate::prediction::Prediction;
 use crate::summary::successful_latencies_sorted;
 use crate::svg::{escape_xml, Axis, Chart, Mark, RefLine, Series};
 use crate::table::{
@@ -271,6 +273,121 @@ fn over_time_chart(c: &Comparison, before: &Log, after: &Log) -> Chart {
     }
 }
 
+/// A plain table of text cells, escaped.
+fn html_table<const N: usize>(headings: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut h = String::from("<table><thead><tr>");
+    for head in headings {
+        let _ = write!(h, "<th>{}</th>", escape_xml(head));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for cells in rows {
+        h.push_str("<tr>");
+        for cell in cells {
+            let _ = write!(h, "<td>{}</td>", escape_xml(cell));
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table>");
+    h
+}
+
+/// P95 and P99 of every step of the capacity search against the offered
+/// rate, with the SLA, the measured capacity and the predicted one.
+fn capacity_chart(c: &Comparison, capacity: &Capacity) -> Chart {
+    let threshold = c.sla.threshold_ms;
+    let mut steps: Vec<_> = capacity.curve.iter().collect();
+    steps.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
+    let points = |pick: fn(&crate::capacity::CapacityStep) -> Option<f64>, ok: bool| {
+        steps
+            .iter()
+            .filter(|s| s.sustainable == ok)
+            .filter_map(|s| pick(s).map(|v| (s.offered_rps, v)))
+            .collect::<Vec<_>>()
+    };
+    let series = vec![
+        Series {
+            name: "P95, sustainable step".into(),
+            color: AFTER_COLOR,
+            mark: Mark::Dots,
+            points: points(|s| s.p95_ms, true),
+        },
+        Series {
+            name: "P95, unsustainable step".into(),
+            color: FAILED_COLOR,
+            mark: Mark::Crosses,
+            points: points(|s| s.p95_ms, false),
+        },
+        Series {
+            name: "P99".into(),
+            color: BEFORE_COLOR,
+            mark: Mark::Dots,
+            points: points(|s| s.p99_ms, true)
+                .into_iter()
+                .chain(points(|s| s.p99_ms, false))
+                .collect(),
+        },
+    ];
+    let latencies = steps
+        .iter()
+        .flat_map(|s| [s.p95_ms, s.p99_ms])
+        .flatten()
+        .chain([threshold]);
+    let lo = steps
+        .iter()
+        .filter_map(|s| s.p50_ms)
+        .fold(f64::INFINITY, f64::min);
+    let hi = latencies.clone().fold(0.0f64, f64::max);
+    let log = lo.is_finite() && lo > 0.0 && hi / lo > 20.0;
+    let y = Axis::fit(
+        if log {
+            "latency (ms, log scale)"
+        } else {
+            "latency (ms)"
+        },
+        latencies,
+        log,
+        !log,
+    );
+    let x = Axis::fit(
+        "offered open-loop rate (requests/s)",
+        steps
+            .iter()
+            .map(|s| s.offered_rps)
+            .chain(capacity.predicted_max_rate_rps),
+        false,
+        true,
+    );
+    let mut vlines = Vec::new();
+    if let Some(rate) = capacity.max_rate_rps {
+        vlines.push(RefLine {
+            at: rate,
+            label: format!("measured capacity {rate:.1} req/s"),
+            color: AFTER_COLOR,
+        });
+    }
+    if let Some(rate) = capacity.predicted_max_rate_rps {
+        vlines.push(RefLine {
+            at: rate,
+            label: format!("predicted {rate:.1} req/s"),
+            color: BEFORE_COLOR,
+        });
+    }
+    Chart {
+        title: "Capacity search: latency by offered rate".into(),
+        width: 960.0,
+        height: 360.0,
+        x,
+        y,
+        series,
+        vlines,
+        hlines: vec![RefLine {
+            at: threshold,
+            label: format!("SLA {threshold} ms"),
+            color: SLA_COLOR,
+        }],
+    }
+}
+
 /// Renders the whole page.
 pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
     let e = escape_xml;
@@ -372,6 +489,27 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
         "<div class=\"panel\">{}</div>",
         over_time_chart(c, before, after).render()
     );
+
+    if let Some(p) = &c.prediction {
+        let _ = write!(
+            h,
+            "<h2>Prediction (what-if engine) beside measurement</h2><p>{}</p><p class=\"note\">Fitted service: {}.</p>",
+            e(&p.sentence()),
+            e(&p.fit)
+        );
+        h.push_str(&html_table(&Prediction::HEADINGS, &p.rows()));
+        let _ = write!(h, "<p>{}</p>", e(&p.conclusion));
+        h.push_str(&html_table(&Prediction::RANKED_HEADINGS, &p.ranked_rows()));
+    }
+    if let Some(capacity) = &c.capacity {
+        let _ = write!(
+            h,
+            "<h2>Capacity under the SLA</h2><p>{}</p><div class=\"panel\">{}</div>",
+            e(&capacity.sentence()),
+            capacity_chart(c, capacity).render()
+        );
+        h.push_str(&html_table(&Capacity::HEADINGS, &capacity.rows()));
+    }
 
     h.push_str("<h2>Diagnosis (from measured data)</h2><ul class=\"findings\">");
     if c.diagnosis.is_empty() {

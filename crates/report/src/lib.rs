@@ -28,17 +28,21 @@
 //! assert!(c.sla.met && c.verdict.met && c.quality.identical_inputs);
 //! ```
 
+pub mod capacity;
 pub mod compare;
 pub mod diagnosis;
 pub mod error;
 pub mod html;
 pub mod input_py;
 pub mod markdown;
+pub mod prediction;
+pub mod repeats;
 pub mod slo;
 pub mod summary;
 pub mod svg;
 pub mod table;
 pub mod verdict;
+pub mod whatif;
 pub mod write_files;
 
 use std::fs;

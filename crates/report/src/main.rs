@@ -32,6 +32,20 @@ enum Command {
         #[arg(long, default_value = "run")]
         label: String,
     },
+    /// The interleaved proof of `--repeat N`: read each pair's
+    /// comparison.json and logs, write repeats.json and repeats.md (the P95
+    /// difference with a bootstrap interval, the seeds, how many pairs met);
+    /// exit 0 if every pair met its verdict, 1 if not, 2 on error.
+    Repeats {
+        /// Where repeats.json and repeats.md go (created if missing).
+        #[arg(long)]
+        out_dir: PathBuf,
+        /// The pairs' directories, in the order they ran.
+        #[arg(required = true)]
+        pairs: Vec<PathBuf>,
+    },
+    /// Fit the Before, predict candidate fixes, choose the After; exit 0 chosen, 1 none, 2 error.
+    Whatif(Box<report::whatif::cli::WhatifArgs>),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +91,14 @@ struct CompareArgs {
     /// 'error_rate<=0.01', 'ttft_p95<=500'.
     #[arg(long = "sla", value_name = "EXPR")]
     slos: Vec<report::slo::Slo>,
+    /// The what-if engine's JSON (`report whatif --json`) whose candidate the
+    /// After ran: comparison.json gets `prediction`, predicted beside measured.
+    #[arg(long, value_name = "FILE")]
+    prediction: Option<PathBuf>,
+    /// A capacity search of the After's client (`loadgen capacity --json`),
+    /// charted with the engine's predicted capacity beside it.
+    #[arg(long, value_name = "FILE")]
+    capacity: Option<PathBuf>,
     /// Failed After requests the verdict allows.
     #[arg(long, default_value_t = 0)]
     max_failed: u64,
@@ -90,6 +112,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compare(args) => run_compare(&args),
         Command::Summary { file, label } => run_summary(&file, &label).map(|()| true),
+        Command::Whatif(args) => return report::whatif::cli::main(&args),
+        Command::Repeats { out_dir, pairs } => run_repeats(&out_dir, &pairs),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -168,6 +192,14 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
         conditions,
         input_py_stdout,
         slos: args.slos.clone(),
+        whatif: match &args.prediction {
+            Some(path) => Some(read_whatif(path)?),
+            None => None,
+        },
+        capacity: match &args.capacity {
+            Some(path) => Some(report::capacity::Capacity::read(path)?),
+            None => None,
+        },
     };
     let comparison = compare(&before, &after, reproduction.as_ref(), &options)?;
     let written = write_reports(&comparison, &before, &after, &args.out_dir)?;
@@ -179,9 +211,31 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
     Ok(comparison.verdict.met)
 }
 
+fn read_whatif(path: &Path) -> Result<report::whatif::WhatifReport, ReportError> {
+    let text = read_text("--prediction", path)?;
+    serde_json::from_str(&text).map_err(|e| {
+        ReportError::InvalidOption(format!(
+            "--prediction {}: not a `report whatif --json` file of schema version {} ({e})",
+            path.display(),
+            report::whatif::SCHEMA_VERSION
+        ))
+    })
+}
+
 fn run_summary(file: &Path, label: &str) -> Result<(), ReportError> {
     let run = RunLog::read(label, file)?;
     let summary = SideSummary::from_log(label, run.log_file.as_deref(), &run.log)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+/// Returns whether every pair met its verdict.
+fn run_repeats(out_dir: &Path, pairs: &[PathBuf]) -> Result<bool, ReportError> {
+    let summary = report::repeats::summarize(pairs)?;
+    let written = report::repeats::write(&summary, out_dir)?;
+    print!("{}", report::repeats::render_markdown(&summary));
+    for path in written {
+        println!("written: {}", path.display());
+    }
+    Ok(summary.met_every_pair)
 }

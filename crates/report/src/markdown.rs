@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::capacity::Capacity;
 use crate::compare::Comparison;
+use crate::prediction::Prediction;
 use crate::table::{
     headings, input_py_rows, reproduction_paragraph, table_rows, verdict_line, INPUT_PY_HEADINGS,
 };
@@ -118,6 +120,32 @@ pub fn render_markdown(c: &Comparison) -> String {
         }
         for m in &py.mismatches {
             let _ = writeln!(md, "- Mismatch: {}", escape_markdown(m));
+        }
+    }
+
+    if let Some(p) = &c.prediction {
+        let _ = writeln!(md, "\n## Prediction (what-if engine) beside measurement\n");
+        let _ = writeln!(md, "{}\n", escape_markdown(&p.sentence()));
+        let _ = writeln!(md, "Fitted service: {}.\n", escape_markdown(&p.fit));
+        md.push_str(&row(&Prediction::HEADINGS.map(str::to_owned)));
+        md.push_str("|---|---:|---:|\n");
+        for cells in p.rows() {
+            md.push_str(&row(&cells));
+        }
+        let _ = writeln!(md, "\n{}\n", escape_markdown(&p.conclusion));
+        md.push_str(&row(&Prediction::RANKED_HEADINGS.map(str::to_owned)));
+        md.push_str("|---:|---|---|---:|---|\n");
+        for cells in p.ranked_rows() {
+            md.push_str(&row(&cells));
+        }
+    }
+    if let Some(capacity) = &c.capacity {
+        let _ = writeln!(md, "\n## Capacity under the SLA\n");
+        let _ = writeln!(md, "{}\n", escape_markdown(&capacity.sentence()));
+        md.push_str(&row(&Capacity::HEADINGS.map(str::to_owned)));
+        md.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");
+        for cells in capacity.rows() {
+            md.push_str(&row(&cells));
         }
     }
 

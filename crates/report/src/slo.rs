@@ -16,197 +16,20 @@
 //! or TPOT (a request with one token has no TPOT and meets it), and for ITL
 //! the statistic over its own gaps (`itl_p99<=50`: the P99 of its gaps);
 //! `error_rate` and the rates are not per request.
+//!
+//! The grammar (`Slo`, its parts and parsing) is `stats::slo`, re-exported
+//! here; this module judges objectives on logs ([`Judge`]).
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use stats::QuantileMethod;
 
-use crate::summary::{quantile_ms, run_duration_s, SideSummary};
+use crate::summary::{run_duration_s, SideSummary};
 use model::log::{Log, LogRow};
 
-/// A comparison of an objective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Op {
-    /// `<=`.
-    #[serde(rename = "<=")]
-    AtMost,
-    /// `<`.
-    #[serde(rename = "<")]
-    Below,
-    /// `>=`.
-    #[serde(rename = ">=")]
-    AtLeast,
-    /// `>`.
-    #[serde(rename = ">")]
-    Above,
-}
-
-impl Op {
-    fn holds(self, measured: f64, threshold: f64) -> bool {
-        match self {
-            Self::AtMost => measured <= threshold,
-            Self::Below => measured < threshold,
-            Self::AtLeast => measured >= threshold,
-            Self::Above => measured > threshold,
-        }
-    }
-}
-
-/// A latency series of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Series {
-    /// End-to-end latency.
-    E2e,
-    /// Time to first token.
-    Ttft,
-    /// Inter-token latency (every gap).
-    Itl,
-    /// Time per output token.
-    Tpot,
-}
-
-/// A statistic of a series.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Stat {
-    /// A quantile, 0 to 1 (the Linear method).
-    Quantile(f64),
-    /// The mean.
-    Mean,
-    /// The largest value.
-    Max,
-}
-
-impl Stat {
-    fn of_sorted(self, sorted: &[f64]) -> Option<f64> {
-        match self {
-            Self::Quantile(q) => quantile_ms(sorted, q, QuantileMethod::Linear)
-                .ok()
-                .flatten(),
-            Self::Mean => crate::summary::mean(sorted),
-            Self::Max => sorted.last().copied(),
-        }
-    }
-}
-
-/// What an objective measures.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Metric {
-    /// A statistic of a latency series of successful requests, ms.
-    Latency(Series, Stat),
-    /// Failed requests over all requests.
-    ErrorRate,
-    /// Successful requests per second.
-    Throughput,
-    /// Successful requests per second that met every latency objective.
-    Goodput,
-}
-
-/// One objective, as written and as parsed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Slo {
-    /// The expression as given, spaces removed.
-    pub text: String,
-    /// What it measures.
-    pub metric: Metric,
-    /// How it compares.
-    pub op: Op,
-    /// The bound.
-    pub threshold: f64,
-}
-
-/// Why an expression is not an objective; the message names the bad part.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--sla {text:?}: {reason}")]
-pub struct SloError {
-    /// The expression.
-    pub text: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-impl FromStr for Slo {
-    type Err = SloError;
-
-    fn from_str(s: &str) -> Result<Self, SloError> {
-        let text: String = s.split_whitespace().collect();
-        let bad = |reason: String| SloError {
-            text: text.clone(),
-            reason,
-        };
-        let Some((at, op_len, op)) = [
-            ("<=", Op::AtMost),
-            (">=", Op::AtLeast),
-            ("<", Op::Below),
-            (">", Op::Above),
-        ]
-        .iter()
-        .find_map(|(symbol, op)| text.find(symbol).map(|at| (at, symbol.len(), *op))) else {
-            return Err(bad("no comparison; write METRIC<=VALUE, e.g. p95<=800 or error_rate<=0.01 (also <, >=, >)".into()));
-        };
-        let (name, value) = (&text[..at], &text[at + op_len..]);
-        let metric = metric(name).map_err(bad)?;
-        let threshold: f64 = value
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-            .ok_or_else(|| bad(format!("{value:?} is not a number >= 0")))?;
-        if metric == Metric::ErrorRate && threshold > 1.0 {
-            return Err(bad(format!(
-                "error_rate is a share from 0 to 1, not {threshold}"
-            )));
-        }
-        Ok(Self {
-            text,
-            metric,
-            op,
-            threshold,
-        })
-    }
-}
-
-fn metric(name: &str) -> Result<Metric, String> {
-    let known =
-        "p50, p90, p95, p99, p99.9 (any pNN), mean, max of e2e latency (no prefix or e2e_), \
-                 ttft_, itl_ or tpot_ (ms); error_rate, throughput_rps, goodput_rps";
-    match name {
-        "error_rate" => return Ok(Metric::ErrorRate),
-        "throughput_rps" => return Ok(Metric::Throughput),
-        "goodput_rps" => return Ok(Metric::Goodput),
-        _ => {}
-    }
-    let (series, stat) = [
-        ("e2e_", Series::E2e),
-        ("ttft_", Series::Ttft),
-        ("itl_", Series::Itl),
-        ("tpot_", Series::Tpot),
-    ]
-    .iter()
-    .find_map(|(prefix, series)| name.strip_prefix(prefix).map(|rest| (*series, rest)))
-    .unwrap_or((Series::E2e, name));
-    match stat {
-        "mean" => return Ok(Metric::Latency(series, Stat::Mean)),
-        "max" => return Ok(Metric::Latency(series, Stat::Max)),
-        _ => {}
-    }
-    // Digits and a point only: `str::parse` would also take `1e1` or `inf`.
-    let percent = stat
-        .strip_prefix('p')
-        .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        .and_then(|p| p.parse::<f64>().ok())
-        .filter(|p| *p > 0.0 && *p < 100.0);
-    match percent {
-        Some(p) => Ok(Metric::Latency(series, Stat::Quantile(p / 100.0))),
-        None if name.is_empty() => Err(format!(
-            "no metric before the comparison; the metrics are {known}"
-        )),
-        None if stat.is_empty() => Err(format!(
-            "{name:?} names no statistic; write e.g. {name}p95; the metrics are {known}"
-        )),
-        None => Err(format!("unknown metric {name:?}; the metrics are {known}")),
-    }
-}
+// The grammar lives in `stats` so that `loadgen capacity --sla` parses the
+// same expressions without depending on this crate; judging logs stays here.
+pub use stats::slo::{Metric, Op, Series, Slo, SloError, Stat};
 
 /// The values of `series` in `rows`: successful rows only, ascending.
 pub fn series_sorted(rows: &[LogRow], series: Series) -> Vec<f64> {
@@ -240,20 +63,23 @@ pub struct SloResult {
     pub met: bool,
 }
 
-impl Slo {
-    /// `pNN<=threshold_ms` on end-to-end latency (the SLA as an objective).
-    pub fn e2e_quantile(q: f64, threshold_ms: f64) -> Self {
-        Self {
-            text: format!("p{}<={threshold_ms}", q * 100.0),
-            metric: Metric::Latency(Series::E2e, Stat::Quantile(q)),
-            op: Op::AtMost,
-            threshold: threshold_ms,
-        }
-    }
-
+/// Judging an objective on report's runs: a log and its summary. A trait
+/// because [`Slo`] is defined in `stats`, which knows nothing of logs.
+pub trait Judge {
     /// The objective's value on a run; `objectives` are all those given,
     /// for goodput.
-    pub fn measure(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> Option<f64> {
+    fn measure(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> Option<f64>;
+
+    /// Judges the objective on a run.
+    fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> SloResult;
+
+    /// Whether one request meets the objective on its own values; `None`
+    /// for objectives that are not per request.
+    fn met_by(&self, row: &LogRow) -> Option<bool>;
+}
+
+impl Judge for Slo {
+    fn measure(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> Option<f64> {
         match self.metric {
             Metric::Latency(series, stat) => stat.of_sorted(&series_sorted(&log.rows, series)),
             Metric::ErrorRate => {
@@ -264,21 +90,18 @@ impl Slo {
         }
     }
 
-    /// Judges the objective on a run.
-    pub fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> SloResult {
+    fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> SloResult {
         let measured = self.measure(summary, log, objectives);
         SloResult {
             expression: self.text.clone(),
             op: self.op,
             threshold: self.threshold,
             measured,
-            met: measured.is_some_and(|m| self.op.holds(m, self.threshold)),
+            met: self.holds(measured),
         }
     }
 
-    /// Whether one request meets the objective on its own values; `None`
-    /// for objectives that are not per request.
-    pub fn met_by(&self, row: &LogRow) -> Option<bool> {
+    fn met_by(&self, row: &LogRow) -> Option<bool> {
         let Metric::Latency(series, stat) = self.metric else {
             return None;
         };
@@ -340,70 +163,6 @@ mod tests {
 
     fn parse(s: &str) -> Result<Slo, String> {
         s.parse::<Slo>().map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn expressions_parse_with_every_operator() {
-        let s = parse(" p95 <= 800 ").unwrap();
-        assert_eq!(
-            (s.metric, s.op, s.threshold, s.text.as_str()),
-            (
-                Metric::Latency(Series::E2e, Stat::Quantile(0.95)),
-                Op::AtMost,
-                800.0,
-                "p95<=800"
-            )
-        );
-        assert_eq!(
-            parse("e2e_p99<500").unwrap().metric,
-            Metric::Latency(Series::E2e, Stat::Quantile(0.99))
-        );
-        assert_eq!(
-            parse("ttft_p95<=500").unwrap().metric,
-            Metric::Latency(Series::Ttft, Stat::Quantile(0.95))
-        );
-        assert_eq!(
-            parse("itl_max<=80").unwrap().metric,
-            Metric::Latency(Series::Itl, Stat::Max)
-        );
-        assert_eq!(
-            parse("tpot_mean<40").unwrap().metric,
-            Metric::Latency(Series::Tpot, Stat::Mean)
-        );
-        assert_eq!(parse("goodput_rps>=5").unwrap().metric, Metric::Goodput);
-        let Metric::Latency(Series::E2e, Stat::Quantile(q)) = parse("p99.9<=1000").unwrap().metric
-        else {
-            panic!("p99.9 is a quantile")
-        };
-        assert!((q - 0.999).abs() < 1e-12, "{q}");
-        assert_eq!(parse("error_rate<=0.01").unwrap().metric, Metric::ErrorRate);
-        assert_eq!(parse("throughput_rps>=150").unwrap().op, Op::AtLeast);
-        assert_eq!(parse("max>2").unwrap().op, Op::Above);
-    }
-
-    #[test]
-    fn a_bad_expression_names_its_bad_part() {
-        assert!(parse("p95=800").unwrap_err().contains("no comparison"));
-        assert!(parse("p95<=fast")
-            .unwrap_err()
-            .contains("\"fast\" is not a number"));
-        assert!(parse("p100<=5")
-            .unwrap_err()
-            .contains("unknown metric \"p100\""));
-        assert!(parse("latency<=5")
-            .unwrap_err()
-            .contains("unknown metric \"latency\""));
-        assert!(parse("<=5").unwrap_err().contains("no metric"));
-        assert!(parse("error_rate<=5")
-            .unwrap_err()
-            .contains("share from 0 to 1"));
-        assert!(parse("ttft_<=500")
-            .unwrap_err()
-            .contains("names no statistic"));
-        assert!(parse("ttft_p101<=500")
-            .unwrap_err()
-            .contains("unknown metric \"ttft_p101\""));
-        assert!(parse("p1e1<=5").unwrap_err().contains("unknown metric"));
     }
 
     #[test]

@@ -142,6 +142,14 @@ pub fn plain_text(comparison: &Comparison) -> String {
             out.push_str(&format!("  {slo}\n"));
         }
     }
+    if let Some(p) = &comparison.prediction {
+        out.push_str(&p.sentence());
+        out.push('\n');
+    }
+    if let Some(capacity) = &comparison.capacity {
+        out.push_str(&capacity.sentence());
+        out.push('\n');
+    }
     out
 }
 

@@ -1,6 +1,8 @@
-//! The `stats` bars: runs `cargo bench -p stats --bench histogram` (a
-//! criterion benchmark in release mode; xtask itself is a debug build, so it
-//! must not time anything CPU-bound itself) and reads criterion's estimates.
+//! The `stats` bars and the what-if engine's speed: runs `cargo bench -p
+//! stats --bench histogram` and `cargo bench -p report --bench whatif`
+//! (criterion benchmarks in release mode; xtask itself is a debug build, so
+//! it must not time anything CPU-bound itself) and reads criterion's
+//! estimates.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -39,16 +41,31 @@ const BENCHES: [(&str, &str); 5] = [
     ("exact_1m", "summary"),
 ];
 
-/// Runs the benchmark and collects its estimates.
-pub fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
-    let log = log_dir.join("stats-bench.out");
+/// The what-if engine's simulation of 100,000 closed-loop requests, ms per
+/// run, as criterion estimated it (the bar: well under 1,000 ms).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WhatifBench {
+    /// Placeholder server, unbatched client.
+    pub simulate_100k_unbatched_ms: f64,
+    /// Placeholder server, batches of 10 with a 10 ms wait.
+    pub simulate_100k_batches_of_10_ms: f64,
+    /// Placeholder server with dynamic batching (2 ms window).
+    pub simulate_100k_dynamic_batching_ms: f64,
+    /// The command.
+    pub command: String,
+}
+
+/// Runs `cargo bench -p PACKAGE --bench BENCH` with its output to
+/// `log_dir/PACKAGE-bench.out`; returns the command as run.
+fn cargo_bench(log_dir: &Path, package: &str, bench: &str) -> Result<String, TaskError> {
+    let log = log_dir.join(format!("{package}-bench.out"));
     let file = std::fs::File::create(&log).map_err(|source| TaskError::Io {
         path: log.clone(),
         source,
     })?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace::root()?)
-        .args(["bench", "--quiet", "-p", "stats", "--bench", "histogram"])
+        .args(["bench", "--quiet", "-p", package, "--bench", bench])
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(Stdio::inherit());
@@ -60,6 +77,24 @@ pub fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
             log.display()
         )));
     }
+    Ok(command)
+}
+
+/// Runs the what-if engine's benchmark and collects its estimates.
+pub fn run_whatif(log_dir: &Path) -> Result<WhatifBench, TaskError> {
+    let command = cargo_bench(log_dir, "report", "whatif")?;
+    let group = "whatif_simulate_100k";
+    Ok(WhatifBench {
+        simulate_100k_unbatched_ms: mean_ms(group, "unbatched")?,
+        simulate_100k_batches_of_10_ms: mean_ms(group, "batches_of_10")?,
+        simulate_100k_dynamic_batching_ms: mean_ms(group, "dynamic_batching")?,
+        command,
+    })
+}
+
+/// Runs the benchmark and collects its estimates.
+pub fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
+    let command = cargo_bench(log_dir, "stats", "histogram")?;
     let mut ms = [0.0; BENCHES.len()];
     for (slot, (group, name)) in ms.iter_mut().zip(BENCHES) {
         *slot = mean_ms(group, name)?;

@@ -1,0 +1,248 @@
+//! The interleaved proof: what `--repeat N` concludes from N Before/After
+//! pairs, each run on fresh servers with a seed of its own.
+//!
+//! One pair measures one draw of the service's randomness; with one seed the
+//! After's P95 repeats to a tenth of a millisecond, so an interval over such
+//! repeats measures the machine, not the service. Here each pair's seed is
+//! read back from its `conditions.server_seed`, the successful latencies of
+//! every pair are pooled per side, and the P95 difference (After - Before)
+//! gets a seeded percentile-bootstrap interval
+//! ([`stats::bootstrap_quantile_diff_ci`]); each side's P95 gets its own
+//! ([`stats::bootstrap_quantile_ci`]). The proof passes only when every
+//! pair's verdict was met.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use stats::{ConfidenceInterval, QuantileMethod};
+
+use crate::compare::Comparison;
+use crate::error::ReportError;
+
+/// Bootstrap resamples of each interval.
+const RESAMPLES: usize = 2000;
+/// The bootstrap's seed: the same pairs always give the same interval.
+const BOOTSTRAP_SEED: u64 = 0x5eed;
+
+/// One pair of the proof.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairRow {
+    /// 1-based number of the pair, in the order it ran.
+    pub pair: u32,
+    /// The pair's directory.
+    pub dir: String,
+    /// The simulator's seed in that pair (`conditions.server_seed`), if any.
+    pub seed: Option<u64>,
+    /// The Before's P95, ms.
+    pub before_p95_ms: Option<f64>,
+    /// The After's P95, ms.
+    pub after_p95_ms: Option<f64>,
+    /// After minus Before, ms.
+    pub diff_p95_ms: Option<f64>,
+    /// Whether the pair's verdict was met.
+    pub met: bool,
+}
+
+/// `repeats.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatsReport {
+    /// 1.
+    pub schema_version: u32,
+    /// Pairs run.
+    pub pairs: u32,
+    /// Every pair, in order.
+    pub rows: Vec<PairRow>,
+    /// Pairs whose verdict was met.
+    pub met_count: u32,
+    /// Whether every pair's verdict was met (the proof's outcome).
+    pub met_every_pair: bool,
+    /// The Before's P95 over the pooled rows of every pair, ms.
+    pub before_p95_ms: Option<ConfidenceInterval>,
+    /// The After's P95 over the pooled rows of every pair, ms.
+    pub after_p95_ms: Option<ConfidenceInterval>,
+    /// After P95 minus Before P95 over the pooled rows, ms.
+    pub diff_p95_ms: Option<ConfidenceInterval>,
+    /// Bootstrap resamples per interval.
+    pub resamples: usize,
+    /// The conclusion in one sentence, with its numbers.
+    pub verdict: String,
+}
+
+/// Reads each pair's `comparison.json` and logs and draws the conclusion.
+pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
+    if pair_dirs.is_empty() {
+        return Err(ReportError::InvalidOption(
+            "give at least one pair directory (each holding a comparison.json)".into(),
+        ));
+    }
+    let mut rows = Vec::new();
+    let mut before_ms = Vec::new();
+    let mut after_ms = Vec::new();
+    for (index, dir) in pair_dirs.iter().enumerate() {
+        let path = dir.join("comparison.json");
+        let text = fs::read_to_string(&path).map_err(|e| ReportError::io(&path, e))?;
+        let comparison: Comparison = serde_json::from_str(&text).map_err(|e| {
+            ReportError::InvalidOption(format!(
+                "{}: not a comparison.json of this version ({e})",
+                path.display()
+            ))
+        })?;
+        before_ms.extend(successful_latencies(
+            dir,
+            comparison.before.log_file.as_deref(),
+        )?);
+        after_ms.extend(successful_latencies(
+            dir,
+            comparison.after.log_file.as_deref(),
+        )?);
+        let diff = comparison
+            .before
+            .p95_ms
+            .zip(comparison.after.p95_ms)
+            .map(|(b, a)| a - b);
+        rows.push(PairRow {
+            pair: u32::try_from(index + 1).unwrap_or(u32::MAX),
+            dir: dir.display().to_string(),
+            seed: comparison
+                .conditions
+                .get("server_seed")
+                .and_then(serde_json::Value::as_u64),
+            before_p95_ms: comparison.before.p95_ms,
+            after_p95_ms: comparison.after.p95_ms,
+            diff_p95_ms: diff,
+            met: comparison.verdict.met,
+        });
+    }
+    let quantile_ci = |samples: &[f64]| {
+        stats::bootstrap_quantile_ci(
+            samples,
+            0.95,
+            QuantileMethod::Linear,
+            RESAMPLES,
+            0.95,
+            BOOTSTRAP_SEED,
+        )
+        .ok()
+    };
+    let diff = stats::bootstrap_quantile_diff_ci(
+        &before_ms,
+        &after_ms,
+        0.95,
+        QuantileMethod::Linear,
+        RESAMPLES,
+        0.95,
+        BOOTSTRAP_SEED,
+    )
+    .ok();
+    let pairs = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    let met_count = u32::try_from(rows.iter().filter(|r| r.met).count()).unwrap_or(u32::MAX);
+    let met_every_pair = met_count == pairs;
+    let difference = match &diff {
+        Some(d) => format!(
+            "After P95 - Before P95 = {:.1} ms (95% bootstrap interval {:.1} to {:.1} ms, pooled rows of {pairs} pairs)",
+            d.estimate, d.lower, d.upper
+        ),
+        None => "no P95 difference: a side has no successful request".to_owned(),
+    };
+    let seeds: Vec<String> = rows
+        .iter()
+        .map(|r| r.seed.map_or_else(|| "-".to_owned(), |s| s.to_string()))
+        .collect();
+    let verdict = format!(
+        "{difference}; {met_count} of {pairs} pairs met the verdict (seeds {}): {}",
+        seeds.join(", "),
+        if met_every_pair { "PASS" } else { "FAIL" }
+    );
+    Ok(RepeatsReport {
+        schema_version: 1,
+        pairs,
+        rows,
+        met_count,
+        met_every_pair,
+        before_p95_ms: quantile_ci(&before_ms),
+        after_p95_ms: quantile_ci(&after_ms),
+        diff_p95_ms: diff,
+        resamples: RESAMPLES,
+        verdict,
+    })
+}
+
+/// The successful latencies of a side's log. The comparison names the log
+/// as it was given; a pair directory moved since is searched by file name.
+fn successful_latencies(dir: &Path, log_file: Option<&str>) -> Result<Vec<f64>, ReportError> {
+    let Some(named) = log_file.map(Path::new) else {
+        return Err(ReportError::InvalidOption(format!(
+            "{}: comparison.json names no log file for a side",
+            dir.display()
+        )));
+    };
+    let path = match (named.exists(), named.file_name()) {
+        (false, Some(name)) => dir.join(name),
+        _ => named.to_path_buf(),
+    };
+    let log = model::log::read_log_file(&path).map_err(|source| ReportError::ReadLog {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(log
+        .rows
+        .iter()
+        .filter(|r| r.ok)
+        .map(|r| r.latency_ms)
+        .collect())
+}
+
+/// `repeats.md`: the pairs and the conclusion.
+pub fn render_markdown(report: &RepeatsReport) -> String {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    let mut md = String::from("# Interleaved repeats\n\n");
+    let _ = writeln!(md, "{}\n", report.verdict);
+    md.push_str(
+        "| pair | seed | Before P95 (ms) | After P95 (ms) | After - Before (ms) | verdict |\n",
+    );
+    md.push_str("| ---: | ---: | ---: | ---: | ---: | --- |\n");
+    for r in &report.rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.pair,
+            r.seed.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            ms(r.before_p95_ms),
+            ms(r.after_p95_ms),
+            ms(r.diff_p95_ms),
+            if r.met { "met" } else { "NOT met" }
+        );
+    }
+    for (name, interval) in [
+        ("Before P95", &report.before_p95_ms),
+        ("After P95", &report.after_p95_ms),
+        ("After - Before P95", &report.diff_p95_ms),
+    ] {
+        if let Some(i) = interval {
+            let _ = writeln!(
+                md,
+                "\n{name}, pooled rows: {:.1} ms (95% bootstrap interval {:.1} to {:.1} ms, {} resamples).",
+                i.estimate, i.lower, i.upper, report.resamples
+            );
+        }
+    }
+    md
+}
+
+/// Writes `repeats.json` and `repeats.md` into `out_dir`; returns their paths.
+pub fn write(report: &RepeatsReport, out_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    fs::create_dir_all(out_dir).map_err(|e| ReportError::io(out_dir, e))?;
+    let files = [
+        ("repeats.json", serde_json::to_string_pretty(report)? + "\n"),
+        ("repeats.md", render_markdown(report)),
+    ];
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = out_dir.join(name);
+        fs::write(&path, text).map_err(|e| ReportError::io(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
+}

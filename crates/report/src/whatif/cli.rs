@@ -1,0 +1,349 @@
+//! `report whatif`: fit the Before (and probes), predict every candidate,
+//! print the ranking and the choice, write the JSON.
+//!
+//! Exit codes as the other subcommands: 0 a client-side candidate was
+//! chosen, 1 none meets the SLA with the margin, 2 error.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use model::log::{read_log_file, Log};
+
+use super::schema::{CandidateKind, CandidateRow, WhatifReport};
+use super::sim::Load;
+use super::{whatif, WhatifError, WhatifOptions};
+use crate::write_files::write_atomically;
+
+/// Flags of `report whatif`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WhatifArgs {
+    /// The Before run's loadgen log (needs service_ms: Server-Timing).
+    #[arg(long, value_name = "FILE.csv")]
+    pub before: PathBuf,
+    /// Probe runs at other batch sizes (loadgen logs), repeatable.
+    #[arg(long = "probe", value_name = "FILE.csv", num_args = 1..)]
+    pub probes: Vec<PathBuf>,
+    /// Closed loop with this many workers [default: the most requests in
+    /// flight in the Before].
+    #[arg(long, value_name = "N", conflicts_with = "rate",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub concurrency: Option<u32>,
+    /// Open loop at this rate, requests per second, instead of a closed loop.
+    #[arg(long, value_name = "RPS", allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// With --rate: exponential (Poisson) gaps instead of even spacing.
+    #[arg(long, requires = "rate")]
+    pub poisson: bool,
+    /// Logical requests per simulated run [default: the Before's rows].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    pub requests: Option<u32>,
+    /// SLA bound on P95, ms.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 800.0,
+        allow_negative_numbers = true
+    )]
+    pub sla_p95_ms: f64,
+    /// Fraction of the SLA kept in reserve: a candidate's P95 interval must
+    /// end at or below SLA * (1 - margin).
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = 0.2,
+        allow_negative_numbers = true
+    )]
+    pub margin: f64,
+    /// The server's largest batch [default: the largest batch seen].
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_batch: Option<u32>,
+    /// The server supports dynamic batching: add those candidates.
+    #[arg(long)]
+    pub server_dynamic_batching: bool,
+    /// Bootstrap refits behind the prediction intervals.
+    #[arg(long, value_name = "R", default_value_t = 40,
+          value_parser = clap::value_parser!(u64).range(2..=10_000))]
+    pub refits: u64,
+    /// Seed of every draw (same seed, same JSON but for elapsed_ms).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where to write the JSON report.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: PathBuf,
+}
+
+/// Runs the subcommand and maps the outcome to an exit code, printing any
+/// error as `report: error: ...`.
+pub fn main(args: &WhatifArgs) -> ExitCode {
+    match run(args) {
+        Ok(report) if report.chosen.is_some() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("report: error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads the logs, predicts, writes the JSON and prints the summary.
+pub fn run(args: &WhatifArgs) -> Result<WhatifReport, WhatifError> {
+    check_flags(args)?;
+    let before = read(&args.before)?;
+    let probes = args
+        .probes
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let requests = match args.requests {
+        Some(n) => n,
+        None => u32::try_from(before.rows.len())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                WhatifError::InvalidOption(format!(
+                    "the Before log has {} rows; pass --requests N (1 to 100000000)",
+                    before.rows.len()
+                ))
+            })?,
+    };
+    let load = match args.rate {
+        Some(rate_rps) => Load::Open {
+            rate_rps,
+            requests,
+            poisson: args.poisson,
+        },
+        None => Load::Closed {
+            concurrency: match args.concurrency {
+                Some(c) => c,
+                None => max_in_flight(&before).max(1),
+            },
+            requests,
+        },
+    };
+    let options = WhatifOptions {
+        load,
+        sla_p95_ms: args.sla_p95_ms,
+        margin: args.margin,
+        refits: usize::try_from(args.refits).unwrap_or(usize::MAX),
+        seed: args.seed,
+        server_dynamic_batching: args.server_dynamic_batching,
+    };
+    let runs: Vec<&Log> = std::iter::once(&before).chain(&probes).collect();
+    let report = whatif(&runs, args.max_batch, &options)?;
+    let mut json = serde_json::to_string_pretty(&report)?;
+    json.push('\n');
+    write_atomically(&args.json, json.as_bytes())?;
+    print!("{}", summary_text(&report));
+    println!("JSON written: {}", args.json.display());
+    Ok(report)
+}
+
+fn read(path: &Path) -> Result<Log, WhatifError> {
+    read_log_file(path).map_err(|source| WhatifError::ReadLog {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The checks clap cannot make, before any file is read.
+fn check_flags(args: &WhatifArgs) -> Result<(), WhatifError> {
+    let bad = |m: String| Err(WhatifError::InvalidOption(m));
+    if !(args.sla_p95_ms.is_finite() && args.sla_p95_ms > 0.0) {
+        return bad(format!(
+            "--sla-p95-ms must be a finite number of ms above 0 (got {}); e.g. --sla-p95-ms 800",
+            args.sla_p95_ms
+        ));
+    }
+    if !(args.margin.is_finite() && (0.0..1.0).contains(&args.margin)) {
+        return bad(format!(
+            "--margin must be a fraction from 0 up to (not including) 1 (got {}); e.g. --margin 0.2",
+            args.margin
+        ));
+    }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0 && rate <= 1e7) {
+            return bad(format!(
+                "--rate must be a number of requests per second above 0, at most 1e7 (got {rate})"
+            ));
+        }
+    }
+    if args.json.is_dir() || args.json.as_os_str().is_empty() {
+        return bad(format!(
+            "--json must name a file to write, not {:?}; e.g. --json whatif.json",
+            args.json.display().to_string()
+        ));
+    }
+    Ok(())
+}
+
+/// Most requests in flight at once in `log`: the deepest overlap of the
+/// rows' `[timestamp, timestamp + latency]` intervals. A request that
+/// starts as another ends does not overlap it (a closed loop's worker
+/// issues its next request right then), and "as" allows 5 us: the log
+/// rounds both columns to 1 us and an epoch timestamp in an f64 carries
+/// about 0.2 us, so a worker's next start can read a hair before its
+/// previous end.
+pub fn max_in_flight(log: &Log) -> u32 {
+    const TOLERANCE_MS: f64 = 0.005;
+    let mut edges: Vec<(f64, i32)> = Vec::with_capacity(2 * log.rows.len());
+    for row in &log.rows {
+        if row.timestamp_ms.is_finite() && row.latency_ms.is_finite() {
+            let end_ms = row.timestamp_ms + (row.latency_ms - TOLERANCE_MS).max(0.0);
+            edges.push((row.timestamp_ms, 1));
+            edges.push((end_ms, -1));
+        }
+    }
+    // Ends before starts at the same instant.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    u32::try_from(most).unwrap_or(0)
+}
+
+/// The ranking (top 10 and every server change), the choice and the
+/// conclusion, as printed to stdout.
+pub fn summary_text(report: &WhatifReport) -> String {
+    let mut out = String::new();
+    let f = &report.fit;
+    let load = match report.load {
+        Load::Closed {
+            concurrency,
+            requests,
+        } => format!("closed loop, concurrency {concurrency}, {requests} requests"),
+        Load::Open {
+            rate_rps,
+            requests,
+            poisson,
+        } => format!(
+            "open loop at {rate_rps} rps ({}), {requests} requests",
+            if poisson { "Poisson" } else { "even spacing" }
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "Fit: {} workers, base {:.2} ms [{:.2}, {:.2}], per item {:.3} ms [{:.3}, {:.3}], sigma {:.3} [{:.3}, {:.3}], {} executions, batch sizes {:?}",
+        f.workers,
+        f.base_ms.value,
+        f.base_ms.lo,
+        f.base_ms.hi,
+        f.per_item_ms.value,
+        f.per_item_ms.lo,
+        f.per_item_ms.hi,
+        f.sigma.value,
+        f.sigma.lo,
+        f.sigma.hi,
+        f.executions,
+        f.batch_sizes
+    );
+    let _ = writeln!(
+        out,
+        "Load: {load}; SLA P95 <= {} ms, margin {} (must predict <= {:.0} ms)",
+        report.sla_p95_ms,
+        report.margin,
+        report.sla_p95_ms * (1.0 - report.margin)
+    );
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<72} {:>9} {:>19} {:>9} {:>9}  meets",
+        "rank", "candidate", "P95 ms", "P95 interval", "P50 ms", "P99 ms"
+    );
+    let shown = report
+        .candidates
+        .iter()
+        .filter(|r| r.rank <= 10 || r.kind != CandidateKind::Client);
+    for row in shown {
+        let _ = writeln!(out, "{}", table_line(row));
+    }
+    match &report.chosen {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "Chosen: {} -> loadgen {}",
+                c.label,
+                c.loadgen_args.join(" ")
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Chosen: none meets the SLA with the margin");
+        }
+    }
+    let _ = writeln!(out, "{}", report.conclusion);
+    let cap = report.predicted_capacity_rps;
+    let rps = |x: Option<f64>| x.map_or("none".to_owned(), |v| format!("{v:.1} rps"));
+    let _ = writeln!(
+        out,
+        "Predicted capacity at P95 <= {} ms: baseline {}, chosen {}",
+        report.sla_p95_ms,
+        rps(cap.baseline),
+        rps(cap.chosen)
+    );
+    out
+}
+
+fn table_line(row: &CandidateRow) -> String {
+    format!(
+        "{:>4}  {:<72} {:>9.1} {:>19} {:>9.1} {:>9.1}  {}",
+        row.rank,
+        row.label,
+        row.p95_ms,
+        format!(
+            "[{:.1}, {:.1}]",
+            row.p95_interval_ms[0], row.p95_interval_ms[1]
+        ),
+        row.p50_ms,
+        row.p99_ms,
+        if row.meets_sla_with_margin {
+            "yes"
+        } else {
+            "no"
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use model::log::{LogFormat, LogRow};
+
+    use super::*;
+
+    fn log(intervals: &[(f64, f64)]) -> Log {
+        Log {
+            format: LogFormat::Loadgen,
+            rows: intervals
+                .iter()
+                .enumerate()
+                .map(|(i, &(timestamp_ms, latency_ms))| LogRow {
+                    request_id: i as u64,
+                    timestamp_ms,
+                    latency_ms,
+                    ..LogRow::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn in_flight_counts_overlaps_but_not_back_to_back_requests() {
+        // Two workers back to back (the next start a rounding hair early),
+        // and a third request overlapping both for a while.
+        let t0 = 1_700_000_000_000.0;
+        let rows = [
+            (t0, 100.0),
+            (t0 + 99.999, 100.0),
+            (t0 + 10.0, 100.0),
+            (t0 + 109.999, 50.0),
+        ];
+        assert_eq!(max_in_flight(&log(&rows)), 2);
+        assert_eq!(
+            max_in_flight(&log(&[(t0, 100.0), (t0 + 50.0, 100.0), (t0 + 60.0, 1.0)])),
+            3
+        );
+        assert_eq!(max_in_flight(&log(&[])), 0);
+    }
+}

@@ -1,0 +1,81 @@
+//! The what-if engine: from a Before run's log, predict what candidate
+//! fixes will do to P50/P95/P99, and choose the After.
+//!
+//! [`fit`](mod@fit) reads the server's cost model out of the per-request rows (the
+//! `Server-Timing` execution time of every batch by its size, and how many
+//! executions overlap), [`sim`] replays loadgen against stub-server as a
+//! seeded discrete-event simulation, and [`candidates`] runs every
+//! candidate (client batching at each size and wait, pooled connections,
+//! and server changes labelled as such) under the Before's load, with
+//! intervals from bootstrap refits, then chooses the lowest predicted P95
+//! that keeps the SLA with a margin. [`schema`] is the JSON it writes,
+//! typed, for the comparison report and xtask to read back; [`cli`] is
+//! `report whatif`.
+//!
+//! It lives in `report` because it is analysis of logs, like the
+//! comparison: it reads only what loadgen wrote, sends nothing, and its
+//! output feeds `comparison.json.prediction`. It depends on `model` (the
+//! log rows) and `stats` (quantiles, the seeded RNG) only.
+
+pub mod candidates;
+pub mod cli;
+pub mod fit;
+pub mod schema;
+pub mod sim;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use model::log::Log;
+
+pub use candidates::{capacity_rps, choose, predict, Candidate, WhatifOptions};
+pub use fit::{fit, fit_seeded, Estimate, Execution, FitError, LineFit, ServiceFit};
+pub use schema::{
+    CandidateKind, CandidateRow, FitSummary, PredictedCapacity, ServerChange, WhatifReport,
+    SCHEMA_VERSION,
+};
+pub use sim::{simulate, ClientModel, Load, ServerModel, SimOutcome};
+
+/// Why a what-if could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum WhatifError {
+    /// A log could not be read or parsed.
+    #[error("{path}: {source}")]
+    ReadLog {
+        /// The log file.
+        path: PathBuf,
+        /// What `model::log` said.
+        source: model::log::LogError,
+    },
+    /// The runs do not support a fit; the message says what to add.
+    #[error("fitting the service model: {0}")]
+    Fit(#[from] FitError),
+    /// An option is out of range; the message says what is allowed.
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    /// Writing the JSON failed.
+    #[error(transparent)]
+    Write(#[from] crate::error::ReportError),
+    /// Serialising the JSON failed.
+    #[error("serialising JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Fits `runs` (the Before first, then any probes; the bootstrap seeded
+/// with `options.seed`), optionally overrides the server's largest batch,
+/// and predicts; `elapsed_ms` covers both.
+pub fn whatif(
+    runs: &[&Log],
+    max_batch: Option<u32>,
+    options: &WhatifOptions,
+) -> Result<WhatifReport, WhatifError> {
+    let started = Instant::now();
+    options.validate()?;
+    let mut fitted = fit_seeded(runs, fit::DEFAULT_BOOTSTRAP_RESAMPLES, options.seed)?;
+    if let Some(max_batch) = max_batch {
+        fitted = fitted.with_max_batch(max_batch);
+    }
+    let mut report = predict(&fitted, options)?;
+    report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(report)
+}

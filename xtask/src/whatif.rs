@@ -1,0 +1,113 @@
+//! The analysis step of `--after auto`: probe the batch cost, fit the
+//! service, predict the fixes, and take the chosen one as the After.
+//!
+//! The Before alone sends one input per request, which cannot separate a
+//! batch's fixed cost from its cost per input; so a short probe against a
+//! fresh server sends batches of 1 to 32 inputs, one batch at a time, and
+//! `report whatif` fits the model to the Before's rows and the probe's and
+//! simulates the candidates. The choice comes back through `whatif.json`;
+//! xtask reads only the fields it acts on.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::error::TaskError;
+use crate::{json, process};
+
+/// Batch sizes of the probe: a spread wide enough to fit a line, up to the
+/// simulator's largest batch.
+pub const PROBE_BATCH_SIZES: [u32; 6] = [1, 2, 4, 8, 16, 32];
+
+/// Batches sent at each probe size.
+const PROBE_BATCHES: u32 = 8;
+
+/// What xtask reads of `whatif.json`.
+#[derive(Debug, Deserialize)]
+pub struct Whatif {
+    /// The client-side candidate chosen, if one meets the SLA with margin.
+    #[serde(deserialize_with = "json::nullable")]
+    pub chosen: Option<Candidate>,
+    /// Every candidate, best predicted P95 first.
+    pub candidates: Vec<Candidate>,
+    /// The engine's conclusion, one sentence.
+    pub conclusion: String,
+}
+
+/// A candidate fix as the engine describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Candidate {
+    /// Human-readable.
+    pub label: String,
+    /// `client` or `server`.
+    pub kind: String,
+    /// The loadgen flags that apply it.
+    pub loadgen_args: Vec<String>,
+    /// Predicted P95, ms.
+    pub p95_ms: f64,
+    /// Its 95% interval, ms.
+    pub p95_interval_ms: [f64; 2],
+}
+
+impl Whatif {
+    /// The After to run: the chosen candidate, else the client-side one
+    /// with the lowest predicted P95 (its verdict will then say not met).
+    pub fn after(&self) -> Option<&Candidate> {
+        self.chosen
+            .as_ref()
+            .or_else(|| self.candidates.iter().find(|c| c.kind == "client"))
+    }
+}
+
+/// Runs the probe with `loadgen` (a command already aimed at the target)
+/// and returns the probe logs written into `dir`.
+pub fn probe(
+    mut loadgen: impl FnMut() -> Command,
+    dir: &Path,
+    limit: std::time::Duration,
+) -> Result<Vec<PathBuf>, TaskError> {
+    let mut logs = Vec::new();
+    for size in PROBE_BATCH_SIZES {
+        let log = dir.join(format!("probe_b{size}.csv"));
+        // B workers and a wait far above a batch's assembly: every batch
+        // leaves full, and one batch is in flight at a time, so the server
+        // never queues and each row measures one execution at size B.
+        let status = process::run_with_deadline(
+            loadgen()
+                .args(["--connection", "pooled", "-q"])
+                .args(["-c", &size.to_string()])
+                .args(["-n", &(size * PROBE_BATCHES).to_string()])
+                .args(["--batch-size", &size.to_string()])
+                .args(["--batch-wait-ms", "50"])
+                .args(["--out".as_ref(), log.as_os_str()])
+                .stdout(Stdio::null()),
+            limit,
+        )?;
+        match status.code() {
+            Some(0 | 1) => logs.push(log),
+            _ => {
+                return Err(TaskError::Step(format!(
+                    "the batch-cost probe at batch size {size} could not run ({status})"
+                )))
+            }
+        }
+    }
+    Ok(logs)
+}
+
+/// Runs `report whatif` and reads its answer.
+pub fn predict(
+    cmd: &mut Command,
+    json_path: &Path,
+    limit: std::time::Duration,
+) -> Result<Whatif, TaskError> {
+    let status = process::run_with_deadline(cmd, limit)?;
+    match status.code() {
+        // 1: no candidate meets the SLA with margin; the JSON says which is best.
+        Some(0 | 1) => json::read(json_path),
+        _ => Err(TaskError::Step(format!(
+            "the what-if engine could not run ({status}); see the message above"
+        ))),
+    }
+}
