@@ -62,6 +62,69 @@ impl Machine {
 }
 
 /// The value of the first `key: value` line of a `/proc` file.
+/// The machine's load at one instant: `/proc/loadavg` and the CPU time
+/// counters of `/proc/stat`'s `cpu` line (Linux; `None` elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadSnapshot {
+    /// Load averages over 1, 5 and 15 minutes.
+    pub loadavg: Option<[f64; 3]>,
+    /// Clock ticks stolen by the hypervisor, and all ticks, since boot.
+    pub steal_and_total_ticks: Option<(u64, u64)>,
+}
+
+impl LoadSnapshot {
+    /// Reads the counters now.
+    pub fn now() -> Self {
+        let read = |file: &str| std::fs::read_to_string(file).ok();
+        Self {
+            loadavg: read("/proc/loadavg").and_then(|t| parse_loadavg(&t)),
+            steal_and_total_ticks: read("/proc/stat").and_then(|t| parse_steal(&t)),
+        }
+    }
+
+    /// A phase's conditions from its start (`self`) to `end`: the load
+    /// averages at its start, the CPUs, and the share of CPU time stolen
+    /// during it, percent (`null` where the kernel reports no steal).
+    pub fn phase_json(&self, end: &LoadSnapshot) -> Value {
+        let steal_pct = match (self.steal_and_total_ticks, end.steal_and_total_ticks) {
+            (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
+                Some(s1.saturating_sub(s0) as f64 / (t1 - t0) as f64 * 100.0)
+            }
+            _ => None,
+        };
+        json!({
+            "loadavg_at_start": self.loadavg,
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpu_stolen_pct": steal_pct,
+        })
+    }
+}
+
+/// `/proc/loadavg`: "0.52 0.58 0.59 1/467 12345".
+fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    Some([
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+    ])
+}
+
+/// `/proc/stat`'s first line: "cpu user nice system idle iowait irq
+/// softirq steal guest guest_nice"; guest time is already counted in user,
+/// so the total is the first eight fields.
+fn parse_steal(text: &str) -> Option<(u64, u64)> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let total = ticks.iter().take(8).sum();
+    Some((*ticks.get(7)?, total))
+}
+
 fn proc_value(text: &str, key: &str) -> Option<String> {
     text.lines().find_map(|l| {
         l.strip_prefix(key)
@@ -72,6 +135,30 @@ fn proc_value(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn load_and_steal_are_read_from_procs_formats() {
+        assert_eq!(
+            parse_loadavg("0.52 1.58 2.59 1/467 12345\n"),
+            Some([0.52, 1.58, 2.59])
+        );
+        assert_eq!(parse_loadavg("0.52 x"), None);
+        let stat = "cpu  100 5 50 800 10 1 2 30 40 0\ncpu0 50 2 25 400 5 0 1 15 20 0\n";
+        // Steal is the eighth field; the total the first eight (guest is in user).
+        assert_eq!(parse_steal(stat), Some((30, 998)));
+        assert_eq!(parse_steal("cpu0 1 2 3\n"), None);
+        let start = LoadSnapshot {
+            loadavg: Some([1.0, 0.5, 0.25]),
+            steal_and_total_ticks: Some((30, 1000)),
+        };
+        let end = LoadSnapshot {
+            loadavg: None,
+            steal_and_total_ticks: Some((40, 1200)),
+        };
+        let phase = start.phase_json(&end);
+        assert_eq!(phase["loadavg_at_start"], json!([1.0, 0.5, 0.25]));
+        assert_eq!(phase["cpu_stolen_pct"], json!(5.0));
+    }
 
     fn keys(v: &Value) -> Vec<&str> {
         v.as_object()

@@ -5,6 +5,9 @@
 //! - `cargo xtask whatif-validate [--only NAME]` checks the what-if
 //!   engine's predicted P95 against measured runs on nine simulator
 //!   scenarios and writes the table.
+//! - `cargo xtask distributed [--shards 4]` runs the shards of one load on
+//!   loopback as an Indexed Job would, merges them and checks the merge
+//!   against a single generator.
 //! - `cargo xtask bench [--duration-s S] [--connections N] [--rounds N] ...`
 //!   measures the tools against wrk, oha, nginx and hdrhistogram (SPEC
 //!   section 9) and writes `results/bench.json`.
@@ -14,6 +17,7 @@
 
 mod bench;
 mod build;
+mod distributed;
 mod error;
 mod json;
 mod machine;
@@ -50,6 +54,10 @@ enum Task {
     /// Check the what-if engine's predictions against measurements on
     /// simulator scenarios its fit never saw (minutes; not in CI).
     WhatifValidate(whatif_validate::ValidateArgs),
+    /// Run shards of one load as Kubernetes would (JOB_COMPLETION_INDEX,
+    /// one --start-at), merge them, and check the merge against one
+    /// generator.
+    Distributed(distributed::DistributedArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +76,13 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Perf(args) => perf::run(args),
         Task::Bench(args) => return bench::main(args),
+        Task::Distributed(args) => distributed::run(&args).map(|passed| {
+            if passed {
+                perf::Outcome::Met
+            } else {
+                perf::Outcome::NotMet
+            }
+        }),
         Task::WhatifValidate(args) => whatif_validate::run(&args).map(|passed| {
             if passed {
                 perf::Outcome::Met

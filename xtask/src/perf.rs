@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
-use crate::machine::Machine;
+use crate::machine::{LoadSnapshot, Machine};
 use crate::process::{self, ServerProcess};
 use crate::{python, workspace};
 
@@ -206,6 +206,13 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     })
 }
 
+/// What the console repeats of a pair's `comparison.json`.
+#[derive(serde::Deserialize)]
+struct EvidenceWarnings {
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
 /// The simulator's seed in the first pair; pair `n` runs with
 /// `FIRST_SEED + n - 1`, so one pair reproduces today's single run and each
 /// further pair draws the service's randomness afresh.
@@ -246,6 +253,16 @@ pub(crate) fn run_pairs(
             .args(["--out-dir".as_ref(), args.out.as_os_str()])
             .args(&dirs);
         proof_met = run_report(&mut cmd)?;
+    }
+    // The reports put their warnings first; the console repeats them last,
+    // where a reader of a long log looks.
+    for dir in &dirs {
+        let path = dir.join("comparison.json");
+        if let Ok(EvidenceWarnings { warnings }) = crate::json::read(&path) {
+            for warning in warnings {
+                eprintln!("\nWARNING ({}): {warning}", path.display());
+            }
+        }
     }
     println!(
         "\nresults in {} (report.html, report.md, comparison.json{also}{}); workflow took {:.1} s",
@@ -360,6 +377,30 @@ pub(crate) fn run_report(cmd: &mut Command) -> Result<bool, TaskError> {
             "the report could not be written ({status}); see the message above"
         ))),
     }
+}
+
+/// `report summary LOG`: one log's exact summary, read into `T`.
+pub(crate) fn report_summary<T: serde::de::DeserializeOwned>(
+    bins: &Binaries,
+    log: &Path,
+) -> Result<T, TaskError> {
+    let output = Command::new(bins.path("report"))
+        .arg("summary")
+        .arg(log)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| TaskError::Io {
+            path: bins.path("report"),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(TaskError::Step(format!(
+            "report summary {} failed: {}",
+            log.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    crate::json::parse(&String::from_utf8_lossy(&output.stdout), log)
 }
 
 pub(crate) fn pair_dir(out: &Path, pair: u32) -> PathBuf {
@@ -482,12 +523,17 @@ fn run_pair(
         "3/6",
         "Before: the original input.py, then its Rust reproduction",
     );
+    let mut phases = serde_json::Map::new();
     let input_py_ran = match python {
-        Some(python) => run_input_py(python, setup, dir, seed)?,
+        Some(python) => with_load(&mut phases, "before_input_py", || {
+            run_input_py(python, setup, dir, seed)
+        })?,
         None => false,
     };
     let baseline = ["--profile".to_owned(), "baseline".to_owned()];
-    run_loadgen_phase(setup, dir, "before", &baseline, seed)?;
+    with_load(&mut phases, "before", || {
+        run_loadgen_phase(setup, dir, "before", &baseline, seed)
+    })?;
 
     step(
         "4/6",
@@ -497,7 +543,9 @@ fn run_pair(
             "analysis: none (--after optimized runs the fixed profile)"
         },
     );
-    let (after_flags, whatif_json) = choose_after(setup, args, dir, seed)?;
+    let (after_flags, whatif_json) = with_load(&mut phases, "analysis", || {
+        choose_after(setup, args, dir, seed)
+    })?;
 
     step(
         "5/6",
@@ -521,8 +569,8 @@ fn run_pair(
         &setup.client,
         python,
         dir,
-        seed,
-        &after_flags,
+        (seed, &after_flags),
+        phases,
     )?;
     let mut report = Command::new(setup.bins.path("report"));
     report.arg("compare");
@@ -746,13 +794,27 @@ fn choose_after(
     }
 }
 
+/// Runs one phase, recording in `phases` the machine's load at its start
+/// and the CPU time stolen during it: a slow phase on a busy machine says
+/// so in `conditions.phases`.
+pub(crate) fn with_load<T>(
+    phases: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    phase: impl FnOnce() -> Result<T, TaskError>,
+) -> Result<T, TaskError> {
+    let start = LoadSnapshot::now();
+    let outcome = phase();
+    phases.insert(name.to_owned(), start.phase_json(&LoadSnapshot::now()));
+    outcome
+}
+
 fn write_conditions(
     target: &Target,
     client: &Client,
     python: Option<&Path>,
     dir: &Path,
-    seed: u64,
-    after_flags: &[String],
+    (seed, after_flags): (u64, &[String]),
+    phases: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), TaskError> {
     let (target_kind, profile, server_args) = match target {
         Target::Simulator { profile, extra } => ("simulator", profile.clone(), extra.clone()),
@@ -777,6 +839,7 @@ fn write_conditions(
         "quantile_method": "linear",
         "python": python.map(python::version),
         "machine": Machine::probe().conditions_json(),
+        "phases": phases,
     });
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();

@@ -198,7 +198,8 @@ fn run_pair(bins: &Binaries, args: &PerfArgs, dir: &Path) -> Result<bool, TaskEr
         "3/5",
         &format!("Before: the baseline client, streamed, against {PROFILE_SLOTS} sequence slots"),
     );
-    phase(bins, &[], dir, "before")?;
+    let mut phases = serde_json::Map::new();
+    perf::with_load(&mut phases, "before", || phase(bins, &[], dir, "before"))?;
     let (slots, why) = chosen_slots(&dir.join("before.json"))?;
     println!("diagnosis: {why}");
     perf::step(
@@ -206,9 +207,9 @@ fn run_pair(bins: &Binaries, args: &PerfArgs, dir: &Path) -> Result<bool, TaskEr
         &format!("After: the same client against max_num_seqs {slots} (a server change)"),
     );
     let extra = vec![format!("--max-num-seqs={slots}")];
-    phase(bins, &extra, dir, "after")?;
+    perf::with_load(&mut phases, "after", || phase(bins, &extra, dir, "after"))?;
     perf::step("5/5", "compare, verify, diagnose, report");
-    write_conditions(dir, slots, &why)?;
+    write_conditions(dir, slots, &why, phases)?;
     report(bins, dir, slots, args)
 }
 
@@ -238,7 +239,12 @@ fn report(bins: &Binaries, dir: &Path, slots: u32, args: &PerfArgs) -> Result<bo
     perf::run_report(&mut cmd)
 }
 
-fn write_conditions(dir: &Path, slots: u32, why: &str) -> Result<(), TaskError> {
+fn write_conditions(
+    dir: &Path,
+    slots: u32,
+    why: &str,
+    phases: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), TaskError> {
     let conditions = serde_json::json!({
         "scenario": "llm",
         "target": "simulator",
@@ -255,6 +261,7 @@ fn write_conditions(dir: &Path, slots: u32, why: &str) -> Result<(), TaskError> 
         "after_client": "loadgen --profile baseline --api openai-chat (unchanged)",
         "quantile_method": "linear",
         "machine": Machine::probe().conditions_json(),
+        "phases": phases,
     });
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();

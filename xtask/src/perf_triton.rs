@@ -235,12 +235,17 @@ fn run_pair(
         "4/6",
         "Before: the baseline client against Triton (2 instances, no dynamic batching)",
     );
-    phase(bins, python, root, &placeholder, dir, "before", "baseline")?;
+    let mut phases = serde_json::Map::new();
+    perf::with_load(&mut phases, "before", || {
+        phase(bins, python, root, &placeholder, dir, "before", "baseline")
+    })?;
     perf::step(
         "5/6",
         "After: the optimized client, same Triton set-up (a client change)",
     );
-    phase(bins, python, root, &placeholder, dir, "after", "optimized")?;
+    perf::with_load(&mut phases, "after", || {
+        phase(bins, python, root, &placeholder, dir, "after", "optimized")
+    })?;
     let (delay_us, why) = chosen_delay_us(&dir.join("before_server_stats.json"))?;
     let dynamic = TritonSetup {
         dynamic_batching_delay_us: Some(delay_us),
@@ -261,7 +266,7 @@ fn run_pair(
         "6/6",
         "compare, verify, diagnose, report (client change; server change beside it)",
     );
-    write_conditions(dir, &placeholder, &dynamic, &why)?;
+    write_conditions(dir, &placeholder, &dynamic, &why, phases)?;
     let met = report(bins, dir, "after", "After (optimized client)", args, dir)?;
     let server_change_dir = dir.join("server-change");
     perf::create_dir(&server_change_dir)?;
@@ -316,6 +321,7 @@ fn write_conditions(
     before: &TritonSetup,
     server_change: &TritonSetup,
     why: &str,
+    phases: serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), TaskError> {
     let conditions = serde_json::json!({
         "target": "triton",
@@ -334,6 +340,7 @@ fn write_conditions(
         "server_change_client": "loadgen --profile baseline --api kserve-v2",
         "quantile_method": "linear",
         "machine": Machine::probe().conditions_json(),
+        "phases": phases,
     });
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();

@@ -308,23 +308,7 @@ fn validate(
 
 /// The exact P95 of a log's successful rows, from `report summary`.
 fn p95_ms(bins: &Binaries, log: &Path) -> Result<f64, TaskError> {
-    let output = Command::new(bins.path("report"))
-        .arg("summary")
-        .arg(log)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| TaskError::Io {
-            path: bins.path("report"),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(TaskError::Step(format!(
-            "report summary {} failed: {}",
-            log.display(),
-            String::from_utf8_lossy(&output.stderr)
-        )));
-    }
-    let summary: RunSummary = json::parse(&String::from_utf8_lossy(&output.stdout), log)?;
+    let summary: RunSummary = crate::perf::report_summary(bins, log)?;
     summary
         .p95_ms
         .ok_or_else(|| TaskError::Step(format!("{}: no request succeeded", log.display())))

@@ -7,7 +7,7 @@
 //! the load itself and so refuses the flags that would set it.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Method};
@@ -20,6 +20,7 @@ use crate::config::{
     parse_header, Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource,
     Profile, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED,
 };
+use crate::distributed::{self, OutDir, ShardArg};
 use crate::limits;
 use crate::tls::TlsOptions;
 use model::kserve::Datatype;
@@ -278,6 +279,28 @@ pub struct RunArgs {
     /// --threads does.
     #[arg(long, default_value_t = crate::config::DEFAULT_BUSY_POLL_US, value_parser = parse_busy_poll_us)]
     pub busy_poll_us: u64,
+
+    /// Run one part of a load split across generators: INDEX/COUNT (0/4),
+    /// or COUNT with INDEX from JOB_COMPLETION_INDEX (set by a Kubernetes
+    /// Indexed Job). Every shard takes the same flags and together they do
+    /// what one generator would: the open loop's arrivals k with
+    /// k % COUNT == INDEX, the closed loop's -c split and ids strided.
+    /// COUNT 1..=1024.
+    #[arg(long, value_name = "INDEX/COUNT", value_parser = parse_shard)]
+    pub shard: Option<ShardArg>,
+
+    /// Wait until this wall-clock time, then start (after --warmup); the
+    /// open-loop schedule and a -z deadline are anchored at it, so a late
+    /// start shows in latency. RFC 3339 (2026-12-02T10:00:00Z,
+    /// 2026-12-02T10:00:00.250+01:00) or Unix seconds (1764669600.25); at
+    /// most 24 h ahead.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    pub start_at: Option<SystemTime>,
+
+    /// Write the log to DIR/log.csv and the summary to DIR/summary.json
+    /// (DIR is created); instead of -o and --json.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `loadgen capacity`: the target and request flags of a run, the
@@ -590,6 +613,15 @@ impl TargetArgs {
 }
 
 impl RunArgs {
+    /// Where the run's JSON summary goes: `--json`, or `DIR/summary.json`
+    /// of `--out-dir`.
+    pub fn summary_path(&self) -> Option<PathBuf> {
+        match &self.out_dir {
+            Some(dir) => Some(OutDir::new(dir).summary_path()),
+            None => self.json.clone(),
+        }
+    }
+
     /// Sets the load shape and outputs of a run on `config`.
     pub fn apply(self, config: &mut LoadConfig) -> Result<(), ConfigError> {
         if let Some(c) = self.concurrency {
@@ -611,7 +643,23 @@ impl RunArgs {
             seed: self.seed,
             max_in_flight: self.max_in_flight,
         });
-        config.log_path = self.out;
+        if self.out_dir.is_some() && (self.out.is_some() || self.json.is_some()) {
+            return Err(ConfigError::Invalid(
+                "--out-dir writes DIR/log.csv and DIR/summary.json itself; -o/--out and --json would name a second log or summary: give --out-dir alone, or -o and --json without it".into(),
+            ));
+        }
+        config.log_path = match &self.out_dir {
+            Some(dir) => Some(OutDir::new(dir).log_path()),
+            None => self.out,
+        };
+        config.shard = match self.shard {
+            Some(arg) => Some(
+                arg.resolve(std::env::var_os(distributed::INDEX_VAR).as_deref())
+                    .map_err(ConfigError::Invalid)?,
+            ),
+            None => None,
+        };
+        config.start_at = self.start_at;
         if self.server_stats.is_some() && !matches!(config.api, ApiChoice::KServeV2(_)) {
             return Err(ConfigError::Invalid(
                 "--server-stats applies to --api kserve-v2 (servers with Triton's statistics endpoint)".into(),
@@ -810,6 +858,14 @@ fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
         .collect()
 }
 
+fn parse_shard(text: &str) -> Result<ShardArg, String> {
+    distributed::parse_shard(text)
+}
+
+fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+    distributed::parse_start_at(text)
+}
+
 fn parse_header_arg(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     parse_header(text)
 }
@@ -817,6 +873,7 @@ fn parse_header_arg(text: &str) -> Result<(HeaderName, HeaderValue), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distributed::Shard;
 
     fn parse(args: &[&str]) -> Result<LoadConfig, String> {
         let cli = Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
@@ -917,6 +974,83 @@ mod tests {
         assert!(capacity(&["--json", "c.json", "--rate", "5"])
             .unwrap_err()
             .contains("the search chooses the rates"));
+    }
+
+    #[test]
+    fn shard_start_and_out_dir_flags() {
+        let c = parse(&[
+            "--rate",
+            "200",
+            "-n",
+            "200",
+            "--shard",
+            "1/4",
+            "--start-at",
+            "1764669600.25",
+        ]);
+        // A fixed time in the past is fine: only 24 h ahead is refused.
+        let c = c.unwrap();
+        assert_eq!(c.shard, Some(Shard { index: 1, count: 4 }));
+        assert_eq!(
+            c.start_at.map(crate::distributed::unix_ms),
+            Some(1_764_669_600_250.0)
+        );
+        // Totals stay totals; the shard's part is derived.
+        assert_eq!((c.requests, c.own_requests()), (Some(200), Some(50)));
+        let c = parse(&[
+            "-c",
+            "10",
+            "-n",
+            "100",
+            "--shard",
+            "3/4",
+            "--out-dir",
+            "out",
+        ])
+        .unwrap();
+        assert_eq!((c.concurrency, c.workers()), (10, 2));
+        assert_eq!(c.log_path, Some(PathBuf::from("out").join("log.csv")));
+        let cli = Cli::try_parse_from(["loadgen", "--out-dir", "out"]).unwrap();
+        assert_eq!(
+            cli.run.summary_path(),
+            Some(PathBuf::from("out").join("summary.json"))
+        );
+        let cli = Cli::try_parse_from(["loadgen", "--json", "s.json"]).unwrap();
+        assert_eq!(cli.run.summary_path(), Some(PathBuf::from("s.json")));
+        for (args, needle) in [
+            (
+                &["--out-dir", "d", "-o", "x.csv"][..],
+                "--out-dir writes DIR/log.csv",
+            ),
+            (
+                &["--out-dir", "d", "--json", "x.json"][..],
+                "give --out-dir alone",
+            ),
+            (
+                &["--shard", "4/4"][..],
+                "index must be below the count, 0..=3",
+            ),
+            (&["--shard", "0/0"][..], "shard count must be 1..=1024"),
+            (&["--shard", "a/b"][..], "--shard takes INDEX/COUNT"),
+            (
+                &["-c", "2", "--shard", "1/4"][..],
+                "-c 2 --shard 1/4: the closed loop splits -c",
+            ),
+            (
+                &["-n", "3", "--shard", "1/4", "--rate", "5"][..],
+                "-n 3 --shard 1/4: the shards split",
+            ),
+            (&["--start-at", "noon"][..], "--start-at takes RFC 3339"),
+            (
+                &["--start-at", "2999-01-01T00:00:00Z"][..],
+                "at most 24 h ahead",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        // An open loop needs no workers per shard: -c 2 over 4 shards is fine.
+        assert!(parse(&["--rate", "5", "-c", "2", "--shard", "1/4"]).is_ok());
     }
 
     #[test]

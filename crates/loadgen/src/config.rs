@@ -4,11 +4,12 @@
 //! line; the URL in [`crate::target`]).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::api::ApiChoice;
+use crate::distributed::{self, Shard};
 use crate::limits;
 use crate::target::{Target, TargetError};
 use crate::tls::TlsOptions;
@@ -196,6 +197,14 @@ pub struct LoadConfig {
     pub progress: bool,
     /// After a shutdown signal, how long in-flight requests may still finish.
     pub shutdown_grace: Duration,
+    /// This generator's part of a load split across generators
+    /// (`--shard`, [`crate::distributed`]); `None`: the whole load.
+    /// `concurrency` and `requests` stay the totals of the whole load.
+    pub shard: Option<Shard>,
+    /// Wall-clock start of the measured load (`--start-at`): the run waits
+    /// for it after any warm-up, and the open-loop schedule (and a `-z`
+    /// deadline) is anchored at it, so a late start shows in latency.
+    pub start_at: Option<SystemTime>,
 }
 
 impl Default for LoadConfig {
@@ -227,6 +236,8 @@ impl Default for LoadConfig {
             server_metrics_url: None,
             progress: false,
             shutdown_grace: Duration::from_secs(2),
+            shard: None,
+            start_at: None,
         }
     }
 }
@@ -286,6 +297,12 @@ impl LoadConfig {
         if self.model.is_empty() {
             return Err(ConfigError::Invalid("model name must not be empty".into()));
         }
+        if let Some(shard) = self.shard {
+            self.check_shard(shard)?;
+        }
+        if let Some(start_at) = self.start_at {
+            distributed::check_start_at(start_at, SystemTime::now()).map_err(invalid)?;
+        }
         let tls_options_given = self.tls != TlsOptions::default();
         if tls_options_given && !target.is_tls() {
             return Err(ConfigError::Invalid(format!(
@@ -294,6 +311,51 @@ impl LoadConfig {
             )));
         }
         Ok(target)
+    }
+}
+
+impl LoadConfig {
+    /// The workers this generator runs: `concurrency`, or this shard's part
+    /// of it (at least one, which an open loop's warm-up may need).
+    pub fn workers(&self) -> usize {
+        match self.shard {
+            None => self.concurrency,
+            Some(shard) => {
+                let total = u64::try_from(self.concurrency).unwrap_or(u64::MAX);
+                usize::try_from(shard.share(total))
+                    .unwrap_or(usize::MAX)
+                    .max(1)
+            }
+        }
+    }
+
+    /// The logical requests this generator issues when `requests` bounds
+    /// the run: all of them, or this shard's ids among them.
+    pub fn own_requests(&self) -> Option<u64> {
+        let shard = self.shard.unwrap_or(Shard::WHOLE);
+        self.requests.map(|n| shard.share(n))
+    }
+
+    /// A shard must be in range and have work: closed-loop workers and,
+    /// with `-n`, requests of its own.
+    fn check_shard(&self, shard: Shard) -> Result<(), ConfigError> {
+        shard.check().map_err(ConfigError::Invalid)?;
+        let count = shard.count;
+        let too_few = |n: u64| n < u64::from(count);
+        let workers = u64::try_from(self.concurrency).unwrap_or(u64::MAX);
+        if self.open_loop.is_none() && too_few(workers) {
+            return Err(ConfigError::Invalid(format!(
+                "-c {} --shard {}/{count}: the closed loop splits -c across the shards, and {} workers cannot give each of {count} shards one; give -c {count} or more, or fewer shards",
+                self.concurrency, shard.index, self.concurrency
+            )));
+        }
+        if let Some(n) = self.requests.filter(|&n| too_few(n)) {
+            return Err(ConfigError::Invalid(format!(
+                "-n {n} --shard {}/{count}: the shards split the -n requests, and {n} cannot give each of {count} shards one; give -n {count} or more, or fewer shards",
+                shard.index
+            )));
+        }
+        Ok(())
     }
 }
 

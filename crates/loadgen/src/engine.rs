@@ -35,18 +35,21 @@ pub struct LogicalRequest {
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     anchor: Instant,
+    anchor_wall: SystemTime,
     anchor_wall_ms: f64,
 }
 
 impl Clock {
     /// Anchors now.
     pub fn new() -> Self {
-        let wall = SystemTime::now()
+        let anchor_wall = SystemTime::now();
+        let wall = anchor_wall
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(0.0);
         Self {
             anchor: Instant::now(),
+            anchor_wall,
             anchor_wall_ms: wall,
         }
     }
@@ -57,6 +60,16 @@ impl Clock {
             self.anchor_wall_ms + (at - self.anchor).as_secs_f64() * 1000.0
         } else {
             self.anchor_wall_ms - (self.anchor - at).as_secs_f64() * 1000.0
+        }
+    }
+
+    /// The instant this clock stamps with the wall-clock time `at` (the
+    /// inverse of [`Clock::wall_ms`]), or `None` where the monotonic clock
+    /// cannot go that far back.
+    pub fn instant_at(&self, at: SystemTime) -> Option<Instant> {
+        match at.duration_since(self.anchor_wall) {
+            Ok(ahead) => self.anchor.checked_add(ahead),
+            Err(behind) => self.anchor.checked_sub(behind.duration()),
         }
     }
 }
@@ -267,4 +280,28 @@ impl Engine {
 /// Milliseconds from `start` to `end` (0 if `end` is earlier).
 pub fn ms_between(start: Instant, end: Instant) -> f64 {
     end.saturating_duration_since(start).as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_wall_clock_time_maps_to_the_instant_stamped_with_it() {
+        let clock = Clock::new();
+        let wall_ms =
+            |at: SystemTime| at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0;
+        let now = SystemTime::now();
+        for at in [
+            now + Duration::from_millis(1500),
+            now - Duration::from_secs(2),
+            now,
+        ] {
+            let instant = clock.instant_at(at).unwrap();
+            assert!((clock.wall_ms(instant) - wall_ms(at)).abs() < 0.001);
+            let later = instant + Duration::from_millis(5);
+            assert!((clock.wall_ms(later) - wall_ms(at) - 5.0).abs() < 0.001);
+        }
+    }
 }

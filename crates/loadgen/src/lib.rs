@@ -39,6 +39,20 @@
 //! `loadgen capacity --url ... --sla 'p95<=800' --json capacity.json`
 //! searches for the highest open-loop rate that keeps every objective
 //! ([`capacity`]: doubling, bisection, confirming repeats, a time bound).
+//!
+//! Several generators can share one load ([`distributed`]). Each runs the
+//! same command line with `--shard INDEX/COUNT` (or `--shard COUNT`, INDEX
+//! from `JOB_COMPLETION_INDEX` as a Kubernetes Indexed Job sets it) and
+//! sends its part of exactly what one generator would: in the open loop the
+//! arrivals `k % COUNT == INDEX` of the one schedule (ids and times
+//! unchanged, Poisson from the one seeded process), in the closed loop its
+//! share of `-c` with strided ids. `--start-at TIME` starts every shard at
+//! one wall-clock instant; the open-loop schedule is anchored there, so a
+//! late shard shows its lateness in latency and `start_skew_ms`. `--out-dir
+//! DIR` writes `log.csv` and `summary.json`, whose `shard`, `plan` and
+//! `latency_histogram` (HdrHistogram V2, base64) let `report merge`
+//! combine the shards exactly.
+//!
 //! As a library:
 //!
 //! ```no_run
@@ -62,6 +76,7 @@ pub mod capacity;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod distributed;
 pub mod engine;
 pub mod http1;
 pub mod limits;
@@ -90,7 +105,8 @@ pub use api::ApiChoice;
 pub use config::{
     Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource, Profile,
 };
-pub use summary::RunSummary;
+pub use distributed::{OutDir, Shard};
+pub use summary::{Plan, RunSummary, ShardSummary};
 pub use target::{Scheme, Target};
 pub use tls::TlsOptions;
 
@@ -99,7 +115,7 @@ use batcher::Batcher;
 use client::Transport;
 use engine::{Clock, Engine};
 use payloads::{PayloadError, Payloads};
-use schedule::{Issuer, Phase};
+use schedule::{Arrivals, ClosedLoop, Issuer, Phase};
 use shards::Shards;
 use summary::RowStats;
 
@@ -135,6 +151,9 @@ pub enum LoadError {
     /// The client threads could not be started.
     #[error("cannot start the client threads: {0}")]
     Threads(std::io::Error),
+    /// `--start-at` cannot be placed on this machine's monotonic clock.
+    #[error("--start-at: {0}")]
+    StartAt(String),
 }
 
 /// Runs a load test: [`prepare`], then [`Prepared::run`].
@@ -408,6 +427,17 @@ async fn run_engine(
         )
     });
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    // `--start-at` on the engine's own clock, so the logged timestamps of
+    // the intended starts are exactly --start-at + their offsets.
+    let start_at = match config.start_at {
+        None => None,
+        Some(at) => Some(engine.clock().instant_at(at).ok_or_else(|| {
+            LoadError::StartAt(format!(
+                "{:.3} (Unix seconds) is too far in the past for this machine's monotonic clock",
+                distributed::unix_ms(at) / 1000.0
+            ))
+        })?),
+    };
 
     let load = async {
         if config.warmup > 0 {
@@ -418,22 +448,19 @@ async fn run_engine(
                 sink: None,
                 phase: phase_rx.clone(),
             });
-            schedule::closed_loop(
-                warmup,
-                config.concurrency,
-                Some(config.warmup),
-                None,
-                shards.as_ref(),
-                config.busy_poll,
-            )
-            .await;
+            // Each shard warms its own connections, with its own ids.
+            let plan = ClosedLoop {
+                concurrency: config.workers(),
+                ids: distributed::Shard::WHOLE,
+                requests: Some(config.warmup),
+                deadline: None,
+            };
+            schedule::closed_loop(warmup, plan, shards.as_ref(), config.busy_poll).await;
             engine.reset_counters();
         }
         let (sink, rows) = mpsc::unbounded_channel();
         let progress = Arc::new(AtomicU64::new(0));
         let collector = spawn_collector(rows, writer, progress.clone())?;
-        let progress_task = (config.progress && std::io::stderr().is_terminal())
-            .then(|| tokio::spawn(report_progress(progress, config.requests)));
         let issuer = Arc::new(Issuer {
             engine: engine.clone(),
             batcher: batcher.clone(),
@@ -441,23 +468,52 @@ async fn run_engine(
             sink: Some(sink),
             phase: phase_rx.clone(),
         });
-        let started = Instant::now();
+        // The origin of the schedule: `--start-at` (after the warm-up, so
+        // that must end before it), else now.
+        let (started, origin, start_skew_ms) = match start_at {
+            None => {
+                let now = Instant::now();
+                (now, now, None)
+            }
+            Some(at) => {
+                let mut phase = phase_rx.clone();
+                tokio::select! {
+                    started = distributed::wait_until(at) => {
+                        let skew_ms = distributed::signed_ms(started, at);
+                        let load = match (&config.open_loop, config.duration) {
+                            (Some(_), _) => distributed::LateStart::OpenLoop,
+                            (None, Some(_)) => distributed::LateStart::ClosedForDuration,
+                            (None, None) => distributed::LateStart::ClosedForCount,
+                        };
+                        if let Some(warning) = distributed::late_start_warning(skew_ms, load) {
+                            eprintln!("loadgen: WARNING: {warning}");
+                        }
+                        (started, at, Some(skew_ms))
+                    }
+                    // Stopped before the start: nothing is sent below.
+                    _ = phase.wait_for(|p| *p != Phase::Running) => (Instant::now(), at, None),
+                }
+            }
+        };
+        let progress_task = (config.progress && std::io::stderr().is_terminal())
+            .then(|| tokio::spawn(report_progress(progress, config.own_requests())));
+        let shard = config.shard.unwrap_or(distributed::Shard::WHOLE);
         let open_stats = match &config.open_loop {
             None => {
-                let deadline = config.duration.map(|d| started + d);
-                schedule::closed_loop(
-                    issuer,
-                    config.concurrency,
-                    config.requests,
-                    deadline,
-                    shards.as_ref(),
-                    config.busy_poll,
-                )
-                .await;
+                let plan = ClosedLoop {
+                    concurrency: config.workers(),
+                    ids: shard,
+                    requests: config.requests,
+                    // Anchored like the open loop: every shard stops at
+                    // --start-at + -z, however late it started.
+                    deadline: config.duration.map(|d| origin + d),
+                };
+                schedule::closed_loop(issuer, plan, shards.as_ref(), config.busy_poll).await;
                 None
             }
             Some(open) => {
-                Some(schedule::open_loop(issuer, open, config.requests, config.duration).await)
+                let arrivals = Arrivals::new(open, shard, config.requests, config.duration);
+                Some(schedule::open_loop(issuer, open, arrivals, origin).await)
             }
         };
         let duration_s = started.elapsed().as_secs_f64();
@@ -471,7 +527,7 @@ async fn run_engine(
             .await
             .map_err(|_| LoadError::Collector)?
             .map_err(|_| LoadError::Collector)??;
-        Ok::<_, LoadError>((stats, open_stats, duration_s))
+        Ok::<_, LoadError>((stats, open_stats, duration_s, start_skew_ms))
     };
 
     tokio::pin!(load);
@@ -493,7 +549,7 @@ async fn run_engine(
             }
         }
     };
-    let (stats, open_stats, duration_s) = outcome?;
+    let (stats, open_stats, duration_s, start_skew_ms) = outcome?;
     let mut summary = build_summary(
         &config,
         &stats,
@@ -502,6 +558,12 @@ async fn run_engine(
         &engine,
         interrupted,
     );
+    summary.shard = config.shard.map(|shard| ShardSummary {
+        index: shard.index,
+        count: shard.count,
+        start_at_unix_ms: config.start_at.map(distributed::unix_ms),
+        start_skew_ms,
+    });
     summary.resolved = start_info.resolved;
     summary.protocol = start_info.protocol;
     summary.tls_verification = start_info.tls_verification;
@@ -526,7 +588,7 @@ fn shard_count(config: &LoadConfig) -> Option<usize> {
     let threads = config.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    shardable.then(|| threads.min(config.concurrency).max(1))
+    shardable.then(|| threads.min(config.workers()).max(1))
 }
 
 fn build_summary(
@@ -537,7 +599,9 @@ fn build_summary(
     engine: &Engine,
     interrupted: bool,
 ) -> RunSummary {
-    let target_rate = config.open_loop.as_ref().map(|o| o.rate_rps);
+    // A shard's own target: its part of the schedule, 1/COUNT of the rate.
+    let shard_count = config.shard.map_or(1.0, |s| f64::from(s.count));
+    let target_rate = config.open_loop.as_ref().map(|o| o.rate_rps / shard_count);
     let rate_warning = match (target_rate, open_stats) {
         (Some(target), Some(open)) => {
             let behind = open.achieved_rate_rps < 0.95 * target && open.sent >= 10;
@@ -583,7 +647,7 @@ fn build_summary(
         http2: config.http2,
         batch_size: config.batch_size,
         batch_wait_ms: config.batch_wait_ms,
-        concurrency: config.concurrency,
+        concurrency: config.workers(),
         client_threads: 0,
         busy_poll_us: 0,
         http_requests: engine.http_requests(),
@@ -605,6 +669,9 @@ fn build_summary(
         server_stats_warning: None,
         model: config.model.clone(),
         llm: stats.llm.as_ref().map(|llm| llm.summary(duration_s)),
+        shard: None,
+        plan: Plan::of(config),
+        latency_histogram: stats.latency_histogram_base64(),
     }
 }
 

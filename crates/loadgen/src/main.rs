@@ -81,7 +81,8 @@ fn capacity_main(args: CapacityArgs) -> ExitCode {
 }
 
 fn run_main(cli: Cli) -> ExitCode {
-    let json_path = cli.run.json.clone();
+    let json_path = cli.run.summary_path();
+    let out_dir = cli.run.out_dir.clone().map(loadgen::OutDir::new);
     let config = match cli.into_config() {
         Ok(config) => config,
         Err(e) => {
@@ -89,6 +90,17 @@ fn run_main(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Created only once every flag is known good, so a refused command
+    // line leaves nothing behind.
+    if let Some(dir) = &out_dir {
+        if let Err(e) = dir.create() {
+            eprintln!(
+                "error: cannot create --out-dir {}: {e}",
+                dir.dir().display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use crate::batcher::Batcher;
 use crate::busy_poll;
 use crate::config::{Arrival, OpenLoop};
+use crate::distributed::Shard;
 use crate::engine::{Engine, LogicalRequest};
 use crate::payloads::Payloads;
 use crate::shards::Shards;
@@ -94,8 +95,15 @@ impl Issuer {
     }
 
     /// One closed-loop worker: issues requests one after another until
-    /// `requests` are taken, `deadline` passes or shutdown is asked.
-    async fn work(&self, next_id: &AtomicU64, requests: Option<u64>, deadline: Option<Instant>) {
+    /// `requests` are taken, `deadline` passes or shutdown is asked. The
+    /// `j`-th request taken from `next` is id `ids.request_id(j)`.
+    async fn work(
+        &self,
+        next: &AtomicU64,
+        ids: Shard,
+        requests: Option<u64>,
+        deadline: Option<Instant>,
+    ) {
         // The worker as a whole races the abort: one watch future per
         // worker, not one per request (creating and dropping one cost as
         // much user time as building the request). `in_flight` remembers
@@ -106,7 +114,7 @@ impl Issuer {
                 if !self.running() || deadline.is_some_and(|d| Instant::now() >= d) {
                     return;
                 }
-                let request_id = next_id.fetch_add(1, Ordering::Relaxed);
+                let request_id = ids.request_id(next.fetch_add(1, Ordering::Relaxed));
                 if requests.is_some_and(|n| request_id >= n) {
                     return;
                 }
@@ -169,15 +177,27 @@ impl InFlight {
     }
 }
 
-/// Runs `concurrency` workers until `requests` are issued, `deadline`
+/// How a closed loop runs: its workers, its ids and when it stops.
+#[derive(Debug, Clone, Copy)]
+pub struct ClosedLoop {
+    /// Workers, each waiting for its answer before the next request.
+    pub concurrency: usize,
+    /// The ids this generator issues: `ids.request_id(j)` for its `j`-th
+    /// request ([`Shard::WHOLE`]: 0, 1, 2, ...).
+    pub ids: Shard,
+    /// Stop before the first id at or above this.
+    pub requests: Option<u64>,
+    /// Stop issuing at this instant.
+    pub deadline: Option<Instant>,
+}
+
+/// Runs the closed loop `plan` until its requests are issued, its deadline
 /// passes or shutdown is asked; spread over `shards` when given, else on
 /// the caller's runtime. Each shard busy-polls for `busy_poll` after a
 /// completion (zero: never).
 pub async fn closed_loop(
     issuer: Arc<Issuer>,
-    concurrency: usize,
-    requests: Option<u64>,
-    deadline: Option<Instant>,
+    plan: ClosedLoop,
     shards: Option<&Shards>,
     busy_poll: Duration,
 ) {
@@ -186,12 +206,16 @@ pub async fn closed_loop(
     if let Some(shards) = shards.filter(|_| !busy_poll.is_zero()) {
         shards.spawn_on_each(&mut pollers, || busy_poll::poll_while_busy(busy_poll));
     }
-    let next_id = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..concurrency {
+    for worker in 0..plan.concurrency {
         let issuer = issuer.clone();
-        let next_id = next_id.clone();
-        let work = async move { issuer.work(&next_id, requests, deadline).await };
+        let next = next.clone();
+        let work = async move {
+            issuer
+                .work(&next, plan.ids, plan.requests, plan.deadline)
+                .await
+        };
         match shards {
             Some(shards) => shards.spawn_into(&mut workers, worker, work),
             None => {
@@ -217,30 +241,85 @@ pub struct OpenLoopStats {
     pub achieved_rate_rps: f64,
 }
 
-/// Sends on the schedule of `open` until `requests` sends are due or
-/// `duration` is over. Each request's latency runs from its intended start,
-/// so time a send spends late (or queued behind a stalled server) counts.
+/// The open-loop schedule one generator keeps: `(request id, offset from
+/// the origin in s)` in order. The global schedule (arrival `k` at its
+/// offset, id `k`) is walked in full, every Poisson gap drawn from the one
+/// seeded process, and only `shard`'s arrivals are yielded, so the shards
+/// of a split load together yield exactly the unsplit schedule.
+#[derive(Debug, Clone)]
+pub struct Arrivals {
+    arrival: Arrival,
+    rate_rps: f64,
+    rng: SplitMix64,
+    shard: Shard,
+    requests: Option<u64>,
+    duration_s: Option<f64>,
+    next_id: u64,
+    offset_s: f64,
+}
+
+impl Arrivals {
+    /// The arrivals of `open` that `shard` keeps, until `requests` are due
+    /// or `duration` is over (globally: the same bounds for every shard).
+    pub fn new(
+        open: &OpenLoop,
+        shard: Shard,
+        requests: Option<u64>,
+        duration: Option<Duration>,
+    ) -> Self {
+        Self {
+            arrival: open.arrival,
+            rate_rps: open.rate_rps,
+            rng: SplitMix64::new(open.seed),
+            shard,
+            requests,
+            duration_s: duration.map(|d| d.as_secs_f64()),
+            next_id: 0,
+            offset_s: 0.0,
+        }
+    }
+}
+
+impl Iterator for Arrivals {
+    type Item = (u64, f64);
+
+    fn next(&mut self) -> Option<(u64, f64)> {
+        loop {
+            let (request_id, offset_s) = (self.next_id, self.offset_s);
+            if self.requests.is_some_and(|n| request_id >= n)
+                || self.duration_s.is_some_and(|d| offset_s >= d)
+            {
+                return None;
+            }
+            self.next_id += 1;
+            self.offset_s += match self.arrival {
+                Arrival::Constant => 1.0 / self.rate_rps,
+                Arrival::Poisson => -self.rng.unit_open_closed().ln() / self.rate_rps,
+            };
+            if self.shard.keeps(request_id) {
+                return Some((request_id, offset_s));
+            }
+        }
+    }
+}
+
+/// Sends `arrivals` at `origin` + their offsets. Each request's latency
+/// runs from its intended start, so time a send spends late (or queued
+/// behind a stalled server, or waiting for a shard that started after its
+/// `--start-at`) counts.
 pub async fn open_loop(
     issuer: Arc<Issuer>,
     open: &OpenLoop,
-    requests: Option<u64>,
-    duration: Option<Duration>,
+    arrivals: Arrivals,
+    origin: Instant,
 ) -> OpenLoopStats {
     let mut stats = OpenLoopStats::default();
-    let mut rng = SplitMix64::new(open.seed);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    let origin = Instant::now();
-    let mut offset_s = 0.0_f64;
     let mut first_send: Option<Instant> = None;
     let mut last_send = origin;
     let mut phase = issuer.phase.clone();
-    for request_id in 0.. {
-        if requests.is_some_and(|n| request_id >= n)
-            || duration.is_some_and(|d| offset_s >= d.as_secs_f64())
-        {
-            break;
-        }
+    for (request_id, offset_s) in arrivals {
         let intended = origin + Duration::from_secs_f64(offset_s);
         tokio::select! {
             _ = tokio::time::sleep_until(intended.into()) => {}
@@ -270,10 +349,6 @@ pub async fn open_loop(
                 in_flight.fetch_sub(1, Ordering::Relaxed);
             });
         }
-        offset_s += match open.arrival {
-            Arrival::Constant => 1.0 / open.rate_rps,
-            Arrival::Poisson => -rng.unit_open_closed().ln() / open.rate_rps,
-        };
     }
     if let Some(first) = first_send {
         let span_s = (last_send - first).as_secs_f64();
@@ -297,5 +372,80 @@ mod tests {
         let n = 100_000;
         let mean: f64 = (0..n).map(|_| -rng.unit_open_closed().ln()).sum::<f64>() / n as f64;
         assert!((mean - 1.0).abs() < 0.02, "mean gap {mean}");
+    }
+
+    fn open(arrival: Arrival, rate_rps: f64) -> OpenLoop {
+        OpenLoop {
+            rate_rps,
+            arrival,
+            seed: 42,
+            max_in_flight: 1000,
+        }
+    }
+
+    /// The union of `count` shards' schedules, sorted by id, and whether
+    /// each shard kept only its own ids.
+    fn union(
+        open: &OpenLoop,
+        count: u32,
+        requests: Option<u64>,
+        duration: Option<Duration>,
+    ) -> Vec<(u64, f64)> {
+        let mut all = Vec::new();
+        for index in 0..count {
+            let shard = Shard { index, count };
+            let own: Vec<_> = Arrivals::new(open, shard, requests, duration).collect();
+            assert!(own.iter().all(|&(id, _)| shard.keeps(id)), "{shard:?}");
+            assert!(own.windows(2).all(|w| w[0].1 <= w[1].1), "in time order");
+            all.extend(own);
+        }
+        all.sort_by_key(|&(id, _)| id);
+        all
+    }
+
+    #[test]
+    fn the_shards_of_a_schedule_are_the_unsharded_schedule() {
+        for arrival in [Arrival::Constant, Arrival::Poisson] {
+            let open = open(arrival, 200.0);
+            for (requests, duration) in [
+                (Some(1000), None),
+                (Some(1001), None),
+                (None, Some(Duration::from_secs(3))),
+                (Some(300), Some(Duration::from_millis(900))),
+            ] {
+                let whole: Vec<_> =
+                    Arrivals::new(&open, Shard::WHOLE, requests, duration).collect();
+                assert!(!whole.is_empty());
+                // Ids 0, 1, 2, ... once each.
+                assert!(whole.iter().enumerate().all(|(i, &(id, _))| id == i as u64));
+                for count in [1, 2, 3, 4, 7] {
+                    // Times and ids bit for bit: every shard sums the same gaps.
+                    assert_eq!(
+                        union(&open, count, requests, duration),
+                        whole,
+                        "{arrival:?} {requests:?} {duration:?} over {count} shards"
+                    );
+                }
+            }
+        }
+        // Constant: shard INDEX of COUNT sends at (INDEX + j * COUNT) / R,
+        // interleaved with the others.
+        let shard = Shard { index: 1, count: 4 };
+        let times: Vec<f64> = Arrivals::new(&open(Arrival::Constant, 200.0), shard, Some(20), None)
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(times.len(), 5);
+        for (j, t) in times.iter().enumerate() {
+            assert!((t - (1 + 4 * j) as f64 / 200.0).abs() < 1e-12, "{times:?}");
+        }
+        // Poisson: each shard sees a quarter of the process's arrivals.
+        let kept = Arrivals::new(
+            &open(Arrival::Poisson, 1000.0),
+            Shard { index: 3, count: 4 },
+            None,
+            Some(Duration::from_secs(10)),
+        )
+        .count();
+        assert!((2300..2700).contains(&kept), "{kept}");
     }
 }

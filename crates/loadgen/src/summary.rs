@@ -9,6 +9,8 @@ use model::log::LogRow;
 use serde::Serialize;
 use stats::LatencyHistogram;
 
+use crate::config::LoadConfig;
+
 /// Streaming statistics over rows: memory does not grow with the run.
 pub struct RowStats {
     /// Successful latencies, kept in nanoseconds with 0.1% relative error:
@@ -200,6 +202,12 @@ impl RowStats {
     pub fn max_ms(&self) -> Option<f64> {
         (self.succeeded > 0).then_some(self.max_ms)
     }
+
+    /// The histogram of successful latencies, HdrHistogram V2 in base64
+    /// (`None` only if hdrhistogram fails to encode it).
+    pub fn latency_histogram_base64(&self) -> Option<String> {
+        self.latency.to_base64_v2().ok()
+    }
 }
 
 impl Default for RowStats {
@@ -300,6 +308,89 @@ pub struct RunSummary {
     pub model: String,
     /// TTFT, ITL, TPOT and tokens, for LLM APIs.
     pub llm: Option<LlmRunSummary>,
+    /// Which part of a split load this run was (`--shard`); `None` when
+    /// the run was the whole load.
+    pub shard: Option<ShardSummary>,
+    /// The load as asked for on the command line, the same for every shard
+    /// of one job (`report merge` compares them).
+    pub plan: Plan,
+    /// The successful latencies, HdrHistogram V2 in base64
+    /// ([`stats::LatencyHistogram::from_base64_v2`] reads it), so shards
+    /// merge exactly.
+    pub latency_histogram: Option<String>,
+}
+
+/// A shard's place in a split load and when it started.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShardSummary {
+    /// This shard, `0..count`.
+    pub index: u32,
+    /// Shards in the load.
+    pub count: u32,
+    /// `--start-at`, ms since the Unix epoch; `None` without it.
+    pub start_at_unix_ms: Option<f64>,
+    /// Actual start minus `--start-at`, ms (positive: late); `None` without
+    /// `--start-at` or when stopped before the start.
+    pub start_skew_ms: Option<f64>,
+}
+
+/// The load a command line asks for, as a whole: totals, not a shard's part.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// Target URL, as given.
+    pub url: String,
+    /// Request format.
+    pub api: String,
+    /// `open` or `closed`.
+    pub mode: String,
+    /// Open loop: the whole load's rate, requests/s.
+    pub rate_rps: Option<f64>,
+    /// Open loop: `constant` or `poisson`.
+    pub arrival: Option<String>,
+    /// Poisson arrivals: the seed of the process (constant arrivals draw
+    /// nothing, so `None`).
+    pub seed: Option<u64>,
+    /// Closed loop: the workers of the whole load (`-c`).
+    pub concurrency: Option<usize>,
+    /// The whole load's `-n`.
+    pub requests: Option<u64>,
+    /// `-z`, s.
+    pub duration_s: Option<f64>,
+    /// Client batch size.
+    pub batch_size: usize,
+    /// Client batch wait, ms.
+    pub batch_wait_ms: u64,
+    /// `per-request` or `pooled`.
+    pub connection: String,
+    /// Whether HTTP/2 was used.
+    pub http2: bool,
+    /// Profile name, if one was used.
+    pub profile: Option<String>,
+}
+
+impl Plan {
+    /// The plan of `config`.
+    pub fn of(config: &LoadConfig) -> Self {
+        let open = config.open_loop.as_ref();
+        Self {
+            url: config.url.clone(),
+            api: config.api.name().to_owned(),
+            mode: if open.is_some() { "open" } else { "closed" }.to_owned(),
+            rate_rps: open.map(|o| o.rate_rps),
+            arrival: open.map(|o| o.arrival.name().to_owned()),
+            seed: open
+                .filter(|o| o.arrival == crate::config::Arrival::Poisson)
+                .map(|o| o.seed),
+            concurrency: open.is_none().then_some(config.concurrency),
+            requests: config.requests,
+            duration_s: config.duration.map(|d| d.as_secs_f64()),
+            batch_size: config.batch_size,
+            batch_wait_ms: config.batch_wait_ms,
+            connection: config.connection.name().to_owned(),
+            http2: config.http2,
+            profile: config.profile.map(|p| p.name().to_owned()),
+        }
+    }
 }
 
 impl RunSummary {
@@ -334,6 +425,13 @@ impl fmt::Display for RunSummary {
         )?;
         if let Some(tls) = &self.tls_verification {
             writeln!(f, "TLS: server certificate {tls}")?;
+        }
+        if let Some(shard) = &self.shard {
+            write!(f, "Shard {}/{}", shard.index, shard.count)?;
+            match shard.start_skew_ms {
+                Some(skew) => writeln!(f, ", started {skew:.1} ms after --start-at")?,
+                None => writeln!(f)?,
+            }
         }
         writeln!(f, "Total requests: {}", self.total)?;
         writeln!(f, "Succeeded: {}", self.succeeded)?;
@@ -403,5 +501,89 @@ impl fmt::Display for RunSummary {
             writeln!(f, "Interrupted: the run was cut short; counts are partial.")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Arrival, OpenLoop, Profile};
+
+    #[test]
+    fn the_plan_is_the_whole_load_as_asked() {
+        let mut config = LoadConfig::from_profile(Profile::Baseline);
+        config.url = "http://10.0.0.1:8000/v1/infer".into();
+        config.open_loop = Some(OpenLoop {
+            rate_rps: 100.0,
+            arrival: Arrival::Poisson,
+            seed: 42,
+            max_in_flight: 1000,
+        });
+        config.shard = Some(crate::Shard { index: 2, count: 4 });
+        config.duration = Some(std::time::Duration::from_secs(5));
+        let json = serde_json::to_value(Plan::of(&config)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "url": "http://10.0.0.1:8000/v1/infer", "api": "simulator", "mode": "open",
+                "rate_rps": 100.0, "arrival": "poisson", "seed": 42, "concurrency": null,
+                "requests": 400, "duration_s": 5.0, "batch_size": 1, "batch_wait_ms": 0,
+                "connection": "per-request", "http2": false, "profile": "baseline"
+            })
+        );
+        // Another shard of the same job: the same plan.
+        config.shard = Some(crate::Shard { index: 0, count: 4 });
+        assert_eq!(serde_json::to_value(Plan::of(&config)).unwrap(), json);
+        let closed = Plan::of(&LoadConfig {
+            concurrency: 8,
+            shard: Some(crate::Shard { index: 1, count: 4 }),
+            ..LoadConfig::default()
+        });
+        assert_eq!(
+            (
+                closed.mode.as_str(),
+                closed.concurrency,
+                closed.rate_rps,
+                closed.arrival,
+                closed.seed
+            ),
+            ("closed", Some(8), None, None, None)
+        );
+        assert_eq!((closed.requests, closed.profile), (Some(400), None));
+        let constant = Plan::of(&LoadConfig {
+            open_loop: Some(OpenLoop {
+                rate_rps: 5.0,
+                arrival: Arrival::Constant,
+                seed: 42,
+                max_in_flight: 1000,
+            }),
+            ..LoadConfig::default()
+        });
+        assert_eq!(
+            (constant.arrival.as_deref(), constant.seed),
+            (Some("constant"), None)
+        );
+    }
+
+    #[test]
+    fn the_latency_histogram_round_trips() {
+        let mut stats = RowStats::new();
+        for (i, latency_ms) in [1.5, 2.5, 40.0].into_iter().enumerate() {
+            stats.record(&LogRow {
+                request_id: i as u64,
+                latency_ms,
+                ok: i != 1,
+                error: if i == 1 {
+                    "timeout".into()
+                } else {
+                    String::new()
+                },
+                ..LogRow::default()
+            });
+        }
+        let encoded = stats.latency_histogram_base64().unwrap();
+        let decoded = LatencyHistogram::from_base64_v2(&encoded).unwrap();
+        assert_eq!(decoded.count(), 2);
+        assert!((decoded.max_ms().unwrap() - 40.0).abs() < 0.05);
     }
 }

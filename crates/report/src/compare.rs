@@ -334,6 +334,16 @@ pub struct Comparison {
     /// engine's predicted capacity beside it.
     #[serde(default)]
     pub capacity: Option<crate::capacity::Capacity>,
+    /// Warnings about the evidence (e.g. input.py and its reproduction
+    /// disagree), shown first in every report and on the console.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// The diagnosis's opening: at most three lines.
+    #[serde(default)]
+    pub summary: Vec<String>,
+    /// Where the time goes, per run that carries server timings.
+    #[serde(default)]
+    pub breakdowns: Vec<crate::breakdown::Breakdown>,
 }
 
 /// Compares `before` with `after` (and optionally the reproduction of the Before).
@@ -414,6 +424,25 @@ pub fn compare(
     diagnosis.extend(batch_cost);
     diagnosis.extend(batch_cost_from_stats);
 
+    let mut breakdowns: Vec<crate::breakdown::Breakdown> = Vec::new();
+    for (label, log) in [(&before.label, &before.log)]
+        .into_iter()
+        .chain(reproduction.map(|r| (&r.label, &r.log)))
+        .chain([(&after.label, &after.log)])
+    {
+        breakdowns.extend(crate::breakdown::breakdown(label, log));
+    }
+    let warnings = crate::evidence::warnings(&before_summary, before_reproduction.as_ref());
+    if let (Some(rep), Some(run)) = (&before_reproduction, reproduction) {
+        let rep_breakdown = breakdowns.iter().find(|b| b.label == run.label);
+        diagnosis.extend(crate::evidence::python_client(
+            &before_summary,
+            rep,
+            rep_breakdown,
+            &conditions,
+        ));
+    }
+
     let prediction = options.whatif.as_ref().and_then(|whatif| {
         let after_ms: Vec<f64> = after
             .log
@@ -432,7 +461,7 @@ pub fn compare(
         capacity
     });
 
-    Ok(Comparison {
+    let mut comparison = Comparison {
         schema_version: SCHEMA_VERSION,
         sla,
         slos,
@@ -447,7 +476,12 @@ pub fn compare(
         conditions,
         prediction,
         capacity,
-    })
+        warnings,
+        summary: Vec::new(),
+        breakdowns,
+    };
+    comparison.summary = crate::evidence::summary_lines(&comparison);
+    Ok(comparison)
 }
 
 fn reproduction_of(before: &SideSummary, summary: SideSummary) -> Reproduction {

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use model::log::{Log, LogRow};
 use serde_json::Value;
 
+use crate::breakdown::{Breakdown, Parts};
 use crate::capacity::Capacity;
 use crate::compare::Comparison;
 use crate::prediction::Prediction;
@@ -39,6 +40,8 @@ h2{font-size:19px;margin:34px 0 10px;padding-bottom:6px;border-bottom:1px solid 
 .sub{color:var(--muted);margin:0 0 18px}
 .verdict{border-radius:10px;padding:16px 20px;color:#fff;font-size:18px;font-weight:600}
 .verdict.pass{background:var(--ok)}.verdict.fail{background:var(--bad)}
+.warning{border:2px solid #b7791f;background:#fffaf0;color:#744210;border-radius:10px;padding:12px 16px;margin:12px 0;font-weight:600}
+.summary{border-left:4px solid #1b7fbf;padding:4px 12px;margin:8px 0 16px}
 .checks{list-style:none;padding:0;margin:12px 0 0}
 .checks li{padding:3px 0}.checks .p::before{content:"\2713  ";color:var(--ok);font-weight:700}
 .checks .f::before{content:"\2717  ";color:var(--bad);font-weight:700}
@@ -273,6 +276,79 @@ fn over_time_chart(c: &Comparison, before: &Log, after: &Log) -> Chart {
     }
 }
 
+/// Colours of the breakdown's parts, in [`Parts::NAMES`] order.
+const PART_COLORS: [&str; 5] = ["#7570b3", "#e7298a", "#d95f02", "#1b9e77", "#a6a6a6"];
+
+/// Stacked horizontal bars: per run, its mean and its slowest 5%, each
+/// split into the parts of a latency. Each bar is drawn to its own total
+/// on a shared ms axis, so a queue-bound Before and a fast After read on
+/// one scale; the parts are `<rect>` marks with a `<title>` each.
+fn breakdown_chart(breakdowns: &[Breakdown]) -> String {
+    let bars: Vec<(String, &Parts)> = breakdowns
+        .iter()
+        .flat_map(|b| {
+            [
+                (format!("{}: mean", b.label), &b.mean),
+                (format!("{}: slowest 5%", b.label), &b.tail),
+            ]
+        })
+        .collect();
+    let (label_w, plot_w, bar_h, gap) = (300.0, 600.0, 22.0, 10.0);
+    let height = 40.0 + bars.len() as f64 * (bar_h + gap) + 40.0;
+    let width = label_w + plot_w + 40.0;
+    let max_ms = bars
+        .iter()
+        .map(|(_, p)| p.total_ms())
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"100%\" role=\"img\" aria-label=\"Where the time goes\"><text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"600\">Where the time goes (ms)</text>"
+    );
+    for (i, (name, parts)) in bars.iter().enumerate() {
+        let y = 36.0 + i as f64 * (bar_h + gap);
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text>",
+            label_w - 8.0,
+            y + bar_h * 0.7,
+            escape_xml(name)
+        );
+        let mut x = label_w;
+        for ((value, part), color) in parts.values().iter().zip(Parts::NAMES).zip(PART_COLORS) {
+            let w = value / max_ms * plot_w;
+            if w > 0.0 {
+                let _ = write!(
+                    svg,
+                    "<rect class=\"mark\" x=\"{x:.2}\" y=\"{y:.2}\" width=\"{w:.2}\" height=\"{bar_h}\" fill=\"{color}\"><title>{}: {value:.1} ms</title></rect>",
+                    escape_xml(part)
+                );
+            }
+            x += w;
+        }
+        let _ = write!(
+            svg,
+            "<text x=\"{:.2}\" y=\"{}\" font-size=\"11\">{:.1}</text>",
+            x + 4.0,
+            y + bar_h * 0.7,
+            parts.total_ms()
+        );
+    }
+    let legend_y = height - 16.0;
+    let mut x = 10.0;
+    for (part, color) in Parts::NAMES.iter().zip(PART_COLORS) {
+        let _ = write!(
+            svg,
+            "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{color}\"/><text x=\"{}\" y=\"{legend_y}\" font-size=\"12\">{}</text>",
+            legend_y - 10.0,
+            x + 16.0,
+            escape_xml(part)
+        );
+        x += 16.0 + part.len() as f64 * 6.8 + 18.0;
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 /// A plain table of text cells, escaped.
 fn html_table<const N: usize>(headings: &[&str; N], rows: &[[String; N]]) -> String {
     let mut h = String::from("<table><thead><tr>");
@@ -401,6 +477,9 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
         e(&c.after.label)
     );
     let _ = write!(h, "<h1>Before/After latency report</h1><p class=\"sub\">{} vs {} &middot; SLA: P95 &le; {} ms &middot; percentiles over successful requests, Linear method</p>", e(&c.before.label), e(&c.after.label), c.sla.threshold_ms);
+    for warning in &c.warnings {
+        let _ = write!(h, "<div class=\"warning\">WARNING: {}</div>", e(warning));
+    }
     let class = if c.verdict.met { "pass" } else { "fail" };
     let _ = write!(
         h,
@@ -511,7 +590,29 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
         h.push_str(&html_table(&Capacity::HEADINGS, &capacity.rows()));
     }
 
-    h.push_str("<h2>Diagnosis (from measured data)</h2><ul class=\"findings\">");
+    if !c.breakdowns.is_empty() {
+        let _ = write!(
+            h,
+            "<h2>Where the time goes</h2><div class=\"panel\">{}</div><p class=\"note\">Each successful request's latency split by the server's Server-Timing and the client's timings, averaged over all requests and over the slowest 5%. The batch wait is a lower bound (to the last member's start); the rest is transfer and the client's own work.</p>",
+            breakdown_chart(&c.breakdowns)
+        );
+        let rows: Vec<[String; 7]> = c
+            .breakdowns
+            .iter()
+            .flat_map(Breakdown::table_rows)
+            .collect();
+        h.push_str(&html_table(&Breakdown::HEADINGS, &rows));
+    }
+
+    h.push_str("<h2>Diagnosis (from measured data)</h2>");
+    if !c.summary.is_empty() {
+        h.push_str("<div class=\"summary\">");
+        for line in &c.summary {
+            let _ = write!(h, "<p><strong>{}</strong></p>", e(line));
+        }
+        h.push_str("</div>");
+    }
+    h.push_str("<ul class=\"findings\">");
     if c.diagnosis.is_empty() {
         h.push_str("<li>No finding: the logs lack the rows or columns the findings need.</li>");
     }

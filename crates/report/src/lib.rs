@@ -13,6 +13,8 @@
 //! The `report` binary wraps this: `report compare --before A.csv --after
 //! B.csv --out-dir DIR` exits 0 when the verdict is met, 1 when not, 2 on
 //! error; `report summary FILE.csv` prints one run's summary as JSON.
+//! `report merge --out DIR SHARD_DIR...` merges the shards of a distributed
+//! run into one summary and log, SLAs judged on the union ([`merge`]).
 //!
 //! ```
 //! use model::log::read_log;
@@ -28,13 +30,16 @@
 //! assert!(c.sla.met && c.verdict.met && c.quality.identical_inputs);
 //! ```
 
+pub mod breakdown;
 pub mod capacity;
 pub mod compare;
 pub mod diagnosis;
 pub mod error;
+pub mod evidence;
 pub mod html;
 pub mod input_py;
 pub mod markdown;
+pub mod merge;
 pub mod prediction;
 pub mod repeats;
 pub mod slo;

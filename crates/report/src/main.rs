@@ -46,6 +46,10 @@ enum Command {
     },
     /// Fit the Before, predict candidate fixes, choose the After; exit 0 chosen, 1 none, 2 error.
     Whatif(Box<report::whatif::cli::WhatifArgs>),
+    /// Merge the shards of a distributed run (loadgen --shard ... --out-dir)
+    /// into DIR/summary.json and DIR/log.csv, judge --sla on the union;
+    /// exit 0 met, 1 not met or shards overlapped, 2 error.
+    Merge(Box<report::merge::MergeArgs>),
 }
 
 #[derive(clap::Args)]
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => run_compare(&args),
         Command::Summary { file, label } => run_summary(&file, &label).map(|()| true),
         Command::Whatif(args) => return report::whatif::cli::main(&args),
+        Command::Merge(args) => return report::merge::main(&args),
         Command::Repeats { out_dir, pairs } => run_repeats(&out_dir, &pairs),
     };
     match result {

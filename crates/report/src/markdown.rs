@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::breakdown::Breakdown;
 use crate::capacity::Capacity;
 use crate::compare::Comparison;
 use crate::prediction::Prediction;
@@ -46,6 +47,9 @@ pub fn render_markdown(c: &Comparison) -> String {
     // Writing to a String cannot fail, so the fmt results are ignored.
     let mut md = String::new();
     let _ = writeln!(md, "# Before/After latency comparison\n");
+    for warning in &c.warnings {
+        let _ = writeln!(md, "> **WARNING:** {}\n", escape_markdown(warning));
+    }
     let _ = writeln!(md, "**{}**\n", escape_markdown(&verdict_line(c)));
     for check in &c.verdict.checks {
         let mark = if check.passed { "pass" } else { "FAIL" };
@@ -149,7 +153,28 @@ pub fn render_markdown(c: &Comparison) -> String {
         }
     }
 
+    if !c.breakdowns.is_empty() {
+        let _ = writeln!(md, "\n## Where the time goes\n");
+        let _ = writeln!(
+            md,
+            "Each successful request's latency split by the server's `Server-Timing` and the client's timings, averaged over all requests and over the slowest 5%. The batch wait is a lower bound (to the last member's start); the rest is transfer and the client's own work.\n"
+        );
+        md.push_str(&row(&Breakdown::HEADINGS.map(str::to_owned)));
+        md.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        for b in &c.breakdowns {
+            for cells in b.table_rows() {
+                md.push_str(&row(&cells));
+            }
+        }
+    }
+
     let _ = writeln!(md, "\n## Diagnosis (from measured data)\n");
+    for line in &c.summary {
+        let _ = writeln!(md, "**{}**  ", escape_markdown(line));
+    }
+    if !c.summary.is_empty() {
+        md.push('\n');
+    }
     if c.diagnosis.is_empty() {
         let _ = writeln!(
             md,

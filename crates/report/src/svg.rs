@@ -1,5 +1,7 @@
 //! Minimal inline-SVG charts (lines, steps, dots, bars, reference lines) so
-//! that `report.html` needs no script, font or network to be viewed.
+//! that `report.html` needs no script, font or network to be viewed. Every
+//! data mark carries `class="mark"`, so a browser test can tell a chart
+//! that drew its data from an empty frame.
 
 use std::fmt::Write as _;
 
@@ -299,7 +301,7 @@ impl Chart {
                 }
                 let _ = write!(
                     s,
-                    r#"<path d="{d}" fill="none" stroke="{c}" stroke-width="2"/>"#
+                    r#"<path class="mark" d="{d}" fill="none" stroke="{c}" stroke-width="2"/>"#
                 );
             }
             Mark::Dots => {
@@ -307,7 +309,7 @@ impl Chart {
                 for &(x, y) in &series.points {
                     let _ = write!(
                         s,
-                        r#"<circle cx="{:.1}" cy="{:.1}" r="2"/>"#,
+                        r#"<circle class="mark" cx="{:.1}" cy="{:.1}" r="2"/>"#,
                         self.px(x),
                         self.py(y)
                     );
@@ -320,7 +322,7 @@ impl Chart {
                     let (px, py) = (self.px(x), self.py(y));
                     let _ = write!(
                         s,
-                        r#"<path d="M{:.1},{:.1}l6,6m0,-6l-6,6"/>"#,
+                        r#"<path class="mark" d="M{:.1},{:.1}l6,6m0,-6l-6,6"/>"#,
                         px - 3.0,
                         py - 3.0
                     );
@@ -338,7 +340,7 @@ impl Chart {
                     let (pa, pb, top) = (self.px(xa), self.px(xb), self.py(count));
                     let _ = write!(
                         s,
-                        r#"<rect x="{:.1}" y="{top:.1}" width="{:.1}" height="{:.1}"/>"#,
+                        r#"<rect class="mark" x="{:.1}" y="{top:.1}" width="{:.1}" height="{:.1}"/>"#,
                         pa + 0.5,
                         (pb - pa - 1.0).max(0.5),
                         (base - top).max(0.0)

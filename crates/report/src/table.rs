@@ -126,7 +126,14 @@ pub fn plain_text(comparison: &Comparison) -> String {
         }
         s.trim_end().to_owned() + "\n"
     };
-    let mut out = line(&head);
+    let mut out = String::new();
+    for warning in &comparison.warnings {
+        out.push_str(&format!("WARNING: {warning}\n"));
+    }
+    if !comparison.warnings.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&line(&head));
     for (_, cells) in &rows {
         out.push_str(&line(cells));
     }
@@ -140,6 +147,12 @@ pub fn plain_text(comparison: &Comparison) -> String {
         out.push_str("Objectives (judged on the After):\n");
         for slo in &comparison.slos {
             out.push_str(&format!("  {slo}\n"));
+        }
+    }
+    if !comparison.summary.is_empty() {
+        out.push_str("Summary:\n");
+        for line in &comparison.summary {
+            out.push_str(&format!("  {line}\n"));
         }
     }
     if let Some(p) = &comparison.prediction {
