@@ -203,7 +203,8 @@ pub struct TargetArgs {
     #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub timeout: Duration,
 
-    /// No progress line on stderr.
+    /// No start lines and no progress bar on stderr (the bar is drawn only
+    /// when stderr is a terminal).
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -301,6 +302,20 @@ pub struct RunArgs {
     /// (DIR is created); instead of -o and --json.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+
+    /// The summary on stdout: `text` for a person, `json` for a program
+    /// (the document --json writes, and nothing else on stdout).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text, value_name = "FORMAT")]
+    pub output_format: OutputFormat,
+}
+
+/// `--output-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The text summary, with percentiles, histogram and status codes.
+    Text,
+    /// The JSON summary alone.
+    Json,
 }
 
 /// `loadgen capacity`: the target and request flags of a run, the

@@ -9,6 +9,7 @@
 //! per-request mode really opens and closes one connection per request.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -186,6 +187,9 @@ pub struct Transport {
     idle_http1: Vec<Mutex<Vec<Http1Connection<Stream>>>>,
     max_idle: usize,
     shared_http2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
+    /// TCP connections established (for the summary). One relaxed add per
+    /// connect, which already costs a syscall and a round trip.
+    connections_opened: AtomicU64,
 }
 
 impl Transport {
@@ -223,7 +227,19 @@ impl Transport {
             idle_http1: (0..=shard_count).map(|_| Mutex::new(Vec::new())).collect(),
             max_idle,
             shared_http2: tokio::sync::Mutex::new(None),
+            connections_opened: AtomicU64::new(0),
         }
+    }
+
+    /// TCP connections established since creation or the last
+    /// [`Transport::reset_connections_opened`].
+    pub fn connections_opened(&self) -> u64 {
+        self.connections_opened.load(Ordering::Relaxed)
+    }
+
+    /// Restarts the connection count (after the warm-up).
+    pub fn reset_connections_opened(&self) {
+        self.connections_opened.store(0, Ordering::Relaxed);
     }
 
     /// Sends `body` and reads the whole response, within the timeout
@@ -420,6 +436,7 @@ impl Transport {
         }
         setup.connect_ms = Some(elapsed_ms(started));
         let tcp = tcp.ok_or(last)?;
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
         // Requests are small writes answered at once: Nagle's algorithm
         // would only add delay.
         let _ = tcp.set_nodelay(true);

@@ -193,7 +193,8 @@ pub struct LoadConfig {
     /// Triton's metrics URL (`http://host:8002/metrics`): its Prometheus
     /// counters stand in when the statistics endpoint is closed.
     pub server_metrics_url: Option<String>,
-    /// Print a progress line on stderr once a second.
+    /// Draw the live progress bar on stderr, when stderr is a terminal
+    /// ([`crate::progress`]).
     pub progress: bool,
     /// After a shutdown signal, how long in-flight requests may still finish.
     pub shutdown_grace: Duration,

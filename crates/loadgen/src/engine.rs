@@ -1,6 +1,7 @@
 //! Executes one HTTP request carrying one or more logical requests and turns
 //! the outcome into one log row per logical request.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -96,7 +97,15 @@ pub struct Engine {
     next_batch_id: AtomicU64,
     server_batch_items: AtomicU64,
     server_batch_responses: AtomicU64,
+    /// HTTP responses by status code, indexed by the code itself
+    /// (`http::StatusCode` is always below 1000). A fixed array of atomics
+    /// rather than a map behind a lock: counting a response is one relaxed
+    /// add, like the batch id above, with no lock for the shards to share.
+    status_counts: Box<[AtomicU64]>,
 }
+
+/// Slots of [`Engine`]'s status counts: every three-digit code.
+const STATUS_SLOTS: usize = 1000;
 
 impl Engine {
     /// An engine speaking `api` over `transport`.
@@ -109,6 +118,7 @@ impl Engine {
             next_batch_id: AtomicU64::new(0),
             server_batch_items: AtomicU64::new(0),
             server_batch_responses: AtomicU64::new(0),
+            status_counts: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -122,6 +132,30 @@ impl Engine {
         self.next_batch_id.store(0, Ordering::Relaxed);
         self.server_batch_items.store(0, Ordering::Relaxed);
         self.server_batch_responses.store(0, Ordering::Relaxed);
+        for count in self.status_counts.iter() {
+            count.store(0, Ordering::Relaxed);
+        }
+        self.transport.reset_connections_opened();
+    }
+
+    /// HTTP responses received so far, by status code (codes never seen
+    /// are absent).
+    pub fn status_codes(&self) -> BTreeMap<u16, u64> {
+        (0u16..)
+            .zip(self.status_counts.iter())
+            .map(|(code, count)| (code, count.load(Ordering::Relaxed)))
+            .filter(|&(_, count)| count > 0)
+            .collect()
+    }
+
+    /// TCP connections the run's transport has opened so far.
+    pub fn connections_opened(&self) -> u64 {
+        self.transport.connections_opened()
+    }
+
+    /// Whether the API's rows carry LLM timings (TTFT, tokens).
+    pub fn token_metrics(&self) -> bool {
+        self.api.token_metrics()
     }
 
     /// HTTP requests sent so far.
@@ -192,6 +226,14 @@ impl Engine {
             arrivals: self.api.streams(),
         };
         let outcome = self.transport.post(Bytes::from(body), wanted).await;
+        if let Ok(response) = &outcome {
+            if let Some(count) = self
+                .status_counts
+                .get(usize::from(response.status.as_u16()))
+            {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if let Ok(Some(size)) = outcome.as_ref().map(|r| r.facts.server_batch_size) {
             self.server_batch_items
                 .fetch_add(u64::from(size), Ordering::Relaxed);

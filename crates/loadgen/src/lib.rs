@@ -81,6 +81,7 @@ pub mod engine;
 pub mod http1;
 pub mod limits;
 pub mod payloads;
+pub mod progress;
 pub mod schedule;
 pub mod server_stats;
 pub mod shards;
@@ -94,7 +95,6 @@ use std::fmt;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -459,8 +459,13 @@ async fn run_engine(
             engine.reset_counters();
         }
         let (sink, rows) = mpsc::unbounded_channel();
-        let progress = Arc::new(AtomicU64::new(0));
-        let collector = spawn_collector(rows, writer, progress.clone())?;
+        // The live bar only where a person watches: never in a CI log or a
+        // file stderr is redirected to.
+        let goal = progress::Goal::of(config.own_requests(), config.duration);
+        let live = goal
+            .filter(|_| config.progress && std::io::stderr().is_terminal())
+            .map(|goal| (goal, Arc::new(progress::Live::default())));
+        let collector = spawn_collector(rows, writer, live.as_ref().map(|(_, l)| l.clone()))?;
         let issuer = Arc::new(Issuer {
             engine: engine.clone(),
             batcher: batcher.clone(),
@@ -495,8 +500,9 @@ async fn run_engine(
                 }
             }
         };
-        let progress_task = (config.progress && std::io::stderr().is_terminal())
-            .then(|| tokio::spawn(report_progress(progress, config.own_requests())));
+        let bar = live.map(|(goal, live)| {
+            progress::Progress::start(live, goal, engine.token_metrics(), started)
+        });
         let shard = config.shard.unwrap_or(distributed::Shard::WHOLE);
         let open_stats = match &config.open_loop {
             None => {
@@ -517,9 +523,8 @@ async fn run_engine(
             }
         };
         let duration_s = started.elapsed().as_secs_f64();
-        if let Some(task) = progress_task {
-            task.abort();
-            eprintln!();
+        if let Some(bar) = bar {
+            bar.finish();
         }
         // Every issuer (and so every sink) is gone: the collector drains,
         // flushes and returns.
@@ -618,17 +623,30 @@ fn build_summary(
         }
         _ => None,
     };
+    let latency_histogram = stats.latency_histogram_base64();
+    // The histogram reports a bucket's midpoint, which for the slowest
+    // request can lie a hair above the exact maximum kept beside it; a
+    // percentile never exceeds the maximum (nor undercuts the minimum).
+    let quantile_ms = |q: f64| {
+        let value = stats.quantile_ms(q)?;
+        Some(match (stats.min_ms(), stats.max_ms()) {
+            (Some(min), Some(max)) => value.clamp(min, max),
+            _ => value,
+        })
+    };
     RunSummary {
         total: stats.total,
         succeeded: stats.succeeded,
         failed: stats.total - stats.succeeded,
-        p50_ms: stats.quantile_ms(0.50),
-        p90_ms: stats.quantile_ms(0.90),
-        p95_ms: stats.quantile_ms(0.95),
-        p99_ms: stats.quantile_ms(0.99),
+        p50_ms: quantile_ms(0.50),
+        p90_ms: quantile_ms(0.90),
+        p95_ms: quantile_ms(0.95),
+        p99_ms: quantile_ms(0.99),
+        p99_9_ms: quantile_ms(0.999),
         mean_ms: stats.mean_ms(),
         min_ms: stats.min_ms(),
         max_ms: stats.max_ms(),
+        latency_buckets: stats.latency_buckets(summary::HISTOGRAM_BUCKETS),
         throughput_rps: if duration_s > 0.0 {
             stats.succeeded as f64 / duration_s
         } else {
@@ -636,6 +654,8 @@ fn build_summary(
         },
         duration_s,
         errors: stats.errors.clone(),
+        status_codes: engine.status_codes(),
+        connections_opened: engine.connections_opened(),
         mode: if config.open_loop.is_some() {
             "open"
         } else {
@@ -671,7 +691,7 @@ fn build_summary(
         llm: stats.llm.as_ref().map(|llm| llm.summary(duration_s)),
         shard: None,
         plan: Plan::of(config),
-        latency_histogram: stats.latency_histogram_base64(),
+        latency_histogram,
     }
 }
 
@@ -684,29 +704,50 @@ type CollectorHandle = std::thread::JoinHandle<Result<RowStats, LoadError>>;
 /// without waking anyone. 1 ms of delay before a row is counted is harmless.
 const COLLECTOR_POLL: Duration = Duration::from_millis(1);
 
+/// Rows between two looks at the clock while rows keep coming (when the
+/// channel is empty the collector looks at every poll).
+const PUBLISH_CHECK_ROWS: u32 = 64;
+
 /// Writes rows on a plain thread so file I/O never blocks the runtime that
 /// times requests; flushes once a second so an interrupted run keeps its rows.
+/// With `live` (a progress bar is drawn), publishes the statistics so far
+/// every [`progress::PUBLISH_INTERVAL`].
 fn spawn_collector(
     mut rows: mpsc::UnboundedReceiver<LogRow>,
     mut writer: Option<LogWriter<std::io::BufWriter<std::fs::File>>>,
-    progress: Arc<AtomicU64>,
+    live: Option<Arc<progress::Live>>,
 ) -> Result<CollectorHandle, LoadError> {
     std::thread::Builder::new()
         .name("loadgen-log".into())
         .spawn(move || {
             let mut stats = RowStats::new();
             let mut last_flush = Instant::now();
+            let mut last_publish = Instant::now();
+            let mut unchecked_rows = 0u32;
+            let mut publish_if_due = |stats: &RowStats| {
+                if let Some(live) = &live {
+                    if last_publish.elapsed() >= progress::PUBLISH_INTERVAL {
+                        live.publish(stats);
+                        last_publish = Instant::now();
+                    }
+                }
+            };
             loop {
                 let row = match rows.try_recv() {
                     Ok(row) => row,
                     Err(mpsc::error::TryRecvError::Empty) => {
+                        publish_if_due(&stats);
                         std::thread::sleep(COLLECTOR_POLL);
                         continue;
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
                 stats.record(&row);
-                progress.store(stats.total, Ordering::Relaxed);
+                unchecked_rows += 1;
+                if unchecked_rows >= PUBLISH_CHECK_ROWS {
+                    unchecked_rows = 0;
+                    publish_if_due(&stats);
+                }
                 if let Some(w) = writer.as_mut() {
                     w.write_row(&row)?;
                     if last_flush.elapsed() >= Duration::from_secs(1) {
@@ -721,18 +762,4 @@ fn spawn_collector(
             Ok(stats)
         })
         .map_err(|_| LoadError::Collector)
-}
-
-async fn report_progress(done: Arc<AtomicU64>, total: Option<u64>) {
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let n = done.load(Ordering::Relaxed);
-        let of = total.map_or_else(String::new, |t| format!("/{t}"));
-        eprint!(
-            "\r{n}{of} requests done, {:.0} s",
-            started.elapsed().as_secs_f64()
-        );
-    }
 }

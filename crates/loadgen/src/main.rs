@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use loadgen::capacity::{self, LoadgenRunner, StepRecord};
-use loadgen::cli::{CapacityArgs, Cli, Command};
+use loadgen::cli::{CapacityArgs, Cli, Command, OutputFormat};
 
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
@@ -82,6 +82,7 @@ fn capacity_main(args: CapacityArgs) -> ExitCode {
 
 fn run_main(cli: Cli) -> ExitCode {
     let json_path = cli.run.summary_path();
+    let output_format = cli.run.output_format;
     let out_dir = cli.run.out_dir.clone().map(loadgen::OutDir::new);
     let config = match cli.into_config() {
         Ok(config) => config,
@@ -124,9 +125,26 @@ fn run_main(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    print!("{summary}");
-    if let Some(path) = log_path {
-        println!("Log written to {}", path.display());
+    match output_format {
+        OutputFormat::Text => {
+            print!("{summary}");
+            if let Some(path) = log_path {
+                println!("Log written to {}", path.display());
+            }
+        }
+        // stdout carries the JSON alone, so a program can parse it whole.
+        OutputFormat::Json => {
+            match summary.to_json() {
+                Ok(json) => print!("{json}"),
+                Err(e) => {
+                    eprintln!("error: cannot encode the summary as JSON: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            if let Some(path) = log_path {
+                eprintln!("Log written to {}", path.display());
+            }
+        }
     }
     if let Some(path) = json_path {
         if let Err(e) = summary.write_json(&path) {

@@ -1,5 +1,7 @@
 //! The run summary: counts, latency percentiles from a streaming histogram,
-//! error kinds and open-loop generator health, as JSON and as text.
+//! error kinds, status codes, connections and open-loop generator health,
+//! as JSON and as text (in the manner of oha: percentiles, a text histogram
+//! of latencies, the status codes).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -208,6 +210,82 @@ impl RowStats {
     pub fn latency_histogram_base64(&self) -> Option<String> {
         self.latency.to_base64_v2().ok()
     }
+
+    /// The successful latencies in `buckets` log-spaced buckets from the
+    /// fastest to the slowest (empty when none succeeded).
+    pub fn latency_buckets(&self, buckets: usize) -> Vec<LatencyBucket> {
+        match (self.min_ms(), self.max_ms()) {
+            (Some(min), Some(max)) => latency_buckets(&self.latency, min, max, buckets),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Output tokens so far and the TTFT at quantile `q`, ms, once a row
+    /// carried LLM timings.
+    pub fn llm_progress(&self, q: f64) -> Option<(u64, Option<f64>)> {
+        self.llm
+            .as_ref()
+            .map(|llm| (llm.output_tokens, llm.ttft.quantile_ms(q).ok()))
+    }
+}
+
+/// Lines in the summary's text histogram (oha draws 11).
+pub const HISTOGRAM_BUCKETS: usize = 11;
+
+/// One line of the text histogram: the successful latencies above the
+/// previous bucket's bound (the fastest included in the first) up to
+/// `upper_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyBucket {
+    /// Upper bound, ms.
+    pub upper_ms: f64,
+    /// Latencies in the bucket.
+    pub count: u64,
+}
+
+/// Splits the latencies of `histogram` into `buckets` log-spaced buckets
+/// from `min_ms` to `max_ms`. Log spacing,
+/// because latencies are skewed: with equal widths one slow outlier puts
+/// nearly every request in the first line, and the tail's shape, what this
+/// tool is for, disappears. When every latency is the same there is one
+/// bucket.
+pub fn latency_buckets(
+    histogram: &LatencyHistogram,
+    min_ms: f64,
+    max_ms: f64,
+    buckets: usize,
+) -> Vec<LatencyBucket> {
+    let buckets = if min_ms > 0.0 && max_ms > min_ms {
+        buckets.max(1)
+    } else {
+        1
+    };
+    // Bounds min * ratio^i for i in 1..=buckets; the last is max.
+    let ratio = (max_ms / min_ms).powf(1.0 / buckets as f64);
+    let mut out: Vec<LatencyBucket> = (1..=buckets)
+        .map(|i| LatencyBucket {
+            upper_ms: if i == buckets {
+                max_ms
+            } else {
+                min_ms * ratio.powi(i32::try_from(i).unwrap_or(i32::MAX))
+            },
+            count: 0,
+        })
+        .collect();
+    // Bucket midpoints, as the percentiles report values.
+    for (ms, count) in histogram.recorded_ms() {
+        let index = if buckets == 1 {
+            0
+        } else {
+            // Bucket i holds (bound i-1, bound i]: ceil(log_ratio(ms/min)) - 1.
+            let position = ((ms / min_ms).ln() / ratio.ln()).ceil() - 1.0;
+            position.clamp(0.0, (buckets - 1) as f64) as usize
+        };
+        if let Some(bucket) = out.get_mut(index) {
+            bucket.count += count;
+        }
+    }
+    out
 }
 
 impl Default for RowStats {
@@ -234,18 +312,31 @@ pub struct RunSummary {
     pub p95_ms: Option<f64>,
     /// 99th percentile, ms.
     pub p99_ms: Option<f64>,
+    /// 99.9th percentile, ms.
+    pub p99_9_ms: Option<f64>,
     /// Mean latency, ms.
     pub mean_ms: Option<f64>,
     /// Fastest success, ms.
     pub min_ms: Option<f64>,
     /// Slowest success, ms.
     pub max_ms: Option<f64>,
+    /// Successful latencies in [`HISTOGRAM_BUCKETS`] log-spaced buckets
+    /// from `min_ms` to `max_ms` (empty without a success): the summary's
+    /// text histogram.
+    pub latency_buckets: Vec<LatencyBucket>,
     /// Successful requests per second over the run.
     pub throughput_rps: f64,
     /// From the first send to the last response, s (warm-up excluded).
     pub duration_s: f64,
     /// Failed requests by error kind.
     pub errors: BTreeMap<String, u64>,
+    /// HTTP responses by status code (in JSON the codes are the keys, as
+    /// strings: `{"200": 400}`). Requests that got no response (refused,
+    /// timed out, reset) are only in `errors`; a batch is one response.
+    pub status_codes: BTreeMap<u16, u64>,
+    /// TCP connections opened during the measured run (those the warm-up
+    /// opened and the run reused are not counted).
+    pub connections_opened: u64,
     /// `closed` or `open`.
     pub mode: String,
     /// Profile name, if one was used.
@@ -394,11 +485,56 @@ impl Plan {
 }
 
 impl RunSummary {
+    /// The summary as pretty JSON, with a final newline: what
+    /// [`RunSummary::write_json`] writes and `--output-format json` prints.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self).map(|json| json + "\n")
+    }
+
     /// Writes the summary as pretty JSON.
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, json + "\n")
+        let json = self.to_json().map_err(std::io::Error::other)?;
+        std::fs::write(path, json)
     }
+}
+
+/// Widest bar of the text histogram, in characters.
+const HISTOGRAM_BAR_CHARS: u64 = 40;
+
+/// The text histogram, a line a bucket: `  12.30 ms [  812] |■■■■`, bars
+/// scaled to the fullest bucket. A bucket with any latency gets at least
+/// one mark, so a single slow request (the tail) stays visible.
+fn write_histogram(f: &mut fmt::Formatter<'_>, buckets: &[LatencyBucket]) -> fmt::Result {
+    // As many decimals as the smallest bound needs for three significant
+    // digits: `0.052`, `1.25`, `132`, never `1112.528`.
+    let smallest = buckets.first().map_or(0.0, |b| b.upper_ms);
+    let decimals = match smallest {
+        s if s < 1.0 => 3,
+        s if s < 10.0 => 2,
+        s if s < 100.0 => 1,
+        _ => 0,
+    };
+    let labels: Vec<String> = buckets
+        .iter()
+        .map(|b| format!("{:.decimals$}", b.upper_ms))
+        .collect();
+    let label_width = labels.iter().map(String::len).max().unwrap_or(0);
+    let fullest = buckets.iter().map(|b| b.count).max().unwrap_or(0);
+    let count_width = fullest.to_string().len();
+    for (label, bucket) in labels.iter().zip(buckets) {
+        let marks = if bucket.count == 0 || fullest == 0 {
+            0
+        } else {
+            (bucket.count * HISTOGRAM_BAR_CHARS / fullest).max(1)
+        };
+        let bar = "■".repeat(usize::try_from(marks).unwrap_or(0));
+        writeln!(
+            f,
+            "  {label:>label_width$} ms [{:>count_width$}] |{bar}",
+            bucket.count
+        )?;
+    }
+    Ok(())
 }
 
 fn ms(value: Option<f64>) -> String {
@@ -443,8 +579,11 @@ impl fmt::Display for RunSummary {
             writeln!(f, "  first TLS handshake failure: {why}")?;
         }
         writeln!(f, "P50 latency: {}", ms(self.p50_ms))?;
+        writeln!(f, "P90 latency: {}", ms(self.p90_ms))?;
         writeln!(f, "P95 latency: {}", ms(self.p95_ms))?;
         writeln!(f, "P99 latency: {}", ms(self.p99_ms))?;
+        writeln!(f, "P99.9 latency: {}", ms(self.p99_9_ms))?;
+        writeln!(f, "Max latency: {}", ms(self.max_ms))?;
         writeln!(
             f,
             "Mean {} / min {} / max {}",
@@ -457,6 +596,7 @@ impl fmt::Display for RunSummary {
             "Throughput: {:.1} req/s over {:.2} s ({} HTTP requests)",
             self.throughput_rps, self.duration_s, self.http_requests
         )?;
+        writeln!(f, "Connections opened: {}", self.connections_opened)?;
         if let Some(llm) = &self.llm {
             for (name, p) in [("TTFT", &llm.ttft), ("ITL", &llm.itl), ("TPOT", &llm.tpot)] {
                 writeln!(
@@ -490,6 +630,20 @@ impl fmt::Display for RunSummary {
                 self.dropped.unwrap_or(0),
                 self.max_send_lag_ms.unwrap_or(0.0)
             )?;
+        }
+        if !self.latency_buckets.is_empty() {
+            writeln!(
+                f,
+                "Latency histogram (successful requests; log-spaced, each line up to its bound):"
+            )?;
+            write_histogram(f, &self.latency_buckets)?;
+        }
+        if !self.status_codes.is_empty() {
+            writeln!(f, "Status code distribution:")?;
+            for (code, count) in &self.status_codes {
+                let noun = if *count == 1 { "response" } else { "responses" };
+                writeln!(f, "  [{code}] {count} {noun}")?;
+            }
         }
         if let Some(warning) = &self.rate_warning {
             writeln!(f, "WARNING: {warning}")?;
@@ -562,6 +716,156 @@ mod tests {
         assert_eq!(
             (constant.arrival.as_deref(), constant.seed),
             (Some("constant"), None)
+        );
+    }
+
+    /// A summary as a run of 1000 requests might leave it.
+    fn hand_made() -> RunSummary {
+        let config = LoadConfig::from_profile(Profile::Baseline);
+        RunSummary {
+            total: 1000,
+            succeeded: 997,
+            failed: 3,
+            p50_ms: Some(1.5),
+            p90_ms: Some(3.25),
+            p95_ms: Some(4.0),
+            p99_ms: Some(9.5),
+            p99_9_ms: Some(20.125),
+            mean_ms: Some(2.0),
+            min_ms: Some(0.5),
+            max_ms: Some(25.0),
+            latency_buckets: [(1.0, 400), (2.5, 500), (6.0, 0), (10.0, 96), (25.0, 1)]
+                .into_iter()
+                .map(|(upper_ms, count)| LatencyBucket { upper_ms, count })
+                .collect(),
+            throughput_rps: 498.5,
+            duration_s: 2.0,
+            errors: BTreeMap::from([("http_503".to_owned(), 2), ("timeout".to_owned(), 1)]),
+            status_codes: BTreeMap::from([(200, 997), (503, 2), (429, 1)]),
+            connections_opened: 20,
+            mode: "closed".into(),
+            profile: Some("baseline".into()),
+            connection: "per-request".into(),
+            http2: false,
+            batch_size: 1,
+            batch_wait_ms: 0,
+            concurrency: 20,
+            client_threads: 2,
+            busy_poll_us: 0,
+            http_requests: 1000,
+            server_batch_size_mean: None,
+            verified: true,
+            target_rate_rps: None,
+            achieved_rate_rps: None,
+            late_sends: None,
+            dropped: None,
+            max_send_lag_ms: None,
+            rate_warning: None,
+            interrupted: false,
+            url: "http://127.0.0.1:8000/v1/infer".into(),
+            resolved: vec!["127.0.0.1:8000".into()],
+            api: "simulator".into(),
+            protocol: "HTTP/1.1".into(),
+            tls_verification: None,
+            tls_first_failure: None,
+            server_stats_warning: None,
+            model: "m".into(),
+            llm: None,
+            shard: None,
+            plan: Plan::of(&config),
+            latency_histogram: None,
+        }
+    }
+
+    #[test]
+    fn the_text_summary_has_percentiles_a_histogram_and_status_codes() {
+        let text = hand_made().to_string();
+        let expected = "\
+loadgen: closed loop, profile baseline, api simulator, HTTP/1.1, per-request connections, batch size 1 (wait 0 ms), outputs verified
+Total requests: 1000
+Succeeded: 997
+Failed: 3
+  http_503: 2
+  timeout: 1
+P50 latency: 1.50 ms
+P90 latency: 3.25 ms
+P95 latency: 4.00 ms
+P99 latency: 9.50 ms
+P99.9 latency: 20.12 ms
+Max latency: 25.00 ms
+Mean 2.00 ms / min 0.50 ms / max 25.00 ms
+Throughput: 498.5 req/s over 2.00 s (1000 HTTP requests)
+Connections opened: 20
+Latency histogram (successful requests; log-spaced, each line up to its bound):
+   1.00 ms [400] |■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■
+   2.50 ms [500] |■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■■
+   6.00 ms [  0] |
+  10.00 ms [ 96] |■■■■■■■
+  25.00 ms [  1] |■
+Status code distribution:
+  [200] 997 responses
+  [429] 1 response
+  [503] 2 responses
+";
+        assert_eq!(text, expected);
+        // No success: no histogram; no response: no status codes.
+        let empty = RunSummary {
+            latency_buckets: Vec::new(),
+            status_codes: BTreeMap::new(),
+            ..hand_made()
+        }
+        .to_string();
+        assert!(!empty.contains("histogram") && !empty.contains("Status code"));
+    }
+
+    #[test]
+    fn the_json_has_the_new_keys() {
+        let json: serde_json::Value =
+            serde_json::from_str(&hand_made().to_json().unwrap()).unwrap();
+        assert_eq!(json["p99_9_ms"], 20.125);
+        assert_eq!(
+            json["status_codes"],
+            serde_json::json!({"200": 997, "429": 1, "503": 2})
+        );
+        assert_eq!(json["connections_opened"], 20);
+        assert_eq!(
+            json["latency_buckets"][0],
+            serde_json::json!({"upper_ms": 1.0, "count": 400})
+        );
+    }
+
+    #[test]
+    fn buckets_are_log_spaced_from_min_to_max_and_count_every_latency() {
+        let mut histogram = LatencyHistogram::new();
+        // 1 and 1024 ms, and 1.5 times each power of two between: away
+        // from the bounds, which the histogram knows to 0.1% only.
+        histogram.record_ms(1.0).unwrap();
+        histogram.record_ms(1024.0).unwrap();
+        for i in 0..10 {
+            histogram.record_ms(1.5 * f64::from(1u32 << i)).unwrap();
+        }
+        let buckets = latency_buckets(&histogram, 1.0, 1024.0, 10);
+        assert_eq!(buckets.len(), 10);
+        // Bounds 2, 4, ... 1024; the first bucket holds the fastest too.
+        let bounds: Vec<f64> = buckets.iter().map(|b| b.upper_ms).collect();
+        for (i, bound) in bounds.iter().enumerate() {
+            let want = f64::from(2u32 << i);
+            assert!((bound - want).abs() < 1e-9 * want, "{bounds:?}");
+        }
+        let counts: Vec<u64> = buckets.iter().map(|b| b.count).collect();
+        assert_eq!(counts, [2, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
+        // All alike: one bucket with everything.
+        let mut same = LatencyHistogram::new();
+        for _ in 0..5 {
+            same.record_ms(3.0).unwrap();
+        }
+        let one = latency_buckets(&same, 3.0, 3.0, 11);
+        assert_eq!(
+            one,
+            [LatencyBucket {
+                upper_ms: 3.0,
+                count: 5
+            }]
         );
     }
 

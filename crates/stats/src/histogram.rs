@@ -144,6 +144,21 @@ impl LatencyHistogram {
         (!self.histogram.is_empty()).then(|| self.histogram.mean() / NANOS_PER_MILLI)
     }
 
+    /// Every distinct recorded value as (its bucket midpoint in ms, how many
+    /// latencies fell in that bucket), ascending: what a text or chart
+    /// histogram of the run needs, without exposing the buckets' layout.
+    pub fn recorded_ms(&self) -> Vec<(f64, u64)> {
+        self.histogram
+            .iter_recorded()
+            .map(|v| {
+                (
+                    self.bucket_midpoint_ms(v.value_iterated_to()),
+                    v.count_at_value(),
+                )
+            })
+            .collect()
+    }
+
     /// Adds every latency recorded in `other` to `self`, exactly as if they
     /// had been recorded here.
     ///
