@@ -551,14 +551,18 @@ fn run_pair(
         "5/6",
         "After: the chosen client, same profile, same 400 inputs, same concurrency",
     );
-    run_loadgen_phase(setup, dir, "after", &after_flags, seed)?;
+    with_load(&mut phases, "after", || {
+        run_loadgen_phase(setup, dir, "after", &after_flags, seed)
+    })?;
 
     let capacity_json = if args.capacity {
         step(
             "capacity",
             "the After client's highest open-loop rate under the SLA",
         );
-        Some(run_capacity(setup, args, dir, &after_flags, seed)?)
+        Some(with_load(&mut phases, "capacity", || {
+            run_capacity(setup, args, dir, &after_flags, seed)
+        })?)
     } else {
         None
     };

@@ -434,17 +434,30 @@ fn capacity_chart(c: &Comparison, capacity: &Capacity) -> Chart {
         true,
     );
     let mut vlines = Vec::new();
-    if let Some(rate) = capacity.max_rate_rps {
+    let (measured, predicted) = (capacity.max_rate_rps, capacity.predicted_max_rate_rps);
+    // Labels of two lines this close would print over each other: the
+    // measured line then carries both.
+    let close = measured
+        .zip(predicted)
+        .is_some_and(|(m, p)| (m - p).abs() <= 0.15 * m.abs().max(p.abs()));
+    if let Some(rate) = measured {
         vlines.push(RefLine {
             at: rate,
-            label: format!("measured capacity {rate:.1} req/s"),
+            label: match predicted.filter(|_| close) {
+                Some(p) => format!("measured {rate:.1} req/s, predicted {p:.1}"),
+                None => format!("measured capacity {rate:.1} req/s"),
+            },
             color: AFTER_COLOR,
         });
     }
-    if let Some(rate) = capacity.predicted_max_rate_rps {
+    if let Some(rate) = predicted {
         vlines.push(RefLine {
             at: rate,
-            label: format!("predicted {rate:.1} req/s"),
+            label: if close {
+                String::new()
+            } else {
+                format!("predicted {rate:.1} req/s")
+            },
             color: BEFORE_COLOR,
         });
     }
