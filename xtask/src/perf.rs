@@ -842,9 +842,22 @@ fn write_conditions(
         "loadgen_args": client.extra,
         "quantile_method": "linear",
         "python": python.map(python::version),
-        "machine": Machine::probe().conditions_json(),
-        "phases": phases,
     });
+    write_conditions_file(dir, conditions, phases)
+}
+
+/// Writes `DIR/conditions.json`: `conditions` (a JSON object) with the
+/// machine's description and each phase's load added, the same keys in
+/// every workflow.
+pub(crate) fn write_conditions_file(
+    dir: &Path,
+    mut conditions: serde_json::Value,
+    phases: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), TaskError> {
+    if let Some(map) = conditions.as_object_mut() {
+        map.insert("machine".into(), Machine::probe().conditions_json());
+        map.insert("phases".into(), serde_json::Value::Object(phases));
+    }
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
     fs::write(&path, text).map_err(|source| TaskError::Io { path, source })

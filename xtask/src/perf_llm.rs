@@ -23,7 +23,6 @@
 //! OpenAI's. Objectives: those given with `--sla`, else `ttft_p95<=500`
 //! and `itl_p99<=50`, beside the e2e P95 SLA.
 
-use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -32,7 +31,6 @@ use serde::Deserialize;
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
 use crate::json;
-use crate::machine::Machine;
 use crate::perf::{self, Outcome, PerfArgs, CLIENT_LIMIT};
 use crate::process::{self, ServerProcess};
 
@@ -260,16 +258,14 @@ fn write_conditions(
         "before_client": "loadgen --profile baseline --api openai-chat (a new connection per request)",
         "after_client": "loadgen --profile baseline --api openai-chat (unchanged)",
         "quantile_method": "linear",
-        "machine": Machine::probe().conditions_json(),
-        "phases": phases,
     });
-    let path = dir.join("conditions.json");
-    let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
-    fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
+    perf::write_conditions_file(dir, conditions, phases)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn summary_file(name: &str, text: &str) -> std::path::PathBuf {

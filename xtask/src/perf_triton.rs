@@ -18,7 +18,6 @@
 //! KServe v2. The exit code is the client change's verdict, as for the
 //! simulator.
 
-use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -26,7 +25,6 @@ use serde::Deserialize;
 
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
-use crate::machine::Machine;
 use crate::perf::{self, Outcome, PerfArgs, CLIENT_LIMIT};
 use crate::process;
 use crate::triton::{self, TritonSetup};
@@ -339,16 +337,14 @@ fn write_conditions(
         "after_client": "loadgen --profile optimized --api kserve-v2 (pooled keep-alive, micro-batches of 10 along dimension 0, W=5 ms)",
         "server_change_client": "loadgen --profile baseline --api kserve-v2",
         "quantile_method": "linear",
-        "machine": Machine::probe().conditions_json(),
-        "phases": phases,
     });
-    let path = dir.join("conditions.json");
-    let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
-    fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
+    perf::write_conditions_file(dir, conditions, phases)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     /// The head of a `--server-stats` file as loadgen writes it.
