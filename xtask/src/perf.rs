@@ -750,7 +750,7 @@ fn choose_after(
     let (_server, url) = start_target(setup, &dir.join("logs/probe-server.log"), Some(seed))?;
     println!(
         "probe: {} batches at each batch size {:?}, one batch at a time ({url})",
-        8,
+        crate::whatif::PROBE_BATCHES,
         crate::whatif::PROBE_BATCH_SIZES
     );
     let probes = crate::whatif::probe(|| loadgen(&url, setup), dir, CLIENT_LIMIT)?;

@@ -21,7 +21,7 @@ use crate::{json, process};
 pub const PROBE_BATCH_SIZES: [u32; 6] = [1, 2, 4, 8, 16, 32];
 
 /// Batches sent at each probe size.
-const PROBE_BATCHES: u32 = 8;
+pub const PROBE_BATCHES: u32 = 8;
 
 /// What xtask reads of `whatif.json`.
 #[derive(Debug, Deserialize)]
