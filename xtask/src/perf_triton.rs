@@ -48,9 +48,6 @@ pub fn run(args: &PerfArgs) -> Result<Outcome, TaskError> {
     let python = triton::ensure_venv(&root)?;
     println!("Triton's Python: {}", python.display());
     println!("input.py skipped: it sends the simulator's wire format, not KServe v2; the Rust baseline client is the Before.");
-    if args.after == "auto" {
-        println!("After: the fixed optimized profile (the what-if engine fits per-request Server-Timing, which Triton does not send).");
-    }
 
     perf::step(
         "3/6",
@@ -128,8 +125,9 @@ fn functional_check(
     Ok(())
 }
 
-/// One phase: a fresh Triton with `setup`, one loadgen run with `profile`,
-/// its log, summary and Triton's statistics around it.
+/// One phase: a fresh Triton with `setup`, one loadgen run with `flags`
+/// (`--profile baseline`, or the After's), its log, summary and Triton's
+/// statistics around it.
 fn phase(
     bins: &Binaries,
     python: &Path,
@@ -137,8 +135,9 @@ fn phase(
     setup: &TritonSetup,
     dir: &Path,
     name: &str,
-    profile: &str,
+    flags: &[String],
 ) -> Result<(), TaskError> {
+    let flags_text = flags.join(" ");
     let server = triton::start(
         python,
         root,
@@ -146,14 +145,14 @@ fn phase(
         &dir.join(format!("logs/{name}-triton.log")),
     )?;
     println!(
-        "loadgen --profile {profile} --api kserve-v2  ({}; {})",
+        "loadgen {flags_text} --api kserve-v2  ({}; {})",
         server.base_url,
         setup.describe()
     );
     let file = |ext: &str| dir.join(format!("{name}{ext}"));
     let status = process::run_with_deadline(
         loadgen(bins, &server.base_url)
-            .args(["--profile", profile])
+            .args(flags)
             .args(["--out".as_ref(), file(".csv").as_os_str()])
             .args(["--json".as_ref(), file(".json").as_os_str()])
             .args([
@@ -165,8 +164,89 @@ fn phase(
     match status.code() {
         Some(0 | 1) => Ok(()),
         _ => Err(TaskError::Step(format!(
-            "loadgen --profile {profile} against Triton could not run ({status})"
+            "loadgen {flags_text} against Triton could not run ({status})"
         ))),
+    }
+}
+
+/// The After's flags: with `--after auto`, the what-if engine's choice,
+/// fitted from Triton's statistics (Triton sends no `Server-Timing`) of the
+/// Before and of a probe against a fresh Triton; otherwise, or when the
+/// engine gives no answer, the fixed optimized profile.
+fn choose_after(
+    bins: &Binaries,
+    python: &Path,
+    root: &Path,
+    setup: &TritonSetup,
+    args: &PerfArgs,
+    dir: &Path,
+) -> Result<(Vec<String>, Option<std::path::PathBuf>), TaskError> {
+    let optimized = vec!["--profile".to_owned(), "optimized".to_owned()];
+    if args.after == "optimized" {
+        return Ok((optimized, None));
+    }
+    perf::step(
+        "analysis",
+        "probe the batch cost (Triton's statistics), fit the service, predict the candidate fixes",
+    );
+    // A probe that cannot run leaves the workflow with the fixed profile
+    // (said loudly), not without an After.
+    let server = match triton::start(python, root, setup, &dir.join("logs/probe-triton.log")) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("warning: the probe's Triton did not start ({e}); the After is the fixed optimized profile");
+            return Ok((optimized, None));
+        }
+    };
+    println!(
+        "probe: {} batches at each batch size {:?}, one batch at a time, Triton's statistics around each ({})",
+        crate::whatif::PROBE_BATCHES,
+        crate::whatif::PROBE_BATCH_SIZES,
+        server.base_url
+    );
+    let (probes, stats) = crate::whatif::probe_with(
+        || loadgen(bins, &server.base_url),
+        dir,
+        perf::CLIENT_LIMIT,
+        true,
+    )?;
+    drop(server);
+    let json_path = dir.join("whatif.json");
+    let mut cmd = Command::new(bins.path("report"));
+    cmd.arg("whatif")
+        .args(["--before".as_ref(), dir.join("before.csv").as_os_str()])
+        .args([
+            "--before-stats".as_ref(),
+            dir.join("before_server_stats.json").as_os_str(),
+        ])
+        .args(
+            probes
+                .iter()
+                .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
+        )
+        .args(
+            stats
+                .iter()
+                .flat_map(|p| ["--probe-stats".as_ref(), p.as_os_str()]),
+        )
+        .args(["--concurrency", "20", "--requests", "400"])
+        .args(["--max-batch", &setup.max_batch_size.to_string()])
+        .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
+        .args(["--json".as_ref(), json_path.as_os_str()]);
+    let whatif = match crate::whatif::predict(&mut cmd, &json_path, perf::CLIENT_LIMIT) {
+        Ok(whatif) => whatif,
+        Err(e) => {
+            eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile");
+            return Ok((optimized, None));
+        }
+    };
+    println!("what-if: {}", whatif.conclusion);
+    match whatif.after() {
+        Some(candidate) => Ok((candidate.loadgen_args.clone(), Some(json_path))),
+        None => {
+            eprintln!("warning: the what-if engine proposed no client-side candidate; the After is the fixed optimized profile");
+            Ok((optimized, None))
+        }
     }
 }
 
@@ -234,15 +314,19 @@ fn run_pair(
         "Before: the baseline client against Triton (2 instances, no dynamic batching)",
     );
     let mut phases = serde_json::Map::new();
+    let baseline = ["--profile".to_owned(), "baseline".to_owned()];
     perf::with_load(&mut phases, "before", || {
-        phase(bins, python, root, &placeholder, dir, "before", "baseline")
+        phase(bins, python, root, &placeholder, dir, "before", &baseline)
+    })?;
+    let (after_flags, whatif_json) = perf::with_load(&mut phases, "analysis", || {
+        choose_after(bins, python, root, &placeholder, args, dir)
     })?;
     perf::step(
         "5/6",
-        "After: the optimized client, same Triton set-up (a client change)",
+        "After: the chosen client, same Triton set-up (a client change)",
     );
     perf::with_load(&mut phases, "after", || {
-        phase(bins, python, root, &placeholder, dir, "after", "optimized")
+        phase(bins, python, root, &placeholder, dir, "after", &after_flags)
     })?;
     let (delay_us, why) = chosen_delay_us(&dir.join("before_server_stats.json"))?;
     let dynamic = TritonSetup {
@@ -257,23 +341,33 @@ fn run_pair(
         &dynamic,
         dir,
         "server_change",
-        "baseline",
+        &baseline,
     )?;
 
     perf::step(
         "6/6",
         "compare, verify, diagnose, report (client change; server change beside it)",
     );
-    write_conditions(dir, &placeholder, &dynamic, &why, phases)?;
-    let met = report(bins, dir, "after", "After (optimized client)", args, dir)?;
+    write_conditions(dir, (&placeholder, &after_flags), &dynamic, &why, phases)?;
+    let met = report(
+        bins,
+        dir,
+        ("after", "After (optimized client)"),
+        whatif_json.as_deref(),
+        args,
+        dir,
+    )?;
     let server_change_dir = dir.join("server-change");
     perf::create_dir(&server_change_dir)?;
     println!("\nThe server change (reported beside the client change, not gating the exit code):");
     report(
         bins,
         dir,
-        "server_change",
-        &format!("Server change (dynamic batching, max_queue_delay {delay_us} us)"),
+        (
+            "server_change",
+            &format!("Server change (dynamic batching, max_queue_delay {delay_us} us)"),
+        ),
+        None,
         args,
         &server_change_dir,
     )?;
@@ -284,8 +378,8 @@ fn run_pair(
 fn report(
     bins: &Binaries,
     dir: &Path,
-    after_name: &str,
-    after_label: &str,
+    (after_name, after_label): (&str, &str),
+    prediction: Option<&Path>,
     args: &PerfArgs,
     out: &Path,
 ) -> Result<bool, TaskError> {
@@ -307,6 +401,11 @@ fn report(
             "--after-server-stats".as_ref(),
             file(&format!("{after_name}_server_stats.json")).as_os_str(),
         ])
+        .args(
+            prediction
+                .iter()
+                .flat_map(|path| ["--prediction".as_ref(), path.as_os_str()]),
+        )
         .args(["--conditions".as_ref(), file("conditions.json").as_os_str()])
         .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
         .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
@@ -316,7 +415,7 @@ fn report(
 
 fn write_conditions(
     dir: &Path,
-    before: &TritonSetup,
+    (before, after_flags): (&TritonSetup, &[String]),
     server_change: &TritonSetup,
     why: &str,
     phases: serde_json::Map<String, serde_json::Value>,
@@ -334,7 +433,7 @@ fn write_conditions(
         "api": "kserve-v2",
         "payloads": "input.py build_payload(i), i = 0..399, as BYTES tensors",
         "before_client": "loadgen --profile baseline --api kserve-v2 (new connection per request, one input per request)",
-        "after_client": "loadgen --profile optimized --api kserve-v2 (pooled keep-alive, micro-batches of 10 along dimension 0, W=5 ms)",
+        "after_client": format!("loadgen {} --api kserve-v2 (batches along dimension 0)", after_flags.join(" ")),
         "server_change_client": "loadgen --profile baseline --api kserve-v2",
         "quantile_method": "linear",
     });

@@ -116,7 +116,33 @@ impl TritonSetup {
 
 /// Starts Triton with `setup` on a free loopback port; stderr (Triton's
 /// log) goes to `log`.
+///
+/// A start that never serves is tried once more: PyTriton's model stub
+/// sometimes finds its handshake socket refused while the Triton before it
+/// shuts down (`ConnectionRefusedError` in `get_config_from_handshake_server`,
+/// seen here on about one start in four in a row of five), and a second
+/// start succeeds. The first attempt's log is kept beside, as `LOG.1`.
 pub fn start(
+    python: &Path,
+    root: &Path,
+    setup: &TritonSetup,
+    log: &Path,
+) -> Result<ServerProcess, TaskError> {
+    match start_once(python, root, setup, log) {
+        Err(TaskError::Step(why)) if why.starts_with("Triton did not start") => {
+            let first = log.with_extension("log.1");
+            let _ = std::fs::rename(log, &first);
+            eprintln!(
+                "warning: {why}; starting it once more (first attempt's log: {})",
+                first.display()
+            );
+            start_once(python, root, setup, log)
+        }
+        other => other,
+    }
+}
+
+fn start_once(
     python: &Path,
     root: &Path,
     setup: &TritonSetup,

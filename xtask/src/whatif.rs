@@ -63,19 +63,37 @@ impl Whatif {
 /// Runs the probe with `loadgen` (a command already aimed at the target)
 /// and returns the probe logs written into `dir`.
 pub fn probe(
-    mut loadgen: impl FnMut() -> Command,
+    loadgen: impl FnMut() -> Command,
     dir: &Path,
     limit: std::time::Duration,
 ) -> Result<Vec<PathBuf>, TaskError> {
+    probe_with(loadgen, dir, limit, false).map(|(logs, _)| logs)
+}
+
+/// [`probe`], also recording the server's statistics around each size
+/// (`--server-stats`, for a server that sends no `Server-Timing`); returns
+/// the logs and the statistics files.
+pub fn probe_with(
+    mut loadgen: impl FnMut() -> Command,
+    dir: &Path,
+    limit: std::time::Duration,
+    server_stats: bool,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), TaskError> {
     let mut logs = Vec::new();
+    let mut stats = Vec::new();
     for size in PROBE_BATCH_SIZES {
         let log = dir.join(format!("probe_b{size}.csv"));
+        let mut cmd = loadgen();
+        if server_stats {
+            let path = dir.join(format!("probe_b{size}_server_stats.json"));
+            cmd.args(["--server-stats".as_ref(), path.as_os_str()]);
+            stats.push(path);
+        }
         // B workers and a wait far above a batch's assembly: every batch
         // leaves full, and one batch is in flight at a time, so the server
         // never queues and each row measures one execution at size B.
         let status = process::run_with_deadline(
-            loadgen()
-                .args(["--connection", "pooled", "-q"])
+            cmd.args(["--connection", "pooled", "-q"])
                 .args(["-c", &size.to_string()])
                 .args(["-n", &(size * PROBE_BATCHES).to_string()])
                 .args(["--batch-size", &size.to_string()])
@@ -93,7 +111,7 @@ pub fn probe(
             }
         }
     }
-    Ok(logs)
+    Ok((logs, stats))
 }
 
 /// Runs `report whatif` and reads its answer.

@@ -326,7 +326,25 @@ fn whatif_bad_flags_exit_2_naming_the_flag() {
         "--json",
         s(&json),
     ];
-    let cases: [(&[&str], &str); 8] = [
+    let stats = dir.join("stats.json");
+    std::fs::write(&stats, "{}").unwrap();
+    let cases: [(&[&str], &str); 11] = [
+        // Statistics come in pairs: the Before's and one per probe.
+        (&["--before-stats", s(&stats)], "--probe-stats"),
+        (
+            &[
+                "--before-stats",
+                s(&stats),
+                "--probe-stats",
+                s(&stats),
+                s(&stats),
+            ],
+            "--probe-stats",
+        ),
+        (
+            &["--before-stats", s(&stats), "--probe-stats", s(&stats)],
+            "not a server statistics file",
+        ),
         (&["--margin", "1.5"], "--margin"),
         (&["--margin", "-0.1"], "--margin"),
         (&["--sla-p95-ms", "-5"], "--sla-p95-ms"),

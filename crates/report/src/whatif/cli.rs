@@ -12,7 +12,7 @@ use model::log::{read_log_file, Log};
 
 use super::schema::{CandidateKind, CandidateRow, WhatifReport};
 use super::sim::Load;
-use super::{whatif, WhatifError, WhatifOptions};
+use super::{WhatifError, WhatifOptions};
 use crate::write_files::write_atomically;
 
 /// Flags of `report whatif`.
@@ -24,6 +24,14 @@ pub struct WhatifArgs {
     /// Probe runs at other batch sizes (loadgen logs), repeatable.
     #[arg(long = "probe", value_name = "FILE.csv", num_args = 1..)]
     pub probes: Vec<PathBuf>,
+    /// For a server that sends no Server-Timing (Triton): its statistics
+    /// around the Before (`loadgen --server-stats FILE`); needs
+    /// --probe-stats for every --probe.
+    #[arg(long, value_name = "FILE.json", requires = "probe_stats")]
+    pub before_stats: Option<PathBuf>,
+    /// The server's statistics around each probe, in --probe's order.
+    #[arg(long = "probe-stats", value_name = "FILE.json", num_args = 1.., requires = "before_stats")]
+    pub probe_stats: Vec<PathBuf>,
     /// Closed loop with this many workers [default: the most requests in
     /// flight in the Before].
     #[arg(long, value_name = "N", conflicts_with = "rate",
@@ -91,12 +99,31 @@ pub fn main(args: &WhatifArgs) -> ExitCode {
 /// Reads the logs, predicts, writes the JSON and prints the summary.
 pub fn run(args: &WhatifArgs) -> Result<WhatifReport, WhatifError> {
     check_flags(args)?;
-    let before = read(&args.before)?;
-    let probes = args
+    let mut before = read(&args.before)?;
+    let mut probes = args
         .probes
         .iter()
         .map(|p| read(p))
         .collect::<Result<Vec<_>, _>>()?;
+    let from_stats = args.before_stats.is_some();
+    if let Some(path) = &args.before_stats {
+        if args.probe_stats.len() != probes.len() {
+            return Err(WhatifError::InvalidOption(format!(
+                "--probe-stats: {} files for {} --probe logs; give one per probe, in the same order",
+                args.probe_stats.len(),
+                probes.len()
+            )));
+        }
+        if super::server_stats::annotate_before(&mut before, &read_stats(path)?) == 0 {
+            return Err(WhatifError::InvalidOption(format!(
+                "--before-stats {}: the statistics show no execution at the Before's batch size",
+                path.display()
+            )));
+        }
+        for (probe, path) in probes.iter_mut().zip(&args.probe_stats) {
+            super::server_stats::annotate_probe(probe, &read_stats(path)?);
+        }
+    }
     let requests = match args.requests {
         Some(n) => n,
         None => u32::try_from(before.rows.len())
@@ -132,7 +159,7 @@ pub fn run(args: &WhatifArgs) -> Result<WhatifReport, WhatifError> {
         server_dynamic_batching: args.server_dynamic_batching,
     };
     let runs: Vec<&Log> = std::iter::once(&before).chain(&probes).collect();
-    let report = whatif(&runs, args.max_batch, &options)?;
+    let report = super::whatif_opts(&runs, args.max_batch, from_stats, &options)?;
     let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
     write_atomically(&args.json, json.as_bytes())?;
@@ -304,6 +331,19 @@ fn table_line(row: &CandidateRow) -> String {
             "no"
         }
     )
+}
+
+/// Reads a `loadgen --server-stats` file's delta (the statistics of the run).
+fn read_stats(path: &std::path::Path) -> Result<model::kserve::ModelStats, WhatifError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| WhatifError::InvalidOption(format!("{}: cannot read: {e}", path.display())))?;
+    let stats: model::kserve::ServerStatsDelta = serde_json::from_str(&text).map_err(|e| {
+        WhatifError::InvalidOption(format!(
+            "{}: not a server statistics file from loadgen --server-stats ({e})",
+            path.display()
+        ))
+    })?;
+    Ok(stats.delta)
 }
 
 #[cfg(test)]

@@ -134,6 +134,20 @@ pub fn fit(runs: &[&Log]) -> Result<ServiceFit, FitError> {
 
 /// [`fit`] with the bootstrap's size and seed chosen.
 pub fn fit_seeded(runs: &[&Log], resamples: usize, seed: u64) -> Result<ServiceFit, FitError> {
+    fit_seeded_opts(runs, resamples, seed, false)
+}
+
+/// [`fit_seeded`], with the cost line fitted to the probes alone when
+/// `line_from_probes_only` (the Before's execution times are then a
+/// server statistic's mean, not measurements, see
+/// [`super::server_stats`]); the Before still gives the parallelism and
+/// the client's overhead.
+pub fn fit_seeded_opts(
+    runs: &[&Log],
+    resamples: usize,
+    seed: u64,
+    line_from_probes_only: bool,
+) -> Result<ServiceFit, FitError> {
     if runs.is_empty() {
         return Err(FitError::NoRuns);
     }
@@ -146,7 +160,12 @@ pub fn fit_seeded(runs: &[&Log], resamples: usize, seed: u64) -> Result<ServiceF
         return Err(FitError::NoSuccessfulRows { rows: total_rows });
     }
     let per_run: Vec<Vec<Timed>> = runs.iter().map(|run| executions_of(&run.rows)).collect();
-    let executions: Vec<Execution> = per_run.iter().flatten().map(|t| t.execution).collect();
+    let skip = usize::from(line_from_probes_only && runs.len() > 1);
+    let executions: Vec<Execution> = per_run[skip..]
+        .iter()
+        .flatten()
+        .map(|t| t.execution)
+        .collect();
     if executions.is_empty() {
         return Err(FitError::NoServiceTiming { rows: ok_rows });
     }
@@ -180,7 +199,14 @@ pub fn fit_seeded(runs: &[&Log], resamples: usize, seed: u64) -> Result<ServiceF
     }
     let [base_draws, per_draws, sigma_draws] = draws;
 
-    let (workers, mean_executions_in_flight) = parallelism(&per_run);
+    let (mut workers, mean_executions_in_flight) = parallelism(&per_run);
+    if line_from_probes_only {
+        // The Before's executions are then a statistic's mean placed at the
+        // end of each request, so their overlaps are not measured; busy
+        // time over span is (the server's own total execution time), and
+        // a Before that queues keeps every executor busy.
+        workers = (mean_executions_in_flight.round() as usize).max(1);
+    }
     let overhead = overhead_of(runs);
     Ok(ServiceFit {
         base_ms: interval(point.base_ms, base_draws),

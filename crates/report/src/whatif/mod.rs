@@ -21,6 +21,7 @@ pub mod candidates;
 pub mod cli;
 pub mod fit;
 pub mod schema;
+pub mod server_stats;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -69,9 +70,26 @@ pub fn whatif(
     max_batch: Option<u32>,
     options: &WhatifOptions,
 ) -> Result<WhatifReport, WhatifError> {
+    whatif_opts(runs, max_batch, false, options)
+}
+
+/// [`whatif`], with the cost line fitted to the probes alone when the
+/// Before's execution times come from the server's statistics
+/// ([`server_stats`]).
+pub fn whatif_opts(
+    runs: &[&Log],
+    max_batch: Option<u32>,
+    line_from_probes_only: bool,
+    options: &WhatifOptions,
+) -> Result<WhatifReport, WhatifError> {
     let started = Instant::now();
     options.validate()?;
-    let mut fitted = fit_seeded(runs, fit::DEFAULT_BOOTSTRAP_RESAMPLES, options.seed)?;
+    let mut fitted = fit::fit_seeded_opts(
+        runs,
+        fit::DEFAULT_BOOTSTRAP_RESAMPLES,
+        options.seed,
+        line_from_probes_only,
+    )?;
     if let Some(max_batch) = max_batch {
         fitted = fitted.with_max_batch(max_batch);
     }
