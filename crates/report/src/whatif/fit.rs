@@ -659,6 +659,79 @@ mod tests {
         sigma: 0.1,
     };
 
+    /// Triton-style statistics of a log whose rows carry the true
+    /// execution times: executions and their total by batch size, and the
+    /// total queue time; then the rows lose their timings, as Triton's do.
+    fn as_triton(log: &mut Log) -> model::kserve::ModelStats {
+        let mut by_size: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        let (mut queue_ns, mut requests) = (0u64, 0u64);
+        let mut seen = HashSet::new();
+        for row in &log.rows {
+            requests += 1;
+            queue_ns += (row.queue_ms.unwrap_or(0.0) * 1e6) as u64;
+            if seen.insert(row.batch_id) {
+                let e = by_size
+                    .entry(u64::from(row.batch_size.unwrap_or(1)))
+                    .or_default();
+                e.0 += 1;
+                e.1 += (row.service_ms.unwrap_or(0.0) * 1e6) as u64;
+            }
+        }
+        for row in &mut log.rows {
+            row.service_ms = None;
+            row.queue_ms = None;
+        }
+        model::kserve::ModelStats {
+            batch_stats: by_size
+                .into_iter()
+                .map(|(size, (count, ns))| model::kserve::BatchStats {
+                    batch_size: size,
+                    compute_infer: model::kserve::Duration { count, ns },
+                    ..Default::default()
+                })
+                .collect(),
+            inference_stats: model::kserve::InferenceStats {
+                queue: model::kserve::Duration {
+                    count: requests,
+                    ns: queue_ns,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn triton_statistics_give_the_line_and_busy_time_the_workers() {
+        let truth = Truth {
+            workers: 2,
+            base_ms: 100.0,
+            per_item_ms: 2.0,
+            sigma: 0.1,
+        };
+        let mut runs = vec![before(&truth, 20, 400, 7)];
+        for (i, b) in [1u32, 2, 4, 8, 16, 32].into_iter().enumerate() {
+            runs.push(probe(&truth, b, 8, 100 + i as u64));
+        }
+        let stats: Vec<_> = runs.iter_mut().map(as_triton).collect();
+        assert!(super::super::server_stats::annotate_before(&mut runs[0], &stats[0]) > 0);
+        for (run, stat) in runs.iter_mut().zip(&stats).skip(1) {
+            super::super::server_stats::annotate_probe(run, stat);
+        }
+        let refs: Vec<&Log> = runs.iter().collect();
+        let fit = fit_seeded_opts(&refs, 200, 1, true).unwrap();
+        // The probes alone: 48 executions, the Before's means left out.
+        assert_eq!(fit.executions.len(), 48);
+        assert_eq!(fit.workers, 2, "busy time over span, not overlaps");
+        for (name, e, want) in [
+            ("base", fit.base_ms, 100.0),
+            ("per item", fit.per_item_ms, 2.0),
+            ("sigma", fit.sigma, 0.1),
+        ] {
+            assert!(e.contains(want), "{name}: {e:?} should cover {want}");
+        }
+    }
+
     #[test]
     fn recovers_a_noiseless_model_exactly() {
         let truth = Truth {
