@@ -120,7 +120,7 @@ impl TritonSetup {
 /// A start that never serves is tried once more: PyTriton's model stub
 /// sometimes finds its handshake socket refused while the Triton before it
 /// shuts down (`ConnectionRefusedError` in `get_config_from_handshake_server`,
-/// seen here on about one start in four in a row of five), and a second
+/// seen here on 2 of 18 starts over five workflow runs), and a second
 /// start succeeds. The first attempt's log is kept beside, as `LOG.1`.
 pub fn start(
     python: &Path,
