@@ -463,6 +463,12 @@ fn merged_shards_match_one_generator() {
         (exact.p50_ms, exact.p95_ms, exact.p99_ms)
     );
     assert_eq!((s.total, s.failed), (150, 0));
+    assert_eq!(s.status_codes.get("200"), Some(&150));
+    let opened: u64 = dirs
+        .iter()
+        .map(|d| summary(d)["connections_opened"].as_u64().unwrap())
+        .sum();
+    assert_eq!(s.connections_opened, Some(opened));
     let rate = s.achieved_rate_rps.unwrap();
     assert!((rate - 150.0).abs() / 150.0 <= 0.01, "merged rate {rate}");
 }

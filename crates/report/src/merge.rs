@@ -10,7 +10,8 @@
 //!
 //! How the numbers are merged, so that a reader can re-derive them:
 //!
-//! - `total`, `succeeded`, `failed` and `errors` are sums over the shards.
+//! - `total`, `succeeded`, `failed`, `errors`, `status_codes` and
+//!   `connections_opened` are sums over the shards.
 //! - With every shard's `log.csv` (`percentiles_from: "rows"`), every
 //!   number is computed from the union of the rows exactly as `report
 //!   summary` computes it for their concatenated CSV ([`SideSummary`]: the
@@ -184,6 +185,12 @@ struct ShardSummaryFile {
     max_ms: Option<f64>,
     duration_s: f64,
     errors: BTreeMap<String, u64>,
+    /// HTTP responses by status (absent from summaries of older loadgens).
+    #[serde(default)]
+    status_codes: BTreeMap<String, u64>,
+    /// TCP connections opened (absent from summaries of older loadgens).
+    #[serde(default)]
+    connections_opened: Option<u64>,
     #[serde(deserialize_with = "Option::deserialize")]
     achieved_rate_rps: Option<f64>,
     #[serde(deserialize_with = "Option::deserialize")]
@@ -321,6 +328,10 @@ pub struct MergedSummary {
     pub duration_s: Option<f64>,
     /// Failures by kind, summed.
     pub errors: BTreeMap<String, u64>,
+    /// HTTP responses by status, summed.
+    pub status_codes: BTreeMap<String, u64>,
+    /// TCP connections opened, summed (`None` when a shard did not say).
+    pub connections_opened: Option<u64>,
     /// `open` or `closed` (the plan's).
     pub mode: String,
     /// The target (the plan's).
@@ -457,6 +468,16 @@ pub fn merge(dirs: &[PathBuf], slos: &[Slo]) -> Result<Merged, MergeError> {
             *errors.entry(kind.clone()).or_insert(0) += count;
         }
     }
+    let mut status_codes = BTreeMap::new();
+    for shard in &shards {
+        for (code, count) in &shard.file.status_codes {
+            *status_codes.entry(code.clone()).or_insert(0) += count;
+        }
+    }
+    let connections_opened = shards
+        .iter()
+        .map(|s| s.file.connections_opened)
+        .sum::<Option<u64>>();
     let per_shard = shards
         .iter()
         .map(|s| ShardEntry {
@@ -483,6 +504,8 @@ pub fn merge(dirs: &[PathBuf], slos: &[Slo]) -> Result<Merged, MergeError> {
         throughput_rps: None,
         duration_s: None,
         errors,
+        status_codes,
+        connections_opened,
         mode: plan.mode.clone(),
         url: plan.url.clone(),
         api: plan.api.clone(),
