@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
@@ -171,7 +171,11 @@ pub fn run(args: &DistributedArgs) -> Result<bool, TaskError> {
         shard_dirs.push(dir);
     }
     for (index, mut child) in children.into_iter().enumerate() {
-        let status = wait_child(&mut child, CLIENT_LIMIT)?;
+        let status = process::wait_with_deadline(
+            &mut child,
+            &format!("loadgen shard {index}"),
+            CLIENT_LIMIT,
+        )?;
         check_status(&format!("shard {index}"), status)?;
     }
     drop(server);
@@ -302,32 +306,6 @@ fn check_status(what: &str, status: std::process::ExitStatus) -> Result<(), Task
     match status.code() {
         Some(0 | 1) => Ok(()),
         _ => Err(TaskError::Step(format!("{what} could not run ({status})"))),
-    }
-}
-
-/// Waits for a spawned child, killing it past `limit`.
-fn wait_child(
-    child: &mut std::process::Child,
-    limit: Duration,
-) -> Result<std::process::ExitStatus, TaskError> {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                return Err(TaskError::Step(format!(
-                    "a shard ran past {} s and was stopped",
-                    limit.as_secs()
-                )));
-            }
-            Err(e) => {
-                return Err(TaskError::Step(format!("waiting for a shard: {e}")));
-            }
-        }
     }
 }
 

@@ -743,7 +743,7 @@ fn choose_after(
     dir: &Path,
     seed: u64,
 ) -> Result<(Vec<String>, Option<PathBuf>), TaskError> {
-    let optimized = vec!["--profile".to_owned(), "optimized".to_owned()];
+    let optimized = crate::whatif::optimized_flags();
     if args.after == "optimized" {
         return Ok((optimized, None));
     }
@@ -772,30 +772,7 @@ fn choose_after(
         // changes the engine may predict (never choose).
         cmd.arg("--server-dynamic-batching");
     }
-    let whatif = match crate::whatif::predict(&mut cmd, &json_path, CLIENT_LIMIT) {
-        Ok(whatif) => whatif,
-        Err(e) => {
-            eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile");
-            return Ok((optimized, None));
-        }
-    };
-    println!("what-if: {}", whatif.conclusion);
-    match whatif.after() {
-        Some(candidate) => {
-            println!(
-                "After: {} (predicted P95 {:.1} ms, 95% interval {:.1} to {:.1} ms)",
-                candidate.label,
-                candidate.p95_ms,
-                candidate.p95_interval_ms[0],
-                candidate.p95_interval_ms[1]
-            );
-            Ok((candidate.loadgen_args.clone(), Some(json_path)))
-        }
-        None => {
-            eprintln!("warning: the what-if engine proposed no client-side candidate; the After is the fixed optimized profile");
-            Ok((optimized, None))
-        }
-    }
+    Ok(crate::whatif::choose(&mut cmd, &json_path, CLIENT_LIMIT))
 }
 
 /// Runs one phase, recording in `phases` the machine's load at its start

@@ -181,7 +181,7 @@ fn choose_after(
     args: &PerfArgs,
     dir: &Path,
 ) -> Result<(Vec<String>, Option<std::path::PathBuf>), TaskError> {
-    let optimized = vec!["--profile".to_owned(), "optimized".to_owned()];
+    let optimized = crate::whatif::optimized_flags();
     if args.after == "optimized" {
         return Ok((optimized, None));
     }
@@ -233,21 +233,11 @@ fn choose_after(
         .args(["--max-batch", &setup.max_batch_size.to_string()])
         .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
         .args(["--json".as_ref(), json_path.as_os_str()]);
-    let whatif = match crate::whatif::predict(&mut cmd, &json_path, perf::CLIENT_LIMIT) {
-        Ok(whatif) => whatif,
-        Err(e) => {
-            eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile");
-            return Ok((optimized, None));
-        }
-    };
-    println!("what-if: {}", whatif.conclusion);
-    match whatif.after() {
-        Some(candidate) => Ok((candidate.loadgen_args.clone(), Some(json_path))),
-        None => {
-            eprintln!("warning: the what-if engine proposed no client-side candidate; the After is the fixed optimized profile");
-            Ok((optimized, None))
-        }
-    }
+    Ok(crate::whatif::choose(
+        &mut cmd,
+        &json_path,
+        perf::CLIENT_LIMIT,
+    ))
 }
 
 /// What is read of the `--server-stats` file loadgen writes (model's

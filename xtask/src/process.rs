@@ -266,11 +266,24 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Result<ExitStatus, ProcessError> {
     let program = format!("{:?}", cmd.get_program());
     let mut child = spawn_child(cmd)?;
-    match wait_until(&mut child, Instant::now() + limit) {
+    wait_with_deadline(&mut child, &program, limit)
+}
+
+/// Waits for a child started with [`spawn_child`] (several may run at
+/// once), stopping it past `limit`; `program` names it in the error.
+pub fn wait_with_deadline(
+    child: &mut Child,
+    program: &str,
+    limit: Duration,
+) -> Result<ExitStatus, ProcessError> {
+    match wait_until(child, Instant::now() + limit) {
         Some(status) => Ok(status),
         None => {
-            stop(&mut child);
-            Err(ProcessError::Deadline { program, limit })
+            stop(child);
+            Err(ProcessError::Deadline {
+                program: program.to_owned(),
+                limit,
+            })
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct Whatif {
     pub candidates: Vec<Candidate>,
     /// The engine's conclusion, one sentence.
     pub conclusion: String,
+    /// Whether batching beats the best unbatched client by 10%.
+    pub batching_helps: bool,
 }
 
 /// A candidate fix as the engine describes it.
@@ -127,5 +129,44 @@ pub fn predict(
         _ => Err(TaskError::Step(format!(
             "the what-if engine could not run ({status}); see the message above"
         ))),
+    }
+}
+
+/// The fixed profile, the After whenever the engine has no answer.
+pub fn optimized_flags() -> Vec<String> {
+    vec!["--profile".to_owned(), "optimized".to_owned()]
+}
+
+/// Runs `report whatif` (`cmd`, writing `json_path`) and returns the After
+/// to run: the engine's candidate and its JSON, or, when the engine gives
+/// no answer or no client-side candidate, the fixed profile (said loudly).
+pub fn choose(
+    cmd: &mut Command,
+    json_path: &Path,
+    limit: std::time::Duration,
+) -> (Vec<String>, Option<PathBuf>) {
+    let whatif = match predict(cmd, json_path, limit) {
+        Ok(whatif) => whatif,
+        Err(e) => {
+            eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile");
+            return (optimized_flags(), None);
+        }
+    };
+    println!("what-if: {}", whatif.conclusion);
+    match whatif.after() {
+        Some(candidate) => {
+            println!(
+                "After: {} (predicted P95 {:.1} ms, 95% interval {:.1} to {:.1} ms)",
+                candidate.label,
+                candidate.p95_ms,
+                candidate.p95_interval_ms[0],
+                candidate.p95_interval_ms[1]
+            );
+            (candidate.loadgen_args.clone(), Some(json_path.to_owned()))
+        }
+        None => {
+            eprintln!("warning: the what-if engine proposed no client-side candidate; the After is the fixed optimized profile");
+            (optimized_flags(), None)
+        }
     }
 }

@@ -127,12 +127,6 @@ struct RunSummary {
     p95_ms: Option<f64>,
 }
 
-/// What is read of `whatif.json` beyond [`whatif::Whatif`].
-#[derive(Debug, Deserialize)]
-struct BatchingVerdict {
-    batching_helps: bool,
-}
-
 pub fn run(args: &ValidateArgs) -> Result<bool, TaskError> {
     if !(1..=100_000).contains(&args.requests) {
         return Err(TaskError::BadFlag(format!(
@@ -275,7 +269,7 @@ fn validate(
         .arg("--server-dynamic-batching")
         .stdout(Stdio::null());
     let prediction = whatif::predict(&mut cmd, &json_path, CLIENT_LIMIT)?;
-    let BatchingVerdict { batching_helps } = json::read(&json_path)?;
+    let batching_helps = prediction.batching_helps;
     let candidate = prediction.after().cloned().ok_or_else(|| {
         TaskError::Step(format!(
             "{}: the what-if engine proposed no client-side candidate",

@@ -55,22 +55,7 @@ impl RunLog {
     /// Adds the server's statistics around the run, from the file `loadgen
     /// --server-stats` wrote.
     pub fn with_server_stats(mut self, path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ReportError::io(
-                path,
-                std::io::Error::new(
-                    e.kind(),
-                    format!("cannot read the server statistics file: {e}"),
-                ),
-            )
-        })?;
-        let stats: model::kserve::ServerStatsDelta = serde_json::from_str(&text).map_err(|e| {
-            ReportError::InvalidOption(format!(
-                "{}: not a server statistics file from loadgen --server-stats ({e})",
-                path.display()
-            ))
-        })?;
-        self.server_stats = Some(stats.delta);
+        self.server_stats = Some(read_server_stats(path)?);
         Ok(self)
     }
 
@@ -87,6 +72,27 @@ impl RunLog {
     fn summary(&self) -> Result<SideSummary, ReportError> {
         SideSummary::from_log(&self.label, self.log_file.as_deref(), &self.log)
     }
+}
+
+/// The statistics of one run from a `loadgen --server-stats` file (its
+/// `delta`: the server's counters after the run less before it).
+pub fn read_server_stats(path: &Path) -> Result<model::kserve::ModelStats, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ReportError::io(
+            path,
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot read the server statistics file: {e}"),
+            ),
+        )
+    })?;
+    let stats: model::kserve::ServerStatsDelta = serde_json::from_str(&text).map_err(|e| {
+        ReportError::InvalidOption(format!(
+            "{}: not a server statistics file from loadgen --server-stats ({e})",
+            path.display()
+        ))
+    })?;
+    Ok(stats.delta)
 }
 
 /// Knobs of a comparison.

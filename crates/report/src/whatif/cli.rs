@@ -335,15 +335,7 @@ fn table_line(row: &CandidateRow) -> String {
 
 /// Reads a `loadgen --server-stats` file's delta (the statistics of the run).
 fn read_stats(path: &std::path::Path) -> Result<model::kserve::ModelStats, WhatifError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| WhatifError::InvalidOption(format!("{}: cannot read: {e}", path.display())))?;
-    let stats: model::kserve::ServerStatsDelta = serde_json::from_str(&text).map_err(|e| {
-        WhatifError::InvalidOption(format!(
-            "{}: not a server statistics file from loadgen --server-stats ({e})",
-            path.display()
-        ))
-    })?;
-    Ok(stats.delta)
+    crate::compare::read_server_stats(path).map_err(|e| WhatifError::InvalidOption(e.to_string()))
 }
 
 #[cfg(test)]
