@@ -1,17 +1,23 @@
 //! The baseline profile reproduces `input.py`: against two fresh simulators
-//! with the same configuration, P50 and P95 agree within 10%.
+//! with the same configuration, both runs keep the same throughput and their
+//! P50 and P95 agree within 5%.
 //!
-//! Why 10%: both clients keep 20 requests in flight against a server that
-//! executes 2 at a time, so latency is dominated by the server's queue
-//! (Little's law: about 20 / throughput). What differs is per-request client
-//! overhead: httpx builds a fresh client (TLS context included) for every
-//! request, measured at ~30 ms of Python CPU on this class of machine, which
-//! sits inside input.py's timing. The server profile is the `placeholder`
-//! scenario (102 ms per request, ~19.6 req/s), slower than Python can issue,
-//! so the server stays the bottleneck and the overhead only shifts the
-//! percentiles by a few percent. A faster server would make Python the
-//! bottleneck and the comparison meaningless. Skipped, with a message, when
-//! no Python with httpx is found; under CI that is a failure.
+//! What the comparison needs: the server, not the client, must be the
+//! bottleneck. `input.py` builds a fresh `httpx.AsyncClient` (an SSL context
+//! loaded with certifi's roots) for every request, on its one event-loop
+//! thread: measured at 57 ms of CPU per request on the 2-vCPU development VM
+//! (2026-12-02). Against the `placeholder` scenario (2 workers x 102 ms,
+//! 19.6 req/s) that is more than a whole core, so Python itself throttles the
+//! run (17.7 req/s) and its event-loop queue adds ~10% to its P95: a
+//! property of the Python client, not a flaw of the reproduction, and what
+//! `./run_tests`' evidence section reports. Here the server is the
+//! `placeholder` scenario slowed to 4 workers x 402 ms (~10 req/s), which
+//! keeps Python's thread near half busy even on that VM: measured
+//! sequentially there, P50 2006.1 vs 2009.9 ms and P95 2133.7 vs 2132.3 ms.
+//! The test checks that premise (the two throughputs within 5%) before it
+//! compares percentiles, so a machine too slow for it fails saying why.
+//! Skipped, with a message, when no Python with httpx is found; under CI that
+//! is a failure.
 
 mod common;
 
@@ -37,6 +43,33 @@ fn python_with_httpx() -> Option<PathBuf> {
     })
 }
 
+/// The `placeholder` scenario at about half its rate: 4 workers, 400 ms +
+/// 2 ms per item, the same jitter and seed.
+fn slow_placeholder() -> stub_server::RunningServer {
+    let mut config = stub_server::ServerConfig::profile("placeholder").unwrap();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.workers = 4;
+    config.service.base_ms = 400.0;
+    stub_server::spawn(config).unwrap()
+}
+
+/// Completed requests per second over a log: from the first start to the
+/// last response.
+fn throughput_rps(path: &Path) -> f64 {
+    let log = model::log::read_log_file(path).unwrap();
+    let first_ms = log
+        .rows
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .fold(f64::INFINITY, f64::min);
+    let last_ms = log
+        .rows
+        .iter()
+        .map(|r| r.timestamp_ms + r.latency_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    log.rows.len() as f64 / ((last_ms - first_ms) / 1000.0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baseline_matches_input_py() {
     let Some(python) = python_with_httpx() else {
@@ -49,7 +82,7 @@ async fn baseline_matches_input_py() {
 
     // Both runs at once, each against its own fresh simulator, to halve the
     // test's wall time; neither run is CPU-bound on the Rust side.
-    let py_server = common::simulator("placeholder");
+    let py_server = slow_placeholder();
     let mut command = Command::new(&python);
     command
         .arg(repo_root().join("input.py"))
@@ -67,7 +100,7 @@ async fn baseline_matches_input_py() {
     }
     let python_run = tokio::task::spawn_blocking(move || command.output());
 
-    let rust_server = common::simulator("placeholder");
+    let rust_server = slow_placeholder();
     let config = LoadConfig {
         url: rust_server.url(),
         log_path: Some(rust_log.clone()),
@@ -82,6 +115,14 @@ async fn baseline_matches_input_py() {
     );
     assert_eq!(summary.succeeded, 400, "{summary:?}");
 
+    let (py_rps, rust_rps) = (throughput_rps(&py_log), throughput_rps(&rust_log));
+    println!("throughput: input.py {py_rps:.2} req/s, loadgen baseline {rust_rps:.2} req/s");
+    assert!(
+        (py_rps - rust_rps).abs() <= 0.05 * rust_rps,
+        "input.py ran at {py_rps:.2} req/s against the reproduction's {rust_rps:.2}: \
+         the Python client, not the server, set the pace on this machine, so their \
+         latencies cannot be compared"
+    );
     let py = common::ok_latencies(&py_log);
     let rust = common::ok_latencies(&rust_log);
     assert_eq!((py.len(), rust.len()), (400, 400));
@@ -92,7 +133,7 @@ async fn baseline_matches_input_py() {
             (r - p) / p * 100.0
         );
         assert!(
-            (r - p).abs() <= 0.10 * p,
+            (r - p).abs() <= 0.05 * p,
             "q{q}: input.py {p:.1} ms vs loadgen {r:.1} ms"
         );
     }
