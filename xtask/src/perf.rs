@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
-use crate::machine::{LoadSnapshot, Machine};
+use crate::machine::{self, LoadSnapshot, Machine};
 use crate::process::{self, ServerProcess};
 use crate::{python, workspace};
 
@@ -524,12 +524,24 @@ fn run_pair(
         "Before: the original input.py, then its Rust reproduction",
     );
     let mut phases = serde_json::Map::new();
-    let input_py_ran = match python {
+    let input_py = match python {
         Some(python) => with_load(&mut phases, "before_input_py", || {
             run_input_py(python, setup, dir, seed)
         })?,
-        None => false,
+        None => None,
     };
+    let input_py_ran = input_py.is_some();
+    // What input.py's own process cost: the report weighs its one event
+    // loop's busy share against the server's pace.
+    if let (Some(run), Some(phase)) = (
+        input_py,
+        phases
+            .get_mut("before_input_py")
+            .and_then(serde_json::Value::as_object_mut),
+    ) {
+        phase.insert("client_cpu_s".into(), run.cpu_s.into());
+        phase.insert("client_wall_s".into(), run.wall_s.into());
+    }
     let baseline = ["--profile".to_owned(), "baseline".to_owned()];
     with_load(&mut phases, "before", || {
         run_loadgen_phase(setup, dir, "before", &baseline, seed)
@@ -621,7 +633,24 @@ fn run_pair(
     run_report(&mut report)
 }
 
-fn run_input_py(python: &Path, setup: &Setup, dir: &Path, seed: u64) -> Result<bool, TaskError> {
+/// What one input.py run cost its process.
+#[derive(Debug, Clone, Copy)]
+struct InputPyRun {
+    /// CPU time of the Python process, user plus system, s (`None` when
+    /// the kernel would not say).
+    cpu_s: Option<f64>,
+    /// From its start to its exit, s.
+    wall_s: f64,
+}
+
+/// Runs the original input.py against a fresh target; `None` when it
+/// failed (the reproduction is then the Before).
+fn run_input_py(
+    python: &Path,
+    setup: &Setup,
+    dir: &Path,
+    seed: u64,
+) -> Result<Option<InputPyRun>, TaskError> {
     let (_server, url) = start_target(
         setup,
         &dir.join("logs/before-input-py-server.log"),
@@ -650,16 +679,26 @@ fn run_input_py(python: &Path, setup: &Setup, dir: &Path, seed: u64) -> Result<b
         cmd.env_remove(var);
     }
     println!("python input.py  (API_URL={url})");
+    // The target runs on until `_server` drops, so the only child to end
+    // between the two readings is input.py.
+    let cpu_before_s = machine::children_cpu_s();
+    let started = Instant::now();
     let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
+    let run = InputPyRun {
+        wall_s: started.elapsed().as_secs_f64(),
+        cpu_s: cpu_before_s
+            .zip(machine::children_cpu_s())
+            .map(|(before, after)| after - before),
+    };
     let printed = fs::read_to_string(&stdout_path).unwrap_or_default();
     for line in printed.lines() {
         println!("  | {line}");
     }
     if !status.success() {
         eprintln!("warning: input.py exited with {status}; the Rust reproduction is the Before");
-        return Ok(false);
+        return Ok(None);
     }
-    Ok(true)
+    Ok(Some(run))
 }
 
 /// One loadgen phase against a fresh target; `flags` choose the client
@@ -823,6 +862,21 @@ fn write_conditions(
     write_conditions_file(dir, conditions, phases)
 }
 
+/// What `report` needs of loadgen's `--json` summary.
+#[derive(serde::Deserialize)]
+struct VerifiedFlag {
+    verified: bool,
+}
+
+/// `DIR/after.json`'s `verified`: whether the After's client compared each
+/// output with its expected one; `None` when the file is absent or unreadable.
+fn after_outputs_verified(dir: &Path) -> Option<bool> {
+    let text = fs::read_to_string(dir.join("after.json")).ok()?;
+    serde_json::from_str::<VerifiedFlag>(&text)
+        .ok()
+        .map(|s| s.verified)
+}
+
 /// Writes `DIR/conditions.json`: `conditions` (a JSON object) with the
 /// machine's description and each phase's load added, the same keys in
 /// every workflow.
@@ -834,6 +888,11 @@ pub(crate) fn write_conditions_file(
     if let Some(map) = conditions.as_object_mut() {
         map.insert("machine".into(), Machine::probe().conditions_json());
         map.insert("phases".into(), serde_json::Value::Object(phases));
+        // The After's log cannot say whether its client verified outputs
+        // (against your endpoint it only digests them); its summary can.
+        if let Some(verified) = after_outputs_verified(dir) {
+            map.insert("after_outputs_verified".into(), verified.into());
+        }
     }
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();

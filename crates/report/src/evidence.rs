@@ -57,6 +57,42 @@ fn phase_load(conditions: &Value, phase: &str) -> Option<String> {
     Some(format!("load average {load:.2} on {cpus} CPUs{stolen}"))
 }
 
+/// input.py's process at or above this share of one core had no CPU to
+/// spare: its one event loop, not the server, set the run's pace.
+const SATURATED_SHARE: f64 = 0.9;
+
+/// What input.py's own process cost, from `conditions.phases.before_input_py`
+/// (`client_cpu_s`, `client_wall_s`; written by the workflow): a clause for
+/// the finding, and its values.
+fn python_cpu(
+    conditions: &Value,
+    before: &SideSummary,
+    rep: &SideSummary,
+    values: &mut std::collections::BTreeMap<String, f64>,
+) -> Option<String> {
+    let phase = conditions.get("phases")?.get("before_input_py")?;
+    let cpu_s = phase.get("client_cpu_s")?.as_f64()?;
+    let wall_s = phase.get("client_wall_s")?.as_f64()?;
+    if wall_s.is_nan() || wall_s <= 0.0 || before.total == 0 {
+        return None;
+    }
+    let busy = cpu_s / wall_s;
+    let per_request_ms = cpu_s * 1000.0 / before.total as f64;
+    values.insert("input_py_cpu_s".to_owned(), cpu_s);
+    values.insert("input_py_busy_pct".to_owned(), busy * 100.0);
+    values.insert("input_py_cpu_per_request_ms".to_owned(), per_request_ms);
+    let pace = match (before.throughput_rps, rep.throughput_rps) {
+        (Some(py), Some(rs)) if busy >= SATURATED_SHARE => format!(
+            "; that is a saturated thread: the Python client, not the server, set the pace ({py:.1} req/s against the reproduction's {rs:.1})"
+        ),
+        _ => String::new(),
+    };
+    Some(format!(
+        " input.py's process used {cpu_s:.1} s of CPU in its {wall_s:.1} s ({:.0}% of one core, {per_request_ms:.1} ms per request){pace}.",
+        busy * 100.0
+    ))
+}
+
 /// When `input.py` is slower than its reproduction against identical
 /// servers, the difference is its client's: a finding with the numbers.
 pub fn python_client(
@@ -95,11 +131,12 @@ pub fn python_client(
     values.insert("reproduction_p95_ms".to_owned(), rs_p95);
     values.insert("python_client_p50_extra_ms".to_owned(), py_p50 - rs_p50);
     values.insert("python_client_p95_extra_ms".to_owned(), py_p95 - rs_p95);
+    let cpu = python_cpu(conditions, before, rep, &mut values).unwrap_or_default();
     Some(Finding {
         id: "python_client".to_owned(),
         side: "before".to_owned(),
         finding: format!(
-            "{}: against identical servers (same profile and seed, fresh each), input.py's P95 is {py_p95:.1} ms and its Rust reproduction's {rs_p95:.1} ms ({:+.1} ms, {:+.1}%), P50 {py_p50:.1} against {rs_p50:.1} ms ({:+.1} ms): the difference is spent in the Python client (httpx, a new client and connection per request, one event loop){server}.{load}",
+            "{}: against identical servers (same profile and seed, fresh each), input.py's P95 is {py_p95:.1} ms and its Rust reproduction's {rs_p95:.1} ms ({:+.1} ms, {:+.1}%), P50 {py_p50:.1} against {rs_p50:.1} ms ({:+.1} ms): the difference is spent in the Python client (httpx, a new client and connection per request, one event loop){server}.{cpu}{load}",
             before.label,
             py_p95 - rs_p95,
             (py_p95 - rs_p95) / rs_p95 * 100.0,

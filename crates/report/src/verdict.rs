@@ -31,8 +31,9 @@ pub struct Sla {
 pub struct Quality {
     /// Both sides cover the same set of request ids, with the same row count.
     pub identical_inputs: bool,
-    /// The After was written by a verifying client (`loadgen` log) and no
-    /// row on either side failed verification.
+    /// The After was written by a verifying client (`loadgen` log, and not
+    /// `conditions.after_outputs_verified: false`) and no row on either side
+    /// failed verification.
     pub verified: bool,
     /// Rows with `error == "output_mismatch"`, both sides together.
     pub mismatches: u64,

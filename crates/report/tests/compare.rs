@@ -121,6 +121,34 @@ fn output_mismatch_fails_the_verdict_even_when_p95_is_fine() {
 }
 
 #[test]
+fn an_after_that_only_digested_outputs_is_not_verified() {
+    let before = common::loadgen_ok_log(&[100.0, 200.0]);
+    let after = common::loadgen_ok_log(&[10.0, 20.0]);
+    let with = |conditions: serde_json::Value| CompareOptions {
+        conditions,
+        ..options(800.0)
+    };
+    let verified = |conditions| {
+        compare(
+            &run("B", &before),
+            &run("A", &after),
+            None,
+            &with(conditions),
+        )
+        .unwrap()
+        .quality
+        .verified
+    };
+    assert!(verified(serde_json::json!({})));
+    assert!(verified(
+        serde_json::json!({"after_outputs_verified": true})
+    ));
+    assert!(!verified(
+        serde_json::json!({"after_outputs_verified": false})
+    ));
+}
+
+#[test]
 fn different_request_ids_are_not_identical_inputs() {
     let before = common::input_py_log(&[(0, 0.0, 100.0, 200, ""), (1, 1.0, 100.0, 200, "")]);
     let after = common::input_py_log(&[(0, 0.0, 10.0, 200, ""), (7, 1.0, 10.0, 200, "")]);

@@ -86,6 +86,48 @@ fn a_slower_input_py_is_a_warning_and_a_python_client_finding() {
 }
 
 #[test]
+fn the_finding_weighs_input_py_own_cpu() {
+    let before = input_py(&latencies(1600.0));
+    let reproduction = loadgen("Before (Rust reproduction)", &latencies(1019.0));
+    let after = loadgen("After", &[100.0; 20]);
+    let finding = |cpu_s: f64| {
+        let options = CompareOptions {
+            conditions: serde_json::json!({
+                "phases": {"before_input_py": {"client_cpu_s": cpu_s, "client_wall_s": 2.0}}
+            }),
+            ..CompareOptions::default()
+        };
+        compare(&before, &after, Some(&reproduction), &options)
+            .unwrap()
+            .diagnosis
+            .into_iter()
+            .find(|f| f.id == "python_client")
+            .expect("the python_client finding")
+    };
+    // 1.9 s of CPU in 2 s over 20 requests: 95% busy, 95 ms each: saturated.
+    let busy = finding(1.9);
+    assert!((busy.values["input_py_busy_pct"] - 95.0).abs() < 1e-9);
+    assert!((busy.values["input_py_cpu_per_request_ms"] - 95.0).abs() < 1e-9);
+    assert!(
+        busy.finding
+            .contains("1.9 s of CPU in its 2.0 s (95% of one core, 95.0 ms per request)")
+            && busy.finding.contains("not the server, set the pace"),
+        "{}",
+        busy.finding
+    );
+    // Half a core: the numbers, and no claim about the pace.
+    let half = finding(1.0);
+    assert!((half.values["input_py_busy_pct"] - 50.0).abs() < 1e-9);
+    assert!(
+        half.finding
+            .contains("(50% of one core, 50.0 ms per request).")
+            && !half.finding.contains("set the pace"),
+        "{}",
+        half.finding
+    );
+}
+
+#[test]
 fn a_difference_under_two_percent_is_no_finding() {
     // P95 1037.1 ms against 1018.05 ms: 1.9% apart.
     let before = input_py(&latencies(1400.0));
