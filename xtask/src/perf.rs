@@ -555,7 +555,11 @@ fn run_pair(
             "analysis: none (--after optimized runs the fixed profile)"
         },
     );
-    let (after_flags, whatif_json) = with_load(&mut phases, "analysis", || {
+    let crate::whatif::AfterChoice {
+        flags: after_flags,
+        whatif_json,
+        open_loop,
+    } = with_load(&mut phases, "analysis", || {
         choose_after(setup, args, dir, seed)
     })?;
 
@@ -573,10 +577,39 @@ fn run_pair(
             "the After client's highest open-loop rate under the SLA",
         );
         Some(with_load(&mut phases, "capacity", || {
-            run_capacity(setup, args, dir, &after_flags, seed)
+            run_capacity(setup, args, dir, ("capacity", &after_flags, None), seed)
         })?)
     } else {
         None
+    };
+    // The After is chosen for the Before's closed loop, where a response
+    // frees a burst of slots and batches fill at once; traffic that arrives
+    // spread out fills them only with a longer wait. When the engine names
+    // another client for that, its capacity is measured too.
+    let open_loop_json = match &open_loop {
+        Some(client) if args.capacity && client.loadgen_args != after_flags => {
+            step(
+                "capacity",
+                &format!(
+                    "the client for open-loop traffic ({}, predicted {:.1} req/s): its highest rate under the SLA",
+                    client.label, client.max_rate_rps
+                ),
+            );
+            // The search starts at half the prediction and doubles from
+            // there, so the bracket holds the measured answer whatever the
+            // prediction's error.
+            let start_rps = (client.max_rate_rps / 2.0).max(1.0);
+            Some(with_load(&mut phases, "capacity_open_loop", || {
+                run_capacity(
+                    setup,
+                    args,
+                    dir,
+                    ("capacity_open_loop", &client.loadgen_args, Some(start_rps)),
+                    seed,
+                )
+            })?)
+        }
+        _ => None,
     };
 
     step("6/6", "compare, verify, diagnose, report");
@@ -622,6 +655,11 @@ fn run_pair(
             capacity_json
                 .iter()
                 .flat_map(|path| ["--capacity".as_ref(), path.as_os_str()]),
+        )
+        .args(
+            open_loop_json
+                .iter()
+                .flat_map(|path| ["--capacity-open-loop".as_ref(), path.as_os_str()]),
         )
         .args([
             "--conditions".as_ref(),
@@ -737,21 +775,26 @@ fn run_loadgen_phase(
     }
 }
 
-/// `loadgen capacity` with the After's flags against a fresh target;
-/// returns the JSON it wrote.
+/// `loadgen capacity` with a client's flags against a fresh target, as
+/// `name` (its JSON `DIR/NAME.json`, its server's log `logs/NAME-server.log`),
+/// from `start_rps` when given; returns the JSON it wrote.
 fn run_capacity(
     setup: &Setup,
     args: &PerfArgs,
     dir: &Path,
-    after_flags: &[String],
+    (name, flags, start_rps): (&str, &[String], Option<f64>),
     seed: u64,
 ) -> Result<PathBuf, TaskError> {
-    let (_server, url) = start_target(setup, &dir.join("logs/capacity-server.log"), Some(seed))?;
-    let json_path = dir.join("capacity.json");
+    let (_server, url) = start_target(
+        setup,
+        &dir.join(format!("logs/{name}-server.log")),
+        Some(seed),
+    )?;
+    let json_path = dir.join(format!("{name}.json"));
     let mut cmd = Command::new(setup.bins.path("loadgen"));
     cmd.arg("capacity")
         .args(["--url", &url, "--api", &setup.client.api])
-        .args(after_flags)
+        .args(flags)
         .args(&setup.client.extra)
         .args(["--sla", &format!("p95<={}", args.sla_p95_ms)])
         .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
@@ -760,10 +803,13 @@ fn run_capacity(
         .args(["--time-limit", "9m"])
         .args(["--json".as_ref(), json_path.as_os_str()])
         .stdin(Stdio::null());
+    if let Some(rps) = start_rps {
+        cmd.args(["--start-rate", &format!("{rps:.2}")]);
+    }
     if matches!(setup.target, Target::Endpoint(_)) && setup.client.api == "simulator" {
         cmd.arg("--no-verify");
     }
-    println!("loadgen capacity {}  ({url})", after_flags.join(" "));
+    println!("loadgen capacity {}  ({url})", flags.join(" "));
     let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
     match status.code() {
         // 1: no rate was sustainable; the JSON says so and the report shows it.
@@ -781,10 +827,9 @@ fn choose_after(
     args: &PerfArgs,
     dir: &Path,
     seed: u64,
-) -> Result<(Vec<String>, Option<PathBuf>), TaskError> {
-    let optimized = crate::whatif::optimized_flags();
+) -> Result<crate::whatif::AfterChoice, TaskError> {
     if args.after == "optimized" {
-        return Ok((optimized, None));
+        return Ok(crate::whatif::AfterChoice::optimized());
     }
     let (_server, url) = start_target(setup, &dir.join("logs/probe-server.log"), Some(seed))?;
     println!(

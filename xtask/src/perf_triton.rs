@@ -180,10 +180,9 @@ fn choose_after(
     setup: &TritonSetup,
     args: &PerfArgs,
     dir: &Path,
-) -> Result<(Vec<String>, Option<std::path::PathBuf>), TaskError> {
-    let optimized = crate::whatif::optimized_flags();
+) -> Result<crate::whatif::AfterChoice, TaskError> {
     if args.after == "optimized" {
-        return Ok((optimized, None));
+        return Ok(crate::whatif::AfterChoice::optimized());
     }
     perf::step(
         "analysis",
@@ -195,7 +194,7 @@ fn choose_after(
         Ok(server) => server,
         Err(e) => {
             eprintln!("warning: the probe's Triton did not start ({e}); the After is the fixed optimized profile");
-            return Ok((optimized, None));
+            return Ok(crate::whatif::AfterChoice::optimized());
         }
     };
     println!(
@@ -308,7 +307,12 @@ fn run_pair(
     perf::with_load(&mut phases, "before", || {
         phase(bins, python, root, &placeholder, dir, "before", &baseline)
     })?;
-    let (after_flags, whatif_json) = perf::with_load(&mut phases, "analysis", || {
+    // No capacity search here: the Triton workflow has no --capacity.
+    let crate::whatif::AfterChoice {
+        flags: after_flags,
+        whatif_json,
+        ..
+    } = perf::with_load(&mut phases, "analysis", || {
         choose_after(bins, python, root, &placeholder, args, dir)
     })?;
     perf::step(

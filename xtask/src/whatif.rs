@@ -35,6 +35,50 @@ pub struct Whatif {
     pub conclusion: String,
     /// Whether batching beats the best unbatched client by 10%.
     pub batching_helps: bool,
+    /// The engine's capacity predictions.
+    #[serde(default)]
+    pub predicted_capacity_rps: PredictedCapacity,
+}
+
+/// What xtask reads of `whatif.json`'s `predicted_capacity_rps`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PredictedCapacity {
+    /// The client with the most predicted open-loop capacity.
+    #[serde(default, deserialize_with = "json::nullable")]
+    pub best: Option<OpenLoopClient>,
+}
+
+/// A client the engine chose for open-loop capacity.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OpenLoopClient {
+    /// Human-readable.
+    pub label: String,
+    /// The loadgen flags that run it.
+    pub loadgen_args: Vec<String>,
+    /// Its predicted capacity, requests/s.
+    pub max_rate_rps: f64,
+}
+
+/// The After [`choose`] settled on.
+#[derive(Debug, Clone)]
+pub struct AfterChoice {
+    /// The loadgen flags of the After.
+    pub flags: Vec<String>,
+    /// The engine's JSON, when the After is its candidate.
+    pub whatif_json: Option<PathBuf>,
+    /// The engine's client for open-loop capacity, when it names one.
+    pub open_loop: Option<OpenLoopClient>,
+}
+
+impl AfterChoice {
+    /// The fixed profile, with no engine behind it.
+    pub fn optimized() -> Self {
+        Self {
+            flags: optimized_flags(),
+            whatif_json: None,
+            open_loop: None,
+        }
+    }
 }
 
 /// A candidate fix as the engine describes it.
@@ -140,16 +184,12 @@ pub fn optimized_flags() -> Vec<String> {
 /// Runs `report whatif` (`cmd`, writing `json_path`) and returns the After
 /// to run: the engine's candidate and its JSON, or, when the engine gives
 /// no answer or no client-side candidate, the fixed profile (said loudly).
-pub fn choose(
-    cmd: &mut Command,
-    json_path: &Path,
-    limit: std::time::Duration,
-) -> (Vec<String>, Option<PathBuf>) {
+pub fn choose(cmd: &mut Command, json_path: &Path, limit: std::time::Duration) -> AfterChoice {
     let whatif = match predict(cmd, json_path, limit) {
         Ok(whatif) => whatif,
         Err(e) => {
             eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile");
-            return (optimized_flags(), None);
+            return AfterChoice::optimized();
         }
     };
     println!("what-if: {}", whatif.conclusion);
@@ -162,11 +202,15 @@ pub fn choose(
                 candidate.p95_interval_ms[0],
                 candidate.p95_interval_ms[1]
             );
-            (candidate.loadgen_args.clone(), Some(json_path.to_owned()))
+            AfterChoice {
+                flags: candidate.loadgen_args.clone(),
+                whatif_json: Some(json_path.to_owned()),
+                open_loop: whatif.predicted_capacity_rps.best.clone(),
+            }
         }
         None => {
             eprintln!("warning: the what-if engine proposed no client-side candidate; the After is the fixed optimized profile");
-            (optimized_flags(), None)
+            AfterChoice::optimized()
         }
     }
 }

@@ -56,6 +56,10 @@ pub struct Capacity {
     /// (not in loadgen's file; the report adds it).
     #[serde(default)]
     pub predicted_max_rate_rps: Option<f64>,
+    /// The client searched, as the what-if engine labels it (not in
+    /// loadgen's file; the report adds it when it knows).
+    #[serde(default)]
+    pub client: Option<String>,
 }
 
 impl Capacity {
@@ -91,8 +95,12 @@ impl Capacity {
             (Some(p), _) => format!("; the what-if engine predicted {p:.2} req/s"),
             (None, _) => String::new(),
         };
+        let client = self
+            .client
+            .as_ref()
+            .map_or_else(String::new, |c| format!(" of {c}"));
         format!(
-            "Capacity: {measured}{predicted}; {} steps, stopped: {}.",
+            "Capacity{client}: {measured}{predicted}; {} steps, stopped: {}.",
             self.curve.len(),
             self.stopped
         )

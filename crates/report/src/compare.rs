@@ -119,6 +119,9 @@ pub struct CompareOptions {
     pub whatif: Option<crate::whatif::WhatifReport>,
     /// A capacity search of the After's client (`loadgen capacity`).
     pub capacity: Option<crate::capacity::Capacity>,
+    /// A capacity search of the client the engine predicts the most
+    /// open-loop capacity for (`whatif.predicted_capacity_rps.best`).
+    pub capacity_open_loop: Option<crate::capacity::Capacity>,
 }
 
 impl Default for CompareOptions {
@@ -131,6 +134,7 @@ impl Default for CompareOptions {
             slos: Vec::new(),
             whatif: None,
             capacity: None,
+            capacity_open_loop: None,
         }
     }
 }
@@ -343,6 +347,11 @@ pub struct Comparison {
     /// engine's predicted capacity beside it.
     #[serde(default)]
     pub capacity: Option<crate::capacity::Capacity>,
+    /// Capacity under the SLA of the client the engine predicted the most
+    /// open-loop capacity for (the After's is chosen for the Before's
+    /// closed loop), measured, with the prediction beside it.
+    #[serde(default)]
+    pub capacity_open_loop: Option<crate::capacity::Capacity>,
     /// Warnings about the evidence (e.g. input.py and its reproduction
     /// disagree), shown first in every report and on the console.
     #[serde(default)]
@@ -353,6 +362,24 @@ pub struct Comparison {
     /// Where the time goes, per run that carries server timings.
     #[serde(default)]
     pub breakdowns: Vec<crate::breakdown::Breakdown>,
+}
+
+impl Comparison {
+    /// The capacity searches there are, each with its section heading: the
+    /// After's client, then the client chosen for open-loop traffic.
+    pub fn capacities(&self) -> Vec<(&crate::capacity::Capacity, &'static str)> {
+        let mut out = Vec::new();
+        if let Some(c) = &self.capacity {
+            out.push((c, "Capacity under the SLA"));
+        }
+        if let Some(c) = &self.capacity_open_loop {
+            out.push((
+                c,
+                "Capacity under the SLA: the client for open-loop traffic",
+            ));
+        }
+        out
+    }
 }
 
 /// Compares `before` with `after` (and optionally the reproduction of the Before).
@@ -472,6 +499,22 @@ pub fn compare(
             capacity.predicted_max_rate_rps =
                 prediction.as_ref().and_then(|p| p.predicted_capacity_rps);
         }
+        if capacity.client.is_none() {
+            capacity.client = prediction.as_ref().map(|p| p.candidate.clone());
+        }
+        capacity
+    });
+    let best = options
+        .whatif
+        .as_ref()
+        .and_then(|w| w.predicted_capacity_rps.best.as_ref());
+    let capacity_open_loop = options.capacity_open_loop.clone().map(|mut capacity| {
+        if let Some(best) = best {
+            capacity
+                .predicted_max_rate_rps
+                .get_or_insert(best.max_rate_rps);
+            capacity.client.get_or_insert_with(|| best.label.clone());
+        }
         capacity
     });
 
@@ -490,6 +533,7 @@ pub fn compare(
         conditions,
         prediction,
         capacity,
+        capacity_open_loop,
         warnings,
         summary: Vec::new(),
         breakdowns,

@@ -593,10 +593,11 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
         let _ = write!(h, "<p>{}</p>", e(&p.conclusion));
         h.push_str(&html_table(&Prediction::RANKED_HEADINGS, &p.ranked_rows()));
     }
-    if let Some(capacity) = &c.capacity {
+    for (capacity, heading) in c.capacities() {
         let _ = write!(
             h,
-            "<h2>Capacity under the SLA</h2><p>{}</p><div class=\"panel\">{}</div>",
+            "<h2>{}</h2><p>{}</p><div class=\"panel\">{}</div>",
+            e(heading),
             e(&capacity.sentence()),
             capacity_chart(c, capacity).render()
         );

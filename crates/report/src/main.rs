@@ -103,6 +103,11 @@ struct CompareArgs {
     /// charted with the engine's predicted capacity beside it.
     #[arg(long, value_name = "FILE")]
     capacity: Option<PathBuf>,
+    /// A capacity search of the client the engine predicts the most
+    /// open-loop capacity for (`loadgen capacity --json`; needs
+    /// --prediction for the prediction beside it).
+    #[arg(long, value_name = "FILE")]
+    capacity_open_loop: Option<PathBuf>,
     /// Failed After requests the verdict allows.
     #[arg(long, default_value_t = 0)]
     max_failed: u64,
@@ -202,6 +207,10 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
             None => None,
         },
         capacity: match &args.capacity {
+            Some(path) => Some(report::capacity::Capacity::read(path)?),
+            None => None,
+        },
+        capacity_open_loop: match &args.capacity_open_loop {
             Some(path) => Some(report::capacity::Capacity::read(path)?),
             None => None,
         },

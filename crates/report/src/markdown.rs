@@ -143,8 +143,8 @@ pub fn render_markdown(c: &Comparison) -> String {
             md.push_str(&row(&cells));
         }
     }
-    if let Some(capacity) = &c.capacity {
-        let _ = writeln!(md, "\n## Capacity under the SLA\n");
+    for (capacity, heading) in c.capacities() {
+        let _ = writeln!(md, "\n## {heading}\n");
         let _ = writeln!(md, "{}\n", escape_markdown(&capacity.sentence()));
         md.push_str(&row(&Capacity::HEADINGS.map(str::to_owned)));
         md.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");

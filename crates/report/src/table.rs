@@ -159,7 +159,7 @@ pub fn plain_text(comparison: &Comparison) -> String {
         out.push_str(&p.sentence());
         out.push('\n');
     }
-    if let Some(capacity) = &comparison.capacity {
+    for (capacity, _) in comparison.capacities() {
         out.push_str(&capacity.sentence());
         out.push('\n');
     }

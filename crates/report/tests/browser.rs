@@ -55,6 +55,8 @@ fn write_report(dir: &Path) -> PathBuf {
         .arg(&after_log)
         .arg("--capacity")
         .arg(&capacity)
+        .arg("--capacity-open-loop")
+        .arg(&capacity)
         .arg("--out-dir")
         .arg(dir)
         .output()
@@ -119,7 +121,11 @@ fn report_html_renders_in_chromium_with_every_chart_drawn() {
     );
     // Every chart (one <svg> each) holds drawn data marks.
     let charts: Vec<&str> = dom.split("<svg").skip(1).collect();
-    assert!(charts.len() >= 6, "{} charts", charts.len());
+    assert!(charts.len() >= 7, "{} charts", charts.len());
+    assert!(
+        dom.contains("Capacity under the SLA: the client for open-loop traffic"),
+        "no open-loop capacity section"
+    );
     for (i, chart) in charts.iter().enumerate() {
         let body = chart.split("</svg>").next().unwrap_or("");
         let title = body

@@ -246,10 +246,18 @@ fn whatif_placeholder_scenario_chooses_client_batching_within_the_sla() {
         "{}",
         report.conclusion
     );
-    let capacity = report.predicted_capacity_rps;
+    let capacity = &report.predicted_capacity_rps;
     let baseline_rps = capacity.baseline.unwrap();
     assert!((10.0..=20.0).contains(&baseline_rps), "{baseline_rps}");
     assert!(capacity.chosen.is_some());
+    // Open-loop traffic fills batches only with time: the client for it
+    // batches, and sustains more than the unbatched baseline.
+    let best = capacity
+        .best
+        .as_ref()
+        .expect("a client for open-loop traffic");
+    assert!(best.batch_size > 1, "{best:?}");
+    assert!(best.max_rate_rps > baseline_rps, "{best:?}");
 }
 
 #[test]

@@ -13,8 +13,8 @@ use stats::{QuantileMethod, SplitMix64};
 
 use super::fit::{LineFit, ServiceFit};
 use super::schema::{
-    CandidateKind, CandidateRow, FitSummary, PredictedCapacity, ServerChange, WhatifReport,
-    SCHEMA_VERSION,
+    CandidateKind, CandidateRow, CapacityChoice, FitSummary, PredictedCapacity, ServerChange,
+    WhatifReport, SCHEMA_VERSION,
 };
 use super::sim::{simulate, ClientModel, Load, ServerModel, SimOutcome};
 use super::WhatifError;
@@ -25,6 +25,15 @@ pub const BATCH_WAITS_MS: [u64; 5] = [0, 1, 2, 5, 10];
 pub const DYNAMIC_WINDOWS_MS: [u64; 4] = [1, 2, 5, 10];
 /// Simulations with the point estimates behind each point prediction.
 pub const POINT_SIMULATIONS: usize = 8;
+/// Client batch waits tried for open-loop capacity, ms. Longer than the
+/// closed loop's: there, a response frees a burst of slots at once and a
+/// batch fills at once; in an open loop requests arrive spread out, so a
+/// batch holds about `1 + rate x wait` inputs and fills only with time.
+pub const CAPACITY_WAITS_MS: [u64; 6] = [5, 10, 20, 50, 100, 200];
+/// Predicted capacities within this fraction of the best are ties (the
+/// search's own resolution is 2%); ties go to the shorter wait, then the
+/// smaller batch, which cost less latency below capacity.
+pub const CAPACITY_TIE_FRACTION: f64 = 0.02;
 /// Requests per simulated run of the capacity search.
 pub const CAPACITY_REQUESTS: u32 = 2_000;
 /// Batching "helps" when it lowers the best P95 by at least this fraction.
@@ -471,6 +480,7 @@ pub fn predict(fit: &ServiceFit, options: &WhatifOptions) -> Result<WhatifReport
     let predicted_capacity_rps = PredictedCapacity {
         baseline: capacity_of(&Candidate::baseline()),
         chosen: chosen_candidate.as_ref().and_then(capacity_of),
+        best: best_for_capacity(fit, options.sla_p95_ms, capacity_seed),
     };
     Ok(WhatifReport {
         schema_version: SCHEMA_VERSION,
@@ -608,6 +618,55 @@ pub fn choose(rows: &[CandidateRow], options: &WhatifOptions) -> Choice {
         batching_helps,
         conclusion,
     }
+}
+
+/// The client-side candidates tried for open-loop capacity: pooled and
+/// unbatched, then batches of 2, 4, 8, ... and the server's largest, each
+/// with every wait of [`CAPACITY_WAITS_MS`].
+pub fn capacity_candidates(max_batch: u32) -> Vec<Candidate> {
+    let mut sizes: Vec<u32> = std::iter::successors(Some(2u32), |b| b.checked_mul(2))
+        .take_while(|&b| b < max_batch)
+        .collect();
+    if max_batch >= 2 {
+        sizes.push(max_batch);
+    }
+    let mut out = vec![Candidate::client(1, 0)];
+    for b in sizes {
+        out.extend(CAPACITY_WAITS_MS.iter().map(|&w| Candidate::client(b, w)));
+    }
+    out
+}
+
+/// The client that the simulation gives the highest open-loop capacity
+/// under `sla_p95_ms` (of [`capacity_candidates`]; ties within
+/// [`CAPACITY_TIE_FRACTION`] to the shorter wait, then the smaller batch);
+/// `None` when none sustains any rate.
+pub fn best_for_capacity(fit: &ServiceFit, sla_p95_ms: f64, seed: u64) -> Option<CapacityChoice> {
+    let all = capacity_candidates(fit.max_batch);
+    let rates = par_map(&all, |c| {
+        capacity_rps(
+            &c.server_model(fit, fit.line()),
+            &c.client_model(fit),
+            sla_p95_ms,
+            seed,
+        )
+    });
+    let best_rps = rates.iter().flatten().copied().fold(0.0_f64, f64::max);
+    if best_rps <= 0.0 {
+        return None;
+    }
+    all.iter()
+        .zip(&rates)
+        .filter_map(|(c, r)| r.map(|rps| (c, rps)))
+        .filter(|(_, rps)| *rps >= best_rps * (1.0 - CAPACITY_TIE_FRACTION))
+        .min_by_key(|(c, _)| (c.batch_wait_ms, c.batch_size))
+        .map(|(c, rps)| CapacityChoice {
+            label: c.label(),
+            batch_size: c.batch_size,
+            batch_wait_ms: c.batch_wait_ms,
+            loadgen_args: c.loadgen_args(),
+            max_rate_rps: rps,
+        })
 }
 
 /// The highest evenly spaced open-loop rate whose simulated P95 over
@@ -832,6 +891,51 @@ mod tests {
         };
         let rps = capacity_rps(&server, &client, 800.0, 1).unwrap();
         assert!((9.7..=10.0 + 1e-9).contains(&rps), "{rps}");
+    }
+
+    #[test]
+    fn capacity_candidates_double_up_to_the_largest_batch() {
+        let sizes = |max: u32| -> Vec<(u32, u64)> {
+            capacity_candidates(max)
+                .iter()
+                .map(|c| (c.batch_size, c.batch_wait_ms))
+                .collect()
+        };
+        assert_eq!(sizes(1), [(1, 0)]);
+        let twelve = sizes(12);
+        assert_eq!(twelve.len(), 1 + 4 * CAPACITY_WAITS_MS.len());
+        let batch_sizes: std::collections::BTreeSet<u32> = twelve.iter().map(|&(b, _)| b).collect();
+        assert_eq!(
+            batch_sizes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 4, 8, 12]
+        );
+    }
+
+    #[test]
+    fn the_open_loop_client_waits_long_enough_to_fill_its_batches() {
+        // One worker, 100 ms a batch whatever its size, batches up to 4: full
+        // batches give 40 req/s, which at 40 req/s (a request every 25 ms)
+        // needs a wait of at least 75 ms. A wait of 50 ms holds 2 inputs
+        // (at 0 and 25..50 ms) and so 20 req/s; 200 ms fills the batch as
+        // soon as 100 ms does, a tie that goes to the shorter wait.
+        let f = fitted(1, 100.0, 0.0, 4);
+        let best = best_for_capacity(&f, 800.0, 7).expect("a client sustains some rate");
+        assert_eq!((best.batch_size, best.batch_wait_ms), (4, 100), "{best:?}");
+        assert!(
+            (36.0..=40.0 + 1e-9).contains(&best.max_rate_rps),
+            "{best:?}"
+        );
+        assert_eq!(
+            best.loadgen_args,
+            [
+                "--connection",
+                "pooled",
+                "--batch-size",
+                "4",
+                "--batch-wait-ms",
+                "100"
+            ]
+        );
     }
 
     #[test]

@@ -301,7 +301,7 @@ pub fn summary_text(report: &WhatifReport) -> String {
         }
     }
     let _ = writeln!(out, "{}", report.conclusion);
-    let cap = report.predicted_capacity_rps;
+    let cap = &report.predicted_capacity_rps;
     let rps = |x: Option<f64>| x.map_or("none".to_owned(), |v| format!("{v:.1} rps"));
     let _ = writeln!(
         out,
@@ -310,6 +310,16 @@ pub fn summary_text(report: &WhatifReport) -> String {
         rps(cap.baseline),
         rps(cap.chosen)
     );
+    if let Some(best) = &cap.best {
+        let _ = writeln!(
+            out,
+            "Most open-loop capacity: {} at {:.1} rps (measure it: loadgen capacity {} --sla 'p95<={}')",
+            best.label,
+            best.max_rate_rps,
+            best.loadgen_args.join(" "),
+            report.sla_p95_ms
+        );
+    }
     out
 }
 

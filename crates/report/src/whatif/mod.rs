@@ -29,11 +29,13 @@ use std::time::Instant;
 
 use model::log::Log;
 
-pub use candidates::{capacity_rps, choose, predict, Candidate, WhatifOptions};
+pub use candidates::{
+    best_for_capacity, capacity_candidates, capacity_rps, choose, predict, Candidate, WhatifOptions,
+};
 pub use fit::{fit, fit_seeded, Estimate, Execution, FitError, LineFit, ServiceFit};
 pub use schema::{
-    CandidateKind, CandidateRow, FitSummary, PredictedCapacity, ServerChange, WhatifReport,
-    SCHEMA_VERSION,
+    CandidateKind, CandidateRow, CapacityChoice, FitSummary, PredictedCapacity, ServerChange,
+    WhatifReport, SCHEMA_VERSION,
 };
 pub use sim::{simulate, ClientModel, Load, ServerModel, SimOutcome};
 

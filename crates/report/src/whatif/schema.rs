@@ -159,10 +159,31 @@ pub struct CandidateRow {
 
 /// Highest open-loop (evenly spaced) rate whose simulated P95 keeps the
 /// SLA while the server keeps up; `None` when no rate does.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictedCapacity {
     /// With the Before's client.
     pub baseline: Option<f64>,
-    /// With the chosen candidate (`None` when nothing was chosen).
+    /// With the chosen candidate (`None` when nothing was chosen). The
+    /// choice is made for the Before's load, which is a closed loop in the
+    /// workflow; an open loop may want another client, see `best`.
     pub chosen: Option<f64>,
+    /// The client with the highest predicted open-loop capacity (`None`
+    /// when no client sustains any rate, and in files from before it).
+    #[serde(default)]
+    pub best: Option<CapacityChoice>,
+}
+
+/// A client chosen for open-loop capacity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityChoice {
+    /// As the ranked table names it.
+    pub label: String,
+    /// Logical requests per HTTP request.
+    pub batch_size: u32,
+    /// Client batcher's wait, ms.
+    pub batch_wait_ms: u64,
+    /// The loadgen flags that run it.
+    pub loadgen_args: Vec<String>,
+    /// Its predicted capacity, requests/s.
+    pub max_rate_rps: f64,
 }
