@@ -36,7 +36,7 @@
 //! `plain` (everything over plain HTTP), `tls`, `accuracy`, `criterion`,
 //! `bars` (the verdicts). [`run`] is the steps in order.
 
-mod accounting;
+pub(crate) mod accounting;
 mod accuracy;
 mod bars;
 mod cgroup;

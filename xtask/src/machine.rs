@@ -61,24 +61,6 @@ impl Machine {
     }
 }
 
-/// CPU time, user plus system, of this process's children that have ended
-/// and been waited for (`getrusage(RUSAGE_CHILDREN)`), seconds; `None`
-/// where the call fails. The difference across one child's wait is that
-/// child's CPU time, as long as no other child ends in between.
-pub fn children_cpu_s() -> Option<f64> {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the rusage it is given a pointer to and
-    // touches nothing else; it is read only when the call succeeded.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) != 0 {
-            return None;
-        }
-        usage.assume_init()
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
-}
-
 /// The value of the first `key: value` line of a `/proc` file.
 /// The machine's load at one instant: `/proc/loadavg` and the CPU time
 /// counters of `/proc/stat`'s `cpu` line (Linux; `None` elsewhere).
@@ -153,42 +135,6 @@ fn proc_value(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_waited_childs_cpu_time_is_what_it_reports_of_itself() {
-        // The reference: bash's `times`, the shell's own user and system
-        // time, printed just before it exits.
-        let before_s = children_cpu_s().expect("getrusage");
-        let output = std::process::Command::new("bash")
-            .args([
-                "-c",
-                "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done; times",
-            ])
-            .output()
-            .expect("bash runs");
-        let measured_s = children_cpu_s().expect("getrusage") - before_s;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let seconds = |field: &str| -> f64 {
-            let (m, s) = field
-                .trim_end_matches('s')
-                .split_once('m')
-                .expect("XmY.YYYs");
-            m.parse::<f64>().expect("minutes") * 60.0 + s.parse::<f64>().expect("seconds")
-        };
-        let own: Vec<f64> = text
-            .lines()
-            .next()
-            .expect("times prints a line")
-            .split_whitespace()
-            .map(seconds)
-            .collect();
-        let reported_s = own[0] + own[1];
-        assert!(reported_s > 0.05, "the loop took CPU: {text}");
-        assert!(
-            (measured_s - reported_s).abs() < 0.02,
-            "rusage {measured_s:.3} s, bash's times {reported_s:.3} s"
-        );
-    }
 
     #[test]
     fn load_and_steal_are_read_from_procs_formats() {

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bench::accounting::ClientCpu;
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
-use crate::machine::{self, LoadSnapshot, Machine};
+use crate::machine::{LoadSnapshot, Machine};
 use crate::process::{self, ServerProcess};
 use crate::{python, workspace};
 
@@ -595,10 +596,11 @@ fn run_pair(
                     client.label, client.max_rate_rps
                 ),
             );
-            // The search starts at half the prediction and doubles from
-            // there, so the bracket holds the measured answer whatever the
-            // prediction's error.
-            let start_rps = (client.max_rate_rps / 2.0).max(1.0);
+            // The search doubles from a quarter of the prediction: a step
+            // or two more than from half, and it still brackets the answer
+            // when the prediction is up to four times too high (beyond that
+            // nothing holds at the start, and the report says so).
+            let start_rps = (client.max_rate_rps / 4.0).max(1.0);
             Some(with_load(&mut phases, "capacity_open_loop", || {
                 run_capacity(
                     setup,
@@ -674,9 +676,8 @@ fn run_pair(
 /// What one input.py run cost its process.
 #[derive(Debug, Clone, Copy)]
 struct InputPyRun {
-    /// CPU time of the Python process, user plus system, s (`None` when
-    /// the kernel would not say).
-    cpu_s: Option<f64>,
+    /// CPU time of the Python process, user plus system, s.
+    cpu_s: f64,
     /// From its start to its exit, s.
     wall_s: f64,
 }
@@ -719,14 +720,13 @@ fn run_input_py(
     println!("python input.py  (API_URL={url})");
     // The target runs on until `_server` drops, so the only child to end
     // between the two readings is input.py.
-    let cpu_before_s = machine::children_cpu_s();
+    let cpu_before = ClientCpu::of_reaped_children();
     let started = Instant::now();
     let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
+    let used = ClientCpu::of_reaped_children().since(cpu_before);
     let run = InputPyRun {
         wall_s: started.elapsed().as_secs_f64(),
-        cpu_s: cpu_before_s
-            .zip(machine::children_cpu_s())
-            .map(|(before, after)| after - before),
+        cpu_s: used.user_s + used.system_s,
     };
     let printed = fs::read_to_string(&stdout_path).unwrap_or_default();
     for line in printed.lines() {

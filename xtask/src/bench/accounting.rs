@@ -98,6 +98,15 @@ impl ProcStat {
     }
 }
 
+/// Unit tests that start child processes hold this, so that a test reading
+/// `RUSAGE_CHILDREN` around its own child sees no other test's.
+#[cfg(test)]
+pub(crate) fn child_processes_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;
@@ -105,16 +114,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn child_cpu_counts_a_reaped_child() {
+    fn child_cpu_is_what_the_reaped_child_reports_of_itself() {
+        let _children = child_processes_lock();
+        // The reference: bash's `times`, the shell's own user and system
+        // time, printed just before it exits.
         let before = ClientCpu::of_reaped_children();
-        // A child that burns a little CPU: a shell loop.
-        let status = Command::new("sh")
-            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let output = Command::new("bash")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); done; times",
+            ])
+            .output()
+            .expect("bash runs");
         let used = ClientCpu::of_reaped_children().since(before);
-        assert!(used.user_s + used.system_s > 0.0, "{used:?}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let seconds = |field: &str| -> f64 {
+            let (m, s) = field
+                .trim_end_matches('s')
+                .split_once('m')
+                .expect("XmY.YYYs");
+            m.parse::<f64>().expect("minutes") * 60.0 + s.parse::<f64>().expect("seconds")
+        };
+        let own: Vec<f64> = text
+            .lines()
+            .next()
+            .expect("times prints a line")
+            .split_whitespace()
+            .map(seconds)
+            .collect();
+        let reported_s = own[0] + own[1];
+        let measured_s = used.user_s + used.system_s;
+        assert!(reported_s > 0.05, "the loop took CPU: {text}");
+        assert!(
+            (measured_s - reported_s).abs() < 0.02,
+            "rusage {measured_s:.3} s, bash's times {reported_s:.3} s"
+        );
     }
 
     #[test]

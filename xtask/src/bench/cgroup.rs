@@ -108,6 +108,7 @@ mod tests {
     /// cgroup and the cgroup is gone after the cap is dropped.
     #[test]
     fn a_capped_child_runs_in_its_cgroup_where_cgroups_can_be_made() {
+        let _children = super::super::accounting::child_processes_lock();
         let Some(cap) = CpuCap::create(0.5) else {
             return;
         };

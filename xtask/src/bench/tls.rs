@@ -314,6 +314,7 @@ mod tests {
     /// certificate for 127.0.0.1, and refuses TLS 1.2.
     #[test]
     fn nginx_serves_tls_1_3_only_with_the_generated_certificate_where_installed() {
+        let _children = super::super::accounting::child_processes_lock();
         let (Some(nginx_bin), Some(curl)) = (
             super::super::peers::find("nginx", &["-v"]).path,
             super::super::peers::find("curl", &["--version"]).path,
