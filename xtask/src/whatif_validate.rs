@@ -7,8 +7,11 @@
 //! candidate measured as the After. The table compares the predicted P95
 //! of the chosen candidate with the measured one; a scenario passes when
 //! they are within 10% of each other, and the batching-useless scenario
-//! passes only if the engine also says batching will not help. Minutes of
-//! run time, so not in CI; the table goes in `docs/`.
+//! passes only if the engine also says batching will not help. With
+//! `--capacity`, each scenario also measures the open-loop capacity of the
+//! client the engine names for it (`loadgen capacity`) against the
+//! predicted one, within 10% too. Minutes of run time, so not in CI; the
+//! tables go in `docs/`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -37,6 +40,39 @@ pub struct ValidateArgs {
     /// Run only the scenarios whose name contains this.
     #[arg(long, value_name = "TEXT")]
     only: Option<String>,
+    /// Also measure the open-loop capacity of the engine's client for it
+    /// (from a quarter of the prediction, 2 s of warm-up a step).
+    #[arg(long)]
+    capacity: bool,
+    /// With --capacity: the measured duration of each rate step (as
+    /// `./run_tests --capacity-step`).
+    #[arg(
+        long,
+        default_value = "10s",
+        value_name = "DURATION",
+        requires = "capacity"
+    )]
+    capacity_step: String,
+}
+
+/// The SLA every scenario is judged by (`report whatif`'s default).
+const SLA_P95_MS: f64 = 800.0;
+
+/// Predicted and measured open-loop capacity of one scenario's client.
+#[derive(Debug, Serialize)]
+struct CapacityRow {
+    client: String,
+    predicted_rps: f64,
+    measured_rps: Option<f64>,
+    error_pct: Option<f64>,
+    passed: bool,
+}
+
+/// What is read of `loadgen capacity --json`.
+#[derive(Debug, Deserialize)]
+struct CapacityFile {
+    #[serde(deserialize_with = "json::nullable")]
+    max_rate_rps: Option<f64>,
 }
 
 /// One simulator configuration and the load on it.
@@ -117,6 +153,8 @@ struct Row {
     measured_p95_ms: f64,
     p95_error_pct: f64,
     batching_helps: bool,
+    /// With `--capacity`.
+    capacity: Option<CapacityRow>,
     passed: bool,
 }
 
@@ -157,6 +195,7 @@ pub fn run(args: &ValidateArgs) -> Result<bool, TaskError> {
             scenario,
             &args.out.join(scenario.name),
             args.requests,
+            args.capacity.then_some(args.capacity_step.as_str()),
         )?;
         println!(
             "{}: chose {}; predicted P95 {:.1} ms [{:.1}, {:.1}], measured {:.1} ms ({:+.1}%): {}",
@@ -169,6 +208,18 @@ pub fn run(args: &ValidateArgs) -> Result<bool, TaskError> {
             row.p95_error_pct,
             if row.passed { "pass" } else { "FAIL" }
         );
+        if let Some(c) = &row.capacity {
+            println!(
+                "{}: for open-loop traffic, {}: predicted {:.1} req/s, measured {}",
+                row.scenario,
+                c.client,
+                c.predicted_rps,
+                c.measured_rps
+                    .map_or("nothing sustainable".to_owned(), |m| format!(
+                        "{m:.1} req/s"
+                    )),
+            );
+        }
         rows.push(row);
     }
     if rows.is_empty() {
@@ -178,11 +229,16 @@ pub fn run(args: &ValidateArgs) -> Result<bool, TaskError> {
         )));
     }
     let passed = rows.iter().all(|r| r.passed);
-    let table = markdown(&rows);
+    let mut table = markdown(&rows);
+    if args.capacity {
+        table.push('\n');
+        table.push_str(&capacity_markdown(&rows));
+    }
     print!("\n{table}");
     let document = serde_json::json!({
         "requests": args.requests,
         "tolerance_pct": 10.0,
+        "capacity_step": args.capacity.then_some(args.capacity_step.as_str()),
         "rows": rows,
         "passed": passed,
         "elapsed_s": started.elapsed().as_secs_f64(),
@@ -206,6 +262,7 @@ fn validate(
     scenario: &Scenario,
     dir: &Path,
     requests: u32,
+    capacity_step: Option<&str>,
 ) -> Result<Row, TaskError> {
     create_dir(&dir.join("logs"))?;
     let server_args = scenario.server_args();
@@ -280,7 +337,20 @@ fn validate(
     let before_p95_ms = p95_ms(bins, &before)?;
     let measured_p95_ms = p95_ms(bins, &after)?;
     let p95_error_pct = (candidate.p95_ms - measured_p95_ms) / measured_p95_ms * 100.0;
-    let passed = p95_error_pct.abs() <= 10.0 && (batching_helps != scenario.batching_useless);
+    let capacity = match (&prediction.predicted_capacity_rps.best, capacity_step) {
+        (Some(client), Some(step)) => Some(measure_capacity(bins, scenario, dir, client, step)?),
+        (None, Some(_)) => Some(CapacityRow {
+            client: "none: no client sustains any rate in the simulation".to_owned(),
+            predicted_rps: 0.0,
+            measured_rps: None,
+            error_pct: None,
+            passed: false,
+        }),
+        (_, None) => None,
+    };
+    let passed = p95_error_pct.abs() <= 10.0
+        && (batching_helps != scenario.batching_useless)
+        && capacity.as_ref().is_none_or(|c| c.passed);
     Ok(Row {
         scenario: scenario.name.to_owned(),
         workers: scenario.workers,
@@ -296,8 +366,83 @@ fn validate(
         measured_p95_ms,
         p95_error_pct,
         batching_helps,
+        capacity,
         passed,
     })
+}
+
+/// `loadgen capacity` of `client` against a fresh simulator of `scenario`.
+fn measure_capacity(
+    bins: &Binaries,
+    scenario: &Scenario,
+    dir: &Path,
+    client: &whatif::OpenLoopClient,
+    step: &str,
+) -> Result<CapacityRow, TaskError> {
+    let server = ServerProcess::start(
+        &bins.path("stub-server"),
+        &scenario.server_args(),
+        &dir.join("logs/capacity-server.log"),
+    )?;
+    let json_path = dir.join("capacity.json");
+    let start_rps = (client.max_rate_rps / 4.0).max(1.0);
+    let status = process::run_with_deadline(
+        Command::new(bins.path("loadgen"))
+            .arg("capacity")
+            .args(["--url", &server.infer_url(), "-q"])
+            .args(&client.loadgen_args)
+            .args(["--sla", &format!("p95<={SLA_P95_MS}")])
+            .args(["--step-duration", step, "--warmup", "2s"])
+            .args(["--start-rate", &format!("{start_rps:.2}")])
+            .args(["--time-limit", "9m"])
+            .args(["--json".as_ref(), json_path.as_os_str()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null()),
+        CLIENT_LIMIT,
+    )?;
+    if !matches!(status.code(), Some(0 | 1)) {
+        return Err(TaskError::Step(format!(
+            "{}: loadgen capacity {} could not run ({status})",
+            scenario.name,
+            client.loadgen_args.join(" ")
+        )));
+    }
+    let measured: CapacityFile = json::read(&json_path)?;
+    let error_pct = measured
+        .max_rate_rps
+        .filter(|m| *m > 0.0)
+        .map(|m| (client.max_rate_rps - m) / m * 100.0);
+    Ok(CapacityRow {
+        client: client.label.clone(),
+        predicted_rps: client.max_rate_rps,
+        measured_rps: measured.max_rate_rps,
+        error_pct,
+        passed: error_pct.is_some_and(|e| e.abs() <= 10.0),
+    })
+}
+
+fn capacity_markdown(rows: &[Row]) -> String {
+    let mut md = String::from(
+        "| scenario | open-loop client | predicted capacity req/s | measured req/s | error | result |\n\
+         | --- | --- | ---: | ---: | ---: | --- |\n",
+    );
+    for (r, c) in rows
+        .iter()
+        .filter_map(|r| r.capacity.as_ref().map(|c| (r, c)))
+    {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} | {} | {} | {} |",
+            r.scenario,
+            c.client,
+            c.predicted_rps,
+            c.measured_rps
+                .map_or("none".to_owned(), |m| format!("{m:.1}")),
+            c.error_pct.map_or("-".to_owned(), |e| format!("{e:+.1}%")),
+            if c.passed { "pass" } else { "FAIL" }
+        );
+    }
+    md
 }
 
 /// The exact P95 of a log's successful rows, from `report summary`.

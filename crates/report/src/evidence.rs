@@ -58,8 +58,11 @@ fn phase_load(conditions: &Value, phase: &str) -> Option<String> {
 }
 
 /// input.py's process at or above this share of one core had no CPU to
-/// spare: its one event loop, not the server, set the run's pace.
+/// spare; when it also completed fewer requests per second than its
+/// reproduction (under [`PACE_SHARE`] of its rate), its one event loop,
+/// not the server, set the run's pace.
 const SATURATED_SHARE: f64 = 0.9;
+const PACE_SHARE: f64 = 0.97;
 
 /// What input.py's own process cost, from `conditions.phases.before_input_py`
 /// (`client_cpu_s`, `client_wall_s`; written by the workflow): a clause for
@@ -82,7 +85,7 @@ fn python_cpu(
     values.insert("input_py_busy_pct".to_owned(), busy * 100.0);
     values.insert("input_py_cpu_per_request_ms".to_owned(), per_request_ms);
     let pace = match (before.throughput_rps, rep.throughput_rps) {
-        (Some(py), Some(rs)) if busy >= SATURATED_SHARE => format!(
+        (Some(py), Some(rs)) if busy >= SATURATED_SHARE && py < PACE_SHARE * rs => format!(
             "; that is a saturated thread: the Python client, not the server, set the pace ({py:.1} req/s against the reproduction's {rs:.1})"
         ),
         _ => String::new(),
