@@ -4,7 +4,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use common::loadgen;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use loadgen::capacity::{
@@ -97,13 +99,6 @@ async fn finds_the_capacity_of_a_ten_per_second_server() {
     assert_eq!(overload.offered_rps, 16.0);
     assert!(!overload.sustainable);
     assert!(overload.achieved_rps < 11.0, "{overload:?}");
-}
-
-fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -3,15 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
-use std::time::Duration;
+use common::loadgen;
 
-fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use std::time::Duration;
 
 #[test]
 fn bad_flags_exit_2_with_a_helpful_message() {

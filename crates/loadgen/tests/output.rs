@@ -4,14 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::loadgen;
 
 #[test]
 fn json_output_is_the_summary_alone_on_stdout() {

@@ -34,6 +34,18 @@ fn latencies(tail: f64) -> Vec<f64> {
     v
 }
 
+/// The comparison of `before` and `after`, with `reproduction` beside the
+/// Before, under the default options.
+fn against(before: &RunLog, after: &RunLog, reproduction: &RunLog) -> report::Comparison {
+    compare(
+        before,
+        after,
+        Some(reproduction),
+        &CompareOptions::default(),
+    )
+    .unwrap()
+}
+
 #[test]
 fn a_slower_input_py_is_a_warning_and_a_python_client_finding() {
     // input.py's tail 1600 ms against the reproduction's 1019 ms: Linear
@@ -43,13 +55,7 @@ fn a_slower_input_py_is_a_warning_and_a_python_client_finding() {
     let before = input_py(&latencies(1600.0));
     let reproduction = loadgen("Before (Rust reproduction)", &latencies(1019.0));
     let after = loadgen("After", &[100.0; 20]);
-    let c = compare(
-        &before,
-        &after,
-        Some(&reproduction),
-        &CompareOptions::default(),
-    )
-    .unwrap();
+    let c = against(&before, &after, &reproduction);
     let finding = c
         .diagnosis
         .iter()
@@ -68,13 +74,7 @@ fn a_slower_input_py_is_a_warning_and_a_python_client_finding() {
 
     // A tail far out: the P95s are 10% or more apart: the warning.
     let before = input_py(&latencies(4000.0));
-    let c = compare(
-        &before,
-        &after,
-        Some(&reproduction),
-        &CompareOptions::default(),
-    )
-    .unwrap();
+    let c = against(&before, &after, &reproduction);
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(c.warnings[0].contains("disagree"), "{}", c.warnings[0]);
     let text = report::table::plain_text(&c);
@@ -138,13 +138,7 @@ fn a_difference_under_two_percent_is_no_finding() {
     let before = input_py(&latencies(1400.0));
     let reproduction = loadgen("Before (Rust reproduction)", &latencies(1019.0));
     let after = loadgen("After", &[100.0; 20]);
-    let c = compare(
-        &before,
-        &after,
-        Some(&reproduction),
-        &CompareOptions::default(),
-    )
-    .unwrap();
+    let c = against(&before, &after, &reproduction);
     assert!(!c.diagnosis.iter().any(|f| f.id == "python_client"));
 }
 
@@ -153,13 +147,7 @@ fn agreeing_runs_have_no_warning_nor_finding_and_three_opening_lines() {
     let before = input_py(&latencies(1019.0));
     let reproduction = loadgen("Before (Rust reproduction)", &latencies(1019.0));
     let after = loadgen("After", &[100.0; 20]);
-    let c = compare(
-        &before,
-        &after,
-        Some(&reproduction),
-        &CompareOptions::default(),
-    )
-    .unwrap();
+    let c = against(&before, &after, &reproduction);
     assert!(c.warnings.is_empty());
     assert!(!c.diagnosis.iter().any(|f| f.id == "python_client"));
     assert_eq!(c.summary.len(), 3, "{:?}", c.summary);

@@ -286,3 +286,11 @@ pub fn served(addr: SocketAddr) -> u64 {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Runs the `loadgen` binary with `args` and waits for its output.
+pub fn loadgen(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .unwrap()
+}
