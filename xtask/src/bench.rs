@@ -76,13 +76,16 @@ pub struct BenchArgs {
     #[arg(long, default_value = "results", value_name = "DIR")]
     out: PathBuf,
     /// Seconds each client sends in a throughput run.
-    #[arg(long, default_value_t = 3, value_name = "S")]
+    #[arg(long, default_value_t = 3, value_name = "S", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<u64> { what: "--duration-s", min: 1, max: 60 }.parse(t))]
     duration_s: u64,
     /// Open connections in the throughput runs (all clients).
-    #[arg(long, default_value_t = 32, value_name = "N")]
+    #[arg(long, default_value_t = 32, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<usize> { what: "--connections", min: 1, max: 1024 }.parse(t))]
     connections: usize,
     /// Interleaved rounds per measurement; medians are reported.
-    #[arg(long, default_value_t = 9, value_name = "N")]
+    #[arg(long, default_value_t = 9, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<usize> { what: "--rounds", min: 1, max: 20 }.parse(t))]
     rounds: usize,
     /// Use `loadgen` and `stub-server` from this directory instead of
     /// building them (e.g. to measure an older build the same way).

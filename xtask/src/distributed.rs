@@ -26,13 +26,16 @@ use crate::process::{self, ServerProcess};
 #[derive(clap::Args)]
 pub struct DistributedArgs {
     /// Load generator processes (2 to 64).
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<u32> { what: "--shards", min: 2, max: 64 }.parse(t))]
     shards: u32,
     /// The open-loop rate of the whole load, requests/s (1 to 5000).
-    #[arg(long, default_value_t = 200.0, value_name = "RPS")]
+    #[arg(long, default_value_t = 200.0, value_name = "RPS", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::FloatBound { what: "--rate", min: 1.0, max: 5000.0, min_inclusive: true }.parse(t))]
     rate: f64,
     /// Requests of the whole load (100 to 1000000).
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, default_value_t = 2000, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<u32> { what: "--requests", min: 100, max: 1_000_000 }.parse(t))]
     requests: u32,
     /// Where the runs, the merge and distributed.json go.
     #[arg(long, default_value = "results/distributed", value_name = "DIR")]

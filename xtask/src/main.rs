@@ -17,6 +17,8 @@
 
 mod bench;
 mod build;
+#[cfg(test)]
+mod cli_check;
 mod distributed;
 mod error;
 mod json;
@@ -104,5 +106,95 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks, and every flag of every task parsed at least once
+    /// through the derive type.
+    #[test]
+    fn every_flag_parses() {
+        use clap::CommandFactory;
+        let samples: &[&[&str]] = &[
+            &[
+                "perf",
+                "--scenario",
+                "inference",
+                "--server",
+                "simulator",
+                "--api",
+                "simulator",
+                "--loadgen-arg=--timeout=5s",
+                "--after",
+                "auto",
+                "--capacity",
+                "--capacity-step",
+                "5s",
+                "--repeat",
+                "2",
+                "--sla-p95-ms",
+                "800",
+                "--sla",
+                "p99<=1000",
+                "--out",
+                "r",
+                "--skip-python",
+                "--profile",
+                "placeholder",
+                "--server-arg=--base-ms=20",
+            ],
+            &["perf", "--url", "http://127.0.0.1:9/v1/infer"],
+            &[
+                "bench",
+                "--out",
+                "r",
+                "--duration-s",
+                "3",
+                "--connections",
+                "32",
+                "--rounds",
+                "3",
+                "--bin-dir",
+                "target/release",
+                "--label",
+                "vm",
+                "--skip-stats",
+                "--skip-run-tests",
+                "--no-pin",
+                "--tls-only",
+            ],
+            &["bench", "--llm-only"],
+            &[
+                "whatif-validate",
+                "--out",
+                "r",
+                "--requests",
+                "400",
+                "--only",
+                "placeholder",
+                "--capacity",
+                "--capacity-step",
+                "10s",
+            ],
+            &[
+                "distributed",
+                "--shards",
+                "4",
+                "--rate",
+                "200",
+                "--requests",
+                "2000",
+                "--out",
+                "r",
+            ],
+        ];
+        cli_check::assert_every_flag_parsed(Cli::command(), samples, |args| {
+            Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
     }
 }

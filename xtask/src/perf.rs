@@ -66,14 +66,16 @@ pub struct PerfArgs {
     /// Run N Before/After pairs, interleaved, each on fresh servers with a
     /// seed of its own; the proof states the P95 difference with a bootstrap
     /// interval and passes only if every pair met the SLA.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    #[arg(long, default_value_t = 1, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<u32> { what: "--repeat", min: 1, max: 20 }.parse(t))]
     pub(crate) repeat: u32,
     /// The SLA: P95 latency must be at most this many ms after optimization.
     #[arg(
         long,
         default_value_t = 800.0,
         value_name = "MS",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = |t: &str| model::args::FloatBound { what: "--sla-p95-ms", min: 0.0, max: f64::INFINITY, min_inclusive: false }.parse(t)
     )]
     pub(crate) sla_p95_ms: f64,
     /// An objective on the After beyond the P95 SLA, repeatable, checked by
@@ -907,21 +909,6 @@ fn write_conditions(
     write_conditions_file(dir, conditions, phases)
 }
 
-/// What `report` needs of loadgen's `--json` summary.
-#[derive(serde::Deserialize)]
-struct VerifiedFlag {
-    verified: bool,
-}
-
-/// `DIR/after.json`'s `verified`: whether the After's client compared each
-/// output with its expected one; `None` when the file is absent or unreadable.
-fn after_outputs_verified(dir: &Path) -> Option<bool> {
-    let text = fs::read_to_string(dir.join("after.json")).ok()?;
-    serde_json::from_str::<VerifiedFlag>(&text)
-        .ok()
-        .map(|s| s.verified)
-}
-
 /// Writes `DIR/conditions.json`: `conditions` (a JSON object) with the
 /// machine's description and each phase's load added, the same keys in
 /// every workflow.
@@ -933,11 +920,6 @@ pub(crate) fn write_conditions_file(
     if let Some(map) = conditions.as_object_mut() {
         map.insert("machine".into(), Machine::probe().conditions_json());
         map.insert("phases".into(), serde_json::Value::Object(phases));
-        // The After's log cannot say whether its client verified outputs
-        // (against your endpoint it only digests them); its summary can.
-        if let Some(verified) = after_outputs_verified(dir) {
-            map.insert("after_outputs_verified".into(), verified.into());
-        }
     }
     let path = dir.join("conditions.json");
     let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();

@@ -64,7 +64,8 @@ pub fn run(args: &PerfArgs) -> Result<Outcome, TaskError> {
 
 fn loadgen(bins: &Binaries, base_url: &str, api: &str) -> Command {
     let mut cmd = Command::new(bins.path("loadgen"));
-    cmd.args(["--url", base_url, "--api", api]);
+    // stub-server's LLM routes give the simulator's known answers.
+    cmd.args(["--url", base_url, "--api", api, "--verify"]);
     cmd.stdin(Stdio::null());
     cmd
 }

@@ -73,6 +73,8 @@ fn loadgen(bins: &Binaries, base_url: &str) -> Command {
         "kserve-v2",
         "--model",
         triton::MODEL,
+        // The workflow's Triton model answers as the simulator does.
+        "--verify",
     ]);
     cmd.stdin(Stdio::null());
     cmd

@@ -143,7 +143,12 @@ pub fn probe_with(
                 .args(["-c", &size.to_string()])
                 .args(["-n", &(size * PROBE_BATCHES).to_string()])
                 .args(["--batch-size", &size.to_string()])
-                .args(["--batch-wait-ms", "50"])
+                // A batch of one leaves at once: no wait to give.
+                .args(if size > 1 {
+                    &["--batch-wait-ms", "50"][..]
+                } else {
+                    &[][..]
+                })
                 .args(["--out".as_ref(), log.as_os_str()])
                 .stdout(Stdio::null()),
             limit,

@@ -35,7 +35,8 @@ pub struct ValidateArgs {
     #[arg(long, default_value = "results/whatif-validate", value_name = "DIR")]
     out: PathBuf,
     /// Logical requests of every Before and After (1 to 100000).
-    #[arg(long, default_value_t = 400, value_name = "N")]
+    #[arg(long, default_value_t = 400, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<u32> { what: "--requests", min: 1, max: 100_000 }.parse(t))]
     requests: u32,
     /// Run only the scenarios whose name contains this.
     #[arg(long, value_name = "TEXT")]

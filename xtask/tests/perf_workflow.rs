@@ -295,11 +295,11 @@ fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
         (&["perf", "--api", "grpc"], "allowed: simulator, template"),
         (
             &["perf", "--repeat", "0"],
-            "--repeat must be between 1 and 20",
+            "0 is out of range; --repeat must be 1..=20",
         ),
         (
             &["perf", "--sla-p95-ms", "-5"],
-            "--sla-p95-ms must be a positive number",
+            "-5 is out of range; --sla-p95-ms must be more than 0",
         ),
         (
             &[

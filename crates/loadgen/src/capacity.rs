@@ -34,7 +34,7 @@ use stats::QuantileMethod;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::config::{Arrival, LoadConfig, OpenLoop};
+use crate::config::{Arrival, LoadConfig, OpenLoop, Warmup};
 use crate::limits::{self, Bound, DurationBound};
 use crate::LoadError;
 
@@ -126,8 +126,9 @@ pub struct CapacityOptions {
     pub slos: Vec<Slo>,
     /// Counted part of each step.
     pub step_duration: Duration,
-    /// Uncounted start of each step, at the step's rate.
-    pub warmup: Duration,
+    /// Uncounted start of each step, at the step's rate: a duration, or a
+    /// request count that takes count / rate at each step's rate.
+    pub warmup: Warmup,
     /// First rate tried, requests/s.
     pub start_rate_rps: f64,
     /// Highest rate tried, requests/s (`None`: [`limits::MAX_RATE_RPS`]).
@@ -148,7 +149,7 @@ impl Default for CapacityOptions {
         Self {
             slos: vec![Slo::e2e_quantile(0.95, 800.0)],
             step_duration: Duration::from_secs(20),
-            warmup: Duration::from_secs(5),
+            warmup: Warmup::For(Duration::from_secs(5)),
             start_rate_rps: 1.0,
             max_rate_rps: None,
             precision: 0.05,
@@ -170,11 +171,12 @@ impl CapacityOptions {
         STEP_DURATION
             .check(self.step_duration)
             .map_err(CapacityError::Invalid)?;
-        if self.warmup > MAX_WARMUP {
-            return invalid(format!(
-                "--warmup {:?} is out of range; the warm-up must be 0 or more and at most 10m",
-                self.warmup
-            ));
+        if let Warmup::For(d) = self.warmup {
+            if d > MAX_WARMUP {
+                return invalid(format!(
+                    "--warmup {d:?} is out of range; the warm-up must be 0 or more and at most 10m"
+                ));
+            }
         }
         TIME_LIMIT
             .check(self.time_limit)
@@ -202,11 +204,14 @@ impl CapacityOptions {
         REPEATS
             .check(self.repeats)
             .map_err(CapacityError::Invalid)?;
-        let step = self.warmup + self.step_duration;
+        // The first step is the longest: a warm-up by count lasts longest
+        // at the lowest rate.
+        let warmup = self.warmup.duration_at(self.start_rate_rps);
+        let step = warmup + self.step_duration;
         if step > self.time_limit {
             return invalid(format!(
-                "--time-limit {:?} is shorter than one step (--warmup {:?} + --step-duration {:?}); give at least {:?}",
-                self.time_limit, self.warmup, self.step_duration, step
+                "--time-limit {:?} is shorter than one step (--warmup {warmup:?} + --step-duration {:?}); give at least {:?}",
+                self.time_limit, self.step_duration, step
             ));
         }
         let per_step = self.start_rate_rps * self.step_duration.as_secs_f64();
@@ -364,8 +369,13 @@ pub struct CapacityReport {
     pub curve: Vec<StepRecord>,
     /// Counted part of each step, s.
     pub step_duration_s: f64,
-    /// Uncounted start of each step, s.
+    /// Uncounted start of each step, s (of the first step, when the
+    /// warm-up is a request count: later steps, at higher rates, warm up
+    /// for less time).
     pub warmup_s: f64,
+    /// The warm-up as a request count per step, when given so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_requests: Option<u64>,
     /// Bisection's stopping gap.
     pub precision: f64,
     /// Confirming steps asked for.
@@ -673,7 +683,8 @@ enum Tried {
 impl<R: StepRunner> Search<'_, R> {
     async fn step(&mut self, phase: Phase, offered_rps: f64) -> Result<Tried, CapacityError> {
         let options = self.options;
-        let length = options.warmup + options.step_duration;
+        let warmup = options.warmup.duration_at(offered_rps);
+        let length = warmup + options.step_duration;
         if self.started.elapsed() + length > options.time_limit {
             return Ok(Tried::OutOfTime);
         }
@@ -682,7 +693,7 @@ impl<R: StepRunner> Search<'_, R> {
             index,
             phase,
             offered_rps,
-            warmup: options.warmup,
+            warmup,
             duration: options.step_duration,
             seed: options.seed.wrapping_add(u64::from(index)),
         };
@@ -762,7 +773,14 @@ impl<R: StepRunner> Search<'_, R> {
             goodput_rps: (answer_rps.is_some() && window_s > 0.0).then(|| good as f64 / window_s),
             curve: self.steps.into_iter().map(|s| s.record).collect(),
             step_duration_s: options.step_duration.as_secs_f64(),
-            warmup_s: options.warmup.as_secs_f64(),
+            warmup_s: options
+                .warmup
+                .duration_at(options.start_rate_rps)
+                .as_secs_f64(),
+            warmup_requests: match options.warmup {
+                Warmup::Requests(n) => Some(n),
+                Warmup::For(_) => None,
+            },
             precision: options.precision,
             repeats: options.repeats,
             elapsed_s: self.started.elapsed().as_secs_f64(),
@@ -929,7 +947,7 @@ impl LoadgenRunner {
             // own rate and told apart by intended start when judged.
             requests: None,
             duration: Some(plan.warmup + plan.duration),
-            warmup: 0,
+            warmup: Warmup::NONE,
             log_path: Some(log_path),
             progress: false,
             ..self.base.clone()

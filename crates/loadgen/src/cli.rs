@@ -18,10 +18,11 @@ use crate::api::ApiChoice;
 use crate::capacity::{self, CapacityOptions};
 use crate::config::{
     parse_header, Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource,
-    Profile, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED,
+    Profile, Warmup, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED,
 };
 use crate::distributed::{self, OutDir, ShardArg};
 use crate::limits;
+use crate::outputs::{self, Output};
 use crate::tls::TlsOptions;
 use model::kserve::Datatype;
 
@@ -73,12 +74,11 @@ pub struct TargetArgs {
 
     /// Request format: `simulator` (the simulator's {"model","input"} wire
     /// format; outputs verified), `template` (any JSON body from
-    /// --body-template; outputs not verified, digests logged) or
-    /// `kserve-v2` (NVIDIA Triton's protocol for --model; BYTES outputs
-    /// verified, --no-verify for your own models), `openai-chat` or
-    /// `openai-completions` (an OpenAI-compatible LLM server, streamed:
-    /// TTFT, inter-token latency, tokens; outputs verified against the
-    /// simulator's answers, --no-verify for a real model).
+    /// --body-template), `kserve-v2` (NVIDIA Triton's protocol for
+    /// --model), `openai-chat` or `openai-completions` (an
+    /// OpenAI-compatible LLM server, streamed: TTFT, inter-token latency,
+    /// tokens). Only `simulator` verifies outputs by default; the others
+    /// log output digests (see --verify).
     #[arg(long, value_enum, default_value_t = ApiArg::Simulator)]
     pub api: ApiArg,
 
@@ -88,7 +88,7 @@ pub struct TargetArgs {
     pub no_stream: bool,
 
     /// --api openai-*: `max_tokens` of every request.
-    #[arg(long, value_parser = parse_max_tokens)]
+    #[arg(long, value_parser = parse_max_tokens, allow_negative_numbers = true)]
     pub max_tokens: Option<u32>,
 
     /// --api openai-*: JSON object merged into every body last, e.g.
@@ -120,8 +120,8 @@ pub struct TargetArgs {
 
     /// --api kserve-v2: the shape of one item, without the batch dimension,
     /// e.g. 1 or 3,224,224 [default: the model's, variable dimensions 1].
-    #[arg(long, value_name = "DIMS", value_parser = parse_shape)]
-    pub input_shape: Option<Vec<u64>>,
+    #[arg(long, value_name = "DIMS", value_parser = parse_shape, allow_negative_numbers = true)]
+    pub input_shape: Option<ItemShape>,
 
     /// --api kserve-v2: the output to read [default: the model's first].
     #[arg(long, value_name = "NAME")]
@@ -172,17 +172,26 @@ pub struct TargetArgs {
     pub http2: bool,
 
     /// Logical requests per HTTP request (1 = no batching) [default: 1; optimized: 10].
-    #[arg(long, value_parser = parse_batch_size)]
+    #[arg(long, value_parser = parse_batch_size, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
 
-    /// Longest wait of the oldest queued request for its batch to fill, ms
-    /// [default: 0; optimized: 5].
-    #[arg(long, value_parser = parse_batch_wait_ms)]
+    /// Longest wait of the oldest queued request for its batch to fill, ms;
+    /// needs a batch size of 2 or more [default: 0; optimized: 5].
+    #[arg(long, value_parser = parse_batch_wait_ms, allow_negative_numbers = true)]
     pub batch_wait_ms: Option<u64>,
 
-    /// Do not compare outputs with the simulator's expected outputs (for
-    /// real endpoints speaking its format); rows still carry output digests.
-    /// Other APIs never verify.
+    /// Check every output against the simulator's expected output, with an
+    /// API other than `simulator`: only for a server known to give the
+    /// simulator's answers (stub-server's OpenAI and KServe routes, the
+    /// workflow's Triton model). A real model gives its own answers, which
+    /// would all fail; without this flag those APIs log output digests.
+    #[arg(long, conflicts_with = "no_verify")]
+    pub verify: bool,
+
+    /// --api simulator: do not compare outputs with the simulator's
+    /// expected outputs (a real endpoint speaking its format); rows still
+    /// carry output digests. The other APIs do not verify unless --verify
+    /// is given.
     #[arg(long)]
     pub no_verify: bool,
 
@@ -212,12 +221,12 @@ pub struct TargetArgs {
 /// What a run sends and writes: its load shape and outputs.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Closed-loop workers [default: 20].
-    #[arg(short = 'c', long, value_parser = parse_concurrency)]
+    /// Closed-loop workers (with --rate: the warm-up's workers) [default: 20].
+    #[arg(short = 'c', long, value_parser = parse_concurrency, allow_negative_numbers = true)]
     pub concurrency: Option<usize>,
 
     /// Logical requests to send [default: 400 unless -z is given].
-    #[arg(short = 'n', long, value_parser = parse_requests)]
+    #[arg(short = 'n', long, value_parser = parse_requests, allow_negative_numbers = true)]
     pub requests: Option<u64>,
 
     /// Send for this long (500ms, 5s, 2m; at most 1h).
@@ -233,12 +242,12 @@ pub struct RunArgs {
     pub arrival: ArrivalArg,
 
     /// Seed of the Poisson arrival process.
-    #[arg(long, default_value_t = DEFAULT_SEED, requires = "rate")]
+    #[arg(long, default_value_t = DEFAULT_SEED, value_parser = parse_seed, allow_negative_numbers = true, requires = "rate")]
     pub seed: u64,
 
     /// Open loop: most requests in flight; sends beyond it are dropped and
     /// logged as failed rows with error `dropped`.
-    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, requires = "rate")]
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, allow_negative_numbers = true, requires = "rate")]
     pub max_in_flight: usize,
 
     /// Per-request CSV log (streamed); none without this flag.
@@ -262,14 +271,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
-    /// Requests sent before the measured run and not logged.
-    #[arg(long, default_value_t = 0, value_parser = parse_warmup)]
-    pub warmup: u64,
+    /// Sent before the measured run (closed loop, -c workers) and left out
+    /// of it: a request count (50) or a duration (5s, at most 10m).
+    #[arg(long, value_name = "N|DURATION", value_parser = parse_warmup, allow_negative_numbers = true)]
+    pub warmup: Option<Warmup>,
 
     /// Client threads, each with its own runtime and connections (closed
     /// loop over HTTP/1.1 without batching; elsewhere one shared runtime)
     /// [default: one per CPU this process may use, at most -c].
-    #[arg(long, value_parser = parse_threads)]
+    #[arg(long, value_parser = parse_threads, allow_negative_numbers = true)]
     pub threads: Option<usize>,
 
     /// After a request completes, keep polling the sockets this long (us)
@@ -277,9 +287,9 @@ pub struct RunArgs {
     /// client for every response (50 is a good value). Only for a client
     /// pinned to CPUs of its own: it spins while it waits, and a server
     /// sharing those CPUs sees its tail latency grow. Applies where
-    /// --threads does.
-    #[arg(long, default_value_t = crate::config::DEFAULT_BUSY_POLL_US, value_parser = parse_busy_poll_us)]
-    pub busy_poll_us: u64,
+    /// --threads does [default: 0].
+    #[arg(long, value_parser = parse_busy_poll_us, allow_negative_numbers = true)]
+    pub busy_poll_us: Option<u64>,
 
     /// Run one part of a load split across generators: INDEX/COUNT (0/4),
     /// or COUNT with INDEX from JOB_COMPLETION_INDEX (set by a Kubernetes
@@ -346,10 +356,11 @@ pub struct CapacityArgs {
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_step_duration)]
     pub step_duration: Duration,
 
-    /// Start of each step at the step's rate whose requests are not counted
-    /// (0s to 10m).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_capacity_warmup)]
-    pub warmup: Duration,
+    /// Start of each step at the step's rate whose requests are not
+    /// counted: a duration (0s to 10m) or a request count (at the step's
+    /// rate).
+    #[arg(long, value_name = "DURATION|N", default_value = "5s", value_parser = parse_warmup, allow_negative_numbers = true)]
+    pub warmup: Warmup,
 
     /// First rate tried, requests/s; the search doubles it until a step
     /// fails.
@@ -361,12 +372,12 @@ pub struct CapacityArgs {
     pub max_rate: Option<f64>,
 
     /// Bisection stops when (hi - lo) / lo is at most this (0.001 to 0.5).
-    #[arg(long, default_value_t = 0.05, value_parser = parse_precision)]
+    #[arg(long, default_value_t = 0.05, value_parser = parse_precision, allow_negative_numbers = true)]
     pub precision: f64,
 
     /// Steps at the answer that must all be sustainable (1 to 20); a failed
     /// one lowers the answer by the precision.
-    #[arg(long, default_value_t = 3, value_parser = parse_repeats)]
+    #[arg(long, default_value_t = 3, value_parser = parse_repeats, allow_negative_numbers = true)]
     pub repeats: u32,
 
     /// Bound on the whole search (at most 24h); a step that would end past
@@ -380,12 +391,12 @@ pub struct CapacityArgs {
 
     /// Seed of the arrivals (step i uses seed + i) and of the bootstrap
     /// interval.
-    #[arg(long, default_value_t = DEFAULT_SEED)]
+    #[arg(long, default_value_t = DEFAULT_SEED, value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: u64,
 
     /// Most requests in flight; sends beyond it are dropped, failed rows
     /// that make the step unsustainable.
-    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight)]
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, allow_negative_numbers = true)]
     pub max_in_flight: usize,
 
     #[arg(short = 'n', long = "requests", hide = true, num_args = 0..=1, default_missing_value = "")]
@@ -510,6 +521,28 @@ impl Cli {
     /// The configuration these options describe (a run; `capacity` has
     /// [`CapacityArgs::into_plan`]).
     pub fn into_config(self) -> Result<LoadConfig, ConfigError> {
+        let mut outputs = Vec::new();
+        if let Some(dir) = &self.run.out_dir {
+            outputs.push(Output {
+                flag: "--out-dir",
+                path: dir,
+                is_dir: true,
+            });
+        }
+        for (flag, path) in [
+            ("-o/--out", &self.run.out),
+            ("--json", &self.run.json),
+            ("--server-stats", &self.run.server_stats),
+        ] {
+            if let Some(path) = path {
+                outputs.push(Output {
+                    flag,
+                    path,
+                    is_dir: false,
+                });
+            }
+        }
+        outputs::check(&outputs).map_err(ConfigError::Invalid)?;
         let mut config = self.target.into_base_config()?;
         self.run.apply(&mut config)?;
         config.validate()?;
@@ -567,7 +600,7 @@ impl TargetArgs {
                     DatatypeArg::Fp32 => Datatype::Fp32,
                     DatatypeArg::Int64 => Datatype::Int64,
                 }),
-                input_shape: self.input_shape,
+                input_shape: self.input_shape.map(|shape| shape.0),
                 output_name: self.output_name,
             }),
             (
@@ -615,7 +648,22 @@ impl TargetArgs {
         if let Some(w) = self.batch_wait_ms {
             config.batch_wait_ms = w;
         }
-        config.verify = !self.no_verify;
+        config.verify = match (self.verify, self.no_verify) {
+            (true, _) => Some(true),
+            (false, true) if self.api != ApiArg::Simulator => {
+                return Err(ConfigError::Invalid(format!(
+                    "--no-verify applies to --api simulator; --api {} checks outputs only with --verify, so there is nothing to turn off",
+                    config.api.name()
+                )))
+            }
+            (false, true) => Some(false),
+            (false, false) => None,
+        };
+        if self.batch_wait_ms.is_some() && config.batch_size == 1 {
+            return Err(ConfigError::Invalid(
+                "--batch-wait-ms is how long a client batch waits to fill; with a batch size of 1 every request leaves at once: give --batch-size 2 or more, or drop --batch-wait-ms".into(),
+            ));
+        }
         config.headers = self.headers;
         if let Some(path) = self.payloads {
             config.payloads = PayloadSource::File(path);
@@ -639,6 +687,11 @@ impl RunArgs {
 
     /// Sets the load shape and outputs of a run on `config`.
     pub fn apply(self, config: &mut LoadConfig) -> Result<(), ConfigError> {
+        if self.rate.is_some() && self.concurrency.is_some() && self.warmup.is_none() {
+            return Err(ConfigError::Invalid(
+                "-c/--concurrency sets the closed loop's workers; with --rate the schedule sets the load (bound the requests in flight with --max-in-flight), and -c only sizes a --warmup: drop -c or give --warmup".into(),
+            ));
+        }
         if let Some(c) = self.concurrency {
             config.concurrency = c;
         }
@@ -682,9 +735,18 @@ impl RunArgs {
         }
         config.server_stats_path = self.server_stats;
         config.server_metrics_url = self.server_metrics_url;
-        config.warmup = self.warmup;
+        config.warmup = self.warmup.unwrap_or(Warmup::NONE);
+        if (self.threads.is_some() || self.busy_poll_us.is_some()) && !config.runs_client_threads()
+        {
+            return Err(ConfigError::Invalid(
+                "--threads and --busy-poll-us apply to the closed loop over HTTP/1.1 without client batching, which runs on client threads; with --rate, --http2 or --batch-size above 1 one shared runtime sends every request".into(),
+            ));
+        }
         config.threads = self.threads;
-        config.busy_poll = Duration::from_micros(self.busy_poll_us);
+        config.busy_poll = Duration::from_micros(
+            self.busy_poll_us
+                .unwrap_or(crate::config::DEFAULT_BUSY_POLL_US),
+        );
         Ok(())
     }
 }
@@ -726,6 +788,12 @@ impl CapacityArgs {
         if let Some((_, why)) = refusals.iter().find(|(given, _)| *given) {
             return Err(ConfigError::Invalid((*why).to_owned()));
         }
+        outputs::check(&[Output {
+            flag: "--json",
+            path: &self.json,
+            is_dir: false,
+        }])
+        .map_err(ConfigError::Invalid)?;
         let quiet = self.target.quiet;
         let arrival = match self.arrival {
             ArrivalArg::Constant => Arrival::Constant,
@@ -747,14 +815,15 @@ impl CapacityArgs {
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut config = self.target.into_base_config()?;
         config.requests = None;
-        config.duration = Some(options.warmup + options.step_duration);
+        config.duration =
+            Some(options.warmup.duration_at(options.start_rate_rps) + options.step_duration);
         config.open_loop = Some(OpenLoop {
             rate_rps: options.start_rate_rps,
             arrival,
             seed: options.seed,
             max_in_flight: self.max_in_flight,
         });
-        config.warmup = 0;
+        config.warmup = Warmup::NONE;
         // Checked as the first step will run, so a bad URL or template is
         // an error before the search, not a failed first step.
         config.validate()?;
@@ -793,8 +862,12 @@ fn parse_batch_wait_ms(text: &str) -> Result<u64, String> {
     limits::BATCH_WAIT_MS.parse(text)
 }
 
-fn parse_warmup(text: &str) -> Result<u64, String> {
-    limits::WARMUP.parse(text)
+fn parse_warmup(text: &str) -> Result<Warmup, String> {
+    Warmup::parse(text)
+}
+
+fn parse_seed(text: &str) -> Result<u64, String> {
+    limits::SEED.parse(text)
 }
 
 fn parse_threads(text: &str) -> Result<usize, String> {
@@ -829,17 +902,6 @@ fn parse_time_limit(text: &str) -> Result<Duration, String> {
     capacity::TIME_LIMIT.parse(text)
 }
 
-/// A warm-up may be `0s`: then every request of a step counts.
-fn parse_capacity_warmup(text: &str) -> Result<Duration, String> {
-    let warmup = limits::parse_duration(text)?;
-    if warmup > capacity::MAX_WARMUP {
-        return Err(format!(
-            "{text:?} is out of range; the warm-up must be 0s or more and at most 10m"
-        ));
-    }
-    Ok(warmup)
-}
-
 fn parse_precision(text: &str) -> Result<f64, String> {
     let allowed = format!(
         "the relative gap (hi - lo) / lo at which bisection stops, from {} to {} (e.g. 0.05)",
@@ -861,8 +923,14 @@ fn parse_repeats(text: &str) -> Result<u32, String> {
     capacity::REPEATS.parse(text)
 }
 
+/// `--input-shape`: the dimensions of one item. A type of its own because
+/// clap reads a `Vec` field as a repeatable flag of single values, and a
+/// parser that returns the whole `Vec` then fails when the value is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemShape(pub Vec<u64>);
+
 /// `1`, `3,224,224`: positive whole dimensions separated by commas.
-fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
+fn parse_shape(text: &str) -> Result<ItemShape, String> {
     text.split(',')
         .map(|d| match d.trim().parse::<u64>() {
             Ok(n) if (1..=1 << 20).contains(&n) => Ok(n),
@@ -870,7 +938,8 @@ fn parse_shape(text: &str) -> Result<Vec<u64>, String> {
                 "{text:?} is not a shape; give whole dimensions from 1 to 1048576 separated by commas, e.g. 1 or 3,224,224"
             )),
         })
-        .collect()
+        .collect::<Result<Vec<u64>, String>>()
+        .map(ItemShape)
 }
 
 fn parse_shard(text: &str) -> Result<ShardArg, String> {
@@ -950,7 +1019,12 @@ mod tests {
         let o = &plan.options;
         assert_eq!(
             (o.step_duration, o.warmup, o.start_rate_rps, o.max_rate_rps),
-            (Duration::from_secs(20), Duration::from_secs(5), 1.0, None)
+            (
+                Duration::from_secs(20),
+                Warmup::For(Duration::from_secs(5)),
+                1.0,
+                None
+            )
         );
         assert_eq!(
             (o.precision, o.repeats, o.time_limit),
@@ -981,7 +1055,7 @@ mod tests {
         assert_eq!(plan.options.slos.len(), 2);
         assert_eq!(
             (plan.options.warmup, plan.arrival),
-            (Duration::ZERO, Arrival::Poisson)
+            (Warmup::For(Duration::ZERO), Arrival::Poisson)
         );
         // A run's command line is unchanged, and its flags stay its own.
         assert!(parse(&["--rate", "5", "-z", "2s", "--warmup", "10"]).is_ok());
@@ -993,6 +1067,12 @@ mod tests {
 
     #[test]
     fn shard_start_and_out_dir_flags() {
+        // A minute ahead, with a fraction: within the allowed window.
+        let ahead_s = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
         let c = parse(&[
             "--rate",
             "200",
@@ -1001,14 +1081,13 @@ mod tests {
             "--shard",
             "1/4",
             "--start-at",
-            "1764669600.25",
+            &format!("{ahead_s}.25"),
         ]);
-        // A fixed time in the past is fine: only 24 h ahead is refused.
         let c = c.unwrap();
         assert_eq!(c.shard, Some(Shard { index: 1, count: 4 }));
         assert_eq!(
             c.start_at.map(crate::distributed::unix_ms),
-            Some(1_764_669_600_250.0)
+            Some(ahead_s as f64 * 1000.0 + 250.0)
         );
         // Totals stay totals; the shard's part is derived.
         assert_eq!((c.requests, c.own_requests()), (Some(200), Some(50)));
@@ -1060,12 +1139,14 @@ mod tests {
                 &["--start-at", "2999-01-01T00:00:00Z"][..],
                 "at most 24 h ahead",
             ),
+            (&["--start-at", "1764669600.25"][..], "s in the past"),
         ] {
             let e = parse(args).unwrap_err();
             assert!(e.contains(needle), "{args:?}: {e}");
         }
-        // An open loop needs no workers per shard: -c 2 over 4 shards is fine.
-        assert!(parse(&["--rate", "5", "-c", "2", "--shard", "1/4"]).is_ok());
+        // An open loop needs no workers per shard: a warm-up's -c 2 over 4
+        // shards is fine.
+        assert!(parse(&["--rate", "5", "-c", "2", "--warmup", "4", "--shard", "1/4"]).is_ok());
     }
 
     #[test]

@@ -107,6 +107,75 @@ impl Profile {
     }
 }
 
+/// What is sent before the measured load and left out of it: a number of
+/// requests (`--warmup 50`) or a length of time (`--warmup 5s`). A run and
+/// `loadgen capacity` take the same two forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Warmup {
+    /// This many requests (0: no warm-up).
+    Requests(u64),
+    /// Requests for this long.
+    For(Duration),
+}
+
+impl Warmup {
+    /// No warm-up.
+    pub const NONE: Self = Self::Requests(0);
+
+    /// Whether nothing is sent before the load.
+    pub fn is_none(self) -> bool {
+        match self {
+            Self::Requests(n) => n == 0,
+            Self::For(d) => d.is_zero(),
+        }
+    }
+
+    /// `50` (requests) or `5s`, `500ms`, `2m` (a duration, at most 10m).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.starts_with('-') {
+            return Err(format!(
+                "{text:?} is out of range; the warm-up is a request count (0..={}) or a duration (0s to 10m)",
+                limits::WARMUP.max
+            ));
+        }
+        if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+            return limits::WARMUP.parse(trimmed).map(Self::Requests);
+        }
+        let d = limits::parse_duration(trimmed).map_err(|e| {
+            format!("{e}; the warm-up is a request count (e.g. 50) or a duration (e.g. 5s)")
+        })?;
+        if d > limits::WARMUP_DURATION {
+            return Err(format!(
+                "{text:?} is out of range; a warm-up duration must be at most 10m"
+            ));
+        }
+        Ok(Self::For(d))
+    }
+
+    /// How long the warm-up lasts at `rate_rps` (a count of requests at
+    /// that rate takes count / rate).
+    pub fn duration_at(self, rate_rps: f64) -> Duration {
+        match self {
+            Self::For(d) => d,
+            Self::Requests(0) => Duration::ZERO,
+            Self::Requests(n) => {
+                let seconds = n as f64 / rate_rps.max(f64::MIN_POSITIVE);
+                Duration::from_secs_f64(seconds.min(limits::WARMUP_DURATION.as_secs_f64()))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Warmup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Requests(n) => write!(f, "{n} requests"),
+            Self::For(d) => write!(f, "{:.3} s", d.as_secs_f64()),
+        }
+    }
+}
+
 /// Open-loop settings: sends follow a schedule, not the responses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenLoop {
@@ -164,15 +233,20 @@ pub struct LoadConfig {
     pub batch_size: usize,
     /// How long the oldest queued logical request waits for a batch to fill.
     pub batch_wait_ms: u64,
-    /// Compare every output with its expected output, where the API knows
-    /// them (only `simulator`; see [`crate::api::Api::can_verify`]).
-    pub verify: bool,
+    /// Compare every output with the simulator's expected output: `None`
+    /// leaves it to the API (on for `simulator`, whose answers are known;
+    /// off elsewhere, where a real model gives its own answers and only
+    /// digests are kept); `Some(true)` asks for it where the API can check
+    /// (a server known to give the simulator's answers, such as
+    /// stub-server); `Some(false)` turns it off.
+    pub verify: Option<bool>,
     /// Model name sent when the payload does not name one.
     pub model: String,
     /// Limit on one HTTP request: connect, send and read the whole body.
     pub timeout: Duration,
-    /// Requests sent (closed loop) before the measured run, not logged.
-    pub warmup: u64,
+    /// Sent (closed loop, `concurrency` workers) before the measured run,
+    /// not logged.
+    pub warmup: Warmup,
     /// Extra request headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Request inputs.
@@ -224,10 +298,10 @@ impl Default for LoadConfig {
             http2: false,
             batch_size: 1,
             batch_wait_ms: 0,
-            verify: true,
+            verify: None,
             model: model::DEFAULT_MODEL.to_owned(),
             timeout: Duration::from_secs(model::BASELINE_TIMEOUT_S),
-            warmup: 0,
+            warmup: Warmup::NONE,
             headers: Vec::new(),
             payloads: PayloadSource::Baseline,
             threads: None,
@@ -289,7 +363,17 @@ impl LoadConfig {
             .check(self.batch_wait_ms)
             .map_err(invalid)?;
         limits::TIMEOUT.check(self.timeout).map_err(invalid)?;
-        limits::WARMUP.check(self.warmup).map_err(invalid)?;
+        match self.warmup {
+            Warmup::Requests(n) => {
+                limits::WARMUP.check(n).map_err(invalid)?;
+            }
+            Warmup::For(d) if d > limits::WARMUP_DURATION => {
+                return Err(ConfigError::Invalid(format!(
+                    "a warm-up of {d:?} is out of range; a warm-up duration must be at most 10m"
+                )))
+            }
+            Warmup::For(_) => {}
+        }
         if let Some(threads) = self.threads {
             limits::THREADS.check(threads).map_err(invalid)?;
         }
@@ -316,6 +400,15 @@ impl LoadConfig {
 }
 
 impl LoadConfig {
+    /// Whether the load runs on client threads of their own (`threads`,
+    /// `busy_poll`): the closed loop over HTTP/1.1 without client batching.
+    /// An HTTP/2 connection or the micro-batcher is one task all requests
+    /// share, and the open loop's single scheduler hands out every send,
+    /// so those run on the caller's runtime.
+    pub fn runs_client_threads(&self) -> bool {
+        self.open_loop.is_none() && !self.http2 && self.batch_size == 1
+    }
+
     /// The workers this generator runs: `concurrency`, or this shard's part
     /// of it (at least one, which an open loop's warm-up may need).
     pub fn workers(&self) -> usize {

@@ -33,6 +33,8 @@ pub const MAX_SHARDS: u32 = 1024;
 /// How far ahead `--start-at` may be: a start further off is a wrong date
 /// or time zone far more often than a plan.
 pub const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
+/// How far in the past `--start-at` may be when the run is checked.
+pub const MAX_START_BEHIND: Duration = Duration::from_secs(1);
 /// A shard starting later than this after `--start-at` says so on stderr.
 pub const LATE_START_WARNING_MS: f64 = 10.0;
 
@@ -322,14 +324,24 @@ pub fn unix_ms(at: SystemTime) -> f64 {
     }
 }
 
-/// `start_at` if it is at most [`MAX_START_AHEAD`] after `now`.
+/// `start_at` if it is at most [`MAX_START_AHEAD`] after `now` and at most
+/// [`MAX_START_BEHIND`] before it.
 pub fn check_start_at(start_at: SystemTime, now: SystemTime) -> Result<SystemTime, String> {
     match start_at.duration_since(now) {
         Ok(ahead) if ahead > MAX_START_AHEAD => Err(format!(
             "--start-at is {:.1} h ahead; it may be at most 24 h ahead (a wrong date or time zone?)",
             ahead.as_secs_f64() / 3600.0
         )),
-        _ => Ok(start_at),
+        Ok(_) => Ok(start_at),
+        // A start in the past would make every request overdue at once
+        // (the open loop sends them together; every latency counts from
+        // the past). A second of slack lets shards started together by a
+        // scheduler take a moment to come up.
+        Err(e) if e.duration() > MAX_START_BEHIND => Err(format!(
+            "--start-at is {:.3} s in the past; give a time from now to 24 h ahead (the same for every shard, e.g. a minute from now)",
+            e.duration().as_secs_f64()
+        )),
+        Err(_) => Ok(start_at),
     }
 }
 
@@ -547,11 +559,17 @@ mod tests {
     }
 
     #[test]
-    fn a_start_more_than_a_day_ahead_is_refused() {
+    fn a_start_more_than_a_day_ahead_or_a_second_behind_is_refused() {
         let now = UNIX_EPOCH + Duration::from_secs(1_764_669_600);
         let day = Duration::from_secs(24 * 3600);
         assert!(check_start_at(now + day, now).is_ok());
-        assert!(check_start_at(now - day * 3, now).is_ok());
+        assert!(check_start_at(now - Duration::from_millis(900), now).is_ok());
+        assert!(check_start_at(now - day * 3, now)
+            .unwrap_err()
+            .contains("--start-at is 259200.000 s in the past; give a time from now"));
+        assert!(check_start_at(now - Duration::from_millis(1500), now)
+            .unwrap_err()
+            .contains("1.500 s in the past"));
         assert!(check_start_at(now + day + Duration::from_secs(60), now)
             .unwrap_err()
             .contains("--start-at is 24.0 h ahead; it may be at most 24 h ahead"));

@@ -276,6 +276,7 @@ impl Engine {
             queue_ms: facts.queue_ms,
             service_ms: facts.service_ms,
             output_digest: verdict.output_digest,
+            verified: verdict.verified,
             llm,
             ..self.base_row(item, batch, response.finished_at)
         }

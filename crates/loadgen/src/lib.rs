@@ -80,6 +80,7 @@ pub mod distributed;
 pub mod engine;
 pub mod http1;
 pub mod limits;
+pub mod outputs;
 pub mod payloads;
 pub mod progress;
 pub mod schedule;
@@ -103,7 +104,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use api::ApiChoice;
 pub use config::{
-    Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource, Profile,
+    Arrival, ConfigError, ConnectionMode, LoadConfig, OpenLoop, PayloadSource, Profile, Warmup,
 };
 pub use distributed::{OutDir, Shard};
 pub use summary::{Plan, RunSummary, ShardSummary};
@@ -204,6 +205,14 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         probe: &probe,
     };
     let api = api::build(&config.api, context).await?;
+    if config.verify == Some(true) && !api.can_verify() {
+        return Err(ConfigError::Invalid(format!(
+            "--verify: --api {} cannot check outputs here ({}); drop --verify, output digests are logged either way",
+            api.name(),
+            api.why_unverifiable()
+        ))
+        .into());
+    }
     let target = match api.request_path() {
         Some(path) => target.with_path(path).map_err(ConfigError::from)?,
         None => target,
@@ -283,9 +292,15 @@ impl Prepared {
         }
     }
 
-    /// Whether outputs are verified: asked for, and the API knows them.
+    /// Whether outputs are verified: by default only where the endpoint is
+    /// known to give the simulator's answers (`--api simulator`); with
+    /// `--verify` wherever the API can check them.
     pub fn verifies(&self) -> bool {
-        self.config.verify && self.api.can_verify()
+        self.api.can_verify()
+            && self
+                .config
+                .verify
+                .unwrap_or_else(|| self.api.verifies_by_default())
     }
 
     /// What the run will do, a line each, for the start of its output:
@@ -300,15 +315,23 @@ impl Prepared {
         if let Some(tls) = &self.tls {
             lines.push(format!("TLS: server certificate {}", tls.verification));
         }
-        let checks = if self.verifies() {
-            "outputs verified against the expected outputs".to_owned()
-        } else if !self.api.can_verify() {
-            format!(
-                "outputs NOT verified: --api {} knows no expected outputs; output digests are logged",
-                self.api.name()
-            )
-        } else {
-            "outputs NOT verified (--no-verify); output digests are logged".to_owned()
+        let checks = match (self.verifies(), self.config.verify) {
+            (true, Some(true)) => {
+                "outputs verified against the simulator's expected outputs (--verify)".to_owned()
+            }
+            (true, _) => {
+                "outputs verified against the simulator's expected outputs (--no-verify for an endpoint with other answers)".to_owned()
+            }
+            (false, Some(false)) => {
+                "outputs not verified (--no-verify); output digests are logged".to_owned()
+            }
+            (false, _) if self.api.can_verify() => {
+                "outputs not verified: a real model gives its own answers; output digests are logged (--verify checks them against the simulator's, for servers that give those)".to_owned()
+            }
+            (false, _) => format!(
+                "outputs not verified ({}); output digests are logged",
+                self.api.why_unverifiable()
+            ),
         };
         lines.push(format!("api: {}; {checks}", self.api.name()));
         lines
@@ -440,7 +463,7 @@ async fn run_engine(
     };
 
     let load = async {
-        if config.warmup > 0 {
+        if !config.warmup.is_none() {
             let warmup = Arc::new(Issuer {
                 engine: engine.clone(),
                 batcher: batcher.clone(),
@@ -449,11 +472,15 @@ async fn run_engine(
                 phase: phase_rx.clone(),
             });
             // Each shard warms its own connections, with its own ids.
+            let (requests, deadline) = match config.warmup {
+                config::Warmup::Requests(n) => (Some(n), None),
+                config::Warmup::For(d) => (None, Some(Instant::now() + d)),
+            };
             let plan = ClosedLoop {
                 concurrency: config.workers(),
                 ids: distributed::Shard::WHOLE,
-                requests: Some(config.warmup),
-                deadline: None,
+                requests,
+                deadline,
             };
             schedule::closed_loop(warmup, plan, shards.as_ref(), config.busy_poll).await;
             engine.reset_counters();
@@ -589,7 +616,7 @@ async fn run_engine(
 /// so those (and the open loop, whose single scheduler hands out every
 /// send) stay on the caller's runtime.
 fn shard_count(config: &LoadConfig) -> Option<usize> {
-    let shardable = config.open_loop.is_none() && !config.http2 && config.batch_size == 1;
+    let shardable = config.runs_client_threads();
     let threads = config.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -672,7 +699,8 @@ fn build_summary(
         busy_poll_us: 0,
         http_requests: engine.http_requests(),
         server_batch_size_mean: engine.server_batch_size_mean(),
-        verified: config.verify,
+        verified: false,
+        verified_rows: stats.verified,
         target_rate_rps: target_rate,
         achieved_rate_rps: open_stats.map(|o| o.achieved_rate_rps),
         late_sends: open_stats.map(|o| o.late_sends),

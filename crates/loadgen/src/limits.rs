@@ -3,88 +3,9 @@
 //! and the message that explains it are written once, and a library caller
 //! gets the same words as a user at the shell.
 
-use std::fmt::Display;
-use std::str::FromStr;
 use std::time::Duration;
 
-/// An inclusive range of whole numbers, named for messages.
-#[derive(Debug, Clone, Copy)]
-pub struct Bound<T> {
-    /// What the value is, as a message names it ("concurrency").
-    pub what: &'static str,
-    /// Smallest value allowed.
-    pub min: T,
-    /// Largest value allowed.
-    pub max: T,
-}
-
-impl<T: PartialOrd + Display + Copy + FromStr> Bound<T> {
-    /// `value` if it lies in the range, else a message with the range.
-    pub fn check(&self, value: T) -> Result<T, String> {
-        if value < self.min || value > self.max {
-            return Err(format!(
-                "{value} is out of range; {} must be {}..={}",
-                self.what, self.min, self.max
-            ));
-        }
-        Ok(value)
-    }
-
-    /// Parses a whole number and checks it.
-    pub fn parse(&self, text: &str) -> Result<T, String> {
-        let value: T = text.trim().parse().map_err(|_| {
-            format!(
-                "{text:?} is not a whole number; {} must be {}..={}",
-                self.what, self.min, self.max
-            )
-        })?;
-        self.check(value)
-    }
-}
-
-/// A positive duration with an upper bound, named for messages.
-#[derive(Debug, Clone, Copy)]
-pub struct DurationBound {
-    /// What the value is ("the timeout").
-    pub what: &'static str,
-    /// Longest value allowed.
-    pub max: Duration,
-    /// `max` as the message writes it ("1h").
-    pub max_text: &'static str,
-}
-
-impl DurationBound {
-    fn in_range(&self, value: Duration) -> bool {
-        !value.is_zero() && value <= self.max
-    }
-
-    fn out_of_range(&self, shown: impl Display) -> String {
-        format!(
-            "{shown} is out of range; {} must be more than 0 and at most {}",
-            self.what, self.max_text
-        )
-    }
-
-    /// `value` if it is more than zero and at most `max`.
-    pub fn check(&self, value: Duration) -> Result<Duration, String> {
-        if self.in_range(value) {
-            Ok(value)
-        } else {
-            Err(self.out_of_range(format_args!("{value:?}")))
-        }
-    }
-
-    /// Parses `500ms`, `5s`, `2m`, `1h` and checks it; the message quotes
-    /// the text as given.
-    pub fn parse(&self, text: &str) -> Result<Duration, String> {
-        let value = parse_duration(text)?;
-        if self.in_range(value) {
-            Ok(value)
-        } else {
-            Err(self.out_of_range(format_args!("{text:?}")))
-        }
-    }
-}
+pub use model::args::{parse_duration, Bound, DurationBound};
 
 /// Closed-loop workers.
 pub const CONCURRENCY: Bound<usize> = Bound {
@@ -127,6 +48,14 @@ pub const WARMUP: Bound<u64> = Bound {
     what: "the warm-up count",
     min: 0,
     max: 1_000_000,
+};
+/// Longest warm-up given as a duration.
+pub const WARMUP_DURATION: Duration = Duration::from_secs(600);
+/// A seed: any 64-bit unsigned number.
+pub const SEED: Bound<u64> = Bound {
+    what: "the seed",
+    min: 0,
+    max: u64::MAX,
 };
 /// Client threads.
 pub const THREADS: Bound<usize> = Bound {
@@ -174,39 +103,6 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     check_rate(rate)
 }
 
-/// Parses a duration such as `500ms`, `5s`, `2m`, `1h` or `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a duration; use a number and a unit: 500ms, 5s, 2m, 1h")
-    })?;
-    let scale_s = match unit {
-        "ms" => 0.001,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        "" => {
-            return Err(format!(
-                "{text:?} has no unit; write e.g. {value}s (units: ms, s, m, h)"
-            ))
-        }
-        other => {
-            return Err(format!(
-                "{text:?} has unknown unit {other:?}; use ms, s, m or h (e.g. 500ms, 5s, 2m)"
-            ))
-        }
-    };
-    let seconds = value * scale_s;
-    if !seconds.is_finite() || seconds > 1e9 {
-        return Err(format!("{text:?} is too long"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +123,20 @@ mod tests {
             .unwrap_err()
             .starts_with("\"x\" is not a whole number"));
         assert_eq!(BUSY_POLL_US.parse("0"), Ok(0));
+        // Too large for the type, or negative: out of range, not "not a
+        // whole number".
+        assert_eq!(
+            MAX_TOKENS.parse("99999999999").unwrap_err(),
+            "99999999999 is out of range; --max-tokens must be 1..=1000000"
+        );
+        assert_eq!(
+            CONCURRENCY.parse("-1").unwrap_err(),
+            "-1 is out of range; concurrency must be 1..=10000"
+        );
+        assert!(SEED
+            .parse("abc")
+            .unwrap_err()
+            .contains("is not a whole number; the seed must be 0..=18446744073709551615"));
     }
 
     #[test]

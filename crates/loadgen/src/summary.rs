@@ -26,6 +26,8 @@ pub struct RowStats {
     pub total: u64,
     /// Rows with `ok`.
     pub succeeded: u64,
+    /// Rows whose output was checked against its expected output.
+    pub verified: u64,
     /// Failed rows by error kind.
     pub errors: BTreeMap<String, u64>,
     /// LLM timings of successful rows, once a row carried them.
@@ -140,6 +142,7 @@ impl RowStats {
             max_ms: 0.0,
             total: 0,
             succeeded: 0,
+            verified: 0,
             errors: BTreeMap::new(),
             llm: None,
         }
@@ -148,6 +151,7 @@ impl RowStats {
     /// Adds one row.
     pub fn record(&mut self, row: &LogRow) {
         self.total += 1;
+        self.verified += u64::from(row.verified);
         if row.ok {
             self.succeeded += 1;
             // Latencies come from a monotonic clock, so they are finite and
@@ -361,8 +365,12 @@ pub struct RunSummary {
     pub http_requests: u64,
     /// Mean `X-Batch-Size` the server reported (its executed batch size).
     pub server_batch_size_mean: Option<f64>,
-    /// Whether outputs were verified.
+    /// Whether outputs were checked against the simulator's expected
+    /// outputs (`--api simulator` by default, `--verify` elsewhere).
     pub verified: bool,
+    /// Rows whose output was checked and matched (the log's `verified`).
+    #[serde(default)]
+    pub verified_rows: u64,
     /// Open loop: target rate, requests/s.
     pub target_rate_rps: Option<f64>,
     /// Open loop: achieved send rate, requests/s.
@@ -755,6 +763,7 @@ mod tests {
             http_requests: 1000,
             server_batch_size_mean: None,
             verified: true,
+            verified_rows: 9,
             target_rate_rps: None,
             achieved_rate_rps: None,
             late_sends: None,

@@ -13,6 +13,9 @@ pub struct ItemVerdict {
     pub output_digest: Option<String>,
     /// What a streamed (or token-counting) API measured of the answer.
     pub stream: Option<StreamedItem>,
+    /// The output was compared with its expected output and matched (a
+    /// row says so in its `verified` column; a mismatch is an error).
+    pub verified: bool,
 }
 
 impl ItemVerdict {
@@ -22,6 +25,7 @@ impl ItemVerdict {
             error,
             output_digest: None,
             stream: None,
+            verified: false,
         }
     }
 }

@@ -17,7 +17,7 @@ async fn busy_polling_threads_send_every_request_once_and_verify_it() {
         requests: Some(2_000),
         concurrency: 8,
         threads: Some(2),
-        warmup: 50,
+        warmup: loadgen::Warmup::Requests(50),
         busy_poll: Duration::from_micros(50),
         ..common::config(&server.url(), &dir)
     };

@@ -46,7 +46,7 @@ async fn finds_the_capacity_of_a_ten_per_second_server() {
     let mut runner = LoadgenRunner::new(base, Arrival::Constant, 1000, stop_rx);
     let options = CapacityOptions {
         step_duration: Duration::from_secs(2),
-        warmup: Duration::from_millis(500),
+        warmup: loadgen::Warmup::For(Duration::from_millis(500)),
         start_rate_rps: 4.0,
         precision: 0.05,
         repeats: 2,
@@ -316,7 +316,7 @@ impl StepRunner for FakeRunner {
 fn fast_options() -> CapacityOptions {
     CapacityOptions {
         step_duration: Duration::from_secs(10),
-        warmup: Duration::from_secs(2),
+        warmup: loadgen::Warmup::For(Duration::from_secs(2)),
         time_limit: Duration::from_secs(3600),
         ..CapacityOptions::default()
     }

@@ -135,7 +135,7 @@ async fn wrong_outputs_are_caught_unless_verification_is_off() {
     assert_all_failed(&rows, "output_mismatch", 200);
     assert!(rows.iter().all(|r| r.output_digest.is_some()));
     let mut config = small(8, ConnectionMode::Pooled, 2);
-    config.verify = false;
+    config.verify = Some(false);
     let (summary, _) = run_against(&server.url(), config, "noverify").await;
     assert_eq!(summary.succeeded, 8);
 }

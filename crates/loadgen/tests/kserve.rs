@@ -50,18 +50,23 @@ fn stats(server: &stub_server::RunningServer) -> ModelStatsResponse {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_round_trips_single_and_batched_are_verified() {
+async fn bytes_round_trips_single_and_batched_are_verified_when_asked() {
     let server = server(Datatype::Bytes, 2.0);
-    for batch_size in [1, 4] {
+    // By default a KServe model is a user's, whose answers are not the
+    // simulator's: digests only. --verify checks them against stub-server.
+    for (batch_size, verify) in [(1, None), (1, Some(true)), (4, Some(true))] {
         let dir = common::temp_dir("kserve-bytes");
         let config = LoadConfig {
             batch_size,
             batch_wait_ms: 50,
+            verify,
             ..kserve(&server, &dir, KServeOptions::default())
         };
         let summary = loadgen::run(config, std::future::pending()).await.unwrap();
         assert_eq!((summary.succeeded, summary.failed), (40, 0), "{summary:?}");
-        assert!(summary.verified);
+        let verified = verify == Some(true);
+        assert_eq!(summary.verified, verified);
+        assert_eq!(summary.verified_rows, if verified { 40 } else { 0 });
         assert_eq!(summary.api, "kserve-v2");
         assert_eq!(summary.http_requests, 40 / batch_size as u64);
         let rows = model::log::read_log_file(&dir.join("log.csv"))
@@ -71,6 +76,7 @@ async fn bytes_round_trips_single_and_batched_are_verified() {
             let expected = expected_output(model::DEFAULT_MODEL, &baseline_input(row.request_id));
             assert_eq!(row.output_digest, Some(output_digest(expected.as_bytes())));
             assert_eq!(row.batch_size, Some(batch_size as u32));
+            assert_eq!(row.verified, verified);
         }
     }
 }

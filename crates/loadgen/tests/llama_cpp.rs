@@ -100,7 +100,7 @@ fn config(url: &str, dir: &std::path::Path, endpoint: Endpoint, stream: bool) ->
         requests: Some(6),
         concurrency: 2,
         // A random model's answers are not the simulator's.
-        verify: false,
+        verify: Some(false),
         timeout: Duration::from_secs(60),
         ..common::config(url, dir)
     }

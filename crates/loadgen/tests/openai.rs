@@ -30,7 +30,7 @@ fn chat_config(url: &str, dir: &std::path::Path, requests: u64, concurrency: usi
         api: ApiChoice::OpenAi(options(Endpoint::Chat)),
         requests: Some(requests),
         concurrency,
-        verify: false,
+        verify: Some(false),
         ..common::config(url, dir)
     }
 }
@@ -80,7 +80,11 @@ async fn a_utf8_sequence_split_across_chunks_and_crlf_lines_are_one_token() {
     ];
     let server = ScriptServer::start(script);
     let dir = common::temp_dir("openai-utf8");
-    let (summary, rows) = run_rows(chat_config(&server.url(), &dir, 2, 1)).await;
+    let config = LoadConfig {
+        verify: None,
+        ..chat_config(&server.url(), &dir, 2, 1)
+    };
+    let (summary, rows) = run_rows(config).await;
     assert_eq!(summary.succeeded, 2, "{summary:?}");
     let digest = model::output::output_digest("h\u{e9}llo w\u{f6}rld".as_bytes());
     for row in rows {
@@ -190,7 +194,7 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
     // Chat, streamed, verified token for token.
     let dir = common::temp_dir("openai-sim-chat");
     let config = LoadConfig {
-        verify: true,
+        verify: Some(true),
         ..chat_config(&url, &dir, 12, 4)
     };
     let (summary, rows) = run_rows(config).await;
@@ -216,7 +220,7 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
         }),
         batch_size: 4,
         batch_wait_ms: 50,
-        verify: true,
+        verify: Some(true),
         ..chat_config(&url, &dir, 12, 4)
     };
     let (summary, rows) = run_rows(config).await;
@@ -241,7 +245,7 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
             extra_body: Some(extra),
             ..options(Endpoint::Chat)
         }),
-        verify: true,
+        verify: Some(true),
         ..chat_config(&url, &dir, 4, 2)
     };
     let (summary, rows) = run_rows(config).await;
@@ -254,17 +258,29 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_answer_is_an_output_mismatch() {
-    // The simulator answers for its own model; the client expects another's.
+async fn another_models_answers_are_digested_by_default_and_mismatch_under_verify() {
+    // The server answers as a model other than the simulator's would: by
+    // default (a real server's own answers) every row succeeds with its
+    // digest and says it was not verified; --verify fails them all.
+    let server = ScriptServer::start(schedule(Duration::ZERO, Duration::ZERO, 3, true));
+    let dir = common::temp_dir("openai-real-model");
+    let (summary, rows) = run_rows(chat_config(&server.url(), &dir, 2, 1)).await;
+    assert_eq!((summary.succeeded, summary.failed), (2, 0), "{summary:?}");
+    assert!(!summary.verified);
+    assert!(rows
+        .iter()
+        .all(|r| r.ok && !r.verified && r.output_digest.is_some()));
     let server = ScriptServer::start(schedule(Duration::ZERO, Duration::ZERO, 3, true));
     let dir = common::temp_dir("openai-mismatch");
     let config = LoadConfig {
-        verify: true,
+        verify: Some(true),
         ..chat_config(&server.url(), &dir, 2, 1)
     };
     let (summary, rows) = run_rows(config).await;
     assert_eq!(summary.failed, 2, "{summary:?}");
-    assert!(rows.iter().all(|r| r.error == "output_mismatch"));
+    assert!(rows
+        .iter()
+        .all(|r| r.error == "output_mismatch" && !r.verified));
 }
 
 /// Streams captured from llama.cpp's server (`xtask/llama/capture.sh`),

@@ -35,7 +35,7 @@ async fn ttft_and_every_gap_match_the_servers_schedule() {
     // The warm-up opens the four keep-alive connections: the measured
     // requests time the stream, not a TCP handshake.
     let config = LoadConfig {
-        warmup: 4,
+        warmup: loadgen::Warmup::Requests(4),
         api: ApiChoice::OpenAi(OpenAiOptions {
             endpoint: Endpoint::Chat,
             stream: true,
@@ -45,7 +45,7 @@ async fn ttft_and_every_gap_match_the_servers_schedule() {
         requests: Some(24),
         concurrency: 4,
         threads: Some(1),
-        verify: false,
+        verify: Some(false),
         ..common::config(&server.url(), &dir)
     };
     let log = config.log_path.clone().unwrap();

@@ -14,6 +14,9 @@
 //!   statistics, errors), for the `kserve-v2` API of client and simulator.
 //! - [`log`]: [`log::LogRow`], read from and written to CSV in both the
 //!   five-column `input.py` format and the richer `loadgen` format.
+//! - [`args`]: option values every binary parses alike (whole numbers and
+//!   numbers in a named range, durations), with messages that say what is
+//!   allowed.
 //!
 //! ```
 //! use model::{output::expected_output, payload::baseline_input, DEFAULT_MODEL};
@@ -25,6 +28,7 @@
 //! assert_eq!(expected_output(DEFAULT_MODEL, &input), expected_output(DEFAULT_MODEL, &input));
 //! ```
 
+pub mod args;
 pub mod kserve;
 pub mod log;
 pub mod output;

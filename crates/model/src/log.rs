@@ -19,7 +19,7 @@ pub const INPUT_PY_COLUMNS: [&str; 5] = [
 ];
 
 /// The columns `loadgen` writes: `input.py`'s, then the rich ones.
-pub const LOADGEN_COLUMNS: [&str; 13] = [
+pub const LOADGEN_COLUMNS: [&str; 14] = [
     "request_id",
     "timestamp_ms",
     "latency_ms",
@@ -33,6 +33,7 @@ pub const LOADGEN_COLUMNS: [&str; 13] = [
     "queue_ms",
     "service_ms",
     "output_digest",
+    "verified",
 ];
 
 /// The columns a streamed LLM run adds after [`LOADGEN_COLUMNS`]: per
@@ -128,6 +129,10 @@ pub struct LogRow {
     pub service_ms: Option<f64>,
     /// Digest of the output, to compare runs request by request.
     pub output_digest: Option<String>,
+    /// The output was compared with its expected output and matched.
+    /// False where nothing was checked (`--no-verify`, an API or server
+    /// whose answers are not known, a failed request, `input.py`'s log).
+    pub verified: bool,
     /// A streamed LLM answer's timing (`None` for other APIs).
     pub llm: Option<LlmTiming>,
 }
@@ -265,6 +270,7 @@ impl<W: Write> LogWriter<W> {
             opt_ms(row.queue_ms),
             opt_ms(row.service_ms),
             row.output_digest.clone().unwrap_or_default(),
+            row.verified.to_string(),
         ];
         if self.llm {
             let none = LlmTiming::default();
@@ -349,6 +355,7 @@ struct ColumnIndex {
     queue_ms: Option<usize>,
     service_ms: Option<usize>,
     output_digest: Option<usize>,
+    verified: Option<usize>,
     /// `ttft_ms, tpot_ms, output_tokens, tokens_from, itl_ms`, when the
     /// log has them (`itl_mean_ms` and `itl_max_ms` follow from `itl_ms`).
     llm: Option<[usize; 5]>,
@@ -371,6 +378,7 @@ impl ColumnIndex {
             queue_ms: find("queue_ms"),
             service_ms: find("service_ms"),
             output_digest: find("output_digest"),
+            verified: find("verified"),
             llm: match (
                 find("ttft_ms"),
                 find("tpot_ms"),
@@ -449,6 +457,12 @@ impl ColumnIndex {
                 .output_digest
                 .map(|i| field.text(i).to_owned())
                 .filter(|d| !d.is_empty()),
+            // A log written before the column existed verified nothing it
+            // can show.
+            verified: match self.verified {
+                Some(i) => field.parse(i, "verified", "true or false")?,
+                None => false,
+            },
             llm: self.llm(&field)?,
         })
     }
@@ -548,6 +562,7 @@ mod tests {
             queue_ms: Some(1.5),
             service_ms: Some(100.125),
             output_digest: Some("00ff00ff00ff00ff".into()),
+            verified: true,
             llm: None,
         }
     }

@@ -105,8 +105,7 @@ pub struct CompareOptions {
     /// Free-form run conditions (profile, concurrency, requests, machine...),
     /// a JSON object copied into `conditions`. A `concurrency` key (or
     /// `before_concurrency`/`after_concurrency`, or `before.concurrency`)
-    /// feeds the Little's-law finding; `after_outputs_verified: false`
-    /// marks an After whose client only digested outputs; `phases` holds
+    /// feeds the Little's-law finding; `phases` holds
     /// each phase's load (and `before_input_py.client_cpu_s`/`client_wall_s`,
     /// what input.py's process cost).
     pub conditions: Value,
@@ -406,12 +405,7 @@ pub fn compare(
     };
     before_summary.goodput_rps = crate::slo::goodput_rps(&objectives, &before.log.rows);
     after_summary.goodput_rps = crate::slo::goodput_rps(&objectives, &after.log.rows);
-    let mut quality = assess_quality(&before.log, &after.log, reproduction.map(|r| &r.log));
-    // A client that only digested outputs (--no-verify, or an API with no
-    // expected outputs) verified nothing, mismatches or not.
-    if conditions.get("after_outputs_verified") == Some(&Value::Bool(false)) {
-        quality.verified = false;
-    }
+    let quality = assess_quality(&before.log, &after.log, reproduction.map(|r| &r.log));
     let sla = sla_for(&after_summary, threshold);
     let slos: Vec<crate::slo::SloResult> = options
         .slos

@@ -86,7 +86,7 @@ struct CompareArgs {
     #[arg(long, default_value = "Before (Rust reproduction)")]
     reproduction_label: String,
     /// SLA bound on the After's P95, in ms (met when P95 <= this).
-    #[arg(long, default_value_t = 800.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 800.0, value_parser = parse_sla_p95_ms, allow_negative_numbers = true)]
     sla_p95_ms: f64,
     /// An objective on the After beyond the P95 SLA, repeatable: METRIC
     /// (p50, p90, p95, p99, p99.9, mean, max in ms, with ttft_, itl_, tpot_
@@ -109,7 +109,7 @@ struct CompareArgs {
     #[arg(long, value_name = "FILE")]
     capacity_open_loop: Option<PathBuf>,
     /// Failed After requests the verdict allows.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = parse_max_failed, allow_negative_numbers = true)]
     max_failed: u64,
     /// Directory for the report files (created if missing).
     #[arg(long)]
@@ -133,6 +133,25 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn parse_sla_p95_ms(text: &str) -> Result<f64, String> {
+    model::args::FloatBound {
+        what: "--sla-p95-ms",
+        min: 0.0,
+        max: f64::INFINITY,
+        min_inclusive: false,
+    }
+    .parse(text)
+}
+
+fn parse_max_failed(text: &str) -> Result<u64, String> {
+    model::args::Bound {
+        what: "--max-failed",
+        min: 0,
+        max: u64::MAX,
+    }
+    .parse(text)
 }
 
 fn read_text(what: &str, path: &Path) -> Result<String, ReportError> {
@@ -252,4 +271,105 @@ fn run_repeats(out_dir: &Path, pairs: &[PathBuf]) -> Result<bool, ReportError> {
         println!("written: {}", path.display());
     }
     Ok(summary.met_every_pair)
+}
+
+#[cfg(test)]
+#[path = "../../../xtask/src/cli_check.rs"]
+mod cli_check;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks, and every flag of every subcommand parsed at
+    /// least once through the derive type.
+    #[test]
+    fn every_flag_parses() {
+        use clap::CommandFactory;
+        let samples: &[&[&str]] = &[
+            &[
+                "compare",
+                "--before",
+                "b.csv",
+                "--after",
+                "a.csv",
+                "--reproduction",
+                "r.csv",
+                "--input-py-stdout",
+                "o.txt",
+                "--before-server-stats",
+                "bs.json",
+                "--after-server-stats",
+                "as.json",
+                "--conditions",
+                "c.json",
+                "--before-label",
+                "B",
+                "--after-label",
+                "A",
+                "--reproduction-label",
+                "R",
+                "--sla-p95-ms",
+                "800",
+                "--sla",
+                "p99<=1000",
+                "--prediction",
+                "w.json",
+                "--capacity",
+                "cap.json",
+                "--capacity-open-loop",
+                "cap2.json",
+                "--max-failed",
+                "0",
+                "--out-dir",
+                "out",
+            ],
+            &["summary", "x.csv", "--label", "run"],
+            &["repeats", "--out-dir", "out", "p1", "p2"],
+            &[
+                "whatif",
+                "--before",
+                "b.csv",
+                "--probe",
+                "p1.csv",
+                "--before-stats",
+                "bs.json",
+                "--probe-stats",
+                "ps.json",
+                "--concurrency",
+                "20",
+                "--requests",
+                "400",
+                "--sla-p95-ms",
+                "800",
+                "--margin",
+                "0.2",
+                "--max-batch",
+                "32",
+                "--server-dynamic-batching",
+                "--refits",
+                "10",
+                "--seed",
+                "1",
+                "--json",
+                "w.json",
+            ],
+            &[
+                "whatif",
+                "--before",
+                "b.csv",
+                "--rate",
+                "5",
+                "--poisson",
+                "--json",
+                "w.json",
+            ],
+            &["merge", "--out", "m", "--sla", "p95<=800", "s0", "s1"],
+        ];
+        crate::cli_check::assert_every_flag_parsed(Cli::command(), samples, |args| {
+            Cli::try_parse_from(std::iter::once("report").chain(args.iter().copied()))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    }
 }

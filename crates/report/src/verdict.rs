@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use model::log::{Log, LogFormat};
+use model::log::Log;
 use serde::{Deserialize, Serialize};
 
 use crate::summary::SideSummary;
@@ -31,10 +31,13 @@ pub struct Sla {
 pub struct Quality {
     /// Both sides cover the same set of request ids, with the same row count.
     pub identical_inputs: bool,
-    /// The After was written by a verifying client (`loadgen` log, and not
-    /// `conditions.after_outputs_verified: false`) and no row on either side
-    /// failed verification.
+    /// Every successful After row says in the log that its output was
+    /// checked against the expected output (the `verified` column), there
+    /// was at least one, and no row on either side failed the check.
     pub verified: bool,
+    /// After rows whose output was checked and matched.
+    #[serde(default)]
+    pub after_verified: u64,
     /// Rows with `error == "output_mismatch"`, both sides together.
     pub mismatches: u64,
     /// Of those, in the Before.
@@ -119,11 +122,16 @@ pub fn assess_quality(before: &Log, after: &Log, reproduction: Option<&Log>) -> 
         }
     }
     let mismatches = before_mismatches + after_mismatches;
+    // Read from the rows: a client that only digested outputs (an API or a
+    // server whose answers are not known, --no-verify) wrote `false`.
+    let after_ok = after.rows.iter().filter(|r| r.ok).count() as u64;
+    let after_verified = after.rows.iter().filter(|r| r.ok && r.verified).count() as u64;
     Quality {
         identical_inputs: missing_in_after == 0
             && extra_in_after == 0
             && before.rows.len() == after.rows.len(),
-        verified: after.format == LogFormat::Loadgen && mismatches == 0,
+        verified: after_ok > 0 && after_verified == after_ok && mismatches == 0,
+        after_verified,
         mismatches,
         before_mismatches,
         after_mismatches,

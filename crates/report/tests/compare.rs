@@ -101,7 +101,7 @@ fn failed_rows_are_counted_and_excluded_from_percentiles() {
 #[test]
 fn output_mismatch_fails_the_verdict_even_when_p95_is_fine() {
     let mut after = common::loadgen_ok_log(&[10.0, 20.0, 30.0]);
-    after.push_str("3,1700000000030,25,200,output_mismatch,false,3,1,0,0,12,\n");
+    after.push_str("3,1700000000030,25,200,output_mismatch,false,3,1,0,0,12,,false\n");
     let before = common::loadgen_ok_log(&[100.0, 200.0, 300.0, 400.0]);
     let c = compare(&run("B", &before), &run("A", &after), None, &options(800.0)).unwrap();
     assert!(c.sla.met);
@@ -122,30 +122,31 @@ fn output_mismatch_fails_the_verdict_even_when_p95_is_fine() {
 
 #[test]
 fn an_after_that_only_digested_outputs_is_not_verified() {
+    // The log's `verified` column is the record: what the conditions or
+    // the summary claim does not count.
     let before = common::loadgen_ok_log(&[100.0, 200.0]);
-    let after = common::loadgen_ok_log(&[10.0, 20.0]);
-    let with = |conditions: serde_json::Value| CompareOptions {
-        conditions,
-        ..options(800.0)
+    let quality = |after: &str| {
+        compare(&run("B", &before), &run("A", after), None, &options(800.0))
+            .unwrap()
+            .quality
     };
-    let verified = |conditions| {
-        compare(
-            &run("B", &before),
-            &run("A", &after),
-            None,
-            &with(conditions),
-        )
-        .unwrap()
-        .quality
-        .verified
-    };
-    assert!(verified(serde_json::json!({})));
-    assert!(verified(
-        serde_json::json!({"after_outputs_verified": true})
-    ));
-    assert!(!verified(
-        serde_json::json!({"after_outputs_verified": false})
-    ));
+    let verified = quality(&common::loadgen_log(&[10.0, 20.0], true));
+    assert!(verified.verified);
+    assert_eq!(verified.after_verified, 2);
+    let digested = quality(&common::loadgen_log(&[10.0, 20.0], false));
+    assert!(!digested.verified);
+    assert_eq!(digested.after_verified, 0);
+    // A log written before the column existed verified nothing it can show.
+    let old = common::loadgen_ok_log(&[10.0, 20.0])
+        .replace(",verified\n", "\n")
+        .replace(",true\n", "\n");
+    assert!(!quality(&old).verified);
+    // One unverified row among verified ones: not every output was checked.
+    let mut mixed = common::loadgen_log(&[10.0, 20.0], true);
+    mixed.push_str("2,1700000000020,30,200,,true,2,1,0,0,15,d2,false\n");
+    let mixed = quality(&mixed);
+    assert!(!mixed.verified);
+    assert_eq!(mixed.after_verified, 2);
 }
 
 #[test]
@@ -172,7 +173,7 @@ fn different_request_ids_are_not_identical_inputs() {
 #[test]
 fn differing_output_digests_fail_the_verdict() {
     let before = common::loadgen_ok_log(&[100.0, 200.0]);
-    let after = common::loadgen_ok_log(&[10.0, 20.0]).replace(",d1\n", ",zz\n");
+    let after = common::loadgen_ok_log(&[10.0, 20.0]).replace(",d1,", ",zz,");
     let c = compare(&run("B", &before), &run("A", &after), None, &options(800.0)).unwrap();
     assert_eq!(
         (c.quality.digests_compared, c.quality.digest_differences),
@@ -200,7 +201,7 @@ fn digests_are_compared_with_the_reproduction_when_input_py_logs_none() {
     );
     assert!(c.verdict.met, "{:?}", c.verdict.reasons);
 
-    let corrupted = after.replace(",d1\n", ",zz\n");
+    let corrupted = after.replace(",d1,", ",zz,");
     let c = compare(
         &run("B", &before),
         &run("A", &corrupted),

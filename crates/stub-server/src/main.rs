@@ -62,55 +62,55 @@ impl Profile {
 #[derive(Debug, Args)]
 struct Overrides {
     /// Executors running batches in parallel (>= 1).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>, allow_negative_numbers = true)]
     workers: Option<usize>,
     /// Fixed cost per executed batch, in ms (>= 0).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     base_ms: Option<f64>,
     /// LLM routes: most sequences running at once (1 to 4096).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole::<usize>, allow_negative_numbers = true)]
     max_num_seqs: Option<usize>,
     /// LLM routes: fixed cost of one step of the step loop, ms.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     step_base_ms: Option<f64>,
     /// LLM routes: cost per running sequence in a step, ms.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     step_per_seq_ms: Option<f64>,
     /// LLM routes: cost per prompt token prefilled in a step, ms.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     prefill_per_token_ms: Option<f64>,
     /// LLM routes: tokens one step may process (1 to 1048576).
-    #[arg(long, value_name = "TOKENS")]
+    #[arg(long, value_name = "TOKENS", value_parser = whole::<usize>, allow_negative_numbers = true)]
     max_batched_tokens: Option<usize>,
     /// Added cost per item in a batch, in ms (>= 0).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     per_item_ms: Option<f64>,
     /// Sd of the log-normal service-time multiplier, 0 to 2.
-    #[arg(long, value_name = "SIGMA")]
+    #[arg(long, value_name = "SIGMA", value_parser = number, allow_negative_numbers = true)]
     jitter: Option<f64>,
     /// Seed of the service-time RNG.
-    #[arg(long, value_name = "U64")]
+    #[arg(long, value_name = "U64", value_parser = whole::<u64>, allow_negative_numbers = true)]
     seed: Option<u64>,
     /// Most items in one executed batch (>= 1).
-    #[arg(long, value_name = "ITEMS")]
+    #[arg(long, value_name = "ITEMS", value_parser = whole::<usize>, allow_negative_numbers = true)]
     max_batch: Option<usize>,
     /// Gather queued items across requests into batches (`--dynamic-batching=false` turns it off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     dynamic_batching: Option<bool>,
     /// With dynamic batching, the longest wait for a batch to fill after its
     /// oldest item arrived, in ms (0 to 60000).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     batch_window_ms: Option<f64>,
     /// With dynamic batching, a batch size formed at once when the queue
     /// holds enough whole requests for it (Triton's preferred_batch_size;
     /// repeatable, 1 to --max-batch).
-    #[arg(long = "preferred-batch-size", value_name = "ITEMS")]
+    #[arg(long = "preferred-batch-size", value_name = "ITEMS", value_parser = whole::<usize>, allow_negative_numbers = true)]
     preferred_batch_sizes: Vec<usize>,
     /// Most items waiting in the queue; beyond it 503 queue_full (>= 1).
-    #[arg(long, value_name = "ITEMS")]
+    #[arg(long, value_name = "ITEMS", value_parser = whole::<usize>, allow_negative_numbers = true)]
     max_queue: Option<usize>,
     /// Largest request body, in bytes; beyond it 413 (>= 1).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = whole::<usize>, allow_negative_numbers = true)]
     max_body_bytes: Option<usize>,
     /// Datatype of the KServe v2 model's input tensor: BYTES (text), FP32
     /// or INT64 [default: BYTES].
@@ -132,26 +132,48 @@ struct Overrides {
 struct FaultArgs {
     /// Fault injection: share of requests answered 500/503 with a JSON
     /// error (0 to 1; all fault rates together at most 1) [default: 0].
-    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    #[arg(long, value_name = "P", value_parser = number, allow_negative_numbers = true)]
     fault_error_rate: Option<f64>,
     /// Share of requests answered 200 with a wrong output (0 to 1).
-    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    #[arg(long, value_name = "P", value_parser = number, allow_negative_numbers = true)]
     fault_corrupt_rate: Option<f64>,
     /// Share of requests whose body is cut after half its bytes (0 to 1).
-    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    #[arg(long, value_name = "P", value_parser = number, allow_negative_numbers = true)]
     fault_truncate_rate: Option<f64>,
     /// Share of requests whose connection is dropped unanswered (0 to 1).
-    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    #[arg(long, value_name = "P", value_parser = number, allow_negative_numbers = true)]
     fault_reset_rate: Option<f64>,
     /// Share of requests held --fault-stall-ms before being served (0 to 1).
-    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    #[arg(long, value_name = "P", value_parser = number, allow_negative_numbers = true)]
     fault_stall_rate: Option<f64>,
     /// How long a stalled request is held, in ms (1 to 600000).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = whole::<u64>, allow_negative_numbers = true)]
     fault_stall_ms: Option<u64>,
     /// Seed of the fault sequence [default: 0].
-    #[arg(long, value_name = "U64")]
+    #[arg(long, value_name = "U64", value_parser = whole::<u64>, allow_negative_numbers = true)]
     fault_seed: Option<u64>,
+}
+
+/// A whole number; the configuration's checks then say its range.
+fn whole<T: std::str::FromStr + TryFrom<i128>>(text: &str) -> Result<T, String> {
+    let wide: i128 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number"))?;
+    T::try_from(wide).map_err(|_| {
+        format!(
+            "{text:?} is out of range; give a whole number from 0 to {}",
+            u64::MAX
+        )
+    })
+}
+
+/// A finite number; the configuration's checks then say its range.
+fn number(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n),
+        _ => Err(format!("{text:?} is not a finite number")),
+    }
 }
 
 fn parse_datatype(text: &str) -> Result<model::kserve::Datatype, String> {
@@ -228,7 +250,18 @@ impl Overrides {
 impl Cli {
     fn config(self) -> Result<ServerConfig, ServerError> {
         let mut config = ServerConfig::profile(self.profile.name())?;
+        // Flags that only shape dynamic batching do nothing without it:
+        // say so rather than serve as if they did.
+        let batching_flags = self.overrides.batch_window_ms.is_some()
+            || !self.overrides.preferred_batch_sizes.is_empty();
         self.overrides.apply(&mut config);
+        if batching_flags && !config.dynamic_batching {
+            return Err(ServerError::Config(stub_server::ConfigError::Invalid {
+                flag: "batch-window-ms",
+                value: "(or --preferred-batch-size)".into(),
+                allowed: "these shape the server's dynamic batching, which is off: add --dynamic-batching (or a profile with it, such as bert-base), or drop them",
+            }));
+        }
         config.validate()?;
         Ok(config)
     }
@@ -341,8 +374,111 @@ fn raise_fd_limit() -> Option<u64> {
 }
 
 #[cfg(test)]
+#[path = "../../../xtask/src/cli_check.rs"]
+mod cli_check;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// clap's own checks, and every flag parsed at least once through the
+    /// derive type, with numbers refused in words that say what is allowed.
+    #[test]
+    fn every_flag_parses() {
+        use clap::CommandFactory;
+        let samples: &[&[&str]] = &[
+            &[
+                "--profile",
+                "bert-base",
+                "--workers",
+                "2",
+                "--base-ms",
+                "1.5",
+                "--per-item-ms",
+                "0.5",
+                "--jitter",
+                "0.1",
+                "--seed",
+                "7",
+                "--max-batch",
+                "8",
+                "--dynamic-batching",
+                "--batch-window-ms",
+                "2",
+                "--preferred-batch-size",
+                "4",
+                "--max-queue",
+                "100",
+                "--max-body-bytes",
+                "4096",
+                "--kserve-input-datatype",
+                "FP32",
+                "--models",
+                "a,b",
+                "--bind",
+                "127.0.0.1:0",
+            ],
+            &[
+                "--profile",
+                "llm-slots",
+                "--max-num-seqs",
+                "4",
+                "--step-base-ms",
+                "6",
+                "--step-per-seq-ms",
+                "0.4",
+                "--prefill-per-token-ms",
+                "0.01",
+                "--max-batched-tokens",
+                "512",
+            ],
+            &[
+                "--fault-error-rate",
+                "0.1",
+                "--fault-corrupt-rate",
+                "0.1",
+                "--fault-truncate-rate",
+                "0.1",
+                "--fault-reset-rate",
+                "0.1",
+                "--fault-stall-rate",
+                "0.1",
+                "--fault-stall-ms",
+                "5",
+                "--fault-seed",
+                "3",
+            ],
+        ];
+        crate::cli_check::assert_every_flag_parsed(Cli::command(), samples, |args| {
+            Cli::try_parse_from(std::iter::once("stub-server").chain(args.iter().copied()))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    }
+
+    #[test]
+    fn batching_flags_without_dynamic_batching_are_refused() {
+        for args in [
+            &["--batch-window-ms", "5"][..],
+            &["--preferred-batch-size", "4"][..],
+        ] {
+            let cli =
+                Cli::try_parse_from(std::iter::once("stub-server").chain(args.iter().copied()))
+                    .unwrap();
+            let err = cli.config().unwrap_err().to_string();
+            assert!(
+                err.contains("dynamic batching, which is off"),
+                "{args:?}: {err}"
+            );
+        }
+        let with = config_of(&["--dynamic-batching", "--batch-window-ms", "5"]);
+        assert_eq!(with.batch_window_ms, 5.0);
+        // A profile that batches takes the window without the flag.
+        assert_eq!(
+            config_of(&["--profile", "bert-base", "--batch-window-ms", "3"]).batch_window_ms,
+            3.0
+        );
+    }
 
     fn config_of(args: &[&str]) -> ServerConfig {
         let cli = Cli::try_parse_from(std::iter::once("stub-server").chain(args.iter().copied()))
@@ -394,7 +530,7 @@ mod tests {
     fn every_flag_overrides_its_knob_and_only_it() {
         let config = config_of(&[
             "--profile",
-            "bert-base",
+            "placeholder",
             "--workers",
             "3",
             "--base-ms",
@@ -407,7 +543,7 @@ mod tests {
             "99",
             "--max-batch",
             "40",
-            "--dynamic-batching=false",
+            "--dynamic-batching",
             "--batch-window-ms",
             "7",
             "--preferred-batch-size",
@@ -459,7 +595,7 @@ mod tests {
                 seed: 99,
             },
             max_batch: 40,
-            dynamic_batching: false,
+            dynamic_batching: true,
             batch_window_ms: 7.0,
             preferred_batch_sizes: vec![8, 16],
             max_queue: 77,
@@ -491,6 +627,12 @@ mod tests {
         let mut expected = ServerConfig::profile("placeholder").unwrap();
         expected.dynamic_batching = true;
         assert_eq!(config_of(&["--dynamic-batching"]), expected);
+        let mut expected = ServerConfig::profile("bert-base").unwrap();
+        expected.dynamic_batching = false;
+        assert_eq!(
+            config_of(&["--profile", "bert-base", "--dynamic-batching=false"]),
+            expected
+        );
     }
 
     #[test]

@@ -82,15 +82,21 @@ pub fn measure(
     let server_cpu_before = process_tree_cpu_s(server.pid());
     let json_path = dir.join("llm-loadgen.json");
     let mut cmd = Command::new(&bins.loadgen);
-    cmd.args(["--url", &server.base_url, "--api", "openai-chat"])
-        .args(["-c", &STREAMS.to_string(), "-n", &STREAMS.to_string()])
-        .args(["--max-tokens", &TOKENS.to_string()])
-        .args(["--extra-body", r#"{"ignore_eos": true}"#])
-        .args(["--timeout", "60s", "--quiet"])
-        .args(["--json".as_ref(), json_path.as_os_str()])
-        .args(["--out".as_ref(), dir.join("llm-loadgen.csv").as_os_str()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    cmd.args([
+        "--url",
+        &server.base_url,
+        "--api",
+        "openai-chat",
+        "--verify",
+    ])
+    .args(["-c", &STREAMS.to_string(), "-n", &STREAMS.to_string()])
+    .args(["--max-tokens", &TOKENS.to_string()])
+    .args(["--extra-body", r#"{"ignore_eos": true}"#])
+    .args(["--timeout", "60s", "--quiet"])
+    .args(["--json".as_ref(), json_path.as_os_str()])
+    .args(["--out".as_ref(), dir.join("llm-loadgen.csv").as_os_str()])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
     let command = super::clients::describe(&cmd);
     pin.as_client();
     let before = ClientCpu::of_reaped_children();

@@ -344,6 +344,7 @@ impl KServeApi {
                     None => output_digest(Value::Array(values.to_vec()).to_string().as_bytes()),
                 });
                 ItemVerdict {
+                    verified: verify && error.is_empty(),
                     error,
                     output_digest,
                     stream: None,
@@ -379,6 +380,14 @@ impl Api for KServeApi {
     /// Text inputs have known outputs (`expected_output`), numbers do not.
     fn can_verify(&self) -> bool {
         self.datatype == Datatype::Bytes
+    }
+
+    fn why_unverifiable(&self) -> String {
+        format!(
+            "model {}'s input is {}, and only BYTES text has the simulator's expected outputs",
+            self.model,
+            self.datatype.name()
+        )
     }
 
     fn single_body(&self, item: &LogicalRequest) -> Vec<u8> {

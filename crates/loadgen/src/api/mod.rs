@@ -118,9 +118,21 @@ pub trait Api: Send + Sync {
     /// The name used on the command line and in summaries.
     fn name(&self) -> &'static str;
 
-    /// Whether this format knows every expected output, so that
-    /// verification can be on (it is by default where it can be).
+    /// Whether this format can check outputs against the simulator's
+    /// expected outputs (`--verify`), for servers known to give them.
     fn can_verify(&self) -> bool;
+
+    /// Whether outputs are checked when the user says nothing: only where
+    /// the endpoint is known to give the simulator's answers (a real model
+    /// gives its own, so checking them would fail every row).
+    fn verifies_by_default(&self) -> bool {
+        false
+    }
+
+    /// Why outputs cannot be checked here, for messages.
+    fn why_unverifiable(&self) -> String {
+        format!("--api {} knows no expected outputs", self.name())
+    }
 
     /// The body of an HTTP request carrying one logical request.
     fn single_body(&self, item: &LogicalRequest) -> Vec<u8>;

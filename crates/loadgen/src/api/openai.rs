@@ -81,7 +81,29 @@ impl OpenAiOptions {
 /// Parses `--extra-body`: a JSON object.
 pub fn parse_extra_body(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Object(map)) => {
+            // Keys the client sets itself and measures by: overriding them
+            // would break what is measured (a `stream: false` answer read
+            // as a stream fails every row) or what is sent.
+            let owned = [
+                ("stream", "--no-stream asks for whole answers"),
+                (
+                    "stream_options",
+                    "the client asks for usage in the stream itself",
+                ),
+                ("model", "--model names the model"),
+                ("messages", "--payloads gives the prompts"),
+                ("prompt", "--payloads gives the prompts"),
+            ];
+            for (key, instead) in owned {
+                if map.contains_key(key) {
+                    return Err(format!(
+                        "--extra-body may not set {key:?}: {instead}; it takes other fields such as temperature, ignore_eos or max_tokens"
+                    ));
+                }
+            }
+            Ok(map)
+        }
         Ok(other) => Err(format!(
             "--extra-body must be a JSON object such as '{{\"ignore_eos\": true}}', not {other}"
         )),
@@ -246,6 +268,7 @@ impl OpenAiApi {
             } else {
                 "output_mismatch".into()
             },
+            verified: checks.verify && matches,
             output_digest: checks
                 .digests
                 .then(|| output_digest(answer.text.as_bytes())),

@@ -1,4 +1,4 @@
-//! The simulator's wire format (SPEC section 3): `{"model", "input"}` and
+//! The simulator's wire format: `{"model", "input"}` and
 //! `{"model", "inputs"}` bodies, `output`/`outputs` answers, each output
 //! checked against `model::output::expected_output` when verifying.
 
@@ -20,6 +20,11 @@ impl Api for Simulator {
     }
 
     fn can_verify(&self) -> bool {
+        true
+    }
+
+    /// The simulator's answers are known: checked unless --no-verify.
+    fn verifies_by_default(&self) -> bool {
         true
     }
 
@@ -59,6 +64,7 @@ impl Api for Simulator {
                 error: String::new(),
                 output_digest: checks.digests.then(|| output_digest(&response.body)),
                 stream: None,
+                verified: false,
             },
             Err(_) => ItemVerdict::without_digest("bad_json".into()),
         }
@@ -103,6 +109,7 @@ fn output_verdict(model: &str, input: &str, output: &str, checks: Checks) -> Ite
         },
         output_digest: checks.digests.then(|| output_digest(output.as_bytes())),
         stream: None,
+        verified: checks.verify && matches,
     }
 }
 

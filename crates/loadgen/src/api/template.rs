@@ -286,6 +286,7 @@ impl TemplateApi {
                     error: String::new(),
                     output_digest: digest.clone(),
                     stream: None,
+                    verified: false,
                 })
                 .collect();
         };
@@ -299,6 +300,7 @@ impl TemplateApi {
                     error: String::new(),
                     output_digest: checks.digests.then(|| value_digest(value)),
                     stream: None,
+                    verified: false,
                 })
                 .collect(),
             Err(kind) => all_failed(n, kind),
@@ -489,6 +491,7 @@ mod tests {
                 error: String::new(),
                 output_digest: Some(output_digest(b"anything")),
                 stream: None,
+                verified: false,
             }
         );
         // A single {{input}} request: the value at the path is its output.

@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use model::args::{Bound, FloatBound};
 use std::process::ExitCode;
 
 use model::log::{read_log_file, Log};
@@ -35,23 +37,23 @@ pub struct WhatifArgs {
     /// Closed loop with this many workers [default: the most requests in
     /// flight in the Before].
     #[arg(long, value_name = "N", conflicts_with = "rate",
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+          value_parser = parse_concurrency, allow_negative_numbers = true)]
     pub concurrency: Option<u32>,
     /// Open loop at this rate, requests per second, instead of a closed loop.
-    #[arg(long, value_name = "RPS", allow_negative_numbers = true)]
+    #[arg(long, value_name = "RPS", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// With --rate: exponential (Poisson) gaps instead of even spacing.
     #[arg(long, requires = "rate")]
     pub poisson: bool,
     /// Logical requests per simulated run [default: the Before's rows].
-    #[arg(long, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    #[arg(long, value_name = "N", value_parser = parse_requests, allow_negative_numbers = true)]
     pub requests: Option<u32>,
     /// SLA bound on P95, ms.
     #[arg(
         long,
         value_name = "MS",
         default_value_t = 800.0,
+        value_parser = parse_sla_p95_ms,
         allow_negative_numbers = true
     )]
     pub sla_p95_ms: f64,
@@ -61,22 +63,21 @@ pub struct WhatifArgs {
         long,
         value_name = "FRACTION",
         default_value_t = 0.2,
+        value_parser = parse_margin,
         allow_negative_numbers = true
     )]
     pub margin: f64,
     /// The server's largest batch [default: the largest batch seen].
-    #[arg(long, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = parse_max_batch, allow_negative_numbers = true)]
     pub max_batch: Option<u32>,
     /// The server supports dynamic batching: add those candidates.
     #[arg(long)]
     pub server_dynamic_batching: bool,
     /// Bootstrap refits behind the prediction intervals.
-    #[arg(long, value_name = "R", default_value_t = 40,
-          value_parser = clap::value_parser!(u64).range(2..=10_000))]
+    #[arg(long, value_name = "R", default_value_t = 40, value_parser = parse_refits, allow_negative_numbers = true)]
     pub refits: u64,
     /// Seed of every draw (same seed, same JSON but for elapsed_ms).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: u64,
     /// Where to write the JSON report.
     #[arg(long, value_name = "OUT.json")]
@@ -346,6 +347,82 @@ fn table_line(row: &CandidateRow) -> String {
 /// Reads a `loadgen --server-stats` file's delta (the statistics of the run).
 fn read_stats(path: &std::path::Path) -> Result<model::kserve::ModelStats, WhatifError> {
     crate::compare::read_server_stats(path).map_err(|e| WhatifError::InvalidOption(e.to_string()))
+}
+
+fn parse_concurrency(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--concurrency",
+        min: 1,
+        max: 1_000_000,
+    }
+    .parse(text)
+}
+
+fn parse_requests(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--requests",
+        min: 1,
+        max: 100_000_000,
+    }
+    .parse(text)
+}
+
+fn parse_max_batch(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--max-batch",
+        min: 1,
+        max: 1024,
+    }
+    .parse(text)
+}
+
+fn parse_refits(text: &str) -> Result<u64, String> {
+    Bound {
+        what: "--refits",
+        min: 2,
+        max: 10_000,
+    }
+    .parse(text)
+}
+
+fn parse_seed(text: &str) -> Result<u64, String> {
+    Bound {
+        what: "--seed",
+        min: 0,
+        max: u64::MAX,
+    }
+    .parse(text)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    FloatBound {
+        what: "--rate (requests/s)",
+        min: 0.0,
+        max: 1_000_000.0,
+        min_inclusive: false,
+    }
+    .parse(text)
+}
+
+fn parse_sla_p95_ms(text: &str) -> Result<f64, String> {
+    FloatBound {
+        what: "--sla-p95-ms",
+        min: 0.0,
+        max: f64::INFINITY,
+        min_inclusive: false,
+    }
+    .parse(text)
+}
+
+/// A fraction of the SLA: from 0 up to, not including, 1.
+fn parse_margin(text: &str) -> Result<f64, String> {
+    FloatBound {
+        what: "--margin",
+        min: 0.0,
+        max: 0.99,
+        min_inclusive: true,
+    }
+    .parse(text)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub fn temp_dir(name: &str) -> TestDir {
 }
 
 pub const INPUT_PY_HEADER: &str = "request_id,timestamp_ms,latency_ms,status_code,error\n";
-pub const LOADGEN_HEADER: &str = "request_id,timestamp_ms,latency_ms,status_code,error,ok,batch_id,batch_size,connect_ms,queue_ms,service_ms,output_digest\n";
+pub const LOADGEN_HEADER: &str = "request_id,timestamp_ms,latency_ms,status_code,error,ok,batch_id,batch_size,connect_ms,queue_ms,service_ms,output_digest,verified\n";
 
 /// An input.py log: (request_id, timestamp_ms, latency_ms, status, error).
 pub fn input_py_log(rows: &[(u64, f64, f64, u16, &str)]) -> String {
@@ -39,13 +39,18 @@ pub fn input_py_log(rows: &[(u64, f64, f64, u16, &str)]) -> String {
     s
 }
 
-/// A loadgen log of successful rows with the given latencies (ids 0..n,
-/// 10 ms apart), queue 0, service = latency / 2, batch 1.
+/// A loadgen log of successful, verified rows with the given latencies
+/// (ids 0..n, 10 ms apart), queue 0, service = latency / 2, batch 1.
 pub fn loadgen_ok_log(latencies: &[f64]) -> String {
+    loadgen_log(latencies, true)
+}
+
+/// As [`loadgen_ok_log`], the `verified` column as given.
+pub fn loadgen_log(latencies: &[f64], verified: bool) -> String {
     let mut s = LOADGEN_HEADER.to_owned();
     for (i, lat) in latencies.iter().enumerate() {
         s.push_str(&format!(
-            "{i},{},{lat},200,,true,{i},1,0,0,{},d{i}\n",
+            "{i},{},{lat},200,,true,{i},1,0,0,{},d{i},{verified}\n",
             1_700_000_000_000.0 + 10.0 * i as f64,
             lat / 2.0
         ));
