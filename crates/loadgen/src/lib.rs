@@ -581,10 +581,10 @@ async fn run_engine(
             }
         }
     };
-    let (stats, open_stats, duration_s, start_skew_ms) = outcome?;
+    let (mut stats, open_stats, duration_s, start_skew_ms) = outcome?;
     let mut summary = build_summary(
         &config,
-        &stats,
+        &mut stats,
         open_stats,
         duration_s,
         &engine,
@@ -625,7 +625,7 @@ fn shard_count(config: &LoadConfig) -> Option<usize> {
 
 fn build_summary(
     config: &LoadConfig,
-    stats: &RowStats,
+    stats: &mut RowStats,
     open_stats: Option<schedule::OpenLoopStats>,
     duration_s: f64,
     engine: &Engine,
@@ -651,25 +651,23 @@ fn build_summary(
         _ => None,
     };
     let latency_histogram = stats.latency_histogram_base64();
-    // The histogram reports a bucket's midpoint, which for the slowest
-    // request can lie a hair above the exact maximum kept beside it; a
-    // percentile never exceeds the maximum (nor undercuts the minimum).
-    let quantile_ms = |q: f64| {
-        let value = stats.quantile_ms(q)?;
-        Some(match (stats.min_ms(), stats.max_ms()) {
-            (Some(min), Some(max)) => value.clamp(min, max),
-            _ => value,
-        })
-    };
+    // numpy's linear method, as `report` computes it from the log: exact
+    // from every latency while they fit in memory's bound.
+    let latency = stats.latency_mut();
+    let [p50_ms, p90_ms, p95_ms, p99_ms, p99_9_ms] =
+        [0.50, 0.90, 0.95, 0.99, 0.999].map(|q| latency.quantile_ms(q));
+    let (quantiles_exact, quantile_error) = (latency.exact(), latency.quantile_error());
     RunSummary {
         total: stats.total,
         succeeded: stats.succeeded,
         failed: stats.total - stats.succeeded,
-        p50_ms: quantile_ms(0.50),
-        p90_ms: quantile_ms(0.90),
-        p95_ms: quantile_ms(0.95),
-        p99_ms: quantile_ms(0.99),
-        p99_9_ms: quantile_ms(0.999),
+        p50_ms,
+        p90_ms,
+        p95_ms,
+        p99_ms,
+        p99_9_ms,
+        quantiles_exact,
+        quantile_error,
         mean_ms: stats.mean_ms(),
         min_ms: stats.min_ms(),
         max_ms: stats.max_ms(),
@@ -716,7 +714,7 @@ fn build_summary(
         tls_first_failure: None,
         server_stats_warning: None,
         model: config.model.clone(),
-        llm: stats.llm.as_ref().map(|llm| llm.summary(duration_s)),
+        llm: stats.llm.as_mut().map(|llm| llm.summary(duration_s)),
         shard: None,
         plan: Plan::of(config),
         latency_histogram,

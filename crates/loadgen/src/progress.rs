@@ -47,8 +47,8 @@ impl Snapshot {
         Self {
             done: stats.total,
             failed: stats.total - stats.succeeded,
-            p50_ms: stats.quantile_ms(0.50),
-            p95_ms: stats.quantile_ms(0.95),
+            p50_ms: stats.live_quantile_ms(0.50),
+            p95_ms: stats.live_quantile_ms(0.95),
             output_tokens,
             ttft_p95_ms,
         }

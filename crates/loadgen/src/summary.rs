@@ -1,7 +1,15 @@
-//! The run summary: counts, latency percentiles from a streaming histogram,
-//! error kinds, status codes, connections and open-loop generator health,
-//! as JSON and as text (in the manner of oha: percentiles, a text histogram
-//! of latencies, the status codes).
+//! The run summary: counts, latency percentiles, error kinds, status
+//! codes, connections and open-loop generator health, as JSON and as text
+//! (in the manner of oha: percentiles, a text histogram of latencies, the
+//! status codes).
+//!
+//! Every percentile is numpy's default (`stats::QuantileMethod::Linear`),
+//! the method `report` uses on the log, so the two tools print one P95 for
+//! one run. While a series fits in [`EXACT_SAMPLES_PER_SERIES`] its
+//! percentiles are exact, from every value; beyond it they come from the
+//! series' histogram by the same method, within half a bucket
+//! (`stats::LatencyHistogram::QUANTILE_ERROR`), and the summary says so.
+//! Min, max and mean are always exact.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -9,19 +17,154 @@ use std::path::Path;
 
 use model::log::LogRow;
 use serde::Serialize;
-use stats::LatencyHistogram;
+use stats::{LatencyHistogram, QuantileMethod};
 
 use crate::config::LoadConfig;
 
-/// Streaming statistics over rows: memory does not grow with the run.
-pub struct RowStats {
-    /// Successful latencies, kept in nanoseconds with 0.1% relative error:
-    /// loopback latencies are tens of microseconds, where whole
-    /// microseconds would be a few percent off.
-    latency: LatencyHistogram,
+/// Values kept per series for exact percentiles. A value is an `f64`, so
+/// 2,000,000 of them take 16 MB; a streamed LLM run keeps four series
+/// (e2e, TTFT, TPOT and every inter-token gap), at most 64 MB, sorted in
+/// place at the end. Past the bound a series frees its values and its
+/// percentiles come from its histogram (bounded memory however long the run).
+pub const EXACT_SAMPLES_PER_SERIES: usize = 2_000_000;
+
+/// One latency series: exact while it fits in its bound, a histogram always
+/// (for live progress, the text histogram, and merging shards).
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Every value, in nanoseconds with 0.1% relative error: loopback
+    /// latencies are tens of microseconds, where whole microseconds would
+    /// be a few percent off.
+    histogram: LatencyHistogram,
+    /// Every value while there are at most `limit`; empty beyond.
+    samples: Vec<f64>,
+    /// Whether `samples` is in ascending order.
+    sorted: bool,
+    /// The most values `samples` keeps.
+    limit: usize,
+    /// Whether `samples` holds every value.
+    exact: bool,
+    count: u64,
     sum_ms: f64,
     min_ms: f64,
     max_ms: f64,
+}
+
+impl Default for Series {
+    fn default() -> Self {
+        Self::with_limit(EXACT_SAMPLES_PER_SERIES)
+    }
+}
+
+impl Series {
+    /// An empty series keeping up to `limit` values exactly.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            histogram: LatencyHistogram::new(),
+            samples: Vec::new(),
+            sorted: true,
+            limit,
+            exact: true,
+            count: 0,
+            sum_ms: 0.0,
+            min_ms: f64::INFINITY,
+            max_ms: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Adds one value, ms. Values come from a monotonic clock, so they are
+    /// finite and never negative; anything else is left out.
+    pub fn record(&mut self, value_ms: f64) {
+        if self.histogram.record_ms(value_ms).is_err() {
+            return;
+        }
+        self.count += 1;
+        self.sum_ms += value_ms;
+        self.min_ms = self.min_ms.min(value_ms);
+        self.max_ms = self.max_ms.max(value_ms);
+        if !self.exact {
+            return;
+        }
+        if self.samples.len() < self.limit {
+            self.sorted = self.sorted && self.samples.last().is_none_or(|&last| last <= value_ms);
+            self.samples.push(value_ms);
+        } else {
+            // Past the bound: the histogram alone, and the memory back.
+            self.exact = false;
+            self.samples = Vec::new();
+        }
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether the percentiles are exact (every value was kept).
+    pub fn exact(&self) -> bool {
+        self.exact
+    }
+
+    /// Smallest value, ms (exact).
+    pub fn min_ms(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.min_ms)
+    }
+
+    /// Largest value, ms (exact).
+    pub fn max_ms(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.max_ms)
+    }
+
+    /// Mean, ms (exact).
+    pub fn mean_ms(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum_ms / self.count as f64)
+    }
+
+    /// The histogram of every value.
+    pub fn histogram(&self) -> &LatencyHistogram {
+        &self.histogram
+    }
+
+    /// The `q` quantile, ms, by numpy's linear method: exact from every
+    /// value while they fit, else from the histogram's buckets (within
+    /// half a bucket, never outside the exact min and max). Sorts the kept
+    /// values in place the first time after a record.
+    pub fn quantile_ms(&mut self, q: f64) -> Option<f64> {
+        if !self.exact {
+            return self.live_quantile_ms(q);
+        }
+        if !self.sorted {
+            self.samples.sort_unstable_by(f64::total_cmp);
+            self.sorted = true;
+        }
+        stats::quantile(&self.samples, q, QuantileMethod::Linear).ok()
+    }
+
+    /// The `q` quantile, ms, by numpy's linear method from the histogram
+    /// alone: what the live progress shows, cheap at any size.
+    pub fn live_quantile_ms(&self, q: f64) -> Option<f64> {
+        let (min, max) = (self.min_ms()?, self.max_ms()?);
+        self.histogram.quantile_linear_between_ms(q, min, max).ok()
+    }
+
+    /// `None` while exact; else how far the percentiles may be off, with
+    /// the bound on kept values that was passed.
+    pub fn quantile_error(&self) -> Option<String> {
+        (!self.exact).then(|| {
+            format!(
+                "more than {} values, the most kept for exact percentiles: {}",
+                self.limit,
+                LatencyHistogram::QUANTILE_ERROR
+            )
+        })
+    }
+}
+
+/// Streaming statistics over rows: memory stays bounded (see
+/// [`EXACT_SAMPLES_PER_SERIES`]) however long the run.
+pub struct RowStats {
+    /// Latencies of successful rows.
+    latency: Series,
     /// Rows seen.
     pub total: u64,
     /// Rows with `ok`.
@@ -32,24 +175,44 @@ pub struct RowStats {
     pub errors: BTreeMap<String, u64>,
     /// LLM timings of successful rows, once a row carried them.
     pub llm: Option<LlmStats>,
+    /// The most values each series keeps exactly.
+    limit: usize,
 }
 
-/// Streaming LLM statistics: every inter-token gap goes into a histogram,
-/// so memory stays bounded however long the run.
-#[derive(Debug, Clone, Default)]
+/// Streaming LLM statistics, a [`Series`] each.
+#[derive(Debug, Clone)]
 pub struct LlmStats {
     /// Time to first token.
-    pub ttft: LatencyHistogram,
+    pub ttft: Series,
     /// Every gap between tokens.
-    pub itl: LatencyHistogram,
+    pub itl: Series,
     /// Time per output token.
-    pub tpot: LatencyHistogram,
+    pub tpot: Series,
     /// Output tokens.
     pub output_tokens: u64,
     /// Rows whose count came from `usage`.
     pub tokens_from_usage: u64,
     /// Rows whose count was counted.
     pub tokens_counted: u64,
+}
+
+impl LlmStats {
+    fn with_limit(limit: usize) -> Self {
+        Self {
+            ttft: Series::with_limit(limit),
+            itl: Series::with_limit(limit),
+            tpot: Series::with_limit(limit),
+            output_tokens: 0,
+            tokens_from_usage: 0,
+            tokens_counted: 0,
+        }
+    }
+}
+
+impl Default for LlmStats {
+    fn default() -> Self {
+        Self::with_limit(EXACT_SAMPLES_PER_SERIES)
+    }
 }
 
 /// A series' percentiles, ms.
@@ -65,30 +228,35 @@ pub struct Percentiles {
     pub p95_ms: Option<f64>,
     /// 99th percentile.
     pub p99_ms: Option<f64>,
-    /// Mean.
+    /// Mean (exact).
     pub mean_ms: Option<f64>,
-    /// Largest.
+    /// Largest (exact).
     pub max_ms: Option<f64>,
+    /// Whether the percentiles are exact, from every value.
+    pub quantiles_exact: bool,
+    /// How far they may be off when not exact (`None` when exact).
+    pub quantile_error: Option<String>,
 }
 
 impl Percentiles {
-    /// The percentiles a histogram holds.
-    pub fn of(histogram: &LatencyHistogram) -> Self {
-        let q = |q| histogram.quantile_ms(q).ok();
+    /// The percentiles of a series (numpy's linear method).
+    pub fn of(series: &mut Series) -> Self {
         Self {
-            count: histogram.count(),
-            p50_ms: q(0.50),
-            p90_ms: q(0.90),
-            p95_ms: q(0.95),
-            p99_ms: q(0.99),
-            mean_ms: histogram.mean_ms(),
-            max_ms: histogram.max_ms(),
+            count: series.count(),
+            p50_ms: series.quantile_ms(0.50),
+            p90_ms: series.quantile_ms(0.90),
+            p95_ms: series.quantile_ms(0.95),
+            p99_ms: series.quantile_ms(0.99),
+            mean_ms: series.mean_ms(),
+            max_ms: series.max_ms(),
+            quantiles_exact: series.exact(),
+            quantile_error: series.quantile_error(),
         }
     }
 }
 
-/// What a streamed LLM run measured (percentiles within the histogram's
-/// 0.1%; `report` computes them exactly from the log).
+/// What a streamed LLM run measured, by the method `report` uses on the
+/// log (exact while each series fits in [`EXACT_SAMPLES_PER_SERIES`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LlmRunSummary {
     /// Time to first token.
@@ -108,12 +276,12 @@ pub struct LlmRunSummary {
 }
 
 impl LlmStats {
-    /// The summary over a run of `duration_s`.
-    pub fn summary(&self, duration_s: f64) -> LlmRunSummary {
+    /// The summary over a run of `duration_s` (sorts the kept values).
+    pub fn summary(&mut self, duration_s: f64) -> LlmRunSummary {
         LlmRunSummary {
-            ttft: Percentiles::of(&self.ttft),
-            itl: Percentiles::of(&self.itl),
-            tpot: Percentiles::of(&self.tpot),
+            ttft: Percentiles::of(&mut self.ttft),
+            itl: Percentiles::of(&mut self.itl),
+            tpot: Percentiles::of(&mut self.tpot),
             output_tokens: self.output_tokens,
             output_tokens_per_s: if duration_s > 0.0 {
                 self.output_tokens as f64 / duration_s
@@ -127,7 +295,7 @@ impl LlmStats {
                 _ => "mixed",
             }
             .to_owned(),
-            itl_histogram: self.itl.to_base64_v2().ok(),
+            itl_histogram: self.itl.histogram().to_base64_v2().ok(),
         }
     }
 }
@@ -135,16 +303,19 @@ impl LlmStats {
 impl RowStats {
     /// Empty statistics.
     pub fn new() -> Self {
+        Self::with_limit(EXACT_SAMPLES_PER_SERIES)
+    }
+
+    /// Empty statistics keeping up to `limit` values per series exactly.
+    pub(crate) fn with_limit(limit: usize) -> Self {
         Self {
-            latency: LatencyHistogram::new(),
-            sum_ms: 0.0,
-            min_ms: f64::INFINITY,
-            max_ms: 0.0,
+            latency: Series::with_limit(limit),
             total: 0,
             succeeded: 0,
             verified: 0,
             errors: BTreeMap::new(),
             llm: None,
+            limit,
         }
     }
 
@@ -154,23 +325,18 @@ impl RowStats {
         self.verified += u64::from(row.verified);
         if row.ok {
             self.succeeded += 1;
-            // Latencies come from a monotonic clock, so they are finite and
-            // never negative; only such values would be refused.
-            let _ = self.latency.record_ms(row.latency_ms);
-            self.sum_ms += row.latency_ms;
-            self.min_ms = self.min_ms.min(row.latency_ms);
-            self.max_ms = self.max_ms.max(row.latency_ms);
+            self.latency.record(row.latency_ms);
             if let Some(timing) = &row.llm {
-                let llm = self.llm.get_or_insert_with(LlmStats::default);
-                // Monotonic-clock values: finite and never negative.
+                let limit = self.limit;
+                let llm = self.llm.get_or_insert_with(|| LlmStats::with_limit(limit));
                 if let Some(ttft) = timing.ttft_ms {
-                    let _ = llm.ttft.record_ms(ttft);
+                    llm.ttft.record(ttft);
                 }
                 if let Some(tpot) = timing.tpot_ms {
-                    let _ = llm.tpot.record_ms(tpot);
+                    llm.tpot.record(tpot);
                 }
                 for gap in &timing.itl_ms {
-                    let _ = llm.itl.record_ms(*gap);
+                    llm.itl.record(*gap);
                 }
                 llm.output_tokens += timing.output_tokens.unwrap_or(0);
                 match timing.tokens_from {
@@ -189,47 +355,60 @@ impl RowStats {
         }
     }
 
-    /// Latency at quantile `q` of successful requests, ms.
-    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
-        self.latency.quantile_ms(q).ok()
+    /// The latencies of successful requests.
+    pub fn latency(&self) -> &Series {
+        &self.latency
+    }
+
+    /// The latencies of successful requests, to take final percentiles
+    /// from ([`Series::quantile_ms`] sorts in place).
+    pub fn latency_mut(&mut self) -> &mut Series {
+        &mut self.latency
+    }
+
+    /// Latency at quantile `q` of successful requests so far, ms, from the
+    /// histogram (numpy's linear method within half a bucket): for live
+    /// progress; the summary's come from [`Series::quantile_ms`].
+    pub fn live_quantile_ms(&self, q: f64) -> Option<f64> {
+        self.latency.live_quantile_ms(q)
     }
 
     /// Mean latency of successful requests, ms.
     pub fn mean_ms(&self) -> Option<f64> {
-        (self.succeeded > 0).then(|| self.sum_ms / self.succeeded as f64)
+        self.latency.mean_ms()
     }
 
     /// Fastest success, ms.
     pub fn min_ms(&self) -> Option<f64> {
-        (self.succeeded > 0).then_some(self.min_ms)
+        self.latency.min_ms()
     }
 
     /// Slowest success, ms.
     pub fn max_ms(&self) -> Option<f64> {
-        (self.succeeded > 0).then_some(self.max_ms)
+        self.latency.max_ms()
     }
 
     /// The histogram of successful latencies, HdrHistogram V2 in base64
     /// (`None` only if hdrhistogram fails to encode it).
     pub fn latency_histogram_base64(&self) -> Option<String> {
-        self.latency.to_base64_v2().ok()
+        self.latency.histogram().to_base64_v2().ok()
     }
 
     /// The successful latencies in `buckets` log-spaced buckets from the
     /// fastest to the slowest (empty when none succeeded).
     pub fn latency_buckets(&self, buckets: usize) -> Vec<LatencyBucket> {
         match (self.min_ms(), self.max_ms()) {
-            (Some(min), Some(max)) => latency_buckets(&self.latency, min, max, buckets),
+            (Some(min), Some(max)) => latency_buckets(self.latency.histogram(), min, max, buckets),
             _ => Vec::new(),
         }
     }
 
-    /// Output tokens so far and the TTFT at quantile `q`, ms, once a row
-    /// carried LLM timings.
+    /// Output tokens so far and the TTFT at quantile `q`, ms (live, from
+    /// the histogram), once a row carried LLM timings.
     pub fn llm_progress(&self, q: f64) -> Option<(u64, Option<f64>)> {
         self.llm
             .as_ref()
-            .map(|llm| (llm.output_tokens, llm.ttft.quantile_ms(q).ok()))
+            .map(|llm| (llm.output_tokens, llm.ttft.live_quantile_ms(q)))
     }
 }
 
@@ -318,6 +497,12 @@ pub struct RunSummary {
     pub p99_ms: Option<f64>,
     /// 99.9th percentile, ms.
     pub p99_9_ms: Option<f64>,
+    /// Whether the percentiles are exact, from every successful latency
+    /// (numpy's linear method, as `report` computes them from the log);
+    /// false past [`EXACT_SAMPLES_PER_SERIES`].
+    pub quantiles_exact: bool,
+    /// How far the percentiles may be off when not exact (`None` when exact).
+    pub quantile_error: Option<String>,
     /// Mean latency, ms.
     pub mean_ms: Option<f64>,
     /// Fastest success, ms.
@@ -592,6 +777,9 @@ impl fmt::Display for RunSummary {
         writeln!(f, "P99 latency: {}", ms(self.p99_ms))?;
         writeln!(f, "P99.9 latency: {}", ms(self.p99_9_ms))?;
         writeln!(f, "Max latency: {}", ms(self.max_ms))?;
+        if let Some(error) = &self.quantile_error {
+            writeln!(f, "Percentiles not exact: {error}")?;
+        }
         writeln!(
             f,
             "Mean {} / min {} / max {}",
@@ -617,6 +805,9 @@ impl fmt::Display for RunSummary {
                     ms(p.max_ms),
                     p.count
                 )?;
+                if let Some(error) = &p.quantile_error {
+                    writeln!(f, "  {name} percentiles not exact: {error}")?;
+                }
             }
             let from = match llm.tokens_from.as_str() {
                 "usage" => "from the server's usage",
@@ -739,6 +930,8 @@ mod tests {
             p95_ms: Some(4.0),
             p99_ms: Some(9.5),
             p99_9_ms: Some(20.125),
+            quantiles_exact: true,
+            quantile_error: None,
             mean_ms: Some(2.0),
             min_ms: Some(0.5),
             max_ms: Some(25.0),
@@ -876,6 +1069,214 @@ Status code distribution:
                 count: 5
             }]
         );
+    }
+
+    /// 18 successful latencies with a slow tail (and a failure, left out),
+    /// as a short run leaves them.
+    const LATENCIES_MS: [f64; 18] = [
+        101.203, 98.447, 103.918, 99.731, 100.052, 97.866, 102.415, 104.377, 98.990, 100.601,
+        99.118, 103.062, 101.774, 97.532, 112.004, 100.337, 121.453, 99.865,
+    ];
+
+    /// LLM timings of six streamed requests: TTFT, the gaps, TPOT.
+    fn llm_rows() -> Vec<LogRow> {
+        let ttft_ms = [20.511, 22.014, 19.873, 35.902, 21.337, 20.004];
+        let gaps_ms: [&[f64]; 6] = [
+            &[5.1, 5.3, 9.8],
+            &[5.0, 5.2],
+            &[5.4, 30.1, 5.2, 5.1],
+            &[5.3],
+            &[5.2, 5.2, 5.6],
+            &[6.0, 5.9],
+        ];
+        let tpot_ms = [5.5, 5.1, 11.4, 5.3, 5.33, 5.95];
+        (0..6)
+            .map(|i| LogRow {
+                request_id: i as u64,
+                timestamp_ms: i as f64,
+                latency_ms: ttft_ms[i] + gaps_ms[i].iter().sum::<f64>(),
+                status_code: 200,
+                ok: true,
+                llm: Some(model::log::LlmTiming {
+                    ttft_ms: Some(ttft_ms[i]),
+                    tpot_ms: Some(tpot_ms[i]),
+                    output_tokens: Some(gaps_ms[i].len() as u64 + 1),
+                    tokens_from: Some(model::log::TokensFrom::Usage),
+                    itl_ms: gaps_ms[i].to_vec(),
+                }),
+                ..LogRow::default()
+            })
+            .collect()
+    }
+
+    fn e2e_rows() -> Vec<LogRow> {
+        let mut rows: Vec<LogRow> = LATENCIES_MS
+            .iter()
+            .enumerate()
+            .map(|(i, &latency_ms)| LogRow {
+                request_id: i as u64,
+                timestamp_ms: i as f64 * 10.0,
+                latency_ms,
+                status_code: 200,
+                ok: true,
+                ..LogRow::default()
+            })
+            .collect();
+        rows.push(LogRow {
+            request_id: 18,
+            latency_ms: 5000.0,
+            error: "timeout".into(),
+            ..LogRow::default()
+        });
+        rows
+    }
+
+    fn stats_of(rows: &[LogRow], limit: usize) -> RowStats {
+        let mut stats = RowStats::with_limit(limit);
+        for row in rows {
+            stats.record(row);
+        }
+        stats
+    }
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() <= 1e-9 * b)
+    }
+
+    /// The percentiles equal `report summary`'s on the same rows, bit for
+    /// bit, and numpy's (values from `numpy.quantile(x, q)`, numpy 2.4).
+    #[test]
+    fn percentiles_equal_report_and_numpy_on_the_same_rows() {
+        let rows = e2e_rows();
+        let mut stats = stats_of(&rows, EXACT_SAMPLES_PER_SERIES);
+        let report = report::SideSummary::from_rows("t", "loadgen", &rows).unwrap();
+        let latency = stats.latency_mut();
+        assert!(latency.exact() && latency.quantile_error().is_none());
+        assert_eq!(latency.quantile_ms(0.50), report.p50_ms);
+        assert_eq!(latency.quantile_ms(0.95), report.p95_ms);
+        assert_eq!(latency.quantile_ms(0.99), report.p99_ms);
+        assert_eq!(latency.max_ms(), report.max_ms);
+        assert_eq!(latency.min_ms(), report.min_ms);
+        for (q, numpy) in [
+            (0.5, 100.469),
+            (0.9, 106.66510000000001),
+            (0.95, 113.42134999999999),
+            (0.99, 119.84666999999999),
+        ] {
+            assert!(close(latency.quantile_ms(q), numpy), "q={q}");
+        }
+        assert_eq!(latency.max_ms(), Some(121.453));
+
+        // The LLM series: report's LLM summary of the same rows, and numpy.
+        let rows = llm_rows();
+        let mut stats = stats_of(&rows, EXACT_SAMPLES_PER_SERIES);
+        let ours = stats.llm.as_mut().unwrap().summary(1.0);
+        let theirs = report::SideSummary::from_rows("t", "loadgen", &rows)
+            .unwrap()
+            .llm
+            .unwrap();
+        for (name, ours, theirs) in [
+            ("ttft", &ours.ttft, &theirs.ttft),
+            ("itl", &ours.itl, &theirs.itl),
+            ("tpot", &ours.tpot, &theirs.tpot),
+        ] {
+            let pairs = [
+                (ours.p50_ms, theirs.p50_ms),
+                (ours.p90_ms, theirs.p90_ms),
+                (ours.p95_ms, theirs.p95_ms),
+                (ours.p99_ms, theirs.p99_ms),
+                (ours.max_ms, theirs.max_ms),
+            ];
+            for (k, (a, b)) in pairs.into_iter().enumerate() {
+                assert_eq!(a, b, "{name} #{k}");
+            }
+            assert_eq!(ours.count, theirs.count, "{name}");
+            assert!(ours.quantiles_exact && ours.quantile_error.is_none());
+        }
+        let numpy = [
+            (
+                &ours.ttft,
+                [20.924, 28.958, 32.43, 35.207600000000006],
+                35.902,
+            ),
+            (
+                &ours.itl,
+                [5.3, 8.28, 15.88999999999998, 27.25799999999999],
+                30.1,
+            ),
+            (
+                &ours.tpot,
+                [5.415, 8.675, 10.0375, 11.127500000000001],
+                11.4,
+            ),
+        ];
+        for (p, [p50, p90, p95, p99], max) in numpy {
+            assert!(close(p.p50_ms, p50) && close(p.p90_ms, p90), "{p:?}");
+            assert!(close(p.p95_ms, p95) && close(p.p99_ms, p99), "{p:?}");
+            assert_eq!(p.max_ms, Some(max));
+        }
+    }
+
+    /// Past the bound: percentiles from the histogram by the same method,
+    /// within the stated error, never past the exact extremes, and the
+    /// summary says so in JSON and text.
+    #[test]
+    fn past_the_bound_percentiles_come_from_the_histogram_and_say_so() {
+        let rows = e2e_rows();
+        let mut stats = stats_of(&rows, 10);
+        let sorted = stats::sorted_finite(&LATENCIES_MS).unwrap();
+        let latency = stats.latency_mut();
+        assert!(!latency.exact());
+        let error = latency.quantile_error().unwrap();
+        assert!(error.starts_with("more than 10 values"), "{error}");
+        assert!(error.contains("1/2048"), "{error}");
+        for q in [0.0, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+            let exact = stats::quantile(&sorted, q, QuantileMethod::Linear).unwrap();
+            let value = latency.quantile_ms(q).unwrap();
+            let bound = LatencyHistogram::quantile_error_bound_ms(exact);
+            assert!(
+                (value - exact).abs() <= bound + 1e-12,
+                "q={q}: {value} vs {exact}"
+            );
+            assert!((97.532..=121.453).contains(&value), "q={q}: {value}");
+        }
+        // Min, max and mean stay exact.
+        assert_eq!(latency.max_ms(), Some(121.453));
+        assert_eq!(latency.min_ms(), Some(97.532));
+        let mean = LATENCIES_MS.iter().sum::<f64>() / 18.0;
+        assert!((latency.mean_ms().unwrap() - mean).abs() < 1e-9);
+
+        let mut llm = stats_of(&llm_rows(), 10).llm.unwrap();
+        let summary = llm.summary(1.0);
+        // 15 gaps are past a bound of 10; 6 TTFTs are not.
+        assert!(summary.ttft.quantiles_exact);
+        assert!(!summary.itl.quantiles_exact);
+        assert_eq!(summary.itl.max_ms, Some(30.1));
+
+        let text = RunSummary {
+            quantiles_exact: false,
+            quantile_error: Some(error.clone()),
+            llm: Some(summary),
+            ..hand_made()
+        };
+        let json: serde_json::Value = serde_json::from_str(&text.to_json().unwrap()).unwrap();
+        assert_eq!(json["quantiles_exact"], false);
+        assert_eq!(json["quantile_error"], error.as_str());
+        assert_eq!(json["llm"]["itl"]["quantiles_exact"], false);
+        assert_eq!(
+            json["llm"]["ttft"]["quantile_error"],
+            serde_json::Value::Null
+        );
+        let text = text.to_string();
+        assert!(
+            text.contains(&format!("Percentiles not exact: {error}")),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ITL percentiles not exact: more than 10 values"),
+            "{text}"
+        );
+        assert!(!text.contains("TTFT percentiles not exact"), "{text}");
     }
 
     #[test]

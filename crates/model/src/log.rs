@@ -166,16 +166,42 @@ pub enum LogError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The CSV itself is malformed (unbalanced quotes, ragged rows, bad UTF-8).
-    #[error("line {line}: malformed CSV: {message}")]
-    Csv {
-        /// 1-based line of the record at fault.
+    /// The file ended before its first line: a log starts with a header.
+    #[error("the file is empty: a log starts with a header line such as {}", INPUT_PY_COLUMNS.join(","))]
+    Empty,
+    /// A record has more or fewer fields than the header.
+    #[error("line {line}: {}, the header has {header_fields}", count(*fields, "field"))]
+    FieldCount {
+        /// 1-based line of the record.
         line: u64,
-        /// What the CSV parser said.
+        /// Fields on that line.
+        fields: u64,
+        /// Fields in the header.
+        header_fields: u64,
+    },
+    /// A field is not UTF-8 text.
+    #[error(
+        "line {line}, {column}: not UTF-8 text (an invalid byte after {valid_bytes} valid ones)"
+    )]
+    NotUtf8 {
+        /// 1-based line of the record.
+        line: u64,
+        /// The column's name (`column `error``), or its position
+        /// (`field 3`) where the header is not known.
+        column: String,
+        /// Bytes of the field before the invalid one.
+        valid_bytes: usize,
+    },
+    /// Reading the file failed part-way.
+    #[error("line {line}: {message}")]
+    Csv {
+        /// 1-based line being read.
+        line: u64,
+        /// What went wrong, in words.
         message: String,
     },
     /// The header lacks a column every log must have.
-    #[error("the header has no `{0}` column; expected at least {INPUT_PY_COLUMNS:?}")]
+    #[error("line 1: the header has no `{0}` column; a log has at least the columns {columns}", columns = INPUT_PY_COLUMNS.join(", "))]
     MissingColumn(&'static str),
     /// A field holds a value of the wrong kind.
     #[error("line {line}, column `{column}`: {value:?} is not {expected}")]
@@ -191,17 +217,46 @@ pub enum LogError {
     },
 }
 
+/// `1 field`, `7 fields`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 impl LogError {
-    fn from_csv(err: csv::Error) -> Self {
-        let line = err.position().map_or(0, csv::Position::line);
-        match err.into_kind() {
+    /// The csv crate's error in words; `header`, once read, names a
+    /// column where the error is in one.
+    /// `at` is where the reader stood, for errors that carry no position
+    /// of their own (a failed read).
+    fn from_csv(err: csv::Error, header: Option<&csv::StringRecord>, at: &csv::Position) -> Self {
+        let line = err.position().unwrap_or(at).line();
+        match err.kind() {
+            csv::ErrorKind::UnequalLengths {
+                expected_len, len, ..
+            } => Self::FieldCount {
+                line,
+                fields: *len,
+                header_fields: *expected_len,
+            },
+            csv::ErrorKind::Utf8 { err: utf8, .. } => Self::NotUtf8 {
+                line,
+                column: match header.and_then(|h| h.get(utf8.field())) {
+                    Some(name) => format!("column `{}`", name.trim()),
+                    None => format!("field {}", utf8.field() + 1),
+                },
+                valid_bytes: utf8.valid_up_to(),
+            },
             csv::ErrorKind::Io(e) => Self::Csv {
                 line,
-                message: e.to_string(),
+                message: format!("reading failed: {e}"),
             },
-            kind => Self::Csv {
+            // Not raised when reading records; the crate's own words.
+            _ => Self::Csv {
                 line,
-                message: format!("{kind:?}"),
+                message: err.to_string(),
             },
         }
     }
@@ -329,7 +384,13 @@ pub fn read_log<R: Read>(reader: R) -> Result<Log, LogError> {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(reader);
-    let header = csv.headers().map_err(LogError::from_csv)?.clone();
+    let header = match csv.headers() {
+        Ok(header) => header.clone(),
+        Err(e) => return Err(LogError::from_csv(e, None, csv.position())),
+    };
+    if header.is_empty() {
+        return Err(LogError::Empty);
+    }
     let columns = ColumnIndex::new(&header)?;
     let format = if columns.ok.is_some() {
         LogFormat::Loadgen
@@ -337,9 +398,13 @@ pub fn read_log<R: Read>(reader: R) -> Result<Log, LogError> {
         LogFormat::InputPy
     };
     let mut rows = Vec::new();
-    for record in csv.records() {
-        let record = record.map_err(LogError::from_csv)?;
-        rows.push(columns.row(&record)?);
+    let mut record = csv::StringRecord::new();
+    loop {
+        match csv.read_record(&mut record) {
+            Ok(true) => rows.push(columns.row(&record)?),
+            Ok(false) => break,
+            Err(e) => return Err(LogError::from_csv(e, Some(&header), csv.position())),
+        }
     }
     Ok(Log { format, rows })
 }
@@ -666,7 +731,7 @@ mod tests {
         let csv = "request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2\n";
         assert!(matches!(
             read_log(csv.as_bytes()),
-            Err(LogError::Csv { line: 2, .. })
+            Err(LogError::FieldCount { line: 2, .. })
         ));
         let csv = "request_id,latency_ms\n0,1\n";
         assert!(matches!(
@@ -675,7 +740,7 @@ mod tests {
         ));
         let bytes: &[u8] =
             b"request_id,timestamp_ms,latency_ms,status_code,error\n0,1,2,200,\xff\n";
-        assert!(matches!(read_log(bytes), Err(LogError::Csv { .. })));
+        assert!(matches!(read_log(bytes), Err(LogError::NotUtf8 { .. })));
     }
 
     #[test]

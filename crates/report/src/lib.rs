@@ -70,7 +70,9 @@ pub const REPORT_FILES: [&str; 4] = [
 
 /// Writes `comparison.json`, `comparison.csv`, `report.md` and `report.html`
 /// into `out_dir` (created if missing), each atomically; returns their paths.
-/// The logs are needed for the charts.
+/// The logs are needed for the charts. Each side's `log_file` is written
+/// relative to `out_dir`, so the reports (and `report repeats`) find the
+/// logs wherever the directory is moved or read from.
 pub fn write_reports(
     comparison: &Comparison,
     before: &RunLog,
@@ -78,6 +80,7 @@ pub fn write_reports(
     out_dir: &Path,
 ) -> Result<Vec<PathBuf>, ReportError> {
     fs::create_dir_all(out_dir).map_err(|e| ReportError::io(out_dir, e))?;
+    let comparison = &write_files::with_logs_relative_to(comparison, out_dir);
     let contents = [
         write_files::comparison_json(comparison)?,
         write_files::comparison_csv(comparison),

@@ -19,10 +19,14 @@
 //!   the last response over all rows); `ids` counts the request ids, and
 //!   an id logged by two shards means they overlapped.
 //! - Otherwise (`percentiles_from: "histogram"`) the percentiles come from
-//!   the shards' merged `LatencyHistogram`s: within 0.1% of the recorded
-//!   value, but a nearest-rank value, so it may sit anywhere between the
-//!   two samples that Linear would interpolate between. `mean_ms`, `min_ms`
-//!   and `max_ms` stay exact (loadgen keeps them exactly per shard), and
+//!   the shards' merged `LatencyHistogram`s by the same Linear method: the
+//!   two order statistics it interpolates between are read from their
+//!   buckets, the smallest and largest are the exact `min_ms` and
+//!   `max_ms`, and the result is clamped to them, so the only error is the
+//!   bucket resolution, stated in `percentile_error` ([`histogram_error`]:
+//!   at most 1/2048 of the value plus 0.5 ns, and the log's rounding to
+//!   0.001 ms when compared with rows). `mean_ms`, `min_ms` and `max_ms`
+//!   stay exact (loadgen keeps them exactly per shard), and
 //!   `duration_s` runs from the earliest shard start (`start_at_unix_ms +
 //!   start_skew_ms`) to the latest shard end (start + its `duration_s`).
 //! - `throughput_rps` is merged successes over the merged `duration_s`.
@@ -56,8 +60,16 @@ use crate::write_files::write_atomically;
 pub const SUMMARY_FILE: &str = "summary.json";
 /// The per-request log a shard directory may hold, and the merged one.
 pub const LOG_FILE: &str = "log.csv";
-/// What `percentile_error` says when the percentiles come from histograms.
-pub const HISTOGRAM_ERROR: &str = "at most 0.1% relative (HdrHistogram, 3 significant digits)";
+/// What `percentile_error` says when the percentiles come from histograms:
+/// the histogram's own bound ([`LatencyHistogram::QUANTILE_ERROR`]), and
+/// the rounding of the rows it is compared with.
+pub fn histogram_error() -> String {
+    format!(
+        "{}; loadgen records each latency as measured and log.csv rounds it to 0.001 ms, so \
+         against numpy over the rows allow 0.0005 ms more",
+        LatencyHistogram::QUANTILE_ERROR
+    )
+}
 
 /// The plan's keys in the order differences are reported; any other key a
 /// newer loadgen adds is compared too, after these.
@@ -823,12 +835,6 @@ fn from_histograms(
     histogram: &LatencyHistogram,
     open_loop: bool,
 ) -> Result<(), MergeError> {
-    let q = |p| histogram.quantile_ms(p).ok();
-    summary.p50_ms = q(0.50);
-    summary.p90_ms = q(0.90);
-    summary.p95_ms = q(0.95);
-    summary.p99_ms = q(0.99);
-    summary.p99_9_ms = q(0.999);
     // loadgen's mean is the exact sum over its successes divided by their
     // count, so weighting by `succeeded` gives back the exact merged mean.
     let ok = || shards.iter().filter(|s| s.file.succeeded > 0);
@@ -841,19 +847,33 @@ fn from_histograms(
     };
     summary.min_ms = ok().filter_map(|s| s.file.min_ms).reduce(f64::min);
     summary.max_ms = ok().filter_map(|s| s.file.max_ms).reduce(f64::max);
+    let q = |p| histogram_quantile_ms(histogram, p, summary.min_ms, summary.max_ms);
+    summary.p50_ms = q(0.50);
+    summary.p90_ms = q(0.90);
+    summary.p95_ms = q(0.95);
+    summary.p99_ms = q(0.99);
+    summary.p99_9_ms = q(0.999);
     summary.percentiles_from = "histogram".to_owned();
-    summary.percentile_error = Some(HISTOGRAM_ERROR.to_owned());
+    summary.percentile_error = Some(histogram_error());
 
     // Shards started apart (and on different clocks, within `start_skew_ms`),
     // so the run spans from the earliest start to the latest end.
     let mut starts = Vec::with_capacity(shards.len());
     for shard in shards {
         let Some(start_at) = shard.info.start_at_unix_ms else {
+            // Name the logs that are missing, not this shard's (it may have
+            // its own): they are why the rows cannot place the shards.
+            let absent: Vec<String> = shards
+                .iter()
+                .filter(|s| s.log.is_none())
+                .map(|s| s.dir.join(LOG_FILE).display().to_string())
+                .collect();
             return Err(MergeError::Inconsistent {
                 path: shard.summary_path.clone(),
                 message: format!(
-                    "field `shard.start_at_unix_ms` is null and {} is absent, so the shard cannot be placed in time; run the shards with --start-at, or ship every log.csv",
-                    shard.dir.join(LOG_FILE).display()
+                    "field `shard.start_at_unix_ms` is null, so without every shard's rows the shard cannot be placed in time, and {} {} absent; run the shards with --start-at, or ship every log.csv",
+                    absent.join(", "),
+                    if absent.len() == 1 { "is" } else { "are" }
                 ),
             });
         };
@@ -875,6 +895,20 @@ fn from_histograms(
         summary.achieved_rate_rps = Some(achieved_rate_without_rows(shards, &starts));
     }
     Ok(())
+}
+
+/// The `q` quantile of the merged histogram by the Linear method, with
+/// the exact extremes standing for the smallest and largest latency.
+fn histogram_quantile_ms(
+    histogram: &LatencyHistogram,
+    q: f64,
+    min_ms: Option<f64>,
+    max_ms: Option<f64>,
+) -> Option<f64> {
+    match (min_ms, max_ms) {
+        (Some(min), Some(max)) => histogram.quantile_linear_between_ms(q, min, max).ok(),
+        _ => histogram.quantile_linear_ms(q).ok(),
+    }
 }
 
 /// Each shard's sends span `(sent - 1) / rate` seconds from its start; the
@@ -912,7 +946,9 @@ fn judge_without_rows(
     histogram: &LatencyHistogram,
 ) -> SloResult {
     let measured = match slo.metric {
-        Metric::Latency(Series::E2e, Stat::Quantile(q)) => histogram.quantile_ms(q).ok(),
+        Metric::Latency(Series::E2e, Stat::Quantile(q)) => {
+            histogram_quantile_ms(histogram, q, summary.min_ms, summary.max_ms)
+        }
         Metric::Latency(Series::E2e, Stat::Mean) => summary.mean_ms,
         Metric::Latency(Series::E2e, Stat::Max) => summary.max_ms,
         Metric::Latency(..) | Metric::Goodput => None,
@@ -991,7 +1027,7 @@ pub fn render_text(merged: &Merged) -> String {
     } else {
         format!(
             "from the merged histograms, {}",
-            s.percentile_error.as_deref().unwrap_or(HISTOGRAM_ERROR)
+            s.percentile_error.clone().unwrap_or_else(histogram_error)
         )
     };
     let _ = writeln!(

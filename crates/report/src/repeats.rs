@@ -20,6 +20,7 @@ use stats::{ConfidenceInterval, QuantileMethod};
 
 use crate::compare::Comparison;
 use crate::error::ReportError;
+use crate::write_files::write_atomically;
 
 /// Bootstrap resamples of each interval.
 const RESAMPLES: usize = 2000;
@@ -77,6 +78,7 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
             "give at least one pair directory (each holding a comparison.json)".into(),
         ));
     }
+    refuse_duplicates(pair_dirs)?;
     let mut rows = Vec::new();
     let mut before_ms = Vec::new();
     let mut after_ms = Vec::new();
@@ -169,8 +171,50 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
     })
 }
 
-/// The successful latencies of a side's log. The comparison names the log
-/// as it was given; a pair directory moved since is searched by file name.
+/// Refuses a pair given twice (the same directory by its canonical path,
+/// however spelled): its rows would be pooled twice and its verdict
+/// counted twice.
+fn refuse_duplicates(pair_dirs: &[PathBuf]) -> Result<(), ReportError> {
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::with_capacity(pair_dirs.len());
+    for dir in pair_dirs {
+        // A directory that cannot be resolved is reported when it is read.
+        let Ok(canonical) = fs::canonicalize(dir) else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(c, _)| *c == canonical) {
+            return Err(ReportError::InvalidOption(format!(
+                "{} is given twice ({} and {} are the same directory); give each pair's directory once",
+                canonical.display(),
+                first.display(),
+                dir.display()
+            )));
+        }
+        seen.push((canonical, dir));
+    }
+    Ok(())
+}
+
+/// Where a side's log is. `report compare` records it relative to the
+/// comparison's own directory, which is tried first; a comparison written
+/// before that recorded it as given (absolute, or relative to where it
+/// ran), read as such when that file exists; last, a file of that name in
+/// the pair's directory (a pair directory moved since).
+fn resolve_log(dir: &Path, named: &Path) -> PathBuf {
+    let beside = dir.join(named);
+    if beside.is_file() {
+        return beside;
+    }
+    if named.is_file() {
+        return named.to_path_buf();
+    }
+    match named.file_name().map(|name| dir.join(name)) {
+        Some(by_name) if by_name.is_file() => by_name,
+        // Missing everywhere: the error names it as the comparison does.
+        _ => beside,
+    }
+}
+
+/// The successful latencies of a side's log.
 fn successful_latencies(dir: &Path, log_file: Option<&str>) -> Result<Vec<f64>, ReportError> {
     let Some(named) = log_file.map(Path::new) else {
         return Err(ReportError::InvalidOption(format!(
@@ -178,10 +222,7 @@ fn successful_latencies(dir: &Path, log_file: Option<&str>) -> Result<Vec<f64>, 
             dir.display()
         )));
     };
-    let path = match (named.exists(), named.file_name()) {
-        (false, Some(name)) => dir.join(name),
-        _ => named.to_path_buf(),
-    };
+    let path = resolve_log(dir, named);
     let log = model::log::read_log_file(&path).map_err(|source| ReportError::ReadLog {
         path: path.clone(),
         source,
@@ -231,7 +272,8 @@ pub fn render_markdown(report: &RepeatsReport) -> String {
     md
 }
 
-/// Writes `repeats.json` and `repeats.md` into `out_dir`; returns their paths.
+/// Writes `repeats.json` and `repeats.md` into `out_dir`, each atomically
+/// (a temporary file renamed over the target); returns their paths.
 pub fn write(report: &RepeatsReport, out_dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     fs::create_dir_all(out_dir).map_err(|e| ReportError::io(out_dir, e))?;
     let files = [
@@ -241,7 +283,7 @@ pub fn write(report: &RepeatsReport, out_dir: &Path) -> Result<Vec<PathBuf>, Rep
     let mut written = Vec::new();
     for (name, text) in files {
         let path = out_dir.join(name);
-        fs::write(&path, text).map_err(|e| ReportError::io(&path, e))?;
+        write_atomically(&path, text.as_bytes())?;
         written.push(path);
     }
     Ok(written)

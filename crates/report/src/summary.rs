@@ -39,7 +39,9 @@ pub struct SideSummary {
     pub label: String,
     /// Which tool wrote the log: `input.py` or `loadgen`.
     pub source: String,
-    /// The log file the numbers come from, when read from a file.
+    /// The log file the numbers come from, when read from a file: as
+    /// given, and in the written `comparison.json` relative to its
+    /// directory (older ones recorded it as given).
     pub log_file: Option<String>,
     /// Rows in the log.
     pub total: u64,

@@ -39,6 +39,33 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     })
 }
 
+/// `comparison` with each log file (`before`, `after`, the reproduction)
+/// named relative to `dir`, where its reports go. A path that cannot be
+/// resolved (a log not read from a file, or gone) stays as given.
+pub fn with_logs_relative_to(comparison: &Comparison, dir: &Path) -> Comparison {
+    let mut comparison = comparison.clone();
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return comparison;
+    };
+    let relative = |log_file: &mut Option<String>| {
+        let Some(given) = log_file.as_deref() else {
+            return;
+        };
+        if let Some(path) = fs::canonicalize(given)
+            .ok()
+            .and_then(|log| pathdiff::diff_paths(log, &dir))
+        {
+            *log_file = Some(path.display().to_string());
+        }
+    };
+    relative(&mut comparison.before.log_file);
+    relative(&mut comparison.after.log_file);
+    if let Some(reproduction) = &mut comparison.before_reproduction {
+        relative(&mut reproduction.summary.log_file);
+    }
+    comparison
+}
+
 /// `comparison.json`, pretty-printed, with a trailing newline.
 pub fn comparison_json(comparison: &Comparison) -> Result<String, ReportError> {
     let mut text = serde_json::to_string_pretty(comparison)?;

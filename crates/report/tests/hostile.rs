@@ -34,7 +34,7 @@ fn compare(dir: &Path, after: &[u8]) -> (Option<i32>, String) {
 #[test]
 fn malformed_logs_exit_2_with_what_is_wrong() {
     let cases: [(&str, Vec<u8>, &[&str]); 7] = [
-        ("empty", Vec::new(), &["no `request_id` column"]),
+        ("empty", Vec::new(), &["after.csv: the file is empty"]),
         (
             "missing-column",
             b"request_id,latency_ms\n0,5\n".to_vec(),
@@ -53,12 +53,12 @@ fn malformed_logs_exit_2_with_what_is_wrong() {
         (
             "short-row",
             format!("{HEADER}\n0,0,100,200\n").into_bytes(),
-            &["line 2", "malformed CSV"],
+            &["after.csv: line 2: 4 fields, the header has 5"],
         ),
         (
             "not-utf8",
             [HEADER.as_bytes(), b"\n0,0,100,200,\xff\xfe\n"].concat(),
-            &["line 2", "malformed CSV"],
+            &["after.csv: line 2, column `error`: not UTF-8 text"],
         ),
         (
             "bad-status",
@@ -74,6 +74,11 @@ fn malformed_logs_exit_2_with_what_is_wrong() {
         for needle in needles {
             assert!(stderr.contains(needle), "{name}: {stderr}");
         }
+        // Plain words, not the CSV parser's debug output.
+        assert!(
+            !stderr.contains("Position") && !stderr.contains('{'),
+            "{name}: {stderr}"
+        );
         assert!(!dir.join("out/comparison.json").exists(), "{name}");
     }
 }
@@ -132,4 +137,33 @@ fn hostile_but_parseable_logs_give_a_verdict_and_safe_reports() {
         assert!(leftovers.is_empty(), "{name}: {leftovers:?}");
         assert_eq!(json["verdict"]["met"], verdict == 0, "{name}");
     }
+}
+
+/// `report summary` of a loadgen log with a short line 26: the file, the
+/// line and the counts, nothing else.
+#[test]
+fn a_short_line_in_a_loadgen_log_is_named_by_file_line_and_field_counts() {
+    let dir = common::temp_dir("hostile-short-line");
+    let header = model::log::LOADGEN_COLUMNS.join(",");
+    let mut text = format!("{header}\n");
+    for id in 0..24 {
+        text.push_str(&format!("{id},{id},5.0,200,,true,{id},1,,,,,d{id}\n"));
+    }
+    text.push_str("24,24,5.0,200,,true,24\n");
+    let path = common::write(&dir, "before.csv", &text);
+    let out = Command::new(env!("CARGO_BIN_EXE_report"))
+        .arg("summary")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "report: error: {}: line 26: 7 fields, the header has {}",
+            path.display(),
+            model::log::LOADGEN_COLUMNS.len()
+        )
+    );
 }

@@ -48,6 +48,18 @@ pub enum StatsError {
         latency_ms: f64,
     },
 
+    /// The exact extremes given with a histogram are not two finite
+    /// numbers with `min_ms <= max_ms`.
+    #[error(
+        "the exact minimum and maximum must be finite with min <= max, got min {min_ms} ms and max {max_ms} ms"
+    )]
+    InvalidExtremes {
+        /// The rejected minimum, ms.
+        min_ms: f64,
+        /// The rejected maximum, ms.
+        max_ms: f64,
+    },
+
     /// A statistic was requested from a histogram with no recorded values.
     #[error("histogram is empty: record at least one latency first")]
     EmptyHistogram,

@@ -12,7 +12,8 @@
 //! * [`LatencyHistogram`] — bounded-memory HdrHistogram of whole nanoseconds
 //!   with ≤ 0.1% relative error (for every latency from 1 µs up, loopback
 //!   round trips included) that can be merged across threads and processes
-//!   (via base64 V2).
+//!   (via base64 V2); [`LatencyHistogram::quantile_linear_between_ms`]
+//!   estimates numpy's linear quantile from its buckets, within half a bucket.
 //! * [`bootstrap_quantile_ci`], [`bootstrap_quantile_diff_ci`] — seeded,
 //!   reproducible percentile-bootstrap intervals for a quantile or for the
 //!   change in a quantile between two runs; [`mean_ci`] — Student-t interval

@@ -176,7 +176,7 @@ pub(crate) fn quantile_of_valid(sorted: &[f64], q: f64, method: QuantileMethod) 
 
 /// Linear interpolation written the way numpy does it, so that `t == 1`
 /// returns `b` exactly and results agree with numpy to the last bit or two.
-fn lerp(a: f64, b: f64, t: f64) -> f64 {
+pub(crate) fn lerp(a: f64, b: f64, t: f64) -> f64 {
     let difference = b - a;
     if t >= 0.5 {
         b - difference * (1.0 - t)

@@ -187,11 +187,19 @@ async fn step_loop(
                 let _ = sequence.tx.send(Emit::Token(token.clone()));
                 sequence.emitted += 1;
             }
-            if sequence.emitted == sequence.tokens.len() {
-                let _ = sequence.tx.send(Emit::Done);
-            }
         }
-        running.retain(|s| s.emitted < s.tokens.len());
+        let (finished, still): (Vec<Sequence>, Vec<Sequence>) = running
+            .into_iter()
+            .partition(|s| s.prefilled == s.prompt_tokens && s.emitted == s.tokens.len());
+        running = still;
+        // The gauges drop before a finished answer ends: a client that has
+        // read `[DONE]` and then reads /metrics sees its sequence gone,
+        // also when it was the last one and the loop goes idle.
+        running_gauge.store(running.len(), Ordering::Relaxed);
+        waiting_gauge.store(waiting.len(), Ordering::Relaxed);
+        for sequence in finished {
+            let _ = sequence.tx.send(Emit::Done);
+        }
     }
 }
 

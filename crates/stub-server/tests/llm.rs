@@ -199,3 +199,100 @@ async fn a_prompt_list_gets_one_choice_each_without_streaming_and_errors_are_ope
     let reply = post(&c, &chat, "{not json").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 }
+
+/// The LLM gauges of `GET /metrics`: (running, waiting).
+async fn llm_gauges(c: &HttpClient, server: &stub_server::RunningServer) -> (u64, u64) {
+    let text =
+        String::from_utf8_lossy(&get(c, &format!("{}/metrics", base_url(server))).await.body)
+            .into_owned();
+    let gauge = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (
+        gauge("stub_llm_running_sequences"),
+        gauge("stub_llm_waiting_sequences"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequence_gauges_are_zero_once_every_stream_has_ended() {
+    // No timing is asserted, but the streams would load the timed tests.
+    let _timing = timing_lock().await;
+    let server = llm_server(LlmConfig {
+        max_num_seqs: 3,
+        step_base_ms: 2.0,
+        step_per_seq_ms: 0.0,
+        prefill_per_token_ms: 0.0,
+        max_batched_tokens: 2048,
+    });
+    let c = client();
+    let url = format!("{}/v1/chat/completions", base_url(&server));
+    // Seven streams for three slots: some wait, all finish.
+    let streams: Vec<_> = (0..7)
+        .map(|i| {
+            let (c, url) = (c.clone(), url.clone());
+            let body = json!({"model": "example-model", "messages": [{"role": "user", "content": format!("prompt {i}")}], "max_tokens": 4 + i, "stream": true});
+            tokio::spawn(async move { stream(&c, &url, body).await })
+        })
+        .collect();
+    for events in streams {
+        assert_eq!(events.await.unwrap().last().unwrap().1, "[DONE]");
+    }
+    // Every answer has ended: nothing runs or waits, read at once.
+    assert_eq!(llm_gauges(&c, &server).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_stream_frees_its_slot_in_the_gauge() {
+    // No timing is asserted, but the streams would load the timed tests.
+    let _timing = timing_lock().await;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let server = llm_server(LlmConfig {
+        max_num_seqs: 4,
+        step_base_ms: 5.0,
+        step_per_seq_ms: 0.0,
+        prefill_per_token_ms: 0.0,
+        max_batched_tokens: 2048,
+    });
+    let c = client();
+    // Two answers of 2,000 tokens (10 s each), read up to their first
+    // token, then the connections closed.
+    let body = json!({"model": "example-model", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 2000, "ignore_eos": true, "stream": true}).to_string();
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(socket);
+        let mut line = String::new();
+        while !line.starts_with("data: ") {
+            line.clear();
+            assert!(
+                reader.read_line(&mut line).await.unwrap() > 0,
+                "closed early"
+            );
+        }
+        readers.push(reader);
+    }
+    assert_eq!(llm_gauges(&c, &server).await, (2, 0));
+    drop(readers);
+    // The server learns of the close only when it next writes a token, so
+    // the gauge is polled, for at most 5 s (the answers would last 10 s).
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let gauges = llm_gauges(&c, &server).await;
+        if gauges == (0, 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {gauges:?} after 5 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
