@@ -87,7 +87,7 @@ async fn an_llm_runs_ttft_itl_and_tpot_equal_report_summary_of_its_log() {
         }),
         requests: Some(12),
         concurrency: 6,
-        verify: false,
+        verify: Some(false),
         progress: false,
         timeout: Duration::from_secs(10),
         ..common::config(&format!("http://{}", server.addr), &dir)
