@@ -28,6 +28,8 @@ pub struct RowStats {
     pub succeeded: u64,
     /// Failed rows by error kind.
     pub errors: BTreeMap<String, u64>,
+    /// Re-sends on a new connection, over all rows.
+    pub retries: u64,
     /// LLM timings of successful rows, once a row carried them.
     pub llm: Option<LlmStats>,
 }
@@ -141,6 +143,7 @@ impl RowStats {
             total: 0,
             succeeded: 0,
             errors: BTreeMap::new(),
+            retries: 0,
             llm: None,
         }
     }
@@ -148,6 +151,7 @@ impl RowStats {
     /// Adds one row.
     pub fn record(&mut self, row: &LogRow) {
         self.total += 1;
+        self.retries += u64::from(row.retries);
         if row.ok {
             self.succeeded += 1;
             // Latencies come from a monotonic clock, so they are finite and
@@ -337,6 +341,10 @@ pub struct RunSummary {
     /// TCP connections opened during the measured run (those the warm-up
     /// opened and the run reused are not counted).
     pub connections_opened: u64,
+    /// Requests sent again on a new connection because the kept-alive one
+    /// they went out on was found closed (the sum of the log's `retries`;
+    /// a re-sent batch counts once per request it carried).
+    pub retries: u64,
     /// `closed` or `open`.
     pub mode: String,
     /// Profile name, if one was used.
@@ -597,6 +605,13 @@ impl fmt::Display for RunSummary {
             self.throughput_rps, self.duration_s, self.http_requests
         )?;
         writeln!(f, "Connections opened: {}", self.connections_opened)?;
+        if self.retries > 0 {
+            writeln!(
+                f,
+                "Retries: {} (sent again on a new connection: the server had closed the kept-alive one)",
+                self.retries
+            )?;
+        }
         if let Some(llm) = &self.llm {
             for (name, p) in [("TTFT", &llm.ttft), ("ITL", &llm.itl), ("TPOT", &llm.tpot)] {
                 writeln!(
@@ -743,6 +758,7 @@ mod tests {
             errors: BTreeMap::from([("http_503".to_owned(), 2), ("timeout".to_owned(), 1)]),
             status_codes: BTreeMap::from([(200, 997), (503, 2), (429, 1)]),
             connections_opened: 20,
+            retries: 0,
             mode: "closed".into(),
             profile: Some("baseline".into()),
             connection: "per-request".into(),

@@ -19,7 +19,8 @@ pub const INPUT_PY_COLUMNS: [&str; 5] = [
 ];
 
 /// The columns `loadgen` writes: `input.py`'s, then the rich ones.
-pub const LOADGEN_COLUMNS: [&str; 13] = [
+/// `retries` came last, so older logs lack it (read as 0).
+pub const LOADGEN_COLUMNS: [&str; 14] = [
     "request_id",
     "timestamp_ms",
     "latency_ms",
@@ -33,6 +34,7 @@ pub const LOADGEN_COLUMNS: [&str; 13] = [
     "queue_ms",
     "service_ms",
     "output_digest",
+    "retries",
 ];
 
 /// The columns a streamed LLM run adds after [`LOADGEN_COLUMNS`]: per
@@ -128,6 +130,10 @@ pub struct LogRow {
     pub service_ms: Option<f64>,
     /// Digest of the output, to compare runs request by request.
     pub output_digest: Option<String>,
+    /// Times the request was sent again because the kept-alive connection
+    /// it went out on turned out closed before any byte of a response
+    /// came (0 in logs that predate the column, and in `input.py`'s).
+    pub retries: u32,
     /// A streamed LLM answer's timing (`None` for other APIs).
     pub llm: Option<LlmTiming>,
 }
@@ -265,6 +271,7 @@ impl<W: Write> LogWriter<W> {
             opt_ms(row.queue_ms),
             opt_ms(row.service_ms),
             row.output_digest.clone().unwrap_or_default(),
+            row.retries.to_string(),
         ];
         if self.llm {
             let none = LlmTiming::default();
@@ -349,6 +356,7 @@ struct ColumnIndex {
     queue_ms: Option<usize>,
     service_ms: Option<usize>,
     output_digest: Option<usize>,
+    retries: Option<usize>,
     /// `ttft_ms, tpot_ms, output_tokens, tokens_from, itl_ms`, when the
     /// log has them (`itl_mean_ms` and `itl_max_ms` follow from `itl_ms`).
     llm: Option<[usize; 5]>,
@@ -371,6 +379,7 @@ impl ColumnIndex {
             queue_ms: find("queue_ms"),
             service_ms: find("service_ms"),
             output_digest: find("output_digest"),
+            retries: find("retries"),
             llm: match (
                 find("ttft_ms"),
                 find("tpot_ms"),
@@ -449,6 +458,9 @@ impl ColumnIndex {
                 .output_digest
                 .map(|i| field.text(i).to_owned())
                 .filter(|d| !d.is_empty()),
+            retries: field
+                .optional(self.retries, "retries", "a non-negative integer")?
+                .unwrap_or(0),
             llm: self.llm(&field)?,
         })
     }
@@ -548,6 +560,7 @@ mod tests {
             queue_ms: Some(1.5),
             service_ms: Some(100.125),
             output_digest: Some("00ff00ff00ff00ff".into()),
+            retries: 1,
             llm: None,
         }
     }
@@ -614,6 +627,37 @@ mod tests {
         let bad = text.replace(",usage,", ",guess,");
         let err = read_log(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("tokens_from"), "{err}");
+    }
+
+    #[test]
+    fn retries_follow_the_loadgen_columns_and_older_logs_read_as_zero() {
+        let mut buf = Vec::new();
+        let mut w = LogWriter::new(&mut buf, true).unwrap();
+        w.write_row(&rich_row()).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let text = String::from_utf8(buf).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.contains(",output_digest,retries,ttft_ms,"),
+            "{header}"
+        );
+        // A log written before the column existed: the same row, without it.
+        let old = "request_id,timestamp_ms,latency_ms,status_code,error,ok,batch_id,batch_size,\
+                   connect_ms,tls_ms,queue_ms,service_ms,output_digest\n\
+                   3,1700000000123.500,104.250,200,,true,1,10,0.250,1.750,1.500,100.125,00ff00ff00ff00ff\n";
+        let log = read_log(old.as_bytes()).unwrap();
+        assert_eq!(log.format, LogFormat::Loadgen);
+        assert_eq!(
+            log.rows,
+            vec![LogRow {
+                retries: 0,
+                ..rich_row()
+            }]
+        );
+        let bad = text.replace(",00ff00ff00ff00ff,1,", ",00ff00ff00ff00ff,-1,");
+        let err = read_log(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("retries"), "{err}");
     }
 
     #[test]

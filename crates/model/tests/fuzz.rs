@@ -143,7 +143,12 @@ fn log_row() -> impl Strategy<Value = LogRow> {
             ms.clone(),
             0u16..1000,
         ),
-        ("[a-z_0-9,\" ]{0,12}", any::<bool>(), any::<Option<u64>>()),
+        (
+            "[a-z_0-9,\" ]{0,12}",
+            any::<bool>(),
+            any::<Option<u64>>(),
+            any::<u32>(),
+        ),
         (
             proptest::option::of(1u32..10_000),
             proptest::option::of(ms.clone()),
@@ -157,7 +162,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
         .prop_map(
             |(
                 (request_id, ts, latency_ms, status_code),
-                (error, ok, batch_id),
+                (error, ok, batch_id, retries),
                 (batch_size, connect_ms, tls_ms, queue_ms, service_ms, output_digest),
                 llm,
             )| LogRow {
@@ -174,6 +179,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
                 queue_ms,
                 service_ms,
                 output_digest,
+                retries,
                 llm,
             },
         )
