@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 /// How long the server may take to load the model and answer `/health`.
 const READY_WITHIN: Duration = Duration::from_secs(120);
+/// Longest wait for a line of its output before `/health` is asked again:
+/// its last line ("listening on ...") may come just before it listens.
+const HEALTH_EVERY: Duration = Duration::from_millis(50);
 
 /// A running `llama-server`, killed when dropped.
 pub struct LlamaServer {
@@ -90,8 +93,8 @@ pub fn start(dir: &Path, args: &[&str]) -> Option<LlamaServer> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Every line it prints (it logs to both streams) is a moment to ask
-    // `/health` again: readiness is awaited on its output, not on a timer.
+    // Every line it prints is a moment to ask `/health` again (it answers
+    // 503 while the model loads), and so is a short quiet spell.
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, lines) = mpsc::channel::<()>();
     let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
@@ -117,13 +120,13 @@ pub fn start(dir: &Path, args: &[&str]) -> Option<LlamaServer> {
         if health(server.addr) == Some(200) {
             return Some(server);
         }
-        let left = READY_WITHIN.saturating_sub(started.elapsed());
-        match lines.recv_timeout(left) {
-            Ok(()) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                "llama-server did not answer /health with 200 within {READY_WITHIN:?}:\n{}",
-                server.log()
-            ),
+        assert!(
+            started.elapsed() < READY_WITHIN,
+            "llama-server did not answer /health with 200 within {READY_WITHIN:?}:\n{}",
+            server.log()
+        );
+        match lines.recv_timeout(HEALTH_EVERY) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             // Both streams ended: it exited.
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 panic!("llama-server exited before it was ready:\n{}", server.log())
