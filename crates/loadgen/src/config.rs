@@ -535,11 +535,17 @@ mod tests {
     #[test]
     fn framing_and_connection_headers_are_refused_with_the_reason() {
         for (header, why) in [
-            ("Content-Length: 5", "sets Content-Length from the size of each body"),
+            (
+                "Content-Length: 5",
+                "sets Content-Length from the size of each body",
+            ),
             ("transfer-encoding: chunked", "never chunked"),
             ("Connection: close", "--connection pooled|per-request"),
             ("Keep-Alive: timeout=5", "--connection pooled|per-request"),
-            ("Proxy-Connection: keep-alive", "--connection pooled|per-request"),
+            (
+                "Proxy-Connection: keep-alive",
+                "--connection pooled|per-request",
+            ),
             ("Upgrade: h2c", "use --http2"),
             ("TE: trailers", "no transfer coding"),
         ] {
@@ -558,10 +564,7 @@ mod tests {
         assert!(err.contains("given 2 times"), "{err}");
         // A configuration built in code is checked too.
         let c = LoadConfig {
-            headers: vec![(
-                http::header::CONTENT_LENGTH,
-                HeaderValue::from_static("5"),
-            )],
+            headers: vec![(http::header::CONTENT_LENGTH, HeaderValue::from_static("5"))],
             ..LoadConfig::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("refused"));

@@ -612,7 +612,10 @@ fn parse_keep_alive(value: &[u8]) -> KeepAlive {
         let Some(at) = parameter.iter().position(|&b| b == b'=') else {
             continue;
         };
-        let (name, number) = (parameter[..at].trim_ascii(), parameter[at + 1..].trim_ascii());
+        let (name, number) = (
+            parameter[..at].trim_ascii(),
+            parameter[at + 1..].trim_ascii(),
+        );
         let Some(number) = std::str::from_utf8(number)
             .ok()
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
@@ -1085,14 +1088,22 @@ mod tests {
                 max: Some(7)
             }
         );
-        for odd in [&b""[..], b"timeout", b"timeout=-1", b"timeout=5s", b"max=", b"max=+3"] {
+        for odd in [
+            &b""[..],
+            b"timeout",
+            b"timeout=-1",
+            b"timeout=5s",
+            b"max=",
+            b"max=+3",
+        ] {
             assert_eq!(parsed(odd), KeepAlive::default(), "{odd:?}");
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn keep_alive_timeout_and_max_bound_reuse() {
-        let reply = "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=2\r\nContent-Length: 2\r\n\r\nok";
+        let reply =
+            "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=2\r\nContent-Length: 2\r\n\r\nok";
         let (client, mut server) = duplex(1 << 16);
         let mut conn = Http1Connection::new(client);
         server.write_all(reply.repeat(2).as_bytes()).await.unwrap();

@@ -30,7 +30,10 @@ fn framing_headers_are_refused_before_any_request() {
     let server = server();
     let url = server.url();
     for (header, why) in [
-        ("Content-Length: 5", "sets Content-Length from the size of each body"),
+        (
+            "Content-Length: 5",
+            "sets Content-Length from the size of each body",
+        ),
         ("Transfer-Encoding: chunked", "never chunked"),
         ("Connection: close", "--connection pooled|per-request"),
         ("Keep-Alive: timeout=5", "--connection pooled|per-request"),
@@ -61,7 +64,11 @@ fn framing_headers_are_refused_before_any_request() {
         stderr.contains("with --http2 the host is the URL's"),
         "{stderr}"
     );
-    assert_eq!(server.connections(), 0, "a refused command line sent something");
+    assert_eq!(
+        server.connections(),
+        0,
+        "a refused command line sent something"
+    );
 }
 
 #[test]

@@ -153,16 +153,15 @@ fn go_away_server() -> GoAwayServer {
                                 };
                                 let output =
                                     model::output::expected_output(&single.model, &single.input);
-                                let json = model::wire::to_json_bytes(
-                                    &model::wire::SingleResponse {
+                                let json =
+                                    model::wire::to_json_bytes(&model::wire::SingleResponse {
                                         model: single.model,
                                         output,
-                                    },
-                                );
+                                    });
                                 notify.notify_one();
-                                Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
-                                    Bytes::from(json),
-                                )))
+                                Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from(
+                                    json,
+                                ))))
                             }
                         },
                     );

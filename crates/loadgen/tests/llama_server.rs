@@ -12,10 +12,9 @@ use common::llama_server;
 #[test]
 fn pooled_streamed_requests_all_succeed_against_llama_server() {
     let dir = common::temp_dir("llama-server");
-    let Some(server) = llama_server::start(
-        &dir,
-        &["-np", "2", "--metrics", "-c", "1024", "-t", "1"],
-    ) else {
+    let Some(server) =
+        llama_server::start(&dir, &["-np", "2", "--metrics", "-c", "1024", "-t", "1"])
+    else {
         return;
     };
     let url = server.base_url();

@@ -419,7 +419,9 @@ fn self_signed_leaf(alg: &'static rcgen::SignatureAlgorithm) -> (Certificate, Ke
     let mut params = CertificateParams::new(names).unwrap();
     params.is_ca = IsCa::ExplicitNoCa;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = params.self_signed(&key).unwrap();
     (cert, key)
 }
