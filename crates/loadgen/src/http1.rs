@@ -268,7 +268,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
             response = self.wire.exchange(head, body, wanted) => response,
             () = self.deadline.as_mut() => Err(TransportError::Timeout),
         }?;
-        self.idle_since = Instant::now();
         // This request used one of the requests the server allows.
         if let Some(left) = &mut self.requests_left {
             *left = left.saturating_sub(1);
@@ -284,6 +283,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         }
         if self.requests_left == Some(0) || self.idle_limit == Some(Duration::ZERO) {
             response.reusable = false;
+        }
+        if self.idle_limit.is_some() {
+            // A clock read only for servers that said how long they wait.
+            self.idle_since = Instant::now();
         }
         Ok(response)
     }
