@@ -195,7 +195,11 @@ pub struct TargetArgs {
     #[arg(long)]
     pub no_verify: bool,
 
-    /// Extra header, 'Name: value' (repeatable).
+    /// Extra header, 'Name: value' (repeatable). One named like a default
+    /// header (Content-Type, Accept, User-Agent) replaces it; Host replaces
+    /// the URL's host over HTTP/1.1 (refused with --http2). Headers that
+    /// frame the message or manage the connection are refused:
+    /// Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE.
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
     pub headers: Vec<(HeaderName, HeaderValue)>,
 

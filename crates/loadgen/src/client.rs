@@ -7,6 +7,17 @@
 //! Connections are opened by hand, so the TCP connect and the TLS
 //! handshake are timed on their own (`connect_ms`, `tls_ms`) and the
 //! per-request mode really opens and closes one connection per request.
+//!
+//! A pooled connection the server closed while it sat idle is a normal
+//! event (its keep-alive timeout ran out, or it closes after every streamed
+//! answer, as llama.cpp's `llama-server` does), and the close can reach us
+//! only after the request went out on it. So a request whose reused
+//! connection ended before any byte of a response came is sent again, once,
+//! on a new connection, as curl and browsers do; the row counts it in
+//! `retries`, and its latency still runs from the request's intended start.
+//! The shared HTTP/2 connection likewise: a request the server did not
+//! process because the connection went away (GOAWAY, or closed before the
+//! request was sent) goes out again on a new one.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +33,7 @@ use model::wire::{ServerTiming, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::net::TcpStream;
 
 use crate::config::{ConnectionMode, LoadConfig};
-use crate::http1::{Arrival, Http1Connection, RequestHead, ResponseUse};
+use crate::http1::{Arrival, Http1Connection, Http1Response, RequestHead, ResponseUse};
 use crate::shards;
 use crate::stream::Stream;
 use crate::target::Target;
@@ -138,6 +149,9 @@ pub struct HttpResponse {
     /// When the body's bytes arrived, when asked for
     /// ([`ResponseUse::arrivals`]): a streamed answer's timing.
     pub arrivals: Vec<Arrival>,
+    /// Times the request was sent again on a new connection because the
+    /// reused one turned out closed.
+    pub retries: u32,
 }
 
 /// The failure of an exchange, with what is known of its timing.
@@ -151,6 +165,9 @@ pub struct HttpFailure {
     pub connect_ms: Option<f64>,
     /// TLS handshake time, when one was attempted.
     pub tls_ms: Option<f64>,
+    /// Times the request was sent again on a new connection before it
+    /// failed.
+    pub retries: u32,
 }
 
 /// What set-up a request paid for, filled in as it happens (a failure
@@ -159,9 +176,17 @@ pub struct HttpFailure {
 struct SetUp {
     connect_ms: Option<f64>,
     tls_ms: Option<f64>,
+    retries: u32,
 }
 
 type Body = Full<Bytes>;
+
+/// The pooled HTTP/2 connection and which one it is: the requests that
+/// find it gone reopen it once, not once each.
+struct SharedHttp2 {
+    sender: http2::SendRequest<Body>,
+    generation: u64,
+}
 
 /// A response before the transport stamps its timing on it.
 struct Exchanged {
@@ -186,7 +211,7 @@ pub struct Transport {
     /// [`crate::shards::current`]) plus one for the caller's runtime.
     idle_http1: Vec<Mutex<Vec<Http1Connection<Stream>>>>,
     max_idle: usize,
-    shared_http2: tokio::sync::Mutex<Option<http2::SendRequest<Body>>>,
+    shared_http2: tokio::sync::Mutex<Option<SharedHttp2>>,
     /// TCP connections established (for the summary). One relaxed add per
     /// connect, which already costs a syscall and a round trip.
     connections_opened: AtomicU64,
@@ -270,12 +295,14 @@ impl Transport {
                 connect_ms: setup.connect_ms.unwrap_or(0.0),
                 tls_ms: self.tls.as_ref().map(|_| setup.tls_ms.unwrap_or(0.0)),
                 arrivals: done.arrivals,
+                retries: setup.retries,
             }),
             Err(error) => Err(HttpFailure {
                 error,
                 finished_at: Instant::now(),
                 connect_ms: setup.connect_ms,
                 tls_ms: setup.tls_ms,
+                retries: setup.retries,
             }),
         }
     }
@@ -329,18 +356,26 @@ impl Transport {
         deadline: tokio::time::Instant,
         setup: &mut SetUp,
     ) -> Result<Exchanged, TransportError> {
-        let mut conn = match self.take_idle_http1() {
-            Some(conn) => conn,
+        let (conn, response) = match self.take_idle_http1() {
+            Some(mut conn) => match conn
+                .exchange(&self.http1_head, &body, wanted, deadline)
+                .await
+            {
+                // The reused connection ended before any byte of an answer
+                // (the write or the first read met the server's close): the
+                // server did not answer it, so it goes out again, once.
+                Err(TransportError::ConnectionReset) if conn.nothing_received() => {
+                    setup.retries += 1;
+                    self.exchange_http1_fresh(&body, wanted, deadline, setup)
+                        .await?
+                }
+                done => (conn, done?),
+            },
             None => {
-                let stream = tokio::time::timeout_at(deadline, self.connect(setup))
-                    .await
-                    .unwrap_or(Err(TransportError::Timeout))?;
-                Http1Connection::new(stream)
+                self.exchange_http1_fresh(&body, wanted, deadline, setup)
+                    .await?
             }
         };
-        let response = conn
-            .exchange(&self.http1_head, &body, wanted, deadline)
-            .await?;
         if response.reusable && self.mode == ConnectionMode::Pooled {
             self.return_idle_http1(conn);
         }
@@ -354,18 +389,56 @@ impl Transport {
         })
     }
 
+    /// One exchange on a new connection.
+    async fn exchange_http1_fresh(
+        &self,
+        body: &[u8],
+        wanted: ResponseUse,
+        deadline: tokio::time::Instant,
+        setup: &mut SetUp,
+    ) -> Result<(Http1Connection<Stream>, Http1Response), TransportError> {
+        let stream = tokio::time::timeout_at(deadline, self.connect(setup))
+            .await
+            .unwrap_or(Err(TransportError::Timeout))?;
+        let mut conn = Http1Connection::new(stream);
+        let response = conn
+            .exchange(&self.http1_head, body, wanted, deadline)
+            .await?;
+        Ok((conn, response))
+    }
+
     async fn exchange_http2(
         &self,
         body: Bytes,
         wanted: ResponseUse,
         setup: &mut SetUp,
     ) -> Result<Exchanged, TransportError> {
-        let mut sender = match self.mode {
-            ConnectionMode::PerRequest => self.connect_http2(setup).await?,
-            ConnectionMode::Pooled => self.shared_http2_sender(setup).await?,
+        let uri = self.target.uri.to_string();
+        let response = match self.mode {
+            ConnectionMode::PerRequest => {
+                let mut sender = self.connect_http2(setup).await?;
+                let request = self.request(uri, body)?;
+                sender.send_request(request).await.map_err(classify)?
+            }
+            ConnectionMode::Pooled => {
+                let (mut sender, generation) = self.shared_http2_sender(None, setup).await?;
+                let opened = setup.connect_ms.is_some();
+                let request = self.request(uri.clone(), body.clone())?;
+                match sender.send_request(request).await {
+                    Ok(response) => response,
+                    // The connection was already going away when the
+                    // request reached it: send it on a new one.
+                    Err(e) if !opened && not_processed(&e) => {
+                        setup.retries += 1;
+                        let (mut sender, _) =
+                            self.shared_http2_sender(Some(generation), setup).await?;
+                        let request = self.request(uri, body)?;
+                        sender.send_request(request).await.map_err(classify)?
+                    }
+                    Err(e) => return Err(classify(e)),
+                }
+            }
         };
-        let request = self.request(self.target.uri.to_string(), body)?;
-        let response = sender.send_request(request).await.map_err(classify)?;
         let (parts, mut body) = response.into_parts();
         // The head arrived: any failure now means the body was cut short.
         let mut arrivals = Vec::new();
@@ -464,21 +537,29 @@ impl Transport {
         Ok(sender)
     }
 
-    /// One multiplexed HTTP/2 connection shared by every request, reopened
-    /// when it closes; only the request that opens it pays the set-up.
+    /// One multiplexed HTTP/2 connection shared by every request, and its
+    /// generation; reopened when it closes, or when the request that found
+    /// generation `gone` going away asks and no one has reopened it since.
+    /// Only the request that opens it pays the set-up.
     async fn shared_http2_sender(
         &self,
+        gone: Option<u64>,
         setup: &mut SetUp,
-    ) -> Result<http2::SendRequest<Body>, TransportError> {
+    ) -> Result<(http2::SendRequest<Body>, u64), TransportError> {
         let mut shared = self.shared_http2.lock().await;
-        if let Some(sender) = shared.as_ref() {
-            if !sender.is_closed() {
-                return Ok(sender.clone());
+        let mut generation = 0;
+        if let Some(current) = shared.as_ref() {
+            if !current.sender.is_closed() && gone != Some(current.generation) {
+                return Ok((current.sender.clone(), current.generation));
             }
+            generation = current.generation + 1;
         }
         let sender = self.connect_http2(setup).await?;
-        *shared = Some(sender.clone());
-        Ok(sender)
+        *shared = Some(SharedHttp2 {
+            sender: sender.clone(),
+            generation,
+        });
+        Ok((sender, generation))
     }
 
     /// An idle pooled connection the server has not closed, if any.
@@ -517,6 +598,28 @@ fn connect_failure(err: &std::io::Error) -> TransportError {
         ConnectionReset | ConnectionAborted => TransportError::ConnectionReset,
         _ => TransportError::ConnectError,
     }
+}
+
+/// Whether an HTTP/2 request that failed this way was certainly not
+/// processed by the server, so it may be sent again: it never left (the
+/// connection closed first), the server's graceful GOAWAY excluded its
+/// stream, or the server refused the stream (RFC 9113 section 8.7).
+fn not_processed(err: &hyper::Error) -> bool {
+    if err.is_canceled() {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return match h2.reason() {
+                Some(h2::Reason::REFUSED_STREAM) => true,
+                Some(h2::Reason::NO_ERROR) => h2.is_go_away() && h2.is_remote(),
+                _ => false,
+            };
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// Maps a hyper error to an error kind by its cause.

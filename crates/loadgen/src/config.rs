@@ -388,6 +388,7 @@ impl LoadConfig {
         if let Some(start_at) = self.start_at {
             distributed::check_start_at(start_at, SystemTime::now()).map_err(invalid)?;
         }
+        check_headers(&self.headers, self.http2).map_err(invalid)?;
         let tls_options_given = self.tls != TlsOptions::default();
         if tls_options_given && !target.is_tls() {
             return Err(ConfigError::Invalid(format!(
@@ -453,7 +454,8 @@ impl LoadConfig {
     }
 }
 
-/// Parses a `-H 'Name: value'` header.
+/// Parses a `-H 'Name: value'` header; a header that frames the message or
+/// manages the connection is refused (see [`check_headers`]).
 pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = text
         .split_once(':')
@@ -462,7 +464,67 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
         .map_err(|_| format!("{:?} is not a valid header name", name.trim()))?;
     let value = HeaderValue::from_str(value.trim())
         .map_err(|_| format!("the value of header {name} has characters HTTP does not allow"))?;
+    if let Some(why) = framing_refusal(&name) {
+        return Err(refused(&name, why));
+    }
     Ok((name, value))
+}
+
+/// What `-H` may set, said after each refusal.
+const HEADERS_ALLOWED: &str = "-H may set any other header; one named like a default header (Content-Type, Accept, User-Agent) replaces it, and Host replaces the URL's host over HTTP/1.1";
+
+fn refused(name: &HeaderName, why: &str) -> String {
+    format!("-H {name} is refused: {why}. {HEADERS_ALLOWED}")
+}
+
+/// Why a header is not the user's to set: it frames the message or manages
+/// the connection, which loadgen does itself (a second `Content-Length`, or
+/// a `Transfer-Encoding: chunked` over a body that is not chunked, would
+/// corrupt the request stream).
+fn framing_refusal(name: &HeaderName) -> Option<&'static str> {
+    use http::header;
+    Some(match *name {
+        header::CONTENT_LENGTH => "loadgen sets Content-Length from the size of each body it sends",
+        header::TRANSFER_ENCODING => {
+            "loadgen sends each body whole with its Content-Length, never chunked"
+        }
+        header::CONNECTION => {
+            "loadgen manages its connections; choose how with --connection pooled|per-request"
+        }
+        header::UPGRADE => "loadgen does not switch protocols; for HTTP/2 use --http2",
+        header::TE => "loadgen asks for no transfer coding beyond what it reads (chunked)",
+        _ if name.as_str() == "keep-alive" || name.as_str() == "proxy-connection" => {
+            "loadgen manages its connections; choose how with --connection pooled|per-request"
+        }
+        _ => return None,
+    })
+}
+
+/// Checks extra headers for a run: none that frames the message or
+/// manages the connection, and `Host` at most once, and not over HTTP/2
+/// (where the URL's authority is the `:authority` pseudo-header).
+pub fn check_headers(headers: &[(HeaderName, HeaderValue)], http2: bool) -> Result<(), String> {
+    for (name, _) in headers {
+        if let Some(why) = framing_refusal(name) {
+            return Err(refused(name, why));
+        }
+    }
+    let hosts = headers
+        .iter()
+        .filter(|(name, _)| name == http::header::HOST)
+        .count();
+    if hosts > 0 && http2 {
+        return Err(refused(
+            &http::header::HOST,
+            "with --http2 the host is the URL's (the :authority pseudo-header); give it in --url",
+        ));
+    }
+    if hosts > 1 {
+        return Err(format!(
+            "-H host is given {hosts} times; a request carries one Host. {HEADERS_ALLOWED}"
+        ));
+    }
+    Ok(())
 }
 
 /// Why a configuration cannot run.
@@ -561,5 +623,43 @@ mod tests {
         let (n, v) = parse_header("X-Api-Key: abc").unwrap();
         assert_eq!((n.as_str(), v.to_str().unwrap()), ("x-api-key", "abc"));
         assert!(parse_header("nocolon").is_err());
+    }
+
+    #[test]
+    fn framing_and_connection_headers_are_refused_with_the_reason() {
+        for (header, why) in [
+            (
+                "Content-Length: 5",
+                "sets Content-Length from the size of each body",
+            ),
+            ("transfer-encoding: chunked", "never chunked"),
+            ("Connection: close", "--connection pooled|per-request"),
+            ("Keep-Alive: timeout=5", "--connection pooled|per-request"),
+            (
+                "Proxy-Connection: keep-alive",
+                "--connection pooled|per-request",
+            ),
+            ("Upgrade: h2c", "use --http2"),
+            ("TE: trailers", "no transfer coding"),
+        ] {
+            let err = parse_header(header).unwrap_err();
+            let name = header.split(':').next().unwrap().to_ascii_lowercase();
+            assert!(err.starts_with(&format!("-H {name} is refused: ")), "{err}");
+            assert!(err.contains(why), "{header}: {err}");
+            assert!(err.contains("-H may set any other header"), "{err}");
+        }
+        // Host parses: over HTTP/1.1 it replaces the URL's, once.
+        let host = parse_header("Host: example.test").unwrap();
+        assert!(check_headers(std::slice::from_ref(&host), false).is_ok());
+        let err = check_headers(std::slice::from_ref(&host), true).unwrap_err();
+        assert!(err.contains("with --http2 the host is the URL's"), "{err}");
+        let err = check_headers(&[host.clone(), host], false).unwrap_err();
+        assert!(err.contains("given 2 times"), "{err}");
+        // A configuration built in code is checked too.
+        let c = LoadConfig {
+            headers: vec![(http::header::CONTENT_LENGTH, HeaderValue::from_static("5"))],
+            ..LoadConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("refused"));
     }
 }

@@ -273,6 +273,7 @@ impl Engine {
             error: verdict.error,
             connect_ms: Some(response.connect_ms),
             tls_ms: response.tls_ms,
+            retries: response.retries,
             queue_ms: facts.queue_ms,
             service_ms: facts.service_ms,
             output_digest: verdict.output_digest,
@@ -292,6 +293,7 @@ impl Engine {
             error: self.api.failure_kind(failure.error).to_owned(),
             connect_ms: failure.connect_ms,
             tls_ms: failure.tls_ms,
+            retries: failure.retries,
             ..self.base_row(item, batch, failure.finished_at)
         }
     }

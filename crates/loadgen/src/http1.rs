@@ -13,12 +13,15 @@
 //! What it speaks: requests with `Content-Length`; responses framed by
 //! `Content-Length`, `Transfer-Encoding: chunked` or connection close;
 //! interim 1xx responses skipped; `Connection: close` and HTTP/1.0 honoured
-//! (the connection is then not reused). Failures map to the same error
-//! kinds as the hyper path: nothing of the response before the connection
-//! ended is `connection_reset`, a cut body is `truncated_body`, anything
-//! unparseable is `io_error`.
+//! (the connection is then not reused), and so is `Keep-Alive: timeout=N,
+//! max=M` (a connection is not reused once idle for about N seconds, nor
+//! past the M requests the server still allows on it). Failures map to the
+//! same error kinds as the hyper path: nothing of the response before the
+//! connection ended is `connection_reset`, a cut body is `truncated_body`,
+//! anything unparseable is `io_error`.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
@@ -38,6 +41,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Free space kept in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
+/// How much sooner than a server's `Keep-Alive: timeout` an idle connection
+/// is given up (half the timeout when that is shorter): the server's idle
+/// clock starts when it wrote the response, before ours, and the next
+/// request still has to reach it.
+const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The fixed part of every request: request line and headers up to (not
 /// including) `Content-Length`, built once per run.
@@ -167,6 +175,15 @@ pub struct Http1Connection<S> {
     /// update; the wheel only sees the entry again when the old deadline
     /// comes round.
     deadline: Pin<Box<Sleep>>,
+    /// When the last response was read: the start of the idle time the
+    /// server's `Keep-Alive: timeout` bounds.
+    idle_since: Instant,
+    /// Longest idle time after which the connection is still reused (the
+    /// server's timeout less a margin), when the server gave one.
+    idle_limit: Option<Duration>,
+    /// Requests the server still allows on this connection, when it said
+    /// (`Keep-Alive: max`).
+    requests_left: Option<u32>,
 }
 
 /// The stream and its buffers: everything an exchange reads and writes.
@@ -180,6 +197,18 @@ struct Wire<S> {
     track_arrivals: bool,
     last_read_at: std::time::Instant,
     arrivals: Vec<Arrival>,
+    /// Whether any byte arrived since the exchange in progress (or the
+    /// last one) began.
+    received: bool,
+}
+
+/// What a response's `Keep-Alive` header said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct KeepAlive {
+    /// `timeout=N`: how long the server keeps an idle connection open.
+    timeout: Option<Duration>,
+    /// `max=M`: how many requests (this one included) the server allows.
+    max: Option<u32>,
 }
 
 /// How the response body is delimited.
@@ -198,6 +227,7 @@ struct Head {
     framing: Framing,
     reusable: bool,
     facts: ServerFacts,
+    keep_alive: KeepAlive,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
@@ -212,14 +242,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
                 track_arrivals: false,
                 last_read_at: std::time::Instant::now(),
                 arrivals: Vec::new(),
+                received: false,
             },
             deadline: Box::pin(tokio::time::sleep_until(Instant::now())),
+            idle_since: Instant::now(),
+            idle_limit: None,
+            requests_left: None,
         }
     }
 
     /// Sends `head` + `body` and reads the whole response, or fails with
     /// `timeout` at `deadline`. After any failure the connection is in an
-    /// unknown state: drop it.
+    /// unknown state: drop it ([`Http1Connection::nothing_received`] says
+    /// whether the request may be sent again on another).
     pub async fn exchange(
         &mut self,
         head: &RequestHead,
@@ -228,11 +263,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         deadline: Instant,
     ) -> Result<Http1Response, TransportError> {
         self.deadline.as_mut().reset(deadline);
-        tokio::select! {
+        let (mut response, keep_alive) = tokio::select! {
             biased;
             response = self.wire.exchange(head, body, wanted) => response,
             () = self.deadline.as_mut() => Err(TransportError::Timeout),
+        }?;
+        // This request used one of the requests the server allows.
+        if let Some(left) = &mut self.requests_left {
+            *left = left.saturating_sub(1);
         }
+        if let Some(timeout) = keep_alive.timeout {
+            self.idle_limit = Some(timeout.saturating_sub(KEEP_ALIVE_MARGIN.min(timeout / 2)));
+        }
+        if let Some(max) = keep_alive.max {
+            // Each response may restate the allowance (Apache counts it
+            // down, cpp-httplib repeats its total): keep the tighter.
+            let left = max.saturating_sub(1);
+            self.requests_left = Some(self.requests_left.map_or(left, |l| l.min(left)));
+        }
+        if self.requests_left == Some(0) || self.idle_limit == Some(Duration::ZERO) {
+            response.reusable = false;
+        }
+        if self.idle_limit.is_some() {
+            // A clock read only for servers that said how long they wait.
+            self.idle_since = Instant::now();
+        }
+        Ok(response)
+    }
+
+    /// After a failed exchange: whether not one byte of a response had
+    /// arrived, so the server did not answer this request (a kept-alive
+    /// connection it had already closed); the request may then go out
+    /// again on a new connection.
+    pub fn nothing_received(&self) -> bool {
+        !self.wire.received
+    }
+
+    /// Whether the connection has sat idle past what the server's
+    /// `Keep-Alive: timeout` allows (with a margin).
+    fn idle_too_long(&self) -> bool {
+        self.idle_limit
+            .is_some_and(|limit| self.idle_since.elapsed() >= limit)
     }
 }
 
@@ -242,19 +313,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         head: &RequestHead,
         body: &[u8],
         wanted: ResponseUse,
-    ) -> Result<Http1Response, TransportError> {
+    ) -> Result<(Http1Response, KeepAlive), TransportError> {
         self.track_arrivals = wanted.arrivals;
         self.arrivals.clear();
+        self.received = false;
         self.write_request(head, body).await?;
         let head = self.read_head(wanted).await?;
         let body = self.read_body(head.framing, wanted).await?;
-        Ok(Http1Response {
+        let response = Http1Response {
             status: head.status,
             facts: head.facts,
             body: if wanted.body { body } else { Bytes::new() },
             reusable: head.reusable && head.framing != Framing::UntilClose,
             arrivals: std::mem::take(&mut self.arrivals),
-        })
+        };
+        Ok((response, head.keep_alive))
     }
 
     async fn write_request(
@@ -387,6 +460,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             self.read_buf.reserve(READ_CHUNK);
         }
         let read = self.stream.read_buf(&mut self.read_buf).await;
+        if matches!(read, Ok(n) if n > 0) {
+            self.received = true;
+        }
         if self.track_arrivals {
             self.last_read_at = std::time::Instant::now();
         }
@@ -418,10 +494,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 }
 
 impl Http1Connection<Stream> {
-    /// Whether an idle pooled connection can still carry a request (see
+    /// Whether an idle pooled connection can still carry a request: not
+    /// idle past the server's `Keep-Alive: timeout`, and not closed (see
     /// [`Stream::is_reusable`]); bytes nobody asked for make it unusable.
     pub fn is_reusable(&mut self) -> bool {
-        self.wire.read_buf.is_empty() && self.wire.stream.is_reusable()
+        !self.idle_too_long() && self.wire.read_buf.is_empty() && self.wire.stream.is_reusable()
     }
 }
 
@@ -461,6 +538,7 @@ fn parse_head(
         // HTTP/1.0 closes it unless told otherwise.
         reusable: response.version == Some(1),
         facts: ServerFacts::default(),
+        keep_alive: KeepAlive::default(),
     };
     let mut length: Option<usize> = None;
     let mut chunked = false;
@@ -482,6 +560,8 @@ fn parse_head(
             } else if has_token(value, b"keep-alive") {
                 head.reusable = true;
             }
+        } else if name.eq_ignore_ascii_case("keep-alive") {
+            head.keep_alive = parse_keep_alive(value);
         } else if name.eq_ignore_ascii_case(SERVER_TIMING_HEADER) {
             if server_timing {
                 timing = std::str::from_utf8(value).ok();
@@ -524,6 +604,35 @@ fn parse_length(value: &[u8]) -> Result<usize, TransportError> {
             (len <= MAX_BODY_BYTES).then_some(len)
         })
         .ok_or(TransportError::IoError)
+}
+
+/// A `Keep-Alive` value, `timeout=5, max=100` (RFC 2068 section 19.7.1.1,
+/// as Apache, nginx and cpp-httplib send it). Parameters it does not know
+/// or cannot read are ignored, as if not sent.
+fn parse_keep_alive(value: &[u8]) -> KeepAlive {
+    let mut keep_alive = KeepAlive::default();
+    for parameter in tokens(value) {
+        let Some(at) = parameter.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (name, number) = (
+            parameter[..at].trim_ascii(),
+            parameter[at + 1..].trim_ascii(),
+        );
+        let Some(number) = std::str::from_utf8(number)
+            .ok()
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case(b"timeout") {
+            keep_alive.timeout = Some(Duration::from_secs(u64::from(number)));
+        } else if name.eq_ignore_ascii_case(b"max") {
+            keep_alive.max = Some(number);
+        }
+    }
+    keep_alive
 }
 
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -961,6 +1070,125 @@ mod tests {
             tokio::task::yield_now().await;
             waited += 1;
         }
+        assert!(!conn.is_reusable());
+    }
+
+    #[test]
+    fn keep_alive_parameters_are_read_and_oddities_ignored() {
+        let parsed = |v: &[u8]| parse_keep_alive(v);
+        let secs = |s| Some(std::time::Duration::from_secs(s));
+        assert_eq!(
+            parsed(b"timeout=5, max=100"),
+            KeepAlive {
+                timeout: secs(5),
+                max: Some(100)
+            }
+        );
+        assert_eq!(
+            parsed(b" Timeout = 2 ,MAX=7, other=x"),
+            KeepAlive {
+                timeout: secs(2),
+                max: Some(7)
+            }
+        );
+        for odd in [
+            &b""[..],
+            b"timeout",
+            b"timeout=-1",
+            b"timeout=5s",
+            b"max=",
+            b"max=+3",
+        ] {
+            assert_eq!(parsed(odd), KeepAlive::default(), "{odd:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_timeout_and_max_bound_reuse() {
+        let reply =
+            "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5, max=2\r\nContent-Length: 2\r\n\r\nok";
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        server.write_all(reply.repeat(2).as_bytes()).await.unwrap();
+        let first = conn.exchange(&head(), b"1", ResponseUse::ALL, far()).await;
+        assert!(first.unwrap().reusable);
+        // Idle for the timeout less the margin (1 s) is too long.
+        let step = std::time::Duration::from_millis(3999);
+        tokio::time::advance(step).await;
+        assert!(!conn.idle_too_long());
+        tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        assert!(conn.idle_too_long());
+        // max=2: the second request was the last the server allows.
+        let second = conn.exchange(&head(), b"2", ResponseUse::ALL, far()).await;
+        assert!(!second.unwrap().reusable);
+        // A timeout of 0 keeps nothing; a short one keeps half of it.
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        let reply = "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=0\r\nContent-Length: 2\r\n\r\nok";
+        server.write_all(reply.as_bytes()).await.unwrap();
+        let only = conn.exchange(&head(), b"1", ResponseUse::ALL, far()).await;
+        assert!(!only.unwrap().reusable);
+        assert_eq!(conn.idle_limit, Some(std::time::Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn a_close_before_any_byte_of_the_response_is_told_apart() {
+        // The peer reads the request and closes: nothing came back.
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        let peer = tokio::spawn(async move {
+            let mut request = [0u8; 4096];
+            let _ = server.read(&mut request).await;
+        });
+        let result = conn.exchange(&head(), b"{}", ResponseUse::ALL, far()).await;
+        peer.await.unwrap();
+        assert_eq!(result.err(), Some(TransportError::ConnectionReset));
+        assert!(conn.nothing_received());
+        // Part of a head, then the close: the server did answer.
+        let (client, mut server) = duplex(1 << 16);
+        let mut conn = Http1Connection::new(client);
+        let peer = tokio::spawn(async move {
+            let mut request = [0u8; 4096];
+            let _ = server.read(&mut request).await;
+            let _ = server.write_all(b"HTTP/1.1 200 OK\r\nContent-").await;
+        });
+        let result = conn.exchange(&head(), b"{}", ResponseUse::ALL, far()).await;
+        peer.await.unwrap();
+        assert_eq!(result.err(), Some(TransportError::ConnectionReset));
+        assert!(!conn.nothing_received());
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_close_the_reactor_has_not_seen_yet_is_noticed() {
+        use std::os::fd::AsRawFd;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let fd = client.as_raw_fd();
+        let mut conn = Http1Connection::new(Stream::Plain(client));
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        let response = conn.exchange(&head(), b"{}", ResponseUse::ALL, far()).await;
+        assert!(response.unwrap().reusable);
+        let mut request = [0u8; 4096];
+        let _ = server.read(&mut request).await;
+        drop(server);
+        // Wait for the close in the kernel (poll(2)), never yielding to the
+        // runtime: its reactor has not seen the close, as when a client
+        // goes straight from one response to its next request.
+        let mut pollfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for a socket this test owns.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, 10_000) };
+        assert_eq!(ready, 1, "the close did not arrive");
         assert!(!conn.is_reusable());
     }
 

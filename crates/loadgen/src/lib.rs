@@ -681,6 +681,7 @@ fn build_summary(
         errors: stats.errors.clone(),
         status_codes: engine.status_codes(),
         connections_opened: engine.connections_opened(),
+        retries: stats.retries,
         mode: if config.open_loop.is_some() {
             "open"
         } else {

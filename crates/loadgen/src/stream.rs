@@ -21,18 +21,26 @@ pub enum Stream {
 
 impl Stream {
     /// Whether an idle connection can still carry a request: the server
-    /// may have closed it while it sat in a pool. The reactor already knows
-    /// (a FIN makes the socket readable), so this costs no system call
-    /// unless the socket reads as ready, which an idle connection must not:
-    /// then one non-blocking read tells a close (or unexpected bytes) from
-    /// a stale readiness flag. Over TLS the read goes through the session,
-    /// which consumes what a server may send an idle client (TLS 1.3
-    /// session tickets) and reports only application data or the end.
+    /// may have closed it while it sat in a pool.
+    ///
+    /// Tokio's readiness flag cannot be trusted to say so: it is cleared
+    /// by the read that took the last bytes of the previous response, and
+    /// set again only when the reactor next turns. A client thread that
+    /// goes straight from one response to the next request (the closed
+    /// loop on a current-thread shard) does not turn it, so a close that
+    /// arrived in between is still unknown. So when the flag says nothing
+    /// is there, one non-blocking `MSG_PEEK` asks the kernel: an end of
+    /// stream, an error or bytes nobody asked for make the connection
+    /// unusable. When the flag says ready, a read tells a close (or
+    /// unexpected bytes) from a stale flag. Over TLS the read goes through
+    /// the session first, which consumes what a server may send an idle
+    /// client (TLS 1.3 session tickets) and reports only application data
+    /// or the end; then the socket must have nothing left.
     pub fn is_reusable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         match self {
             Self::Plain(tcp) => match tcp.poll_read_ready(&mut cx) {
-                Poll::Pending => true,
+                Poll::Pending => nothing_pending(tcp),
                 Poll::Ready(Err(_)) => false,
                 Poll::Ready(Ok(())) => {
                     let mut probe = [0u8; 1];
@@ -48,10 +56,22 @@ impl Stream {
                 matches!(
                     Pin::new(&mut **tls).poll_read(&mut cx, &mut buf),
                     Poll::Pending
-                )
+                ) && nothing_pending(tls.get_ref().0)
             }
         }
     }
+}
+
+/// Whether the kernel holds nothing to read on `tcp`, neither bytes nor an
+/// end of stream nor an error: one non-blocking peek, whatever tokio's
+/// readiness flag says.
+fn nothing_pending(tcp: &TcpStream) -> bool {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    // Tokio's sockets are non-blocking, so the peek returns at once.
+    matches!(
+        socket2::SockRef::from(tcp).peek(&mut probe),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+    )
 }
 
 impl AsyncRead for Stream {

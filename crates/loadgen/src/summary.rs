@@ -173,6 +173,8 @@ pub struct RowStats {
     pub verified: u64,
     /// Failed rows by error kind.
     pub errors: BTreeMap<String, u64>,
+    /// Re-sends on a new connection, over all rows.
+    pub retries: u64,
     /// LLM timings of successful rows, once a row carried them.
     pub llm: Option<LlmStats>,
     /// The most values each series keeps exactly.
@@ -314,6 +316,7 @@ impl RowStats {
             succeeded: 0,
             verified: 0,
             errors: BTreeMap::new(),
+            retries: 0,
             llm: None,
             limit,
         }
@@ -323,6 +326,7 @@ impl RowStats {
     pub fn record(&mut self, row: &LogRow) {
         self.total += 1;
         self.verified += u64::from(row.verified);
+        self.retries += u64::from(row.retries);
         if row.ok {
             self.succeeded += 1;
             self.latency.record(row.latency_ms);
@@ -526,6 +530,10 @@ pub struct RunSummary {
     /// TCP connections opened during the measured run (those the warm-up
     /// opened and the run reused are not counted).
     pub connections_opened: u64,
+    /// Requests sent again on a new connection because the kept-alive one
+    /// they went out on was found closed (the sum of the log's `retries`;
+    /// a re-sent batch counts once per request it carried).
+    pub retries: u64,
     /// `closed` or `open`.
     pub mode: String,
     /// Profile name, if one was used.
@@ -793,6 +801,13 @@ impl fmt::Display for RunSummary {
             self.throughput_rps, self.duration_s, self.http_requests
         )?;
         writeln!(f, "Connections opened: {}", self.connections_opened)?;
+        if self.retries > 0 {
+            writeln!(
+                f,
+                "Retries: {} (sent again on a new connection: the server had closed the kept-alive one)",
+                self.retries
+            )?;
+        }
         if let Some(llm) = &self.llm {
             for (name, p) in [("TTFT", &llm.ttft), ("ITL", &llm.itl), ("TPOT", &llm.tpot)] {
                 writeln!(
@@ -944,6 +959,7 @@ mod tests {
             errors: BTreeMap::from([("http_503".to_owned(), 2), ("timeout".to_owned(), 1)]),
             status_codes: BTreeMap::from([(200, 997), (503, 2), (429, 1)]),
             connections_opened: 20,
+            retries: 0,
             mode: "closed".into(),
             profile: Some("baseline".into()),
             connection: "per-request".into(),

@@ -114,7 +114,21 @@ impl Target {
         if host.is_empty() {
             return Err(bad("the URL has no host"));
         }
-        let port = authority.port_u16().unwrap_or(scheme.default_port());
+        // `http::Uri` accepts any text after the colon and then reports no
+        // port, which would silently mean the scheme's default: read it here.
+        let port = match written_port(authority.as_str()) {
+            None => scheme.default_port(),
+            Some(text) => parse_port(text).ok_or_else(|| {
+                let what = if text.is_empty() {
+                    "nothing follows the ':' after the host".to_owned()
+                } else {
+                    format!("{text:?} is not a TCP port")
+                };
+                bad(&format!(
+                    "{what}; the port must be 1..=65535 (or left out, with the ':': 80 for http://, 443 for https://)"
+                ))
+            })?,
+        };
         let path_and_query = uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
@@ -147,6 +161,24 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.uri)
     }
+}
+
+/// The port text after the host (`[v6]:port` or `host:port`), `None` when
+/// the authority has no `:port` part.
+fn written_port(authority: &str) -> Option<&str> {
+    let after_host = match authority.strip_prefix('[') {
+        Some(rest) => &rest[rest.find(']')? + 1..],
+        None => authority,
+    };
+    after_host.rfind(':').map(|at| &after_host[at + 1..])
+}
+
+/// A port number: ASCII digits only (no sign), 1..=65535.
+fn parse_port(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok().filter(|&port| port > 0)
 }
 
 /// Resolves the target's host, IPv4 addresses first (servers most often
@@ -207,6 +239,40 @@ mod tests {
         assert!(reason("/v1/infer").contains("absolute"));
         assert!(reason("http://user:pw@h/x").contains("header"));
         assert!(reason("http://[::1/x").contains("expected e.g."));
+    }
+
+    #[test]
+    fn a_port_outside_1_to_65535_is_refused_not_replaced_by_the_default() {
+        let reason = |url: &str| match Target::parse(url) {
+            Err(TargetError::BadUrl { reason, .. }) => reason,
+            other => panic!("{url}: {other:?}"),
+        };
+        for url in [
+            "http://127.0.0.1:99999/v1",
+            "http://127.0.0.1:65536/v1",
+            "http://127.0.0.1:0/v1",
+            "http://127.0.0.1:abc/v1",
+            "http://127.0.0.1:+80/v1",
+            "https://[::1]:99999/v1",
+            "http://localhost:-1/v1",
+        ] {
+            let why = reason(url);
+            assert!(why.contains("is not a TCP port"), "{url}: {why}");
+            assert!(why.contains("the port must be 1..=65535"), "{url}: {why}");
+        }
+        for url in ["http://127.0.0.1:/v1", "https://[::1]:/v1"] {
+            let why = reason(url);
+            assert!(why.contains("nothing follows the ':'"), "{url}: {why}");
+            assert!(why.contains("the port must be 1..=65535"), "{url}: {why}");
+        }
+        // The edges, a leading zero, and no port at all.
+        let port = |url: &str| Target::parse(url).unwrap().port;
+        assert_eq!(port("http://127.0.0.1:1/v1"), 1);
+        assert_eq!(port("http://127.0.0.1:65535/v1"), 65535);
+        assert_eq!(port("http://127.0.0.1:08000/v1"), 8000);
+        assert_eq!(port("https://[::1]:8443/v1"), 8443);
+        assert_eq!(port("http://[::1]/v1"), 80);
+        assert_eq!(port("https://h/v1"), 443);
     }
 
     #[tokio::test]

@@ -2,7 +2,10 @@
 //! the handshake, and the error kind of a failed one.
 //!
 //! Roots are the platform's store (`rustls-native-certs`) plus any
-//! `--cacert` file; `--insecure` replaces verification with a verifier that
+//! `--cacert` file, checked by rustls's WebPKI verifier, except that a
+//! certificate whose named issuer is trusted but did not sign it (a
+//! self-signed certificate named like a trusted one) is an unknown issuer
+//! (see [`RootsVerifier`]); `--insecure` replaces verification with a verifier that
 //! accepts any certificate (the handshake's signatures are still checked,
 //! so the connection is still a working TLS connection); `--cert`/`--key`
 //! present a client certificate (mutual TLS). The server name (SNI, and the
@@ -24,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use rustls::client::{Resumption, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{
@@ -150,8 +153,13 @@ impl Tls {
             )
         } else {
             let (roots, platform, cacert) = roots(options.cacert.as_deref())?;
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
             (
-                builder.with_root_certificates(roots),
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(RootsVerifier { inner })),
                 Verification::Roots { platform, cacert },
             )
         };
@@ -228,7 +236,7 @@ fn explain(err: &std::io::Error) -> String {
             format!("{text}: the server presents a CA certificate (basicConstraints CA:TRUE, what `openssl req -x509` makes by default) as its own; issue it a leaf certificate, or add -addext basicConstraints=critical,CA:FALSE")
         }
         Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-            format!("{text}: trust its CA with --cacert FILE.pem (or skip verification with --insecure)")
+            format!("{text}: trust its CA with --cacert FILE.pem (a self-signed certificate is its own CA: pass the certificate itself), or skip verification with --insecure")
         }
         _ => text,
     }
@@ -296,6 +304,69 @@ fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'sta
         ));
     }
     Ok(certs)
+}
+
+/// rustls's WebPKI verification against the roots, with one error said as
+/// what it means. webpki looks for a certificate's issuer by name: when a
+/// trusted certificate carries that name but did not sign it, the signature
+/// check against it fails (`BadSignature`, or, when its key is of another
+/// type, an algorithm that does not fit the key). That is what a
+/// self-signed server certificate gets whenever a trusted root has its
+/// name (Debian's `ssl-cert-snakeoil` is `CN=localhost`, and so are most
+/// self-signed test certificates): its issuer is not trusted, just as
+/// when no trusted certificate has the name. So it is `UnknownIssuer`,
+/// `tls_unknown_issuer`, in both cases. Signatures of the handshake itself
+/// keep their errors.
+#[derive(Debug)]
+struct RootsVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for RootsVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(
+                    CertificateError::BadSignature
+                    | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. },
+                ) => rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                other => other,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
 }
 
 /// `--insecure`: any certificate is accepted; the handshake's signatures

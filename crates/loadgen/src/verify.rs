@@ -87,6 +87,7 @@ pub(crate) mod tests {
             connect_ms: 0.0,
             tls_ms: None,
             arrivals: Vec::new(),
+            retries: 0,
         }
     }
 

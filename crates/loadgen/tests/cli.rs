@@ -421,3 +421,24 @@ fn flags_that_would_do_nothing_are_refused() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_bad_port_is_a_usage_error_before_any_request() {
+    for url in [
+        "http://127.0.0.1:99999/v1/infer",
+        "http://127.0.0.1:65536/v1/infer",
+        "http://127.0.0.1:abc/v1/infer",
+        "http://127.0.0.1:/v1",
+    ] {
+        let out = loadgen(&["--url", url, "-n", "3"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+        assert!(
+            stderr.contains("the port must be 1..=65535"),
+            "{url}: {stderr}"
+        );
+        // Not silently the scheme's default port: nothing was sent.
+        assert!(!stderr.contains(":80"), "{url}: {stderr}");
+        assert!(out.stdout.is_empty(), "{url}");
+    }
+}

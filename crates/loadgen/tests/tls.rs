@@ -410,6 +410,66 @@ async fn a_ca_certificate_served_as_the_leaf_is_a_handshake_failure_with_a_hint(
     assert!(why.contains("presents a CA certificate"), "{why}");
 }
 
+/// A self-signed leaf, CA:FALSE, named `CN=localhost` and valid for
+/// `localhost` and 127.0.0.1, with a key of `alg`: what `openssl req -x509
+/// -subj /CN=localhost -addext basicConstraints=critical,CA:FALSE` makes.
+fn self_signed_leaf(alg: &'static rcgen::SignatureAlgorithm) -> (Certificate, KeyPair) {
+    let key = KeyPair::generate_for(alg).unwrap();
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    let mut params = CertificateParams::new(names).unwrap();
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.self_signed(&key).unwrap();
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_self_signed_leaf_is_an_unknown_issuer() {
+    let dir = common::temp_dir("tls-self-signed");
+    let (cert, key) = self_signed_leaf(&rcgen::PKCS_ECDSA_P256_SHA256);
+    let leaf_pem = dir.join("leaf.pem");
+    std::fs::write(&leaf_pem, cert.pem()).unwrap();
+    let server = serve(ServerSetup {
+        cert,
+        key,
+        alpn: vec!["http/1.1"],
+        client_ca: None,
+    });
+    let url = server.url("localhost");
+    // Trusted: another self-signed certificate of the same name, with a key
+    // of the same type and of another type (as Debian's RSA snakeoil
+    // `CN=localhost` in the platform store is to an ECDSA leaf); and the
+    // platform's roots alone.
+    let mut trusts = Vec::new();
+    for (name, alg) in [
+        ("same-name-p256.pem", &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("same-name-ed25519.pem", &rcgen::PKCS_ED25519),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, self_signed_leaf(alg).0.pem()).unwrap();
+        trusts.push(trusting(&path));
+    }
+    trusts.push(TlsOptions::default());
+    for tls in trusts {
+        let c = config(&url, &dir, tls.clone(), ConnectionMode::Pooled);
+        let (summary, rows) = run(c).await;
+        all_failed_with(&summary, &rows, "tls_unknown_issuer");
+        let why = summary.tls_first_failure.unwrap_or_default();
+        assert!(
+            why.contains("pass the certificate itself"),
+            "{:?}: {why}",
+            tls.cacert
+        );
+    }
+    // What the hint says works: the certificate itself as the CA.
+    let c = config(&url, &dir, trusting(&leaf_pem), ConnectionMode::Pooled);
+    let (summary, _) = run(c).await;
+    assert_eq!((summary.succeeded, summary.failed), (12, 0), "{summary:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_is_negotiated_by_alpn_and_required_with_http2() {
     let dir = common::temp_dir("tls-h2");

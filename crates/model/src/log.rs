@@ -19,7 +19,9 @@ pub const INPUT_PY_COLUMNS: [&str; 5] = [
 ];
 
 /// The columns `loadgen` writes: `input.py`'s, then the rich ones.
-pub const LOADGEN_COLUMNS: [&str; 14] = [
+/// `verified` and `retries` came last, so older logs lack them (read as
+/// not verified and 0).
+pub const LOADGEN_COLUMNS: [&str; 15] = [
     "request_id",
     "timestamp_ms",
     "latency_ms",
@@ -34,6 +36,7 @@ pub const LOADGEN_COLUMNS: [&str; 14] = [
     "service_ms",
     "output_digest",
     "verified",
+    "retries",
 ];
 
 /// The columns a streamed LLM run adds after [`LOADGEN_COLUMNS`]: per
@@ -133,6 +136,10 @@ pub struct LogRow {
     /// False where nothing was checked (`--no-verify`, an API or server
     /// whose answers are not known, a failed request, `input.py`'s log).
     pub verified: bool,
+    /// Times the request was sent again because the kept-alive connection
+    /// it went out on turned out closed before any byte of a response
+    /// came (0 in logs that predate the column, and in `input.py`'s).
+    pub retries: u32,
     /// A streamed LLM answer's timing (`None` for other APIs).
     pub llm: Option<LlmTiming>,
 }
@@ -326,6 +333,7 @@ impl<W: Write> LogWriter<W> {
             opt_ms(row.service_ms),
             row.output_digest.clone().unwrap_or_default(),
             row.verified.to_string(),
+            row.retries.to_string(),
         ];
         if self.llm {
             let none = LlmTiming::default();
@@ -421,6 +429,7 @@ struct ColumnIndex {
     service_ms: Option<usize>,
     output_digest: Option<usize>,
     verified: Option<usize>,
+    retries: Option<usize>,
     /// `ttft_ms, tpot_ms, output_tokens, tokens_from, itl_ms`, when the
     /// log has them (`itl_mean_ms` and `itl_max_ms` follow from `itl_ms`).
     llm: Option<[usize; 5]>,
@@ -444,6 +453,7 @@ impl ColumnIndex {
             service_ms: find("service_ms"),
             output_digest: find("output_digest"),
             verified: find("verified"),
+            retries: find("retries"),
             llm: match (
                 find("ttft_ms"),
                 find("tpot_ms"),
@@ -528,6 +538,9 @@ impl ColumnIndex {
                 Some(i) => field.parse(i, "verified", "true or false")?,
                 None => false,
             },
+            retries: field
+                .optional(self.retries, "retries", "a non-negative integer")?
+                .unwrap_or(0),
             llm: self.llm(&field)?,
         })
     }
@@ -628,6 +641,7 @@ mod tests {
             service_ms: Some(100.125),
             output_digest: Some("00ff00ff00ff00ff".into()),
             verified: true,
+            retries: 1,
             llm: None,
         }
     }
@@ -694,6 +708,37 @@ mod tests {
         let bad = text.replace(",usage,", ",guess,");
         let err = read_log(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("tokens_from"), "{err}");
+    }
+
+    #[test]
+    fn retries_follow_the_loadgen_columns_and_older_logs_read_as_zero() {
+        let mut buf = Vec::new();
+        let mut w = LogWriter::new(&mut buf, true).unwrap();
+        w.write_row(&rich_row()).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let text = String::from_utf8(buf).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.contains(",output_digest,retries,ttft_ms,"),
+            "{header}"
+        );
+        // A log written before the column existed: the same row, without it.
+        let old = "request_id,timestamp_ms,latency_ms,status_code,error,ok,batch_id,batch_size,\
+                   connect_ms,tls_ms,queue_ms,service_ms,output_digest\n\
+                   3,1700000000123.500,104.250,200,,true,1,10,0.250,1.750,1.500,100.125,00ff00ff00ff00ff\n";
+        let log = read_log(old.as_bytes()).unwrap();
+        assert_eq!(log.format, LogFormat::Loadgen);
+        assert_eq!(
+            log.rows,
+            vec![LogRow {
+                retries: 0,
+                ..rich_row()
+            }]
+        );
+        let bad = text.replace(",00ff00ff00ff00ff,1,", ",00ff00ff00ff00ff,-1,");
+        let err = read_log(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("retries"), "{err}");
     }
 
     #[test]

@@ -148,6 +148,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
             any::<bool>(),
             any::<Option<u64>>(),
             any::<bool>(),
+            any::<u32>(),
         ),
         (
             proptest::option::of(1u32..10_000),
@@ -162,7 +163,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
         .prop_map(
             |(
                 (request_id, ts, latency_ms, status_code),
-                (error, ok, batch_id, verified),
+                (error, ok, batch_id, verified, retries),
                 (batch_size, connect_ms, tls_ms, queue_ms, service_ms, output_digest),
                 llm,
             )| LogRow {
@@ -180,6 +181,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
                 service_ms,
                 output_digest,
                 verified,
+                retries,
                 llm,
             },
         )

@@ -2,6 +2,8 @@
 //! log reading, shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod llama_server;
+pub mod raw_http;
 pub mod script;
 
 use std::net::SocketAddr;
