@@ -1,4 +1,4 @@
-//! Benchmarks of SPEC section 9's `stats` bars: record 10 M latencies and read
+//! Benchmarks of the `stats` bars: record 10 M latencies and read
 //! quantiles, against the `hdrhistogram` crate used directly; exact quantiles
 //! of 1 M samples. `cargo xtask bench` runs them and reads criterion's
 //! estimates; run alone with `cargo bench -p stats --bench histogram`.
