@@ -1,4 +1,4 @@
-//! Benchmark of the what-if engine's speed bar: the what-if engine's
+//! Benchmark of the what-if engine's speed bar: its
 //! discrete-event simulation of 100,000 requests "well under a second".
 //! `cargo xtask bench` runs it and reads criterion's estimates; run alone
 //! with `cargo bench -p report --bench whatif`.
