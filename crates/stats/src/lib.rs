@@ -72,6 +72,6 @@ pub use bootstrap::{
 pub use error::StatsError;
 pub use histogram::LatencyHistogram;
 pub use quantile::{quantile, sorted_finite, QuantileMethod};
-pub use rng::SplitMix64;
+pub use rng::{Normals, SplitMix64};
 pub use student_t::student_t_quantile;
 pub use summary::Summary;

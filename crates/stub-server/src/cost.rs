@@ -3,11 +3,11 @@
 //! Accelerators show a large fixed cost per batch and a small cost per item
 //! (see `data/gpu_cost_curve.json`), so a batch of `b` items costs
 //! `(base_ms + per_item_ms * b) * exp(N(0, jitter^2))`. The RNG is a
-//! [`stats::SplitMix64`] stream with Box-Muller normals: tiny and the same on
+//! [`stats::SplitMix64`] stream with Box-Muller normals ([`stats::Normals`]): tiny and the same on
 //! every platform, so a seed pins the whole sequence of draws (and
 //! `xtask/triton/cost.py`, a Python port, draws the same).
 
-use stats::SplitMix64;
+use stats::Normals;
 
 /// Cost of executing one batch, in the shape accelerators show.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,8 +33,7 @@ impl ServiceTimeModel {
     pub fn sampler(&self) -> ServiceTimeSampler {
         ServiceTimeSampler {
             model: *self,
-            rng: SplitMix64::new(self.seed),
-            spare_normal: None,
+            normals: Normals::new(self.seed),
         }
     }
 }
@@ -44,9 +43,7 @@ impl ServiceTimeModel {
 #[derive(Debug, Clone)]
 pub struct ServiceTimeSampler {
     model: ServiceTimeModel,
-    rng: SplitMix64,
-    /// Box-Muller yields normals in pairs; the second waits here.
-    spare_normal: Option<f64>,
+    normals: Normals,
 }
 
 impl ServiceTimeSampler {
@@ -55,7 +52,7 @@ impl ServiceTimeSampler {
         let nominal = self.model.nominal_ms(batch_items);
         // Drawing even when jitter is 0 keeps the stream position a function
         // of the batch count alone, whatever the jitter.
-        let z = self.standard_normal();
+        let z = self.normals.next_standard();
         let ms = nominal * (self.model.jitter * z).exp();
         if ms.is_finite() && ms >= 0.0 {
             ms
@@ -67,19 +64,6 @@ impl ServiceTimeSampler {
     /// The next `count` service times for batches of `batch_items`, in ms.
     pub fn sequence(&mut self, batch_items: usize, count: usize) -> Vec<f64> {
         (0..count).map(|_| self.next_ms(batch_items)).collect()
-    }
-
-    fn standard_normal(&mut self) -> f64 {
-        if let Some(z) = self.spare_normal.take() {
-            return z;
-        }
-        // Uniform in (0, 1]: never 0, so the logarithm is finite.
-        let u1 = self.rng.unit_open_closed();
-        let u2 = self.rng.unit_open_closed();
-        let radius = (-2.0 * u1.ln()).sqrt();
-        let angle = std::f64::consts::TAU * u2;
-        self.spare_normal = Some(radius * angle.sin());
-        radius * angle.cos()
     }
 }
 

@@ -551,17 +551,6 @@ mod tests {
 
     use super::*;
 
-    /// Standard normals by Box-Muller, as the simulator draws them.
-    struct Normals(SplitMix64);
-
-    impl Normals {
-        fn next(&mut self) -> f64 {
-            let u1 = self.0.unit_open_closed();
-            let u2 = self.0.unit_open_closed();
-            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        }
-    }
-
     struct Truth {
         workers: usize,
         base_ms: f64,
@@ -577,7 +566,7 @@ mod tests {
     /// request reaches the FIFO after half the overhead, the response
     /// comes back after the other half.
     fn before(truth: &Truth, concurrency: usize, requests: usize, seed: u64) -> Log {
-        let mut z = Normals(SplitMix64::new(seed));
+        let mut z = stats::Normals::new(seed);
         // Issue times of the clients, earliest first: arrivals are then
         // handled in order, and each takes the earliest free worker (FIFO).
         let mut clients: BinaryHeap<Reverse<(u64, usize)>> =
@@ -597,7 +586,8 @@ mod tests {
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap();
             let start_ms = arrive_ms.max(free_ms);
-            let service_ms = (truth.base_ms + truth.per_item_ms) * (truth.sigma * z.next()).exp();
+            let service_ms =
+                (truth.base_ms + truth.per_item_ms) * (truth.sigma * z.next_standard()).exp();
             worker_free_ms[w] = start_ms + service_ms;
             let done_ms = start_ms + service_ms + OVERHEAD_MS / 2.0;
             rows.push(LogRow {
@@ -623,12 +613,12 @@ mod tests {
 
     /// `batches` batches of `b`, one at a time.
     fn probe(truth: &Truth, b: u32, batches: usize, seed: u64) -> Log {
-        let mut z = Normals(SplitMix64::new(seed));
+        let mut z = stats::Normals::new(seed);
         let mut t_ms = 0.0;
         let mut rows = Vec::new();
         for batch in 0..batches {
-            let service_ms =
-                (truth.base_ms + truth.per_item_ms * f64::from(b)) * (truth.sigma * z.next()).exp();
+            let service_ms = (truth.base_ms + truth.per_item_ms * f64::from(b))
+                * (truth.sigma * z.next_standard()).exp();
             for item in 0..b {
                 rows.push(LogRow {
                     request_id: (batch * b as usize + item as usize) as u64,
@@ -772,7 +762,7 @@ mod tests {
     #[test]
     fn noisy_fits_cover_the_true_model() {
         let mut covered = [0; 3];
-        let seeds = 1..=6u64;
+        let seeds = 1..=20u64;
         for seed in seeds.clone() {
             let b = before(&PLACEHOLDER, 20, 400, seed * 10);
             let p8 = probe(&PLACEHOLDER, 8, 8, seed * 10 + 1);
@@ -794,8 +784,9 @@ mod tests {
             );
             assert!((f.sigma.value - 0.1).abs() < 0.02, "{:?}", f.sigma);
         }
-        // 95% intervals: at least 5 of 6 seeds cover each true value.
-        assert!(covered.iter().all(|&c| c >= 5), "{covered:?}");
+        // 95% intervals: at least 16 of 20 seeds cover each true value
+        // (fewer has under 2% chance at a true 95% coverage).
+        assert!(covered.iter().all(|&c| c >= 16), "{covered:?}");
     }
 
     #[test]

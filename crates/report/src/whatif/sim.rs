@@ -478,17 +478,9 @@ impl Sim<'_> {
         }
     }
 
-    /// Box-Muller, as stub-server's cost model draws.
+    /// Box-Muller from the one stream, as stub-server's cost model draws.
     fn standard_normal(&mut self) -> f64 {
-        if let Some(z) = self.spare_normal.take() {
-            return z;
-        }
-        let u1 = self.rng.unit_open_closed();
-        let u2 = self.rng.unit_open_closed();
-        let radius = (-2.0 * u1.ln()).sqrt();
-        let angle = std::f64::consts::TAU * u2;
-        self.spare_normal = Some(radius * angle.sin());
-        radius * angle.cos()
+        self.rng.standard_normal(&mut self.spare_normal)
     }
 
     fn execution_done(&mut self, first: u32, count: u32, now: f64) {
