@@ -222,7 +222,7 @@ fn fraction_ns(digits: &str) -> Result<i128, String> {
 
 /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)` as nanoseconds since the
 /// epoch.
-fn parse_rfc3339(text: &str) -> Result<i128, String> {
+pub(crate) fn parse_rfc3339(text: &str) -> Result<i128, String> {
     let b = text.as_bytes();
     let digits = |from: usize, len: usize| -> Result<i64, String> {
         let part = b

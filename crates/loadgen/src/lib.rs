@@ -91,6 +91,9 @@ pub mod summary;
 pub mod target;
 pub mod tls;
 pub mod verify;
+// Wired into the command line and the engine next; its tests run now.
+#[cfg_attr(not(test), allow(dead_code))]
+mod workload;
 
 use std::fmt;
 use std::future::Future;
