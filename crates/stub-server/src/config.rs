@@ -87,6 +87,14 @@ pub enum ConfigError {
         /// What is allowed.
         allowed: &'static str,
     },
+    /// `--tokenizer` named no readable tokenizer.
+    #[error("invalid --tokenizer {}: {why}", path.display())]
+    Tokenizer {
+        /// The file given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl ServerConfig {
@@ -168,6 +176,7 @@ impl ServerConfig {
                     step_per_seq_ms: 0.4,
                     prefill_per_token_ms: 0.05,
                     max_batched_tokens: 2048,
+                    ..crate::llm::LlmConfig::default()
                 },
                 ..placeholder
             },
@@ -271,6 +280,29 @@ impl ServerConfig {
                 "max-batched-tokens",
                 llm.max_batched_tokens,
                 "must be an integer from 1 to 1048576",
+            ));
+        }
+        if !(1..=1024).contains(&llm.kv_block_tokens) {
+            return Err(invalid(
+                "kv-block-tokens",
+                llm.kv_block_tokens,
+                "must be an integer from 1 to 1024 tokens per block",
+            ));
+        }
+        if llm.prefix_cache_blocks > 100_000_000 {
+            return Err(invalid(
+                "prefix-cache-blocks",
+                llm.prefix_cache_blocks,
+                "must be an integer from 0 (no prefix cache) to 100000000 blocks",
+            ));
+        }
+        if llm.kv_cache_tokens != 0
+            && !(llm.kv_block_tokens..=1_000_000_000).contains(&llm.kv_cache_tokens)
+        {
+            return Err(invalid(
+                "kv-cache-tokens",
+                llm.kv_cache_tokens,
+                "must be 0 (unlimited) or an integer from --kv-block-tokens to 1000000000 tokens",
             ));
         }
         if !(1..=10_000_000).contains(&self.max_queue) {

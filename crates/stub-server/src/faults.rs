@@ -256,7 +256,13 @@ pub(crate) enum FaultBody {
     Reset,
     /// Frames as they are sent, of no length known in advance (a streamed
     /// answer: chunked over HTTP/1.1); ends when the sender goes away.
-    Stream(tokio::sync::mpsc::UnboundedReceiver<Bytes>),
+    /// Each frame is one server-sent event; with `stamps`, each is preceded
+    /// by a comment line `: t=<unix ns>` taken as the connection polls it
+    /// out to write it.
+    Stream {
+        frames: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+        stamps: bool,
+    },
 }
 
 impl FaultBody {
@@ -302,9 +308,9 @@ impl Body for FaultBody {
                 Poll::Ready(Some(Err(InjectedAbort)))
             }
             FaultBody::Reset => Poll::Ready(Some(Err(InjectedAbort))),
-            FaultBody::Stream(frames) => {
-                frames.poll_recv(cx).map(|f| f.map(|d| Ok(Frame::data(d))))
-            }
+            FaultBody::Stream { frames, stamps } => frames.poll_recv(cx).map(|f| {
+                f.map(|data| Ok(Frame::data(if *stamps { stamped(&data) } else { data })))
+            }),
         }
     }
 
@@ -319,9 +325,22 @@ impl Body for FaultBody {
             }
             FaultBody::Truncated { whole_len, .. } => SizeHint::with_exact(*whole_len),
             FaultBody::Reset => SizeHint::with_exact(1),
-            FaultBody::Stream(_) => SizeHint::new(),
+            FaultBody::Stream { .. } => SizeHint::new(),
         }
     }
+}
+
+/// `event` preceded by an SSE comment line holding the wall-clock time
+/// now, in Unix nanoseconds: taken here, as the connection takes the event
+/// to encode and write it, so it is as close to the socket write as the
+/// body can see.
+fn stamped(event: &[u8]) -> Bytes {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut out = format!(": t={ns}\n").into_bytes();
+    out.extend_from_slice(event);
+    Bytes::from(out)
 }
 
 #[cfg(test)]

@@ -85,11 +85,7 @@ impl App {
             "/healthz" => json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
             "/metrics" => {
                 let mut text = self.metrics.render(self.scheduler.queued_items());
-                text.push_str(&format!(
-                    "# HELP stub_llm_running_sequences Sequences in the LLM step loop now.\n# TYPE stub_llm_running_sequences gauge\nstub_llm_running_sequences {}\n# HELP stub_llm_waiting_sequences Sequences waiting for a slot.\n# TYPE stub_llm_waiting_sequences gauge\nstub_llm_waiting_sequences {}\n",
-                    self.llm.running.load(std::sync::atomic::Ordering::Relaxed),
-                    self.llm.waiting.load(std::sync::atomic::Ordering::Relaxed),
-                ));
+                self.llm.metrics.render(&mut text);
                 let mut response = Response::new(ResponseBody::new(Bytes::from(text)));
                 response.headers_mut().insert(
                     CONTENT_TYPE,

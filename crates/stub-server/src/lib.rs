@@ -84,5 +84,5 @@ pub use config::{
 };
 pub use cost::{ServiceTimeModel, ServiceTimeSampler};
 pub use faults::{FaultConfig, FaultPlan};
-pub use llm::LlmConfig;
+pub use llm::{LlmConfig, PromptTokenizer};
 pub use server::{serve, spawn, RunningServer, ServerError, LINGER_MAX_BYTES, LINGER_MAX_TIME};

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, ValueEnum};
@@ -82,6 +83,30 @@ struct Overrides {
     /// LLM routes: tokens one step may process (1 to 1048576).
     #[arg(long, value_name = "TOKENS", value_parser = whole::<usize>, allow_negative_numbers = true)]
     max_batched_tokens: Option<usize>,
+    /// LLM routes: a local Hugging Face tokenizer.json; a prompt's tokens
+    /// are then its token ids (no special tokens), not its whitespace
+    /// words. Nothing is downloaded.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// LLM routes: tokens per KV block, of the prefix cache and the KV
+    /// capacity (1 to 1024) [default: 16].
+    #[arg(long, value_name = "TOKENS", value_parser = whole::<usize>, allow_negative_numbers = true)]
+    kv_block_tokens: Option<usize>,
+    /// LLM routes: prompt blocks the prefix cache holds, least recently
+    /// used evicted; a prompt's cached leading blocks cost no prefill
+    /// (0 = no prefix cache, to 100000000) [default: 0].
+    #[arg(long, value_name = "BLOCKS", value_parser = whole::<usize>, allow_negative_numbers = true)]
+    prefix_cache_blocks: Option<usize>,
+    /// LLM routes: KV capacity of the running sequences, in tokens; when
+    /// full, the newest is preempted and recomputed later (0 = unlimited,
+    /// or --kv-block-tokens to 1000000000) [default: 0].
+    #[arg(long, value_name = "TOKENS", value_parser = whole::<usize>, allow_negative_numbers = true)]
+    kv_cache_tokens: Option<usize>,
+    /// LLM routes: write an SSE comment `: t=<unix ns>` before each
+    /// streamed event, the time the server wrote it (`--sse-stamps=false`
+    /// turns it off) [default: off].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    sse_stamps: Option<bool>,
     /// Added cost per item in a batch, in ms (>= 0).
     #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     per_item_ms: Option<f64>,
@@ -199,6 +224,12 @@ impl Overrides {
             step_per_seq_ms,
             prefill_per_token_ms,
             max_batched_tokens,
+            // Read from its file by `Cli::config`, which can fail.
+            tokenizer: _,
+            kv_block_tokens,
+            prefix_cache_blocks,
+            kv_cache_tokens,
+            sse_stamps,
             per_item_ms,
             jitter,
             seed,
@@ -224,6 +255,10 @@ impl Overrides {
         set(&mut config.llm.step_per_seq_ms, step_per_seq_ms);
         set(&mut config.llm.prefill_per_token_ms, prefill_per_token_ms);
         set(&mut config.llm.max_batched_tokens, max_batched_tokens);
+        set(&mut config.llm.kv_block_tokens, kv_block_tokens);
+        set(&mut config.llm.prefix_cache_blocks, prefix_cache_blocks);
+        set(&mut config.llm.kv_cache_tokens, kv_cache_tokens);
+        set(&mut config.llm.sse_stamps, sse_stamps);
         set(&mut config.service.base_ms, base_ms);
         set(&mut config.service.per_item_ms, per_item_ms);
         set(&mut config.service.jitter, jitter);
@@ -248,8 +283,9 @@ impl Overrides {
 }
 
 impl Cli {
-    fn config(self) -> Result<ServerConfig, ServerError> {
+    fn config(mut self) -> Result<ServerConfig, ServerError> {
         let mut config = ServerConfig::profile(self.profile.name())?;
+        let tokenizer = self.overrides.tokenizer.take();
         // Flags that only shape dynamic batching do nothing without it:
         // say so rather than serve as if they did.
         let batching_flags = self.overrides.batch_window_ms.is_some()
@@ -263,6 +299,11 @@ impl Cli {
             }));
         }
         config.validate()?;
+        // Read last, after the cheap checks: a bad file is refused before
+        // the server binds anything.
+        if let Some(path) = tokenizer {
+            config.llm.tokenizer = Some(stub_server::PromptTokenizer::from_file(&path)?);
+        }
         Ok(config)
     }
 }
@@ -431,6 +472,15 @@ mod tests {
                 "0.01",
                 "--max-batched-tokens",
                 "512",
+                "--tokenizer",
+                "tokenizer.json",
+                "--kv-block-tokens",
+                "8",
+                "--prefix-cache-blocks",
+                "100",
+                "--kv-cache-tokens",
+                "4096",
+                "--sse-stamps",
             ],
             &[
                 "--fault-error-rate",
@@ -566,6 +616,13 @@ mod tests {
             "0.125",
             "--max-batched-tokens",
             "512",
+            "--kv-block-tokens",
+            "8",
+            "--prefix-cache-blocks",
+            "100",
+            "--kv-cache-tokens",
+            "4096",
+            "--sse-stamps",
             "--models",
             "a, b",
             "--bind",
@@ -608,6 +665,11 @@ mod tests {
                 step_per_seq_ms: 0.75,
                 prefill_per_token_ms: 0.125,
                 max_batched_tokens: 512,
+                tokenizer: None,
+                kv_block_tokens: 8,
+                prefix_cache_blocks: 100,
+                kv_cache_tokens: 4096,
+                sse_stamps: true,
             },
             faults: stub_server::FaultConfig {
                 error_rate: 0.1,
@@ -632,6 +694,84 @@ mod tests {
         assert_eq!(
             config_of(&["--profile", "bert-base", "--dynamic-batching=false"]),
             expected
+        );
+    }
+
+    #[test]
+    fn the_tokenizer_flag_reads_its_file_or_says_why_not() {
+        use tokenizers::models::wordlevel::WordLevel;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let model = WordLevel::builder()
+            .vocab(
+                [("[UNK]".to_owned(), 0), ("hello".to_owned(), 1)]
+                    .into_iter()
+                    .collect(),
+            )
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        tokenizers::Tokenizer::new(model)
+            .save(&path, false)
+            .unwrap();
+        let given = path.to_str().unwrap();
+        let config = config_of(&["--profile", "llm-slots", "--tokenizer", given]);
+        assert_eq!(
+            config.llm.tokenizer.as_ref().map(|t| t.path()),
+            Some(path.as_path())
+        );
+        // Only the tokenizer differs from the profile.
+        let mut expected = ServerConfig::profile("llm-slots").unwrap();
+        expected.llm.tokenizer = config.llm.tokenizer.clone();
+        assert_eq!(config, expected);
+        let refused = |file: &std::path::Path| {
+            let cli = Cli::try_parse_from(["stub-server", "--tokenizer", file.to_str().unwrap()])
+                .unwrap();
+            cli.config().unwrap_err().to_string()
+        };
+        let missing = refused(&dir.path().join("absent.json"));
+        assert!(
+            missing.contains("--tokenizer") && missing.contains("no such file"),
+            "{missing}"
+        );
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, "not json").unwrap();
+        let invalid = refused(&bad);
+        assert!(
+            invalid.contains("--tokenizer")
+                && invalid.contains("not a Hugging Face tokenizer.json"),
+            "{invalid}"
+        );
+    }
+
+    #[test]
+    fn kv_flags_out_of_range_say_what_is_allowed() {
+        for (args, needle) in [
+            (
+                &["--kv-block-tokens", "0"][..],
+                "--kv-block-tokens 0: must be an integer from 1",
+            ),
+            (
+                &["--kv-cache-tokens", "8"][..],
+                "--kv-cache-tokens 8: must be 0 (unlimited)",
+            ),
+            (
+                &["--prefix-cache-blocks", "100000001"][..],
+                "--prefix-cache-blocks 100000001: must be an integer from 0",
+            ),
+        ] {
+            let cli =
+                Cli::try_parse_from(std::iter::once("stub-server").chain(args.iter().copied()))
+                    .unwrap();
+            let err = cli.config().unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        // A capacity of one block is allowed.
+        assert_eq!(
+            config_of(&["--kv-block-tokens", "8", "--kv-cache-tokens", "8"])
+                .llm
+                .kv_cache_tokens,
+            8
         );
     }
 

@@ -68,14 +68,16 @@ pub async fn serve(
     config.validate()?;
     let metrics = Arc::new(Metrics::new());
     let (scheduler, dispatcher) = Scheduler::start(&config, metrics.clone())?;
-    let config_llm = config.llm;
+    let config_llm = config.llm.clone();
+    // vLLM labels its metrics with its (first) served model name.
+    let model_name = config.models.first().cloned().unwrap_or_default();
     let app = Arc::new(App {
         faults: crate::faults::FaultInjector::new(&config.faults),
         config,
         scheduler: scheduler.clone(),
         metrics,
         kserve_stats: crate::kserve::Stats::default(),
-        llm: crate::llm::LlmEngine::start(config_llm)?,
+        llm: crate::llm::LlmEngine::start(config_llm, &model_name)?,
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Explicit bounds on what a client can make us buffer: request heads

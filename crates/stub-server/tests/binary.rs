@@ -105,11 +105,16 @@ fn announces_serves_and_exits_zero_on_sigterm() {
 
 #[test]
 fn bad_flags_exit_2_saying_what_is_allowed() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--workers", "0"], "workers"),
         (&["--jitter", "3"], "jitter"),
         (&["--profile", "nope"], "placeholder"),
         (&["--workers", "many"], "workers"),
+        (
+            &["--tokenizer", "/nonexistent/tokenizer.json"],
+            "--tokenizer /nonexistent/tokenizer.json: no such file",
+        ),
+        (&["--kv-cache-tokens", "3"], "kv-cache-tokens"),
     ];
     for (args, needle) in cases {
         let output = Command::new(BINARY)
@@ -151,6 +156,11 @@ fn help_lists_every_flag() {
         "--max-body-bytes",
         "--models",
         "--bind",
+        "--tokenizer",
+        "--kv-block-tokens",
+        "--prefix-cache-blocks",
+        "--kv-cache-tokens",
+        "--sse-stamps",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
