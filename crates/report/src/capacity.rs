@@ -2,56 +2,25 @@
 //! the what-if engine's predicted capacity beside it.
 //!
 //! The file crosses a process boundary (loadgen writes it, the report reads
-//! it), so only the fields the report shows are read, through typed
-//! structs: a renamed or missing field is an error naming it, not a blank
-//! chart.
+//! it) through one type, [`model::capacity::CapacityReport`]: a renamed or
+//! missing field, or a file of another `schema_version`, is an error naming
+//! it, not a blank chart.
 
+use std::ops::Deref;
 use std::path::Path;
 
+use model::capacity::CapacityReport;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReportError;
 
-/// One step of the rate search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CapacityStep {
-    /// `bracket`, `bisect` or `repeat`.
-    pub phase: String,
-    /// The open-loop rate sent, requests/s.
-    pub offered_rps: f64,
-    /// Completed requests per second of the step.
-    pub achieved_rps: f64,
-    /// Latency quantiles of the step's successful requests, ms.
-    pub p50_ms: Option<f64>,
-    /// P95, ms.
-    pub p95_ms: Option<f64>,
-    /// P99, ms.
-    pub p99_ms: Option<f64>,
-    /// Failed requests of the step.
-    pub failed: u64,
-    /// Whether the step kept every objective and kept up with the rate.
-    pub sustainable: bool,
-    /// Why it was judged so.
-    pub reason: String,
-}
-
-/// What the report shows of a capacity search.
+/// A capacity search as the report shows it: loadgen's report, and what
+/// the report adds beside it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
-    /// The objectives the search held, as written.
-    pub sla: Vec<String>,
-    /// The highest sustainable rate found, requests/s.
-    pub max_rate_rps: Option<f64>,
-    /// P95 over the repeats at that rate, ms, and its bootstrap interval.
-    pub p95_at_max_ms: Option<f64>,
-    /// The 95% bootstrap interval of that P95, ms.
-    pub p95_interval_ms: Option<[f64; 2]>,
-    /// Requests/s meeting every objective at that rate.
-    pub goodput_rps: Option<f64>,
-    /// Every step, in the order run.
-    pub curve: Vec<CapacityStep>,
-    /// Why the search stopped.
-    pub stopped: String,
+    /// What `loadgen capacity --json` wrote, its keys at the top level.
+    #[serde(flatten)]
+    pub measured: CapacityReport,
     /// The what-if engine's predicted capacity of the same client, if known
     /// (not in loadgen's file; the report adds it).
     #[serde(default)]
@@ -62,15 +31,27 @@ pub struct Capacity {
     pub client: Option<String>,
 }
 
+/// The report's fields read as loadgen's: `capacity.curve`, `capacity.sla`.
+impl Deref for Capacity {
+    type Target = CapacityReport;
+
+    fn deref(&self) -> &CapacityReport {
+        &self.measured
+    }
+}
+
 impl Capacity {
     /// Reads `loadgen capacity --json`'s file.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| {
+        let measured = CapacityReport::read(path).map_err(|e| {
             ReportError::InvalidOption(format!(
-                "--capacity {}: not a `loadgen capacity --json` file ({e})",
-                path.display()
+                "--capacity {e}; give the file `loadgen capacity --json` wrote"
             ))
+        })?;
+        Ok(Self {
+            measured,
+            predicted_max_rate_rps: None,
+            client: None,
         })
     }
 
@@ -102,7 +83,7 @@ impl Capacity {
         format!(
             "Capacity{client}: {measured}{predicted}; {} steps, stopped: {}.",
             self.curve.len(),
-            self.stopped
+            self.stopped.name()
         )
     }
 }
@@ -129,7 +110,7 @@ impl Capacity {
             .map(|(i, s)| {
                 [
                     (i + 1).to_string(),
-                    s.phase.clone(),
+                    s.phase.name().to_owned(),
                     format!("{:.2}", s.offered_rps),
                     format!("{:.2}", s.achieved_rps),
                     ms(s.p50_ms),
