@@ -126,3 +126,94 @@ impl Capacity {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use model::capacity::{Phase, StepRecord, Stopped, SCHEMA_VERSION};
+
+    use super::*;
+
+    fn measured() -> CapacityReport {
+        let step = |offered_rps: f64, sustainable: bool| StepRecord {
+            phase: Phase::Bracket,
+            offered_rps,
+            achieved_rps: offered_rps,
+            p50_ms: Some(100.0),
+            p95_ms: Some(if sustainable { 150.0 } else { 1900.0 }),
+            p99_ms: None,
+            succeeded: 40,
+            failed: 0,
+            error_rate: 0.0,
+            sustainable,
+            reason: if sustainable {
+                "every objective met"
+            } else {
+                "p95<=800 not met (1900.000)"
+            }
+            .into(),
+        };
+        CapacityReport {
+            schema_version: SCHEMA_VERSION,
+            sla: vec!["p95<=800".into()],
+            max_rate_rps: Some(10.0),
+            p95_at_max_ms: Some(150.0),
+            p95_interval_ms: Some([140.0, 160.0]),
+            goodput_rps: Some(9.9),
+            curve: vec![step(10.0, true), step(20.0, false)],
+            step_duration_s: 2.0,
+            warmup_s: 0.5,
+            warmup_requests: None,
+            precision: 0.05,
+            repeats: 2,
+            elapsed_s: 9.0,
+            bounded_by_time: false,
+            stopped: Stopped::Converged,
+        }
+    }
+
+    /// The file loadgen writes is what the report reads, and the report's
+    /// copy in `comparison.json` keeps loadgen's keys at the top level.
+    #[test]
+    fn loadgens_file_reads_and_round_trips_through_the_comparison() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capacity.json");
+        measured().write_json(&path).unwrap();
+        let mut capacity = Capacity::read(&path).unwrap();
+        assert_eq!(capacity.measured, measured());
+        capacity.predicted_max_rate_rps = Some(11.0);
+        assert_eq!(
+            capacity.sentence(),
+            "Capacity: the highest open-loop rate that kept p95<=800 is 10.00 req/s (P95 there \
+             150.0 ms, 95% bootstrap interval 140.0 to 160.0 ms); the what-if engine predicted \
+             11.00 req/s (+10.0%); 2 steps, stopped: converged."
+        );
+        let rows = capacity.rows();
+        assert_eq!(rows[0][1], "bracket");
+        assert_eq!(rows[1][7], "no: p95<=800 not met (1900.000)");
+        let json = serde_json::to_value(&capacity).unwrap();
+        assert_eq!(json["max_rate_rps"], 10.0);
+        assert_eq!(json["curve"][1]["offered_rps"], 20.0);
+        assert_eq!(json["predicted_max_rate_rps"], 11.0);
+        let back: Capacity = serde_json::from_value(json).unwrap();
+        assert_eq!(back, capacity);
+    }
+
+    #[test]
+    fn a_file_of_another_version_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capacity.json");
+        let text = measured()
+            .to_json()
+            .unwrap()
+            .replace("\"schema_version\": 1", "\"schema_version\": 2");
+        std::fs::write(&path, text).unwrap();
+        let err = Capacity::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "--capacity {}: `schema_version` is 2",
+                path.display()
+            )),
+            "{err}"
+        );
+    }
+}
