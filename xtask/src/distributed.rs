@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use model::summary::{RequestIds, RunSummary};
 use serde::Deserialize;
 
 use crate::build::{self, Binaries};
@@ -56,36 +57,6 @@ const SERVER_ARGS: [&str; 10] = [
     "--seed",
     "42",
 ];
-
-/// What is read of a loadgen or merged summary.
-#[derive(Debug, Deserialize)]
-struct Summary {
-    total: u64,
-    failed: u64,
-    #[serde(deserialize_with = "json::nullable")]
-    p50_ms: Option<f64>,
-    #[serde(deserialize_with = "json::nullable")]
-    p95_ms: Option<f64>,
-    #[serde(deserialize_with = "json::nullable")]
-    p99_ms: Option<f64>,
-    #[serde(deserialize_with = "json::nullable")]
-    achieved_rate_rps: Option<f64>,
-}
-
-/// What is read of the merged summary beyond [`Summary`].
-#[derive(Debug, Deserialize)]
-struct MergedIds {
-    ids: Ids,
-    percentiles_from: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Ids {
-    unique: u64,
-    duplicates: u64,
-    min: u64,
-    max: u64,
-}
 
 /// What is read of `report summary` over the concatenated logs.
 #[derive(Debug, Deserialize)]
@@ -194,12 +165,25 @@ pub fn run(args: &DistributedArgs) -> Result<bool, TaskError> {
     )?;
     check_status("report merge", status)?;
 
-    let single: Summary = json::read(&single_dir.join("summary.json"))?;
-    let merged: Summary = json::read(&merged_dir.join("summary.json"))?;
-    let MergedIds {
-        ids,
-        percentiles_from,
-    } = json::read(&merged_dir.join("summary.json"))?;
+    let single: RunSummary = json::read_contract(&single_dir.join("summary.json"))?;
+    let merged_path = merged_dir.join("summary.json");
+    let merged: RunSummary = json::read_contract(&merged_path)?;
+    // A merge with every shard's rows counts the ids.
+    let missing = |what: &str| TaskError::Json {
+        path: merged_path.clone(),
+        problem: format!("missing field `{what}`: not a merge of every shard's rows"),
+    };
+    let ids: RequestIds = merged.ids.clone().ok_or_else(|| missing("ids"))?;
+    let percentiles_from = merged
+        .percentiles_from
+        .clone()
+        .ok_or_else(|| missing("percentiles_from"))?;
+    let (Some(id_min), Some(id_max)) = (ids.min, ids.max) else {
+        return Err(TaskError::Step(format!(
+            "{}: the merged rows hold no request id",
+            merged_path.display()
+        )));
+    };
     let concatenated = concatenate_logs(&shard_dirs, &args.out.join("concatenated.csv"))?;
     let exact: Exact = crate::perf::report_summary(&bins, &concatenated)?;
     // The single run's percentiles the same way (Linear, from its rows),
@@ -207,7 +191,7 @@ pub fn run(args: &DistributedArgs) -> Result<bool, TaskError> {
     let single_exact: Exact = crate::perf::report_summary(&bins, &single_dir.join("log.csv"))?;
 
     let n = u64::from(args.requests);
-    let ids_ok = ids.unique == n && ids.duplicates == 0 && ids.min == 0 && ids.max == n - 1;
+    let ids_ok = ids.unique == n && ids.duplicates == 0 && id_min == 0 && id_max == n - 1;
     let percentiles_ok = percentiles_from == "rows"
         && merged.p50_ms == exact.p50_ms
         && merged.p95_ms == exact.p95_ms
@@ -237,8 +221,8 @@ pub fn run(args: &DistributedArgs) -> Result<bool, TaskError> {
         "\nids: {} unique, {} duplicated, {}..{} (single run: {} requests, 0..{}): {}",
         ids.unique,
         ids.duplicates,
-        ids.min,
-        ids.max,
+        id_min,
+        id_max,
         single.total,
         n - 1,
         verdict(ids_ok)
@@ -272,7 +256,7 @@ pub fn run(args: &DistributedArgs) -> Result<bool, TaskError> {
                    "p50_ms": merged.p50_ms, "p95_ms": merged.p95_ms, "p99_ms": merged.p99_ms,
                    "percentiles_from": percentiles_from},
         "concatenated": {"p50_ms": exact.p50_ms, "p95_ms": exact.p95_ms, "p99_ms": exact.p99_ms},
-        "ids": {"unique": ids.unique, "duplicates": ids.duplicates, "min": ids.min, "max": ids.max},
+        "ids": {"unique": ids.unique, "duplicates": ids.duplicates, "min": id_min, "max": id_max},
         "checks": {"ids_equal_single_run": ids_ok, "percentiles_equal_concatenated_rows": percentiles_ok,
                    "achieved_rate_within_1_pct": rate_ok, "rate_error_pct": rate_error_pct},
         "machine": Machine::probe().conditions_json(),

@@ -6,6 +6,10 @@
 //! mistyped one not at all; [`from_value`] runs the typed `Deserialize` over
 //! a parsed document through a deserializer that records where it is, so
 //! every error carries the dotted path from the document's root.
+//!
+//! The files with a contract of their own (loadgen's summary, `loadgen
+//! capacity`'s report: [`model::contract::Contract`]) are read with
+//! [`read_contract`], which checks their `schema_version` first.
 
 use std::fmt;
 use std::path::Path;
@@ -15,6 +19,8 @@ use serde::de::{
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+
+use model::contract::Contract;
 
 use crate::error::TaskError;
 
@@ -35,6 +41,29 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, TaskEr
     };
     let value: Value =
         serde_json::from_str(text).map_err(|e| problem(format!("not valid JSON: {e}")))?;
+    from_value(&value).map_err(|e| problem(e.to_string()))
+}
+
+/// Reads a file with a contract of its own (`model::summary::RunSummary`,
+/// `model::capacity::CapacityReport`): its `schema_version` first, so a
+/// file of another version is refused as such, then every field.
+pub fn read_contract<T: Contract>(path: &Path) -> Result<T, TaskError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_contract(&text, path)
+}
+
+/// [`read_contract`] of `text`, read from `origin`.
+pub fn parse_contract<T: Contract>(text: &str, origin: &Path) -> Result<T, TaskError> {
+    let problem = |problem: String| TaskError::Json {
+        path: origin.to_owned(),
+        problem,
+    };
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| problem(format!("not valid JSON: {e}")))?;
+    model::contract::check_version::<T>(&value).map_err(problem)?;
     from_value(&value).map_err(|e| problem(e.to_string()))
 }
 
@@ -221,6 +250,56 @@ impl<'de> SeqAccess<'de> for Items<'_> {
     }
 }
 
+/// A key of a JSON object. JSON keys are strings, but a map may be keyed
+/// by numbers written as strings (`status_codes`: `{"200": 400}`), as
+/// serde_json reads them.
+struct Key<'a>(&'a str);
+
+impl Key<'_> {
+    fn number<T: std::str::FromStr>(&self) -> Result<T, FieldError> {
+        self.0.parse().map_err(|_| {
+            <FieldError as de::Error>::custom(format_args!(
+                "invalid key {:?}, expected a whole number",
+                self.0
+            ))
+        })
+    }
+}
+
+macro_rules! number_keys {
+    ($($method:ident $visit:ident,)*) => {
+        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FieldError> {
+            visitor.$visit(self.number()?)
+        })*
+    };
+}
+
+impl<'de> Deserializer<'de> for Key<'_> {
+    type Error = FieldError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FieldError> {
+        let key: de::value::StrDeserializer<'_, FieldError> = self.0.into_deserializer();
+        key.deserialize_any(visitor)
+    }
+
+    number_keys! {
+        deserialize_u8 visit_u8,
+        deserialize_u16 visit_u16,
+        deserialize_u32 visit_u32,
+        deserialize_u64 visit_u64,
+        deserialize_i8 visit_i8,
+        deserialize_i16 visit_i16,
+        deserialize_i32 visit_i32,
+        deserialize_i64 visit_i64,
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i128 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
 struct Fields<'a> {
     fields: serde_json::map::Iter<'a>,
     value: Option<(&'a str, &'a Value)>,
@@ -236,9 +315,7 @@ impl<'de> MapAccess<'de> for Fields<'_> {
         match self.fields.next() {
             Some((key, value)) => {
                 self.value = Some((key, value));
-                let key: de::value::StrDeserializer<'_, FieldError> =
-                    key.as_str().into_deserializer();
-                seed.deserialize(key).map(Some)
+                seed.deserialize(Key(key)).map(Some)
             }
             None => Ok(None),
         }
@@ -354,6 +431,47 @@ mod tests {
             "invalid type: string \"text\", expected struct Doc"
         );
         assert!(problem("{").starts_with("not valid JSON: "));
+    }
+
+    #[test]
+    fn numbers_as_keys_read_as_numbers() {
+        let codes: BTreeMap<u16, u64> =
+            parse(r#"{"200": 7, "503": 1}"#, Path::new("codes.json")).unwrap();
+        assert_eq!(codes, BTreeMap::from([(200, 7), (503, 1)]));
+        let err = parse::<BTreeMap<u16, u64>>(r#"{"ok": 7}"#, Path::new("codes.json"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "codes.json: invalid key \"ok\", expected a whole number"
+        );
+    }
+
+    /// loadgen's summary and capacity report read through `model`'s types,
+    /// their version first: what the tools write is what xtask reads.
+    #[test]
+    fn contracts_read_through_the_model_types_and_another_version_is_refused() {
+        use model::summary::RunSummary;
+        let summary = RunSummary {
+            schema_version: model::summary::SCHEMA_VERSION,
+            total: 5,
+            p50_ms: Some(1.25),
+            status_codes: BTreeMap::from([(200, 5)]),
+            ..RunSummary::default()
+        };
+        let text = summary.to_json().unwrap();
+        let back: RunSummary = parse_contract(&text, Path::new("s.json")).unwrap();
+        assert_eq!(back, summary);
+        let older = text.replace("\"schema_version\": 2", "\"schema_version\": 1");
+        let err = parse_contract::<RunSummary>(&older, Path::new("/r/s.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/r/s.json: `schema_version` is 1"), "{err}");
+        let renamed = text.replace("\"p95_ms\"", "\"p95\"");
+        let err = parse_contract::<RunSummary>(&renamed, Path::new("s.json"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "s.json: missing field `p95_ms`");
     }
 
     #[test]

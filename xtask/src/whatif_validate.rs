@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use model::capacity::CapacityReport;
 use serde::{Deserialize, Serialize};
 
 use crate::build::{self, Binaries};
@@ -67,13 +68,6 @@ struct CapacityRow {
     measured_rps: Option<f64>,
     error_pct: Option<f64>,
     passed: bool,
-}
-
-/// What is read of `loadgen capacity --json`.
-#[derive(Debug, Deserialize)]
-struct CapacityFile {
-    #[serde(deserialize_with = "json::nullable")]
-    max_rate_rps: Option<f64>,
 }
 
 /// One simulator configuration and the load on it.
@@ -408,7 +402,7 @@ fn measure_capacity(
             client.loadgen_args.join(" ")
         )));
     }
-    let measured: CapacityFile = json::read(&json_path)?;
+    let measured: CapacityReport = json::read_contract(&json_path)?;
     let error_pct = measured
         .max_rate_rps
         .filter(|m| *m > 0.0)

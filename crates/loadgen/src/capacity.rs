@@ -19,17 +19,23 @@
 //! [`search`], generic over a [`StepRunner`], so its logic is tested with a
 //! fake runner; [`LoadgenRunner`] runs real steps through
 //! [`crate::prepare`].
+//!
+//! The result is [`model::capacity::CapacityReport`], the one type the
+//! report and xtask read `--json` back through; this module prints it as
+//! text ([`TableRow`] as the steps finish, [`Answer`] at the end). The
+//! objectives are judged by `stats::slo`'s evaluation, the one the report
+//! makes of a log, over each counted row.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use model::capacity::{CapacityReport, Phase, StepRecord, Stopped, SCHEMA_VERSION};
 use model::log::{LogError, LogRow};
-use serde::{Deserialize, Serialize};
-use stats::slo::{Metric, Series, Slo};
+use stats::slo::{self, Metric, Series, Slo};
 use stats::QuantileMethod;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -37,9 +43,6 @@ use tokio::time::Instant;
 use crate::config::{Arrival, LoadConfig, OpenLoop, Warmup};
 use crate::limits::{self, Bound, DurationBound};
 use crate::LoadError;
-
-/// Version of the JSON `loadgen capacity --json` writes.
-pub const SCHEMA_VERSION: u32 = 1;
 
 /// A step keeps pace when its answers came at least this share of the rate
 /// its counted requests were sent at.
@@ -109,14 +112,6 @@ pub enum CapacityError {
     /// A step's log could not be read back.
     #[error("step log: {0}")]
     Log(#[from] LogError),
-    /// The result could not be written.
-    #[error("cannot write {path}: {source}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
-    },
 }
 
 /// How the search runs; [`CapacityOptions::validate`] checks it.
@@ -229,51 +224,6 @@ impl CapacityOptions {
     }
 }
 
-/// Which part of the search a step belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Doubling from the start rate.
-    Bracket,
-    /// Halving the interval between the last sustainable and the first
-    /// unsustainable rate.
-    Bisect,
-    /// Confirming the answer.
-    Repeat,
-}
-
-impl Phase {
-    /// The name in the JSON and the table.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Bracket => "bracket",
-            Self::Bisect => "bisect",
-            Self::Repeat => "repeat",
-        }
-    }
-}
-
-/// Why the search ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stopped {
-    /// Bisection reached the precision and the repeats confirmed the answer.
-    Converged,
-    /// `--time-limit` came first; the answer is the highest rate measured
-    /// sustainable so far (not confirmed).
-    TimeLimit,
-    /// `--max-rate` was sustainable (and confirmed): the capacity may be
-    /// higher.
-    MaxRate,
-    /// Already the first step, at `--start-rate`, was unsustainable.
-    NothingSustainable,
-    /// Repeats kept failing after [`MAX_STEP_DOWNS`] lowerings.
-    Unstable,
-    /// A shutdown signal stopped the search; the answer, if any, is the
-    /// highest rate measured sustainable so far (not confirmed).
-    Interrupted,
-}
-
 /// One step the search asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepPlan {
@@ -310,33 +260,6 @@ pub trait StepRunner {
     ) -> impl Future<Output = Result<StepRows, CapacityError>>;
 }
 
-/// One step of the curve, as the JSON holds it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    /// Part of the search.
-    pub phase: Phase,
-    /// Rate offered, requests/s.
-    pub offered_rps: f64,
-    /// Rate answers came at, requests/s (see [`ACHIEVED_SHARE`]).
-    pub achieved_rps: f64,
-    /// Median latency of successful counted requests, ms.
-    pub p50_ms: Option<f64>,
-    /// P95 of successful counted requests, ms.
-    pub p95_ms: Option<f64>,
-    /// P99 of successful counted requests, ms.
-    pub p99_ms: Option<f64>,
-    /// Counted requests that succeeded.
-    pub succeeded: u64,
-    /// Counted requests that failed (dropped ones included).
-    pub failed: u64,
-    /// `failed / (succeeded + failed)`.
-    pub error_rate: f64,
-    /// Whether every objective held and the answers kept pace.
-    pub sustainable: bool,
-    /// Why not, or that all held.
-    pub reason: String,
-}
-
 /// A judged step: its record and what the answer's statistics pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepMeasurement {
@@ -350,110 +273,57 @@ pub struct StepMeasurement {
     pub window_s: f64,
 }
 
-/// The result, as `--json` writes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CapacityReport {
-    /// [`SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// The objectives, as given.
-    pub sla: Vec<String>,
-    /// The highest sustainable rate, requests/s; `None` when nothing was.
-    pub max_rate_rps: Option<f64>,
-    /// P95 at that rate over the pooled steps there (the repeats), ms.
-    pub p95_at_max_ms: Option<f64>,
-    /// 95% bootstrap interval of that P95, ms.
-    pub p95_interval_ms: Option<[f64; 2]>,
-    /// Successful requests/s meeting every latency objective at that rate.
-    pub goodput_rps: Option<f64>,
-    /// Every judged step, in order.
-    pub curve: Vec<StepRecord>,
-    /// Counted part of each step, s.
-    pub step_duration_s: f64,
-    /// Uncounted start of each step, s (of the first step, when the
-    /// warm-up is a request count: later steps, at higher rates, warm up
-    /// for less time).
-    pub warmup_s: f64,
-    /// The warm-up as a request count per step, when given so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup_requests: Option<u64>,
-    /// Bisection's stopping gap.
-    pub precision: f64,
-    /// Confirming steps asked for.
-    pub repeats: u32,
-    /// How long the search took, s.
-    pub elapsed_s: f64,
-    /// Whether `--time-limit` ended the search.
-    pub bounded_by_time: bool,
-    /// Why the search ended.
-    pub stopped: Stopped,
-}
-
-impl CapacityReport {
-    /// Writes the report as pretty JSON, through a temporary file renamed
-    /// into place so a reader never sees half of it.
-    pub fn write_json(&self, path: &Path) -> Result<(), CapacityError> {
-        let write_err = |source| CapacityError::Write {
-            path: path.to_owned(),
-            source,
-        };
-        let json =
-            serde_json::to_string_pretty(self).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        std::fs::write(&tmp, json + "\n").map_err(write_err)?;
-        std::fs::rename(&tmp, path).map_err(write_err)
-    }
-
-    /// Whether an answer was found (exit 0).
-    pub fn found(&self) -> bool {
-        self.max_rate_rps.is_some() && self.stopped != Stopped::Interrupted
-    }
-}
-
 fn opt_ms(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"))
 }
 
-/// The header of the table [`StepRecord`]'s `Display` rows go under.
+/// The header of the table [`TableRow`]s go under.
 pub const TABLE_HEADER: &str =
     "phase    offered/s achieved/s   p50 ms   p95 ms   p99 ms       ok failed  verdict";
 
-impl fmt::Display for StepRecord {
+/// A step as a line of the table loadgen prints as the search goes.
+pub struct TableRow<'a>(pub &'a StepRecord);
+
+impl fmt::Display for TableRow<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.sustainable {
+        let step = self.0;
+        let verdict = if step.sustainable {
             "sustainable".to_owned()
         } else {
-            format!("NOT sustainable: {}", self.reason)
+            format!("NOT sustainable: {}", step.reason)
         };
         write!(
             f,
             "{:<8} {:>9.2} {:>10.2} {:>8} {:>8} {:>8} {:>8} {:>6}  {verdict}",
-            self.phase.name(),
-            self.offered_rps,
-            self.achieved_rps,
-            opt_ms(self.p50_ms),
-            opt_ms(self.p95_ms),
-            opt_ms(self.p99_ms),
-            self.succeeded,
-            self.failed,
+            step.phase.name(),
+            step.offered_rps,
+            step.achieved_rps,
+            opt_ms(step.p50_ms),
+            opt_ms(step.p95_ms),
+            opt_ms(step.p99_ms),
+            step.succeeded,
+            step.failed,
         )
     }
 }
 
-impl fmt::Display for CapacityReport {
+/// The search's answer as loadgen prints it at the end.
+pub struct Answer<'a>(pub &'a CapacityReport);
+
+impl fmt::Display for Answer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sla = self.sla.join(", ");
-        let steps = self.curve.len();
-        match self.max_rate_rps {
+        let report = self.0;
+        let sla = report.sla.join(", ");
+        let steps = report.curve.len();
+        match report.max_rate_rps {
             Some(rate) => {
                 write!(f, "capacity: {rate:.2} req/s keeps {sla}")?;
-                if let Some(p95) = self.p95_at_max_ms {
+                if let Some(p95) = report.p95_at_max_ms {
                     write!(f, " (P95 there {p95:.1} ms")?;
-                    if let Some([lo, hi]) = self.p95_interval_ms {
+                    if let Some([lo, hi]) = report.p95_interval_ms {
                         write!(f, ", 95% interval {lo:.1}..{hi:.1} ms")?;
                     }
-                    if let Some(goodput) = self.goodput_rps {
+                    if let Some(goodput) = report.goodput_rps {
                         write!(f, "; goodput {goodput:.2} req/s")?;
                     }
                     write!(f, ")")?;
@@ -461,7 +331,7 @@ impl fmt::Display for CapacityReport {
             }
             None => write!(f, "capacity: no rate kept {sla}")?,
         }
-        let how = match self.stopped {
+        let how = match report.stopped {
             Stopped::Converged => "converged and confirmed by the repeats",
             Stopped::MaxRate => "--max-rate was sustainable; the capacity may be higher",
             Stopped::TimeLimit => {
@@ -471,7 +341,7 @@ impl fmt::Display for CapacityReport {
             Stopped::Unstable => "repeats kept failing as the rate was lowered",
             Stopped::Interrupted => "interrupted: the highest rate measured sustainable so far, not confirmed",
         };
-        writeln!(f, "; {how}; {steps} steps in {:.1} s", self.elapsed_s)
+        writeln!(f, "; {how}; {steps} steps in {:.1} s", report.elapsed_s)
     }
 }
 
@@ -497,13 +367,8 @@ pub fn judge_step(plan: &StepPlan, rows: &[LogRow], slos: &[Slo]) -> StepMeasure
     } else {
         0.0
     };
-    let mut latencies_ms: Vec<f64> = counted
-        .iter()
-        .filter(|r| r.ok)
-        .map(|r| r.latency_ms)
-        .filter(|l| l.is_finite())
-        .collect();
-    latencies_ms.sort_by(f64::total_cmp);
+    let requests: Vec<slo::Request<'_>> = counted.iter().map(|r| request(r)).collect();
+    let latencies_ms = slo::series_sorted(&requests, Series::E2e);
     let quantile = |q: f64| {
         (!latencies_ms.is_empty())
             .then(|| stats::quantile(&latencies_ms, q, QuantileMethod::Linear).ok())
@@ -530,23 +395,16 @@ pub fn judge_step(plan: &StepPlan, rows: &[LogRow], slos: &[Slo]) -> StepMeasure
         (Some(a), Some(b)) if b > a => (b - a) / 1000.0,
         _ => 0.0,
     };
-    let good = counted
-        .iter()
-        .filter(|r| r.ok && slos.iter().all(|s| met_by(s, r) != Some(false)))
-        .count() as u64;
-    let per_s = |n: u64| (window_s > 0.0).then(|| n as f64 / window_s);
+    let good = slo::good_count(&requests, slos);
 
     let mut misses: Vec<String> = Vec::new();
     if total == 0 {
         misses.push("no counted requests".into());
     }
     for slo in slos {
-        let measured = match slo.metric {
-            Metric::Latency(series, stat) => stat.of_sorted(&series_sorted(&counted, series)),
-            Metric::ErrorRate => (total > 0).then_some(error_rate),
-            Metric::Throughput => per_s(succeeded),
-            Metric::Goodput => per_s(good),
-        };
+        // Rates are per second of the step's window, from the first
+        // counted intended start to the last completion.
+        let measured = slo.measure(&requests, slos, Some(window_s));
         if !slo.holds(measured) {
             misses.push(match measured {
                 Some(m) => format!("{slo} not met ({m:.3})"),
@@ -614,51 +472,18 @@ fn error_kinds(rows: &[&LogRow]) -> String {
     shown.join(", ")
 }
 
-/// The values of `series` over successful rows, ascending; as `report`
-/// reads them from a log (it judges logs, this judges steps; the grammar is
-/// shared through `stats::slo`).
-fn series_sorted(rows: &[&LogRow], series: Series) -> Vec<f64> {
-    let ok = rows.iter().filter(|r| r.ok);
-    let mut values: Vec<f64> = match series {
-        Series::E2e => ok.map(|r| r.latency_ms).collect(),
-        Series::Ttft => ok.filter_map(|r| r.llm.as_ref()?.ttft_ms).collect(),
-        Series::Tpot => ok.filter_map(|r| r.llm.as_ref()?.tpot_ms).collect(),
-        Series::Itl => ok
-            .filter_map(|r| r.llm.as_ref())
-            .flat_map(|t| t.itl_ms.iter().copied())
-            .collect(),
-    };
-    values.retain(|v| v.is_finite());
-    values.sort_by(f64::total_cmp);
-    values
-}
-
-/// Whether one request meets a latency objective on its own values (for
-/// goodput); `None` for objectives that are not per request. The same rule
-/// as `report`'s: a one-token answer has no TPOT to miss, ITL is the
-/// statistic over the request's own gaps.
-fn met_by(slo: &Slo, row: &LogRow) -> Option<bool> {
-    let Metric::Latency(series, stat) = slo.metric else {
-        return None;
-    };
-    let llm = row.llm.as_ref();
-    Some(match series {
-        Series::E2e => slo.holds(Some(row.latency_ms)),
-        Series::Ttft => slo.holds(llm.and_then(|t| t.ttft_ms)),
-        Series::Tpot => match llm.and_then(|t| t.tpot_ms) {
-            None => llm.is_some(),
-            some => slo.holds(some),
-        },
-        Series::Itl => match llm {
-            None => false,
-            Some(t) if t.itl_ms.is_empty() => true,
-            Some(t) => {
-                let mut gaps = t.itl_ms.clone();
-                gaps.sort_by(f64::total_cmp);
-                slo.holds(stat.of_sorted(&gaps))
-            }
-        },
-    })
+/// What the objectives read of a row (`stats::slo` evaluates them, as
+/// `report` does on a log).
+fn request(row: &LogRow) -> slo::Request<'_> {
+    slo::Request {
+        ok: row.ok,
+        latency_ms: row.latency_ms,
+        tokens: row.llm.as_ref().map(|t| slo::Tokens {
+            ttft_ms: t.ttft_ms,
+            tpot_ms: t.tpot_ms,
+            itl_ms: &t.itl_ms,
+        }),
+    }
 }
 
 /// The search's state: every judged step and the clock.

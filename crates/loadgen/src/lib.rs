@@ -661,6 +661,7 @@ fn build_summary(
         [0.50, 0.90, 0.95, 0.99, 0.999].map(|q| latency.quantile_ms(q));
     let (quantiles_exact, quantile_error) = (latency.exact(), latency.quantile_error());
     RunSummary {
+        schema_version: summary::SCHEMA_VERSION,
         total: stats.total,
         succeeded: stats.succeeded,
         failed: stats.total - stats.succeeded,
@@ -718,10 +719,15 @@ fn build_summary(
         tls_first_failure: None,
         server_stats_warning: None,
         model: config.model.clone(),
-        llm: stats.llm.as_mut().map(|llm| llm.summary(duration_s)),
+        llm: stats.llm_summary(duration_s),
         shard: None,
-        plan: Plan::of(config),
+        plan: summary::plan_of(config),
         latency_histogram,
+        // A single run's summary has none of a merge's keys.
+        percentiles_from: None,
+        ids: None,
+        shards: None,
+        slos: None,
     }
 }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use loadgen::capacity::{self, LoadgenRunner, StepRecord};
 use loadgen::cli::{CapacityArgs, Cli, Command, OutputFormat};
+use loadgen::summary;
 
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
@@ -57,7 +58,7 @@ fn capacity_main(args: CapacityArgs) -> ExitCode {
         let mut runner = LoadgenRunner::new(plan.config, plan.arrival, plan.max_in_flight, stop_rx);
         runner.announce = !plan.quiet;
         println!("{}", capacity::TABLE_HEADER);
-        let mut print_step = |record: &StepRecord| println!("{record}");
+        let mut print_step = |record: &StepRecord| println!("{}", capacity::TableRow(record));
         capacity::search(&plan.options, &mut runner, &mut print_step).await
     });
     let report = match outcome {
@@ -67,9 +68,9 @@ fn capacity_main(args: CapacityArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    print!("{report}");
+    print!("{}", capacity::Answer(&report));
     if let Err(e) = report.write_json(&plan.json) {
-        eprintln!("error: {e}");
+        eprintln!("error: cannot write {}: {e}", plan.json.display());
         return ExitCode::from(2);
     }
     println!("Result written to {}", plan.json.display());
@@ -127,7 +128,7 @@ fn run_main(cli: Cli) -> ExitCode {
     };
     match output_format {
         OutputFormat::Text => {
-            print!("{summary}");
+            print!("{}", summary::Text(&summary));
             if let Some(path) = log_path {
                 println!("Log written to {}", path.display());
             }

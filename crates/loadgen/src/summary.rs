@@ -3,6 +3,10 @@
 //! (in the manner of oha: percentiles, a text histogram of latencies, the
 //! status codes).
 //!
+//! The JSON is [`model::summary::RunSummary`], the one type every reader
+//! uses; this module fills it from the rows ([`RowStats`]) and prints it as
+//! text ([`Text`]).
+//!
 //! Every percentile is numpy's default (`stats::QuantileMethod::Linear`),
 //! the method `report` uses on the log, so the two tools print one P95 for
 //! one run. While a series fits in [`EXACT_SAMPLES_PER_SERIES`] its
@@ -13,10 +17,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 
 use model::log::LogRow;
-use serde::Serialize;
+pub use model::summary::{
+    LatencyBucket, LlmSummary, Percentiles, Plan, RunSummary, ShardSummary, SCHEMA_VERSION,
+};
 use stats::{LatencyHistogram, QuantileMethod};
 
 use crate::config::LoadConfig;
@@ -217,87 +222,31 @@ impl Default for LlmStats {
     }
 }
 
-/// A series' percentiles, ms.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Percentiles {
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50_ms: Option<f64>,
-    /// 90th percentile.
-    pub p90_ms: Option<f64>,
-    /// 95th percentile.
-    pub p95_ms: Option<f64>,
-    /// 99th percentile.
-    pub p99_ms: Option<f64>,
-    /// Mean (exact).
-    pub mean_ms: Option<f64>,
-    /// Largest (exact).
-    pub max_ms: Option<f64>,
-    /// Whether the percentiles are exact, from every value.
-    pub quantiles_exact: bool,
-    /// How far they may be off when not exact (`None` when exact).
-    pub quantile_error: Option<String>,
-}
-
-impl Percentiles {
-    /// The percentiles of a series (numpy's linear method).
-    pub fn of(series: &mut Series) -> Self {
-        Self {
-            count: series.count(),
-            p50_ms: series.quantile_ms(0.50),
-            p90_ms: series.quantile_ms(0.90),
-            p95_ms: series.quantile_ms(0.95),
-            p99_ms: series.quantile_ms(0.99),
-            mean_ms: series.mean_ms(),
-            max_ms: series.max_ms(),
-            quantiles_exact: series.exact(),
-            quantile_error: series.quantile_error(),
-        }
+/// The percentiles of a series (numpy's linear method); sorts its kept
+/// values in place.
+pub fn percentiles(series: &mut Series) -> Percentiles {
+    Percentiles {
+        count: series.count(),
+        p50_ms: series.quantile_ms(0.50),
+        p90_ms: series.quantile_ms(0.90),
+        p95_ms: series.quantile_ms(0.95),
+        p99_ms: series.quantile_ms(0.99),
+        mean_ms: series.mean_ms(),
+        min_ms: series.min_ms(),
+        max_ms: series.max_ms(),
+        quantiles_exact: series.exact(),
+        quantile_error: series.quantile_error(),
     }
 }
 
-/// What a streamed LLM run measured, by the method `report` uses on the
-/// log (exact while each series fits in [`EXACT_SAMPLES_PER_SERIES`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LlmRunSummary {
-    /// Time to first token.
-    pub ttft: Percentiles,
-    /// Inter-token latency, over every gap.
-    pub itl: Percentiles,
-    /// Time per output token.
-    pub tpot: Percentiles,
-    /// Output tokens of successful requests.
-    pub output_tokens: u64,
-    /// Output tokens per second of run.
-    pub output_tokens_per_s: f64,
-    /// `usage`, `counted`, `mixed` or `none`.
-    pub tokens_from: String,
-    /// The ITL histogram, HdrHistogram V2 in base64 (to merge runs).
-    pub itl_histogram: Option<String>,
-}
-
 impl LlmStats {
-    /// The summary over a run of `duration_s` (sorts the kept values).
-    pub fn summary(&mut self, duration_s: f64) -> LlmRunSummary {
-        LlmRunSummary {
-            ttft: Percentiles::of(&mut self.ttft),
-            itl: Percentiles::of(&mut self.itl),
-            tpot: Percentiles::of(&mut self.tpot),
-            output_tokens: self.output_tokens,
-            output_tokens_per_s: if duration_s > 0.0 {
-                self.output_tokens as f64 / duration_s
-            } else {
-                0.0
-            },
-            tokens_from: match (self.tokens_from_usage, self.tokens_counted) {
-                (0, 0) => "none",
-                (_, 0) => "usage",
-                (0, _) => "counted",
-                _ => "mixed",
-            }
-            .to_owned(),
-            itl_histogram: self.itl.histogram().to_base64_v2().ok(),
+    /// Where the token counts came from: `usage`, `counted`, `mixed` or `none`.
+    fn tokens_from(&self) -> &'static str {
+        match (self.tokens_from_usage, self.tokens_counted) {
+            (0, 0) => "none",
+            (_, 0) => "usage",
+            (0, _) => "counted",
+            _ => "mixed",
         }
     }
 }
@@ -407,6 +356,28 @@ impl RowStats {
         }
     }
 
+    /// What the LLM series measured over a run of `duration_s`, once a
+    /// row carried LLM timings: the percentiles of each (sorting the kept
+    /// values), e2e among them, and each series' histogram so that runs
+    /// merge.
+    pub fn llm_summary(&mut self, duration_s: f64) -> Option<LlmSummary> {
+        let e2e = percentiles(&mut self.latency);
+        let llm = self.llm.as_mut()?;
+        let encoded = |series: &Series| series.histogram().to_base64_v2().ok();
+        Some(LlmSummary {
+            ttft: percentiles(&mut llm.ttft),
+            itl: percentiles(&mut llm.itl),
+            tpot: percentiles(&mut llm.tpot),
+            e2e,
+            output_tokens: llm.output_tokens,
+            output_tokens_per_s: (duration_s > 0.0).then(|| llm.output_tokens as f64 / duration_s),
+            tokens_from: llm.tokens_from().to_owned(),
+            ttft_histogram: encoded(&llm.ttft),
+            itl_histogram: encoded(&llm.itl),
+            tpot_histogram: encoded(&llm.tpot),
+        })
+    }
+
     /// Output tokens so far and the TTFT at quantile `q`, ms (live, from
     /// the histogram), once a row carried LLM timings.
     pub fn llm_progress(&self, q: f64) -> Option<(u64, Option<f64>)> {
@@ -416,63 +387,23 @@ impl RowStats {
     }
 }
 
-/// Lines in the summary's text histogram (oha draws 11).
-pub const HISTOGRAM_BUCKETS: usize = 11;
+/// Lines in the summary's text histogram.
+pub const HISTOGRAM_BUCKETS: usize = model::summary::LATENCY_BUCKETS;
 
-/// One line of the text histogram: the successful latencies above the
-/// previous bucket's bound (the fastest included in the first) up to
-/// `upper_ms`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LatencyBucket {
-    /// Upper bound, ms.
-    pub upper_ms: f64,
-    /// Latencies in the bucket.
-    pub count: u64,
-}
-
-/// Splits the latencies of `histogram` into `buckets` log-spaced buckets
-/// from `min_ms` to `max_ms`. Log spacing,
-/// because latencies are skewed: with equal widths one slow outlier puts
-/// nearly every request in the first line, and the tail's shape, what this
-/// tool is for, disappears. When every latency is the same there is one
-/// bucket.
+/// The successful latencies of `histogram` in `buckets` log-spaced
+/// buckets from the exact `min_ms` to `max_ms`
+/// ([`LatencyHistogram::log_buckets_ms`]): the summary's text histogram.
 pub fn latency_buckets(
     histogram: &LatencyHistogram,
     min_ms: f64,
     max_ms: f64,
     buckets: usize,
 ) -> Vec<LatencyBucket> {
-    let buckets = if min_ms > 0.0 && max_ms > min_ms {
-        buckets.max(1)
-    } else {
-        1
-    };
-    // Bounds min * ratio^i for i in 1..=buckets; the last is max.
-    let ratio = (max_ms / min_ms).powf(1.0 / buckets as f64);
-    let mut out: Vec<LatencyBucket> = (1..=buckets)
-        .map(|i| LatencyBucket {
-            upper_ms: if i == buckets {
-                max_ms
-            } else {
-                min_ms * ratio.powi(i32::try_from(i).unwrap_or(i32::MAX))
-            },
-            count: 0,
-        })
-        .collect();
-    // Bucket midpoints, as the percentiles report values.
-    for (ms, count) in histogram.recorded_ms() {
-        let index = if buckets == 1 {
-            0
-        } else {
-            // Bucket i holds (bound i-1, bound i]: ceil(log_ratio(ms/min)) - 1.
-            let position = ((ms / min_ms).ln() / ratio.ln()).ceil() - 1.0;
-            position.clamp(0.0, (buckets - 1) as f64) as usize
-        };
-        if let Some(bucket) = out.get_mut(index) {
-            bucket.count += count;
-        }
-    }
-    out
+    histogram
+        .log_buckets_ms(min_ms, max_ms, buckets)
+        .into_iter()
+        .map(|(upper_ms, count)| LatencyBucket { upper_ms, count })
+        .collect()
 }
 
 impl Default for RowStats {
@@ -481,221 +412,26 @@ impl Default for RowStats {
     }
 }
 
-/// Everything a run measured. The first keys match a side of the report's
-/// `comparison.json`; percentiles are over successful requests.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RunSummary {
-    /// Logical requests issued (logged rows).
-    pub total: u64,
-    /// Requests that succeeded (2xx, well-formed, verified).
-    pub succeeded: u64,
-    /// Requests that failed; `succeeded + failed == total`.
-    pub failed: u64,
-    /// Median latency, ms.
-    pub p50_ms: Option<f64>,
-    /// 90th percentile, ms.
-    pub p90_ms: Option<f64>,
-    /// 95th percentile, ms.
-    pub p95_ms: Option<f64>,
-    /// 99th percentile, ms.
-    pub p99_ms: Option<f64>,
-    /// 99.9th percentile, ms.
-    pub p99_9_ms: Option<f64>,
-    /// Whether the percentiles are exact, from every successful latency
-    /// (numpy's linear method, as `report` computes them from the log);
-    /// false past [`EXACT_SAMPLES_PER_SERIES`].
-    pub quantiles_exact: bool,
-    /// How far the percentiles may be off when not exact (`None` when exact).
-    pub quantile_error: Option<String>,
-    /// Mean latency, ms.
-    pub mean_ms: Option<f64>,
-    /// Fastest success, ms.
-    pub min_ms: Option<f64>,
-    /// Slowest success, ms.
-    pub max_ms: Option<f64>,
-    /// Successful latencies in [`HISTOGRAM_BUCKETS`] log-spaced buckets
-    /// from `min_ms` to `max_ms` (empty without a success): the summary's
-    /// text histogram.
-    pub latency_buckets: Vec<LatencyBucket>,
-    /// Successful requests per second over the run.
-    pub throughput_rps: f64,
-    /// From the first send to the last response, s (warm-up excluded).
-    pub duration_s: f64,
-    /// Failed requests by error kind.
-    pub errors: BTreeMap<String, u64>,
-    /// HTTP responses by status code (in JSON the codes are the keys, as
-    /// strings: `{"200": 400}`). Requests that got no response (refused,
-    /// timed out, reset) are only in `errors`; a batch is one response.
-    pub status_codes: BTreeMap<u16, u64>,
-    /// TCP connections opened during the measured run (those the warm-up
-    /// opened and the run reused are not counted).
-    pub connections_opened: u64,
-    /// Requests sent again on a new connection because the kept-alive one
-    /// they went out on was found closed (the sum of the log's `retries`;
-    /// a re-sent batch counts once per request it carried).
-    pub retries: u64,
-    /// `closed` or `open`.
-    pub mode: String,
-    /// Profile name, if one was used.
-    pub profile: Option<String>,
-    /// `per-request` or `pooled`.
-    pub connection: String,
-    /// Whether HTTP/2 was used.
-    pub http2: bool,
-    /// Client batch size (logical requests per HTTP request, at most).
-    pub batch_size: usize,
-    /// Client batch wait, ms.
-    pub batch_wait_ms: u64,
-    /// Closed-loop workers.
-    pub concurrency: usize,
-    /// Client threads with their own runtime and connections; 0 when the
-    /// run used one shared runtime (open loop, HTTP/2 or batching).
-    pub client_threads: usize,
-    /// Busy-poll window of the client threads, us; 0 when off or when no
-    /// client threads ran.
-    pub busy_poll_us: u64,
-    /// HTTP requests sent (batches).
-    pub http_requests: u64,
-    /// Mean `X-Batch-Size` the server reported (its executed batch size).
-    pub server_batch_size_mean: Option<f64>,
-    /// Whether outputs were checked against the simulator's expected
-    /// outputs (`--api simulator` by default, `--verify` elsewhere).
-    pub verified: bool,
-    /// Rows whose output was checked and matched (the log's `verified`).
-    #[serde(default)]
-    pub verified_rows: u64,
-    /// Open loop: target rate, requests/s.
-    pub target_rate_rps: Option<f64>,
-    /// Open loop: achieved send rate, requests/s.
-    pub achieved_rate_rps: Option<f64>,
-    /// Open loop: sends more than 2 ms behind schedule.
-    pub late_sends: Option<u64>,
-    /// Open loop: sends dropped at the in-flight bound (also failed rows
-    /// with error `dropped`).
-    pub dropped: Option<u64>,
-    /// Open loop: largest lag behind schedule, ms.
-    pub max_send_lag_ms: Option<f64>,
-    /// Open loop: set when the generator could not keep its rate.
-    pub rate_warning: Option<String>,
-    /// Whether a shutdown signal cut the run short.
-    pub interrupted: bool,
-    /// Target URL.
-    pub url: String,
-    /// The addresses the host resolved to, in the order they are tried.
-    pub resolved: Vec<String>,
-    /// Request format (`simulator`, `template`).
-    pub api: String,
-    /// HTTP version and transport, e.g. `HTTP/1.1 over TLS`.
-    pub protocol: String,
-    /// How server certificates were checked (https only), e.g.
-    /// `verified against 146 platform roots + 1 from --cacert` or
-    /// `NOT verified (--insecure)`.
-    pub tls_verification: Option<String>,
-    /// What rustls said of the first failed TLS handshake, if one failed.
-    pub tls_first_failure: Option<String>,
-    /// Set when `--server-stats` could not read or write the statistics
-    /// after the run.
-    pub server_stats_warning: Option<String>,
-    /// Default model name.
-    pub model: String,
-    /// TTFT, ITL, TPOT and tokens, for LLM APIs.
-    pub llm: Option<LlmRunSummary>,
-    /// Which part of a split load this run was (`--shard`); `None` when
-    /// the run was the whole load.
-    pub shard: Option<ShardSummary>,
-    /// The load as asked for on the command line, the same for every shard
-    /// of one job (`report merge` compares them).
-    pub plan: Plan,
-    /// The successful latencies, HdrHistogram V2 in base64
-    /// ([`stats::LatencyHistogram::from_base64_v2`] reads it), so shards
-    /// merge exactly.
-    pub latency_histogram: Option<String>,
-}
-
-/// A shard's place in a split load and when it started.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShardSummary {
-    /// This shard, `0..count`.
-    pub index: u32,
-    /// Shards in the load.
-    pub count: u32,
-    /// `--start-at`, ms since the Unix epoch; `None` without it.
-    pub start_at_unix_ms: Option<f64>,
-    /// Actual start minus `--start-at`, ms (positive: late); `None` without
-    /// `--start-at` or when stopped before the start.
-    pub start_skew_ms: Option<f64>,
-}
-
-/// The load a command line asks for, as a whole: totals, not a shard's part.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Plan {
-    /// Target URL, as given.
-    pub url: String,
-    /// Request format.
-    pub api: String,
-    /// `open` or `closed`.
-    pub mode: String,
-    /// Open loop: the whole load's rate, requests/s.
-    pub rate_rps: Option<f64>,
-    /// Open loop: `constant` or `poisson`.
-    pub arrival: Option<String>,
-    /// Poisson arrivals: the seed of the process (constant arrivals draw
-    /// nothing, so `None`).
-    pub seed: Option<u64>,
-    /// Closed loop: the workers of the whole load (`-c`).
-    pub concurrency: Option<usize>,
-    /// The whole load's `-n`.
-    pub requests: Option<u64>,
-    /// `-z`, s.
-    pub duration_s: Option<f64>,
-    /// Client batch size.
-    pub batch_size: usize,
-    /// Client batch wait, ms.
-    pub batch_wait_ms: u64,
-    /// `per-request` or `pooled`.
-    pub connection: String,
-    /// Whether HTTP/2 was used.
-    pub http2: bool,
-    /// Profile name, if one was used.
-    pub profile: Option<String>,
-}
-
-impl Plan {
-    /// The plan of `config`.
-    pub fn of(config: &LoadConfig) -> Self {
-        let open = config.open_loop.as_ref();
-        Self {
-            url: config.url.clone(),
-            api: config.api.name().to_owned(),
-            mode: if open.is_some() { "open" } else { "closed" }.to_owned(),
-            rate_rps: open.map(|o| o.rate_rps),
-            arrival: open.map(|o| o.arrival.name().to_owned()),
-            seed: open
-                .filter(|o| o.arrival == crate::config::Arrival::Poisson)
-                .map(|o| o.seed),
-            concurrency: open.is_none().then_some(config.concurrency),
-            requests: config.requests,
-            duration_s: config.duration.map(|d| d.as_secs_f64()),
-            batch_size: config.batch_size,
-            batch_wait_ms: config.batch_wait_ms,
-            connection: config.connection.name().to_owned(),
-            http2: config.http2,
-            profile: config.profile.map(|p| p.name().to_owned()),
-        }
-    }
-}
-
-impl RunSummary {
-    /// The summary as pretty JSON, with a final newline: what
-    /// [`RunSummary::write_json`] writes and `--output-format json` prints.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string_pretty(self).map(|json| json + "\n")
-    }
-
-    /// Writes the summary as pretty JSON.
-    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
-        let json = self.to_json().map_err(std::io::Error::other)?;
-        std::fs::write(path, json)
+/// The plan of `config`: the whole load it asks for.
+pub fn plan_of(config: &LoadConfig) -> Plan {
+    let open = config.open_loop.as_ref();
+    Plan {
+        url: config.url.clone(),
+        api: config.api.name().to_owned(),
+        mode: if open.is_some() { "open" } else { "closed" }.to_owned(),
+        rate_rps: open.map(|o| o.rate_rps),
+        arrival: open.map(|o| o.arrival.name().to_owned()),
+        seed: open
+            .filter(|o| o.arrival == crate::config::Arrival::Poisson)
+            .map(|o| o.seed),
+        concurrency: open.is_none().then_some(config.concurrency),
+        requests: config.requests,
+        duration_s: config.duration.map(|d| d.as_secs_f64()),
+        batch_size: config.batch_size,
+        batch_wait_ms: config.batch_wait_ms,
+        connection: config.connection.name().to_owned(),
+        http2: config.http2,
+        profile: config.profile.map(|p| p.name().to_owned()),
     }
 }
 
@@ -742,73 +478,77 @@ fn ms(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} ms"))
 }
 
-impl fmt::Display for RunSummary {
+/// A summary as loadgen prints it: `print!("{}", Text(&summary))`.
+pub struct Text<'a>(pub &'a RunSummary);
+
+impl fmt::Display for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let profile = self.profile.as_deref().unwrap_or("custom");
+        let summary = self.0;
+        let profile = summary.profile.as_deref().unwrap_or("custom");
         writeln!(
             f,
             "loadgen: {} loop, profile {profile}, api {}, {}, {} connections, batch size {} (wait {} ms), {}",
-            self.mode,
-            self.api,
-            self.protocol,
-            self.connection,
-            self.batch_size,
-            self.batch_wait_ms,
-            if self.verified {
+            summary.mode,
+            summary.api,
+            summary.protocol,
+            summary.connection,
+            summary.batch_size,
+            summary.batch_wait_ms,
+            if summary.verified {
                 "outputs verified"
             } else {
                 "outputs not verified"
             },
         )?;
-        if let Some(tls) = &self.tls_verification {
+        if let Some(tls) = &summary.tls_verification {
             writeln!(f, "TLS: server certificate {tls}")?;
         }
-        if let Some(shard) = &self.shard {
+        if let Some(shard) = &summary.shard {
             write!(f, "Shard {}/{}", shard.index, shard.count)?;
             match shard.start_skew_ms {
                 Some(skew) => writeln!(f, ", started {skew:.1} ms after --start-at")?,
                 None => writeln!(f)?,
             }
         }
-        writeln!(f, "Total requests: {}", self.total)?;
-        writeln!(f, "Succeeded: {}", self.succeeded)?;
-        writeln!(f, "Failed: {}", self.failed)?;
-        for (kind, count) in &self.errors {
+        writeln!(f, "Total requests: {}", summary.total)?;
+        writeln!(f, "Succeeded: {}", summary.succeeded)?;
+        writeln!(f, "Failed: {}", summary.failed)?;
+        for (kind, count) in &summary.errors {
             writeln!(f, "  {kind}: {count}")?;
         }
-        if let Some(why) = &self.tls_first_failure {
+        if let Some(why) = &summary.tls_first_failure {
             writeln!(f, "  first TLS handshake failure: {why}")?;
         }
-        writeln!(f, "P50 latency: {}", ms(self.p50_ms))?;
-        writeln!(f, "P90 latency: {}", ms(self.p90_ms))?;
-        writeln!(f, "P95 latency: {}", ms(self.p95_ms))?;
-        writeln!(f, "P99 latency: {}", ms(self.p99_ms))?;
-        writeln!(f, "P99.9 latency: {}", ms(self.p99_9_ms))?;
-        writeln!(f, "Max latency: {}", ms(self.max_ms))?;
-        if let Some(error) = &self.quantile_error {
+        writeln!(f, "P50 latency: {}", ms(summary.p50_ms))?;
+        writeln!(f, "P90 latency: {}", ms(summary.p90_ms))?;
+        writeln!(f, "P95 latency: {}", ms(summary.p95_ms))?;
+        writeln!(f, "P99 latency: {}", ms(summary.p99_ms))?;
+        writeln!(f, "P99.9 latency: {}", ms(summary.p99_9_ms))?;
+        writeln!(f, "Max latency: {}", ms(summary.max_ms))?;
+        if let Some(error) = &summary.quantile_error {
             writeln!(f, "Percentiles not exact: {error}")?;
         }
         writeln!(
             f,
             "Mean {} / min {} / max {}",
-            ms(self.mean_ms),
-            ms(self.min_ms),
-            ms(self.max_ms)
+            ms(summary.mean_ms),
+            ms(summary.min_ms),
+            ms(summary.max_ms)
         )?;
         writeln!(
             f,
             "Throughput: {:.1} req/s over {:.2} s ({} HTTP requests)",
-            self.throughput_rps, self.duration_s, self.http_requests
+            summary.throughput_rps, summary.duration_s, summary.http_requests
         )?;
-        writeln!(f, "Connections opened: {}", self.connections_opened)?;
-        if self.retries > 0 {
+        writeln!(f, "Connections opened: {}", summary.connections_opened)?;
+        if summary.retries > 0 {
             writeln!(
                 f,
                 "Retries: {} (sent again on a new connection: the server had closed the kept-alive one)",
-                self.retries
+                summary.retries
             )?;
         }
-        if let Some(llm) = &self.llm {
+        if let Some(llm) = &summary.llm {
             for (name, p) in [("TTFT", &llm.ttft), ("ITL", &llm.itl), ("TPOT", &llm.tpot)] {
                 writeln!(
                     f,
@@ -830,42 +570,46 @@ impl fmt::Display for RunSummary {
                 "mixed" => "from usage where sent, else counted",
                 _ => "unknown",
             };
+            let rate = llm
+                .output_tokens_per_s
+                .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.1}"));
             writeln!(
                 f,
-                "Output tokens: {} ({:.1} tokens/s; {from})",
-                llm.output_tokens, llm.output_tokens_per_s
+                "Output tokens: {} ({rate} tokens/s; {from})",
+                llm.output_tokens
             )?;
         }
-        if let (Some(target), Some(achieved)) = (self.target_rate_rps, self.achieved_rate_rps) {
+        if let (Some(target), Some(achieved)) = (summary.target_rate_rps, summary.achieved_rate_rps)
+        {
             writeln!(
                 f,
                 "Rate: target {target:.1} req/s, achieved {achieved:.1} req/s, {} late sends, {} dropped, max lag {:.2} ms",
-                self.late_sends.unwrap_or(0),
-                self.dropped.unwrap_or(0),
-                self.max_send_lag_ms.unwrap_or(0.0)
+                summary.late_sends.unwrap_or(0),
+                summary.dropped.unwrap_or(0),
+                summary.max_send_lag_ms.unwrap_or(0.0)
             )?;
         }
-        if !self.latency_buckets.is_empty() {
+        if !summary.latency_buckets.is_empty() {
             writeln!(
                 f,
                 "Latency histogram (successful requests; log-spaced, each line up to its bound):"
             )?;
-            write_histogram(f, &self.latency_buckets)?;
+            write_histogram(f, &summary.latency_buckets)?;
         }
-        if !self.status_codes.is_empty() {
+        if !summary.status_codes.is_empty() {
             writeln!(f, "Status code distribution:")?;
-            for (code, count) in &self.status_codes {
+            for (code, count) in &summary.status_codes {
                 let noun = if *count == 1 { "response" } else { "responses" };
                 writeln!(f, "  [{code}] {count} {noun}")?;
             }
         }
-        if let Some(warning) = &self.rate_warning {
+        if let Some(warning) = &summary.rate_warning {
             writeln!(f, "WARNING: {warning}")?;
         }
-        if let Some(warning) = &self.server_stats_warning {
+        if let Some(warning) = &summary.server_stats_warning {
             writeln!(f, "WARNING: {warning}")?;
         }
-        if self.interrupted {
+        if summary.interrupted {
             writeln!(f, "Interrupted: the run was cut short; counts are partial.")?;
         }
         Ok(())
@@ -889,7 +633,7 @@ mod tests {
         });
         config.shard = Some(crate::Shard { index: 2, count: 4 });
         config.duration = Some(std::time::Duration::from_secs(5));
-        let json = serde_json::to_value(Plan::of(&config)).unwrap();
+        let json = serde_json::to_value(plan_of(&config)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
@@ -901,8 +645,8 @@ mod tests {
         );
         // Another shard of the same job: the same plan.
         config.shard = Some(crate::Shard { index: 0, count: 4 });
-        assert_eq!(serde_json::to_value(Plan::of(&config)).unwrap(), json);
-        let closed = Plan::of(&LoadConfig {
+        assert_eq!(serde_json::to_value(plan_of(&config)).unwrap(), json);
+        let closed = plan_of(&LoadConfig {
             concurrency: 8,
             shard: Some(crate::Shard { index: 1, count: 4 }),
             ..LoadConfig::default()
@@ -918,7 +662,7 @@ mod tests {
             ("closed", Some(8), None, None, None)
         );
         assert_eq!((closed.requests, closed.profile), (Some(400), None));
-        let constant = Plan::of(&LoadConfig {
+        let constant = plan_of(&LoadConfig {
             open_loop: Some(OpenLoop {
                 rate_rps: 5.0,
                 arrival: Arrival::Constant,
@@ -937,6 +681,7 @@ mod tests {
     fn hand_made() -> RunSummary {
         let config = LoadConfig::from_profile(Profile::Baseline);
         RunSummary {
+            schema_version: SCHEMA_VERSION,
             total: 1000,
             succeeded: 997,
             failed: 3,
@@ -990,14 +735,15 @@ mod tests {
             model: "m".into(),
             llm: None,
             shard: None,
-            plan: Plan::of(&config),
+            plan: plan_of(&config),
             latency_histogram: None,
+            ..RunSummary::default()
         }
     }
 
     #[test]
     fn the_text_summary_has_percentiles_a_histogram_and_status_codes() {
-        let text = hand_made().to_string();
+        let text = Text(&hand_made()).to_string();
         let expected = "\
 loadgen: closed loop, profile baseline, api simulator, HTTP/1.1, per-request connections, batch size 1 (wait 0 ms), outputs verified
 Total requests: 1000
@@ -1027,11 +773,11 @@ Status code distribution:
 ";
         assert_eq!(text, expected);
         // No success: no histogram; no response: no status codes.
-        let empty = RunSummary {
+        let empty = Text(&RunSummary {
             latency_buckets: Vec::new(),
             status_codes: BTreeMap::new(),
             ..hand_made()
-        }
+        })
         .to_string();
         assert!(!empty.contains("histogram") && !empty.contains("Status code"));
     }
@@ -1053,38 +799,17 @@ Status code distribution:
     }
 
     #[test]
-    fn buckets_are_log_spaced_from_min_to_max_and_count_every_latency() {
-        let mut histogram = LatencyHistogram::new();
-        // 1 and 1024 ms, and 1.5 times each power of two between: away
-        // from the bounds, which the histogram knows to 0.1% only.
-        histogram.record_ms(1.0).unwrap();
-        histogram.record_ms(1024.0).unwrap();
-        for i in 0..10 {
-            histogram.record_ms(1.5 * f64::from(1u32 << i)).unwrap();
-        }
-        let buckets = latency_buckets(&histogram, 1.0, 1024.0, 10);
-        assert_eq!(buckets.len(), 10);
-        // Bounds 2, 4, ... 1024; the first bucket holds the fastest too.
-        let bounds: Vec<f64> = buckets.iter().map(|b| b.upper_ms).collect();
-        for (i, bound) in bounds.iter().enumerate() {
-            let want = f64::from(2u32 << i);
-            assert!((bound - want).abs() < 1e-9 * want, "{bounds:?}");
-        }
-        let counts: Vec<u64> = buckets.iter().map(|b| b.count).collect();
-        assert_eq!(counts, [2, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
-        // All alike: one bucket with everything.
-        let mut same = LatencyHistogram::new();
-        for _ in 0..5 {
-            same.record_ms(3.0).unwrap();
-        }
-        let one = latency_buckets(&same, 3.0, 3.0, 11);
-        assert_eq!(
-            one,
-            [LatencyBucket {
-                upper_ms: 3.0,
-                count: 5
-            }]
-        );
+    fn the_text_histogram_holds_every_success_from_min_to_max() {
+        // The buckets themselves are `stats::LatencyHistogram::log_buckets_ms`'s
+        // (tested there); here: they reach the summary as its JSON's buckets.
+        let stats = stats_of(&e2e_rows(), EXACT_SAMPLES_PER_SERIES);
+        let buckets = stats.latency_buckets(HISTOGRAM_BUCKETS);
+        assert_eq!(buckets.len(), HISTOGRAM_BUCKETS);
+        assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 18);
+        assert_eq!(buckets.last().map(|b| b.upper_ms), Some(121.453));
+        assert!(RowStats::new()
+            .latency_buckets(HISTOGRAM_BUCKETS)
+            .is_empty());
     }
 
     /// 18 successful latencies with a slow tail (and a failure, left out),
@@ -1186,7 +911,7 @@ Status code distribution:
         // The LLM series: report's LLM summary of the same rows, and numpy.
         let rows = llm_rows();
         let mut stats = stats_of(&rows, EXACT_SAMPLES_PER_SERIES);
-        let ours = stats.llm.as_mut().unwrap().summary(1.0);
+        let ours = stats.llm_summary(1.0).unwrap();
         let theirs = report::SideSummary::from_rows("t", "loadgen", &rows)
             .unwrap()
             .llm
@@ -1197,6 +922,7 @@ Status code distribution:
             ("tpot", &ours.tpot, &theirs.tpot),
         ] {
             let pairs = [
+                (ours.min_ms, theirs.min_ms),
                 (ours.p50_ms, theirs.p50_ms),
                 (ours.p90_ms, theirs.p90_ms),
                 (ours.p95_ms, theirs.p95_ms),
@@ -1262,8 +988,7 @@ Status code distribution:
         let mean = LATENCIES_MS.iter().sum::<f64>() / 18.0;
         assert!((latency.mean_ms().unwrap() - mean).abs() < 1e-9);
 
-        let mut llm = stats_of(&llm_rows(), 10).llm.unwrap();
-        let summary = llm.summary(1.0);
+        let summary = stats_of(&llm_rows(), 10).llm_summary(1.0).unwrap();
         // 15 gaps are past a bound of 10; 6 TTFTs are not.
         assert!(summary.ttft.quantiles_exact);
         assert!(!summary.itl.quantiles_exact);
@@ -1283,7 +1008,7 @@ Status code distribution:
             json["llm"]["ttft"]["quantile_error"],
             serde_json::Value::Null
         );
-        let text = text.to_string();
+        let text = Text(&text).to_string();
         assert!(
             text.contains(&format!("Percentiles not exact: {error}")),
             "{text}"

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use loadgen::capacity::{
-    judge_step, search, CapacityOptions, CapacityReport, LoadgenRunner, Phase, StepPlan,
-    StepRecord, StepRows, StepRunner, Stopped, MAX_STEP_DOWNS,
+    judge_step, search, Answer, CapacityOptions, CapacityReport, LoadgenRunner, Phase, StepPlan,
+    StepRecord, StepRows, StepRunner, Stopped, TableRow, MAX_STEP_DOWNS,
 };
 use loadgen::{Arrival, LoadConfig};
 use model::log::LogRow;
@@ -56,13 +56,13 @@ async fn finds_the_capacity_of_a_ten_per_second_server() {
     let started = Instant::now();
     let mut table = Vec::new();
     let report = search(&options, &mut runner, &mut |r: &StepRecord| {
-        table.push(r.to_string())
+        table.push(TableRow(r).to_string())
     })
     .await
     .unwrap();
     let took_s = started.elapsed().as_secs_f64();
     println!("{}", table.join("\n"));
-    print!("{report}");
+    print!("{}", Answer(&report));
     println!("capacity test took {took_s:.1} s");
 
     let max = report.max_rate_rps.expect("an answer");
@@ -217,6 +217,18 @@ fn the_binary_exits_0_with_an_answer_and_1_with_nothing_sustainable() {
         assert!(step.get(key).is_some(), "missing curve.{key}: {step}");
     }
     assert_eq!(step["phase"], "bracket");
+    // The readers read it through the writer's own type: the report's
+    // `--capacity` and `model` for xtask.
+    let typed = CapacityReport::read(&json).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), value);
+    assert!(typed.found());
+    let shown = report::capacity::Capacity::read(&json).unwrap();
+    assert_eq!(shown.measured, typed);
+    assert!(
+        shown.sentence().contains("5.00 req/s"),
+        "{}",
+        shown.sentence()
+    );
     drop(server);
 
     // Nothing listens: every request of the first step fails.

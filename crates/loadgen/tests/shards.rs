@@ -459,18 +459,119 @@ fn merged_shards_match_one_generator() {
     };
     let exact = report::SideSummary::from_log("concatenated", None, &concatenated).unwrap();
     let s = &merged.summary;
-    assert_eq!(s.percentiles_from, "rows");
+    assert_eq!(s.percentiles_from.as_deref(), Some("rows"));
     assert_eq!(
         (s.p50_ms, s.p95_ms, s.p99_ms),
         (exact.p50_ms, exact.p95_ms, exact.p99_ms)
     );
     assert_eq!((s.total, s.failed), (150, 0));
-    assert_eq!(s.status_codes.get("200"), Some(&150));
+    assert_eq!(s.status_codes.get(&200), Some(&150));
     let opened: u64 = dirs
         .iter()
         .map(|d| summary(d)["connections_opened"].as_u64().unwrap())
         .sum();
-    assert_eq!(s.connections_opened, Some(opened));
+    assert_eq!(s.connections_opened, opened);
     let rate = s.achieved_rate_rps.unwrap();
     assert!((rate - 150.0).abs() / 150.0 <= 0.01, "merged rate {rate}");
+}
+
+/// Shards of a streamed run merged without their logs: TTFT, ITL and TPOT
+/// come from the shards' merged histograms, within the stated bound of
+/// numpy over the rows the shards logged (plus the log's rounding), and the
+/// output tokens, retries and verified rows add up.
+#[test]
+fn llm_shards_merge_without_rows_within_the_stated_bound() {
+    let server = common::simulator("llm-slots");
+    let root = common::temp_dir("shards-llm");
+    let url = format!("http://{}", server.addr);
+    let (at_text, _) = start_at(1500);
+    let args = strings(&[
+        "--url",
+        &url,
+        "--api",
+        "openai-chat",
+        "--max-tokens",
+        "6",
+        "-n",
+        "24",
+        "-c",
+        "4",
+        "--start-at",
+        &at_text,
+        "-q",
+    ]);
+    for (index, out) in run_shards(&args, 2, true, &root).iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "shard {index}: {stderr}");
+    }
+    let dirs: Vec<_> = (0..2).map(|i| root.join(format!("shard-{i}"))).collect();
+    let logged: Vec<model::log::LogRow> = dirs.iter().flat_map(|d| rows(d)).collect();
+    for dir in &dirs {
+        std::fs::remove_file(dir.join("log.csv")).unwrap();
+    }
+    let merged = report::merge::merge(&dirs, &["ttft_p99<=60000".parse().unwrap()]).unwrap();
+    let s = &merged.summary;
+    assert_eq!(s.percentiles_from.as_deref(), Some("histogram"));
+    assert_eq!((s.total, s.succeeded), (24, 24));
+    assert_eq!(
+        s.verified_rows,
+        logged.iter().filter(|r| r.verified).count() as u64
+    );
+    assert_eq!(
+        s.retries,
+        logged.iter().map(|r| u64::from(r.retries)).sum::<u64>()
+    );
+    let llm = s.llm.as_ref().expect("the LLM series merge without rows");
+    let timings: Vec<&model::log::LlmTiming> =
+        logged.iter().filter_map(|r| r.llm.as_ref()).collect();
+    assert_eq!(
+        llm.output_tokens,
+        timings.iter().filter_map(|t| t.output_tokens).sum::<u64>()
+    );
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let series = [
+        (
+            "ttft",
+            &llm.ttft,
+            sorted(timings.iter().filter_map(|t| t.ttft_ms).collect()),
+        ),
+        (
+            "tpot",
+            &llm.tpot,
+            sorted(timings.iter().filter_map(|t| t.tpot_ms).collect()),
+        ),
+        (
+            "itl",
+            &llm.itl,
+            sorted(timings.iter().flat_map(|t| t.itl_ms.clone()).collect()),
+        ),
+    ];
+    // The log rounds each value to 0.001 ms; loadgen keeps what it measured.
+    let rounding = 0.0005 + 1e-9;
+    for (name, numbers, exact) in series {
+        assert_eq!(numbers.count, exact.len() as u64, "{name}");
+        assert!(!numbers.quantiles_exact, "{name}");
+        let (min, max) = (exact[0], exact[exact.len() - 1]);
+        assert!((numbers.min_ms.unwrap() - min).abs() <= rounding, "{name}");
+        assert!((numbers.max_ms.unwrap() - max).abs() <= rounding, "{name}");
+        for (value, q) in [
+            (numbers.p50_ms, 0.5),
+            (numbers.p90_ms, 0.9),
+            (numbers.p95_ms, 0.95),
+            (numbers.p99_ms, 0.99),
+        ] {
+            let expected = common::percentile(&exact, q);
+            let bound = stats::LatencyHistogram::quantile_error_bound_ms(expected) + rounding;
+            let value = value.unwrap();
+            assert!(
+                (value - expected).abs() <= bound,
+                "{name} q={q}: {value} vs numpy {expected} (bound {bound:e})"
+            );
+        }
+    }
+    let ttft = s.slos.as_ref().unwrap()[0].clone();
+    assert_eq!((ttft.measured, ttft.met), (llm.ttft.p99_ms, true));
 }

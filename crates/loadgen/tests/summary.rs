@@ -1,15 +1,18 @@
 //! loadgen's own summary against `report summary` of the log it wrote, and
 //! numpy's formula over that log: one method (numpy's linear) everywhere,
-//! so a short run and a streamed LLM run print one P95, not two.
+//! so a short run and a streamed LLM run print one P95, not two. And the
+//! files the binary writes read back through the one type
+//! (`model::summary::RunSummary`) every reader uses.
 
 mod common;
 
 use std::time::Duration;
 
 use loadgen::api::openai::{Endpoint, OpenAiOptions};
+use loadgen::summary::Text;
 use loadgen::{ApiChoice, LoadConfig, RunSummary};
 use model::log::read_log_file;
-use report::summary::Distribution;
+use model::summary::Percentiles;
 
 /// The log rounds each value to 0.001 ms; loadgen keeps what it measured.
 const LOG_ROUNDING_MS: f64 = 0.0005 + 1e-9;
@@ -71,7 +74,7 @@ async fn a_short_runs_percentiles_equal_report_summary_of_its_log() {
     assert!(summary.quantiles_exact && summary.quantile_error.is_none());
     let json: serde_json::Value = serde_json::from_str(&summary.to_json().unwrap()).unwrap();
     assert_eq!(json["quantiles_exact"], true);
-    assert!(!summary.to_string().contains("not exact"));
+    assert!(!Text(&summary).to_string().contains("not exact"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +102,7 @@ async fn an_llm_runs_ttft_itl_and_tpot_equal_report_summary_of_its_log() {
         .unwrap()
         .llm
         .unwrap();
-    let series: [(&str, &loadgen::summary::Percentiles, &Distribution); 3] = [
+    let series: [(&str, &Percentiles, &Percentiles); 3] = [
         ("ttft", &ours.ttft, &theirs.ttft),
         ("itl", &ours.itl, &theirs.itl),
         ("tpot", &ours.tpot, &theirs.tpot),
@@ -117,4 +120,73 @@ async fn an_llm_runs_ttft_itl_and_tpot_equal_report_summary_of_its_log() {
     // And e2e, as for any run.
     agree("e2e p95", summary.p95_ms, theirs.e2e.p95_ms);
     agree("e2e max", summary.max_ms, theirs.e2e.max_ms);
+}
+
+/// What the binary writes with `--json` and `--out-dir`, and prints with
+/// `--output-format json`, is one document that `model`'s type reads
+/// back: the LLM series with their histograms, each holding its series.
+#[test]
+fn the_binarys_summaries_read_back_through_the_model_type() {
+    let server = common::simulator("llm-slots");
+    let dir = common::temp_dir("summary-files");
+    let url = format!("http://{}", server.addr);
+    let load = [
+        "--url",
+        url.as_str(),
+        "--api",
+        "openai-chat",
+        "--max-tokens",
+        "6",
+        "-n",
+        "8",
+        "-c",
+        "4",
+        "-q",
+    ];
+    let json = dir.join("run.json");
+    let mut args = load.to_vec();
+    args.extend(["--json", json.to_str().unwrap(), "--output-format", "json"]);
+    let out = common::loadgen(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let file = RunSummary::read(&json).unwrap();
+    let printed =
+        RunSummary::parse(&String::from_utf8_lossy(&out.stdout), "stdout".as_ref()).unwrap();
+    assert_eq!(printed, file);
+    assert_eq!(file.schema_version, model::summary::SCHEMA_VERSION);
+    assert_eq!((file.total, file.succeeded), (8, 8));
+    let llm = file.llm.as_ref().expect("a streamed run has LLM numbers");
+    for (name, numbers, encoded) in [
+        ("ttft", &llm.ttft, &llm.ttft_histogram),
+        ("itl", &llm.itl, &llm.itl_histogram),
+        ("tpot", &llm.tpot, &llm.tpot_histogram),
+    ] {
+        let histogram = stats::LatencyHistogram::from_base64_v2(encoded.as_ref().unwrap()).unwrap();
+        assert_eq!(histogram.count(), numbers.count, "{name}");
+        assert!(
+            numbers.count > 0 && numbers.min_ms <= numbers.max_ms,
+            "{name}"
+        );
+    }
+    assert_eq!(llm.e2e.count, file.succeeded);
+    assert_eq!((llm.e2e.p95_ms, llm.e2e.max_ms), (file.p95_ms, file.max_ms));
+
+    let out_dir = dir.join("out");
+    let mut args = load.to_vec();
+    args.extend(["--out-dir", out_dir.to_str().unwrap()]);
+    let out = common::loadgen(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = RunSummary::read(&out_dir.join("summary.json")).unwrap();
+    assert_eq!(file.total, 8);
+    assert!(file.latency_histogram.is_some() && file.llm.is_some());
+    // Not a shard: a merge refuses it, naming the file.
+    let err = report::merge::merge(std::slice::from_ref(&out_dir), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a shard"), "{err}");
 }

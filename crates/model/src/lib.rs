@@ -17,6 +17,9 @@
 //! - [`args`]: option values every binary parses alike (whole numbers and
 //!   numbers in a named range, durations), with messages that say what is
 //!   allowed.
+//! - [`summary`]: loadgen's run summary (`--json`, `--out-dir`), also the
+//!   merged one `report merge` writes; [`capacity`]: `loadgen capacity
+//!   --json`; [`contract`]: reading them back, version first.
 //!
 //! ```
 //! use model::{output::expected_output, payload::baseline_input, DEFAULT_MODEL};
@@ -29,10 +32,13 @@
 //! ```
 
 pub mod args;
+pub mod capacity;
+pub mod contract;
 pub mod kserve;
 pub mod log;
 pub mod output;
 pub mod payload;
+pub mod summary;
 pub mod wire;
 
 /// The model name `input.py` sends.

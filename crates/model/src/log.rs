@@ -720,7 +720,7 @@ mod tests {
         let text = String::from_utf8(buf).unwrap();
         let header = text.lines().next().unwrap();
         assert!(
-            header.contains(",output_digest,retries,ttft_ms,"),
+            header.contains(",output_digest,verified,retries,ttft_ms,"),
             "{header}"
         );
         // A log written before the column existed: the same row, without it.
@@ -733,10 +733,11 @@ mod tests {
             log.rows,
             vec![LogRow {
                 retries: 0,
+                verified: false,
                 ..rich_row()
             }]
         );
-        let bad = text.replace(",00ff00ff00ff00ff,1,", ",00ff00ff00ff00ff,-1,");
+        let bad = text.replace(",00ff00ff00ff00ff,true,1,", ",00ff00ff00ff00ff,true,-1,");
         let err = read_log(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("retries"), "{err}");
     }

@@ -28,7 +28,7 @@ fn message(bytes: &[u8]) -> String {
 #[test]
 fn a_line_with_too_few_or_too_many_fields_says_how_many() {
     let header = LOADGEN_COLUMNS.join(",");
-    let good = "0,1.0,2.0,200,,true,0,1,,,,,";
+    let good = "0,1.0,2.0,200,,true,0,1,,,,,,false,0";
     let mut text = format!("{header}\n");
     for _ in 0..24 {
         text.push_str(good);

@@ -2,56 +2,25 @@
 //! the what-if engine's predicted capacity beside it.
 //!
 //! The file crosses a process boundary (loadgen writes it, the report reads
-//! it), so only the fields the report shows are read, through typed
-//! structs: a renamed or missing field is an error naming it, not a blank
-//! chart.
+//! it) through one type, [`model::capacity::CapacityReport`]: a renamed or
+//! missing field, or a file of another `schema_version`, is an error naming
+//! it, not a blank chart.
 
+use std::ops::Deref;
 use std::path::Path;
 
+use model::capacity::CapacityReport;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReportError;
 
-/// One step of the rate search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CapacityStep {
-    /// `bracket`, `bisect` or `repeat`.
-    pub phase: String,
-    /// The open-loop rate sent, requests/s.
-    pub offered_rps: f64,
-    /// Completed requests per second of the step.
-    pub achieved_rps: f64,
-    /// Latency quantiles of the step's successful requests, ms.
-    pub p50_ms: Option<f64>,
-    /// P95, ms.
-    pub p95_ms: Option<f64>,
-    /// P99, ms.
-    pub p99_ms: Option<f64>,
-    /// Failed requests of the step.
-    pub failed: u64,
-    /// Whether the step kept every objective and kept up with the rate.
-    pub sustainable: bool,
-    /// Why it was judged so.
-    pub reason: String,
-}
-
-/// What the report shows of a capacity search.
+/// A capacity search as the report shows it: loadgen's report, and what
+/// the report adds beside it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Capacity {
-    /// The objectives the search held, as written.
-    pub sla: Vec<String>,
-    /// The highest sustainable rate found, requests/s.
-    pub max_rate_rps: Option<f64>,
-    /// P95 over the repeats at that rate, ms, and its bootstrap interval.
-    pub p95_at_max_ms: Option<f64>,
-    /// The 95% bootstrap interval of that P95, ms.
-    pub p95_interval_ms: Option<[f64; 2]>,
-    /// Requests/s meeting every objective at that rate.
-    pub goodput_rps: Option<f64>,
-    /// Every step, in the order run.
-    pub curve: Vec<CapacityStep>,
-    /// Why the search stopped.
-    pub stopped: String,
+    /// What `loadgen capacity --json` wrote, its keys at the top level.
+    #[serde(flatten)]
+    pub measured: CapacityReport,
     /// The what-if engine's predicted capacity of the same client, if known
     /// (not in loadgen's file; the report adds it).
     #[serde(default)]
@@ -62,15 +31,27 @@ pub struct Capacity {
     pub client: Option<String>,
 }
 
+/// The report's fields read as loadgen's: `capacity.curve`, `capacity.sla`.
+impl Deref for Capacity {
+    type Target = CapacityReport;
+
+    fn deref(&self) -> &CapacityReport {
+        &self.measured
+    }
+}
+
 impl Capacity {
     /// Reads `loadgen capacity --json`'s file.
     pub fn read(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| {
+        let measured = CapacityReport::read(path).map_err(|e| {
             ReportError::InvalidOption(format!(
-                "--capacity {}: not a `loadgen capacity --json` file ({e})",
-                path.display()
+                "--capacity {e}; give the file `loadgen capacity --json` wrote"
             ))
+        })?;
+        Ok(Self {
+            measured,
+            predicted_max_rate_rps: None,
+            client: None,
         })
     }
 
@@ -102,7 +83,7 @@ impl Capacity {
         format!(
             "Capacity{client}: {measured}{predicted}; {} steps, stopped: {}.",
             self.curve.len(),
-            self.stopped
+            self.stopped.name()
         )
     }
 }
@@ -129,7 +110,7 @@ impl Capacity {
             .map(|(i, s)| {
                 [
                     (i + 1).to_string(),
-                    s.phase.clone(),
+                    s.phase.name().to_owned(),
                     format!("{:.2}", s.offered_rps),
                     format!("{:.2}", s.achieved_rps),
                     ms(s.p50_ms),
@@ -143,5 +124,96 @@ impl Capacity {
                 ]
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use model::capacity::{Phase, StepRecord, Stopped, SCHEMA_VERSION};
+
+    use super::*;
+
+    fn measured() -> CapacityReport {
+        let step = |offered_rps: f64, sustainable: bool| StepRecord {
+            phase: Phase::Bracket,
+            offered_rps,
+            achieved_rps: offered_rps,
+            p50_ms: Some(100.0),
+            p95_ms: Some(if sustainable { 150.0 } else { 1900.0 }),
+            p99_ms: None,
+            succeeded: 40,
+            failed: 0,
+            error_rate: 0.0,
+            sustainable,
+            reason: if sustainable {
+                "every objective met"
+            } else {
+                "p95<=800 not met (1900.000)"
+            }
+            .into(),
+        };
+        CapacityReport {
+            schema_version: SCHEMA_VERSION,
+            sla: vec!["p95<=800".into()],
+            max_rate_rps: Some(10.0),
+            p95_at_max_ms: Some(150.0),
+            p95_interval_ms: Some([140.0, 160.0]),
+            goodput_rps: Some(9.9),
+            curve: vec![step(10.0, true), step(20.0, false)],
+            step_duration_s: 2.0,
+            warmup_s: 0.5,
+            warmup_requests: None,
+            precision: 0.05,
+            repeats: 2,
+            elapsed_s: 9.0,
+            bounded_by_time: false,
+            stopped: Stopped::Converged,
+        }
+    }
+
+    /// The file loadgen writes is what the report reads, and the report's
+    /// copy in `comparison.json` keeps loadgen's keys at the top level.
+    #[test]
+    fn loadgens_file_reads_and_round_trips_through_the_comparison() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capacity.json");
+        measured().write_json(&path).unwrap();
+        let mut capacity = Capacity::read(&path).unwrap();
+        assert_eq!(capacity.measured, measured());
+        capacity.predicted_max_rate_rps = Some(11.0);
+        assert_eq!(
+            capacity.sentence(),
+            "Capacity: the highest open-loop rate that kept p95<=800 is 10.00 req/s (P95 there \
+             150.0 ms, 95% bootstrap interval 140.0 to 160.0 ms); the what-if engine predicted \
+             11.00 req/s (+10.0%); 2 steps, stopped: converged."
+        );
+        let rows = capacity.rows();
+        assert_eq!(rows[0][1], "bracket");
+        assert_eq!(rows[1][7], "no: p95<=800 not met (1900.000)");
+        let json = serde_json::to_value(&capacity).unwrap();
+        assert_eq!(json["max_rate_rps"], 10.0);
+        assert_eq!(json["curve"][1]["offered_rps"], 20.0);
+        assert_eq!(json["predicted_max_rate_rps"], 11.0);
+        let back: Capacity = serde_json::from_value(json).unwrap();
+        assert_eq!(back, capacity);
+    }
+
+    #[test]
+    fn a_file_of_another_version_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capacity.json");
+        let text = measured()
+            .to_json()
+            .unwrap()
+            .replace("\"schema_version\": 1", "\"schema_version\": 2");
+        std::fs::write(&path, text).unwrap();
+        let err = Capacity::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "--capacity {}: `schema_version` is 2",
+                path.display()
+            )),
+            "{err}"
+        );
     }
 }

@@ -373,7 +373,7 @@ fn capacity_chart(c: &Comparison, capacity: &Capacity) -> Chart {
     let threshold = c.sla.threshold_ms;
     let mut steps: Vec<_> = capacity.curve.iter().collect();
     steps.sort_by(|a, b| a.offered_rps.total_cmp(&b.offered_rps));
-    let points = |pick: fn(&crate::capacity::CapacityStep) -> Option<f64>, ok: bool| {
+    let points = |pick: fn(&model::capacity::StepRecord) -> Option<f64>, ok: bool| {
         steps
             .iter()
             .filter(|s| s.sustainable == ok)

@@ -1,32 +1,37 @@
 //! `report merge`: one result from the shards of a distributed run.
 //!
 //! Each shard directory is what `loadgen --shard INDEX/COUNT --out-dir DIR`
-//! writes: `summary.json` (the usual summary plus `latency_histogram`,
-//! `shard` and `plan`) and, when the shard shipped it, `log.csv`. The
-//! shards must form one run: every one a shard, one `count` equal to the
-//! number of directories, each index in `0..count` exactly once, and the
-//! same `plan` (target, API, schedule, client), since percentiles over
-//! different plans describe no single load.
+//! writes: `summary.json` (a [`RunSummary`] with `latency_histogram`, the
+//! LLM series' histograms, `shard` and `plan`) and, when the shard shipped
+//! it, `log.csv`. The shards must form one run: every one a shard, one
+//! `count` equal to the number of directories, each index in `0..count`
+//! exactly once, and the same `plan` (target, API, schedule, client), since
+//! percentiles over different plans describe no single load. The merged
+//! `summary.json` is a [`RunSummary`] too, with the merge's own keys
+//! (`percentiles_from`, `ids`, `shards`, `slos`).
 //!
 //! How the numbers are merged, so that a reader can re-derive them:
 //!
-//! - `total`, `succeeded`, `failed`, `errors`, `status_codes` and
-//!   `connections_opened` are sums over the shards.
+//! - `total`, `succeeded`, `failed`, `errors`, `status_codes`,
+//!   `connections_opened`, `retries`, `verified_rows`, `http_requests` and
+//!   the open loop's `late_sends` and `dropped` are sums over the shards.
 //! - With every shard's `log.csv` (`percentiles_from: "rows"`), every
 //!   number is computed from the union of the rows exactly as `report
 //!   summary` computes it for their concatenated CSV ([`SideSummary`]: the
 //!   Linear method, successful rows, `duration_s` from the first start to
-//!   the last response over all rows); `ids` counts the request ids, and
-//!   an id logged by two shards means they overlapped.
+//!   the last response over all rows), the LLM series' (`llm`) too; `ids`
+//!   counts the request ids, and an id logged by two shards means they
+//!   overlapped.
 //! - Otherwise (`percentiles_from: "histogram"`) the percentiles come from
 //!   the shards' merged `LatencyHistogram`s by the same Linear method: the
 //!   two order statistics it interpolates between are read from their
 //!   buckets, the smallest and largest are the exact `min_ms` and
 //!   `max_ms`, and the result is clamped to them, so the only error is the
-//!   bucket resolution, stated in `percentile_error` ([`histogram_error`]:
+//!   bucket resolution, stated in `quantile_error` ([`histogram_error`]:
 //!   at most 1/2048 of the value plus 0.5 ns, and the log's rounding to
-//!   0.001 ms when compared with rows). `mean_ms`, `min_ms` and `max_ms`
-//!   stay exact (loadgen keeps them exactly per shard), and
+//!   0.001 ms when compared with rows). So are TTFT, ITL and TPOT, each
+//!   from its merged histogram between its exact extremes. Means, minima
+//!   and maxima stay exact (loadgen keeps them exactly per shard), and
 //!   `duration_s` runs from the earliest shard start (`start_at_unix_ms +
 //!   start_skew_ms`) to the latest shard end (start + its `duration_s`).
 //! - `throughput_rps` is merged successes over the merged `duration_s`.
@@ -46,7 +51,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use model::log::{Log, LogError, LogFormat, LogWriter};
-use serde::{Deserialize, Serialize};
+use model::summary::{
+    LatencyBucket, LlmSummary, MergedShard, MergedShards, Percentiles, Plan, RequestIds,
+    RunSummary, ShardSummary, LATENCY_BUCKETS, SCHEMA_VERSION,
+};
 use serde_json::{Map, Value};
 use stats::{LatencyHistogram, StatsError};
 
@@ -60,7 +68,7 @@ use crate::write_files::write_atomically;
 pub const SUMMARY_FILE: &str = "summary.json";
 /// The per-request log a shard directory may hold, and the merged one.
 pub const LOG_FILE: &str = "log.csv";
-/// What `percentile_error` says when the percentiles come from histograms:
+/// What `quantile_error` says when the percentiles come from histograms:
 /// the histogram's own bound ([`LatencyHistogram::QUANTILE_ERROR`]), and
 /// the rounding of the rows it is compared with.
 pub fn histogram_error() -> String {
@@ -135,11 +143,13 @@ pub enum MergeError {
         /// What `model::log` said (line, column).
         source: LogError,
     },
-    /// `latency_histogram` does not decode, or the histograms do not merge.
-    #[error("{path}: field `latency_histogram`: {source}")]
+    /// A histogram does not decode, or the histograms do not merge.
+    #[error("{path}: field `{field}`: {source}")]
     Histogram {
         /// The file.
         path: PathBuf,
+        /// The histogram's key (`latency_histogram`, `llm.ttft_histogram`, ...).
+        field: &'static str,
         /// What `stats` said.
         source: StatsError,
     },
@@ -182,200 +192,42 @@ pub enum MergeError {
     Report(#[from] ReportError),
 }
 
-/// The parts of a shard's `summary.json` the merge reads. Keys that may be
-/// `null` must still be present: a missing one means a different writer.
-#[derive(Debug, Deserialize)]
-struct ShardSummaryFile {
-    total: u64,
-    succeeded: u64,
-    failed: u64,
-    #[serde(deserialize_with = "Option::deserialize")]
-    mean_ms: Option<f64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    min_ms: Option<f64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    max_ms: Option<f64>,
-    duration_s: f64,
-    errors: BTreeMap<String, u64>,
-    /// HTTP responses by status (absent from summaries of older loadgens).
-    #[serde(default)]
-    status_codes: BTreeMap<String, u64>,
-    /// TCP connections opened (absent from summaries of older loadgens).
-    #[serde(default)]
-    connections_opened: Option<u64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    achieved_rate_rps: Option<f64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    dropped: Option<u64>,
-    /// `null` only if loadgen could not encode it; then nothing merges.
-    #[serde(deserialize_with = "Option::deserialize")]
-    latency_histogram: Option<String>,
-    /// Read as a value first, so that a null reads as "not a shard" and a
-    /// bad inner field is reported as `shard: ...`.
-    #[serde(default)]
-    shard: Option<Value>,
-    plan: Value,
-}
-
-/// `summary.json.shard`.
-#[derive(Debug, Clone, Deserialize)]
-struct ShardInfo {
-    index: u64,
-    count: u64,
-    #[serde(deserialize_with = "Option::deserialize")]
-    start_at_unix_ms: Option<f64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    start_skew_ms: Option<f64>,
-}
-
-/// `summary.json.plan`: read typed so that a plan lacking a key of the
-/// contract is an error, not two equal absences.
-#[derive(Debug, Deserialize)]
-#[allow(dead_code)] // Only `mode` is used; the rest are read to be checked.
-struct Plan {
-    url: String,
-    api: String,
-    mode: String,
-    #[serde(deserialize_with = "Option::deserialize")]
-    rate_rps: Option<f64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    arrival: Option<String>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    seed: Option<u64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    concurrency: Option<u64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    requests: Option<u64>,
-    #[serde(deserialize_with = "Option::deserialize")]
-    duration_s: Option<f64>,
-    batch_size: u64,
-    batch_wait_ms: u64,
-    connection: String,
-    http2: bool,
-    #[serde(deserialize_with = "Option::deserialize")]
-    profile: Option<String>,
-}
-
 /// One shard, read and checked on its own.
 struct Shard {
     dir: PathBuf,
     summary_path: PathBuf,
-    file: ShardSummaryFile,
-    info: ShardInfo,
+    summary: RunSummary,
+    info: ShardSummary,
+    /// The plan as JSON, to name the first key two shards differ in.
     plan: Map<String, Value>,
     histogram: LatencyHistogram,
+    /// The LLM series' histograms, when the shard ran an LLM API.
+    llm: Option<LlmHistograms>,
     log: Option<Log>,
 }
 
-/// One shard in the merged summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardEntry {
-    /// The directory given.
-    pub dir: String,
-    /// `shard.index`.
-    pub index: u64,
-    /// The shard's rows.
-    pub total: u64,
-    /// The shard's successes.
-    pub succeeded: u64,
-    /// How late the shard started after `start_at`, ms (`null` without it).
-    pub start_skew_ms: Option<f64>,
-    /// Whether the shard shipped its `log.csv`.
-    pub log_csv: bool,
+/// The TTFT, ITL and TPOT histograms of one shard (or of the merge).
+#[derive(Debug, Clone, Default)]
+struct LlmHistograms {
+    ttft: LatencyHistogram,
+    itl: LatencyHistogram,
+    tpot: LatencyHistogram,
 }
 
-/// `shards` of the merged summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShardsEntry {
-    /// How many shards were merged.
-    pub count: u64,
-    /// Each shard, by index.
-    pub per_shard: Vec<ShardEntry>,
-}
-
-/// Request ids over the merged rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdsEntry {
-    /// Distinct ids.
-    pub unique: u64,
-    /// Rows whose id an earlier row already had (0 when shards did not overlap).
-    pub duplicates: u64,
-    /// Ids between `min` and `max` that no shard logged.
-    pub missing: u64,
-    /// Smallest id (`null` without rows).
-    pub min: Option<u64>,
-    /// Largest id.
-    pub max: Option<u64>,
-}
-
-/// The merged `summary.json`: the keys of a loadgen summary, and where the
-/// numbers came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MergedSummary {
-    /// Rows over all shards.
-    pub total: u64,
-    /// Successes over all shards.
-    pub succeeded: u64,
-    /// Failures over all shards.
-    pub failed: u64,
-    /// Median latency of successes, ms.
-    pub p50_ms: Option<f64>,
-    /// 90th percentile, ms.
-    pub p90_ms: Option<f64>,
-    /// 95th percentile, ms.
-    pub p95_ms: Option<f64>,
-    /// 99th percentile, ms.
-    pub p99_ms: Option<f64>,
-    /// 99.9th percentile, ms.
-    pub p99_9_ms: Option<f64>,
-    /// Mean latency of successes, ms.
-    pub mean_ms: Option<f64>,
-    /// Fastest success, ms.
-    pub min_ms: Option<f64>,
-    /// Slowest success, ms.
-    pub max_ms: Option<f64>,
-    /// Successes per second of `duration_s`.
-    pub throughput_rps: Option<f64>,
-    /// Earliest start to latest response over all shards, s.
-    pub duration_s: Option<f64>,
-    /// Failures by kind, summed.
-    pub errors: BTreeMap<String, u64>,
-    /// HTTP responses by status, summed.
-    pub status_codes: BTreeMap<String, u64>,
-    /// TCP connections opened, summed (`None` when a shard did not say).
-    pub connections_opened: Option<u64>,
-    /// `open` or `closed` (the plan's).
-    pub mode: String,
-    /// The target (the plan's).
-    pub url: String,
-    /// The request format (the plan's).
-    pub api: String,
-    /// Open loop: requests sent per second of schedule, all shards together.
-    pub achieved_rate_rps: Option<f64>,
-    /// `rows` (exact, every shard had its log.csv) or `histogram`.
-    pub percentiles_from: String,
-    /// The error bound of histogram percentiles (absent when exact).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percentile_error: Option<String>,
-    /// Request ids (only with rows).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ids: Option<IdsEntry>,
-    /// The shards merged.
-    pub shards: ShardsEntry,
-    /// The plan every shard ran.
-    pub plan: Value,
-    /// Each `--sla`, judged on the merged result.
-    pub slos: Vec<SloResult>,
-    /// LLM metrics from the rows, for LLM runs with every log.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub llm: Option<crate::summary::LlmSummary>,
+/// The LLM series of a summary, each with the key of its histogram.
+fn llm_series(llm: &LlmSummary) -> [(&Percentiles, &Option<String>, &'static str); 3] {
+    [
+        (&llm.ttft, &llm.ttft_histogram, "llm.ttft_histogram"),
+        (&llm.itl, &llm.itl_histogram, "llm.itl_histogram"),
+        (&llm.tpot, &llm.tpot_histogram, "llm.tpot_histogram"),
+    ]
 }
 
 /// The merge's result: the summary and, with every shard's rows, their union.
 #[derive(Debug, Clone)]
 pub struct Merged {
-    /// What `summary.json` holds.
-    pub summary: MergedSummary,
+    /// What `summary.json` holds: a loadgen summary with the merge's keys.
+    pub summary: RunSummary,
     /// The union of rows, by timestamp then id (`None` unless every shard had rows).
     pub log: Option<Log>,
 }
@@ -383,7 +235,7 @@ pub struct Merged {
 impl Merged {
     /// Whether every objective holds and no request id repeats.
     pub fn met(&self) -> bool {
-        self.summary.slos.iter().all(|s| s.met)
+        self.summary.slos.iter().flatten().all(|s| s.met)
             && self
                 .summary
                 .ids
@@ -461,100 +313,155 @@ pub fn merge(dirs: &[PathBuf], slos: &[Slo]) -> Result<Merged, MergeError> {
     check_plans(&shards)?;
     let mut shards = shards;
     shards.sort_by_key(|s| s.info.index);
-    let first = &shards[0];
-    let plan: Plan =
-        serde_json::from_value(Value::Object(first.plan.clone())).map_err(|source| {
-            MergeError::Json {
-                path: first.summary_path.clone(),
-                context: "plan: ",
-                source,
-            }
-        })?;
-    let open_loop = plan.mode == "open";
+    let open_loop = shards[0].summary.plan.mode == "open";
+    let mut summary = summed(&shards);
 
-    let total = shards.iter().map(|s| s.file.total).sum();
-    let succeeded = shards.iter().map(|s| s.file.succeeded).sum();
+    let histogram = merged(&shards, "latency_histogram", |s| Some(&s.histogram))?;
+    summary.latency_histogram = histogram.to_base64_v2().ok();
+    let llm = merged_llm(&shards)?;
+    let merged = if shards.iter().all(|s| s.log.is_some()) {
+        let log = union_of_rows(&shards);
+        let side = from_rows(&mut summary, &log, open_loop)?;
+        if let (Some(numbers), Some(histograms)) = (summary.llm.as_mut(), &llm) {
+            with_histograms(numbers, histograms);
+        }
+        // The same judgement `report compare` makes, on the union.
+        summary.slos = Some(
+            slos.iter()
+                .map(|slo| slo.judge(&side, &log, slos))
+                .collect(),
+        );
+        Merged {
+            summary,
+            log: Some(log),
+        }
+    } else {
+        from_histograms(&mut summary, &shards, &histogram, llm.as_ref(), open_loop)?;
+        summary.slos = Some(
+            slos.iter()
+                .map(|slo| judge_without_rows(slo, &summary, &histogram, llm.as_ref()))
+                .collect(),
+        );
+        Merged { summary, log: None }
+    };
+    let buckets = match (merged.summary.min_ms, merged.summary.max_ms) {
+        (Some(min), Some(max)) => histogram.log_buckets_ms(min, max, LATENCY_BUCKETS),
+        _ => Vec::new(),
+    };
+    let mut merged = merged;
+    merged.summary.latency_buckets = buckets
+        .into_iter()
+        .map(|(upper_ms, count)| LatencyBucket { upper_ms, count })
+        .collect();
+    Ok(merged)
+}
+
+/// What every shard adds up to, and what the plan says: everything but
+/// the percentiles and the time span, which depend on having rows.
+fn summed(shards: &[Shard]) -> RunSummary {
+    let each = || shards.iter().map(|s| &s.summary);
+    let plan: &Plan = &shards[0].summary.plan;
+    let sum = |f: fn(&RunSummary) -> u64| each().map(f).sum::<u64>();
     let mut errors = BTreeMap::new();
-    for shard in &shards {
-        for (kind, count) in &shard.file.errors {
+    let mut status_codes = BTreeMap::new();
+    for s in each() {
+        for (kind, count) in &s.errors {
             *errors.entry(kind.clone()).or_insert(0) += count;
         }
-    }
-    let mut status_codes = BTreeMap::new();
-    for shard in &shards {
-        for (code, count) in &shard.file.status_codes {
-            *status_codes.entry(code.clone()).or_insert(0) += count;
+        for (code, count) in &s.status_codes {
+            *status_codes.entry(*code).or_insert(0) += count;
         }
     }
-    let connections_opened = shards
-        .iter()
-        .map(|s| s.file.connections_opened)
-        .sum::<Option<u64>>();
+    let http_requests = sum(|s| s.http_requests);
+    // The server's mean batch size, weighted by the HTTP requests it answered.
+    let batches: Vec<(f64, u64)> = each()
+        .filter_map(|s| s.server_batch_size_mean.map(|m| (m, s.http_requests)))
+        .collect();
+    let batch_requests: u64 = batches.iter().map(|b| b.1).sum();
+    let server_batch_size_mean = (batch_requests > 0)
+        .then(|| batches.iter().map(|(m, n)| m * *n as f64).sum::<f64>() / batch_requests as f64);
+    let warnings = |f: fn(&RunSummary) -> Option<&String>| {
+        let said: Vec<String> = shards
+            .iter()
+            .filter_map(|s| f(&s.summary).map(|w| format!("shard {}: {w}", s.info.index)))
+            .collect();
+        (!said.is_empty()).then(|| said.join("; "))
+    };
+    let mut resolved: Vec<String> = Vec::new();
+    for address in each().flat_map(|s| &s.resolved) {
+        if !resolved.contains(address) {
+            resolved.push(address.clone());
+        }
+    }
     let per_shard = shards
         .iter()
-        .map(|s| ShardEntry {
+        .map(|s| MergedShard {
             dir: s.dir.display().to_string(),
             index: s.info.index,
-            total: s.file.total,
-            succeeded: s.file.succeeded,
+            total: s.summary.total,
+            succeeded: s.summary.succeeded,
             start_skew_ms: s.info.start_skew_ms,
             log_csv: s.log.is_some(),
         })
         .collect();
-    let mut summary = MergedSummary {
-        total,
-        succeeded,
-        failed: shards.iter().map(|s| s.file.failed).sum(),
-        p50_ms: None,
-        p90_ms: None,
-        p95_ms: None,
-        p99_ms: None,
-        p99_9_ms: None,
-        mean_ms: None,
-        min_ms: None,
-        max_ms: None,
-        throughput_rps: None,
-        duration_s: None,
+    RunSummary {
+        schema_version: SCHEMA_VERSION,
+        total: sum(|s| s.total),
+        succeeded: sum(|s| s.succeeded),
+        failed: sum(|s| s.failed),
         errors,
         status_codes,
-        connections_opened,
+        connections_opened: sum(|s| s.connections_opened),
+        retries: sum(|s| s.retries),
         mode: plan.mode.clone(),
+        profile: plan.profile.clone(),
+        connection: plan.connection.clone(),
+        http2: plan.http2,
+        batch_size: plan.batch_size,
+        batch_wait_ms: plan.batch_wait_ms,
+        concurrency: each().map(|s| s.concurrency).sum(),
+        client_threads: each().map(|s| s.client_threads).sum(),
+        busy_poll_us: each().map(|s| s.busy_poll_us).max().unwrap_or(0),
+        http_requests,
+        server_batch_size_mean,
+        verified: each().all(|s| s.verified),
+        verified_rows: sum(|s| s.verified_rows),
+        target_rate_rps: each().map(|s| s.target_rate_rps).sum(),
+        late_sends: each().map(|s| s.late_sends).sum(),
+        dropped: each().map(|s| s.dropped).sum(),
+        max_send_lag_ms: each().filter_map(|s| s.max_send_lag_ms).reduce(f64::max),
+        rate_warning: warnings(|s| s.rate_warning.as_ref()),
+        interrupted: each().any(|s| s.interrupted),
         url: plan.url.clone(),
-        api: plan.api.clone(),
-        achieved_rate_rps: None,
-        percentiles_from: String::new(),
-        percentile_error: None,
-        ids: None,
-        shards: ShardsEntry {
+        resolved,
+        api: shards[0].summary.api.clone(),
+        protocol: distinct(each().map(|s| s.protocol.as_str())),
+        tls_verification: Some(distinct(
+            each().filter_map(|s| s.tls_verification.as_deref()),
+        ))
+        .filter(|t| !t.is_empty()),
+        tls_first_failure: warnings(|s| s.tls_first_failure.as_ref()),
+        server_stats_warning: warnings(|s| s.server_stats_warning.as_ref()),
+        model: distinct(each().map(|s| s.model.as_str())),
+        shard: None,
+        plan: plan.clone(),
+        shards: Some(MergedShards {
             count: shards.len() as u64,
             per_shard,
-        },
-        plan: Value::Object(first.plan.clone()),
-        slos: Vec::new(),
-        llm: None,
-    };
-
-    if shards.iter().all(|s| s.log.is_some()) {
-        let log = union_of_rows(&shards);
-        let side = from_rows(&mut summary, &log, open_loop)?;
-        // The same judgement `report compare` makes, on the union.
-        summary.slos = slos
-            .iter()
-            .map(|slo| slo.judge(&side, &log, slos))
-            .collect();
-        Ok(Merged {
-            summary,
-            log: Some(log),
-        })
-    } else {
-        let histogram = merged_histogram(&shards)?;
-        from_histograms(&mut summary, &shards, &histogram, open_loop)?;
-        summary.slos = slos
-            .iter()
-            .map(|slo| judge_without_rows(slo, &summary, &histogram))
-            .collect();
-        Ok(Merged { summary, log: None })
+        }),
+        ..RunSummary::default()
     }
+}
+
+/// The distinct values, in order, joined: one value when all agree.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for value in values {
+        if !seen.contains(&value) {
+            seen.push(value);
+        }
+    }
+    seen.join(", ")
 }
 
 fn read_shard(dir: &Path) -> Result<Shard, MergeError> {
@@ -568,8 +475,15 @@ fn read_shard(dir: &Path) -> Result<Shard, MergeError> {
         context,
         source,
     };
-    let file: ShardSummaryFile = serde_json::from_str(&text).map_err(|e| json("", e))?;
-    let info: ShardInfo = match &file.shard {
+    let inconsistent = |path: &Path, message: String| MergeError::Inconsistent {
+        path: path.to_owned(),
+        message,
+    };
+    let document: Value = serde_json::from_str(&text).map_err(|e| json("", e))?;
+    model::contract::check_version::<RunSummary>(&document)
+        .map_err(|problem| inconsistent(&summary_path, problem))?;
+    // `shard` and `plan` first, so that a bad inner field is named in them.
+    let info: ShardSummary = match document.get("shard") {
         None | Some(Value::Null) => {
             return Err(MergeError::NotAShard {
                 path: summary_path.clone(),
@@ -577,51 +491,77 @@ fn read_shard(dir: &Path) -> Result<Shard, MergeError> {
         }
         Some(value) => serde_json::from_value(value.clone()).map_err(|e| json("shard: ", e))?,
     };
-    let plan = match &file.plan {
-        Value::Object(map) => map.clone(),
+    let plan = match document.get("plan") {
+        Some(Value::Object(map)) => map.clone(),
         other => {
-            return Err(MergeError::Inconsistent {
+            return Err(inconsistent(
+                &summary_path,
+                format!(
+                    "field `plan` is {}, not an object",
+                    other.map_or_else(|| "missing".to_owned(), Value::to_string)
+                ),
+            ))
+        }
+    };
+    serde_json::from_value::<Plan>(Value::Object(plan.clone())).map_err(|e| json("plan: ", e))?;
+    let summary: RunSummary = serde_json::from_value(document).map_err(|e| json("", e))?;
+    let decode = |encoded: &Option<String>, field: &'static str| match encoded {
+        None => Err(inconsistent(
+            &summary_path,
+            format!("field `{field}` is absent or null: the shard's latencies cannot be merged"),
+        )),
+        Some(text) => {
+            LatencyHistogram::from_base64_v2(text).map_err(|source| MergeError::Histogram {
                 path: summary_path.clone(),
-                message: format!("field `plan` is {other}, not an object"),
+                field,
+                source,
             })
         }
     };
-    // Checked per shard too, so that the error names the file at fault.
-    serde_json::from_value::<Plan>(Value::Object(plan.clone())).map_err(|e| json("plan: ", e))?;
-    let inconsistent = |path: &Path, message: String| MergeError::Inconsistent {
-        path: path.to_owned(),
-        message,
-    };
-    let Some(encoded) = &file.latency_histogram else {
-        return Err(inconsistent(
-            &summary_path,
-            "field `latency_histogram` is null: the shard's latencies cannot be merged".to_owned(),
-        ));
-    };
-    let histogram =
-        LatencyHistogram::from_base64_v2(encoded).map_err(|source| MergeError::Histogram {
-            path: summary_path.clone(),
-            source,
-        })?;
-    if file.succeeded + file.failed != file.total {
+    let histogram = decode(&summary.latency_histogram, "latency_histogram")?;
+    if summary.succeeded + summary.failed != summary.total {
         return Err(inconsistent(
             &summary_path,
             format!(
                 "succeeded {} + failed {} is not total {}",
-                file.succeeded, file.failed, file.total
+                summary.succeeded, summary.failed, summary.total
             ),
         ));
     }
-    if histogram.count() != file.succeeded {
+    if histogram.count() != summary.succeeded {
         return Err(inconsistent(
             &summary_path,
             format!(
                 "`latency_histogram` holds {} latencies but `succeeded` is {}; the histogram must be of this run's successes",
                 histogram.count(),
-                file.succeeded
+                summary.succeeded
             ),
         ));
     }
+    let llm = match &summary.llm {
+        None => None,
+        Some(llm) => {
+            let [ttft, itl, tpot] = llm_series(llm).map(|(numbers, encoded, field)| {
+                let histogram = decode(encoded, field)?;
+                if histogram.count() != numbers.count {
+                    return Err(inconsistent(
+                        &summary_path,
+                        format!(
+                            "`{field}` holds {} values but its series counts {}; the histogram must be of this run's series",
+                            histogram.count(),
+                            numbers.count
+                        ),
+                    ));
+                }
+                Ok(histogram)
+            });
+            Some(LlmHistograms {
+                ttft: ttft?,
+                itl: itl?,
+                tpot: tpot?,
+            })
+        }
+    };
     let log_path = dir.join(LOG_FILE);
     // A shard need not ship its rows; a log that is there must be readable.
     let log = if log_path.exists() {
@@ -629,14 +569,14 @@ fn read_shard(dir: &Path) -> Result<Shard, MergeError> {
             path: log_path.clone(),
             source,
         })?;
-        if log.rows.len() as u64 != file.total {
+        if log.rows.len() as u64 != summary.total {
             return Err(inconsistent(
                 &log_path,
                 format!(
                     "{} rows but {} says total {}; the log is truncated or from another run",
                     log.rows.len(),
                     summary_path.display(),
-                    file.total
+                    summary.total
                 ),
             ));
         }
@@ -647,10 +587,11 @@ fn read_shard(dir: &Path) -> Result<Shard, MergeError> {
     Ok(Shard {
         dir: dir.to_owned(),
         summary_path,
-        file,
+        summary,
         info,
         plan,
         histogram,
+        llm,
         log,
     })
 }
@@ -675,7 +616,7 @@ fn check_indices(shards: &[Shard]) -> Result<(), MergeError> {
             bad.info.index
         )));
     }
-    let mut by_index: HashMap<u64, &Path> = HashMap::new();
+    let mut by_index: HashMap<u32, &Path> = HashMap::new();
     for shard in shards {
         if let Some(earlier) = by_index.insert(shard.info.index, &shard.dir) {
             return Err(MergeError::Incomplete(format!(
@@ -690,7 +631,7 @@ fn check_indices(shards: &[Shard]) -> Result<(), MergeError> {
         .filter(|i| !by_index.contains_key(i))
         .map(|i| i.to_string())
         .collect();
-    if !missing.is_empty() || shards.len() as u64 != count {
+    if !missing.is_empty() || shards.len() != count as usize {
         return Err(MergeError::Incomplete(format!(
             "the shards say `shard.count` {count} but {} directories were given; missing shard index {}",
             shards.len(),
@@ -755,7 +696,7 @@ fn union_of_rows(shards: &[Shard]) -> Log {
 
 /// Fills `summary` from the union of rows; returns the rows' [`SideSummary`].
 fn from_rows(
-    summary: &mut MergedSummary,
+    summary: &mut RunSummary,
     log: &Log,
     open_loop: bool,
 ) -> Result<SideSummary, MergeError> {
@@ -767,13 +708,15 @@ fn from_rows(
     summary.p95_ms = side.p95_ms;
     summary.p99_ms = side.p99_ms;
     summary.p99_9_ms = q(0.999)?;
+    summary.quantiles_exact = true;
+    summary.quantile_error = None;
     summary.mean_ms = side.mean_ms;
     summary.min_ms = side.min_ms;
     summary.max_ms = side.max_ms;
-    summary.throughput_rps = side.throughput_rps;
-    summary.duration_s = side.duration_s;
+    summary.throughput_rps = side.throughput_rps.unwrap_or(0.0);
+    summary.duration_s = side.duration_s.unwrap_or(0.0);
     summary.llm = side.llm.clone();
-    summary.percentiles_from = "rows".to_owned();
+    summary.percentiles_from = Some("rows".to_owned());
     summary.ids = Some(ids_of(log));
     if open_loop {
         // loadgen's own definition for one generator: (sent - 1) over the
@@ -790,7 +733,7 @@ fn from_rows(
     Ok(side)
 }
 
-fn ids_of(log: &Log) -> IdsEntry {
+fn ids_of(log: &Log) -> RequestIds {
     let mut seen = HashSet::with_capacity(log.rows.len());
     let mut duplicates = 0;
     for row in &log.rows {
@@ -804,7 +747,7 @@ fn ids_of(log: &Log) -> IdsEntry {
         (Some(a), Some(b)) => b - a + 1,
         _ => 0,
     };
-    IdsEntry {
+    RequestIds {
         unique: seen.len() as u64,
         duplicates,
         missing: span - seen.len() as u64,
@@ -813,48 +756,124 @@ fn ids_of(log: &Log) -> IdsEntry {
     }
 }
 
-fn merged_histogram(shards: &[Shard]) -> Result<LatencyHistogram, MergeError> {
+/// The union of one histogram of every shard that has it.
+fn merged<'a>(
+    shards: &'a [Shard],
+    field: &'static str,
+    pick: impl Fn(&'a Shard) -> Option<&'a LatencyHistogram>,
+) -> Result<LatencyHistogram, MergeError> {
     let mut merged = LatencyHistogram::new();
     for shard in shards {
-        merged
-            .merge(&shard.histogram)
-            .map_err(|source| MergeError::Histogram {
-                path: shard.summary_path.clone(),
-                source,
-            })?;
+        if let Some(histogram) = pick(shard) {
+            merged
+                .merge(histogram)
+                .map_err(|source| MergeError::Histogram {
+                    path: shard.summary_path.clone(),
+                    field,
+                    source,
+                })?;
+        }
     }
     Ok(merged)
 }
 
-/// Without every shard's rows: percentiles from the merged histogram; the
-/// mean, min and max from the shards' exact ones; the time span from each
-/// shard's start and duration.
+/// The LLM series' histograms over every shard that ran an LLM API (one
+/// whose every request failed has none); `None` when none did.
+fn merged_llm(shards: &[Shard]) -> Result<Option<LlmHistograms>, MergeError> {
+    if shards.iter().all(|s| s.llm.is_none()) {
+        return Ok(None);
+    }
+    Ok(Some(LlmHistograms {
+        ttft: merged(shards, "llm.ttft_histogram", |s| {
+            s.llm.as_ref().map(|l| &l.ttft)
+        })?,
+        itl: merged(shards, "llm.itl_histogram", |s| {
+            s.llm.as_ref().map(|l| &l.itl)
+        })?,
+        tpot: merged(shards, "llm.tpot_histogram", |s| {
+            s.llm.as_ref().map(|l| &l.tpot)
+        })?,
+    }))
+}
+
+/// Ships the merged histograms with the LLM numbers, so the merged
+/// summary merges again like any loadgen summary.
+fn with_histograms(llm: &mut LlmSummary, histograms: &LlmHistograms) {
+    llm.ttft_histogram = histograms.ttft.to_base64_v2().ok();
+    llm.itl_histogram = histograms.itl.to_base64_v2().ok();
+    llm.tpot_histogram = histograms.tpot.to_base64_v2().ok();
+}
+
+/// One series merged from the shards' exact counts, means and extremes
+/// and its merged histogram: percentiles by the Linear method between the
+/// exact extremes, within [`histogram_error`].
+fn from_histogram<'a>(
+    parts: impl Iterator<Item = &'a Percentiles> + Clone,
+    histogram: &LatencyHistogram,
+) -> Percentiles {
+    let measured = parts.filter(|p| p.count > 0);
+    let count: u64 = measured.clone().map(|p| p.count).sum();
+    // loadgen's mean is the exact sum over the series divided by its count,
+    // so weighting by the count gives back the exact merged mean.
+    let weighted: Option<f64> = measured
+        .clone()
+        .map(|p| p.mean_ms.map(|m| m * p.count as f64))
+        .sum();
+    let min_ms = measured.clone().filter_map(|p| p.min_ms).reduce(f64::min);
+    let max_ms = measured.filter_map(|p| p.max_ms).reduce(f64::max);
+    let q = |p| {
+        (count > 0)
+            .then(|| histogram_quantile_ms(histogram, p, min_ms, max_ms))
+            .flatten()
+    };
+    Percentiles {
+        count,
+        p50_ms: q(0.50),
+        p90_ms: q(0.90),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        mean_ms: weighted.filter(|_| count > 0).map(|sum| sum / count as f64),
+        min_ms,
+        max_ms,
+        quantiles_exact: count == 0,
+        quantile_error: (count > 0).then(histogram_error),
+    }
+}
+
+/// Without every shard's rows: percentiles from the merged histograms; the
+/// means, minima and maxima from the shards' exact ones; the time span from
+/// each shard's start and duration.
 fn from_histograms(
-    summary: &mut MergedSummary,
+    summary: &mut RunSummary,
     shards: &[Shard],
     histogram: &LatencyHistogram,
+    llm: Option<&LlmHistograms>,
     open_loop: bool,
 ) -> Result<(), MergeError> {
-    // loadgen's mean is the exact sum over its successes divided by their
-    // count, so weighting by `succeeded` gives back the exact merged mean.
-    let ok = || shards.iter().filter(|s| s.file.succeeded > 0);
-    let weighted: Option<f64> = ok()
-        .map(|s| s.file.mean_ms.map(|m| m * s.file.succeeded as f64))
-        .sum();
-    summary.mean_ms = match weighted {
-        Some(sum) if summary.succeeded > 0 => Some(sum / summary.succeeded as f64),
-        _ => None,
-    };
-    summary.min_ms = ok().filter_map(|s| s.file.min_ms).reduce(f64::min);
-    summary.max_ms = ok().filter_map(|s| s.file.max_ms).reduce(f64::max);
+    // The e2e series of each shard, as its summary states it.
+    let e2e: Vec<Percentiles> = shards
+        .iter()
+        .map(|s| Percentiles {
+            count: s.summary.succeeded,
+            mean_ms: s.summary.mean_ms,
+            min_ms: s.summary.min_ms,
+            max_ms: s.summary.max_ms,
+            ..Percentiles::default()
+        })
+        .collect();
+    let merged = from_histogram(e2e.iter(), histogram);
+    summary.mean_ms = merged.mean_ms;
+    summary.min_ms = merged.min_ms;
+    summary.max_ms = merged.max_ms;
     let q = |p| histogram_quantile_ms(histogram, p, summary.min_ms, summary.max_ms);
     summary.p50_ms = q(0.50);
     summary.p90_ms = q(0.90);
     summary.p95_ms = q(0.95);
     summary.p99_ms = q(0.99);
     summary.p99_9_ms = q(0.999);
-    summary.percentiles_from = "histogram".to_owned();
-    summary.percentile_error = Some(histogram_error());
+    summary.quantiles_exact = false;
+    summary.quantile_error = Some(histogram_error());
+    summary.percentiles_from = Some("histogram".to_owned());
 
     // Shards started apart (and on different clocks, within `start_skew_ms`),
     // so the run spans from the earliest start to the latest end.
@@ -884,17 +903,74 @@ fn from_histograms(
     let end_ms = shards
         .iter()
         .zip(&starts)
-        .map(|(s, start)| start + s.file.duration_s * 1000.0)
+        .map(|(s, start)| start + s.summary.duration_s * 1000.0)
         .reduce(f64::max);
     if let (Some(start), Some(end)) = (start_ms, end_ms) {
         let duration_s = (end - start) / 1000.0;
-        summary.duration_s = Some(duration_s);
-        summary.throughput_rps = (duration_s > 0.0).then(|| summary.succeeded as f64 / duration_s);
+        summary.duration_s = duration_s;
+        summary.throughput_rps = if duration_s > 0.0 {
+            summary.succeeded as f64 / duration_s
+        } else {
+            0.0
+        };
     }
     if open_loop {
         summary.achieved_rate_rps = Some(achieved_rate_without_rows(shards, &starts));
     }
+    if let Some(histograms) = llm {
+        summary.llm = Some(llm_from_histograms(summary, shards, histograms));
+    }
     Ok(())
+}
+
+/// The LLM numbers without every shard's rows: each series from its merged
+/// histogram, e2e the merged summary's own, the tokens summed.
+fn llm_from_histograms(
+    summary: &RunSummary,
+    shards: &[Shard],
+    histograms: &LlmHistograms,
+) -> LlmSummary {
+    let parts: Vec<&LlmSummary> = shards
+        .iter()
+        .filter_map(|s| s.summary.llm.as_ref())
+        .collect();
+    let output_tokens: u64 = parts.iter().map(|l| l.output_tokens).sum();
+    // Where the counts came from: one source if every shard that counted
+    // any tokens agrees, else `mixed`.
+    let sources: Vec<&str> = parts
+        .iter()
+        .map(|l| l.tokens_from.as_str())
+        .filter(|from| *from != "none")
+        .collect();
+    let tokens_from = match distinct(sources.iter().copied()) {
+        one if one.is_empty() => "none".to_owned(),
+        one if !one.contains(", ") => one,
+        _ => "mixed".to_owned(),
+    };
+    let mut llm = LlmSummary {
+        ttft: from_histogram(parts.iter().map(|l| &l.ttft), &histograms.ttft),
+        itl: from_histogram(parts.iter().map(|l| &l.itl), &histograms.itl),
+        tpot: from_histogram(parts.iter().map(|l| &l.tpot), &histograms.tpot),
+        e2e: Percentiles {
+            count: summary.succeeded,
+            p50_ms: summary.p50_ms,
+            p90_ms: summary.p90_ms,
+            p95_ms: summary.p95_ms,
+            p99_ms: summary.p99_ms,
+            mean_ms: summary.mean_ms,
+            min_ms: summary.min_ms,
+            max_ms: summary.max_ms,
+            quantiles_exact: summary.quantiles_exact,
+            quantile_error: summary.quantile_error.clone(),
+        },
+        output_tokens,
+        output_tokens_per_s: (summary.duration_s > 0.0)
+            .then(|| output_tokens as f64 / summary.duration_s),
+        tokens_from,
+        ..LlmSummary::default()
+    };
+    with_histograms(&mut llm, histograms);
+    llm
 }
 
 /// The `q` quantile of the merged histogram by the Linear method, with
@@ -918,12 +994,12 @@ fn achieved_rate_without_rows(shards: &[Shard], starts: &[f64]) -> f64 {
     let mut first_ms = f64::INFINITY;
     let mut last_ms = f64::NEG_INFINITY;
     for (shard, start) in shards.iter().zip(starts) {
-        let sent = shard.file.total - shard.file.dropped.unwrap_or(0);
+        let sent = shard.summary.total - shard.summary.dropped.unwrap_or(0);
         if sent == 0 {
             continue;
         }
         sent_total += sent;
-        let span_ms = match shard.file.achieved_rate_rps {
+        let span_ms = match shard.summary.achieved_rate_rps {
             Some(rate) if rate > 0.0 && sent >= 2 => (sent - 1) as f64 / rate * 1000.0,
             _ => 0.0,
         };
@@ -938,32 +1014,46 @@ fn achieved_rate_without_rows(shards: &[Shard], starts: &[f64]) -> f64 {
 }
 
 /// An objective on the merged numbers when some shard shipped no rows:
-/// e2e percentiles from the histogram, the rest from the summary; what
-/// needs each request (other series, goodput) has nothing to measure.
+/// percentiles of e2e, TTFT, ITL and TPOT from their merged histograms,
+/// the rest from the summary; what needs each request (goodput) has
+/// nothing to measure.
 fn judge_without_rows(
     slo: &Slo,
-    summary: &MergedSummary,
+    summary: &RunSummary,
     histogram: &LatencyHistogram,
+    llm: Option<&LlmHistograms>,
 ) -> SloResult {
+    let of = |numbers: &Percentiles, histogram: &LatencyHistogram, stat: Stat| match stat {
+        Stat::Quantile(q) => (numbers.count > 0)
+            .then(|| histogram_quantile_ms(histogram, q, numbers.min_ms, numbers.max_ms))
+            .flatten(),
+        Stat::Mean => numbers.mean_ms,
+        Stat::Max => numbers.max_ms,
+    };
+    let series = |series: Series| {
+        let numbers = summary.llm.as_ref()?;
+        let histograms = llm?;
+        Some(match series {
+            Series::Ttft => (&numbers.ttft, &histograms.ttft),
+            Series::Itl => (&numbers.itl, &histograms.itl),
+            Series::Tpot => (&numbers.tpot, &histograms.tpot),
+            Series::E2e => return None,
+        })
+    };
     let measured = match slo.metric {
         Metric::Latency(Series::E2e, Stat::Quantile(q)) => {
             histogram_quantile_ms(histogram, q, summary.min_ms, summary.max_ms)
         }
         Metric::Latency(Series::E2e, Stat::Mean) => summary.mean_ms,
         Metric::Latency(Series::E2e, Stat::Max) => summary.max_ms,
-        Metric::Latency(..) | Metric::Goodput => None,
+        Metric::Latency(s, stat) => series(s).and_then(|(numbers, h)| of(numbers, h, stat)),
+        Metric::Goodput => None,
         Metric::ErrorRate => {
             (summary.total > 0).then(|| summary.failed as f64 / summary.total as f64)
         }
-        Metric::Throughput => summary.throughput_rps,
+        Metric::Throughput => (summary.duration_s > 0.0).then_some(summary.throughput_rps),
     };
-    SloResult {
-        expression: slo.text.clone(),
-        op: slo.op,
-        threshold: slo.threshold,
-        measured,
-        met: slo.holds(measured),
-    }
+    crate::slo::result(slo, measured)
 }
 
 /// Writes `summary.json` and, with rows, `log.csv` into `out`, each to a
@@ -1022,18 +1112,21 @@ fn ms(value: Option<f64>) -> String {
 pub fn render_text(merged: &Merged) -> String {
     let s = &merged.summary;
     let mut out = String::new();
-    let from = if s.percentiles_from == "rows" {
+    let from_rows = s.percentiles_from.as_deref() == Some("rows");
+    let from = if from_rows {
         "exact, from every shard's rows".to_owned()
     } else {
         format!(
             "from the merged histograms, {}",
-            s.percentile_error.clone().unwrap_or_else(histogram_error)
+            s.quantile_error.clone().unwrap_or_else(histogram_error)
         )
     };
     let _ = writeln!(
         out,
         "Merged {} shards of {} ({} loop)",
-        s.shards.count, s.url, s.mode
+        s.shards.as_ref().map_or(0, |shards| shards.count),
+        s.url,
+        s.mode
     );
     let _ = writeln!(
         out,
@@ -1060,8 +1153,26 @@ pub fn render_text(merged: &Merged) -> String {
         ms(s.min_ms),
         ms(s.max_ms)
     );
-    if let (Some(rps), Some(d)) = (s.throughput_rps, s.duration_s) {
-        let _ = writeln!(out, "Throughput {rps:.1} req/s over {d:.3} s");
+    if let Some(llm) = &s.llm {
+        for (name, p) in [("TTFT", &llm.ttft), ("ITL", &llm.itl), ("TPOT", &llm.tpot)] {
+            let _ = writeln!(
+                out,
+                "  {name}: P50 {} / P90 {} / P95 {} / P99 {} / max {} ({} samples)",
+                ms(p.p50_ms),
+                ms(p.p90_ms),
+                ms(p.p95_ms),
+                ms(p.p99_ms),
+                ms(p.max_ms),
+                p.count
+            );
+        }
+    }
+    if s.duration_s > 0.0 {
+        let _ = writeln!(
+            out,
+            "Throughput {:.1} req/s over {:.3} s",
+            s.throughput_rps, s.duration_s
+        );
     }
     if let Some(rate) = s.achieved_rate_rps {
         let _ = writeln!(out, "Achieved send rate {rate:.1} req/s (all shards)");
@@ -1075,13 +1186,13 @@ pub fn render_text(merged: &Merged) -> String {
             );
         }
     }
-    for r in &s.slos {
+    for r in s.slos.iter().flatten() {
         let verdict = if r.met { "met" } else { "NOT met" };
         match r.measured {
             Some(m) => {
                 let _ = writeln!(out, "SLO {}: measured {m:.3} ({verdict})", r.expression);
             }
-            None if s.percentiles_from == "histogram" => {
+            None if !from_rows => {
                 let _ = writeln!(
                     out,
                     "SLO {}: nothing to measure without every shard's log.csv ({verdict})",

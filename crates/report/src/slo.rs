@@ -17,12 +17,10 @@
 //! the statistic over its own gaps (`itl_p99<=50`: the P99 of its gaps);
 //! `error_rate` and the rates are not per request.
 //!
-//! The grammar (`Slo`, its parts and parsing) is `stats::slo`, re-exported
-//! here; this module judges objectives on logs ([`Judge`]).
-
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
+//! The grammar (`Slo`, its parts and parsing) and the evaluation over
+//! requests are `stats::slo`, re-exported here, the evaluation `loadgen
+//! capacity` makes of its steps too; this module judges objectives on logs
+//! ([`Judge`]), each row seen through [`request`].
 
 use crate::summary::{run_duration_s, SideSummary};
 use model::log::{Log, LogRow};
@@ -31,36 +29,36 @@ use model::log::{Log, LogRow};
 // same expressions without depending on this crate; judging logs stays here.
 pub use stats::slo::{Metric, Op, Series, Slo, SloError, Stat};
 
-/// The values of `series` in `rows`: successful rows only, ascending.
-pub fn series_sorted(rows: &[LogRow], series: Series) -> Vec<f64> {
-    let ok = rows.iter().filter(|r| r.ok);
-    let mut values: Vec<f64> = match series {
-        Series::E2e => ok.map(|r| r.latency_ms).collect(),
-        Series::Ttft => ok.filter_map(|r| r.llm.as_ref()?.ttft_ms).collect(),
-        Series::Tpot => ok.filter_map(|r| r.llm.as_ref()?.tpot_ms).collect(),
-        Series::Itl => ok
-            .filter_map(|r| r.llm.as_ref())
-            .flat_map(|t| t.itl_ms.iter().copied())
-            .collect(),
-    };
-    values.sort_by(f64::total_cmp);
-    values
+/// An objective judged on a run: the type of a merged summary's `slos`.
+pub use model::summary::ObjectiveResult as SloResult;
+
+/// What an objective reads of a row.
+pub fn request(row: &LogRow) -> stats::slo::Request<'_> {
+    stats::slo::Request {
+        ok: row.ok,
+        latency_ms: row.latency_ms,
+        tokens: row.llm.as_ref().map(|t| stats::slo::Tokens {
+            ttft_ms: t.ttft_ms,
+            tpot_ms: t.tpot_ms,
+            itl_ms: &t.itl_ms,
+        }),
+    }
 }
 
-/// An objective judged on a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SloResult {
-    /// The expression.
-    pub expression: String,
-    /// `<=`, `<`, `>=` or `>`.
-    pub op: Op,
-    /// The bound.
-    pub threshold: f64,
-    /// The run's value (`None`: nothing to measure, e.g. no successful
-    /// request for a latency).
-    pub measured: Option<f64>,
-    /// Whether the objective holds (never when nothing was measured).
-    pub met: bool,
+/// Every row as an objective reads it.
+pub fn requests(rows: &[LogRow]) -> Vec<stats::slo::Request<'_>> {
+    rows.iter().map(request).collect()
+}
+
+/// `slo` judged: its expression, bound and measured value.
+pub fn result(slo: &Slo, measured: Option<f64>) -> SloResult {
+    SloResult {
+        expression: slo.text.clone(),
+        op: slo.op.symbol().to_owned(),
+        threshold: slo.threshold,
+        measured,
+        met: slo.holds(measured),
+    }
 }
 
 /// Judging an objective on report's runs: a log and its summary. A trait
@@ -72,59 +70,16 @@ pub trait Judge {
 
     /// Judges the objective on a run.
     fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> SloResult;
-
-    /// Whether one request meets the objective on its own values; `None`
-    /// for objectives that are not per request.
-    fn met_by(&self, row: &LogRow) -> Option<bool>;
 }
 
 impl Judge for Slo {
     fn measure(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> Option<f64> {
-        match self.metric {
-            Metric::Latency(series, stat) => stat.of_sorted(&series_sorted(&log.rows, series)),
-            Metric::ErrorRate => {
-                (summary.total > 0).then(|| summary.failed as f64 / summary.total as f64)
-            }
-            Metric::Throughput => summary.throughput_rps,
-            Metric::Goodput => goodput_rps(objectives, &log.rows),
-        }
+        // The summary's duration is the rows' (first start to last response).
+        Slo::measure(self, &requests(&log.rows), objectives, summary.duration_s)
     }
 
     fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> SloResult {
-        let measured = self.measure(summary, log, objectives);
-        SloResult {
-            expression: self.text.clone(),
-            op: self.op,
-            threshold: self.threshold,
-            measured,
-            met: self.holds(measured),
-        }
-    }
-
-    fn met_by(&self, row: &LogRow) -> Option<bool> {
-        let Metric::Latency(series, stat) = self.metric else {
-            return None;
-        };
-        let holds = |value: Option<f64>| value.is_some_and(|v| self.op.holds(v, self.threshold));
-        let llm = row.llm.as_ref();
-        Some(match series {
-            Series::E2e => self.op.holds(row.latency_ms, self.threshold),
-            Series::Ttft => holds(llm.and_then(|t| t.ttft_ms)),
-            // One token: no time per output token to miss.
-            Series::Tpot => match llm.and_then(|t| t.tpot_ms) {
-                None => llm.is_some(),
-                some => holds(some),
-            },
-            Series::Itl => match llm {
-                None => false,
-                Some(t) if t.itl_ms.is_empty() => true,
-                Some(t) => {
-                    let mut gaps = t.itl_ms.clone();
-                    gaps.sort_by(f64::total_cmp);
-                    holds(stat.of_sorted(&gaps))
-                }
-            },
-        })
+        result(self, Judge::measure(self, summary, log, objectives))
     }
 }
 
@@ -132,29 +87,8 @@ impl Judge for Slo {
 /// objective in `objectives` (all successful ones when none is per request).
 pub fn goodput_rps(objectives: &[Slo], rows: &[LogRow]) -> Option<f64> {
     let duration_s = run_duration_s(rows).filter(|d| *d > 0.0)?;
-    let good = rows
-        .iter()
-        .filter(|r| r.ok && objectives.iter().all(|o| o.met_by(r) != Some(false)))
-        .count();
+    let good = stats::slo::good_count(&requests(rows), objectives);
     Some(good as f64 / duration_s)
-}
-
-impl fmt::Display for SloResult {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.met { "met" } else { "NOT met" };
-        match self.measured {
-            Some(m) => write!(
-                f,
-                "SLO {}: After measured {m:.3} ({verdict})",
-                self.expression
-            ),
-            None => write!(
-                f,
-                "SLO {}: nothing to measure in the After ({verdict})",
-                self.expression
-            ),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -200,6 +134,51 @@ mod tests {
         assert!(!errors.met);
         assert!(judge("mean<=55").met);
         assert!(judge("max>=100").met);
+    }
+
+    /// loadgen's capacity search and the report judge one way: a value
+    /// that is not finite is no measurement (rows built in memory can
+    /// carry one; the CSV reader refuses them).
+    #[test]
+    fn a_value_that_is_not_finite_is_no_measurement() {
+        use model::log::{LlmTiming, LogFormat};
+        let row = |id: u64, latency_ms: f64, gaps: Vec<f64>| LogRow {
+            request_id: id,
+            timestamp_ms: id as f64 * 100.0,
+            latency_ms,
+            status_code: 200,
+            ok: true,
+            llm: Some(LlmTiming {
+                ttft_ms: Some(5.0),
+                itl_ms: gaps,
+                ..LlmTiming::default()
+            }),
+            ..LogRow::default()
+        };
+        let log = Log {
+            format: LogFormat::Loadgen,
+            rows: vec![
+                row(0, 10.0, vec![1.0, f64::NAN]),
+                row(1, f64::INFINITY, vec![2.0]),
+                row(2, 20.0, vec![f64::INFINITY, 3.0]),
+            ],
+        };
+        // The summary refuses the infinity; the judge reads only its span.
+        let finite = Log {
+            format: LogFormat::Loadgen,
+            rows: [&log.rows[0], &log.rows[2]]
+                .map(|r| LogRow {
+                    llm: None,
+                    ..r.clone()
+                })
+                .to_vec(),
+        };
+        let summary = SideSummary::from_log("After", None, &finite).unwrap();
+        let judge = |s: &str| parse(s).unwrap().judge(&summary, &log, &[]);
+        let max = judge("max<=100");
+        assert_eq!((max.measured, max.met), (Some(20.0), true));
+        assert_eq!(judge("itl_max<=10").measured, Some(3.0));
+        assert_eq!(judge("p50<=100").measured, Some(15.0));
     }
 
     #[test]

@@ -23,10 +23,16 @@
 //!   `duration_s`).
 
 use model::log::{Log, LogFormat, LogRow, TokensFrom};
+pub use model::summary::LlmSummary;
+use model::summary::Percentiles;
 use serde::{Deserialize, Serialize};
 use stats::QuantileMethod;
 
 use crate::error::ReportError;
+
+/// Percentiles of one LLM latency series: loadgen's summary's type
+/// ([`model::summary::Percentiles`]), under the name the comparison uses.
+pub type Distribution = Percentiles;
 
 /// The method every percentile in `comparison.json` uses (numpy's default).
 pub const REPORT_QUANTILE_METHOD: QuantileMethod = QuantileMethod::Linear;
@@ -69,102 +75,71 @@ pub struct SideSummary {
     /// judged (absent when none was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goodput_rps: Option<f64>,
-    /// LLM metrics, for logs that carry them.
+    /// LLM metrics, for logs that carry them: the type of loadgen's
+    /// summary's `llm`, so both say the same of the same rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmSummary>,
 }
 
-/// Percentiles of one LLM latency series, ms (`null`s when it is empty).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Distribution {
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50_ms: Option<f64>,
-    /// 90th percentile.
-    pub p90_ms: Option<f64>,
-    /// 95th percentile.
-    pub p95_ms: Option<f64>,
-    /// 99th percentile.
-    pub p99_ms: Option<f64>,
-    /// Mean.
-    pub mean_ms: Option<f64>,
-    /// Largest.
-    pub max_ms: Option<f64>,
+/// The percentiles of `samples` (any order), exact: numpy's linear method
+/// over every value.
+pub fn percentiles_of(mut samples: Vec<f64>) -> Result<Percentiles, ReportError> {
+    samples.sort_by(f64::total_cmp);
+    let q = |p| quantile_ms(&samples, p, REPORT_QUANTILE_METHOD);
+    Ok(Percentiles {
+        count: samples.len() as u64,
+        p50_ms: q(0.50)?,
+        p90_ms: q(0.90)?,
+        p95_ms: q(0.95)?,
+        p99_ms: q(0.99)?,
+        mean_ms: mean(&samples),
+        min_ms: samples.first().copied(),
+        max_ms: samples.last().copied(),
+        quantiles_exact: true,
+        quantile_error: None,
+    })
 }
 
-impl Distribution {
-    /// The distribution of `samples` (any order).
-    pub fn of(mut samples: Vec<f64>) -> Result<Self, ReportError> {
-        samples.sort_by(f64::total_cmp);
-        let q = |p| quantile_ms(&samples, p, REPORT_QUANTILE_METHOD);
-        Ok(Self {
-            count: samples.len() as u64,
-            p50_ms: q(0.50)?,
-            p90_ms: q(0.90)?,
-            p95_ms: q(0.95)?,
-            p99_ms: q(0.99)?,
-            mean_ms: mean(&samples),
-            max_ms: samples.last().copied(),
-        })
+/// The LLM numbers of `rows` over a run of `duration_s`, if any row has
+/// LLM timing: percentiles of TTFT, TPOT and e2e over successful rows, of
+/// ITL over every gap of successful rows (no histograms: the rows are
+/// there).
+pub fn llm_summary(
+    rows: &[LogRow],
+    duration_s: Option<f64>,
+) -> Result<Option<LlmSummary>, ReportError> {
+    if rows.iter().all(|r| r.llm.is_none()) {
+        return Ok(None);
     }
-}
-
-/// A streamed LLM run's numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LlmSummary {
-    /// Time to first token, successful rows.
-    pub ttft: Distribution,
-    /// Inter-token latency, every gap of successful rows.
-    pub itl: Distribution,
-    /// Time per output token, successful rows with two tokens or more.
-    pub tpot: Distribution,
-    /// End-to-end latency, successful rows.
-    pub e2e: Distribution,
-    /// Output tokens of successful rows.
-    pub output_tokens: u64,
-    /// Where the counts came from: `usage`, `counted`, `mixed` or `none`.
-    pub tokens_from: String,
-    /// `output_tokens / duration_s`.
-    pub output_tokens_per_s: Option<f64>,
-}
-
-impl LlmSummary {
-    /// The LLM numbers of `rows`, if any row has LLM timing.
-    pub fn from_rows(
-        rows: &[LogRow],
-        duration_s: Option<f64>,
-    ) -> Result<Option<Self>, ReportError> {
-        if rows.iter().all(|r| r.llm.is_none()) {
-            return Ok(None);
-        }
-        let ok = || rows.iter().filter(|r| r.ok);
-        let timings = || ok().filter_map(|r| r.llm.as_ref());
-        let output_tokens = timings().filter_map(|t| t.output_tokens).sum();
-        let usage = timings()
-            .filter(|t| t.tokens_from == Some(TokensFrom::Usage))
-            .count();
-        let counted = timings()
-            .filter(|t| t.tokens_from == Some(TokensFrom::Counted))
-            .count();
-        let tokens_from = match (usage, counted) {
-            (0, 0) => "none",
-            (_, 0) => "usage",
-            (0, _) => "counted",
-            _ => "mixed",
-        };
-        Ok(Some(Self {
-            ttft: Distribution::of(timings().filter_map(|t| t.ttft_ms).collect())?,
-            itl: Distribution::of(timings().flat_map(|t| t.itl_ms.iter().copied()).collect())?,
-            tpot: Distribution::of(timings().filter_map(|t| t.tpot_ms).collect())?,
-            e2e: Distribution::of(ok().map(|r| r.latency_ms).collect())?,
-            output_tokens,
-            tokens_from: tokens_from.to_owned(),
-            output_tokens_per_s: duration_s
-                .filter(|d| *d > 0.0)
-                .map(|d| output_tokens as f64 / d),
-        }))
-    }
+    let ok = || rows.iter().filter(|r| r.ok);
+    let timings = || ok().filter_map(|r| r.llm.as_ref());
+    let output_tokens = timings().filter_map(|t| t.output_tokens).sum();
+    let usage = timings()
+        .filter(|t| t.tokens_from == Some(TokensFrom::Usage))
+        .count();
+    let counted = timings()
+        .filter(|t| t.tokens_from == Some(TokensFrom::Counted))
+        .count();
+    let tokens_from = match (usage, counted) {
+        (0, 0) => "none",
+        (_, 0) => "usage",
+        (0, _) => "counted",
+        _ => "mixed",
+    };
+    Ok(Some(LlmSummary {
+        ttft: percentiles_of(timings().filter_map(|t| t.ttft_ms).collect())?,
+        itl: percentiles_of(timings().flat_map(|t| t.itl_ms.iter().copied()).collect())?,
+        tpot: percentiles_of(timings().filter_map(|t| t.tpot_ms).collect())?,
+        e2e: percentiles_of(ok().map(|r| r.latency_ms).collect())?,
+        output_tokens,
+        tokens_from: tokens_from.to_owned(),
+        output_tokens_per_s: duration_s
+            .filter(|d| *d > 0.0)
+            .map(|d| output_tokens as f64 / d),
+        ttft_histogram: None,
+        itl_histogram: None,
+        tpot_histogram: None,
+    }))
 }
 
 /// The name `SideSummary::source` gives a log format.
@@ -209,7 +184,7 @@ impl SideSummary {
             throughput_rps,
             duration_s,
             goodput_rps: None,
-            llm: LlmSummary::from_rows(rows, duration_s)?,
+            llm: llm_summary(rows, duration_s)?,
         })
     }
 }

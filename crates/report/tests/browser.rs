@@ -10,6 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use model::capacity::{CapacityReport, Phase, StepRecord, Stopped};
+
 /// The browser: `$CHROMIUM`, else the first of the usual names on `PATH`.
 fn chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CHROMIUM") {
@@ -29,24 +31,44 @@ fn write_report(dir: &Path) -> PathBuf {
     let after: Vec<f64> = (0..60).map(|i| 100.0 + f64::from(i % 11) * 5.0).collect();
     let before_log = common::write(dir, "before.csv", &common::loadgen_ok_log(&before));
     let after_log = common::write(dir, "after.csv", &common::loadgen_ok_log(&after));
-    let step = |offered: f64, p95: f64, ok: bool| {
-        format!(
-            r#"{{"phase": "bracket", "offered_rps": {offered}, "achieved_rps": {offered}, "p50_ms": {}, "p95_ms": {p95}, "p99_ms": {}, "succeeded": 100, "failed": 0, "error_rate": 0.0, "sustainable": {ok}, "reason": "test"}}"#,
-            p95 * 0.8,
-            p95 * 1.1
-        )
+    // What `loadgen capacity --json` writes, through its own type.
+    let step = |offered_rps: f64, p95: f64, sustainable: bool| StepRecord {
+        phase: Phase::Bracket,
+        offered_rps,
+        achieved_rps: offered_rps,
+        p50_ms: Some(p95 * 0.8),
+        p95_ms: Some(p95),
+        p99_ms: Some(p95 * 1.1),
+        succeeded: 100,
+        failed: 0,
+        error_rate: 0.0,
+        sustainable,
+        reason: "test".into(),
     };
-    let capacity = common::write(
-        dir,
-        "capacity.json",
-        &format!(
-            r#"{{"schema_version": 1, "sla": ["p95<=800"], "max_rate_rps": 10.0, "p95_at_max_ms": 150.0, "p95_interval_ms": [140.0, 160.0], "goodput_rps": 9.9,
-                "curve": [{}, {}, {}], "stopped": "converged"}}"#,
+    let capacity = dir.join("capacity.json");
+    CapacityReport {
+        schema_version: model::capacity::SCHEMA_VERSION,
+        sla: vec!["p95<=800".into()],
+        max_rate_rps: Some(10.0),
+        p95_at_max_ms: Some(150.0),
+        p95_interval_ms: Some([140.0, 160.0]),
+        goodput_rps: Some(9.9),
+        curve: vec![
             step(5.0, 120.0, true),
             step(10.0, 150.0, true),
-            step(20.0, 1900.0, false)
-        ),
-    );
+            step(20.0, 1900.0, false),
+        ],
+        step_duration_s: 10.0,
+        warmup_s: 2.0,
+        warmup_requests: None,
+        precision: 0.05,
+        repeats: 3,
+        elapsed_s: 60.0,
+        bounded_by_time: false,
+        stopped: Stopped::Converged,
+    }
+    .write_json(&capacity)
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_report"))
         .arg("compare")
         .arg("--before")

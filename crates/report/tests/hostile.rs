@@ -147,7 +147,9 @@ fn a_short_line_in_a_loadgen_log_is_named_by_file_line_and_field_counts() {
     let header = model::log::LOADGEN_COLUMNS.join(",");
     let mut text = format!("{header}\n");
     for id in 0..24 {
-        text.push_str(&format!("{id},{id},5.0,200,,true,{id},1,,,,,d{id}\n"));
+        text.push_str(&format!(
+            "{id},{id},5.0,200,,true,{id},1,,,,,d{id},false,0\n"
+        ));
     }
     text.push_str("24,24,5.0,200,,true,24\n");
     let path = common::write(&dir, "before.csv", &text);

@@ -10,7 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use model::log::{LogRow, LogWriter};
+use model::log::{LlmTiming, LogRow, LogWriter, TokensFrom};
+use model::summary::{LlmSummary, Percentiles, Plan, RunSummary, ShardSummary, SCHEMA_VERSION};
 use serde_json::{json, Value};
 use stats::LatencyHistogram;
 
@@ -70,6 +71,25 @@ fn run_rows() -> Vec<LogRow> {
         .collect()
 }
 
+fn typed_plan() -> Plan {
+    Plan {
+        url: "http://10.0.0.7:8000/v1/infer".into(),
+        api: "simulator".into(),
+        mode: "open".into(),
+        rate_rps: Some(200.0),
+        arrival: Some("constant".into()),
+        seed: Some(42),
+        concurrency: None,
+        requests: None,
+        duration_s: Some(5.0),
+        batch_size: 1,
+        batch_wait_ms: 0,
+        connection: "pooled".into(),
+        http2: false,
+        profile: None,
+    }
+}
+
 fn plan() -> Value {
     json!({
         "url": "http://10.0.0.7:8000/v1/infer", "api": "simulator", "mode": "open",
@@ -79,7 +99,7 @@ fn plan() -> Value {
     })
 }
 
-/// What loadgen writes for one shard's rows.
+/// What loadgen writes for one shard's rows, through loadgen's own type.
 fn shard_summary(index: u64, rows: &[LogRow]) -> Value {
     let mut histogram = LatencyHistogram::new();
     let mut errors = BTreeMap::new();
@@ -101,26 +121,102 @@ fn shard_summary(index: u64, rows: &[LogRow]) -> Value {
         .map(|r| r.timestamp_ms + r.latency_ms)
         .fold(0.0, f64::max);
     let duration_s = (end - start) / 1000.0;
-    let q = |p| histogram.quantile_ms(p).unwrap();
-    json!({
-        "total": rows.len(), "succeeded": ok.len(), "failed": rows.len() - ok.len(),
-        "p50_ms": q(0.5), "p90_ms": q(0.9), "p95_ms": q(0.95), "p99_ms": q(0.99),
-        "mean_ms": ok.iter().sum::<f64>() / ok.len() as f64,
-        "min_ms": ok.iter().copied().fold(f64::INFINITY, f64::min),
-        "max_ms": ok.iter().copied().fold(0.0, f64::max),
-        "throughput_rps": ok.len() as f64 / duration_s, "duration_s": duration_s,
-        "errors": errors, "mode": "open", "url": "http://10.0.0.7:8000/v1/infer",
-        "api": "simulator", "achieved_rate_rps": (rows.len() - 1) as f64 / ((last_send - start) / 1000.0),
-        "dropped": 0, "target_rate_rps": 200.0 / COUNT as f64,
-        "latency_histogram": histogram.to_base64_v2().unwrap(),
-        "shard": {"index": index, "count": COUNT, "start_at_unix_ms": START_AT_MS,
-                  "start_skew_ms": start - START_AT_MS},
-        "plan": plan(),
+    let q = |p| Some(histogram.quantile_ms(p).unwrap());
+    let summary = RunSummary {
+        schema_version: SCHEMA_VERSION,
+        total: rows.len() as u64,
+        succeeded: ok.len() as u64,
+        failed: (rows.len() - ok.len()) as u64,
+        p50_ms: q(0.5),
+        p90_ms: q(0.9),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        mean_ms: Some(ok.iter().sum::<f64>() / ok.len() as f64),
+        min_ms: Some(ok.iter().copied().fold(f64::INFINITY, f64::min)),
+        max_ms: Some(ok.iter().copied().fold(0.0, f64::max)),
+        throughput_rps: ok.len() as f64 / duration_s,
+        duration_s,
+        errors,
+        mode: "open".into(),
+        url: "http://10.0.0.7:8000/v1/infer".into(),
+        api: "simulator".into(),
+        achieved_rate_rps: Some((rows.len() - 1) as f64 / ((last_send - start) / 1000.0)),
+        dropped: Some(0),
+        target_rate_rps: Some(200.0 / COUNT as f64),
+        latency_histogram: Some(histogram.to_base64_v2().unwrap()),
+        shard: Some(ShardSummary {
+            index: index as u32,
+            count: COUNT as u32,
+            start_at_unix_ms: Some(START_AT_MS),
+            start_skew_ms: Some(start - START_AT_MS),
+        }),
+        plan: typed_plan(),
+        retries: rows.iter().map(|r| u64::from(r.retries)).sum(),
+        verified_rows: rows.iter().filter(|r| r.verified).count() as u64,
+        llm: llm_summary(rows),
+        ..RunSummary::default()
+    };
+    serde_json::to_value(summary).unwrap()
+}
+
+/// One series as loadgen states it: exact count, mean and extremes, its
+/// histogram; the percentiles here are nearest-rank (the merge reads only
+/// the histogram, the count, mean and extremes).
+fn series_of(values: &[f64]) -> (Percentiles, String) {
+    let mut histogram = LatencyHistogram::new();
+    for v in values {
+        histogram.record_ms(*v).unwrap();
+    }
+    let q = |p| histogram.quantile_ms(p).ok();
+    let numbers = Percentiles {
+        count: values.len() as u64,
+        p50_ms: q(0.5),
+        p90_ms: q(0.9),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        mean_ms: (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64),
+        min_ms: values.iter().copied().reduce(f64::min),
+        max_ms: values.iter().copied().reduce(f64::max),
+        quantiles_exact: true,
+        quantile_error: None,
+    };
+    (numbers, histogram.to_base64_v2().unwrap())
+}
+
+/// The LLM part of a shard's summary, when its rows carry LLM timings:
+/// the successful rows' TTFT, TPOT and every gap, as loadgen keeps them.
+fn llm_summary(rows: &[LogRow]) -> Option<LlmSummary> {
+    let timings: Vec<&LlmTiming> = rows
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| r.llm.as_ref())
+        .collect();
+    if timings.is_empty() {
+        return None;
+    }
+    let ttft: Vec<f64> = timings.iter().filter_map(|t| t.ttft_ms).collect();
+    let tpot: Vec<f64> = timings.iter().filter_map(|t| t.tpot_ms).collect();
+    let itl: Vec<f64> = timings.iter().flat_map(|t| t.itl_ms.clone()).collect();
+    let ok: Vec<f64> = rows.iter().filter(|r| r.ok).map(|r| r.latency_ms).collect();
+    let ((ttft, ttft_h), (itl, itl_h), (tpot, tpot_h)) =
+        (series_of(&ttft), series_of(&itl), series_of(&tpot));
+    Some(LlmSummary {
+        ttft,
+        itl,
+        tpot,
+        e2e: series_of(&ok).0,
+        output_tokens: timings.iter().filter_map(|t| t.output_tokens).sum(),
+        output_tokens_per_s: Some(1.0),
+        tokens_from: "usage".into(),
+        ttft_histogram: Some(ttft_h),
+        itl_histogram: Some(itl_h),
+        tpot_histogram: Some(tpot_h),
     })
 }
 
 fn write_log(path: &Path, rows: &[LogRow]) {
-    let mut writer = LogWriter::create(path, false).unwrap();
+    let llm = rows.iter().any(|r| r.llm.is_some());
+    let mut writer = LogWriter::create(path, llm).unwrap();
     for row in rows {
         writer.write_row(row).unwrap();
     }
@@ -227,7 +323,11 @@ fn rows_merge_sums_counts_and_gives_exact_linear_percentiles() {
     assert_eq!(s["errors"]["http_503"], failed_503);
     assert_eq!(s["errors"]["timeout"], failed_timeout);
     assert_eq!(s["percentiles_from"], "rows");
-    assert!(s.get("percentile_error").is_none());
+    assert_eq!(
+        (&s["quantiles_exact"], &s["quantile_error"]),
+        (&json!(true), &Value::Null)
+    );
+    assert_eq!(s["schema_version"], SCHEMA_VERSION);
 
     let ok = successful_sorted();
     for (key, q) in PERCENTILES {
@@ -363,7 +463,8 @@ fn without_every_csv_percentiles_come_from_the_merged_histogram_within_the_state
     );
     let s = read_json(&out_dir.join("summary.json"));
     assert_eq!(s["percentiles_from"], "histogram");
-    assert_eq!(s["percentile_error"], report::merge::histogram_error());
+    assert_eq!(s["quantile_error"], report::merge::histogram_error());
+    assert_eq!(s["quantiles_exact"], false);
     assert!(s.get("ids").is_none());
     assert!(!out_dir.join("log.csv").exists());
     assert_eq!(s["shards"]["per_shard"][2]["log_csv"], false);
@@ -603,7 +704,7 @@ fn histogram_percentiles_are_numpys_within_the_stated_bound_and_never_past_the_e
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let s = read_json(&out_dir.join("summary.json"));
     assert_eq!(s["percentiles_from"], "histogram");
-    let error = s["percentile_error"].as_str().unwrap();
+    let error = s["quantile_error"].as_str().unwrap();
     assert!(
         error.contains("within 1/2048 (0.049%) of the exact value plus 0.5 ns")
             && error.contains("never outside the exact min and max"),
@@ -674,4 +775,193 @@ fn without_start_at_the_error_names_the_shard_whose_log_is_missing() {
         }
         fs::write(&log, text).unwrap();
     }
+}
+
+/// A streamed run: TTFT, TPOT (none for a one-token answer) and gaps that
+/// differ per request, a few failures, some retries, the verified rows.
+fn llm_rows() -> Vec<LogRow> {
+    (0..REQUESTS)
+        .map(|id| {
+            let ok = id % 53 != 7;
+            let gaps: Vec<f64> = (0..id % 4)
+                .map(|k| 4.9 + ((id * (k + 3)) % 29) as f64 * 0.07)
+                .collect();
+            let ttft_ms = 20.0 + ((id * 37) % 100) as f64 * 0.173;
+            LogRow {
+                request_id: id,
+                timestamp_ms: START_AT_MS + id as f64 * GAP_MS + 0.25 * (id % COUNT) as f64,
+                latency_ms: ttft_ms + gaps.iter().sum::<f64>(),
+                status_code: if ok { 200 } else { 503 },
+                error: if ok { String::new() } else { "http_503".into() },
+                ok,
+                verified: ok,
+                retries: u32::from(id % 7 == 0),
+                llm: Some(LlmTiming {
+                    ttft_ms: Some(ttft_ms),
+                    tpot_ms: (!gaps.is_empty()).then_some(5.0 + (id % 13) as f64 * 0.11),
+                    output_tokens: Some(gaps.len() as u64 + 1),
+                    tokens_from: Some(TokensFrom::Usage),
+                    itl_ms: gaps,
+                }),
+                ..LogRow::default()
+            }
+        })
+        .collect()
+}
+
+/// The values of one LLM series in a row's timings.
+type Pick = fn(&LlmTiming) -> Vec<f64>;
+
+/// The successful rows' values of one LLM series, ascending.
+fn llm_sorted(rows: &[LogRow], pick: Pick) -> Vec<f64> {
+    let mut values: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| r.llm.as_ref())
+        .flat_map(pick)
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+#[test]
+fn without_rows_the_llm_series_merge_from_their_histograms_within_the_stated_bound() {
+    let root = common::temp_dir("merge-llm");
+    let rows = llm_rows();
+    let dirs = build_shards_of(&root, &rows);
+    for dir in &dirs {
+        fs::remove_file(dir.join("log.csv")).unwrap();
+    }
+    let out_dir = root.join("merged");
+    let out = merge(
+        &out_dir,
+        &["--sla", "ttft_p95<=100", "--sla", "itl_max<=10"],
+        &dirs,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = read_json(&out_dir.join("summary.json"));
+    assert_eq!(s["percentiles_from"], "histogram");
+    // Summed over the shards.
+    let retries: u64 = rows.iter().map(|r| u64::from(r.retries)).sum();
+    assert!(retries > 0);
+    assert_eq!(s["retries"], retries);
+    assert_eq!(
+        s["verified_rows"],
+        rows.iter().filter(|r| r.verified).count() as u64
+    );
+    let llm = &s["llm"];
+    let tokens: u64 = rows
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| r.llm.as_ref()?.output_tokens)
+        .sum();
+    assert_eq!(
+        (&llm["output_tokens"], &llm["tokens_from"]),
+        (&json!(tokens), &json!("usage"))
+    );
+    let series: [(&str, Pick); 3] = [
+        ("ttft", |t| t.ttft_ms.into_iter().collect()),
+        ("itl", |t| t.itl_ms.clone()),
+        ("tpot", |t| t.tpot_ms.into_iter().collect()),
+    ];
+    for (name, pick) in series {
+        let exact = llm_sorted(&rows, pick);
+        let merged = &llm[name];
+        assert_eq!(merged["count"], exact.len() as u64, "{name}");
+        assert_eq!(merged["quantiles_exact"], false, "{name}");
+        assert_eq!(
+            merged["quantile_error"],
+            report::merge::histogram_error(),
+            "{name}"
+        );
+        let (min, max) = (exact[0], exact[exact.len() - 1]);
+        assert_eq!(
+            (f(merged, "min_ms"), f(merged, "max_ms")),
+            (min, max),
+            "{name}"
+        );
+        let mean = exact.iter().sum::<f64>() / exact.len() as f64;
+        assert!((f(merged, "mean_ms") - mean).abs() < 1e-9, "{name}");
+        for (key, q) in &PERCENTILES[..4] {
+            let expected = numpy_linear(&exact, *q);
+            let value = f(merged, key);
+            let bound = LatencyHistogram::quantile_error_bound_ms(expected);
+            assert!(
+                (value - expected).abs() <= bound + 1e-9,
+                "{name} {key}: {value} vs numpy {expected} (bound {bound:e})"
+            );
+            assert!(min <= value && value <= max, "{name} {key}: {value}");
+        }
+        // The merged histogram ships on, holding every value.
+        let encoded = llm[format!("{name}_histogram")].as_str().unwrap();
+        let histogram = LatencyHistogram::from_base64_v2(encoded).unwrap();
+        assert_eq!(histogram.count(), exact.len() as u64, "{name}");
+    }
+    // e2e is the merged summary's own.
+    assert_eq!(llm["e2e"]["p95_ms"], s["p95_ms"]);
+    // The LLM objectives are judged on the same numbers.
+    assert_eq!(f(&s["slos"][0], "measured"), f(&llm["ttft"], "p95_ms"));
+    assert_eq!(f(&s["slos"][1], "measured"), f(&llm["itl"], "max_ms"));
+    assert!(stdout(&out).contains("TTFT: P50"), "{}", stdout(&out));
+}
+
+#[test]
+fn with_rows_the_llm_series_are_report_summarys_of_the_union_and_the_histograms_ship_on() {
+    let root = common::temp_dir("merge-llm-rows");
+    let rows = llm_rows();
+    let dirs = build_shards_of(&root, &rows);
+    let out_dir = root.join("merged");
+    let out = merge(&out_dir, &[], &dirs);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let merged: RunSummary = RunSummary::read(&out_dir.join("summary.json")).unwrap();
+    assert_eq!(merged.percentiles_from.as_deref(), Some("rows"));
+    // The rows as the shards logged them (the CSV rounds to 0.001 ms).
+    let logged: Vec<LogRow> = dirs
+        .iter()
+        .flat_map(|d| model::log::read_log_file(&d.join("log.csv")).unwrap().rows)
+        .collect();
+    let exact = report::SideSummary::from_rows("union", "loadgen", &logged)
+        .unwrap()
+        .llm
+        .unwrap();
+    let llm = merged.llm.unwrap();
+    for (name, a, b) in [
+        ("ttft", &llm.ttft, &exact.ttft),
+        ("itl", &llm.itl, &exact.itl),
+        ("tpot", &llm.tpot, &exact.tpot),
+        ("e2e", &llm.e2e, &exact.e2e),
+    ] {
+        assert_eq!(a, b, "{name}");
+        assert!(a.quantiles_exact, "{name}");
+    }
+    for encoded in [&llm.ttft_histogram, &llm.itl_histogram, &llm.tpot_histogram] {
+        assert!(LatencyHistogram::from_base64_v2(encoded.as_ref().unwrap()).is_ok());
+    }
+    assert_eq!(
+        merged.retries,
+        rows.iter().map(|r| u64::from(r.retries)).sum::<u64>()
+    );
+}
+
+#[test]
+fn a_summary_of_another_version_is_refused_naming_the_file() {
+    let root = common::temp_dir("merge-version");
+    let dirs = build_shards(&root);
+    edit_summary(&dirs[1], |v| v["schema_version"] = json!(1));
+    let out = merge(&root.join("merged"), &[], &dirs);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let file = dirs[1].join("summary.json").display().to_string();
+    assert!(
+        err.contains(&format!("{file}: `schema_version` is 1")),
+        "{err}"
+    );
+    edit_summary(&dirs[1], |v| {
+        v.as_object_mut().unwrap().remove("schema_version");
+    });
+    let err = stderr(&merge(&root.join("merged"), &[], &dirs));
+    assert!(
+        err.contains(&format!("{file}: no `schema_version`")),
+        "{err}"
+    );
 }

@@ -273,6 +273,49 @@ impl LatencyHistogram {
             .collect()
     }
 
+    /// The latencies in `buckets` log-spaced buckets from `min_ms` to
+    /// `max_ms` (the exact extremes, kept beside the histogram), as
+    /// `(upper bound ms, count)`: bucket `i` holds the latencies above the
+    /// previous bound (the fastest included in the first) up to its own,
+    /// the last bound being `max_ms`. Log spacing, because latencies are
+    /// skewed: with equal widths one slow outlier puts nearly every request
+    /// in the first bucket, and the tail's shape disappears. When every
+    /// latency is the same (or `min_ms` is not above zero) there is one
+    /// bucket.
+    pub fn log_buckets_ms(&self, min_ms: f64, max_ms: f64, buckets: usize) -> Vec<(f64, u64)> {
+        let buckets = if min_ms > 0.0 && max_ms > min_ms {
+            buckets.max(1)
+        } else {
+            1
+        };
+        // Bounds min * ratio^i for i in 1..=buckets; the last is max.
+        let ratio = (max_ms / min_ms).powf(1.0 / buckets as f64);
+        let mut out: Vec<(f64, u64)> = (1..=buckets)
+            .map(|i| {
+                let upper_ms = if i == buckets {
+                    max_ms
+                } else {
+                    min_ms * ratio.powi(i32::try_from(i).unwrap_or(i32::MAX))
+                };
+                (upper_ms, 0)
+            })
+            .collect();
+        // Bucket midpoints, as the percentiles report values.
+        for (ms, count) in self.recorded_ms() {
+            let index = if buckets == 1 {
+                0
+            } else {
+                // Bucket i holds (bound i-1, bound i]: ceil(log_ratio(ms/min)) - 1.
+                let position = ((ms / min_ms).ln() / ratio.ln()).ceil() - 1.0;
+                position.clamp(0.0, (buckets - 1) as f64) as usize
+            };
+            if let Some(bucket) = out.get_mut(index) {
+                bucket.1 += count;
+            }
+        }
+        out
+    }
+
     /// Adds every latency recorded in `other` to `self`, exactly as if they
     /// had been recorded here.
     ///
@@ -383,6 +426,33 @@ mod tests {
             "{max_ms}"
         );
         assert_eq!(histogram.min_ms(), Some(0.001));
+    }
+
+    #[test]
+    fn buckets_are_log_spaced_from_min_to_max_and_count_every_latency() {
+        let mut histogram = LatencyHistogram::new();
+        // 1 and 1024 ms, and 1.5 times each power of two between: away
+        // from the bounds, which the histogram knows to 0.1% only.
+        histogram.record_ms(1.0).unwrap();
+        histogram.record_ms(1024.0).unwrap();
+        for i in 0..10 {
+            histogram.record_ms(1.5 * f64::from(1u32 << i)).unwrap();
+        }
+        let buckets = histogram.log_buckets_ms(1.0, 1024.0, 10);
+        assert_eq!(buckets.len(), 10);
+        // Bounds 2, 4, ... 1024; the first bucket holds the fastest too.
+        for (i, (bound, _)) in buckets.iter().enumerate() {
+            let want = f64::from(2u32 << i);
+            assert!((bound - want).abs() < 1e-9 * want, "{buckets:?}");
+        }
+        let counts: Vec<u64> = buckets.iter().map(|b| b.1).collect();
+        assert_eq!(counts, [2, 1, 1, 1, 1, 1, 1, 1, 1, 2]);
+        // All alike: one bucket with everything.
+        let mut same = LatencyHistogram::new();
+        for _ in 0..5 {
+            same.record_ms(3.0).unwrap();
+        }
+        assert_eq!(same.log_buckets_ms(3.0, 3.0, 11), [(3.0, 5)]);
     }
 
     #[test]

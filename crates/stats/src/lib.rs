@@ -19,7 +19,8 @@
 //!   change in a quantile between two runs; [`mean_ci`] — Student-t interval
 //!   for the mean of a few repeats.
 //! * [`slo`] — the grammar of service-level objectives (`p95<=800`,
-//!   `error_rate<=0.01`, `ttft_p95<=500`, ...) shared by the tools that judge runs.
+//!   `error_rate<=0.01`, `ttft_p95<=500`, ...) and their one evaluation over
+//!   requests ([`slo::Request`]), shared by the tools that judge runs.
 //!
 //! Functions never panic on bad data: NaN, infinities, empty inputs and
 //! out-of-range parameters come back as a [`StatsError`] saying what was wrong.

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use model::summary::RunSummary;
 use serde_json::json;
 
 use super::accounting::{process_tree_cpu_s, ClientCpu};
@@ -31,31 +31,6 @@ pub const TOKENS: u32 = 256;
 pub const STEP_MS: f64 = 20.0;
 /// How far the measured ITL P99 may be from the schedule, ms.
 pub const ITL_P99_SLACK_MS: f64 = 2.0;
-
-/// What is read of loadgen's `--json` summary.
-#[derive(Debug, Deserialize)]
-struct Summary {
-    succeeded: u64,
-    failed: u64,
-    duration_s: f64,
-    llm: Llm,
-}
-
-#[derive(Debug, Deserialize)]
-struct Llm {
-    ttft: Percentiles,
-    itl: Percentiles,
-    output_tokens: u64,
-}
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-struct Percentiles {
-    count: u64,
-    p50_ms: Option<f64>,
-    p90_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    max_ms: Option<f64>,
-}
 
 /// Runs the streaming bench; returns its record and its bar.
 pub fn measure(
@@ -116,14 +91,20 @@ pub fn measure(
             "`{command}` could not run ({status})"
         )));
     }
-    let summary: Summary = crate::json::read(&json_path)?;
+    let summary: RunSummary = crate::json::read_contract(&json_path)?;
+    let Some(llm) = &summary.llm else {
+        return Err(TaskError::Step(format!(
+            "{}: `llm` is null: no stream succeeded, so there is no ITL to bench",
+            json_path.display()
+        )));
+    };
     let client_cpu_s = cpu.user_s + cpu.system_s;
-    let tokens = summary.llm.output_tokens.max(1);
+    let tokens = llm.output_tokens.max(1);
     let cpu_us_per_token = client_cpu_s * 1e6 / tokens as f64;
-    let itl_p99 = summary.llm.itl.p99_ms;
+    let itl_p99 = llm.itl.p99_ms;
     println!(
         "  {} streams ok, {} failed; ITL P50 {:?} ms, P99 {:?} ms; TTFT P99 {:?} ms; loadgen {client_cpu_s:.2} CPU s for {tokens} tokens = {cpu_us_per_token:.2} us/token",
-        summary.succeeded, summary.failed, summary.llm.itl.p50_ms, itl_p99, summary.llm.ttft.p99_ms
+        summary.succeeded, summary.failed, llm.itl.p50_ms, itl_p99, llm.ttft.p99_ms
     );
     let within =
         itl_p99.is_some_and(|p99| (p99 - STEP_MS).abs() <= ITL_P99_SLACK_MS) && summary.failed == 0;
@@ -146,9 +127,9 @@ pub fn measure(
         "failed": summary.failed,
         "duration_s": summary.duration_s,
         "wall_s": wall_s,
-        "itl": summary.llm.itl,
-        "ttft": summary.llm.ttft,
-        "output_tokens": summary.llm.output_tokens,
+        "itl": llm.itl,
+        "ttft": llm.ttft,
+        "output_tokens": llm.output_tokens,
         "client_cpu": cpu,
         "client_cpu_us_per_token": cpu_us_per_token,
         "server_cpu_s": server_cpu_s,

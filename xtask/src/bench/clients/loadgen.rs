@@ -4,22 +4,11 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
+use model::summary::RunSummary;
 
 use super::{output_of, ClientRun, Load, Reuse};
 use crate::error::TaskError;
 use crate::json;
-
-/// What the bench reads of loadgen's `--json` summary (loadgen's
-/// `RunSummary`; `p50_ms` is null when no request succeeded).
-#[derive(Debug, Deserialize, PartialEq)]
-struct Summary {
-    throughput_rps: f64,
-    #[serde(deserialize_with = "json::nullable")]
-    p50_ms: Option<f64>,
-    failed: u64,
-    total: u64,
-}
 
 /// `loadgen` in a closed loop for the duration, no per-request log, with
 /// `--busy-poll-us` when given.
@@ -85,11 +74,13 @@ pub fn run(
     let out = output_of(cmd, load, &format!("loadgen-{tag}"))?;
     Ok(ClientRun {
         cpu: out.cpu,
-        ..from_summary(json::read(&json_path)?)
+        ..from_summary(json::read_contract(&json_path)?)
     })
 }
 
-fn from_summary(summary: Summary) -> ClientRun {
+/// The rate, the median (`None` when no request succeeded) and the counts
+/// of loadgen's summary.
+fn from_summary(summary: RunSummary) -> ClientRun {
     ClientRun {
         rps: summary.throughput_rps,
         p50_us: summary.p50_ms.map(|ms| ms * 1000.0),
@@ -103,39 +94,54 @@ fn from_summary(summary: Summary) -> ClientRun {
 mod tests {
     use super::*;
 
-    /// The head of what `loadgen --json` writes (the keys the bench reads,
-    /// among the others).
-    const SUMMARY: &str = r#"{"total": 38211, "succeeded": 38209, "failed": 2, "p50_ms": 0.412,
-        "p90_ms": 0.6, "p95_ms": 0.7, "p99_ms": 1.1, "mean_ms": 0.45, "min_ms": 0.1, "max_ms": 9.0,
-        "throughput_rps": 12736.9, "duration_s": 3.0, "errors": {"timeout": 2}, "mode": "closed"}"#;
+    /// What `loadgen --json` writes after a closed-loop run, through
+    /// loadgen's own type.
+    fn summary_json() -> String {
+        RunSummary {
+            schema_version: model::summary::SCHEMA_VERSION,
+            total: 38211,
+            succeeded: 38209,
+            failed: 2,
+            p50_ms: Some(0.412),
+            throughput_rps: 12736.9,
+            duration_s: 3.0,
+            errors: [("timeout".to_owned(), 2)].into(),
+            mode: "closed".into(),
+            ..RunSummary::default()
+        }
+        .to_json()
+        .unwrap()
+    }
 
     #[test]
     fn the_summary_gives_rate_median_and_counts() {
-        let summary: Summary = json::parse(SUMMARY, Path::new("loadgen.json")).unwrap();
+        let summary: RunSummary =
+            json::parse_contract(&summary_json(), Path::new("loadgen.json")).unwrap();
         let run = from_summary(summary);
         assert_eq!(run.rps, 12736.9);
         assert_eq!(run.p50_us, Some(412.0));
         assert_eq!((run.errors, run.requests), (2, 38211));
         // No success: no median, still a run.
-        let none: Summary = json::parse(
-            r#"{"total": 5, "failed": 5, "p50_ms": null, "throughput_rps": 0.0}"#,
-            Path::new("loadgen.json"),
-        )
-        .unwrap();
+        let none = RunSummary {
+            total: 5,
+            failed: 5,
+            p50_ms: None,
+            ..RunSummary::default()
+        };
         assert_eq!(from_summary(none).p50_us, None);
     }
 
     #[test]
     fn a_renamed_field_is_an_error_not_zero_requests_per_second() {
-        let renamed = SUMMARY.replace("throughput_rps", "rps");
-        let err =
-            json::parse::<Summary>(&renamed, Path::new("/b/loadgen-stub-0.json")).unwrap_err();
+        let renamed = summary_json().replace("throughput_rps", "rps");
+        let err = json::parse_contract::<RunSummary>(&renamed, Path::new("/b/loadgen-stub-0.json"))
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "/b/loadgen-stub-0.json: missing field `throughput_rps`"
         );
-        let no_median = SUMMARY.replace("\"p50_ms\"", "\"median_ms\"");
-        let err = json::parse::<Summary>(&no_median, Path::new("l.json")).unwrap_err();
+        let no_median = summary_json().replace("\"p50_ms\"", "\"median_ms\"");
+        let err = json::parse_contract::<RunSummary>(&no_median, Path::new("l.json")).unwrap_err();
         assert_eq!(err.to_string(), "l.json: missing field `p50_ms`");
     }
 
