@@ -113,11 +113,14 @@ async fn loadgen_against_real_triton_verifies_outputs_and_statistics_count_reque
             batch_size,
             batch_wait_ms: 50,
             server_stats_path: Some(dir.join("stats.json")),
+            // The workflow's Triton model answers as the simulator does.
+            verify: Some(true),
             ..common::config(&triton.base_url, &dir)
         };
         let summary = loadgen::run(config, std::future::pending()).await.unwrap();
         assert_eq!((summary.succeeded, summary.failed), (24, 0), "{summary:?}");
         assert!(summary.verified, "Triton's outputs are expected_output's");
+        assert_eq!(summary.verified_rows, 24);
         assert_eq!(summary.server_stats_warning, None);
         let stats: model::kserve::ServerStatsDelta =
             serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap())
