@@ -17,6 +17,10 @@
 //! - [`args`]: option values every binary parses alike (whole numbers and
 //!   numbers in a named range, durations), with messages that say what is
 //!   allowed.
+//! - The JSON files one tool writes and another reads, each with its
+//!   `SCHEMA_VERSION`: [`whatif`] (`whatif.json`: the analysis's decisions
+//!   and the what-if engine's prediction), [`comparison`]
+//!   (`comparison.json`) and [`conditions`] (`conditions.json`).
 //!
 //! ```
 //! use model::{output::expected_output, payload::baseline_input, DEFAULT_MODEL};
@@ -29,10 +33,13 @@
 //! ```
 
 pub mod args;
+pub mod comparison;
+pub mod conditions;
 pub mod kserve;
 pub mod log;
 pub mod output;
 pub mod payload;
+pub mod whatif;
 pub mod wire;
 
 /// The model name `input.py` sends.
