@@ -15,6 +15,7 @@
 //! Exit codes: 0 SLA met with no failed request and every output verified,
 //! 1 SLA or quality not met, 2 the workflow could not run.
 
+mod backend;
 mod bench;
 mod build;
 #[cfg(test)]
@@ -24,8 +25,6 @@ mod error;
 mod json;
 mod machine;
 mod perf;
-mod perf_llm;
-mod perf_triton;
 mod process;
 mod python;
 mod triton;
