@@ -39,8 +39,9 @@ pub struct Target {
 pub struct FunctionalCheck {
     /// loadgen's `--api`; `None` for the phases' own.
     pub api: Option<&'static str>,
-    /// The load: a few requests, single or batched.
-    pub flags: Vec<&'static str>,
+    /// The load: a few requests, single or batched (loadgen's flags,
+    /// separated by spaces).
+    pub flags: &'static str,
 }
 
 /// The fixed facts of a backend.
@@ -113,16 +114,16 @@ pub trait Backend {
 }
 
 /// The backend `args` ask for (the flags are already validated).
-pub fn choose(args: &PerfArgs) -> Result<Box<dyn Backend>, TaskError> {
+pub fn choose(args: &PerfArgs) -> Box<dyn Backend> {
     if args.scenario == "llm" {
-        return Ok(Box::new(Llm::new()));
+        return Box::new(Llm::new());
     }
     if args.server == "triton" {
-        return Ok(Box::new(Triton::new()));
+        return Box::new(Triton::new());
     }
     match &args.url {
-        Some(url) => Ok(Box::new(Endpoint::new(args, url))),
-        None => Ok(Box::new(Simulator::new(args))),
+        Some(url) => Box::new(Endpoint::new(args, url)),
+        None => Box::new(Simulator::new(args)),
     }
 }
 
@@ -148,49 +149,12 @@ fn cannot_apply(server: &str, setting: &ServerSetting) -> TaskError {
 }
 
 /// The inference functional check: single requests on fresh connections,
-/// then batches on pooled ones.
-fn inference_checks(batch_wait_ms: &'static str, connection: bool) -> Vec<FunctionalCheck> {
-    let (single, batched): (Vec<&str>, Vec<&str>) = if connection {
-        (
-            vec!["-n", "8", "-c", "2", "--connection", "per-request"],
-            vec![
-                "-n",
-                "12",
-                "-c",
-                "6",
-                "--connection",
-                "pooled",
-                "--batch-size",
-                "3",
-                "--batch-wait-ms",
-                batch_wait_ms,
-            ],
-        )
-    } else {
-        (
-            vec!["-n", "4", "-c", "2", "--connection", "per-request"],
-            vec![
-                "-n",
-                "6",
-                "-c",
-                "6",
-                "--batch-size",
-                "3",
-                "--batch-wait-ms",
-                batch_wait_ms,
-            ],
-        )
-    };
-    vec![
-        FunctionalCheck {
-            api: None,
-            flags: single,
-        },
-        FunctionalCheck {
-            api: None,
-            flags: batched,
-        },
-    ]
+/// then batches.
+fn inference_checks(single: &'static str, batched: &'static str) -> Vec<FunctionalCheck> {
+    [single, batched]
+        .into_iter()
+        .map(|flags| FunctionalCheck { api: None, flags })
+        .collect()
 }
 
 /// Whether the user's simulator flags choose the seed themselves.
@@ -234,7 +198,10 @@ impl Simulator {
                 client_args: Vec::new(),
                 log_suffix: "server",
                 functional_log: "functional-server.log",
-                functional_checks: inference_checks("5", true),
+                functional_checks: inference_checks(
+                    "-n 8 -c 2 --connection per-request",
+                    "-n 12 -c 6 --connection pooled --batch-size 3 --batch-wait-ms 5",
+                ),
                 functional_ok: if args.api == "simulator" {
                     "ok: single and batched requests answered and verified at {url}"
                 } else {
@@ -340,7 +307,10 @@ impl Endpoint {
                 client_args,
                 log_suffix: "server",
                 functional_log: "functional-server.log",
-                functional_checks: inference_checks("5", true),
+                functional_checks: inference_checks(
+                    "-n 8 -c 2 --connection per-request",
+                    "-n 12 -c 6 --connection pooled --batch-size 3 --batch-wait-ms 5",
+                ),
                 functional_ok:
                     "ok: single and batched requests answered (outputs digested, not verified) at {url}",
                 input_py_skip: input_py_skip(&args.api, args.skip_python),
@@ -420,7 +390,10 @@ impl Triton {
                 client_args,
                 log_suffix: "triton",
                 functional_log: "functional-triton.log",
-                functional_checks: inference_checks("20", false),
+                functional_checks: inference_checks(
+                    "-n 4 -c 2 --connection per-request",
+                    "-n 6 -c 6 --batch-size 3 --batch-wait-ms 20",
+                ),
                 functional_ok: "ok: Triton at {url} answered single and batched requests, outputs verified",
                 input_py_skip: Some("input.py skipped: it sends the simulator's wire format, not KServe v2; the Rust baseline client is the Before.".to_owned()),
                 // Triton sends no Server-Timing: the engine fits its statistics.
@@ -543,24 +516,15 @@ impl Llm {
                 functional_checks: vec![
                     FunctionalCheck {
                         api: Some("openai-chat"),
-                        flags: vec!["-n", "4", "-c", "2"],
+                        flags: "-n 4 -c 2",
                     },
                     FunctionalCheck {
                         api: Some("openai-chat"),
-                        flags: vec!["-n", "2", "-c", "2", "--no-stream"],
+                        flags: "-n 2 -c 2 --no-stream",
                     },
                     FunctionalCheck {
                         api: Some("openai-completions"),
-                        flags: vec![
-                            "-n",
-                            "6",
-                            "-c",
-                            "3",
-                            "--batch-size",
-                            "3",
-                            "--batch-wait-ms",
-                            "20",
-                        ],
+                        flags: "-n 6 -c 3 --batch-size 3 --batch-wait-ms 20",
                     },
                 ],
                 functional_ok: "ok: the simulator at {url} streamed and answered chat and batched completions, every answer verified",

@@ -154,7 +154,7 @@ pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     }
     let started = Instant::now();
     create_dir(&args.out.join("logs"))?;
-    let mut backend = backend::choose(&args)?;
+    let mut backend = backend::choose(&args);
     if !backend.spec().intro.is_empty() {
         println!("{}", backend.spec().intro);
     }
@@ -396,7 +396,7 @@ impl Workflow<'_> {
             let api = check.api.unwrap_or(&spec.api);
             let status = process::run_with_deadline(
                 self.loadgen(None, &target.url, Some(api))
-                    .args(&check.flags)
+                    .args(check.flags.split_whitespace())
                     .stdout(Stdio::null()),
                 CLIENT_LIMIT,
             )?;
@@ -404,7 +404,7 @@ impl Workflow<'_> {
                 return Err(TaskError::Step(format!(
                     "functional check failed: `loadgen --url {} --api {api} {}` reported failed requests",
                     target.url,
-                    check.flags.join(" ")
+                    check.flags
                 )));
             }
         }

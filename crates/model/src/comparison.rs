@@ -625,8 +625,7 @@ impl Prediction {
     }
 }
 
-/// The heading and sentence the reports give a [`Decision`]: who changes
-/// what, and why.
+/// The sentence the reports give a [`Decision`]: who changes what, and why.
 pub fn decision_sentence(decision: &Decision) -> String {
     let who = match decision.kind {
         CandidateKind::Server => "a server change",
@@ -634,7 +633,7 @@ pub fn decision_sentence(decision: &Decision) -> String {
         CandidateKind::Baseline => "no change",
     };
     format!(
-        "The After is {who}, {}, chosen by the analysis: {}.",
+        "Chosen by the analysis, {who}: {}. Why: {}.",
         decision.label,
         decision.reason.trim_end_matches('.')
     )

@@ -666,7 +666,9 @@ fn compare_carries_the_decision_it_ran_into_comparison_json_and_the_reports() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
     assert!(
-        stdout.contains("The After is a server change, max_num_seqs 20, chosen by the analysis"),
+        stdout.contains(
+            "Chosen by the analysis, a server change: max_num_seqs 20. Why: the Before's TTFT"
+        ),
         "{stdout}"
     );
     let text = std::fs::read_to_string(out_dir.join("comparison.json")).unwrap();
