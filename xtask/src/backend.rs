@@ -177,10 +177,6 @@ fn input_py_skip(api: &str, skip_python: bool) -> Option<String> {
     }
 }
 
-const PAYLOADS: &str = "input.py build_payload(i), i = 0..399 (byte-identical, pinned by a test)";
-const INPUT_PY_CLIENT: &str = "input.py (httpx, new AsyncClient and connection per request)";
-const REPRODUCTION_CLIENT: &str = "loadgen --profile baseline (new connection per request)";
-
 /// stub-server, fresh per phase, with the user's profile and flags.
 pub struct Simulator {
     spec: Spec,
@@ -188,36 +184,60 @@ pub struct Simulator {
     server_args: Vec<String>,
 }
 
+/// The inference workflow's facts: the simulator's, which `--url`
+/// changes in a few places.
+fn inference_spec(args: &PerfArgs) -> Spec {
+    Spec {
+        intro: String::new(),
+        prepare: None,
+        api: args.api.clone(),
+        client_args: Vec::new(),
+        log_suffix: "server",
+        functional_log: "functional-server.log",
+        functional_checks: inference_checks(
+            "-n 8 -c 2 --connection per-request",
+            "-n 12 -c 6 --connection pooled --batch-size 3 --batch-wait-ms 5",
+        ),
+        functional_ok: if args.api == "simulator" {
+            "ok: single and batched requests answered and verified at {url}"
+        } else {
+            "ok: single and batched requests answered (outputs digested, not verified) at {url}"
+        },
+        input_py_skip: input_py_skip(&args.api, args.skip_python),
+        server_stats: false,
+        probe: true,
+        // The simulator has a dynamic batcher: its settings are server
+        // changes the engine may predict (never choose).
+        whatif_args: [strings(&["--server", "simulator"]), load_shape()].concat(),
+        decides_server_change: false,
+        before_label: "Before (Rust reproduction of input.py)".to_owned(),
+        default_slos: Vec::new(),
+        fresh_server_per_phase: true,
+    }
+}
+
+/// What the inference workflow's conditions say of its load and clients.
+fn inference_conditions(api: &str) -> Conditions {
+    Conditions {
+        scenario: Some("inference".to_owned()),
+        api: Some(api.to_owned()),
+        payloads: Some(
+            "input.py build_payload(i), i = 0..399 (byte-identical, pinned by a test)".to_owned(),
+        ),
+        before_client: Some(
+            "input.py (httpx, new AsyncClient and connection per request)".to_owned(),
+        ),
+        reproduction_client: Some(
+            "loadgen --profile baseline (new connection per request)".to_owned(),
+        ),
+        ..Conditions::default()
+    }
+}
+
 impl Simulator {
     fn new(args: &PerfArgs) -> Self {
         Self {
-            spec: Spec {
-                intro: String::new(),
-                prepare: None,
-                api: args.api.clone(),
-                client_args: Vec::new(),
-                log_suffix: "server",
-                functional_log: "functional-server.log",
-                functional_checks: inference_checks(
-                    "-n 8 -c 2 --connection per-request",
-                    "-n 12 -c 6 --connection pooled --batch-size 3 --batch-wait-ms 5",
-                ),
-                functional_ok: if args.api == "simulator" {
-                    "ok: single and batched requests answered and verified at {url}"
-                } else {
-                    "ok: single and batched requests answered (outputs digested, not verified) at {url}"
-                },
-                input_py_skip: input_py_skip(&args.api, args.skip_python),
-                server_stats: false,
-                probe: true,
-                // The simulator has a dynamic batcher: its settings are
-                // server changes the engine may predict (never choose).
-                whatif_args: [strings(&["--server", "simulator"]), load_shape()].concat(),
-                decides_server_change: false,
-                before_label: "Before (Rust reproduction of input.py)".to_owned(),
-                default_slos: Vec::new(),
-                fresh_server_per_phase: true,
-            },
+            spec: inference_spec(args),
             profile: args.profile.clone(),
             server_args: args.server_args.clone(),
         }
@@ -273,11 +293,7 @@ impl Backend for Simulator {
             server_profile: Some(self.profile.clone()),
             server_args: self.server_args.clone(),
             server_seed: (!sets_seed(&self.server_args)).then_some(seed),
-            api: Some(self.spec.api.clone()),
-            payloads: Some(PAYLOADS.to_owned()),
-            before_client: Some(INPUT_PY_CLIENT.to_owned()),
-            reproduction_client: Some(REPRODUCTION_CLIENT.to_owned()),
-            ..Conditions::default()
+            ..inference_conditions(&self.spec.api)
         }
     }
 }
@@ -290,37 +306,23 @@ pub struct Endpoint {
 
 impl Endpoint {
     fn new(args: &PerfArgs, url: &str) -> Self {
-        // A real endpoint speaking the simulator's format gives its own
-        // answers: compare them by digest, not with the simulator's.
-        let client_args = if args.api == "simulator" {
-            strings(&["--no-verify"])
-        } else {
-            Vec::new()
-        };
         Self {
             spec: Spec {
                 intro: format!(
                     "target: {url} (your endpoint: no simulator is started; every phase loads it)"
                 ),
-                prepare: None,
-                api: args.api.clone(),
-                client_args,
-                log_suffix: "server",
-                functional_log: "functional-server.log",
-                functional_checks: inference_checks(
-                    "-n 8 -c 2 --connection per-request",
-                    "-n 12 -c 6 --connection pooled --batch-size 3 --batch-wait-ms 5",
-                ),
+                // A real endpoint speaking the simulator's format gives its
+                // own answers: compare them by digest, not with the simulator's.
+                client_args: if args.api == "simulator" {
+                    strings(&["--no-verify"])
+                } else {
+                    Vec::new()
+                },
                 functional_ok:
                     "ok: single and batched requests answered (outputs digested, not verified) at {url}",
-                input_py_skip: input_py_skip(&args.api, args.skip_python),
-                server_stats: false,
-                probe: true,
                 whatif_args: load_shape(),
-                decides_server_change: false,
-                before_label: "Before (Rust reproduction of input.py)".to_owned(),
-                default_slos: Vec::new(),
                 fresh_server_per_phase: false,
+                ..inference_spec(args)
             },
             url: url.to_owned(),
         }
@@ -357,11 +359,7 @@ impl Backend for Endpoint {
             scenario: Some("inference".to_owned()),
             target: Some(TargetKind::Endpoint),
             server_profile: Some(self.url.clone()),
-            api: Some(self.spec.api.clone()),
-            payloads: Some(PAYLOADS.to_owned()),
-            before_client: Some(INPUT_PY_CLIENT.to_owned()),
-            reproduction_client: Some(REPRODUCTION_CLIENT.to_owned()),
-            ..Conditions::default()
+            ..inference_conditions(&self.spec.api)
         }
     }
 }

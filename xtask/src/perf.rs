@@ -22,6 +22,7 @@
 //! as separate processes; every output lands in the chosen directory.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -517,14 +518,12 @@ impl Workflow<'_> {
         let file = |ext: &str| dir.join(format!("{name}{ext}"));
         let mut cmd = self.loadgen(None, &target.url, None);
         cmd.args(&arm.flags)
-            .args(["--out".as_ref(), file(".csv").as_os_str()])
-            .args(["--json".as_ref(), file(".json").as_os_str()]);
-        if spec.server_stats {
-            cmd.args([
-                "--server-stats".as_ref(),
-                file("_server_stats.json").as_os_str(),
-            ]);
-        }
+            .flag_each("--out", [file(".csv")])
+            .flag_each("--json", [file(".json")])
+            .flag_each(
+                "--server-stats",
+                spec.server_stats.then(|| file("_server_stats.json")),
+            );
         let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
         // Exit 1 means some requests failed: that is data for the report,
         // not a reason to stop. Anything else means the client could not run.
@@ -573,12 +572,7 @@ impl Workflow<'_> {
                 return Ok(Plan::optimized());
             }
         };
-        let mut plan = Plan::from_whatif(&whatif, &json_path, engine);
-        if !engine && plan.after.role.is_some() && spec.probe {
-            // --after optimized: the fixed profile, whatever was decided.
-            plan.after = Arm::optimized();
-        }
-        Ok(plan)
+        Ok(Plan::from_whatif(&whatif, &json_path, engine))
     }
 
     /// The batch-cost probe against a fresh server: the logs and, where
@@ -588,7 +582,7 @@ impl Workflow<'_> {
         let target = match self.start(dir, "probe", seed, None) {
             Ok(target) => target,
             Err(e) => {
-                eprintln!("warning: the probe's server did not start ({e}); no engine prediction");
+                eprintln!("warning: the probe's server did not start ({e}); without the engine's prediction the After is the fixed optimized profile");
                 return Ok(None);
             }
         };
@@ -615,32 +609,18 @@ impl Workflow<'_> {
         json: &Path,
     ) -> Result<WhatifReport, TaskError> {
         let spec = self.backend.spec();
+        let stats = spec
+            .server_stats
+            .then(|| dir.join("before_server_stats.json"));
         let mut cmd = Command::new(self.bins.path("report"));
         cmd.arg("whatif")
             .args(&spec.whatif_args)
-            .args(["--before".as_ref(), dir.join("before.csv").as_os_str()]);
-        if spec.server_stats {
-            cmd.args([
-                "--before-stats".as_ref(),
-                dir.join("before_server_stats.json").as_os_str(),
-            ]);
-        }
-        if let Some(probes) = probes {
-            cmd.args(
-                probes
-                    .logs
-                    .iter()
-                    .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
-            )
-            .args(
-                probes
-                    .stats
-                    .iter()
-                    .flat_map(|p| ["--probe-stats".as_ref(), p.as_os_str()]),
-            );
-        }
-        cmd.args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
-            .args(["--json".as_ref(), json.as_os_str()]);
+            .flag_each("--before", [dir.join("before.csv")])
+            .flag_each("--before-stats", stats)
+            .flag_each("--probe", probes.iter().flat_map(|p| &p.logs))
+            .flag_each("--probe-stats", probes.iter().flat_map(|p| &p.stats))
+            .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
+            .flag_each("--json", [json]);
         crate::whatif::analyse(&mut cmd, json, CLIENT_LIMIT)
     }
 
@@ -714,19 +694,13 @@ impl Workflow<'_> {
         let mut cmd = self.loadgen(Some("capacity"), &target.url, None);
         cmd.args(&arm.flags)
             .args(["--sla", &format!("p95<={}", self.args.sla_p95_ms)])
-            .args(self.slos().iter().flat_map(|slo| ["--sla", slo.as_str()]))
-            .args([
-                "--step-duration",
-                &self.args.capacity_step,
-                "--warmup",
-                "2s",
-            ])
+            .flag_each("--sla", self.slos())
+            .args(["--step-duration", &self.args.capacity_step])
+            .args(["--warmup", "2s"])
             // Inside the workflow's limit on one client run.
             .args(["--time-limit", "9m"])
-            .args(["--json".as_ref(), json_path.as_os_str()]);
-        if let Some(rps) = start_rps {
-            cmd.args(["--start-rate", &format!("{rps:.2}")]);
-        }
+            .flag_each("--json", [&json_path])
+            .flag_each("--start-rate", start_rps.map(|rps| format!("{rps:.2}")));
         println!("loadgen capacity {}  ({})", arm.flags.join(" "), target.url);
         let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
         match status.code() {
@@ -852,53 +826,61 @@ impl Workflow<'_> {
         let mut cmd = Command::new(self.bins.path("report"));
         cmd.arg("compare");
         if input_py_ran {
-            cmd.args(["--before".as_ref(), file("before_input_py.csv").as_os_str()])
+            cmd.flag_each("--before", [file("before_input_py.csv")])
                 .args(["--before-label", "Before (input.py)"])
-                .args(["--reproduction".as_ref(), file("before.csv").as_os_str()])
-                .args([
-                    "--input-py-stdout".as_ref(),
-                    file("input_py_stdout.txt").as_os_str(),
-                ]);
+                .flag_each("--reproduction", [file("before.csv")])
+                .flag_each("--input-py-stdout", [file("input_py_stdout.txt")]);
         } else {
-            cmd.args(["--before".as_ref(), file("before.csv").as_os_str()])
+            cmd.flag_each("--before", [file("before.csv")])
                 .args(["--before-label", &spec.before_label]);
         }
-        cmd.args(["--after".as_ref(), file(&format!("{name}.csv")).as_os_str()])
+        cmd.flag_each("--after", [file(&format!("{name}.csv"))])
             .args(["--after-label", &arm.label]);
         if spec.server_stats {
-            cmd.args([
-                "--before-server-stats".as_ref(),
-                file("before_server_stats.json").as_os_str(),
-            ])
-            .args([
-                "--after-server-stats".as_ref(),
-                file(&format!("{name}_server_stats.json")).as_os_str(),
-            ]);
+            cmd.flag_each("--before-server-stats", [file("before_server_stats.json")])
+                .flag_each(
+                    "--after-server-stats",
+                    [file(&format!("{name}_server_stats.json"))],
+                );
         }
         if let (Some(json), Some(role)) = (&plan.whatif_json, arm.role) {
-            cmd.args(["--prediction".as_ref(), json.as_os_str()]).args([
-                "--decision",
-                match role {
-                    DecisionRole::After => "after",
-                    DecisionRole::ServerChange => "server-change",
-                },
-            ]);
+            let decision = match role {
+                DecisionRole::After => "after",
+                DecisionRole::ServerChange => "server-change",
+            };
+            cmd.flag_each("--prediction", [json])
+                .args(["--decision", decision]);
         }
-        cmd.args(
-            capacity
-                .iter()
-                .flat_map(|path| ["--capacity".as_ref(), path.as_os_str()]),
-        )
-        .args(
-            open_loop
-                .iter()
-                .flat_map(|path| ["--capacity-open-loop".as_ref(), path.as_os_str()]),
-        )
-        .args(["--conditions".as_ref(), file("conditions.json").as_os_str()])
-        .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
-        .args(self.slos().iter().flat_map(|slo| ["--sla", slo.as_str()]))
-        .args(["--out-dir".as_ref(), out.as_os_str()]);
+        cmd.flag_each("--capacity", capacity)
+            .flag_each("--capacity-open-loop", open_loop)
+            .flag_each("--conditions", [file("conditions.json")])
+            .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
+            .flag_each("--sla", self.slos())
+            .flag_each("--out-dir", [out]);
         run_report(&mut cmd)
+    }
+}
+
+/// Flags that take a value, on a command.
+trait FlagEach {
+    /// `FLAG VALUE` for each of `values` (none for an empty `Option`).
+    fn flag_each<V: AsRef<OsStr>>(
+        &mut self,
+        flag: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> &mut Self;
+}
+
+impl FlagEach for Command {
+    fn flag_each<V: AsRef<OsStr>>(
+        &mut self,
+        flag: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> &mut Self {
+        for value in values {
+            self.arg(flag).arg(value);
+        }
+        self
     }
 }
 
