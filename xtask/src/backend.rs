@@ -141,6 +141,14 @@ fn load_shape() -> Vec<String> {
     ]
 }
 
+/// What every phase sends: input.py's payloads, `how`.
+fn payloads(how: &str) -> String {
+    format!(
+        "input.py build_payload(i), i = 0..{} ({how})",
+        model::BASELINE_REQUESTS - 1
+    )
+}
+
 /// A setting this server cannot apply: an error that says which.
 fn cannot_apply(server: &str, setting: &ServerSetting) -> TaskError {
     TaskError::Step(format!(
@@ -221,9 +229,7 @@ fn inference_conditions(api: &str) -> Conditions {
     Conditions {
         scenario: Some("inference".to_owned()),
         api: Some(api.to_owned()),
-        payloads: Some(
-            "input.py build_payload(i), i = 0..399 (byte-identical, pinned by a test)".to_owned(),
-        ),
+        payloads: Some(payloads("byte-identical, pinned by a test")),
         before_client: Some(
             "input.py (httpx, new AsyncClient and connection per request)".to_owned(),
         ),
@@ -477,7 +483,7 @@ impl Backend for Triton {
             server: Some(self.describe(seed, None)),
             server_seed: Some(seed),
             api: Some("kserve-v2".to_owned()),
-            payloads: Some("input.py build_payload(i), i = 0..399, as BYTES tensors".to_owned()),
+            payloads: Some(payloads("as BYTES tensors")),
             before_client: Some("loadgen --profile baseline --api kserve-v2 (new connection per request, one input per request)".to_owned()),
             ..Conditions::default()
         }
@@ -592,7 +598,7 @@ impl Backend for Llm {
             target: Some(TargetKind::Simulator),
             server: Some(format!("stub-server --profile {LLM_PROFILE} (OpenAI-compatible routes, continuous batching, {LLM_PROFILE_SLOTS} sequence slots, steps of 6 ms + 0.4 ms per running sequence)")),
             api: Some("openai-chat, streamed (stream_options.include_usage)".to_owned()),
-            payloads: Some("input.py build_payload(i), i = 0..399, as one user message each".to_owned()),
+            payloads: Some(payloads("as one user message each")),
             before_client: Some("loadgen --profile baseline --api openai-chat (a new connection per request)".to_owned()),
             ..Conditions::default()
         }
