@@ -218,9 +218,34 @@ impl<'de> Deserializer<'de> for At<'_> {
         visitor.visit_newtype_struct(self)
     }
 
+    /// An enum of unit variants is a string naming one (`"client"`);
+    /// enums tagged inside an object go through `deserialize_any`.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, FieldError> {
+        match self.0 {
+            Value::String(s) => {
+                let variant: de::value::StrDeserializer<'_, FieldError> =
+                    s.as_str().into_deserializer();
+                visitor.visit_enum(variant)
+            }
+            Value::Null => Err(<FieldError as de::Error>::custom(format_args!(
+                "invalid type: null, expected {}",
+                &visitor as &dyn de::Expected
+            ))),
+            other => Err(<FieldError as de::Error>::custom(format_args!(
+                "invalid type: {other}, expected {}",
+                &visitor as &dyn de::Expected
+            ))),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct enum
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
         identifier ignored_any
     }
 }
@@ -472,6 +497,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "s.json: missing field `p95_ms`");
+    }
+
+    #[test]
+    fn unit_enums_read_from_their_names_and_others_are_named() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(rename_all = "snake_case")]
+        enum Who {
+            Client,
+            Server,
+        }
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Pick {
+            who: Who,
+        }
+        let origin = Path::new("pick.json");
+        let pick: Pick = parse(r#"{"who": "server"}"#, origin).unwrap();
+        assert_eq!(pick.who, Who::Server);
+        let problem = |text: &str| match parse::<Pick>(text, origin) {
+            Err(TaskError::Json { problem, .. }) => problem,
+            other => panic!("expected a JSON error, got {other:?}"),
+        };
+        assert_eq!(
+            problem(r#"{"who": "nobody"}"#),
+            "field `who`: unknown variant `nobody`, expected `client` or `server`"
+        );
+        assert_eq!(
+            problem(r#"{"who": 3}"#),
+            "field `who`: invalid type: 3, expected enum Who"
+        );
+        assert_eq!(problem("{}"), "missing field `who`");
+        let _ = Who::Client;
     }
 
     #[test]

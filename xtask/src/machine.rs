@@ -1,5 +1,6 @@
-//! What the machine is, for the record: `conditions.json` (perf) and
-//! `bench.json` (bench) each keep the keys they always had.
+//! What the machine is, for the record: `conditions.json` (perf, typed as
+//! `model::conditions`) and `bench.json` (bench) each keep the keys they
+//! always had.
 
 use serde_json::{json, Value};
 
@@ -38,13 +39,18 @@ impl Machine {
 
     /// `conditions.json`'s `machine`: `cores`, `cpu` (`"unknown"` when
     /// unknown), `os`, `kernel` (empty when unknown).
+    pub fn conditions(&self) -> model::conditions::Machine {
+        model::conditions::Machine {
+            cores: self.cores,
+            cpu: self.cpu.clone().unwrap_or_else(|| "unknown".to_owned()),
+            os: self.os.to_owned(),
+            kernel: self.kernel.clone().unwrap_or_default(),
+        }
+    }
+
+    /// [`Machine::conditions`] as JSON, for the other tasks' records.
     pub fn conditions_json(&self) -> Value {
-        json!({
-            "cores": self.cores,
-            "cpu": self.cpu.as_deref().unwrap_or("unknown"),
-            "os": self.os,
-            "kernel": self.kernel.as_deref().unwrap_or_default(),
-        })
+        serde_json::to_value(self.conditions()).unwrap_or_default()
     }
 
     /// `bench.json`'s `machine`: `label`, `cores`, `cpu`, `memory_gib`,
@@ -84,19 +90,24 @@ impl LoadSnapshot {
 
     /// A phase's conditions from its start (`self`) to `end`: the load
     /// averages at its start, the CPUs, and the share of CPU time stolen
-    /// during it, percent (`null` where the kernel reports no steal).
-    pub fn phase_json(&self, end: &LoadSnapshot) -> Value {
+    /// during it, percent (`None` where the kernel reports no steal).
+    pub fn phase(&self, end: &LoadSnapshot) -> model::conditions::Phase {
         let steal_pct = match (self.steal_and_total_ticks, end.steal_and_total_ticks) {
             (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
                 Some(s1.saturating_sub(s0) as f64 / (t1 - t0) as f64 * 100.0)
             }
             _ => None,
         };
-        json!({
-            "loadavg_at_start": self.loadavg,
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "cpu_stolen_pct": steal_pct,
-        })
+        model::conditions::Phase {
+            loadavg_at_start: self.loadavg,
+            cpus: Some(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(0),
+            ),
+            cpu_stolen_pct: steal_pct,
+            ..model::conditions::Phase::default()
+        }
     }
 }
 
@@ -155,9 +166,9 @@ mod tests {
             loadavg: None,
             steal_and_total_ticks: Some((40, 1200)),
         };
-        let phase = start.phase_json(&end);
-        assert_eq!(phase["loadavg_at_start"], json!([1.0, 0.5, 0.25]));
-        assert_eq!(phase["cpu_stolen_pct"], json!(5.0));
+        let phase = start.phase(&end);
+        assert_eq!(phase.loadavg_at_start, Some([1.0, 0.5, 0.25]));
+        assert_eq!(phase.cpu_stolen_pct, Some(5.0));
     }
 
     fn keys(v: &Value) -> Vec<&str> {

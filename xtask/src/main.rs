@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! - `cargo xtask perf [--scenario llm] [--server triton] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
-//!   runs the whole Before/After story (SPEC section 8); `./run_tests` calls it.
+//!   runs the whole Before/After story; `./run_tests` calls it.
 //! - `cargo xtask whatif-validate [--only NAME]` checks the what-if
 //!   engine's predicted P95 against measured runs on nine simulator
 //!   scenarios and writes the table.
@@ -9,12 +9,13 @@
 //!   loopback as an Indexed Job would, merges them and checks the merge
 //!   against a single generator.
 //! - `cargo xtask bench [--duration-s S] [--connections N] [--rounds N] ...`
-//!   measures the tools against wrk, oha, nginx and hdrhistogram (SPEC
-//!   section 9) and writes `results/bench.json`.
+//!   measures the tools against wrk, oha, nginx and hdrhistogram and
+//!   writes `results/bench.json`.
 //!
 //! Exit codes: 0 SLA met with no failed request and every output verified,
 //! 1 SLA or quality not met, 2 the workflow could not run.
 
+mod backend;
 mod bench;
 mod build;
 #[cfg(test)]
@@ -24,8 +25,6 @@ mod error;
 mod json;
 mod machine;
 mod perf;
-mod perf_llm;
-mod perf_triton;
 mod process;
 mod python;
 mod triton;

@@ -1,20 +1,44 @@
-//! `cargo xtask perf`: Before, analysis, After, verification and the report.
+//! `cargo xtask perf`: Before, analysis, After, verification and the
+//! report, written once for every server the workflow measures; what
+//! differs between them (how a server starts, how loadgen talks to it,
+//! what the analysis is told) is a [`Backend`](crate::backend::Backend).
 //!
-//! Each phase gets a fresh simulator with the same profile, so no phase
-//! inherits another's queue, connections or warm state; the clients run as
-//! separate processes; every output lands in the chosen directory.
+//! Each pair of Before and After:
+//!
+//! 1. Before: input.py and its Rust reproduction where they apply, else the
+//!    reproduction (`loadgen --profile baseline`), each against a fresh
+//!    server.
+//! 2. Analysis: the batch-cost probe where the what-if engine applies, then
+//!    `report whatif`, which decides the After (and any server change to
+//!    measure beside it) and writes `whatif.json`.
+//! 3. After: what report decided, carried out as it says: its loadgen
+//!    flags, its server setting. Then the server change beside it, and
+//!    with `--capacity` the capacity searches.
+//! 4. `conditions.json`, then `report compare` (and for the server change,
+//!    its own report in `server-change/`).
+//!
+//! `--repeat N` runs N pairs interleaved, each on fresh servers with a seed
+//! of its own, and `report repeats` draws the proof. The clients always run
+//! as separate processes; every output lands in the chosen directory.
 
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use model::comparison::ComparisonDocument;
+use model::conditions::{Conditions, Phase};
+use model::whatif::{CandidateKind, Decision, DecisionRole, ServerSetting, WhatifReport};
+
+use crate::backend::{self, Backend, Target};
 use crate::bench::accounting::ClientCpu;
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
 use crate::machine::{LoadSnapshot, Machine};
-use crate::process::{self, ServerProcess};
-use crate::{python, workspace};
+use crate::whatif::OpenLoopClient;
+use crate::{process, python, workspace};
 
 /// Flags of `cargo xtask perf` (and so of `./run_tests`).
 #[derive(clap::Args)]
@@ -33,20 +57,22 @@ pub struct PerfArgs {
     /// starting the simulator; outputs are then compared by digest, not
     /// verified. Every phase loads the same endpoint.
     #[arg(long, value_name = "URL")]
-    url: Option<String>,
+    pub(crate) url: Option<String>,
     /// Request format of every loadgen phase: `simulator` (the simulator's
     /// wire format, which input.py also sends) or `template` (your JSON:
     /// give --loadgen-arg=--body-template=FILE; input.py is then skipped).
     #[arg(long, default_value = "simulator", value_name = "API")]
-    api: String,
+    pub(crate) api: String,
     /// Extra loadgen flag, repeatable, applied identically to every loadgen
     /// run (e.g. `--loadgen-arg=--cacert=ca.pem`,
     /// `--loadgen-arg=--body-template=body.json`, `--loadgen-arg=-H=Authorization: Bearer T`).
     #[arg(long = "loadgen-arg", value_name = "FLAG", allow_hyphen_values = true)]
-    loadgen_args: Vec<String>,
-    /// The After's client: `auto` (probe the batch cost, fit the service,
-    /// simulate the candidate fixes, run the one the what-if engine chooses)
-    /// or `optimized` (the fixed profile: pooled, batches of 10, 5 ms wait).
+    pub(crate) loadgen_args: Vec<String>,
+    /// The After's client: `auto` (probe the batch cost; `report whatif`
+    /// fits the service, simulates the candidate fixes and chooses; the
+    /// After runs its choice) or `optimized` (the fixed profile: pooled,
+    /// batches of 10, 5 ms wait). Server changes report decides (Triton's
+    /// dynamic batcher, an LLM server's max_num_seqs) run either way.
     #[arg(long, default_value = "auto", value_name = "AFTER")]
     pub(crate) after: String,
     /// After the After, search the highest open-loop rate its client keeps
@@ -89,14 +115,14 @@ pub struct PerfArgs {
     pub(crate) out: PathBuf,
     /// Do not run input.py; the Rust reproduction is the Before.
     #[arg(long)]
-    skip_python: bool,
+    pub(crate) skip_python: bool,
     /// Simulator profile for every phase.
     #[arg(long, default_value = "placeholder", value_name = "NAME")]
-    profile: String,
+    pub(crate) profile: String,
     /// Extra simulator flag, repeatable (e.g. `--server-arg=--base-ms=20`);
     /// applied identically to every phase.
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
-    server_args: Vec<String>,
+    pub(crate) server_args: Vec<String>,
 }
 
 /// What the workflow concluded.
@@ -112,125 +138,790 @@ pub(crate) const CLIENT_LIMIT: Duration = Duration::from_secs(600);
 /// The packages whose binaries the workflow runs.
 pub(crate) const PACKAGES: [&str; 3] = ["stub-server", "loadgen", "report"];
 
-/// The simulator, or the real endpoint the user named.
-enum Target {
-    Simulator { profile: String, extra: Vec<String> },
-    Endpoint(String),
-}
-
 /// The request formats loadgen speaks (`loadgen --api`).
 const APIS: [&str; 2] = ["simulator", "template"];
 
-/// How every loadgen phase talks to the target.
-struct Client {
-    api: String,
-    extra: Vec<String>,
-}
-
-/// What every phase needs: the binaries, the target, the client.
-struct Setup {
-    bins: Binaries,
-    target: Target,
-    client: Client,
-}
+/// The seed of the servers in the first pair; pair `n` runs with
+/// `FIRST_SEED + n - 1`, so one pair reproduces today's single run and each
+/// further pair draws the service's randomness afresh.
+pub(crate) const FIRST_SEED: u64 = 42;
 
 pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     validate(&args)?;
-    if args.scenario == "llm" {
-        if let Err(e) = process::install_signal_handlers() {
-            eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave simulators running");
-        }
-        return crate::perf_llm::run(&args);
-    }
-    if args.server == "triton" {
-        if let Err(e) = process::install_signal_handlers() {
-            eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave Triton running");
-        }
-        return crate::perf_triton::run(&args);
-    }
     // Ctrl-C or SIGTERM: stop the children, keep what they flushed, never
-    // leave a simulator running (see `process`).
+    // leave a server running (see `process`).
     if let Err(e) = process::install_signal_handlers() {
-        eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave simulators running");
+        eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); an interruption may leave servers running");
     }
     let started = Instant::now();
-    let target = match &args.url {
-        Some(url) => Target::Endpoint(url.clone()),
-        None => Target::Simulator {
-            profile: args.profile.clone(),
-            extra: args.server_args.clone(),
-        },
-    };
-    let client = Client {
-        api: args.api.clone(),
-        extra: args.loadgen_args.clone(),
-    };
     create_dir(&args.out.join("logs"))?;
-    if let Target::Endpoint(url) = &target {
-        println!("target: {url} (your endpoint: no simulator is started; every phase loads it)");
+    let mut backend = backend::choose(&args);
+    if !backend.spec().intro.is_empty() {
+        println!("{}", backend.spec().intro);
     }
-
-    step("1/6", "build the release binaries");
-    let bins = build::release_binaries(&PACKAGES)?;
-    let setup = Setup {
-        bins,
-        target,
-        client,
+    let steps = Steps {
+        prepare: backend.spec().prepare.is_some(),
     };
 
-    step(
-        "2/6",
-        "functional check: a few requests, single and batched",
+    steps.show(Step::Build, "build the release binaries");
+    let bins = build::release_binaries(&PACKAGES)?;
+    if let Some(what) = backend.spec().prepare {
+        steps.show(Step::Prepare, what);
+        backend.prepare()?;
+    }
+    steps.show(
+        Step::Functional,
+        "functional check: a few requests, single and batched, every answer checked",
     );
-    functional_check(&setup, &args.out)?;
-    let client = &setup.client;
-
-    let python = if args.skip_python {
-        println!("input.py skipped (--skip-python): the Rust reproduction is the Before.");
-        None
-    } else if client.api != "simulator" {
-        println!(
-            "input.py skipped: it sends the simulator's wire format, which an --api {} endpoint does not read; the Rust reproduction (same load shape, your body) is the Before.",
-            client.api
-        );
-        None
-    } else {
-        match python::ensure_venv(&workspace::root()?) {
+    let workflow = Workflow {
+        args: &args,
+        bins: &bins,
+        backend: &*backend,
+        python: None,
+        steps,
+    };
+    workflow.functional_check()?;
+    let python = match &backend.spec().input_py_skip {
+        Some(why) => {
+            println!("{why}");
+            None
+        }
+        None => match python::ensure_venv(&workspace::root()?) {
             Ok(python) => Some(python),
             Err(why) => {
                 loud_fallback(&why);
                 None
             }
-        }
+        },
     };
-
-    run_pairs(&args, &setup.bins, started, "", |dir, seed| {
-        run_pair(&setup, python.as_deref(), &args, dir, seed)
+    let workflow = Workflow { python, ..workflow };
+    run_pairs(&args, &bins, started, |dir, seed| {
+        workflow.run_pair(dir, seed)
     })
 }
 
-/// What the console repeats of a pair's `comparison.json`.
-#[derive(serde::Deserialize)]
-struct EvidenceWarnings {
-    #[serde(default)]
-    warnings: Vec<String>,
+/// The console's numbered steps.
+#[derive(Clone, Copy)]
+struct Steps {
+    /// Whether the server needs installing first (Triton).
+    prepare: bool,
 }
 
-/// The simulator's seed in the first pair; pair `n` runs with
-/// `FIRST_SEED + n - 1`, so one pair reproduces today's single run and each
-/// further pair draws the service's randomness afresh.
-pub(crate) const FIRST_SEED: u64 = 42;
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    Build,
+    Prepare,
+    Functional,
+    Before,
+    Analysis,
+    After,
+    Report,
+}
+
+impl Steps {
+    fn show(&self, which: Step, what: &str) {
+        let order = [
+            Step::Build,
+            Step::Prepare,
+            Step::Functional,
+            Step::Before,
+            Step::Analysis,
+            Step::After,
+            Step::Report,
+        ];
+        let shown: Vec<Step> = order
+            .into_iter()
+            .filter(|s| *s != Step::Prepare || self.prepare)
+            .collect();
+        let number = shown.iter().position(|s| *s == which).map_or(0, |i| i + 1);
+        step(&format!("{number}/{}", shown.len()), what);
+    }
+}
+
+/// What one phase runs: the client's flags against the server with a
+/// setting, and how the report labels it.
+#[derive(Debug, Clone, PartialEq)]
+struct Arm {
+    /// The report's label of the run.
+    label: String,
+    /// loadgen's flags choosing the client.
+    flags: Vec<String>,
+    /// The server setting applied, if any.
+    setting: Option<ServerSetting>,
+    /// The decision of `whatif.json` it carries out, if any.
+    role: Option<DecisionRole>,
+}
+
+impl Arm {
+    /// input.py's load shape: a new connection per request.
+    fn baseline() -> Self {
+        Self {
+            label: String::new(),
+            flags: vec!["--profile".to_owned(), "baseline".to_owned()],
+            setting: None,
+            role: None,
+        }
+    }
+
+    /// The fixed profile, with no analysis behind it.
+    fn optimized() -> Self {
+        Self {
+            label: "After (optimized client)".to_owned(),
+            flags: vec!["--profile".to_owned(), "optimized".to_owned()],
+            setting: None,
+            role: None,
+        }
+    }
+
+    /// A decision of `whatif.json`, as the run that carries it out.
+    fn decided(decision: &Decision, role: DecisionRole) -> Self {
+        let label = match (role, decision.kind) {
+            (DecisionRole::ServerChange, _) => format!("Server change ({})", decision.label),
+            (DecisionRole::After, CandidateKind::Server) => {
+                format!("After (server change: {})", decision.label)
+            }
+            (DecisionRole::After, _) => "After (optimized client)".to_owned(),
+        };
+        Self {
+            label,
+            flags: decision.loadgen_args.clone(),
+            setting: decision.server_setting,
+            role: Some(role),
+        }
+    }
+}
+
+/// What the analysis leaves the pair to run.
+#[derive(Debug, Clone)]
+struct Plan {
+    /// The After.
+    after: Arm,
+    /// A server change measured beside the After, not gating the verdict.
+    beside: Option<Arm>,
+    /// `whatif.json`, when `report whatif` ran.
+    whatif_json: Option<PathBuf>,
+    /// The engine's client for open-loop capacity, when it names one.
+    open_loop: Option<OpenLoopClient>,
+}
+
+impl Plan {
+    fn optimized() -> Self {
+        Self {
+            after: Arm::optimized(),
+            beside: None,
+            whatif_json: None,
+            open_loop: None,
+        }
+    }
+
+    /// The plan `report whatif` wrote into `json`; `engine_ran` says
+    /// whether the engine was asked for the After.
+    fn from_whatif(whatif: &WhatifReport, json: &Path, engine_ran: bool) -> Self {
+        let after = match &whatif.after {
+            Some(decision) => Arm::decided(decision, DecisionRole::After),
+            None => {
+                if engine_ran {
+                    eprintln!("warning: the what-if engine proposed no client-side candidate; the After is the fixed optimized profile");
+                }
+                Arm::optimized()
+            }
+        };
+        Self {
+            after,
+            beside: whatif
+                .server_change
+                .as_ref()
+                .map(|d| Arm::decided(d, DecisionRole::ServerChange)),
+            whatif_json: Some(json.to_owned()),
+            open_loop: whatif
+                .engine
+                .as_ref()
+                .and_then(|e| e.predicted_capacity_rps.best.clone()),
+        }
+    }
+}
+
+/// Everything a pair needs: the flags, the binaries, the server, input.py.
+struct Workflow<'a> {
+    args: &'a PerfArgs,
+    bins: &'a Binaries,
+    backend: &'a dyn Backend,
+    /// input.py's interpreter, when input.py runs.
+    python: Option<PathBuf>,
+    steps: Steps,
+}
+
+impl Workflow<'_> {
+    /// loadgen (or `loadgen capacity`) aimed at `url`, speaking `api` (the
+    /// phases' own by default), with the backend's and the user's flags.
+    fn loadgen(&self, subcommand: Option<&str>, url: &str, api: Option<&str>) -> Command {
+        let spec = self.backend.spec();
+        let mut cmd = Command::new(self.bins.path("loadgen"));
+        cmd.args(subcommand)
+            .args(["--url", url, "--api", api.unwrap_or(&spec.api)])
+            .args(&spec.client_args)
+            .args(&self.args.loadgen_args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// A fresh server for phase `name` (its log `logs/NAME-SUFFIX.log`).
+    fn start(
+        &self,
+        dir: &Path,
+        name: &str,
+        seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError> {
+        let log = dir.join(format!(
+            "logs/{name}-{}.log",
+            self.backend.spec().log_suffix
+        ));
+        self.backend.start(self.bins, &log, seed, setting)
+    }
+
+    /// The objectives of every judgement: `--sla`, else the backend's.
+    fn slos(&self) -> &[String] {
+        if self.args.slos.is_empty() {
+            &self.backend.spec().default_slos
+        } else {
+            &self.args.slos
+        }
+    }
+
+    fn functional_check(&self) -> Result<(), TaskError> {
+        let spec = self.backend.spec();
+        let log = self.args.out.join("logs").join(spec.functional_log);
+        let target = self.backend.start(self.bins, &log, FIRST_SEED, None)?;
+        for check in &spec.functional_checks {
+            let api = check.api.unwrap_or(&spec.api);
+            let status = process::run_with_deadline(
+                self.loadgen(None, &target.url, Some(api))
+                    .args(check.flags.split_whitespace())
+                    .stdout(Stdio::null()),
+                CLIENT_LIMIT,
+            )?;
+            if !status.success() {
+                return Err(TaskError::Step(format!(
+                    "functional check failed: `loadgen --url {} --api {api} {}` reported failed requests",
+                    target.url,
+                    check.flags
+                )));
+            }
+        }
+        println!("{}", spec.functional_ok.replace("{url}", &target.url));
+        Ok(())
+    }
+
+    /// One Before/After pair; returns whether its verdict was met.
+    fn run_pair(&self, dir: &Path, seed: u64) -> Result<bool, TaskError> {
+        let mut phases = BTreeMap::new();
+        self.steps.show(
+            Step::Before,
+            &match &self.python {
+                Some(_) => "Before: the original input.py, then its Rust reproduction".to_owned(),
+                None => format!(
+                    "Before: the baseline client ({} requests, {} at a time) against {}",
+                    model::BASELINE_REQUESTS,
+                    model::BASELINE_CONCURRENCY,
+                    self.backend.describe(seed, None)
+                ),
+            },
+        );
+        let input_py = match &self.python {
+            Some(python) => with_load(&mut phases, "before_input_py", || {
+                self.run_input_py(python, dir, seed)
+            })?,
+            None => None,
+        };
+        // What input.py's own process cost: the report weighs its one event
+        // loop's busy share against the server's pace.
+        if let (Some(run), Some(phase)) = (input_py, phases.get_mut("before_input_py")) {
+            phase.client_cpu_s = Some(run.cpu_s);
+            phase.client_wall_s = Some(run.wall_s);
+        }
+        with_load(&mut phases, "before", || {
+            self.phase(dir, "before", &Arm::baseline(), seed)
+        })?;
+
+        let plan = with_load(&mut phases, "analysis", || self.analyse(dir, seed))?;
+
+        self.steps.show(
+            Step::After,
+            &match &plan.after.setting {
+                None => format!(
+                    "After: {}, same server, same {} inputs, same concurrency",
+                    plan.after.flags.join(" "),
+                    model::BASELINE_REQUESTS
+                ),
+                Some(_) => format!(
+                    "After: the same client against {} (a server change)",
+                    self.backend.describe(seed, plan.after.setting.as_ref())
+                ),
+            },
+        );
+        with_load(&mut phases, "after", || {
+            self.phase(dir, "after", &plan.after, seed)
+        })?;
+        if let Some(beside) = &plan.beside {
+            println!(
+                "\nserver change, measured beside the After: {}",
+                self.backend.describe(seed, beside.setting.as_ref())
+            );
+            with_load(&mut phases, "server_change", || {
+                self.phase(dir, "server_change", beside, seed)
+            })?;
+        }
+        let capacity = self.capacities(dir, &plan, seed, &mut phases)?;
+
+        self.steps
+            .show(Step::Report, "compare, verify, diagnose, report");
+        self.write_conditions(dir, seed, &plan, phases)?;
+        let input_py_ran = input_py.is_some();
+        let met = self.report(
+            dir,
+            &plan,
+            (&plan.after, "after"),
+            input_py_ran,
+            &capacity,
+            dir,
+        )?;
+        if let Some(beside) = &plan.beside {
+            let out = dir.join("server-change");
+            create_dir(&out)?;
+            println!("\nThe server change (reported beside the After, not gating the exit code):");
+            self.report(
+                dir,
+                &plan,
+                (beside, "server_change"),
+                input_py_ran,
+                &(None, None),
+                &out,
+            )?;
+        }
+        Ok(met)
+    }
+
+    /// One loadgen run of `arm` against a fresh server, as phase `name`:
+    /// its log `NAME.csv`, summary `NAME.json`, and the server's statistics
+    /// where the backend reads them.
+    fn phase(&self, dir: &Path, name: &str, arm: &Arm, seed: u64) -> Result<(), TaskError> {
+        let spec = self.backend.spec();
+        let target = self.start(dir, name, seed, arm.setting.as_ref())?;
+        let flags = arm.flags.join(" ");
+        println!(
+            "loadgen {flags} --api {}  ({}; {})",
+            spec.api,
+            target.url,
+            self.backend.describe(seed, arm.setting.as_ref())
+        );
+        let file = |ext: &str| dir.join(format!("{name}{ext}"));
+        let mut cmd = self.loadgen(None, &target.url, None);
+        cmd.args(&arm.flags)
+            .flag_each("--out", [file(".csv")])
+            .flag_each("--json", [file(".json")])
+            .flag_each(
+                "--server-stats",
+                spec.server_stats.then(|| file("_server_stats.json")),
+            );
+        let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
+        // Exit 1 means some requests failed: that is data for the report,
+        // not a reason to stop. Anything else means the client could not run.
+        match status.code() {
+            Some(0 | 1) => Ok(()),
+            _ => Err(TaskError::Step(format!(
+                "loadgen {flags} could not run ({status})"
+            ))),
+        }
+    }
+
+    /// The analysis: the batch-cost probe where the engine applies, then
+    /// `report whatif`, whose decisions the pair carries out. `--after
+    /// optimized` skips the probe and the engine; a server change report
+    /// decides from the Before alone is still decided.
+    fn analyse(&self, dir: &Path, seed: u64) -> Result<Plan, TaskError> {
+        let spec = self.backend.spec();
+        let engine = self.args.after == "auto" && spec.probe;
+        self.steps.show(
+            Step::Analysis,
+            match (engine, spec.decides_server_change) {
+                (true, _) => {
+                    "analysis: probe the batch cost, fit the service, predict the candidate fixes (report whatif)"
+                }
+                (false, true) => "analysis: report whatif decides the server change from the Before",
+                (false, false) => "analysis: none (--after optimized runs the fixed profile)",
+            },
+        );
+        if !engine && !spec.decides_server_change {
+            return Ok(Plan::optimized());
+        }
+        let probes = if engine { self.probe(dir, seed)? } else { None };
+        if engine && probes.is_none() && !spec.decides_server_change {
+            return Ok(Plan::optimized());
+        }
+        let json_path = dir.join("whatif.json");
+        let whatif = match self.run_whatif(dir, probes.as_ref(), &json_path) {
+            Ok(whatif) => whatif,
+            Err(e) if spec.decides_server_change && probes.is_some() => {
+                eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile, the server change is decided alone");
+                self.run_whatif(dir, None, &json_path)?
+            }
+            Err(e) if spec.decides_server_change => return Err(e),
+            Err(e) => {
+                eprintln!("warning: the what-if engine gave no answer ({e}); the After is the fixed optimized profile");
+                return Ok(Plan::optimized());
+            }
+        };
+        Ok(Plan::from_whatif(&whatif, &json_path, engine))
+    }
+
+    /// The batch-cost probe against a fresh server: the logs and, where
+    /// the backend reads them, the server's statistics. `None` (said
+    /// loudly) when its server does not start.
+    fn probe(&self, dir: &Path, seed: u64) -> Result<Option<Probes>, TaskError> {
+        let target = match self.start(dir, "probe", seed, None) {
+            Ok(target) => target,
+            Err(e) => {
+                eprintln!("warning: the probe's server did not start ({e}); without the engine's prediction the After is the fixed optimized profile");
+                return Ok(None);
+            }
+        };
+        println!(
+            "probe: {} batches at each batch size {:?}, one batch at a time ({})",
+            crate::whatif::PROBE_BATCHES,
+            crate::whatif::PROBE_BATCH_SIZES,
+            target.url
+        );
+        let (logs, stats) = crate::whatif::probe_with(
+            || self.loadgen(None, &target.url, None),
+            dir,
+            CLIENT_LIMIT,
+            self.backend.spec().server_stats,
+        )?;
+        Ok(Some(Probes { logs, stats }))
+    }
+
+    /// `report whatif` over the Before (and the probes), writing `json`.
+    fn run_whatif(
+        &self,
+        dir: &Path,
+        probes: Option<&Probes>,
+        json: &Path,
+    ) -> Result<WhatifReport, TaskError> {
+        let spec = self.backend.spec();
+        let stats = spec
+            .server_stats
+            .then(|| dir.join("before_server_stats.json"));
+        let mut cmd = Command::new(self.bins.path("report"));
+        cmd.arg("whatif")
+            .args(&spec.whatif_args)
+            .flag_each("--before", [dir.join("before.csv")])
+            .flag_each("--before-stats", stats)
+            .flag_each("--probe", probes.iter().flat_map(|p| &p.logs))
+            .flag_each("--probe-stats", probes.iter().flat_map(|p| &p.stats))
+            .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
+            .flag_each("--json", [json]);
+        crate::whatif::analyse(&mut cmd, json, CLIENT_LIMIT)
+    }
+
+    /// With `--capacity`: the After's highest open-loop rate under the
+    /// SLA, and that of the engine's client for open-loop traffic when it
+    /// is another; their JSON files.
+    fn capacities(
+        &self,
+        dir: &Path,
+        plan: &Plan,
+        seed: u64,
+        phases: &mut BTreeMap<String, Phase>,
+    ) -> Result<(Option<PathBuf>, Option<PathBuf>), TaskError> {
+        if !self.args.capacity {
+            return Ok((None, None));
+        }
+        step(
+            "capacity",
+            "the After client's highest open-loop rate under the SLA",
+        );
+        let after = with_load(phases, "capacity", || {
+            self.capacity(dir, "capacity", &plan.after, None, seed)
+        })?;
+        // The After is chosen for the Before's closed loop, where a
+        // response frees a burst of slots and batches fill at once; traffic
+        // that arrives spread out fills them only with a longer wait. When
+        // the engine names another client for that, its capacity is
+        // measured too.
+        let open_loop = match &plan.open_loop {
+            Some(client) if client.loadgen_args != plan.after.flags => {
+                step(
+                    "capacity",
+                    &format!(
+                        "the client for open-loop traffic ({}, predicted {:.1} req/s): its highest rate under the SLA",
+                        client.label, client.max_rate_rps
+                    ),
+                );
+                // The search doubles from a quarter of the prediction: a
+                // step or two more than from half, and it still brackets
+                // the answer when the prediction is up to four times too
+                // high (beyond that nothing holds at the start, and the
+                // report says so).
+                let start_rps = (client.max_rate_rps / 4.0).max(1.0);
+                let arm = Arm {
+                    label: client.label.clone(),
+                    flags: client.loadgen_args.clone(),
+                    setting: None,
+                    role: None,
+                };
+                Some(with_load(phases, "capacity_open_loop", || {
+                    self.capacity(dir, "capacity_open_loop", &arm, Some(start_rps), seed)
+                })?)
+            }
+            _ => None,
+        };
+        Ok((Some(after), open_loop))
+    }
+
+    /// `loadgen capacity` of `arm` against a fresh server, as `name` (its
+    /// JSON `DIR/NAME.json`), from `start_rps` when given.
+    fn capacity(
+        &self,
+        dir: &Path,
+        name: &str,
+        arm: &Arm,
+        start_rps: Option<f64>,
+        seed: u64,
+    ) -> Result<PathBuf, TaskError> {
+        let target = self.start(dir, name, seed, arm.setting.as_ref())?;
+        let json_path = dir.join(format!("{name}.json"));
+        let mut cmd = self.loadgen(Some("capacity"), &target.url, None);
+        cmd.args(&arm.flags)
+            .args(["--sla", &format!("p95<={}", self.args.sla_p95_ms)])
+            .flag_each("--sla", self.slos())
+            .args(["--step-duration", &self.args.capacity_step])
+            .args(["--warmup", "2s"])
+            // Inside the workflow's limit on one client run.
+            .args(["--time-limit", "9m"])
+            .flag_each("--json", [&json_path])
+            .flag_each("--start-rate", start_rps.map(|rps| format!("{rps:.2}")));
+        println!("loadgen capacity {}  ({})", arm.flags.join(" "), target.url);
+        let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
+        match status.code() {
+            // 1: no rate was sustainable; the JSON says so and the report shows it.
+            Some(0 | 1) => Ok(json_path),
+            _ => Err(TaskError::Step(format!(
+                "loadgen capacity could not run ({status}); see the message above"
+            ))),
+        }
+    }
+
+    /// Runs the original input.py against a fresh server; `None` when it
+    /// failed (the reproduction is then the Before).
+    fn run_input_py(
+        &self,
+        python: &Path,
+        dir: &Path,
+        seed: u64,
+    ) -> Result<Option<InputPyRun>, TaskError> {
+        let target = self.start(dir, "before-input-py", seed, None)?;
+        let url = &target.url;
+        let stdout_path = dir.join("input_py_stdout.txt");
+        let stdout = fs::File::create(&stdout_path).map_err(|source| TaskError::Io {
+            path: stdout_path.clone(),
+            source,
+        })?;
+        let mut cmd = Command::new(python);
+        cmd.arg(workspace::root()?.join("input.py"))
+            .env("API_URL", url)
+            .env("OUTPUT_CSV", dir.join("before_input_py.csv"))
+            .stdin(Stdio::null())
+            .stdout(stdout);
+        // A proxy from the environment would route loopback traffic elsewhere.
+        for var in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        println!("python input.py  (API_URL={url})");
+        // The server runs on until `target` drops, so the only child to end
+        // between the two readings is input.py.
+        let cpu_before = ClientCpu::of_reaped_children();
+        let started = Instant::now();
+        let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
+        let used = ClientCpu::of_reaped_children().since(cpu_before);
+        let run = InputPyRun {
+            wall_s: started.elapsed().as_secs_f64(),
+            cpu_s: used.user_s + used.system_s,
+        };
+        let printed = fs::read_to_string(&stdout_path).unwrap_or_default();
+        for line in printed.lines() {
+            println!("  | {line}");
+        }
+        if !status.success() {
+            eprintln!(
+                "warning: input.py exited with {status}; the Rust reproduction is the Before"
+            );
+            return Ok(None);
+        }
+        Ok(Some(run))
+    }
+
+    /// `DIR/conditions.json`: the backend's record of the server and the
+    /// clients, the load shape, the machine and each phase's load.
+    fn write_conditions(
+        &self,
+        dir: &Path,
+        seed: u64,
+        plan: &Plan,
+        phases: BTreeMap<String, Phase>,
+    ) -> Result<(), TaskError> {
+        let spec = self.backend.spec();
+        let client = |arm: &Arm| format!("loadgen {} --api {}", arm.flags.join(" "), spec.api);
+        let changed = plan
+            .beside
+            .iter()
+            .chain([&plan.after])
+            .find_map(|arm| arm.setting.as_ref());
+        let conditions = Conditions {
+            fresh_server_per_phase: Some(spec.fresh_server_per_phase),
+            requests: Some(model::BASELINE_REQUESTS),
+            concurrency: Some(model::BASELINE_CONCURRENCY as u64),
+            timeout_s: Some(model::BASELINE_TIMEOUT_S),
+            loadgen_args: self.args.loadgen_args.clone(),
+            after_client: Some(match plan.after.setting {
+                None => client(&plan.after),
+                Some(_) => format!(
+                    "{} (unchanged: the change is the server's)",
+                    client(&plan.after)
+                ),
+            }),
+            server_change: changed.map(|s| self.backend.describe(seed, Some(s))),
+            server_change_client: plan.beside.as_ref().map(client),
+            python: self.python.as_deref().map(python::version),
+            machine: Some(Machine::probe().conditions()),
+            phases,
+            quantile_method: Some("linear".to_owned()),
+            ..self.backend.conditions(seed)
+        };
+        let path = dir.join("conditions.json");
+        let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
+        fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
+    }
+
+    /// `report compare` of the Before against `arm` (phase `name`), into
+    /// `out`; `true` when its verdict is met.
+    fn report(
+        &self,
+        dir: &Path,
+        plan: &Plan,
+        (arm, name): (&Arm, &str),
+        input_py_ran: bool,
+        (capacity, open_loop): &(Option<PathBuf>, Option<PathBuf>),
+        out: &Path,
+    ) -> Result<bool, TaskError> {
+        let spec = self.backend.spec();
+        let file = |name: &str| dir.join(name);
+        let mut cmd = Command::new(self.bins.path("report"));
+        cmd.arg("compare");
+        if input_py_ran {
+            cmd.flag_each("--before", [file("before_input_py.csv")])
+                .args(["--before-label", "Before (input.py)"])
+                .flag_each("--reproduction", [file("before.csv")])
+                .flag_each("--input-py-stdout", [file("input_py_stdout.txt")]);
+        } else {
+            cmd.flag_each("--before", [file("before.csv")])
+                .args(["--before-label", &spec.before_label]);
+        }
+        cmd.flag_each("--after", [file(&format!("{name}.csv"))])
+            .args(["--after-label", &arm.label]);
+        if spec.server_stats {
+            cmd.flag_each("--before-server-stats", [file("before_server_stats.json")])
+                .flag_each(
+                    "--after-server-stats",
+                    [file(&format!("{name}_server_stats.json"))],
+                );
+        }
+        if let (Some(json), Some(role)) = (&plan.whatif_json, arm.role) {
+            let decision = match role {
+                DecisionRole::After => "after",
+                DecisionRole::ServerChange => "server-change",
+            };
+            cmd.flag_each("--prediction", [json])
+                .args(["--decision", decision]);
+        }
+        cmd.flag_each("--capacity", capacity)
+            .flag_each("--capacity-open-loop", open_loop)
+            .flag_each("--conditions", [file("conditions.json")])
+            .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
+            .flag_each("--sla", self.slos())
+            .flag_each("--out-dir", [out]);
+        run_report(&mut cmd)
+    }
+}
+
+/// Flags that take a value, on a command.
+trait FlagEach {
+    /// `FLAG VALUE` for each of `values` (none for an empty `Option`).
+    fn flag_each<V: AsRef<OsStr>>(
+        &mut self,
+        flag: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> &mut Self;
+}
+
+impl FlagEach for Command {
+    fn flag_each<V: AsRef<OsStr>>(
+        &mut self,
+        flag: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> &mut Self {
+        for value in values {
+            self.arg(flag).arg(value);
+        }
+        self
+    }
+}
+
+/// The probe's logs and, where read, the server's statistics.
+#[derive(Debug, Clone)]
+struct Probes {
+    logs: Vec<PathBuf>,
+    stats: Vec<PathBuf>,
+}
+
+/// What one input.py run cost its process.
+#[derive(Debug, Clone, Copy)]
+struct InputPyRun {
+    /// CPU time of the Python process, user plus system, s.
+    cpu_s: f64,
+    /// From its start to its exit, s.
+    wall_s: f64,
+}
+
+/// Runs one phase, recording in `phases` the machine's load at its start
+/// and the CPU time stolen during it: a slow phase on a busy machine says
+/// so in `conditions.phases`.
+fn with_load<T>(
+    phases: &mut BTreeMap<String, Phase>,
+    name: &str,
+    phase: impl FnOnce() -> Result<T, TaskError>,
+) -> Result<T, TaskError> {
+    let start = LoadSnapshot::now();
+    let outcome = phase();
+    phases.insert(name.to_owned(), start.phase(&LoadSnapshot::now()));
+    outcome
+}
 
 /// Runs `pair` `--repeat` times, each in its own directory with its own
 /// seed, Before and After interleaved (each pair runs its Before, then its
 /// After); with more than one pair, `report repeats` draws the interleaved
 /// proof. The workflow's outcome is met only if every pair's verdict was.
-/// `also` names extra outputs.
 pub(crate) fn run_pairs(
     args: &PerfArgs,
     bins: &Binaries,
     started: std::time::Instant,
-    also: &str,
     mut pair: impl FnMut(&Path, u64) -> Result<bool, TaskError>,
 ) -> Result<Outcome, TaskError> {
     let mut verdicts = Vec::new();
@@ -238,7 +929,7 @@ pub(crate) fn run_pairs(
     for number in 1..=args.repeat {
         let dir = pair_dir(&args.out, number);
         create_dir(&dir.join("logs"))?;
-        let seed = FIRST_SEED + u64::from(number) - 1;
+        let seed = backend::pair_seed(number);
         if args.repeat > 1 {
             println!(
                 "\n=== Before/After pair {number} of {} (server seed {seed}) ===",
@@ -261,12 +952,17 @@ pub(crate) fn run_pairs(
     // where a reader of a long log looks.
     for dir in &dirs {
         let path = dir.join("comparison.json");
-        if let Ok(EvidenceWarnings { warnings }) = crate::json::read(&path) {
-            for warning in warnings {
+        if let Ok(comparison) = crate::json::read::<ComparisonDocument>(&path) {
+            for warning in comparison.warnings {
                 eprintln!("\nWARNING ({}): {warning}", path.display());
             }
         }
     }
+    let also = if args.out.join("server-change").is_dir() {
+        "; the server change in server-change/"
+    } else {
+        ""
+    };
     println!(
         "\nresults in {} (report.html, report.md, comparison.json{also}{}); workflow took {:.1} s",
         args.out.display(),
@@ -432,496 +1128,4 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), TaskError> {
         path: dir.to_owned(),
         source,
     })
-}
-
-/// Starts a fresh simulator (or names the endpoint) for one phase, with
-/// `seed` unless the user's server flags set one.
-fn start_target(
-    setup: &Setup,
-    log: &Path,
-    seed: Option<u64>,
-) -> Result<(Option<ServerProcess>, String), TaskError> {
-    match &setup.target {
-        Target::Endpoint(url) => Ok((None, url.clone())),
-        Target::Simulator { profile, extra } => {
-            let mut args = vec!["--profile".to_owned(), profile.clone()];
-            if let Some(seed) = seed.filter(|_| !sets_seed(extra)) {
-                args.extend(["--seed".to_owned(), seed.to_string()]);
-            }
-            args.extend(extra.iter().cloned());
-            let server = ServerProcess::start(&setup.bins.path("stub-server"), &args, log)?;
-            let url = server.infer_url();
-            Ok((Some(server), url))
-        }
-    }
-}
-
-/// Whether the user's simulator flags choose the seed themselves.
-fn sets_seed(server_args: &[String]) -> bool {
-    server_args
-        .iter()
-        .any(|a| a == "--seed" || a.starts_with("--seed="))
-}
-
-fn loadgen(url: &str, setup: &Setup) -> Command {
-    let client = &setup.client;
-    let mut cmd = Command::new(setup.bins.path("loadgen"));
-    cmd.args(["--url", url, "--api", &client.api]);
-    if matches!(setup.target, Target::Endpoint(_)) && client.api == "simulator" {
-        cmd.arg("--no-verify");
-    }
-    cmd.args(&client.extra);
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn functional_check(setup: &Setup, out: &Path) -> Result<(), TaskError> {
-    let (_server, url) = start_target(setup, &out.join("logs/functional-server.log"), None)?;
-    let checks: [&[&str]; 2] = [
-        &["-n", "8", "-c", "2", "--connection", "per-request"],
-        &[
-            "-n",
-            "12",
-            "-c",
-            "6",
-            "--connection",
-            "pooled",
-            "--batch-size",
-            "3",
-            "--batch-wait-ms",
-            "5",
-        ],
-    ];
-    for flags in checks {
-        let status = process::run_with_deadline(
-            loadgen(&url, setup).args(flags).stdout(Stdio::null()),
-            CLIENT_LIMIT,
-        )?;
-        if !status.success() {
-            return Err(TaskError::Step(format!(
-                "functional check failed: `loadgen --url {url} {}` reported failed requests",
-                flags.join(" ")
-            )));
-        }
-    }
-    let checked =
-        if matches!(setup.target, Target::Simulator { .. }) && setup.client.api == "simulator" {
-            "answered and verified"
-        } else {
-            "answered (outputs digested, not verified)"
-        };
-    println!("ok: single and batched requests {checked} at {url}");
-    Ok(())
-}
-
-/// One Before/After pair; returns whether its verdict was met.
-fn run_pair(
-    setup: &Setup,
-    python: Option<&Path>,
-    args: &PerfArgs,
-    dir: &Path,
-    seed: u64,
-) -> Result<bool, TaskError> {
-    step(
-        "3/6",
-        "Before: the original input.py, then its Rust reproduction",
-    );
-    let mut phases = serde_json::Map::new();
-    let input_py = match python {
-        Some(python) => with_load(&mut phases, "before_input_py", || {
-            run_input_py(python, setup, dir, seed)
-        })?,
-        None => None,
-    };
-    let input_py_ran = input_py.is_some();
-    // What input.py's own process cost: the report weighs its one event
-    // loop's busy share against the server's pace.
-    if let (Some(run), Some(phase)) = (
-        input_py,
-        phases
-            .get_mut("before_input_py")
-            .and_then(serde_json::Value::as_object_mut),
-    ) {
-        phase.insert("client_cpu_s".into(), run.cpu_s.into());
-        phase.insert("client_wall_s".into(), run.wall_s.into());
-    }
-    let baseline = ["--profile".to_owned(), "baseline".to_owned()];
-    with_load(&mut phases, "before", || {
-        run_loadgen_phase(setup, dir, "before", &baseline, seed)
-    })?;
-
-    step(
-        "4/6",
-        if args.after == "auto" {
-            "analysis: probe the batch cost, fit the service, predict the candidate fixes"
-        } else {
-            "analysis: none (--after optimized runs the fixed profile)"
-        },
-    );
-    let crate::whatif::AfterChoice {
-        flags: after_flags,
-        whatif_json,
-        open_loop,
-    } = with_load(&mut phases, "analysis", || {
-        choose_after(setup, args, dir, seed)
-    })?;
-
-    step(
-        "5/6",
-        "After: the chosen client, same profile, same 400 inputs, same concurrency",
-    );
-    with_load(&mut phases, "after", || {
-        run_loadgen_phase(setup, dir, "after", &after_flags, seed)
-    })?;
-
-    let capacity_json = if args.capacity {
-        step(
-            "capacity",
-            "the After client's highest open-loop rate under the SLA",
-        );
-        Some(with_load(&mut phases, "capacity", || {
-            run_capacity(setup, args, dir, ("capacity", &after_flags, None), seed)
-        })?)
-    } else {
-        None
-    };
-    // The After is chosen for the Before's closed loop, where a response
-    // frees a burst of slots and batches fill at once; traffic that arrives
-    // spread out fills them only with a longer wait. When the engine names
-    // another client for that, its capacity is measured too.
-    let open_loop_json = match &open_loop {
-        Some(client) if args.capacity && client.loadgen_args != after_flags => {
-            step(
-                "capacity",
-                &format!(
-                    "the client for open-loop traffic ({}, predicted {:.1} req/s): its highest rate under the SLA",
-                    client.label, client.max_rate_rps
-                ),
-            );
-            // The search doubles from a quarter of the prediction: a step
-            // or two more than from half, and it still brackets the answer
-            // when the prediction is up to four times too high (beyond that
-            // nothing holds at the start, and the report says so).
-            let start_rps = (client.max_rate_rps / 4.0).max(1.0);
-            Some(with_load(&mut phases, "capacity_open_loop", || {
-                run_capacity(
-                    setup,
-                    args,
-                    dir,
-                    ("capacity_open_loop", &client.loadgen_args, Some(start_rps)),
-                    seed,
-                )
-            })?)
-        }
-        _ => None,
-    };
-
-    step("6/6", "compare, verify, diagnose, report");
-    write_conditions(
-        &setup.target,
-        &setup.client,
-        python,
-        dir,
-        (seed, &after_flags),
-        phases,
-    )?;
-    let mut report = Command::new(setup.bins.path("report"));
-    report.arg("compare");
-    if input_py_ran {
-        report
-            .args([
-                "--before".as_ref(),
-                dir.join("before_input_py.csv").as_os_str(),
-            ])
-            .args(["--before-label", "Before (input.py)"])
-            .args([
-                "--reproduction".as_ref(),
-                dir.join("before.csv").as_os_str(),
-            ])
-            .args([
-                "--input-py-stdout".as_ref(),
-                dir.join("input_py_stdout.txt").as_os_str(),
-            ]);
-    } else {
-        report
-            .args(["--before".as_ref(), dir.join("before.csv").as_os_str()])
-            .args(["--before-label", "Before (Rust reproduction of input.py)"]);
-    }
-    report
-        .args(["--after".as_ref(), dir.join("after.csv").as_os_str()])
-        .args(["--after-label", "After (optimized client)"])
-        .args(
-            whatif_json
-                .iter()
-                .flat_map(|path| ["--prediction".as_ref(), path.as_os_str()]),
-        )
-        .args(
-            capacity_json
-                .iter()
-                .flat_map(|path| ["--capacity".as_ref(), path.as_os_str()]),
-        )
-        .args(
-            open_loop_json
-                .iter()
-                .flat_map(|path| ["--capacity-open-loop".as_ref(), path.as_os_str()]),
-        )
-        .args([
-            "--conditions".as_ref(),
-            dir.join("conditions.json").as_os_str(),
-        ])
-        .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
-        .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
-        .args(["--out-dir".as_ref(), dir.as_os_str()]);
-    run_report(&mut report)
-}
-
-/// What one input.py run cost its process.
-#[derive(Debug, Clone, Copy)]
-struct InputPyRun {
-    /// CPU time of the Python process, user plus system, s.
-    cpu_s: f64,
-    /// From its start to its exit, s.
-    wall_s: f64,
-}
-
-/// Runs the original input.py against a fresh target; `None` when it
-/// failed (the reproduction is then the Before).
-fn run_input_py(
-    python: &Path,
-    setup: &Setup,
-    dir: &Path,
-    seed: u64,
-) -> Result<Option<InputPyRun>, TaskError> {
-    let (_server, url) = start_target(
-        setup,
-        &dir.join("logs/before-input-py-server.log"),
-        Some(seed),
-    )?;
-    let stdout_path = dir.join("input_py_stdout.txt");
-    let stdout = fs::File::create(&stdout_path).map_err(|source| TaskError::Io {
-        path: stdout_path.clone(),
-        source,
-    })?;
-    let mut cmd = Command::new(python);
-    cmd.arg(workspace::root()?.join("input.py"))
-        .env("API_URL", &url)
-        .env("OUTPUT_CSV", dir.join("before_input_py.csv"))
-        .stdin(Stdio::null())
-        .stdout(stdout);
-    // A proxy from the environment would route loopback traffic elsewhere.
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    println!("python input.py  (API_URL={url})");
-    // The target runs on until `_server` drops, so the only child to end
-    // between the two readings is input.py.
-    let cpu_before = ClientCpu::of_reaped_children();
-    let started = Instant::now();
-    let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
-    let used = ClientCpu::of_reaped_children().since(cpu_before);
-    let run = InputPyRun {
-        wall_s: started.elapsed().as_secs_f64(),
-        cpu_s: used.user_s + used.system_s,
-    };
-    let printed = fs::read_to_string(&stdout_path).unwrap_or_default();
-    for line in printed.lines() {
-        println!("  | {line}");
-    }
-    if !status.success() {
-        eprintln!("warning: input.py exited with {status}; the Rust reproduction is the Before");
-        return Ok(None);
-    }
-    Ok(Some(run))
-}
-
-/// One loadgen phase against a fresh target; `flags` choose the client
-/// (`--profile baseline`, or the After's flags).
-fn run_loadgen_phase(
-    setup: &Setup,
-    dir: &Path,
-    name: &str,
-    flags: &[String],
-    seed: u64,
-) -> Result<(), TaskError> {
-    let log = dir.join(format!("logs/{name}-server.log"));
-    let (_server, url) = start_target(setup, &log, Some(seed))?;
-    println!("loadgen {}  ({url})", flags.join(" "));
-    let status = process::run_with_deadline(
-        loadgen(&url, setup)
-            .args(flags)
-            .args([
-                "--out".as_ref(),
-                dir.join(format!("{name}.csv")).as_os_str(),
-            ])
-            .args([
-                "--json".as_ref(),
-                dir.join(format!("{name}.json")).as_os_str(),
-            ]),
-        CLIENT_LIMIT,
-    )?;
-    // Exit 1 means some requests failed: that is data for the report, not a
-    // reason to stop. Anything else means the client could not run.
-    match status.code() {
-        Some(0 | 1) => Ok(()),
-        _ => Err(TaskError::Step(format!(
-            "loadgen {} could not run ({status})",
-            flags.join(" ")
-        ))),
-    }
-}
-
-/// `loadgen capacity` with a client's flags against a fresh target, as
-/// `name` (its JSON `DIR/NAME.json`, its server's log `logs/NAME-server.log`),
-/// from `start_rps` when given; returns the JSON it wrote.
-fn run_capacity(
-    setup: &Setup,
-    args: &PerfArgs,
-    dir: &Path,
-    (name, flags, start_rps): (&str, &[String], Option<f64>),
-    seed: u64,
-) -> Result<PathBuf, TaskError> {
-    let (_server, url) = start_target(
-        setup,
-        &dir.join(format!("logs/{name}-server.log")),
-        Some(seed),
-    )?;
-    let json_path = dir.join(format!("{name}.json"));
-    let mut cmd = Command::new(setup.bins.path("loadgen"));
-    cmd.arg("capacity")
-        .args(["--url", &url, "--api", &setup.client.api])
-        .args(flags)
-        .args(&setup.client.extra)
-        .args(["--sla", &format!("p95<={}", args.sla_p95_ms)])
-        .args(args.slos.iter().flat_map(|slo| ["--sla", slo.as_str()]))
-        .args(["--step-duration", &args.capacity_step, "--warmup", "2s"])
-        // Inside the workflow's limit on one client run.
-        .args(["--time-limit", "9m"])
-        .args(["--json".as_ref(), json_path.as_os_str()])
-        .stdin(Stdio::null());
-    if let Some(rps) = start_rps {
-        cmd.args(["--start-rate", &format!("{rps:.2}")]);
-    }
-    if matches!(setup.target, Target::Endpoint(_)) && setup.client.api == "simulator" {
-        cmd.arg("--no-verify");
-    }
-    println!("loadgen capacity {}  ({url})", flags.join(" "));
-    let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
-    match status.code() {
-        // 1: no rate was sustainable; the JSON says so and the report shows it.
-        Some(0 | 1) => Ok(json_path),
-        _ => Err(TaskError::Step(format!(
-            "loadgen capacity could not run ({status}); see the message above"
-        ))),
-    }
-}
-
-/// The After's flags: the what-if engine's choice (`--after auto`), or the
-/// fixed profile. Returns the flags and, for auto, the engine's JSON.
-fn choose_after(
-    setup: &Setup,
-    args: &PerfArgs,
-    dir: &Path,
-    seed: u64,
-) -> Result<crate::whatif::AfterChoice, TaskError> {
-    if args.after == "optimized" {
-        return Ok(crate::whatif::AfterChoice::optimized());
-    }
-    let (_server, url) = start_target(setup, &dir.join("logs/probe-server.log"), Some(seed))?;
-    println!(
-        "probe: {} batches at each batch size {:?}, one batch at a time ({url})",
-        crate::whatif::PROBE_BATCHES,
-        crate::whatif::PROBE_BATCH_SIZES
-    );
-    let probes = crate::whatif::probe(|| loadgen(&url, setup), dir, CLIENT_LIMIT)?;
-    drop(_server);
-    let json_path = dir.join("whatif.json");
-    let mut cmd = Command::new(setup.bins.path("report"));
-    cmd.arg("whatif")
-        .args(["--before".as_ref(), dir.join("before.csv").as_os_str()])
-        .args(
-            probes
-                .iter()
-                .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
-        )
-        .args(["--concurrency", "20", "--requests", "400"])
-        .args(["--sla-p95-ms", &args.sla_p95_ms.to_string()])
-        .args(["--json".as_ref(), json_path.as_os_str()]);
-    if matches!(setup.target, Target::Simulator { .. }) {
-        // The simulator has a dynamic batcher: its settings are server
-        // changes the engine may predict (never choose).
-        cmd.arg("--server-dynamic-batching");
-    }
-    Ok(crate::whatif::choose(&mut cmd, &json_path, CLIENT_LIMIT))
-}
-
-/// Runs one phase, recording in `phases` the machine's load at its start
-/// and the CPU time stolen during it: a slow phase on a busy machine says
-/// so in `conditions.phases`.
-pub(crate) fn with_load<T>(
-    phases: &mut serde_json::Map<String, serde_json::Value>,
-    name: &str,
-    phase: impl FnOnce() -> Result<T, TaskError>,
-) -> Result<T, TaskError> {
-    let start = LoadSnapshot::now();
-    let outcome = phase();
-    phases.insert(name.to_owned(), start.phase_json(&LoadSnapshot::now()));
-    outcome
-}
-
-fn write_conditions(
-    target: &Target,
-    client: &Client,
-    python: Option<&Path>,
-    dir: &Path,
-    (seed, after_flags): (u64, &[String]),
-    phases: serde_json::Map<String, serde_json::Value>,
-) -> Result<(), TaskError> {
-    let (target_kind, profile, server_args) = match target {
-        Target::Simulator { profile, extra } => ("simulator", profile.clone(), extra.clone()),
-        Target::Endpoint(url) => ("endpoint", url.clone(), Vec::new()),
-    };
-    let conditions = serde_json::json!({
-        "target": target_kind,
-        "server_profile": profile,
-        "server_args": server_args,
-        "fresh_server_per_phase": matches!(target, Target::Simulator { .. }),
-        "requests": 400,
-        "concurrency": 20,
-        "timeout_s": 30,
-        "payloads": "input.py build_payload(i), i = 0..399 (byte-identical, pinned by a test)",
-        "before_client": "input.py (httpx, new AsyncClient and connection per request)",
-        "reproduction_client": "loadgen --profile baseline (new connection per request)",
-        "after_client": format!("loadgen {}", after_flags.join(" ")),
-        "server_seed": (matches!(target, Target::Simulator { .. }) && !sets_seed(&server_args))
-            .then_some(seed),
-        "api": client.api,
-        "loadgen_args": client.extra,
-        "quantile_method": "linear",
-        "python": python.map(python::version),
-    });
-    write_conditions_file(dir, conditions, phases)
-}
-
-/// Writes `DIR/conditions.json`: `conditions` (a JSON object) with the
-/// machine's description and each phase's load added, the same keys in
-/// every workflow.
-pub(crate) fn write_conditions_file(
-    dir: &Path,
-    mut conditions: serde_json::Value,
-    phases: serde_json::Map<String, serde_json::Value>,
-) -> Result<(), TaskError> {
-    if let Some(map) = conditions.as_object_mut() {
-        map.insert("machine".into(), Machine::probe().conditions_json());
-        map.insert("phases".into(), serde_json::Value::Object(phases));
-    }
-    let path = dir.join("conditions.json");
-    let text = serde_json::to_string_pretty(&conditions).unwrap_or_default();
-    fs::write(&path, text).map_err(|source| TaskError::Io { path, source })
 }

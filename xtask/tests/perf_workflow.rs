@@ -188,6 +188,55 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     assert_eq!(c["conditions"]["quantile_method"], "linear");
     assert_eq!(c["verdict"]["met"], true);
 
+    // The After is what `report whatif` decided, carried out as written and
+    // carried into comparison.json with its reason and numbers; every file
+    // reads back through its contract in `model`.
+    let read = |name: &str| std::fs::read_to_string(out.join(name)).expect(name);
+    let whatif: model::whatif::WhatifReport = serde_json::from_str(&read("whatif.json")).unwrap();
+    let decided = whatif.after.expect("report decided the After");
+    assert_eq!(decided.kind, model::whatif::CandidateKind::Client);
+    assert!(
+        decided.reason.contains("Choose client batching"),
+        "{}",
+        decided.reason
+    );
+    let doc: model::comparison::ComparisonDocument =
+        serde_json::from_str(&read("comparison.json")).unwrap();
+    assert_eq!(doc.decision.as_ref(), Some(&decided));
+    assert!(doc.prediction.is_some());
+    let conditions = model::conditions::Conditions::from_json(&read("conditions.json")).unwrap();
+    assert_eq!(conditions, doc.conditions);
+    assert_eq!(conditions.schema_version, model::conditions::SCHEMA_VERSION);
+    assert_eq!(
+        conditions.target,
+        Some(model::conditions::TargetKind::Simulator)
+    );
+    assert_eq!(
+        (
+            conditions.requests,
+            conditions.concurrency,
+            conditions.server_seed
+        ),
+        (
+            Some(model::BASELINE_REQUESTS),
+            Some(model::BASELINE_CONCURRENCY as u64),
+            Some(42)
+        )
+    );
+    assert_eq!(
+        conditions.after_client,
+        Some(format!(
+            "loadgen {} --api simulator",
+            decided.loadgen_args.join(" ")
+        ))
+    );
+    for phase in ["before", "analysis", "after"] {
+        assert!(
+            conditions.phases.contains_key(phase),
+            "{phase}: {conditions:?}"
+        );
+    }
+
     // Same run, an SLA the After cannot meet: exit 1, and the JSON says why.
     let strict = xtask_with_tools(&[&args[..], &["--sla-p95-ms", "1"]].concat());
     assert_eq!(

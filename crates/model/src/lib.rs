@@ -20,6 +20,10 @@
 //! - [`summary`]: loadgen's run summary (`--json`, `--out-dir`), also the
 //!   merged one `report merge` writes; [`capacity`]: `loadgen capacity
 //!   --json`; [`contract`]: reading them back, version first.
+//! - The JSON files one tool writes and another reads, each with its
+//!   `SCHEMA_VERSION`: [`whatif`] (`whatif.json`: the analysis's decisions
+//!   and the what-if engine's prediction), [`comparison`]
+//!   (`comparison.json`) and [`conditions`] (`conditions.json`).
 //!
 //! ```
 //! use model::{output::expected_output, payload::baseline_input, DEFAULT_MODEL};
@@ -33,12 +37,15 @@
 
 pub mod args;
 pub mod capacity;
+pub mod comparison;
+pub mod conditions;
 pub mod contract;
 pub mod kserve;
 pub mod log;
 pub mod output;
 pub mod payload;
 pub mod summary;
+pub mod whatif;
 pub mod wire;
 
 /// The model name `input.py` sends.

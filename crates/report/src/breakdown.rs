@@ -13,81 +13,10 @@
 use std::collections::HashMap;
 
 use model::log::{Log, LogRow};
-use serde::{Deserialize, Serialize};
 
 use crate::summary::{quantile_ms, REPORT_QUANTILE_METHOD};
 
-/// The parts of a latency, ms, in the order they are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Parts {
-    /// Waiting in the client's batcher for the batch to fill.
-    pub batch_wait_ms: f64,
-    /// TCP connect and TLS handshake.
-    pub connect_ms: f64,
-    /// Waiting in the server's queue (`Server-Timing: queue`).
-    pub queue_ms: f64,
-    /// Executing (`Server-Timing: infer`).
-    pub execution_ms: f64,
-    /// The rest: transfer, parsing, the client's scheduling.
-    pub transfer_ms: f64,
-}
-
-impl Parts {
-    /// Names of the parts, in drawing order.
-    pub const NAMES: [&'static str; 5] = [
-        "client wait and batching",
-        "connect and TLS",
-        "server queue",
-        "execution",
-        "transfer and client",
-    ];
-
-    /// The parts in drawing order.
-    pub fn values(&self) -> [f64; 5] {
-        [
-            self.batch_wait_ms,
-            self.connect_ms,
-            self.queue_ms,
-            self.execution_ms,
-            self.transfer_ms,
-        ]
-    }
-
-    /// Their sum, ms: the mean latency of the rows averaged.
-    pub fn total_ms(&self) -> f64 {
-        self.values().iter().sum()
-    }
-
-    fn mean(rows: &[Parts]) -> Option<Parts> {
-        if rows.is_empty() {
-            return None;
-        }
-        let n = rows.len() as f64;
-        let sum = |f: fn(&Parts) -> f64| rows.iter().map(f).sum::<f64>() / n;
-        Some(Parts {
-            batch_wait_ms: sum(|p| p.batch_wait_ms),
-            connect_ms: sum(|p| p.connect_ms),
-            queue_ms: sum(|p| p.queue_ms),
-            execution_ms: sum(|p| p.execution_ms),
-            transfer_ms: sum(|p| p.transfer_ms),
-        })
-    }
-}
-
-/// A run's breakdown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Breakdown {
-    /// The run's label.
-    pub label: String,
-    /// Rows split.
-    pub rows: usize,
-    /// Mean of each part over every split row.
-    pub mean: Parts,
-    /// The P95 of the split rows' latency, ms.
-    pub p95_ms: f64,
-    /// Mean of each part over the rows at or above that P95.
-    pub tail: Parts,
-}
+pub use model::comparison::{Breakdown, Parts};
 
 /// Splits one row; `batch_last_start_ms` is the latest start among the rows
 /// of its batch.
@@ -143,53 +72,6 @@ pub fn breakdown(label: &str, log: &Log) -> Option<Breakdown> {
         p95_ms,
         tail: Parts::mean(&tail)?,
     })
-}
-
-impl Breakdown {
-    /// One row per bar (mean, tail), for the reports: the label, then each
-    /// part in ms and its share of the bar.
-    pub fn table_rows(&self) -> Vec<[String; 7]> {
-        [
-            (format!("{}: mean", self.label), &self.mean),
-            (
-                format!("{}: slowest 5% (>= P95 {:.1} ms)", self.label, self.p95_ms),
-                &self.tail,
-            ),
-        ]
-        .into_iter()
-        .map(|(name, parts)| {
-            let total = parts.total_ms();
-            let cell = |v: f64| {
-                if total > 0.0 {
-                    format!("{v:.1} ({:.0}%)", v / total * 100.0)
-                } else {
-                    format!("{v:.1}")
-                }
-            };
-            let v = parts.values();
-            [
-                name,
-                cell(v[0]),
-                cell(v[1]),
-                cell(v[2]),
-                cell(v[3]),
-                cell(v[4]),
-                format!("{total:.1}"),
-            ]
-        })
-        .collect()
-    }
-
-    /// Headings of [`Breakdown::table_rows`].
-    pub const HEADINGS: [&'static str; 7] = [
-        "run",
-        "client wait and batching (ms)",
-        "connect and TLS (ms)",
-        "server queue (ms)",
-        "execution (ms)",
-        "transfer and client (ms)",
-        "total (ms)",
-    ];
 }
 
 #[cfg(test)]

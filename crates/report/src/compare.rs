@@ -1,20 +1,20 @@
-//! Builds a [`Comparison`] (the `comparison.json` document) from two runs.
+//! Builds a [`Comparison`] (the `comparison.json` document,
+//! `model::comparison`) from two runs.
 
 use std::path::Path;
 
+use model::conditions::Conditions;
 use model::log::{read_log_file, Log};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use model::whatif::{CandidateKind, DecisionRole, WhatifReport};
 
-use crate::diagnosis::{diagnose, DiagnosisInput, Finding};
+pub use model::comparison::{Agreement, Delta, MetricDelta, EXTRA_ROWS, SCHEMA_VERSION};
+
+use crate::diagnosis::{diagnose, DiagnosisInput};
 use crate::error::ReportError;
-use crate::input_py::{reconcile_input_py, InputPyReconciliation};
+use crate::input_py::reconcile_input_py;
 use crate::slo::Judge;
 use crate::summary::SideSummary;
-use crate::verdict::{assess_quality, decide, sla_for, Quality, Sla, Verdict};
-
-/// Version of the `comparison.json` layout; bumped only on breaking changes.
-pub const SCHEMA_VERSION: u32 = 1;
+use crate::verdict::{assess_quality, decide, sla_for};
 
 /// The SLA of the task: P95 <= 800 ms.
 pub const DEFAULT_SLA_P95_MS: f64 = 800.0;
@@ -102,20 +102,21 @@ pub struct CompareOptions {
     pub sla_p95_ms: f64,
     /// Failed After requests allowed by the verdict.
     pub max_failed: u64,
-    /// Free-form run conditions (profile, concurrency, requests, machine...),
-    /// a JSON object copied into `conditions`. A `concurrency` key (or
-    /// `before_concurrency`/`after_concurrency`, or `before.concurrency`)
-    /// feeds the Little's-law finding; `phases` holds
-    /// each phase's load (and `before_input_py.client_cpu_s`/`client_wall_s`,
+    /// The run's conditions (`conditions.json`), copied into `conditions`.
+    /// `concurrency` feeds the Little's-law finding; `phases` holds each
+    /// phase's load (and `before_input_py.client_cpu_s`/`client_wall_s`,
     /// what input.py's process cost).
-    pub conditions: Value,
+    pub conditions: Conditions,
     /// What `input.py` printed, to reconcile with the Before log.
     pub input_py_stdout: Option<String>,
     /// Objectives beyond the SLA, each a check of the verdict on the After.
     pub slos: Vec<crate::slo::Slo>,
-    /// The what-if engine's report whose candidate the After ran, for
-    /// `prediction` (predicted beside measured).
-    pub whatif: Option<crate::whatif::WhatifReport>,
+    /// The analysis (`whatif.json`) whose decision the After carried out:
+    /// `decision` (what, why, the numbers), and `prediction` (predicted
+    /// beside measured) when the After is the engine's candidate.
+    pub whatif: Option<WhatifReport>,
+    /// Which of its decisions the After carried out.
+    pub decision: DecisionRole,
     /// A capacity search of the After's client (`loadgen capacity`).
     pub capacity: Option<crate::capacity::Capacity>,
     /// A capacity search of the client the engine predicts the most
@@ -128,94 +129,16 @@ impl Default for CompareOptions {
         Self {
             sla_p95_ms: DEFAULT_SLA_P95_MS,
             max_failed: 0,
-            conditions: Value::Null,
+            conditions: Conditions::default(),
             input_py_stdout: None,
             slos: Vec::new(),
             whatif: None,
+            decision: DecisionRole::After,
             capacity: None,
             capacity_open_loop: None,
         }
     }
 }
-
-/// One metric before and after.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MetricDelta {
-    /// Before value.
-    pub before: Option<f64>,
-    /// After value.
-    pub after: Option<f64>,
-    /// `after - before`.
-    pub diff: Option<f64>,
-    /// `100 * (after - before) / before`; `null` when before is 0 or absent.
-    pub pct: Option<f64>,
-}
-
-impl MetricDelta {
-    fn new(before: Option<f64>, after: Option<f64>) -> Self {
-        let diff = before.zip(after).map(|(b, a)| a - b);
-        let pct = diff
-            .zip(before)
-            .and_then(|(d, b)| (b != 0.0).then(|| 100.0 * d / b));
-        Self {
-            before,
-            after,
-            diff,
-            pct,
-        }
-    }
-}
-
-/// `comparison.json`: `delta`, one entry per numeric metric of a side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Delta {
-    /// Rows.
-    pub total: MetricDelta,
-    /// Successful rows.
-    pub succeeded: MetricDelta,
-    /// Failed rows.
-    pub failed: MetricDelta,
-    /// P50, ms.
-    pub p50_ms: MetricDelta,
-    /// P95, ms.
-    pub p95_ms: MetricDelta,
-    /// P99, ms.
-    pub p99_ms: MetricDelta,
-    /// Mean, ms.
-    pub mean_ms: MetricDelta,
-    /// Min, ms.
-    pub min_ms: MetricDelta,
-    /// Max, ms.
-    pub max_ms: MetricDelta,
-    /// Successful requests per second.
-    pub throughput_rps: MetricDelta,
-    /// Run duration, s.
-    pub duration_s: MetricDelta,
-    /// Goodput and, for LLM runs, their metrics ([`EXTRA_ROWS`]), where
-    /// either side has them.
-    #[serde(flatten)]
-    pub extra: std::collections::BTreeMap<String, MetricDelta>,
-}
-
-/// The rows after the fixed eleven, in `comparison.csv` order; each is
-/// present when either side has a value.
-pub const EXTRA_ROWS: [&str; 15] = [
-    "goodput_rps",
-    "ttft_p50_ms",
-    "ttft_p90_ms",
-    "ttft_p95_ms",
-    "ttft_p99_ms",
-    "itl_p50_ms",
-    "itl_p90_ms",
-    "itl_p95_ms",
-    "itl_p99_ms",
-    "tpot_p50_ms",
-    "tpot_p90_ms",
-    "tpot_p95_ms",
-    "tpot_p99_ms",
-    "e2e_p90_ms",
-    "output_tokens_per_s",
-];
 
 /// The value of extra row `name` on one side.
 fn extra_value(side: &SideSummary, name: &str) -> Option<f64> {
@@ -240,146 +163,39 @@ fn extra_value(side: &SideSummary, name: &str) -> Option<f64> {
     }
 }
 
-impl Delta {
-    /// After minus Before for every metric.
-    pub fn between(before: &SideSummary, after: &SideSummary) -> Self {
-        let count = |v: u64| Some(v as f64);
-        let d = MetricDelta::new;
-        Self {
-            total: d(count(before.total), count(after.total)),
-            succeeded: d(count(before.succeeded), count(after.succeeded)),
-            failed: d(count(before.failed), count(after.failed)),
-            p50_ms: d(before.p50_ms, after.p50_ms),
-            p95_ms: d(before.p95_ms, after.p95_ms),
-            p99_ms: d(before.p99_ms, after.p99_ms),
-            mean_ms: d(before.mean_ms, after.mean_ms),
-            min_ms: d(before.min_ms, after.min_ms),
-            max_ms: d(before.max_ms, after.max_ms),
-            throughput_rps: d(before.throughput_rps, after.throughput_rps),
-            duration_s: d(before.duration_s, after.duration_s),
-            extra: EXTRA_ROWS
-                .iter()
-                .filter_map(|name| {
-                    let (b, a) = (extra_value(before, name), extra_value(after, name));
-                    (b.is_some() || a.is_some()).then(|| ((*name).to_owned(), d(b, a)))
-                })
-                .collect(),
-        }
-    }
-
-    /// `(metric name, delta)` in the fixed order of `comparison.csv`.
-    pub fn rows(&self) -> Vec<(&'static str, &MetricDelta)> {
-        let fixed = [
-            ("total", &self.total),
-            ("succeeded", &self.succeeded),
-            ("failed", &self.failed),
-            ("p50_ms", &self.p50_ms),
-            ("p95_ms", &self.p95_ms),
-            ("p99_ms", &self.p99_ms),
-            ("mean_ms", &self.mean_ms),
-            ("min_ms", &self.min_ms),
-            ("max_ms", &self.max_ms),
-            ("throughput_rps", &self.throughput_rps),
-            ("duration_s", &self.duration_s),
-        ];
-        let extra = EXTRA_ROWS
+/// After minus Before for every metric.
+pub fn delta_between(before: &SideSummary, after: &SideSummary) -> Delta {
+    let count = |v: u64| Some(v as f64);
+    let d = MetricDelta::new;
+    Delta {
+        total: d(count(before.total), count(after.total)),
+        succeeded: d(count(before.succeeded), count(after.succeeded)),
+        failed: d(count(before.failed), count(after.failed)),
+        p50_ms: d(before.p50_ms, after.p50_ms),
+        p95_ms: d(before.p95_ms, after.p95_ms),
+        p99_ms: d(before.p99_ms, after.p99_ms),
+        mean_ms: d(before.mean_ms, after.mean_ms),
+        min_ms: d(before.min_ms, after.min_ms),
+        max_ms: d(before.max_ms, after.max_ms),
+        throughput_rps: d(before.throughput_rps, after.throughput_rps),
+        duration_s: d(before.duration_s, after.duration_s),
+        extra: EXTRA_ROWS
             .iter()
-            .filter_map(|name| self.extra.get(*name).map(|d| (*name, d)));
-        fixed.into_iter().chain(extra).collect()
+            .filter_map(|name| {
+                let (b, a) = (extra_value(before, name), extra_value(after, name));
+                (b.is_some() || a.is_some()).then(|| ((*name).to_owned(), d(b, a)))
+            })
+            .collect(),
     }
 }
 
-/// How closely the Rust reproduction agrees with `input.py`'s own log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Agreement {
-    /// Reproduction P50 / `input.py` P50.
-    pub p50_ratio: Option<f64>,
-    /// Reproduction P95 / `input.py` P95.
-    pub p95_ratio: Option<f64>,
-    /// Both ratios within `1 +- tolerance_pct / 100`.
-    pub within_tolerance: bool,
-    /// The tolerance, percent.
-    pub tolerance_pct: f64,
-}
+/// `comparison.json`: `before_reproduction`, with report's side summary.
+pub type Reproduction = model::comparison::Reproduction<SideSummary>;
 
-/// `comparison.json`: `before_reproduction`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reproduction {
-    /// The reproduction's own numbers.
-    pub summary: SideSummary,
-    /// Its agreement with the Before.
-    pub agreement: Agreement,
-}
-
-/// The whole `comparison.json` document (schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// [`SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// The SLA and whether the After meets it.
-    pub sla: Sla,
-    /// The objectives given with `--sla`, judged on the After.
-    pub slos: Vec<crate::slo::SloResult>,
-    /// The overall verdict (SLA, failures, quality).
-    pub verdict: Verdict,
-    /// The Before run.
-    pub before: SideSummary,
-    /// The After run.
-    pub after: SideSummary,
-    /// After minus Before.
-    pub delta: Delta,
-    /// Same inputs, same outputs.
-    pub quality: Quality,
-    /// The Rust reproduction of the Before, when given.
-    pub before_reproduction: Option<Reproduction>,
-    /// `input.py`'s printed numbers next to ours, when given.
-    pub input_py_stdout: Option<InputPyReconciliation>,
-    /// Findings from measured data.
-    pub diagnosis: Vec<Finding>,
-    /// The caller's run conditions, plus `quantile_method`.
-    pub conditions: Value,
-    /// What the what-if engine predicted for the After, beside what it
-    /// measured (when the After was the engine's candidate).
-    #[serde(default)]
-    pub prediction: Option<crate::prediction::Prediction>,
-    /// Capacity under the SLA of the After's client, measured, with the
-    /// engine's predicted capacity beside it.
-    #[serde(default)]
-    pub capacity: Option<crate::capacity::Capacity>,
-    /// Capacity under the SLA of the client the engine predicted the most
-    /// open-loop capacity for (the After's is chosen for the Before's
-    /// closed loop), measured, with the prediction beside it.
-    #[serde(default)]
-    pub capacity_open_loop: Option<crate::capacity::Capacity>,
-    /// Warnings about the evidence (e.g. input.py and its reproduction
-    /// disagree), shown first in every report and on the console.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-    /// The diagnosis's opening: at most three lines.
-    #[serde(default)]
-    pub summary: Vec<String>,
-    /// Where the time goes, per run that carries server timings.
-    #[serde(default)]
-    pub breakdowns: Vec<crate::breakdown::Breakdown>,
-}
-
-impl Comparison {
-    /// The capacity searches there are, each with its section heading: the
-    /// After's client, then the client chosen for open-loop traffic.
-    pub fn capacities(&self) -> Vec<(&crate::capacity::Capacity, &'static str)> {
-        let mut out = Vec::new();
-        if let Some(c) = &self.capacity {
-            out.push((c, "Capacity under the SLA"));
-        }
-        if let Some(c) = &self.capacity_open_loop {
-            out.push((
-                c,
-                "Capacity under the SLA: the client for open-loop traffic",
-            ));
-        }
-        out
-    }
-}
+/// The whole `comparison.json` document (schema version 1), with report's
+/// side summary, objective results and capacity searches.
+pub type Comparison =
+    model::comparison::Comparison<SideSummary, crate::slo::SloResult, crate::capacity::Capacity>;
 
 /// Compares `before` with `after` (and optionally the reproduction of the Before).
 pub fn compare(
@@ -394,7 +210,10 @@ pub fn compare(
             "the SLA threshold must be a finite number of ms above 0, got {threshold}; pass e.g. --sla-p95-ms 800"
         )));
     }
-    let conditions = normalise_conditions(&options.conditions)?;
+    // The report computes every percentile with the Linear method,
+    // whatever the caller wrote.
+    let mut conditions = options.conditions.clone();
+    conditions.quantile_method = Some("linear".to_owned());
     let mut before_summary = before.summary()?;
     let mut after_summary = after.summary()?;
     // Goodput against the objectives given, else the SLA as one.
@@ -450,7 +269,7 @@ pub fn compare(
             side,
             log: &run.log,
             summary,
-            configured_concurrency: configured_concurrency(&conditions, side),
+            configured_concurrency: conditions.concurrency.map(|c| c as f64),
         }));
         if let Some(stats) = &run.server_stats {
             diagnosis.extend(crate::diagnosis::server_statistics(side, summary, stats));
@@ -478,7 +297,23 @@ pub fn compare(
         ));
     }
 
-    let prediction = options.whatif.as_ref().and_then(|whatif| {
+    let decision = options
+        .whatif
+        .as_ref()
+        .and_then(|whatif| whatif.decision(options.decision))
+        .cloned();
+    // The prediction is the engine's, for the client change it proposed.
+    let engine = options
+        .whatif
+        .as_ref()
+        .filter(|_| options.decision == DecisionRole::After)
+        .filter(|_| {
+            decision
+                .as_ref()
+                .is_some_and(|d| d.kind == CandidateKind::Client)
+        })
+        .and_then(|whatif| whatif.engine.as_ref());
+    let prediction = engine.and_then(|whatif| {
         let after_ms: Vec<f64> = after
             .log
             .rows
@@ -501,7 +336,8 @@ pub fn compare(
     let best = options
         .whatif
         .as_ref()
-        .and_then(|w| w.predicted_capacity_rps.best.as_ref());
+        .and_then(|w| w.engine.as_ref())
+        .and_then(|e| e.predicted_capacity_rps.best.as_ref());
     let capacity_open_loop = options.capacity_open_loop.clone().map(|mut capacity| {
         if let Some(best) = best {
             capacity
@@ -517,7 +353,7 @@ pub fn compare(
         sla,
         slos,
         verdict,
-        delta: Delta::between(&before_summary, &after_summary),
+        delta: delta_between(&before_summary, &after_summary),
         before: before_summary,
         after: after_summary,
         quality,
@@ -525,6 +361,7 @@ pub fn compare(
         input_py_stdout,
         diagnosis,
         conditions,
+        decision,
         prediction,
         capacity,
         capacity_open_loop,
@@ -554,39 +391,4 @@ fn reproduction_of(before: &SideSummary, summary: SideSummary) -> Reproduction {
         },
         summary,
     }
-}
-
-/// The caller's conditions as an object, with `quantile_method` set (the
-/// report computes every percentile with it, whatever the caller wrote).
-fn normalise_conditions(conditions: &Value) -> Result<Value, ReportError> {
-    let mut map = match conditions {
-        Value::Null => serde_json::Map::new(),
-        Value::Object(map) => map.clone(),
-        other => {
-            return Err(ReportError::InvalidOption(format!(
-                "conditions must be a JSON object like {{\"profile\": \"placeholder\", \"concurrency\": 20}}, got {other}"
-            )))
-        }
-    };
-    map.insert("quantile_method".to_owned(), Value::from("linear"));
-    Ok(Value::Object(map))
-}
-
-/// `conditions.<side>.concurrency`, `conditions.<side>_concurrency`, then
-/// `conditions.concurrency`; the reproduction falls back to the Before's.
-fn configured_concurrency(conditions: &Value, side: &str) -> Option<f64> {
-    let lookup = |side: &str| {
-        conditions
-            .get(side)
-            .and_then(|s| s.get("concurrency"))
-            .or_else(|| conditions.get(format!("{side}_concurrency")))
-            .and_then(Value::as_f64)
-    };
-    lookup(side)
-        .or_else(|| {
-            (side == "before_reproduction")
-                .then(|| lookup("before"))
-                .flatten()
-        })
-        .or_else(|| conditions.get("concurrency").and_then(Value::as_f64))
 }

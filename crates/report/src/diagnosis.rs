@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use model::kserve::ModelStats;
 use model::log::{Log, LogRow};
-use serde::{Deserialize, Serialize};
 
 use crate::summary::{mean, quantile_ms, SideSummary, REPORT_QUANTILE_METHOD};
 
@@ -18,24 +17,7 @@ use crate::summary::{mean, quantile_ms, SideSummary, REPORT_QUANTILE_METHOD};
 /// requests and the "trend" would be noise.
 const MIN_ROWS_FOR_DRIFT: usize = 8;
 
-/// One diagnosis entry in `comparison.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    /// Stable id: `littles_law`, `latency_breakdown`, `server_parallelism`,
-    /// `connection_setup`, `client_overhead`, `client_batch_wait`, `drift`,
-    /// `service_floor`, `failures`, `server_statistics` (from the server's
-    /// own statistics), and across runs `batch_cost` (from `Server-Timing`)
-    /// and `batch_cost_server_stats` (from the servers' statistics).
-    pub id: String,
-    /// Which run: `before`, `after`, `before_reproduction`, or `runs` for a
-    /// finding drawn from several.
-    pub side: String,
-    /// The sentence a reader sees, numbers included.
-    pub finding: String,
-    /// The numbers of the sentence, as fields of the finding.
-    #[serde(flatten)]
-    pub values: BTreeMap<String, f64>,
-}
+pub use model::comparison::Finding;
 
 /// One run to diagnose.
 pub struct DiagnosisInput<'a> {
@@ -51,7 +33,7 @@ pub struct DiagnosisInput<'a> {
 
 /// Every finding the run's columns support, in a fixed order.
 pub fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
-    let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 9] = [
+    let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 10] = [
         littles_law,
         latency_breakdown,
         server_parallelism,
@@ -59,6 +41,7 @@ pub fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
         client_overhead,
         client_batch_wait,
         service_floor,
+        llm_slot_wait,
         drift,
         failures,
     ];
@@ -77,6 +60,42 @@ fn finding(
         finding: format!("{}: {sentence}", input.summary.label),
         values: values.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
     }
+}
+
+/// A first token this many decode steps late (at the median) is mostly
+/// waiting, not prefill: a stream with a slot sees it after about one.
+const SLOT_WAIT_STEPS: f64 = 3.0;
+
+/// A streamed LLM run: its time to first token counted in decode steps
+/// (the median gap between tokens). A stream that has a sequence slot sees
+/// its first token after about one step plus its prompt's prefill, so a
+/// first token many steps late was waiting for a slot.
+fn llm_slot_wait(input: &DiagnosisInput<'_>) -> Option<Finding> {
+    let wait = crate::whatif::decide::slot_wait(input.summary.llm.as_ref()?)?;
+    let (p50_steps, p95_steps) = (wait.p50_steps(), wait.p95_steps());
+    let sentence = if p50_steps >= SLOT_WAIT_STEPS {
+        format!(
+            "time to first token P50 {:.0} ms and P95 {:.0} ms are {p50_steps:.0} and {p95_steps:.0} decode steps (inter-token P50 {:.1} ms): a stream that has a slot sees its first token after about one step, so most of it was spent waiting for a sequence slot (more streams in flight than the server decodes at once)",
+            wait.ttft_p50_ms, wait.ttft_p95_ms, wait.itl_p50_ms
+        )
+    } else {
+        format!(
+            "time to first token P50 {:.0} ms is {p50_steps:.1} decode steps (inter-token P50 {:.1} ms; P95 {:.0} ms, {p95_steps:.1} steps): streams got a slot without waiting",
+            wait.ttft_p50_ms, wait.itl_p50_ms, wait.ttft_p95_ms
+        )
+    };
+    Some(finding(
+        input,
+        "llm_slot_wait",
+        sentence,
+        &[
+            ("ttft_p50_ms", wait.ttft_p50_ms),
+            ("ttft_p95_ms", wait.ttft_p95_ms),
+            ("itl_p50_ms", wait.itl_p50_ms),
+            ("ttft_p50_steps", p50_steps),
+            ("ttft_p95_steps", p95_steps),
+        ],
+    ))
 }
 
 fn pct(part: f64, whole: f64) -> f64 {

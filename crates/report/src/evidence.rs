@@ -9,7 +9,7 @@
 //! difference went: the servers' own queue and execution times are in the
 //! reproduction's rows, and they do not change with the client.
 
-use serde_json::Value;
+use model::conditions::Conditions;
 
 use crate::breakdown::Breakdown;
 use crate::compare::{Comparison, Reproduction};
@@ -46,13 +46,12 @@ pub fn warnings(before: &SideSummary, reproduction: Option<&Reproduction>) -> Ve
 
 /// The machine's load when a phase started, from `conditions.phases.NAME`,
 /// as a clause ("load average 3.10 on 2 CPUs, 12.0% of CPU time stolen").
-fn phase_load(conditions: &Value, phase: &str) -> Option<String> {
-    let p = conditions.get("phases")?.get(phase)?;
-    let load = p.get("loadavg_at_start")?.get(0)?.as_f64()?;
-    let cpus = p.get("cpus")?.as_u64()?;
+fn phase_load(conditions: &Conditions, phase: &str) -> Option<String> {
+    let p = conditions.phases.get(phase)?;
+    let load = p.loadavg_at_start?[0];
+    let cpus = p.cpus?;
     let stolen = p
-        .get("cpu_stolen_pct")
-        .and_then(Value::as_f64)
+        .cpu_stolen_pct
         .map_or_else(String::new, |s| format!(", {s:.1}% of CPU time stolen"));
     Some(format!("load average {load:.2} on {cpus} CPUs{stolen}"))
 }
@@ -68,14 +67,14 @@ const PACE_SHARE: f64 = 0.97;
 /// (`client_cpu_s`, `client_wall_s`; written by the workflow): a clause for
 /// the finding, and its values.
 fn python_cpu(
-    conditions: &Value,
+    conditions: &Conditions,
     before: &SideSummary,
     rep: &SideSummary,
     values: &mut std::collections::BTreeMap<String, f64>,
 ) -> Option<String> {
-    let phase = conditions.get("phases")?.get("before_input_py")?;
-    let cpu_s = phase.get("client_cpu_s")?.as_f64()?;
-    let wall_s = phase.get("client_wall_s")?.as_f64()?;
+    let phase = conditions.phases.get("before_input_py")?;
+    let cpu_s = phase.client_cpu_s?;
+    let wall_s = phase.client_wall_s?;
     if wall_s.is_nan() || wall_s <= 0.0 || before.total == 0 {
         return None;
     }
@@ -102,7 +101,7 @@ pub fn python_client(
     before: &SideSummary,
     reproduction: &Reproduction,
     reproduction_breakdown: Option<&Breakdown>,
-    conditions: &Value,
+    conditions: &Conditions,
 ) -> Option<Finding> {
     let rep = &reproduction.summary;
     let (py_p50, py_p95) = (before.p50_ms?, before.p95_ms?);

@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 
 use model::log::{Log, LogRow};
-use serde_json::Value;
 
 use crate::breakdown::{Breakdown, Parts};
 use crate::capacity::Capacity;
@@ -582,6 +581,17 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
         over_time_chart(c, before, after).render()
     );
 
+    if let Some(d) = &c.decision {
+        let _ = write!(
+            h,
+            "<h2>Why this After (the analysis's decision)</h2><p>{}</p>",
+            e(&model::comparison::decision_sentence(d))
+        );
+        h.push_str(&html_table(
+            &model::comparison::DECISION_HEADINGS,
+            &model::comparison::decision_rows(d),
+        ));
+    }
     if let Some(p) = &c.prediction {
         let _ = write!(
             h,
@@ -682,14 +692,8 @@ pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
     }
 
     h.push_str("<h2>Conditions</h2><dl class=\"cond\">");
-    if let Value::Object(map) = &c.conditions {
-        for (key, value) in map {
-            let shown = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", e(key), e(&shown));
-        }
+    for (key, shown) in c.conditions.entries() {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", e(&key), e(&shown));
     }
     let _ = writeln!(
         h,

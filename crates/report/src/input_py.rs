@@ -7,7 +7,6 @@
 //! same rows shows the difference is the method and nothing else.
 
 use model::log::LogRow;
-use serde::{Deserialize, Serialize};
 use stats::QuantileMethod;
 
 use crate::error::ReportError;
@@ -17,52 +16,7 @@ use crate::summary::{quantile_ms, REPORT_QUANTILE_METHOD};
 /// script prints two decimals, so rounding alone accounts for 0.005 ms.
 pub const INPUT_PY_TOLERANCE_MS: f64 = 0.01;
 
-/// What `input.py` printed; a line it did not print stays `None`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InputPyNumbers {
-    /// `Total requests: N`.
-    pub total: Option<u64>,
-    /// `Succeeded: N`.
-    pub succeeded: Option<u64>,
-    /// `Failed: N`.
-    pub failed: Option<u64>,
-    /// `P50 latency: X ms`.
-    pub p50_ms: Option<f64>,
-    /// `P95 latency: X ms`.
-    pub p95_ms: Option<f64>,
-    /// `P99 latency: X ms`.
-    pub p99_ms: Option<f64>,
-}
-
-/// Linear-method percentiles over the same rows, for the side-by-side view.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LinearPercentiles {
-    /// P50, ms.
-    pub p50_ms: Option<f64>,
-    /// P95, ms.
-    pub p95_ms: Option<f64>,
-    /// P99, ms.
-    pub p99_ms: Option<f64>,
-}
-
-/// `input.py`'s printed numbers next to ours (`comparison.json`: `input_py_stdout`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InputPyReconciliation {
-    /// Parsed from the script's stdout.
-    pub printed: InputPyNumbers,
-    /// Recomputed from the Before log the way the script does it
-    /// (`status_code == 200` rows, Exclusive method).
-    pub recomputed_exclusive: InputPyNumbers,
-    /// The same rows with the report's Linear method.
-    pub recomputed_linear: LinearPercentiles,
-    /// Allowed gap between printed and recomputed numbers, ms.
-    pub tolerance_ms: f64,
-    /// Every printed number matches its recomputation (counts exactly,
-    /// percentiles within `tolerance_ms`), and at least the counts were printed.
-    pub matches: bool,
-    /// Printed numbers that did not match, one sentence each.
-    pub mismatches: Vec<String>,
-}
+pub use model::comparison::{InputPyNumbers, InputPyReconciliation, LinearPercentiles};
 
 /// Reads `Total requests`, `Succeeded`, `Failed` and `P50/P95/P99 latency`
 /// lines; other lines (the log path, warnings) are ignored.

@@ -44,7 +44,11 @@ enum Command {
         #[arg(required = true)]
         pairs: Vec<PathBuf>,
     },
-    /// Fit the Before, predict candidate fixes, choose the After; exit 0 chosen, 1 none, 2 error.
+    /// Decide the After from the Before and write whatif.json: the what-if
+    /// engine's client change (--scenario inference), Triton's dynamic
+    /// batcher beside it (--server triton), an LLM server's max_num_seqs
+    /// (--scenario llm); each with its reason and numbers. Exit 0 decided,
+    /// 1 the engine found nothing within the SLA's margin, 2 error.
     Whatif(Box<report::whatif::cli::WhatifArgs>),
     /// Merge the shards of a distributed run (loadgen --shard ... --out-dir)
     /// into DIR/summary.json and DIR/log.csv, judge --sla on the union;
@@ -73,7 +77,8 @@ struct CompareArgs {
     /// The server's statistics around the After run.
     #[arg(long, value_name = "FILE")]
     after_server_stats: Option<PathBuf>,
-    /// A JSON object of run conditions (profile, concurrency, requests, machine...).
+    /// The run's conditions.json (server, load shape, machine, each
+    /// phase's load...; every key optional, unknown ones ignored).
     #[arg(long)]
     conditions: Option<PathBuf>,
     /// Label of the Before in tables and charts.
@@ -95,10 +100,22 @@ struct CompareArgs {
     /// 'error_rate<=0.01', 'ttft_p95<=500'.
     #[arg(long = "sla", value_name = "EXPR")]
     slos: Vec<report::slo::Slo>,
-    /// The what-if engine's JSON (`report whatif --json`) whose candidate the
-    /// After ran: comparison.json gets `prediction`, predicted beside measured.
+    /// The analysis's JSON (`report whatif --json`) whose decision the After
+    /// carried out: comparison.json gets `decision` (what was chosen, why,
+    /// its numbers) and, for the engine's client change, `prediction`
+    /// (predicted beside measured).
     #[arg(long, value_name = "FILE")]
     prediction: Option<PathBuf>,
+    /// With --prediction: which of its decisions the After carried out,
+    /// `after` or `server-change` (the server change measured beside it).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "after",
+        value_name = "WHICH",
+        requires = "prediction"
+    )]
+    decision: DecisionArg,
     /// A capacity search of the After's client (`loadgen capacity --json`),
     /// charted with the engine's predicted capacity beside it.
     #[arg(long, value_name = "FILE")]
@@ -114,6 +131,15 @@ struct CompareArgs {
     /// Directory for the report files (created if missing).
     #[arg(long)]
     out_dir: PathBuf,
+}
+
+/// `report compare --decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DecisionArg {
+    /// whatif.json's `after`.
+    After,
+    /// whatif.json's `server_change`.
+    ServerChange,
 }
 
 fn main() -> ExitCode {
@@ -190,14 +216,14 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
     let conditions = match &args.conditions {
         Some(path) => {
             let text = read_text("conditions", path)?;
-            serde_json::from_str(&text).map_err(|e| {
+            model::conditions::Conditions::from_json(&text).map_err(|e| {
                 ReportError::InvalidOption(format!(
-                    "--conditions {}: not valid JSON ({e}); pass a JSON object such as {{\"concurrency\": 20}}",
+                    "--conditions {}: not a conditions.json ({e}); pass a JSON object such as {{\"concurrency\": 20}}",
                     path.display()
                 ))
             })?
         }
-        None => serde_json::Value::Null,
+        None => model::conditions::Conditions::default(),
     };
     let input_py_stdout = match &args.input_py_stdout {
         Some(path) => Some(read_text("input.py stdout", path)?),
@@ -225,6 +251,10 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
             Some(path) => Some(read_whatif(path)?),
             None => None,
         },
+        decision: match args.decision {
+            DecisionArg::After => model::whatif::DecisionRole::After,
+            DecisionArg::ServerChange => model::whatif::DecisionRole::ServerChange,
+        },
         capacity: match &args.capacity {
             Some(path) => Some(report::capacity::Capacity::read(path)?),
             None => None,
@@ -244,7 +274,7 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
     Ok(comparison.verdict.met)
 }
 
-fn read_whatif(path: &Path) -> Result<report::whatif::WhatifReport, ReportError> {
+fn read_whatif(path: &Path) -> Result<model::whatif::WhatifReport, ReportError> {
     let text = read_text("--prediction", path)?;
     serde_json::from_str(&text).map_err(|e| {
         ReportError::InvalidOption(format!(
@@ -315,6 +345,8 @@ mod tests {
                 "p99<=1000",
                 "--prediction",
                 "w.json",
+                "--decision",
+                "server-change",
                 "--capacity",
                 "cap.json",
                 "--capacity-open-loop",
@@ -356,6 +388,19 @@ mod tests {
             ],
             &[
                 "whatif",
+                "--scenario",
+                "llm",
+                "--max-num-seqs",
+                "8",
+                "--before",
+                "b.csv",
+                "--json",
+                "w.json",
+            ],
+            &[
+                "whatif",
+                "--server",
+                "triton",
                 "--before",
                 "b.csv",
                 "--rate",

@@ -3,8 +3,6 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
-
 use crate::breakdown::Breakdown;
 use crate::capacity::Capacity;
 use crate::compare::Comparison;
@@ -127,6 +125,21 @@ pub fn render_markdown(c: &Comparison) -> String {
         }
     }
 
+    if let Some(d) = &c.decision {
+        let _ = writeln!(md, "\n## Why this After (the analysis's decision)\n");
+        let _ = writeln!(
+            md,
+            "{}\n",
+            escape_markdown(&model::comparison::decision_sentence(d))
+        );
+        md.push_str(&row(
+            &model::comparison::DECISION_HEADINGS.map(str::to_owned)
+        ));
+        md.push_str("|---|---:|\n");
+        for cells in model::comparison::decision_rows(d) {
+            md.push_str(&row(&cells));
+        }
+    }
     if let Some(p) = &c.prediction {
         let _ = writeln!(md, "\n## Prediction (what-if engine) beside measurement\n");
         let _ = writeln!(md, "{}\n", escape_markdown(&p.sentence()));
@@ -186,19 +199,13 @@ pub fn render_markdown(c: &Comparison) -> String {
     }
 
     let _ = writeln!(md, "\n## Conditions\n");
-    if let Value::Object(map) = &c.conditions {
-        for (key, value) in map {
-            let shown = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let _ = writeln!(
-                md,
-                "- {}: {}",
-                escape_markdown(key),
-                escape_markdown(&shown)
-            );
-        }
+    for (key, shown) in c.conditions.entries() {
+        let _ = writeln!(
+            md,
+            "- {}: {}",
+            escape_markdown(&key),
+            escape_markdown(&shown)
+        );
     }
     let _ = writeln!(
         md,

@@ -107,10 +107,7 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
         rows.push(PairRow {
             pair: u32::try_from(index + 1).unwrap_or(u32::MAX),
             dir: dir.display().to_string(),
-            seed: comparison
-                .conditions
-                .get("server_seed")
-                .and_then(serde_json::Value::as_u64),
+            seed: comparison.conditions.server_seed,
             before_p95_ms: comparison.before.p95_ms,
             after_p95_ms: comparison.after.p95_ms,
             diff_p95_ms: diff,

@@ -155,6 +155,10 @@ pub fn plain_text(comparison: &Comparison) -> String {
             out.push_str(&format!("  {line}\n"));
         }
     }
+    if let Some(d) = &comparison.decision {
+        out.push_str(&model::comparison::decision_sentence(d));
+        out.push('\n');
+    }
     if let Some(p) = &comparison.prediction {
         out.push_str(&p.sentence());
         out.push('\n');

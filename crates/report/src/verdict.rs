@@ -8,80 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use model::log::Log;
-use serde::{Deserialize, Serialize};
 
 use crate::summary::SideSummary;
 
 /// The `error` a client writes when a response fails verification.
 pub const OUTPUT_MISMATCH_ERROR: &str = "output_mismatch";
 
-/// `comparison.json`: `sla`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sla {
-    /// Always `"p95_ms"`: the SLA bounds the After's P95.
-    pub metric: String,
-    /// The bound, ms.
-    pub threshold_ms: f64,
-    /// After P95 <= threshold (false when the After has no successful row).
-    pub met: bool,
-}
-
-/// `comparison.json`: `quality`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Quality {
-    /// Both sides cover the same set of request ids, with the same row count.
-    pub identical_inputs: bool,
-    /// Every successful After row says in the log that its output was
-    /// checked against the expected output (the `verified` column), there
-    /// was at least one, and no row on either side failed the check.
-    pub verified: bool,
-    /// After rows whose output was checked and matched.
-    #[serde(default)]
-    pub after_verified: u64,
-    /// Rows with `error == "output_mismatch"`, both sides together.
-    pub mismatches: u64,
-    /// Of those, in the Before.
-    pub before_mismatches: u64,
-    /// Of those, in the After.
-    pub after_mismatches: u64,
-    /// Request ids in the Before but not in the After.
-    pub missing_in_after: u64,
-    /// Request ids in the After but not in the Before.
-    pub extra_in_after: u64,
-    /// Requests successful on both sides whose output digests could be compared.
-    pub digests_compared: u64,
-    /// Of those, how many digests differ.
-    pub digest_differences: u64,
-    /// Which run's digests the After's were compared with: `before`, or
-    /// `before_reproduction` when the Before logs no digests.
-    pub digest_reference: String,
-}
-
-/// One check of the verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    /// Stable id: `sla_p95`, `failed_budget`, `output_mismatches`,
-    /// `identical_inputs`, `output_digests`, and `slo` for each `--sla`
-    /// objective.
-    pub id: String,
-    /// Whether it passed.
-    pub passed: bool,
-    /// A sentence with the numbers.
-    pub detail: String,
-}
-
-/// `comparison.json`: `verdict`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// Every check passed.
-    pub met: bool,
-    /// When not met: the failed checks' sentences; when met: all of them.
-    pub reasons: Vec<String>,
-    /// Allowed failed requests in the After.
-    pub max_failed: u64,
-    /// Every check, passed or not.
-    pub checks: Vec<Check>,
-}
+pub use model::comparison::{Check, Quality, Sla, Verdict};
 
 /// Checks that the two runs sent the same requests and got the same answers.
 /// Outputs are compared by digest with the Before, or with `reproduction`

@@ -290,14 +290,17 @@ fn reproduction_agreement_uses_ratios_and_a_ten_percent_tolerance() {
 #[test]
 fn conditions_must_be_an_object_and_gain_the_quantile_method() {
     let mut opts = options(800.0);
-    opts.conditions = serde_json::json!({"profile": "placeholder", "concurrency": 20});
+    opts.conditions = model::conditions::Conditions::from_json(
+        r#"{"server_profile": "placeholder", "concurrency": 20}"#,
+    )
+    .unwrap();
     let c = compare(&before_slow(), &after_at_800(), None, &opts).unwrap();
-    assert_eq!(c.conditions["quantile_method"], "linear");
-    assert_eq!(c.conditions["concurrency"], 20);
+    assert_eq!(c.conditions.quantile_method.as_deref(), Some("linear"));
+    assert_eq!(c.conditions.concurrency, Some(20));
     let little = c.diagnosis.iter().find(|f| f.id == "littles_law").unwrap();
     assert_eq!(little.values["configured_concurrency"], 20.0);
-    opts.conditions = serde_json::json!([1, 2]);
-    assert!(compare(&before_slow(), &after_at_800(), None, &opts).is_err());
+    // Conditions are an object: anything else is refused when read.
+    assert!(model::conditions::Conditions::from_json("[1, 2]").is_err());
     assert!(compare(&before_slow(), &after_at_800(), None, &options(f64::NAN)).is_err());
     assert!(compare(&before_slow(), &after_at_800(), None, &options(0.0)).is_err());
 }

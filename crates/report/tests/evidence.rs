@@ -92,9 +92,13 @@ fn the_finding_weighs_input_py_own_cpu() {
     let after = loadgen("After", &[100.0; 20]);
     let finding = |cpu_s: f64| {
         let options = CompareOptions {
-            conditions: serde_json::json!({
-                "phases": {"before_input_py": {"client_cpu_s": cpu_s, "client_wall_s": 2.0}}
-            }),
+            conditions: model::conditions::Conditions::from_json(
+                &serde_json::json!({
+                    "phases": {"before_input_py": {"client_cpu_s": cpu_s, "client_wall_s": 2.0}}
+                })
+                .to_string(),
+            )
+            .unwrap(),
             ..CompareOptions::default()
         };
         compare(&before, &after, Some(&reproduction), &options)

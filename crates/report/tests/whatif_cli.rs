@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use model::log::{LogRow, LogWriter};
-use report::whatif::{CandidateKind, Load, WhatifReport, SCHEMA_VERSION};
+use report::whatif::{CandidateKind, Load, ServerSetting, WhatifReport, SCHEMA_VERSION};
 use stats::SplitMix64;
 
 /// The server a synthetic log is drawn from.
@@ -121,7 +121,8 @@ fn probe_rows(truth: Truth, b: u32, seed: u64) -> Vec<LogRow> {
 
 fn write_log(dir: &Path, name: &str, rows: &[LogRow]) -> PathBuf {
     let path = dir.join(name);
-    let mut log = LogWriter::create(&path, false).unwrap();
+    let llm = rows.iter().any(|r| r.llm.is_some());
+    let mut log = LogWriter::create(&path, llm).unwrap();
     for row in rows {
         log.write_row(row).unwrap();
     }
@@ -181,8 +182,9 @@ fn whatif_placeholder_scenario_chooses_client_batching_within_the_sla() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
     assert!(stdout.contains("Chosen: client batching B="), "{stdout}");
 
-    let report = read_report(&json);
-    assert_eq!(report.schema_version, SCHEMA_VERSION);
+    let whole = read_report(&json);
+    assert_eq!(whole.schema_version, SCHEMA_VERSION);
+    let report = whole.engine.clone().expect("the engine's prediction");
     // The load defaults to the Before's: 20 in flight, 400 requests.
     assert_eq!(
         report.load,
@@ -246,6 +248,14 @@ fn whatif_placeholder_scenario_chooses_client_batching_within_the_sla() {
         "{}",
         report.conclusion
     );
+    // The After the workflow runs is the engine's choice, with its reason.
+    let after = whole.after.as_ref().expect("the After's decision");
+    assert_eq!(after.kind, CandidateKind::Client);
+    assert_eq!(after.loadgen_args, chosen.loadgen_args);
+    assert_eq!(after.server_setting, None);
+    assert_eq!(after.reason, report.conclusion);
+    assert_eq!(after.numbers["predicted_p95_ms"], chosen.p95_ms);
+    assert_eq!(whole.server_change, None);
     let capacity = &report.predicted_capacity_rps;
     let baseline_rps = capacity.baseline.unwrap();
     assert!((10.0..=20.0).contains(&baseline_rps), "{baseline_rps}");
@@ -283,7 +293,7 @@ fn whatif_batching_is_useless_when_nothing_queues_and_items_cost_as_much_as_batc
         s(&json),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let report = read_report(&json);
+    let report = read_report(&json).engine.expect("the engine's prediction");
     assert!(!report.batching_helps);
     assert_eq!(report.refits, 20);
     let chosen = report.chosen.unwrap();
@@ -314,8 +324,14 @@ fn whatif_an_sla_nothing_can_meet_exits_1_with_no_choice() {
         s(&json),
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let report = read_report(&json);
+    let whole = read_report(&json);
+    let report = whole.engine.expect("the engine's prediction");
     assert!(report.chosen.is_none());
+    // The best client candidate is still the After, marked as not keeping
+    // the SLA with the margin.
+    let after = whole.after.expect("the best client candidate");
+    assert_eq!(after.kind, CandidateKind::Client);
+    assert_eq!(after.numbers["meets_sla_with_margin"], 0.0);
     assert!(report
         .conclusion
         .contains("client-side candidate keeps P95"));
@@ -383,4 +399,318 @@ fn whatif_bad_flags_exit_2_naming_the_flag() {
     let out = whatif(&["--before", s(&missing), "--json", s(&json)]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing.csv"));
+}
+
+/// A streamed LLM Before: 20 streams, first tokens at `ttft_ms[i % len]`,
+/// then 10 ms between tokens.
+fn llm_before(dir: &Path, ttft_ms: &[f64]) -> PathBuf {
+    let rows: Vec<LogRow> = (0..40u64)
+        .map(|id| {
+            let ttft = ttft_ms[id as usize % ttft_ms.len()];
+            LogRow {
+                request_id: id,
+                timestamp_ms: T0_MS + (id / 20) as f64 * 2_000.0,
+                latency_ms: ttft + 10.0 * 31.0,
+                status_code: 200,
+                ok: true,
+                output_digest: Some(format!("d{id}")),
+                llm: Some(model::log::LlmTiming {
+                    ttft_ms: Some(ttft),
+                    tpot_ms: Some(10.0),
+                    output_tokens: Some(32),
+                    tokens_from: Some(model::log::TokensFrom::Usage),
+                    itl_ms: vec![10.0; 31],
+                }),
+                ..LogRow::default()
+            }
+        })
+        .collect();
+    write_log(dir, "before.csv", &rows)
+}
+
+#[test]
+fn whatif_llm_raises_max_num_seqs_to_the_streams_in_flight_with_its_reason() {
+    let dir = common::temp_dir("whatif-llm");
+    // Medians 700 ms, a tail of 1400: 70 and ~140 decode steps of 10 ms.
+    let before = llm_before(&dir, &[700.0, 700.0, 700.0, 1400.0]);
+    let json = dir.join("whatif.json");
+    let out = whatif(&[
+        "--scenario",
+        "llm",
+        "--max-num-seqs",
+        "8",
+        "--concurrency",
+        "20",
+        "--before",
+        s(&before),
+        "--json",
+        s(&json),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
+    assert!(
+        stdout.contains("After: max_num_seqs 20 (server change)"),
+        "{stdout}"
+    );
+    let report = read_report(&json);
+    assert_eq!(report.schema_version, SCHEMA_VERSION);
+    assert!(report.engine.is_none() && report.server_change.is_none());
+    let after = report.after.expect("the LLM decision");
+    assert_eq!(after.kind, CandidateKind::Server);
+    assert_eq!(
+        after.server_setting,
+        Some(ServerSetting::MaxNumSeqs { max_num_seqs: 20 })
+    );
+    assert_eq!(after.loadgen_args, ["--profile", "baseline"]);
+    assert!(
+        after.reason.contains("TTFT P50 700 ms")
+            && after.reason.contains("are 70 and")
+            && after.reason.contains("20 streams were in flight")
+            && after.reason.contains("for 8 slots"),
+        "{}",
+        after.reason
+    );
+    assert_eq!(after.numbers["ttft_p50_ms"], 700.0);
+    assert_eq!(after.numbers["itl_p50_ms"], 10.0);
+    assert_eq!(after.numbers["slots_before"], 8.0);
+
+    // Without --concurrency the streams in flight come from the log: the
+    // two groups of 20 overlap within each group only.
+    let out = whatif(&[
+        "--scenario",
+        "llm",
+        "--max-num-seqs",
+        "8",
+        "--before",
+        s(&before),
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        read_report(&json).after.unwrap().numbers["max_num_seqs"],
+        20.0
+    );
+
+    // Flags the LLM rule would not read are refused, and so is a log
+    // without tokens.
+    for (extra, flag) in [
+        (
+            &["--max-num-seqs", "8", "--probe", s(&before)][..],
+            "--probe",
+        ),
+        (
+            &["--max-num-seqs", "8", "--server", "triton"][..],
+            "--server",
+        ),
+        (&[][..], "--max-num-seqs"),
+    ] {
+        let out = whatif(
+            &[
+                &[
+                    "--scenario",
+                    "llm",
+                    "--before",
+                    s(&before),
+                    "--json",
+                    s(&json),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        assert!(stderr(&out).contains(flag), "{extra:?}: {}", stderr(&out));
+    }
+    let [plain, _, _] = scenario(&dir, PLACEHOLDER, 4, 40);
+    let out = whatif(&[
+        "--scenario",
+        "llm",
+        "--max-num-seqs",
+        "8",
+        "--before",
+        s(&plain),
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("measured no time to first token"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A `loadgen --server-stats` file whose delta executed `count` requests
+/// in `ns` nanoseconds.
+fn stats_file(dir: &Path, count: u64, ns: u64) -> PathBuf {
+    let model = |count: u64, ns: u64| {
+        format!(
+            r#"{{"name": "example-model", "version": "1", "inference_count": {count}, "execution_count": {count},
+                "inference_stats": {{"success": {{"count": {count}, "ns": {ns}}}, "compute_infer": {{"count": {count}, "ns": {ns}}}}},
+                "batch_stats": [{{"batch_size": 1, "compute_infer": {{"count": {count}, "ns": {ns}}}}}]}}"#
+        )
+    };
+    let path = dir.join("before_server_stats.json");
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{"path": "/v2/models/example-model/stats", "before": {}, "after": {}, "delta": {}}}"#,
+            model(0, 0),
+            model(count, ns),
+            model(count, ns)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn whatif_triton_decides_the_dynamic_batcher_from_the_before_statistics() {
+    let dir = common::temp_dir("whatif-triton");
+    let [before, _, _] = scenario(&dir, PLACEHOLDER, 20, 400);
+    // 400 executions of 102 ms: 2% is 2.04 ms, rounded to 2000 us.
+    let stats = stats_file(&dir, 400, 40_800_000_000);
+    let json = dir.join("whatif.json");
+    let out = whatif(&[
+        "--server",
+        "triton",
+        "--before",
+        s(&before),
+        "--before-stats",
+        s(&stats),
+        "--json",
+        s(&json),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
+    let report = read_report(&json);
+    // No probe: no engine, and so no client change; the server change alone.
+    assert!(report.engine.is_none() && report.after.is_none());
+    let change = report.server_change.expect("the server change");
+    assert_eq!(change.kind, CandidateKind::Server);
+    assert_eq!(
+        change.server_setting,
+        Some(ServerSetting::DynamicBatching {
+            max_queue_delay_us: 2000
+        })
+    );
+    assert_eq!(change.label, "dynamic batching, max_queue_delay 2000 us");
+    assert!(
+        change.reason.starts_with(
+            "max_queue_delay 2000 us = 2% of the Before's measured execution of 102.0 ms"
+        ),
+        "{}",
+        change.reason
+    );
+    assert_eq!(change.numbers["execution_ms"], 102.0);
+    assert!(stdout.contains("Server change, measured beside the After"));
+
+    // Triton needs its statistics; none executed is an error naming the file.
+    let out = whatif(&[
+        "--server",
+        "triton",
+        "--before",
+        s(&before),
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--before-stats"), "{}", stderr(&out));
+    let empty = stats_file(&dir, 0, 0);
+    let out = whatif(&[
+        "--server",
+        "triton",
+        "--before",
+        s(&before),
+        "--before-stats",
+        s(&empty),
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Triton reported no executions") && err.contains(s(&empty)),
+        "{err}"
+    );
+}
+
+#[test]
+fn compare_carries_the_decision_it_ran_into_comparison_json_and_the_reports() {
+    let dir = common::temp_dir("whatif-compare");
+    let before = llm_before(&dir, &[700.0, 700.0, 700.0, 1400.0]);
+    let json = dir.join("whatif.json");
+    let out = whatif(&[
+        "--scenario",
+        "llm",
+        "--max-num-seqs",
+        "8",
+        "--concurrency",
+        "20",
+        "--before",
+        s(&before),
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after_dir = dir.join("after");
+    std::fs::create_dir_all(&after_dir).unwrap();
+    let after = llm_before(&after_dir, &[20.0]);
+    let out_dir = dir.join("out");
+    let out = Command::new(env!("CARGO_BIN_EXE_report"))
+        .args(["compare", "--before", s(&before), "--after", s(&after)])
+        .args(["--prediction", s(&json), "--out-dir", s(&out_dir)])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
+    assert!(
+        stdout.contains(
+            "Chosen by the analysis, a server change: max_num_seqs 20. Why: the Before's TTFT"
+        ),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(out_dir.join("comparison.json")).unwrap();
+    let c: model::comparison::ComparisonDocument = serde_json::from_str(&text).unwrap();
+    let decision = c.decision.expect("the decision");
+    assert_eq!(
+        decision.server_setting,
+        Some(ServerSetting::MaxNumSeqs { max_num_seqs: 20 })
+    );
+    assert!(decision.reason.contains("20 streams were in flight"));
+    // Not the engine's candidate: no prediction beside it.
+    assert!(c.prediction.is_none());
+    // The Before's first tokens were waiting for a slot: the diagnosis says so.
+    let wait = c
+        .diagnosis
+        .iter()
+        .find(|f| f.id == "llm_slot_wait" && f.side == "before")
+        .expect("the slot-wait finding");
+    assert_eq!(wait.values["ttft_p50_steps"], 70.0);
+    assert!(
+        wait.finding.contains("waiting for a sequence slot"),
+        "{}",
+        wait.finding
+    );
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("## Why this After (the analysis's decision)"),
+        "{md}"
+    );
+    assert!(md.contains("| streams_in_flight | 20 |"), "{md}");
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("Why this After"));
+
+    // The server change beside the After is carried only when named.
+    let out = Command::new(env!("CARGO_BIN_EXE_report"))
+        .args(["compare", "--before", s(&before), "--after", s(&after)])
+        .args(["--prediction", s(&json), "--decision", "server-change"])
+        .args(["--out-dir", s(&out_dir)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(out_dir.join("comparison.json")).unwrap();
+    let c: model::comparison::ComparisonDocument = serde_json::from_str(&text).unwrap();
+    assert!(c.decision.is_none());
 }

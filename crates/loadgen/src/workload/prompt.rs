@@ -110,9 +110,8 @@ impl PromptBuilder {
     }
 
     fn from_tokenizer(tokenizer: Tokenizer, name: &str) -> Result<Self, String> {
-        let count = |text: &str| -> Option<usize> {
-            tokenizer.encode(text, false).ok().map(|e| e.len())
-        };
+        let count =
+            |text: &str| -> Option<usize> { tokenizer.encode(text, false).ok().map(|e| e.len()) };
         // Whole-word tokens: a token that decodes to letters alone (after
         // an optional space) and that, after a space, encodes back to one
         // token. Sorted by id, so the same file gives the same words.
@@ -124,10 +123,9 @@ impl PromptBuilder {
                 continue;
             };
             let word = text.trim_start();
-            let plain = (2..=12).contains(&word.len())
-                && word.bytes().all(|b| b.is_ascii_lowercase());
-            if plain && count(&format!(" {word}")) == Some(1) && !words.contains(&word.to_owned())
-            {
+            let plain =
+                (2..=12).contains(&word.len()) && word.bytes().all(|b| b.is_ascii_lowercase());
+            if plain && count(&format!(" {word}")) == Some(1) && !words.contains(&word.to_owned()) {
                 words.push(word.to_owned());
             }
         }
@@ -286,12 +284,17 @@ mod tests {
         let err = PromptBuilder::from_tokenizer_file(Path::new("/nonexistent/tokenizer.json"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("no such file") && err.contains("nothing is downloaded"), "{err}");
+        assert!(
+            err.contains("no such file") && err.contains("nothing is downloaded"),
+            "{err}"
+        );
         let dir = std::env::temp_dir().join(format!("loadgen-prompt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let bad = dir.join("tokenizer.json");
         std::fs::write(&bad, "{\"not\": \"a tokenizer\"}").unwrap();
-        let err = PromptBuilder::from_tokenizer_file(&bad).unwrap_err().to_string();
+        let err = PromptBuilder::from_tokenizer_file(&bad)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a Hugging Face tokenizer.json"), "{err}");
     }
 }

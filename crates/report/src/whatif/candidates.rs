@@ -12,12 +12,11 @@ use std::time::Instant;
 use stats::{QuantileMethod, SplitMix64};
 
 use super::fit::{LineFit, ServiceFit};
-use super::schema::{
-    CandidateKind, CandidateRow, CapacityChoice, FitSummary, PredictedCapacity, ServerChange,
-    WhatifReport, SCHEMA_VERSION,
-};
 use super::sim::{simulate, ClientModel, Load, ServerModel, SimOutcome};
 use super::WhatifError;
+use model::whatif::{
+    CandidateKind, CandidateRow, CapacityChoice, EngineReport, PredictedCapacity, ServerChange,
+};
 
 /// Client batch waits tried at every batch size, ms.
 pub const BATCH_WAITS_MS: [u64; 5] = [0, 1, 2, 5, 10];
@@ -384,7 +383,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 
 /// Predicts every candidate for `fit` (already fitted), chooses, and
 /// measures capacity; `elapsed_ms` covers this call.
-pub fn predict(fit: &ServiceFit, options: &WhatifOptions) -> Result<WhatifReport, WhatifError> {
+pub fn predict(fit: &ServiceFit, options: &WhatifOptions) -> Result<EngineReport, WhatifError> {
     let started = Instant::now();
     options.validate()?;
     let threshold = options.threshold_ms();
@@ -485,9 +484,8 @@ pub fn predict(fit: &ServiceFit, options: &WhatifOptions) -> Result<WhatifReport
         chosen: chosen_candidate.as_ref().and_then(capacity_of),
         best: best_for_capacity(fit, options.sla_p95_ms, capacity_seed),
     };
-    Ok(WhatifReport {
-        schema_version: SCHEMA_VERSION,
-        fit: FitSummary::of(fit),
+    Ok(EngineReport {
+        fit: fit.summary(),
         load,
         sla_p95_ms: options.sla_p95_ms,
         margin: options.margin,
@@ -534,7 +532,7 @@ fn order(a: &CandidateRow, b: &CandidateRow) -> std::cmp::Ordering {
 pub struct Choice {
     /// The client-side row to run, if one meets the SLA with the margin.
     pub chosen: Option<CandidateRow>,
-    /// See [`WhatifReport::batching_helps`].
+    /// See [`EngineReport::batching_helps`].
     pub batching_helps: bool,
     /// One sentence with numbers.
     pub conclusion: String,

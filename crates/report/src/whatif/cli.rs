@@ -1,8 +1,18 @@
-//! `report whatif`: fit the Before (and probes), predict every candidate,
-//! print the ranking and the choice, write the JSON.
+//! `report whatif`: decide the After from the Before, print the decision
+//! and its reason, write `whatif.json` (`model::whatif`).
 //!
-//! Exit codes as the other subcommands: 0 a client-side candidate was
-//! chosen, 1 none meets the SLA with the margin, 2 error.
+//! - `--scenario inference` (the default): the what-if engine fits the
+//!   Before and the probes, predicts every candidate, prints the ranking
+//!   and chooses the client change. With `--server triton` it also decides
+//!   Triton's dynamic batcher from `--before-stats`, a server change
+//!   measured beside the After (without probes, that decision alone).
+//! - `--scenario llm`: an LLM server whose streams wait for a sequence
+//!   slot; the After raises `max_num_seqs` (`--max-num-seqs`, the Before's
+//!   slots) to the streams in flight.
+//!
+//! Exit codes as the other subcommands: 0 the After was decided, 1 the
+//! engine found no client candidate that meets the SLA with the margin
+//! (its best is still the After), 2 error.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,15 +22,59 @@ use std::process::ExitCode;
 
 use model::log::{read_log_file, Log};
 
-use super::schema::{CandidateKind, CandidateRow, WhatifReport};
 use super::sim::Load;
-use super::{WhatifError, WhatifOptions};
+use super::{decide, WhatifError, WhatifOptions};
+use crate::summary::SideSummary;
 use crate::write_files::write_atomically;
+use model::whatif::{
+    CandidateKind, CandidateRow, Decision, EngineReport, ServerSetting, WhatifReport,
+    SCHEMA_VERSION,
+};
+
+/// What is analysed (`report whatif --scenario`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Batch inference: the what-if engine chooses the client change.
+    Inference,
+    /// An LLM server: its sequence slots against the streams in flight.
+    Llm,
+}
+
+/// What is known of the server beyond its logs (`report whatif --server`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerKind {
+    /// Nothing: only client changes are chosen.
+    Any,
+    /// stub-server: its dynamic batcher's candidates are predicted (never
+    /// chosen), as with --server-dynamic-batching.
+    Simulator,
+    /// NVIDIA Triton: its dynamic batcher's max_queue_delay is decided from
+    /// --before-stats, a server change measured beside the After.
+    Triton,
+}
 
 /// Flags of `report whatif`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WhatifArgs {
-    /// The Before run's loadgen log (needs service_ms: Server-Timing).
+    /// What is analysed: `inference` (the what-if engine: fit, predict the
+    /// candidate fixes, choose the client change) or `llm` (an LLM server:
+    /// raise max_num_seqs to the streams in flight when their time to first
+    /// token is spent waiting for a slot).
+    #[arg(long, value_enum, default_value = "inference", value_name = "SCENARIO")]
+    pub scenario: Scenario,
+    /// The server, where more is known than its logs: `any`, `simulator`
+    /// (stub-server: dynamic-batching candidates predicted) or `triton`
+    /// (also decide its dynamic batcher's max_queue_delay from
+    /// --before-stats, a server change measured beside the After; without
+    /// --probe, that decision alone).
+    #[arg(long, value_enum, default_value = "any", value_name = "SERVER")]
+    pub server: ServerKind,
+    /// With --scenario llm: the sequence slots (max_num_seqs) of the
+    /// Before's server.
+    #[arg(long, value_name = "N", value_parser = parse_max_num_seqs, allow_negative_numbers = true)]
+    pub max_num_seqs: Option<u32>,
+    /// The Before run's loadgen log (for the engine it needs service_ms:
+    /// Server-Timing, or --before-stats; for --scenario llm the LLM columns).
     #[arg(long, value_name = "FILE.csv")]
     pub before: PathBuf,
     /// Probe runs at other batch sizes (loadgen logs), repeatable.
@@ -29,7 +83,7 @@ pub struct WhatifArgs {
     /// For a server that sends no Server-Timing (Triton): its statistics
     /// around the Before (`loadgen --server-stats FILE`); needs
     /// --probe-stats for every --probe.
-    #[arg(long, value_name = "FILE.json", requires = "probe_stats")]
+    #[arg(long, value_name = "FILE.json")]
     pub before_stats: Option<PathBuf>,
     /// The server's statistics around each probe, in --probe's order.
     #[arg(long = "probe-stats", value_name = "FILE.json", num_args = 1.., requires = "before_stats")]
@@ -88,8 +142,10 @@ pub struct WhatifArgs {
 /// error as `report: error: ...`.
 pub fn main(args: &WhatifArgs) -> ExitCode {
     match run(args) {
-        Ok(report) if report.chosen.is_some() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
+        Ok(report) if report.engine.as_ref().is_some_and(|e| e.chosen.is_none()) => {
+            ExitCode::from(1)
+        }
+        Ok(_) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("report: error: {err}");
             ExitCode::from(2)
@@ -97,9 +153,67 @@ pub fn main(args: &WhatifArgs) -> ExitCode {
     }
 }
 
-/// Reads the logs, predicts, writes the JSON and prints the summary.
+/// Reads the logs, decides, writes the JSON and prints the summary.
 pub fn run(args: &WhatifArgs) -> Result<WhatifReport, WhatifError> {
     check_flags(args)?;
+    let report = match args.scenario {
+        Scenario::Llm => WhatifReport {
+            schema_version: SCHEMA_VERSION,
+            after: Some(llm_decision(args)?),
+            server_change: None,
+            engine: None,
+        },
+        Scenario::Inference => {
+            // Triton's server change needs only the Before's statistics:
+            // decided first, so a refused engine still leaves the flags checked.
+            let server_change = match (&args.server, &args.before_stats) {
+                (ServerKind::Triton, Some(path)) => Some(decide::dynamic_batching(
+                    &read_stats(path)?,
+                    &path.display().to_string(),
+                )?),
+                _ => None,
+            };
+            let engine = if args.server == ServerKind::Triton && args.probes.is_empty() {
+                None
+            } else {
+                Some(engine(args)?)
+            };
+            WhatifReport {
+                schema_version: SCHEMA_VERSION,
+                after: engine.as_ref().and_then(decide::engine_after),
+                server_change,
+                engine,
+            }
+        }
+    };
+    let mut json = serde_json::to_string_pretty(&report)?;
+    json.push('\n');
+    write_atomically(&args.json, json.as_bytes())?;
+    print!("{}", summary_text(&report));
+    println!("JSON written: {}", args.json.display());
+    Ok(report)
+}
+
+/// `--scenario llm`: the Before's first-token wait against its slots.
+fn llm_decision(args: &WhatifArgs) -> Result<Decision, WhatifError> {
+    let before = read(&args.before)?;
+    let origin = args.before.display().to_string();
+    let summary = SideSummary::from_log("Before", Some(&origin), &before)?;
+    let in_flight = match args.concurrency {
+        Some(c) => c,
+        None => max_in_flight(&before).max(1),
+    };
+    let slots = args.max_num_seqs.ok_or_else(|| {
+        WhatifError::InvalidOption(
+            "--scenario llm needs --max-num-seqs N, the Before's sequence slots (1 to 4096)"
+                .to_owned(),
+        )
+    })?;
+    decide::max_num_seqs(summary.llm.as_ref(), &origin, in_flight, slots)
+}
+
+/// The what-if engine over the Before and the probes.
+fn engine(args: &WhatifArgs) -> Result<EngineReport, WhatifError> {
     let mut before = read(&args.before)?;
     let mut probes = args
         .probes
@@ -108,13 +222,6 @@ pub fn run(args: &WhatifArgs) -> Result<WhatifReport, WhatifError> {
         .collect::<Result<Vec<_>, _>>()?;
     let from_stats = args.before_stats.is_some();
     if let Some(path) = &args.before_stats {
-        if args.probe_stats.len() != probes.len() {
-            return Err(WhatifError::InvalidOption(format!(
-                "--probe-stats: {} files for {} --probe logs; give one per probe, in the same order",
-                args.probe_stats.len(),
-                probes.len()
-            )));
-        }
         if super::server_stats::annotate_before(&mut before, &read_stats(path)?) == 0 {
             return Err(WhatifError::InvalidOption(format!(
                 "--before-stats {}: the statistics show no execution at the Before's batch size",
@@ -157,16 +264,11 @@ pub fn run(args: &WhatifArgs) -> Result<WhatifReport, WhatifError> {
         margin: args.margin,
         refits: usize::try_from(args.refits).unwrap_or(usize::MAX),
         seed: args.seed,
-        server_dynamic_batching: args.server_dynamic_batching,
+        server_dynamic_batching: args.server_dynamic_batching
+            || args.server == ServerKind::Simulator,
     };
     let runs: Vec<&Log> = std::iter::once(&before).chain(&probes).collect();
-    let report = super::whatif_opts(&runs, args.max_batch, from_stats, &options)?;
-    let mut json = serde_json::to_string_pretty(&report)?;
-    json.push('\n');
-    write_atomically(&args.json, json.as_bytes())?;
-    print!("{}", summary_text(&report));
-    println!("JSON written: {}", args.json.display());
-    Ok(report)
+    super::whatif_opts(&runs, args.max_batch, from_stats, &options)
 }
 
 fn read(path: &Path) -> Result<Log, WhatifError> {
@@ -197,6 +299,52 @@ fn check_flags(args: &WhatifArgs) -> Result<(), WhatifError> {
                 "--rate must be a number of requests per second above 0, at most 1e7 (got {rate})"
             ));
         }
+    }
+    // Flags the chosen analysis would not read are refused, not ignored.
+    let set = |on: bool, flag: &'static str| on.then_some(flag);
+    let unused: Vec<&str> = match args.scenario {
+        Scenario::Llm => [
+            set(!args.probes.is_empty(), "--probe"),
+            set(args.before_stats.is_some(), "--before-stats"),
+            set(!args.probe_stats.is_empty(), "--probe-stats"),
+            set(args.rate.is_some(), "--rate"),
+            set(args.requests.is_some(), "--requests"),
+            set(args.max_batch.is_some(), "--max-batch"),
+            set(args.server_dynamic_batching, "--server-dynamic-batching"),
+            set(args.server != ServerKind::Any, "--server"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Scenario::Inference => [set(args.max_num_seqs.is_some(), "--max-num-seqs")]
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    if let Some(flag) = unused.first() {
+        let scenario = match args.scenario {
+            Scenario::Llm => "llm",
+            Scenario::Inference => "inference",
+        };
+        return bad(format!(
+            "{flag} does nothing with --scenario {scenario}; --scenario llm reads --before, --concurrency, --max-num-seqs and --json, --scenario inference everything but --max-num-seqs"
+        ));
+    }
+    if args.scenario == Scenario::Llm && args.max_num_seqs.is_none() {
+        return bad(
+            "--scenario llm needs --max-num-seqs N, the Before's sequence slots (1 to 4096)"
+                .to_owned(),
+        );
+    }
+    if args.server == ServerKind::Triton && args.before_stats.is_none() {
+        return bad("--server triton needs --before-stats FILE (loadgen --server-stats around the Before): the dynamic batcher's max_queue_delay is decided from Triton's statistics".to_owned());
+    }
+    if args.before_stats.is_some() && args.probe_stats.len() != args.probes.len() {
+        return bad(format!(
+            "--probe-stats: {} files for {} --probe logs; with --before-stats give one per probe, in the same order",
+            args.probe_stats.len(),
+            args.probes.len()
+        ));
     }
     if args.json.is_dir() || args.json.as_os_str().is_empty() {
         return bad(format!(
@@ -234,9 +382,54 @@ pub fn max_in_flight(log: &Log) -> u32 {
     u32::try_from(most).unwrap_or(0)
 }
 
-/// The ranking (top 10 and every server change), the choice and the
-/// conclusion, as printed to stdout.
+/// The engine's ranking, then every decision with its reason, as printed
+/// to stdout.
 pub fn summary_text(report: &WhatifReport) -> String {
+    let mut out = report.engine.as_ref().map_or_else(String::new, engine_text);
+    for (heading, decision) in [
+        ("After", &report.after),
+        (
+            "Server change, measured beside the After",
+            &report.server_change,
+        ),
+    ] {
+        if let Some(d) = decision {
+            let _ = writeln!(out, "{heading}: {}", decision_line(d));
+            let _ = writeln!(out, "  why: {}", d.reason);
+        }
+    }
+    if report.after.is_none() && report.engine.is_some() {
+        let _ = writeln!(out, "After: none proposed (no client-side candidate)");
+    }
+    out
+}
+
+/// A decision in one line: who changes what, and how it is run.
+fn decision_line(d: &Decision) -> String {
+    let who = match d.kind {
+        CandidateKind::Server => "server change",
+        CandidateKind::Client => "client change",
+        CandidateKind::Baseline => "no change",
+    };
+    let setting = match d.server_setting {
+        Some(ServerSetting::MaxNumSeqs { max_num_seqs }) => {
+            format!("; server max_num_seqs {max_num_seqs}")
+        }
+        Some(ServerSetting::DynamicBatching { max_queue_delay_us }) => {
+            format!("; server dynamic batching, max_queue_delay {max_queue_delay_us} us")
+        }
+        None => String::new(),
+    };
+    format!(
+        "{} ({who}) -> loadgen {}{setting}",
+        d.label,
+        d.loadgen_args.join(" ")
+    )
+}
+
+/// The engine's ranking (top 10 and every server change), the choice and
+/// the conclusion.
+fn engine_text(report: &EngineReport) -> String {
     let mut out = String::new();
     let f = &report.fit;
     let load = match report.load {
@@ -347,6 +540,15 @@ fn table_line(row: &CandidateRow) -> String {
 /// Reads a `loadgen --server-stats` file's delta (the statistics of the run).
 fn read_stats(path: &std::path::Path) -> Result<model::kserve::ModelStats, WhatifError> {
     crate::compare::read_server_stats(path).map_err(|e| WhatifError::InvalidOption(e.to_string()))
+}
+
+fn parse_max_num_seqs(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--max-num-seqs",
+        min: 1,
+        max: 4096,
+    }
+    .parse(text)
 }
 
 fn parse_concurrency(text: &str) -> Result<u32, String> {

@@ -11,7 +11,6 @@
 use std::collections::{BTreeMap, HashSet};
 
 use model::log::{Log, LogRow};
-use serde::{Deserialize, Serialize};
 use stats::{QuantileMethod, SplitMix64};
 
 use super::sim::ServerModel;
@@ -19,23 +18,8 @@ use super::sim::ServerModel;
 /// Bootstrap resamples behind the fit's intervals.
 pub const DEFAULT_BOOTSTRAP_RESAMPLES: usize = 200;
 
-/// A fitted quantity with its 95% bootstrap interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Estimate {
-    /// The estimate from all executions.
-    pub value: f64,
-    /// Lower end of the 95% interval.
-    pub lo: f64,
-    /// Upper end of the 95% interval.
-    pub hi: f64,
-}
-
-impl Estimate {
-    /// Whether `x` lies within `[lo, hi]`.
-    pub fn contains(&self, x: f64) -> bool {
-        self.lo <= x && x <= self.hi
-    }
-}
+pub use model::whatif::Estimate;
+use model::whatif::FitSummary;
 
 /// One executed batch: its size and how long the server says it ran.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -224,6 +208,22 @@ pub fn fit_seeded_opts(
 }
 
 impl ServiceFit {
+    /// The fit as `whatif.json` shows it (the samples themselves stay out).
+    pub fn summary(&self) -> FitSummary {
+        FitSummary {
+            base_ms: self.base_ms,
+            per_item_ms: self.per_item_ms,
+            sigma: self.sigma,
+            workers: self.workers,
+            mean_executions_in_flight: self.mean_executions_in_flight,
+            executions: self.executions.len(),
+            batch_sizes: self.batch_sizes.clone(),
+            max_batch: self.max_batch,
+            overhead_ms_mean: self.overhead_ms_mean(),
+            connect_ms_mean: self.connect_ms_mean,
+        }
+    }
+
     /// The same fit with the server's largest batch set to `max_batch`
     /// (at least 1), for a server known to take more than the runs showed.
     pub fn with_max_batch(mut self, max_batch: u32) -> Self {

@@ -1,5 +1,13 @@
-//! The what-if engine: from a Before run's log, predict what candidate
-//! fixes will do to P50/P95/P99, and choose the After.
+//! The analysis behind every After: from the Before's measurements, decide
+//! what the After changes and say why, with the numbers.
+//!
+//! For batch inference that is the what-if engine: it predicts what
+//! candidate fixes will do to P50/P95/P99 and chooses the client change.
+//! For a server the workflow can reconfigure, [`decide`] holds the rules
+//! that choose a server setting from the Before (Triton's dynamic batcher,
+//! an LLM server's sequence slots). `report whatif` ([`cli`]) writes the
+//! decisions into `whatif.json` (`model::whatif`), which the workflow only
+//! carries out.
 //!
 //! [`fit`](mod@fit) reads the server's cost model out of the per-request rows (the
 //! `Server-Timing` execution time of every batch by its size, and how many
@@ -8,7 +16,7 @@
 //! candidate (client batching at each size and wait, pooled connections,
 //! and server changes labelled as such) under the Before's load, with
 //! intervals from bootstrap refits, then chooses the lowest predicted P95
-//! that keeps the SLA with a margin. [`schema`] is the JSON it writes,
+//! that keeps the SLA with a margin. The JSON it writes is `model::whatif`,
 //! typed, for the comparison report and xtask to read back; [`cli`] is
 //! `report whatif`.
 //!
@@ -19,8 +27,8 @@
 
 pub mod candidates;
 pub mod cli;
+pub mod decide;
 pub mod fit;
-pub mod schema;
 pub mod server_stats;
 pub mod sim;
 
@@ -33,9 +41,9 @@ pub use candidates::{
     best_for_capacity, capacity_candidates, capacity_rps, choose, predict, Candidate, WhatifOptions,
 };
 pub use fit::{fit, fit_seeded, Estimate, Execution, FitError, LineFit, ServiceFit};
-pub use schema::{
-    CandidateKind, CandidateRow, CapacityChoice, FitSummary, PredictedCapacity, ServerChange,
-    WhatifReport, SCHEMA_VERSION,
+pub use model::whatif::{
+    CandidateKind, CandidateRow, CapacityChoice, Decision, DecisionRole, EngineReport, FitSummary,
+    PredictedCapacity, ServerChange, ServerSetting, WhatifReport, SCHEMA_VERSION,
 };
 pub use sim::{simulate, ClientModel, Load, ServerModel, SimOutcome};
 
@@ -71,7 +79,7 @@ pub fn whatif(
     runs: &[&Log],
     max_batch: Option<u32>,
     options: &WhatifOptions,
-) -> Result<WhatifReport, WhatifError> {
+) -> Result<EngineReport, WhatifError> {
     whatif_opts(runs, max_batch, false, options)
 }
 
@@ -83,7 +91,7 @@ pub fn whatif_opts(
     max_batch: Option<u32>,
     line_from_probes_only: bool,
     options: &WhatifOptions,
-) -> Result<WhatifReport, WhatifError> {
+) -> Result<EngineReport, WhatifError> {
     let started = Instant::now();
     options.validate()?;
     let mut fitted = fit::fit_seeded_opts(

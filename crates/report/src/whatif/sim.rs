@@ -53,54 +53,7 @@ pub struct ClientModel<'a> {
     pub overhead_ms: &'a [f64],
 }
 
-/// How requests are offered.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Load {
-    /// `concurrency` workers, each issuing its next request when its
-    /// previous one completes, until `requests` have been issued.
-    Closed {
-        /// Workers.
-        concurrency: u32,
-        /// Logical requests in all.
-        requests: u32,
-    },
-    /// Requests at `rate_rps`, evenly spaced or with exponential gaps.
-    Open {
-        /// Offered rate, requests per second.
-        rate_rps: f64,
-        /// Logical requests in all.
-        requests: u32,
-        /// Exponential (Poisson) gaps instead of constant ones.
-        poisson: bool,
-    },
-}
-
-impl Load {
-    /// Logical requests in all.
-    pub fn requests(&self) -> u32 {
-        match *self {
-            Load::Closed { requests, .. } | Load::Open { requests, .. } => requests,
-        }
-    }
-
-    /// The same load with another number of requests.
-    pub fn with_requests(self, requests: u32) -> Self {
-        match self {
-            Load::Closed { concurrency, .. } => Load::Closed {
-                concurrency,
-                requests,
-            },
-            Load::Open {
-                rate_rps, poisson, ..
-            } => Load::Open {
-                rate_rps,
-                requests,
-                poisson,
-            },
-        }
-    }
-}
+pub use model::whatif::Load;
 
 /// What one simulated run gives.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,645 @@
+//! What differs between the servers `cargo xtask perf` measures; the
+//! workflow itself ([`crate::perf`]) is written once.
+//!
+//! - [`Simulator`]: stub-server, fresh per phase (`--profile`,
+//!   `--server-arg`), loaded with the simulator's wire format.
+//! - [`Endpoint`]: the user's URL (`--url`); nothing is started.
+//! - [`Triton`]: a real NVIDIA Triton (`--server triton`), fresh per phase,
+//!   over KServe v2, its statistics read around every run; its dynamic
+//!   batcher is the server change report decides.
+//! - [`Llm`]: an OpenAI-compatible LLM server (`--scenario llm`):
+//!   stub-server's LLM routes with 8 sequence slots, fresh per phase;
+//!   `max_num_seqs` is the server change report decides.
+//!
+//! A backend says how to start a server (with a server setting applied),
+//! how loadgen talks to it, what the analysis is told, and what the
+//! conditions record; the workflow does the rest the same way for all.
+
+use std::path::{Path, PathBuf};
+
+use model::conditions::{Conditions, TargetKind};
+use model::whatif::ServerSetting;
+
+use crate::build::Binaries;
+use crate::error::TaskError;
+use crate::perf::{PerfArgs, FIRST_SEED};
+use crate::process::ServerProcess;
+use crate::triton::{self as triton_server, TritonSetup};
+
+/// A server for one phase: running until dropped (or the user's endpoint),
+/// and the URL loadgen aims at.
+pub struct Target {
+    /// The server process; `None` for the user's endpoint.
+    pub _server: Option<ServerProcess>,
+    /// What loadgen's `--url` gets.
+    pub url: String,
+}
+
+/// One functional check: loadgen's `--api` and the flags of a few requests.
+pub struct FunctionalCheck {
+    /// loadgen's `--api`; `None` for the phases' own.
+    pub api: Option<&'static str>,
+    /// The load: a few requests, single or batched (loadgen's flags,
+    /// separated by spaces).
+    pub flags: &'static str,
+}
+
+/// The fixed facts of a backend.
+pub struct Spec {
+    /// What is measured, for the console's first line (empty: nothing to add).
+    pub intro: String,
+    /// What [`Backend::prepare`] installs, when it does.
+    pub prepare: Option<&'static str>,
+    /// loadgen's `--api` in every phase.
+    pub api: String,
+    /// Flags every loadgen run gets after `--url` and `--api`: the model,
+    /// whether outputs are verified (the user's own `--loadgen-arg`s follow).
+    pub client_args: Vec<String>,
+    /// Server logs are `logs/PHASE-SUFFIX.log`.
+    pub log_suffix: &'static str,
+    /// The functional check's server log, under `logs/`.
+    pub functional_log: &'static str,
+    /// The functional check's requests.
+    pub functional_checks: Vec<FunctionalCheck>,
+    /// What the functional check proved, `{url}` replaced by the URL.
+    pub functional_ok: &'static str,
+    /// Why input.py cannot run against it; `None` when it can.
+    pub input_py_skip: Option<String>,
+    /// Whether loadgen reads the server's statistics around every run
+    /// (`--server-stats`), for a server that sends no `Server-Timing`.
+    pub server_stats: bool,
+    /// Whether the batch-cost probe and the what-if engine apply (`--after
+    /// auto`).
+    pub probe: bool,
+    /// `report whatif`'s flags for this server and its load.
+    pub whatif_args: Vec<String>,
+    /// Whether `report whatif` decides a server change without probes,
+    /// so it runs even with `--after optimized`.
+    pub decides_server_change: bool,
+    /// The Before's label when input.py did not run.
+    pub before_label: String,
+    /// Objectives when `--sla` gives none.
+    pub default_slos: Vec<String>,
+    /// Whether each phase's server is started fresh (not for `--url`).
+    pub fresh_server_per_phase: bool,
+}
+
+/// How the workflow talks to one kind of server.
+pub trait Backend {
+    /// The fixed facts.
+    fn spec(&self) -> &Spec;
+
+    /// Anything to install before the first start (Triton's venv; see
+    /// [`Spec::prepare`]).
+    fn prepare(&mut self) -> Result<(), TaskError> {
+        Ok(())
+    }
+
+    /// A fresh server for one phase with `seed` (when the server draws
+    /// randomness) and `setting` applied, its log at `log`; or the user's
+    /// endpoint.
+    fn start(
+        &self,
+        bins: &Binaries,
+        log: &Path,
+        seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError>;
+
+    /// The server with `setting` applied, in words (console and conditions).
+    fn describe(&self, seed: u64, setting: Option<&ServerSetting>) -> String;
+
+    /// What `conditions.json` records of the server and the clients.
+    fn conditions(&self, seed: u64) -> Conditions;
+}
+
+/// The backend `args` ask for (the flags are already validated).
+pub fn choose(args: &PerfArgs) -> Box<dyn Backend> {
+    if args.scenario == "llm" {
+        return Box::new(Llm::new());
+    }
+    if args.server == "triton" {
+        return Box::new(Triton::new());
+    }
+    match &args.url {
+        Some(url) => Box::new(Endpoint::new(args, url)),
+        None => Box::new(Simulator::new(args)),
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// `report whatif --concurrency --requests`: the Before's load shape.
+fn load_shape() -> Vec<String> {
+    vec![
+        "--concurrency".to_owned(),
+        model::BASELINE_CONCURRENCY.to_string(),
+        "--requests".to_owned(),
+        model::BASELINE_REQUESTS.to_string(),
+    ]
+}
+
+/// What every phase sends: input.py's payloads, `how`.
+fn payloads(how: &str) -> String {
+    format!(
+        "input.py build_payload(i), i = 0..{} ({how})",
+        model::BASELINE_REQUESTS - 1
+    )
+}
+
+/// A setting this server cannot apply: an error that says which.
+fn cannot_apply(server: &str, setting: &ServerSetting) -> TaskError {
+    TaskError::Step(format!(
+        "report chose a server setting {setting:?} that {server} cannot apply"
+    ))
+}
+
+/// The inference functional check: single requests on fresh connections,
+/// then batches.
+fn inference_checks(single: &'static str, batched: &'static str) -> Vec<FunctionalCheck> {
+    [single, batched]
+        .into_iter()
+        .map(|flags| FunctionalCheck { api: None, flags })
+        .collect()
+}
+
+/// Whether the user's simulator flags choose the seed themselves.
+fn sets_seed(server_args: &[String]) -> bool {
+    server_args
+        .iter()
+        .any(|a| a == "--seed" || a.starts_with("--seed="))
+}
+
+/// Why input.py cannot speak an `--api` other than the simulator's.
+fn input_py_skip(api: &str, skip_python: bool) -> Option<String> {
+    if skip_python {
+        Some("input.py skipped (--skip-python): the Rust reproduction is the Before.".to_owned())
+    } else if api != "simulator" {
+        Some(format!(
+            "input.py skipped: it sends the simulator's wire format, which an --api {api} endpoint does not read; the Rust reproduction (same load shape, your body) is the Before."
+        ))
+    } else {
+        None
+    }
+}
+
+/// stub-server, fresh per phase, with the user's profile and flags.
+pub struct Simulator {
+    spec: Spec,
+    profile: String,
+    server_args: Vec<String>,
+}
+
+/// The inference workflow's facts: the simulator's, which `--url`
+/// changes in a few places.
+fn inference_spec(args: &PerfArgs) -> Spec {
+    Spec {
+        intro: String::new(),
+        prepare: None,
+        api: args.api.clone(),
+        client_args: Vec::new(),
+        log_suffix: "server",
+        functional_log: "functional-server.log",
+        functional_checks: inference_checks(
+            "-n 8 -c 2 --connection per-request",
+            "-n 12 -c 6 --connection pooled --batch-size 3 --batch-wait-ms 5",
+        ),
+        functional_ok: if args.api == "simulator" {
+            "ok: single and batched requests answered and verified at {url}"
+        } else {
+            "ok: single and batched requests answered (outputs digested, not verified) at {url}"
+        },
+        input_py_skip: input_py_skip(&args.api, args.skip_python),
+        server_stats: false,
+        probe: true,
+        // The simulator has a dynamic batcher: its settings are server
+        // changes the engine may predict (never choose).
+        whatif_args: [strings(&["--server", "simulator"]), load_shape()].concat(),
+        decides_server_change: false,
+        before_label: "Before (Rust reproduction of input.py)".to_owned(),
+        default_slos: Vec::new(),
+        fresh_server_per_phase: true,
+    }
+}
+
+/// What the inference workflow's conditions say of its load and clients.
+fn inference_conditions(api: &str) -> Conditions {
+    Conditions {
+        scenario: Some("inference".to_owned()),
+        api: Some(api.to_owned()),
+        payloads: Some(payloads("byte-identical, pinned by a test")),
+        before_client: Some(
+            "input.py (httpx, new AsyncClient and connection per request)".to_owned(),
+        ),
+        reproduction_client: Some(
+            "loadgen --profile baseline (new connection per request)".to_owned(),
+        ),
+        ..Conditions::default()
+    }
+}
+
+impl Simulator {
+    fn new(args: &PerfArgs) -> Self {
+        Self {
+            spec: inference_spec(args),
+            profile: args.profile.clone(),
+            server_args: args.server_args.clone(),
+        }
+    }
+}
+
+impl Backend for Simulator {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    fn start(
+        &self,
+        bins: &Binaries,
+        log: &Path,
+        seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError> {
+        if let Some(setting) = setting {
+            return Err(cannot_apply("the inference simulator", setting));
+        }
+        let mut args = vec!["--profile".to_owned(), self.profile.clone()];
+        if !sets_seed(&self.server_args) {
+            args.extend(["--seed".to_owned(), seed.to_string()]);
+        }
+        args.extend(self.server_args.iter().cloned());
+        let server = ServerProcess::start(&bins.path("stub-server"), &args, log)?;
+        Ok(Target {
+            url: server.infer_url(),
+            _server: Some(server),
+        })
+    }
+
+    fn describe(&self, seed: u64, _setting: Option<&ServerSetting>) -> String {
+        let seed = if sets_seed(&self.server_args) {
+            String::new()
+        } else {
+            format!(" --seed {seed}")
+        };
+        format!(
+            "stub-server --profile {}{seed} {}",
+            self.profile,
+            self.server_args.join(" ")
+        )
+        .trim_end()
+        .to_owned()
+    }
+
+    fn conditions(&self, seed: u64) -> Conditions {
+        Conditions {
+            scenario: Some("inference".to_owned()),
+            target: Some(TargetKind::Simulator),
+            server_profile: Some(self.profile.clone()),
+            server_args: self.server_args.clone(),
+            server_seed: (!sets_seed(&self.server_args)).then_some(seed),
+            ..inference_conditions(&self.spec.api)
+        }
+    }
+}
+
+/// The user's endpoint: every phase loads it, nothing is started.
+pub struct Endpoint {
+    spec: Spec,
+    url: String,
+}
+
+impl Endpoint {
+    fn new(args: &PerfArgs, url: &str) -> Self {
+        Self {
+            spec: Spec {
+                intro: format!(
+                    "target: {url} (your endpoint: no simulator is started; every phase loads it)"
+                ),
+                // A real endpoint speaking the simulator's format gives its
+                // own answers: compare them by digest, not with the simulator's.
+                client_args: if args.api == "simulator" {
+                    strings(&["--no-verify"])
+                } else {
+                    Vec::new()
+                },
+                functional_ok:
+                    "ok: single and batched requests answered (outputs digested, not verified) at {url}",
+                whatif_args: load_shape(),
+                fresh_server_per_phase: false,
+                ..inference_spec(args)
+            },
+            url: url.to_owned(),
+        }
+    }
+}
+
+impl Backend for Endpoint {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    fn start(
+        &self,
+        _bins: &Binaries,
+        _log: &Path,
+        _seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError> {
+        if let Some(setting) = setting {
+            return Err(cannot_apply("your endpoint (--url)", setting));
+        }
+        Ok(Target {
+            _server: None,
+            url: self.url.clone(),
+        })
+    }
+
+    fn describe(&self, _seed: u64, _setting: Option<&ServerSetting>) -> String {
+        format!("your endpoint {}", self.url)
+    }
+
+    fn conditions(&self, _seed: u64) -> Conditions {
+        Conditions {
+            scenario: Some("inference".to_owned()),
+            target: Some(TargetKind::Endpoint),
+            server_profile: Some(self.url.clone()),
+            ..inference_conditions(&self.spec.api)
+        }
+    }
+}
+
+/// A real NVIDIA Triton serving the placeholder's cost shape, fresh per
+/// phase: 2 instances without dynamic batching in the Before.
+pub struct Triton {
+    spec: Spec,
+    root: Option<PathBuf>,
+    python: Option<PathBuf>,
+}
+
+impl Triton {
+    fn new() -> Self {
+        let client_args = strings(&[
+            "--model",
+            triton_server::MODEL,
+            // The workflow's Triton model answers as the simulator does.
+            "--verify",
+        ]);
+        Self {
+            spec: Spec {
+                intro: "server: a real NVIDIA Triton (nvidia-pytriton), fresh for every phase, loaded over KServe v2".to_owned(),
+                prepare: Some("Triton: the venv (system Python 3.11) and its pinned wheel"),
+                api: "kserve-v2".to_owned(),
+                client_args,
+                log_suffix: "triton",
+                functional_log: "functional-triton.log",
+                functional_checks: inference_checks(
+                    "-n 4 -c 2 --connection per-request",
+                    "-n 6 -c 6 --batch-size 3 --batch-wait-ms 20",
+                ),
+                functional_ok: "ok: Triton at {url} answered single and batched requests, outputs verified",
+                input_py_skip: Some("input.py skipped: it sends the simulator's wire format, not KServe v2; the Rust baseline client is the Before.".to_owned()),
+                // Triton sends no Server-Timing: the engine fits its statistics.
+                server_stats: true,
+                probe: true,
+                whatif_args: [
+                    strings(&[
+                        "--server",
+                        "triton",
+                        "--max-batch",
+                        &TritonSetup::PLACEHOLDER.max_batch_size.to_string(),
+                    ]),
+                    load_shape(),
+                ]
+                .concat(),
+                decides_server_change: true,
+                before_label: "Before (baseline client, Triton)".to_owned(),
+                default_slos: Vec::new(),
+                fresh_server_per_phase: true,
+            },
+            root: None,
+            python: None,
+        }
+    }
+
+    fn setup(seed: u64, setting: Option<&ServerSetting>) -> Result<TritonSetup, TaskError> {
+        let dynamic_batching_delay_us = match setting {
+            None => None,
+            Some(ServerSetting::DynamicBatching { max_queue_delay_us }) => {
+                Some(*max_queue_delay_us)
+            }
+            Some(other) => return Err(cannot_apply("Triton", other)),
+        };
+        Ok(TritonSetup {
+            seed,
+            dynamic_batching_delay_us,
+            ..TritonSetup::PLACEHOLDER
+        })
+    }
+}
+
+impl Backend for Triton {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    fn prepare(&mut self) -> Result<(), TaskError> {
+        let root = crate::workspace::root()?;
+        let python = triton_server::ensure_venv(&root)?;
+        println!("Triton's Python: {}", python.display());
+        self.root = Some(root);
+        self.python = Some(python);
+        Ok(())
+    }
+
+    fn start(
+        &self,
+        _bins: &Binaries,
+        log: &Path,
+        seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError> {
+        let (Some(python), Some(root)) = (&self.python, &self.root) else {
+            return Err(TaskError::Step(
+                "Triton was started before its venv was prepared".to_owned(),
+            ));
+        };
+        let server = triton_server::start(python, root, &Self::setup(seed, setting)?, log)?;
+        Ok(Target {
+            url: server.base_url.clone(),
+            _server: Some(server),
+        })
+    }
+
+    fn describe(&self, seed: u64, setting: Option<&ServerSetting>) -> String {
+        Self::setup(seed, setting).map_or_else(|e| e.to_string(), |s| s.describe())
+    }
+
+    fn conditions(&self, seed: u64) -> Conditions {
+        Conditions {
+            scenario: Some("inference".to_owned()),
+            target: Some(TargetKind::Triton),
+            server: Some(self.describe(seed, None)),
+            server_seed: Some(seed),
+            api: Some("kserve-v2".to_owned()),
+            payloads: Some(payloads("as BYTES tensors")),
+            before_client: Some("loadgen --profile baseline --api kserve-v2 (new connection per request, one input per request)".to_owned()),
+            ..Conditions::default()
+        }
+    }
+}
+
+/// The simulator's OpenAI-compatible routes under the `llm-slots`
+/// profile: continuous batching with 8 sequence slots, fresh per phase.
+pub struct Llm {
+    spec: Spec,
+}
+
+/// The LLM scenario's server profile.
+const LLM_PROFILE: &str = "llm-slots";
+/// Its sequence slots (`stub-server --profile llm-slots`).
+const LLM_PROFILE_SLOTS: u32 = 8;
+/// The objectives when `--sla` gives none.
+pub const LLM_DEFAULT_SLOS: [&str; 2] = ["ttft_p95<=500", "itl_p99<=50"];
+
+impl Llm {
+    fn new() -> Self {
+        Self {
+            spec: Spec {
+                intro: format!(
+                    "scenario: llm. Server: the simulator's OpenAI-compatible routes, profile {LLM_PROFILE} \
+                     ({LLM_PROFILE_SLOTS} sequence slots), fresh for every phase; client: loadgen --api openai-chat, streamed"
+                ),
+                prepare: None,
+                api: "openai-chat".to_owned(),
+                // stub-server's LLM routes give the simulator's known answers.
+                client_args: strings(&["--verify"]),
+                log_suffix: "server",
+                functional_log: "functional-llm-server.log",
+                functional_checks: vec![
+                    FunctionalCheck {
+                        api: Some("openai-chat"),
+                        flags: "-n 4 -c 2",
+                    },
+                    FunctionalCheck {
+                        api: Some("openai-chat"),
+                        flags: "-n 2 -c 2 --no-stream",
+                    },
+                    FunctionalCheck {
+                        api: Some("openai-completions"),
+                        flags: "-n 6 -c 3 --batch-size 3 --batch-wait-ms 20",
+                    },
+                ],
+                functional_ok: "ok: the simulator at {url} streamed and answered chat and batched completions, every answer verified",
+                input_py_skip: Some("input.py skipped: it sends the simulator's inference format, not OpenAI's; the Rust baseline client (input.py's load shape, streamed) is the Before.".to_owned()),
+                server_stats: false,
+                probe: false,
+                whatif_args: vec![
+                    "--scenario".to_owned(),
+                    "llm".to_owned(),
+                    "--max-num-seqs".to_owned(),
+                    LLM_PROFILE_SLOTS.to_string(),
+                    "--concurrency".to_owned(),
+                    model::BASELINE_CONCURRENCY.to_string(),
+                ],
+                decides_server_change: true,
+                before_label: format!("Before (baseline client, {LLM_PROFILE_SLOTS} slots)"),
+                default_slos: strings(&LLM_DEFAULT_SLOS),
+                fresh_server_per_phase: true,
+            },
+        }
+    }
+
+    fn server_args(setting: Option<&ServerSetting>) -> Result<Vec<String>, TaskError> {
+        let mut args = vec!["--profile".to_owned(), LLM_PROFILE.to_owned()];
+        match setting {
+            None => {}
+            Some(ServerSetting::MaxNumSeqs { max_num_seqs }) => {
+                args.push(format!("--max-num-seqs={max_num_seqs}"));
+            }
+            Some(other) => return Err(cannot_apply("the LLM simulator", other)),
+        }
+        Ok(args)
+    }
+}
+
+impl Backend for Llm {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    fn start(
+        &self,
+        bins: &Binaries,
+        log: &Path,
+        _seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError> {
+        // The step loop draws no randomness: every pair runs the same server.
+        let args = Self::server_args(setting)?;
+        let server = ServerProcess::start(&bins.path("stub-server"), &args, log)?;
+        Ok(Target {
+            url: server.base_url.clone(),
+            _server: Some(server),
+        })
+    }
+
+    fn describe(&self, _seed: u64, setting: Option<&ServerSetting>) -> String {
+        match Self::server_args(setting) {
+            Ok(args) => format!("stub-server {}", args.join(" ")),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn conditions(&self, _seed: u64) -> Conditions {
+        Conditions {
+            scenario: Some("llm".to_owned()),
+            target: Some(TargetKind::Simulator),
+            server: Some(format!("stub-server --profile {LLM_PROFILE} (OpenAI-compatible routes, continuous batching, {LLM_PROFILE_SLOTS} sequence slots, steps of 6 ms + 0.4 ms per running sequence)")),
+            api: Some("openai-chat, streamed (stream_options.include_usage)".to_owned()),
+            payloads: Some(payloads("as one user message each")),
+            before_client: Some("loadgen --profile baseline --api openai-chat (a new connection per request)".to_owned()),
+            ..Conditions::default()
+        }
+    }
+}
+
+/// The seed of pair `n`: see [`FIRST_SEED`].
+pub fn pair_seed(pair: u32) -> u64 {
+    FIRST_SEED + u64::from(pair) - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_server_maps_the_settings_it_can_apply_and_refuses_the_others() {
+        let slots = ServerSetting::MaxNumSeqs { max_num_seqs: 20 };
+        let delay = ServerSetting::DynamicBatching {
+            max_queue_delay_us: 2000,
+        };
+        assert_eq!(
+            Llm::server_args(Some(&slots)).unwrap(),
+            ["--profile", "llm-slots", "--max-num-seqs=20"]
+        );
+        assert!(Llm::server_args(Some(&delay)).is_err());
+        let setup = Triton::setup(43, Some(&delay)).unwrap();
+        assert_eq!(
+            (setup.seed, setup.dynamic_batching_delay_us),
+            (43, Some(2000))
+        );
+        assert_eq!(Triton::setup(42, None).unwrap(), TritonSetup::PLACEHOLDER);
+        let err = Triton::setup(42, Some(&slots)).unwrap_err().to_string();
+        assert!(err.contains("Triton cannot apply"), "{err}");
+    }
+
+    #[test]
+    fn a_user_seed_wins_over_the_pairs() {
+        assert!(sets_seed(&["--seed=7".to_owned()]));
+        assert!(sets_seed(&["--seed".to_owned(), "7".to_owned()]));
+        assert!(!sets_seed(&["--seeds".to_owned()]));
+        assert_eq!((pair_seed(1), pair_seed(2)), (FIRST_SEED, FIRST_SEED + 1));
+    }
+}
