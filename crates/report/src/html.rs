@@ -9,16 +9,16 @@ use std::fmt::Write as _;
 
 use model::log::{Log, LogRow};
 
-use crate::breakdown::{Breakdown, Parts};
-use crate::capacity::Capacity;
-use crate::compare::Comparison;
-use crate::prediction::Prediction;
 use crate::summary::successful_latencies_sorted;
 use crate::svg::{escape_xml, Axis, Chart, Mark, RefLine, Series};
 use crate::table::{
     fmt_opt, headings, input_py_rows, reproduction_paragraph, table_rows, verdict_line,
     INPUT_PY_HEADINGS,
 };
+use model::capacity::Capacity;
+use model::comparison::Comparison;
+use model::comparison::Prediction;
+use model::comparison::{Breakdown, Parts};
 
 const BEFORE_COLOR: &str = "#d95f02";
 const AFTER_COLOR: &str = "#1b7fbf";
@@ -477,7 +477,7 @@ fn capacity_chart(c: &Comparison, capacity: &Capacity) -> Chart {
 }
 
 /// Renders the whole page.
-pub fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
+pub(crate) fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
     let e = escape_xml;
     let before_sorted = successful_latencies_sorted(&before.rows);
     let after_sorted = successful_latencies_sorted(&after.rows);

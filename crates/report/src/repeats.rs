@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use stats::{ConfidenceInterval, QuantileMethod};
 
-use crate::compare::Comparison;
 use crate::error::ReportError;
 use crate::write_files::write_atomically;
+use model::comparison::Comparison;
 
 /// Bootstrap resamples of each interval.
 const RESAMPLES: usize = 2000;

@@ -12,35 +12,37 @@ use std::time::Instant;
 use stats::{QuantileMethod, SplitMix64};
 
 use super::fit::{LineFit, ServiceFit};
-use super::sim::{simulate, ClientModel, Load, ServerModel, SimOutcome};
+use model::whatif::Load;
+
+use super::sim::{simulate, ClientModel, ServerModel, SimOutcome};
 use super::WhatifError;
 use model::whatif::{
     CandidateKind, CandidateRow, CapacityChoice, EngineReport, PredictedCapacity, ServerChange,
 };
 
 /// Client batch waits tried at every batch size, ms.
-pub const BATCH_WAITS_MS: [u64; 5] = [0, 1, 2, 5, 10];
+pub(super) const BATCH_WAITS_MS: [u64; 5] = [0, 1, 2, 5, 10];
 /// Server dynamic-batching windows tried, ms.
-pub const DYNAMIC_WINDOWS_MS: [u64; 4] = [1, 2, 5, 10];
+pub(super) const DYNAMIC_WINDOWS_MS: [u64; 4] = [1, 2, 5, 10];
 /// Simulations with the point estimates behind each point prediction.
-pub const POINT_SIMULATIONS: usize = 8;
+pub(super) const POINT_SIMULATIONS: usize = 8;
 /// Client batch waits tried for open-loop capacity, ms. Longer than the
 /// closed loop's: there, a response frees a burst of slots at once and a
 /// batch fills at once; in an open loop requests arrive spread out, so a
 /// batch holds about `1 + rate x wait` inputs and fills only with time.
-pub const CAPACITY_WAITS_MS: [u64; 6] = [5, 10, 20, 50, 100, 200];
+pub(super) const CAPACITY_WAITS_MS: [u64; 6] = [5, 10, 20, 50, 100, 200];
 /// Predicted capacities within this fraction of the best are ties (the
 /// search's own resolution is 2%); ties go to the shorter wait, then the
 /// smaller batch, which cost less latency below capacity.
-pub const CAPACITY_TIE_FRACTION: f64 = 0.02;
+pub(super) const CAPACITY_TIE_FRACTION: f64 = 0.02;
 /// Requests per simulated run of the capacity search.
-pub const CAPACITY_REQUESTS: u32 = 2_000;
+pub(super) const CAPACITY_REQUESTS: u32 = 2_000;
 /// Batching "helps" when it lowers the best P95 by at least this fraction.
-pub const BATCHING_HELPS_FRACTION: f64 = 0.10;
+pub(super) const BATCHING_HELPS_FRACTION: f64 = 0.10;
 
 /// What to predict and how to choose.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WhatifOptions {
+pub(super) struct EngineOptions {
     /// The load every candidate runs under (the Before's, by default).
     pub load: Load,
     /// SLA bound on P95, ms.
@@ -55,9 +57,9 @@ pub struct WhatifOptions {
     pub server_dynamic_batching: bool,
 }
 
-impl WhatifOptions {
+impl EngineOptions {
     /// Checks every option; the message says what is allowed.
-    pub fn validate(&self) -> Result<(), WhatifError> {
+    pub(super) fn validate(&self) -> Result<(), WhatifError> {
         let bad = |m: String| Err(WhatifError::InvalidOption(m));
         if !(self.sla_p95_ms.is_finite() && self.sla_p95_ms > 0.0) {
             return bad(format!(
@@ -103,14 +105,14 @@ impl WhatifOptions {
     }
 
     /// The P95 a candidate's interval must stay within.
-    pub fn threshold_ms(&self) -> f64 {
+    pub(super) fn threshold_ms(&self) -> f64 {
         self.sla_p95_ms * (1.0 - self.margin)
     }
 }
 
 /// A candidate before prediction: the client it runs and the server it assumes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Candidate {
+pub(super) struct Candidate {
     /// Who has to change something.
     pub kind: CandidateKind,
     /// Logical requests per HTTP request.
@@ -125,7 +127,7 @@ pub struct Candidate {
 
 impl Candidate {
     /// The Before as measured.
-    pub fn baseline() -> Self {
+    pub(super) fn baseline() -> Self {
         Candidate {
             kind: CandidateKind::Baseline,
             batch_size: 1,
@@ -136,7 +138,7 @@ impl Candidate {
     }
 
     /// A pooled client batching `batch_size` with `batch_wait_ms`.
-    pub fn client(batch_size: u32, batch_wait_ms: u64) -> Self {
+    pub(super) fn client(batch_size: u32, batch_wait_ms: u64) -> Self {
         Candidate {
             kind: CandidateKind::Client,
             batch_size,
@@ -147,7 +149,7 @@ impl Candidate {
     }
 
     /// A pooled unbatched client against a changed server.
-    pub fn server(change: ServerChange) -> Self {
+    pub(super) fn server(change: ServerChange) -> Self {
         Candidate {
             kind: CandidateKind::Server,
             server_change: Some(change),
@@ -156,7 +158,7 @@ impl Candidate {
     }
 
     /// What the candidate is, in words.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         let client = if self.batch_size > 1 {
             format!(
                 "client batching B={}, W={} ms, pooled",
@@ -180,7 +182,7 @@ impl Candidate {
     }
 
     /// The loadgen flags for this client.
-    pub fn loadgen_args(&self) -> Vec<String> {
+    pub(super) fn loadgen_args(&self) -> Vec<String> {
         if !self.pooled {
             return vec!["--connection".into(), "per-request".into()];
         }
@@ -198,7 +200,7 @@ impl Candidate {
     }
 
     /// The stub-server flags for the server change.
-    pub fn server_args(&self) -> Vec<String> {
+    pub(super) fn server_args(&self) -> Vec<String> {
         match self.server_change {
             None => Vec::new(),
             Some(ServerChange::OneMoreWorker { workers }) => {
@@ -213,7 +215,7 @@ impl Candidate {
     }
 
     /// The simulated server: the fit with `line`, changed as assumed.
-    pub fn server_model(&self, fit: &ServiceFit, line: LineFit) -> ServerModel {
+    pub(super) fn server_model(&self, fit: &ServiceFit, line: LineFit) -> ServerModel {
         let mut server = fit.server_model_with(line);
         match self.server_change {
             None => {}
@@ -226,7 +228,7 @@ impl Candidate {
     }
 
     /// The simulated client, drawing the fit's overhead samples.
-    pub fn client_model<'a>(&self, fit: &'a ServiceFit) -> ClientModel<'a> {
+    pub(super) fn client_model<'a>(&self, fit: &'a ServiceFit) -> ClientModel<'a> {
         ClientModel {
             batch_size: self.batch_size,
             batch_wait_ms: self.batch_wait_ms as f64,
@@ -243,7 +245,7 @@ impl Candidate {
 /// batching at every `B` in `2..=max_batch` and wait in [`BATCH_WAITS_MS`]
 /// (at `B = 1` the wait never matters: a request leaves as it comes), one
 /// more worker, and dynamic batching when the server supports it.
-pub fn candidates(fit: &ServiceFit, server_dynamic_batching: bool) -> Vec<Candidate> {
+pub(super) fn candidates(fit: &ServiceFit, server_dynamic_batching: bool) -> Vec<Candidate> {
     let mut out = vec![Candidate::baseline(), Candidate::client(1, 0)];
     for b in 2..=fit.max_batch {
         out.extend(BATCH_WAITS_MS.iter().map(|&w| Candidate::client(b, w)));
@@ -276,7 +278,7 @@ const STREAM_REFIT_SIM: u64 = 3;
 const STREAM_CAPACITY: u64 = 4;
 
 /// `R` bootstrap refits of the cost line, each seeded by its index.
-pub fn refit_lines(fit: &ServiceFit, refits: usize, seed: u64) -> Vec<LineFit> {
+pub(super) fn refit_lines(fit: &ServiceFit, refits: usize, seed: u64) -> Vec<LineFit> {
     (0..refits)
         .map(|r| {
             let mut rng = SplitMix64::new(derive_seed(seed, STREAM_REFIT, r as u64));
@@ -383,7 +385,10 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
 
 /// Predicts every candidate for `fit` (already fitted), chooses, and
 /// measures capacity; `elapsed_ms` covers this call.
-pub fn predict(fit: &ServiceFit, options: &WhatifOptions) -> Result<EngineReport, WhatifError> {
+pub(super) fn predict(
+    fit: &ServiceFit,
+    options: &EngineOptions,
+) -> Result<EngineReport, WhatifError> {
     let started = Instant::now();
     options.validate()?;
     let threshold = options.threshold_ms();
@@ -529,7 +534,7 @@ fn order(a: &CandidateRow, b: &CandidateRow) -> std::cmp::Ordering {
 
 /// The choice among ranked rows and the sentence that explains it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Choice {
+pub(super) struct Choice {
     /// The client-side row to run, if one meets the SLA with the margin.
     pub chosen: Option<CandidateRow>,
     /// See [`EngineReport::batching_helps`].
@@ -542,7 +547,7 @@ pub struct Choice {
 /// lowest predicted P95 of the client candidates whose P95 interval stays
 /// within the SLA less the margin; an unbatched one when batching gains
 /// less than 10%.
-pub fn choose(rows: &[CandidateRow], options: &WhatifOptions) -> Choice {
+pub(super) fn choose(rows: &[CandidateRow], options: &EngineOptions) -> Choice {
     let threshold = options.threshold_ms();
     let sla = options.sla_p95_ms;
     let pct = (options.margin * 100.0).round();
@@ -624,7 +629,7 @@ pub fn choose(rows: &[CandidateRow], options: &WhatifOptions) -> Choice {
 /// The client-side candidates tried for open-loop capacity: pooled and
 /// unbatched, then batches of 2, 4, 8, ... and the server's largest, each
 /// with every wait of [`CAPACITY_WAITS_MS`].
-pub fn capacity_candidates(max_batch: u32) -> Vec<Candidate> {
+pub(super) fn capacity_candidates(max_batch: u32) -> Vec<Candidate> {
     let mut sizes: Vec<u32> = std::iter::successors(Some(2u32), |b| b.checked_mul(2))
         .take_while(|&b| b < max_batch)
         .collect();
@@ -642,7 +647,11 @@ pub fn capacity_candidates(max_batch: u32) -> Vec<Candidate> {
 /// under `sla_p95_ms` (of [`capacity_candidates`]; ties within
 /// [`CAPACITY_TIE_FRACTION`] to the shorter wait, then the smaller batch);
 /// `None` when none sustains any rate.
-pub fn best_for_capacity(fit: &ServiceFit, sla_p95_ms: f64, seed: u64) -> Option<CapacityChoice> {
+pub(super) fn best_for_capacity(
+    fit: &ServiceFit,
+    sla_p95_ms: f64,
+    seed: u64,
+) -> Option<CapacityChoice> {
     let all = capacity_candidates(fit.max_batch);
     let rates = par_map(&all, |c| {
         capacity_rps(
@@ -675,7 +684,7 @@ pub fn best_for_capacity(fit: &ServiceFit, sla_p95_ms: f64, seed: u64) -> Option
 /// keep up with at least 97% of the offered rate: doubling (or halving)
 /// from the server's nominal throughput, then bisection to 2%. `None` when
 /// even a trickle breaks the SLA.
-pub fn capacity_rps(
+pub(super) fn capacity_rps(
     server: &ServerModel,
     client: &ClientModel,
     sla_p95_ms: f64,
@@ -734,7 +743,7 @@ pub fn capacity_rps(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::whatif::fit::Estimate;
+    use model::whatif::Estimate;
 
     fn exact(value: f64) -> Estimate {
         Estimate {
@@ -768,8 +777,8 @@ mod tests {
         }
     }
 
-    fn options(concurrency: u32, requests: u32) -> WhatifOptions {
-        WhatifOptions {
+    fn options(concurrency: u32, requests: u32) -> EngineOptions {
+        EngineOptions {
             load: Load::Closed {
                 concurrency,
                 requests,
@@ -942,7 +951,7 @@ mod tests {
         a.elapsed_ms = 0.0;
         b.elapsed_ms = 0.0;
         assert_eq!(a, b);
-        let c = predict(&f, &WhatifOptions { seed: 2, ..o }).unwrap();
+        let c = predict(&f, &EngineOptions { seed: 2, ..o }).unwrap();
         assert_ne!(a.candidates[0].p95_ms, c.candidates[0].p95_ms);
     }
 

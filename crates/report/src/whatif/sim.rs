@@ -53,7 +53,7 @@ pub struct ClientModel<'a> {
     pub overhead_ms: &'a [f64],
 }
 
-pub use model::whatif::Load;
+use model::whatif::Load;
 
 /// What one simulated run gives.
 #[derive(Debug, Clone, PartialEq)]
