@@ -12,11 +12,10 @@
 
 use std::collections::HashMap;
 
+use model::comparison::{Breakdown, Parts};
 use model::log::{Log, LogRow};
 
 use crate::summary::{quantile_ms, REPORT_QUANTILE_METHOD};
-
-use model::comparison::{Breakdown, Parts};
 
 /// Splits one row; `batch_last_start_ms` is the latest start among the rows
 /// of its batch.

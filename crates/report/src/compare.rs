@@ -3,16 +3,15 @@
 
 use std::path::Path;
 
-use model::conditions::Conditions;
-use model::log::{read_log_file, Log};
-use model::whatif::{CandidateKind, DecisionRole, WhatifReport};
-
 use model::capacity::Capacity;
 use model::comparison::{
     Agreement, Comparison, Delta, MetricDelta, Reproduction, SideSummary, EXTRA_ROWS,
     SCHEMA_VERSION,
 };
+use model::conditions::Conditions;
+use model::log::{read_log_file, Log};
 use model::summary::{ObjectiveResult, Percentiles};
+use model::whatif::{CandidateKind, DecisionRole, WhatifReport};
 use stats::slo::Slo;
 
 use crate::diagnosis::{diagnose, DiagnosisInput};

@@ -8,18 +8,15 @@
 
 use std::collections::BTreeMap;
 
+use model::comparison::{Finding, SideSummary};
 use model::kserve::ModelStats;
 use model::log::{Log, LogRow};
-
-use model::comparison::SideSummary;
 
 use crate::summary::{mean, quantile_ms, REPORT_QUANTILE_METHOD};
 
 /// Fewest rows a drift estimate uses: below this, quarters are one or two
 /// requests and the "trend" would be noise.
 const MIN_ROWS_FOR_DRIFT: usize = 8;
-
-use model::comparison::Finding;
 
 /// One run to diagnose.
 pub(crate) struct DiagnosisInput<'a> {

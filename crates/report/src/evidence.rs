@@ -9,13 +9,10 @@
 //! difference went: the servers' own queue and execution times are in the
 //! reproduction's rows, and they do not change with the client.
 
+use model::comparison::{Breakdown, Comparison, Finding, Reproduction, SideSummary};
 use model::conditions::Conditions;
 
 use crate::table::fmt_opt;
-use model::comparison::Breakdown;
-use model::comparison::Finding;
-use model::comparison::SideSummary;
-use model::comparison::{Comparison, Reproduction};
 
 /// `input.py` counts as slower than its reproduction when its P50 or P95
 /// exceeds the reproduction's by more than this share (and 1 ms).

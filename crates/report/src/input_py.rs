@@ -5,7 +5,6 @@
 //! The report uses the Linear method (numpy's default) everywhere, so the two
 //! differ slightly; recomputing with [`QuantileMethod::Exclusive`] over the
 //! same rows shows the difference is the method and nothing else.
-
 use model::log::LogRow;
 use stats::QuantileMethod;
 

@@ -3,13 +3,12 @@
 
 use std::fmt::Write as _;
 
+use model::capacity::Capacity;
+use model::comparison::{Breakdown, Comparison, Prediction};
+
 use crate::table::{
     headings, input_py_rows, reproduction_paragraph, table_rows, verdict_line, INPUT_PY_HEADINGS,
 };
-use model::capacity::Capacity;
-use model::comparison::Breakdown;
-use model::comparison::Comparison;
-use model::comparison::Prediction;
 
 /// Text from logs or callers may hold `<script>` or `|`: Markdown renderers
 /// pass raw HTML through, and a `|` would break a table row. Only a `<` or

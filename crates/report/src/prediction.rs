@@ -6,12 +6,9 @@
 //! error is stated as a percentage of the measured value. The types are
 //! `model::comparison`'s.
 
-use stats::QuantileMethod;
-
-use model::comparison::{Prediction, Quantiles, RankedCandidate};
-
-use model::comparison::SideSummary;
+use model::comparison::{Prediction, Quantiles, RankedCandidate, SideSummary};
 use model::whatif::{CandidateKind, EngineReport};
+use stats::QuantileMethod;
 
 /// Resamples of the measured P95's interval.
 const RESAMPLES: usize = 2000;

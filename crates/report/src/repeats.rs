@@ -15,12 +15,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use model::comparison::Comparison;
 use serde::{Deserialize, Serialize};
 use stats::{ConfidenceInterval, QuantileMethod};
 
 use crate::error::ReportError;
 use crate::write_files::write_atomically;
-use model::comparison::Comparison;
 
 /// Bootstrap resamples of each interval.
 const RESAMPLES: usize = 2000;

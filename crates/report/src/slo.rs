@@ -18,9 +18,9 @@
 //! `error_rate` and the rates are not per request.
 //!
 //! The grammar (`Slo`, its parts and parsing) and the evaluation over
-//! requests are `stats::slo`, re-exported here, the evaluation `loadgen
-//! capacity` makes of its steps too; this module judges objectives on logs
-//! ([`Judge`]), each row seen through [`request`].
+//! requests are `stats::slo`, the evaluation `loadgen capacity` makes of
+//! its steps too; this module judges objectives on logs ([`Judge`]), each
+//! row seen through [`request`].
 
 use model::comparison::SideSummary;
 use model::log::{Log, LogRow};

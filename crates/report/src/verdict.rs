@@ -7,15 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use model::comparison::{Check, Quality, SideSummary, Sla, Verdict};
 use model::log::Log;
-
-use model::comparison::SideSummary;
 use model::summary::ObjectiveResult;
 
 /// The `error` a client writes when a response fails verification.
 pub(crate) const OUTPUT_MISMATCH_ERROR: &str = "output_mismatch";
-
-use model::comparison::{Check, Quality, Sla, Verdict};
 
 /// Checks that the two runs sent the same requests and got the same answers.
 /// Outputs are compared by digest with the Before, or with `reproduction`

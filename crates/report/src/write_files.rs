@@ -8,8 +8,9 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use crate::error::ReportError;
 use model::comparison::Comparison;
+
+use crate::error::ReportError;
 
 /// Header of `comparison.csv`.
 pub(crate) const CSV_HEADER: &str = "metric,before,after,delta,delta_pct";

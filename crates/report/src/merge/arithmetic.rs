@@ -6,10 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use model::comparison::SideSummary;
 use model::log::{Log, LogFormat};
-use model::summary::ObjectiveResult;
 use model::summary::{
-    LlmSummary, MergedShard, MergedShards, Percentiles, Plan, RequestIds, RunSummary,
-    SCHEMA_VERSION,
+    LlmSummary, MergedShard, MergedShards, ObjectiveResult, Percentiles, Plan, RequestIds,
+    RunSummary, SCHEMA_VERSION,
 };
 use stats::slo::{Metric, Series, Slo, Stat};
 use stats::LatencyHistogram;

@@ -17,9 +17,10 @@
 //!   the open loop's `late_sends` and `dropped` are sums over the shards.
 //! - With every shard's `log.csv` (`percentiles_from: "rows"`), every
 //!   number is computed from the union of the rows exactly as `report
-//!   summary` computes it for their concatenated CSV ([`SideSummary`]: the
-//!   Linear method, successful rows, `duration_s` from the first start to
-//!   the last response over all rows), the LLM series' (`llm`) too; `ids`
+//!   summary` computes it for their concatenated CSV
+//!   ([`SideSummary`](crate::SideSummary): the Linear method, successful
+//!   rows, `duration_s` from the first start to the last response over all
+//!   rows), the LLM series' (`llm`) too; `ids`
 //!   counts the request ids, and an id logged by two shards means they
 //!   overlapped.
 //! - Otherwise (`percentiles_from: "histogram"`) the percentiles come from
@@ -57,13 +58,14 @@ use model::log::Log;
 use model::summary::{LatencyBucket, RunSummary, LATENCY_BUCKETS};
 use stats::slo::Slo;
 
-use crate::slo::Judge;
 use arithmetic::{
     from_histograms, from_rows, judge_without_rows, merged, merged_llm, summed, union_of_rows,
     with_histograms,
 };
 use checks::{check_indices, check_plans};
 use shard::read_shard;
+
+use crate::slo::Judge;
 
 pub use arithmetic::histogram_error;
 pub use error::MergeError;

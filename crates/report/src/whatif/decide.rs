@@ -18,10 +18,10 @@
 use std::collections::BTreeMap;
 
 use model::kserve::ModelStats;
+use model::summary::LlmSummary;
 use model::whatif::{CandidateKind, Decision, EngineReport, ServerSetting};
 
 use super::WhatifError;
-use model::summary::LlmSummary;
 
 /// The share of the measured execution time per request that the chosen
 /// `max_queue_delay` may add to a request that waits alone.

@@ -11,15 +11,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use model::log::{Log, LogRow};
+use model::whatif::{Estimate, FitSummary};
 use stats::{QuantileMethod, SplitMix64};
 
 use super::sim::ServerModel;
 
 /// Bootstrap resamples behind the fit's intervals.
 pub(super) const DEFAULT_BOOTSTRAP_RESAMPLES: usize = 200;
-
-use model::whatif::Estimate;
-use model::whatif::FitSummary;
 
 /// One executed batch: its size and how long the server says it ran.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -525,6 +523,45 @@ fn overhead_of_rows<'a>(rows: impl Iterator<Item = &'a LogRow>) -> Overhead {
 
 fn mean(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// A fit with exact estimates and no spread, for the engine's tests: every
+/// batch costs `base_ms + per_item_ms * size`.
+#[cfg(test)]
+impl ServiceFit {
+    pub(super) fn noiseless(
+        workers: usize,
+        base_ms: f64,
+        per_item_ms: f64,
+        max_batch: u32,
+    ) -> Self {
+        let exact = |value| Estimate {
+            value,
+            lo: value,
+            hi: value,
+        };
+        Self {
+            base_ms: exact(base_ms),
+            per_item_ms: exact(per_item_ms),
+            sigma: exact(0.0),
+            workers,
+            mean_executions_in_flight: workers as f64,
+            executions: [1, max_batch]
+                .iter()
+                .flat_map(|&b| {
+                    (0..4).map(move |_| Execution {
+                        batch_size: b,
+                        service_ms: base_ms + per_item_ms * f64::from(b),
+                    })
+                })
+                .collect(),
+            batch_sizes: vec![1, max_batch],
+            max_batch,
+            overhead_per_request_ms: vec![1.0],
+            overhead_pooled_ms: vec![0.0],
+            connect_ms_mean: Some(0.5),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 //! log rows) and `stats` (quantiles, the seeded RNG) only.
 
 mod candidates;
+mod capacity;
 mod decide;
 mod fit;
 mod run;
@@ -38,7 +39,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use model::log::Log;
-
 use model::whatif::EngineReport;
 
 use candidates::{predict, EngineOptions};

@@ -17,13 +17,12 @@
 use std::path::{Path, PathBuf};
 
 use model::log::{read_log_file, Log};
-use model::whatif::{Decision, EngineReport, WhatifReport, SCHEMA_VERSION};
+use model::whatif::{Decision, EngineReport, Load, WhatifReport, SCHEMA_VERSION};
 
 use super::text::summary_text;
 use super::{decide, EngineOptions, WhatifError};
 use crate::summary::summary_of_log;
 use crate::write_files::write_atomically;
-use model::whatif::Load;
 
 /// What is analysed (`report whatif --scenario`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,10 +4,8 @@
 use std::fmt::Write as _;
 
 use model::whatif::{
-    CandidateKind, CandidateRow, Decision, EngineReport, ServerSetting, WhatifReport,
+    CandidateKind, CandidateRow, Decision, EngineReport, Load, ServerSetting, WhatifReport,
 };
-
-use model::whatif::Load;
 
 /// The engine's ranking, then every decision with its reason, as printed
 /// to stdout.
