@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use model::comparison::ComparisonDocument;
+use model::comparison::Comparison;
 use model::conditions::{Conditions, Phase};
 use model::whatif::{CandidateKind, Decision, DecisionRole, ServerSetting, WhatifReport};
 
@@ -952,7 +952,7 @@ pub(crate) fn run_pairs(
     // where a reader of a long log looks.
     for dir in &dirs {
         let path = dir.join("comparison.json");
-        if let Ok(comparison) = crate::json::read::<ComparisonDocument>(&path) {
+        if let Ok(comparison) = crate::json::read::<Comparison>(&path) {
             for warning in comparison.warnings {
                 eprintln!("\nWARNING ({}): {warning}", path.display());
             }

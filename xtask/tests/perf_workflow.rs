@@ -200,7 +200,7 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
         "{}",
         decided.reason
     );
-    let doc: model::comparison::ComparisonDocument =
+    let doc: model::comparison::Comparison =
         serde_json::from_str(&read("comparison.json")).unwrap();
     assert_eq!(doc.decision.as_ref(), Some(&decided));
     assert!(doc.prediction.is_some());

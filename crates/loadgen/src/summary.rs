@@ -890,7 +890,7 @@ Status code distribution:
     fn percentiles_equal_report_and_numpy_on_the_same_rows() {
         let rows = e2e_rows();
         let mut stats = stats_of(&rows, EXACT_SAMPLES_PER_SERIES);
-        let report = report::SideSummary::from_rows("t", "loadgen", &rows).unwrap();
+        let report = report::summary_of_rows("t", "loadgen", &rows).unwrap();
         let latency = stats.latency_mut();
         assert!(latency.exact() && latency.quantile_error().is_none());
         assert_eq!(latency.quantile_ms(0.50), report.p50_ms);
@@ -912,7 +912,7 @@ Status code distribution:
         let rows = llm_rows();
         let mut stats = stats_of(&rows, EXACT_SAMPLES_PER_SERIES);
         let ours = stats.llm_summary(1.0).unwrap();
-        let theirs = report::SideSummary::from_rows("t", "loadgen", &rows)
+        let theirs = report::summary_of_rows("t", "loadgen", &rows)
             .unwrap()
             .llm
             .unwrap();

@@ -222,7 +222,7 @@ fn the_binary_exits_0_with_an_answer_and_1_with_nothing_sustainable() {
     let typed = CapacityReport::read(&json).unwrap();
     assert_eq!(serde_json::to_value(&typed).unwrap(), value);
     assert!(typed.found());
-    let shown = report::capacity::Capacity::read(&json).unwrap();
+    let shown = model::capacity::Capacity::read(&json).unwrap();
     assert_eq!(shown.measured, typed);
     assert!(
         shown.sentence().contains("5.00 req/s"),

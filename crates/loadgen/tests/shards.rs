@@ -457,7 +457,7 @@ fn merged_shards_match_one_generator() {
         format: model::log::LogFormat::Loadgen,
         rows: dirs.iter().flat_map(|d| rows(d)).collect(),
     };
-    let exact = report::SideSummary::from_log("concatenated", None, &concatenated).unwrap();
+    let exact = report::summary_of_log("concatenated", None, &concatenated).unwrap();
     let s = &merged.summary;
     assert_eq!(s.percentiles_from.as_deref(), Some("rows"));
     assert_eq!(

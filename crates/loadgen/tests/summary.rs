@@ -53,7 +53,7 @@ async fn a_short_runs_percentiles_equal_report_summary_of_its_log() {
     };
     let (summary, log) = run(config).await;
     assert_eq!((summary.succeeded, summary.failed), (18, 0), "{summary:?}");
-    let report = report::SideSummary::from_log("t", None, &log).unwrap();
+    let report = report::summary_of_log("t", None, &log).unwrap();
     agree("p50", summary.p50_ms, report.p50_ms);
     agree("p95", summary.p95_ms, report.p95_ms);
     agree("p99", summary.p99_ms, report.p99_ms);
@@ -98,7 +98,7 @@ async fn an_llm_runs_ttft_itl_and_tpot_equal_report_summary_of_its_log() {
     let (summary, log) = run(config).await;
     assert_eq!((summary.succeeded, summary.failed), (12, 0), "{summary:?}");
     let ours = summary.llm.as_ref().unwrap();
-    let theirs = report::SideSummary::from_log("t", None, &log)
+    let theirs = report::summary_of_log("t", None, &log)
         .unwrap()
         .llm
         .unwrap();

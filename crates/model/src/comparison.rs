@@ -2,52 +2,44 @@
 //! it) and its readers: `report repeats`, `cargo xtask perf` (its
 //! warnings, on the console), CI and the reader's own scripts.
 //!
-//! Three parts are type parameters, because their types live with the code
-//! that computes them: `S`, one side's summary (`report::SideSummary`),
-//! `O`, an objective judged (`report::slo::SloResult`), and `C`, a capacity
-//! search (`report::capacity::Capacity`). `report` names the document with
-//! its own three; a reader that needs only the rest reads them as
-//! `serde_json::Value` ([`ComparisonDocument`]).
+//! Every part is typed here, so the writer and every reader agree on each
+//! key: a side's numbers ([`SideSummary`], computed by `report` from the
+//! log's rows), the objectives judged ([`ObjectiveResult`]) and the
+//! capacity searches ([`Capacity`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::capacity::Capacity;
 use crate::conditions::Conditions;
+use crate::summary::{LlmSummary, ObjectiveResult};
 use crate::whatif::{CandidateKind, Decision};
 
 /// Version of the `comparison.json` layout; bumped only on breaking changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// `comparison.json` read with its sides, objectives and capacity
-/// searches as plain JSON.
-pub type ComparisonDocument = Comparison<serde_json::Value, serde_json::Value, serde_json::Value>;
-
 /// The whole `comparison.json` document (schema version 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "S: Serialize, O: Serialize, C: Serialize",
-    deserialize = "S: Deserialize<'de>, O: Deserialize<'de>, C: Deserialize<'de>"
-))]
-pub struct Comparison<S, O, C> {
+pub struct Comparison {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// The SLA and whether the After meets it.
     pub sla: Sla,
     /// The objectives given with `--sla`, judged on the After.
-    pub slos: Vec<O>,
+    pub slos: Vec<ObjectiveResult>,
     /// The overall verdict (SLA, failures, quality).
     pub verdict: Verdict,
     /// The Before run.
-    pub before: S,
+    pub before: SideSummary,
     /// The After run.
-    pub after: S,
+    pub after: SideSummary,
     /// After minus Before.
     pub delta: Delta,
     /// Same inputs, same outputs.
     pub quality: Quality,
     /// The Rust reproduction of the Before, when given.
-    pub before_reproduction: Option<Reproduction<S>>,
+    pub before_reproduction: Option<Reproduction>,
     /// `input.py`'s printed numbers next to ours, when given.
     pub input_py_stdout: Option<InputPyReconciliation>,
     /// Findings from measured data.
@@ -65,12 +57,12 @@ pub struct Comparison<S, O, C> {
     /// Capacity under the SLA of the After's client, measured, with the
     /// engine's predicted capacity beside it.
     #[serde(default)]
-    pub capacity: Option<C>,
+    pub capacity: Option<Capacity>,
     /// Capacity under the SLA of the client the engine predicted the most
     /// open-loop capacity for (the After's is chosen for the Before's
     /// closed loop), measured, with the prediction beside it.
     #[serde(default)]
-    pub capacity_open_loop: Option<C>,
+    pub capacity_open_loop: Option<Capacity>,
     /// Warnings about the evidence (e.g. input.py and its reproduction
     /// disagree), shown first in every report and on the console.
     #[serde(default)]
@@ -83,10 +75,10 @@ pub struct Comparison<S, O, C> {
     pub breakdowns: Vec<Breakdown>,
 }
 
-impl<S, O, C> Comparison<S, O, C> {
+impl Comparison {
     /// The capacity searches there are, each with its section heading: the
     /// After's client, then the client chosen for open-loop traffic.
-    pub fn capacities(&self) -> Vec<(&C, &'static str)> {
+    pub fn capacities(&self) -> Vec<(&Capacity, &'static str)> {
         let mut out = Vec::new();
         if let Some(c) = &self.capacity {
             out.push((c, "Capacity under the SLA"));
@@ -99,6 +91,53 @@ impl<S, O, C> Comparison<S, O, C> {
         }
         out
     }
+}
+
+/// One side (Before or After) of a comparison, computed exactly from the
+/// run's log; keys are part of the stable `comparison.json` schema
+/// (version 1). Percentiles and the mean, minimum and maximum are over the
+/// successful rows, by numpy's linear method (`null` when none succeeded);
+/// the duration spans every row, from the first start to the last response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SideSummary {
+    /// Human label, e.g. "Before (input.py)".
+    pub label: String,
+    /// Which tool wrote the log: `input.py` or `loadgen`.
+    pub source: String,
+    /// The log file the numbers come from, when read from a file: as
+    /// given, and in the written `comparison.json` relative to its
+    /// directory (older ones recorded it as given).
+    pub log_file: Option<String>,
+    /// Rows in the log.
+    pub total: u64,
+    /// Rows that succeeded.
+    pub succeeded: u64,
+    /// Rows that failed (`total - succeeded`).
+    pub failed: u64,
+    /// Median latency of successful rows, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile latency of successful rows, ms.
+    pub p95_ms: Option<f64>,
+    /// 99th percentile latency of successful rows, ms.
+    pub p99_ms: Option<f64>,
+    /// Mean latency of successful rows, ms.
+    pub mean_ms: Option<f64>,
+    /// Fastest successful row, ms.
+    pub min_ms: Option<f64>,
+    /// Slowest successful row, ms.
+    pub max_ms: Option<f64>,
+    /// Successful requests per second of run time.
+    pub throughput_rps: Option<f64>,
+    /// First start to last response over all rows, seconds.
+    pub duration_s: Option<f64>,
+    /// Successful requests per second that met every per-request objective
+    /// judged (absent when none was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_rps: Option<f64>,
+    /// LLM metrics, for logs that carry them: the type of loadgen's
+    /// summary's `llm`, so both say the same of the same rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmSummary>,
 }
 
 /// `comparison.json`: `sla`.
@@ -287,9 +326,9 @@ pub struct Agreement {
 
 /// `comparison.json`: `before_reproduction`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reproduction<S> {
+pub struct Reproduction {
     /// The reproduction's own numbers.
-    pub summary: S,
+    pub summary: SideSummary,
     /// Its agreement with the Before.
     pub agreement: Agreement,
 }

@@ -291,7 +291,8 @@ pub struct Percentiles {
 }
 
 /// What a streamed LLM run measured, by the method `report` uses on the
-/// log. loadgen's summary and the report's `SideSummary` both carry it.
+/// log. loadgen's summary and a side of `comparison.json`
+/// ([`crate::comparison::SideSummary`]) both carry it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LlmSummary {
     /// Time to first token, successful requests.

@@ -7,7 +7,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use report::whatif::{simulate, ClientModel, Load, ServerModel};
+use model::whatif::Load;
+use report::whatif::{simulate, ClientModel, ServerModel};
 
 /// The placeholder scenario's server: 2 workers, 100 ms + 2 ms per item,
 /// log-normal sigma 0.1, batches of up to 32.

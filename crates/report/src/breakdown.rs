@@ -12,11 +12,10 @@
 
 use std::collections::HashMap;
 
+use model::comparison::{Breakdown, Parts};
 use model::log::{Log, LogRow};
 
 use crate::summary::{quantile_ms, REPORT_QUANTILE_METHOD};
-
-pub use model::comparison::{Breakdown, Parts};
 
 /// Splits one row; `batch_last_start_ms` is the latest start among the rows
 /// of its batch.
@@ -37,7 +36,7 @@ fn split_row(row: &LogRow, batch_last_start_ms: f64) -> Option<Parts> {
 }
 
 /// The breakdown of a run's successful rows, if they carry server timings.
-pub fn breakdown(label: &str, log: &Log) -> Option<Breakdown> {
+pub(crate) fn breakdown(label: &str, log: &Log) -> Option<Breakdown> {
     let ok: Vec<&LogRow> = log.rows.iter().filter(|r| r.ok).collect();
     let mut last_start: HashMap<u64, f64> = HashMap::new();
     for row in &ok {

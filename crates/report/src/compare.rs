@@ -3,25 +3,30 @@
 
 use std::path::Path;
 
+use model::capacity::Capacity;
+use model::comparison::{
+    Agreement, Comparison, Delta, MetricDelta, Reproduction, SideSummary, EXTRA_ROWS,
+    SCHEMA_VERSION,
+};
 use model::conditions::Conditions;
 use model::log::{read_log_file, Log};
+use model::summary::{ObjectiveResult, Percentiles};
 use model::whatif::{CandidateKind, DecisionRole, WhatifReport};
-
-pub use model::comparison::{Agreement, Delta, MetricDelta, EXTRA_ROWS, SCHEMA_VERSION};
+use stats::slo::Slo;
 
 use crate::diagnosis::{diagnose, DiagnosisInput};
 use crate::error::ReportError;
 use crate::input_py::reconcile_input_py;
 use crate::slo::Judge;
-use crate::summary::SideSummary;
+use crate::summary::summary_of_log;
 use crate::verdict::{assess_quality, decide, sla_for};
 
 /// The SLA of the task: P95 <= 800 ms.
-pub const DEFAULT_SLA_P95_MS: f64 = 800.0;
+pub(crate) const DEFAULT_SLA_P95_MS: f64 = 800.0;
 
 /// How far (percent) the Rust reproduction's P50 and P95 may stray from
 /// `input.py`'s and still count as the same Before.
-pub const REPRODUCTION_TOLERANCE_PCT: f64 = 10.0;
+pub(crate) const REPRODUCTION_TOLERANCE_PCT: f64 = 10.0;
 
 /// One run's log with the label the report gives it.
 #[derive(Debug, Clone)]
@@ -70,13 +75,13 @@ impl RunLog {
     }
 
     fn summary(&self) -> Result<SideSummary, ReportError> {
-        SideSummary::from_log(&self.label, self.log_file.as_deref(), &self.log)
+        summary_of_log(&self.label, self.log_file.as_deref(), &self.log)
     }
 }
 
 /// The statistics of one run from a `loadgen --server-stats` file (its
 /// `delta`: the server's counters after the run less before it).
-pub fn read_server_stats(path: &Path) -> Result<model::kserve::ModelStats, ReportError> {
+pub(crate) fn read_server_stats(path: &Path) -> Result<model::kserve::ModelStats, ReportError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ReportError::io(
             path,
@@ -110,7 +115,7 @@ pub struct CompareOptions {
     /// What `input.py` printed, to reconcile with the Before log.
     pub input_py_stdout: Option<String>,
     /// Objectives beyond the SLA, each a check of the verdict on the After.
-    pub slos: Vec<crate::slo::Slo>,
+    pub slos: Vec<Slo>,
     /// The analysis (`whatif.json`) whose decision the After carried out:
     /// `decision` (what, why, the numbers), and `prediction` (predicted
     /// beside measured) when the After is the engine's candidate.
@@ -118,10 +123,10 @@ pub struct CompareOptions {
     /// Which of its decisions the After carried out.
     pub decision: DecisionRole,
     /// A capacity search of the After's client (`loadgen capacity`).
-    pub capacity: Option<crate::capacity::Capacity>,
+    pub capacity: Option<Capacity>,
     /// A capacity search of the client the engine predicts the most
     /// open-loop capacity for (`whatif.predicted_capacity_rps.best`).
-    pub capacity_open_loop: Option<crate::capacity::Capacity>,
+    pub capacity_open_loop: Option<Capacity>,
 }
 
 impl Default for CompareOptions {
@@ -146,7 +151,7 @@ fn extra_value(side: &SideSummary, name: &str) -> Option<f64> {
         return side.goodput_rps;
     }
     let llm = side.llm.as_ref()?;
-    let pick = |d: &crate::summary::Distribution, q: &str| match q {
+    let pick = |d: &Percentiles, q: &str| match q {
         "p50_ms" => d.p50_ms,
         "p90_ms" => d.p90_ms,
         "p95_ms" => d.p95_ms,
@@ -164,7 +169,7 @@ fn extra_value(side: &SideSummary, name: &str) -> Option<f64> {
 }
 
 /// After minus Before for every metric.
-pub fn delta_between(before: &SideSummary, after: &SideSummary) -> Delta {
+pub(crate) fn delta_between(before: &SideSummary, after: &SideSummary) -> Delta {
     let count = |v: u64| Some(v as f64);
     let d = MetricDelta::new;
     Delta {
@@ -189,14 +194,6 @@ pub fn delta_between(before: &SideSummary, after: &SideSummary) -> Delta {
     }
 }
 
-/// `comparison.json`: `before_reproduction`, with report's side summary.
-pub type Reproduction = model::comparison::Reproduction<SideSummary>;
-
-/// The whole `comparison.json` document (schema version 1), with report's
-/// side summary, objective results and capacity searches.
-pub type Comparison =
-    model::comparison::Comparison<SideSummary, crate::slo::SloResult, crate::capacity::Capacity>;
-
 /// Compares `before` with `after` (and optionally the reproduction of the Before).
 pub fn compare(
     before: &RunLog,
@@ -218,7 +215,7 @@ pub fn compare(
     let mut after_summary = after.summary()?;
     // Goodput against the objectives given, else the SLA as one.
     let objectives = if options.slos.is_empty() {
-        vec![crate::slo::Slo::e2e_quantile(0.95, threshold)]
+        vec![Slo::e2e_quantile(0.95, threshold)]
     } else {
         options.slos.clone()
     };
@@ -226,7 +223,7 @@ pub fn compare(
     after_summary.goodput_rps = crate::slo::goodput_rps(&objectives, &after.log.rows);
     let quality = assess_quality(&before.log, &after.log, reproduction.map(|r| &r.log));
     let sla = sla_for(&after_summary, threshold);
-    let slos: Vec<crate::slo::SloResult> = options
+    let slos: Vec<ObjectiveResult> = options
         .slos
         .iter()
         .map(|slo| slo.judge(&after_summary, &after.log, &options.slos))
@@ -278,7 +275,7 @@ pub fn compare(
     diagnosis.extend(batch_cost);
     diagnosis.extend(batch_cost_from_stats);
 
-    let mut breakdowns: Vec<crate::breakdown::Breakdown> = Vec::new();
+    let mut breakdowns: Vec<model::comparison::Breakdown> = Vec::new();
     for (label, log) in [(&before.label, &before.log)]
         .into_iter()
         .chain(reproduction.map(|r| (&r.label, &r.log)))

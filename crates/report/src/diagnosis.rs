@@ -8,19 +8,18 @@
 
 use std::collections::BTreeMap;
 
+use model::comparison::{Finding, SideSummary};
 use model::kserve::ModelStats;
 use model::log::{Log, LogRow};
 
-use crate::summary::{mean, quantile_ms, SideSummary, REPORT_QUANTILE_METHOD};
+use crate::summary::{mean, quantile_ms, REPORT_QUANTILE_METHOD};
 
 /// Fewest rows a drift estimate uses: below this, quarters are one or two
 /// requests and the "trend" would be noise.
 const MIN_ROWS_FOR_DRIFT: usize = 8;
 
-pub use model::comparison::Finding;
-
 /// One run to diagnose.
-pub struct DiagnosisInput<'a> {
+pub(crate) struct DiagnosisInput<'a> {
     /// `before`, `after` or `before_reproduction`.
     pub side: &'a str,
     /// The run's log.
@@ -32,7 +31,7 @@ pub struct DiagnosisInput<'a> {
 }
 
 /// Every finding the run's columns support, in a fixed order.
-pub fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
+pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
     let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 10] = [
         littles_law,
         latency_breakdown,
@@ -71,7 +70,7 @@ const SLOT_WAIT_STEPS: f64 = 3.0;
 /// its first token after about one step plus its prompt's prefill, so a
 /// first token many steps late was waiting for a slot.
 fn llm_slot_wait(input: &DiagnosisInput<'_>) -> Option<Finding> {
-    let wait = crate::whatif::decide::slot_wait(input.summary.llm.as_ref()?)?;
+    let wait = crate::whatif::slot_wait(input.summary.llm.as_ref()?)?;
     let (p50_steps, p95_steps) = (wait.p50_steps(), wait.p95_steps());
     let sentence = if p50_steps >= SLOT_WAIT_STEPS {
         format!(
@@ -259,7 +258,7 @@ fn server_parallelism(input: &DiagnosisInput<'_>) -> Option<Finding> {
 /// The cost model read off the measurements of several runs: mean execution
 /// time per client batch size, and the least-squares line through them
 /// (fixed cost per batch + cost per input). Needs two batch sizes or more.
-pub fn batch_cost(logs: &[&Log]) -> Option<Finding> {
+pub(crate) fn batch_cost(logs: &[&Log]) -> Option<Finding> {
     let mut by_size: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
     for log in logs {
         for (size, ms) in executed_batches(log) {
@@ -273,7 +272,7 @@ pub fn batch_cost(logs: &[&Log]) -> Option<Finding> {
 
 /// The same line from the servers' own statistics (Triton's `batch_stats`:
 /// executions and their time by executed batch size) of several runs.
-pub fn batch_cost_from_stats(stats: &[&ModelStats]) -> Option<Finding> {
+pub(crate) fn batch_cost_from_stats(stats: &[&ModelStats]) -> Option<Finding> {
     let mut by_size: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
     for run in stats {
         for b in &run.batch_stats {
@@ -355,7 +354,11 @@ fn batch_cost_line(
 /// Triton's `/stats` before and after it): requests, items and executions,
 /// queue and compute per request against the client's mean latency, and how
 /// many executions ran at once.
-pub fn server_statistics(side: &str, summary: &SideSummary, stats: &ModelStats) -> Option<Finding> {
+pub(crate) fn server_statistics(
+    side: &str,
+    summary: &SideSummary,
+    stats: &ModelStats,
+) -> Option<Finding> {
     let s = &stats.inference_stats;
     let requests = s.success.count;
     if requests == 0 {
@@ -674,7 +677,7 @@ mod tests {
     }
 
     fn run(log: &Log, concurrency: Option<f64>) -> Vec<Finding> {
-        let summary = SideSummary::from_log("After", None, log).unwrap();
+        let summary = crate::summary::summary_of_log("After", None, log).unwrap();
         diagnose(&DiagnosisInput {
             side: "after",
             log,
@@ -738,7 +741,7 @@ mod tests {
             format: LogFormat::Loadgen,
             rows: (0..10).map(|i| rich(i, 1000.0, 900.0, 100.0, 1)).collect(),
         };
-        let summary = SideSummary::from_log("Before", None, &log).unwrap();
+        let summary = crate::summary::summary_of_log("Before", None, &log).unwrap();
         let before = stats_run(&[(1, 10, 102.0)], 900.0);
         let f = server_statistics("before", &summary, &before).unwrap();
         assert_eq!(f.id, "server_statistics");

@@ -5,7 +5,6 @@
 //! The report uses the Linear method (numpy's default) everywhere, so the two
 //! differ slightly; recomputing with [`QuantileMethod::Exclusive`] over the
 //! same rows shows the difference is the method and nothing else.
-
 use model::log::LogRow;
 use stats::QuantileMethod;
 
@@ -14,13 +13,13 @@ use crate::summary::{quantile_ms, REPORT_QUANTILE_METHOD};
 
 /// How far (ms) our Exclusive numbers may be from the printed ones: the
 /// script prints two decimals, so rounding alone accounts for 0.005 ms.
-pub const INPUT_PY_TOLERANCE_MS: f64 = 0.01;
+pub(crate) const INPUT_PY_TOLERANCE_MS: f64 = 0.01;
 
-pub use model::comparison::{InputPyNumbers, InputPyReconciliation, LinearPercentiles};
+use model::comparison::{InputPyNumbers, InputPyReconciliation, LinearPercentiles};
 
 /// Reads `Total requests`, `Succeeded`, `Failed` and `P50/P95/P99 latency`
 /// lines; other lines (the log path, warnings) are ignored.
-pub fn parse_input_py_stdout(text: &str) -> InputPyNumbers {
+pub(crate) fn parse_input_py_stdout(text: &str) -> InputPyNumbers {
     let mut numbers = InputPyNumbers::default();
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
@@ -41,7 +40,7 @@ pub fn parse_input_py_stdout(text: &str) -> InputPyNumbers {
 }
 
 /// Recomputes `input.py`'s numbers from `rows` and compares them with `stdout`.
-pub fn reconcile_input_py(
+pub(crate) fn reconcile_input_py(
     stdout: &str,
     rows: &[LogRow],
 ) -> Result<InputPyReconciliation, ReportError> {

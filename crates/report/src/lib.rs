@@ -5,16 +5,21 @@
 //! summarises each run exactly from its rows ([`SideSummary`]: counts,
 //! P50/P95/P99 with the Linear method, mean, min, max, throughput,
 //! duration), decides whether the After meets the SLA with no failures,
-//! no output mismatches and identical inputs ([`Verdict`]), explains where
-//! the time went with findings that cite their numbers ([`Finding`]), and
-//! writes `comparison.json` (stable schema, version 1), `comparison.csv`,
+//! no output mismatches and identical inputs
+//! ([`Verdict`](model::comparison::Verdict)), explains where the time went
+//! with findings that cite their numbers
+//! ([`Finding`](model::comparison::Finding)), and writes `comparison.json` (stable schema, version 1), `comparison.csv`,
 //! `report.md` and a self-contained `report.html`.
 //!
 //! The `report` binary wraps this: `report compare --before A.csv --after
 //! B.csv --out-dir DIR` exits 0 when the verdict is met, 1 when not, 2 on
-//! error; `report summary FILE.csv` prints one run's summary as JSON.
-//! `report merge --out DIR SHARD_DIR...` merges the shards of a distributed
-//! run into one summary and log, SLAs judged on the union ([`merge`]).
+//! error; `report summary FILE.csv` prints one run's summary as JSON
+//! ([`summary_of_log`]). `report merge --out DIR SHARD_DIR...` merges the
+//! shards of a distributed run into one summary and log, SLAs judged on
+//! the union ([`merge`]); `report repeats` draws the interleaved proof from
+//! several pairs ([`repeats`]); `report whatif` decides the After from the
+//! Before ([`whatif`]). The flags are the binary's: each subcommand here
+//! takes plain options.
 //!
 //! ```
 //! use model::log::read_log;
@@ -30,35 +35,33 @@
 //! assert!(c.sla.met && c.verdict.met && c.quality.identical_inputs);
 //! ```
 
-pub mod breakdown;
-pub mod capacity;
-pub mod compare;
-pub mod diagnosis;
-pub mod error;
-pub mod evidence;
-pub mod html;
-pub mod input_py;
-pub mod markdown;
+mod breakdown;
+mod compare;
+mod diagnosis;
+mod error;
+mod evidence;
+mod html;
+mod input_py;
+mod markdown;
 pub mod merge;
-pub mod prediction;
+mod prediction;
 pub mod repeats;
-pub mod slo;
-pub mod summary;
-pub mod svg;
-pub mod table;
-pub mod verdict;
+mod slo;
+mod summary;
+mod svg;
+mod table;
+mod verdict;
 pub mod whatif;
-pub mod write_files;
+mod write_files;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use compare::{compare, CompareOptions, Comparison, Delta, MetricDelta, Reproduction, RunLog};
-pub use diagnosis::Finding;
+pub use compare::{compare, CompareOptions, RunLog};
 pub use error::ReportError;
-pub use input_py::{parse_input_py_stdout, InputPyNumbers, InputPyReconciliation};
-pub use summary::SideSummary;
-pub use verdict::{Quality, Sla, Verdict};
+pub use model::comparison::{Comparison, SideSummary};
+pub use summary::{summary_of_log, summary_of_rows};
+pub use table::plain_text;
 
 /// The files [`write_reports`] writes, in order.
 pub const REPORT_FILES: [&str; 4] = [

@@ -3,10 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::breakdown::Breakdown;
-use crate::capacity::Capacity;
-use crate::compare::Comparison;
-use crate::prediction::Prediction;
+use model::capacity::Capacity;
+use model::comparison::{Breakdown, Comparison, Prediction};
+
 use crate::table::{
     headings, input_py_rows, reproduction_paragraph, table_rows, verdict_line, INPUT_PY_HEADINGS,
 };
@@ -15,7 +14,7 @@ use crate::table::{
 /// pass raw HTML through, and a `|` would break a table row. Only a `<` or
 /// `&` that could start a tag or an entity is escaped, so that "P95 <= 800"
 /// stays readable in the raw file.
-pub fn escape_markdown(text: &str) -> String {
+pub(crate) fn escape_markdown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -41,7 +40,7 @@ fn row(cells: &[String]) -> String {
 }
 
 /// Renders the whole report.
-pub fn render_markdown(c: &Comparison) -> String {
+pub(crate) fn render_markdown(c: &Comparison) -> String {
     // Writing to a String cannot fail, so the fmt results are ignored.
     let mut md = String::new();
     let _ = writeln!(md, "# Before/After latency comparison\n");

@@ -6,12 +6,9 @@
 //! error is stated as a percentage of the measured value. The types are
 //! `model::comparison`'s.
 
+use model::comparison::{Prediction, Quantiles, RankedCandidate, SideSummary};
+use model::whatif::{CandidateKind, EngineReport};
 use stats::QuantileMethod;
-
-pub use model::comparison::{Prediction, Quantiles, RankedCandidate};
-
-use crate::summary::SideSummary;
-use crate::whatif::{CandidateKind, EngineReport};
 
 /// Resamples of the measured P95's interval.
 const RESAMPLES: usize = 2000;
@@ -23,7 +20,7 @@ const RANKED_CLIENT_ROWS: usize = 8;
 
 /// The prediction for the After the engine proposed, beside its measurement
 /// (`after_ms`: the After's successful latencies).
-pub fn prediction(
+pub(crate) fn prediction(
     whatif: &EngineReport,
     after: &SideSummary,
     after_ms: &[f64],

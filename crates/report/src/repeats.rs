@@ -15,10 +15,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use model::comparison::Comparison;
 use serde::{Deserialize, Serialize};
 use stats::{ConfidenceInterval, QuantileMethod};
 
-use crate::compare::Comparison;
 use crate::error::ReportError;
 use crate::write_files::write_atomically;
 

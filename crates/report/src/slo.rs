@@ -18,22 +18,21 @@
 //! `error_rate` and the rates are not per request.
 //!
 //! The grammar (`Slo`, its parts and parsing) and the evaluation over
-//! requests are `stats::slo`, re-exported here, the evaluation `loadgen
-//! capacity` makes of its steps too; this module judges objectives on logs
-//! ([`Judge`]), each row seen through [`request`].
+//! requests are `stats::slo`, the evaluation `loadgen capacity` makes of
+//! its steps too; this module judges objectives on logs ([`Judge`]), each
+//! row seen through [`request`].
 
-use crate::summary::{run_duration_s, SideSummary};
+use model::comparison::SideSummary;
 use model::log::{Log, LogRow};
-
+use model::summary::ObjectiveResult;
 // The grammar lives in `stats` so that `loadgen capacity --sla` parses the
 // same expressions without depending on this crate; judging logs stays here.
-pub use stats::slo::{Metric, Op, Series, Slo, SloError, Stat};
+use stats::slo::Slo;
 
-/// An objective judged on a run: the type of a merged summary's `slos`.
-pub use model::summary::ObjectiveResult as SloResult;
+use crate::summary::run_duration_s;
 
 /// What an objective reads of a row.
-pub fn request(row: &LogRow) -> stats::slo::Request<'_> {
+pub(crate) fn request(row: &LogRow) -> stats::slo::Request<'_> {
     stats::slo::Request {
         ok: row.ok,
         latency_ms: row.latency_ms,
@@ -46,13 +45,13 @@ pub fn request(row: &LogRow) -> stats::slo::Request<'_> {
 }
 
 /// Every row as an objective reads it.
-pub fn requests(rows: &[LogRow]) -> Vec<stats::slo::Request<'_>> {
+pub(crate) fn requests(rows: &[LogRow]) -> Vec<stats::slo::Request<'_>> {
     rows.iter().map(request).collect()
 }
 
 /// `slo` judged: its expression, bound and measured value.
-pub fn result(slo: &Slo, measured: Option<f64>) -> SloResult {
-    SloResult {
+pub(crate) fn result(slo: &Slo, measured: Option<f64>) -> ObjectiveResult {
+    ObjectiveResult {
         expression: slo.text.clone(),
         op: slo.op.symbol().to_owned(),
         threshold: slo.threshold,
@@ -63,13 +62,13 @@ pub fn result(slo: &Slo, measured: Option<f64>) -> SloResult {
 
 /// Judging an objective on report's runs: a log and its summary. A trait
 /// because [`Slo`] is defined in `stats`, which knows nothing of logs.
-pub trait Judge {
+pub(crate) trait Judge {
     /// The objective's value on a run; `objectives` are all those given,
     /// for goodput.
     fn measure(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> Option<f64>;
 
     /// Judges the objective on a run.
-    fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> SloResult;
+    fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> ObjectiveResult;
 }
 
 impl Judge for Slo {
@@ -78,14 +77,14 @@ impl Judge for Slo {
         Slo::measure(self, &requests(&log.rows), objectives, summary.duration_s)
     }
 
-    fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> SloResult {
+    fn judge(&self, summary: &SideSummary, log: &Log, objectives: &[Slo]) -> ObjectiveResult {
         result(self, Judge::measure(self, summary, log, objectives))
     }
 }
 
 /// Successful requests per second of the run that met every per-request
 /// objective in `objectives` (all successful ones when none is per request).
-pub fn goodput_rps(objectives: &[Slo], rows: &[LogRow]) -> Option<f64> {
+pub(crate) fn goodput_rps(objectives: &[Slo], rows: &[LogRow]) -> Option<f64> {
     let duration_s = run_duration_s(rows).filter(|d| *d > 0.0)?;
     let good = stats::slo::good_count(&requests(rows), objectives);
     Some(good as f64 / duration_s)
@@ -123,7 +122,7 @@ mod tests {
             format: LogFormat::Loadgen,
             rows,
         };
-        let summary = SideSummary::from_log("After", None, &log).unwrap();
+        let summary = crate::summary::summary_of_log("After", None, &log).unwrap();
         let judge = |s: &str| parse(s).unwrap().judge(&summary, &log, &[]);
         // numpy: np.percentile([10..100], 90) = 91.0
         let p90 = judge("p90<=91");
@@ -173,7 +172,7 @@ mod tests {
                 })
                 .to_vec(),
         };
-        let summary = SideSummary::from_log("After", None, &finite).unwrap();
+        let summary = crate::summary::summary_of_log("After", None, &finite).unwrap();
         let judge = |s: &str| parse(s).unwrap().judge(&summary, &log, &[]);
         let max = judge("max<=100");
         assert_eq!((max.measured, max.met), (Some(20.0), true));
@@ -208,7 +207,7 @@ mod tests {
                 row(2, 200.0, vec![10.0, 90.0], Some(50.0), 1000.0),
             ],
         };
-        let summary = SideSummary::from_log("After", None, &log).unwrap();
+        let summary = crate::summary::summary_of_log("After", None, &log).unwrap();
         let slos: Vec<Slo> = ["ttft_p50<=500", "itl_max<=50", "goodput_rps>=0"]
             .iter()
             .map(|s| parse(s).unwrap())

@@ -1,4 +1,5 @@
-//! One side's numbers (`SideSummary`), computed exactly from a log's rows.
+//! One side's numbers ([`SideSummary`], `model::comparison`), computed
+//! exactly from a log's rows.
 //!
 //! Definitions, so that a reader can re-derive every number from the CSV:
 //!
@@ -22,68 +23,19 @@
 //!   and output tokens per second (the successful rows' tokens over
 //!   `duration_s`).
 
+use model::comparison::SideSummary;
 use model::log::{Log, LogFormat, LogRow, TokensFrom};
-pub use model::summary::LlmSummary;
-use model::summary::Percentiles;
-use serde::{Deserialize, Serialize};
+use model::summary::{LlmSummary, Percentiles};
 use stats::QuantileMethod;
 
 use crate::error::ReportError;
 
-/// Percentiles of one LLM latency series: loadgen's summary's type
-/// ([`model::summary::Percentiles`]), under the name the comparison uses.
-pub type Distribution = Percentiles;
-
 /// The method every percentile in `comparison.json` uses (numpy's default).
-pub const REPORT_QUANTILE_METHOD: QuantileMethod = QuantileMethod::Linear;
-
-/// One side (Before or After) of a comparison; keys are part of the stable
-/// `comparison.json` schema (version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SideSummary {
-    /// Human label, e.g. "Before (input.py)".
-    pub label: String,
-    /// Which tool wrote the log: `input.py` or `loadgen`.
-    pub source: String,
-    /// The log file the numbers come from, when read from a file: as
-    /// given, and in the written `comparison.json` relative to its
-    /// directory (older ones recorded it as given).
-    pub log_file: Option<String>,
-    /// Rows in the log.
-    pub total: u64,
-    /// Rows that succeeded.
-    pub succeeded: u64,
-    /// Rows that failed (`total - succeeded`).
-    pub failed: u64,
-    /// Median latency of successful rows, ms.
-    pub p50_ms: Option<f64>,
-    /// 95th percentile latency of successful rows, ms.
-    pub p95_ms: Option<f64>,
-    /// 99th percentile latency of successful rows, ms.
-    pub p99_ms: Option<f64>,
-    /// Mean latency of successful rows, ms.
-    pub mean_ms: Option<f64>,
-    /// Fastest successful row, ms.
-    pub min_ms: Option<f64>,
-    /// Slowest successful row, ms.
-    pub max_ms: Option<f64>,
-    /// Successful requests per second of run time.
-    pub throughput_rps: Option<f64>,
-    /// First start to last response over all rows, seconds.
-    pub duration_s: Option<f64>,
-    /// Successful requests per second that met every per-request objective
-    /// judged (absent when none was).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub goodput_rps: Option<f64>,
-    /// LLM metrics, for logs that carry them: the type of loadgen's
-    /// summary's `llm`, so both say the same of the same rows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub llm: Option<LlmSummary>,
-}
+pub(crate) const REPORT_QUANTILE_METHOD: QuantileMethod = QuantileMethod::Linear;
 
 /// The percentiles of `samples` (any order), exact: numpy's linear method
 /// over every value.
-pub fn percentiles_of(mut samples: Vec<f64>) -> Result<Percentiles, ReportError> {
+pub(crate) fn percentiles_of(mut samples: Vec<f64>) -> Result<Percentiles, ReportError> {
     samples.sort_by(f64::total_cmp);
     let q = |p| quantile_ms(&samples, p, REPORT_QUANTILE_METHOD);
     Ok(Percentiles {
@@ -104,7 +56,7 @@ pub fn percentiles_of(mut samples: Vec<f64>) -> Result<Percentiles, ReportError>
 /// LLM timing: percentiles of TTFT, TPOT and e2e over successful rows, of
 /// ITL over every gap of successful rows (no histograms: the rows are
 /// there).
-pub fn llm_summary(
+pub(crate) fn llm_summary(
     rows: &[LogRow],
     duration_s: Option<f64>,
 ) -> Result<Option<LlmSummary>, ReportError> {
@@ -143,54 +95,60 @@ pub fn llm_summary(
 }
 
 /// The name `SideSummary::source` gives a log format.
-pub fn source_name(format: LogFormat) -> &'static str {
+pub(crate) fn source_name(format: LogFormat) -> &'static str {
     match format {
         LogFormat::InputPy => "input.py",
         LogFormat::Loadgen => "loadgen",
     }
 }
 
-impl SideSummary {
-    /// Summarises a whole log read from `log_file` (if any).
-    pub fn from_log(label: &str, log_file: Option<&str>, log: &Log) -> Result<Self, ReportError> {
-        let mut summary = Self::from_rows(label, source_name(log.format), &log.rows)?;
-        summary.log_file = log_file.map(str::to_owned);
-        Ok(summary)
-    }
+/// Summarises a whole log read from `log_file` (if any).
+pub fn summary_of_log(
+    label: &str,
+    log_file: Option<&str>,
+    log: &Log,
+) -> Result<SideSummary, ReportError> {
+    let mut summary = summary_of_rows(label, source_name(log.format), &log.rows)?;
+    summary.log_file = log_file.map(str::to_owned);
+    Ok(summary)
+}
 
-    /// Summarises rows; `source` names the tool that wrote them.
-    pub fn from_rows(label: &str, source: &str, rows: &[LogRow]) -> Result<Self, ReportError> {
-        let sorted = successful_latencies_sorted(rows);
-        let total = rows.len() as u64;
-        let succeeded = sorted.len() as u64;
-        let duration_s = run_duration_s(rows);
-        let throughput_rps = match duration_s {
-            Some(d) if d > 0.0 => Some(succeeded as f64 / d),
-            _ => None,
-        };
-        Ok(Self {
-            label: label.to_owned(),
-            source: source.to_owned(),
-            log_file: None,
-            total,
-            succeeded,
-            failed: total - succeeded,
-            p50_ms: quantile_ms(&sorted, 0.50, REPORT_QUANTILE_METHOD)?,
-            p95_ms: quantile_ms(&sorted, 0.95, REPORT_QUANTILE_METHOD)?,
-            p99_ms: quantile_ms(&sorted, 0.99, REPORT_QUANTILE_METHOD)?,
-            mean_ms: mean(&sorted),
-            min_ms: sorted.first().copied(),
-            max_ms: sorted.last().copied(),
-            throughput_rps,
-            duration_s,
-            goodput_rps: None,
-            llm: llm_summary(rows, duration_s)?,
-        })
-    }
+/// Summarises rows; `source` names the tool that wrote them.
+pub fn summary_of_rows(
+    label: &str,
+    source: &str,
+    rows: &[LogRow],
+) -> Result<SideSummary, ReportError> {
+    let sorted = successful_latencies_sorted(rows);
+    let total = rows.len() as u64;
+    let succeeded = sorted.len() as u64;
+    let duration_s = run_duration_s(rows);
+    let throughput_rps = match duration_s {
+        Some(d) if d > 0.0 => Some(succeeded as f64 / d),
+        _ => None,
+    };
+    Ok(SideSummary {
+        label: label.to_owned(),
+        source: source.to_owned(),
+        log_file: None,
+        total,
+        succeeded,
+        failed: total - succeeded,
+        p50_ms: quantile_ms(&sorted, 0.50, REPORT_QUANTILE_METHOD)?,
+        p95_ms: quantile_ms(&sorted, 0.95, REPORT_QUANTILE_METHOD)?,
+        p99_ms: quantile_ms(&sorted, 0.99, REPORT_QUANTILE_METHOD)?,
+        mean_ms: mean(&sorted),
+        min_ms: sorted.first().copied(),
+        max_ms: sorted.last().copied(),
+        throughput_rps,
+        duration_s,
+        goodput_rps: None,
+        llm: llm_summary(rows, duration_s)?,
+    })
 }
 
 /// Latencies of the successful rows, ascending.
-pub fn successful_latencies_sorted(rows: &[LogRow]) -> Vec<f64> {
+pub(crate) fn successful_latencies_sorted(rows: &[LogRow]) -> Vec<f64> {
     let mut latencies: Vec<f64> = rows.iter().filter(|r| r.ok).map(|r| r.latency_ms).collect();
     // `model::log` refuses non-finite latencies, so total_cmp orders plain numbers.
     latencies.sort_by(f64::total_cmp);
@@ -198,7 +156,7 @@ pub fn successful_latencies_sorted(rows: &[LogRow]) -> Vec<f64> {
 }
 
 /// The `q` quantile of ascending samples, `None` when there are none.
-pub fn quantile_ms(
+pub(crate) fn quantile_ms(
     sorted: &[f64],
     q: f64,
     method: QuantileMethod,
@@ -212,7 +170,7 @@ pub fn quantile_ms(
 }
 
 /// Arithmetic mean, `None` when empty.
-pub fn mean(samples: &[f64]) -> Option<f64> {
+pub(crate) fn mean(samples: &[f64]) -> Option<f64> {
     if samples.is_empty() {
         None
     } else {
@@ -221,7 +179,7 @@ pub fn mean(samples: &[f64]) -> Option<f64> {
 }
 
 /// `(max(timestamp_ms + latency_ms) - min(timestamp_ms)) / 1000` over all rows.
-pub fn run_duration_s(rows: &[LogRow]) -> Option<f64> {
+pub(crate) fn run_duration_s(rows: &[LogRow]) -> Option<f64> {
     let start_ms = rows.iter().map(|r| r.timestamp_ms).reduce(f64::min)?;
     let end_ms = rows
         .iter()
@@ -258,7 +216,7 @@ mod tests {
             row(4, 400.0, 20.0, true),
             row(5, 500.0, 40.0, true),
         ];
-        let s = SideSummary::from_rows("t", "loadgen", &rows).unwrap();
+        let s = summary_of_rows("t", "loadgen", &rows).unwrap();
         assert_eq!((s.total, s.succeeded, s.failed), (6, 5, 1));
         assert!((s.p50_ms.unwrap() - 30.0).abs() < 1e-9);
         assert!((s.p95_ms.unwrap() - 48.0).abs() < 1e-9);
@@ -289,7 +247,7 @@ mod tests {
             llm_row(2, 200.0, &[40.0, 50.0, 60.0], 4, true),
             llm_row(3, 900.0, &[999.0], 2, false),
         ];
-        let s = SideSummary::from_rows("t", "loadgen", &rows).unwrap();
+        let s = summary_of_rows("t", "loadgen", &rows).unwrap();
         let llm = s.llm.unwrap();
         // numpy: np.percentile([100, 300, 200], [50, 90, 95, 99]) = 200, 280, 290, 298
         assert_eq!(
@@ -313,7 +271,7 @@ mod tests {
 
     #[test]
     fn empty_and_all_failed_logs_give_null_numbers() {
-        let s = SideSummary::from_rows("empty", "input.py", &[]).unwrap();
+        let s = summary_of_rows("empty", "input.py", &[]).unwrap();
         assert_eq!((s.total, s.succeeded, s.failed), (0, 0, 0));
         assert_eq!(
             (s.p50_ms, s.p95_ms, s.mean_ms, s.duration_s),
@@ -321,7 +279,7 @@ mod tests {
         );
         assert_eq!(s.throughput_rps, None);
         let rows = vec![row(0, 0.0, 5.0, false), row(1, 1.0, 7.0, false)];
-        let s = SideSummary::from_rows("failed", "input.py", &rows).unwrap();
+        let s = summary_of_rows("failed", "input.py", &rows).unwrap();
         assert_eq!((s.total, s.failed), (2, 2));
         assert_eq!(s.p95_ms, None);
         assert_eq!(s.throughput_rps, Some(0.0));

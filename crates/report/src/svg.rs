@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 /// Escapes text for HTML and SVG content and attribute values.
-pub fn escape_xml(text: &str) -> String {
+pub(crate) fn escape_xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -23,7 +23,7 @@ pub fn escape_xml(text: &str) -> String {
 
 /// How a series is drawn.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Mark {
+pub(crate) enum Mark {
     /// A staircase through the points (for CDFs).
     Step,
     /// Small filled circles.
@@ -37,7 +37,7 @@ pub enum Mark {
 
 /// One data series.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// Legend text.
     pub name: String,
     /// CSS colour.
@@ -50,7 +50,7 @@ pub struct Series {
 
 /// One axis.
 #[derive(Debug, Clone)]
-pub struct Axis {
+pub(crate) struct Axis {
     /// Label under or beside the axis.
     pub label: String,
     /// Smallest value shown.
@@ -63,7 +63,12 @@ pub struct Axis {
 
 impl Axis {
     /// An axis covering `values` (with a little margin), log if asked and possible.
-    pub fn fit(label: &str, values: impl Iterator<Item = f64>, log: bool, from_zero: bool) -> Self {
+    pub(crate) fn fit(
+        label: &str,
+        values: impl Iterator<Item = f64>,
+        log: bool,
+        from_zero: bool,
+    ) -> Self {
         let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
         for v in values.filter(|v| v.is_finite() && (!log || *v > 0.0)) {
             min = min.min(v);
@@ -135,7 +140,7 @@ impl Axis {
 
 /// A horizontal or vertical reference line.
 #[derive(Debug, Clone)]
-pub struct RefLine {
+pub(crate) struct RefLine {
     /// Position in axis units.
     pub at: f64,
     /// Text drawn next to it.
@@ -146,7 +151,7 @@ pub struct RefLine {
 
 /// A whole chart.
 #[derive(Debug, Clone)]
-pub struct Chart {
+pub(crate) struct Chart {
     /// Accessible title.
     pub title: String,
     /// Pixel width of the SVG viewBox.
@@ -195,7 +200,7 @@ impl Chart {
     }
 
     /// The chart as an `<svg>` element (writing to a String cannot fail).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let (w, h) = (self.width, self.height);
         let (x0, x1, y0, y1) = (LEFT, w - RIGHT, TOP, h - BOTTOM);
         let mut s = String::new();

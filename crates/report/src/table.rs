@@ -1,9 +1,9 @@
 //! The Before/After table as text cells, shared by stdout, Markdown and HTML.
 
-use crate::compare::{Comparison, MetricDelta};
+use model::comparison::{Comparison, MetricDelta};
 
 /// Column headings of the table: the runs' labels name their columns.
-pub fn headings(comparison: &Comparison) -> [String; 5] {
+pub(crate) fn headings(comparison: &Comparison) -> [String; 5] {
     [
         "Metric".to_owned(),
         comparison.before.label.clone(),
@@ -14,7 +14,7 @@ pub fn headings(comparison: &Comparison) -> [String; 5] {
 }
 
 /// Human name of a metric key.
-pub fn metric_title(metric: &str) -> &'static str {
+pub(crate) fn metric_title(metric: &str) -> &'static str {
     match metric {
         "total" => "Total requests",
         "succeeded" => "Succeeded",
@@ -56,7 +56,7 @@ fn decimals(metric: &str) -> usize {
 }
 
 /// A number with `decimals` places, or `n/a`.
-pub fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
+pub(crate) fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
@@ -65,7 +65,7 @@ fn fmt_signed(value: Option<f64>, decimals: usize, suffix: &str) -> String {
 }
 
 /// One row: metric title, before, after, change, change %.
-pub fn row_cells(metric: &str, d: &MetricDelta) -> [String; 5] {
+pub(crate) fn row_cells(metric: &str, d: &MetricDelta) -> [String; 5] {
     let n = decimals(metric);
     [
         metric_title(metric).to_owned(),
@@ -77,7 +77,7 @@ pub fn row_cells(metric: &str, d: &MetricDelta) -> [String; 5] {
 }
 
 /// Every row of the table, in `comparison.csv` order.
-pub fn table_rows(comparison: &Comparison) -> Vec<(&'static str, [String; 5])> {
+pub(crate) fn table_rows(comparison: &Comparison) -> Vec<(&'static str, [String; 5])> {
     comparison
         .delta
         .rows()
@@ -87,7 +87,7 @@ pub fn table_rows(comparison: &Comparison) -> Vec<(&'static str, [String; 5])> {
 }
 
 /// The one-line verdict: states whether the SLA P95 <= X ms is met.
-pub fn verdict_line(comparison: &Comparison) -> String {
+pub(crate) fn verdict_line(comparison: &Comparison) -> String {
     let sla = &comparison.sla;
     let p95 = fmt_opt(comparison.after.p95_ms, 1);
     let sla_text = if sla.met {
@@ -171,7 +171,7 @@ pub fn plain_text(comparison: &Comparison) -> String {
 }
 
 /// Column headings of the `input.py` reconciliation table.
-pub const INPUT_PY_HEADINGS: [&str; 4] = [
+pub(crate) const INPUT_PY_HEADINGS: [&str; 4] = [
     "Metric",
     "input.py printed",
     "Exclusive, from its log",
@@ -184,7 +184,7 @@ pub const INPUT_PY_HEADINGS: [&str; 4] = [
 /// The paragraph on the Rust reproduction of the Before, in one wording for
 /// both reports: `escape` makes a label safe for the format, `strong`
 /// marks the agreement. `None` without a reproduction.
-pub fn reproduction_paragraph(
+pub(crate) fn reproduction_paragraph(
     c: &Comparison,
     escape: fn(&str) -> String,
     strong: fn(&str) -> String,
@@ -209,7 +209,7 @@ pub fn reproduction_paragraph(
     ))
 }
 
-pub fn input_py_rows(py: &crate::InputPyReconciliation) -> Vec<[String; 4]> {
+pub(crate) fn input_py_rows(py: &model::comparison::InputPyReconciliation) -> Vec<[String; 4]> {
     let (p, x, l) = (&py.printed, &py.recomputed_exclusive, &py.recomputed_linear);
     let count = |v: Option<u64>| v.map_or("n/a".to_owned(), |v| v.to_string());
     let mut rows: Vec<[String; 4]> = [

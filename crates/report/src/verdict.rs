@@ -7,19 +7,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use model::comparison::{Check, Quality, SideSummary, Sla, Verdict};
 use model::log::Log;
-
-use crate::summary::SideSummary;
+use model::summary::ObjectiveResult;
 
 /// The `error` a client writes when a response fails verification.
-pub const OUTPUT_MISMATCH_ERROR: &str = "output_mismatch";
-
-pub use model::comparison::{Check, Quality, Sla, Verdict};
+pub(crate) const OUTPUT_MISMATCH_ERROR: &str = "output_mismatch";
 
 /// Checks that the two runs sent the same requests and got the same answers.
 /// Outputs are compared by digest with the Before, or with `reproduction`
 /// when the Before has no digests (`input.py` logs none).
-pub fn assess_quality(before: &Log, after: &Log, reproduction: Option<&Log>) -> Quality {
+pub(crate) fn assess_quality(before: &Log, after: &Log, reproduction: Option<&Log>) -> Quality {
     let ids = |log: &Log| -> BTreeSet<u64> { log.rows.iter().map(|r| r.request_id).collect() };
     let (before_ids, after_ids) = (ids(before), ids(after));
     let missing_in_after = before_ids.difference(&after_ids).count() as u64;
@@ -77,7 +75,7 @@ pub fn assess_quality(before: &Log, after: &Log, reproduction: Option<&Log>) -> 
 }
 
 /// Whether the After's P95 is within `threshold_ms`.
-pub fn sla_for(after: &SideSummary, threshold_ms: f64) -> Sla {
+pub(crate) fn sla_for(after: &SideSummary, threshold_ms: f64) -> Sla {
     Sla {
         metric: "p95_ms".to_owned(),
         threshold_ms,
@@ -86,13 +84,13 @@ pub fn sla_for(after: &SideSummary, threshold_ms: f64) -> Sla {
 }
 
 /// Combines the SLA, the failure budget and the quality checks.
-pub fn decide(
+pub(crate) fn decide(
     sla: &Sla,
     before: &SideSummary,
     after: &SideSummary,
     quality: &Quality,
     max_failed: u64,
-    slos: &[crate::slo::SloResult],
+    slos: &[ObjectiveResult],
 ) -> Verdict {
     let t = sla.threshold_ms;
     let sla_detail = match after.p95_ms {

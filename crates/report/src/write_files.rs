@@ -8,14 +8,15 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use crate::compare::Comparison;
+use model::comparison::Comparison;
+
 use crate::error::ReportError;
 
 /// Header of `comparison.csv`.
-pub const CSV_HEADER: &str = "metric,before,after,delta,delta_pct";
+pub(crate) const CSV_HEADER: &str = "metric,before,after,delta,delta_pct";
 
 /// Writes `bytes` to `path` via a temporary file in the same directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -42,7 +43,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 /// `comparison` with each log file (`before`, `after`, the reproduction)
 /// named relative to `dir`, where its reports go. A path that cannot be
 /// resolved (a log not read from a file, or gone) stays as given.
-pub fn with_logs_relative_to(comparison: &Comparison, dir: &Path) -> Comparison {
+pub(crate) fn with_logs_relative_to(comparison: &Comparison, dir: &Path) -> Comparison {
     let mut comparison = comparison.clone();
     let Ok(dir) = fs::canonicalize(dir) else {
         return comparison;
@@ -67,14 +68,14 @@ pub fn with_logs_relative_to(comparison: &Comparison, dir: &Path) -> Comparison 
 }
 
 /// `comparison.json`, pretty-printed, with a trailing newline.
-pub fn comparison_json(comparison: &Comparison) -> Result<String, ReportError> {
+pub(crate) fn comparison_json(comparison: &Comparison) -> Result<String, ReportError> {
     let mut text = serde_json::to_string_pretty(comparison)?;
     text.push('\n');
     Ok(text)
 }
 
 /// `comparison.csv`: one row per metric; empty cells where a value is undefined.
-pub fn comparison_csv(comparison: &Comparison) -> String {
+pub(crate) fn comparison_csv(comparison: &Comparison) -> String {
     let mut out = String::from(CSV_HEADER);
     out.push('\n');
     for (metric, d) in comparison.delta.rows() {

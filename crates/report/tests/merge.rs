@@ -920,7 +920,7 @@ fn with_rows_the_llm_series_are_report_summarys_of_the_union_and_the_histograms_
         .iter()
         .flat_map(|d| model::log::read_log_file(&d.join("log.csv")).unwrap().rows)
         .collect();
-    let exact = report::SideSummary::from_rows("union", "loadgen", &logged)
+    let exact = report::summary_of_rows("union", "loadgen", &logged)
         .unwrap()
         .llm
         .unwrap();

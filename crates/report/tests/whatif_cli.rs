@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use model::log::{LogRow, LogWriter};
-use report::whatif::{CandidateKind, Load, ServerSetting, WhatifReport, SCHEMA_VERSION};
+use model::whatif::{CandidateKind, Load, ServerSetting, WhatifReport, SCHEMA_VERSION};
 use stats::SplitMix64;
 
 /// The server a synthetic log is drawn from.
@@ -672,7 +672,7 @@ fn compare_carries_the_decision_it_ran_into_comparison_json_and_the_reports() {
         "{stdout}"
     );
     let text = std::fs::read_to_string(out_dir.join("comparison.json")).unwrap();
-    let c: model::comparison::ComparisonDocument = serde_json::from_str(&text).unwrap();
+    let c: model::comparison::Comparison = serde_json::from_str(&text).unwrap();
     let decision = c.decision.expect("the decision");
     assert_eq!(
         decision.server_setting,
@@ -711,6 +711,6 @@ fn compare_carries_the_decision_it_ran_into_comparison_json_and_the_reports() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = std::fs::read_to_string(out_dir.join("comparison.json")).unwrap();
-    let c: model::comparison::ComparisonDocument = serde_json::from_str(&text).unwrap();
+    let c: model::comparison::Comparison = serde_json::from_str(&text).unwrap();
     assert!(c.decision.is_none());
 }

@@ -18,14 +18,14 @@
 use std::collections::BTreeMap;
 
 use model::kserve::ModelStats;
+use model::summary::LlmSummary;
 use model::whatif::{CandidateKind, Decision, EngineReport, ServerSetting};
 
 use super::WhatifError;
-use crate::summary::LlmSummary;
 
 /// The share of the measured execution time per request that the chosen
 /// `max_queue_delay` may add to a request that waits alone.
-pub const DELAY_SHARE_OF_EXECUTION: f64 = 0.02;
+pub(super) const DELAY_SHARE_OF_EXECUTION: f64 = 0.02;
 
 /// The client that runs against a server change: the Before's own, so
 /// the change is the server's alone.
@@ -43,7 +43,7 @@ fn numbers<const N: usize>(pairs: [(&str, f64); N]) -> BTreeMap<String, f64> {
 /// The After the engine proposes: its chosen candidate, else the client
 /// candidate with the lowest predicted P95 (whose verdict will say not
 /// met); `None` when it has no client candidate at all.
-pub fn engine_after(engine: &EngineReport) -> Option<Decision> {
+pub(super) fn engine_after(engine: &EngineReport) -> Option<Decision> {
     let candidate = engine.after()?;
     let [lo, hi] = candidate.p95_interval_ms;
     let mut numbers = numbers([
@@ -72,7 +72,7 @@ pub fn engine_after(engine: &EngineReport) -> Option<Decision> {
 /// share of the execution time a request pays, rounded to 100 us, within
 /// 100 us to 10 ms, so a request that waits alone loses little and
 /// requests that arrive together are gathered.
-pub fn dynamic_batching(stats: &ModelStats, origin: &str) -> Result<Decision, WhatifError> {
+pub(super) fn dynamic_batching(stats: &ModelStats, origin: &str) -> Result<Decision, WhatifError> {
     let infer = stats.inference_stats.compute_infer;
     if infer.count == 0 {
         return Err(WhatifError::InvalidOption(format!(
@@ -103,7 +103,7 @@ pub fn dynamic_batching(stats: &ModelStats, origin: &str) -> Result<Decision, Wh
 
 /// How long streams waited for their first token, in decode steps.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SlotWait {
+pub(crate) struct SlotWait {
     /// Time to first token, median, ms.
     pub ttft_p50_ms: f64,
     /// Time to first token, P95, ms.
@@ -114,19 +114,19 @@ pub struct SlotWait {
 
 impl SlotWait {
     /// The median time to first token in decode steps.
-    pub fn p50_steps(&self) -> f64 {
+    pub(crate) fn p50_steps(&self) -> f64 {
         self.ttft_p50_ms / self.itl_p50_ms
     }
 
     /// The P95 time to first token in decode steps.
-    pub fn p95_steps(&self) -> f64 {
+    pub(crate) fn p95_steps(&self) -> f64 {
         self.ttft_p95_ms / self.itl_p50_ms
     }
 }
 
 /// The first-token wait of a streamed run; `None` when it measured no
 /// first token or no gap between tokens.
-pub fn slot_wait(llm: &LlmSummary) -> Option<SlotWait> {
+pub(crate) fn slot_wait(llm: &LlmSummary) -> Option<SlotWait> {
     let wait = SlotWait {
         ttft_p50_ms: llm.ttft.p50_ms?,
         ttft_p95_ms: llm.ttft.p95_ms?,
@@ -142,7 +142,7 @@ pub fn slot_wait(llm: &LlmSummary) -> Option<SlotWait> {
 /// many steps late waited for a slot; raising the slots to the streams in
 /// flight gives every stream one, and each step then costs a little more,
 /// which the inter-token objective checks.
-pub fn max_num_seqs(
+pub(super) fn max_num_seqs(
     llm: Option<&LlmSummary>,
     origin: &str,
     in_flight: u32,
@@ -197,10 +197,10 @@ mod tests {
     use model::kserve::{Duration, InferenceStats};
 
     use super::*;
-    use crate::summary::Distribution;
+    use model::summary::Percentiles;
 
-    fn distribution(p50_ms: Option<f64>, p95_ms: Option<f64>) -> Distribution {
-        Distribution {
+    fn percentiles(p50_ms: Option<f64>, p95_ms: Option<f64>) -> Percentiles {
+        Percentiles {
             count: 1,
             p50_ms,
             p90_ms: p95_ms,
@@ -208,16 +208,16 @@ mod tests {
             p99_ms: p95_ms,
             mean_ms: p50_ms,
             max_ms: p95_ms,
-            ..Distribution::default()
+            ..Percentiles::default()
         }
     }
 
     fn llm(ttft: (Option<f64>, Option<f64>), itl_p50_ms: Option<f64>) -> LlmSummary {
         LlmSummary {
-            ttft: distribution(ttft.0, ttft.1),
-            itl: distribution(itl_p50_ms, itl_p50_ms),
-            tpot: distribution(None, None),
-            e2e: distribution(None, None),
+            ttft: percentiles(ttft.0, ttft.1),
+            itl: percentiles(itl_p50_ms, itl_p50_ms),
+            tpot: percentiles(None, None),
+            e2e: percentiles(None, None),
             output_tokens: 0,
             tokens_from: "usage".to_owned(),
             output_tokens_per_s: None,

@@ -11,19 +11,17 @@
 use std::collections::{BTreeMap, HashSet};
 
 use model::log::{Log, LogRow};
+use model::whatif::{Estimate, FitSummary};
 use stats::{QuantileMethod, SplitMix64};
 
 use super::sim::ServerModel;
 
 /// Bootstrap resamples behind the fit's intervals.
-pub const DEFAULT_BOOTSTRAP_RESAMPLES: usize = 200;
-
-pub use model::whatif::Estimate;
-use model::whatif::FitSummary;
+pub(super) const DEFAULT_BOOTSTRAP_RESAMPLES: usize = 200;
 
 /// One executed batch: its size and how long the server says it ran.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Execution {
+pub(super) struct Execution {
     /// Items in the batch (the row's `batch_size`, 1 when absent).
     pub batch_size: u32,
     /// Server-reported execution time, ms.
@@ -32,7 +30,7 @@ pub struct Execution {
 
 /// The median cost line and the spread around it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LineFit {
+pub(super) struct LineFit {
     /// Fixed cost of a batch, ms.
     pub base_ms: f64,
     /// Cost per item, ms.
@@ -43,7 +41,7 @@ pub struct LineFit {
 
 /// What the runs say about the server and the client's own overhead.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServiceFit {
+pub(super) struct ServiceFit {
     /// Fixed cost per executed batch (median line), ms.
     pub base_ms: Estimate,
     /// Added cost per item (median line), ms.
@@ -111,22 +109,12 @@ pub enum FitError {
 }
 
 /// Fits the service model to the Before (first) and any probe runs, with
-/// [`DEFAULT_BOOTSTRAP_RESAMPLES`] resamples seeded with 1.
-pub fn fit(runs: &[&Log]) -> Result<ServiceFit, FitError> {
-    fit_seeded(runs, DEFAULT_BOOTSTRAP_RESAMPLES, 1)
-}
-
-/// [`fit`] with the bootstrap's size and seed chosen.
-pub fn fit_seeded(runs: &[&Log], resamples: usize, seed: u64) -> Result<ServiceFit, FitError> {
-    fit_seeded_opts(runs, resamples, seed, false)
-}
-
-/// [`fit_seeded`], with the cost line fitted to the probes alone when
-/// `line_from_probes_only` (the Before's execution times are then a
-/// server statistic's mean, not measurements, see
-/// [`super::server_stats`]); the Before still gives the parallelism and
-/// the client's overhead.
-pub fn fit_seeded_opts(
+/// `resamples` bootstrap resamples seeded with `seed`. With
+/// `line_from_probes_only` the cost line is fitted to the probes alone (the
+/// Before's execution times are then a server statistic's mean, not
+/// measurements, see [`super::server_stats`]); the Before still gives the
+/// parallelism and the client's overhead.
+pub(super) fn fit_seeded_opts(
     runs: &[&Log],
     resamples: usize,
     seed: u64,
@@ -209,7 +197,7 @@ pub fn fit_seeded_opts(
 
 impl ServiceFit {
     /// The fit as `whatif.json` shows it (the samples themselves stay out).
-    pub fn summary(&self) -> FitSummary {
+    pub(super) fn summary(&self) -> FitSummary {
         FitSummary {
             base_ms: self.base_ms,
             per_item_ms: self.per_item_ms,
@@ -226,13 +214,13 @@ impl ServiceFit {
 
     /// The same fit with the server's largest batch set to `max_batch`
     /// (at least 1), for a server known to take more than the runs showed.
-    pub fn with_max_batch(mut self, max_batch: u32) -> Self {
+    pub(super) fn with_max_batch(mut self, max_batch: u32) -> Self {
         self.max_batch = max_batch.max(1);
         self
     }
 
     /// The point estimates as a line.
-    pub fn line(&self) -> LineFit {
+    pub(super) fn line(&self) -> LineFit {
         LineFit {
             base_ms: self.base_ms.value,
             per_item_ms: self.per_item_ms.value,
@@ -240,13 +228,8 @@ impl ServiceFit {
         }
     }
 
-    /// The simulated server these estimates describe (no dynamic batching).
-    pub fn server_model(&self) -> ServerModel {
-        self.server_model_with(self.line())
-    }
-
     /// The fitted server with another cost line (a bootstrap refit's).
-    pub fn server_model_with(&self, line: LineFit) -> ServerModel {
+    pub(super) fn server_model_with(&self, line: LineFit) -> ServerModel {
         ServerModel {
             workers: self.workers,
             base_ms: line.base_ms,
@@ -259,13 +242,13 @@ impl ServiceFit {
 
     /// Mean client overhead per request with per-request connections, ms
     /// (0 without samples).
-    pub fn overhead_ms_mean(&self) -> f64 {
+    pub(super) fn overhead_ms_mean(&self) -> f64 {
         mean(&self.overhead_per_request_ms).unwrap_or(0.0)
     }
 
     /// A bootstrap refit: the executions resampled within each batch size,
     /// refitted; `None` only if the resample is degenerate.
-    pub fn refit(&self, rng: &mut SplitMix64) -> Option<LineFit> {
+    pub(super) fn refit(&self, rng: &mut SplitMix64) -> Option<LineFit> {
         let groups = by_batch_size(&self.executions);
         let mut resample = Vec::with_capacity(self.executions.len());
         resample_stratified(&groups, rng, &mut resample);
@@ -336,7 +319,7 @@ fn resample_stratified(groups: &[Vec<Execution>], rng: &mut SplitMix64, out: &mu
 /// the ordinary fit of `s` on `b`, with step halving that keeps the line
 /// positive on `1..=max_batch` and never raises the sum of squares. Exact
 /// on noiseless executions (the starting line already fits them).
-pub fn fit_line(executions: &[Execution], max_batch: u32) -> Option<LineFit> {
+pub(super) fn fit_line(executions: &[Execution], max_batch: u32) -> Option<LineFit> {
     let n = executions.len();
     if n < 2 {
         return None;
@@ -542,6 +525,45 @@ fn mean(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
+/// A fit with exact estimates and no spread, for the engine's tests: every
+/// batch costs `base_ms + per_item_ms * size`.
+#[cfg(test)]
+impl ServiceFit {
+    pub(super) fn noiseless(
+        workers: usize,
+        base_ms: f64,
+        per_item_ms: f64,
+        max_batch: u32,
+    ) -> Self {
+        let exact = |value| Estimate {
+            value,
+            lo: value,
+            hi: value,
+        };
+        Self {
+            base_ms: exact(base_ms),
+            per_item_ms: exact(per_item_ms),
+            sigma: exact(0.0),
+            workers,
+            mean_executions_in_flight: workers as f64,
+            executions: [1, max_batch]
+                .iter()
+                .flat_map(|&b| {
+                    (0..4).map(move |_| Execution {
+                        batch_size: b,
+                        service_ms: base_ms + per_item_ms * f64::from(b),
+                    })
+                })
+                .collect(),
+            batch_sizes: vec![1, max_batch],
+            max_batch,
+            overhead_per_request_ms: vec![1.0],
+            overhead_pooled_ms: vec![0.0],
+            connect_ms_mean: Some(0.5),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cmp::Reverse;
@@ -550,6 +572,16 @@ mod tests {
     use model::log::LogFormat;
 
     use super::*;
+
+    /// Fits with [`DEFAULT_BOOTSTRAP_RESAMPLES`] resamples seeded with 1.
+    fn fit(runs: &[&Log]) -> Result<ServiceFit, FitError> {
+        fit_seeded(runs, DEFAULT_BOOTSTRAP_RESAMPLES, 1)
+    }
+
+    /// [`fit`] with the bootstrap's size and seed chosen.
+    fn fit_seeded(runs: &[&Log], resamples: usize, seed: u64) -> Result<ServiceFit, FitError> {
+        fit_seeded_opts(runs, resamples, seed, false)
+    }
 
     struct Truth {
         workers: usize,

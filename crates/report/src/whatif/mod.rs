@@ -3,49 +3,49 @@
 //!
 //! For batch inference that is the what-if engine: it predicts what
 //! candidate fixes will do to P50/P95/P99 and chooses the client change.
-//! For a server the workflow can reconfigure, [`decide`] holds the rules
+//! For a server the workflow can reconfigure, `decide.rs` holds the rules
 //! that choose a server setting from the Before (Triton's dynamic batcher,
-//! an LLM server's sequence slots). `report whatif` ([`cli`]) writes the
+//! an LLM server's sequence slots). `report whatif` ([`run`]) writes the
 //! decisions into `whatif.json` (`model::whatif`), which the workflow only
 //! carries out.
 //!
-//! [`fit`](mod@fit) reads the server's cost model out of the per-request rows (the
+//! `fit.rs` reads the server's cost model out of the per-request rows (the
 //! `Server-Timing` execution time of every batch by its size, and how many
-//! executions overlap), [`sim`] replays loadgen against stub-server as a
-//! seeded discrete-event simulation, and [`candidates`] runs every
-//! candidate (client batching at each size and wait, pooled connections,
-//! and server changes labelled as such) under the Before's load, with
-//! intervals from bootstrap refits, then chooses the lowest predicted P95
-//! that keeps the SLA with a margin. The JSON it writes is `model::whatif`,
-//! typed, for the comparison report and xtask to read back; [`cli`] is
-//! `report whatif`.
+//! executions overlap), `sim.rs` replays loadgen against stub-server as a
+//! seeded discrete-event simulation ([`simulate`]), and `candidates.rs`
+//! runs every candidate (client batching at each size and wait, pooled
+//! connections, and server changes labelled as such) under the Before's
+//! load, with intervals from bootstrap refits, then chooses the lowest
+//! predicted P95 that keeps the SLA with a margin; `capacity.rs` searches
+//! the simulated open-loop capacity of batched clients. The JSON it writes
+//! is `model::whatif`, typed, for the comparison report and xtask to read
+//! back; `text.rs` is what `report whatif` prints.
 //!
 //! It lives in `report` because it is analysis of logs, like the
 //! comparison: it reads only what loadgen wrote, sends nothing, and its
 //! output feeds `comparison.json.prediction`. It depends on `model` (the
 //! log rows) and `stats` (quantiles, the seeded RNG) only.
 
-pub mod candidates;
-pub mod cli;
-pub mod decide;
-pub mod fit;
-pub mod server_stats;
-pub mod sim;
+mod candidates;
+mod capacity;
+mod decide;
+mod fit;
+mod run;
+mod server_stats;
+mod sim;
+mod text;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use model::log::Log;
+use model::whatif::EngineReport;
 
-pub use candidates::{
-    best_for_capacity, capacity_candidates, capacity_rps, choose, predict, Candidate, WhatifOptions,
-};
-pub use fit::{fit, fit_seeded, Estimate, Execution, FitError, LineFit, ServiceFit};
-pub use model::whatif::{
-    CandidateKind, CandidateRow, CapacityChoice, Decision, DecisionRole, EngineReport, FitSummary,
-    PredictedCapacity, ServerChange, ServerSetting, WhatifReport, SCHEMA_VERSION,
-};
-pub use sim::{simulate, ClientModel, Load, ServerModel, SimOutcome};
+use candidates::{predict, EngineOptions};
+pub(crate) use decide::slot_wait;
+pub use fit::FitError;
+pub use run::{run, Options, Scenario, ServerKind};
+pub use sim::{simulate, ClientModel, ServerModel, SimOutcome};
 
 /// Why a what-if could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -73,24 +73,15 @@ pub enum WhatifError {
 }
 
 /// Fits `runs` (the Before first, then any probes; the bootstrap seeded
-/// with `options.seed`), optionally overrides the server's largest batch,
-/// and predicts; `elapsed_ms` covers both.
-pub fn whatif(
-    runs: &[&Log],
-    max_batch: Option<u32>,
-    options: &WhatifOptions,
-) -> Result<EngineReport, WhatifError> {
-    whatif_opts(runs, max_batch, false, options)
-}
-
-/// [`whatif`], with the cost line fitted to the probes alone when the
-/// Before's execution times come from the server's statistics
-/// ([`server_stats`]).
-pub fn whatif_opts(
+/// with `options.seed`; the cost line fitted to the probes alone when
+/// `line_from_probes_only`, the Before's execution times then coming from
+/// the server's statistics), optionally overrides the server's largest
+/// batch, and predicts; `elapsed_ms` covers both.
+fn fit_and_predict(
     runs: &[&Log],
     max_batch: Option<u32>,
     line_from_probes_only: bool,
-    options: &WhatifOptions,
+    options: &EngineOptions,
 ) -> Result<EngineReport, WhatifError> {
     let started = Instant::now();
     options.validate()?;

@@ -44,7 +44,7 @@ fn mean_execution_ms(stats: &ModelStats) -> BTreeMap<u32, f64> {
 /// Annotates a probe run's successful rows (one batch in flight at a
 /// time); returns how many rows were annotated. Rows of a batch size the
 /// statistics do not show are left as they were.
-pub fn annotate_probe(log: &mut Log, stats: &ModelStats) -> usize {
+pub(super) fn annotate_probe(log: &mut Log, stats: &ModelStats) -> usize {
     let execution_ms = mean_execution_ms(stats);
     let mut latency_sum: BTreeMap<u32, (f64, usize)> = BTreeMap::new();
     for row in log.rows.iter().filter(|r| r.ok) {
@@ -82,7 +82,7 @@ pub fn annotate_probe(log: &mut Log, stats: &ModelStats) -> usize {
 /// mean execution at their batch size and, as queue, the rest of their
 /// latency less the run's mean overhead; returns how many rows were
 /// annotated.
-pub fn annotate_before(log: &mut Log, stats: &ModelStats) -> usize {
+pub(super) fn annotate_before(log: &mut Log, stats: &ModelStats) -> usize {
     let execution_ms = mean_execution_ms(stats);
     let queue = &stats.inference_stats.queue;
     let queue_mean_ms = (queue.count > 0).then(|| queue.ns as f64 / queue.count as f64 / 1e6);

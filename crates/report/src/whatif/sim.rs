@@ -18,11 +18,10 @@
 //! stub-server. Queues are index ranges into per-run vectors, so an event
 //! allocates nothing.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use serde::{Deserialize, Serialize};
 use stats::{QuantileMethod, SplitMix64};
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 
 /// The server being simulated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -53,7 +52,7 @@ pub struct ClientModel<'a> {
     pub overhead_ms: &'a [f64],
 }
 
-pub use model::whatif::Load;
+use model::whatif::Load;
 
 /// What one simulated run gives.
 #[derive(Debug, Clone, PartialEq)]

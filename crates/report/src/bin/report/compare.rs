@@ -1,63 +1,16 @@
-//! The `report` command line: `report compare ...` and `report summary FILE`.
-//!
-//! Exit codes (for CI gates): 0 the verdict is met, 1 it is not, 2 the
-//! report could not be produced (bad flag, unreadable or malformed log,
-//! unwritable output directory).
+//! `report compare`'s flags, and the files they name read into
+//! [`CompareOptions`]: the conditions, `input.py`'s stdout, the analysis
+//! and the capacity searches.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use report::{compare, write_reports, CompareOptions, ReportError, RunLog, SideSummary};
-
-/// Compare Before/After latency logs against a P95 SLA and write reports.
-#[derive(Parser)]
-#[command(name = "report", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Compare two runs, write comparison.json/.csv, report.md and report.html,
-    /// print the table and the verdict; exit 0 if met, 1 if not, 2 on error.
-    Compare(Box<CompareArgs>),
-    /// Print one log's summary (the keys of a side of comparison.json) as JSON.
-    Summary {
-        /// An input.py or loadgen log (CSV).
-        file: PathBuf,
-        /// Label to put in the summary.
-        #[arg(long, default_value = "run")]
-        label: String,
-    },
-    /// The interleaved proof of `--repeat N`: read each pair's
-    /// comparison.json and logs, write repeats.json and repeats.md (the P95
-    /// difference with a bootstrap interval, the seeds, how many pairs met);
-    /// exit 0 if every pair met its verdict, 1 if not, 2 on error.
-    Repeats {
-        /// Where repeats.json and repeats.md go (created if missing).
-        #[arg(long)]
-        out_dir: PathBuf,
-        /// The pairs' directories, in the order they ran.
-        #[arg(required = true)]
-        pairs: Vec<PathBuf>,
-    },
-    /// Decide the After from the Before and write whatif.json: the what-if
-    /// engine's client change (--scenario inference), Triton's dynamic
-    /// batcher beside it (--server triton), an LLM server's max_num_seqs
-    /// (--scenario llm); each with its reason and numbers. Exit 0 decided,
-    /// 1 the engine found nothing within the SLA's margin, 2 error.
-    Whatif(Box<report::whatif::cli::WhatifArgs>),
-    /// Merge the shards of a distributed run (loadgen --shard ... --out-dir)
-    /// into DIR/summary.json and DIR/log.csv, judge --sla on the union;
-    /// exit 0 met, 1 not met or shards overlapped, 2 error.
-    Merge(Box<report::merge::MergeArgs>),
-}
+use model::capacity::Capacity;
+use report::{compare, write_reports, CompareOptions, ReportError, RunLog};
+use stats::slo::Slo;
 
 #[derive(clap::Args)]
-struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// The Before log (input.py's own log, or the Rust reproduction).
     #[arg(long)]
     before: PathBuf,
@@ -99,7 +52,7 @@ struct CompareArgs {
     /// goodput_rps) then <=, <, >= or >, then a number, e.g. 'p99<=1000',
     /// 'error_rate<=0.01', 'ttft_p95<=500'.
     #[arg(long = "sla", value_name = "EXPR")]
-    slos: Vec<report::slo::Slo>,
+    slos: Vec<Slo>,
     /// The analysis's JSON (`report whatif --json`) whose decision the After
     /// carried out: comparison.json gets `decision` (what was chosen, why,
     /// its numbers) and, for the engine's client change, `prediction`
@@ -142,25 +95,6 @@ enum DecisionArg {
     ServerChange,
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Compare(args) => run_compare(&args),
-        Command::Summary { file, label } => run_summary(&file, &label).map(|()| true),
-        Command::Whatif(args) => return report::whatif::cli::main(&args),
-        Command::Merge(args) => return report::merge::main(&args),
-        Command::Repeats { out_dir, pairs } => run_repeats(&out_dir, &pairs),
-    };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(err) => {
-            eprintln!("report: error: {err}");
-            ExitCode::from(2)
-        }
-    }
-}
-
 fn parse_sla_p95_ms(text: &str) -> Result<f64, String> {
     model::args::FloatBound {
         what: "--sla-p95-ms",
@@ -189,8 +123,9 @@ fn read_text(what: &str, path: &Path) -> Result<String, ReportError> {
     })
 }
 
-/// Returns whether the verdict is met.
-fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
+/// Compares, writes the reports, prints the table; returns whether the
+/// verdict is met.
+pub(crate) fn run(args: &CompareArgs) -> Result<bool, ReportError> {
     if !(args.sla_p95_ms.is_finite() && args.sla_p95_ms > 0.0) {
         return Err(ReportError::InvalidOption(format!(
             "--sla-p95-ms must be a finite number of milliseconds above 0 (got {}); e.g. --sla-p95-ms 800",
@@ -256,17 +191,17 @@ fn run_compare(args: &CompareArgs) -> Result<bool, ReportError> {
             DecisionArg::ServerChange => model::whatif::DecisionRole::ServerChange,
         },
         capacity: match &args.capacity {
-            Some(path) => Some(report::capacity::Capacity::read(path)?),
+            Some(path) => Some(read_capacity(path)?),
             None => None,
         },
         capacity_open_loop: match &args.capacity_open_loop {
-            Some(path) => Some(report::capacity::Capacity::read(path)?),
+            Some(path) => Some(read_capacity(path)?),
             None => None,
         },
     };
     let comparison = compare(&before, &after, reproduction.as_ref(), &options)?;
     let written = write_reports(&comparison, &before, &after, &args.out_dir)?;
-    print!("{}", report::table::plain_text(&comparison));
+    print!("{}", report::plain_text(&comparison));
     println!("Reports written:");
     for path in written {
         println!("  {}", path.display());
@@ -280,141 +215,76 @@ fn read_whatif(path: &Path) -> Result<model::whatif::WhatifReport, ReportError> 
         ReportError::InvalidOption(format!(
             "--prediction {}: not a `report whatif --json` file of schema version {} ({e})",
             path.display(),
-            report::whatif::SCHEMA_VERSION
+            model::whatif::SCHEMA_VERSION
         ))
     })
 }
 
-fn run_summary(file: &Path, label: &str) -> Result<(), ReportError> {
-    let run = RunLog::read(label, file)?;
-    let summary = SideSummary::from_log(label, run.log_file.as_deref(), &run.log)?;
-    println!("{}", serde_json::to_string_pretty(&summary)?);
-    Ok(())
+/// Reads `loadgen capacity --json`'s file.
+fn read_capacity(path: &Path) -> Result<Capacity, ReportError> {
+    Capacity::read(path).map_err(|e| {
+        ReportError::InvalidOption(format!(
+            "--capacity {e}; give the file `loadgen capacity --json` wrote"
+        ))
+    })
 }
-
-/// Returns whether every pair met its verdict.
-fn run_repeats(out_dir: &Path, pairs: &[PathBuf]) -> Result<bool, ReportError> {
-    let summary = report::repeats::summarize(pairs)?;
-    let written = report::repeats::write(&summary, out_dir)?;
-    print!("{}", report::repeats::render_markdown(&summary));
-    for path in written {
-        println!("written: {}", path.display());
-    }
-    Ok(summary.met_every_pair)
-}
-
-#[cfg(test)]
-#[path = "../../../xtask/src/cli_check.rs"]
-mod cli_check;
 
 #[cfg(test)]
 mod tests {
+    use model::capacity::{CapacityReport, Phase, StepRecord, Stopped, SCHEMA_VERSION};
+
     use super::*;
 
-    /// clap's own checks, and every flag of every subcommand parsed at
-    /// least once through the derive type.
+    fn measured() -> CapacityReport {
+        CapacityReport {
+            schema_version: SCHEMA_VERSION,
+            sla: vec!["p95<=800".into()],
+            max_rate_rps: Some(10.0),
+            p95_at_max_ms: Some(150.0),
+            p95_interval_ms: Some([140.0, 160.0]),
+            goodput_rps: Some(9.9),
+            curve: vec![StepRecord {
+                phase: Phase::Bracket,
+                offered_rps: 10.0,
+                achieved_rps: 10.0,
+                p50_ms: Some(100.0),
+                p95_ms: Some(150.0),
+                p99_ms: None,
+                succeeded: 40,
+                failed: 0,
+                error_rate: 0.0,
+                sustainable: true,
+                reason: "every objective met".into(),
+            }],
+            step_duration_s: 2.0,
+            warmup_s: 0.5,
+            warmup_requests: None,
+            precision: 0.05,
+            repeats: 2,
+            elapsed_s: 9.0,
+            bounded_by_time: false,
+            stopped: Stopped::Converged,
+        }
+    }
+
     #[test]
-    fn every_flag_parses() {
-        use clap::CommandFactory;
-        let samples: &[&[&str]] = &[
-            &[
-                "compare",
-                "--before",
-                "b.csv",
-                "--after",
-                "a.csv",
-                "--reproduction",
-                "r.csv",
-                "--input-py-stdout",
-                "o.txt",
-                "--before-server-stats",
-                "bs.json",
-                "--after-server-stats",
-                "as.json",
-                "--conditions",
-                "c.json",
-                "--before-label",
-                "B",
-                "--after-label",
-                "A",
-                "--reproduction-label",
-                "R",
-                "--sla-p95-ms",
-                "800",
-                "--sla",
-                "p99<=1000",
-                "--prediction",
-                "w.json",
-                "--decision",
-                "server-change",
-                "--capacity",
-                "cap.json",
-                "--capacity-open-loop",
-                "cap2.json",
-                "--max-failed",
-                "0",
-                "--out-dir",
-                "out",
-            ],
-            &["summary", "x.csv", "--label", "run"],
-            &["repeats", "--out-dir", "out", "p1", "p2"],
-            &[
-                "whatif",
-                "--before",
-                "b.csv",
-                "--probe",
-                "p1.csv",
-                "--before-stats",
-                "bs.json",
-                "--probe-stats",
-                "ps.json",
-                "--concurrency",
-                "20",
-                "--requests",
-                "400",
-                "--sla-p95-ms",
-                "800",
-                "--margin",
-                "0.2",
-                "--max-batch",
-                "32",
-                "--server-dynamic-batching",
-                "--refits",
-                "10",
-                "--seed",
-                "1",
-                "--json",
-                "w.json",
-            ],
-            &[
-                "whatif",
-                "--scenario",
-                "llm",
-                "--max-num-seqs",
-                "8",
-                "--before",
-                "b.csv",
-                "--json",
-                "w.json",
-            ],
-            &[
-                "whatif",
-                "--server",
-                "triton",
-                "--before",
-                "b.csv",
-                "--rate",
-                "5",
-                "--poisson",
-                "--json",
-                "w.json",
-            ],
-            &["merge", "--out", "m", "--sla", "p95<=800", "s0", "s1"],
-        ];
-        crate::cli_check::assert_every_flag_parsed(Cli::command(), samples, |args| {
-            Cli::try_parse_from(std::iter::once("report").chain(args.iter().copied()))
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        });
+    fn a_capacity_file_of_another_version_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capacity.json");
+        measured().write_json(&path).unwrap();
+        assert_eq!(read_capacity(&path).unwrap().measured, measured());
+        let text = measured()
+            .to_json()
+            .unwrap()
+            .replace("\"schema_version\": 1", "\"schema_version\": 2");
+        std::fs::write(&path, text).unwrap();
+        let err = read_capacity(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "--capacity {}: `schema_version` is 2",
+                path.display()
+            )),
+            "{err}"
+        );
     }
 }
