@@ -28,7 +28,7 @@ use crate::triton::{self as triton_server, TritonSetup};
 
 /// A server for one phase: running until dropped (or the user's endpoint),
 /// and the URL loadgen aims at.
-pub struct Target {
+pub(crate) struct Target {
     /// The server process; `None` for the user's endpoint.
     pub _server: Option<ServerProcess>,
     /// What loadgen's `--url` gets.
@@ -36,7 +36,7 @@ pub struct Target {
 }
 
 /// One functional check: loadgen's `--api` and the flags of a few requests.
-pub struct FunctionalCheck {
+pub(crate) struct FunctionalCheck {
     /// loadgen's `--api`; `None` for the phases' own.
     pub api: Option<&'static str>,
     /// The load: a few requests, single or batched (loadgen's flags,
@@ -45,7 +45,7 @@ pub struct FunctionalCheck {
 }
 
 /// The fixed facts of a backend.
-pub struct Spec {
+pub(crate) struct Spec {
     /// What is measured, for the console's first line (empty: nothing to add).
     pub intro: String,
     /// What [`Backend::prepare`] installs, when it does.
@@ -85,7 +85,7 @@ pub struct Spec {
 }
 
 /// How the workflow talks to one kind of server.
-pub trait Backend {
+pub(crate) trait Backend {
     /// The fixed facts.
     fn spec(&self) -> &Spec;
 
@@ -114,7 +114,7 @@ pub trait Backend {
 }
 
 /// The backend `args` ask for (the flags are already validated).
-pub fn choose(args: &PerfArgs) -> Box<dyn Backend> {
+pub(crate) fn choose(args: &PerfArgs) -> Box<dyn Backend> {
     if args.scenario == "llm" {
         return Box::new(Llm::new());
     }
@@ -186,7 +186,7 @@ fn input_py_skip(api: &str, skip_python: bool) -> Option<String> {
 }
 
 /// stub-server, fresh per phase, with the user's profile and flags.
-pub struct Simulator {
+pub(crate) struct Simulator {
     spec: Spec,
     profile: String,
     server_args: Vec<String>,
@@ -305,7 +305,7 @@ impl Backend for Simulator {
 }
 
 /// The user's endpoint: every phase loads it, nothing is started.
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     spec: Spec,
     url: String,
 }
@@ -372,7 +372,7 @@ impl Backend for Endpoint {
 
 /// A real NVIDIA Triton serving the placeholder's cost shape, fresh per
 /// phase: 2 instances without dynamic batching in the Before.
-pub struct Triton {
+pub(crate) struct Triton {
     spec: Spec,
     root: Option<PathBuf>,
     python: Option<PathBuf>,
@@ -492,7 +492,7 @@ impl Backend for Triton {
 
 /// The simulator's OpenAI-compatible routes under the `llm-slots`
 /// profile: continuous batching with 8 sequence slots, fresh per phase.
-pub struct Llm {
+pub(crate) struct Llm {
     spec: Spec,
 }
 
@@ -501,7 +501,7 @@ const LLM_PROFILE: &str = "llm-slots";
 /// Its sequence slots (`stub-server --profile llm-slots`).
 const LLM_PROFILE_SLOTS: u32 = 8;
 /// The objectives when `--sla` gives none.
-pub const LLM_DEFAULT_SLOS: [&str; 2] = ["ttft_p95<=500", "itl_p99<=50"];
+pub(crate) const LLM_DEFAULT_SLOS: [&str; 2] = ["ttft_p95<=500", "itl_p99<=50"];
 
 impl Llm {
     fn new() -> Self {
@@ -606,7 +606,7 @@ impl Backend for Llm {
 }
 
 /// The seed of pair `n`: see [`FIRST_SEED`].
-pub fn pair_seed(pair: u32) -> u64 {
+pub(crate) fn pair_seed(pair: u32) -> u64 {
     FIRST_SEED + u64::from(pair) - 1
 }
 

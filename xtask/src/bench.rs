@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: measures the tools against their peers (SPEC section
-//! 9) and writes `results/bench.json`.
+//! `cargo xtask bench`: measures the tools against their peers (wrk, oha,
+//! nginx, hdrhistogram) and writes `results/bench.json`.
 //!
 //! - Throughput: `loadgen` (with its defaults and with `--busy-poll-us`),
 //!   `wrk` and `oha` against the zero-cost simulator and against nginx
@@ -71,7 +71,7 @@ use plain::Plain;
 
 /// Flags of `cargo xtask bench`.
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Directory for bench.json and the raw outputs (under `bench/`).
     #[arg(long, default_value = "results", value_name = "DIR")]
     out: PathBuf,
@@ -116,7 +116,7 @@ pub struct BenchArgs {
 }
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
-pub fn main(args: BenchArgs) -> ExitCode {
+pub(crate) fn main(args: BenchArgs) -> ExitCode {
     match run(args) {
         Ok(path) => {
             println!("wrote {}", path.display());

@@ -16,7 +16,7 @@ const BUILD_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Why the release build did not produce the binaries.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub(crate) enum BuildError {
     /// cargo ran and failed; its own messages are above.
     #[error("the release build failed ({status}): run `cargo build --release` to see why")]
     Failed {
@@ -45,18 +45,18 @@ fn missing_dir_hint(dir: &Path) -> &'static str {
 
 /// Where the tools' binaries are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Binaries {
+pub(crate) struct Binaries {
     dir: PathBuf,
 }
 
 impl Binaries {
     /// The binaries in `dir`.
-    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn in_dir(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
     }
 
     /// The binary `name` (`stub-server`, `loadgen`, `report`).
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 }
@@ -65,7 +65,7 @@ impl Binaries {
 /// [`workspace::BIN_DIR_ENV`] is set (nothing is built), else built with
 /// `cargo build --release` in the repository root, as a registered child
 /// (an interruption stops the build too).
-pub fn release_binaries(packages: &[&str]) -> Result<Binaries, TaskError> {
+pub(crate) fn release_binaries(packages: &[&str]) -> Result<Binaries, TaskError> {
     if let Some(dir) = workspace::prebuilt_bin_dir() {
         println!(
             "using prebuilt binaries from {} ({}); not building",

@@ -19,7 +19,7 @@ use clap::{Arg, ArgMatches, Command};
 /// `try_parse_from`, so every value is read), and panics naming every
 /// argument of any subcommand that no sample gave, or any sample that
 /// failed to parse.
-pub fn assert_every_flag_parsed(
+pub(crate) fn assert_every_flag_parsed(
     command: Command,
     samples: &[&[&str]],
     parse: impl Fn(&[&str]) -> Result<(), String>,

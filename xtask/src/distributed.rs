@@ -25,7 +25,7 @@ use crate::process::{self, ServerProcess};
 
 /// Flags of `cargo xtask distributed`.
 #[derive(clap::Args)]
-pub struct DistributedArgs {
+pub(crate) struct DistributedArgs {
     /// Load generator processes (2 to 64).
     #[arg(long, default_value_t = 4, value_name = "N", allow_negative_numbers = true,
           value_parser = |t: &str| model::args::Bound::<u32> { what: "--shards", min: 2, max: 64 }.parse(t))]
@@ -69,7 +69,7 @@ struct Exact {
     p99_ms: Option<f64>,
 }
 
-pub fn run(args: &DistributedArgs) -> Result<bool, TaskError> {
+pub(crate) fn run(args: &DistributedArgs) -> Result<bool, TaskError> {
     if !(2..=64).contains(&args.shards) {
         return Err(TaskError::BadFlag(format!(
             "--shards must be from 2 to 64, got {}",

@@ -7,7 +7,7 @@ use crate::process::ProcessError;
 
 /// Why `perf` or `bench` could not run; each maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
-pub enum TaskError {
+pub(crate) enum TaskError {
     /// A flag is out of range.
     #[error("{0}")]
     BadFlag(String),

@@ -25,7 +25,7 @@ use model::contract::Contract;
 use crate::error::TaskError;
 
 /// Reads `path` and deserializes it.
-pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, TaskError> {
+pub(crate) fn read<T: DeserializeOwned>(path: &Path) -> Result<T, TaskError> {
     let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
         path: path.to_owned(),
         source,
@@ -34,7 +34,7 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, TaskError> {
 }
 
 /// Deserializes `text`, read from `origin` (named in every error).
-pub fn parse<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, TaskError> {
+pub(crate) fn parse<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, TaskError> {
     let problem = |problem: String| TaskError::Json {
         path: origin.to_owned(),
         problem,
@@ -47,7 +47,7 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &Path) -> Result<T, TaskEr
 /// Reads a file with a contract of its own (`model::summary::RunSummary`,
 /// `model::capacity::CapacityReport`): its `schema_version` first, so a
 /// file of another version is refused as such, then every field.
-pub fn read_contract<T: Contract>(path: &Path) -> Result<T, TaskError> {
+pub(crate) fn read_contract<T: Contract>(path: &Path) -> Result<T, TaskError> {
     let text = std::fs::read_to_string(path).map_err(|source| TaskError::Io {
         path: path.to_owned(),
         source,
@@ -56,7 +56,7 @@ pub fn read_contract<T: Contract>(path: &Path) -> Result<T, TaskError> {
 }
 
 /// [`read_contract`] of `text`, read from `origin`.
-pub fn parse_contract<T: Contract>(text: &str, origin: &Path) -> Result<T, TaskError> {
+pub(crate) fn parse_contract<T: Contract>(text: &str, origin: &Path) -> Result<T, TaskError> {
     let problem = |problem: String| TaskError::Json {
         path: origin.to_owned(),
         problem,
@@ -68,7 +68,7 @@ pub fn parse_contract<T: Contract>(text: &str, origin: &Path) -> Result<T, TaskE
 }
 
 /// Deserializes a parsed document, errors naming the field's path.
-pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
+pub(crate) fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
     T::deserialize(At(value))
 }
 
@@ -76,7 +76,7 @@ pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, FieldError> {
 /// quantile of no successful request): without it, serde reads a missing
 /// `Option` as `None`, the silent default this module exists to prevent.
 /// Use as `#[serde(deserialize_with = "json::nullable")]`.
-pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -86,7 +86,7 @@ where
 
 /// What is wrong with a document, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
+pub(crate) struct FieldError {
     /// From the root to the value that is wrong (for a missing field: to
     /// the object that lacks it).
     path: Vec<Segment>,
@@ -114,7 +114,7 @@ impl FieldError {
 
     /// The dotted path (`before.p95_ms`, `runs[2].rps`); the missing field
     /// included.
-    pub fn field(&self) -> String {
+    pub(crate) fn field(&self) -> String {
         let mut path = String::new();
         let push_key = |path: &mut String, key: &str| {
             if !path.is_empty() {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 /// What `/proc` and the standard library say of this machine.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Machine {
+pub(crate) struct Machine {
     /// Available parallelism (0 when unknown).
     pub cores: usize,
     /// `/proc/cpuinfo`'s first `model name`.
@@ -21,7 +21,7 @@ pub struct Machine {
 
 impl Machine {
     /// Reads this machine's description.
-    pub fn probe() -> Self {
+    pub(crate) fn probe() -> Self {
         let read = |file: &str| std::fs::read_to_string(file).ok();
         Self {
             cores: std::thread::available_parallelism()
@@ -39,7 +39,7 @@ impl Machine {
 
     /// `conditions.json`'s `machine`: `cores`, `cpu` (`"unknown"` when
     /// unknown), `os`, `kernel` (empty when unknown).
-    pub fn conditions(&self) -> model::conditions::Machine {
+    pub(crate) fn conditions(&self) -> model::conditions::Machine {
         model::conditions::Machine {
             cores: self.cores,
             cpu: self.cpu.clone().unwrap_or_else(|| "unknown".to_owned()),
@@ -49,13 +49,13 @@ impl Machine {
     }
 
     /// [`Machine::conditions`] as JSON, for the other tasks' records.
-    pub fn conditions_json(&self) -> Value {
+    pub(crate) fn conditions_json(&self) -> Value {
         serde_json::to_value(self.conditions()).unwrap_or_default()
     }
 
     /// `bench.json`'s `machine`: `label`, `cores`, `cpu`, `memory_gib`,
     /// `os`, `kernel` (null where unknown).
-    pub fn bench_json(&self, label: Option<&str>) -> Value {
+    pub(crate) fn bench_json(&self, label: Option<&str>) -> Value {
         json!({
             "label": label,
             "cores": self.cores,
@@ -71,7 +71,7 @@ impl Machine {
 /// The machine's load at one instant: `/proc/loadavg` and the CPU time
 /// counters of `/proc/stat`'s `cpu` line (Linux; `None` elsewhere).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LoadSnapshot {
+pub(crate) struct LoadSnapshot {
     /// Load averages over 1, 5 and 15 minutes.
     pub loadavg: Option<[f64; 3]>,
     /// Clock ticks stolen by the hypervisor, and all ticks, since boot.
@@ -80,7 +80,7 @@ pub struct LoadSnapshot {
 
 impl LoadSnapshot {
     /// Reads the counters now.
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         let read = |file: &str| std::fs::read_to_string(file).ok();
         Self {
             loadavg: read("/proc/loadavg").and_then(|t| parse_loadavg(&t)),
@@ -91,7 +91,7 @@ impl LoadSnapshot {
     /// A phase's conditions from its start (`self`) to `end`: the load
     /// averages at its start, the CPUs, and the share of CPU time stolen
     /// during it, percent (`None` where the kernel reports no steal).
-    pub fn phase(&self, end: &LoadSnapshot) -> model::conditions::Phase {
+    pub(crate) fn phase(&self, end: &LoadSnapshot) -> model::conditions::Phase {
         let steal_pct = match (self.steal_and_total_ticks, end.steal_and_total_ticks) {
             (Some((s0, t0)), Some((s1, t1))) if t1 > t0 => {
                 Some(s1.saturating_sub(s0) as f64 / (t1 - t0) as f64 * 100.0)

@@ -42,7 +42,7 @@ use crate::{process, python, workspace};
 
 /// Flags of `cargo xtask perf` (and so of `./run_tests`).
 #[derive(clap::Args)]
-pub struct PerfArgs {
+pub(crate) struct PerfArgs {
     /// What is measured: `inference` (the task's inference endpoint) or
     /// `llm` (an OpenAI-compatible LLM server whose time to first token
     /// breaks its SLA; streamed, TTFT and inter-token latency measured).
@@ -126,7 +126,7 @@ pub struct PerfArgs {
 }
 
 /// What the workflow concluded.
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// SLA met after optimization, no failed request, every output verified.
     Met,
     /// SLA or quality not met.
@@ -146,7 +146,7 @@ const APIS: [&str; 2] = ["simulator", "template"];
 /// further pair draws the service's randomness afresh.
 pub(crate) const FIRST_SEED: u64 = 42;
 
-pub fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
+pub(crate) fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     validate(&args)?;
     // Ctrl-C or SIGTERM: stop the children, keep what they flushed, never
     // leave a server running (see `process`).

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// Why a child process could not do its job.
 #[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
+pub(crate) enum ProcessError {
     /// The program could not be started at all.
     #[error("could not start {program}: {source}")]
     Spawn {
@@ -49,7 +49,7 @@ pub enum ProcessError {
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a child gets after SIGTERM before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Pids of the children that are running or not yet reaped. A pid leaves
 /// only when its child is reaped, under this lock, and signals are sent
@@ -66,7 +66,7 @@ fn children() -> MutexGuard<'static, Vec<u32>> {
 }
 
 /// The signal that interrupted xtask, if one did.
-pub fn interrupted() -> Option<i32> {
+pub(crate) fn interrupted() -> Option<i32> {
     match INTERRUPTED.load(Ordering::SeqCst) {
         0 => None,
         signal => Some(signal),
@@ -74,14 +74,14 @@ pub fn interrupted() -> Option<i32> {
 }
 
 /// The exit code for an interrupted run: 128 + the signal number.
-pub fn interrupted_exit_code() -> Option<u8> {
+pub(crate) fn interrupted_exit_code() -> Option<u8> {
     interrupted().and_then(|signal| u8::try_from(128 + signal).ok())
 }
 
 /// Installs the SIGINT/SIGTERM watcher (see the module docs). Call once,
 /// before starting children; an error means signals keep their default
 /// action (xtask dies, the children keep running).
-pub fn install_signal_handlers() -> std::io::Result<()> {
+pub(crate) fn install_signal_handlers() -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::Builder::new()
@@ -134,7 +134,7 @@ fn signal_children(signal: libc::c_int) {
 }
 
 /// Spawns `cmd` as a registered child, unless xtask is being interrupted.
-pub fn spawn_child(cmd: &mut Command) -> Result<Child, ProcessError> {
+pub(crate) fn spawn_child(cmd: &mut Command) -> Result<Child, ProcessError> {
     let program = format!("{:?}", cmd.get_program());
     let mut registry = children();
     if let Some(signal) = interrupted() {
@@ -160,7 +160,7 @@ fn try_reap(child: &mut Child) -> std::io::Result<Option<ExitStatus>> {
 
 /// A running server (`stub-server`, or Triton through `xtask/triton/serve.py`),
 /// stopped with SIGTERM (graceful) when dropped.
-pub struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
     /// Base URL, `http://127.0.0.1:PORT`.
     pub base_url: String,
@@ -169,7 +169,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the simulator on a free loopback port and waits for its
     /// `listening on` line (never a sleep); stderr goes to `log_path`.
-    pub fn start(bin: &Path, args: &[String], log_path: &Path) -> Result<Self, ProcessError> {
+    pub(crate) fn start(
+        bin: &Path,
+        args: &[String],
+        log_path: &Path,
+    ) -> Result<Self, ProcessError> {
         let mut cmd = Command::new(bin);
         cmd.args(["--bind", "127.0.0.1:0"]).args(args);
         Self::start_command(cmd, log_path, READY_TIMEOUT)
@@ -178,7 +182,7 @@ impl ServerProcess {
     /// Starts any server that prints `listening on http://ADDR` as its first
     /// line once it serves, and waits up to `ready` for it; stderr goes to
     /// `log_path`.
-    pub fn start_command(
+    pub(crate) fn start_command(
         mut cmd: Command,
         log_path: &Path,
         ready: Duration,
@@ -217,12 +221,12 @@ impl ServerProcess {
     }
 
     /// The process id.
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The inference endpoint.
-    pub fn infer_url(&self) -> String {
+    pub(crate) fn infer_url(&self) -> String {
         format!("{}/v1/infer", self.base_url)
     }
 }
@@ -263,7 +267,10 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 
 /// Runs a client to completion within `limit`, with stdout and stderr
 /// inherited or sent where the command says; returns its exit status.
-pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Result<ExitStatus, ProcessError> {
+pub(crate) fn run_with_deadline(
+    cmd: &mut Command,
+    limit: Duration,
+) -> Result<ExitStatus, ProcessError> {
     let program = format!("{:?}", cmd.get_program());
     let mut child = spawn_child(cmd)?;
     wait_with_deadline(&mut child, &program, limit)
@@ -271,7 +278,7 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Result<ExitStatu
 
 /// Waits for a child started with [`spawn_child`] (several may run at
 /// once), stopping it past `limit`; `program` names it in the error.
-pub fn wait_with_deadline(
+pub(crate) fn wait_with_deadline(
     child: &mut Child,
     program: &str,
     limit: Duration,

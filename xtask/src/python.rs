@@ -5,11 +5,11 @@ use std::process::Command;
 
 /// Why `input.py` cannot run here; the workflow falls back to the Rust
 /// reproduction and says so loudly.
-pub type Unavailable = String;
+pub(crate) type Unavailable = String;
 
 /// Returns the venv's interpreter, creating the venv and installing the pinned
 /// requirements when they are missing.
-pub fn ensure_venv(root: &Path) -> Result<PathBuf, Unavailable> {
+pub(crate) fn ensure_venv(root: &Path) -> Result<PathBuf, Unavailable> {
     let venv = root.join(".venv");
     let python = venv.join("bin").join("python");
     if has_pinned_httpx(&python, root) {
@@ -83,7 +83,7 @@ pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<(), Unavailable> {
 }
 
 /// The interpreter's version line, for the report's conditions.
-pub fn version(python: &Path) -> String {
+pub(crate) fn version(python: &Path) -> String {
     Command::new(python)
         .args([
             "-c",

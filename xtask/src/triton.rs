@@ -18,23 +18,23 @@ use crate::process::{ProcessError, ServerProcess};
 use crate::python::{pip_install, run};
 
 /// The model the workflow serves and loads (input.py's model name).
-pub const MODEL: &str = "example-model";
+pub(crate) const MODEL: &str = "example-model";
 
 /// The interpreter Triton's Python backend was built against.
-pub const SYSTEM_PYTHON: &str = "/usr/bin/python3.11";
+pub(crate) const SYSTEM_PYTHON: &str = "/usr/bin/python3.11";
 
 /// Triton loads its model in a few seconds on 2 cores; the first start
 /// after an install compiles bytecode and takes longer.
 const READY: Duration = Duration::from_secs(180);
 
 /// The venv's folder under the repository root.
-pub fn venv_dir(root: &Path) -> PathBuf {
+pub(crate) fn venv_dir(root: &Path) -> PathBuf {
     root.join(".venv-triton")
 }
 
 /// The venv's interpreter, creating the venv and installing the pinned
 /// requirements when `pytriton` is not importable yet.
-pub fn ensure_venv(root: &Path) -> Result<PathBuf, TaskError> {
+pub(crate) fn ensure_venv(root: &Path) -> Result<PathBuf, TaskError> {
     let venv = venv_dir(root);
     let python = venv.join("bin").join("python");
     if imports_pytriton(&python) {
@@ -80,7 +80,7 @@ fn imports_pytriton(python: &Path) -> bool {
 
 /// How one phase's Triton is configured.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TritonSetup {
+pub(crate) struct TritonSetup {
     /// Model instances (Triton's `instance_group` count).
     pub instances: u32,
     /// The model's `max_batch_size`.
@@ -94,7 +94,7 @@ pub struct TritonSetup {
 impl TritonSetup {
     /// The placeholder scenario: 2 instances, batches of up to 32, no
     /// dynamic batching.
-    pub const PLACEHOLDER: Self = Self {
+    pub(crate) const PLACEHOLDER: Self = Self {
         instances: 2,
         max_batch_size: 32,
         dynamic_batching_delay_us: None,
@@ -102,7 +102,7 @@ impl TritonSetup {
     };
 
     /// What the report's conditions say of it.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let batching = match self.dynamic_batching_delay_us {
             Some(us) => format!("dynamic batching, max_queue_delay {us} us"),
             None => "no dynamic batching".to_owned(),
@@ -122,7 +122,7 @@ impl TritonSetup {
 /// shuts down (`ConnectionRefusedError` in `get_config_from_handshake_server`,
 /// seen here on 2 of 18 starts over five workflow runs), and a second
 /// start succeeds. The first attempt's log is kept beside, as `LOG.1`.
-pub fn start(
+pub(crate) fn start(
     python: &Path,
     root: &Path,
     setup: &TritonSetup,

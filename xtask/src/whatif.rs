@@ -18,17 +18,17 @@ use crate::{json, process};
 
 /// Batch sizes of the probe: a spread wide enough to fit a line, up to the
 /// simulator's largest batch.
-pub const PROBE_BATCH_SIZES: [u32; 6] = [1, 2, 4, 8, 16, 32];
+pub(crate) const PROBE_BATCH_SIZES: [u32; 6] = [1, 2, 4, 8, 16, 32];
 
 /// Batches sent at each probe size.
-pub const PROBE_BATCHES: u32 = 8;
+pub(crate) const PROBE_BATCHES: u32 = 8;
 
 /// A client the engine chose for open-loop capacity.
-pub type OpenLoopClient = model::whatif::CapacityChoice;
+pub(crate) type OpenLoopClient = model::whatif::CapacityChoice;
 
 /// Runs the probe with `loadgen` (a command already aimed at the target)
 /// and returns the probe logs written into `dir`.
-pub fn probe(
+pub(crate) fn probe(
     loadgen: impl FnMut() -> Command,
     dir: &Path,
     limit: std::time::Duration,
@@ -39,7 +39,7 @@ pub fn probe(
 /// [`probe`], also recording the server's statistics around each size
 /// (`--server-stats`, for a server that sends no `Server-Timing`); returns
 /// the logs and the statistics files.
-pub fn probe_with(
+pub(crate) fn probe_with(
     mut loadgen: impl FnMut() -> Command,
     dir: &Path,
     limit: std::time::Duration,
@@ -86,7 +86,7 @@ pub fn probe_with(
 }
 
 /// Runs `report whatif` (`cmd`, writing `json_path`) and reads its answer.
-pub fn analyse(
+pub(crate) fn analyse(
     cmd: &mut Command,
     json_path: &Path,
     limit: std::time::Duration,
@@ -103,7 +103,7 @@ pub fn analyse(
 
 /// Runs `report whatif` and returns the what-if engine's part, which the
 /// engine's validation compares with measurements.
-pub fn predict(
+pub(crate) fn predict(
     cmd: &mut Command,
     json_path: &Path,
     limit: std::time::Duration,

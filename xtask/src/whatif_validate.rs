@@ -31,7 +31,7 @@ use crate::{json, whatif};
 
 /// Flags of `cargo xtask whatif-validate`.
 #[derive(clap::Args)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Where the scenarios' logs and the table go.
     #[arg(long, default_value = "results/whatif-validate", value_name = "DIR")]
     out: PathBuf,
@@ -160,7 +160,7 @@ struct RunSummary {
     p95_ms: Option<f64>,
 }
 
-pub fn run(args: &ValidateArgs) -> Result<bool, TaskError> {
+pub(crate) fn run(args: &ValidateArgs) -> Result<bool, TaskError> {
     if !(1..=100_000).contains(&args.requests) {
         return Err(TaskError::BadFlag(format!(
             "--requests must be from 1 to 100000, got {}",

@@ -16,7 +16,7 @@ use crate::error::TaskError;
 /// `cargo run` (and so `cargo xtask`) sets for the running package, if that
 /// directory exists and a workspace manifest is above it, else above the
 /// current directory. Neither: an error saying where it looked.
-pub fn root() -> Result<PathBuf, TaskError> {
+pub(crate) fn root() -> Result<PathBuf, TaskError> {
     static ROOT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     ROOT.get_or_init(|| {
         let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
@@ -29,7 +29,10 @@ pub fn root() -> Result<PathBuf, TaskError> {
 
 /// The workspace root above `manifest_dir` (tried first, when it exists)
 /// or above `cwd`; the error says what was tried.
-pub fn find_root(manifest_dir: Option<&Path>, cwd: Option<&Path>) -> Result<PathBuf, String> {
+pub(crate) fn find_root(
+    manifest_dir: Option<&Path>,
+    cwd: Option<&Path>,
+) -> Result<PathBuf, String> {
     let mut tried = Vec::new();
     for (what, start) in [
         ("CARGO_MANIFEST_DIR", manifest_dir),
@@ -73,7 +76,7 @@ fn is_workspace_root(dir: &Path) -> bool {
 
 /// Cargo's target directory, honouring `CARGO_TARGET_DIR` (a relative one
 /// is relative to the root, where xtask runs cargo).
-pub fn target_dir() -> Result<PathBuf, TaskError> {
+pub(crate) fn target_dir() -> Result<PathBuf, TaskError> {
     Ok(match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
         Some(dir) => root()?.join(dir),
@@ -83,10 +86,10 @@ pub fn target_dir() -> Result<PathBuf, TaskError> {
 
 /// Names a directory of prebuilt `stub-server`, `loadgen` and `report`
 /// binaries to use instead of building the release ones.
-pub const BIN_DIR_ENV: &str = "XTASK_BIN_DIR";
+pub(crate) const BIN_DIR_ENV: &str = "XTASK_BIN_DIR";
 
 /// The prebuilt-binaries directory from [`BIN_DIR_ENV`], if set.
-pub fn prebuilt_bin_dir() -> Option<PathBuf> {
+pub(crate) fn prebuilt_bin_dir() -> Option<PathBuf> {
     std::env::var_os(BIN_DIR_ENV)
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)

@@ -122,7 +122,7 @@ impl FloatBound {
     }
 
     /// `value` if it is finite and in the range.
-    pub fn check(&self, value: f64) -> Result<f64, String> {
+    pub(crate) fn check(&self, value: f64) -> Result<f64, String> {
         let above = if self.min_inclusive {
             value >= self.min
         } else {

@@ -80,7 +80,7 @@ pub fn check_version<T: Contract>(document: &Value) -> Result<(), String> {
 
 /// Parses `text`, read from `path` (named in every error): the version
 /// first, then every field.
-pub fn parse<T: Contract>(text: &str, path: &Path) -> Result<T, ContractError> {
+pub(crate) fn parse<T: Contract>(text: &str, path: &Path) -> Result<T, ContractError> {
     let document: Value = serde_json::from_str(text).map_err(|source| ContractError::NotJson {
         path: path.to_owned(),
         source,
@@ -96,7 +96,7 @@ pub fn parse<T: Contract>(text: &str, path: &Path) -> Result<T, ContractError> {
 }
 
 /// Reads and parses the file at `path`.
-pub fn read<T: Contract>(path: &Path) -> Result<T, ContractError> {
+pub(crate) fn read<T: Contract>(path: &Path) -> Result<T, ContractError> {
     let text = std::fs::read_to_string(path).map_err(|source| ContractError::Io {
         path: path.to_owned(),
         source,
@@ -105,6 +105,6 @@ pub fn read<T: Contract>(path: &Path) -> Result<T, ContractError> {
 }
 
 /// `value` as pretty JSON with a final newline, as every tool writes its files.
-pub fn to_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
     serde_json::to_string_pretty(value).map(|json| json + "\n")
 }

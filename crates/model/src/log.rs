@@ -10,7 +10,7 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The columns `input.py` writes.
-pub const INPUT_PY_COLUMNS: [&str; 5] = [
+pub(crate) const INPUT_PY_COLUMNS: [&str; 5] = [
     "request_id",
     "timestamp_ms",
     "latency_ms",
@@ -44,7 +44,7 @@ pub const LOADGEN_COLUMNS: [&str; 15] = [
 /// and where their count came from, and its inter-token gaps (their mean,
 /// their maximum and every gap, space-separated, so the report computes
 /// percentiles over all gaps of a run exactly).
-pub const LLM_COLUMNS: [&str; 7] = [
+pub(crate) const LLM_COLUMNS: [&str; 7] = [
     "ttft_ms",
     "tpot_ms",
     "output_tokens",
@@ -65,7 +65,7 @@ pub enum TokensFrom {
 
 impl TokensFrom {
     /// The name written in the log.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Usage => "usage",
             Self::Counted => "counted",
@@ -91,13 +91,13 @@ pub struct LlmTiming {
 
 impl LlmTiming {
     /// The mean inter-token gap, ms.
-    pub fn itl_mean_ms(&self) -> Option<f64> {
+    pub(crate) fn itl_mean_ms(&self) -> Option<f64> {
         (!self.itl_ms.is_empty())
             .then(|| self.itl_ms.iter().sum::<f64>() / self.itl_ms.len() as f64)
     }
 
     /// The longest inter-token gap, ms.
-    pub fn itl_max_ms(&self) -> Option<f64> {
+    pub(crate) fn itl_max_ms(&self) -> Option<f64> {
         self.itl_ms.iter().copied().reduce(f64::max)
     }
 }
@@ -278,8 +278,8 @@ pub struct LogWriter<W: Write> {
 }
 
 impl LogWriter<BufWriter<File>> {
-    /// Creates (truncates) `path` and writes the header, with the
-    /// [`LLM_COLUMNS`] when `llm`.
+    /// Creates (truncates) `path` and writes the header, with the LLM
+    /// columns (`ttft_ms` to `itl_ms`) when `llm`.
     pub fn create(path: &Path, llm: bool) -> Result<Self, LogError> {
         let file = File::create(path).map_err(|source| LogError::Io {
             path: path.to_owned(),
@@ -290,8 +290,8 @@ impl LogWriter<BufWriter<File>> {
 }
 
 impl<W: Write> LogWriter<W> {
-    /// Wraps any writer and writes the header, with the [`LLM_COLUMNS`]
-    /// when `llm`.
+    /// Wraps any writer and writes the header, with the LLM columns
+    /// (`ttft_ms` to `itl_ms`) when `llm`.
     pub fn new(writer: W, llm: bool) -> Result<Self, LogError> {
         Self::with_path(writer, PathBuf::from("<log>"), llm)
     }

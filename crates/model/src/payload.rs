@@ -27,7 +27,7 @@ pub fn baseline_input(i: u64) -> String {
 }
 
 /// The request `input.py` builds for request `i`.
-pub fn baseline_request(i: u64) -> SingleRequest {
+pub(crate) fn baseline_request(i: u64) -> SingleRequest {
     SingleRequest {
         model: DEFAULT_MODEL.to_owned(),
         input: baseline_input(i),

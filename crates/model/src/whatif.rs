@@ -187,23 +187,6 @@ impl Load {
             Load::Closed { requests, .. } | Load::Open { requests, .. } => requests,
         }
     }
-
-    /// The same load with another number of requests.
-    pub fn with_requests(self, requests: u32) -> Self {
-        match self {
-            Load::Closed { concurrency, .. } => Load::Closed {
-                concurrency,
-                requests,
-            },
-            Load::Open {
-                rate_rps, poisson, ..
-            } => Load::Open {
-                rate_rps,
-                requests,
-                poisson,
-            },
-        }
-    }
 }
 
 /// The fit as the JSON shows it (the samples themselves stay out).
@@ -377,19 +360,12 @@ mod tests {
     }
 
     #[test]
-    fn loads_keep_their_shape_when_resized() {
+    fn a_load_counts_its_requests_and_an_estimate_holds_its_bounds() {
         let closed = Load::Closed {
             concurrency: 20,
             requests: 400,
         };
         assert_eq!(closed.requests(), 400);
-        assert_eq!(
-            closed.with_requests(10),
-            Load::Closed {
-                concurrency: 20,
-                requests: 10
-            }
-        );
         assert!(Estimate {
             value: 1.0,
             lo: 0.5,

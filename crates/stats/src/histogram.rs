@@ -261,7 +261,7 @@ impl LatencyHistogram {
     /// Every distinct recorded value as (its bucket midpoint in ms, how many
     /// latencies fell in that bucket), ascending: what a text or chart
     /// histogram of the run needs, without exposing the buckets' layout.
-    pub fn recorded_ms(&self) -> Vec<(f64, u64)> {
+    fn recorded_ms(&self) -> Vec<(f64, u64)> {
         self.histogram
             .iter_recorded()
             .map(|v| {

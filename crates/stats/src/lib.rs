@@ -58,7 +58,7 @@
 
 #![deny(missing_docs)]
 
-pub mod bootstrap;
+mod bootstrap;
 mod error;
 mod histogram;
 mod quantile;

@@ -34,7 +34,7 @@ pub enum QuantileMethod {
 
 impl QuantileMethod {
     /// Every method, in declaration order (handy for help texts and tests).
-    pub const ALL: [QuantileMethod; 4] = [
+    const ALL: [QuantileMethod; 4] = [
         QuantileMethod::Linear,
         QuantileMethod::Exclusive,
         QuantileMethod::Inclusive,
@@ -43,7 +43,7 @@ impl QuantileMethod {
 
     /// The name accepted by [`FromStr`]: `"linear"`, `"exclusive"`,
     /// `"inclusive"` or `"nearest-rank"`.
-    pub fn as_str(&self) -> &'static str {
+    fn as_str(&self) -> &'static str {
         match self {
             QuantileMethod::Linear => "linear",
             QuantileMethod::Exclusive => "exclusive",

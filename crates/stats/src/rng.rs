@@ -78,7 +78,7 @@ impl Normals {
     }
 
     /// Normals drawn from `rng`'s stream, from where it stands.
-    pub fn from_rng(rng: SplitMix64) -> Self {
+    fn from_rng(rng: SplitMix64) -> Self {
         Normals { rng, spare: None }
     }
 

@@ -92,7 +92,7 @@ pub enum Stat {
 impl Stat {
     /// The statistic of ascending, finite values; `None` when there are
     /// none (nothing to measure is not a number).
-    pub fn of_sorted(self, sorted: &[f64]) -> Option<f64> {
+    fn of_sorted(self, sorted: &[f64]) -> Option<f64> {
         if sorted.is_empty() {
             return None;
         }
@@ -248,7 +248,7 @@ impl Slo {
     /// it), and for ITL the statistic over its own gaps (`itl_p99<=50`:
     /// the P99 of its gaps; no gap meets it). `None` for objectives that
     /// are not per request (error rate, the rates).
-    pub fn met_by(&self, request: &Request<'_>) -> Option<bool> {
+    fn met_by(&self, request: &Request<'_>) -> Option<bool> {
         let Metric::Latency(series, stat) = self.metric else {
             return None;
         };

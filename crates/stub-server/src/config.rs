@@ -10,11 +10,11 @@ use crate::faults::FaultConfig;
 pub const MAX_ITEMS_PER_REQUEST: usize = 256;
 
 /// The address the server binds unless told otherwise.
-pub const DEFAULT_BIND: SocketAddr =
+pub(crate) const DEFAULT_BIND: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
 
 /// Bodies larger than this are refused with 413 unless configured otherwise.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The profile used when none is named: the scenario of the task.
 pub const DEFAULT_PROFILE: &str = "placeholder";
@@ -98,7 +98,7 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
-    /// The built-in profile `name`, bound to [`DEFAULT_BIND`].
+    /// The built-in profile `name`, bound to `127.0.0.1:8000`.
     ///
     /// - `placeholder`: the task's scenario, 2 workers, 100 ms + 2 ms/item,
     ///   jitter 0.1, no dynamic batching.
@@ -342,7 +342,7 @@ impl ServerConfig {
     }
 
     /// The most inputs one request may carry.
-    pub fn max_items_per_request(&self) -> usize {
+    pub(crate) fn max_items_per_request(&self) -> usize {
         MAX_ITEMS_PER_REQUEST.min(self.max_queue)
     }
 }

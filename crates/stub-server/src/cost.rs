@@ -25,7 +25,7 @@ pub struct ServiceTimeModel {
 
 impl ServiceTimeModel {
     /// The cost of a batch of `batch_items` without jitter, in ms.
-    pub fn nominal_ms(&self, batch_items: usize) -> f64 {
+    pub(crate) fn nominal_ms(&self, batch_items: usize) -> f64 {
         self.base_ms + self.per_item_ms * batch_items as f64
     }
 
@@ -48,7 +48,7 @@ pub struct ServiceTimeSampler {
 
 impl ServiceTimeSampler {
     /// The service time of the next batch of `batch_items` items, in ms.
-    pub fn next_ms(&mut self, batch_items: usize) -> f64 {
+    pub(crate) fn next_ms(&mut self, batch_items: usize) -> f64 {
         let nominal = self.model.nominal_ms(batch_items);
         // Drawing even when jitter is 0 keeps the stream position a function
         // of the batch count alone, whatever the jitter.

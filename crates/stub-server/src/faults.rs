@@ -90,7 +90,7 @@ impl FaultConfig {
 
     /// Each rate in [0, 1], their sum at most 1, a stall time when stalls
     /// are asked for.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         for (flag, rate) in self.rates() {
             if !(rate.is_finite() && (0.0..=1.0).contains(&rate)) {
                 return Err(ConfigError::Invalid {

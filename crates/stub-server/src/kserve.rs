@@ -37,9 +37,9 @@ use crate::http::{json, App, ResponseBody};
 use crate::scheduler::SubmitError;
 
 /// The input and output tensor names of the simulated model.
-pub const INPUT_NAME: &str = "input";
+pub(crate) const INPUT_NAME: &str = "input";
 /// See [`INPUT_NAME`].
-pub const OUTPUT_NAME: &str = "output";
+pub(crate) const OUTPUT_NAME: &str = "output";
 
 /// Per-model statistics since start.
 #[derive(Debug, Default)]

@@ -78,10 +78,7 @@ mod scheduler;
 mod server;
 mod timer;
 
-pub use config::{
-    ConfigError, ServerConfig, DEFAULT_BIND, DEFAULT_MAX_BODY_BYTES, DEFAULT_PROFILE,
-    MAX_ITEMS_PER_REQUEST, PROFILES,
-};
+pub use config::{ConfigError, ServerConfig, DEFAULT_PROFILE, MAX_ITEMS_PER_REQUEST, PROFILES};
 pub use cost::{ServiceTimeModel, ServiceTimeSampler};
 pub use faults::{FaultConfig, FaultPlan};
 pub use llm::{LlmConfig, PromptTokenizer};

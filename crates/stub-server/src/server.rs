@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::scheduler::Scheduler;
 
 /// Largest request head or HTTP/2 header list accepted, in bytes.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Most bytes of an unread request body a connection reads and discards
 /// before it closes, after answering without reading it (a 413): see

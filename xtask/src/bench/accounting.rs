@@ -8,7 +8,7 @@ use std::fs;
 /// `getrusage(RUSAGE_CHILDREN)` taken before and after it is reaped (the
 /// servers run on and are reaped later, so the difference is the client's).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct ClientCpu {
+pub(crate) struct ClientCpu {
     /// User-mode CPU seconds.
     pub user_s: f64,
     /// Kernel-mode CPU seconds.
@@ -19,7 +19,7 @@ pub struct ClientCpu {
 
 impl ClientCpu {
     /// Totals of every child reaped so far.
-    pub fn of_reaped_children() -> Self {
+    pub(crate) fn of_reaped_children() -> Self {
         // SAFETY: getrusage writes into the zeroed struct we own.
         let usage = unsafe {
             let mut usage: libc::rusage = std::mem::zeroed();
@@ -37,7 +37,7 @@ impl ClientCpu {
     }
 
     /// What was used between `before` and `self`.
-    pub fn since(self, before: Self) -> Self {
+    pub(crate) fn since(self, before: Self) -> Self {
         Self {
             user_s: self.user_s - before.user_s,
             system_s: self.system_s - before.system_s,
@@ -51,7 +51,7 @@ impl ClientCpu {
 /// CPU seconds (user + system, all threads) used so far by process `pid`
 /// and its live children (nginx's workers), from `/proc`; `None` where
 /// `/proc` cannot tell.
-pub fn process_tree_cpu_s(pid: u32) -> Option<f64> {
+pub(crate) fn process_tree_cpu_s(pid: u32) -> Option<f64> {
     // SAFETY: sysconf only reads a configuration value.
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks_per_s <= 0 {

@@ -25,7 +25,7 @@ const REQUESTS: usize = 200;
 
 /// Overshoot quantiles, ms (observed minus requested).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Overshoot {
+pub(super) struct Overshoot {
     /// Median.
     pub p50_ms: f64,
     /// 99th percentile.
@@ -36,7 +36,7 @@ pub struct Overshoot {
 
 /// The result of the accuracy run.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Accuracy {
+pub(super) struct Accuracy {
     /// What the model asks for, ms.
     pub requested_ms: f64,
     /// Requests measured.
@@ -54,7 +54,11 @@ pub struct Accuracy {
 
 /// Starts a fresh simulator (placeholder shape, jitter 0) and loads it with
 /// loadgen, writing the per-request log into `dir`.
-pub fn measure(server_bin: &Path, loadgen_bin: &Path, dir: &Path) -> Result<Accuracy, TaskError> {
+pub(super) fn measure(
+    server_bin: &Path,
+    loadgen_bin: &Path,
+    dir: &Path,
+) -> Result<Accuracy, TaskError> {
     let server_args: Vec<String> = [
         "--profile",
         "placeholder",

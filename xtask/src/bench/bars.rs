@@ -7,14 +7,14 @@ use super::compare::{ClientBound, Comparison};
 
 /// One bar as bench.json records it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Bar {
+pub(super) struct Bar {
     pub bar: String,
     pub met: Option<bool>,
     pub detail: String,
 }
 
 /// A bar, printed as it is judged.
-pub fn bar(name: &str, met: Option<bool>, detail: String) -> Bar {
+pub(super) fn bar(name: &str, met: Option<bool>, detail: String) -> Bar {
     let verdict = match met {
         Some(true) => "met",
         Some(false) => "MISSED",
@@ -35,7 +35,7 @@ pub fn bar(name: &str, met: Option<bool>, detail: String) -> Bar {
 /// client's CPU includes sleeping and being woken, which a faster client
 /// does more of (see the client-bound bars for what a client makes of its
 /// CPU).
-pub fn throughput_bars(server: &str, v: &Comparison) -> Vec<Bar> {
+pub(super) fn throughput_bars(server: &str, v: &Comparison) -> Vec<Bar> {
     let ours = v.judged_loadgen();
     let rps_bar = |peer: &str, title: String, met: fn(f64) -> bool| {
         let pair = format!("{ours}/{peer}");
@@ -68,7 +68,7 @@ pub fn throughput_bars(server: &str, v: &Comparison) -> Vec<Bar> {
 
 /// The client-bound bars: loadgen's req/s against wrk's and oha's with
 /// every client held to the same share of a CPU.
-pub fn client_bound_bars(v: Option<&ClientBound>) -> Vec<Bar> {
+pub(super) fn client_bound_bars(v: Option<&ClientBound>) -> Vec<Bar> {
     let title = |peer: &str| format!("loadgen rps, client-bound (same CPU cap), vs {peer}");
     let v = match v {
         Some(ClientBound::Measured(v)) => v,
@@ -101,7 +101,7 @@ pub(super) mod tests {
     use super::*;
 
     /// A comparison with these per-pair paired medians (IQR = the median).
-    pub fn comparison(pairs: &[(&str, f64)]) -> Comparison {
+    pub(crate) fn comparison(pairs: &[(&str, f64)]) -> Comparison {
         let mut c = Comparison::default();
         for (pair, r) in pairs {
             c.ratios.insert(

@@ -11,7 +11,7 @@ use std::process::Command;
 /// its CPU, free of the server-side effects that decide the uncapped runs.
 /// The cgroup is removed when this is dropped.
 #[derive(Debug)]
-pub struct CpuCap {
+pub(super) struct CpuCap {
     dir: PathBuf,
     tasks: PathBuf,
     /// The share of one CPU, for the record.
@@ -26,7 +26,7 @@ impl CpuCap {
     /// Creates the cgroup (cgroup v1 `cpu` controller, or v2 with `cpu`
     /// enabled at the root). `None` where neither is writable, e.g. without
     /// root: the capped comparison is then skipped and says so.
-    pub fn create(share: f64) -> Option<Self> {
+    pub(super) fn create(share: f64) -> Option<Self> {
         let quota_us = (share * Self::PERIOD_US as f64).round() as u64;
         let name = format!("latency-bench-{}", std::process::id());
         let v1 = Path::new("/sys/fs/cgroup/cpu");
@@ -64,7 +64,7 @@ impl CpuCap {
 
     /// `cmd`, started inside the cgroup: a shell joins it, then execs the
     /// client (same process, so its resource usage is still the client's).
-    pub fn wrap(&self, cmd: &Command) -> Command {
+    pub(super) fn wrap(&self, cmd: &Command) -> Command {
         let mut capped = Command::new("sh");
         capped
             .arg("-c")

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub use loadgen::{loadgen_command, loadgen_has_flag};
-pub use oha::oha_command;
-pub use wrk::{write_wrk_script, wrk_command};
+pub(super) use loadgen::{loadgen_command, loadgen_has_flag};
+pub(super) use oha::oha_command;
+pub(super) use wrk::{write_wrk_script, wrk_command};
 
 use super::accounting::{self, ClientCpu};
 use super::cgroup::CpuCap;
@@ -22,7 +22,7 @@ use super::{Bins, TaskError};
 use crate::process;
 
 /// What every client run shares.
-pub struct Load<'a> {
+pub(super) struct Load<'a> {
     /// Target URL.
     pub url: &'a str,
     /// Open connections.
@@ -50,7 +50,7 @@ pub struct Load<'a> {
 
 /// Connection reuse in a client run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
+pub(super) enum Reuse {
     /// Each connection carries request after request (every client's default).
     KeepAlive,
     /// A new connection (over TLS: a full handshake) for every request.
@@ -59,7 +59,7 @@ pub enum Reuse {
 
 /// One measured run of a client.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct ClientRun {
+pub(super) struct ClientRun {
     /// Completed requests per second.
     pub rps: f64,
     /// Median latency, microseconds.
@@ -78,20 +78,20 @@ impl ClientRun {
     /// The client's CPU time (user + system) per completed request, us: what
     /// it costs to generate load, whoever was the bottleneck. On N cores a
     /// client can send at most about N / this many requests per second.
-    pub fn cpu_us_per_request(&self) -> Option<f64> {
+    pub(super) fn cpu_us_per_request(&self) -> Option<f64> {
         (self.requests > 0)
             .then(|| (self.cpu.user_s + self.cpu.system_s) * 1e6 / self.requests as f64)
     }
 
     /// The server's CPU time per request this client completed, us: with
     /// the server the bottleneck, what decides req/s.
-    pub fn server_cpu_us_per_request(&self) -> Option<f64> {
+    pub(super) fn server_cpu_us_per_request(&self) -> Option<f64> {
         let cpu_s = self.server_cpu_s?;
         (self.requests > 0).then(|| cpu_s * 1e6 / self.requests as f64)
     }
 
     /// Context switches (voluntary + involuntary) per completed request.
-    pub fn switches_per_request(&self) -> Option<f64> {
+    pub(super) fn switches_per_request(&self) -> Option<f64> {
         (self.requests > 0).then(|| self.cpu.context_switches as f64 / self.requests as f64)
     }
 }
@@ -99,11 +99,11 @@ impl ClientRun {
 /// The busy-poll window of the `loadgen-busy-poll` runs: loadgen's
 /// setting for a client pinned to cores of its own (see
 /// `crates/loadgen/src/busy_poll.rs`), off by default.
-pub const BUSY_POLL_US: u64 = 50;
+pub(super) const BUSY_POLL_US: u64 = 50;
 
 /// A client the bench runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Client {
+pub(super) enum Client {
     /// `loadgen` with its defaults.
     Loadgen,
     /// `loadgen --busy-poll-us BUSY_POLL_US`.
@@ -114,7 +114,7 @@ pub enum Client {
 
 impl Client {
     /// Its name in bench.json (`clients`, `ratios`).
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Self::Loadgen => "loadgen",
             Self::LoadgenBusyPoll => "loadgen-busy-poll",
@@ -124,7 +124,7 @@ impl Client {
     }
 
     /// Whether it can run here (wrk and oha may be missing).
-    pub fn available(self, peers: &Peers) -> bool {
+    pub(super) fn available(self, peers: &Peers) -> bool {
         match self {
             Self::Wrk => peers.wrk.path.is_some(),
             Self::Oha => peers.oha.path.is_some(),
@@ -134,7 +134,7 @@ impl Client {
 
     /// One timed run against `load`, with the server's CPU over it;
     /// `None` for a missing peer.
-    pub fn run(
+    pub(super) fn run(
         self,
         bins: &Bins,
         peers: &Peers,
@@ -165,7 +165,7 @@ impl Client {
 
     /// The command line it runs with, for the record (empty for a missing
     /// peer).
-    pub fn command(self, bins: &Bins, peers: &Peers, load: &Load, script: &Path) -> String {
+    pub(super) fn command(self, bins: &Bins, peers: &Peers, load: &Load, script: &Path) -> String {
         let json = Path::new("loadgen.json");
         match self {
             Self::Loadgen => describe(&loadgen_command(&bins.loadgen, load, json, None)),
@@ -238,7 +238,7 @@ fn output_of(cmd: Command, load: &Load, what: &str) -> Result<Output, TaskError>
 }
 
 /// The command line as a user would type it, for the record.
-pub fn describe(cmd: &Command) -> String {
+pub(super) fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|a| {

@@ -15,7 +15,7 @@ use super::{Bins, TaskError};
 
 /// Median of the rounds of one client against one server.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ClientResult {
+pub(super) struct ClientResult {
     pub rps_median: f64,
     pub rps_rounds: Vec<f64>,
     pub p50_us_median: Option<f64>,
@@ -31,7 +31,7 @@ pub struct ClientResult {
 
 /// One of our clients against one peer, over the same interleaved rounds.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Ratios {
+pub(super) struct Ratios {
     /// Median over rounds of (ours / peer) req/s within the same round: the
     /// figure the bars use, as it cancels drift between rounds (this VM's
     /// absolute rates move 10-20% from minute to minute).
@@ -79,7 +79,7 @@ impl Ratios {
 
 /// Every client against one server.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Comparison {
+pub(super) struct Comparison {
     /// By client name.
     pub clients: BTreeMap<&'static str, ClientResult>,
     /// By `ours/peer` (`loadgen/wrk`).
@@ -95,7 +95,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// A client's median req/s, where it ran and completed any.
-    pub fn rps_of(&self, client: &str) -> Option<f64> {
+    pub(super) fn rps_of(&self, client: &str) -> Option<f64> {
         self.clients
             .get(client)
             .map(|c| c.rps_median)
@@ -103,7 +103,7 @@ impl Comparison {
     }
 
     /// The loadgen variant the bars judge: busy polling where it ran.
-    pub fn judged_loadgen(&self) -> &'static str {
+    pub(super) fn judged_loadgen(&self) -> &'static str {
         if self.ratios.contains_key("loadgen-busy-poll/wrk") {
             "loadgen-busy-poll"
         } else {
@@ -113,7 +113,7 @@ impl Comparison {
 
     /// The median of `pair`'s per-round req/s ratios (pair as in
     /// `"loadgen/wrk"`), and how it reads: `1.074 (IQR 0.972-1.105)`.
-    pub fn paired_ratio(&self, pair: &str) -> Option<(f64, String)> {
+    pub(super) fn paired_ratio(&self, pair: &str) -> Option<(f64, String)> {
         let ratios = self.ratios.get(pair)?;
         let median = ratios.rps_paired_median?;
         let spread = match ratios.rps_paired_interquartile {
@@ -127,20 +127,20 @@ impl Comparison {
 /// The client-bound comparison, or why it did not run.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum ClientBound {
+pub(super) enum ClientBound {
     Measured(Comparison),
     Skipped { skipped: &'static str },
 }
 
 /// The `q` quantile (numpy's default method) of the finite `values`;
 /// `None` when there are none.
-pub fn quantile_of(values: &[f64], q: f64) -> Option<f64> {
+pub(super) fn quantile_of(values: &[f64], q: f64) -> Option<f64> {
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     let sorted = stats::sorted_finite(&finite).ok()?;
     stats::quantile(&sorted, q, stats::QuantileMethod::Linear).ok()
 }
 
-pub fn median_of(values: &[f64]) -> Option<f64> {
+pub(super) fn median_of(values: &[f64]) -> Option<f64> {
     quantile_of(values, 0.5)
 }
 
@@ -178,7 +178,7 @@ fn collect(runs: &[ClientRun], command: String) -> ClientResult {
 
 /// Runs every client `rounds` times against `load`, rotating the order each
 /// round so no client always goes first (warm caches) or last.
-pub fn compare_clients(
+pub(super) fn compare_clients(
     bins: &Bins,
     peers: &Peers,
     pin: &Pinning,
@@ -283,7 +283,7 @@ const CLIENT_CAP_SHARE: f64 = 0.4;
 /// Client-bound runs against `load` (nginx): each client capped at
 /// [`CLIENT_CAP_SHARE`] of a CPU, so its req/s is what it makes of the
 /// same CPU. Busy polling is left out: a capped client is never idle.
-pub fn compare_capped(
+pub(super) fn compare_capped(
     bins: &Bins,
     peers: &Peers,
     pin: &Pinning,

@@ -15,7 +15,7 @@ use crate::{json, process, workspace};
 
 /// Mean time per benchmark iteration, ms, as criterion estimated it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct StatsBench {
+pub(super) struct StatsBench {
     /// Record 10 M nanosecond values into the `hdrhistogram` crate directly
     /// and read 5 quantiles.
     pub hdrhistogram_record_10m_ms: f64,
@@ -44,7 +44,7 @@ const BENCHES: [(&str, &str); 5] = [
 /// The what-if engine's simulation of 100,000 closed-loop requests, ms per
 /// run, as criterion estimated it (the bar: well under 1,000 ms).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct WhatifBench {
+pub(super) struct WhatifBench {
     /// Placeholder server, unbatched client.
     pub simulate_100k_unbatched_ms: f64,
     /// Placeholder server, batches of 10 with a 10 ms wait.
@@ -81,7 +81,7 @@ fn cargo_bench(log_dir: &Path, package: &str, bench: &str) -> Result<String, Tas
 }
 
 /// Runs the what-if engine's benchmark and collects its estimates.
-pub fn run_whatif(log_dir: &Path) -> Result<WhatifBench, TaskError> {
+pub(super) fn run_whatif(log_dir: &Path) -> Result<WhatifBench, TaskError> {
     let command = cargo_bench(log_dir, "report", "whatif")?;
     let group = "whatif_simulate_100k";
     Ok(WhatifBench {
@@ -93,7 +93,7 @@ pub fn run_whatif(log_dir: &Path) -> Result<WhatifBench, TaskError> {
 }
 
 /// Runs the benchmark and collects its estimates.
-pub fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
+pub(super) fn run(log_dir: &Path) -> Result<StatsBench, TaskError> {
     let command = cargo_bench(log_dir, "stats", "histogram")?;
     let mut ms = [0.0; BENCHES.len()];
     for (slot, (group, name)) in ms.iter_mut().zip(BENCHES) {

@@ -24,16 +24,16 @@ use super::{Bins, TaskError};
 use crate::process::{self, ServerProcess};
 
 /// Streams at once.
-pub const STREAMS: usize = 1000;
+pub(super) const STREAMS: usize = 1000;
 /// Tokens per stream.
-pub const TOKENS: u32 = 256;
+pub(super) const TOKENS: u32 = 256;
 /// The server's step, so the schedule between tokens, ms.
-pub const STEP_MS: f64 = 20.0;
+pub(super) const STEP_MS: f64 = 20.0;
 /// How far the measured ITL P99 may be from the schedule, ms.
-pub const ITL_P99_SLACK_MS: f64 = 2.0;
+pub(super) const ITL_P99_SLACK_MS: f64 = 2.0;
 
 /// Runs the streaming bench; returns its record and its bar.
-pub fn measure(
+pub(super) fn measure(
     bins: &Bins,
     pin: &Pinning,
     dir: &Path,

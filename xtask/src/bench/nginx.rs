@@ -12,7 +12,7 @@ use crate::process::ProcessError;
 
 /// nginx answering every request with a static JSON file, on its own
 /// prefix directory, stopped (SIGQUIT, then SIGKILL) when dropped.
-pub struct Nginx {
+pub(super) struct Nginx {
     child: Child,
     /// The URL to load.
     pub url: String,
@@ -20,13 +20,13 @@ pub struct Nginx {
 
 impl Nginx {
     /// The master's process id (its workers are its children).
-    pub fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Starts `bin` with `workers` worker processes on a free loopback port,
     /// over TLS 1.3 with `tls` when given.
-    pub fn start(
+    pub(super) fn start(
         bin: &Path,
         dir: &Path,
         workers: usize,

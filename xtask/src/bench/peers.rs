@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 /// A peer program and what we know of it.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Peer {
+pub(super) struct Peer {
     /// Where it was found; `None` when missing.
     pub path: Option<PathBuf>,
     /// First line of its version output.
@@ -24,7 +24,7 @@ impl Peer {
 }
 
 /// The three peers.
-pub struct Peers {
+pub(super) struct Peers {
     pub wrk: Peer,
     pub oha: Peer,
     pub nginx: Peer,
@@ -32,7 +32,7 @@ pub struct Peers {
 
 impl Peers {
     /// Looks for each peer and prints what was found.
-    pub fn find() -> Self {
+    pub(super) fn find() -> Self {
         let peers = Self {
             wrk: find("wrk", &["-v"]),
             oha: find("oha", &["--version"]),
@@ -56,7 +56,7 @@ impl Peers {
 
 /// Finds `name` on `PATH` or in the extra directories (cargo installs to
 /// `~/.cargo/bin`, nginx lives in `/usr/sbin`, often off a user's `PATH`).
-pub fn find(name: &str, version_args: &[&str]) -> Peer {
+pub(super) fn find(name: &str, version_args: &[&str]) -> Peer {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();

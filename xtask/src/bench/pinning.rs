@@ -3,7 +3,7 @@
 //! children it starts inherit it.
 
 /// CPUs for each side.
-pub struct Pinning {
+pub(super) struct Pinning {
     pub client: Vec<usize>,
     pub server: Vec<usize>,
     all: Vec<usize>,
@@ -13,7 +13,7 @@ pub struct Pinning {
 impl Pinning {
     /// The lower half of the CPUs for the client, the upper for the server;
     /// no pinning when disabled or with a single CPU.
-    pub fn plan(cores: usize, enabled: bool) -> Self {
+    pub(super) fn plan(cores: usize, enabled: bool) -> Self {
         let all: Vec<usize> = (0..cores).collect();
         if !enabled || cores < 2 {
             return Self {
@@ -33,7 +33,7 @@ impl Pinning {
     }
 
     /// The plan for this machine's CPUs, printed.
-    pub fn for_this_machine(enabled: bool) -> Self {
+    pub(super) fn for_this_machine(enabled: bool) -> Self {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -52,28 +52,28 @@ impl Pinning {
     }
 
     /// What follows runs on the server's CPUs.
-    pub fn as_server(&self) {
+    pub(super) fn as_server(&self) {
         if self.used {
             pin_self(&self.server);
         }
     }
 
     /// What follows runs on the client's CPUs.
-    pub fn as_client(&self) {
+    pub(super) fn as_client(&self) {
         if self.used {
             pin_self(&self.client);
         }
     }
 
     /// Back to every CPU.
-    pub fn release(&self) {
+    pub(super) fn release(&self) {
         if self.used {
             pin_self(&self.all);
         }
     }
 
     /// `taskset -c LIST ` for the client's or the server's printed command.
-    pub fn prefix(&self, client: bool) -> String {
+    pub(super) fn prefix(&self, client: bool) -> String {
         if self.used {
             let cpus = if client { &self.client } else { &self.server };
             format!("taskset -c {} ", cpu_list(cpus))
@@ -85,7 +85,7 @@ impl Pinning {
 
 /// Pins the calling thread (and so every process it spawns afterwards) to
 /// `cpus`: the effect of `taskset -c`. Returns false where not supported.
-pub fn pin_self(cpus: &[usize]) -> bool {
+pub(super) fn pin_self(cpus: &[usize]) -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write inside it;
@@ -107,7 +107,7 @@ pub fn pin_self(cpus: &[usize]) -> bool {
 }
 
 /// `0-3` style list for the record and for printed commands.
-pub fn cpu_list(cpus: &[usize]) -> String {
+pub(super) fn cpu_list(cpus: &[usize]) -> String {
     match (cpus.first(), cpus.last()) {
         (Some(a), Some(b)) if a == b => a.to_string(),
         (Some(a), Some(b)) => format!("{a}-{b}"),

@@ -15,7 +15,7 @@ use super::{Bins, TaskError, BODY};
 use crate::process::ServerProcess;
 
 /// Everything but the TLS comparison, the stats benchmarks and `./run_tests`.
-pub struct Plain {
+pub(super) struct Plain {
     pub stub: Comparison,
     pub low_load: Comparison,
     /// `None` where nginx is missing.
@@ -25,7 +25,7 @@ pub struct Plain {
 }
 
 impl Plain {
-    pub fn measure(
+    pub(super) fn measure(
         bins: &Bins,
         peers: &Peers,
         pin: &Pinning,
@@ -129,7 +129,7 @@ impl Plain {
     }
 
     /// The simulator's zero-cost req/s with the fastest client.
-    pub fn stub_capacity(&self) -> f64 {
+    pub(super) fn stub_capacity(&self) -> f64 {
         ["loadgen", "loadgen-busy-poll", "wrk", "oha"]
             .iter()
             .filter_map(|c| self.stub.rps_of(c))
@@ -137,7 +137,7 @@ impl Plain {
     }
 
     /// What loadgen sends at best against nginx (its own ceiling).
-    pub fn loadgen_max(&self) -> Option<f64> {
+    pub(super) fn loadgen_max(&self) -> Option<f64> {
         self.nginx.as_ref().and_then(|v| {
             ["loadgen", "loadgen-busy-poll"]
                 .iter()
@@ -146,7 +146,7 @@ impl Plain {
         })
     }
 
-    pub fn bars(&self) -> Vec<Bar> {
+    pub(super) fn bars(&self) -> Vec<Bar> {
         let mut bars = Vec::new();
         for (name, v) in [
             ("zero-cost stub-server", Some(&self.stub)),

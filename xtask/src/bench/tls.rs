@@ -25,7 +25,7 @@ use super::{Bins, TaskError};
 
 /// A certificate and its private key, as PEM files.
 #[derive(Debug, Clone)]
-pub struct Certificate {
+pub(super) struct Certificate {
     /// The certificate (also what `loadgen --cacert` trusts: it is its own
     /// issuer).
     pub cert: PathBuf,
@@ -42,7 +42,7 @@ impl Certificate {
     /// default key, ECDSA P-256) and writes `cert.pem` and `key.pem` into
     /// `dir`. A fresh key every bench run: nothing is kept or trusted
     /// beyond the run.
-    pub fn generate(dir: &Path) -> Result<Self, TaskError> {
+    pub(super) fn generate(dir: &Path) -> Result<Self, TaskError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| TaskError::Io { path, source }
@@ -88,7 +88,7 @@ impl Drop for RemovedOnDrop {
 
 /// The two regimes, as the other comparisons record theirs (`clients`,
 /// `ratios`, ...), and how they were set up.
-pub struct Results {
+pub(super) struct Results {
     /// Keep-alive connections.
     pub keepalive: Comparison,
     /// A new connection per request.
@@ -104,7 +104,7 @@ const NO_CACERT: &str = "this loadgen build has no --cacert (no https support)";
 /// Starts nginx over TLS on the server CPUs and runs both regimes against
 /// it. `template` gives the connections, threads, duration, body and
 /// scratch directory; the URL, server and connection settings are set here.
-pub fn measure(
+pub(super) fn measure(
     bins: &Bins,
     peers: &Peers,
     pin: &Pinning,
@@ -188,7 +188,7 @@ pub fn measure(
 
 /// The TLS bars, one per regime: `loadgen` not the slowest of the three.
 /// `results` is `None` where nginx is missing.
-pub fn bars(results: Option<&Results>) -> Vec<Bar> {
+pub(super) fn bars(results: Option<&Results>) -> Vec<Bar> {
     let regimes = [("keep-alive", "keepalive"), ("per-request", "per_request")];
     regimes
         .into_iter()

@@ -2,7 +2,7 @@
 
 /// Deterministic lognormal "latencies" in milliseconds with the given median
 /// and log-space standard deviation (SplitMix64 + Box–Muller).
-pub fn lognormal_ms(count: usize, median_ms: f64, sigma: f64, seed: u64) -> Vec<f64> {
+pub(crate) fn lognormal_ms(count: usize, median_ms: f64, sigma: f64, seed: u64) -> Vec<f64> {
     let mut rng = stats::SplitMix64::new(seed);
     (0..count)
         .map(|_| {

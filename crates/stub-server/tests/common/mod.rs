@@ -18,19 +18,19 @@ use stub_server::{RunningServer, ServerConfig, ServiceTimeModel};
 /// time keeps their tolerances honest.
 static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub async fn timing_lock() -> tokio::sync::MutexGuard<'static, ()> {
+pub(crate) async fn timing_lock() -> tokio::sync::MutexGuard<'static, ()> {
     TIMING.lock().await
 }
 
 /// A zero-cost config on a free loopback port.
-pub fn config() -> ServerConfig {
+pub(crate) fn config() -> ServerConfig {
     let mut c = ServerConfig::profile("zero-cost").unwrap();
     c.bind = "127.0.0.1:0".parse().unwrap();
     c
 }
 
 /// A deterministic config: `workers` workers, `base_ms` + `per_item_ms` per batch, no jitter.
-pub fn timed_config(workers: usize, base_ms: f64, per_item_ms: f64) -> ServerConfig {
+pub(crate) fn timed_config(workers: usize, base_ms: f64, per_item_ms: f64) -> ServerConfig {
     ServerConfig {
         workers,
         service: ServiceTimeModel {
@@ -43,42 +43,42 @@ pub fn timed_config(workers: usize, base_ms: f64, per_item_ms: f64) -> ServerCon
     }
 }
 
-pub fn start(config: ServerConfig) -> RunningServer {
+pub(crate) fn start(config: ServerConfig) -> RunningServer {
     stub_server::spawn(config).unwrap()
 }
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-pub fn client() -> HttpClient {
+pub(crate) fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-pub fn h2c_client() -> HttpClient {
+pub(crate) fn h2c_client() -> HttpClient {
     Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http()
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl Reply {
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 
-    pub fn error_code(&self) -> String {
+    pub(crate) fn error_code(&self) -> String {
         self.json()["error"]["code"]
             .as_str()
             .unwrap_or_default()
             .to_owned()
     }
 
-    pub fn timing(&self) -> ServerTiming {
+    pub(crate) fn timing(&self) -> ServerTiming {
         let value = self
             .headers
             .get(SERVER_TIMING_HEADER)
@@ -86,15 +86,15 @@ impl Reply {
         ServerTiming::parse(value.to_str().unwrap())
     }
 
-    pub fn infer_ms(&self) -> f64 {
+    pub(crate) fn infer_ms(&self) -> f64 {
         self.timing().infer_ms.expect("infer dur")
     }
 
-    pub fn queue_ms(&self) -> f64 {
+    pub(crate) fn queue_ms(&self) -> f64 {
         self.timing().queue_ms.expect("queue dur")
     }
 
-    pub fn batch_size(&self) -> usize {
+    pub(crate) fn batch_size(&self) -> usize {
         let value = self
             .headers
             .get(BATCH_SIZE_HEADER)
@@ -104,7 +104,12 @@ impl Reply {
 }
 
 /// Sends one request, failing the test after 10 s rather than hanging.
-pub async fn send(client: &HttpClient, method: Method, url: &str, body: impl Into<Bytes>) -> Reply {
+pub(crate) async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    body: impl Into<Bytes>,
+) -> Reply {
     let request = Request::builder()
         .method(method)
         .uri(url)
@@ -126,22 +131,22 @@ pub async fn send(client: &HttpClient, method: Method, url: &str, body: impl Int
         .expect("request hung")
 }
 
-pub async fn post(client: &HttpClient, url: &str, body: impl Into<Bytes>) -> Reply {
+pub(crate) async fn post(client: &HttpClient, url: &str, body: impl Into<Bytes>) -> Reply {
     send(client, Method::POST, url, body).await
 }
 
-pub async fn get(client: &HttpClient, url: &str) -> Reply {
+pub(crate) async fn get(client: &HttpClient, url: &str) -> Reply {
     send(client, Method::GET, url, Bytes::new()).await
 }
 
-pub fn single(input: &str) -> String {
+pub(crate) fn single(input: &str) -> String {
     serde_json::json!({"model": "example-model", "input": input}).to_string()
 }
 
-pub fn batch(inputs: &[String]) -> String {
+pub(crate) fn batch(inputs: &[String]) -> String {
     serde_json::json!({"model": "example-model", "inputs": inputs}).to_string()
 }
 
-pub fn base_url(server: &RunningServer) -> String {
+pub(crate) fn base_url(server: &RunningServer) -> String {
     format!("http://{}", server.addr)
 }

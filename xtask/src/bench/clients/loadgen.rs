@@ -12,7 +12,12 @@ use crate::json;
 
 /// `loadgen` in a closed loop for the duration, no per-request log, with
 /// `--busy-poll-us` when given.
-pub fn loadgen_command(bin: &Path, load: &Load, json: &Path, busy_poll_us: Option<u64>) -> Command {
+pub(crate) fn loadgen_command(
+    bin: &Path,
+    load: &Load,
+    json: &Path,
+    busy_poll_us: Option<u64>,
+) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args(["--url", load.url, "-q", "-c"])
         .arg(load.connections.to_string())
@@ -43,7 +48,7 @@ pub fn loadgen_command(bin: &Path, load: &Load, json: &Path, busy_poll_us: Optio
 
 /// Whether this `loadgen` build lists `flag` (e.g. `--busy-poll-us`) in its
 /// help: an older one given with `--bin-dir` may not have it.
-pub fn loadgen_has_flag(bin: &Path, flag: &str) -> bool {
+pub(crate) fn loadgen_has_flag(bin: &Path, flag: &str) -> bool {
     Command::new(bin)
         .arg("--help")
         .stdin(Stdio::null())
@@ -63,7 +68,7 @@ fn help_lists_flag(help: &str, flag: &str) -> bool {
 }
 
 /// Runs loadgen and reads its `--json` summary.
-pub fn run(
+pub(super) fn run(
     bin: &Path,
     load: &Load,
     tag: &str,

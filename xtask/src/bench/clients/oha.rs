@@ -37,7 +37,7 @@ struct Percentiles {
 }
 
 /// `oha` for the duration, JSON output.
-pub fn oha_command(bin: &Path, load: &Load) -> Command {
+pub(crate) fn oha_command(bin: &Path, load: &Load) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg("-z")
         .arg(format!("{}s", load.duration.as_secs().max(1)))
@@ -57,7 +57,7 @@ pub fn oha_command(bin: &Path, load: &Load) -> Command {
 }
 
 /// Runs oha and reads `summary.requestsPerSec`, the median and the counts.
-pub fn run(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
+pub(super) fn run(bin: &Path, load: &Load, tag: &str) -> Result<ClientRun, TaskError> {
     let out = output_of(oha_command(bin, load), load, &format!("oha-{tag}"))?;
     Ok(ClientRun {
         cpu: out.cpu,

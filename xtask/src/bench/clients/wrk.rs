@@ -8,7 +8,7 @@ use super::{output_of, ClientRun, Load, Reuse};
 use crate::error::TaskError;
 
 /// The Lua script that makes wrk POST `body` as JSON.
-pub fn write_wrk_script(dir: &Path, body: &str) -> Result<PathBuf, TaskError> {
+pub(crate) fn write_wrk_script(dir: &Path, body: &str) -> Result<PathBuf, TaskError> {
     let path = dir.join("post.lua");
     // A Lua long bracket needs no escaping of the JSON inside.
     let script = format!(
@@ -22,7 +22,7 @@ pub fn write_wrk_script(dir: &Path, body: &str) -> Result<PathBuf, TaskError> {
 }
 
 /// `wrk` with the POST script and its latency distribution.
-pub fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
+pub(crate) fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
     let mut cmd = Command::new(bin);
     cmd.arg(format!("-t{}", load.threads.min(load.connections)))
         .arg(format!("-c{}", load.connections))
@@ -41,7 +41,12 @@ pub fn wrk_command(bin: &Path, load: &Load, script: &Path) -> Command {
 }
 
 /// Runs wrk and parses `Requests/sec`, the 50% latency and error counts.
-pub fn run(bin: &Path, load: &Load, script: &Path, tag: &str) -> Result<ClientRun, TaskError> {
+pub(super) fn run(
+    bin: &Path,
+    load: &Load,
+    script: &Path,
+    tag: &str,
+) -> Result<ClientRun, TaskError> {
     let out = output_of(wrk_command(bin, load, script), load, &format!("wrk-{tag}"))?;
     let run = parse_wrk(&out.text).ok_or_else(|| {
         TaskError::Step(format!(
