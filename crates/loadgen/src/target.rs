@@ -183,7 +183,7 @@ fn parse_port(text: &str) -> Option<u16> {
 
 /// Resolves the target's host, IPv4 addresses first (servers most often
 /// bind them; a connection tries each address in turn).
-pub async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, TargetError> {
+pub(crate) async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, TargetError> {
     let failed = |reason: String| TargetError::Resolve {
         host: target.host.clone(),
         reason,
