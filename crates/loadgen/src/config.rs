@@ -33,7 +33,7 @@ pub enum ConnectionMode {
 
 impl ConnectionMode {
     /// The name used on the command line and in summaries.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::PerRequest => "per-request",
             Self::Pooled => "pooled",
@@ -52,7 +52,7 @@ pub enum Arrival {
 
 impl Arrival {
     /// The name used on the command line and in summaries.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Constant => "constant",
             Self::Poisson => "poisson",
@@ -81,7 +81,7 @@ impl Profile {
     }
 
     /// Connection mode of the profile.
-    pub fn connection(self) -> ConnectionMode {
+    pub(crate) fn connection(self) -> ConnectionMode {
         match self {
             Self::Baseline => ConnectionMode::PerRequest,
             Self::Optimized => ConnectionMode::Pooled,
@@ -89,7 +89,7 @@ impl Profile {
     }
 
     /// Client batch size of the profile.
-    pub fn batch_size(self) -> usize {
+    pub(crate) fn batch_size(self) -> usize {
         match self {
             Self::Baseline => 1,
             Self::Optimized => 10,
@@ -97,7 +97,7 @@ impl Profile {
     }
 
     /// Client batch wait of the profile, ms.
-    pub fn batch_wait_ms(self) -> u64 {
+    pub(crate) fn batch_wait_ms(self) -> u64 {
         match self {
             Self::Baseline => 0,
             Self::Optimized => 5,
@@ -121,7 +121,7 @@ impl Warmup {
     pub const NONE: Self = Self::Requests(0);
 
     /// Whether nothing is sent before the load.
-    pub fn is_none(self) -> bool {
+    pub(crate) fn is_none(self) -> bool {
         match self {
             Self::Requests(n) => n == 0,
             Self::For(d) => d.is_zero(),

@@ -54,10 +54,10 @@ pub struct Shard {
 
 impl Shard {
     /// The whole load: one shard of one.
-    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+    pub(crate) const WHOLE: Shard = Shard { index: 0, count: 1 };
 
     /// `self` if `count` is 1..=1024 and `index` below it.
-    pub fn check(self) -> Result<Self, String> {
+    pub(crate) fn check(self) -> Result<Self, String> {
         if !(1..=MAX_SHARDS).contains(&self.count) {
             return Err(format!(
                 "--shard {}/{}: the shard count must be 1..={MAX_SHARDS}",
@@ -76,20 +76,20 @@ impl Shard {
     }
 
     /// Whether global arrival (or request id) `k` is this shard's.
-    pub fn keeps(self, k: u64) -> bool {
+    pub(crate) fn keeps(self, k: u64) -> bool {
         k % u64::from(self.count) == u64::from(self.index)
     }
 
     /// This shard's part of `total` things dealt round-robin: the ids below
     /// `total` it keeps, or its workers of `total` (the first
     /// `total % count` shards get one more).
-    pub fn share(self, total: u64) -> u64 {
+    pub(crate) fn share(self, total: u64) -> u64 {
         let count = u64::from(self.count);
         total / count + u64::from(u64::from(self.index) < total % count)
     }
 
     /// The id of this shard's `j`-th closed-loop request.
-    pub fn request_id(self, j: u64) -> u64 {
+    pub(crate) fn request_id(self, j: u64) -> u64 {
         j.saturating_mul(u64::from(self.count))
             .saturating_add(u64::from(self.index))
     }
@@ -399,9 +399,9 @@ pub struct OutDir {
 
 impl OutDir {
     /// The per-request log's name in an output directory.
-    pub const LOG: &'static str = "log.csv";
+    pub(crate) const LOG: &'static str = "log.csv";
     /// The summary's name in an output directory.
-    pub const SUMMARY: &'static str = "summary.json";
+    pub(crate) const SUMMARY: &'static str = "summary.json";
 
     /// The files of `dir` (nothing is created yet).
     pub fn new(dir: impl Into<PathBuf>) -> Self {

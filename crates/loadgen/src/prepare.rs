@@ -119,13 +119,8 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
 }
 
 impl Prepared {
-    /// The resolved addresses, in the order connections try them.
-    pub fn addrs(&self) -> &[SocketAddr] {
-        &self.addrs
-    }
-
     /// HTTP version and transport, e.g. `HTTP/1.1 over TLS (ALPN http/1.1)`.
-    pub fn protocol(&self) -> String {
+    pub(crate) fn protocol(&self) -> String {
         match (&self.tls, self.config.http2) {
             (None, false) => "HTTP/1.1".into(),
             (None, true) => "HTTP/2 cleartext (prior knowledge)".into(),
@@ -141,7 +136,7 @@ impl Prepared {
     /// Whether outputs are verified: by default only where the endpoint is
     /// known to give the simulator's answers (`--api simulator`); with
     /// `--verify` wherever the API can check them.
-    pub fn verifies(&self) -> bool {
+    pub(crate) fn verifies(&self) -> bool {
         self.api.can_verify()
             && self
                 .config

@@ -70,7 +70,7 @@ pub struct OpenAiOptions {
 
 impl OpenAiOptions {
     /// The name of the API on the command line.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self.endpoint {
             OpenAiEndpoint::Chat => "openai-chat",
             OpenAiEndpoint::Completions => "openai-completions",

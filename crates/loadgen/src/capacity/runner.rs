@@ -58,7 +58,7 @@ impl LoadgenRunner {
     }
 
     /// The configuration of one step.
-    pub fn step_config(&self, plan: &StepPlan, log_path: PathBuf) -> LoadConfig {
+    pub(crate) fn step_config(&self, plan: &StepPlan, log_path: PathBuf) -> LoadConfig {
         LoadConfig {
             open_loop: Some(OpenLoop {
                 rate_rps: plan.offered_rps,
