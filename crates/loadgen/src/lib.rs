@@ -69,6 +69,9 @@
 //! # }
 //! ```
 
+// Public by path: the binary names their items (`capacity::search`,
+// `limits::CONCURRENCY`), whose names would be vague at the root. The rest
+// of the crate is private; what a caller needs is re-exported below.
 pub mod capacity;
 pub mod limits;
 

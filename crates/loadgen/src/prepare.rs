@@ -19,6 +19,7 @@ use crate::tls::Tls;
 /// Everything checked and set up before the first request: the options,
 /// the resolved addresses, TLS, the request format and the payloads.
 /// Whatever is wrong with them is an error here, before any load is sent.
+// The fields are the crate's: `Prepared::run` (run.rs) takes them apart.
 pub struct Prepared {
     pub(crate) config: LoadConfig,
     pub(crate) target: Target,

@@ -54,7 +54,8 @@ pub struct CapacityOptions {
     pub warmup: Warmup,
     /// First rate tried, requests/s.
     pub start_rate_rps: f64,
-    /// Highest rate tried, requests/s (`None`: [`limits::MAX_RATE_RPS`]).
+    /// Highest rate tried, requests/s (`None`: the most a rate may be,
+    /// `limits::MAX_RATE_RPS`).
     pub max_rate_rps: Option<f64>,
     /// Bisection stops when `(hi - lo) / lo` is at most this.
     pub precision: f64,
