@@ -22,21 +22,21 @@ struct Queued {
 
 /// Handle to a running batcher task; cheap to share.
 #[derive(Clone)]
-pub struct Batcher {
+pub(crate) struct Batcher {
     queue: mpsc::UnboundedSender<Queued>,
 }
 
 impl Batcher {
     /// Starts the batcher task on the current runtime. Batches are sent on
     /// their own tasks, so several can be in flight at once.
-    pub fn spawn(engine: Arc<Engine>, batch_size: usize, batch_wait: Duration) -> Self {
+    pub(crate) fn spawn(engine: Arc<Engine>, batch_size: usize, batch_wait: Duration) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
         tokio::spawn(batch_loop(engine, receiver, batch_size.max(1), batch_wait));
         Self { queue }
     }
 
     /// Enqueues `item` and waits for its row; `None` if the batcher stopped.
-    pub async fn submit(&self, item: LogicalRequest) -> Option<LogRow> {
+    pub(crate) async fn submit(&self, item: LogicalRequest) -> Option<LogRow> {
         let (reply, answer) = oneshot::channel();
         let queued = Queued {
             enqueued_at: Instant::now(),

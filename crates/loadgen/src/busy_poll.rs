@@ -45,7 +45,7 @@ thread_local! {
 
 /// Records that a request completed on this thread: the poller's window
 /// starts again, and a waiting poller wakes. Costs a thread-local update.
-pub fn note_completion() {
+pub(crate) fn note_completion() {
     COMPLETIONS.with(|n| n.set(n.get().wrapping_add(1)));
     if let Some(poller) = WAITING_POLLER.with(Cell::take) {
         poller.wake();
@@ -58,7 +58,7 @@ fn completions() -> u64 {
 
 /// Polls while requests complete less than `window` apart; runs until
 /// dropped. Spawn one per shard, on the shard's thread.
-pub async fn poll_while_busy(window: Duration) {
+pub(crate) async fn poll_while_busy(window: Duration) {
     loop {
         next_completion().await;
         let mut seen = completions();

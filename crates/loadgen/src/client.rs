@@ -41,7 +41,7 @@ use crate::tls::Tls;
 
 /// Why an HTTP exchange produced no usable response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportError {
+pub(crate) enum TransportError {
     /// Nothing listens on the port.
     ConnectRefused,
     /// The TCP connection or HTTP handshake failed another way.
@@ -71,7 +71,7 @@ impl TransportError {
     /// resetting it is `connection_reset`, anything else `io_error`.
     /// A TLS failure (an alert the server sent after the handshake, when it
     /// refuses a client certificate under TLS 1.3) has its TLS kind.
-    pub fn from_io(err: &std::io::Error) -> Self {
+    pub(crate) fn from_io(err: &std::io::Error) -> Self {
         use std::io::ErrorKind::*;
         if let Some(tls) = crate::tls::classify_io(err) {
             return tls;
@@ -85,7 +85,7 @@ impl TransportError {
     }
 
     /// The `error` column value.
-    pub fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Self::ConnectRefused => "connect_refused",
             Self::ConnectError => "connect_error",
@@ -103,7 +103,7 @@ impl TransportError {
 
 /// What the server reported about its own handling of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ServerFacts {
+pub(crate) struct ServerFacts {
     /// `Server-Timing: queue;dur=`, ms.
     pub queue_ms: Option<f64>,
     /// `Server-Timing: infer;dur=`, ms.
@@ -114,7 +114,7 @@ pub struct ServerFacts {
 
 impl ServerFacts {
     /// From the raw `Server-Timing` and `X-Batch-Size` values, either absent.
-    pub fn from_values(server_timing: Option<&str>, batch_size: Option<&str>) -> Self {
+    pub(crate) fn from_values(server_timing: Option<&str>, batch_size: Option<&str>) -> Self {
         let timing = server_timing.map(ServerTiming::parse).unwrap_or_default();
         Self {
             queue_ms: timing.queue_ms,
@@ -131,7 +131,7 @@ impl ServerFacts {
 
 /// A complete response, body read to the end.
 #[derive(Debug)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     /// HTTP status.
     pub status: StatusCode,
     /// What the server said about its queue, execution and batch.
@@ -156,7 +156,7 @@ pub struct HttpResponse {
 
 /// The failure of an exchange, with what is known of its timing.
 #[derive(Debug)]
-pub struct HttpFailure {
+pub(crate) struct HttpFailure {
     /// What went wrong.
     pub error: TransportError,
     /// When the failure was observed.
@@ -197,7 +197,7 @@ struct Exchanged {
 }
 
 /// Sends requests to one target according to the connection mode.
-pub struct Transport {
+pub(crate) struct Transport {
     target: Target,
     addrs: Vec<SocketAddr>,
     tls: Option<Tls>,
@@ -222,7 +222,7 @@ impl Transport {
     /// TLS when `tls` is given, with the connection settings of `config`;
     /// `shard_count` shards get a connection pool each. Each pool keeps at
     /// most as many idle connections as requests can be in flight.
-    pub fn new(
+    pub(crate) fn new(
         target: Target,
         addrs: Vec<SocketAddr>,
         tls: Option<Tls>,
@@ -258,19 +258,19 @@ impl Transport {
 
     /// TCP connections established since creation or the last
     /// [`Transport::reset_connections_opened`].
-    pub fn connections_opened(&self) -> u64 {
+    pub(crate) fn connections_opened(&self) -> u64 {
         self.connections_opened.load(Ordering::Relaxed)
     }
 
     /// Restarts the connection count (after the warm-up).
-    pub fn reset_connections_opened(&self) {
+    pub(crate) fn reset_connections_opened(&self) {
         self.connections_opened.store(0, Ordering::Relaxed);
     }
 
     /// Sends `body` and reads the whole response, within the timeout
     /// (which covers connection set-up, as `input.py`'s client timeout does).
     /// Over HTTP/1.1 only what `wanted` names of the response is kept.
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         body: Bytes,
         wanted: ResponseUse,
@@ -310,7 +310,7 @@ impl Transport {
     /// `GET path` on a connection of its own, the whole body read, within
     /// the timeout: for what an API checks before the load (a server's
     /// readiness, a model's metadata), never on the load path.
-    pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), TransportError> {
+    pub(crate) async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), TransportError> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut setup = SetUp::default();
         if self.http2 {
@@ -638,7 +638,7 @@ fn classify(err: hyper::Error) -> TransportError {
 }
 
 /// Milliseconds since `start`, as a float.
-pub fn elapsed_ms(start: Instant) -> f64 {
+pub(crate) fn elapsed_ms(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 

@@ -14,11 +14,9 @@ use crate::limits;
 use crate::target::{Target, TargetError};
 use crate::tls::TlsOptions;
 
-pub use crate::limits::parse_duration;
-
 /// Default bound on open-loop requests in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
-/// Default busy-poll window, us: off (see [`crate::busy_poll`] for why).
+/// Default busy-poll window, us: off (the `busy_poll` module says why).
 pub const DEFAULT_BUSY_POLL_US: u64 = 0;
 /// Default seed of the Poisson arrival process.
 pub const DEFAULT_SEED: u64 = 42;
@@ -35,7 +33,7 @@ pub enum ConnectionMode {
 
 impl ConnectionMode {
     /// The name used on the command line and in summaries.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::PerRequest => "per-request",
             Self::Pooled => "pooled",
@@ -54,7 +52,7 @@ pub enum Arrival {
 
 impl Arrival {
     /// The name used on the command line and in summaries.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Constant => "constant",
             Self::Poisson => "poisson",
@@ -83,7 +81,7 @@ impl Profile {
     }
 
     /// Connection mode of the profile.
-    pub fn connection(self) -> ConnectionMode {
+    pub(crate) fn connection(self) -> ConnectionMode {
         match self {
             Self::Baseline => ConnectionMode::PerRequest,
             Self::Optimized => ConnectionMode::Pooled,
@@ -91,7 +89,7 @@ impl Profile {
     }
 
     /// Client batch size of the profile.
-    pub fn batch_size(self) -> usize {
+    pub(crate) fn batch_size(self) -> usize {
         match self {
             Self::Baseline => 1,
             Self::Optimized => 10,
@@ -99,7 +97,7 @@ impl Profile {
     }
 
     /// Client batch wait of the profile, ms.
-    pub fn batch_wait_ms(self) -> u64 {
+    pub(crate) fn batch_wait_ms(self) -> u64 {
         match self {
             Self::Baseline => 0,
             Self::Optimized => 5,
@@ -123,7 +121,7 @@ impl Warmup {
     pub const NONE: Self = Self::Requests(0);
 
     /// Whether nothing is sent before the load.
-    pub fn is_none(self) -> bool {
+    pub(crate) fn is_none(self) -> bool {
         match self {
             Self::Requests(n) => n == 0,
             Self::For(d) => d.is_zero(),
@@ -256,7 +254,7 @@ pub struct LoadConfig {
     /// per CPU this process may run on (at most one per worker).
     pub threads: Option<usize>,
     /// How long a client thread keeps polling its sockets after a request
-    /// completes before it sleeps ([`crate::busy_poll`]); zero: never.
+    /// completes before it sleeps (the `busy_poll` module); zero: never.
     /// Applies where `threads` does.
     pub busy_poll: Duration,
     /// Per-request CSV log; none when `None`.
@@ -268,12 +266,12 @@ pub struct LoadConfig {
     /// counters stand in when the statistics endpoint is closed.
     pub server_metrics_url: Option<String>,
     /// Draw the live progress bar on stderr, when stderr is a terminal
-    /// ([`crate::progress`]).
+    /// (the `progress` module).
     pub progress: bool,
     /// After a shutdown signal, how long in-flight requests may still finish.
     pub shutdown_grace: Duration,
     /// This generator's part of a load split across generators
-    /// (`--shard`, [`crate::distributed`]); `None`: the whole load.
+    /// (`--shard`, the `distributed` module); `None`: the whole load.
     /// `concurrency` and `requests` stay the totals of the whole load.
     pub shard: Option<Shard>,
     /// Wall-clock start of the measured load (`--start-at`): the run waits
@@ -455,7 +453,8 @@ impl LoadConfig {
 }
 
 /// Parses a `-H 'Name: value'` header; a header that frames the message or
-/// manages the connection is refused (see [`check_headers`]).
+/// manages the connection is refused, as [`LoadConfig::validate`] refuses
+/// it.
 pub fn parse_header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = text
         .split_once(':')
@@ -503,7 +502,10 @@ fn framing_refusal(name: &HeaderName) -> Option<&'static str> {
 /// Checks extra headers for a run: none that frames the message or
 /// manages the connection, and `Host` at most once, and not over HTTP/2
 /// (where the URL's authority is the `:authority` pseudo-header).
-pub fn check_headers(headers: &[(HeaderName, HeaderValue)], http2: bool) -> Result<(), String> {
+pub(crate) fn check_headers(
+    headers: &[(HeaderName, HeaderValue)],
+    http2: bool,
+) -> Result<(), String> {
     for (name, _) in headers {
         if let Some(why) = framing_refusal(name) {
             return Err(refused(name, why));

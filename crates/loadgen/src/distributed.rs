@@ -27,16 +27,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The environment variable a Kubernetes Indexed Job sets to the pod's
 /// completion index; `--shard COUNT` reads INDEX from it.
-pub const INDEX_VAR: &str = "JOB_COMPLETION_INDEX";
+pub const SHARD_INDEX_VAR: &str = "JOB_COMPLETION_INDEX";
 /// Most shards one load may be split into.
-pub const MAX_SHARDS: u32 = 1024;
+pub(crate) const MAX_SHARDS: u32 = 1024;
 /// How far ahead `--start-at` may be: a start further off is a wrong date
 /// or time zone far more often than a plan.
-pub const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_START_AHEAD: Duration = Duration::from_secs(24 * 3600);
 /// How far in the past `--start-at` may be when the run is checked.
-pub const MAX_START_BEHIND: Duration = Duration::from_secs(1);
+pub(crate) const MAX_START_BEHIND: Duration = Duration::from_secs(1);
 /// A shard starting later than this after `--start-at` says so on stderr.
-pub const LATE_START_WARNING_MS: f64 = 10.0;
+pub(crate) const LATE_START_WARNING_MS: f64 = 10.0;
 
 const SHARD_FORMS: &str =
     "--shard takes INDEX/COUNT (e.g. 0/4) or COUNT alone with INDEX from JOB_COMPLETION_INDEX; COUNT is 1..=1024, INDEX 0..COUNT";
@@ -48,16 +48,16 @@ const START_FORMS: &str =
 pub struct Shard {
     /// This shard, `0..count`.
     pub index: u32,
-    /// How many shards share the load, `1..=`[`MAX_SHARDS`].
+    /// How many shards share the load, `1..=1024`.
     pub count: u32,
 }
 
 impl Shard {
     /// The whole load: one shard of one.
-    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+    pub(crate) const WHOLE: Shard = Shard { index: 0, count: 1 };
 
     /// `self` if `count` is 1..=1024 and `index` below it.
-    pub fn check(self) -> Result<Self, String> {
+    pub(crate) fn check(self) -> Result<Self, String> {
         if !(1..=MAX_SHARDS).contains(&self.count) {
             return Err(format!(
                 "--shard {}/{}: the shard count must be 1..={MAX_SHARDS}",
@@ -76,27 +76,27 @@ impl Shard {
     }
 
     /// Whether global arrival (or request id) `k` is this shard's.
-    pub fn keeps(self, k: u64) -> bool {
+    pub(crate) fn keeps(self, k: u64) -> bool {
         k % u64::from(self.count) == u64::from(self.index)
     }
 
     /// This shard's part of `total` things dealt round-robin: the ids below
     /// `total` it keeps, or its workers of `total` (the first
     /// `total % count` shards get one more).
-    pub fn share(self, total: u64) -> u64 {
+    pub(crate) fn share(self, total: u64) -> u64 {
         let count = u64::from(self.count);
         total / count + u64::from(u64::from(self.index) < total % count)
     }
 
     /// The id of this shard's `j`-th closed-loop request.
-    pub fn request_id(self, j: u64) -> u64 {
+    pub(crate) fn request_id(self, j: u64) -> u64 {
         j.saturating_mul(u64::from(self.count))
             .saturating_add(u64::from(self.index))
     }
 }
 
 /// `--shard` as given: INDEX/COUNT, or COUNT with the index still to be read
-/// from [`INDEX_VAR`].
+/// from [`SHARD_INDEX_VAR`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardArg {
     /// INDEX, when given on the command line.
@@ -139,27 +139,27 @@ pub fn parse_shard(text: &str) -> Result<ShardArg, String> {
 
 impl ShardArg {
     /// The shard, INDEX from the command line or else from `index_var` (the
-    /// value of [`INDEX_VAR`], `None` when unset).
+    /// value of [`SHARD_INDEX_VAR`], `None` when unset).
     pub fn resolve(self, index_var: Option<&OsStr>) -> Result<Shard, String> {
         let count = self.count;
         let index = match (self.index, index_var) {
             (Some(index), _) => index,
             (None, None) => {
                 return Err(format!(
-                    "--shard {count} takes the index from {INDEX_VAR} (set by a Kubernetes Indexed Job), which is not set; give --shard INDEX/{count} instead"
+                    "--shard {count} takes the index from {SHARD_INDEX_VAR} (set by a Kubernetes Indexed Job), which is not set; give --shard INDEX/{count} instead"
                 ))
             }
             (None, Some(value)) => {
                 let text = value.to_string_lossy();
                 let index: u32 = text.trim().parse().map_err(|_| {
                     format!(
-                        "--shard {count}: {INDEX_VAR}={text:?} is not a whole number; it must be the shard index, 0..={}",
+                        "--shard {count}: {SHARD_INDEX_VAR}={text:?} is not a whole number; it must be the shard index, 0..={}",
                         count - 1
                     )
                 })?;
                 if index >= count {
                     return Err(format!(
-                        "--shard {count}: {INDEX_VAR}={index} is not below the shard count; it must be 0..={}",
+                        "--shard {count}: {SHARD_INDEX_VAR}={index} is not below the shard count; it must be 0..={}",
                         count - 1
                     ));
                 }
@@ -317,7 +317,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// Milliseconds since the Unix epoch (negative before it).
-pub fn unix_ms(at: SystemTime) -> f64 {
+pub(crate) fn unix_ms(at: SystemTime) -> f64 {
     match at.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs_f64() * 1000.0,
         Err(e) => -e.duration().as_secs_f64() * 1000.0,
@@ -326,7 +326,7 @@ pub fn unix_ms(at: SystemTime) -> f64 {
 
 /// `start_at` if it is at most [`MAX_START_AHEAD`] after `now` and at most
 /// [`MAX_START_BEHIND`] before it.
-pub fn check_start_at(start_at: SystemTime, now: SystemTime) -> Result<SystemTime, String> {
+pub(crate) fn check_start_at(start_at: SystemTime, now: SystemTime) -> Result<SystemTime, String> {
     match start_at.duration_since(now) {
         Ok(ahead) if ahead > MAX_START_AHEAD => Err(format!(
             "--start-at is {:.1} h ahead; it may be at most 24 h ahead (a wrong date or time zone?)",
@@ -348,13 +348,13 @@ pub fn check_start_at(start_at: SystemTime, now: SystemTime) -> Result<SystemTim
 /// Waits until `start` and returns the instant the load starts (at or just
 /// after `start`; at once when `start` is past). It reads tokio's clock, so
 /// a test with paused time steps over the wait.
-pub async fn wait_until(start: Instant) -> Instant {
+pub(crate) async fn wait_until(start: Instant) -> Instant {
     tokio::time::sleep_until(start.into()).await;
     tokio::time::Instant::now().into_std()
 }
 
 /// `later - earlier` in milliseconds, negative when `later` is earlier.
-pub fn signed_ms(later: Instant, earlier: Instant) -> f64 {
+pub(crate) fn signed_ms(later: Instant, earlier: Instant) -> f64 {
     match later.checked_duration_since(earlier) {
         Some(d) => d.as_secs_f64() * 1000.0,
         None => -(earlier - later).as_secs_f64() * 1000.0,
@@ -363,7 +363,7 @@ pub fn signed_ms(later: Instant, earlier: Instant) -> f64 {
 
 /// How a shard's load takes a late start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LateStart {
+pub(crate) enum LateStart {
     /// Open loop: intended starts stay on the schedule from `--start-at`.
     OpenLoop,
     /// Closed loop with `-z`: it still stops at `--start-at` + `-z`.
@@ -374,7 +374,7 @@ pub enum LateStart {
 
 /// What a shard that started `skew_ms` after `--start-at` tells its user,
 /// when that is more than [`LATE_START_WARNING_MS`].
-pub fn late_start_warning(skew_ms: f64, load: LateStart) -> Option<String> {
+pub(crate) fn late_start_warning(skew_ms: f64, load: LateStart) -> Option<String> {
     (skew_ms > LATE_START_WARNING_MS).then(|| {
         let effect = match load {
             LateStart::OpenLoop => {
@@ -399,9 +399,9 @@ pub struct OutDir {
 
 impl OutDir {
     /// The per-request log's name in an output directory.
-    pub const LOG: &'static str = "log.csv";
+    pub(crate) const LOG: &'static str = "log.csv";
     /// The summary's name in an output directory.
-    pub const SUMMARY: &'static str = "summary.json";
+    pub(crate) const SUMMARY: &'static str = "summary.json";
 
     /// The files of `dir` (nothing is created yet).
     pub fn new(dir: impl Into<PathBuf>) -> Self {

@@ -16,7 +16,7 @@ use crate::verify::{Checks, ItemVerdict};
 
 /// One input to send, with the instant its latency is measured from.
 #[derive(Debug, Clone)]
-pub struct LogicalRequest {
+pub(crate) struct LogicalRequest {
     /// Index in the run; also picks the payload.
     pub request_id: u64,
     /// Model to name in the request.
@@ -34,7 +34,7 @@ pub struct LogicalRequest {
 /// Maps `Instant`s to wall-clock milliseconds through one anchor taken at
 /// start-up, so timestamps are consistent with the monotonic latencies.
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     anchor: Instant,
     anchor_wall: SystemTime,
     anchor_wall_ms: f64,
@@ -42,7 +42,7 @@ pub struct Clock {
 
 impl Clock {
     /// Anchors now.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let anchor_wall = SystemTime::now();
         let wall = anchor_wall
             .duration_since(UNIX_EPOCH)
@@ -56,7 +56,7 @@ impl Clock {
     }
 
     /// Wall-clock ms since the Unix epoch at `at`.
-    pub fn wall_ms(&self, at: Instant) -> f64 {
+    pub(crate) fn wall_ms(&self, at: Instant) -> f64 {
         if at >= self.anchor {
             self.anchor_wall_ms + (at - self.anchor).as_secs_f64() * 1000.0
         } else {
@@ -67,7 +67,7 @@ impl Clock {
     /// The instant this clock stamps with the wall-clock time `at` (the
     /// inverse of [`Clock::wall_ms`]), or `None` where the monotonic clock
     /// cannot go that far back.
-    pub fn instant_at(&self, at: SystemTime) -> Option<Instant> {
+    pub(crate) fn instant_at(&self, at: SystemTime) -> Option<Instant> {
         match at.duration_since(self.anchor_wall) {
             Ok(ahead) => self.anchor.checked_add(ahead),
             Err(behind) => self.anchor.checked_sub(behind.duration()),
@@ -89,7 +89,7 @@ struct SentBatch {
 }
 
 /// Sends requests and builds rows; shared by every worker.
-pub struct Engine {
+pub(crate) struct Engine {
     api: Arc<dyn Api>,
     transport: Transport,
     checks: Checks,
@@ -109,7 +109,12 @@ const STATUS_SLOTS: usize = 1000;
 
 impl Engine {
     /// An engine speaking `api` over `transport`.
-    pub fn new(api: Arc<dyn Api>, transport: Transport, checks: Checks, clock: Clock) -> Self {
+    pub(crate) fn new(
+        api: Arc<dyn Api>,
+        transport: Transport,
+        checks: Checks,
+        clock: Clock,
+    ) -> Self {
         Self {
             api,
             transport,
@@ -123,12 +128,12 @@ impl Engine {
     }
 
     /// The clock rows are stamped with.
-    pub fn clock(&self) -> &Clock {
+    pub(crate) fn clock(&self) -> &Clock {
         &self.clock
     }
 
     /// Restarts batch ids and server statistics (after the warm-up).
-    pub fn reset_counters(&self) {
+    pub(crate) fn reset_counters(&self) {
         self.next_batch_id.store(0, Ordering::Relaxed);
         self.server_batch_items.store(0, Ordering::Relaxed);
         self.server_batch_responses.store(0, Ordering::Relaxed);
@@ -140,7 +145,7 @@ impl Engine {
 
     /// HTTP responses received so far, by status code (codes never seen
     /// are absent).
-    pub fn status_codes(&self) -> BTreeMap<u16, u64> {
+    pub(crate) fn status_codes(&self) -> BTreeMap<u16, u64> {
         (0u16..)
             .zip(self.status_counts.iter())
             .map(|(code, count)| (code, count.load(Ordering::Relaxed)))
@@ -149,22 +154,22 @@ impl Engine {
     }
 
     /// TCP connections the run's transport has opened so far.
-    pub fn connections_opened(&self) -> u64 {
+    pub(crate) fn connections_opened(&self) -> u64 {
         self.transport.connections_opened()
     }
 
     /// Whether the API's rows carry LLM timings (TTFT, tokens).
-    pub fn token_metrics(&self) -> bool {
+    pub(crate) fn token_metrics(&self) -> bool {
         self.api.token_metrics()
     }
 
     /// HTTP requests sent so far.
-    pub fn http_requests(&self) -> u64 {
+    pub(crate) fn http_requests(&self) -> u64 {
         self.next_batch_id.load(Ordering::Relaxed)
     }
 
     /// Mean `X-Batch-Size` over responses that carried it.
-    pub fn server_batch_size_mean(&self) -> Option<f64> {
+    pub(crate) fn server_batch_size_mean(&self) -> Option<f64> {
         let responses = self.server_batch_responses.load(Ordering::Relaxed);
         let items = self.server_batch_items.load(Ordering::Relaxed);
         (responses > 0).then(|| items as f64 / responses as f64)
@@ -172,7 +177,7 @@ impl Engine {
 
     /// Sends one logical request as a single-input HTTP request and returns
     /// its row. The load path: no vector is built on the way.
-    pub async fn execute_single(&self, item: &LogicalRequest) -> LogRow {
+    pub(crate) async fn execute_single(&self, item: &LogicalRequest) -> LogRow {
         let body = self.api.single_body(item);
         let (batch, outcome) = self.send(body, Shape::Single, 1).await;
         match outcome {
@@ -186,7 +191,7 @@ impl Engine {
 
     /// Sends `items` (all naming the first one's model) as one batch
     /// request and returns one row per item, in order.
-    pub async fn execute_batch(&self, items: &[LogicalRequest]) -> Vec<LogRow> {
+    pub(crate) async fn execute_batch(&self, items: &[LogicalRequest]) -> Vec<LogRow> {
         if items.is_empty() {
             return Vec::new();
         }
@@ -311,7 +316,7 @@ impl Engine {
 
     /// A failed row for a request that never got a response of its own
     /// (`dropped` at the in-flight bound, `interrupted` by shutdown).
-    pub fn unsent_row(&self, request_id: u64, start: Instant, error: &str) -> LogRow {
+    pub(crate) fn unsent_row(&self, request_id: u64, start: Instant, error: &str) -> LogRow {
         LogRow {
             request_id,
             timestamp_ms: self.clock.wall_ms(start),
@@ -323,7 +328,7 @@ impl Engine {
 }
 
 /// Milliseconds from `start` to `end` (0 if `end` is earlier).
-pub fn ms_between(start: Instant, end: Instant) -> f64 {
+pub(crate) fn ms_between(start: Instant, end: Instant) -> f64 {
     end.saturating_duration_since(start).as_secs_f64() * 1000.0
 }
 

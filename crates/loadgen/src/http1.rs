@@ -33,10 +33,10 @@ use crate::client::{ServerFacts, TransportError};
 use crate::stream::Stream;
 
 /// Largest response head accepted (status line and headers).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Largest response body accepted; a bigger one is an `io_error`, not an
 /// allocation the server chooses.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// Most response headers parsed.
 const MAX_HEADERS: usize = 64;
 /// Free space kept in the read buffer before each read.
@@ -50,24 +50,16 @@ const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
 /// The fixed part of every request: request line and headers up to (not
 /// including) `Content-Length`, built once per run.
 #[derive(Debug, Clone)]
-pub struct RequestHead {
+pub(crate) struct RequestHead {
     prefix: Vec<u8>,
 }
 
 impl RequestHead {
-    /// A `POST path_and_query` head for `authority`. `extra` headers replace
-    /// the default ones of the same name (`Host` included).
-    pub fn post(
-        path_and_query: &str,
-        authority: &str,
-        extra: &[(HeaderName, HeaderValue)],
-    ) -> Self {
-        Self::new(&Method::POST, path_and_query, authority, extra)
-    }
-
     /// A `method path_and_query` head for `authority` (every request
     /// carries a body and its `Content-Length`, whatever the method).
-    pub fn new(
+    /// `extra` headers replace the default ones of the same name (`Host`
+    /// included).
+    pub(crate) fn new(
         method: &Method,
         path_and_query: &str,
         authority: &str,
@@ -109,7 +101,7 @@ impl RequestHead {
 
 /// What a response said, body read to the end.
 #[derive(Debug)]
-pub struct Http1Response {
+pub(crate) struct Http1Response {
     /// HTTP status.
     pub status: StatusCode,
     /// `Server-Timing` and `X-Batch-Size`, parsed.
@@ -126,7 +118,7 @@ pub struct Http1Response {
 /// arrived: what a streamed answer's timing is read from. One entry per
 /// read that brought body bytes, so bytes that came in one read share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arrival {
+pub(crate) struct Arrival {
     /// Body bytes arrived so far.
     pub body_len: usize,
     /// When the read that brought them returned.
@@ -138,7 +130,7 @@ pub struct Arrival {
 /// copied or parsed: a load generator that neither verifies nor logs would
 /// only throw it away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResponseUse {
+pub(crate) struct ResponseUse {
     /// Return the body (else an empty one).
     pub body: bool,
     /// Parse `Server-Timing` (else its durations are `None`).
@@ -150,23 +142,17 @@ pub struct ResponseUse {
 
 impl ResponseUse {
     /// Everything.
-    pub const ALL: Self = Self {
+    pub(crate) const ALL: Self = Self {
         body: true,
         server_timing: true,
         arrivals: true,
-    };
-    /// Nothing optional.
-    pub const MINIMAL: Self = Self {
-        body: false,
-        server_timing: false,
-        arrivals: false,
     };
 }
 
 /// One HTTP/1.1 connection, its buffers and its deadline timer. Generic over
 /// the stream so the parser can be tested over an in-memory pipe.
 #[derive(Debug)]
-pub struct Http1Connection<S> {
+pub(crate) struct Http1Connection<S> {
     wire: Wire<S>,
     /// One timer for the connection's whole life, moved to each exchange's
     /// deadline. Why not `tokio::time::timeout` per request: that registers
@@ -233,7 +219,7 @@ struct Head {
 impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
     /// Wraps an open stream. Must be called within a tokio runtime with
     /// its timer enabled; the connection is then used on that runtime only.
-    pub fn new(stream: S) -> Self {
+    pub(crate) fn new(stream: S) -> Self {
         Self {
             wire: Wire {
                 stream,
@@ -255,7 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
     /// `timeout` at `deadline`. After any failure the connection is in an
     /// unknown state: drop it ([`Http1Connection::nothing_received`] says
     /// whether the request may be sent again on another).
-    pub async fn exchange(
+    pub(crate) async fn exchange(
         &mut self,
         head: &RequestHead,
         body: &[u8],
@@ -295,7 +281,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
     /// arrived, so the server did not answer this request (a kept-alive
     /// connection it had already closed); the request may then go out
     /// again on a new connection.
-    pub fn nothing_received(&self) -> bool {
+    pub(crate) fn nothing_received(&self) -> bool {
         !self.wire.received
     }
 
@@ -497,7 +483,7 @@ impl Http1Connection<Stream> {
     /// Whether an idle pooled connection can still carry a request: not
     /// idle past the server's `Keep-Alive: timeout`, and not closed (see
     /// [`Stream::is_reusable`]); bytes nobody asked for make it unusable.
-    pub fn is_reusable(&mut self) -> bool {
+    pub(crate) fn is_reusable(&mut self) -> bool {
         !self.idle_too_long() && self.wire.read_buf.is_empty() && self.wire.stream.is_reusable()
     }
 }
@@ -701,13 +687,29 @@ mod tests {
     use super::*;
     use tokio::io::{duplex, DuplexStream};
 
+    /// Nothing optional.
+    const MINIMAL: ResponseUse = ResponseUse {
+        body: false,
+        server_timing: false,
+        arrivals: false,
+    };
+
+    /// A `POST path_and_query` head for `authority`.
+    fn post(
+        path_and_query: &str,
+        authority: &str,
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> RequestHead {
+        RequestHead::new(&Method::POST, path_and_query, authority, extra)
+    }
+
     /// A deadline no test reaches.
     fn far() -> Instant {
         Instant::now() + std::time::Duration::from_secs(60)
     }
 
     fn head() -> RequestHead {
-        RequestHead::post("/v1/infer", "127.0.0.1:8000", &[])
+        post("/v1/infer", "127.0.0.1:8000", &[])
     }
 
     /// Runs one exchange against a peer that reads the request, then
@@ -749,7 +751,7 @@ mod tests {
             HeaderName::from_static("authorization"),
             HeaderValue::from_static("Bearer t"),
         )];
-        let h = RequestHead::post("/v1/infer?x=1", "localhost:9", &extra);
+        let h = post("/v1/infer?x=1", "localhost:9", &extra);
         let (client, mut server) = duplex(4096);
         let mut conn = Http1Connection::new(client);
         let send = tokio::spawn(async move {
@@ -780,7 +782,7 @@ mod tests {
     #[test]
     fn extra_headers_replace_defaults() {
         let extra = [(http::header::HOST, HeaderValue::from_static("example"))];
-        let h = RequestHead::post("/", "127.0.0.1:1", &extra);
+        let h = post("/", "127.0.0.1:1", &extra);
         let text = String::from_utf8(h.prefix).unwrap();
         assert_eq!(text.matches("host:").count(), 1);
         assert!(text.ends_with("host: example\r\n"), "{text}");
@@ -924,7 +926,7 @@ mod tests {
     #[tokio::test]
     async fn a_discarded_body_is_consumed_but_not_returned() {
         let replies = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\noneHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nthree";
-        let uses = [ResponseUse::MINIMAL, ResponseUse::MINIMAL, ResponseUse::ALL];
+        let uses = [MINIMAL, MINIMAL, ResponseUse::ALL];
         let [first, second, third] =
             <[_; 3]>::try_from(exchanges_after(replies, &uses).await).unwrap();
         assert_eq!((first.body.len(), second.body.len()), (0, 0));
@@ -957,7 +959,7 @@ mod tests {
     async fn server_timing_is_parsed_only_when_asked_for() {
         let reply = "HTTP/1.1 200 OK\r\nServer-Timing: queue;dur=1.5, infer;dur=2\r\nX-Batch-Size: 3\r\nContent-Length: 0\r\n\r\n";
         let replies = reply.repeat(2);
-        let uses = [ResponseUse::ALL, ResponseUse::MINIMAL];
+        let uses = [ResponseUse::ALL, MINIMAL];
         let [all, minimal] =
             <[_; 2]>::try_from(exchanges_after(replies.as_bytes(), &uses).await).unwrap();
         assert_eq!(

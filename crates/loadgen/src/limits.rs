@@ -44,13 +44,13 @@ pub const BATCH_WAIT_MS: Bound<u64> = Bound {
     max: 60_000,
 };
 /// Requests sent before the measured run.
-pub const WARMUP: Bound<u64> = Bound {
+pub(crate) const WARMUP: Bound<u64> = Bound {
     what: "the warm-up count",
     min: 0,
     max: 1_000_000,
 };
 /// Longest warm-up given as a duration.
-pub const WARMUP_DURATION: Duration = Duration::from_secs(600);
+pub(crate) const WARMUP_DURATION: Duration = Duration::from_secs(600);
 /// A seed: any 64-bit unsigned number.
 pub const SEED: Bound<u64> = Bound {
     what: "the seed",
@@ -83,10 +83,10 @@ pub const TIMEOUT: DurationBound = DurationBound {
     max_text: "10m",
 };
 /// Highest open-loop rate, requests per second.
-pub const MAX_RATE_RPS: f64 = 1_000_000.0;
+pub(crate) const MAX_RATE_RPS: f64 = 1_000_000.0;
 
 /// An open-loop rate: finite, more than 0, at most [`MAX_RATE_RPS`].
-pub fn check_rate(rate_rps: f64) -> Result<f64, String> {
+pub(crate) fn check_rate(rate_rps: f64) -> Result<f64, String> {
     if rate_rps.is_finite() && rate_rps > 0.0 && rate_rps <= MAX_RATE_RPS {
         return Ok(rate_rps);
     }

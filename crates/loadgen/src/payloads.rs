@@ -44,7 +44,7 @@ struct PayloadLine {
 
 /// What request `i` sends.
 #[derive(Debug, Clone)]
-pub struct Payload {
+pub(crate) struct Payload {
     /// The model to name.
     pub model: Arc<str>,
     /// The input text (a chat payload's contents joined by newlines).
@@ -55,7 +55,7 @@ pub struct Payload {
 
 /// The inputs of a run; request `i` gets entry `i` (cycled for files).
 #[derive(Debug, Clone)]
-pub struct Payloads {
+pub(crate) struct Payloads {
     default_model: Arc<str>,
     lines: Option<Vec<PayloadLine>>,
 }
@@ -63,7 +63,7 @@ pub struct Payloads {
 impl Payloads {
     /// Loads the source (reads and checks the whole file up front, so a bad
     /// line fails the run before any load is sent).
-    pub fn load(source: &PayloadSource, default_model: &str) -> Result<Self, PayloadError> {
+    pub(crate) fn load(source: &PayloadSource, default_model: &str) -> Result<Self, PayloadError> {
         let lines = match source {
             PayloadSource::Baseline => None,
             PayloadSource::File(path) => Some(read_jsonl(path)?),
@@ -75,7 +75,7 @@ impl Payloads {
     }
 
     /// What request `i` sends.
-    pub fn get(&self, i: u64) -> Payload {
+    pub(crate) fn get(&self, i: u64) -> Payload {
         match &self.lines {
             None => Payload {
                 model: self.default_model.clone(),
@@ -98,7 +98,7 @@ impl Payloads {
     }
 
     /// Whether some payload carries its own chat `messages`.
-    pub fn has_messages(&self) -> bool {
+    pub(crate) fn has_messages(&self) -> bool {
         self.lines
             .as_ref()
             .is_some_and(|lines| lines.iter().any(|l| l.messages.is_some()))

@@ -17,14 +17,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::summary::RowStats;
 
 /// How often the collector publishes a snapshot.
-pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const PUBLISH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How often the bar is redrawn.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// What the bar shows of the rows so far.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Rows logged.
     pub done: u64,
     /// Failed rows.
@@ -42,7 +42,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The snapshot of `stats`. A few quantile look-ups: called a few times
     /// a second by the collector, never per row.
-    pub fn of(stats: &RowStats) -> Self {
+    pub(crate) fn of(stats: &RowStats) -> Self {
         let (output_tokens, ttft_p95_ms) = stats.llm_progress(0.95).unwrap_or((0, None));
         Self {
             done: stats.total,
@@ -58,13 +58,13 @@ impl Snapshot {
 /// The latest snapshot, shared by the collector (writer) and the ticker
 /// (reader).
 #[derive(Debug, Default)]
-pub struct Live {
+pub(crate) struct Live {
     snapshot: Mutex<Snapshot>,
 }
 
 impl Live {
     /// Replaces the snapshot with that of `stats`.
-    pub fn publish(&self, stats: &RowStats) {
+    pub(crate) fn publish(&self, stats: &RowStats) {
         let snapshot = Snapshot::of(stats);
         // A poisoned lock only means a panic elsewhere; the data is a plain
         // value, still fine to overwrite.
@@ -75,7 +75,7 @@ impl Live {
     }
 
     /// The latest snapshot.
-    pub fn get(&self) -> Snapshot {
+    pub(crate) fn get(&self) -> Snapshot {
         match self.snapshot.lock() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -86,7 +86,7 @@ impl Live {
 /// When the run is done: after a number of requests (and perhaps a time
 /// limit too, `-n` with `-z`: whichever comes first), or after a time.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Goal {
+pub(crate) enum Goal {
     /// `-n` (this shard's share), with `-z` if also given.
     Requests {
         /// Requests to log.
@@ -101,7 +101,7 @@ pub enum Goal {
 impl Goal {
     /// The goal of a run sending `requests` (if bounded) for `duration` (if
     /// bounded); `None` when neither is set.
-    pub fn of(requests: Option<u64>, duration: Option<Duration>) -> Option<Self> {
+    pub(crate) fn of(requests: Option<u64>, duration: Option<Duration>) -> Option<Self> {
         match (requests, duration) {
             (Some(total), limit) => Some(Self::Requests { total, limit }),
             (None, Some(duration)) => Some(Self::Time(duration)),
@@ -112,7 +112,7 @@ impl Goal {
 
 /// One redraw: where the bar is, of how long, and the text beside it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Frame {
+pub(crate) struct Frame {
     /// Bar position (requests, or ms of a time goal).
     pub position: u64,
     /// Bar length, in the same unit.
@@ -123,7 +123,7 @@ pub struct Frame {
 
 /// The frame for `snapshot` after `elapsed` towards `goal`; `llm` adds
 /// tokens/s and TTFT P95.
-pub fn frame(snapshot: &Snapshot, elapsed: Duration, goal: Goal, llm: bool) -> Frame {
+pub(crate) fn frame(snapshot: &Snapshot, elapsed: Duration, goal: Goal, llm: bool) -> Frame {
     let elapsed_s = elapsed.as_secs_f64();
     let rate_rps = if elapsed_s > 0.0 {
         snapshot.done as f64 / elapsed_s
@@ -225,7 +225,7 @@ fn clock_secs(s: u64) -> String {
 }
 
 /// The bar and the task that redraws it.
-pub struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     ticker: tokio::task::JoinHandle<()>,
 }
@@ -234,7 +234,7 @@ impl Progress {
     /// Starts a bar on stderr for a run that began at `started`. The caller
     /// decides whether stderr is a terminal (indicatif also hides a bar on
     /// anything else, but CI logs should not depend on that).
-    pub fn start(live: Arc<Live>, goal: Goal, llm: bool, started: Instant) -> Self {
+    pub(crate) fn start(live: Arc<Live>, goal: Goal, llm: bool, started: Instant) -> Self {
         let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr());
         // The template is a constant; should indicatif refuse it, the
         // default bar still shows the position.
@@ -258,7 +258,7 @@ impl Progress {
 
     /// Stops redrawing and clears the bar, leaving the terminal to the
     /// summary.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         self.ticker.abort();
         self.bar.finish_and_clear();
     }

@@ -21,11 +21,11 @@ use crate::shards::Shards;
 /// A send more than this behind its schedule counts as late. tokio's timer
 /// has 1 ms granularity, so wake-ups up to ~1 ms late are normal and not
 /// the generator failing to keep up.
-pub const LATE_THRESHOLD_MS: f64 = 2.0;
+pub(crate) const LATE_THRESHOLD_MS: f64 = 2.0;
 
 /// Where a run stands; workers watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Issue requests.
     Running,
     /// Shutdown asked: issue no more, let in-flight ones finish.
@@ -35,7 +35,7 @@ pub enum Phase {
 }
 
 /// Issues logical requests and hands their rows to the sink.
-pub struct Issuer {
+pub(crate) struct Issuer {
     /// Sends HTTP requests.
     pub engine: Arc<Engine>,
     /// Micro-batcher, when batching is on.
@@ -179,7 +179,7 @@ impl InFlight {
 
 /// How a closed loop runs: its workers, its ids and when it stops.
 #[derive(Debug, Clone, Copy)]
-pub struct ClosedLoop {
+pub(crate) struct ClosedLoop {
     /// Workers, each waiting for its answer before the next request.
     pub concurrency: usize,
     /// The ids this generator issues: `ids.request_id(j)` for its `j`-th
@@ -195,7 +195,7 @@ pub struct ClosedLoop {
 /// passes or shutdown is asked; spread over `shards` when given, else on
 /// the caller's runtime. Each shard busy-polls for `busy_poll` after a
 /// completion (zero: never).
-pub async fn closed_loop(
+pub(crate) async fn closed_loop(
     issuer: Arc<Issuer>,
     plan: ClosedLoop,
     shards: Option<&Shards>,
@@ -228,7 +228,7 @@ pub async fn closed_loop(
 
 /// What the open-loop generator measured about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct OpenLoopStats {
+pub(crate) struct OpenLoopStats {
     /// Sends made (not dropped).
     pub sent: u64,
     /// Sends more than [`LATE_THRESHOLD_MS`] behind schedule.
@@ -247,7 +247,7 @@ pub struct OpenLoopStats {
 /// seeded process, and only `shard`'s arrivals are yielded, so the shards
 /// of a split load together yield exactly the unsplit schedule.
 #[derive(Debug, Clone)]
-pub struct Arrivals {
+pub(crate) struct Arrivals {
     arrival: Arrival,
     rate_rps: f64,
     rng: SplitMix64,
@@ -261,7 +261,7 @@ pub struct Arrivals {
 impl Arrivals {
     /// The arrivals of `open` that `shard` keeps, until `requests` are due
     /// or `duration` is over (globally: the same bounds for every shard).
-    pub fn new(
+    pub(crate) fn new(
         open: &OpenLoop,
         shard: Shard,
         requests: Option<u64>,
@@ -307,7 +307,7 @@ impl Iterator for Arrivals {
 /// runs from its intended start, so time a send spends late (or queued
 /// behind a stalled server, or waiting for a shard that started after its
 /// `--start-at`) counts.
-pub async fn open_loop(
+pub(crate) async fn open_loop(
     issuer: Arc<Issuer>,
     open: &OpenLoop,
     arrivals: Arrivals,

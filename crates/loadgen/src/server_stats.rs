@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use model::kserve::ServerStatsDelta;
+pub(crate) use model::kserve::ServerStatsDelta;
 use model::kserve::{BatchStats, Duration, InferenceStats, ModelStats, ModelStatsResponse};
 
 use crate::client::Transport;
@@ -35,7 +35,7 @@ pub enum StatsError {
 }
 
 /// One snapshot of the model's statistics (its first version's entry).
-pub async fn snapshot(probe: &Transport, path: &str) -> Result<ModelStats, StatsError> {
+pub(crate) async fn snapshot(probe: &Transport, path: &str) -> Result<ModelStats, StatsError> {
     let failed = |reason: String| StatsError::Fetch {
         path: path.to_owned(),
         reason,
@@ -61,7 +61,7 @@ pub async fn snapshot(probe: &Transport, path: &str) -> Result<ModelStats, Stats
 /// fallback where the statistics endpoint is closed. The counters hold no
 /// executions by batch size, so `batch_stats` stays empty; times are in
 /// microseconds there and nanoseconds here.
-pub fn from_prometheus(text: &str, model: &str) -> Option<ModelStats> {
+pub(crate) fn from_prometheus(text: &str, model: &str) -> Option<ModelStats> {
     let mut stats = ModelStats {
         name: model.to_owned(),
         ..ModelStats::default()
@@ -122,7 +122,7 @@ pub fn from_prometheus(text: &str, model: &str) -> Option<ModelStats> {
 
 /// The statistics around one run: the snapshot before the load, and where
 /// the one after it goes.
-pub struct Watch {
+pub(crate) struct Watch {
     probe: Transport,
     path: String,
     /// Triton's metrics port and path, for when the statistics endpoint is
@@ -137,7 +137,7 @@ pub struct Watch {
 impl Watch {
     /// Takes the snapshot before the load: an error here stops the run
     /// before anything is sent.
-    pub async fn start(
+    pub(crate) async fn start(
         probe: Transport,
         path: String,
         metrics: Option<(Transport, String)>,
@@ -161,7 +161,7 @@ impl Watch {
 
     /// Takes the snapshot after the load and writes both and their
     /// difference to the file.
-    pub async fn finish(self) -> Result<(), StatsError> {
+    pub(crate) async fn finish(self) -> Result<(), StatsError> {
         let (after, after_from) = self.snapshot().await?;
         let path = if after_from == self.before_from {
             after_from
@@ -211,7 +211,7 @@ impl Watch {
 
 /// `after - before`, counter by counter (a counter that went down, as after
 /// a server restart, counts from zero).
-pub fn difference(before: &ModelStats, after: &ModelStats) -> ModelStats {
+pub(crate) fn difference(before: &ModelStats, after: &ModelStats) -> ModelStats {
     let d = |a: Duration, b: Duration| Duration {
         count: a.count.saturating_sub(b.count),
         ns: a.ns.saturating_sub(b.ns),
@@ -254,7 +254,7 @@ pub fn difference(before: &ModelStats, after: &ModelStats) -> ModelStats {
 }
 
 /// Writes the snapshots and their difference as pretty JSON.
-pub fn write(stats: &ServerStatsDelta, path: &Path) -> Result<(), StatsError> {
+pub(crate) fn write(stats: &ServerStatsDelta, path: &Path) -> Result<(), StatsError> {
     let text = serde_json::to_string_pretty(stats).unwrap_or_default();
     std::fs::write(path, text + "\n").map_err(|source| StatsError::Write {
         path: path.to_owned(),
@@ -265,6 +265,8 @@ pub fn write(stats: &ServerStatsDelta, path: &Path) -> Result<(), StatsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::kserve::KServeOptions;
+    use crate::{ApiChoice, LoadConfig};
 
     fn stats(requests: u64, queue_ns: u64, batches: &[(u64, u64)]) -> ModelStats {
         ModelStats {
@@ -354,5 +356,116 @@ nv_cpu_utilization 0.5\n";
         let d = difference(&after, &before);
         assert_eq!(d.inference_count, 0);
         assert!(d.batch_stats.is_empty());
+    }
+
+    /// A simulator answering KServe v2 (BYTES input) on a free loopback
+    /// port, `base_ms` per request.
+    fn kserve_server(base_ms: f64) -> stub_server::RunningServer {
+        let mut config = stub_server::ServerConfig::profile("placeholder").unwrap();
+        config.bind = "127.0.0.1:0".parse().unwrap();
+        config.service.base_ms = base_ms;
+        config.service.per_item_ms = 0.1;
+        config.service.jitter = 0.0;
+        config.kserve_input_datatype = model::kserve::Datatype::Bytes;
+        stub_server::spawn(config).unwrap()
+    }
+
+    /// `GET /v2/models/example-model/stats`, parsed.
+    fn served_stats(server: &stub_server::RunningServer) -> ModelStatsResponse {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        stream
+            .write_all(
+                b"GET /v2/models/example-model/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statistics_deltas_match_what_the_client_saw() {
+        let server = kserve_server(5.0);
+        let dir = tempfile::Builder::new()
+            .prefix("loadgen-test-kserve-stats-")
+            .tempdir()
+            .unwrap();
+        let dir = dir.path();
+        let before = served_stats(&server).model_stats[0].clone();
+        let config = LoadConfig {
+            api: ApiChoice::KServeV2(KServeOptions::default()),
+            url: format!("http://{}", server.addr),
+            log_path: Some(dir.join("log.csv")),
+            timeout: std::time::Duration::from_secs(5),
+            requests: Some(60),
+            concurrency: 6,
+            batch_size: 3,
+            batch_wait_ms: 20,
+            server_stats_path: Some(dir.join("server-stats.json")),
+            ..LoadConfig::default()
+        };
+        let summary = crate::run(config, std::future::pending()).await.unwrap();
+        assert_eq!(summary.succeeded, 60);
+        assert_eq!(summary.server_stats_warning, None);
+        let after = served_stats(&server).model_stats[0].clone();
+        // loadgen's own snapshots agree with ours, and so does their difference.
+        let written: ServerStatsDelta =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("server-stats.json")).unwrap())
+                .unwrap();
+        assert_eq!(written.before, before);
+        assert_eq!(written.after, after);
+        assert_eq!(written.delta, difference(&before, &after));
+        let requests = after.inference_stats.success.count - before.inference_stats.success.count;
+        assert_eq!(
+            requests, summary.http_requests,
+            "one success per HTTP request"
+        );
+        assert_eq!(after.inference_count - before.inference_count, 60, "items");
+        let executed: u64 = after
+            .batch_stats
+            .iter()
+            .map(|b| b.batch_size * b.compute_infer.count)
+            .sum();
+        assert_eq!(executed, 60, "every item executed once");
+        assert_eq!(
+            after.execution_count,
+            after
+                .batch_stats
+                .iter()
+                .map(|b| b.compute_infer.count)
+                .sum::<u64>()
+        );
+        // Mean queue and execution per request from the statistics against the
+        // Server-Timing the client logged for the same requests: each HTTP
+        // request logs its batch's timings on every item row, so the mean over
+        // rows equals the mean over requests.
+        let rows = model::log::read_log_file(&dir.join("log.csv"))
+            .unwrap()
+            .rows;
+        let mean =
+            |f: fn(&model::log::LogRow) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+        let per_request_ms = |d: model::kserve::Duration| d.ns as f64 / 1e6 / d.count as f64;
+        let infer_stats = per_request_ms(after.inference_stats.compute_infer);
+        let queue_stats = per_request_ms(after.inference_stats.queue);
+        let infer_client = mean(|r| r.service_ms.unwrap_or(f64::NAN));
+        let queue_client = mean(|r| r.queue_ms.unwrap_or(f64::NAN));
+        // Server-Timing is written with 3 decimals; 0.01 ms covers the rounding.
+        assert!(
+            (infer_stats - infer_client).abs() < 0.01,
+            "{infer_stats} vs {infer_client}"
+        );
+        assert!(
+            (queue_stats - queue_client).abs() < 0.01,
+            "{queue_stats} vs {queue_client}"
+        );
+        // And the server's time per request is within what the client measured.
+        let success_ms = per_request_ms(after.inference_stats.success);
+        assert!(
+            success_ms <= summary.mean_ms.unwrap(),
+            "{success_ms} vs {:?}",
+            summary.mean_ms
+        );
     }
 }

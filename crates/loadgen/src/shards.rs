@@ -24,7 +24,7 @@ thread_local! {
 
 /// Which connection pool the calling thread uses: 0 off the shards, k + 1
 /// on shard k. A transport keeps `shard_count + 1` pools.
-pub fn current() -> usize {
+pub(crate) fn current() -> usize {
     POOL_INDEX.with(Cell::get)
 }
 
@@ -35,13 +35,13 @@ struct Shard {
 }
 
 /// Running shard threads; stopped and joined when dropped.
-pub struct Shards {
+pub(crate) struct Shards {
     shards: Vec<Shard>,
 }
 
 impl Shards {
     /// Starts `count` (at least 1) shard threads.
-    pub fn start(count: usize) -> std::io::Result<Self> {
+    pub(crate) fn start(count: usize) -> std::io::Result<Self> {
         let mut shards = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             shards.push(Self::start_one(index)?);
@@ -72,17 +72,12 @@ impl Shards {
     }
 
     /// How many shards run.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards.len()
     }
 
-    /// Always false: there is at least one shard.
-    pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
-    }
-
     /// Spawns a task made by `make` on every shard into `set`.
-    pub fn spawn_on_each<F>(&self, set: &mut JoinSet<()>, make: impl Fn() -> F)
+    pub(crate) fn spawn_on_each<F>(&self, set: &mut JoinSet<()>, make: impl Fn() -> F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -92,7 +87,7 @@ impl Shards {
     }
 
     /// Spawns `task` on shard `n % len` into `set`.
-    pub fn spawn_into<F>(&self, set: &mut JoinSet<()>, n: usize, task: F)
+    pub(crate) fn spawn_into<F>(&self, set: &mut JoinSet<()>, n: usize, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {

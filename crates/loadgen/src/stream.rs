@@ -12,7 +12,7 @@ use tokio_rustls::client::TlsStream;
 
 /// A connected stream.
 #[derive(Debug)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// `http://`.
     Plain(TcpStream),
     /// `https://` (boxed: a TLS session is a few kilobytes).
@@ -36,7 +36,7 @@ impl Stream {
     /// the session first, which consumes what a server may send an idle
     /// client (TLS 1.3 session tickets) and reports only application data
     /// or the end; then the socket must have nothing left.
-    pub fn is_reusable(&mut self) -> bool {
+    pub(crate) fn is_reusable(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         match self {
             Self::Plain(tcp) => match tcp.poll_read_ready(&mut cx) {

@@ -43,7 +43,7 @@ pub enum Scheme {
 
 impl Scheme {
     /// The port a URL without one uses.
-    pub fn default_port(self) -> u16 {
+    pub(crate) fn default_port(self) -> u16 {
         match self {
             Self::Http => 80,
             Self::Https => 443,
@@ -51,7 +51,7 @@ impl Scheme {
     }
 
     /// The URL scheme's name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Http => "http",
             Self::Https => "https",
@@ -79,7 +79,7 @@ pub struct Target {
 
 impl Target {
     /// Parses an absolute `http://` or `https://` URL.
-    pub fn parse(url: &str) -> Result<Self, TargetError> {
+    pub(crate) fn parse(url: &str) -> Result<Self, TargetError> {
         let bad = |reason: &str| TargetError::BadUrl {
             url: url.to_owned(),
             reason: reason.to_owned(),
@@ -143,7 +143,7 @@ impl Target {
     }
 
     /// The same endpoint with another path (and query).
-    pub fn with_path(&self, path_and_query: &str) -> Result<Self, TargetError> {
+    pub(crate) fn with_path(&self, path_and_query: &str) -> Result<Self, TargetError> {
         Self::parse(&format!(
             "{}://{}{path_and_query}",
             self.scheme.name(),
@@ -152,7 +152,7 @@ impl Target {
     }
 
     /// Whether requests go over TLS.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.scheme == Scheme::Https
     }
 }
@@ -183,7 +183,7 @@ fn parse_port(text: &str) -> Option<u16> {
 
 /// Resolves the target's host, IPv4 addresses first (servers most often
 /// bind them; a connection tries each address in turn).
-pub async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, TargetError> {
+pub(crate) async fn resolve(target: &Target) -> Result<Vec<SocketAddr>, TargetError> {
     let failed = |reason: String| TargetError::Resolve {
         host: target.host.clone(),
         reason,

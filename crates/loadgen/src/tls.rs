@@ -81,7 +81,7 @@ pub enum TlsError {
 
 /// How server certificates are checked, for the summary and the start line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verification {
+pub(crate) enum Verification {
     /// Against these many roots: from the platform store, and from `--cacert`.
     Roots {
         /// Roots from the platform store.
@@ -107,7 +107,7 @@ impl std::fmt::Display for Verification {
 
 /// Opens TLS sessions to one server.
 #[derive(Clone)]
-pub struct Tls {
+pub(crate) struct Tls {
     connector: TlsConnector,
     server_name: ServerName<'static>,
     /// What rustls said of the first failed handshake: an error kind is
@@ -133,7 +133,7 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// A client for `host` with `options`; `http2` makes ALPN offer (and
     /// the handshake require) `h2`; `resume` allows session resumption.
-    pub fn new(
+    pub(crate) fn new(
         options: &TlsOptions,
         host: &str,
         http2: bool,
@@ -197,7 +197,10 @@ impl Tls {
     /// Runs the handshake over `tcp`; a failure has a precise kind, and
     /// a handshake that did not agree on the protocol ALPN offered (a
     /// server without h2, under `--http2`) is `tls_handshake`.
-    pub async fn handshake(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, TransportError> {
+    pub(crate) async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, TransportError> {
         let stream = match self.connector.connect(self.server_name.clone(), tcp).await {
             Ok(stream) => stream,
             Err(e) => {
@@ -216,7 +219,7 @@ impl Tls {
     }
 
     /// Why the first failed handshake failed, if one did.
-    pub fn first_failure(&self) -> Option<&str> {
+    pub(crate) fn first_failure(&self) -> Option<&str> {
         self.first_failure.get().map(String::as_str)
     }
 }
@@ -244,13 +247,13 @@ fn explain(err: &std::io::Error) -> String {
 
 /// The kind of a TLS failure carried inside an I/O error, or `None` when
 /// the error is not TLS's (a reset, a plain EOF).
-pub fn classify_io(err: &std::io::Error) -> Option<TransportError> {
+pub(crate) fn classify_io(err: &std::io::Error) -> Option<TransportError> {
     let tls = err.get_ref()?.downcast_ref::<rustls::Error>()?;
     Some(classify(tls))
 }
 
 /// The kind of a rustls error.
-pub fn classify(err: &rustls::Error) -> TransportError {
+pub(crate) fn classify(err: &rustls::Error) -> TransportError {
     match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::UnknownIssuer => TransportError::TlsUnknownIssuer,

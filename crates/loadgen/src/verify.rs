@@ -4,7 +4,7 @@
 
 /// What came back for one logical request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ItemVerdict {
+pub(crate) struct ItemVerdict {
     /// Empty when the item succeeded, else the error kind.
     pub error: String,
     /// Digest of the item's output, when an output was found (for the
@@ -20,7 +20,7 @@ pub struct ItemVerdict {
 
 impl ItemVerdict {
     /// A verdict with `error` (empty: success) and no digest.
-    pub fn without_digest(error: String) -> Self {
+    pub(crate) fn without_digest(error: String) -> Self {
         Self {
             error,
             output_digest: None,
@@ -33,7 +33,7 @@ impl ItemVerdict {
 /// The timing of one logical request's streamed answer, as it arrived;
 /// the engine turns it into the row's TTFT, TPOT and gaps.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct StreamedItem {
+pub(crate) struct StreamedItem {
     /// When the read that completed the first content delta returned.
     pub first_token_at: Option<std::time::Instant>,
     /// Gaps between consecutive content deltas, ms.
@@ -46,7 +46,7 @@ pub struct StreamedItem {
 
 /// What to check and keep of each response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checks {
+pub(crate) struct Checks {
     /// Compare each output with its expected output (only APIs that know
     /// them, see [`crate::api::Api::can_verify`]).
     pub verify: bool,
@@ -61,7 +61,7 @@ impl Checks {
     /// Whether `Server-Timing` is read: its durations, like digests, only
     /// reach the per-request log, which is written exactly when digests
     /// are computed.
-    pub fn server_timing(self) -> bool {
+    pub(crate) fn server_timing(self) -> bool {
         self.digests
     }
 }
@@ -78,7 +78,7 @@ pub(crate) mod tests {
     use crate::engine::LogicalRequest;
 
     /// A complete response with `status` and `body`.
-    pub fn response(status: u16, body: &str) -> HttpResponse {
+    pub(crate) fn response(status: u16, body: &str) -> HttpResponse {
         HttpResponse {
             status: StatusCode::from_u16(status).unwrap(),
             facts: crate::client::ServerFacts::default(),
@@ -92,7 +92,7 @@ pub(crate) mod tests {
     }
 
     /// Logical request 0 for `model` with `input`.
-    pub fn item(model: &str, input: &str) -> LogicalRequest {
+    pub(crate) fn item(model: &str, input: &str) -> LogicalRequest {
         LogicalRequest {
             messages: None,
             request_id: 0,

@@ -13,8 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::llama_server;
-use loadgen::api::openai::{Endpoint, OpenAiOptions};
-use loadgen::{ApiChoice, LoadConfig};
+use loadgen::{ApiChoice, LoadConfig, OpenAiEndpoint, OpenAiOptions};
 
 #[test]
 fn pooled_streamed_requests_all_succeed_against_llama_server() {
@@ -77,7 +76,7 @@ fn pooled_streamed_requests_all_succeed_against_llama_server() {
     }
 }
 
-fn config(url: &str, dir: &std::path::Path, endpoint: Endpoint, stream: bool) -> LoadConfig {
+fn config(url: &str, dir: &std::path::Path, endpoint: OpenAiEndpoint, stream: bool) -> LoadConfig {
     LoadConfig {
         api: ApiChoice::OpenAi(OpenAiOptions {
             endpoint,
@@ -101,7 +100,7 @@ async fn chat_and_completions_stream_from_llama_server() {
     let Some(server) = llama_server::start(&dir, &["-np", "2", "-c", "1024", "-t", "1"]) else {
         return;
     };
-    for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+    for endpoint in [OpenAiEndpoint::Chat, OpenAiEndpoint::Completions] {
         let run_dir = common::temp_dir("llama-server-run");
         let config = config(&server.base_url(), &run_dir, endpoint, true);
         let summary = loadgen::run(config, std::future::pending()).await.unwrap();
@@ -136,7 +135,7 @@ async fn chat_and_completions_stream_from_llama_server() {
     }
     // Not streamed: end to end only, tokens from usage.
     let run_dir = common::temp_dir("llama-server-whole");
-    let config = config(&server.base_url(), &run_dir, Endpoint::Chat, false);
+    let config = config(&server.base_url(), &run_dir, OpenAiEndpoint::Chat, false);
     let summary = loadgen::run(config, std::future::pending()).await.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (6, 0), "{summary:?}");
     let rows = model::log::read_log_file(&run_dir.join("log.csv"))

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use common::script::{delta, done, schedule, ScriptServer, Step, SSE_HEAD};
 
-use loadgen::api::openai::{Endpoint, OpenAiOptions};
-use loadgen::{ApiChoice, LoadConfig};
+use loadgen::{ApiChoice, LoadConfig, OpenAiEndpoint, OpenAiOptions};
 use model::log::{LogRow, TokensFrom};
 
-fn options(endpoint: Endpoint) -> OpenAiOptions {
+fn options(endpoint: OpenAiEndpoint) -> OpenAiOptions {
     OpenAiOptions {
         endpoint,
         stream: true,
@@ -27,7 +26,7 @@ fn options(endpoint: Endpoint) -> OpenAiOptions {
 
 fn chat_config(url: &str, dir: &std::path::Path, requests: u64, concurrency: usize) -> LoadConfig {
     LoadConfig {
-        api: ApiChoice::OpenAi(options(Endpoint::Chat)),
+        api: ApiChoice::OpenAi(options(OpenAiEndpoint::Chat)),
         requests: Some(requests),
         concurrency,
         verify: Some(false),
@@ -216,7 +215,7 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
     let config = LoadConfig {
         api: ApiChoice::OpenAi(OpenAiOptions {
             max_tokens: Some(7),
-            ..options(Endpoint::Completions)
+            ..options(OpenAiEndpoint::Completions)
         }),
         batch_size: 4,
         batch_wait_ms: 50,
@@ -243,7 +242,7 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
             stream: false,
             max_tokens: Some(120),
             extra_body: Some(extra),
-            ..options(Endpoint::Chat)
+            ..options(OpenAiEndpoint::Chat)
         }),
         verify: Some(true),
         ..chat_config(&url, &dir, 4, 2)
@@ -292,20 +291,20 @@ async fn captured_llama_cpp_streams_replay_to_the_same_tokens() {
     let cases = [
         (
             "llama_cpp_chat_stream.raw.txt",
-            Endpoint::Chat,
+            OpenAiEndpoint::Chat,
             16,
             " part father new with par side eart5l fol nux who! can loo",
         ),
         (
             "llama_cpp_completions_stream.raw.txt",
-            Endpoint::Completions,
+            OpenAiEndpoint::Completions,
             16,
             " abou par call> bu caus th sel are othe writ every helo need",
         ),
         // Every delta empty: a successful answer of no tokens.
         (
             "llama_cpp_chat_stream_empty_deltas.raw.txt",
-            Endpoint::Chat,
+            OpenAiEndpoint::Chat,
             0,
             "",
         ),

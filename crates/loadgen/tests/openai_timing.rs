@@ -9,8 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::script::{schedule, ScriptServer};
-use loadgen::api::openai::{Endpoint, OpenAiOptions};
-use loadgen::{ApiChoice, LoadConfig};
+use loadgen::{ApiChoice, LoadConfig, OpenAiEndpoint, OpenAiOptions};
 use model::log::TokensFrom;
 
 /// Tokens per answer: 24 answers give 936 gaps, so that a P99 is not one
@@ -37,7 +36,7 @@ async fn ttft_and_every_gap_match_the_servers_schedule() {
     let config = LoadConfig {
         warmup: loadgen::Warmup::Requests(4),
         api: ApiChoice::OpenAi(OpenAiOptions {
-            endpoint: Endpoint::Chat,
+            endpoint: OpenAiEndpoint::Chat,
             stream: true,
             max_tokens: None,
             extra_body: None,

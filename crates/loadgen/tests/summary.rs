@@ -8,9 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use loadgen::api::openai::{Endpoint, OpenAiOptions};
-use loadgen::summary::Text;
-use loadgen::{ApiChoice, LoadConfig, RunSummary};
+use loadgen::{ApiChoice, LoadConfig, OpenAiEndpoint, OpenAiOptions, RunSummary, SummaryText};
 use model::log::read_log_file;
 use model::summary::Percentiles;
 
@@ -74,7 +72,7 @@ async fn a_short_runs_percentiles_equal_report_summary_of_its_log() {
     assert!(summary.quantiles_exact && summary.quantile_error.is_none());
     let json: serde_json::Value = serde_json::from_str(&summary.to_json().unwrap()).unwrap();
     assert_eq!(json["quantiles_exact"], true);
-    assert!(!Text(&summary).to_string().contains("not exact"));
+    assert!(!SummaryText(&summary).to_string().contains("not exact"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +81,7 @@ async fn an_llm_runs_ttft_itl_and_tpot_equal_report_summary_of_its_log() {
     let dir = common::temp_dir("summary-llm");
     let config = LoadConfig {
         api: ApiChoice::OpenAi(OpenAiOptions {
-            endpoint: Endpoint::Chat,
+            endpoint: OpenAiEndpoint::Chat,
             stream: true,
             max_tokens: Some(12),
             extra_body: None,

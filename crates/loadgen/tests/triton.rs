@@ -14,8 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use loadgen::api::kserve::KServeOptions;
-use loadgen::{ApiChoice, LoadConfig};
+use loadgen::{ApiChoice, KServeOptions, LoadConfig};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -46,7 +46,7 @@ pub struct KServeOptions {
 
 /// The KServe v2 API, once the model's metadata is known.
 #[derive(Debug, Clone)]
-pub struct KServeApi {
+pub(crate) struct KServeApi {
     model: String,
     infer_path: String,
     stats_path: String,
@@ -67,7 +67,7 @@ fn api_error(reason: String) -> ApiError {
 impl KServeApi {
     /// Checks the server and the model through `probe` (the run's own
     /// target and TLS settings) and settles the input tensor.
-    pub async fn connect(
+    pub(crate) async fn connect(
         options: &KServeOptions,
         model: &str,
         base_path: &str,
@@ -246,11 +246,6 @@ impl KServeApi {
         })
     }
 
-    /// The request path: `{base}/v2/models/{model}/infer`.
-    pub fn infer_path(&self) -> &str {
-        &self.infer_path
-    }
-
     /// The body for `items`, stacked along dimension 0.
     fn body(&self, items: &[LogicalRequest]) -> Vec<u8> {
         let mut body = Vec::with_capacity(128 + items.len() * 256);
@@ -425,15 +420,6 @@ impl Api for KServeApi {
         self.judge(response, items, checks)
     }
 
-    fn failure_kinds(&self) -> &'static [&'static str] {
-        &[
-            "bad_json",
-            "missing_output",
-            "wrong_length",
-            "output_mismatch",
-        ]
-    }
-
     fn request_path(&self) -> Option<&str> {
         Some(&self.infer_path)
     }
@@ -496,7 +482,7 @@ mod tests {
             Some(32),
         )
         .unwrap();
-        assert_eq!(a.infer_path(), "/v2/models/m/infer");
+        assert_eq!(a.request_path(), Some("/v2/models/m/infer"));
         let body: Value = serde_json::from_slice(&a.batch_body(&items(&["x\"y", "z"]))).unwrap();
         assert_eq!(
             body,

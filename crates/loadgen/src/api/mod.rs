@@ -17,11 +17,11 @@
 //!
 //! [`sse`] parses server-sent events incrementally, for streamed answers.
 
-pub mod kserve;
-pub mod openai;
-pub mod simulator;
-pub mod sse;
-pub mod template;
+pub(crate) mod kserve;
+pub(crate) mod openai;
+pub(crate) mod simulator;
+pub(crate) mod sse;
+pub(crate) mod template;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,7 +106,7 @@ pub enum ApiError {
 
 /// The request shape that was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     /// One logical request.
     Single,
     /// Several, as one batch.
@@ -114,7 +114,7 @@ pub enum Shape {
 }
 
 /// A request format.
-pub trait Api: Send + Sync {
+pub(crate) trait Api: Send + Sync {
     /// The name used on the command line and in summaries.
     fn name(&self) -> &'static str;
 
@@ -161,10 +161,6 @@ pub trait Api: Send + Sync {
         checks: Checks,
     ) -> Vec<ItemVerdict>;
 
-    /// The error kinds its judging can give, besides the transport's and
-    /// `http_<status>` (for documentation and `--help`).
-    fn failure_kinds(&self) -> &'static [&'static str];
-
     /// Whether rows carry the LLM columns (TTFT, tokens, inter-token
     /// gaps; see `model::log::LLM_COLUMNS`).
     fn token_metrics(&self) -> bool {
@@ -197,7 +193,7 @@ pub trait Api: Send + Sync {
 }
 
 /// What [`build`] needs to know of the run.
-pub struct BuildContext<'a> {
+pub(crate) struct BuildContext<'a> {
     /// The client batch size, which a format may need to support (a
     /// template needs `{{inputs}}` for it, a KServe model a batch dimension).
     pub batch_size: usize,
@@ -210,7 +206,7 @@ pub struct BuildContext<'a> {
 }
 
 /// Sets up the chosen API: the one place that knows every format.
-pub async fn build(
+pub(crate) async fn build(
     choice: &ApiChoice,
     context: BuildContext<'_>,
 ) -> Result<Arc<dyn Api>, ApiError> {
@@ -243,18 +239,18 @@ pub async fn build(
 }
 
 /// `http_<status>` for a non-2xx response.
-pub fn status_error(response: &HttpResponse) -> Option<String> {
+pub(crate) fn status_error(response: &HttpResponse) -> Option<String> {
     (!response.status.is_success()).then(|| format!("http_{}", response.status.as_u16()))
 }
 
 /// What a single item gets when a judge returned no verdict for it (it
 /// never does: every judge returns one per item, this keeps a row anyway).
-pub fn no_verdict() -> ItemVerdict {
+pub(crate) fn no_verdict() -> ItemVerdict {
     ItemVerdict::without_digest("bad_json".into())
 }
 
 /// The same failed verdict for each of `n` items.
-pub fn all_failed(n: usize, error: &str) -> Vec<ItemVerdict> {
+pub(crate) fn all_failed(n: usize, error: &str) -> Vec<ItemVerdict> {
     (0..n)
         .map(|_| ItemVerdict::without_digest(error.to_owned()))
         .collect()

@@ -38,14 +38,14 @@ use crate::verify::{Checks, ItemVerdict, StreamedItem};
 
 /// Which of the two endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum OpenAiEndpoint {
     /// `/v1/chat/completions`, `messages`.
     Chat,
     /// `/v1/completions`, `prompt` (a string, or a list for a batch).
     Completions,
 }
 
-impl Endpoint {
+impl OpenAiEndpoint {
     /// The path below the server's `/v1`.
     fn path(self) -> &'static str {
         match self {
@@ -59,7 +59,7 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenAiOptions {
     /// Chat or completions.
-    pub endpoint: Endpoint,
+    pub endpoint: OpenAiEndpoint,
     /// Stream the answer (the default); off: one JSON body, timed end to end.
     pub stream: bool,
     /// `max_tokens` to send.
@@ -70,10 +70,10 @@ pub struct OpenAiOptions {
 
 impl OpenAiOptions {
     /// The name of the API on the command line.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self.endpoint {
-            Endpoint::Chat => "openai-chat",
-            Endpoint::Completions => "openai-completions",
+            OpenAiEndpoint::Chat => "openai-chat",
+            OpenAiEndpoint::Completions => "openai-completions",
         }
     }
 }
@@ -114,7 +114,7 @@ pub fn parse_extra_body(text: &str) -> Result<Map<String, Value>, String> {
 /// The request path for a URL path: a path that already ends in the
 /// endpoint is used as it is, one ending in `/v1` gets the endpoint, any
 /// other (`/` included) is a base that gets `/v1` and the endpoint.
-pub fn request_path(url_path: &str, endpoint: Endpoint) -> String {
+pub(crate) fn request_path(url_path: &str, endpoint: OpenAiEndpoint) -> String {
     let path = url_path
         .split('?')
         .next()
@@ -131,7 +131,7 @@ pub fn request_path(url_path: &str, endpoint: Endpoint) -> String {
 
 /// An OpenAI-compatible endpoint, set up for one run.
 #[derive(Debug)]
-pub struct OpenAiApi {
+pub(crate) struct OpenAiApi {
     options: OpenAiOptions,
     path: String,
     /// The `max_tokens` and `ignore_eos` the bodies carry (extra body
@@ -143,12 +143,12 @@ pub struct OpenAiApi {
 impl OpenAiApi {
     /// Sets the API up for requests to `url_path` carrying `batch_size`
     /// logical requests each.
-    pub fn new(
+    pub(crate) fn new(
         options: OpenAiOptions,
         url_path: &str,
         batch_size: usize,
     ) -> Result<Self, ApiError> {
-        if batch_size > 1 && options.endpoint == Endpoint::Chat {
+        if batch_size > 1 && options.endpoint == OpenAiEndpoint::Chat {
             return Err(ApiError::OpenAi(
                 "openai-chat sends one conversation per request; for --batch-size > 1 use \
                  --api openai-completions, whose prompt may be a list"
@@ -196,8 +196,8 @@ impl OpenAiApi {
         let mut body = Map::new();
         body.insert("model".into(), Value::String(model.to_owned()));
         match self.options.endpoint {
-            Endpoint::Chat => body.insert("messages".into(), prompt),
-            Endpoint::Completions => body.insert("prompt".into(), prompt),
+            OpenAiEndpoint::Chat => body.insert("messages".into(), prompt),
+            OpenAiEndpoint::Completions => body.insert("prompt".into(), prompt),
         };
         if let Some(n) = self.options.max_tokens {
             body.insert("max_tokens".into(), Value::from(n));
@@ -220,11 +220,11 @@ impl OpenAiApi {
 
     fn prompt(&self, item: &LogicalRequest) -> Value {
         match self.options.endpoint {
-            Endpoint::Chat => match &item.messages {
+            OpenAiEndpoint::Chat => match &item.messages {
                 Some(messages) => serde_json::from_str(messages).unwrap_or(Value::Null),
                 None => serde_json::json!([{"role": "user", "content": item.input}]),
             },
-            Endpoint::Completions => Value::String(item.input.clone()),
+            OpenAiEndpoint::Completions => Value::String(item.input.clone()),
         }
     }
 
@@ -334,16 +334,6 @@ impl Api for OpenAiApi {
         checks: Checks,
     ) -> Vec<ItemVerdict> {
         self.judge(response, items, checks)
-    }
-
-    fn failure_kinds(&self) -> &'static [&'static str] {
-        &[
-            "truncated_stream",
-            "bad_event",
-            "stream_error",
-            "bad_json",
-            "output_mismatch",
-        ]
     }
 
     fn failure_kind(&self, error: TransportError) -> &'static str {
@@ -585,7 +575,7 @@ fn read_whole(body: &[u8], n: usize) -> Result<Vec<Answer>, &'static str> {
 }
 
 /// Builds the API for `options` (the one place [`super::build`] calls).
-pub fn build(
+pub(crate) fn build(
     options: &OpenAiOptions,
     url_path: &str,
     batch_size: usize,

@@ -12,7 +12,7 @@ use crate::verify::{Checks, ItemVerdict};
 
 /// The simulator's format.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Simulator;
+pub(crate) struct Simulator;
 
 impl Api for Simulator {
     fn name(&self) -> &'static str {
@@ -91,10 +91,6 @@ impl Api for Simulator {
             .zip(outputs)
             .map(|(item, output)| output_verdict(&item.model, &item.input, &output, checks))
             .collect()
-    }
-
-    fn failure_kinds(&self) -> &'static [&'static str] {
-        &["bad_json", "wrong_length", "output_mismatch"]
     }
 }
 

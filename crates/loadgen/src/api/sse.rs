@@ -15,7 +15,7 @@
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Event {
+pub(crate) struct Event {
     /// The `event` field, if the event named one.
     pub event: Option<String>,
     /// The `data` lines, joined by `\n`.
@@ -24,7 +24,7 @@ pub struct Event {
 
 /// Why a stream is not valid `text/event-stream`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SseError {
+pub(crate) enum SseError {
     /// A line is not UTF-8.
     #[error("line {line} of the event stream is not UTF-8")]
     NotUtf8 {
@@ -41,11 +41,11 @@ pub enum SseError {
 }
 
 /// Longest line kept; a token's delta is a few hundred bytes.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// The parser's state between chunks.
 #[derive(Debug, Default)]
-pub struct SseParser {
+pub(crate) struct SseParser {
     /// Bytes of the line not yet ended.
     pending: Vec<u8>,
     /// The last chunk ended with CR: an LF starting the next one belongs
@@ -60,12 +60,12 @@ pub struct SseParser {
 
 impl SseParser {
     /// A parser at the start of a stream.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Feeds `bytes`; every event they complete is appended to `out`.
-    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
+    pub(crate) fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
         // An empty chunk says nothing about the byte after a CR.
         if self.after_cr && !bytes.is_empty() {
             self.after_cr = false;
@@ -99,8 +99,11 @@ impl SseParser {
 
     /// The stream ended. A line without its ending is still a line; an
     /// event without its empty line is dropped. Returns whether the stream
-    /// ended cleanly (between events, nothing pending).
-    pub fn finish(&mut self, out: &mut Vec<Event>) -> Result<bool, SseError> {
+    /// ended cleanly (between events, nothing pending). Only the tests ask:
+    /// the stream reader tells a cut answer by its missing `[DONE]` or
+    /// `finish_reason`, and a line left pending can dispatch no event.
+    #[cfg(test)]
+    fn finish(&mut self, out: &mut Vec<Event>) -> Result<bool, SseError> {
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
             self.line(&line, out)?;

@@ -35,7 +35,7 @@ use crate::engine::LogicalRequest;
 use crate::verify::{Checks, ItemVerdict};
 
 /// The placeholders a template may use.
-pub const PLACEHOLDERS: [&str; 4] = ["input", "inputs", "model", "id"];
+pub(crate) const PLACEHOLDERS: [&str; 4] = ["input", "inputs", "model", "id"];
 
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ enum Part {
 
 /// A parsed body template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyTemplate {
+pub(crate) struct BodyTemplate {
     parts: Vec<Part>,
 }
 
@@ -57,7 +57,7 @@ impl BodyTemplate {
     /// Splits `text` into literal text and placeholders (`{{ name }}`,
     /// spaces inside the braces allowed). The error names the line and the
     /// placeholder at fault.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let line_at = |offset: usize| text[..offset].matches('\n').count() + 1;
         let mut parts = Vec::new();
         let mut at = 0;
@@ -102,7 +102,7 @@ impl BodyTemplate {
 
     /// The body for `items` (at least one): `{{input}}`, `{{model}}` and
     /// `{{id}}` from the first item, `{{inputs}}` from all of them.
-    pub fn render(&self, items: &[LogicalRequest]) -> Vec<u8> {
+    pub(crate) fn render(&self, items: &[LogicalRequest]) -> Vec<u8> {
         let Some(first) = items.first() else {
             return Vec::new();
         };
@@ -136,13 +136,13 @@ impl BodyTemplate {
 /// A path into a JSON document: keys and array indices separated by dots
 /// (`outputs`, `data.0.embedding`; `$.` in front and `[0]` accepted too).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonPath {
+pub(crate) struct JsonPath {
     steps: Vec<String>,
 }
 
 impl JsonPath {
     /// Parses a path; empty steps are refused.
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ApiError> {
         let bad = |reason: &str| ApiError::JsonPath {
             path: text.to_owned(),
             reason: reason.to_owned(),
@@ -163,7 +163,7 @@ impl JsonPath {
     }
 
     /// The value at this path, if there is one.
-    pub fn find<'a>(&self, mut value: &'a Value) -> Option<&'a Value> {
+    pub(crate) fn find<'a>(&self, mut value: &'a Value) -> Option<&'a Value> {
         for step in &self.steps {
             value = match value {
                 Value::Object(map) => map.get(step)?,
@@ -177,7 +177,7 @@ impl JsonPath {
 
 /// The template API.
 #[derive(Debug, Clone)]
-pub struct TemplateApi {
+pub(crate) struct TemplateApi {
     template: BodyTemplate,
     expect: Option<JsonPath>,
 }
@@ -185,7 +185,7 @@ pub struct TemplateApi {
 impl TemplateApi {
     /// Reads and checks the template at `path` for a run whose client batch
     /// size is `batch_size`.
-    pub fn load(
+    pub(crate) fn load(
         path: &Path,
         expect_json_path: Option<&str>,
         batch_size: usize,
@@ -362,10 +362,6 @@ impl Api for TemplateApi {
         checks: Checks,
     ) -> Vec<ItemVerdict> {
         self.judge(response, items.len(), true, checks)
-    }
-
-    fn failure_kinds(&self) -> &'static [&'static str] {
-        &["bad_json", "missing_json_path", "wrong_length"]
     }
 }
 

@@ -10,11 +10,11 @@ use stats::SplitMix64;
 
 /// Largest length a distribution may name: far above any context window,
 /// low enough that a prompt of it fits in memory.
-pub const MAX_LENGTH: u32 = 1_000_000;
+pub(crate) const MAX_LENGTH: u32 = 1_000_000;
 
 /// A distribution of whole lengths, at least 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LengthDist {
+pub(crate) enum LengthDist {
     /// Always this length.
     Fixed(u32),
     /// Normal with this mean and standard deviation, rounded, truncated at
@@ -97,7 +97,7 @@ impl fmt::Display for LengthDist {
 
 /// Draws lengths from one distribution with a seeded stream of its own.
 #[derive(Debug, Clone)]
-pub struct LengthSampler {
+pub(crate) struct LengthSampler {
     dist: LengthDist,
     rng: SplitMix64,
     spare: Option<f64>,
@@ -105,7 +105,7 @@ pub struct LengthSampler {
 
 impl LengthSampler {
     /// A sampler of `dist` whose draws are fixed by `seed`.
-    pub fn new(dist: LengthDist, seed: u64) -> Self {
+    pub(crate) fn new(dist: LengthDist, seed: u64) -> Self {
         Self {
             dist,
             rng: SplitMix64::new(seed),
@@ -114,7 +114,7 @@ impl LengthSampler {
     }
 
     /// The next length, at least 1.
-    pub fn next_length(&mut self) -> u32 {
+    pub(crate) fn next_length(&mut self) -> u32 {
         match self.dist {
             LengthDist::Fixed(n) => n,
             LengthDist::Normal { mean, stddev } => {

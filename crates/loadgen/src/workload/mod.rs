@@ -4,6 +4,6 @@
 //! (exact under a local `tokenizer.json`); [`trace`] reads production
 //! traces to replay (Mooncake, Azure, BurstGPT).
 
-pub mod lengths;
-pub mod prompt;
-pub mod trace;
+pub(crate) mod lengths;
+pub(crate) mod prompt;
+pub(crate) mod trace;

@@ -35,7 +35,7 @@ const MIN_WORDS: usize = 64;
 
 /// Why a tokenizer cannot be used; said before any request.
 #[derive(Debug, thiserror::Error)]
-pub enum PromptError {
+pub(crate) enum PromptError {
     /// The file is missing or is not a `tokenizer.json`.
     #[error("--tokenizer {path}: {why}")]
     Tokenizer {
@@ -57,7 +57,7 @@ enum Join {
 }
 
 /// Makes prompt text of a chosen token length.
-pub struct PromptBuilder {
+pub(crate) struct PromptBuilder {
     words: Vec<String>,
     join: Join,
     /// Present when lengths are exact under it.
@@ -81,7 +81,7 @@ impl std::fmt::Debug for PromptBuilder {
 impl PromptBuilder {
     /// Prompts of approximate length: common English words, one token
     /// each in common BPE vocabularies.
-    pub fn approximate() -> Self {
+    pub(crate) fn approximate() -> Self {
         Self {
             words: COMMON_WORDS.split_whitespace().map(str::to_owned).collect(),
             join: Join::LeadingSpace,
@@ -93,7 +93,7 @@ impl PromptBuilder {
 
     /// Prompts of exact length under the tokenizer in `path` (a Hugging
     /// Face `tokenizer.json`).
-    pub fn from_tokenizer_file(path: &Path) -> Result<Self, PromptError> {
+    pub(crate) fn from_tokenizer_file(path: &Path) -> Result<Self, PromptError> {
         let bad = |why: String| PromptError::Tokenizer {
             path: path.to_owned(),
             why,
@@ -157,18 +157,18 @@ impl PromptBuilder {
     }
 
     /// Whether prompt lengths are exact (a tokenizer was given).
-    pub fn exact(&self) -> bool {
+    pub(crate) fn exact(&self) -> bool {
         self.tokenizer.is_some()
     }
 
     /// Where the words come from, for the start line.
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.source
     }
 
     /// `n` words drawn from `rng`, as text: `n` tokens when the words are
     /// additive (see [`PromptBuilder::text`] for the exact guarantee).
-    pub fn words(&self, n: u32, rng: &mut SplitMix64) -> String {
+    pub(crate) fn words(&self, n: u32, rng: &mut SplitMix64) -> String {
         join_words(
             (0..n).map(|_| &self.words[rng.index_below(self.words.len())]),
             self.join,
@@ -178,7 +178,7 @@ impl PromptBuilder {
     /// Text of exactly `n` tokens under the tokenizer (approximately `n`
     /// without one), its words drawn from `rng`. `after`: the text it will
     /// follow (a shared prefix), whose tokens are not counted in `n`.
-    pub fn text(&self, n: u32, after: &str, rng: &mut SplitMix64) -> String {
+    pub(crate) fn text(&self, n: u32, after: &str, rng: &mut SplitMix64) -> String {
         let mut text = self.words(n, rng);
         let (Some(tokenizer), false) = (&self.tokenizer, self.additive && after.is_empty()) else {
             return text;
@@ -207,7 +207,7 @@ impl PromptBuilder {
     }
 
     /// Tokens of `text` under the tokenizer, when there is one.
-    pub fn count(&self, text: &str) -> Option<usize> {
+    pub(crate) fn count(&self, text: &str) -> Option<usize> {
         self.tokenizer
             .as_ref()
             .and_then(|t| t.encode(text, false).ok())

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 /// A trace file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TraceFormat {
+pub(crate) enum TraceFormat {
     /// Mooncake's JSONL.
     Mooncake,
     /// Azure's LLM inference trace CSV.
@@ -38,7 +38,7 @@ pub enum TraceFormat {
 
 impl TraceFormat {
     /// The name `--trace-format` takes.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Mooncake => "mooncake",
             Self::Azure => "azure",
@@ -64,7 +64,7 @@ impl FromStr for TraceFormat {
 
 /// Why a trace cannot be replayed; said before any request.
 #[derive(Debug, thiserror::Error)]
-pub enum TraceError {
+pub(crate) enum TraceError {
     /// The file cannot be opened or read.
     #[error("--trace {path}: {source}")]
     Io {
@@ -115,7 +115,7 @@ pub enum TraceError {
 
 /// One request of a trace.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TraceRow {
+pub(crate) struct TraceRow {
     /// 1-based line of the file.
     pub line: u64,
     /// Its timestamp on the trace's own clock, ms.
@@ -135,7 +135,7 @@ const MAX_TOKENS: u64 = 10_000_000;
 
 /// Tells the format from the first line: `{` is Mooncake's JSONL, a CSV
 /// header names Azure's or BurstGPT's columns.
-pub fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
+pub(crate) fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
     let file = File::open(path).map_err(|source| TraceError::Io {
         path: path.to_owned(),
         source,
@@ -169,7 +169,7 @@ pub fn detect(path: &Path) -> Result<TraceFormat, TraceError> {
 }
 
 /// The rows of a trace, read one at a time.
-pub struct TraceReader {
+pub(crate) struct TraceReader {
     path: PathBuf,
     source: Source,
 }
@@ -188,7 +188,7 @@ enum Source {
 
 impl TraceReader {
     /// Opens `path` as `format`.
-    pub fn open(path: &Path, format: TraceFormat) -> Result<Self, TraceError> {
+    pub(crate) fn open(path: &Path, format: TraceFormat) -> Result<Self, TraceError> {
         let io = |source| TraceError::Io {
             path: path.to_owned(),
             source,
@@ -393,7 +393,7 @@ fn azure_ms(text: &str) -> Result<f64, String> {
 /// What one pass over a trace found: enough to plan the replay and to
 /// refuse a bad file before the first request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TraceScan {
+pub(crate) struct TraceScan {
     /// Rows read (failed BurstGPT rows included).
     pub rows: u64,
     /// BurstGPT rows of requests that failed in production, not replayed.
@@ -410,7 +410,7 @@ pub struct TraceScan {
 
 /// Reads every row once, checking each; returns what it saw. Rows out of
 /// time order are an error unless `sort` (the replay will then sort them).
-pub fn scan(path: &Path, format: TraceFormat, sort: bool) -> Result<TraceScan, TraceError> {
+pub(crate) fn scan(path: &Path, format: TraceFormat, sort: bool) -> Result<TraceScan, TraceError> {
     let mut scan = TraceScan {
         rows: 0,
         failed_rows: 0,

@@ -19,7 +19,7 @@ const READY_WITHIN: Duration = Duration::from_secs(120);
 const HEALTH_EVERY: Duration = Duration::from_millis(50);
 
 /// A running `llama-server`, killed when dropped.
-pub struct LlamaServer {
+pub(crate) struct LlamaServer {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -29,12 +29,12 @@ pub struct LlamaServer {
 
 impl LlamaServer {
     /// `http://127.0.0.1:PORT`, no path.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// What it printed so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -51,14 +51,14 @@ fn root() -> PathBuf {
 }
 
 /// The binary, where `build_server.sh` puts it.
-pub fn binary() -> PathBuf {
+pub(crate) fn binary() -> PathBuf {
     root().join(".llama-server/bin/llama-server")
 }
 
 /// Writes the tiny model into `dir` and starts `llama-server` on it with
 /// `args` after the model, host and port (e.g. `-np 2 --metrics`). `None`
 /// (after [`super::skip`] said why) when the binary or its venv is missing.
-pub fn start(dir: &Path, args: &[&str]) -> Option<LlamaServer> {
+pub(crate) fn start(dir: &Path, args: &[&str]) -> Option<LlamaServer> {
     let binary = binary();
     let python = root().join(".llama-server/venv/bin/python");
     for needed in [&binary, &python] {

@@ -2,9 +2,9 @@
 //! log reading, shared by the integration tests.
 #![allow(dead_code)]
 
-pub mod llama_server;
-pub mod raw_http;
-pub mod script;
+pub(crate) mod llama_server;
+pub(crate) mod raw_http;
+pub(crate) mod script;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 
 /// How the fault server answers.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Behavior {
+pub(crate) enum Behavior {
     /// Correct answers after `service`.
     Ok { service: Duration },
     /// This status with a JSON error body.
@@ -47,14 +47,14 @@ pub enum Behavior {
 }
 
 /// A fault server on its own thread and runtime.
-pub struct FaultServer {
+pub(crate) struct FaultServer {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl FaultServer {
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/v1/infer", self.addr)
     }
 }
@@ -70,7 +70,7 @@ impl Drop for FaultServer {
     }
 }
 
-pub fn spawn(behavior: Behavior) -> FaultServer {
+pub(crate) fn spawn(behavior: Behavior) -> FaultServer {
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
     let addr = std_listener.local_addr().unwrap();
@@ -196,7 +196,7 @@ fn respond(status: u16, body: Vec<u8>, batch: usize) -> hyper::Response<Full<Byt
 /// Says why a test did not run, straight to stderr (the harness captures
 /// `println!` of a passing test); under CI (`CI` set), where everything a
 /// test needs is installed, a missing prerequisite is a failure instead.
-pub fn skip(why: &str) {
+pub(crate) fn skip(why: &str) {
     assert!(
         std::env::var_os("CI").is_none(),
         "{why} (CI is set, so this is a failure, not a skip)"
@@ -206,7 +206,7 @@ pub fn skip(why: &str) {
 }
 
 /// A port nothing listens on: bind, note the port, close.
-pub fn dead_url() -> String {
+pub(crate) fn dead_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
@@ -215,7 +215,7 @@ pub fn dead_url() -> String {
 
 /// A fresh, empty directory for one test, removed when dropped; it derefs
 /// to its path.
-pub struct TestDir(tempfile::TempDir);
+pub(crate) struct TestDir(tempfile::TempDir);
 
 impl std::ops::Deref for TestDir {
     type Target = std::path::Path;
@@ -226,7 +226,7 @@ impl std::ops::Deref for TestDir {
 }
 
 /// A fresh, empty directory whose name starts with `name`.
-pub fn temp_dir(name: &str) -> TestDir {
+pub(crate) fn temp_dir(name: &str) -> TestDir {
     TestDir(
         tempfile::Builder::new()
             .prefix(&format!("loadgen-test-{name}-"))
@@ -236,7 +236,7 @@ pub fn temp_dir(name: &str) -> TestDir {
 }
 
 /// Percentile of sorted samples, linear interpolation (numpy's default).
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;
@@ -244,7 +244,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Successful latencies of a log file, sorted.
-pub fn ok_latencies(path: &std::path::Path) -> Vec<f64> {
+pub(crate) fn ok_latencies(path: &std::path::Path) -> Vec<f64> {
     let log = model::log::read_log_file(path).unwrap();
     let mut v: Vec<f64> = log
         .rows
@@ -257,14 +257,14 @@ pub fn ok_latencies(path: &std::path::Path) -> Vec<f64> {
 }
 
 /// A simulator with profile `name` on a free loopback port, in this process.
-pub fn simulator(name: &str) -> stub_server::RunningServer {
+pub(crate) fn simulator(name: &str) -> stub_server::RunningServer {
     let mut config = stub_server::ServerConfig::profile(name).unwrap();
     config.bind = "127.0.0.1:0".parse().unwrap();
     stub_server::spawn(config).unwrap()
 }
 
 /// A quick config against `url` with a CSV log in `dir`.
-pub fn config(url: &str, dir: &std::path::Path) -> loadgen::LoadConfig {
+pub(crate) fn config(url: &str, dir: &std::path::Path) -> loadgen::LoadConfig {
     loadgen::LoadConfig {
         url: url.to_owned(),
         log_path: Some(dir.join("log.csv")),
@@ -275,7 +275,7 @@ pub fn config(url: &str, dir: &std::path::Path) -> loadgen::LoadConfig {
 
 /// Responses with status 200 a simulator has sent so far (these `/metrics`
 /// polls included): how a test sees that a run is under way.
-pub fn served(addr: SocketAddr) -> u64 {
+pub(crate) fn served(addr: SocketAddr) -> u64 {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
         return 0;
@@ -290,7 +290,7 @@ pub fn served(addr: SocketAddr) -> u64 {
 }
 
 /// Runs the `loadgen` binary with `args` and waits for its output.
-pub fn loadgen(args: &[&str]) -> std::process::Output {
+pub(crate) fn loadgen(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
         .output()

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 /// When the server closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Close {
+pub(crate) enum Close {
     /// Only when the client does.
     Never,
     /// Right after each response, although the response said keep-alive
@@ -31,7 +31,7 @@ pub enum Close {
 
 /// The server's conduct.
 #[derive(Debug, Clone, Copy)]
-pub struct Conduct {
+pub(crate) struct Conduct {
     /// The `Keep-Alive` header every response carries (none when empty).
     pub keep_alive: &'static str,
     /// When it closes a connection.
@@ -47,7 +47,7 @@ struct Seen {
 }
 
 /// A raw server on its own thread and current-thread runtime.
-pub struct RawServer {
+pub(crate) struct RawServer {
     pub addr: SocketAddr,
     seen: Arc<Seen>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -56,7 +56,7 @@ pub struct RawServer {
 
 impl RawServer {
     /// Serves with `conduct` on a free loopback port.
-    pub fn start(conduct: Conduct) -> Self {
+    pub(crate) fn start(conduct: Conduct) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -92,22 +92,22 @@ impl RawServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/v1/infer", self.addr)
     }
 
     /// The head (request line and headers) of every request read, in order.
-    pub fn heads(&self) -> Vec<String> {
+    pub(crate) fn heads(&self) -> Vec<String> {
         self.seen.heads.lock().unwrap().clone()
     }
 
     /// Connections accepted.
-    pub fn connections(&self) -> u64 {
+    pub(crate) fn connections(&self) -> u64 {
         self.seen.connections.load(Ordering::SeqCst)
     }
 
     /// Requests that came on a connection past its allowance.
-    pub fn over_limit(&self) -> u64 {
+    pub(crate) fn over_limit(&self) -> u64 {
         self.seen.over_limit.load(Ordering::SeqCst)
     }
 }

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 /// One step of a scripted answer.
 #[derive(Debug, Clone)]
-pub enum Step {
+pub(crate) enum Step {
     /// Sleep until this long after the request arrived.
     At(Duration),
     /// Write these bytes as one HTTP chunk.
@@ -29,16 +29,16 @@ pub enum Step {
 /// What the server did for one request: when it had read it, and when
 /// each of its chunks was written.
 #[derive(Debug, Clone)]
-pub struct Sent {
+pub(crate) struct Sent {
     pub request_id: u64,
     pub arrived: Instant,
     pub chunks: Vec<Instant>,
 }
 
-pub type SentLog = Arc<Mutex<Vec<Sent>>>;
+pub(crate) type SentLog = Arc<Mutex<Vec<Sent>>>;
 
 /// Serves every connection the same script, one thread per connection.
-pub struct ScriptServer {
+pub(crate) struct ScriptServer {
     pub addr: SocketAddr,
     pub sent: SentLog,
 }
@@ -47,7 +47,7 @@ impl ScriptServer {
     /// Serves `script` on a free loopback port, from one thread with a
     /// current-thread runtime: one thread for every connection keeps the
     /// server from competing with the client for this machine's two CPUs.
-    pub fn start(script: Vec<Step>) -> Self {
+    pub(crate) fn start(script: Vec<Step>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -73,7 +73,7 @@ impl ScriptServer {
         Self { addr, sent }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 }
@@ -160,10 +160,10 @@ async fn play(
     true
 }
 
-pub const SSE_HEAD: &[u8] =
+pub(crate) const SSE_HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
 
-pub fn delta(text: &str) -> Vec<u8> {
+pub(crate) fn delta(text: &str) -> Vec<u8> {
     format!(
         "data: {}\n\n",
         serde_json::json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
@@ -171,21 +171,21 @@ pub fn delta(text: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-pub fn finish() -> Vec<u8> {
+pub(crate) fn finish() -> Vec<u8> {
     b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n".to_vec()
 }
 
-pub fn usage(tokens: u64) -> Vec<u8> {
+pub(crate) fn usage(tokens: u64) -> Vec<u8> {
     format!("data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":3,\"completion_tokens\":{tokens},\"total_tokens\":{}}}}}\n\n", tokens + 3).into_bytes()
 }
 
-pub fn done() -> Vec<u8> {
+pub(crate) fn done() -> Vec<u8> {
     b"data: [DONE]\n\n".to_vec()
 }
 
 /// The head, a role-only first chunk, `tokens` tokens (the first at
 /// `first`, then every `gap`), a finish chunk, optional usage, `[DONE]`.
-pub fn schedule(first: Duration, gap: Duration, tokens: u32, with_usage: bool) -> Vec<Step> {
+pub(crate) fn schedule(first: Duration, gap: Duration, tokens: u32, with_usage: bool) -> Vec<Step> {
     let mut script = vec![
         Step::Raw(SSE_HEAD.to_vec()),
         // A role-only delta and a keep-alive comment: neither is a token.

@@ -9,18 +9,18 @@ use std::path::{Path, PathBuf};
 /// A file (or directory, for `--out-dir`) a run writes, and the flag that
 /// named it.
 #[derive(Debug, Clone)]
-pub struct Output<'a> {
+pub(crate) struct Output<'a> {
     /// The flag as the user typed it (`--json`, `-o/--out`).
-    pub flag: &'static str,
+    pub(crate) flag: &'static str,
     /// The path given.
-    pub path: &'a Path,
+    pub(crate) path: &'a Path,
     /// A directory that the run creates (with its parents), not a file.
-    pub is_dir: bool,
+    pub(crate) is_dir: bool,
 }
 
 /// Checks that every output can be written and that no two name the same
 /// file; the message names the flag, the path and what is wrong.
-pub fn check(outputs: &[Output<'_>]) -> Result<(), String> {
+pub(crate) fn check(outputs: &[Output<'_>]) -> Result<(), String> {
     let mut seen: BTreeMap<PathBuf, &'static str> = BTreeMap::new();
     for output in outputs {
         let path = output.path;

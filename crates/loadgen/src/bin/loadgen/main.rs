@@ -3,12 +3,24 @@
 //! `capacity`: 0 an answer found, 1 nothing sustainable or interrupted;
 //! both: 2 usage/setup).
 
+mod cli;
+mod convert;
+mod outputs;
+mod values;
+
+// The flag test every binary of the workspace shares: xtask's file, whose
+// helper is declared `pub`.
+#[cfg(test)]
+#[allow(unreachable_pub)]
+#[path = "../../../../../xtask/src/cli_check.rs"]
+mod cli_check;
+
 use std::process::ExitCode;
 
 use clap::Parser;
 use loadgen::capacity::{self, LoadgenRunner, StepRecord};
-use loadgen::cli::{CapacityArgs, Cli, Command, OutputFormat};
-use loadgen::summary;
+
+use crate::cli::{CapacityArgs, Cli, Command, OutputFormat};
 
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
@@ -128,7 +140,7 @@ fn run_main(cli: Cli) -> ExitCode {
     };
     match output_format {
         OutputFormat::Text => {
-            print!("{}", summary::Text(&summary));
+            print!("{}", loadgen::SummaryText(&summary));
             if let Some(path) = log_path {
                 println!("Log written to {}", path.display());
             }

@@ -1,0 +1,610 @@
+//! From flags to the library's configuration: a profile sets defaults,
+//! explicit flags override them, and every combination that would do
+//! nothing or break what is measured is refused with the reason, before
+//! any request.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use loadgen::capacity::CapacityOptions;
+use loadgen::{
+    ApiChoice, Arrival, ConfigError, ConnectionMode, KServeOptions, LoadConfig, OpenAiEndpoint,
+    OpenAiOptions, OpenLoop, OutDir, PayloadSource, Profile, TlsOptions, Warmup,
+    DEFAULT_BUSY_POLL_US, SHARD_INDEX_VAR,
+};
+use model::kserve::Datatype;
+
+use crate::cli::{
+    ApiArg, ArrivalArg, CapacityArgs, Cli, ConnectionArg, DatatypeArg, ProfileArg, RunArgs,
+    TargetArgs,
+};
+use crate::outputs::{self, Output};
+
+/// Everything `loadgen capacity` needs, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct CapacityPlan {
+    /// What every step starts from.
+    pub(crate) config: LoadConfig,
+    /// How the search runs.
+    pub(crate) options: CapacityOptions,
+    /// Spacing of sends.
+    pub(crate) arrival: Arrival,
+    /// Open-loop bound on requests in flight.
+    pub(crate) max_in_flight: usize,
+    /// Where the result goes.
+    pub(crate) json: PathBuf,
+    /// No target lines on stderr.
+    pub(crate) quiet: bool,
+}
+
+impl Cli {
+    /// The configuration these options describe (a run; `capacity` has
+    /// [`CapacityArgs::into_plan`]).
+    pub(crate) fn into_config(self) -> Result<LoadConfig, ConfigError> {
+        let mut outputs = Vec::new();
+        if let Some(dir) = &self.run.out_dir {
+            outputs.push(Output {
+                flag: "--out-dir",
+                path: dir,
+                is_dir: true,
+            });
+        }
+        for (flag, path) in [
+            ("-o/--out", &self.run.out),
+            ("--json", &self.run.json),
+            ("--server-stats", &self.run.server_stats),
+        ] {
+            if let Some(path) = path {
+                outputs.push(Output {
+                    flag,
+                    path,
+                    is_dir: false,
+                });
+            }
+        }
+        outputs::check(&outputs).map_err(ConfigError::Invalid)?;
+        let mut config = self.target.into_base_config()?;
+        self.run.apply(&mut config)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl TargetArgs {
+    /// The configuration of the target and the requests, before the load
+    /// shape is set; not validated yet.
+    pub(crate) fn into_base_config(self) -> Result<LoadConfig, ConfigError> {
+        let mut config = match self.profile {
+            Some(ProfileArg::Baseline) => LoadConfig::from_profile(Profile::Baseline),
+            Some(ProfileArg::Optimized) => LoadConfig::from_profile(Profile::Optimized),
+            None => LoadConfig::default(),
+        };
+        let kserve_flags = self.input_name.is_some()
+            || self.input_datatype.is_some()
+            || self.input_shape.is_some()
+            || self.output_name.is_some();
+        if kserve_flags && self.api != ApiArg::KServeV2 {
+            return Err(ConfigError::Invalid(
+                "--input-name, --input-datatype, --input-shape and --output-name apply to --api kserve-v2".into(),
+            ));
+        }
+        if self.api != ApiArg::Template && self.expect_json_path.is_some() {
+            return Err(ConfigError::Invalid(
+                "--expect-json-path applies to --api template".into(),
+            ));
+        }
+        let openai = matches!(self.api, ApiArg::OpenAiChat | ApiArg::OpenAiCompletions);
+        if !openai && (self.no_stream || self.max_tokens.is_some() || self.extra_body.is_some()) {
+            return Err(ConfigError::Invalid(
+                "--no-stream, --max-tokens and --extra-body apply to --api openai-chat and openai-completions".into(),
+            ));
+        }
+        config.api = match (self.api, self.body_template) {
+            (ApiArg::OpenAiChat | ApiArg::OpenAiCompletions, None) => {
+                ApiChoice::OpenAi(OpenAiOptions {
+                    endpoint: if self.api == ApiArg::OpenAiChat {
+                        OpenAiEndpoint::Chat
+                    } else {
+                        OpenAiEndpoint::Completions
+                    },
+                    stream: !self.no_stream,
+                    max_tokens: self.max_tokens,
+                    extra_body: self.extra_body,
+                })
+            }
+            (ApiArg::Simulator, None) => ApiChoice::Simulator,
+            (ApiArg::KServeV2, None) => ApiChoice::KServeV2(KServeOptions {
+                input_name: self.input_name,
+                input_datatype: self.input_datatype.map(|d| match d {
+                    DatatypeArg::Bytes => Datatype::Bytes,
+                    DatatypeArg::Fp32 => Datatype::Fp32,
+                    DatatypeArg::Int64 => Datatype::Int64,
+                }),
+                input_shape: self.input_shape.map(|shape| shape.0),
+                output_name: self.output_name,
+            }),
+            (
+                ApiArg::Simulator
+                | ApiArg::KServeV2
+                | ApiArg::OpenAiChat
+                | ApiArg::OpenAiCompletions,
+                Some(_),
+            ) => {
+                return Err(ConfigError::Invalid(
+                    "--body-template needs --api template".into(),
+                ))
+            }
+            (ApiArg::Template, None) => {
+                return Err(ConfigError::Invalid(
+                    "--api template needs --body-template FILE".into(),
+                ))
+            }
+            (ApiArg::Template, Some(body_template)) => ApiChoice::Template {
+                body_template,
+                expect_json_path: self.expect_json_path,
+            },
+        };
+        config.url = self
+            .url
+            .unwrap_or_else(|| config.api.default_url().to_owned());
+        config.method = self.method.method();
+        config.tls = TlsOptions {
+            cacert: self.cacert,
+            insecure: self.insecure,
+            client_cert: self.cert,
+            client_key: self.key,
+            resume: self.tls_resume,
+        };
+        if let Some(connection) = self.connection {
+            config.connection = match connection {
+                ConnectionArg::PerRequest => ConnectionMode::PerRequest,
+                ConnectionArg::Pooled => ConnectionMode::Pooled,
+            };
+        }
+        config.http2 = self.http2;
+        if let Some(b) = self.batch_size {
+            config.batch_size = b;
+        }
+        if let Some(w) = self.batch_wait_ms {
+            config.batch_wait_ms = w;
+        }
+        config.verify = match (self.verify, self.no_verify) {
+            (true, _) => Some(true),
+            (false, true) if self.api != ApiArg::Simulator => {
+                return Err(ConfigError::Invalid(format!(
+                    "--no-verify applies to --api simulator; --api {} checks outputs only with --verify, so there is nothing to turn off",
+                    config.api.name()
+                )))
+            }
+            (false, true) => Some(false),
+            (false, false) => None,
+        };
+        if self.batch_wait_ms.is_some() && config.batch_size == 1 {
+            return Err(ConfigError::Invalid(
+                "--batch-wait-ms is how long a client batch waits to fill; with a batch size of 1 every request leaves at once: give --batch-size 2 or more, or drop --batch-wait-ms".into(),
+            ));
+        }
+        config.headers = self.headers;
+        if let Some(path) = self.payloads {
+            config.payloads = PayloadSource::File(path);
+        }
+        config.model = self.model;
+        config.timeout = self.timeout;
+        config.progress = !self.quiet;
+        Ok(config)
+    }
+}
+
+impl RunArgs {
+    /// Where the run's JSON summary goes: `--json`, or `DIR/summary.json`
+    /// of `--out-dir`.
+    pub(crate) fn summary_path(&self) -> Option<PathBuf> {
+        match &self.out_dir {
+            Some(dir) => Some(OutDir::new(dir).summary_path()),
+            None => self.json.clone(),
+        }
+    }
+
+    /// Sets the load shape and outputs of a run on `config`.
+    pub(crate) fn apply(self, config: &mut LoadConfig) -> Result<(), ConfigError> {
+        if self.rate.is_some() && self.concurrency.is_some() && self.warmup.is_none() {
+            return Err(ConfigError::Invalid(
+                "-c/--concurrency sets the closed loop's workers; with --rate the schedule sets the load (bound the requests in flight with --max-in-flight), and -c only sizes a --warmup: drop -c or give --warmup".into(),
+            ));
+        }
+        if let Some(c) = self.concurrency {
+            config.concurrency = c;
+        }
+        // -z alone runs for a duration; -n and -z together stop at the first.
+        config.requests = match (self.requests, self.duration) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => None,
+            (None, None) => config.requests,
+        };
+        config.duration = self.duration;
+        config.open_loop = self.rate.map(|rate_rps| OpenLoop {
+            rate_rps,
+            arrival: match self.arrival {
+                ArrivalArg::Constant => Arrival::Constant,
+                ArrivalArg::Poisson => Arrival::Poisson,
+            },
+            seed: self.seed,
+            max_in_flight: self.max_in_flight,
+        });
+        if self.out_dir.is_some() && (self.out.is_some() || self.json.is_some()) {
+            return Err(ConfigError::Invalid(
+                "--out-dir writes DIR/log.csv and DIR/summary.json itself; -o/--out and --json would name a second log or summary: give --out-dir alone, or -o and --json without it".into(),
+            ));
+        }
+        config.log_path = match &self.out_dir {
+            Some(dir) => Some(OutDir::new(dir).log_path()),
+            None => self.out,
+        };
+        config.shard = match self.shard {
+            Some(arg) => Some(
+                arg.resolve(std::env::var_os(SHARD_INDEX_VAR).as_deref())
+                    .map_err(ConfigError::Invalid)?,
+            ),
+            None => None,
+        };
+        config.start_at = self.start_at;
+        if self.server_stats.is_some() && !matches!(config.api, ApiChoice::KServeV2(_)) {
+            return Err(ConfigError::Invalid(
+                "--server-stats applies to --api kserve-v2 (servers with Triton's statistics endpoint)".into(),
+            ));
+        }
+        config.server_stats_path = self.server_stats;
+        config.server_metrics_url = self.server_metrics_url;
+        config.warmup = self.warmup.unwrap_or(Warmup::NONE);
+        if (self.threads.is_some() || self.busy_poll_us.is_some()) && !config.runs_client_threads()
+        {
+            return Err(ConfigError::Invalid(
+                "--threads and --busy-poll-us apply to the closed loop over HTTP/1.1 without client batching, which runs on client threads; with --rate, --http2 or --batch-size above 1 one shared runtime sends every request".into(),
+            ));
+        }
+        config.threads = self.threads;
+        config.busy_poll = Duration::from_micros(self.busy_poll_us.unwrap_or(DEFAULT_BUSY_POLL_US));
+        Ok(())
+    }
+}
+
+impl CapacityArgs {
+    /// The search these options describe: every flag checked, the flags of
+    /// a run's load shape refused with the reason.
+    pub(crate) fn into_plan(self) -> Result<CapacityPlan, ConfigError> {
+        let refusals = [
+            (
+                self.refused_requests.is_some(),
+                "-n/--requests does not apply to capacity: each step sends at its own rate for --warmup + --step-duration",
+            ),
+            (
+                self.refused_duration.is_some(),
+                "-z/--duration does not apply to capacity: --step-duration sets each step and --time-limit the whole search",
+            ),
+            (
+                self.refused_rate.is_some(),
+                "--rate does not apply to capacity: the search chooses the rates; bound them with --start-rate and --max-rate",
+            ),
+            (
+                self.refused_concurrency.is_some(),
+                "-c/--concurrency does not apply to capacity: its steps are open-loop; bound the requests in flight with --max-in-flight",
+            ),
+            (
+                self.refused_out.is_some(),
+                "-o/--out does not apply to capacity: it writes no per-request log; every step's statistics go to --json",
+            ),
+            (
+                self.refused_threads.is_some() || self.refused_busy_poll_us.is_some(),
+                "--threads and --busy-poll-us apply to the closed loop; capacity's steps are open-loop",
+            ),
+            (
+                self.refused_server_stats.is_some(),
+                "--server-stats does not apply to capacity: the statistics would span the whole search; run `loadgen --rate R --server-stats FILE` at the rate it finds",
+            ),
+        ];
+        if let Some((_, why)) = refusals.iter().find(|(given, _)| *given) {
+            return Err(ConfigError::Invalid((*why).to_owned()));
+        }
+        outputs::check(&[Output {
+            flag: "--json",
+            path: &self.json,
+            is_dir: false,
+        }])
+        .map_err(ConfigError::Invalid)?;
+        let quiet = self.target.quiet;
+        let arrival = match self.arrival {
+            ArrivalArg::Constant => Arrival::Constant,
+            ArrivalArg::Poisson => Arrival::Poisson,
+        };
+        let options = CapacityOptions {
+            slos: self.slos,
+            step_duration: self.step_duration,
+            warmup: self.warmup,
+            start_rate_rps: self.start_rate,
+            max_rate_rps: self.max_rate,
+            precision: self.precision,
+            repeats: self.repeats,
+            time_limit: self.time_limit,
+            seed: self.seed,
+        };
+        options
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut config = self.target.into_base_config()?;
+        config.requests = None;
+        config.duration =
+            Some(options.warmup.duration_at(options.start_rate_rps) + options.step_duration);
+        config.open_loop = Some(OpenLoop {
+            rate_rps: options.start_rate_rps,
+            arrival,
+            seed: options.seed,
+            max_in_flight: self.max_in_flight,
+        });
+        config.warmup = Warmup::NONE;
+        // Checked as the first step will run, so a bad URL or template is
+        // an error before the search, not a failed first step.
+        config.validate()?;
+        Ok(CapacityPlan {
+            config,
+            options,
+            arrival,
+            max_in_flight: self.max_in_flight,
+            json: self.json,
+            quiet,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use clap::Parser;
+    use http::Method;
+    use loadgen::Shard;
+    use stats::slo::Slo;
+
+    use super::*;
+    use crate::cli::Command;
+
+    /// Milliseconds since the Unix epoch.
+    fn unix_ms(at: SystemTime) -> f64 {
+        at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() * 1000.0
+    }
+
+    fn parse(args: &[&str]) -> Result<LoadConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("loadgen").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.into_config().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_override_the_profile() {
+        let c = parse(&["--profile", "optimized", "--batch-size", "4", "-c", "3"]).unwrap();
+        assert_eq!((c.batch_size, c.batch_wait_ms, c.concurrency), (4, 5, 3));
+        assert_eq!(c.connection, ConnectionMode::Pooled);
+        let c = parse(&["--profile", "baseline"]).unwrap();
+        assert_eq!(
+            (c.connection, c.requests),
+            (ConnectionMode::PerRequest, Some(400))
+        );
+        let c = parse(&[
+            "--url",
+            "https://10.1.2.3:8443/v1/infer",
+            "-k",
+            "--method",
+            "put",
+        ])
+        .unwrap();
+        assert!(c.tls.insecure);
+        assert_eq!(c.method, Method::PUT);
+        let c = parse(&["-z", "2s"]).unwrap();
+        assert_eq!(
+            (c.requests, c.duration),
+            (None, Some(Duration::from_secs(2)))
+        );
+    }
+
+    fn capacity(args: &[&str]) -> Result<CapacityPlan, String> {
+        let cli = Cli::try_parse_from(
+            ["loadgen", "capacity"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )
+        .map_err(|e| e.to_string())?;
+        match cli.command {
+            Some(Command::Capacity(args)) => args.into_plan().map_err(|e| e.to_string()),
+            None => Err("no subcommand".into()),
+        }
+    }
+
+    #[test]
+    fn capacity_takes_the_target_flags_and_its_own_defaults() {
+        let plan = capacity(&[
+            "--json",
+            "c.json",
+            "--profile",
+            "optimized",
+            "--timeout",
+            "5s",
+        ])
+        .unwrap();
+        let o = &plan.options;
+        assert_eq!(
+            (o.step_duration, o.warmup, o.start_rate_rps, o.max_rate_rps),
+            (
+                Duration::from_secs(20),
+                Warmup::For(Duration::from_secs(5)),
+                1.0,
+                None
+            )
+        );
+        assert_eq!(
+            (o.precision, o.repeats, o.time_limit),
+            (0.05, 3, Duration::from_secs(900))
+        );
+        assert_eq!(o.slos, vec![Slo::e2e_quantile(0.95, 800.0)]);
+        assert_eq!(
+            (plan.config.batch_size, plan.config.timeout),
+            (10, Duration::from_secs(5))
+        );
+        // The profile's request count does not bound a step; time does.
+        assert_eq!(plan.config.requests, None);
+        let plan = capacity(&[
+            "--json",
+            "c.json",
+            "--sla",
+            "p99<500",
+            "--sla",
+            "error_rate<=0.01",
+            "--warmup",
+            "0s",
+            "--arrival",
+            "poisson",
+            "--max-rate",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(plan.options.slos.len(), 2);
+        assert_eq!(
+            (plan.options.warmup, plan.arrival),
+            (Warmup::For(Duration::ZERO), Arrival::Poisson)
+        );
+        // A run's command line is unchanged, and its flags stay its own.
+        assert!(parse(&["--rate", "5", "-z", "2s", "--warmup", "10"]).is_ok());
+        assert!(parse(&["--step-duration", "2s"]).is_err());
+        assert!(capacity(&["--json", "c.json", "--rate", "5"])
+            .unwrap_err()
+            .contains("the search chooses the rates"));
+    }
+
+    #[test]
+    fn shard_start_and_out_dir_flags() {
+        // A minute ahead, with a fraction: within the allowed window.
+        let ahead_s = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        let c = parse(&[
+            "--rate",
+            "200",
+            "-n",
+            "200",
+            "--shard",
+            "1/4",
+            "--start-at",
+            &format!("{ahead_s}.25"),
+        ]);
+        let c = c.unwrap();
+        assert_eq!(c.shard, Some(Shard { index: 1, count: 4 }));
+        assert_eq!(
+            c.start_at.map(unix_ms),
+            Some(ahead_s as f64 * 1000.0 + 250.0)
+        );
+        // Totals stay totals; the shard's part is derived.
+        assert_eq!((c.requests, c.own_requests()), (Some(200), Some(50)));
+        let c = parse(&[
+            "-c",
+            "10",
+            "-n",
+            "100",
+            "--shard",
+            "3/4",
+            "--out-dir",
+            "out",
+        ])
+        .unwrap();
+        assert_eq!((c.concurrency, c.workers()), (10, 2));
+        assert_eq!(c.log_path, Some(PathBuf::from("out").join("log.csv")));
+        let cli = Cli::try_parse_from(["loadgen", "--out-dir", "out"]).unwrap();
+        assert_eq!(
+            cli.run.summary_path(),
+            Some(PathBuf::from("out").join("summary.json"))
+        );
+        let cli = Cli::try_parse_from(["loadgen", "--json", "s.json"]).unwrap();
+        assert_eq!(cli.run.summary_path(), Some(PathBuf::from("s.json")));
+        for (args, needle) in [
+            (
+                &["--out-dir", "d", "-o", "x.csv"][..],
+                "--out-dir writes DIR/log.csv",
+            ),
+            (
+                &["--out-dir", "d", "--json", "x.json"][..],
+                "give --out-dir alone",
+            ),
+            (
+                &["--shard", "4/4"][..],
+                "index must be below the count, 0..=3",
+            ),
+            (&["--shard", "0/0"][..], "shard count must be 1..=1024"),
+            (&["--shard", "a/b"][..], "--shard takes INDEX/COUNT"),
+            (
+                &["-c", "2", "--shard", "1/4"][..],
+                "-c 2 --shard 1/4: the closed loop splits -c",
+            ),
+            (
+                &["-n", "3", "--shard", "1/4", "--rate", "5"][..],
+                "-n 3 --shard 1/4: the shards split",
+            ),
+            (&["--start-at", "noon"][..], "--start-at takes RFC 3339"),
+            (
+                &["--start-at", "2999-01-01T00:00:00Z"][..],
+                "at most 24 h ahead",
+            ),
+            (&["--start-at", "1764669600.25"][..], "s in the past"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        // An open loop needs no workers per shard: a warm-up's -c 2 over 4
+        // shards is fine.
+        assert!(parse(&["--rate", "5", "-c", "2", "--warmup", "4", "--shard", "1/4"]).is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        assert!(parse(&["-c", "0"])
+            .unwrap_err()
+            .contains("concurrency must be 1..="));
+        assert!(parse(&["--rate", "-1"])
+            .unwrap_err()
+            .contains("more than 0"));
+        assert!(parse(&["-z", "5x"]).unwrap_err().contains("unknown unit"));
+        assert!(parse(&["-z", "2h"]).unwrap_err().contains("at most 1h"));
+        assert!(parse(&["--threads", "0"])
+            .unwrap_err()
+            .contains("thread count must be 1..="));
+        assert_eq!(parse(&["--threads", "3"]).unwrap().threads, Some(3));
+        assert!(parse(&["--busy-poll-us", "10001"])
+            .unwrap_err()
+            .contains("busy-poll window (us) must be 0..=10000"));
+        assert_eq!(
+            parse(&["--busy-poll-us", "0"]).unwrap().busy_poll,
+            Duration::ZERO
+        );
+        assert!(parse(&["--url", "ftp://h/v1/infer"])
+            .unwrap_err()
+            .contains("use http:// or https://"));
+        assert!(parse(&["--api", "template"])
+            .unwrap_err()
+            .contains("needs --body-template"));
+        assert!(parse(&["--body-template", "t.json"])
+            .unwrap_err()
+            .contains("needs --api template"));
+        assert!(parse(&["--expect-json-path", "outputs"])
+            .unwrap_err()
+            .contains("applies to --api template"));
+        assert!(parse(&["--insecure"])
+            .unwrap_err()
+            .contains("apply to https://"));
+        assert!(parse(&["--cert", "c.pem"]).is_err(), "--cert needs --key");
+        assert!(parse(&["--method", "TRACE"])
+            .unwrap_err()
+            .contains("possible values"));
+        assert!(
+            parse(&["--arrival", "poisson"]).is_err(),
+            "--arrival needs --rate"
+        );
+    }
+}

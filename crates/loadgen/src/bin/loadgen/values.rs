@@ -1,0 +1,126 @@
+//! The parsers of flag values: each says what is allowed when a value is
+//! refused. Ranges come from the library ([`loadgen::limits`], the
+//! capacity search's bounds), so a flag and a library caller get one
+//! message for one mistake.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, HeaderValue};
+use loadgen::{capacity, limits, parse_header, ShardArg, Warmup};
+use stats::slo::Slo;
+
+pub(crate) fn parse_max_tokens(text: &str) -> Result<u32, String> {
+    limits::MAX_TOKENS.parse(text)
+}
+
+pub(crate) fn parse_concurrency(text: &str) -> Result<usize, String> {
+    limits::CONCURRENCY.parse(text)
+}
+
+pub(crate) fn parse_requests(text: &str) -> Result<u64, String> {
+    limits::REQUESTS.parse(text)
+}
+
+pub(crate) fn parse_max_in_flight(text: &str) -> Result<usize, String> {
+    limits::MAX_IN_FLIGHT.parse(text)
+}
+
+pub(crate) fn parse_batch_size(text: &str) -> Result<usize, String> {
+    limits::BATCH_SIZE.parse(text)
+}
+
+pub(crate) fn parse_batch_wait_ms(text: &str) -> Result<u64, String> {
+    limits::BATCH_WAIT_MS.parse(text)
+}
+
+pub(crate) fn parse_warmup(text: &str) -> Result<Warmup, String> {
+    Warmup::parse(text)
+}
+
+pub(crate) fn parse_seed(text: &str) -> Result<u64, String> {
+    limits::SEED.parse(text)
+}
+
+pub(crate) fn parse_threads(text: &str) -> Result<usize, String> {
+    limits::THREADS.parse(text)
+}
+
+pub(crate) fn parse_busy_poll_us(text: &str) -> Result<u64, String> {
+    limits::BUSY_POLL_US.parse(text)
+}
+
+pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
+    limits::parse_rate(text)
+}
+
+pub(crate) fn parse_run_duration(text: &str) -> Result<Duration, String> {
+    limits::DURATION.parse(text)
+}
+
+pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
+    limits::TIMEOUT.parse(text)
+}
+
+pub(crate) fn parse_slo(text: &str) -> Result<Slo, String> {
+    text.parse::<Slo>().map_err(|e| e.reason)
+}
+
+pub(crate) fn parse_step_duration(text: &str) -> Result<Duration, String> {
+    capacity::STEP_DURATION.parse(text)
+}
+
+pub(crate) fn parse_time_limit(text: &str) -> Result<Duration, String> {
+    capacity::TIME_LIMIT.parse(text)
+}
+
+pub(crate) fn parse_precision(text: &str) -> Result<f64, String> {
+    let allowed = format!(
+        "the relative gap (hi - lo) / lo at which bisection stops, from {} to {} (e.g. 0.05)",
+        capacity::MIN_PRECISION,
+        capacity::MAX_PRECISION
+    );
+    match text.trim().parse::<f64>() {
+        Ok(p) if (capacity::MIN_PRECISION..=capacity::MAX_PRECISION).contains(&p) => Ok(p),
+        Ok(_) => Err(format!(
+            "{text:?} is out of range; the precision is {allowed}"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a number; the precision is {allowed}"
+        )),
+    }
+}
+
+pub(crate) fn parse_repeats(text: &str) -> Result<u32, String> {
+    capacity::REPEATS.parse(text)
+}
+
+/// `--input-shape`: the dimensions of one item. A type of its own because
+/// clap reads a `Vec` field as a repeatable flag of single values, and a
+/// parser that returns the whole `Vec` then fails when the value is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ItemShape(pub(crate) Vec<u64>);
+
+/// `1`, `3,224,224`: positive whole dimensions separated by commas.
+pub(crate) fn parse_shape(text: &str) -> Result<ItemShape, String> {
+    text.split(',')
+        .map(|d| match d.trim().parse::<u64>() {
+            Ok(n) if (1..=1 << 20).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{text:?} is not a shape; give whole dimensions from 1 to 1048576 separated by commas, e.g. 1 or 3,224,224"
+            )),
+        })
+        .collect::<Result<Vec<u64>, String>>()
+        .map(ItemShape)
+}
+
+pub(crate) fn parse_shard(text: &str) -> Result<ShardArg, String> {
+    loadgen::parse_shard(text)
+}
+
+pub(crate) fn parse_start_at(text: &str) -> Result<SystemTime, String> {
+    loadgen::parse_start_at(text)
+}
+
+pub(crate) fn parse_header_arg(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+    parse_header(text)
+}

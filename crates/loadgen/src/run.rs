@@ -1,0 +1,315 @@
+//! A prepared run, start to summary: the engine and its connections (on
+//! client threads where the closed loop runs there), the warm-up, the wait
+//! for `--start-at`, the closed or open loop, the shutdown with its grace,
+//! and the summary with what the set-up reports.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use model::log::LogWriter;
+use model::summary::{RunSummary, ShardSummary};
+use tokio::sync::{mpsc, watch};
+
+use crate::batcher::Batcher;
+use crate::client::Transport;
+use crate::collector::spawn_collector;
+use crate::config::{self, LoadConfig};
+use crate::distributed;
+use crate::engine::{Clock, Engine};
+use crate::error::LoadError;
+use crate::payloads::Payloads;
+use crate::prepare::{prepare, Prepared};
+use crate::progress;
+use crate::schedule::{self, Arrivals, ClosedLoop, Issuer, Phase};
+use crate::shards::Shards;
+use crate::summary::build_summary;
+use crate::tls;
+use crate::verify;
+
+/// Runs a load test: [`prepare`], then [`Prepared::run`].
+pub async fn run(
+    config: LoadConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, LoadError> {
+    prepare(config).await?.run(shutdown).await
+}
+
+impl Prepared {
+    /// Runs the load test. `shutdown` resolving (Ctrl-C in the binary)
+    /// stops new requests; in-flight ones get `config.shutdown_grace` to
+    /// finish, then are logged as `interrupted`; the log is flushed and the
+    /// partial summary returned with `interrupted: true`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, LoadError> {
+        let start_info = StartInfo {
+            resolved: self.addrs.iter().map(SocketAddr::to_string).collect(),
+            protocol: self.protocol(),
+            tls_verification: self.tls.as_ref().map(|t| t.verification.to_string()),
+            verified: self.verifies(),
+            api: self.api.name(),
+        };
+        let Prepared {
+            config,
+            target,
+            addrs,
+            tls,
+            api,
+            payloads,
+            stats,
+        } = self;
+        let writer = match &config.log_path {
+            Some(path) => Some(LogWriter::create(path, api.token_metrics())?),
+            None => None,
+        };
+        let tls_watch = tls.clone();
+        let shards = match shard_count(&config) {
+            Some(count) => Some(Shards::start(count).map_err(LoadError::Threads)?),
+            None => None,
+        };
+        let transport = Transport::new(
+            target,
+            addrs,
+            tls,
+            &config,
+            shards.as_ref().map_or(0, Shards::len),
+        );
+        let checks = verify::Checks {
+            verify: start_info.verified,
+            digests: config.log_path.is_some(),
+        };
+        let engine = Arc::new(Engine::new(api, transport, checks, Clock::new()));
+        let parts = RunParts {
+            config,
+            engine,
+            payloads,
+            shards,
+            writer,
+            info: start_info,
+        };
+        let mut summary = run_engine(parts, shutdown).await?;
+        summary.tls_first_failure = tls_watch
+            .as_ref()
+            .and_then(tls::Tls::first_failure)
+            .map(str::to_owned);
+        if let Some(watch) = stats {
+            // The run's rows are already on disk: a failure here is a
+            // warning in the summary, not a lost run.
+            summary.server_stats_warning = watch.finish().await.err().map(|e| e.to_string());
+        }
+        Ok(summary)
+    }
+}
+
+/// What the summary reports of the set-up.
+struct StartInfo {
+    resolved: Vec<String>,
+    protocol: String,
+    tls_verification: Option<String>,
+    verified: bool,
+    api: &'static str,
+}
+
+/// What a run needs once it is set up.
+struct RunParts {
+    config: LoadConfig,
+    engine: Arc<Engine>,
+    payloads: Payloads,
+    shards: Option<Shards>,
+    writer: Option<LogWriter<std::io::BufWriter<std::fs::File>>>,
+    info: StartInfo,
+}
+
+async fn run_engine(
+    parts: RunParts,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, LoadError> {
+    let RunParts {
+        config,
+        engine,
+        payloads,
+        shards,
+        writer,
+        info: start_info,
+    } = parts;
+    let batcher = (config.batch_size > 1).then(|| {
+        Batcher::spawn(
+            engine.clone(),
+            config.batch_size,
+            Duration::from_millis(config.batch_wait_ms),
+        )
+    });
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    // `--start-at` on the engine's own clock, so the logged timestamps of
+    // the intended starts are exactly --start-at + their offsets.
+    let start_at = match config.start_at {
+        None => None,
+        Some(at) => Some(engine.clock().instant_at(at).ok_or_else(|| {
+            LoadError::StartAt(format!(
+                "{:.3} (Unix seconds) is too far in the past for this machine's monotonic clock",
+                distributed::unix_ms(at) / 1000.0
+            ))
+        })?),
+    };
+
+    let load = async {
+        if !config.warmup.is_none() {
+            let warmup = Arc::new(Issuer {
+                engine: engine.clone(),
+                batcher: batcher.clone(),
+                payloads: payloads.clone(),
+                sink: None,
+                phase: phase_rx.clone(),
+            });
+            // Each shard warms its own connections, with its own ids.
+            let (requests, deadline) = match config.warmup {
+                config::Warmup::Requests(n) => (Some(n), None),
+                config::Warmup::For(d) => (None, Some(Instant::now() + d)),
+            };
+            let plan = ClosedLoop {
+                concurrency: config.workers(),
+                ids: distributed::Shard::WHOLE,
+                requests,
+                deadline,
+            };
+            schedule::closed_loop(warmup, plan, shards.as_ref(), config.busy_poll).await;
+            engine.reset_counters();
+        }
+        let (sink, rows) = mpsc::unbounded_channel();
+        // The live bar only where a person watches: never in a CI log or a
+        // file stderr is redirected to.
+        let goal = progress::Goal::of(config.own_requests(), config.duration);
+        let live = goal
+            .filter(|_| config.progress && std::io::stderr().is_terminal())
+            .map(|goal| (goal, Arc::new(progress::Live::default())));
+        let collector = spawn_collector(rows, writer, live.as_ref().map(|(_, l)| l.clone()))?;
+        let issuer = Arc::new(Issuer {
+            engine: engine.clone(),
+            batcher: batcher.clone(),
+            payloads: payloads.clone(),
+            sink: Some(sink),
+            phase: phase_rx.clone(),
+        });
+        // The origin of the schedule: `--start-at` (after the warm-up, so
+        // that must end before it), else now.
+        let (started, origin, start_skew_ms) = match start_at {
+            None => {
+                let now = Instant::now();
+                (now, now, None)
+            }
+            Some(at) => {
+                let mut phase = phase_rx.clone();
+                tokio::select! {
+                    started = distributed::wait_until(at) => {
+                        let skew_ms = distributed::signed_ms(started, at);
+                        let load = match (&config.open_loop, config.duration) {
+                            (Some(_), _) => distributed::LateStart::OpenLoop,
+                            (None, Some(_)) => distributed::LateStart::ClosedForDuration,
+                            (None, None) => distributed::LateStart::ClosedForCount,
+                        };
+                        if let Some(warning) = distributed::late_start_warning(skew_ms, load) {
+                            eprintln!("loadgen: WARNING: {warning}");
+                        }
+                        (started, at, Some(skew_ms))
+                    }
+                    // Stopped before the start: nothing is sent below.
+                    _ = phase.wait_for(|p| *p != Phase::Running) => (Instant::now(), at, None),
+                }
+            }
+        };
+        let bar = live.map(|(goal, live)| {
+            progress::Progress::start(live, goal, engine.token_metrics(), started)
+        });
+        let shard = config.shard.unwrap_or(distributed::Shard::WHOLE);
+        let open_stats = match &config.open_loop {
+            None => {
+                let plan = ClosedLoop {
+                    concurrency: config.workers(),
+                    ids: shard,
+                    requests: config.requests,
+                    // Anchored like the open loop: every shard stops at
+                    // --start-at + -z, however late it started.
+                    deadline: config.duration.map(|d| origin + d),
+                };
+                schedule::closed_loop(issuer, plan, shards.as_ref(), config.busy_poll).await;
+                None
+            }
+            Some(open) => {
+                let arrivals = Arrivals::new(open, shard, config.requests, config.duration);
+                Some(schedule::open_loop(issuer, open, arrivals, origin).await)
+            }
+        };
+        let duration_s = started.elapsed().as_secs_f64();
+        if let Some(bar) = bar {
+            bar.finish();
+        }
+        // Every issuer (and so every sink) is gone: the collector drains,
+        // flushes and returns.
+        let stats = tokio::task::spawn_blocking(move || collector.join())
+            .await
+            .map_err(|_| LoadError::Collector)?
+            .map_err(|_| LoadError::Collector)??;
+        Ok::<_, LoadError>((stats, open_stats, duration_s, start_skew_ms))
+    };
+
+    tokio::pin!(load);
+    tokio::pin!(shutdown);
+    let mut interrupted = false;
+    let outcome = tokio::select! {
+        outcome = &mut load => outcome,
+        () = &mut shutdown => {
+            interrupted = true;
+            let _ = phase_tx.send(Phase::Stopping);
+            let grace = tokio::time::sleep(config.shutdown_grace);
+            tokio::pin!(grace);
+            tokio::select! {
+                outcome = &mut load => outcome,
+                () = &mut grace => {
+                    let _ = phase_tx.send(Phase::Aborted);
+                    load.await
+                }
+            }
+        }
+    };
+    let (mut stats, open_stats, duration_s, start_skew_ms) = outcome?;
+    let mut summary = build_summary(
+        &config,
+        &mut stats,
+        open_stats,
+        duration_s,
+        &engine,
+        interrupted,
+    );
+    summary.shard = config.shard.map(|shard| ShardSummary {
+        index: shard.index,
+        count: shard.count,
+        start_at_unix_ms: config.start_at.map(distributed::unix_ms),
+        start_skew_ms,
+    });
+    summary.resolved = start_info.resolved;
+    summary.protocol = start_info.protocol;
+    summary.tls_verification = start_info.tls_verification;
+    summary.verified = start_info.verified;
+    summary.api = start_info.api.to_owned();
+    summary.client_threads = shards.as_ref().map_or(0, Shards::len);
+    summary.busy_poll_us = if summary.client_threads > 0 {
+        u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX)
+    } else {
+        0
+    };
+    Ok(summary)
+}
+
+/// How many shard threads run the closed loop, or `None` when it runs on
+/// the caller's runtime. Shards hold HTTP/1.1 connections of their own; an
+/// HTTP/2 connection or the micro-batcher is one task all requests share,
+/// so those (and the open loop, whose single scheduler hands out every
+/// send) stay on the caller's runtime.
+fn shard_count(config: &LoadConfig) -> Option<usize> {
+    let shardable = config.runs_client_threads();
+    let threads = config.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    shardable.then(|| threads.min(config.workers()).max(1))
+}
