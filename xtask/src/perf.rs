@@ -1,7 +1,7 @@
 //! `cargo xtask perf`: Before, analysis, After, verification and the
 //! report, written once for every server the workflow measures; what
 //! differs between them (how a server starts, how loadgen talks to it,
-//! what the analysis is told) is a [`Backend`](crate::backend::Backend).
+//! what the analysis is told) is a [`Backend`].
 //!
 //! Each pair of Before and After:
 //!
