@@ -1077,8 +1077,10 @@ async fn the_binary_announces_grpc_second_and_stops_both_listeners_on_sigterm() 
             .is_final_response(),
         Some(true)
     );
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || child.wait());
+    let status = tokio::time::timeout(Duration::from_secs(20), exit)
         .await
+        .expect("exits within 20 s of SIGTERM")
         .unwrap()
         .unwrap();
     assert!(status.success(), "{status:?}");
