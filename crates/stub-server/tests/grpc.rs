@@ -37,6 +37,19 @@ const STREAM: &str = "llm-stream";
 
 type Client = GrpcInferenceServiceClient<Channel>;
 
+/// Kills the binary if a test fails before it exits.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Only a child not yet reaped: its id is still its own.
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A zero-cost server with gRPC on a free loopback port.
 fn grpc_config() -> ServerConfig {
     let mut c = config();
@@ -998,7 +1011,7 @@ async fn injected_faults_are_grpc_statuses() {
 
 #[tokio::test]
 async fn the_binary_announces_grpc_second_and_stops_both_listeners_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stub-server"))
+    let child = Command::new(env!("CARGO_BIN_EXE_stub-server"))
         .args([
             "--profile",
             "zero-cost",
@@ -1013,7 +1026,9 @@ async fn the_binary_announces_grpc_second_and_stops_both_listeners_on_sigterm() 
         .stderr(Stdio::null())
         .spawn()
         .expect("binary starts");
-    let stdout = child.stdout.take().unwrap();
+    // Killed if the test fails before it exits.
+    let child = std::sync::Arc::new(std::sync::Mutex::new(Guard(child)));
+    let stdout = child.lock().unwrap().0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().take(2) {
@@ -1057,7 +1072,7 @@ async fn the_binary_announces_grpc_second_and_stops_both_listeners_on_sigterm() 
         .into_inner();
     let first_token = responses.next().await.unwrap().unwrap();
     assert_eq!(first_token.error_message, "");
-    let pid = child.id().to_string();
+    let pid = child.lock().unwrap().0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -1077,12 +1092,20 @@ async fn the_binary_announces_grpc_second_and_stops_both_listeners_on_sigterm() 
             .is_final_response(),
         Some(true)
     );
-    let exit = tokio::task::spawn_blocking(move || child.wait());
-    let status = tokio::time::timeout(Duration::from_secs(20), exit)
-        .await
-        .expect("exits within 20 s of SIGTERM")
-        .unwrap()
-        .unwrap();
+    let waiting = child.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut guard = waiting.lock().unwrap();
+        for _ in 0..2000 {
+            if let Some(status) = guard.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    })
+    .await
+    .unwrap()
+    .expect("exits within 20 s of SIGTERM");
     assert!(status.success(), "{status:?}");
     // Both listeners are gone.
     assert!(std::net::TcpStream::connect(&addr).is_err());
