@@ -11,7 +11,9 @@
 //! - [`output`]: [`output::expected_output`], the deterministic answer the
 //!   simulator gives and every client verifies, and [`output::output_digest`].
 //! - [`kserve`]: the KServe v2 / Triton messages (infer, metadata, config,
-//!   statistics, errors), for the `kserve-v2` API of client and simulator.
+//!   statistics, errors), for the `kserve-v2` API of client and simulator;
+//!   [`kserve_grpc`] (feature `grpc`): the same protocol over gRPC, as
+//!   Triton serves it on port 8001 (messages, client, server stub).
 //! - [`log`]: [`log::LogRow`], read from and written to CSV in both the
 //!   five-column `input.py` format and the richer `loadgen` format.
 //! - [`args`]: option values every binary parses alike (whole numbers and
@@ -41,6 +43,8 @@ pub mod comparison;
 pub mod conditions;
 pub mod contract;
 pub mod kserve;
+#[cfg(feature = "grpc")]
+pub mod kserve_grpc;
 pub mod log;
 pub mod output;
 pub mod payload;

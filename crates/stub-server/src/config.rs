@@ -16,6 +16,9 @@ pub(crate) const DEFAULT_BIND: SocketAddr =
 /// Bodies larger than this are refused with 413 unless configured otherwise.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The name of the gRPC decoupled (streaming) model unless told otherwise.
+pub const DEFAULT_STREAM_MODEL: &str = "llm-stream";
+
 /// The profile used when none is named: the scenario of the task.
 pub const DEFAULT_PROFILE: &str = "placeholder";
 
@@ -66,6 +69,12 @@ pub struct ServerConfig {
     pub kserve_input_datatype: model::kserve::Datatype,
     /// Injected faults (all off unless asked for; off in every profile).
     pub faults: FaultConfig,
+    /// Address of the KServe v2 gRPC listener; `None`: no gRPC (port 0
+    /// picks a free port).
+    pub grpc_bind: Option<SocketAddr>,
+    /// The gRPC decoupled model that streams an LLM's tokens on
+    /// `ModelStreamInfer` (served besides `models`).
+    pub grpc_stream_model: String,
 }
 
 /// Why a configuration was refused.
@@ -131,6 +140,8 @@ impl ServerConfig {
             kserve_input_datatype: model::kserve::Datatype::Bytes,
             llm: crate::llm::LlmConfig::default(),
             faults: FaultConfig::default(),
+            grpc_bind: None,
+            grpc_stream_model: DEFAULT_STREAM_MODEL.to_owned(),
         };
         let config = match name {
             "placeholder" => placeholder,
@@ -335,6 +346,21 @@ impl ServerConfig {
                 "models",
                 format!("{bad:?}"),
                 "model names must be non-empty and hold no whitespace",
+            ));
+        }
+        let stream = &self.grpc_stream_model;
+        if stream.is_empty() || stream.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "grpc-stream-model",
+                format!("{stream:?}"),
+                "must be a non-empty model name without whitespace",
+            ));
+        }
+        if self.models.contains(stream) {
+            return Err(invalid(
+                "grpc-stream-model",
+                stream,
+                "must differ from every name in --models (those are batching models)",
             ));
         }
         self.faults.validate()?;

@@ -111,7 +111,9 @@ impl App {
         let limit = self.config.max_body_bytes;
         match Limited::new(request.into_body(), limit).collect().await {
             Ok(body) => {
-                crate::llm::handle(&self.llm, &self.config.models, endpoint, &body.to_bytes()).await
+                let (models, stream_model) = (&self.config.models, &self.config.grpc_stream_model);
+                crate::llm::handle(&self.llm, models, stream_model, endpoint, &body.to_bytes())
+                    .await
             }
             Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => error(
                 StatusCode::PAYLOAD_TOO_LARGE,

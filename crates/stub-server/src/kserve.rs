@@ -48,13 +48,13 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    fn record(&self, model: &str, update: impl FnOnce(&mut InferenceStats, &mut u64)) {
+    pub(crate) fn record(&self, model: &str, update: impl FnOnce(&mut InferenceStats, &mut u64)) {
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         let (stats, items) = models.entry(model.to_owned()).or_default();
         update(stats, items);
     }
 
-    fn get(&self, model: &str) -> (InferenceStats, u64) {
+    pub(crate) fn get(&self, model: &str) -> (InferenceStats, u64) {
         let models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         models.get(model).copied().unwrap_or_default()
     }
@@ -142,7 +142,7 @@ impl App {
         }
     }
 
-    fn metadata(&self, model: &str) -> ModelMetadata {
+    pub(crate) fn metadata(&self, model: &str) -> ModelMetadata {
         let tensor = |name: &str, datatype: &str| TensorMetadata {
             name: name.to_owned(),
             datatype: datatype.to_owned(),
@@ -157,7 +157,7 @@ impl App {
         }
     }
 
-    fn model_config(&self, model: &str) -> ModelConfig {
+    pub(crate) fn model_config(&self, model: &str) -> ModelConfig {
         ModelConfig {
             name: model.to_owned(),
             max_batch_size: self.config.max_batch as u64,
@@ -173,7 +173,7 @@ impl App {
         }
     }
 
-    fn stats_of(&self, model: &str) -> ModelStatsResponse {
+    pub(crate) fn stats_of(&self, model: &str) -> ModelStatsResponse {
         let (inference_stats, items) = self.kserve_stats.get(model);
         let executions = self.scheduler.executions();
         ModelStatsResponse {
@@ -208,13 +208,6 @@ impl App {
         // queue) is in no statistic, as in Triton; only one that fails after
         // admission counts as `fail`.
         let refused = error;
-        let failed = |status: StatusCode, message: String| {
-            self.kserve_stats.record(model, |s, _| {
-                s.fail.count += 1;
-                s.fail.ns += ns_since(arrived);
-            });
-            error(status, message)
-        };
         let limit = self.config.max_body_bytes;
         let body = match Limited::new(request.into_body(), limit).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -238,50 +231,92 @@ impl App {
         };
         let compute_input_ns = ns_since(parse_started);
         let items = inputs.len();
-        let receivers = match self.scheduler.submit(items) {
-            Ok(receivers) => receivers,
-            Err(SubmitError::QueueFull { queued_items }) => {
+        let executed = self
+            .kserve_execute(model, &inputs, arrived, compute_input_ns, |outputs| {
+                let answer = InferResponse {
+                    model_name: model.to_owned(),
+                    model_version: Some("1".to_owned()),
+                    id: None,
+                    outputs: vec![Tensor {
+                        name: OUTPUT_NAME.to_owned(),
+                        shape: vec![items as i64, 1],
+                        datatype: "BYTES".to_owned(),
+                        data: outputs.into_iter().map(serde_json::Value::String).collect(),
+                    }],
+                };
+                json(StatusCode::OK, to_json_bytes(&answer))
+            })
+            .await;
+        let done = match executed {
+            Ok(done) => done,
+            Err(NotExecuted::QueueFull { queued_items }) => {
                 return refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("the queue holds {queued_items} items; retry later"),
                 )
             }
-            Err(SubmitError::Closed) => {
-                return failed(
+            Err(NotExecuted::ShuttingDown) => {
+                return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the server is shutting down".into(),
                 )
             }
         };
+        let mut response = done.answer;
+        let headers = response.headers_mut();
+        if let Ok(value) =
+            HeaderValue::from_str(&ServerTiming::header_value(done.queue_ms, done.infer_ms))
+        {
+            headers.insert(SERVER_TIMING_HEADER, value);
+        }
+        headers.insert(BATCH_SIZE_HEADER, HeaderValue::from(done.batch_items));
+        response
+    }
+
+    /// Runs the checked `inputs` (one per item) of a KServe request for
+    /// `model`, arrived at `arrived` and parsed in `compute_input_ns`, on
+    /// the scheduler, and counts it in the statistics: the part of an
+    /// inference the HTTP and gRPC routes share, so both queue, batch and
+    /// count alike. `encode` turns the outputs into the protocol's answer;
+    /// its time is `compute_output`.
+    pub(crate) async fn kserve_execute<T>(
+        &self,
+        model: &str,
+        inputs: &[String],
+        arrived: Instant,
+        compute_input_ns: u64,
+        encode: impl FnOnce(Vec<String>) -> T,
+    ) -> Result<Executed<T>, NotExecuted> {
+        let failed = || {
+            self.kserve_stats.record(model, |s, _| {
+                s.fail.count += 1;
+                s.fail.ns += ns_since(arrived);
+            });
+            NotExecuted::ShuttingDown
+        };
+        let items = inputs.len();
+        let receivers = match self.scheduler.submit(items) {
+            Ok(receivers) => receivers,
+            Err(SubmitError::QueueFull { queued_items }) => {
+                return Err(NotExecuted::QueueFull { queued_items })
+            }
+            Err(SubmitError::Closed) => return Err(failed()),
+        };
         let (mut queue_ms, mut infer_ms, mut batch_items) = (0.0_f64, 0.0_f64, 0);
         for receiver in receivers {
             let Ok(outcome) = receiver.await else {
-                return failed(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the server is shutting down".into(),
-                );
+                return Err(failed());
             };
             queue_ms = queue_ms.max(outcome.queue_ms);
             infer_ms = infer_ms.max(outcome.infer_ms);
             batch_items = batch_items.max(outcome.batch_items);
         }
         let output_started = Instant::now();
-        let data = inputs
+        let outputs = inputs
             .iter()
-            .map(|input| serde_json::Value::String(expected_output(model, input)))
+            .map(|input| expected_output(model, input))
             .collect();
-        let answer = InferResponse {
-            model_name: model.to_owned(),
-            model_version: Some("1".to_owned()),
-            id: None,
-            outputs: vec![Tensor {
-                name: OUTPUT_NAME.to_owned(),
-                shape: vec![items as i64, 1],
-                datatype: "BYTES".to_owned(),
-                data,
-            }],
-        };
-        let mut response = json(StatusCode::OK, to_json_bytes(&answer));
+        let answer = encode(outputs);
         let compute_output_ns = ns_since(output_started);
         self.kserve_stats.record(model, |s, counted_items| {
             *counted_items += items as u64;
@@ -296,22 +331,28 @@ impl App {
             s.compute_output.count += 1;
             s.compute_output.ns += compute_output_ns;
         });
-        let headers = response.headers_mut();
-        if let Ok(value) = HeaderValue::from_str(&ServerTiming::header_value(queue_ms, infer_ms)) {
-            headers.insert(SERVER_TIMING_HEADER, value);
-        }
-        headers.insert(BATCH_SIZE_HEADER, HeaderValue::from(batch_items));
-        response
+        Ok(Executed {
+            answer,
+            queue_ms,
+            infer_ms,
+            batch_items,
+        })
     }
 
-    /// The request's strings, or Triton's words for what is wrong.
-    fn parse_inputs(&self, model: &str, body: &[u8]) -> Result<Vec<String>, String> {
-        let request: InferRequest = serde_json::from_slice(body)
-            .map_err(|e| format!("failed to parse the request JSON buffer: {e}"))?;
-        let [input] = request.inputs.as_slice() else {
+    /// The checks every KServe request's inputs pass, whatever the
+    /// protocol, in Triton's words: one tensor, named [`INPUT_NAME`], of
+    /// the model's datatype, of shape `[B, 1]` with `1 <= B <=` the most
+    /// one request may carry. Returns `B`; the caller then checks that
+    /// `B` elements came.
+    pub(crate) fn check_inputs(
+        &self,
+        model: &str,
+        inputs: &[TensorHead<'_>],
+    ) -> Result<usize, String> {
+        let [input] = inputs else {
             return Err(format!(
                 "expected 1 inputs but got {} inputs for model '{model}'",
-                request.inputs.len()
+                inputs.len()
             ));
         };
         if input.name != INPUT_NAME {
@@ -333,7 +374,7 @@ impl App {
             .config
             .max_batch
             .min(self.config.max_items_per_request());
-        let batch = match input.shape.as_slice() {
+        let batch = match input.shape {
             // Triton takes `[B, 1]` only (`[B]` is refused), so does this.
             [b, 1] if *b >= 1 => *b as usize,
             other => {
@@ -348,6 +389,29 @@ impl App {
                 "inference request batch-size must be <= {max} for '{model}'"
             ));
         }
+        Ok(batch)
+    }
+
+    /// The request's strings, or Triton's words for what is wrong.
+    fn parse_inputs(&self, model: &str, body: &[u8]) -> Result<Vec<String>, String> {
+        let request: InferRequest = serde_json::from_slice(body)
+            .map_err(|e| format!("failed to parse the request JSON buffer: {e}"))?;
+        let heads: Vec<TensorHead<'_>> = request
+            .inputs
+            .iter()
+            .map(|t| TensorHead {
+                name: &t.name,
+                datatype: &t.datatype,
+                shape: &t.shape,
+            })
+            .collect();
+        let batch = self.check_inputs(model, &heads)?;
+        let Some(input) = request.inputs.first() else {
+            return Err(format!(
+                "expected 1 inputs but got 0 inputs for model '{model}'"
+            ));
+        };
+        let expected = self.config.kserve_input_datatype;
         if input.data.len() != batch {
             return Err(format!(
                 "unexpected number of string elements {} for inference input '{}', expecting {batch}",
@@ -376,6 +440,39 @@ impl App {
             })
             .collect()
     }
+}
+
+/// An input tensor's name, datatype and shape, as either protocol
+/// carries them.
+pub(crate) struct TensorHead<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) datatype: &'a str,
+    pub(crate) shape: &'a [i64],
+}
+
+/// A request the scheduler ran: the caller's answer, and the batch it ran
+/// in.
+pub(crate) struct Executed<T> {
+    /// What `encode` made of the outputs.
+    pub(crate) answer: T,
+    /// Time in the queue, ms.
+    pub(crate) queue_ms: f64,
+    /// Execution time of its batch, ms.
+    pub(crate) infer_ms: f64,
+    /// Items in its batch.
+    pub(crate) batch_items: usize,
+}
+
+/// Why a request was not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotExecuted {
+    /// The queue is full: refused, and in no statistic (as in Triton).
+    QueueFull {
+        /// Items waiting.
+        queued_items: usize,
+    },
+    /// The server is shutting down: counted as `fail`.
+    ShuttingDown,
 }
 
 /// What a `/v2` path asks for.

@@ -21,7 +21,11 @@
 //! preferred size leaves at once, otherwise the batch waits for more until
 //! its oldest request has waited `--batch-window-ms` (`max_queue_delay`).
 //! HTTP/1.1 keep-alive and HTTP/2 cleartext (prior knowledge) share one
-//! port.
+//! port. With `--grpc-bind ADDR` it also speaks KServe v2 over gRPC, as
+//! Triton does on its port 8001 (details in `src/grpc.rs`):
+//! the same models on the same queue and statistics, and a decoupled model
+//! (`--grpc-stream-model`, `llm-stream`) that streams an LLM's tokens on
+//! `ModelStreamInfer` from the step loop of the OpenAI routes.
 //!
 //! Errors are JSON `{"error": {"code", "message"}}`: 400 `malformed_json`,
 //! `missing_field`, `conflicting_fields`, `empty_inputs`, `too_many_items`
@@ -47,7 +51,8 @@
 //! listening on http://127.0.0.1:41234
 //! ```
 //!
-//! The first line on stdout is always `listening on http://ADDR`; every knob
+//! The first line on stdout is always `listening on http://ADDR`; with
+//! `--grpc-bind`, the second is `grpc listening on ADDR`. Every knob
 //! of [`ServerConfig`] has a flag that overrides the profile (`--help`).
 //! SIGINT/SIGTERM finish in-flight requests and exit 0; bad flags exit 2.
 //!
@@ -69,6 +74,7 @@
 mod config;
 mod cost;
 mod faults;
+mod grpc;
 mod http;
 mod kserve;
 mod linger;
@@ -78,8 +84,14 @@ mod scheduler;
 mod server;
 mod timer;
 
-pub use config::{ConfigError, ServerConfig, DEFAULT_PROFILE, MAX_ITEMS_PER_REQUEST, PROFILES};
+pub use config::{
+    ConfigError, ServerConfig, DEFAULT_PROFILE, DEFAULT_STREAM_MODEL, MAX_ITEMS_PER_REQUEST,
+    PROFILES,
+};
 pub use cost::{ServiceTimeModel, ServiceTimeSampler};
 pub use faults::{FaultConfig, FaultPlan};
+pub use grpc::{STREAM_MAX_TOKENS_INPUT, STREAM_PROMPT_INPUT, STREAM_TEXT_OUTPUT};
 pub use llm::{LlmConfig, PromptTokenizer};
-pub use server::{serve, spawn, RunningServer, ServerError, LINGER_MAX_BYTES, LINGER_MAX_TIME};
+pub use server::{
+    serve, serve_with_grpc, spawn, RunningServer, ServerError, LINGER_MAX_BYTES, LINGER_MAX_TIME,
+};

@@ -559,6 +559,35 @@ impl Batcher {
     }
 }
 
+/// A sequence ready to enqueue: its prompt, its answer, its finish reason.
+struct Planned {
+    prompt: Prompt,
+    tokens: Vec<String>,
+    finish: &'static str,
+}
+
+/// One sequence's tokens as the step loop emits them; dropping it leaves
+/// the sequence, whose slot the next step frees.
+pub(crate) struct TokenStream {
+    rx: mpsc::UnboundedReceiver<Emit>,
+}
+
+/// The step loop stopped (the server is shutting down) before the answer
+/// was whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interrupted;
+
+impl TokenStream {
+    /// The next token as its step ends; `None` once the answer is whole.
+    pub(crate) async fn next(&mut self) -> Result<Option<String>, Interrupted> {
+        match self.rx.recv().await {
+            Some(Emit::Token(token)) => Ok(Some(token)),
+            Some(Emit::Done) => Ok(None),
+            None => Err(Interrupted),
+        }
+    }
+}
+
 /// Handle to the step loop.
 pub(crate) struct LlmEngine {
     submit: mpsc::UnboundedSender<Sequence>,
@@ -621,6 +650,61 @@ impl LlmEngine {
             capacity * self.config.kv_block_tokens,
             self.config.kv_block_tokens
         ))
+    }
+
+    /// The answer to `prompt` from `model`, cut by `max_tokens` (or, with
+    /// `ignore_eos`, made exactly that long), with its finish reason
+    /// (`length` or `stop`); `Err` says why the prompt cannot run.
+    fn plan(
+        &self,
+        model: &str,
+        prompt: &str,
+        max_tokens: Option<usize>,
+        ignore_eos: bool,
+    ) -> Result<Planned, String> {
+        let all = model::output::answer_tokens(model, prompt);
+        let limit = model::output::answer_length(all.len(), max_tokens, ignore_eos);
+        let finish = if max_tokens == Some(limit) && (ignore_eos || limit < all.len()) {
+            "length"
+        } else {
+            "stop"
+        };
+        let tokens: Vec<String> = (0..limit)
+            .map(|k| model::output::answer_token(&all, k))
+            .collect();
+        let prompt = self
+            .prompt(prompt)
+            .map_err(|e| format!("cannot tokenize the prompt: {e}"))?;
+        self.fits(prompt.tokens, tokens.len())?;
+        Ok(Planned {
+            prompt,
+            tokens,
+            finish,
+        })
+    }
+
+    /// Starts generating the answer to `prompt` from `model`, at most
+    /// `max_tokens` tokens (1 to 65536), on the step loop: the same
+    /// sequence, and the same tokens, as the OpenAI routes run for it.
+    /// `Err` says why it cannot run.
+    pub(crate) fn generate(
+        &self,
+        model: &str,
+        prompt: &str,
+        max_tokens: Option<usize>,
+    ) -> Result<TokenStream, String> {
+        if let Some(n) = max_tokens.filter(|n| !(1..=MAX_TOKENS).contains(n)) {
+            return Err(format!("max_tokens is {n}; allowed: 1 to {MAX_TOKENS}"));
+        }
+        let planned = self.plan(model, prompt, max_tokens, false)?;
+        let reason = if planned.finish == "length" {
+            FinishReason::Length
+        } else {
+            FinishReason::Stop
+        };
+        Ok(TokenStream {
+            rx: self.enqueue(planned.prompt, planned.tokens, reason),
+        })
     }
 
     fn enqueue(
@@ -744,10 +828,13 @@ fn openai_error(status: StatusCode, message: String) -> Response<FaultBody> {
     )
 }
 
-/// Answers an OpenAI-compatible request on `engine`.
+/// Answers an OpenAI-compatible request on `engine` for one of `models`
+/// or `stream_model` (the gRPC streaming model, an LLM too: both protocols
+/// answer it the same tokens).
 pub(crate) async fn handle(
     engine: &LlmEngine,
     models: &[String],
+    stream_model: &str,
     endpoint: Endpoint,
     body: &[u8],
 ) -> Response<FaultBody> {
@@ -760,7 +847,7 @@ pub(crate) async fn handle(
             )
         }
     };
-    if !models.contains(&request.model) {
+    if !models.contains(&request.model) && request.model != stream_model {
         return openai_error(
             StatusCode::NOT_FOUND,
             format!("The model `{}` does not exist.", request.model),
@@ -805,30 +892,15 @@ pub(crate) async fn handle(
     // leaves nothing running.
     let mut sequences = Vec::new();
     for prompt in &prompts {
-        let all = model::output::answer_tokens(&request.model, prompt);
-        let limit = model::output::answer_length(all.len(), request.max_tokens, request.ignore_eos);
-        let finish =
-            if request.max_tokens == Some(limit) && (request.ignore_eos || limit < all.len()) {
-                "length"
-            } else {
-                "stop"
-            };
-        let tokens: Vec<String> = (0..limit)
-            .map(|k| model::output::answer_token(&all, k))
-            .collect();
-        let parsed = match engine.prompt(prompt) {
-            Ok(p) => p,
-            Err(e) => {
-                return openai_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot tokenize the prompt: {e}"),
-                )
-            }
-        };
-        if let Err(why) = engine.fits(parsed.tokens, tokens.len()) {
-            return openai_error(StatusCode::BAD_REQUEST, why);
+        match engine.plan(
+            &request.model,
+            prompt,
+            request.max_tokens,
+            request.ignore_eos,
+        ) {
+            Ok(planned) => sequences.push((planned.prompt, planned.tokens, planned.finish)),
+            Err(why) => return openai_error(StatusCode::BAD_REQUEST, why),
         }
-        sequences.push((parsed, tokens, finish));
     }
     let choices: Vec<_> = sequences
         .into_iter()

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, ValueEnum};
-use stub_server::{serve, ServerConfig, ServerError};
+use stub_server::{serve_with_grpc, ServerConfig, ServerError};
 
 /// Inference-service simulator: a FIFO queue, `workers` executors and a
 /// seeded batch cost of (base + per_item * b) * exp(N(0, jitter^2)) ms.
@@ -147,6 +147,17 @@ struct Overrides {
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8000].
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
+    /// Also serve KServe v2 over gRPC (Triton's protocol, port 8001 in
+    /// Triton) on this address, an IP:PORT; port 0 picks a free port. The
+    /// second line on stdout is then `grpc listening on ADDR` [default:
+    /// no gRPC].
+    #[arg(long, value_name = "ADDR")]
+    grpc_bind: Option<SocketAddr>,
+    /// gRPC: the name of the decoupled model that streams an LLM's tokens
+    /// on ModelStreamInfer; must differ from --models [default:
+    /// llm-stream].
+    #[arg(long, value_name = "NAME")]
+    grpc_stream_model: Option<String>,
     #[command(flatten)]
     faults: FaultArgs,
 }
@@ -242,6 +253,8 @@ impl Overrides {
             kserve_input_datatype,
             models,
             bind,
+            grpc_bind,
+            grpc_stream_model,
             faults: f,
         } = self;
         // A repeatable flag given no times, like an optional one left out,
@@ -272,6 +285,8 @@ impl Overrides {
         set(&mut config.kserve_input_datatype, kserve_input_datatype);
         set(&mut config.models, models);
         set(&mut config.bind, bind);
+        set(&mut config.grpc_bind, grpc_bind.map(Some));
+        set(&mut config.grpc_stream_model, grpc_stream_model);
         set(&mut config.faults.error_rate, f.fault_error_rate);
         set(&mut config.faults.corrupt_rate, f.fault_corrupt_rate);
         set(&mut config.faults.truncate_rate, f.fault_truncate_rate);
@@ -345,8 +360,20 @@ fn run(cli: Cli) -> Result<(), ServerError> {
                 source,
             })?;
         let addr = listener.local_addr()?;
+        let grpc = match config.grpc_bind {
+            Some(grpc_addr) => Some(tokio::net::TcpListener::bind(grpc_addr).await.map_err(
+                |source| ServerError::Bind {
+                    addr: grpc_addr,
+                    source,
+                },
+            )?),
+            None => None,
+        };
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on http://{addr}")?;
+        if let Some(grpc) = &grpc {
+            writeln!(stdout, "grpc listening on {}", grpc.local_addr()?)?;
+        }
         stdout.flush()?;
         drop(stdout);
         tracing::info!(
@@ -366,7 +393,7 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         if !config.faults.is_off() {
             tracing::warn!(faults = ?config.faults, "fault injection is ON");
         }
-        serve(config, listener, shutdown_signal()).await
+        serve_with_grpc(config, listener, grpc, shutdown_signal()).await
     })
 }
 
@@ -458,6 +485,10 @@ mod tests {
                 "a,b",
                 "--bind",
                 "127.0.0.1:0",
+                "--grpc-bind",
+                "127.0.0.1:0",
+                "--grpc-stream-model",
+                "tokens",
             ],
             &[
                 "--profile",
@@ -627,6 +658,10 @@ mod tests {
             "a, b",
             "--bind",
             "127.0.0.1:0",
+            "--grpc-bind",
+            "127.0.0.1:8001",
+            "--grpc-stream-model",
+            "tokens",
             "--fault-error-rate",
             "0.1",
             "--fault-corrupt-rate",
@@ -680,6 +715,8 @@ mod tests {
                 stall_ms: 12,
                 seed: 5,
             },
+            grpc_bind: Some("127.0.0.1:8001".parse().unwrap()),
+            grpc_stream_model: "tokens".into(),
         };
         assert_eq!(config, expected);
         // One flag changes one knob; the rest stay the profile's.

@@ -60,9 +60,33 @@ pub enum ServerError {
 
 /// Serves `config` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish (up to 30 s) and returns.
+/// With `config.grpc_bind`, it binds that address too and serves KServe v2
+/// over gRPC there ([`serve_with_grpc`]).
 pub async fn serve(
     config: ServerConfig,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let grpc = match config.grpc_bind {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    serve_with_grpc(config, listener, grpc, shutdown).await
+}
+
+/// Like [`serve`], with the gRPC listener bound by the caller (or none),
+/// `config.grpc_bind` aside: HTTP on `listener`, KServe v2 over gRPC on
+/// `grpc`, both on the same queue, statistics and step loop, both stopped
+/// by `shutdown`.
+pub async fn serve_with_grpc(
+    config: ServerConfig,
+    listener: TcpListener,
+    grpc: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
@@ -93,6 +117,11 @@ pub async fn serve(
         .max_concurrent_streams(4096)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     let (stop_tx, stop_rx) = watch::channel(());
+    // The gRPC listener and its connections hold receivers too, so the
+    // drain below waits for them as for HTTP connections.
+    if let Some(grpc) = grpc {
+        tokio::spawn(crate::grpc::accept_loop(grpc, app.clone(), stop_rx.clone()));
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -171,6 +200,8 @@ async fn serve_connection(
 pub struct RunningServer {
     /// The address it listens on (the real port when port 0 was asked for).
     pub addr: SocketAddr,
+    /// The gRPC address, with [`ServerConfig::grpc_bind`].
+    pub grpc_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), ServerError>>>,
 }
@@ -206,9 +237,10 @@ impl Drop for RunningServer {
     }
 }
 
-/// Binds `config.bind` and runs the server on a dedicated multi-thread
-/// runtime in its own OS thread, so it never shares a runtime with the
-/// client under test. Returns once the socket is listening.
+/// Binds `config.bind` (and `config.grpc_bind`) and runs the server on a
+/// dedicated multi-thread runtime in its own OS thread, so it never shares
+/// a runtime with the client under test. Returns once the sockets are
+/// listening.
 pub fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
     config.validate()?;
     let std_listener =
@@ -218,6 +250,22 @@ pub fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
         })?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
+    let grpc_listener = match config.grpc_bind {
+        Some(grpc_addr) => {
+            let listener =
+                std::net::TcpListener::bind(grpc_addr).map_err(|source| ServerError::Bind {
+                    addr: grpc_addr,
+                    source,
+                })?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        }
+        None => None,
+    };
+    let grpc_addr = grpc_listener
+        .as_ref()
+        .map(std::net::TcpListener::local_addr)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("stub-server")
@@ -228,7 +276,8 @@ pub fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .spawn(move || {
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(std_listener)?;
-                serve(config, listener, async move {
+                let grpc = grpc_listener.map(TcpListener::from_std).transpose()?;
+                serve_with_grpc(config, listener, grpc, async move {
                     let _ = stop_rx.await;
                 })
                 .await
@@ -236,6 +285,7 @@ pub fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
         })?;
     Ok(RunningServer {
         addr,
+        grpc_addr,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
