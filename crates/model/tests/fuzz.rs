@@ -183,6 +183,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
                 verified,
                 retries,
                 llm,
+                ..LogRow::default()
             },
         )
 }
