@@ -35,7 +35,7 @@ const MIN_WORDS: usize = 64;
 
 /// Why a tokenizer cannot be used; said before any request.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PromptError {
+pub enum PromptError {
     /// The file is missing or is not a `tokenizer.json`.
     #[error("--tokenizer {path}: {why}")]
     Tokenizer {
@@ -206,7 +206,33 @@ impl PromptBuilder {
         text
     }
 
+    /// Appends text of exactly `n` tokens under the tokenizer
+    /// (approximately `n` without one) to `prompt`, which this builder
+    /// made or which is empty, its words drawn from `rng`. With additive
+    /// words that is `n` more words and no encoding, so a prompt built
+    /// piece by piece (a shared prefix, hash blocks, its own rest) counts
+    /// the sum of its pieces; otherwise the whole is encoded and fixed.
+    pub(crate) fn extend(&self, prompt: &mut String, n: u32, rng: &mut SplitMix64) {
+        if n == 0 {
+            return;
+        }
+        if self.additive {
+            for _ in 0..n {
+                if !prompt.is_empty() || self.join == Join::LeadingSpace {
+                    prompt.push(' ');
+                }
+                prompt.push_str(&self.words[rng.index_below(self.words.len())]);
+            }
+            return;
+        }
+        // Not additive: the join is a leading space, so the rest follows
+        // the prompt as words.
+        let rest = self.text(n, prompt, rng);
+        prompt.push_str(&rest);
+    }
+
     /// Tokens of `text` under the tokenizer, when there is one.
+    #[cfg(test)]
     pub(crate) fn count(&self, text: &str) -> Option<usize> {
         self.tokenizer
             .as_ref()
@@ -264,6 +290,12 @@ mod tests {
         let prefix = builder.text(32, "", &mut rng);
         let rest = builder.text(50, &prefix, &mut rng);
         assert_eq!(builder.count(&format!("{prefix}{rest}")), Some(82));
+        // Built piece by piece, a prompt counts the sum of its pieces.
+        let mut prompt = String::new();
+        for n in [16, 16, 5, 40] {
+            builder.extend(&mut prompt, n, &mut rng);
+        }
+        assert_eq!(builder.count(&prompt), Some(77));
     }
 
     #[test]
