@@ -140,7 +140,10 @@ impl PromptBuilder {
         let mut rng = SplitMix64::new(0x70_6b_7a);
         let additive = |join: Join, rng: &mut SplitMix64| {
             (1..=64).all(|n| {
-                let text = join_words((0..n).map(|_| &words[rng.index_below(words.len())]), join);
+                let text = join_words(
+                    (0..n).map(|_| words[rng.index_below(words.len())].as_str()),
+                    join,
+                );
                 count(&text) == Some(n)
             })
         };
@@ -170,7 +173,7 @@ impl PromptBuilder {
     /// additive (see [`PromptBuilder::text`] for the exact guarantee).
     pub(crate) fn words(&self, n: u32, rng: &mut SplitMix64) -> String {
         join_words(
-            (0..n).map(|_| &self.words[rng.index_below(self.words.len())]),
+            (0..n).map(|_| self.words[rng.index_below(self.words.len())].as_str()),
             self.join,
         )
     }
@@ -183,26 +186,78 @@ impl PromptBuilder {
         let (Some(tokenizer), false) = (&self.tokenizer, self.additive && after.is_empty()) else {
             return text;
         };
-        // Encode and fix: add or drop words until the joined text counts
-        // exactly n more tokens than `after` alone.
+        // Encode and fix. The words' count of tokens grows with their
+        // number, though not one a word (a merge may span two words): draw
+        // enough words, find by bisection the fewest whose text reaches the
+        // target, and if the last of them overshoots, try others in its
+        // place. A few encodings of the whole text, not one per word.
         let count = |t: &str| tokenizer.encode(t, false).map(|e| e.len()).unwrap_or(0);
         let base = if after.is_empty() { 0 } else { count(after) };
         let target = base + n as usize;
-        for _ in 0..(4 * n as usize + 16) {
-            let total = count(&format!("{after}{text}"));
-            if total == target {
+        let draw = |rng: &mut SplitMix64| self.words[rng.index_below(self.words.len())].as_str();
+        let mut words: Vec<&str> = (0..n).map(|_| draw(rng)).collect();
+        let total = |words: &[&str]| {
+            count(&format!(
+                "{after}{}",
+                join_words(words.iter().copied(), self.join)
+            ))
+        };
+        while total(&words) < target && words.len() < 16 * n as usize + 64 {
+            let more = words.len().max(8);
+            words.extend((0..more).map(|_| draw(rng)));
+        }
+        // The fewest words whose text reaches the target.
+        let (mut lo, mut hi) = (0, words.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if total(&words[..mid]) >= target {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        // The last of them overshot (or hit): take it back, then add words
+        // one at a time, each the first of a few draws that lands on the
+        // target, else the one that comes closest without passing it;
+        // when every draw passes it, take one more word back.
+        words.truncate(lo);
+        let mut current = total(&words);
+        for _ in 0..64 {
+            if current == target {
                 break;
             }
-            if total < target {
-                text.push(' ');
-                text.push_str(&self.words[rng.index_below(self.words.len())]);
-            } else {
-                match text.rfind(' ') {
-                    Some(i) if i > 0 => text.truncate(i),
-                    _ => break,
+            if current > target {
+                words.pop();
+                current = total(&words);
+                continue;
+            }
+            let mut best: Option<(&str, usize)> = None;
+            for _ in 0..16 {
+                let word = draw(rng);
+                words.push(word);
+                let c = total(&words);
+                words.pop();
+                if c <= target && best.is_none_or(|(_, b)| c > b) {
+                    best = Some((word, c));
+                }
+                if c == target {
+                    break;
+                }
+            }
+            match best {
+                Some((word, c)) if c > current => {
+                    words.push(word);
+                    current = c;
+                }
+                _ => {
+                    if words.pop().is_none() {
+                        break;
+                    }
+                    current = total(&words);
                 }
             }
         }
+        text = join_words(words.iter().copied(), self.join);
         text
     }
 
@@ -241,7 +296,7 @@ impl PromptBuilder {
     }
 }
 
-fn join_words<'a>(words: impl Iterator<Item = &'a String>, join: Join) -> String {
+fn join_words<'a>(words: impl Iterator<Item = &'a str>, join: Join) -> String {
     let mut text = String::new();
     for (i, word) in words.enumerate() {
         if i > 0 || join == Join::LeadingSpace {
