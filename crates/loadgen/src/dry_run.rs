@@ -78,7 +78,7 @@ impl Prepared {
                 let arrivals = trace.arrivals(shard)?;
                 let error = arrivals.error_slot();
                 for (id, at_s, row) in arrivals {
-                    write(id, Some(at_s), self.requests.from_trace(id, &row)).map_err(io)?;
+                    write(id, Some(at_s), self.requests.traced(id, &row)).map_err(io)?;
                 }
                 if let Some(why) = error.lock().ok().and_then(|e| e.clone()) {
                     return Err(ConfigError::Invalid(why).into());

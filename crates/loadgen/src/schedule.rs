@@ -616,7 +616,7 @@ fn keep_schedule(
         let intended = origin + Duration::from_secs_f64(due.offset_s);
         // Made before it is due, so making it does not make it late.
         let job = match (&due.row, issuer.requests.converses()) {
-            (Some(row), _) => Job::One(issuer.requests.from_trace(due.id, row)),
+            (Some(row), _) => Job::One(issuer.requests.traced(due.id, row)),
             (None, true) => Job::Session(due.id),
             (None, false) => Job::One(issuer.requests.single(due.id)),
         };

@@ -240,7 +240,7 @@ impl Requests {
     }
 
     /// Request `id` of a trace: the row's lengths, its hash blocks shared.
-    pub(crate) fn from_trace(&self, id: u64, row: &TraceRow) -> Spec {
+    pub(crate) fn traced(&self, id: u64, row: &TraceRow) -> Spec {
         let mut text = String::new();
         if let Some(builder) = &self.prompts {
             let mut left = row.input_tokens;
@@ -497,9 +497,9 @@ mod tests {
             hash_ids,
             failed: false,
         };
-        let a = r.from_trace(0, &row(24, vec![1, 2, 3]));
-        let b = r.from_trace(1, &row(30, vec![1, 2, 9, 10]));
-        let c = r.from_trace(2, &row(12, vec![1, 2]));
+        let a = r.traced(0, &row(24, vec![1, 2, 3]));
+        let b = r.traced(1, &row(30, vec![1, 2, 9, 10]));
+        let c = r.traced(2, &row(12, vec![1, 2]));
         let words = |s: &Spec| {
             s.input
                 .split_whitespace()
