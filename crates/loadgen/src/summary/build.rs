@@ -26,13 +26,15 @@ pub(super) const HISTOGRAM_BUCKETS: usize = model::summary::LATENCY_BUCKETS;
 /// The plan of `config`: the whole load it asks for.
 pub(super) fn plan_of(config: &LoadConfig) -> Plan {
     let open = config.open_loop.as_ref();
+    // A trace's rows set the times: no rate or arrival process was asked.
+    let rated = open.filter(|_| config.workload.trace.is_none());
     Plan {
         url: config.url.clone(),
         api: config.api.name().to_owned(),
         mode: if open.is_some() { "open" } else { "closed" }.to_owned(),
-        rate_rps: open.map(|o| o.rate_rps),
-        arrival: open.map(|o| o.arrival.name().to_owned()),
-        seed: open
+        rate_rps: rated.map(|o| o.rate_rps),
+        arrival: rated.map(|o| o.arrival.name().to_owned()),
+        seed: rated
             .filter(|o| o.arrival == crate::config::Arrival::Poisson)
             .map(|o| o.seed),
         concurrency: open.is_none().then_some(config.concurrency),

@@ -278,7 +278,9 @@ pub(crate) struct RunArgs {
     #[arg(short = 'c', long, value_parser = parse_concurrency, allow_negative_numbers = true)]
     pub(crate) concurrency: Option<usize>,
 
-    /// Logical requests to send [default: 400 unless -z is given].
+    /// Logical requests to send (with --turns: conversations); refused with
+    /// --trace, whose rows are the requests [default: 400 unless -z,
+    /// --stages or --trace is given].
     #[arg(short = 'n', long, value_parser = parse_requests, allow_negative_numbers = true)]
     pub(crate) requests: Option<u64>,
 
