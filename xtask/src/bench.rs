@@ -23,6 +23,9 @@
 //!   (`crates/stats/benches`, `crates/report/benches`: 100,000 simulated
 //!   requests well under a second).
 //! - `./run_tests` wall time once built.
+//! - LLM streams (`--llm-only`, `llm.rs`) and LLM workloads
+//!   (`--workload-only`, `workload.rs`: prompt building, trace reading, a
+//!   2,000 requests/s replay's send lateness), each on its own.
 //!
 //! Client and server get disjoint CPUs (the effect of `taskset -c`), set with
 //! `sched_setaffinity` on the spawning thread so children inherit it. The
@@ -49,6 +52,7 @@ mod peers;
 mod pinning;
 mod plain;
 mod tls;
+mod workload;
 
 use std::fs;
 use std::path::PathBuf;
@@ -113,6 +117,12 @@ pub(crate) struct BenchArgs {
     /// token) and write `bench-llm.json`.
     #[arg(long, conflicts_with = "tls_only")]
     llm_only: bool,
+    /// Run only the workload bench (100,000 prompts of 1,000 tokens under a
+    /// tokenizer; reading a 1,000,000-row Mooncake trace, streamed and
+    /// held; a 2,000 requests/s replay against the zero-cost simulator and
+    /// its send lateness) and write `bench-workload.json`.
+    #[arg(long, conflicts_with_all = ["tls_only", "llm_only"])]
+    workload_only: bool,
 }
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
@@ -188,6 +198,19 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             "bars": [verdict],
         });
         return write_named(&args.out.join("bench-llm.json"), &record);
+    }
+    if args.workload_only {
+        let (workload, verdict) = workload::measure(&bins, &pin, &dir)?;
+        let record = json!({
+            "machine": Machine::probe().conditions_json(),
+            "label": args.label,
+            "pinned": pin.used,
+            "client_cpus": pinning::cpu_list(&pin.client),
+            "server_cpus": pinning::cpu_list(&pin.server),
+            "workload": workload,
+            "bars": [verdict],
+        });
+        return write_named(&args.out.join("bench-workload.json"), &record);
     }
     let peers = Peers::find();
     // What every client run shares; each comparison sets the URL, the

@@ -166,6 +166,7 @@ mod tests {
                 "--tls-only",
             ],
             &["bench", "--llm-only"],
+            &["bench", "--workload-only"],
             &[
                 "whatif-validate",
                 "--out",

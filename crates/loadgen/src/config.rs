@@ -18,8 +18,13 @@ use crate::tls::TlsOptions;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 /// Default busy-poll window, us: off (the `busy_poll` module says why).
 pub const DEFAULT_BUSY_POLL_US: u64 = 0;
-/// Default seed of the Poisson arrival process.
+/// Default seed of the Poisson arrival process, the drawn lengths and the
+/// prompts' words.
 pub const DEFAULT_SEED: u64 = 42;
+/// Most shared prefixes (`--prefix-count`).
+const MAX_PREFIX_COUNT: u32 = 10_000;
+/// Most tokens all shared prefixes hold together (they stay in memory).
+const MAX_PREFIX_TOKENS: u64 = 10_000_000;
 
 /// How connections are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +201,9 @@ pub enum PayloadSource {
     /// Inputs read from a JSONL file (`{"input": "...", "model": "..."}` per
     /// line, `model` optional), cycled.
     File(PathBuf),
+    /// A ShareGPT-style JSON dataset: its human turns, cycled (or whole
+    /// conversations with [`crate::Turns::FromData`]).
+    ShareGpt(PathBuf),
 }
 
 /// Everything a run needs. Build one with [`LoadConfig::default`] (the
@@ -242,9 +250,20 @@ pub struct LoadConfig {
     pub model: String,
     /// Limit on one HTTP request: connect, send and read the whole body.
     pub timeout: Duration,
-    /// Sent (closed loop, `concurrency` workers) before the measured run,
-    /// not logged.
+    /// Sent (closed loop, `concurrency` workers) before the measured run;
+    /// logged with `phase` = `warmup` and left out of every statistic.
     pub warmup: Warmup,
+    /// LLM workloads: token lengths, shared prefixes, conversations, a
+    /// trace to replay (for `--api openai-*`).
+    pub workload: crate::workload::WorkloadOptions,
+    /// A load that changes over the run ([`crate::Stages`]): with
+    /// `open_loop` set, the rate ramps from its `rate_rps` (0 allowed);
+    /// with `stages_step_concurrency`, the closed loop's workers step. The
+    /// stages set the run's length (no `duration`); `requests` may still
+    /// stop it earlier.
+    pub stages: Option<crate::workload::Stages>,
+    /// The stages are closed-loop concurrencies, not open-loop rates.
+    pub stages_step_concurrency: bool,
     /// Extra request headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Request inputs.
@@ -300,6 +319,9 @@ impl Default for LoadConfig {
             model: model::DEFAULT_MODEL.to_owned(),
             timeout: Duration::from_secs(model::BASELINE_TIMEOUT_S),
             warmup: Warmup::NONE,
+            workload: crate::workload::WorkloadOptions::default(),
+            stages: None,
+            stages_step_concurrency: false,
             headers: Vec::new(),
             payloads: PayloadSource::Baseline,
             threads: None,
@@ -334,7 +356,9 @@ impl LoadConfig {
         limits::CONCURRENCY
             .check(self.concurrency)
             .map_err(invalid)?;
+        let bounded_otherwise = self.stages.is_some() || self.workload.trace.is_some();
         match (self.requests, self.duration) {
+            (None, None) if bounded_otherwise => {}
             (None, None) => {
                 return Err(ConfigError::Invalid(
                     "give a request count (-n) or a duration (-z); unbounded runs are refused"
@@ -351,7 +375,10 @@ impl LoadConfig {
             }
         }
         if let Some(open) = &self.open_loop {
-            limits::check_rate(open.rate_rps).map_err(invalid)?;
+            // A trace sets its own times, and stages may ramp from 0.
+            if self.workload.trace.is_none() && !(self.stages.is_some() && open.rate_rps == 0.0) {
+                limits::check_rate(open.rate_rps).map_err(invalid)?;
+            }
             limits::MAX_IN_FLIGHT
                 .check(open.max_in_flight)
                 .map_err(invalid)?;
@@ -387,6 +414,7 @@ impl LoadConfig {
             distributed::check_start_at(start_at, SystemTime::now()).map_err(invalid)?;
         }
         check_headers(&self.headers, self.http2).map_err(invalid)?;
+        self.check_workload().map_err(invalid)?;
         let tls_options_given = self.tls != TlsOptions::default();
         if tls_options_given && !target.is_tls() {
             return Err(ConfigError::Invalid(format!(
@@ -399,6 +427,161 @@ impl LoadConfig {
 }
 
 impl LoadConfig {
+    /// The workload options fit the API and each other; the message names
+    /// the flags at fault and what to give instead.
+    fn check_workload(&self) -> Result<(), String> {
+        let w = &self.workload;
+        let openai = match &self.api {
+            crate::api::ApiChoice::OpenAi(options) => Some(options),
+            _ => None,
+        };
+        let sharegpt = matches!(self.payloads, PayloadSource::ShareGpt(_));
+        if (w.is_set() || sharegpt) && openai.is_none() {
+            return Err(format!(
+                "--tokenizer, --input-tokens, --output-tokens, --prefix-tokens, --prefix-count, --turns, --think-time, --ignore-eos, --trace and --payloads-format sharegpt make LLM requests: they apply to --api openai-chat and openai-completions, not --api {}",
+                self.api.name()
+            ));
+        }
+        if let Some(stages) = &self.stages {
+            if self.duration.is_some() {
+                return Err(format!(
+                    "--stages {stages} sets the run's length ({:.0} s); drop -z (-n may still stop it earlier)",
+                    stages.total().as_secs_f64()
+                ));
+            }
+            match (self.stages_step_concurrency, &self.open_loop) {
+                (true, Some(_)) => {
+                    return Err(
+                        "--stages steps either the open loop's rate (--rate, or no -c) or the closed loop's workers (-c), not both: drop --rate or -c".into(),
+                    )
+                }
+                (true, None) => stages.check_concurrency()?,
+                (false, Some(_)) => {
+                    if stages.ramp(self.open_loop.as_ref().map_or(0.0, |o| o.rate_rps)).total_area() < 1.0 {
+                        return Err(format!(
+                            "--stages {stages}: the rates add up to less than one request over the stages; give higher targets"
+                        ));
+                    }
+                }
+                (false, None) => {
+                    return Err(
+                        "--stages needs a loop to shape: the open loop's rate (LoadConfig::open_loop) or the closed loop's workers (stages_step_concurrency)".into(),
+                    )
+                }
+            }
+        }
+        let Some(options) = openai else {
+            return Ok(());
+        };
+        if w.tokenizer.is_some() && !w.synthetic() {
+            return Err(
+                "--tokenizer makes prompts of drawn lengths exact; give --input-tokens DIST or --trace FILE (payload and dataset prompts are sent as they are)".into(),
+            );
+        }
+        if let Some(prefix) = w.prefix {
+            if w.input_tokens.is_none() {
+                return Err(
+                    "--prefix-tokens and --prefix-count start each synthetic prompt with a shared prefix; give --input-tokens DIST for the rest of each prompt".into(),
+                );
+            }
+            if !(1..=MAX_PREFIX_COUNT).contains(&prefix.count)
+                || !(1..=crate::workload::lengths::MAX_LENGTH).contains(&prefix.tokens)
+                || u64::from(prefix.tokens) * u64::from(prefix.count) > MAX_PREFIX_TOKENS
+            {
+                return Err(format!(
+                    "--prefix-tokens {} --prefix-count {}: a prefix has 1 to 1000000 tokens, there are 1 to {MAX_PREFIX_COUNT} of them, and {MAX_PREFIX_TOKENS} tokens in all at most",
+                    prefix.tokens, prefix.count
+                ));
+            }
+        }
+        let extra = options.extra_body.as_ref();
+        let extra_max_tokens = extra.is_some_and(|e| e.contains_key("max_tokens"));
+        if w.output_tokens.is_some() && (options.max_tokens.is_some() || extra_max_tokens) {
+            return Err(
+                "--output-tokens draws each request's max_tokens; drop --max-tokens (and max_tokens from --extra-body)".into(),
+            );
+        }
+        if (w.output_tokens.is_some() || w.trace.is_some()) && self.batch_size > 1 {
+            return Err(
+                "--output-tokens and --trace give each request its own max_tokens, and a client batch sends one: drop --batch-size".into(),
+            );
+        }
+        if w.ignore_eos
+            && w.output_tokens.is_none()
+            && w.trace.is_none()
+            && options.max_tokens.is_none()
+            && !extra_max_tokens
+        {
+            return Err(
+                "--ignore-eos makes answers run to max_tokens; give --output-tokens DIST or --max-tokens N (a trace gives its own)".into(),
+            );
+        }
+        if w.ignore_eos && self.batch_size > 1 {
+            return Err("--ignore-eos sends min_tokens per request; drop --batch-size".into());
+        }
+        match w.turns {
+            None if !w.think_time.is_zero() => {
+                return Err(
+                    "--think-time is the wait between a conversation's turns; give --turns".into(),
+                )
+            }
+            None => {}
+            Some(turns) => {
+                if options.endpoint != crate::api::openai::OpenAiEndpoint::Chat {
+                    return Err(
+                        "--turns sends conversations, whose history is chat messages: use --api openai-chat".into(),
+                    );
+                }
+                if turns == crate::workload::Turns::FromData && !sharegpt {
+                    return Err(
+                        "--turns from-data replays a dataset's conversations: give --payloads FILE --payloads-format sharegpt".into(),
+                    );
+                }
+                if w.think_time > limits::WARMUP_DURATION {
+                    return Err("--think-time is at most 10m".into());
+                }
+            }
+        }
+        if let Some(trace) = &w.trace {
+            let given: Vec<&str> = [
+                (self.requests.is_some(), "-n"),
+                (self.duration.is_some(), "-z"),
+                (w.input_tokens.is_some(), "--input-tokens"),
+                (w.output_tokens.is_some(), "--output-tokens"),
+                (w.prefix.is_some(), "--prefix-tokens/--prefix-count"),
+                (w.turns.is_some(), "--turns"),
+                (self.stages.is_some(), "--stages"),
+                (self.payloads != PayloadSource::Baseline, "--payloads"),
+                (options.max_tokens.is_some(), "--max-tokens"),
+            ]
+            .into_iter()
+            .filter_map(|(given, flag)| given.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                return Err(format!(
+                    "--trace sets every request's time, prompt length and max_tokens from its rows; drop {} (cut a window with --trace-start and --trace-duration, speed it up with --trace-speedup)",
+                    given.join(", ")
+                ));
+            }
+            if self.open_loop.is_none() {
+                return Err("--trace replays on the open loop's schedule (LoadConfig::open_loop gives its in-flight bound)".into());
+            }
+            if !(trace.speedup.is_finite() && trace.speedup > 0.0 && trace.speedup <= 1e6) {
+                return Err(format!(
+                    "--trace-speedup {} is out of range; give a factor more than 0 and at most 1000000 (2: twice as fast, 0.5: half)",
+                    trace.speedup
+                ));
+            }
+            if !(1..=1_000_000).contains(&trace.block_tokens) {
+                return Err(format!(
+                    "--trace-block-tokens {} is out of range; 1 to 1000000 tokens per hash block (Mooncake's: 512)",
+                    trace.block_tokens
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the load runs on client threads of their own (`threads`,
     /// `busy_poll`): the closed loop over HTTP/1.1 without client batching.
     /// An HTTP/2 connection or the micro-batcher is one task all requests

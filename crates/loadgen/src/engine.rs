@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use model::log::{LlmTiming, LogRow};
 
-use crate::api::{Api, Shape};
+use crate::api::{Api, Shape as BodyShape};
 use crate::client::{HttpFailure, HttpResponse, Transport};
 use crate::http1::ResponseUse;
 use crate::verify::{Checks, ItemVerdict};
@@ -24,11 +24,32 @@ pub(crate) struct LogicalRequest {
     /// The input text (for a chat payload with its own `messages`, their
     /// contents joined by newlines: what its answer is derived from).
     pub input: String,
-    /// A chat payload's own `messages` array, as JSON text.
+    /// A chat payload's own `messages` array (or a conversation's
+    /// history), as JSON text.
     pub messages: Option<Arc<str>>,
     /// Latency origin: the moment the request was issued (closed loop) or
     /// was due (open loop), before any batching wait or connection set-up.
     pub start: Instant,
+    /// What the row says of it beyond its timing.
+    pub shape: RequestShape,
+}
+
+/// What a request asked for beyond its prompt, and where it stands in
+/// the run; copied to its row.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct RequestShape {
+    /// The prompt length asked for, tokens.
+    pub input_tokens: Option<u32>,
+    /// `max_tokens` to send (`None`: the run's, if any).
+    pub max_tokens: Option<u32>,
+    /// `min_tokens` to send, with `ignore_eos`.
+    pub min_tokens: Option<u32>,
+    /// A conversation's session and turn (from 1).
+    pub session: Option<(u64, u32)>,
+    /// Open loop: how late it was handed to the engine, ms.
+    pub send_lag_ms: Option<f64>,
+    /// Hand the answer's text back (a conversation's next turn needs it).
+    pub keep_answer: bool,
 }
 
 /// Maps `Instant`s to wall-clock milliseconds through one anchor taken at
@@ -178,14 +199,24 @@ impl Engine {
     /// Sends one logical request as a single-input HTTP request and returns
     /// its row. The load path: no vector is built on the way.
     pub(crate) async fn execute_single(&self, item: &LogicalRequest) -> LogRow {
+        self.execute_for_answer(item).await.0
+    }
+
+    /// As [`Engine::execute_single`], and the answer's text when the
+    /// request asked for it back (`shape.keep_answer`) and it succeeded.
+    pub(crate) async fn execute_for_answer(
+        &self,
+        item: &LogicalRequest,
+    ) -> (LogRow, Option<String>) {
         let body = self.api.single_body(item);
-        let (batch, outcome) = self.send(body, Shape::Single, 1).await;
+        let (batch, outcome) = self.send(body, BodyShape::Single, 1).await;
         match outcome {
             Ok(response) => {
-                let verdict = self.api.judge_single(&response, item, self.checks);
-                self.response_row(item, batch, &response, verdict)
+                let mut verdict = self.api.judge_single(&response, item, self.checks);
+                let answer = verdict.stream.as_mut().and_then(|s| s.answer.take());
+                (self.response_row(item, batch, &response, verdict), answer)
             }
-            Err(failure) => self.failure_row(item, batch, &failure),
+            Err(failure) => (self.failure_row(item, batch, &failure), None),
         }
     }
 
@@ -196,7 +227,7 @@ impl Engine {
             return Vec::new();
         }
         let body = self.api.batch_body(items);
-        let (batch, outcome) = self.send(body, Shape::Batch, items.len()).await;
+        let (batch, outcome) = self.send(body, BodyShape::Batch, items.len()).await;
         match outcome {
             Ok(response) => {
                 let verdicts = self.api.judge_batch(&response, items, self.checks);
@@ -218,7 +249,7 @@ impl Engine {
     async fn send(
         &self,
         body: Vec<u8>,
-        shape: Shape,
+        shape: BodyShape,
         items: usize,
     ) -> (SentBatch, Result<HttpResponse, HttpFailure>) {
         let batch = SentBatch {
@@ -264,14 +295,21 @@ impl Engine {
                 }
                 _ => None,
             };
-            LlmTiming {
-                ttft_ms,
-                tpot_ms,
-                output_tokens: streamed.output_tokens,
-                tokens_from: streamed.tokens_from,
-                itl_ms: streamed.itl_ms,
-            }
+            (
+                LlmTiming {
+                    ttft_ms,
+                    tpot_ms,
+                    output_tokens: streamed.output_tokens,
+                    tokens_from: streamed.tokens_from,
+                    itl_ms: streamed.itl_ms,
+                },
+                streamed.prompt_tokens,
+            )
         });
+        let (llm, prompt_tokens) = match llm {
+            Some((timing, prompt_tokens)) => (Some(timing), prompt_tokens),
+            None => (None, None),
+        };
         LogRow {
             status_code: response.status.as_u16(),
             ok: verdict.error.is_empty(),
@@ -284,6 +322,7 @@ impl Engine {
             output_digest: verdict.output_digest,
             verified: verdict.verified,
             llm,
+            prompt_tokens,
             ..self.base_row(item, batch, response.finished_at)
         }
     }
@@ -305,12 +344,53 @@ impl Engine {
 
     fn base_row(&self, item: &LogicalRequest, batch: SentBatch, finished_at: Instant) -> LogRow {
         LogRow {
-            request_id: item.request_id,
-            timestamp_ms: self.clock.wall_ms(item.start),
-            latency_ms: ms_between(item.start, finished_at),
             batch_id: Some(batch.id),
             batch_size: Some(batch.size),
+            ..self.shaped_row(item, finished_at)
+        }
+    }
+
+    /// A row of `item` up to `end`: its id, times and shape, nothing sent.
+    fn shaped_row(&self, item: &LogicalRequest, end: Instant) -> LogRow {
+        let shape = item.shape;
+        LogRow {
+            request_id: item.request_id,
+            timestamp_ms: self.clock.wall_ms(item.start),
+            latency_ms: ms_between(item.start, end),
+            send_lag_ms: shape.send_lag_ms,
+            input_tokens: shape.input_tokens,
+            max_tokens: shape.max_tokens,
+            session_id: shape.session.map(|(session, _)| session),
+            turn: shape.session.map(|(_, turn)| turn),
             ..LogRow::default()
+        }
+    }
+
+    /// A failed row for `item`, which never got a response of its own
+    /// (`dropped` at the in-flight bound, `interrupted` by shutdown).
+    pub(crate) fn unsent_item_row(&self, item: &LogicalRequest, error: &str) -> LogRow {
+        LogRow {
+            error: error.to_owned(),
+            ..self.shaped_row(item, Instant::now())
+        }
+    }
+
+    /// As [`Engine::unsent_item_row`], from the parts of a request that
+    /// has gone to be sent.
+    pub(crate) fn unsent_shaped_row(
+        &self,
+        request_id: u64,
+        start: Instant,
+        shape: RequestShape,
+        error: &str,
+    ) -> LogRow {
+        LogRow {
+            send_lag_ms: shape.send_lag_ms,
+            input_tokens: shape.input_tokens,
+            max_tokens: shape.max_tokens,
+            session_id: shape.session.map(|(session, _)| session),
+            turn: shape.session.map(|(_, turn)| turn),
+            ..self.unsent_row(request_id, start, error)
         }
     }
 

@@ -33,6 +33,20 @@ pub enum LoadError {
     /// The payload file is unusable.
     #[error(transparent)]
     Payloads(#[from] PayloadError),
+    /// The trace to replay is unusable (a bad row names its line).
+    #[error(transparent)]
+    Trace(#[from] crate::workload::trace::TraceError),
+    /// The tokenizer cannot be read.
+    #[error(transparent)]
+    Prompt(#[from] crate::workload::prompt::PromptError),
+    /// The dry run's file cannot be written.
+    #[error("--dry-run {path}: {source}")]
+    DryRun {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The log file cannot be created or written.
     #[error("log file: {0}")]
     Log(#[from] LogError),

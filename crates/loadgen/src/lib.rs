@@ -82,6 +82,7 @@ mod client;
 mod collector;
 mod config;
 mod distributed;
+mod dry_run;
 mod engine;
 mod error;
 mod http1;
@@ -97,8 +98,6 @@ mod summary;
 mod target;
 mod tls;
 mod verify;
-// Wired into the command line and the engine next; its tests run now.
-#[cfg_attr(not(test), allow(dead_code))]
 mod workload;
 
 pub use api::kserve::KServeOptions;
@@ -109,6 +108,7 @@ pub use config::{
     Profile, Warmup, DEFAULT_BUSY_POLL_US, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED,
 };
 pub use distributed::{parse_shard, parse_start_at, OutDir, Shard, ShardArg, SHARD_INDEX_VAR};
+pub use dry_run::DryRun;
 pub use error::LoadError;
 pub use model::summary::RunSummary;
 pub use payloads::PayloadError;
@@ -118,3 +118,10 @@ pub use server_stats::StatsError;
 pub use summary::SummaryText;
 pub use target::{Scheme, Target, TargetError};
 pub use tls::{TlsError, TlsOptions};
+pub use workload::dataset::DatasetError;
+pub use workload::prompt::PromptError;
+pub use workload::trace::TraceError;
+pub use workload::{
+    LengthDist, SharedPrefix, Stage, Stages, TraceFormat, TraceOptions, Turns, WorkloadOptions,
+    DEFAULT_BLOCK_TOKENS, MAX_TURNS,
+};

@@ -82,6 +82,24 @@ pub const TIMEOUT: DurationBound = DurationBound {
     max: Duration::from_secs(600),
     max_text: "10m",
 };
+/// Tokens of a shared prefix (`--prefix-tokens`).
+pub const PREFIX_TOKENS: Bound<u32> = Bound {
+    what: "--prefix-tokens",
+    min: 1,
+    max: 1_000_000,
+};
+/// Shared prefixes (`--prefix-count`).
+pub const PREFIX_COUNT: Bound<u32> = Bound {
+    what: "--prefix-count",
+    min: 1,
+    max: 10_000,
+};
+/// Prompt tokens per Mooncake hash id (`--trace-block-tokens`).
+pub const BLOCK_TOKENS: Bound<u32> = Bound {
+    what: "--trace-block-tokens",
+    min: 1,
+    max: 1_000_000,
+};
 /// Highest open-loop rate, requests per second.
 pub(crate) const MAX_RATE_RPS: f64 = 1_000_000.0;
 

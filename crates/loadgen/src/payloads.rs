@@ -1,4 +1,5 @@
-//! Request inputs: `input.py`'s baseline texts or a JSONL file, cycled.
+//! Request inputs: `input.py`'s baseline texts, a JSONL file, or the human
+//! turns of a ShareGPT dataset, cycled.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub enum PayloadError {
     /// No line holds a payload.
     #[error("payloads {0} holds no payload lines")]
     Empty(PathBuf),
+    /// A ShareGPT dataset is unusable.
+    #[error(transparent)]
+    Dataset(#[from] crate::workload::dataset::DatasetError),
 }
 
 /// One payload line: its own model (if it names one), its input and, for
@@ -57,21 +61,59 @@ pub(crate) struct Payload {
 #[derive(Debug, Clone)]
 pub(crate) struct Payloads {
     default_model: Arc<str>,
-    lines: Option<Vec<PayloadLine>>,
+    lines: Option<Arc<Vec<PayloadLine>>>,
+    /// A dataset's conversations (their human turns), kept when they are
+    /// replayed as sessions.
+    conversations: Option<Arc<Vec<Vec<String>>>>,
 }
 
 impl Payloads {
     /// Loads the source (reads and checks the whole file up front, so a bad
     /// line fails the run before any load is sent).
-    pub(crate) fn load(source: &PayloadSource, default_model: &str) -> Result<Self, PayloadError> {
-        let lines = match source {
-            PayloadSource::Baseline => None,
-            PayloadSource::File(path) => Some(read_jsonl(path)?),
+    /// `sessions`: keep a dataset's conversations whole, to replay them as
+    /// conversations.
+    pub(crate) fn load(
+        source: &PayloadSource,
+        default_model: &str,
+        sessions: bool,
+    ) -> Result<Self, PayloadError> {
+        let (lines, conversations) = match source {
+            PayloadSource::Baseline => (None, None),
+            PayloadSource::File(path) => (Some(read_jsonl(path)?), None),
+            PayloadSource::ShareGpt(path) => {
+                let conversations = crate::workload::dataset::read_sharegpt(path)?;
+                // Each human turn is a prompt of its own, too (what a
+                // warm-up, or a run without --turns from-data, sends).
+                let lines = conversations
+                    .iter()
+                    .flatten()
+                    .map(|turn| PayloadLine {
+                        model: None,
+                        input: turn.clone(),
+                        messages: None,
+                    })
+                    .collect();
+                (Some(lines), sessions.then(|| Arc::new(conversations)))
+            }
         };
         Ok(Self {
             default_model: Arc::from(default_model),
-            lines,
+            lines: lines.map(Arc::new),
+            conversations,
         })
+    }
+
+    /// The model requests name when their payload names none.
+    pub(crate) fn default_model(&self) -> &Arc<str> {
+        &self.default_model
+    }
+
+    /// The human turns of a dataset's conversation `k` (cycled), when
+    /// conversations were kept.
+    pub(crate) fn conversation(&self, k: u64) -> Option<&[String]> {
+        let all = self.conversations.as_ref()?;
+        let index = usize::try_from(k % all.len() as u64).unwrap_or(0);
+        all.get(index).map(Vec::as_slice)
     }
 
     /// What request `i` sends.
@@ -94,6 +136,15 @@ impl Payloads {
                     messages: line.messages.clone(),
                 }
             }
+        }
+    }
+
+    /// Where the inputs come from, for the start line.
+    pub(crate) fn describe(&self) -> String {
+        match (&self.lines, &self.conversations) {
+            (None, _) => "input.py's prompts".to_owned(),
+            (Some(_), Some(c)) => format!("{} dataset conversations, their human turns", c.len()),
+            (Some(lines), None) => format!("{} payloads, cycled", lines.len()),
         }
     }
 

@@ -15,6 +15,9 @@ use crate::payloads::Payloads;
 use crate::server_stats::{self, Watch};
 use crate::target::{self, Target};
 use crate::tls::Tls;
+use crate::workload::replay::Trace;
+use crate::workload::requests::Requests;
+use crate::workload::Turns;
 
 /// Everything checked and set up before the first request: the options,
 /// the resolved addresses, TLS, the request format and the payloads.
@@ -26,7 +29,10 @@ pub struct Prepared {
     pub(crate) addrs: Vec<SocketAddr>,
     pub(crate) tls: Option<Tls>,
     pub(crate) api: Arc<dyn Api>,
-    pub(crate) payloads: Payloads,
+    /// What each request carries (payloads, or LLM workloads).
+    pub(crate) requests: Arc<Requests>,
+    /// The trace to replay, checked.
+    pub(crate) trace: Option<Trace>,
     /// The server's statistics around the run, the snapshot before it taken.
     pub(crate) stats: Option<Watch>,
 }
@@ -64,7 +70,8 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         Some(path) => target.with_path(path).map_err(ConfigError::from)?,
         None => target,
     };
-    let payloads = Payloads::load(&config.payloads, &config.model)?;
+    let from_data = config.workload.turns == Some(Turns::FromData);
+    let payloads = Payloads::load(&config.payloads, &config.model, from_data)?;
     let chat = matches!(
         &config.api,
         ApiChoice::OpenAi(o) if o.endpoint == api::openai::OpenAiEndpoint::Chat
@@ -76,6 +83,32 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         ))
         .into());
     }
+    if payloads.has_messages() && config.workload.turns.is_some() {
+        return Err(ConfigError::Invalid(
+            "--turns builds each conversation's messages itself; give --payloads lines with \"input\" (or --input-tokens), not \"messages\"".into(),
+        )
+        .into());
+    }
+    let run_max_tokens = match &config.api {
+        ApiChoice::OpenAi(options) => options
+            .extra_body
+            .as_ref()
+            .and_then(|e| e.get("max_tokens"))
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+            .or(options.max_tokens),
+        _ => None,
+    };
+    let mut requests = Requests::new(&config.workload, payloads, run_max_tokens)?;
+    let trace = match &config.workload.trace {
+        Some(options) => {
+            let trace = Trace::open(options)?;
+            let (input_tokens, output_tokens) = trace.mean_lengths();
+            requests.set_trace_means(input_tokens, output_tokens);
+            Some(trace)
+        }
+        None => None,
+    };
     let stats = match (&config.server_stats_path, api.stats_path()) {
         (None, _) => None,
         (Some(_), None) => {
@@ -114,7 +147,8 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         addrs,
         tls,
         api,
-        payloads,
+        requests: Arc::new(requests),
+        trace,
         stats,
     })
 }
@@ -176,7 +210,32 @@ impl Prepared {
             ),
         };
         lines.push(format!("api: {}; {checks}", self.api.name()));
+        if self.describes_workload() {
+            lines.extend(self.requests.describe(self.trace.is_some()));
+        }
+        if let Some(trace) = &self.trace {
+            lines.push(trace.describe());
+        }
+        if let Some(stages) = &self.config.stages {
+            lines.push(if self.config.stages_step_concurrency {
+                format!("stages: {stages} (duration:workers), the closed loop's workers stepped at each stage's start")
+            } else {
+                format!(
+                    "stages: {stages} (duration:rate), the open loop's rate ramped linearly within each stage from {} req/s",
+                    self.config.open_loop.as_ref().map_or(0.0, |o| o.rate_rps)
+                )
+            });
+        }
         lines
+    }
+
+    /// Whether the run sends an LLM workload (its start lines say what).
+    pub(crate) fn describes_workload(&self) -> bool {
+        self.config.workload.is_set()
+            || matches!(
+                self.config.payloads,
+                crate::config::PayloadSource::ShareGpt(_)
+            )
     }
 }
 

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use model::log::LogWriter;
-use model::summary::{RunSummary, ShardSummary};
+use model::log::{LogWriter, Phase as RowPhase};
+use model::summary::{RunSummary, ShardSummary, WorkloadSummary};
 use tokio::sync::{mpsc, watch};
 
 use crate::batcher::Batcher;
@@ -20,14 +20,16 @@ use crate::config::{self, LoadConfig};
 use crate::distributed;
 use crate::engine::{Clock, Engine};
 use crate::error::LoadError;
-use crate::payloads::Payloads;
 use crate::prepare::{prepare, Prepared};
 use crate::progress;
-use crate::schedule::{self, Arrivals, ClosedLoop, Issuer, Phase};
+use crate::schedule::{self, Arrivals, ClosedLoop, Due, Issuer, Phase, TurnIds};
 use crate::shards::Shards;
-use crate::summary::build_summary;
+use crate::summary::{build_summary, ScheduleFacts};
 use crate::tls;
 use crate::verify;
+use crate::workload::replay::{Trace, TraceArrivals};
+use crate::workload::requests::Requests;
+use crate::workload::Stages;
 
 /// Runs a load test: [`prepare`], then [`Prepared::run`].
 pub async fn run(
@@ -49,6 +51,13 @@ impl Prepared {
             tls_verification: self.tls.as_ref().map(|t| t.verification.to_string()),
             verified: self.verifies(),
             api: self.api.name(),
+            workload: self.describes_workload().then(|| WorkloadSummary {
+                prompts: self.requests.source(),
+                exact_lengths: self.requests.exact(),
+                trace: self.trace.as_ref().map(Trace::summary),
+                stages: self.config.stages.as_ref().map(ToString::to_string),
+                ..WorkloadSummary::default()
+            }),
         };
         let Prepared {
             config,
@@ -56,7 +65,8 @@ impl Prepared {
             addrs,
             tls,
             api,
-            payloads,
+            requests,
+            trace,
             stats,
         } = self;
         let writer = match &config.log_path {
@@ -83,7 +93,8 @@ impl Prepared {
         let parts = RunParts {
             config,
             engine,
-            payloads,
+            requests,
+            trace,
             shards,
             writer,
             info: start_info,
@@ -109,13 +120,16 @@ struct StartInfo {
     tls_verification: Option<String>,
     verified: bool,
     api: &'static str,
+    /// What the summary says of an LLM workload, before its rows.
+    workload: Option<WorkloadSummary>,
 }
 
 /// What a run needs once it is set up.
 struct RunParts {
     config: LoadConfig,
     engine: Arc<Engine>,
-    payloads: Payloads,
+    requests: Arc<Requests>,
+    trace: Option<Trace>,
     shards: Option<Shards>,
     writer: Option<LogWriter<std::io::BufWriter<std::fs::File>>>,
     info: StartInfo,
@@ -128,11 +142,20 @@ async fn run_engine(
     let RunParts {
         config,
         engine,
-        payloads,
+        requests,
+        trace,
         shards,
         writer,
         info: start_info,
     } = parts;
+    let shard = config.shard.unwrap_or(distributed::Shard::WHOLE);
+    // The trace's rows, read again as the schedule pulls them; opened
+    // here so a file gone since the check fails before any request.
+    let trace_arrivals = match &trace {
+        Some(trace) => Some(trace.arrivals(shard)?),
+        None => None,
+    };
+    let trace_error = trace_arrivals.as_ref().map(TraceArrivals::error_slot);
     let batcher = (config.batch_size > 1).then(|| {
         Batcher::spawn(
             engine.clone(),
@@ -154,15 +177,31 @@ async fn run_engine(
     };
 
     let load = async {
-        if !config.warmup.is_none() {
-            let warmup = Arc::new(Issuer {
+        // Rows, the warm-up's included, stream to the collector from the
+        // first request on. The live bar only where a person watches:
+        // never in a CI log or a file stderr is redirected to.
+        let (sink, rows) = mpsc::unbounded_channel();
+        // With conversations -n counts sessions, not the rows the bar counts.
+        let bar_requests = config.own_requests().filter(|_| !requests.converses());
+        let goal = progress::Goal::of(bar_requests, run_length(&config, trace.as_ref()));
+        let live = goal
+            .filter(|_| config.progress && std::io::stderr().is_terminal())
+            .map(|goal| (goal, Arc::new(progress::Live::default())));
+        let collector = spawn_collector(rows, writer, live.as_ref().map(|(_, l)| l.clone()))?;
+        let issuer_for = |row_phase: RowPhase| {
+            Arc::new(Issuer {
                 engine: engine.clone(),
                 batcher: batcher.clone(),
-                payloads: payloads.clone(),
-                sink: None,
+                requests: requests.clone(),
+                sink: Some(sink.clone()),
                 phase: phase_rx.clone(),
-            });
-            // Each shard warms its own connections, with its own ids.
+                row_phase,
+                turn_ids: TurnIds::new(shard),
+            })
+        };
+        if !config.warmup.is_none() {
+            // Each shard warms its own connections, with its own ids; the
+            // rows are logged as the warm-up's and counted in nothing.
             let (requests, deadline) = match config.warmup {
                 config::Warmup::Requests(n) => (Some(n), None),
                 config::Warmup::For(d) => (None, Some(Instant::now() + d)),
@@ -172,25 +211,20 @@ async fn run_engine(
                 ids: distributed::Shard::WHOLE,
                 requests,
                 deadline,
+                stages: None,
+                origin: Instant::now(),
             };
-            schedule::closed_loop(warmup, plan, shards.as_ref(), config.busy_poll).await;
+            schedule::closed_loop(
+                issuer_for(RowPhase::Warmup),
+                plan,
+                shards.as_ref(),
+                config.busy_poll,
+            )
+            .await;
             engine.reset_counters();
         }
-        let (sink, rows) = mpsc::unbounded_channel();
-        // The live bar only where a person watches: never in a CI log or a
-        // file stderr is redirected to.
-        let goal = progress::Goal::of(config.own_requests(), config.duration);
-        let live = goal
-            .filter(|_| config.progress && std::io::stderr().is_terminal())
-            .map(|goal| (goal, Arc::new(progress::Live::default())));
-        let collector = spawn_collector(rows, writer, live.as_ref().map(|(_, l)| l.clone()))?;
-        let issuer = Arc::new(Issuer {
-            engine: engine.clone(),
-            batcher: batcher.clone(),
-            payloads: payloads.clone(),
-            sink: Some(sink),
-            phase: phase_rx.clone(),
-        });
+        let issuer = issuer_for(RowPhase::Measure);
+        drop(sink);
         // The origin of the schedule: `--start-at` (after the warm-up, so
         // that must end before it), else now.
         let (started, origin, start_skew_ms) = match start_at {
@@ -221,23 +255,47 @@ async fn run_engine(
         let bar = live.map(|(goal, live)| {
             progress::Progress::start(live, goal, engine.token_metrics(), started)
         });
-        let shard = config.shard.unwrap_or(distributed::Shard::WHOLE);
-        let open_stats = match &config.open_loop {
-            None => {
+        // Anchored like the open loop: every shard stops at --start-at +
+        // -z (or the stages' end), however late it started.
+        let deadline = config
+            .duration
+            .or(config.stages.as_ref().map(Stages::total))
+            .map(|d| origin + d);
+        let open_stats = match (&config.open_loop, trace_arrivals) {
+            (None, _) => {
                 let plan = ClosedLoop {
-                    concurrency: config.workers(),
+                    concurrency: closed_workers(&config),
                     ids: shard,
                     requests: config.requests,
-                    // Anchored like the open loop: every shard stops at
-                    // --start-at + -z, however late it started.
-                    deadline: config.duration.map(|d| origin + d),
+                    deadline,
+                    stages: config
+                        .stages
+                        .clone()
+                        .filter(|_| config.stages_step_concurrency),
+                    origin,
                 };
                 schedule::closed_loop(issuer, plan, shards.as_ref(), config.busy_poll).await;
                 None
             }
-            Some(open) => {
-                let arrivals = Arrivals::new(open, shard, config.requests, config.duration);
-                Some(schedule::open_loop(issuer, open, arrivals, origin).await)
+            (Some(open), Some(rows)) => {
+                let due = rows.map(|(id, offset_s, row)| Due {
+                    id,
+                    offset_s,
+                    row: Some(row),
+                });
+                Some(schedule::open_loop(issuer, open, due, origin, deadline).await)
+            }
+            (Some(open), None) => {
+                let arrivals = match &config.stages {
+                    Some(stages) => Arrivals::staged(open, stages, shard, config.requests),
+                    None => Arrivals::new(open, shard, config.requests, config.duration),
+                };
+                let due = arrivals.map(|(id, offset_s)| Due {
+                    id,
+                    offset_s,
+                    row: None,
+                });
+                Some(schedule::open_loop(issuer, open, due, origin, deadline).await)
             }
         };
         let duration_s = started.elapsed().as_secs_f64();
@@ -273,14 +331,23 @@ async fn run_engine(
         }
     };
     let (mut stats, open_stats, duration_s, start_skew_ms) = outcome?;
+    let schedule = ScheduleFacts {
+        open: open_stats,
+        mean_rate_rps: mean_rate_rps(&config, trace.as_ref()),
+        trace_error: trace_error.and_then(|slot| slot.lock().ok().and_then(|e| e.clone())),
+    };
     let mut summary = build_summary(
         &config,
         &mut stats,
-        open_stats,
+        schedule,
         duration_s,
         &engine,
         interrupted,
     );
+    summary.workload = start_info.workload.map(|mut workload| {
+        stats.fill_workload(&mut workload);
+        workload
+    });
     summary.shard = config.shard.map(|shard| ShardSummary {
         index: shard.index,
         count: shard.count,
@@ -301,6 +368,50 @@ async fn run_engine(
     Ok(summary)
 }
 
+/// The closed loop's workers: `-c` (this shard's part), or with stepped
+/// stages the most any stage runs.
+fn closed_workers(config: &LoadConfig) -> usize {
+    match config
+        .stages
+        .as_ref()
+        .filter(|_| config.stages_step_concurrency)
+    {
+        Some(stages) => {
+            let shard = config.shard.unwrap_or(distributed::Shard::WHOLE);
+            let most = stages
+                .stages()
+                .iter()
+                .map(|s| shard.share(s.target as u64))
+                .max()
+                .unwrap_or(1);
+            usize::try_from(most).unwrap_or(usize::MAX).max(1)
+        }
+        None => config.workers(),
+    }
+}
+
+/// How long the measured run is planned to last, when it is a time:
+/// `-z`, the stages, or the trace's window on the replay's clock.
+fn run_length(config: &LoadConfig, trace: Option<&Trace>) -> Option<Duration> {
+    config
+        .duration
+        .or(config.stages.as_ref().map(Stages::total))
+        .or(trace.map(|t| Duration::from_secs_f64(t.span_s())))
+}
+
+/// The open loop's mean target rate over the whole load, requests/s.
+fn mean_rate_rps(config: &LoadConfig, trace: Option<&Trace>) -> Option<f64> {
+    let open = config.open_loop.as_ref()?;
+    Some(match (trace, &config.stages) {
+        (Some(trace), _) => trace.mean_rate_rps(),
+        (None, Some(stages)) => {
+            let ramp = stages.ramp(open.rate_rps);
+            ramp.total_area() / ramp.total_s().max(f64::MIN_POSITIVE)
+        }
+        (None, None) => open.rate_rps,
+    })
+}
+
 /// How many shard threads run the closed loop, or `None` when it runs on
 /// the caller's runtime. Shards hold HTTP/1.1 connections of their own; an
 /// HTTP/2 connection or the micro-batcher is one task all requests share,
@@ -311,5 +422,5 @@ fn shard_count(config: &LoadConfig) -> Option<usize> {
     let threads = config.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    shardable.then(|| threads.min(config.workers()).max(1))
+    shardable.then(|| threads.min(closed_workers(config)).max(1))
 }

@@ -42,6 +42,11 @@ pub(crate) struct StreamedItem {
     pub output_tokens: Option<u64>,
     /// Where `output_tokens` came from.
     pub tokens_from: Option<model::log::TokensFrom>,
+    /// The server's `usage.prompt_tokens`, when it sent it.
+    pub prompt_tokens: Option<u64>,
+    /// The answer's text, when the request asked for it back (a
+    /// conversation's next turn carries it).
+    pub answer: Option<String>,
 }
 
 /// What to check and keep of each response.
@@ -99,6 +104,7 @@ pub(crate) mod tests {
             model: Arc::from(model),
             input: input.to_owned(),
             start: Instant::now(),
+            shape: crate::engine::RequestShape::default(),
         }
     }
 }

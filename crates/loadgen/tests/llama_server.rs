@@ -150,3 +150,88 @@ async fn chat_and_completions_stream_from_llama_server() {
         assert_eq!(llm.ttft_ms, None);
     }
 }
+
+/// Token-exact prompts against the real server: with the tiny GGUF's own
+/// vocabulary as a tokenizer.json (`xtask/llama/make_tokenizer.py`, run
+/// with the tools' Python), every one of 100 requests of drawn lengths
+/// (uniform 16 to 200 tokens, not streamed) has `usage.prompt_tokens` equal
+/// to its asked length plus one constant: the chat template's fixed
+/// tokens (BOS and `<|user|>\n ... \n<|assistant|>\n`), the same for all.
+#[test]
+fn prompt_tokens_are_the_asked_length_plus_the_templates_fixed_tokens() {
+    let dir = common::temp_dir("llama-exact");
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv-tools/bin/python");
+    if !python.exists() {
+        common::skip(&format!(
+            "{} is missing; run xtask/tools/setup.sh (its tokenizers package writes the tokenizer.json)",
+            python.display()
+        ));
+        return;
+    }
+    let tokenizer = dir.join("tokenizer.json");
+    let made = std::process::Command::new(&python)
+        .arg(root.join("xtask/llama/make_tokenizer.py"))
+        .arg(&tokenizer)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let Some(server) = llama_server::start(&dir, &["-np", "2", "-c", "2048", "-t", "1"]) else {
+        return;
+    };
+    let csv = dir.join("log.csv");
+    let out = common::loadgen(&[
+        "--url",
+        &server.base_url(),
+        "--api",
+        "openai-chat",
+        "--no-stream",
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--input-tokens",
+        "uniform:16,200",
+        "--output-tokens",
+        "4",
+        "-n",
+        "100",
+        "-c",
+        "2",
+        "--timeout",
+        "60s",
+        "-o",
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}\nserver:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let rows = model::log::read_log_file(&csv).unwrap().rows;
+    assert_eq!(rows.len(), 100);
+    let overheads: std::collections::BTreeSet<i64> = rows
+        .iter()
+        .map(|r| r.prompt_tokens.unwrap() as i64 - i64::from(r.input_tokens.unwrap()))
+        .collect();
+    let lengths: std::collections::BTreeSet<u32> =
+        rows.iter().map(|r| r.input_tokens.unwrap()).collect();
+    assert!(lengths.len() > 50, "the lengths vary: {lengths:?}");
+    // Measured with this GGUF's template: " w1 ... wn" counts n + 26.
+    assert_eq!(
+        overheads,
+        [26].into_iter().collect(),
+        "usage.prompt_tokens minus the asked length, over 100 requests"
+    );
+    eprintln!(
+        "llama-server: 100 prompts of {}..{} tokens, usage.prompt_tokens = asked + {:?}",
+        lengths.first().unwrap(),
+        lengths.last().unwrap(),
+        overheads
+    );
+}

@@ -4,6 +4,11 @@
 //! tool reads both kinds of log; `loadgen` appends what it knows beyond them.
 //! Rows are written one at a time (a long run never holds them all) and a
 //! malformed file is refused with the line and column at fault.
+//!
+//! A row of the warm-up (`phase` = `warmup`) is logged so a reader can see
+//! what the warm-up did, but it is not a measurement: [`read_log`] and
+//! [`read_log_file`] leave such rows out, so every statistic computed from
+//! their rows is of the measured run; [`read_log_all`] keeps them.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -53,6 +58,44 @@ pub(crate) const LLM_COLUMNS: [&str; 7] = [
     "itl_max_ms",
     "itl_ms",
 ];
+
+/// The columns every loadgen log has after [`LOADGEN_COLUMNS`] and, in an
+/// LLM log, the [`LLM_COLUMNS`]: which part of the run the row belongs to
+/// (`warmup` or `measure`) and, for a send on an open-loop schedule, how
+/// late it went out (actual minus intended send, ms).
+pub const RUN_COLUMNS: [&str; 2] = ["phase", "send_lag_ms"];
+
+/// The columns an LLM log has last: per request the prompt length it asked
+/// for (`input_tokens`, drawn or from a trace), the `max_tokens` it sent,
+/// the server's `usage.prompt_tokens`, and for a conversation its session
+/// and turn (1-based).
+pub(crate) const WORKLOAD_COLUMNS: [&str; 5] = [
+    "input_tokens",
+    "max_tokens",
+    "prompt_tokens",
+    "session_id",
+    "turn",
+];
+
+/// Which part of a run a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// The measured run (and every row of a log without the column).
+    #[default]
+    Measure,
+    /// The warm-up: logged, left out of every statistic.
+    Warmup,
+}
+
+impl Phase {
+    /// The name written in the log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Measure => "measure",
+            Self::Warmup => "warmup",
+        }
+    }
+}
 
 /// Where a row's output token count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +185,22 @@ pub struct LogRow {
     pub retries: u32,
     /// A streamed LLM answer's timing (`None` for other APIs).
     pub llm: Option<LlmTiming>,
+    /// Warm-up or measured run.
+    pub phase: Phase,
+    /// Open loop: actual send minus intended send, ms (`None` for a send
+    /// not on the schedule: the closed loop, a conversation's later turns).
+    pub send_lag_ms: Option<f64>,
+    /// The prompt length asked for, tokens (drawn, or a trace row's);
+    /// for a conversation's turn, its new message's.
+    pub input_tokens: Option<u32>,
+    /// The `max_tokens` the request sent.
+    pub max_tokens: Option<u32>,
+    /// The server's `usage.prompt_tokens`, when it sent it.
+    pub prompt_tokens: Option<u64>,
+    /// The conversation this request is a turn of.
+    pub session_id: Option<u64>,
+    /// Its turn in that conversation, from 1.
+    pub turn: Option<u32>,
 }
 
 /// Which tool wrote a log.
@@ -304,7 +363,9 @@ impl<W: Write> LogWriter<W> {
         };
         let header = LOADGEN_COLUMNS
             .iter()
-            .chain(if llm { &LLM_COLUMNS[..] } else { &[] });
+            .chain(if llm { &LLM_COLUMNS[..] } else { &[] })
+            .chain(&RUN_COLUMNS)
+            .chain(if llm { &WORKLOAD_COLUMNS[..] } else { &[] });
         log.csv.write_record(header).map_err(|e| log.io(e))?;
         Ok(log)
     }
@@ -358,6 +419,16 @@ impl<W: Write> LogWriter<W> {
                 gaps,
             ]);
         }
+        record.extend([row.phase.name().to_owned(), opt_ms(row.send_lag_ms)]);
+        if self.llm {
+            record.extend([
+                opt(row.input_tokens),
+                opt(row.max_tokens),
+                opt(row.prompt_tokens),
+                opt(row.session_id),
+                opt(row.turn),
+            ]);
+        }
         self.csv.write_record(&record).map_err(|e| self.io(e))
     }
 
@@ -378,7 +449,7 @@ fn opt_ms(value: Option<f64>) -> String {
     value.map(|v| format!("{v:.3}")).unwrap_or_default()
 }
 
-/// Reads a log file of either format.
+/// Reads a log file of either format, without its warm-up rows.
 pub fn read_log_file(path: &Path) -> Result<Log, LogError> {
     let file = File::open(path).map_err(|source| LogError::Io {
         path: path.to_owned(),
@@ -387,8 +458,18 @@ pub fn read_log_file(path: &Path) -> Result<Log, LogError> {
     read_log(file)
 }
 
-/// Reads a log of either format; the header says which.
+/// Reads a log of either format (the header says which), without its
+/// warm-up rows: what every statistic is computed from.
 pub fn read_log<R: Read>(reader: R) -> Result<Log, LogError> {
+    read(reader, false)
+}
+
+/// Reads a log of either format with every row, the warm-up's included.
+pub fn read_log_all<R: Read>(reader: R) -> Result<Log, LogError> {
+    read(reader, true)
+}
+
+fn read<R: Read>(reader: R, warmup: bool) -> Result<Log, LogError> {
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(reader);
@@ -409,7 +490,12 @@ pub fn read_log<R: Read>(reader: R) -> Result<Log, LogError> {
     let mut record = csv::StringRecord::new();
     loop {
         match csv.read_record(&mut record) {
-            Ok(true) => rows.push(columns.row(&record)?),
+            Ok(true) => {
+                let row = columns.row(&record)?;
+                if warmup || row.phase != Phase::Warmup {
+                    rows.push(row);
+                }
+            }
             Ok(false) => break,
             Err(e) => return Err(LogError::from_csv(e, Some(&header), csv.position())),
         }
@@ -433,6 +519,13 @@ struct ColumnIndex {
     /// `ttft_ms, tpot_ms, output_tokens, tokens_from, itl_ms`, when the
     /// log has them (`itl_mean_ms` and `itl_max_ms` follow from `itl_ms`).
     llm: Option<[usize; 5]>,
+    phase: Option<usize>,
+    send_lag_ms: Option<usize>,
+    input_tokens: Option<usize>,
+    max_tokens: Option<usize>,
+    prompt_tokens: Option<usize>,
+    session_id: Option<usize>,
+    turn: Option<usize>,
 }
 
 impl ColumnIndex {
@@ -464,6 +557,13 @@ impl ColumnIndex {
                 (Some(a), Some(b), Some(c), Some(d), Some(e)) => Some([a, b, c, d, e]),
                 _ => None,
             },
+            phase: find("phase"),
+            send_lag_ms: find("send_lag_ms"),
+            input_tokens: find("input_tokens"),
+            max_tokens: find("max_tokens"),
+            prompt_tokens: find("prompt_tokens"),
+            session_id: find("session_id"),
+            turn: find("turn"),
         })
     }
 
@@ -542,6 +642,32 @@ impl ColumnIndex {
                 .optional(self.retries, "retries", "a non-negative integer")?
                 .unwrap_or(0),
             llm: self.llm(&field)?,
+            // A log written before the column existed has no warm-up rows.
+            phase: match self.phase.map(|i| field.text(i)) {
+                None | Some("" | "measure") => Phase::Measure,
+                Some("warmup") => Phase::Warmup,
+                Some(_) => {
+                    return Err(field.bad(
+                        self.phase.unwrap_or(0),
+                        "phase",
+                        "warmup, measure or empty",
+                    ))
+                }
+            },
+            send_lag_ms: field.optional_latency(self.send_lag_ms, "send_lag_ms")?,
+            input_tokens: field.optional(
+                self.input_tokens,
+                "input_tokens",
+                "a positive integer",
+            )?,
+            max_tokens: field.optional(self.max_tokens, "max_tokens", "a positive integer")?,
+            prompt_tokens: field.optional(
+                self.prompt_tokens,
+                "prompt_tokens",
+                "a non-negative integer",
+            )?,
+            session_id: field.optional(self.session_id, "session_id", "a non-negative integer")?,
+            turn: field.optional(self.turn, "turn", "a positive integer")?,
         })
     }
 }
@@ -643,6 +769,7 @@ mod tests {
             verified: true,
             retries: 1,
             llm: None,
+            ..LogRow::default()
         }
     }
 
@@ -692,12 +819,13 @@ mod tests {
         let header = text.lines().next().unwrap();
         assert!(
             header.ends_with(
-                ",ttft_ms,tpot_ms,output_tokens,tokens_from,itl_mean_ms,itl_max_ms,itl_ms"
+                ",ttft_ms,tpot_ms,output_tokens,tokens_from,itl_mean_ms,itl_max_ms,itl_ms,\
+                 phase,send_lag_ms,input_tokens,max_tokens,prompt_tokens,session_id,turn"
             ),
             "{header}"
         );
         assert!(
-            text.contains(",200.500,20.250,3,usage,20.250,20.375,20.125 20.375\n"),
+            text.contains(",200.500,20.250,3,usage,20.250,20.375,20.125 20.375,measure,,,,,,\n"),
             "{text}"
         );
         let log = read_log(buf.as_slice()).unwrap();
@@ -740,6 +868,78 @@ mod tests {
         let bad = text.replace(",00ff00ff00ff00ff,true,1,", ",00ff00ff00ff00ff,true,-1,");
         let err = read_log(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("retries"), "{err}");
+    }
+
+    #[test]
+    fn workload_columns_round_trip_and_warmup_rows_are_left_out_unless_asked() {
+        let turn = LogRow {
+            request_id: 7,
+            llm: Some(LlmTiming {
+                ttft_ms: Some(12.5),
+                ..LlmTiming::default()
+            }),
+            send_lag_ms: Some(0.125),
+            input_tokens: Some(512),
+            max_tokens: Some(64),
+            prompt_tokens: Some(538),
+            session_id: Some(3),
+            turn: Some(2),
+            ..rich_row()
+        };
+        let warm = LogRow {
+            request_id: 0,
+            phase: Phase::Warmup,
+            ..turn.clone()
+        };
+        for llm in [true, false] {
+            let mut buf = Vec::new();
+            let mut w = LogWriter::new(&mut buf, llm).unwrap();
+            w.write_row(&warm).unwrap();
+            w.write_row(&turn).unwrap();
+            w.flush().unwrap();
+            drop(w);
+            let text = String::from_utf8(buf.clone()).unwrap();
+            assert!(text.contains(",warmup,0.125"), "{text}");
+            let expected = if llm {
+                turn.clone()
+            } else {
+                // Without the LLM columns only the run's columns are written.
+                LogRow {
+                    llm: None,
+                    input_tokens: None,
+                    max_tokens: None,
+                    prompt_tokens: None,
+                    session_id: None,
+                    turn: None,
+                    ..turn.clone()
+                }
+            };
+            assert_eq!(
+                read_log(buf.as_slice()).unwrap().rows,
+                vec![expected.clone()]
+            );
+            let all = read_log_all(buf.as_slice()).unwrap().rows;
+            assert_eq!(all.len(), 2);
+            assert_eq!(
+                (all[0].phase, all[1].phase),
+                (Phase::Warmup, Phase::Measure)
+            );
+        }
+        let mut buf = Vec::new();
+        let mut w = LogWriter::new(&mut buf, true).unwrap();
+        w.write_row(&turn).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let text = String::from_utf8(buf).unwrap();
+        for (from, to, column) in [
+            (",measure,", ",warm,", "phase"),
+            (",512,64,538,3,2", ",0.5,64,538,3,2", "input_tokens"),
+            (",512,64,538,3,2", ",512,64,538,3,0x", "turn"),
+        ] {
+            let bad = text.replace(from, to);
+            let err = read_log(bad.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("line 2") && err.contains(column), "{err}");
+        }
     }
 
     #[test]

@@ -157,6 +157,20 @@ pub struct RunSummary {
     /// Open loop: set when the generator could not keep its rate.
     #[serde(deserialize_with = "nullable")]
     pub rate_warning: Option<String>,
+    /// Open loop: schedule adherence, the send lateness (actual minus
+    /// intended send, ms) over every send on the schedule (dropped ones
+    /// included). Defaulted: a summary written before this key existed
+    /// still reads.
+    #[serde(default)]
+    pub send_lag: Option<Percentiles>,
+    /// Warm-up rows logged (`phase` = `warmup`), left out of every other
+    /// number here.
+    #[serde(default)]
+    pub warmup_rows: u64,
+    /// LLM workloads (drawn token lengths, shared prefixes, conversations,
+    /// traces, datasets): what was sent and what came back.
+    #[serde(default)]
+    pub workload: Option<WorkloadSummary>,
     /// Whether a shutdown signal cut the run short.
     pub interrupted: bool,
     /// Target URL.
@@ -320,6 +334,78 @@ pub struct LlmSummary {
     /// The TPOT histogram, as `ttft_histogram`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpot_histogram: Option<String>,
+}
+
+/// What an LLM workload sent and what came back, over the measured rows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSummary {
+    /// Where prompts came from (a tokenizer file and whether lengths are
+    /// exact, common words, payloads, a dataset).
+    pub prompts: String,
+    /// Whether every synthetic prompt has exactly its asked length in
+    /// tokens (a `--tokenizer` was given).
+    pub exact_lengths: bool,
+    /// Mean prompt length asked for, tokens (rows that asked one).
+    pub input_tokens_mean: Option<f64>,
+    /// Mean `usage.prompt_tokens` the server counted (rows that have it).
+    pub prompt_tokens_mean: Option<f64>,
+    /// Requested against received output tokens (successful rows that
+    /// sent `max_tokens` and know their output tokens).
+    pub output: Option<OutputLengths>,
+    /// Conversations: sessions started (rows of turn 1).
+    pub sessions: Option<u64>,
+    /// Conversations: TTFT by turn (successful streamed rows).
+    pub ttft_by_turn: Vec<TurnTtft>,
+    /// Trace replay: what was read and replayed.
+    pub trace: Option<TraceSummary>,
+    /// `--stages`, as given.
+    pub stages: Option<String>,
+}
+
+/// Requested against received output tokens.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputLengths {
+    /// Rows compared.
+    pub rows: u64,
+    /// Mean `max_tokens` asked.
+    pub requested_mean: f64,
+    /// Mean output tokens received.
+    pub received_mean: f64,
+    /// Rows whose answer had fewer tokens than asked.
+    pub short: u64,
+}
+
+/// TTFT of one turn index of the conversations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TurnTtft {
+    /// The turn, from 1.
+    pub turn: u32,
+    /// Successful streamed turns of this index.
+    pub count: u64,
+    /// Median TTFT, ms.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<f64>,
+}
+
+/// A replayed trace.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceSummary {
+    /// The file.
+    pub file: String,
+    /// `mooncake`, `azure` or `burstgpt`.
+    pub format: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Rows in the window (`--trace-start`, `--trace-duration`) that were
+    /// replayed or due when the run stopped.
+    pub in_window: u64,
+    /// BurstGPT rows of requests that failed in production, not replayed.
+    pub failed_rows_skipped: u64,
+    /// `--trace-speedup`.
+    pub speedup: f64,
+    /// The window's span on the replay's clock, s.
+    pub span_s: f64,
 }
 
 /// A shard's place in a split load and when it started.

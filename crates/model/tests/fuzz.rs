@@ -5,7 +5,7 @@
 //! by `LogWriter` must read back as the same rows. The hand-written request
 //! bodies must equal serde's for any text.
 
-use model::log::{read_log, LlmTiming, LogRow, LogWriter, TokensFrom};
+use model::log::{read_log, read_log_all, LlmTiming, LogRow, LogWriter, Phase, TokensFrom};
 use model::wire::{
     batch_request_body, single_request_body, to_json_bytes, BatchRequest, InferRequest,
     RequestError, SingleRequest,
@@ -158,7 +158,16 @@ fn log_row() -> impl Strategy<Value = LogRow> {
             proptest::option::of(ms.clone()),
             proptest::option::of("[0-9a-f]{16}"),
         ),
-        proptest::option::of(llm_timing(ms)),
+        proptest::option::of(llm_timing(ms.clone())),
+        (
+            any::<bool>(),
+            proptest::option::of(ms),
+            proptest::option::of(1u32..1_000_000),
+            proptest::option::of(1u32..1_000_000),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(1u32..1000),
+        ),
     )
         .prop_map(
             |(
@@ -166,6 +175,7 @@ fn log_row() -> impl Strategy<Value = LogRow> {
                 (error, ok, batch_id, verified, retries),
                 (batch_size, connect_ms, tls_ms, queue_ms, service_ms, output_digest),
                 llm,
+                (warmup, send_lag_ms, input_tokens, max_tokens, prompt_tokens, session_id, turn),
             )| LogRow {
                 request_id,
                 timestamp_ms: ts as f64 / 1000.0,
@@ -183,6 +193,17 @@ fn log_row() -> impl Strategy<Value = LogRow> {
                 verified,
                 retries,
                 llm,
+                phase: if warmup {
+                    Phase::Warmup
+                } else {
+                    Phase::Measure
+                },
+                send_lag_ms,
+                input_tokens,
+                max_tokens,
+                prompt_tokens,
+                session_id,
+                turn,
             },
         )
 }
@@ -216,10 +237,24 @@ proptest! {
 
     #[test]
     fn written_logs_read_back_row_for_row(rows in prop::collection::vec(log_row(), 0..20), llm in any::<bool>()) {
-        // Without the LLM columns a row's timing is not written.
+        // Without the LLM columns a row's timing and workload are not written.
         let rows: Vec<LogRow> = rows
             .into_iter()
-            .map(|row| if llm { row } else { LogRow { llm: None, ..row } })
+            .map(|row| {
+                if llm {
+                    row
+                } else {
+                    LogRow {
+                        llm: None,
+                        input_tokens: None,
+                        max_tokens: None,
+                        prompt_tokens: None,
+                        session_id: None,
+                        turn: None,
+                        ..row
+                    }
+                }
+            })
             .collect();
         let mut bytes = Vec::new();
         {
@@ -229,8 +264,11 @@ proptest! {
             }
             writer.flush().unwrap();
         }
-        let log = read_log(bytes.as_slice()).unwrap();
-        prop_assert_eq!(log.rows, rows);
+        let log = read_log_all(bytes.as_slice()).unwrap();
+        prop_assert_eq!(&log.rows, &rows);
+        // The measured rows alone, without the warm-up's.
+        let measured: Vec<LogRow> = rows.into_iter().filter(|r| r.phase == Phase::Measure).collect();
+        prop_assert_eq!(read_log(bytes.as_slice()).unwrap().rows, measured);
     }
 }
 

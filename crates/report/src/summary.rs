@@ -18,13 +18,16 @@
 //! - `goodput_rps` is the successful requests that met every per-request
 //!   objective (see [`crate::slo`]) per second of `duration_s`; present
 //!   when the comparison judged objectives.
+//! - Warm-up rows (`phase` = `warmup`) are in none of these numbers:
+//!   `model::log::read_log` leaves them out, and so does
+//!   [`summary_of_rows`] for rows built otherwise.
 //! - `llm`, for logs with the LLM columns: percentiles of TTFT, TPOT and
 //!   e2e over successful rows, of ITL over every gap of successful rows,
 //!   and output tokens per second (the successful rows' tokens over
 //!   `duration_s`).
 
 use model::comparison::SideSummary;
-use model::log::{Log, LogFormat, LogRow, TokensFrom};
+use model::log::{Log, LogFormat, LogRow, Phase, TokensFrom};
 use model::summary::{LlmSummary, Percentiles};
 use stats::QuantileMethod;
 
@@ -119,6 +122,17 @@ pub fn summary_of_rows(
     source: &str,
     rows: &[LogRow],
 ) -> Result<SideSummary, ReportError> {
+    let measured: Vec<LogRow>;
+    let rows = if rows.iter().any(|r| r.phase == Phase::Warmup) {
+        measured = rows
+            .iter()
+            .filter(|r| r.phase != Phase::Warmup)
+            .cloned()
+            .collect();
+        &measured[..]
+    } else {
+        rows
+    };
     let sorted = successful_latencies_sorted(rows);
     let total = rows.len() as u64;
     let succeeded = sorted.len() as u64;
@@ -226,6 +240,36 @@ mod tests {
         // Duration: last end is the failed row, 200 + 1000 = 1200 ms; start 0 -> 1.2 s.
         assert!((s.duration_s.unwrap() - 1.2).abs() < 1e-12);
         assert!((s.throughput_rps.unwrap() - 5.0 / 1.2).abs() < 1e-9);
+    }
+
+    #[test]
+    fn warmup_rows_are_in_no_number() {
+        let measured = vec![row(10, 1000.0, 30.0, true), row(11, 1100.0, 10.0, true)];
+        let mut rows = vec![
+            LogRow {
+                phase: Phase::Warmup,
+                ..row(0, 0.0, 900.0, false)
+            },
+            LogRow {
+                phase: Phase::Warmup,
+                ..row(1, 10.0, 5000.0, true)
+            },
+        ];
+        rows.extend(measured.iter().cloned());
+        let with = summary_of_rows("t", "loadgen", &rows).unwrap();
+        let without = summary_of_rows("t", "loadgen", &measured).unwrap();
+        assert_eq!(with, without);
+        assert_eq!((with.total, with.failed, with.max_ms), (2, 0, Some(30.0)));
+        // From a file too: the reader leaves them out.
+        let mut csv = Vec::new();
+        let mut writer = model::log::LogWriter::new(&mut csv, false).unwrap();
+        for r in &rows {
+            writer.write_row(r).unwrap();
+        }
+        writer.flush().unwrap();
+        drop(writer);
+        let log = model::log::read_log(csv.as_slice()).unwrap();
+        assert_eq!(summary_of_log("t", None, &log).unwrap(), without);
     }
 
     #[test]

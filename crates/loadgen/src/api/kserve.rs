@@ -467,6 +467,7 @@ mod tests {
             .enumerate()
             .map(|(k, i)| LogicalRequest {
                 messages: None,
+                shape: Default::default(),
                 request_id: k as u64,
                 ..item("m", i)
             })

@@ -33,7 +33,7 @@ use serde_json::{Map, Value};
 use super::sse::{Event, SseParser};
 use super::{all_failed, no_verdict, Api, ApiError, Shape};
 use crate::client::{HttpResponse, TransportError};
-use crate::engine::{ms_between, LogicalRequest};
+use crate::engine::{ms_between, LogicalRequest, RequestShape};
 use crate::verify::{Checks, ItemVerdict, StreamedItem};
 
 /// Which of the two endpoints.
@@ -137,6 +137,8 @@ pub(crate) struct OpenAiApi {
     /// The `max_tokens` and `ignore_eos` the bodies carry (extra body
     /// included), which the expected answers depend on.
     max_tokens: Option<usize>,
+    /// `max_tokens` of `--extra-body`, which wins over a request's own.
+    extra_max_tokens: Option<usize>,
     ignore_eos: bool,
 }
 
@@ -156,7 +158,7 @@ impl OpenAiApi {
             ));
         }
         let extra = options.extra_body.as_ref();
-        let max_tokens = match extra.and_then(|e| e.get("max_tokens")) {
+        let extra_max_tokens = match extra.and_then(|e| e.get("max_tokens")) {
             Some(value) => Some(
                 value
                     .as_u64()
@@ -168,8 +170,9 @@ impl OpenAiApi {
                         ))
                     })?,
             ),
-            None => options.max_tokens.map(|n| n as usize),
+            None => None,
         };
+        let max_tokens = extra_max_tokens.or(options.max_tokens.map(|n| n as usize));
         let ignore_eos = match extra.and_then(|e| e.get("ignore_eos")) {
             None => false,
             Some(Value::Bool(b)) => *b,
@@ -188,19 +191,28 @@ impl OpenAiApi {
             path: request_path(url_path, options.endpoint),
             options,
             max_tokens,
+            extra_max_tokens,
             ignore_eos,
         })
     }
 
-    fn body(&self, model: &str, prompt: Value) -> Vec<u8> {
+    /// A body for `model` and `prompt`; `shape` is the request's own
+    /// `max_tokens` and `min_tokens` (a batch has the run's).
+    fn body(&self, model: &str, prompt: Value, shape: RequestShape) -> Vec<u8> {
         let mut body = Map::new();
         body.insert("model".into(), Value::String(model.to_owned()));
         match self.options.endpoint {
             OpenAiEndpoint::Chat => body.insert("messages".into(), prompt),
             OpenAiEndpoint::Completions => body.insert("prompt".into(), prompt),
         };
-        if let Some(n) = self.options.max_tokens {
+        if let Some(n) = shape.max_tokens.or(self.options.max_tokens) {
             body.insert("max_tokens".into(), Value::from(n));
+        }
+        if let Some(n) = shape.min_tokens {
+            // vLLM's and llama.cpp's ways to make the answer as long as
+            // asked: both are sent, each server reads its own.
+            body.insert("min_tokens".into(), Value::from(n));
+            body.insert("ignore_eos".into(), Value::Bool(true));
         }
         body.insert("stream".into(), Value::Bool(self.options.stream));
         if self.options.stream {
@@ -254,9 +266,15 @@ impl OpenAiApi {
     }
 
     fn verdict(&self, item: &LogicalRequest, answer: Answer, checks: Checks) -> ItemVerdict {
+        // The request's own max_tokens, unless --extra-body set one for all.
+        let max_tokens = match (self.extra_max_tokens, item.shape.max_tokens) {
+            (Some(n), _) => Some(n),
+            (None, Some(n)) => usize::try_from(n).ok(),
+            (None, None) => self.max_tokens,
+        };
+        let ignore_eos = self.ignore_eos || item.shape.min_tokens.is_some();
         let matches = !checks.verify
-            || answer.text
-                == answer_text(&item.model, &item.input, self.max_tokens, self.ignore_eos).0;
+            || answer.text == answer_text(&item.model, &item.input, max_tokens, ignore_eos).0;
         let (output_tokens, tokens_from) = match (answer.usage_tokens, self.options.stream) {
             (Some(n), _) => (Some(n), Some(TokensFrom::Usage)),
             (None, true) => (Some(answer.deltas), Some(TokensFrom::Counted)),
@@ -277,6 +295,8 @@ impl OpenAiApi {
                 itl_ms: answer.itl_ms,
                 output_tokens,
                 tokens_from,
+                prompt_tokens: answer.usage_prompt_tokens,
+                answer: item.shape.keep_answer.then_some(answer.text),
             }),
         }
     }
@@ -292,7 +312,7 @@ impl Api for OpenAiApi {
     }
 
     fn single_body(&self, item: &LogicalRequest) -> Vec<u8> {
-        self.body(&item.model, self.prompt(item))
+        self.body(&item.model, self.prompt(item), item.shape)
     }
 
     fn batch_body(&self, items: &[LogicalRequest]) -> Vec<u8> {
@@ -301,7 +321,7 @@ impl Api for OpenAiApi {
             .iter()
             .map(|i| Value::String(i.input.clone()))
             .collect();
-        self.body(model, Value::Array(prompts))
+        self.body(model, Value::Array(prompts), RequestShape::default())
     }
 
     fn needs_body(&self, _shape: Shape, _checks: Checks) -> bool {
@@ -408,6 +428,7 @@ struct Answer {
     deltas: u64,
     finished: bool,
     usage_tokens: Option<u64>,
+    usage_prompt_tokens: Option<u64>,
 }
 
 /// One streamed chunk, as far as it is read.
@@ -438,6 +459,7 @@ struct Delta {
 #[derive(Debug, Deserialize)]
 struct Usage {
     completion_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
 }
 
 /// Reads a streamed answer of `n` choices from the body and its arrivals.
@@ -476,7 +498,7 @@ fn read_stream(response: &HttpResponse, n: usize) -> Result<Vec<Answer>, &'stati
             }
             match on_event(&event, arrival.at, &mut answers)? {
                 Step::Done => done = true,
-                Step::Usage(tokens) => usage = Some(tokens),
+                Step::Usage(counts) => usage = Some(counts),
                 Step::More => {}
             }
         }
@@ -486,15 +508,16 @@ fn read_stream(response: &HttpResponse, n: usize) -> Result<Vec<Answer>, &'stati
     }
     // Usage counts the whole request: it is one item's only when the
     // request carried one.
-    if let (Some(tokens), [answer]) = (usage, answers.as_mut_slice()) {
-        answer.usage_tokens = Some(tokens);
+    if let (Some(usage), [answer]) = (usage, answers.as_mut_slice()) {
+        answer.usage_tokens = usage.completion_tokens;
+        answer.usage_prompt_tokens = usage.prompt_tokens;
     }
     Ok(answers)
 }
 
 enum Step {
     More,
-    Usage(u64),
+    Usage(Usage),
     Done,
 }
 
@@ -530,9 +553,9 @@ fn on_event(event: &Event, at: Instant, answers: &mut [Answer]) -> Result<Step, 
             answer.finished = true;
         }
     }
-    Ok(match chunk.usage.and_then(|u| u.completion_tokens) {
-        Some(tokens) => Step::Usage(tokens),
-        None => Step::More,
+    Ok(match chunk.usage {
+        Some(usage) if usage.completion_tokens.is_some() => Step::Usage(usage),
+        _ => Step::More,
     })
 }
 
@@ -565,11 +588,9 @@ fn read_whole(body: &[u8], n: usize) -> Result<Vec<Answer>, &'static str> {
     if seen.contains(&false) {
         return Err("bad_json");
     }
-    if let (Some(tokens), [answer]) = (
-        whole.usage.and_then(|u| u.completion_tokens),
-        answers.as_mut_slice(),
-    ) {
-        answer.usage_tokens = Some(tokens);
+    if let (Some(usage), [answer]) = (whole.usage, answers.as_mut_slice()) {
+        answer.usage_tokens = usage.completion_tokens;
+        answer.usage_prompt_tokens = usage.prompt_tokens;
     }
     Ok(answers)
 }

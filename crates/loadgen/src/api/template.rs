@@ -222,6 +222,7 @@ impl TemplateApi {
             .into_iter()
             .map(|(id, input)| LogicalRequest {
                 messages: None,
+                shape: Default::default(),
                 request_id: id,
                 model: "example-model".into(),
                 input: input.to_owned(),
@@ -388,6 +389,7 @@ mod tests {
             .enumerate()
             .map(|(k, i)| LogicalRequest {
                 messages: None,
+                shape: Default::default(),
                 request_id: 7 + k as u64,
                 ..item("m\"x", i)
             })

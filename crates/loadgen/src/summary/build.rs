@@ -7,7 +7,18 @@ use model::summary::{Plan, RunSummary, SCHEMA_VERSION};
 use super::rows::RowStats;
 use crate::config::LoadConfig;
 use crate::engine::Engine;
-use crate::schedule::OpenLoopStats;
+use crate::schedule::{OpenLoopStats, LATE_THRESHOLD_MS};
+
+/// What the schedule says of itself at the end of a run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ScheduleFacts {
+    /// The open loop's own counts (`None` for the closed loop).
+    pub open: Option<OpenLoopStats>,
+    /// The whole load's mean target rate (a trace's, or a ramp's mean).
+    pub mean_rate_rps: Option<f64>,
+    /// A trace that could not be read to its end during the replay.
+    pub trace_error: Option<String>,
+}
 
 /// Lines in the summary's text histogram.
 pub(super) const HISTOGRAM_BUCKETS: usize = model::summary::LATENCY_BUCKETS;
@@ -15,13 +26,15 @@ pub(super) const HISTOGRAM_BUCKETS: usize = model::summary::LATENCY_BUCKETS;
 /// The plan of `config`: the whole load it asks for.
 pub(super) fn plan_of(config: &LoadConfig) -> Plan {
     let open = config.open_loop.as_ref();
+    // A trace's rows set the times: no rate or arrival process was asked.
+    let rated = open.filter(|_| config.workload.trace.is_none());
     Plan {
         url: config.url.clone(),
         api: config.api.name().to_owned(),
         mode: if open.is_some() { "open" } else { "closed" }.to_owned(),
-        rate_rps: open.map(|o| o.rate_rps),
-        arrival: open.map(|o| o.arrival.name().to_owned()),
-        seed: open
+        rate_rps: rated.map(|o| o.rate_rps),
+        arrival: rated.map(|o| o.arrival.name().to_owned()),
+        seed: rated
             .filter(|o| o.arrival == crate::config::Arrival::Poisson)
             .map(|o| o.seed),
         concurrency: open.is_none().then_some(config.concurrency),
@@ -41,29 +54,40 @@ pub(super) fn plan_of(config: &LoadConfig) -> Plan {
 pub(crate) fn build_summary(
     config: &LoadConfig,
     stats: &mut RowStats,
-    open_stats: Option<OpenLoopStats>,
+    schedule: ScheduleFacts,
     duration_s: f64,
     engine: &Engine,
     interrupted: bool,
 ) -> RunSummary {
+    let open_stats = schedule.open;
     // A shard's own target: its part of the schedule, 1/COUNT of the rate.
     let shard_count = config.shard.map_or(1.0, |s| f64::from(s.count));
-    let target_rate = config.open_loop.as_ref().map(|o| o.rate_rps / shard_count);
+    let target_rate = schedule.mean_rate_rps.map(|r| r / shard_count);
+    let send_lag = stats.send_lag_percentiles();
     let rate_warning = match (target_rate, open_stats) {
         (Some(target), Some(open)) => {
-            let behind = open.achieved_rate_rps < 0.95 * target && open.sent >= 10;
+            // A trace or a ramp is bursty: its achieved rate over the
+            // sends is no measure of keeping up; lateness is.
+            let steady = config.workload.trace.is_none() && config.stages.is_none();
+            let behind = steady && open.achieved_rate_rps < 0.95 * target && open.sent >= 10;
             let late_share = open.late_sends as f64 / (open.sent + open.dropped).max(1) as f64;
+            let p99 = send_lag.as_ref().and_then(|p| p.p99_ms).unwrap_or(0.0);
             (behind || late_share > 0.01 || open.dropped > 0).then(|| {
                 format!(
-                    "the generator did not keep its schedule: achieved {:.1} of {target:.1} req/s, {} late sends ({:.1}%), {} dropped at the in-flight bound; the offered load was lower than asked",
+                    "the generator did not keep its schedule: achieved {:.1} of {target:.1} req/s, {} late sends ({:.1}% more than {LATE_THRESHOLD_MS} ms behind), send lateness P99 {p99:.2} ms, max {:.2} ms, {} dropped at the in-flight bound; the offered load was lower than asked (a busy client machine, or too few CPUs for this rate)",
                     open.achieved_rate_rps,
                     open.late_sends,
                     late_share * 100.0,
+                    open.max_send_lag_ms,
                     open.dropped
                 )
             })
         }
         _ => None,
+    };
+    let rate_warning = match (rate_warning, schedule.trace_error) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
     };
     let latency_histogram = stats.latency_histogram_base64();
     // numpy's linear method, as `report` computes it from the log: exact
@@ -122,6 +146,9 @@ pub(crate) fn build_summary(
         dropped: open_stats.map(|o| o.dropped),
         max_send_lag_ms: open_stats.map(|o| o.max_send_lag_ms),
         rate_warning,
+        send_lag: send_lag.filter(|_| open_stats.is_some()),
+        warmup_rows: stats.warmup_rows,
+        workload: None,
         interrupted,
         url: config.url.clone(),
         resolved: Vec::new(),

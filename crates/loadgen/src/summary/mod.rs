@@ -22,6 +22,6 @@ mod series;
 mod tests;
 mod text;
 
-pub(crate) use build::build_summary;
+pub(crate) use build::{build_summary, ScheduleFacts};
 pub(crate) use rows::RowStats;
 pub use text::SummaryText;

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use model::log::LogRow;
-use model::summary::{LatencyBucket, LlmSummary};
+use model::log::{LogRow, Phase};
+use model::summary::{
+    LatencyBucket, LlmSummary, OutputLengths, Percentiles, TurnTtft, WorkloadSummary,
+};
 
 use super::series::{latency_buckets, percentiles, Series, EXACT_SAMPLES_PER_SERIES};
 
@@ -26,8 +28,35 @@ pub(crate) struct RowStats {
     pub retries: u64,
     /// LLM timings of successful rows, once a row carried them.
     pub llm: Option<LlmStats>,
+    /// Warm-up rows seen (and left out of everything else).
+    pub warmup_rows: u64,
+    /// Open loop: send lateness of every row sent on the schedule.
+    send_lag: Series,
+    /// What LLM workload rows asked for and got.
+    workload: WorkloadStats,
     /// The most values each series keeps exactly.
     limit: usize,
+}
+
+/// Turns whose TTFT the summary gives one by one.
+const TURNS_BY_INDEX: usize = 100;
+/// Values each turn's TTFT series keeps exactly.
+const TURN_SERIES_LIMIT: usize = 100_000;
+
+/// Sums over the rows of an LLM workload.
+#[derive(Debug, Default)]
+struct WorkloadStats {
+    input_tokens: (u64, u64),
+    prompt_tokens: (u64, u64),
+    /// Successful rows with `max_tokens` and output tokens: count, sums
+    /// of requested and received, and how many came short.
+    output_rows: u64,
+    requested: u64,
+    received: u64,
+    short: u64,
+    sessions: u64,
+    /// TTFT of successful turns, by turn index from 1.
+    ttft_by_turn: Vec<Series>,
 }
 
 /// Streaming LLM statistics, a [`Series`] each.
@@ -94,12 +123,23 @@ impl RowStats {
             errors: BTreeMap::new(),
             retries: 0,
             llm: None,
+            warmup_rows: 0,
+            send_lag: Series::with_limit(limit),
+            workload: WorkloadStats::default(),
             limit,
         }
     }
 
-    /// Adds one row.
+    /// Adds one row; a warm-up row is only counted as one.
     pub(crate) fn record(&mut self, row: &LogRow) {
+        if row.phase == Phase::Warmup {
+            self.warmup_rows += 1;
+            return;
+        }
+        if let Some(lag) = row.send_lag_ms {
+            self.send_lag.record(lag);
+        }
+        self.record_workload(row);
         self.total += 1;
         self.verified += u64::from(row.verified);
         self.retries += u64::from(row.retries);
@@ -133,6 +173,76 @@ impl RowStats {
             };
             *self.errors.entry(kind.to_owned()).or_default() += 1;
         }
+    }
+
+    fn record_workload(&mut self, row: &LogRow) {
+        let w = &mut self.workload;
+        let add = |sum: &mut (u64, u64), value: u64| {
+            sum.0 += value;
+            sum.1 += 1;
+        };
+        if let Some(n) = row.input_tokens {
+            add(&mut w.input_tokens, u64::from(n));
+        }
+        if let Some(n) = row.prompt_tokens {
+            add(&mut w.prompt_tokens, n);
+        }
+        if row.turn == Some(1) {
+            w.sessions += 1;
+        }
+        if !row.ok {
+            return;
+        }
+        let llm = row.llm.as_ref();
+        if let (Some(asked), Some(got)) = (row.max_tokens, llm.and_then(|l| l.output_tokens)) {
+            w.output_rows += 1;
+            w.requested += u64::from(asked);
+            w.received += got;
+            w.short += u64::from(got < u64::from(asked));
+        }
+        if let (Some(turn), Some(ttft)) = (row.turn, llm.and_then(|l| l.ttft_ms)) {
+            let index = usize::try_from(turn).unwrap_or(usize::MAX);
+            if (1..=TURNS_BY_INDEX).contains(&index) {
+                while w.ttft_by_turn.len() < index {
+                    w.ttft_by_turn
+                        .push(Series::with_limit(TURN_SERIES_LIMIT.min(self.limit)));
+                }
+                w.ttft_by_turn[index - 1].record(ttft);
+            }
+        }
+    }
+
+    /// The open loop's send lateness (`None` when no row was sent on a
+    /// schedule).
+    pub(crate) fn send_lag_percentiles(&mut self) -> Option<Percentiles> {
+        (self.send_lag.count() > 0).then(|| percentiles(&mut self.send_lag))
+    }
+
+    /// Fills in what the rows of an LLM workload asked for and got.
+    pub(crate) fn fill_workload(&mut self, summary: &mut WorkloadSummary) {
+        let w = &mut self.workload;
+        let mean = |(sum, n): (u64, u64)| (n > 0).then(|| sum as f64 / n as f64);
+        summary.input_tokens_mean = mean(w.input_tokens);
+        summary.prompt_tokens_mean = mean(w.prompt_tokens);
+        summary.output = (w.output_rows > 0).then(|| OutputLengths {
+            rows: w.output_rows,
+            requested_mean: w.requested as f64 / w.output_rows as f64,
+            received_mean: w.received as f64 / w.output_rows as f64,
+            short: w.short,
+        });
+        summary.sessions = (w.sessions > 0).then_some(w.sessions);
+        summary.ttft_by_turn = w
+            .ttft_by_turn
+            .iter_mut()
+            .zip(1u32..)
+            .filter(|(series, _)| series.count() > 0)
+            .map(|(series, turn)| TurnTtft {
+                turn,
+                count: series.count(),
+                p50_ms: series.quantile_ms(0.50),
+                p95_ms: series.quantile_ms(0.95),
+            })
+            .collect();
     }
 
     /// The latencies of successful requests, to take final percentiles

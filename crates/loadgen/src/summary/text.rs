@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use model::summary::{LatencyBucket, RunSummary};
+use model::summary::{LatencyBucket, RunSummary, WorkloadSummary};
 
 /// Widest bar of the text histogram, in characters.
 const HISTOGRAM_BAR_CHARS: u64 = 40;
@@ -41,6 +41,67 @@ fn write_histogram(f: &mut fmt::Formatter<'_>, buckets: &[LatencyBucket]) -> fmt
             "  {label:>label_width$} ms [{:>count_width$}] |{bar}",
             bucket.count
         )?;
+    }
+    Ok(())
+}
+
+/// What an LLM workload sent and got, a few lines.
+fn write_workload(f: &mut fmt::Formatter<'_>, w: &WorkloadSummary) -> fmt::Result {
+    writeln!(f, "Prompts: {}", w.prompts)?;
+    if w.input_tokens_mean.is_some() || w.prompt_tokens_mean.is_some() {
+        let mean = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1}"));
+        writeln!(
+            f,
+            "Input tokens: mean {} asked; the server counted mean {} (usage.prompt_tokens, its template included)",
+            mean(w.input_tokens_mean),
+            mean(w.prompt_tokens_mean)
+        )?;
+    }
+    if let Some(out) = &w.output {
+        writeln!(
+            f,
+            "Output tokens: asked mean {:.1} (max_tokens), received mean {:.1}; {} of {} answers came short",
+            out.requested_mean, out.received_mean, out.short, out.rows
+        )?;
+    }
+    if let Some(sessions) = w.sessions {
+        writeln!(f, "Conversations: {sessions} started")?;
+    }
+    if !w.ttft_by_turn.is_empty() {
+        writeln!(f, "TTFT by turn:")?;
+        for t in &w.ttft_by_turn {
+            writeln!(
+                f,
+                "  turn {}: P50 {} / P95 {} ({} turns)",
+                t.turn,
+                ms(t.p50_ms),
+                ms(t.p95_ms),
+                t.count
+            )?;
+        }
+    }
+    if let Some(trace) = &w.trace {
+        writeln!(
+            f,
+            "Trace: {} ({}), {} of {} rows in the window, replayed over {:.2} s at speedup {}{}",
+            trace.file,
+            trace.format,
+            trace.in_window,
+            trace.rows,
+            trace.span_s,
+            trace.speedup,
+            if trace.failed_rows_skipped > 0 {
+                format!(
+                    "; {} rows failed in production, skipped",
+                    trace.failed_rows_skipped
+                )
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    if let Some(stages) = &w.stages {
+        writeln!(f, "Stages: {stages}")?;
     }
     Ok(())
 }
@@ -159,6 +220,26 @@ impl fmt::Display for SummaryText<'_> {
                 summary.dropped.unwrap_or(0),
                 summary.max_send_lag_ms.unwrap_or(0.0)
             )?;
+        }
+        if let Some(lag) = &summary.send_lag {
+            writeln!(
+                f,
+                "Schedule adherence: send lateness (actual minus intended send) P50 {} / P99 {} / max {} over {} sends",
+                ms(lag.p50_ms),
+                ms(lag.p99_ms),
+                ms(lag.max_ms),
+                lag.count
+            )?;
+        }
+        if summary.warmup_rows > 0 {
+            writeln!(
+                f,
+                "Warm-up: {} rows logged with phase=warmup, left out of every number here",
+                summary.warmup_rows
+            )?;
+        }
+        if let Some(workload) = &summary.workload {
+            write_workload(f, workload)?;
         }
         if !summary.latency_buckets.is_empty() {
             writeln!(

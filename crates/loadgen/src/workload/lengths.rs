@@ -12,9 +12,10 @@ use stats::SplitMix64;
 /// low enough that a prompt of it fits in memory.
 pub(crate) const MAX_LENGTH: u32 = 1_000_000;
 
-/// A distribution of whole lengths, at least 1.
+/// A distribution of whole lengths, at least 1: `N`, `normal:MEAN,STDDEV`
+/// or `uniform:LO,HI` (parse one with `str::parse`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum LengthDist {
+pub enum LengthDist {
     /// Always this length.
     Fixed(u32),
     /// Normal with this mean and standard deviation, rounded, truncated at
@@ -82,6 +83,23 @@ impl FromStr for LengthDist {
             }
             _ => Err(bad("names no distribution")),
         }
+    }
+}
+
+impl LengthDist {
+    /// The longest length it draws.
+    pub fn max(self) -> u32 {
+        match self {
+            Self::Fixed(n) => n,
+            Self::Normal { .. } => MAX_LENGTH,
+            Self::Uniform { hi, .. } => hi,
+        }
+    }
+
+    /// One draw from a stream of its own, seeded by `seed` (a request's
+    /// own: the same request draws the same length on every run).
+    pub(crate) fn draw(self, seed: u64) -> u32 {
+        LengthSampler::new(self, seed).next_length()
     }
 }
 
@@ -154,6 +172,30 @@ mod tests {
         assert!((mean / 500.0 - 1.0).abs() < 0.02, "{mean}");
         assert!((sd / want_sd - 1.0).abs() < 0.02, "{sd} vs {want_sd}");
         assert_eq!(moments("256", 100), (256.0, 0.0));
+    }
+
+    #[test]
+    fn per_request_draws_have_the_asked_mean_and_spread_too() {
+        // What a run draws: one length per request id, each from a stream
+        // seeded by the run's seed and the id.
+        for (dist, want_mean, want_sd) in [
+            ("normal:512,128", 512.0, 128.0),
+            (
+                "uniform:100,900",
+                500.0,
+                ((801.0f64 * 801.0 - 1.0) / 12.0).sqrt(),
+            ),
+        ] {
+            let dist: LengthDist = dist.parse().unwrap();
+            let draws: Vec<f64> = (0..10_000u64)
+                .map(|id| f64::from(dist.draw(super::super::seed_of(&[42, 1, id]))))
+                .collect();
+            let n = draws.len() as f64;
+            let mean = draws.iter().sum::<f64>() / n;
+            let sd = (draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+            assert!((mean / want_mean - 1.0).abs() < 0.02, "{dist}: {mean}");
+            assert!((sd / want_sd - 1.0).abs() < 0.02, "{dist}: {sd}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ const MIN_WORDS: usize = 64;
 
 /// Why a tokenizer cannot be used; said before any request.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum PromptError {
+pub enum PromptError {
     /// The file is missing or is not a `tokenizer.json`.
     #[error("--tokenizer {path}: {why}")]
     Tokenizer {
@@ -140,7 +140,10 @@ impl PromptBuilder {
         let mut rng = SplitMix64::new(0x70_6b_7a);
         let additive = |join: Join, rng: &mut SplitMix64| {
             (1..=64).all(|n| {
-                let text = join_words((0..n).map(|_| &words[rng.index_below(words.len())]), join);
+                let text = join_words(
+                    (0..n).map(|_| words[rng.index_below(words.len())].as_str()),
+                    join,
+                );
                 count(&text) == Some(n)
             })
         };
@@ -170,7 +173,7 @@ impl PromptBuilder {
     /// additive (see [`PromptBuilder::text`] for the exact guarantee).
     pub(crate) fn words(&self, n: u32, rng: &mut SplitMix64) -> String {
         join_words(
-            (0..n).map(|_| &self.words[rng.index_below(self.words.len())]),
+            (0..n).map(|_| self.words[rng.index_below(self.words.len())].as_str()),
             self.join,
         )
     }
@@ -183,30 +186,108 @@ impl PromptBuilder {
         let (Some(tokenizer), false) = (&self.tokenizer, self.additive && after.is_empty()) else {
             return text;
         };
-        // Encode and fix: add or drop words until the joined text counts
-        // exactly n more tokens than `after` alone.
+        // Encode and fix. The words' count of tokens grows with their
+        // number, though not one a word (a merge may span two words): draw
+        // enough words, find by bisection the fewest whose text reaches the
+        // target, and if the last of them overshoots, try others in its
+        // place. A few encodings of the whole text, not one per word.
         let count = |t: &str| tokenizer.encode(t, false).map(|e| e.len()).unwrap_or(0);
         let base = if after.is_empty() { 0 } else { count(after) };
         let target = base + n as usize;
-        for _ in 0..(4 * n as usize + 16) {
-            let total = count(&format!("{after}{text}"));
-            if total == target {
+        let draw = |rng: &mut SplitMix64| self.words[rng.index_below(self.words.len())].as_str();
+        let mut words: Vec<&str> = (0..n).map(|_| draw(rng)).collect();
+        let total = |words: &[&str]| {
+            count(&format!(
+                "{after}{}",
+                join_words(words.iter().copied(), self.join)
+            ))
+        };
+        while total(&words) < target && words.len() < 16 * n as usize + 64 {
+            let more = words.len().max(8);
+            words.extend((0..more).map(|_| draw(rng)));
+        }
+        // The fewest words whose text reaches the target.
+        let (mut lo, mut hi) = (0, words.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if total(&words[..mid]) >= target {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        // The last of them overshot (or hit): take it back, then add words
+        // one at a time, each the first of a few draws that lands on the
+        // target, else the one that comes closest without passing it;
+        // when every draw passes it, take one more word back.
+        words.truncate(lo);
+        let mut current = total(&words);
+        for _ in 0..64 {
+            if current == target {
                 break;
             }
-            if total < target {
-                text.push(' ');
-                text.push_str(&self.words[rng.index_below(self.words.len())]);
-            } else {
-                match text.rfind(' ') {
-                    Some(i) if i > 0 => text.truncate(i),
-                    _ => break,
+            if current > target {
+                words.pop();
+                current = total(&words);
+                continue;
+            }
+            let mut best: Option<(&str, usize)> = None;
+            for _ in 0..16 {
+                let word = draw(rng);
+                words.push(word);
+                let c = total(&words);
+                words.pop();
+                if c <= target && best.is_none_or(|(_, b)| c > b) {
+                    best = Some((word, c));
+                }
+                if c == target {
+                    break;
+                }
+            }
+            match best {
+                Some((word, c)) if c > current => {
+                    words.push(word);
+                    current = c;
+                }
+                _ => {
+                    if words.pop().is_none() {
+                        break;
+                    }
+                    current = total(&words);
                 }
             }
         }
+        text = join_words(words.iter().copied(), self.join);
         text
     }
 
+    /// Appends text of exactly `n` tokens under the tokenizer
+    /// (approximately `n` without one) to `prompt`, which this builder
+    /// made or which is empty, its words drawn from `rng`. With additive
+    /// words that is `n` more words and no encoding, so a prompt built
+    /// piece by piece (a shared prefix, hash blocks, its own rest) counts
+    /// the sum of its pieces; otherwise the whole is encoded and fixed.
+    pub(crate) fn extend(&self, prompt: &mut String, n: u32, rng: &mut SplitMix64) {
+        if n == 0 {
+            return;
+        }
+        if self.additive {
+            for _ in 0..n {
+                if !prompt.is_empty() || self.join == Join::LeadingSpace {
+                    prompt.push(' ');
+                }
+                prompt.push_str(&self.words[rng.index_below(self.words.len())]);
+            }
+            return;
+        }
+        // Not additive: the join is a leading space, so the rest follows
+        // the prompt as words.
+        let rest = self.text(n, prompt, rng);
+        prompt.push_str(&rest);
+    }
+
     /// Tokens of `text` under the tokenizer, when there is one.
+    #[cfg(test)]
     pub(crate) fn count(&self, text: &str) -> Option<usize> {
         self.tokenizer
             .as_ref()
@@ -215,7 +296,7 @@ impl PromptBuilder {
     }
 }
 
-fn join_words<'a>(words: impl Iterator<Item = &'a String>, join: Join) -> String {
+fn join_words<'a>(words: impl Iterator<Item = &'a str>, join: Join) -> String {
     let mut text = String::new();
     for (i, word) in words.enumerate() {
         if i > 0 || join == Join::LeadingSpace {
@@ -264,6 +345,12 @@ mod tests {
         let prefix = builder.text(32, "", &mut rng);
         let rest = builder.text(50, &prefix, &mut rng);
         assert_eq!(builder.count(&format!("{prefix}{rest}")), Some(82));
+        // Built piece by piece, a prompt counts the sum of its pieces.
+        let mut prompt = String::new();
+        for n in [16, 16, 5, 40] {
+            builder.extend(&mut prompt, n, &mut rng);
+        }
+        assert_eq!(builder.count(&prompt), Some(77));
     }
 
     #[test]

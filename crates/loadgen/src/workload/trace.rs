@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 /// A trace file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TraceFormat {
+pub enum TraceFormat {
     /// Mooncake's JSONL.
     Mooncake,
     /// Azure's LLM inference trace CSV.
@@ -38,7 +38,7 @@ pub(crate) enum TraceFormat {
 
 impl TraceFormat {
     /// The name `--trace-format` takes.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Mooncake => "mooncake",
             Self::Azure => "azure",
@@ -64,7 +64,7 @@ impl FromStr for TraceFormat {
 
 /// Why a trace cannot be replayed; said before any request.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TraceError {
+pub enum TraceError {
     /// The file cannot be opened or read.
     #[error("--trace {path}: {source}")]
     Io {
@@ -408,9 +408,15 @@ pub(crate) struct TraceScan {
     pub first_disorder: Option<(u64, f64, f64)>,
 }
 
-/// Reads every row once, checking each; returns what it saw. Rows out of
-/// time order are an error unless `sort` (the replay will then sort them).
-pub(crate) fn scan(path: &Path, format: TraceFormat, sort: bool) -> Result<TraceScan, TraceError> {
+/// Reads every row once, checking each, and shows each good row to
+/// `on_row`; returns what it saw. Rows out of time order are an error
+/// unless `sort` (the replay will then sort them).
+pub(crate) fn scan(
+    path: &Path,
+    format: TraceFormat,
+    sort: bool,
+    mut on_row: impl FnMut(&TraceRow),
+) -> Result<TraceScan, TraceError> {
     let mut scan = TraceScan {
         rows: 0,
         failed_rows: 0,
@@ -422,6 +428,7 @@ pub(crate) fn scan(path: &Path, format: TraceFormat, sort: bool) -> Result<Trace
     let mut previous: Option<f64> = None;
     for row in TraceReader::open(path, format)? {
         let row = row?;
+        on_row(&row);
         scan.rows += 1;
         scan.failed_rows += u64::from(row.failed);
         match previous {
@@ -532,7 +539,7 @@ mod tests {
         let rows = rows(&path);
         assert_eq!(rows.iter().filter(|r| r.failed).count(), 1);
         assert_eq!((rows[2].at_ms, rows[2].input_tokens), (118_500.0, 417));
-        let s = scan(&path, TraceFormat::BurstGpt, false).unwrap();
+        let s = scan(&path, TraceFormat::BurstGpt, false, |_| {}).unwrap();
         assert_eq!((s.rows, s.failed_rows, s.sorted), (3, 1, true));
         assert_eq!((s.first_ms, s.last_ms), (5_000.0, 118_500.0));
     }
@@ -567,7 +574,7 @@ mod tests {
             ),
         ] {
             let path = write(name, text);
-            let err = scan(&path, detect(&path).unwrap(), false)
+            let err = scan(&path, detect(&path).unwrap(), false, |_| {})
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(needle), "{name}: {err}");
@@ -585,20 +592,20 @@ mod tests {
             "o.jsonl",
             "{\"timestamp\": 10, \"input_length\": 5, \"output_length\": 1}\n{\"timestamp\": 3, \"input_length\": 5, \"output_length\": 1}\n",
         );
-        let err = scan(&path, TraceFormat::Mooncake, false).unwrap_err();
+        let err = scan(&path, TraceFormat::Mooncake, false, |_| {}).unwrap_err();
         assert!(
             err.to_string().contains(
                 "line 2: timestamp 3.000 ms is earlier than the previous row's 10.000 ms"
             ),
             "{err}"
         );
-        let s = scan(&path, TraceFormat::Mooncake, true).unwrap();
+        let s = scan(&path, TraceFormat::Mooncake, true, |_| {}).unwrap();
         assert_eq!(s.first_disorder, Some((2, 3.0, 10.0)));
         let path = write(
             "f.csv",
             "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n1,x,5,0,5,y\n",
         );
-        assert!(scan(&path, TraceFormat::BurstGpt, false)
+        assert!(scan(&path, TraceFormat::BurstGpt, false, |_| {})
             .unwrap_err()
             .to_string()
             .contains("every one a request that failed in production"));

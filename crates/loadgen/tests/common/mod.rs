@@ -4,6 +4,7 @@
 
 pub(crate) mod llama_server;
 pub(crate) mod raw_http;
+pub(crate) mod recorder;
 pub(crate) mod script;
 
 use std::net::SocketAddr;

@@ -11,15 +11,20 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use http::{HeaderName, HeaderValue, Method};
-use loadgen::{parse_extra_body, ShardArg, Warmup, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED};
+use loadgen::{
+    parse_extra_body, LengthDist, ShardArg, Stages, Turns, Warmup, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_SEED,
+};
 use stats::slo::Slo;
 
 use crate::values::{
-    parse_batch_size, parse_batch_wait_ms, parse_busy_poll_us, parse_concurrency, parse_header_arg,
-    parse_max_in_flight, parse_max_tokens, parse_precision, parse_rate, parse_repeats,
+    parse_batch_size, parse_batch_wait_ms, parse_block_tokens, parse_busy_poll_us,
+    parse_concurrency, parse_header_arg, parse_length_dist, parse_max_in_flight, parse_max_tokens,
+    parse_precision, parse_prefix_count, parse_prefix_tokens, parse_rate, parse_repeats,
     parse_requests, parse_run_duration, parse_seed, parse_shape, parse_shard, parse_slo,
-    parse_start_at, parse_step_duration, parse_threads, parse_time_limit, parse_timeout,
-    parse_warmup, ItemShape,
+    parse_speedup, parse_stages, parse_start_at, parse_step_duration, parse_think_time,
+    parse_threads, parse_time_limit, parse_timeout, parse_trace_offset, parse_turns, parse_warmup,
+    ItemShape,
 };
 
 /// HTTP load generator for inference APIs.
@@ -199,10 +204,58 @@ pub(crate) struct TargetArgs {
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header_arg)]
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 
-    /// JSONL payloads, one {"input": "...", "model": "..."} per line, cycled
+    /// Payloads, cycled: JSONL, one {"input": "...", "model": "..."} per
+    /// line; or with --payloads-format sharegpt a ShareGPT JSON dataset
     /// [default: input.py's prompts].
-    #[arg(long, value_name = "FILE.jsonl")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) payloads: Option<PathBuf>,
+
+    /// The format of --payloads: `jsonl`, or `sharegpt` (a JSON list of
+    /// {"conversations": [{"from": "human", "value": ...}, {"from": "gpt",
+    /// ...}]}: each human turn is a prompt, cycled; with --turns from-data
+    /// each conversation is a session whose human turns are its turns).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "payloads")]
+    pub(crate) payloads_format: Option<PayloadsFormatArg>,
+
+    /// --api openai-*: a local Hugging Face tokenizer.json (nothing is
+    /// downloaded): every synthetic prompt (--input-tokens, --trace) then
+    /// has exactly its drawn number of tokens under it (the chat template's
+    /// tokens come on top). Without it prompts are common English words,
+    /// about one token each, and the start line says lengths are
+    /// approximate.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tokenizer: Option<PathBuf>,
+
+    /// --api openai-*: synthetic prompts of drawn lengths, in tokens: N
+    /// (fixed), normal:MEAN,STDDEV or uniform:LO,HI (drawn per request from
+    /// --seed, truncated at 1; the log's input_tokens). Each prompt is
+    /// unique from its first words, so no two share a prefix by accident.
+    #[arg(long, value_name = "DIST", value_parser = parse_length_dist, allow_negative_numbers = true)]
+    pub(crate) input_tokens: Option<LengthDist>,
+
+    /// --api openai-*: each request's max_tokens, drawn as --input-tokens
+    /// (the log's max_tokens); the summary compares them with the tokens
+    /// received. Instead of --max-tokens.
+    #[arg(long, value_name = "DIST", value_parser = parse_length_dist, allow_negative_numbers = true)]
+    pub(crate) output_tokens: Option<LengthDist>,
+
+    /// --api openai-*: also send "ignore_eos": true and "min_tokens" equal
+    /// to max_tokens (vLLM's and llama.cpp's ways to make an answer exactly
+    /// max_tokens long; some servers refuse unknown fields, so it is asked
+    /// for).
+    #[arg(long)]
+    pub(crate) ignore_eos: bool,
+
+    /// --api openai-* with --input-tokens: every prompt starts with one of
+    /// --prefix-count shared prefixes of this many tokens (a system prompt
+    /// the server's prefix cache can reuse); the drawn length follows it.
+    #[arg(long, value_name = "N", value_parser = parse_prefix_tokens, allow_negative_numbers = true, requires = "prefix_count")]
+    pub(crate) prefix_tokens: Option<u32>,
+
+    /// How many distinct shared prefixes (1 to 10000), each prompt's picked
+    /// by --seed; needs --prefix-tokens.
+    #[arg(long, value_name = "K", value_parser = parse_prefix_count, allow_negative_numbers = true, requires = "prefix_tokens")]
+    pub(crate) prefix_count: Option<u32>,
 
     /// Model name sent when a payload does not name one.
     #[arg(long, default_value = model::DEFAULT_MODEL)]
@@ -225,7 +278,9 @@ pub(crate) struct RunArgs {
     #[arg(short = 'c', long, value_parser = parse_concurrency, allow_negative_numbers = true)]
     pub(crate) concurrency: Option<usize>,
 
-    /// Logical requests to send [default: 400 unless -z is given].
+    /// Logical requests to send (with --turns: conversations); refused with
+    /// --trace, whose rows are the requests [default: 400 unless -z,
+    /// --stages or --trace is given].
     #[arg(short = 'n', long, value_parser = parse_requests, allow_negative_numbers = true)]
     pub(crate) requests: Option<u64>,
 
@@ -237,18 +292,93 @@ pub(crate) struct RunArgs {
     #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     pub(crate) rate: Option<f64>,
 
-    /// Open-loop arrival process.
-    #[arg(long, value_enum, default_value_t = ArrivalArg::Constant, requires = "rate")]
-    pub(crate) arrival: ArrivalArg,
+    /// Open-loop arrival process (--rate or --stages) [default: constant].
+    #[arg(long, value_enum)]
+    pub(crate) arrival: Option<ArrivalArg>,
 
-    /// Seed of the Poisson arrival process.
-    #[arg(long, default_value_t = DEFAULT_SEED, value_parser = parse_seed, allow_negative_numbers = true, requires = "rate")]
+    /// Seed of the Poisson arrivals, of drawn lengths (--input-tokens,
+    /// --output-tokens, --turns) and of the prompts' words.
+    #[arg(long, default_value_t = DEFAULT_SEED, value_parser = parse_seed, allow_negative_numbers = true)]
     pub(crate) seed: u64,
 
-    /// Open loop: most requests in flight; sends beyond it are dropped and
-    /// logged as failed rows with error `dropped`.
-    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = parse_max_in_flight, allow_negative_numbers = true, requires = "rate")]
-    pub(crate) max_in_flight: usize,
+    /// Open loop (--rate, --stages, --trace): most requests (or
+    /// conversations) in flight; sends beyond it are dropped and logged as
+    /// failed rows with error `dropped` [default: 1000].
+    #[arg(long, value_parser = parse_max_in_flight, allow_negative_numbers = true)]
+    pub(crate) max_in_flight: Option<usize>,
+
+    /// A load that changes: DURATION:TARGET stages, e.g.
+    /// '30s:10,2m:50,30s:0'. Without -c the open loop's rate ramps
+    /// linearly within each stage from where the last ended (the first
+    /// from --rate, or 0), as k6's ramping-arrival-rate; with -c the
+    /// closed loop's workers step to each stage's target at its start (-c
+    /// then sizes only a --warmup). The stages set the run's length (no
+    /// -z); -n may stop it earlier.
+    #[arg(long, value_name = "STAGES", value_parser = parse_stages)]
+    pub(crate) stages: Option<Stages>,
+
+    /// --api openai-chat: conversations of this many turns: DIST as
+    /// --input-tokens, or from-data (each --payloads-format sharegpt
+    /// conversation's human turns). A turn is sent after the previous
+    /// answer and --think-time, with the whole history (the server's
+    /// answers included); a failed turn ends its conversation. -n counts
+    /// conversations; closed loop: each worker runs one after another;
+    /// open loop: conversations start on the schedule.
+    #[arg(long, value_name = "DIST|from-data", value_parser = parse_turns, allow_negative_numbers = true)]
+    pub(crate) turns: Option<Turns>,
+
+    /// With --turns: the wait between an answer and the next turn (e.g.
+    /// 2s; at most 10m) [default: 0s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_think_time, requires = "turns")]
+    pub(crate) think_time: Option<Duration>,
+
+    /// --api openai-*: replay a trace: each row is a request due at its
+    /// timestamp (open loop, latency from that time), with the row's input
+    /// length as its prompt and its output length as max_tokens. Mooncake
+    /// JSONL (timestamp ms, input_length, output_length, hash_ids: prompts
+    /// sharing their first k ids share their first k blocks of text),
+    /// Azure CSV (TIMESTAMP, ContextTokens, GeneratedTokens) or BurstGPT
+    /// CSV (Timestamp s, Request tokens, Response tokens; rows with 0
+    /// response tokens failed in production and are skipped). Read as a
+    /// stream, checked whole before the first request.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trace: Option<PathBuf>,
+
+    /// The --trace's format [default: told from the file's first line].
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "trace")]
+    pub(crate) trace_format: Option<TraceFormatArg>,
+
+    /// Replay the trace this many times faster (2: twice the rate, 0.5:
+    /// half) [default: 1].
+    #[arg(long, value_name = "X", value_parser = parse_speedup, allow_negative_numbers = true, requires = "trace")]
+    pub(crate) trace_speedup: Option<f64>,
+
+    /// Start the replay this long after the trace's first row (on the
+    /// trace's clock, e.g. 10m) [default: 0s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_trace_offset, requires = "trace")]
+    pub(crate) trace_start: Option<Duration>,
+
+    /// Replay only this long of the trace (on its own clock) from
+    /// --trace-start [default: to its end].
+    #[arg(long, value_name = "DURATION", value_parser = parse_trace_offset, requires = "trace")]
+    pub(crate) trace_duration: Option<Duration>,
+
+    /// Prompt tokens per Mooncake hash id (1 to 1000000) [default: 512].
+    #[arg(long, value_name = "N", value_parser = parse_block_tokens, allow_negative_numbers = true, requires = "trace")]
+    pub(crate) trace_block_tokens: Option<u32>,
+
+    /// Sort the trace's rows by time (holding them all in memory) instead
+    /// of refusing rows out of order.
+    #[arg(long, requires = "trace")]
+    pub(crate) trace_sort: bool,
+
+    /// Send nothing: build every request the run would send (no warm-up)
+    /// and write them to FILE, one JSON object a line (request_id, at_s
+    /// on the open loop's schedule, input_tokens, max_tokens, body). Needs
+    /// a known number of requests (-n, --stages or --trace); not with
+    /// --turns, whose later turns carry answers.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dry_run: Option<PathBuf>,
 
     /// Per-request CSV log (streamed); none without this flag.
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -271,8 +401,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) json: Option<PathBuf>,
 
-    /// Sent before the measured run (closed loop, -c workers) and left out
-    /// of it: a request count (50) or a duration (5s, at most 10m).
+    /// Sent before the measured run (closed loop, -c workers), logged with
+    /// phase=warmup and left out of every statistic: a request count (50)
+    /// or a duration (5s, at most 10m).
     #[arg(long, value_name = "N|DURATION", value_parser = parse_warmup, allow_negative_numbers = true)]
     pub(crate) warmup: Option<Warmup>,
 
@@ -491,6 +622,26 @@ pub(crate) enum ArrivalArg {
     Poisson,
 }
 
+/// `--payloads-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PayloadsFormatArg {
+    /// One JSON object a line.
+    Jsonl,
+    /// A ShareGPT JSON dataset.
+    Sharegpt,
+}
+
+/// `--trace-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TraceFormatArg {
+    /// Mooncake's JSONL.
+    Mooncake,
+    /// Azure's LLM inference trace CSV.
+    Azure,
+    /// BurstGPT's CSV.
+    Burstgpt,
+}
+
 /// `--connection` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ConnectionArg {
@@ -703,6 +854,73 @@ mod tests {
                 "p.jsonl",
             ],
             &["capacity", "--json", "c.json", "--verify"],
+            // LLM workloads.
+            &[
+                "--api",
+                "openai-chat",
+                "--tokenizer",
+                "t.json",
+                "--input-tokens",
+                "normal:512,128",
+                "--output-tokens",
+                "uniform:10,100",
+                "--ignore-eos",
+                "--prefix-tokens",
+                "256",
+                "--prefix-count",
+                "4",
+                "--turns",
+                "3",
+                "--think-time",
+                "1s",
+                "--stages",
+                "10s:5,10s:0",
+                "--dry-run",
+                "d.jsonl",
+            ],
+            &[
+                "--api",
+                "openai-chat",
+                "--payloads",
+                "s.json",
+                "--payloads-format",
+                "sharegpt",
+                "--trace",
+                "t.jsonl",
+                "--trace-format",
+                "mooncake",
+                "--trace-speedup",
+                "2",
+                "--trace-start",
+                "10s",
+                "--trace-duration",
+                "1m",
+                "--trace-block-tokens",
+                "16",
+                "--trace-sort",
+            ],
+            &[
+                "capacity",
+                "--json",
+                "c.json",
+                "--api",
+                "openai-completions",
+                "--tokenizer",
+                "t.json",
+                "--input-tokens",
+                "100",
+                "--output-tokens",
+                "10",
+                "--ignore-eos",
+                "--prefix-tokens",
+                "8",
+                "--prefix-count",
+                "2",
+                "--payloads",
+                "p.jsonl",
+                "--payloads-format",
+                "jsonl",
+            ],
             // The flags of a run that capacity refuses with a reason.
             &[
                 "capacity",

@@ -9,14 +9,15 @@ use std::time::Duration;
 use loadgen::capacity::CapacityOptions;
 use loadgen::{
     ApiChoice, Arrival, ConfigError, ConnectionMode, KServeOptions, LoadConfig, OpenAiEndpoint,
-    OpenAiOptions, OpenLoop, OutDir, PayloadSource, Profile, TlsOptions, Warmup,
-    DEFAULT_BUSY_POLL_US, SHARD_INDEX_VAR,
+    OpenAiOptions, OpenLoop, OutDir, PayloadSource, Profile, SharedPrefix, TlsOptions, TraceFormat,
+    TraceOptions, Warmup, DEFAULT_BLOCK_TOKENS, DEFAULT_BUSY_POLL_US, DEFAULT_MAX_IN_FLIGHT,
+    SHARD_INDEX_VAR,
 };
 use model::kserve::Datatype;
 
 use crate::cli::{
-    ApiArg, ArrivalArg, CapacityArgs, Cli, ConnectionArg, DatatypeArg, ProfileArg, RunArgs,
-    TargetArgs,
+    ApiArg, ArrivalArg, CapacityArgs, Cli, ConnectionArg, DatatypeArg, PayloadsFormatArg,
+    ProfileArg, RunArgs, TargetArgs, TraceFormatArg,
 };
 use crate::outputs::{self, Output};
 
@@ -53,6 +54,7 @@ impl Cli {
             ("-o/--out", &self.run.out),
             ("--json", &self.run.json),
             ("--server-stats", &self.run.server_stats),
+            ("--dry-run", &self.run.dry_run),
         ] {
             if let Some(path) = path {
                 outputs.push(Output {
@@ -186,8 +188,21 @@ impl TargetArgs {
         }
         config.headers = self.headers;
         if let Some(path) = self.payloads {
-            config.payloads = PayloadSource::File(path);
+            config.payloads = match self.payloads_format {
+                Some(PayloadsFormatArg::Sharegpt) => PayloadSource::ShareGpt(path),
+                Some(PayloadsFormatArg::Jsonl) | None => PayloadSource::File(path),
+            };
         }
+        let workload = &mut config.workload;
+        workload.tokenizer = self.tokenizer;
+        workload.input_tokens = self.input_tokens;
+        workload.output_tokens = self.output_tokens;
+        workload.ignore_eos = self.ignore_eos;
+        workload.prefix = match (self.prefix_tokens, self.prefix_count) {
+            (Some(tokens), Some(count)) => Some(SharedPrefix { tokens, count }),
+            // clap requires each with the other.
+            _ => None,
+        };
         config.model = self.model;
         config.timeout = self.timeout;
         config.progress = !self.quiet;
@@ -207,6 +222,44 @@ impl RunArgs {
 
     /// Sets the load shape and outputs of a run on `config`.
     pub(crate) fn apply(self, config: &mut LoadConfig) -> Result<(), ConfigError> {
+        let invalid = |why: &str| Err(ConfigError::Invalid(why.to_owned()));
+        if self.trace.is_some() && self.rate.is_some() {
+            return invalid("--trace sets every request's time from its rows; drop --rate (speed the replay up or down with --trace-speedup)");
+        }
+        if self.trace.is_some() && self.stages.is_some() {
+            return invalid("--trace sets every request's time from its rows; drop --stages");
+        }
+        let stepped = self.stages.is_some() && self.concurrency.is_some();
+        if stepped && self.rate.is_some() {
+            return invalid("--stages steps either the open loop's rate (--rate R, the rate the first stage ramps from) or the closed loop's workers (-c), not both: drop --rate or -c");
+        }
+        let open =
+            self.rate.is_some() || self.trace.is_some() || (self.stages.is_some() && !stepped);
+        if !open && (self.arrival.is_some() || self.max_in_flight.is_some()) {
+            return invalid("--arrival and --max-in-flight apply to the open loop: give --rate, --stages (without -c) or --trace");
+        }
+        if self.trace.is_some() && self.arrival.is_some() {
+            return invalid(
+                "--arrival does not apply to --trace: the rows' timestamps are the arrivals",
+            );
+        }
+        if (self.rate.is_some() || self.trace.is_some())
+            && self.concurrency.is_some()
+            && self.warmup.is_none()
+        {
+            return invalid("-c/--concurrency sets the closed loop's workers; with --rate or --trace the schedule sets the load (bound the requests in flight with --max-in-flight), and -c only sizes a --warmup: drop -c or give --warmup");
+        }
+        if self.dry_run.is_some() {
+            if self.out.is_some() || self.json.is_some() || self.out_dir.is_some() {
+                return invalid("--dry-run sends nothing, so there is no log or summary: drop -o, --json and --out-dir");
+            }
+            if self.turns.is_some() {
+                return invalid("--dry-run cannot write conversations: their later turns carry the server's answers; drop --turns");
+            }
+            if !open && self.requests.is_none() && self.stages.is_none() {
+                return invalid("--dry-run writes the requests a closed-loop run would send, which -z alone does not count: give -n");
+            }
+        }
         if self.rate.is_some() && self.concurrency.is_some() && self.warmup.is_none() {
             return Err(ConfigError::Invalid(
                 "-c/--concurrency sets the closed loop's workers; with --rate the schedule sets the load (bound the requests in flight with --max-in-flight), and -c only sizes a --warmup: drop -c or give --warmup".into(),
@@ -215,21 +268,44 @@ impl RunArgs {
         if let Some(c) = self.concurrency {
             config.concurrency = c;
         }
-        // -z alone runs for a duration; -n and -z together stop at the first.
+        // -z alone runs for a duration; -n and -z together stop at the
+        // first; stages and a trace bound the run themselves.
+        let bounded = self.stages.is_some() || self.trace.is_some();
         config.requests = match (self.requests, self.duration) {
             (Some(n), _) => Some(n),
             (None, Some(_)) => None,
+            (None, None) if bounded => None,
             (None, None) => config.requests,
         };
         config.duration = self.duration;
-        config.open_loop = self.rate.map(|rate_rps| OpenLoop {
-            rate_rps,
-            arrival: match self.arrival {
+        config.open_loop = open.then(|| OpenLoop {
+            // A trace's times and a ramp from 0 need no rate.
+            rate_rps: self.rate.unwrap_or(0.0),
+            arrival: match self.arrival.unwrap_or(ArrivalArg::Constant) {
                 ArrivalArg::Constant => Arrival::Constant,
                 ArrivalArg::Poisson => Arrival::Poisson,
             },
             seed: self.seed,
-            max_in_flight: self.max_in_flight,
+            max_in_flight: self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+        });
+        config.stages = self.stages;
+        config.stages_step_concurrency = stepped;
+        let workload = &mut config.workload;
+        workload.seed = self.seed;
+        workload.turns = self.turns;
+        workload.think_time = self.think_time.unwrap_or_default();
+        workload.trace = self.trace.map(|path| TraceOptions {
+            format: self.trace_format.map(|f| match f {
+                TraceFormatArg::Mooncake => TraceFormat::Mooncake,
+                TraceFormatArg::Azure => TraceFormat::Azure,
+                TraceFormatArg::Burstgpt => TraceFormat::BurstGpt,
+            }),
+            speedup: self.trace_speedup.unwrap_or(1.0),
+            start: self.trace_start.unwrap_or_default(),
+            duration: self.trace_duration,
+            block_tokens: self.trace_block_tokens.unwrap_or(DEFAULT_BLOCK_TOKENS),
+            sort: self.trace_sort,
+            ..TraceOptions::new(path)
         });
         if self.out_dir.is_some() && (self.out.is_some() || self.json.is_some()) {
             return Err(ConfigError::Invalid(

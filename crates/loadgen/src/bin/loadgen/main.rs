@@ -95,6 +95,7 @@ fn capacity_main(args: CapacityArgs) -> ExitCode {
 
 fn run_main(cli: Cli) -> ExitCode {
     let json_path = cli.run.summary_path();
+    let dry_run = cli.run.dry_run.clone();
     let output_format = cli.run.output_format;
     let out_dir = cli.run.out_dir.clone().map(loadgen::OutDir::new);
     let config = match cli.into_config() {
@@ -122,6 +123,32 @@ fn run_main(cli: Cli) -> ExitCode {
     let log_path = config.log_path.clone();
     raise_fd_limit();
     let quiet = !config.progress;
+    if let Some(path) = dry_run {
+        let outcome = runtime.block_on(async {
+            let prepared = loadgen::prepare(config).await?;
+            if !quiet {
+                for line in prepared.start_lines() {
+                    eprintln!("loadgen: {line}");
+                }
+            }
+            prepared.dry_run(&path)
+        });
+        return match outcome {
+            Ok(written) => {
+                println!(
+                    "Dry run: {} requests written to {} in {:.3} s; nothing was sent",
+                    written.requests,
+                    path.display(),
+                    written.seconds
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let outcome = runtime.block_on(async {
         let prepared = loadgen::prepare(config).await?;
         if !quiet {

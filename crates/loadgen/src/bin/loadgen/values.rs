@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, HeaderValue};
-use loadgen::{capacity, limits, parse_header, ShardArg, Warmup};
+use loadgen::{capacity, limits, parse_header, LengthDist, ShardArg, Stages, Turns, Warmup};
 use stats::slo::Slo;
 
 pub(crate) fn parse_max_tokens(text: &str) -> Result<u32, String> {
@@ -123,4 +123,63 @@ pub(crate) fn parse_start_at(text: &str) -> Result<SystemTime, String> {
 
 pub(crate) fn parse_header_arg(text: &str) -> Result<(HeaderName, HeaderValue), String> {
     parse_header(text)
+}
+
+pub(crate) fn parse_length_dist(text: &str) -> Result<LengthDist, String> {
+    text.parse()
+}
+
+pub(crate) fn parse_turns(text: &str) -> Result<Turns, String> {
+    text.parse()
+}
+
+pub(crate) fn parse_stages(text: &str) -> Result<Stages, String> {
+    text.parse()
+}
+
+pub(crate) fn parse_prefix_tokens(text: &str) -> Result<u32, String> {
+    limits::PREFIX_TOKENS.parse(text)
+}
+
+pub(crate) fn parse_prefix_count(text: &str) -> Result<u32, String> {
+    limits::PREFIX_COUNT.parse(text)
+}
+
+pub(crate) fn parse_block_tokens(text: &str) -> Result<u32, String> {
+    limits::BLOCK_TOKENS.parse(text)
+}
+
+pub(crate) fn parse_think_time(text: &str) -> Result<Duration, String> {
+    let d = limits::parse_duration(text.trim())
+        .map_err(|e| format!("{e}; the think time is a duration from 0s to 10m (e.g. 2s)"))?;
+    if d > Duration::from_secs(600) {
+        return Err(format!(
+            "{text:?} is out of range; the think time is at most 10m"
+        ));
+    }
+    Ok(d)
+}
+
+/// `--trace-start`, `--trace-duration`: a time on the trace's clock, up to
+/// a year.
+pub(crate) fn parse_trace_offset(text: &str) -> Result<Duration, String> {
+    let d = limits::parse_duration(text.trim())
+        .map_err(|e| format!("{e}; give a time on the trace's clock such as 90s, 10m or 2h"))?;
+    if d > Duration::from_secs(366 * 86_400) {
+        return Err(format!("{text:?} is out of range; at most a year (8784h)"));
+    }
+    Ok(d)
+}
+
+pub(crate) fn parse_speedup(text: &str) -> Result<f64, String> {
+    let allowed = "a factor more than 0 and at most 1000000 (2: twice as fast, 0.5: half)";
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1e6 => Ok(x),
+        Ok(_) => Err(format!(
+            "{text:?} is out of range; the trace speedup is {allowed}"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a number; the trace speedup is {allowed}"
+        )),
+    }
 }
