@@ -48,6 +48,8 @@ pub mod kserve_grpc;
 pub mod log;
 pub mod output;
 pub mod payload;
+pub mod repeats;
+pub mod schema;
 pub mod summary;
 pub mod whatif;
 pub mod wire;
