@@ -12,9 +12,6 @@ use model::comparison::Comparison;
 
 use crate::error::ReportError;
 
-/// Header of `comparison.csv`.
-pub(crate) const CSV_HEADER: &str = "metric,before,after,delta,delta_pct";
-
 /// Writes `bytes` to `path` via a temporary file in the same directory.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let dir = match path.parent() {
@@ -76,7 +73,7 @@ pub(crate) fn comparison_json(comparison: &Comparison) -> Result<String, ReportE
 
 /// `comparison.csv`: one row per metric; empty cells where a value is undefined.
 pub(crate) fn comparison_csv(comparison: &Comparison) -> String {
-    let mut out = String::from(CSV_HEADER);
+    let mut out = model::schema::COMPARISON_CSV_COLUMNS.join(",");
     out.push('\n');
     for (metric, d) in comparison.delta.rows() {
         let cells = [d.before, d.after, d.diff, d.pct].map(csv_number);
