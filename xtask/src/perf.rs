@@ -18,7 +18,9 @@
 //!    its own report in `server-change/`).
 //!
 //! `--repeat N` runs N pairs interleaved, each on fresh servers with a seed
-//! of its own, and `report repeats` draws the proof. The clients always run
+//! of its own, and `report repeats` draws the proof. The verdict is also
+//! `junit.xml` for CI: the pair's checks, or with `--repeat` every pair's
+//! and the proof's, in one file. The clients always run
 //! as separate processes; every output lands in the chosen directory.
 
 use std::collections::BTreeMap;
@@ -134,6 +136,11 @@ pub(crate) enum Outcome {
 }
 
 pub(crate) const CLIENT_LIMIT: Duration = Duration::from_secs(600);
+
+/// The workflow's verdict as JUnit XML, in `--out`: the one pair's
+/// checks (`report compare --junit`), or with `--repeat N` one suite per
+/// pair and one for the proof (`report repeats --junit`).
+pub(crate) const JUNIT_FILE: &str = "junit.xml";
 
 /// The packages whose binaries the workflow runs.
 pub(crate) const PACKAGES: [&str; 3] = ["stub-server", "loadgen", "report"];
@@ -478,12 +485,15 @@ impl Workflow<'_> {
             .show(Step::Report, "compare, verify, diagnose, report");
         self.write_conditions(dir, seed, &plan, phases)?;
         let input_py_ran = input_py.is_some();
+        // One run: its verdict is the workflow's JUnit file. With
+        // `--repeat`, `report repeats` writes that file for every pair.
+        let junit = (self.args.repeat == 1).then(|| self.args.out.join(JUNIT_FILE));
         let met = self.report(
             dir,
             &plan,
             (&plan.after, "after"),
             input_py_ran,
-            &capacity,
+            (&capacity, junit.as_deref()),
             dir,
         )?;
         if let Some(beside) = &plan.beside {
@@ -495,7 +505,7 @@ impl Workflow<'_> {
                 &plan,
                 (beside, "server_change"),
                 input_py_ran,
-                &(None, None),
+                (&(None, None), None),
                 &out,
             )?;
         }
@@ -811,14 +821,15 @@ impl Workflow<'_> {
     }
 
     /// `report compare` of the Before against `arm` (phase `name`), into
-    /// `out`; `true` when its verdict is met.
+    /// `out` (and its verdict as JUnit XML into `junit`, when given);
+    /// `true` when its verdict is met.
     fn report(
         &self,
         dir: &Path,
         plan: &Plan,
         (arm, name): (&Arm, &str),
         input_py_ran: bool,
-        (capacity, open_loop): &(Option<PathBuf>, Option<PathBuf>),
+        ((capacity, open_loop), junit): (&(Option<PathBuf>, Option<PathBuf>), Option<&Path>),
         out: &Path,
     ) -> Result<bool, TaskError> {
         let spec = self.backend.spec();
@@ -856,7 +867,8 @@ impl Workflow<'_> {
             .flag_each("--conditions", [file("conditions.json")])
             .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
             .flag_each("--sla", self.slos())
-            .flag_each("--out-dir", [out]);
+            .flag_each("--out-dir", [out])
+            .flag_each("--junit", junit);
         run_report(&mut cmd)
     }
 }
@@ -945,6 +957,8 @@ pub(crate) fn run_pairs(
         let mut cmd = Command::new(bins.path("report"));
         cmd.arg("repeats")
             .args(["--out-dir".as_ref(), args.out.as_os_str()])
+            .arg("--junit")
+            .arg(args.out.join(JUNIT_FILE))
             .args(&dirs);
         proof_met = run_report(&mut cmd)?;
     }
@@ -964,7 +978,7 @@ pub(crate) fn run_pairs(
         ""
     };
     println!(
-        "\nresults in {} (report.html, report.md, comparison.json{also}{}); workflow took {:.1} s",
+        "\nresults in {} (report.html, report.md, comparison.json, junit.xml{also}{}); workflow took {:.1} s",
         args.out.display(),
         if args.repeat > 1 {
             ", repeats.md, repeats.json"

@@ -110,12 +110,7 @@ fn measured(case: &Value) -> f64 {
         .or(case["system_out"].as_str())
         .unwrap();
     let after = text.split("measured ").nth(1).unwrap();
-    after
-        .split(|c: char| c == ' ' || c == ',')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    after.split([' ', ',']).next().unwrap().parse().unwrap()
 }
 
 fn case<'a>(suite: &'a Value, name: &str) -> &'a Value {
