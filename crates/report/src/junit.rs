@@ -469,7 +469,7 @@ mod tests {
         assert!(xml.contains(r#"value="x&#10;y""#), "{xml}");
         assert!(
             xml.contains(
-                r#"message="the After's latency: measured 900 ms, threshold &lt;= 800 ms (FAILED)""#
+                r#"message="the After&apos;s latency: measured 900 ms, threshold &lt;= 800 ms (FAILED)""#
             ),
             "{xml}"
         );
