@@ -227,21 +227,29 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The schemas every `./run_tests` run has outputs of (`junit` for
+/// `junit.xml`).
+const EVERY_RUN: [&str; 6] = [
+    "comparison.schema.json",
+    "comparison-csv-row.schema.json",
+    "run-summary.schema.json",
+    "log-row.schema.json",
+    "conditions.schema.json",
+    "junit",
+];
+
 /// Validates every output under `out` against its published schema with
 /// `jsonschema` (`xtask/tools/validate_json.py`), and each `junit.xml`
-/// with [`check_junit`]; returns the JUnit files read, by path.
-fn validate_outputs(python: &Path, out: &Path) -> Vec<(PathBuf, serde_json::Value)> {
+/// with [`check_junit`]; fails when no output is of a schema of
+/// [`EVERY_RUN`] or of `also`. Returns the JUnit files read, by path.
+fn validate_outputs(python: &Path, out: &Path, also: &[&str]) -> Vec<(PathBuf, serde_json::Value)> {
     let mut by_schema: std::collections::BTreeMap<&str, Vec<PathBuf>> = Default::default();
     for path in files_under(out) {
         if let Some(schema) = schema_of(&path) {
             by_schema.entry(schema).or_default().push(path);
         }
     }
-    for must in [
-        "comparison.schema.json",
-        "run-summary.schema.json",
-        "log-row.schema.json",
-    ] {
+    for must in EVERY_RUN.iter().chain(also) {
         assert!(
             by_schema.contains_key(must),
             "no output for {must}: {by_schema:?}"
@@ -400,7 +408,7 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     // junit.xml is comparison.json's, every check passed.
     let python = tools_python();
     if let Some(python) = &python {
-        let junit = validate_outputs(python, &out);
+        let junit = validate_outputs(python, &out, &["whatif.schema.json"]);
         assert_eq!(junit.len(), 1, "{junit:?}");
         let (path, read) = &junit[0];
         assert_eq!(path, &out.join("junit.xml"));
@@ -432,7 +440,15 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     // One JUnit file covers both pairs and the proof: each pair's suite is
     // its own verdict; every pair failed, so the proof did.
     if let Some(python) = &python {
-        let junit = validate_outputs(python, &out);
+        let junit = validate_outputs(
+            python,
+            &out,
+            &[
+                "whatif.schema.json",
+                "repeats.schema.json",
+                "capacity.schema.json",
+            ],
+        );
         assert_eq!(junit.len(), 1, "{junit:?}");
         let (path, read) = &junit[0];
         eprintln!(
@@ -485,7 +501,7 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     assert_eq!(c["after"]["succeeded"], 400);
     assert_eq!(c["verdict"]["met"], true);
     if let Some(python) = &python {
-        validate_outputs(python, &url_out);
+        validate_outputs(python, &url_out, &[]);
     }
     let _ = std::fs::remove_dir_all(&url_out);
     let _ = std::fs::remove_file(&body);
