@@ -424,6 +424,20 @@ pub fn check_path(path: &Path) -> Result<(), ReportError> {
     }
 }
 
+/// `comparison` with its logs named relative to the directory of the
+/// JUnit file `junit` (as `comparison.json` names them relative to its
+/// own), so the `before_log` and `after_log` properties lead to the logs
+/// from wherever the file is archived with them. `from`: the directory a
+/// comparison read from a `comparison.json` was read from. Call after
+/// [`check_path`], which makes that directory.
+pub fn with_logs_beside(comparison: &Comparison, from: Option<&Path>, junit: &Path) -> Comparison {
+    let dir = match junit.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    crate::write_files::with_logs_moved(comparison, from, dir)
+}
+
 /// Writes the document to `path`, atomically.
 pub fn write(path: &Path, name: &str, suites: &[Suite]) -> Result<(), ReportError> {
     check_path(path)?;

@@ -137,10 +137,12 @@ pub fn summarize_pairs(
     Ok((report, comparisons))
 }
 
-/// The suites of `--junit`: each pair's verdict, then the proof's.
+/// The suites of `--junit FILE` (`junit`): each pair's verdict, its logs
+/// named relative to the file's directory, then the proof's.
 pub fn junit_suites(
     report: &RepeatsReport,
     comparisons: &[Comparison],
+    junit: &Path,
 ) -> Vec<crate::junit::Suite> {
     let named: Vec<(String, Comparison)> = report
         .rows
@@ -155,7 +157,7 @@ pub fn junit_suites(
                     "pair {}{seed}: {} vs {}",
                     row.pair, c.before.label, c.after.label
                 ),
-                c.clone(),
+                crate::junit::with_logs_beside(c, Some(Path::new(&row.dir)), junit),
             )
         })
         .collect();

@@ -113,6 +113,22 @@ fn measured(case: &Value) -> f64 {
     after.split([' ', ',']).next().unwrap().parse().unwrap()
 }
 
+/// The suite's `before_log` and `after_log`, taken from `junit_dir` (the
+/// JUnit file's directory), are the logs `comparison.json` names.
+fn assert_logs_lead_to_files(suite: &Value, junit_dir: &Path) {
+    for key in ["before_log", "after_log"] {
+        let log = suite["properties"][key].as_str().unwrap();
+        assert!(Path::new(log).is_relative(), "{key}: {log}");
+        let path = junit_dir.join(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with(common::LOADGEN_HEADER),
+            "{}",
+            path.display()
+        );
+    }
+}
+
 fn case<'a>(suite: &'a Value, name: &str) -> &'a Value {
     suite["cases"]
         .as_array()
@@ -155,6 +171,9 @@ fn a_met_verdict_is_one_suite_whose_every_check_passed() {
     let suite = &suites[0];
     assert_eq!(suite["name"], "Before vs After");
     assert_eq!(suite["properties"]["verdict"], "met");
+    // The logs, named from the JUnit file's directory (`ci/`).
+    assert_eq!(suite["properties"]["before_log"], "../before.csv");
+    assert_logs_lead_to_files(suite, &dir.join("ci"));
     assert_cases_follow_the_verdict(suite, &comparison);
     let p95 = case(suite, "sla_p95");
     assert!(
@@ -382,7 +401,11 @@ fn repeats_write_one_suite_per_pair_and_one_for_the_proof() {
     for (suite, dir) in suites.iter().zip(&pairs) {
         let text = std::fs::read_to_string(dir.join("comparison.json")).unwrap();
         assert_cases_follow_the_verdict(suite, &serde_json::from_str(&text).unwrap());
+        assert_logs_lead_to_files(suite, &root);
     }
+    // Each pair's logs, named from the JUnit file's directory, not the
+    // pair's (where its comparison.json names them).
+    assert_eq!(suites[1]["properties"]["after_log"], "p2/after.csv");
     // Pair 2 misses only the P95 SLA; the proof fails with it.
     assert_eq!(suites[1]["failures"], 1);
     assert_eq!(case(&suites[1], "sla_p95")["classname"], "pair_2.verdict");

@@ -216,7 +216,8 @@ pub(crate) fn run(args: &CompareArgs) -> Result<bool, ReportError> {
     }
     if let Some(path) = &args.junit {
         let name = format!("{} vs {}", comparison.before.label, comparison.after.label);
-        let suite = report::junit::comparison_suite(&comparison, &name, "");
+        let beside = report::junit::with_logs_beside(&comparison, None, path);
+        let suite = report::junit::comparison_suite(&beside, &name, "");
         report::junit::write(path, "report compare", &[suite])?;
         println!("  {}", path.display());
     }

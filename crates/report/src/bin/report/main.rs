@@ -125,7 +125,7 @@ fn run_repeats(
         println!("written: {}", path.display());
     }
     if let Some(path) = junit {
-        let suites = report::repeats::junit_suites(&summary, &comparisons);
+        let suites = report::repeats::junit_suites(&summary, &comparisons, path);
         report::junit::write(path, "report repeats", &suites)?;
         println!("written: {}", path.display());
     }
