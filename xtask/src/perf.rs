@@ -18,7 +18,9 @@
 //!    its own report in `server-change/`).
 //!
 //! `--repeat N` runs N pairs interleaved, each on fresh servers with a seed
-//! of its own, and `report repeats` draws the proof. The clients always run
+//! of its own, and `report repeats` draws the proof. The verdict is also
+//! `junit.xml` for CI: the pair's checks, or with `--repeat` every pair's
+//! and the proof's, in one file. The clients always run
 //! as separate processes; every output lands in the chosen directory.
 
 use std::collections::BTreeMap;
@@ -135,6 +137,11 @@ pub(crate) enum Outcome {
 
 pub(crate) const CLIENT_LIMIT: Duration = Duration::from_secs(600);
 
+/// The workflow's verdict as JUnit XML, in `--out`: the one pair's
+/// checks (`report compare --junit`), or with `--repeat N` one suite per
+/// pair and one for the proof (`report repeats --junit`).
+pub(crate) const JUNIT_FILE: &str = "junit.xml";
+
 /// The packages whose binaries the workflow runs.
 pub(crate) const PACKAGES: [&str; 3] = ["stub-server", "loadgen", "report"];
 
@@ -145,6 +152,34 @@ const APIS: [&str; 2] = ["simulator", "template"];
 /// `FIRST_SEED + n - 1`, so one pair reproduces today's single run and each
 /// further pair draws the service's randomness afresh.
 pub(crate) const FIRST_SEED: u64 = 42;
+
+/// The fewest requests `loadgen capacity` lets a rate step count (it
+/// refuses a `--start-rate` x `--step-duration` under that).
+const CAPACITY_MIN_REQUESTS_PER_STEP: f64 = 5.0;
+
+/// Where a capacity search starts (`--start-rate`), from the engine's
+/// predicted capacity of the client, if any, and `--capacity-step`. The
+/// search doubles from a quarter of the prediction: a step or two more
+/// than from half, and it still brackets the answer when the prediction
+/// is up to four times too high (beyond that nothing holds at the start,
+/// and the report says so). Without a prediction it is loadgen's own
+/// start, 1 req/s (`None`). Either way the first step must count enough
+/// requests for loadgen to accept it: a short step (or a prediction near
+/// 0, an SLA nothing meets) starts higher, rounded up to the two decimals
+/// the flag is written with.
+fn capacity_start_rps(predicted_rps: Option<f64>, capacity_step: &str) -> Option<f64> {
+    // A step loadgen cannot parse is refused by it, with its own message.
+    let step_s = model::args::parse_duration(capacity_step)
+        .map(|d| d.as_secs_f64())
+        .ok()
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0);
+    let floor_rps = ((CAPACITY_MIN_REQUESTS_PER_STEP / step_s) * 100.0).ceil() / 100.0;
+    match predicted_rps {
+        Some(rps) => Some((rps / 4.0).max(floor_rps).max(1.0)),
+        None => (floor_rps > 1.0).then_some(floor_rps),
+    }
+}
 
 pub(crate) fn run(args: PerfArgs) -> Result<Outcome, TaskError> {
     validate(&args)?;
@@ -478,12 +513,15 @@ impl Workflow<'_> {
             .show(Step::Report, "compare, verify, diagnose, report");
         self.write_conditions(dir, seed, &plan, phases)?;
         let input_py_ran = input_py.is_some();
+        // One run: its verdict is the workflow's JUnit file. With
+        // `--repeat`, `report repeats` writes that file for every pair.
+        let junit = (self.args.repeat == 1).then(|| self.args.out.join(JUNIT_FILE));
         let met = self.report(
             dir,
             &plan,
             (&plan.after, "after"),
             input_py_ran,
-            &capacity,
+            (&capacity, junit.as_deref()),
             dir,
         )?;
         if let Some(beside) = &plan.beside {
@@ -495,7 +533,7 @@ impl Workflow<'_> {
                 &plan,
                 (beside, "server_change"),
                 input_py_ran,
-                &(None, None),
+                (&(None, None), None),
                 &out,
             )?;
         }
@@ -642,7 +680,8 @@ impl Workflow<'_> {
             "the After client's highest open-loop rate under the SLA",
         );
         let after = with_load(phases, "capacity", || {
-            self.capacity(dir, "capacity", &plan.after, None, seed)
+            let start_rps = capacity_start_rps(None, &self.args.capacity_step);
+            self.capacity(dir, "capacity", &plan.after, start_rps, seed)
         })?;
         // The After is chosen for the Before's closed loop, where a
         // response frees a burst of slots and batches fill at once; traffic
@@ -658,12 +697,8 @@ impl Workflow<'_> {
                         client.label, client.max_rate_rps
                     ),
                 );
-                // The search doubles from a quarter of the prediction: a
-                // step or two more than from half, and it still brackets
-                // the answer when the prediction is up to four times too
-                // high (beyond that nothing holds at the start, and the
-                // report says so).
-                let start_rps = (client.max_rate_rps / 4.0).max(1.0);
+                let start_rps =
+                    capacity_start_rps(Some(client.max_rate_rps), &self.args.capacity_step);
                 let arm = Arm {
                     label: client.label.clone(),
                     flags: client.loadgen_args.clone(),
@@ -671,7 +706,7 @@ impl Workflow<'_> {
                     role: None,
                 };
                 Some(with_load(phases, "capacity_open_loop", || {
-                    self.capacity(dir, "capacity_open_loop", &arm, Some(start_rps), seed)
+                    self.capacity(dir, "capacity_open_loop", &arm, start_rps, seed)
                 })?)
             }
             _ => None,
@@ -811,14 +846,15 @@ impl Workflow<'_> {
     }
 
     /// `report compare` of the Before against `arm` (phase `name`), into
-    /// `out`; `true` when its verdict is met.
+    /// `out` (and its verdict as JUnit XML into `junit`, when given);
+    /// `true` when its verdict is met.
     fn report(
         &self,
         dir: &Path,
         plan: &Plan,
         (arm, name): (&Arm, &str),
         input_py_ran: bool,
-        (capacity, open_loop): &(Option<PathBuf>, Option<PathBuf>),
+        ((capacity, open_loop), junit): (&(Option<PathBuf>, Option<PathBuf>), Option<&Path>),
         out: &Path,
     ) -> Result<bool, TaskError> {
         let spec = self.backend.spec();
@@ -856,7 +892,8 @@ impl Workflow<'_> {
             .flag_each("--conditions", [file("conditions.json")])
             .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
             .flag_each("--sla", self.slos())
-            .flag_each("--out-dir", [out]);
+            .flag_each("--out-dir", [out])
+            .flag_each("--junit", junit);
         run_report(&mut cmd)
     }
 }
@@ -945,6 +982,8 @@ pub(crate) fn run_pairs(
         let mut cmd = Command::new(bins.path("report"));
         cmd.arg("repeats")
             .args(["--out-dir".as_ref(), args.out.as_os_str()])
+            .arg("--junit")
+            .arg(args.out.join(JUNIT_FILE))
             .args(&dirs);
         proof_met = run_report(&mut cmd)?;
     }
@@ -964,7 +1003,7 @@ pub(crate) fn run_pairs(
         ""
     };
     println!(
-        "\nresults in {} (report.html, report.md, comparison.json{also}{}); workflow took {:.1} s",
+        "\nresults in {} (report.html, report.md, comparison.json, junit.xml{also}{}); workflow took {:.1} s",
         args.out.display(),
         if args.repeat > 1 {
             ", repeats.md, repeats.json"
@@ -1128,4 +1167,37 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), TaskError> {
         path: dir.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::capacity_start_rps;
+
+    #[test]
+    fn a_search_starts_at_a_quarter_of_the_prediction_or_at_loadgens_own_start() {
+        assert_eq!(capacity_start_rps(Some(400.0), "10s"), Some(100.0));
+        assert_eq!(capacity_start_rps(Some(0.0), "10s"), Some(1.0));
+        assert_eq!(capacity_start_rps(None, "10s"), None);
+        assert_eq!(capacity_start_rps(None, "5s"), None);
+    }
+
+    /// With a short step, 1 req/s (loadgen's start, or a prediction near
+    /// 0: an SLA nothing meets) would count under 5 requests a step, which
+    /// loadgen refuses; the start is raised so the step counts them, as
+    /// the flag is written.
+    #[test]
+    fn a_short_step_still_counts_enough_requests_at_the_start() {
+        for (step, step_s) in [("1s", 1.0), ("1.5s", 1.5), ("3s", 3.0), ("500ms", 0.5)] {
+            for predicted in [None, Some(0.0), Some(2.0)] {
+                let rps = capacity_start_rps(predicted, step).unwrap_or(1.0);
+                let written: f64 = format!("{rps:.2}").parse().unwrap();
+                assert!(
+                    written * step_s >= 5.0,
+                    "{step}, predicted {predicted:?}: {written} req/s"
+                );
+            }
+        }
+        assert_eq!(capacity_start_rps(None, "1s"), Some(5.0));
+        assert_eq!(capacity_start_rps(Some(0.0), "not a duration"), Some(5.0));
+    }
 }

@@ -135,6 +135,172 @@ fn comparison(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&text).expect("valid JSON")
 }
 
+/// The repository's root.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Says why a check did not run; under CI (`CI` set) that is a failure.
+fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why} (CI is set, so this is a failure, not a skip)"
+    );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
+/// The Python of `<repo>/.venv-tools` (`xtask/tools/setup.sh`) when it
+/// has the independent checkers; else skips, saying why.
+fn tools_python() -> Option<PathBuf> {
+    let python = repo_root().join(".venv-tools/bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import junitparser, jsonschema, xmlschema"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        skip(&format!(
+            "{} lacks junitparser, jsonschema or xmlschema; run xtask/tools/setup.sh",
+            python.display()
+        ));
+    }
+    ready.then_some(python)
+}
+
+/// `junit.xml` validated against the JUnit XSD Jenkins documents and read
+/// by junitparser (`xtask/tools/check_junit.py`).
+fn check_junit(python: &Path, xml: &Path) -> serde_json::Value {
+    let root = repo_root();
+    let out = Command::new(python)
+        .arg(root.join("xtask/tools/check_junit.py"))
+        .arg(root.join("crates/report/tests/data/junit-10.xsd"))
+        .arg(xml)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read["valid"], true, "{}", read["validation_error"]);
+    assert_eq!(read["stated"]["tests"], read["counted"]["tests"]);
+    assert_eq!(read["stated"]["failures"], read["counted"]["failures"]);
+    read
+}
+
+/// The published schema (in `docs/schemas/`) of an output file, by name;
+/// `None` for the files written for people. An output of no known kind
+/// fails the test: every file another tool may read has a schema.
+fn schema_of(path: &Path) -> Option<&'static str> {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match (name, ext) {
+        ("comparison.json", _) => Some("comparison.schema.json"),
+        ("whatif.json", _) => Some("whatif.schema.json"),
+        ("conditions.json", _) => Some("conditions.schema.json"),
+        ("repeats.json", _) => Some("repeats.schema.json"),
+        ("capacity.json" | "capacity_open_loop.json", _) => Some("capacity.schema.json"),
+        ("before.json" | "after.json" | "server_change.json" | "summary.json", _) => {
+            Some("run-summary.schema.json")
+        }
+        ("comparison.csv", _) => Some("comparison-csv-row.schema.json"),
+        (_, "csv") => Some("log-row.schema.json"),
+        ("junit.xml", _) => Some("junit"),
+        (_, "md" | "html" | "txt" | "log") => None,
+        _ => panic!("{}: an output with no published schema", path.display()),
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The schemas every `./run_tests` run has outputs of (`junit` for
+/// `junit.xml`).
+const EVERY_RUN: [&str; 6] = [
+    "comparison.schema.json",
+    "comparison-csv-row.schema.json",
+    "run-summary.schema.json",
+    "log-row.schema.json",
+    "conditions.schema.json",
+    "junit",
+];
+
+/// Validates every output under `out` against its published schema with
+/// `jsonschema` (`xtask/tools/validate_json.py`), and each `junit.xml`
+/// with [`check_junit`]; fails when no output is of a schema of
+/// [`EVERY_RUN`] or of `also`. Returns the JUnit files read, by path.
+fn validate_outputs(python: &Path, out: &Path, also: &[&str]) -> Vec<(PathBuf, serde_json::Value)> {
+    let mut by_schema: std::collections::BTreeMap<&str, Vec<PathBuf>> = Default::default();
+    for path in files_under(out) {
+        if let Some(schema) = schema_of(&path) {
+            by_schema.entry(schema).or_default().push(path);
+        }
+    }
+    for must in EVERY_RUN.iter().chain(also) {
+        assert!(
+            by_schema.contains_key(must),
+            "no output for {must}: {by_schema:?}"
+        );
+    }
+    let mut junit = Vec::new();
+    for (schema, files) in by_schema {
+        if schema == "junit" {
+            junit.extend(files.into_iter().map(|f| {
+                let read = check_junit(python, &f);
+                (f, read)
+            }));
+            continue;
+        }
+        let out = Command::new(python)
+            .arg(repo_root().join("xtask/tools/validate_json.py"))
+            .arg(repo_root().join("docs/schemas").join(schema))
+            .args(&files)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{schema} on {files:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    junit
+}
+
+/// Checks each JUnit suite of a pair against the verdict its
+/// `comparison.json` states: one case per check, failed where it failed.
+fn assert_suite_is_the_verdict(suite: &serde_json::Value, comparison: &serde_json::Value) {
+    let checks = comparison["verdict"]["checks"].as_array().unwrap();
+    let cases = suite["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), checks.len(), "{suite:#}");
+    for (case, check) in cases.iter().zip(checks) {
+        let failed = case["result"] == "failure";
+        assert_eq!(failed, check["passed"] == false, "{case:#} vs {check:#}");
+        if failed {
+            let message = case["message"].as_str().unwrap();
+            assert!(
+                message.contains("measured ") && message.contains(", threshold "),
+                "{message}"
+            );
+        }
+    }
+    let failures = checks.iter().filter(|c| c["passed"] == false).count();
+    assert_eq!(suite["failures"], failures);
+}
+
 /// The placeholder profile scaled down tenfold (base 10 ms, 0.2 ms per item)
 /// keeps the queueing story and runs in seconds.
 const FAST: [&str; 3] = [
@@ -237,8 +403,32 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
         );
     }
 
-    // Same run, an SLA the After cannot meet: exit 1, and the JSON says why.
-    let strict = xtask_with_tools(&[&args[..], &["--sla-p95-ms", "1"]].concat());
+    // Every output validates against its published schema, read by
+    // programs written apart from this project; the verdict in
+    // junit.xml is comparison.json's, every check passed.
+    let python = tools_python();
+    if let Some(python) = &python {
+        let junit = validate_outputs(python, &out, &["whatif.schema.json"]);
+        assert_eq!(junit.len(), 1, "{junit:?}");
+        let (path, read) = &junit[0];
+        assert_eq!(path, &out.join("junit.xml"));
+        assert_eq!(read["suites"].as_array().unwrap().len(), 1);
+        assert_eq!(read["stated"]["failures"], 0);
+        assert_suite_is_the_verdict(&read["suites"][0], &c);
+    }
+
+    // Same run, an SLA the After cannot meet, twice over (`--repeat 2`),
+    // with the capacity searches: exit 1, and the JSON says why.
+    let strict_args = [
+        "--sla-p95-ms",
+        "1",
+        "--repeat",
+        "2",
+        "--capacity",
+        "--capacity-step",
+        "1s",
+    ];
+    let strict = xtask_with_tools(&[&args[..], &strict_args].concat());
     assert_eq!(
         strict.status.code(),
         Some(1),
@@ -246,6 +436,34 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
         String::from_utf8_lossy(&strict.stdout)
     );
     assert_eq!(comparison(&out)["verdict"]["met"], false);
+    assert!(out.join("repeats.json").is_file() && out.join("capacity.json").is_file());
+    // One JUnit file covers both pairs and the proof: each pair's suite is
+    // its own verdict; every pair failed, so the proof did.
+    if let Some(python) = &python {
+        let junit = validate_outputs(
+            python,
+            &out,
+            &[
+                "whatif.schema.json",
+                "repeats.schema.json",
+                "capacity.schema.json",
+            ],
+        );
+        assert_eq!(junit.len(), 1, "{junit:?}");
+        let (path, read) = &junit[0];
+        eprintln!(
+            "perf_workflow: the failing run's junit.xml:\n{}",
+            std::fs::read_to_string(path).unwrap()
+        );
+        let suites = read["suites"].as_array().unwrap();
+        assert_eq!(suites.len(), 3, "{read:#}");
+        for (suite, dir) in suites.iter().zip([out.clone(), out.join("repeat-2")]) {
+            assert_suite_is_the_verdict(suite, &comparison(&dir));
+            assert!(suite["failures"].as_u64().unwrap() >= 1);
+        }
+        assert_eq!(suites[2]["name"], "interleaved proof");
+        assert_eq!(suites[2]["cases"][0]["result"], "failure");
+    }
     let _ = std::fs::remove_dir_all(&out);
 
     // The same workflow against an endpoint the user runs (`--url`), here a
@@ -282,6 +500,9 @@ fn workflow_runs_end_to_end_and_gates_on_the_sla() {
     assert_eq!(c["before"]["succeeded"], 400);
     assert_eq!(c["after"]["succeeded"], 400);
     assert_eq!(c["verdict"]["met"], true);
+    if let Some(python) = &python {
+        validate_outputs(python, &url_out, &[]);
+    }
     let _ = std::fs::remove_dir_all(&url_out);
     let _ = std::fs::remove_file(&body);
 }

@@ -1,41 +1,58 @@
 #!/usr/bin/env bash
-# Makes <repo>/.venv-tools with xtask/tools/requirements.txt, idempotently:
-# an existing venv that already has every pinned version is left alone.
-# CI calls it before the tests; the tests that need it skip (and under CI
-# fail) without it.
+# Create (or reuse) <repo>/.venv-tools with the pinned Python tools the
+# tests use as independent references (requirements.txt beside this file).
+#
+# Idempotent: when the venv already has every pinned version, nothing is
+# installed. Env overrides: PYTHON=/path/to/python3, TOOLS_VENV=/path/to/venv.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-venv="$root/.venv-tools"
-requirements="$root/xtask/tools/requirements.txt"
-python="${PYTHON:-python3}"
 
-satisfied() {
-    [ -x "$venv/bin/python" ] || return 1
-    "$venv/bin/python" - "$requirements" <<'PY'
-import sys
-from importlib.metadata import PackageNotFoundError, version
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+VENV="${TOOLS_VENV:-$ROOT/.venv-tools}"
+REQ="$HERE/requirements.txt"
 
+log() { echo "[tools-setup] $*"; }
+die() { echo "[tools-setup] ERROR: $*" >&2; exit 1; }
+
+PY="${PYTHON:-$(command -v python3 || true)}"
+[[ -n "$PY" && -x "$PY" ]] || die "no python3 found (set PYTHON=/path/to/python3)"
+[[ -f "$REQ" ]] || die "missing $REQ"
+
+# 0 when every 'name==version' pin of requirements.txt is installed.
+venv_ok() {
+    [[ -x "$VENV/bin/python" ]] || return 1
+    "$VENV/bin/python" - "$REQ" <<'PY' || return 1
+import re, sys
+from importlib.metadata import version, PackageNotFoundError
+bad = []
 for line in open(sys.argv[1]):
     line = line.split("#", 1)[0].strip()
-    if not line:
+    m = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;]+)", line)
+    if not m:
         continue
-    name, _, pinned = line.partition("==")
+    name, want = m.group(1), m.group(3)
     try:
-        if version(name) != pinned:
-            sys.exit(1)
+        have = version(name)
     except PackageNotFoundError:
-        sys.exit(1)
+        have = None
+    if have != want:
+        bad.append(f"{name}: want {want}, have {have}")
+if bad:
+    print("[tools-setup] venv out of date: " + "; ".join(bad))
+    sys.exit(1)
 PY
 }
 
-if satisfied; then
-    echo "$venv: every requirement already installed"
+if venv_ok; then
+    log "venv $VENV already has the pinned versions; nothing to do"
     exit 0
 fi
-if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
+if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating venv $VENV with $PY ($("$PY" --version 2>&1))"
+    "$PY" -m venv "$VENV" || die "python -m venv failed (on Debian: apt-get install python3-venv)"
 fi
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -r "$requirements"
-satisfied
-echo "$venv: ready"
+log "installing $REQ"
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQ" \
+    || die "pip install failed"
+venv_ok || die "the venv still lacks a pinned version after installing"
+log "venv $VENV ready"

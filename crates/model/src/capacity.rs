@@ -11,6 +11,7 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{self, Contract, ContractError};
@@ -19,7 +20,7 @@ use crate::contract::{self, Contract, ContractError};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Which part of the search a step belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Doubling from the start rate.
@@ -43,7 +44,7 @@ impl Phase {
 }
 
 /// Why the search ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stopped {
     /// Bisection reached the precision and the repeats confirmed the answer.
@@ -78,7 +79,7 @@ impl Stopped {
 }
 
 /// One step of the curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StepRecord {
     /// Part of the search.
     pub phase: Phase,
@@ -105,7 +106,7 @@ pub struct StepRecord {
 }
 
 /// The result of a capacity search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CapacityReport {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -177,7 +178,7 @@ impl CapacityReport {
 
 /// A capacity search as `comparison.json` holds it: loadgen's report, and
 /// what `report compare` adds beside it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Capacity {
     /// What `loadgen capacity --json` wrote, its keys at the top level.
     #[serde(flatten)]

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::Capacity;
@@ -20,7 +21,7 @@ use crate::whatif::{CandidateKind, Decision};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The whole `comparison.json` document (schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Comparison {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -98,7 +99,7 @@ impl Comparison {
 /// (version 1). Percentiles and the mean, minimum and maximum are over the
 /// successful rows, by numpy's linear method (`null` when none succeeded);
 /// the duration spans every row, from the first start to the last response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SideSummary {
     /// Human label, e.g. "Before (input.py)".
     pub label: String,
@@ -141,7 +142,7 @@ pub struct SideSummary {
 }
 
 /// `comparison.json`: `sla`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Sla {
     /// Always `"p95_ms"`: the SLA bounds the After's P95.
     pub metric: String,
@@ -152,7 +153,7 @@ pub struct Sla {
 }
 
 /// `comparison.json`: `quality`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Quality {
     /// Both sides cover the same set of request ids, with the same row count.
     pub identical_inputs: bool,
@@ -183,7 +184,7 @@ pub struct Quality {
 }
 
 /// One check of the verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Check {
     /// Stable id: `sla_p95`, `failed_budget`, `output_mismatches`,
     /// `identical_inputs`, `output_digests`, and `slo` for each `--sla`
@@ -196,7 +197,7 @@ pub struct Check {
 }
 
 /// `comparison.json`: `verdict`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Verdict {
     /// Every check passed.
     pub met: bool,
@@ -209,7 +210,7 @@ pub struct Verdict {
 }
 
 /// One metric before and after.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MetricDelta {
     /// Before value.
     pub before: Option<f64>,
@@ -258,7 +259,7 @@ pub const EXTRA_ROWS: [&str; 15] = [
 ];
 
 /// `comparison.json`: `delta`, one entry per numeric metric of a side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Delta {
     /// Rows.
     pub total: MetricDelta,
@@ -312,7 +313,7 @@ impl Delta {
 }
 
 /// How closely the Rust reproduction agrees with `input.py`'s own log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Agreement {
     /// Reproduction P50 / `input.py` P50.
     pub p50_ratio: Option<f64>,
@@ -325,7 +326,7 @@ pub struct Agreement {
 }
 
 /// `comparison.json`: `before_reproduction`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Reproduction {
     /// The reproduction's own numbers.
     pub summary: SideSummary,
@@ -334,7 +335,7 @@ pub struct Reproduction {
 }
 
 /// One diagnosis entry in `comparison.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Finding {
     /// Stable id: `littles_law`, `latency_breakdown`, `server_parallelism`,
     /// `connection_setup`, `client_overhead`, `client_batch_wait`, `drift`,
@@ -355,7 +356,7 @@ pub struct Finding {
 }
 
 /// What `input.py` printed; a line it did not print stays `None`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InputPyNumbers {
     /// `Total requests: N`.
     pub total: Option<u64>,
@@ -372,7 +373,7 @@ pub struct InputPyNumbers {
 }
 
 /// Linear-method percentiles over the same rows, for the side-by-side view.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LinearPercentiles {
     /// P50, ms.
     pub p50_ms: Option<f64>,
@@ -383,7 +384,7 @@ pub struct LinearPercentiles {
 }
 
 /// `input.py`'s printed numbers next to ours (`comparison.json`: `input_py_stdout`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct InputPyReconciliation {
     /// Parsed from the script's stdout.
     pub printed: InputPyNumbers,
@@ -402,7 +403,7 @@ pub struct InputPyReconciliation {
 }
 
 /// The parts of a latency, ms, in the order they are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Parts {
     /// Waiting in the client's batcher for the batch to fill.
     pub batch_wait_ms: f64,
@@ -460,7 +461,7 @@ impl Parts {
 }
 
 /// A run's breakdown of where the time goes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Breakdown {
     /// The run's label.
     pub label: String,
@@ -522,7 +523,7 @@ impl Breakdown {
 }
 
 /// P50/P95/P99 and the P95's interval, ms.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Quantiles {
     /// P50, ms.
     pub p50_ms: Option<f64>,
@@ -535,7 +536,7 @@ pub struct Quantiles {
 }
 
 /// A candidate as the report lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RankedCandidate {
     /// Rank by predicted P95.
     pub rank: usize,
@@ -553,7 +554,7 @@ pub struct RankedCandidate {
 
 /// `comparison.json.prediction`: what the what-if engine predicted for the
 /// After it chose, beside what the After measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Prediction {
     /// The candidate run as the After.
     pub candidate: String,

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of this layout; bumped on any incompatible change.
@@ -19,7 +20,7 @@ fn current_version() -> u32 {
 }
 
 /// Everything `conditions.json` holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Conditions {
     /// [`SCHEMA_VERSION`] (a file without it is read as this version).
     #[serde(default = "current_version")]
@@ -125,7 +126,7 @@ impl Default for Conditions {
 }
 
 /// What served the requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
     /// stub-server, started by the workflow.
@@ -137,7 +138,7 @@ pub enum TargetKind {
 }
 
 /// The machine, as `/proc` and the standard library describe it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Machine {
     /// Available parallelism (0 when unknown).
     pub cores: usize,
@@ -150,7 +151,7 @@ pub struct Machine {
 }
 
 /// One phase's machine load and, for input.py, what its process cost.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Phase {
     /// Load averages over 1, 5 and 15 minutes when the phase started.
     #[serde(default)]

@@ -25,7 +25,10 @@
 //! - The JSON files one tool writes and another reads, each with its
 //!   `SCHEMA_VERSION`: [`whatif`] (`whatif.json`: the analysis's decisions
 //!   and the what-if engine's prediction), [`comparison`]
-//!   (`comparison.json`) and [`conditions`] (`conditions.json`).
+//!   (`comparison.json`), [`conditions`] (`conditions.json`) and
+//!   [`repeats`] (`repeats.json`).
+//! - [`schema`]: the published JSON Schemas of all of them and of the
+//!   log's rows (`docs/schemas/`), generated from these types.
 //!
 //! ```
 //! use model::{output::expected_output, payload::baseline_input, DEFAULT_MODEL};
@@ -48,6 +51,8 @@ pub mod kserve_grpc;
 pub mod log;
 pub mod output;
 pub mod payload;
+pub mod repeats;
+pub mod schema;
 pub mod summary;
 pub mod whatif;
 pub mod wire;

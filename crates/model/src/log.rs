@@ -14,50 +14,281 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-/// The columns `input.py` writes.
-pub(crate) const INPUT_PY_COLUMNS: [&str; 5] = [
-    "request_id",
-    "timestamp_ms",
-    "latency_ms",
-    "status_code",
-    "error",
+/// What a column's fields hold, as text in the CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// A whole number, 0 or more.
+    Count,
+    /// A decimal number (`loadgen` writes three decimals; `input.py`,
+    /// Python's `repr` of a float).
+    Number,
+    /// `true` or `false`.
+    Bool,
+    /// Any text (quoted where CSV needs it).
+    Text,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// Decimal numbers separated by single spaces.
+    Numbers,
+}
+
+/// Which logs have a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnSet {
+    /// `input.py`'s five columns, first in every log.
+    InputPy,
+    /// What `loadgen` writes after them, in every loadgen log.
+    Loadgen,
+    /// What a streamed LLM run (`--api openai-chat`, `openai-completions`)
+    /// adds after those.
+    Llm,
+}
+
+/// One column of the per-request log: the one description of it that the
+/// writer's header, the reader's look-ups and the published documentation
+/// (`docs/schemas/log-columns.md`, `docs/schemas/log-row.schema.json`,
+/// made by [`crate::schema`]) all come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// The header's name.
+    pub name: &'static str,
+    /// The unit of its values (empty for none).
+    pub unit: &'static str,
+    /// What its fields hold.
+    pub kind: ColumnKind,
+    /// When the field is empty, if it may be (`None`: never).
+    pub empty: Option<&'static str>,
+    /// Which logs have it.
+    pub set: ColumnSet,
+    /// What it means.
+    pub meaning: &'static str,
+}
+
+/// Every column, in the order a log has them.
+pub const COLUMNS: [Column; 22] = [
+    Column {
+        name: "request_id",
+        unit: "",
+        kind: ColumnKind::Count,
+        empty: None,
+        set: ColumnSet::InputPy,
+        meaning: "the request's index in the run (its payload index)",
+    },
+    Column {
+        name: "timestamp_ms",
+        unit: "ms since the Unix epoch",
+        kind: ColumnKind::Number,
+        empty: None,
+        set: ColumnSet::InputPy,
+        meaning: "wall-clock time the request started",
+    },
+    Column {
+        name: "latency_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: None,
+        set: ColumnSet::InputPy,
+        meaning: "end to end: from the request's start (its intended start in the open loop; \
+                  its own enqueue time when batched, so a batch's wait is counted) to the whole response",
+    },
+    Column {
+        name: "status_code",
+        unit: "",
+        kind: ColumnKind::Count,
+        empty: None,
+        set: ColumnSet::InputPy,
+        meaning: "HTTP status; 0 when no response came",
+    },
+    Column {
+        name: "error",
+        unit: "",
+        kind: ColumnKind::Text,
+        empty: Some("on success"),
+        set: ColumnSet::InputPy,
+        meaning: "the error kind (in `input.py`'s log, the Python exception's text)",
+    },
+    Column {
+        name: "ok",
+        unit: "",
+        kind: ColumnKind::Bool,
+        empty: None,
+        set: ColumnSet::Loadgen,
+        meaning: "the request counts as a success: a 2xx answer, well formed, no error, \
+                  and its output matched when it was checked",
+    },
+    Column {
+        name: "batch_id",
+        unit: "",
+        kind: ColumnKind::Count,
+        empty: Some("when the request never went out (e.g. `dropped`)"),
+        set: ColumnSet::Loadgen,
+        meaning: "which HTTP request carried this logical request (client micro-batching)",
+    },
+    Column {
+        name: "batch_size",
+        unit: "requests",
+        kind: ColumnKind::Count,
+        empty: Some("as `batch_id`"),
+        set: ColumnSet::Loadgen,
+        meaning: "how many logical requests that HTTP request carried",
+    },
+    Column {
+        name: "connect_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("when not measured (e.g. a request that never went out)"),
+        set: ColumnSet::Loadgen,
+        meaning: "TCP connect for this request; 0 on a reused connection",
+    },
+    Column {
+        name: "tls_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("over `http://`"),
+        set: ColumnSet::Loadgen,
+        meaning: "TLS handshake for this request; 0 on a reused connection",
+    },
+    Column {
+        name: "queue_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("when the server sends no `Server-Timing: queue`"),
+        set: ColumnSet::Loadgen,
+        meaning: "the server's queue wait, from its `Server-Timing: queue;dur=...` header",
+    },
+    Column {
+        name: "service_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("when the server sends no `Server-Timing: infer`"),
+        set: ColumnSet::Loadgen,
+        meaning: "the server's execution time, from `Server-Timing: infer;dur=...`",
+    },
+    Column {
+        name: "output_digest",
+        unit: "16 hex digits",
+        kind: ColumnKind::Text,
+        empty: Some("when no output came"),
+        set: ColumnSet::Loadgen,
+        meaning: "FNV-1a digest of the output (for `--api template`, of the value at \
+                  `--expect-json-path`, or of the whole body), to compare runs request by request",
+    },
+    Column {
+        name: "verified",
+        unit: "",
+        kind: ColumnKind::Bool,
+        empty: None,
+        set: ColumnSet::Loadgen,
+        meaning: "true when the row's output was checked against the expected output and matched; \
+                  false where nothing was checked (`--no-verify`, an API whose answers are not known \
+                  without `--verify`, a failed request); read as false in logs older than the column",
+    },
+    Column {
+        name: "retries",
+        unit: "requests",
+        kind: ColumnKind::Count,
+        empty: None,
+        set: ColumnSet::Loadgen,
+        meaning: "re-sends on a new connection after a kept-alive connection was found closed \
+                  before any byte of a response came (or an HTTP/2 GOAWAY turned the request away); \
+                  0 almost always, and in logs older than the column",
+    },
+    Column {
+        name: "ttft_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("when no content came or the answer was not streamed"),
+        set: ColumnSet::Llm,
+        meaning: "time to first token: from the request's intended start to its first content delta",
+    },
+    Column {
+        name: "tpot_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("under two tokens"),
+        set: ColumnSet::Llm,
+        meaning: "time per output token: (e2e - TTFT) / (tokens - 1)",
+    },
+    Column {
+        name: "output_tokens",
+        unit: "tokens",
+        kind: ColumnKind::Count,
+        empty: Some("when not known"),
+        set: ColumnSet::Llm,
+        meaning: "output tokens of the answer",
+    },
+    Column {
+        name: "tokens_from",
+        unit: "",
+        kind: ColumnKind::OneOf(&["usage", "counted"]),
+        empty: Some("as `output_tokens`"),
+        set: ColumnSet::Llm,
+        meaning: "where `output_tokens` came from: `usage` (the server's `usage.completion_tokens`) \
+                  or `counted` (content deltas counted)",
+    },
+    Column {
+        name: "itl_mean_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("under two content deltas"),
+        set: ColumnSet::Llm,
+        meaning: "mean gap between content deltas (inter-token latency)",
+    },
+    Column {
+        name: "itl_max_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("under two content deltas"),
+        set: ColumnSet::Llm,
+        meaning: "longest gap between content deltas",
+    },
+    Column {
+        name: "itl_ms",
+        unit: "ms",
+        kind: ColumnKind::Numbers,
+        empty: Some("under two content deltas"),
+        set: ColumnSet::Llm,
+        meaning: "every gap between content deltas, in order, space-separated, so percentiles \
+                  over all gaps of a run are exact",
+    },
 ];
+
+/// The names of the [`COLUMNS`] of the sets `first..=last` (in the order
+/// of [`ColumnSet`]), checked when compiled: `N` must be their count.
+const fn names<const N: usize>(first: ColumnSet, last: ColumnSet) -> [&'static str; N] {
+    let mut out = [""; N];
+    let (mut i, mut k) = (0, 0);
+    while i < COLUMNS.len() {
+        let set = COLUMNS[i].set as u8;
+        if set >= first as u8 && set <= last as u8 {
+            out[k] = COLUMNS[i].name;
+            k += 1;
+        }
+        i += 1;
+    }
+    assert!(k == N, "the count of columns does not match the table");
+    out
+}
+
+/// Whether `name` is one of the [`COLUMNS`].
+pub(crate) fn is_column(name: &str) -> bool {
+    COLUMNS.iter().any(|c| c.name == name)
+}
+
+/// The columns `input.py` writes.
+pub(crate) const INPUT_PY_COLUMNS: [&str; 5] = names(ColumnSet::InputPy, ColumnSet::InputPy);
 
 /// The columns `loadgen` writes: `input.py`'s, then the rich ones.
 /// `verified` and `retries` came last, so older logs lack them (read as
 /// not verified and 0).
-pub const LOADGEN_COLUMNS: [&str; 15] = [
-    "request_id",
-    "timestamp_ms",
-    "latency_ms",
-    "status_code",
-    "error",
-    "ok",
-    "batch_id",
-    "batch_size",
-    "connect_ms",
-    "tls_ms",
-    "queue_ms",
-    "service_ms",
-    "output_digest",
-    "verified",
-    "retries",
-];
+pub const LOADGEN_COLUMNS: [&str; 15] = names(ColumnSet::InputPy, ColumnSet::Loadgen);
 
 /// The columns a streamed LLM run adds after [`LOADGEN_COLUMNS`]: per
 /// request its time to first token, time per output token, output tokens
 /// and where their count came from, and its inter-token gaps (their mean,
 /// their maximum and every gap, space-separated, so the report computes
 /// percentiles over all gaps of a run exactly).
-pub(crate) const LLM_COLUMNS: [&str; 7] = [
-    "ttft_ms",
-    "tpot_ms",
-    "output_tokens",
-    "tokens_from",
-    "itl_mean_ms",
-    "itl_max_ms",
-    "itl_ms",
-];
+pub(crate) const LLM_COLUMNS: [&str; 7] = names(ColumnSet::Llm, ColumnSet::Llm);
 
 /// The columns every loadgen log has after [`LOADGEN_COLUMNS`] and, in an
 /// LLM log, the [`LLM_COLUMNS`]: which part of the run the row belongs to
@@ -530,7 +761,11 @@ struct ColumnIndex {
 
 impl ColumnIndex {
     fn new(header: &csv::StringRecord) -> Result<Self, LogError> {
-        let find = |name: &str| header.iter().position(|h| h.trim() == name);
+        // Every name looked up is one of the documented COLUMNS.
+        let find = |name: &'static str| {
+            debug_assert!(is_column(name), "`{name}` is not in log::COLUMNS");
+            header.iter().position(|h| h.trim() == name)
+        };
         let mut base = [0; 5];
         for (slot, name) in base.iter_mut().zip(INPUT_PY_COLUMNS) {
             *slot = find(name).ok_or(LogError::MissingColumn(name))?;

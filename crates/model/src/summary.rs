@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::contract::{self, Contract, ContractError};
@@ -46,7 +47,7 @@ fn exact_by_default() -> bool {
 
 /// Everything a run measured. The first keys match a side of the report's
 /// `comparison.json`; percentiles are over successful requests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunSummary {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -259,7 +260,7 @@ impl RunSummary {
 /// One line of the text histogram: the successful latencies above the
 /// previous bucket's bound (the fastest included in the first) up to
 /// `upper_ms`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LatencyBucket {
     /// Upper bound, ms.
     pub upper_ms: f64,
@@ -269,7 +270,7 @@ pub struct LatencyBucket {
 
 /// A series' percentiles, ms (`null`s when it is empty), by numpy's
 /// linear method.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Percentiles {
     /// Samples.
     pub count: u64,
@@ -307,7 +308,7 @@ pub struct Percentiles {
 /// What a streamed LLM run measured, by the method `report` uses on the
 /// log. loadgen's summary and a side of `comparison.json`
 /// ([`crate::comparison::SideSummary`]) both carry it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LlmSummary {
     /// Time to first token, successful requests.
     pub ttft: Percentiles,
@@ -409,7 +410,7 @@ pub struct TraceSummary {
 }
 
 /// A shard's place in a split load and when it started.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ShardSummary {
     /// This shard, `0..count`.
     pub index: u32,
@@ -425,7 +426,7 @@ pub struct ShardSummary {
 }
 
 /// The load a command line asks for, as a whole: totals, not a shard's part.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     /// Target URL, as given.
     pub url: String,
@@ -466,7 +467,7 @@ pub struct Plan {
 }
 
 /// Request ids over a merge's rows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestIds {
     /// Distinct ids.
     pub unique: u64,
@@ -481,7 +482,7 @@ pub struct RequestIds {
 }
 
 /// The shards a merged summary was made of.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MergedShards {
     /// How many shards were merged.
     pub count: u64,
@@ -490,7 +491,7 @@ pub struct MergedShards {
 }
 
 /// One shard of a merge.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct MergedShard {
     /// The directory given.
     pub dir: String,
@@ -507,7 +508,7 @@ pub struct MergedShard {
 }
 
 /// An objective judged on a run (the report's `--sla`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ObjectiveResult {
     /// The expression.
     pub expression: String,

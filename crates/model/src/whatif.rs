@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of this layout; bumped on any incompatible change (2: the
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything `report whatif --json` writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WhatifReport {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -46,7 +47,7 @@ impl WhatifReport {
 }
 
 /// Which of the file's decisions a run carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionRole {
     /// [`WhatifReport::after`].
@@ -56,7 +57,7 @@ pub enum DecisionRole {
 }
 
 /// One change the analysis chose, as the runner carries it out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Decision {
     /// Who changes something: the client, or the server.
     pub kind: CandidateKind,
@@ -75,7 +76,7 @@ pub struct Decision {
 
 /// A server setting a [`Decision`] applies, independent of which server
 /// runs it; each runner maps it to its server's own flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ServerSetting {
     /// Sequences an LLM server decodes at once (vLLM's `max_num_seqs`,
@@ -93,7 +94,7 @@ pub enum ServerSetting {
 }
 
 /// The what-if engine's part: the fit, every candidate, its choice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EngineReport {
     /// The fitted service model.
     pub fit: FitSummary,
@@ -140,7 +141,7 @@ impl EngineReport {
 }
 
 /// A fitted quantity with its 95% bootstrap interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Estimate {
     /// The estimate from all executions.
     pub value: f64,
@@ -158,7 +159,7 @@ impl Estimate {
 }
 
 /// How requests are offered.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Load {
     /// `concurrency` workers, each issuing its next request when its
@@ -190,7 +191,7 @@ impl Load {
 }
 
 /// The fit as the JSON shows it (the samples themselves stay out).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FitSummary {
     /// Fixed cost per executed batch, ms.
     pub base_ms: Estimate,
@@ -215,7 +216,7 @@ pub struct FitSummary {
 }
 
 /// Who has to change something for a candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateKind {
     /// The Before as measured, for reference.
@@ -227,7 +228,7 @@ pub enum CandidateKind {
 }
 
 /// A change to the simulated server a candidate of the engine assumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ServerChange {
     /// The fitted workers plus one.
@@ -243,7 +244,7 @@ pub enum ServerChange {
 }
 
 /// One candidate's predicted latencies.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CandidateRow {
     /// Position by predicted P95, from 1.
     pub rank: usize,
@@ -285,7 +286,7 @@ pub struct CandidateRow {
 
 /// Highest open-loop (evenly spaced) rate whose simulated P95 keeps the
 /// SLA while the server keeps up; `None` when no rate does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PredictedCapacity {
     /// With the Before's client.
     pub baseline: Option<f64>,
@@ -300,7 +301,7 @@ pub struct PredictedCapacity {
 }
 
 /// A client chosen for open-loop capacity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CapacityChoice {
     /// As the ranked table names it.
     pub label: String,

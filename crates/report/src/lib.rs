@@ -42,6 +42,7 @@ mod error;
 mod evidence;
 mod html;
 mod input_py;
+pub mod junit;
 mod markdown;
 pub mod merge;
 mod prediction;

@@ -9,14 +9,15 @@
 //! gets a seeded percentile-bootstrap interval
 //! ([`stats::bootstrap_quantile_diff_ci`]); each side's P95 gets its own
 //! ([`stats::bootstrap_quantile_ci`]). The proof passes only when every
-//! pair's verdict was met.
+//! pair's verdict was met. Its file, `repeats.json`, is
+//! [`model::repeats::RepeatsReport`].
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use model::comparison::Comparison;
-use serde::{Deserialize, Serialize};
+pub use model::repeats::{Interval, PairRow, RepeatsReport};
 use stats::{ConfidenceInterval, QuantileMethod};
 
 use crate::error::ReportError;
@@ -27,52 +28,15 @@ const RESAMPLES: usize = 2000;
 /// The bootstrap's seed: the same pairs always give the same interval.
 const BOOTSTRAP_SEED: u64 = 0x5eed;
 
-/// One pair of the proof.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairRow {
-    /// 1-based number of the pair, in the order it ran.
-    pub pair: u32,
-    /// The pair's directory.
-    pub dir: String,
-    /// The simulator's seed in that pair (`conditions.server_seed`), if any.
-    pub seed: Option<u64>,
-    /// The Before's P95, ms.
-    pub before_p95_ms: Option<f64>,
-    /// The After's P95, ms.
-    pub after_p95_ms: Option<f64>,
-    /// After minus Before, ms.
-    pub diff_p95_ms: Option<f64>,
-    /// Whether the pair's verdict was met.
-    pub met: bool,
-}
-
-/// `repeats.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RepeatsReport {
-    /// 1.
-    pub schema_version: u32,
-    /// Pairs run.
-    pub pairs: u32,
-    /// Every pair, in order.
-    pub rows: Vec<PairRow>,
-    /// Pairs whose verdict was met.
-    pub met_count: u32,
-    /// Whether every pair's verdict was met (the proof's outcome).
-    pub met_every_pair: bool,
-    /// The Before's P95 over the pooled rows of every pair, ms.
-    pub before_p95_ms: Option<ConfidenceInterval>,
-    /// The After's P95 over the pooled rows of every pair, ms.
-    pub after_p95_ms: Option<ConfidenceInterval>,
-    /// After P95 minus Before P95 over the pooled rows, ms.
-    pub diff_p95_ms: Option<ConfidenceInterval>,
-    /// Bootstrap resamples per interval.
-    pub resamples: usize,
-    /// The conclusion in one sentence, with its numbers.
-    pub verdict: String,
-}
-
 /// Reads each pair's `comparison.json` and logs and draws the conclusion.
 pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
+    summarize_pairs(pair_dirs).map(|(report, _)| report)
+}
+
+/// As [`summarize`], with each pair's comparison, in order.
+pub fn summarize_pairs(
+    pair_dirs: &[PathBuf],
+) -> Result<(RepeatsReport, Vec<Comparison>), ReportError> {
     if pair_dirs.is_empty() {
         return Err(ReportError::InvalidOption(
             "give at least one pair directory (each holding a comparison.json)".into(),
@@ -82,6 +46,7 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
     let mut rows = Vec::new();
     let mut before_ms = Vec::new();
     let mut after_ms = Vec::new();
+    let mut comparisons = Vec::new();
     for (index, dir) in pair_dirs.iter().enumerate() {
         let path = dir.join("comparison.json");
         let text = fs::read_to_string(&path).map_err(|e| ReportError::io(&path, e))?;
@@ -113,6 +78,7 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
             diff_p95_ms: diff,
             met: comparison.verdict.met,
         });
+        comparisons.push(comparison);
     }
     let quantile_ci = |samples: &[f64]| {
         stats::bootstrap_quantile_ci(
@@ -124,6 +90,7 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
             BOOTSTRAP_SEED,
         )
         .ok()
+        .map(interval)
     };
     let diff = stats::bootstrap_quantile_diff_ci(
         &before_ms,
@@ -135,6 +102,7 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
         BOOTSTRAP_SEED,
     )
     .ok();
+    let diff = diff.map(interval);
     let pairs = u32::try_from(rows.len()).unwrap_or(u32::MAX);
     let met_count = u32::try_from(rows.iter().filter(|r| r.met).count()).unwrap_or(u32::MAX);
     let met_every_pair = met_count == pairs;
@@ -154,8 +122,8 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
         seeds.join(", "),
         if met_every_pair { "PASS" } else { "FAIL" }
     );
-    Ok(RepeatsReport {
-        schema_version: 1,
+    let report = RepeatsReport {
+        schema_version: model::repeats::SCHEMA_VERSION,
         pairs,
         rows,
         met_count,
@@ -165,7 +133,45 @@ pub fn summarize(pair_dirs: &[PathBuf]) -> Result<RepeatsReport, ReportError> {
         diff_p95_ms: diff,
         resamples: RESAMPLES,
         verdict,
-    })
+    };
+    Ok((report, comparisons))
+}
+
+/// The suites of `--junit FILE` (`junit`): each pair's verdict, its logs
+/// named relative to the file's directory, then the proof's.
+pub fn junit_suites(
+    report: &RepeatsReport,
+    comparisons: &[Comparison],
+    junit: &Path,
+) -> Vec<crate::junit::Suite> {
+    let named: Vec<(String, Comparison)> = report
+        .rows
+        .iter()
+        .zip(comparisons)
+        .map(|(row, c)| {
+            let seed = row
+                .seed
+                .map_or_else(String::new, |s| format!(" (seed {s})"));
+            (
+                format!(
+                    "pair {}{seed}: {} vs {}",
+                    row.pair, c.before.label, c.after.label
+                ),
+                crate::junit::with_logs_beside(c, Some(Path::new(&row.dir)), junit),
+            )
+        })
+        .collect();
+    crate::junit::repeats_suites(report, &named)
+}
+
+/// `stats`' interval as the contract writes it.
+fn interval(ci: ConfidenceInterval) -> Interval {
+    Interval {
+        estimate: ci.estimate,
+        lower: ci.lower,
+        upper: ci.upper,
+        confidence: ci.confidence,
+    }
 }
 
 /// Refuses a pair given twice (the same directory by its canonical path,

@@ -12,9 +12,6 @@ use model::comparison::Comparison;
 
 use crate::error::ReportError;
 
-/// Header of `comparison.csv`.
-pub(crate) const CSV_HEADER: &str = "metric,before,after,delta,delta_pct";
-
 /// Writes `bytes` to `path` via a temporary file in the same directory.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     let dir = match path.parent() {
@@ -44,6 +41,17 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportEr
 /// named relative to `dir`, where its reports go. A path that cannot be
 /// resolved (a log not read from a file, or gone) stays as given.
 pub(crate) fn with_logs_relative_to(comparison: &Comparison, dir: &Path) -> Comparison {
+    with_logs_moved(comparison, None, dir)
+}
+
+/// As [`with_logs_relative_to`], for a comparison whose relative log
+/// paths are relative to `from` (the directory of the `comparison.json`
+/// it was read from) rather than to the current directory.
+pub(crate) fn with_logs_moved(
+    comparison: &Comparison,
+    from: Option<&Path>,
+    dir: &Path,
+) -> Comparison {
     let mut comparison = comparison.clone();
     let Ok(dir) = fs::canonicalize(dir) else {
         return comparison;
@@ -51,6 +59,10 @@ pub(crate) fn with_logs_relative_to(comparison: &Comparison, dir: &Path) -> Comp
     let relative = |log_file: &mut Option<String>| {
         let Some(given) = log_file.as_deref() else {
             return;
+        };
+        let given = match from {
+            Some(from) => from.join(given),
+            None => Path::new(given).to_owned(),
         };
         if let Some(path) = fs::canonicalize(given)
             .ok()
@@ -76,7 +88,7 @@ pub(crate) fn comparison_json(comparison: &Comparison) -> Result<String, ReportE
 
 /// `comparison.csv`: one row per metric; empty cells where a value is undefined.
 pub(crate) fn comparison_csv(comparison: &Comparison) -> String {
-    let mut out = String::from(CSV_HEADER);
+    let mut out = model::schema::COMPARISON_CSV_COLUMNS.join(",");
     out.push('\n');
     for (metric, d) in comparison.delta.rows() {
         let cells = [d.before, d.after, d.diff, d.pct].map(csv_number);

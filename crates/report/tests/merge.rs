@@ -661,6 +661,65 @@ fn overlapping_shards_are_reported_and_exit_1() {
     assert_eq!(merged.summary.ids.unwrap().duplicates, 250);
 }
 
+/// `--junit`: one suite, a case per objective and one for the ids, read
+/// by junitparser and valid against the JUnit XSD; the merged summary
+/// and log (the tool's own outputs) are valid against their published
+/// schemas.
+#[test]
+fn junit_has_a_case_per_objective_and_for_the_ids_and_the_outputs_match_their_schemas() {
+    let root = common::temp_dir("merge-junit");
+    let dirs = build_shards(&root);
+    let out_dir = root.join("merged");
+    let junit = root.join("ci/junit.xml");
+    let junit_arg = junit.to_string_lossy().into_owned();
+    let out = merge(
+        &out_dir,
+        &[
+            "--sla", "p95<=800", "--sla", "p99<=500", "--junit", &junit_arg,
+        ],
+        &dirs,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let s = read_json(&out_dir.join("summary.json"));
+    let Some(read) = common::check_junit(&junit) else {
+        return;
+    };
+    assert_eq!(read["valid"], true, "{}", read["validation_error"]);
+    assert_eq!(
+        read["stated"],
+        serde_json::json!({"tests": 3, "failures": 1, "errors": 0})
+    );
+    assert_eq!(read["counted"]["failures"], 1);
+    let suite = &read["suites"][0];
+    assert_eq!(suite["name"], "merge of 4 shards");
+    let cases = suite["cases"].as_array().unwrap();
+    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["slo p95<=800", "slo p99<=500", "unique_request_ids"]
+    );
+    assert_eq!(cases[0]["result"], "passed");
+    assert_eq!(cases[2]["result"], "passed");
+    assert_eq!(cases[1]["result"], "failure");
+    let p99 = f(&s, "p99_ms");
+    let message = cases[1]["message"].as_str().unwrap();
+    let shown: f64 = message
+        .split("measured ")
+        .nth(1)
+        .and_then(|m| m.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((shown - p99).abs() < 5e-4, "{message} vs {p99}");
+    assert!(
+        message.ends_with(" ms, threshold <= 500 ms (FAILED)"),
+        "{message}"
+    );
+
+    common::validate_against_schema("run-summary.schema.json", &[&out_dir.join("summary.json")]);
+    common::validate_against_schema("log-row.schema.json", &[&out_dir.join("log.csv")]);
+}
+
 /// 190 latencies: a dense body and a sparse tail up to 7.587 ms, whose
 /// bucket's midpoint (7.58784 ms) lies above it. Nearest-rank values from
 /// the histogram are a whole sample off here (P99 7.2 against numpy's

@@ -63,3 +63,79 @@ pub(crate) fn write(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
     fs::write(&path, text).unwrap();
     path
 }
+
+/// The repository's root.
+pub(crate) fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Says why a test did not run; under CI (`CI` set) that is a failure.
+pub(crate) fn skip(why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{why} (CI is set, so this is a failure, not a skip)"
+    );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
+/// The Python of `<repo>/.venv-tools` (`xtask/tools/setup.sh`) when it
+/// has the packages the checks use; else skips, saying why.
+pub(crate) fn tools_python() -> Option<PathBuf> {
+    let python = repo_root().join(".venv-tools/bin/python");
+    let ready = std::process::Command::new(&python)
+        .args(["-c", "import junitparser, jsonschema, xmlschema"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ready {
+        Some(python)
+    } else {
+        skip(&format!(
+            "{} lacks junitparser, jsonschema or xmlschema; run xtask/tools/setup.sh",
+            python.display()
+        ));
+        None
+    }
+}
+
+/// `xtask/tools/check_junit.py` on `xml`: validated against the JUnit
+/// XSD Jenkins documents and read by junitparser; `None` when skipped.
+pub(crate) fn check_junit(xml: &std::path::Path) -> Option<serde_json::Value> {
+    let python = tools_python()?;
+    let root = repo_root();
+    let out = std::process::Command::new(python)
+        .arg(root.join("xtask/tools/check_junit.py"))
+        .arg(root.join("crates/report/tests/data/junit-10.xsd"))
+        .arg(xml)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check_junit.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Validates `files` against `docs/schemas/SCHEMA` with `jsonschema`
+/// (`xtask/tools/validate_json.py`), failing on any error; `false` when
+/// skipped.
+pub(crate) fn validate_against_schema(schema: &str, files: &[&std::path::Path]) -> bool {
+    let Some(python) = tools_python() else {
+        return false;
+    };
+    let root = repo_root();
+    let out = std::process::Command::new(python)
+        .arg(root.join("xtask/tools/validate_json.py"))
+        .arg(root.join("docs/schemas").join(schema))
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{schema}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}

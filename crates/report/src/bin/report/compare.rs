@@ -84,6 +84,11 @@ pub(crate) struct CompareArgs {
     /// Directory for the report files (created if missing).
     #[arg(long)]
     out_dir: PathBuf,
+    /// Also write the verdict as JUnit XML to FILE (for CI): one test
+    /// suite, one test case per check and per --sla objective, a failed
+    /// check a <failure> with the measured value against the threshold.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
 }
 
 /// `report compare --decision`.
@@ -148,6 +153,9 @@ pub(crate) fn run(args: &CompareArgs) -> Result<bool, ReportError> {
             args.out_dir.display()
         )));
     }
+    if let Some(path) = &args.junit {
+        report::junit::check_path(path)?;
+    }
     let conditions = match &args.conditions {
         Some(path) => {
             let text = read_text("conditions", path)?;
@@ -204,6 +212,13 @@ pub(crate) fn run(args: &CompareArgs) -> Result<bool, ReportError> {
     print!("{}", report::plain_text(&comparison));
     println!("Reports written:");
     for path in written {
+        println!("  {}", path.display());
+    }
+    if let Some(path) = &args.junit {
+        let name = format!("{} vs {}", comparison.before.label, comparison.after.label);
+        let beside = report::junit::with_logs_beside(&comparison, None, path);
+        let suite = report::junit::comparison_suite(&beside, &name, "");
+        report::junit::write(path, "report compare", &[suite])?;
         println!("  {}", path.display());
     }
     Ok(comparison.verdict.met)

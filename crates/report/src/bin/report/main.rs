@@ -49,6 +49,11 @@ enum Command {
         /// Where repeats.json and repeats.md go (created if missing).
         #[arg(long)]
         out_dir: PathBuf,
+        /// Also write JUnit XML to FILE (for CI): one test suite per pair
+        /// (its verdict's checks, as `report compare --junit` writes them),
+        /// then one for the proof (every pair met).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
         /// The pairs' directories, in the order they ran.
         #[arg(required = true)]
         pairs: Vec<PathBuf>,
@@ -76,8 +81,12 @@ fn main() -> ExitCode {
             report::whatif::run(&args.options())
                 .map(|r| r.engine.as_ref().is_none_or(|e| e.chosen.is_some())),
         ),
-        Command::Merge(args) => exit_code(report::merge::run(&args.options()).map(|m| m.met())),
-        Command::Repeats { out_dir, pairs } => exit_code(run_repeats(&out_dir, &pairs)),
+        Command::Merge(args) => exit_code(merge::run(&args)),
+        Command::Repeats {
+            out_dir,
+            junit,
+            pairs,
+        } => exit_code(run_repeats(&out_dir, junit.as_deref(), &pairs)),
     }
 }
 
@@ -101,11 +110,23 @@ fn run_summary(file: &Path, label: &str) -> Result<(), ReportError> {
 }
 
 /// Returns whether every pair met its verdict.
-fn run_repeats(out_dir: &Path, pairs: &[PathBuf]) -> Result<bool, ReportError> {
-    let summary = report::repeats::summarize(pairs)?;
+fn run_repeats(
+    out_dir: &Path,
+    junit: Option<&Path>,
+    pairs: &[PathBuf],
+) -> Result<bool, ReportError> {
+    if let Some(path) = junit {
+        report::junit::check_path(path)?;
+    }
+    let (summary, comparisons) = report::repeats::summarize_pairs(pairs)?;
     let written = report::repeats::write(&summary, out_dir)?;
     print!("{}", report::repeats::render_markdown(&summary));
     for path in written {
+        println!("written: {}", path.display());
+    }
+    if let Some(path) = junit {
+        let suites = report::repeats::junit_suites(&summary, &comparisons, path);
+        report::junit::write(path, "report repeats", &suites)?;
         println!("written: {}", path.display());
     }
     Ok(summary.met_every_pair)
@@ -165,9 +186,19 @@ mod tests {
                 "0",
                 "--out-dir",
                 "out",
+                "--junit",
+                "j.xml",
             ],
             &["summary", "x.csv", "--label", "run"],
-            &["repeats", "--out-dir", "out", "p1", "p2"],
+            &[
+                "repeats",
+                "--out-dir",
+                "out",
+                "--junit",
+                "j.xml",
+                "p1",
+                "p2",
+            ],
             &[
                 "whatif",
                 "--before",
@@ -219,7 +250,9 @@ mod tests {
                 "--json",
                 "w.json",
             ],
-            &["merge", "--out", "m", "--sla", "p95<=800", "s0", "s1"],
+            &[
+                "merge", "--out", "m", "--sla", "p95<=800", "--junit", "j.xml", "s0", "s1",
+            ],
         ];
         crate::cli_check::assert_every_flag_parsed(Cli::command(), samples, |args| {
             Cli::try_parse_from(std::iter::once("report").chain(args.iter().copied()))
