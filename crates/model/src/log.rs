@@ -42,6 +42,11 @@ pub enum ColumnSet {
     /// What a streamed LLM run (`--api openai-chat`, `openai-completions`)
     /// adds after those.
     Llm,
+    /// What every loadgen log has after those (after the LLM columns in
+    /// an LLM log, after loadgen's own otherwise).
+    Run,
+    /// What an LLM log has last.
+    Workload,
 }
 
 /// One column of the per-request log: the one description of it that the
@@ -65,7 +70,7 @@ pub struct Column {
 }
 
 /// Every column, in the order a log has them.
-pub const COLUMNS: [Column; 22] = [
+pub const COLUMNS: [Column; 29] = [
     Column {
         name: "request_id",
         unit: "",
@@ -251,6 +256,65 @@ pub const COLUMNS: [Column; 22] = [
         meaning: "every gap between content deltas, in order, space-separated, so percentiles \
                   over all gaps of a run are exact",
     },
+    Column {
+        name: "phase",
+        unit: "",
+        kind: ColumnKind::OneOf(&["measure", "warmup"]),
+        empty: None,
+        set: ColumnSet::Run,
+        meaning: "which part of the run the row belongs to: `warmup` rows (`--warmup`) are in \
+                  no statistic; read as `measure` in logs older than the column",
+    },
+    Column {
+        name: "send_lag_ms",
+        unit: "ms",
+        kind: ColumnKind::Number,
+        empty: Some("for a send not on an open-loop schedule (the closed loop, a conversation's later turns)"),
+        set: ColumnSet::Run,
+        meaning: "schedule adherence: the actual send minus the intended send on the open loop",
+    },
+    Column {
+        name: "input_tokens",
+        unit: "tokens",
+        kind: ColumnKind::Count,
+        empty: Some("when the prompt's length was not asked for (fixed payloads)"),
+        set: ColumnSet::Workload,
+        meaning: "the prompt length asked for (drawn by `--input-tokens`, or a trace row's); \
+                  for a conversation's turn, its new message's",
+    },
+    Column {
+        name: "max_tokens",
+        unit: "tokens",
+        kind: ColumnKind::Count,
+        empty: Some("when the request sent none"),
+        set: ColumnSet::Workload,
+        meaning: "the `max_tokens` the request sent",
+    },
+    Column {
+        name: "prompt_tokens",
+        unit: "tokens",
+        kind: ColumnKind::Count,
+        empty: Some("when the server sent no `usage.prompt_tokens`"),
+        set: ColumnSet::Workload,
+        meaning: "the server's own count of the prompt's tokens (`usage.prompt_tokens`, \
+                  the chat template's tokens included)",
+    },
+    Column {
+        name: "session_id",
+        unit: "",
+        kind: ColumnKind::Count,
+        empty: Some("outside conversations (`--turns`)"),
+        set: ColumnSet::Workload,
+        meaning: "the conversation this request is a turn of",
+    },
+    Column {
+        name: "turn",
+        unit: "",
+        kind: ColumnKind::Count,
+        empty: Some("as `session_id`"),
+        set: ColumnSet::Workload,
+        meaning: "its turn in that conversation, from 1",
+    },
 ];
 
 /// The names of the [`COLUMNS`] of the sets `first..=last` (in the order
@@ -294,19 +358,13 @@ pub(crate) const LLM_COLUMNS: [&str; 7] = names(ColumnSet::Llm, ColumnSet::Llm);
 /// LLM log, the [`LLM_COLUMNS`]: which part of the run the row belongs to
 /// (`warmup` or `measure`) and, for a send on an open-loop schedule, how
 /// late it went out (actual minus intended send, ms).
-pub const RUN_COLUMNS: [&str; 2] = ["phase", "send_lag_ms"];
+pub const RUN_COLUMNS: [&str; 2] = names(ColumnSet::Run, ColumnSet::Run);
 
 /// The columns an LLM log has last: per request the prompt length it asked
 /// for (`input_tokens`, drawn or from a trace), the `max_tokens` it sent,
 /// the server's `usage.prompt_tokens`, and for a conversation its session
 /// and turn (1-based).
-pub(crate) const WORKLOAD_COLUMNS: [&str; 5] = [
-    "input_tokens",
-    "max_tokens",
-    "prompt_tokens",
-    "session_id",
-    "turn",
-];
+pub(crate) const WORKLOAD_COLUMNS: [&str; 5] = names(ColumnSet::Workload, ColumnSet::Workload);
 
 /// Which part of a run a row belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

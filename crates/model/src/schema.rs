@@ -228,6 +228,8 @@ fn written_by(set: ColumnSet) -> &'static str {
         ColumnSet::InputPy => "every log (`input.py`'s and loadgen's)",
         ColumnSet::Loadgen => "loadgen's logs",
         ColumnSet::Llm => "loadgen's logs of streamed LLM runs",
+        ColumnSet::Run => "loadgen's logs",
+        ColumnSet::Workload => "loadgen's logs of streamed LLM runs",
     }
 }
 
@@ -293,8 +295,9 @@ fn log_columns_markdown() -> String {
          One row per logical request, in CSV, streamed while the run goes (`loadgen -o FILE`, \
          or `DIR/log.csv` with `--out-dir`). The first five columns are `input.py`'s, with \
          the same meaning, so every tool reads both kinds of log; loadgen writes its own \
-         after them, and a streamed LLM run (`--api openai-chat`, `openai-completions`) \
-         adds its own last. loadgen writes times in milliseconds to 0.001 ms. \
+         after them, a streamed LLM run (`--api openai-chat`, `openai-completions`) \
+         its timing columns, every loadgen log the run's (phase, send lag), and an LLM \
+         run its workload's last. loadgen writes times in milliseconds to 0.001 ms. \
          [`log-row.schema.json`](log-row.schema.json) is the same as a JSON Schema of one \
          row.\n"
     );
@@ -302,6 +305,11 @@ fn log_columns_markdown() -> String {
         (ColumnSet::InputPy, "Every log (`input.py`'s and loadgen's)"),
         (ColumnSet::Loadgen, "loadgen's logs, after those"),
         (ColumnSet::Llm, "Streamed LLM runs, after those"),
+        (
+            ColumnSet::Run,
+            "Every loadgen log, after those (after loadgen's own when the run is not an LLM's)",
+        ),
+        (ColumnSet::Workload, "Streamed LLM runs, last"),
     ] {
         let _ = write!(
             md,

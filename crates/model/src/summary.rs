@@ -338,7 +338,7 @@ pub struct LlmSummary {
 }
 
 /// What an LLM workload sent and what came back, over the measured rows.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkloadSummary {
     /// Where prompts came from (a tokenizer file and whether lengths are
     /// exact, common words, payloads, a dataset).
@@ -364,7 +364,7 @@ pub struct WorkloadSummary {
 }
 
 /// Requested against received output tokens.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct OutputLengths {
     /// Rows compared.
     pub rows: u64,
@@ -377,7 +377,7 @@ pub struct OutputLengths {
 }
 
 /// TTFT of one turn index of the conversations.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TurnTtft {
     /// The turn, from 1.
     pub turn: u32,
@@ -390,7 +390,7 @@ pub struct TurnTtft {
 }
 
 /// A replayed trace.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TraceSummary {
     /// The file.
     pub file: String,
