@@ -55,9 +55,10 @@ enum Command {
     },
     /// Decide the After from the Before and write whatif.json: the what-if
     /// engine's client change (--scenario inference), Triton's dynamic
-    /// batcher beside it (--server triton), an LLM server's max_num_seqs
-    /// (--scenario llm); each with its reason and numbers. Exit 0 decided,
-    /// 1 the engine found nothing within the SLA's margin, 2 error.
+    /// batcher beside it (--server triton), the continuous-batching
+    /// engine's server or client change (--scenario llm); each with its
+    /// reason and numbers. Exit 0 decided, 1 the engine found nothing
+    /// within the SLA's (the objectives') margin, 2 error.
     Whatif(Box<whatif::WhatifArgs>),
     /// Merge the shards of a distributed run (loadgen --shard ... --out-dir)
     /// into DIR/summary.json and DIR/log.csv, judge --sla on the union;
@@ -70,12 +71,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Compare(args) => exit_code(compare::run(&args)),
         Command::Summary { file, label } => exit_code(run_summary(&file, &label).map(|()| true)),
-        // 1 when the engine found no client candidate that meets the SLA
-        // with the margin (its best is still the After).
-        Command::Whatif(args) => exit_code(
-            report::whatif::run(&args.options())
-                .map(|r| r.engine.as_ref().is_none_or(|e| e.chosen.is_some())),
-        ),
+        // 1 when an engine found no candidate that meets the SLA (the
+        // objectives) with the margin (its best is still the After).
+        Command::Whatif(args) => exit_code(report::whatif::run(&args.options()).map(|r| {
+            r.engine.as_ref().is_none_or(|e| e.chosen.is_some())
+                && r.llm.as_ref().is_none_or(|l| l.chosen.is_some())
+        })),
         Command::Merge(args) => exit_code(report::merge::run(&args.options()).map(|m| m.met())),
         Command::Repeats { out_dir, pairs } => exit_code(run_repeats(&out_dir, &pairs)),
     }

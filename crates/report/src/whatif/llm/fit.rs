@@ -1,0 +1,581 @@
+//! The step model read off the runs: what a step costs, by least squares
+//! over the steps the client saw, with bootstrap intervals.
+//!
+//! Two kinds of observation, both linear in the unknowns:
+//!
+//! - a step that followed the one before without a pause (see
+//!   [`super::trace`]) lasted `base + per_seq x running + prefill x
+//!   prompt tokens of the streams that joined it` (a stream's first token
+//!   ends the step that finished its prompt, which this assumes the step's
+//!   budget held whole);
+//! - a request sent to an idle server whose first token ended a step of
+//!   its own (the probe's, one request at a time) took `client + base +
+//!   per_seq x running + prefill x its prompt tokens`, less its own
+//!   connection set-up, which the client's part leaves out (the Before
+//!   pays its own).
+//!
+//! The Before's steps run many sequences and the probe's one, so both
+//! costs separate; the probe's prompt lengths separate the prefill cost
+//! from the step's. Prompts of unknown length count as one unit each: the
+//! prefill cost is then per request. The spread of the steps around the
+//! fitted line, less what the client's read delay puts into each, is the
+//! log-normal `sigma` of a step's cost.
+
+use model::whatif::Estimate;
+use stats::{QuantileMethod, SplitMix64};
+
+use super::trace::Trace;
+
+/// Bootstrap resamples behind the fit's intervals.
+pub(crate) const BOOTSTRAP_RESAMPLES: usize = 200;
+
+/// The fitted step cost and the client's own time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StepModel {
+    /// Fixed cost of a step, ms.
+    pub base_ms: f64,
+    /// Cost per sequence in the step, ms.
+    pub per_seq_ms: f64,
+    /// Cost per prompt token (per prompt when lengths are unknown), ms.
+    pub prefill_per_token_ms: f64,
+    /// Log-normal spread of a step's cost.
+    pub sigma: f64,
+    /// The client's own time in a TTFT, less connection set-up, ms.
+    pub client_ms: f64,
+}
+
+/// Why the runs cannot be fitted; each message says what to add.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepFitError {
+    /// No streamed row with a token.
+    #[error(
+        "the Before has no successful streamed row with a token (it needs loadgen's LLM columns: --api openai-chat or openai-completions, streamed)"
+    )]
+    NoStreams,
+    /// Too few steps, or steps that never differ in running sequences.
+    #[error(
+        "{steps} steps were seen back to back, running {running}; the cost per sequence cannot be told from the fixed cost. Add the probe: \
+         `loadgen --api openai-chat -c 1 -n 8 --input-tokens P --output-tokens 16 --out probe_pP.csv` for P in 16, 256 and 1024, each passed with --probe"
+    )]
+    TooFewSteps {
+        /// Steps observed.
+        steps: usize,
+        /// The running counts they showed.
+        running: String,
+    },
+}
+
+/// One observation: the unknowns' factors and the time.
+#[derive(Debug, Clone, Copy)]
+struct Obs {
+    /// Factors of base, per_seq, prefill, client.
+    x: [f64; 4],
+    /// Observed ms.
+    y: f64,
+    /// The read delay's share of `y`'s variance, ms^2.
+    noise_var: f64,
+    /// Resampled within this group (run and kind).
+    stratum: usize,
+}
+
+/// The fit: the point model, refits, and what it rests on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepFit {
+    /// From all observations.
+    pub point: StepModel,
+    /// One per bootstrap resample, in resample order.
+    pub refits: Vec<StepModel>,
+    /// 95% intervals of base, per_seq, prefill, sigma, client.
+    pub estimates: [Estimate; 5],
+    /// Step observations.
+    pub steps: usize,
+    /// First-token observations.
+    pub first_token_steps: usize,
+    /// Read-delay deviations of the Before, ms.
+    pub read_jitter_ms: Vec<f64>,
+}
+
+/// Fits the runs (the Before first, then the probes), resampling
+/// `resamples` times from `seed`; `prompts_known` says whether prompt
+/// lengths are tokens (else each prompt is one unit).
+pub(crate) fn fit(
+    runs: &[&Trace],
+    prompts_known: bool,
+    resamples: usize,
+    seed: u64,
+) -> Result<StepFit, StepFitError> {
+    if runs.first().is_none_or(|t| t.streams.is_empty()) {
+        return Err(StepFitError::NoStreams);
+    }
+    let jitter_var = |t: &Trace| {
+        let n = t.deviations_ms.len();
+        if n < 2 {
+            0.0
+        } else {
+            t.deviations_ms.iter().map(|d| d * d).sum::<f64>() / (n - 1) as f64
+        }
+    };
+    let prompt = |t: &Trace, s: usize| -> Option<f64> {
+        if prompts_known {
+            t.streams[s].prompt_tokens.map(f64::from)
+        } else {
+            Some(1.0)
+        }
+    };
+    let mut obs = Vec::new();
+    for (r, trace) in runs.iter().enumerate() {
+        let var = jitter_var(trace);
+        for step in trace.back_to_back_steps() {
+            let Some(p) = step
+                .joined
+                .iter()
+                .map(|&s| prompt(trace, s))
+                .sum::<Option<f64>>()
+            else {
+                continue;
+            };
+            let n = step.running as f64;
+            // Each end is a median of `n` reads: its variance about var / n.
+            let prev = trace.groups[step.group - 1].members.len().max(1) as f64;
+            obs.push(Obs {
+                x: [1.0, n, p, 0.0],
+                y: step.duration_ms,
+                noise_var: var / n + var / prev,
+                stratum: 2 * r,
+            });
+        }
+        for (s, g) in trace.idle_starts() {
+            let Some(p) = prompt(trace, s) else { continue };
+            let stream = &trace.streams[s];
+            obs.push(Obs {
+                x: [1.0, trace.groups[g].members.len() as f64, p, 1.0],
+                y: stream.ttft_ms() - stream.setup_ms,
+                noise_var: var,
+                stratum: 2 * r + 1,
+            });
+        }
+    }
+    let failed = |obs: &[Obs]| {
+        let mut running: Vec<usize> = runs
+            .iter()
+            .flat_map(|t| t.back_to_back_steps())
+            .map(|s| s.running)
+            .collect();
+        running.sort_unstable();
+        running.dedup();
+        StepFitError::TooFewSteps {
+            steps: obs.iter().filter(|o| o.x[3] == 0.0).count(),
+            running: if running.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{running:?} sequences")
+            },
+        }
+    };
+    let first = solve(&obs).ok_or_else(|| failed(&obs))?;
+    // A step the client read over more time than the grouping allows is
+    // cut in two, and the halves look like steps of a millisecond: such
+    // outliers (over 6 robust standard deviations from the fit) are the
+    // client's, not the server's, and are left out.
+    let obs = trim(obs, &first);
+    let point = solve(&obs).ok_or_else(|| failed(&obs))?;
+    let steps = obs.iter().filter(|o| o.x[3] == 0.0).count();
+    let first_token_steps = obs.len() - steps;
+    let mut strata: Vec<Vec<Obs>> = Vec::new();
+    for o in &obs {
+        if strata.len() <= o.stratum {
+            strata.resize(o.stratum + 1, Vec::new());
+        }
+        strata[o.stratum].push(*o);
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut refits = Vec::with_capacity(resamples);
+    let mut resample = Vec::with_capacity(obs.len());
+    for _ in 0..resamples {
+        // A degenerate resample (every step of one size) is redrawn; after
+        // a few tries the point model stands in.
+        let refit = (0..5).find_map(|_| {
+            resample.clear();
+            for group in &strata {
+                for _ in 0..group.len() {
+                    resample.push(group[rng.index_below(group.len())]);
+                }
+            }
+            solve(&resample)
+        });
+        refits.push(refit.unwrap_or(point));
+    }
+    let interval = |value: f64, pick: fn(&StepModel) -> f64| {
+        let mut draws: Vec<f64> = refits.iter().map(pick).collect();
+        draws.sort_by(f64::total_cmp);
+        let q = |p: f64| stats::quantile(&draws, p, QuantileMethod::Linear).unwrap_or(value);
+        Estimate {
+            value,
+            lo: q(0.025).min(value),
+            hi: q(0.975).max(value),
+        }
+    };
+    let estimates = [
+        interval(point.base_ms, |m| m.base_ms),
+        interval(point.per_seq_ms, |m| m.per_seq_ms),
+        interval(point.prefill_per_token_ms, |m| m.prefill_per_token_ms),
+        interval(point.sigma, |m| m.sigma),
+        interval(point.client_ms, |m| m.client_ms),
+    ];
+    Ok(StepFit {
+        point,
+        refits,
+        estimates,
+        steps,
+        first_token_steps,
+        read_jitter_ms: runs[0].deviations_ms.clone(),
+    })
+}
+
+/// `obs` without those whose residual from `model` is over six robust
+/// standard deviations (1.4826 x the median absolute residual), each kind
+/// of observation judged apart.
+fn trim(obs: Vec<Obs>, model: &StepModel) -> Vec<Obs> {
+    let theta = [
+        model.base_ms,
+        model.per_seq_ms,
+        model.prefill_per_token_ms,
+        model.client_ms,
+    ];
+    let residual = |o: &Obs| o.y - (0..4).map(|c| theta[c] * o.x[c]).sum::<f64>();
+    let limit = |first_token: bool| {
+        let mut abs: Vec<f64> = obs
+            .iter()
+            .filter(|o| (o.x[3] > 0.0) == first_token)
+            .map(|o| residual(o).abs())
+            .collect();
+        abs.sort_by(f64::total_cmp);
+        let mad = abs.get(abs.len() / 2).copied().unwrap_or(0.0);
+        // Never below a hundredth of a millisecond: an exact fit keeps all.
+        (6.0 * 1.4826 * mad).max(0.01)
+    };
+    let (steps, first_tokens) = (limit(false), limit(true));
+    obs.into_iter()
+        .filter(|o| {
+            let bound = if o.x[3] > 0.0 { first_tokens } else { steps };
+            residual(o).abs() <= bound
+        })
+        .collect()
+}
+
+/// Least squares over `obs`; `None` when the costs cannot be separated
+/// (fewer than three steps, or one running count only). Without
+/// first-token observations the client's time is 0; without joins the
+/// prefill cost is 0.
+fn solve(obs: &[Obs]) -> Option<StepModel> {
+    let steps: Vec<&Obs> = obs.iter().filter(|o| o.x[3] == 0.0).collect();
+    let distinct_running = {
+        let mut r: Vec<u64> = obs.iter().map(|o| o.x[1] as u64).collect();
+        r.sort_unstable();
+        r.dedup();
+        r.len()
+    };
+    if steps.len() < 3 || distinct_running < 2 {
+        return None;
+    }
+    // Columns with any variation to explain: prefill only when some step
+    // prefilled, the client only with first-token observations. A cost
+    // fitted below 0 (noise on a cost near 0) is held at 0 and the others
+    // fitted again: no step costs less with more in it.
+    let with_prefill = obs.iter().any(|o| o.x[2] > 0.0);
+    let with_client = obs.iter().any(|o| o.x[3] > 0.0);
+    let mut columns: Vec<usize> = [0, 1]
+        .into_iter()
+        .chain(with_prefill.then_some(2))
+        .chain(with_client.then_some(3))
+        .collect();
+    let theta = loop {
+        let theta = least_squares(obs, &columns)?;
+        match columns.iter().copied().find(|&c| c < 3 && theta[c] < 0.0) {
+            Some(negative) => columns.retain(|&c| c != negative),
+            None => break theta,
+        }
+    };
+    // Spread of the steps in logs, less the read delay's share.
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for o in &steps {
+        let fitted: f64 = (0..4).map(|c| theta[c] * o.x[c]).sum();
+        if fitted > 0.0 && o.y > 0.0 {
+            let r = (o.y / fitted).ln();
+            sum += r * r - o.noise_var / (fitted * fitted);
+            n += 1.0;
+        }
+    }
+    let sigma = if n > 1.0 {
+        (sum / (n - 1.0)).max(0.0).sqrt()
+    } else {
+        0.0
+    };
+    Some(StepModel {
+        base_ms: theta[0],
+        per_seq_ms: theta[1],
+        prefill_per_token_ms: theta[2],
+        sigma,
+        client_ms: theta[3],
+    })
+}
+
+/// Least squares of `y` on the `columns` of `x` (the others held at 0);
+/// `None` when singular.
+fn least_squares(obs: &[Obs], columns: &[usize]) -> Option<[f64; 4]> {
+    let k = columns.len();
+    if k == 0 {
+        return Some([0.0; 4]);
+    }
+    let mut a = vec![vec![0.0; k + 1]; k];
+    for o in obs {
+        for (i, &ci) in columns.iter().enumerate() {
+            for (j, &cj) in columns.iter().enumerate() {
+                a[i][j] += o.x[ci] * o.x[cj];
+            }
+            a[i][k] += o.x[ci] * o.y;
+        }
+    }
+    let beta = gauss(a)?;
+    let mut theta = [0.0; 4];
+    for (i, &c) in columns.iter().enumerate() {
+        theta[c] = beta[i];
+    }
+    theta.iter().all(|t| t.is_finite()).then_some(theta)
+}
+
+/// Solves the augmented system `a` (k rows of k + 1) by elimination with
+/// partial pivoting; `None` when it is singular.
+fn gauss(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+    let k = a.len();
+    let scale = a
+        .iter()
+        .flat_map(|row| row[..k].iter())
+        .fold(0.0_f64, |m, v| m.max(v.abs()));
+    for col in 0..k {
+        let pivot = (col..k).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() <= 1e-12 * scale.max(1.0) {
+            return None;
+        }
+        a.swap(col, pivot);
+        for row in col + 1..k {
+            let f = a[row][col] / a[col][col];
+            for c in col..=k {
+                a[row][c] -= f * a[col][c];
+            }
+        }
+    }
+    let mut x = vec![0.0; k];
+    for row in (0..k).rev() {
+        let rest: f64 = (row + 1..k).map(|c| a[row][c] * x[c]).sum();
+        x[row] = (a[row][k] - rest) / a[row][row];
+    }
+    Some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use model::log::{LlmTiming, Log, LogFormat, LogRow};
+
+    use super::super::sim::{self, Client, LlmServer, Scheduler, SimRequest, StepCost};
+    use super::super::trace::{trace, RowExtras};
+    use super::*;
+
+    const T0_MS: f64 = 1_700_000_000_000.0;
+
+    /// A log of `load` over `workload` on `server` as loadgen would write
+    /// it: the simulation's reads, each row's prompt in an extra column.
+    fn simulated_log(
+        server: &LlmServer,
+        client: &Client,
+        workload: &[SimRequest],
+        load: &model::whatif::Load,
+        seed: u64,
+    ) -> (Log, Vec<RowExtras>) {
+        let o = sim::simulate(server, client, workload, load, seed);
+        let rows: Vec<LogRow> = o
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| LogRow {
+                request_id: i as u64,
+                timestamp_ms: T0_MS + r.start_ms,
+                latency_ms: r.e2e_ms,
+                status_code: 200,
+                ok: true,
+                llm: Some(LlmTiming {
+                    ttft_ms: Some(r.ttft_ms),
+                    itl_ms: r.itl_ms.clone(),
+                    output_tokens: Some(r.itl_ms.len() as u64 + 1),
+                    ..LlmTiming::default()
+                }),
+                ..LogRow::default()
+            })
+            .collect();
+        let extras = (0..rows.len())
+            .map(|i| RowExtras {
+                prompt_tokens: Some(workload[i % workload.len()].prompt_tokens),
+                ..RowExtras::default()
+            })
+            .collect();
+        (
+            Log {
+                format: LogFormat::Loadgen,
+                rows,
+            },
+            extras,
+        )
+    }
+
+    struct Truth {
+        base_ms: f64,
+        per_seq_ms: f64,
+        prefill_ms: f64,
+        sigma: f64,
+    }
+
+    fn truth_server(t: &Truth) -> LlmServer {
+        LlmServer {
+            cost: StepCost {
+                base_ms: t.base_ms,
+                per_seq_ms: t.per_seq_ms,
+                prefill_per_token_ms: t.prefill_ms,
+                sigma: t.sigma,
+            },
+            scheduler: Scheduler {
+                max_num_seqs: 8,
+                max_batched_tokens: 2048,
+                chunked_prefill: true,
+                kv_block_tokens: 16,
+                kv_capacity_blocks: None,
+                prefix_cache_blocks: 0,
+                intake_ms: 0.0,
+            },
+            replicas: 1,
+        }
+    }
+
+    /// The Before (20 streams, 8 slots, 34-token prompts, 50 tokens) and
+    /// the probe (one at a time, prompts of 16, 256 and 1024), with
+    /// `client_ms` before each request and read delays of `jitter`.
+    fn runs(t: &Truth, seed: u64, jitter: &[f64]) -> Vec<Trace> {
+        let server = truth_server(t);
+        let client = Client {
+            overhead_ms: &[1.5],
+            read_jitter_ms: jitter,
+            max_in_flight: None,
+        };
+        let before = simulated_log(
+            &server,
+            &client,
+            &[SimRequest {
+                prompt_tokens: 34,
+                output_tokens: 50,
+                prefix_group: None,
+                shared_prefix_tokens: 0,
+            }],
+            &model::whatif::Load::Closed {
+                concurrency: 20,
+                requests: 400,
+            },
+            seed,
+        );
+        let mut out = vec![trace(&before.0, &before.1, None)];
+        for (i, p) in [16u32, 256, 1024].into_iter().enumerate() {
+            let probe = simulated_log(
+                &server,
+                &client,
+                &[SimRequest {
+                    prompt_tokens: p,
+                    output_tokens: 16,
+                    prefix_group: None,
+                    shared_prefix_tokens: 0,
+                }],
+                &model::whatif::Load::Closed {
+                    concurrency: 1,
+                    requests: 8,
+                },
+                seed + 1 + i as u64,
+            );
+            out.push(trace(&probe.0, &probe.1, None));
+        }
+        out
+    }
+
+    #[test]
+    fn recovers_exact_step_costs_from_a_noiseless_run() {
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+        };
+        let traces = runs(&t, 1, &[]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let f = fit(&refs, true, 50, 1).unwrap();
+        let m = f.point;
+        // Exact but for the epoch timestamps' rounding (about 0.2 us).
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!((m.per_seq_ms - 0.4).abs() < 1e-4, "{m:?}");
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
+        assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
+        assert!(m.sigma < 1e-4, "{m:?}");
+        assert_eq!(f.first_token_steps, 24);
+        assert!(f.steps > 1000, "{}", f.steps);
+    }
+
+    #[test]
+    fn noisy_runs_are_covered_by_the_intervals() {
+        let t = Truth {
+            base_ms: 20.0,
+            per_seq_ms: 0.5,
+            prefill_ms: 0.05,
+            sigma: 0.05,
+        };
+        let jitter = [-0.3, -0.1, 0.0, 0.1, 0.3];
+        let mut covered = [0usize; 4];
+        for seed in 1..=10u64 {
+            let traces = runs(&t, seed * 10, &jitter);
+            let refs: Vec<&Trace> = traces.iter().collect();
+            let f = fit(&refs, true, 200, seed).unwrap();
+            for (k, want) in [20.0, 0.5, 0.05, 0.05].into_iter().enumerate() {
+                let e = f.estimates[k];
+                assert!(e.lo <= e.value && e.value <= e.hi, "{e:?}");
+                covered[k] += usize::from(e.contains(want));
+            }
+            assert!((f.point.base_ms - 20.0).abs() < 1.0, "{:?}", f.point);
+            assert!((f.point.per_seq_ms - 0.5).abs() < 0.15, "{:?}", f.point);
+            assert!((f.point.sigma - 0.05).abs() < 0.015, "{:?}", f.point);
+        }
+        // 95% intervals: at least 7 of 10 runs cover each true value.
+        assert!(covered.iter().all(|&c| c >= 7), "{covered:?}");
+    }
+
+    #[test]
+    fn one_running_count_is_refused_with_the_probe_to_run() {
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+        };
+        // The probe alone: every step runs one sequence.
+        let traces = runs(&t, 1, &[]);
+        let err = fit(&[&traces[1]], true, 10, 1).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StepFitError::TooFewSteps { .. }), "{text}");
+        assert!(text.contains("running [1] sequences"), "{text}");
+        assert!(text.contains("--input-tokens P"), "{text}");
+        let empty = Trace {
+            streams: Vec::new(),
+            groups: Vec::new(),
+            group_of: Vec::new(),
+            deviations_ms: Vec::new(),
+        };
+        assert_eq!(
+            fit(&[&empty], true, 10, 1).unwrap_err(),
+            StepFitError::NoStreams
+        );
+    }
+}
