@@ -428,6 +428,12 @@ pub struct StepFit {
     /// Standard deviation of the delay with which the client read a
     /// token after the step that made it, ms (from tokens of one step).
     pub read_jitter_ms: f64,
+    /// Share of the steps that stalled (lasted longer than the line by
+    /// more than six robust standard deviations); the simulation stalls
+    /// the same share.
+    pub stall_share: f64,
+    /// What a stall added on average, ms.
+    pub stall_mean_ms: f64,
     /// Steps observed back to back (a gap between two tokens of one
     /// stream), the fit's main observations.
     pub steps: usize,

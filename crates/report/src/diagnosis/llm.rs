@@ -328,7 +328,7 @@ pub(super) fn kv_pressure(input: &DiagnosisInput<'_>) -> Option<Finding> {
     }
     let pressure = values
         .iter()
-        .any(|(k, v)| (*k == "kv_usage_full_pct" && *v > 0.0) || (*k == "preemptions" && *v > 0.0));
+        .any(|(k, v)| (*k == "kv_usage_full_pct" || *k == "preemptions") && *v > 0.0);
     let sentence = format!(
         "{}: {}.",
         parts.join("; "),

@@ -93,6 +93,10 @@ pub(crate) struct Setup {
     pub setup_ms: Vec<f64>,
     /// The load every candidate runs under.
     pub load: Load,
+    /// With an open loop at the Before's own rate: its intended starts, ms
+    /// from the first, replayed (loadgen draws the same Poisson starts from
+    /// the same seed); empty otherwise.
+    pub schedule_ms: Vec<f64>,
     /// The objectives.
     pub objectives: Vec<Slo>,
     /// The margin kept on every objective.
@@ -287,11 +291,12 @@ fn size_of(change: LlmChange, server: &LlmServerConfig) -> f64 {
 }
 
 /// The simulated server of `config` with step costs `model`.
-pub(crate) fn server_of(
+pub(crate) fn server_of<'a>(
     config: &LlmServerConfig,
     model: &StepModel,
+    fit: &'a StepFit,
     prompts_known: bool,
-) -> LlmServer {
+) -> LlmServer<'a> {
     let block = config.kv_block_tokens.max(1) as usize;
     LlmServer {
         cost: StepCost {
@@ -299,6 +304,8 @@ pub(crate) fn server_of(
             per_seq_ms: model.per_seq_ms,
             prefill_per_token_ms: model.prefill_per_token_ms,
             sigma: model.sigma,
+            stall_share: fit.stall_share,
+            stalls_ms: &fit.stalls_ms,
         },
         scheduler: Scheduler {
             max_num_seqs: config.max_num_seqs as usize,
@@ -485,6 +492,8 @@ fn meets(slo: &Slo, interval: [f64; 2], margin: f64) -> bool {
 struct Plan {
     config: LlmServerConfig,
     max_in_flight: Option<usize>,
+    /// Replay the Before's starts.
+    replay: bool,
     workload: Vec<SimRequest>,
     load: Load,
 }
@@ -498,6 +507,7 @@ fn plan_of(setup: &Setup, change: LlmChange) -> Plan {
         },
         workload: workload_of(change, &setup.workload),
         load: load_of(change, &setup.load),
+        replay: change != LlmChange::SmoothArrivals,
     }
 }
 
@@ -511,8 +521,9 @@ fn run(setup: &Setup, plan: &Plan, model: &StepModel, seed: u64) -> Stats {
         overhead_ms: &overhead,
         read_jitter_ms: &setup.fit.read_jitter_ms,
         max_in_flight: plan.max_in_flight,
+        schedule_ms: if plan.replay { &setup.schedule_ms } else { &[] },
     };
-    let server = server_of(&plan.config, model, setup.prompts_known);
+    let server = server_of(&plan.config, model, &setup.fit, setup.prompts_known);
     let o = sim::simulate(&server, &client, &plan.workload, &plan.load, seed);
     stats_of(&o, &setup.objectives)
 }

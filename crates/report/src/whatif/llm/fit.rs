@@ -5,14 +5,14 @@
 //!
 //! - a step that followed the one before without a pause (see
 //!   [`super::trace`]) lasted `base + per_seq x running + prefill x
-//!   prompt tokens of the streams that joined it` (a stream's first token
-//!   ends the step that finished its prompt, which this assumes the step's
-//!   budget held whole);
+//!   prompt tokens it prefilled` (a stream's first token ends the step that
+//!   finished its prompt; a prompt longer than the token budget left is
+//!   spread back over the steps before, see [`Trace::loads`]);
 //! - a request sent to an idle server whose first token ended a step of
-//!   its own (the probe's, one request at a time) took `client + base +
-//!   per_seq x running + prefill x its prompt tokens`, less its own
-//!   connection set-up, which the client's part leaves out (the Before
-//!   pays its own).
+//!   its own (the probe's, one request at a time) took `client + k x
+//!   (base + per_seq x running) + prefill x its prompt tokens`, `k` the
+//!   steps its prompt needs at the token budget, less its own connection
+//!   set-up, which the client's part leaves out (the Before pays its own).
 //!
 //! The Before's steps run many sequences and the probe's one, so both
 //! costs separate; the probe's prompt lengths separate the prefill cost
@@ -93,17 +93,25 @@ pub(crate) struct StepFit {
     pub first_token_steps: usize,
     /// Read-delay deviations of the Before, ms.
     pub read_jitter_ms: Vec<f64>,
+    /// Share of the steps that stalled: lasted longer than the line by
+    /// more than the trimming allows.
+    pub stall_share: f64,
+    /// What each stall added beyond the line, ms.
+    pub stalls_ms: Vec<f64>,
 }
 
 /// Fits the runs (the Before first, then the probes), resampling
 /// `resamples` times from `seed`; `prompts_known` says whether prompt
-/// lengths are tokens (else each prompt is one unit).
+/// lengths are tokens (else each prompt is one unit), `budget` is the
+/// step's token budget when known.
 pub(crate) fn fit(
     runs: &[&Trace],
     prompts_known: bool,
+    budget: Option<u32>,
     resamples: usize,
     seed: u64,
 ) -> Result<StepFit, StepFitError> {
+    let budget = budget.map(f64::from);
     if runs.first().is_none_or(|t| t.streams.is_empty()) {
         return Err(StepFitError::NoStreams);
     }
@@ -116,6 +124,7 @@ pub(crate) fn fit(
         }
     };
     let prompt = |t: &Trace, s: usize| -> Option<f64> {
+        // The idle starts' prompts; the steps' come from `Trace::loads`.
         if prompts_known {
             t.streams[s].prompt_tokens.map(f64::from)
         } else {
@@ -125,30 +134,33 @@ pub(crate) fn fit(
     let mut obs = Vec::new();
     for (r, trace) in runs.iter().enumerate() {
         let var = jitter_var(trace);
+        let loads = trace.loads(budget.filter(|_| prompts_known), !prompts_known);
         for step in trace.back_to_back_steps() {
-            let Some(p) = step
-                .joined
-                .iter()
-                .map(|&s| prompt(trace, s))
-                .sum::<Option<f64>>()
-            else {
+            let Some((running, p)) = loads[step.group] else {
                 continue;
             };
-            let n = step.running as f64;
-            // Each end is a median of `n` reads: its variance about var / n.
+            let n = running as f64;
+            // Each end is a median of its reads: its variance about var / n.
+            let here = step.running.max(1) as f64;
             let prev = trace.groups[step.group - 1].members.len().max(1) as f64;
             obs.push(Obs {
                 x: [1.0, n, p, 0.0],
                 y: step.duration_ms,
-                noise_var: var / n + var / prev,
+                noise_var: var / here + var / prev,
                 stratum: 2 * r,
             });
         }
         for (s, g) in trace.idle_starts() {
             let Some(p) = prompt(trace, s) else { continue };
             let stream = &trace.streams[s];
+            // Alone, a prompt over the budget takes a step per chunk.
+            let steps = match budget {
+                Some(b) if prompts_known && b >= 1.0 => (p / b).ceil().max(1.0),
+                _ => 1.0,
+            };
+            let n = trace.groups[g].members.len() as f64;
             obs.push(Obs {
-                x: [1.0, trace.groups[g].members.len() as f64, p, 1.0],
+                x: [steps, steps * n, p, 1.0],
                 y: stream.ttft_ms() - stream.setup_ms,
                 noise_var: var,
                 stratum: 2 * r + 1,
@@ -177,8 +189,10 @@ pub(crate) fn fit(
     // cut in two, and the halves look like steps of a millisecond: such
     // outliers (over 6 robust standard deviations from the fit) are the
     // client's, not the server's, and are left out.
-    let obs = trim(obs, &first);
+    let all_steps = obs.iter().filter(|o| o.x[3] == 0.0).count();
+    let (obs, stalls_ms) = trim(obs, &first);
     let point = solve(&obs).ok_or_else(|| failed(&obs))?;
+    let stall_share = stalls_ms.len() as f64 / all_steps.max(1) as f64;
     let steps = obs.iter().filter(|o| o.x[3] == 0.0).count();
     let first_token_steps = obs.len() - steps;
     let mut strata: Vec<Vec<Obs>> = Vec::new();
@@ -229,13 +243,18 @@ pub(crate) fn fit(
         steps,
         first_token_steps,
         read_jitter_ms: runs[0].deviations_ms.clone(),
+        stall_share,
+        stalls_ms,
     })
 }
 
 /// `obs` without those whose residual from `model` is over six robust
 /// standard deviations (1.4826 x the median absolute residual), each kind
-/// of observation judged apart.
-fn trim(obs: Vec<Obs>, model: &StepModel) -> Vec<Obs> {
+/// of observation judged apart; and what the steps left out for lasting
+/// too long added beyond the line (the server's stalls: the simulation
+/// draws them in the same share of steps). Steps left out for being too
+/// short are the grouping's, not the server's.
+fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
     let theta = [
         model.base_ms,
         model.per_seq_ms,
@@ -255,12 +274,20 @@ fn trim(obs: Vec<Obs>, model: &StepModel) -> Vec<Obs> {
         (6.0 * 1.4826 * mad).max(0.01)
     };
     let (steps, first_tokens) = (limit(false), limit(true));
-    obs.into_iter()
+    let mut stalls = Vec::new();
+    let kept = obs
+        .into_iter()
         .filter(|o| {
-            let bound = if o.x[3] > 0.0 { first_tokens } else { steps };
-            residual(o).abs() <= bound
+            let first_token = o.x[3] > 0.0;
+            let r = residual(o);
+            let bound = if first_token { first_tokens } else { steps };
+            if !first_token && r > bound {
+                stalls.push(r);
+            }
+            r.abs() <= bound
         })
-        .collect()
+        .collect();
+    (kept, stalls)
 }
 
 /// Least squares over `obs`; `None` when the costs cannot be separated
@@ -359,10 +386,11 @@ fn gauss(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
             return None;
         }
         a.swap(col, pivot);
-        for row in col + 1..k {
-            let f = a[row][col] / a[col][col];
-            for c in col..=k {
-                a[row][c] -= f * a[col][c];
+        let pivot_row = a[col].clone();
+        for row in a.iter_mut().skip(col + 1) {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row.iter_mut().zip(&pivot_row).skip(col) {
+                *x -= f * p;
             }
         }
     }
@@ -387,7 +415,7 @@ mod tests {
     /// A log of `load` over `workload` on `server` as loadgen would write
     /// it: the simulation's reads, each row's prompt in an extra column.
     fn simulated_log(
-        server: &LlmServer,
+        server: &LlmServer<'_>,
         client: &Client,
         workload: &[SimRequest],
         load: &model::whatif::Load,
@@ -433,19 +461,22 @@ mod tests {
         per_seq_ms: f64,
         prefill_ms: f64,
         sigma: f64,
+        budget: usize,
     }
 
-    fn truth_server(t: &Truth) -> LlmServer {
+    fn truth_server(t: &Truth) -> LlmServer<'static> {
         LlmServer {
             cost: StepCost {
                 base_ms: t.base_ms,
                 per_seq_ms: t.per_seq_ms,
                 prefill_per_token_ms: t.prefill_ms,
                 sigma: t.sigma,
+                stall_share: 0.0,
+                stalls_ms: &[],
             },
             scheduler: Scheduler {
                 max_num_seqs: 8,
-                max_batched_tokens: 2048,
+                max_batched_tokens: t.budget,
                 chunked_prefill: true,
                 kv_block_tokens: 16,
                 kv_capacity_blocks: None,
@@ -465,6 +496,7 @@ mod tests {
             overhead_ms: &[1.5],
             read_jitter_ms: jitter,
             max_in_flight: None,
+            schedule_ms: &[],
         };
         let before = simulated_log(
             &server,
@@ -510,10 +542,11 @@ mod tests {
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
             sigma: 0.0,
+            budget: 2048,
         };
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let f = fit(&refs, true, 50, 1).unwrap();
+        let f = fit(&refs, true, Some(2048), 50, 1).unwrap();
         let m = f.point;
         // Exact but for the epoch timestamps' rounding (about 0.2 us).
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
@@ -526,19 +559,64 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_prompt_over_the_budget_counts_a_step_per_chunk() {
+        // Budget 512: the 1024-token probe prompt takes two steps alone.
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+            budget: 512,
+        };
+        let traces = runs(&t, 1, &[]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let m = fit(&refs, true, Some(512), 20, 1).unwrap().point;
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
+        assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
+        // Not knowing the budget, one step too few is read into the rest.
+        let m = fit(&refs, true, None, 20, 1).unwrap().point;
+        assert!((m.client_ms - 1.5).abs() > 0.1, "{m:?}");
+    }
+
+    #[test]
+    fn prompts_chunked_by_a_small_budget_are_spread_back_over_their_steps() {
+        // Budget 64: cohorts of seven 34-token prompts joining at once are
+        // prefilled over four steps beside the one decoding sequence.
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+            budget: 64,
+        };
+        let traces = runs(&t, 1, &[]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let f = fit(&refs, true, Some(64), 20, 1).unwrap();
+        let m = f.point;
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!((m.per_seq_ms - 0.4).abs() < 1e-3, "{m:?}");
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-4, "{m:?}");
+        // A few steps it cannot read exactly (a sequence admitted with no
+        // room left holds a slot but shows nothing) are left out.
+        assert!(f.stall_share < 0.01, "{} {:?}", f.stall_share, f.stalls_ms);
+    }
+
+    #[test]
     fn noisy_runs_are_covered_by_the_intervals() {
         let t = Truth {
             base_ms: 20.0,
             per_seq_ms: 0.5,
             prefill_ms: 0.05,
             sigma: 0.05,
+            budget: 2048,
         };
         let jitter = [-0.3, -0.1, 0.0, 0.1, 0.3];
         let mut covered = [0usize; 4];
         for seed in 1..=10u64 {
             let traces = runs(&t, seed * 10, &jitter);
             let refs: Vec<&Trace> = traces.iter().collect();
-            let f = fit(&refs, true, 200, seed).unwrap();
+            let f = fit(&refs, true, Some(2048), 200, seed).unwrap();
             for (k, want) in [20.0, 0.5, 0.05, 0.05].into_iter().enumerate() {
                 let e = f.estimates[k];
                 assert!(e.lo <= e.value && e.value <= e.hi, "{e:?}");
@@ -559,10 +637,11 @@ mod tests {
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
             sigma: 0.0,
+            budget: 2048,
         };
         // The probe alone: every step runs one sequence.
         let traces = runs(&t, 1, &[]);
-        let err = fit(&[&traces[1]], true, 10, 1).unwrap_err();
+        let err = fit(&[&traces[1]], true, Some(2048), 10, 1).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, StepFitError::TooFewSteps { .. }), "{text}");
         assert!(text.contains("running [1] sequences"), "{text}");
@@ -574,7 +653,7 @@ mod tests {
             deviations_ms: Vec::new(),
         };
         assert_eq!(
-            fit(&[&empty], true, 10, 1).unwrap_err(),
+            fit(&[&empty], true, None, 10, 1).unwrap_err(),
             StepFitError::NoStreams
         );
     }

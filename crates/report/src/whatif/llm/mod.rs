@@ -137,7 +137,13 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         probes.push(trace(&log, &extras, fallback));
     }
     let runs: Vec<&Trace> = std::iter::once(&before).chain(&probes).collect();
-    let fitted = fit::fit(&runs, prompts_known, fit::BOOTSTRAP_RESAMPLES, o.seed)?;
+    let fitted = fit::fit(
+        &runs,
+        prompts_known,
+        o.server.max_batched_tokens,
+        fit::BOOTSTRAP_RESAMPLES,
+        o.seed,
+    )?;
 
     let metrics = match &o.before_metrics {
         Some(path) => {
@@ -195,8 +201,24 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
             requests,
         },
     };
+    // An open loop at the Before's own rate (within 10%) replays its
+    // starts: near saturation the queue depends on the very draw.
+    let mut starts: Vec<f64> = before.streams.iter().map(|s| s.start_ms).collect();
+    starts.sort_by(f64::total_cmp);
+    let schedule_ms = match (load, starts.first(), starts.last()) {
+        (Load::Open { rate_rps, .. }, Some(&first), Some(&last)) if last > first => {
+            let own_rps = (starts.len() - 1) as f64 * 1000.0 / (last - first);
+            if (own_rps / rate_rps - 1.0).abs() <= 0.10 {
+                starts.iter().map(|t| t - first).collect()
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    };
     let setup = Setup {
         fit: fitted,
+        schedule_ms,
         server,
         prompts_known,
         workload,
@@ -238,6 +260,12 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         sigma: e[3],
         client_overhead_ms: e[4],
         read_jitter_ms: sd(&setup.fit.read_jitter_ms),
+        stall_share: setup.fit.stall_share,
+        stall_mean_ms: if setup.fit.stalls_ms.is_empty() {
+            0.0
+        } else {
+            setup.fit.stalls_ms.iter().sum::<f64>() / setup.fit.stalls_ms.len() as f64
+        },
         steps: setup.fit.steps,
         first_token_steps: setup.fit.first_token_steps,
         prompt_tokens_from,

@@ -46,7 +46,7 @@ use stats::SplitMix64;
 
 /// What one step costs.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct StepCost {
+pub(crate) struct StepCost<'a> {
     /// Fixed cost of a step, ms.
     pub base_ms: f64,
     /// Cost per sequence in the step, ms.
@@ -55,6 +55,10 @@ pub(crate) struct StepCost {
     pub prefill_per_token_ms: f64,
     /// Standard deviation of the log-normal multiplier (0: exact).
     pub sigma: f64,
+    /// Share of steps that stall (0: none).
+    pub stall_share: f64,
+    /// What a stall adds, ms: one drawn per stalled step.
+    pub stalls_ms: &'a [f64],
 }
 
 /// The scheduler's limits.
@@ -80,9 +84,9 @@ pub(crate) struct Scheduler {
 
 /// The server: its step cost, its scheduler, and how many copies.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct LlmServer {
+pub(crate) struct LlmServer<'a> {
     /// What a step costs.
-    pub cost: StepCost,
+    pub cost: StepCost<'a>,
     /// The scheduler.
     pub scheduler: Scheduler,
     /// Copies behind the balancer (at least 1 is simulated).
@@ -113,6 +117,9 @@ pub(crate) struct Client<'a> {
     pub read_jitter_ms: &'a [f64],
     /// Streams in flight at most; the others wait at the client.
     pub max_in_flight: Option<usize>,
+    /// An open loop's intended starts, ms from the first (a measured run's,
+    /// replayed); the requests beyond them follow at the load's rate.
+    pub schedule_ms: &'a [f64],
 }
 
 /// What one request measured, as loadgen would log it.
@@ -262,7 +269,7 @@ struct Replica {
 }
 
 struct Sim<'a> {
-    server: LlmServer,
+    server: LlmServer<'a>,
     client: Client<'a>,
     workload: &'a [SimRequest],
     rng: SplitMix64,
@@ -288,7 +295,7 @@ struct Sim<'a> {
 /// Out-of-range values are clamped (at least one slot, replica, block
 /// token, prompt and answer token), so a noisy refit can always be run.
 pub(crate) fn simulate(
-    server: &LlmServer,
+    server: &LlmServer<'_>,
     client: &Client,
     workload: &[SimRequest],
     load: &Load,
@@ -381,10 +388,15 @@ impl Sim<'_> {
                 Kind::Issue => {
                     self.issue(now);
                     if self.issued < self.requests {
-                        let next = if poisson {
+                        let i = self.issued as usize;
+                        let next = if let Some(&at) = self.client.schedule_ms.get(i) {
+                            at.max(now)
+                        } else if poisson {
                             now - self.rng.unit_open_closed().ln() * gap_ms
-                        } else {
+                        } else if self.client.schedule_ms.is_empty() {
                             f64::from(self.issued) * gap_ms
+                        } else {
+                            now + gap_ms
                         };
                         self.push(next, Kind::Issue);
                     }
@@ -566,6 +578,9 @@ impl Sim<'_> {
         let mut ms = nominal * (cost.sigma * z).exp();
         if !(ms.is_finite() && ms >= 0.0) {
             ms = nominal.max(0.0);
+        }
+        if cost.stall_share > 0.0 && self.rng.unit_open_closed() <= cost.stall_share {
+            ms += self.draw(cost.stalls_ms).max(0.0);
         }
         self.steps += 1;
         self.replicas[r].busy = true;
@@ -825,13 +840,20 @@ mod tests {
 
     const NO_LIMIT: usize = usize::MAX;
 
-    fn server(max_num_seqs: usize, base_ms: f64, per_seq_ms: f64, prefill_ms: f64) -> LlmServer {
+    fn server(
+        max_num_seqs: usize,
+        base_ms: f64,
+        per_seq_ms: f64,
+        prefill_ms: f64,
+    ) -> LlmServer<'static> {
         LlmServer {
             cost: StepCost {
                 base_ms,
                 per_seq_ms,
                 prefill_per_token_ms: prefill_ms,
                 sigma: 0.0,
+                stall_share: 0.0,
+                stalls_ms: &[],
             },
             scheduler: Scheduler {
                 max_num_seqs,
@@ -850,6 +872,7 @@ mod tests {
         overhead_ms: &[],
         read_jitter_ms: &[],
         max_in_flight: None,
+        schedule_ms: &[],
     };
 
     fn request(prompt_tokens: u32, output_tokens: u32) -> SimRequest {
@@ -1069,6 +1092,45 @@ mod tests {
     }
 
     #[test]
+    fn stalls_add_to_their_share_of_steps() {
+        // One slot, 10 ms steps, half of them stalling 5 ms: 10 000 steps
+        // average 12.5 ms, and every step is 10 or 15.
+        let mut s = server(1, 10.0, 0.0, 0.0);
+        s.cost.stall_share = 0.5;
+        s.cost.stalls_ms = &[5.0];
+        let o = simulate(&s, &CLIENT, &[request(1, 10_000)], &closed(1, 1), 3);
+        let gaps = &o.requests[0].itl_ms;
+        assert!(gaps.iter().all(|g| close(*g, 10.0) || close(*g, 15.0)));
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 12.5).abs() < 0.1, "{mean}");
+    }
+
+    #[test]
+    fn an_open_loop_replays_a_schedule_then_keeps_its_rate() {
+        // Starts at 0, 1 and 50 ms, then every 100 ms (10 rps).
+        let client = Client {
+            schedule_ms: &[0.0, 1.0, 50.0],
+            ..CLIENT
+        };
+        let load = Load::Open {
+            rate_rps: 10.0,
+            requests: 5,
+            poisson: false,
+        };
+        let o = simulate(
+            &server(8, 10.0, 0.0, 0.0),
+            &client,
+            &[request(1, 1)],
+            &load,
+            1,
+        );
+        let starts: Vec<f64> = o.requests.iter().map(|r| r.start_ms).collect();
+        assert_eq!(starts, [0.0, 1.0, 50.0, 150.0, 250.0]);
+        // The second arrived during the first's step: it waits for its end.
+        assert!(close(o.requests[1].ttft_ms, 19.0), "{o:?}");
+    }
+
+    #[test]
     fn a_second_replica_takes_the_other_request() {
         let mut s = server(1, 10.0, 0.0, 0.0);
         s.replicas = 2;
@@ -1083,7 +1145,7 @@ mod tests {
         let client = Client {
             overhead_ms: &[2.0],
             read_jitter_ms: &[0.5],
-            max_in_flight: None,
+            ..CLIENT
         };
         let o = simulate(
             &server(1, 10.0, 0.0, 0.0),
@@ -1139,7 +1201,7 @@ mod tests {
         let client = Client {
             overhead_ms: &[0.5, 1.5],
             read_jitter_ms: &[-0.2, 0.3],
-            max_in_flight: None,
+            ..CLIENT
         };
         let workload = [request(30, 20), request(100, 5)];
         let a = simulate(&s, &client, &workload, &closed(10, 200), 3);

@@ -300,6 +300,76 @@ impl Trace {
         out
     }
 
+    /// What each step ran, by group: the sequences in it and the prompt
+    /// tokens it prefilled; `None` where a prompt that ended there is of
+    /// unknown length (`unit`: every prompt counts one). With a token
+    /// `budget`, a prompt longer than what a step left beside its decodes
+    /// is spread back over the steps before its first token, oldest stream
+    /// first, as the scheduler chunks it: those steps ran it too, and
+    /// prefilled its chunks.
+    pub(crate) fn loads(&self, budget: Option<f64>, unit: bool) -> Vec<Option<(usize, f64)>> {
+        let n = self.groups.len();
+        let mut room: Vec<f64> = self
+            .groups
+            .iter()
+            .map(|g| {
+                let decodes = g.members.iter().filter(|&&(_, k)| k > 0).count() as f64;
+                budget.map_or(f64::INFINITY, |b| (b - decodes).max(0.0))
+            })
+            .collect();
+        let mut prefill = vec![0.0; n];
+        let mut extra = vec![0usize; n];
+        let mut known = vec![true; n];
+        let mut order: Vec<usize> = (0..self.streams.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.group_of[a][0].cmp(&self.group_of[b][0]).then(
+                self.streams[a]
+                    .start_ms
+                    .total_cmp(&self.streams[b].start_ms),
+            )
+        });
+        for s in order {
+            let first = self.group_of[s][0];
+            let prompt = if unit {
+                Some(1.0)
+            } else {
+                self.streams[s].prompt_tokens.map(f64::from)
+            };
+            let Some(mut need) = prompt else {
+                known[first] = false;
+                continue;
+            };
+            let mut g = first;
+            loop {
+                let take = need.min(room[g]);
+                room[g] -= take;
+                prefill[g] += take;
+                need -= take;
+                if g != first && take > 0.0 {
+                    extra[g] += 1;
+                }
+                // A step that began before the request was sent cannot
+                // have held any of it.
+                let earlier_began = if g >= 2 {
+                    self.groups[g - 2].at_ms
+                } else {
+                    f64::NEG_INFINITY
+                };
+                if need <= 0.0 {
+                    break;
+                }
+                if g == 0 || earlier_began < self.streams[s].start_ms {
+                    known[first] = false;
+                    break;
+                }
+                g -= 1;
+            }
+        }
+        (0..n)
+            .map(|g| known[g].then(|| (self.groups[g].members.len() + extra[g], prefill[g])))
+            .collect()
+    }
+
     /// Streams sent to an idle server whose first token ended a step of
     /// their own: `(stream, group)`. Their time to first token is the
     /// client's time plus that one step.
