@@ -450,6 +450,10 @@ pub struct StepFit {
     pub slots_from: String,
     /// The Before replayed by the fitted model, against what it measured.
     pub checks: Vec<ModelCheck>,
+    /// What the runs could not tell apart, what the fit held instead and
+    /// which runs would tell it (empty when nothing was held).
+    #[serde(default)]
+    pub caveats: Vec<String>,
 }
 
 /// The continuous-batching server the simulation runs.

@@ -99,6 +99,9 @@ fn llm_text(r: &LlmEngineReport) -> String {
         f.server.replicas,
         f.prompt_tokens_from
     );
+    for caveat in &f.caveats {
+        let _ = writeln!(out, "Caveat: {caveat}");
+    }
     let checks: Vec<String> = f
         .checks
         .iter()

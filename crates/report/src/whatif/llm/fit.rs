@@ -21,10 +21,28 @@
 //! fitted line, less what the client's read delay puts into each, is the
 //! log-normal `sigma` of a step's cost.
 
+use std::collections::BTreeMap;
+
 use model::whatif::Estimate;
 use stats::{QuantileMethod, SplitMix64};
 
 use super::trace::Trace;
+
+/// How to give the fit what it lacks.
+const PROBE_HINT: &str = "run the probe, one request at a time at a few prompt lengths (`loadgen -c 1 -n 8 --input-tokens P --output-tokens 16 --out probe_pP.csv` for P in 16, 256 and 1024), and pass each with --probe";
+
+/// The running counts of the step observations and how many of each.
+fn running_counts(obs: &[Obs]) -> String {
+    let mut by_running: BTreeMap<u64, usize> = BTreeMap::new();
+    for o in obs.iter().filter(|o| o.x[3] == 0.0) {
+        *by_running.entry(o.x[1] as u64).or_default() += 1;
+    }
+    by_running
+        .iter()
+        .map(|(n, count)| format!("{count} steps of {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Bootstrap resamples behind the fit's intervals.
 pub(crate) const BOOTSTRAP_RESAMPLES: usize = 200;
@@ -52,9 +70,9 @@ pub enum StepFitError {
         "the Before has no successful streamed row with a token (it needs loadgen's LLM columns: --api openai-chat or openai-completions, streamed)"
     )]
     NoStreams,
-    /// Too few steps, or steps that never differ in running sequences.
+    /// Too few steps to fit anything.
     #[error(
-        "{steps} steps were seen back to back, running {running}; the cost per sequence cannot be told from the fixed cost. Add the probe: \
+        "{steps} steps were seen back to back, running {running}: too few to fit a step's cost. Give a longer Before (more requests, or answers of more than one token), and the probe: \
          `loadgen --api openai-chat -c 1 -n 8 --input-tokens P --output-tokens 16 --out probe_pP.csv` for P in 16, 256 and 1024, each passed with --probe"
     )]
     TooFewSteps {
@@ -98,6 +116,8 @@ pub(crate) struct StepFit {
     pub stall_share: f64,
     /// What each stall added beyond the line, ms.
     pub stalls_ms: Vec<f64>,
+    /// What the runs could not tell, and what the fit assumed instead.
+    pub caveats: Vec<String>,
 }
 
 /// Fits the runs (the Before first, then the probes), resampling
@@ -193,6 +213,24 @@ pub(crate) fn fit(
     let (obs, stalls_ms) = trim(obs, &first);
     let point = solve(&obs).ok_or_else(|| failed(&obs))?;
     let stall_share = stalls_ms.len() as f64 / all_steps.max(1) as f64;
+    let design = Design::of(&obs);
+    let mut caveats = Vec::new();
+    if !design.per_seq {
+        caveats.push(format!(
+            "the steps seen ran too few different numbers of sequences ({}) to tell the cost per sequence from the fixed cost: it is held at 0, so changes of the slots are predicted too fast; {PROBE_HINT}",
+            running_counts(&obs)
+        ));
+    }
+    if !design.prefill {
+        caveats.push(format!(
+            "no step prefilled a joining prompt and the first tokens came at one prompt length only, so the prefill cost cannot be told from the client's time: it is held at 0, so longer prompts are predicted too fast; {PROBE_HINT}"
+        ));
+    }
+    if !design.client {
+        caveats.push(format!(
+            "no request found the server idle, so the client's own time is taken as its connection set-up alone; {PROBE_HINT}"
+        ));
+    }
     let steps = obs.iter().filter(|o| o.x[3] == 0.0).count();
     let first_token_steps = obs.len() - steps;
     let mut strata: Vec<Vec<Obs>> = Vec::new();
@@ -245,7 +283,54 @@ pub(crate) fn fit(
         read_jitter_ms: runs[0].deviations_ms.clone(),
         stall_share,
         stalls_ms,
+        caveats,
     })
+}
+
+/// Fewest steps of one running count for it to count apart from others.
+const MIN_STEPS_PER_RUNNING: usize = 10;
+/// Fewest first-token observations to fit the client's own time.
+const MIN_FIRST_TOKENS: usize = 3;
+
+/// What the observations can tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Design {
+    /// The cost per sequence from the fixed cost: steps of two running
+    /// counts or more, [`MIN_STEPS_PER_RUNNING`] each.
+    per_seq: bool,
+    /// The client's own time: [`MIN_FIRST_TOKENS`] first tokens or more.
+    client: bool,
+    /// The prefill cost: a step that prefilled, or first tokens of two
+    /// prompt lengths or more (of one length alone, its prefill cannot be
+    /// told from the client's time).
+    prefill: bool,
+}
+
+impl Design {
+    fn of(obs: &[Obs]) -> Self {
+        let mut by_running: BTreeMap<u64, usize> = BTreeMap::new();
+        for o in obs.iter().filter(|o| o.x[3] == 0.0) {
+            *by_running.entry(o.x[1] as u64).or_default() += 1;
+        }
+        let client = obs.iter().filter(|o| o.x[3] > 0.0).count() >= MIN_FIRST_TOKENS;
+        let mut first_prompts: Vec<u64> = obs
+            .iter()
+            .filter(|o| o.x[3] > 0.0)
+            .map(|o| o.x[2].to_bits())
+            .collect();
+        first_prompts.sort_unstable();
+        first_prompts.dedup();
+        Design {
+            per_seq: by_running
+                .values()
+                .filter(|&&n| n >= MIN_STEPS_PER_RUNNING)
+                .count()
+                >= 2,
+            client,
+            prefill: obs.iter().any(|o| o.x[3] == 0.0 && o.x[2] > 0.0)
+                || (client && first_prompts.len() >= 2),
+        }
+    }
 }
 
 /// `obs` without those whose residual from `model` is over six robust
@@ -296,28 +381,29 @@ fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
 /// prefill cost is 0.
 fn solve(obs: &[Obs]) -> Option<StepModel> {
     let steps: Vec<&Obs> = obs.iter().filter(|o| o.x[3] == 0.0).collect();
-    let distinct_running = {
-        let mut r: Vec<u64> = obs.iter().map(|o| o.x[1] as u64).collect();
-        r.sort_unstable();
-        r.dedup();
-        r.len()
-    };
-    if steps.len() < 3 || distinct_running < 2 {
+    if steps.len() < 3 {
         return None;
     }
-    // Columns with any variation to explain: prefill only when some step
-    // prefilled, the client only with first-token observations. A cost
-    // fitted below 0 (noise on a cost near 0) is held at 0 and the others
-    // fitted again: no step costs less with more in it.
-    let with_prefill = obs.iter().any(|o| o.x[2] > 0.0);
-    let with_client = obs.iter().any(|o| o.x[3] > 0.0);
-    let mut columns: Vec<usize> = [0, 1]
+    let design = Design::of(obs);
+    // Columns the observations can tell apart: per sequence only with
+    // steps of two running counts or more, prefill only when some step
+    // prefilled or first tokens came at two prompt lengths, the client only with first-token observations (without
+    // them, they are left out: the client's time is its set-up alone). A
+    // cost fitted below 0 (noise on a cost near 0) is held at 0 and the
+    // others fitted again: no step costs less with more in it.
+    let used: Vec<Obs> = obs
+        .iter()
+        .filter(|o| design.client || o.x[3] == 0.0)
+        .copied()
+        .collect();
+    let mut columns: Vec<usize> = [0]
         .into_iter()
-        .chain(with_prefill.then_some(2))
-        .chain(with_client.then_some(3))
+        .chain(design.per_seq.then_some(1))
+        .chain(design.prefill.then_some(2))
+        .chain(design.client.then_some(3))
         .collect();
     let theta = loop {
-        let theta = least_squares(obs, &columns)?;
+        let theta = least_squares(&used, &columns)?;
         match columns.iter().copied().find(|&c| c < 3 && theta[c] < 0.0) {
             Some(negative) => columns.retain(|&c| c != negative),
             None => break theta,
@@ -631,7 +717,7 @@ mod tests {
     }
 
     #[test]
-    fn one_running_count_is_refused_with_the_probe_to_run() {
+    fn one_running_count_holds_the_cost_per_sequence_and_says_so() {
         let t = Truth {
             base_ms: 6.0,
             per_seq_ms: 0.4,
@@ -639,13 +725,68 @@ mod tests {
             sigma: 0.0,
             budget: 2048,
         };
-        // The probe alone: every step runs one sequence.
+        // One length of the probe alone: every step runs one sequence
+        // (its step is the fixed cost), and its prefill is one with the
+        // client's time (6.4 + 16 x 0.05 + 1.5 after the set-up).
         let traces = runs(&t, 1, &[]);
-        let err = fit(&[&traces[1]], true, Some(2048), 10, 1).unwrap_err();
-        let text = err.to_string();
-        assert!(matches!(err, StepFitError::TooFewSteps { .. }), "{text}");
-        assert!(text.contains("running [1] sequences"), "{text}");
-        assert!(text.contains("--input-tokens P"), "{text}");
+        let f = fit(&[&traces[1]], true, Some(2048), 10, 1).unwrap();
+        assert_eq!(f.point.per_seq_ms, 0.0);
+        assert_eq!(f.point.prefill_per_token_ms, 0.0);
+        assert!((f.point.base_ms - 6.4).abs() < 1e-3, "{:?}", f.point);
+        assert!((f.point.client_ms - 2.3).abs() < 1e-3, "{:?}", f.point);
+        assert_eq!(f.caveats.len(), 2, "{:?}", f.caveats);
+        assert!(f.caveats[0].contains("(120 steps of 1)"), "{:?}", f.caveats);
+        assert!(f.caveats[0].contains("--input-tokens P"), "{:?}", f.caveats);
+        assert!(
+            f.caveats[1].contains("prefill cost cannot be told"),
+            "{:?}",
+            f.caveats
+        );
+        // Two lengths of the probe tell the prefill cost apart.
+        let f = fit(&[&traces[1], &traces[2]], true, Some(2048), 10, 1).unwrap();
+        assert!(
+            (f.point.prefill_per_token_ms - 0.05).abs() < 1e-4,
+            "{:?}",
+            f.point
+        );
+        assert_eq!(f.caveats.len(), 1, "{:?}", f.caveats);
+        // The Before alone: every step runs eight, cohorts of eight join
+        // together (no step both decodes and prefills), and no request
+        // found the server idle: the fixed cost is the whole step.
+        let f = fit(&[&traces[0]], true, Some(2048), 10, 1).unwrap();
+        assert_eq!(f.point.per_seq_ms, 0.0);
+        assert!((f.point.base_ms - 9.2).abs() < 1e-3, "{:?}", f.point);
+        assert_eq!(f.caveats.len(), 3, "{:?}", f.caveats);
+        assert!(
+            f.caveats[2].contains("connection set-up alone"),
+            "{:?}",
+            f.caveats
+        );
+        // One request of one token: no step at all.
+        let (log, extras) = simulated_log(
+            &truth_server(&t),
+            &Client {
+                overhead_ms: &[1.5],
+                read_jitter_ms: &[],
+                max_in_flight: None,
+                schedule_ms: &[],
+            },
+            &[SimRequest {
+                prompt_tokens: 16,
+                output_tokens: 1,
+                prefix_group: None,
+                shared_prefix_tokens: 0,
+            }],
+            &model::whatif::Load::Closed {
+                concurrency: 1,
+                requests: 1,
+            },
+            1,
+        );
+        let one = trace(&log, &extras, None);
+        assert_eq!(one.streams.len(), 1);
+        let err = fit(&[&one], true, None, 10, 1).unwrap_err();
+        assert!(matches!(err, StepFitError::TooFewSteps { .. }), "{err}");
         let empty = Trace {
             streams: Vec::new(),
             groups: Vec::new(),

@@ -272,6 +272,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         server,
         slots_from,
         checks,
+        caveats: setup.fit.caveats.clone(),
     };
     let lengths = |v: Vec<f64>| lengths_of(v);
     let workload = LlmWorkload {
