@@ -29,7 +29,7 @@ use stats::{QuantileMethod, SplitMix64};
 use super::trace::Trace;
 
 /// How to give the fit what it lacks.
-const PROBE_HINT: &str = "run the probe, one request at a time at a few prompt lengths (`loadgen -c 1 -n 8 --input-tokens P --output-tokens 16 --out probe_pP.csv` for P in 16, 256 and 1024), and pass each with --probe";
+const PROBE_HINT: &str = "run the probe, one request at a time at a few prompt lengths (for P in 16, 256 and 1024: `loadgen --api openai-chat -c 1 -n 8 --payloads pP.jsonl --max-tokens 16 --extra-body '{\"ignore_eos\": true}' --out probe_pP.csv`, pP.jsonl holding prompts of P tokens), and pass each with --probe and its length with --probe-prompt-tokens";
 
 /// The running counts of the step observations and how many of each.
 fn running_counts(obs: &[Obs]) -> String {
@@ -73,7 +73,7 @@ pub enum StepFitError {
     /// Too few steps to fit anything.
     #[error(
         "{steps} steps were seen back to back, running {running}: too few to fit a step's cost. Give a longer Before (more requests, or answers of more than one token), and the probe: \
-         `loadgen --api openai-chat -c 1 -n 8 --input-tokens P --output-tokens 16 --out probe_pP.csv` for P in 16, 256 and 1024, each passed with --probe"
+         for P in 16, 256 and 1024, `loadgen --api openai-chat -c 1 -n 8 --payloads pP.jsonl --max-tokens 16 --extra-body '{{\"ignore_eos\": true}}' --out probe_pP.csv` (pP.jsonl: prompts of P tokens), each passed with --probe and its length with --probe-prompt-tokens"
     )]
     TooFewSteps {
         /// Steps observed.
@@ -736,7 +736,11 @@ mod tests {
         assert!((f.point.client_ms - 2.3).abs() < 1e-3, "{:?}", f.point);
         assert_eq!(f.caveats.len(), 2, "{:?}", f.caveats);
         assert!(f.caveats[0].contains("(120 steps of 1)"), "{:?}", f.caveats);
-        assert!(f.caveats[0].contains("--input-tokens P"), "{:?}", f.caveats);
+        assert!(
+            f.caveats[0].contains("--payloads pP.jsonl"),
+            "{:?}",
+            f.caveats
+        );
         assert!(
             f.caveats[1].contains("prefill cost cannot be told"),
             "{:?}",

@@ -15,7 +15,8 @@
 //!   and chooses.
 //!
 //! The probe is one request at a time at a few prompt lengths
-//! ([`PROBE_PROMPT_TOKENS`], [`probe_command`]): its steps run one
+//! ([`PROBE_PROMPT_TOKENS`], [`probe_command`]; `cargo xtask perf
+//! --scenario llm` runs it): its steps run one
 //! sequence, where the Before's run many, which separates the per-sequence
 //! cost from the fixed one; its times to first token against its prompt
 //! lengths give the prefill cost and the client's own time.
@@ -51,18 +52,23 @@ pub const PROBE_REQUESTS: u32 = 8;
 /// Answer tokens of each probe request.
 pub const PROBE_OUTPUT_TOKENS: u32 = 16;
 
-/// The loadgen flags of the probe at prompt length `prompt_tokens`
-/// (beside the Before's own: the URL, the API, the model), writing `out`.
-pub fn probe_command(prompt_tokens: u32, out: &Path) -> Vec<String> {
+/// The loadgen flags of the probe at one prompt length (beside the
+/// Before's own: the URL, the API, the model): `payloads` holds prompts of
+/// that many tokens, one JSON line `{"input": ...}` each; the log goes to
+/// `out`, passed to `report whatif` with `--probe` and its length with
+/// `--probe-prompt-tokens`.
+pub fn probe_command(payloads: &Path, out: &Path) -> Vec<String> {
     vec![
         "-c".to_owned(),
         "1".to_owned(),
         "-n".to_owned(),
         PROBE_REQUESTS.to_string(),
-        "--input-tokens".to_owned(),
-        prompt_tokens.to_string(),
-        "--output-tokens".to_owned(),
+        "--payloads".to_owned(),
+        payloads.display().to_string(),
+        "--max-tokens".to_owned(),
         PROBE_OUTPUT_TOKENS.to_string(),
+        "--extra-body".to_owned(),
+        r#"{"ignore_eos": true}"#.to_owned(),
         "--out".to_owned(),
         out.display().to_string(),
     ]
