@@ -157,7 +157,7 @@ async fn the_engine_recovers_the_simulators_step_costs_and_reads_its_metrics() {
     std::fs::write(&metrics_path, metrics.to_json().unwrap()).unwrap();
     // The probe: one request at a time at two prompt lengths.
     let mut probes = Vec::new();
-    for words in [16, 128] {
+    for words in [16, 512] {
         let out = dir.join(format!("probe_p{words}.csv"));
         run(&url, &out, &payloads(&dir, words, 4), 1, 4, 6).await;
         probes.push(out);
@@ -176,7 +176,7 @@ async fn the_engine_recovers_the_simulators_step_costs_and_reads_its_metrics() {
             replicas: 1,
         },
         prompt_tokens: Some(24),
-        probe_prompt_tokens: vec![16, 128],
+        probe_prompt_tokens: vec![16, 512],
         before_metrics: Some(metrics_path.clone()),
         // First tokens alone: a slot for every stream is the fix.
         slos: vec!["ttft_p95<=300".parse().unwrap()],

@@ -175,7 +175,11 @@ pub(crate) fn llm_prediction(
             f.slots_from,
             f.steps,
             f.first_token_steps,
-        ),
+        ) + &f
+            .caveats
+            .iter()
+            .map(|c| format!("; caveat: {c}"))
+            .collect::<String>(),
         ranked: engine
             .candidates
             .iter()
