@@ -8,8 +8,9 @@
 //!   over KServe v2, its statistics read around every run; its dynamic
 //!   batcher is the server change report decides.
 //! - [`Llm`]: an OpenAI-compatible LLM server (`--scenario llm`):
-//!   stub-server's LLM routes with 8 sequence slots, fresh per phase;
-//!   `max_num_seqs` is the server change report decides.
+//!   stub-server's LLM routes (`--profile`, `--server-arg`), fresh per
+//!   phase; its slots or its step's token budget is the server change
+//!   report may decide, applied on top of the user's flags.
 //!
 //! A backend says how to start a server (with a server setting applied),
 //! how loadgen talks to it, what the analysis is told, and what the
@@ -116,7 +117,7 @@ pub(crate) trait Backend {
 /// The backend `args` ask for (the flags are already validated).
 pub(crate) fn choose(args: &PerfArgs) -> Box<dyn Backend> {
     if args.scenario == "llm" {
-        return Box::new(Llm::new());
+        return Box::new(Llm::new(args));
     }
     if args.server == "triton" {
         return Box::new(Triton::new());
@@ -244,7 +245,10 @@ impl Simulator {
     fn new(args: &PerfArgs) -> Self {
         Self {
             spec: inference_spec(args),
-            profile: args.profile.clone(),
+            profile: args
+                .profile
+                .clone()
+                .unwrap_or_else(|| "placeholder".to_owned()),
             server_args: args.server_args.clone(),
         }
     }
@@ -490,26 +494,106 @@ impl Backend for Triton {
     }
 }
 
-/// The simulator's OpenAI-compatible routes under the `llm-slots`
-/// profile: continuous batching with 8 sequence slots, fresh per phase.
+/// The simulator's OpenAI-compatible routes (the `llm-slots` profile
+/// unless `--profile` names another, with the user's `--server-arg`s),
+/// fresh per phase: continuous batching over sequence slots.
 pub(crate) struct Llm {
     spec: Spec,
+    profile: String,
+    server_args: Vec<String>,
 }
 
-/// The LLM scenario's server profile.
-const LLM_PROFILE: &str = "llm-slots";
-/// Its sequence slots (`stub-server --profile llm-slots`).
-const LLM_PROFILE_SLOTS: u32 = 8;
+/// The LLM scenario's server profile when `--profile` names none.
+pub(crate) const LLM_PROFILE: &str = "llm-slots";
 /// The objectives when `--sla` gives none.
 pub(crate) const LLM_DEFAULT_SLOS: [&str; 2] = ["ttft_p95<=500", "itl_p99<=50"];
 
+/// The Before's scheduler as `report whatif` needs it: each stub-server
+/// flag, the `report whatif` flag that says the same, and the value every
+/// stub-server profile has (they all keep the LLM routes' defaults but
+/// for their step costs, which report fits). `None`: the flag is left
+/// out when the value is this (stub-server's 0 = unlimited or none).
+const LLM_SCHEDULER_FLAGS: [(&str, &str, &str, Option<&str>); 5] = [
+    ("--max-num-seqs", "--max-num-seqs", "8", None),
+    ("--max-batched-tokens", "--max-batched-tokens", "2048", None),
+    ("--kv-cache-tokens", "--kv-cache-tokens", "0", Some("0")),
+    ("--kv-block-tokens", "--kv-block-tokens", "16", None),
+    ("--prefix-cache-blocks", "--prefix-cache-blocks", "0", None),
+];
+
+/// The value the last `--flag=V` or `--flag V` in `args` gives.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let mut value = None;
+    for (i, a) in args.iter().enumerate() {
+        if a == flag {
+            value = args.get(i + 1).map(String::as_str);
+        } else if let Some(v) = a.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+            value = Some(v);
+        }
+    }
+    value
+}
+
+/// `args` without any `--flag=V` or `--flag V`: a setting applied on top
+/// replaces the user's own (stub-server takes each flag once).
+fn without_flag(args: &[String], flag: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip_value = false;
+    for a in args {
+        if skip_value {
+            skip_value = false;
+        } else if a == flag {
+            skip_value = true;
+        } else if !a
+            .strip_prefix(flag)
+            .is_some_and(|rest| rest.starts_with('='))
+        {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
 impl Llm {
-    fn new() -> Self {
+    pub(crate) fn new(args: &PerfArgs) -> Self {
+        let profile = args
+            .profile
+            .clone()
+            .unwrap_or_else(|| LLM_PROFILE.to_owned());
+        let server_args = args.server_args.clone();
+        let slots = flag_value(&server_args, "--max-num-seqs").unwrap_or("8");
+        let given = if server_args.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", server_args.join(" "))
+        };
+        let mut whatif_args = strings(&["--scenario", "llm"]);
+        for (server_flag, report_flag, default, omit) in LLM_SCHEDULER_FLAGS {
+            let value = flag_value(&server_args, server_flag).unwrap_or(default);
+            if omit != Some(value) {
+                whatif_args.extend([report_flag.to_owned(), value.to_owned()]);
+            }
+        }
+        whatif_args.extend([
+            // Every request is input.py's prompt as one user message:
+            // stub-server counts its whitespace words.
+            "--prompt-tokens".to_owned(),
+            model::payload::baseline_input(0)
+                .split_whitespace()
+                .count()
+                .to_string(),
+            "--concurrency".to_owned(),
+            model::BASELINE_CONCURRENCY.to_string(),
+            // stub-server always chunks prefill, and the workflow runs one
+            // server: those two changes are predicted, never chosen.
+            "--server-changes".to_owned(),
+            "slots,batched-tokens".to_owned(),
+        ]);
         Self {
             spec: Spec {
                 intro: format!(
-                    "scenario: llm. Server: the simulator's OpenAI-compatible routes, profile {LLM_PROFILE} \
-                     ({LLM_PROFILE_SLOTS} sequence slots), fresh for every phase; client: loadgen --api openai-chat, streamed"
+                    "scenario: llm. Server: the simulator's OpenAI-compatible routes, stub-server --profile {profile}{given} \
+                     ({slots} sequence slots), fresh for every phase; client: loadgen --api openai-chat, streamed"
                 ),
                 prepare: None,
                 api: "openai-chat".to_owned(),
@@ -534,32 +618,37 @@ impl Llm {
                 functional_ok: "ok: the simulator at {url} streamed and answered chat and batched completions, every answer verified",
                 input_py_skip: Some("input.py skipped: it sends the simulator's inference format, not OpenAI's; the Rust baseline client (input.py's load shape, streamed) is the Before.".to_owned()),
                 server_stats: false,
-                probe: false,
-                whatif_args: vec![
-                    "--scenario".to_owned(),
-                    "llm".to_owned(),
-                    "--max-num-seqs".to_owned(),
-                    LLM_PROFILE_SLOTS.to_string(),
-                    "--concurrency".to_owned(),
-                    model::BASELINE_CONCURRENCY.to_string(),
-                ],
+                // The step probe: one request at a time at a few prompt
+                // lengths, so the fit can tell a step's costs apart.
+                probe: true,
+                whatif_args,
                 decides_server_change: true,
-                before_label: format!("Before (baseline client, {LLM_PROFILE_SLOTS} slots)"),
+                before_label: format!("Before (baseline client, {slots} slots)"),
                 default_slos: strings(&LLM_DEFAULT_SLOS),
                 fresh_server_per_phase: true,
             },
+            profile,
+            server_args,
         }
     }
 
-    fn server_args(setting: Option<&ServerSetting>) -> Result<Vec<String>, TaskError> {
-        let mut args = vec!["--profile".to_owned(), LLM_PROFILE.to_owned()];
-        match setting {
-            None => {}
-            Some(ServerSetting::MaxNumSeqs { max_num_seqs }) => {
-                args.push(format!("--max-num-seqs={max_num_seqs}"));
+    /// stub-server's flags: the profile, the user's flags, and `setting`
+    /// on top of them.
+    fn server_args(&self, setting: Option<&ServerSetting>) -> Result<Vec<String>, TaskError> {
+        let mut args = vec!["--profile".to_owned(), self.profile.clone()];
+        let (flag, value) = match setting {
+            None => {
+                args.extend(self.server_args.iter().cloned());
+                return Ok(args);
+            }
+            Some(ServerSetting::MaxNumSeqs { max_num_seqs }) => ("--max-num-seqs", *max_num_seqs),
+            Some(ServerSetting::MaxBatchedTokens { max_batched_tokens }) => {
+                ("--max-batched-tokens", *max_batched_tokens)
             }
             Some(other) => return Err(cannot_apply("the LLM simulator", other)),
-        }
+        };
+        args.extend(without_flag(&self.server_args, flag));
+        args.push(format!("{flag}={value}"));
         Ok(args)
     }
 }
@@ -577,7 +666,7 @@ impl Backend for Llm {
         setting: Option<&ServerSetting>,
     ) -> Result<Target, TaskError> {
         // The step loop draws no randomness: every pair runs the same server.
-        let args = Self::server_args(setting)?;
+        let args = self.server_args(setting)?;
         let server = ServerProcess::start(&bins.path("stub-server"), &args, log)?;
         Ok(Target {
             url: server.base_url.clone(),
@@ -586,7 +675,7 @@ impl Backend for Llm {
     }
 
     fn describe(&self, _seed: u64, setting: Option<&ServerSetting>) -> String {
-        match Self::server_args(setting) {
+        match self.server_args(setting) {
             Ok(args) => format!("stub-server {}", args.join(" ")),
             Err(e) => e.to_string(),
         }
@@ -596,10 +685,18 @@ impl Backend for Llm {
         Conditions {
             scenario: Some("llm".to_owned()),
             target: Some(TargetKind::Simulator),
-            server: Some(format!("stub-server --profile {LLM_PROFILE} (OpenAI-compatible routes, continuous batching, {LLM_PROFILE_SLOTS} sequence slots, steps of 6 ms + 0.4 ms per running sequence)")),
+            server: Some(format!(
+                "{} (OpenAI-compatible routes, continuous batching)",
+                self.describe(0, None)
+            )),
+            server_profile: Some(self.profile.clone()),
+            server_args: self.server_args.clone(),
             api: Some("openai-chat, streamed (stream_options.include_usage)".to_owned()),
             payloads: Some(payloads("as one user message each")),
-            before_client: Some("loadgen --profile baseline --api openai-chat (a new connection per request)".to_owned()),
+            before_client: Some(
+                "loadgen --profile baseline --api openai-chat (a new connection per request)"
+                    .to_owned(),
+            ),
             ..Conditions::default()
         }
     }
@@ -614,17 +711,34 @@ pub(crate) fn pair_seed(pair: u32) -> u64 {
 mod tests {
     use super::*;
 
+    /// `cargo xtask perf` parsed from `flags`.
+    fn perf_args(flags: &[&str]) -> PerfArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            perf: PerfArgs,
+        }
+        Wrap::try_parse_from(std::iter::once("perf").chain(flags.iter().copied()))
+            .unwrap()
+            .perf
+    }
+
     #[test]
     fn each_server_maps_the_settings_it_can_apply_and_refuses_the_others() {
         let slots = ServerSetting::MaxNumSeqs { max_num_seqs: 20 };
         let delay = ServerSetting::DynamicBatching {
             max_queue_delay_us: 2000,
         };
+        let llm = Llm::new(&perf_args(&["--scenario", "llm"]));
         assert_eq!(
-            Llm::server_args(Some(&slots)).unwrap(),
+            llm.server_args(Some(&slots)).unwrap(),
             ["--profile", "llm-slots", "--max-num-seqs=20"]
         );
-        assert!(Llm::server_args(Some(&delay)).is_err());
+        assert!(llm.server_args(Some(&delay)).is_err());
+        let chunking = ServerSetting::ChunkedPrefill { enabled: false };
+        let err = llm.server_args(Some(&chunking)).unwrap_err().to_string();
+        assert!(err.contains("the LLM simulator cannot apply"), "{err}");
         let setup = Triton::setup(43, Some(&delay)).unwrap();
         assert_eq!(
             (setup.seed, setup.dynamic_batching_delay_us),
@@ -633,6 +747,80 @@ mod tests {
         assert_eq!(Triton::setup(42, None).unwrap(), TritonSetup::PLACEHOLDER);
         let err = Triton::setup(42, Some(&slots)).unwrap_err().to_string();
         assert!(err.contains("Triton cannot apply"), "{err}");
+    }
+
+    #[test]
+    fn the_llm_scenario_describes_the_users_server_and_applies_a_change_on_top() {
+        let llm = Llm::new(&perf_args(&[
+            "--scenario",
+            "llm",
+            "--profile",
+            "placeholder",
+            "--server-arg=--max-num-seqs=4",
+            "--server-arg",
+            "--max-batched-tokens",
+            "--server-arg",
+            "512",
+            "--server-arg=--prefix-cache-blocks=64",
+        ]));
+        // The Before: the user's profile and flags as given.
+        assert_eq!(
+            llm.server_args(None).unwrap(),
+            [
+                "--profile",
+                "placeholder",
+                "--max-num-seqs=4",
+                "--max-batched-tokens",
+                "512",
+                "--prefix-cache-blocks=64"
+            ]
+        );
+        // A change replaces the user's own value of its flag, keeps the rest.
+        let budget = ServerSetting::MaxBatchedTokens {
+            max_batched_tokens: 1024,
+        };
+        assert_eq!(
+            llm.server_args(Some(&budget)).unwrap(),
+            [
+                "--profile",
+                "placeholder",
+                "--max-num-seqs=4",
+                "--prefix-cache-blocks=64",
+                "--max-batched-tokens=1024"
+            ]
+        );
+        let slots = ServerSetting::MaxNumSeqs { max_num_seqs: 8 };
+        assert_eq!(
+            llm.server_args(Some(&slots)).unwrap(),
+            [
+                "--profile",
+                "placeholder",
+                "--max-batched-tokens",
+                "512",
+                "--prefix-cache-blocks=64",
+                "--max-num-seqs=8"
+            ]
+        );
+        // report whatif is told the same server; what stub-server cannot
+        // change is predicted, never chosen.
+        let w = llm.spec().whatif_args.join(" ");
+        assert!(
+            w.contains("--max-num-seqs 4 --max-batched-tokens 512 --kv-block-tokens 16 --prefix-cache-blocks 64"),
+            "{w}"
+        );
+        assert!(!w.contains("--kv-cache-tokens"), "{w}");
+        assert!(w.contains("--server-changes slots,batched-tokens"), "{w}");
+        let words = model::payload::baseline_input(0).split_whitespace().count();
+        assert!(w.contains(&format!("--prompt-tokens {words}")), "{w}");
+        assert_eq!(llm.spec().before_label, "Before (baseline client, 4 slots)");
+        // Without flags: the llm-slots profile's 8 slots.
+        let plain = Llm::new(&perf_args(&["--scenario", "llm"]));
+        assert!(plain
+            .spec()
+            .whatif_args
+            .join(" ")
+            .contains("--max-num-seqs 8"));
+        assert_eq!(plain.describe(0, None), "stub-server --profile llm-slots");
     }
 
     #[test]

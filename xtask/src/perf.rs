@@ -118,11 +118,13 @@ pub(crate) struct PerfArgs {
     /// Do not run input.py; the Rust reproduction is the Before.
     #[arg(long)]
     pub(crate) skip_python: bool,
-    /// Simulator profile for every phase.
-    #[arg(long, default_value = "placeholder", value_name = "NAME")]
-    pub(crate) profile: String,
-    /// Extra simulator flag, repeatable (e.g. `--server-arg=--base-ms=20`);
-    /// applied identically to every phase.
+    /// Simulator profile for every phase [default: placeholder; with
+    /// --scenario llm: llm-slots].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) profile: Option<String>,
+    /// Extra simulator flag, repeatable (e.g. `--server-arg=--base-ms=20`,
+    /// with --scenario llm `--server-arg=--max-num-seqs=4`); applied
+    /// identically to every phase, a server change report decides on top.
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub(crate) server_args: Vec<String>,
 }
@@ -624,6 +626,25 @@ impl Workflow<'_> {
                 return Ok(None);
             }
         };
+        if self.args.scenario == "llm" {
+            println!(
+                "probe: {} streamed requests at each prompt length {:?} tokens, {} tokens each, one at a time ({})",
+                crate::whatif::LLM_PROBE_REQUESTS,
+                crate::whatif::LLM_PROBE_PROMPT_TOKENS,
+                crate::whatif::LLM_PROBE_OUTPUT_TOKENS,
+                target.url
+            );
+            let (logs, prompt_tokens) = crate::whatif::llm_probe(
+                || self.loadgen(None, &target.url, None),
+                dir,
+                CLIENT_LIMIT,
+            )?;
+            return Ok(Some(Probes {
+                logs,
+                stats: Vec::new(),
+                prompt_tokens,
+            }));
+        }
         println!(
             "probe: {} batches at each batch size {:?}, one batch at a time ({})",
             crate::whatif::PROBE_BATCHES,
@@ -636,7 +657,11 @@ impl Workflow<'_> {
             CLIENT_LIMIT,
             self.backend.spec().server_stats,
         )?;
-        Ok(Some(Probes { logs, stats }))
+        Ok(Some(Probes {
+            logs,
+            stats,
+            prompt_tokens: Vec::new(),
+        }))
     }
 
     /// `report whatif` over the Before (and the probes), writing `json`.
@@ -657,6 +682,12 @@ impl Workflow<'_> {
             .flag_each("--before-stats", stats)
             .flag_each("--probe", probes.iter().flat_map(|p| &p.logs))
             .flag_each("--probe-stats", probes.iter().flat_map(|p| &p.stats))
+            .flag_each(
+                "--probe-prompt-tokens",
+                probes
+                    .iter()
+                    .flat_map(|p| p.prompt_tokens.iter().map(u32::to_string)),
+            )
             .args(["--sla-p95-ms", &self.args.sla_p95_ms.to_string()])
             .flag_each("--json", [json]);
         crate::whatif::analyse(&mut cmd, json, CLIENT_LIMIT)
@@ -926,6 +957,9 @@ impl FlagEach for Command {
 struct Probes {
     logs: Vec<PathBuf>,
     stats: Vec<PathBuf>,
+    /// Each LLM probe log's prompt length, tokens (empty for the batch
+    /// probe).
+    prompt_tokens: Vec<u32>,
 }
 
 /// What one input.py run cost its process.
@@ -1048,14 +1082,12 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
         let conflicting = [
             (args.server != "simulator", "--server"),
             (args.url.is_some(), "--url"),
-            (!args.server_args.is_empty(), "--server-arg"),
             (args.api != "simulator", "--api"),
-            (args.profile != "placeholder", "--profile"),
             (!args.loadgen_args.is_empty(), "--loadgen-arg"),
         ];
         if let Some((_, flag)) = conflicting.iter().find(|(set, _)| *set) {
             return Err(TaskError::BadFlag(format!(
-                "{flag} cannot be used with --scenario llm (it runs the llm-slots scenario on the simulator; point loadgen --api openai-chat at your own LLM server)"
+                "{flag} cannot be used with --scenario llm (it runs the simulator's LLM routes, described by --profile and --server-arg; point loadgen --api openai-chat at your own LLM server)"
             )));
         }
     }
@@ -1070,7 +1102,7 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
             (args.url.is_some(), "--url"),
             (!args.server_args.is_empty(), "--server-arg"),
             (args.api != "simulator", "--api"),
-            (args.profile != "placeholder", "--profile"),
+            (args.profile.is_some(), "--profile"),
         ];
         if let Some((_, flag)) = conflicting.iter().find(|(set, _)| *set) {
             return Err(TaskError::BadFlag(format!(
@@ -1171,7 +1203,44 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), TaskError> {
 
 #[cfg(test)]
 mod tests {
-    use super::capacity_start_rps;
+    use super::*;
+
+    fn perf_args(flags: &[&str]) -> PerfArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            perf: PerfArgs,
+        }
+        Wrap::try_parse_from(std::iter::once("perf").chain(flags.iter().copied()))
+            .unwrap()
+            .perf
+    }
+
+    #[test]
+    fn the_llm_scenario_takes_profile_and_server_arg_but_not_a_url() {
+        let ok = perf_args(&[
+            "--scenario",
+            "llm",
+            "--profile",
+            "llm-slots",
+            "--server-arg=--max-num-seqs=4",
+        ]);
+        assert!(validate(&ok).is_ok());
+        let url = perf_args(&["--scenario", "llm", "--url", "http://127.0.0.1:9/v1"]);
+        let err = validate(&url).unwrap_err().to_string();
+        assert!(
+            err.contains("--url cannot be used with --scenario llm"),
+            "{err}"
+        );
+        // Triton still runs its own scenario only.
+        let triton = perf_args(&["--server", "triton", "--profile", "llm-slots"]);
+        let err = validate(&triton).unwrap_err().to_string();
+        assert!(
+            err.contains("--profile cannot be used with --server triton"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_search_starts_at_a_quarter_of_the_prediction_or_at_loadgens_own_start() {

@@ -85,6 +85,71 @@ pub(crate) fn probe_with(
     Ok((logs, stats))
 }
 
+/// Prompt lengths of the LLM step probe, tokens (stub-server's words).
+pub(crate) const LLM_PROBE_PROMPT_TOKENS: [u32; 3] = [16, 256, 1024];
+
+/// Requests at each probe length, one at a time.
+pub(crate) const LLM_PROBE_REQUESTS: u32 = 8;
+
+/// Answer tokens of each probe request.
+pub(crate) const LLM_PROBE_OUTPUT_TOKENS: u32 = 16;
+
+/// `count` prompts of exactly `words` whitespace words, each beginning
+/// with a word of its own (so a prefix cache shares nothing between them),
+/// as loadgen's `--payloads` lines.
+fn llm_probe_payloads(words: u32, count: u32) -> String {
+    let mut out = String::new();
+    for i in 0..count {
+        let text: Vec<String> = std::iter::once(format!("probe{i}"))
+            .chain((1..words).map(|w| format!("w{}", (w * 7 + i) % 50)))
+            .collect();
+        out.push_str(&serde_json::json!({ "input": text.join(" ") }).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// The LLM step probe: against a server left idle between requests, one
+/// streamed request at a time at each of [`LLM_PROBE_PROMPT_TOKENS`], its
+/// answer [`LLM_PROBE_OUTPUT_TOKENS`] tokens long. Alone, a request's
+/// steps run one sequence and its first token is one prefill: the Before
+/// (every slot busy) cannot tell a step's fixed cost from its cost per
+/// sequence, nor a prompt's prefill from the client's own time. Returns
+/// the logs written into `dir` and their prompt lengths.
+pub(crate) fn llm_probe(
+    mut loadgen: impl FnMut() -> Command,
+    dir: &Path,
+    limit: std::time::Duration,
+) -> Result<(Vec<PathBuf>, Vec<u32>), TaskError> {
+    let mut logs = Vec::new();
+    for words in LLM_PROBE_PROMPT_TOKENS {
+        let payloads = dir.join(format!("probe_p{words}.jsonl"));
+        std::fs::write(&payloads, llm_probe_payloads(words, LLM_PROBE_REQUESTS))
+            .map_err(|e| TaskError::Step(format!("{}: {e}", payloads.display())))?;
+        let log = dir.join(format!("probe_p{words}.csv"));
+        let status = process::run_with_deadline(
+            loadgen()
+                .args(["-q", "-c", "1"])
+                .args(["-n", &LLM_PROBE_REQUESTS.to_string()])
+                .args(["--max-tokens", &LLM_PROBE_OUTPUT_TOKENS.to_string()])
+                .args(["--extra-body", r#"{"ignore_eos": true}"#])
+                .args(["--payloads".as_ref(), payloads.as_os_str()])
+                .args(["--out".as_ref(), log.as_os_str()])
+                .stdout(Stdio::null()),
+            limit,
+        )?;
+        match status.code() {
+            Some(0 | 1) => logs.push(log),
+            _ => {
+                return Err(TaskError::Step(format!(
+                    "the step probe at {words}-token prompts could not run ({status})"
+                )))
+            }
+        }
+    }
+    Ok((logs, LLM_PROBE_PROMPT_TOKENS.to_vec()))
+}
+
 /// Runs `report whatif` (`cmd`, writing `json_path`) and reads its answer.
 pub(crate) fn analyse(
     cmd: &mut Command,
@@ -125,6 +190,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_llm_probe_prompts_have_their_length_in_words_and_share_no_first_word() {
+        let text = llm_probe_payloads(16, 3);
+        let prompts: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["input"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(prompts.len(), 3);
+        for (i, p) in prompts.iter().enumerate() {
+            let words: Vec<&str> = p.split_whitespace().collect();
+            assert_eq!(words.len(), 16, "{p}");
+            assert_eq!(words[0], format!("probe{i}"));
+        }
+    }
+
+    #[test]
     fn a_whatif_json_reads_through_the_contract_and_a_missing_decision_field_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("whatif.json");
@@ -140,6 +223,7 @@ mod tests {
             }),
             server_change: None,
             engine: None,
+            llm: None,
         };
         std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
         let back: WhatifReport = json::read(&path).unwrap();

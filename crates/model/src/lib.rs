@@ -26,7 +26,8 @@
 //!   `SCHEMA_VERSION`: [`whatif`] (`whatif.json`: the analysis's decisions
 //!   and the what-if engine's prediction), [`comparison`]
 //!   (`comparison.json`), [`conditions`] (`conditions.json`) and
-//!   [`repeats`] (`repeats.json`).
+//!   [`repeats`] (`repeats.json`) and [`server_metrics`] (a server's
+//!   Prometheus samples through a run).
 //! - [`schema`]: the published JSON Schemas of all of them and of the
 //!   log's rows (`docs/schemas/`), generated from these types.
 //!
@@ -53,6 +54,7 @@ pub mod output;
 pub mod payload;
 pub mod repeats;
 pub mod schema;
+pub mod server_metrics;
 pub mod summary;
 pub mod whatif;
 pub mod wire;

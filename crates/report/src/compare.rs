@@ -40,6 +40,9 @@ pub struct RunLog {
     /// The server's own statistics for this run (the difference of
     /// Triton's `/stats` before and after), when they were read.
     pub server_stats: Option<model::kserve::ModelStats>,
+    /// The server's metrics scraped through the run (`loadgen
+    /// --server-metrics-url`), when they were read.
+    pub server_metrics: Option<model::server_metrics::ServerMetrics>,
 }
 
 impl RunLog {
@@ -54,6 +57,7 @@ impl RunLog {
             log_file: Some(path.display().to_string()),
             log,
             server_stats: None,
+            server_metrics: None,
         })
     }
 
@@ -64,6 +68,15 @@ impl RunLog {
         Ok(self)
     }
 
+    /// Adds the server's metrics through the run, from the JSON time series
+    /// `loadgen --server-metrics-url` wrote (`model::server_metrics`).
+    pub fn with_server_metrics(mut self, path: &Path) -> Result<Self, ReportError> {
+        let metrics = model::server_metrics::ServerMetrics::read(path)
+            .map_err(|e| ReportError::InvalidOption(e.to_string()))?;
+        self.server_metrics = Some(metrics);
+        Ok(self)
+    }
+
     /// Wraps a log already in memory.
     pub fn new(label: &str, log: Log) -> Self {
         Self {
@@ -71,6 +84,7 @@ impl RunLog {
             log_file: None,
             log,
             server_stats: None,
+            server_metrics: None,
         }
     }
 
@@ -267,6 +281,7 @@ pub fn compare(
             log: &run.log,
             summary,
             configured_concurrency: conditions.concurrency.map(|c| c as f64),
+            metrics: run.server_metrics.as_ref(),
         }));
         if let Some(stats) = &run.server_stats {
             diagnosis.extend(crate::diagnosis::server_statistics(side, summary, stats));
@@ -320,6 +335,15 @@ pub fn compare(
             .collect();
         crate::prediction::prediction(whatif, &after_summary, &after_ms)
     });
+    // The LLM engine's prediction, for the decision the After carried out.
+    let llm_prediction = options
+        .whatif
+        .as_ref()
+        .filter(|_| options.decision == DecisionRole::After)
+        .and_then(|whatif| {
+            let engine = whatif.llm.as_ref()?;
+            crate::prediction::llm_prediction(engine, decision.as_ref()?, &after_summary)
+        });
     let capacity = options.capacity.clone().map(|mut capacity| {
         if capacity.predicted_max_rate_rps.is_none() {
             capacity.predicted_max_rate_rps =
@@ -360,6 +384,7 @@ pub fn compare(
         conditions,
         decision,
         prediction,
+        llm_prediction,
         capacity,
         capacity_open_loop,
         warnings,

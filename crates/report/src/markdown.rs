@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use model::capacity::Capacity;
-use model::comparison::{Breakdown, Comparison, Prediction};
+use model::comparison::{Breakdown, Comparison, LlmPrediction, Prediction};
 
 use crate::table::{
     headings, input_py_rows, reproduction_paragraph, table_rows, verdict_line, INPUT_PY_HEADINGS,
@@ -151,6 +151,25 @@ pub(crate) fn render_markdown(c: &Comparison) -> String {
         let _ = writeln!(md, "\n{}\n", escape_markdown(&p.conclusion));
         md.push_str(&row(&Prediction::RANKED_HEADINGS.map(str::to_owned)));
         md.push_str("|---:|---|---|---:|---|\n");
+        for cells in p.ranked_rows() {
+            md.push_str(&row(&cells));
+        }
+    }
+    if let Some(p) = &c.llm_prediction {
+        let _ = writeln!(
+            md,
+            "\n## Prediction (LLM what-if engine) beside measurement\n"
+        );
+        let _ = writeln!(md, "{}\n", escape_markdown(&p.sentence()));
+        let _ = writeln!(md, "Fitted step model: {}.\n", escape_markdown(&p.fit));
+        md.push_str(&row(&LlmPrediction::HEADINGS.map(str::to_owned)));
+        md.push_str("|---|---:|---:|---:|---:|\n");
+        for cells in p.table() {
+            md.push_str(&row(&cells));
+        }
+        let _ = writeln!(md, "\n{}\n", escape_markdown(&p.conclusion));
+        md.push_str(&row(&LlmPrediction::RANKED_HEADINGS.map(str::to_owned)));
+        md.push_str("|---:|---|---|---:|---:|---:|---|\n");
         for cells in p.ranked_rows() {
             md.push_str(&row(&cells));
         }

@@ -163,6 +163,10 @@ pub fn plain_text(comparison: &Comparison) -> String {
         out.push_str(&p.sentence());
         out.push('\n');
     }
+    if let Some(p) = &comparison.llm_prediction {
+        out.push_str(&p.sentence());
+        out.push('\n');
+    }
     for (capacity, _) in comparison.capacities() {
         out.push_str(&capacity.sentence());
         out.push('\n');

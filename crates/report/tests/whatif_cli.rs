@@ -401,60 +401,173 @@ fn whatif_bad_flags_exit_2_naming_the_flag() {
     assert!(stderr(&out).contains("missing.csv"));
 }
 
-/// A streamed LLM Before: 20 streams, first tokens at `ttft_ms[i % len]`,
-/// then 10 ms between tokens.
-fn llm_before(dir: &Path, ttft_ms: &[f64]) -> PathBuf {
-    let rows: Vec<LogRow> = (0..40u64)
-        .map(|id| {
-            let ttft = ttft_ms[id as usize % ttft_ms.len()];
-            LogRow {
-                request_id: id,
-                timestamp_ms: T0_MS + (id / 20) as f64 * 2_000.0,
-                latency_ms: ttft + 10.0 * 31.0,
-                status_code: 200,
-                ok: true,
-                output_digest: Some(format!("d{id}")),
-                llm: Some(model::log::LlmTiming {
-                    ttft_ms: Some(ttft),
-                    tpot_ms: Some(10.0),
-                    output_tokens: Some(32),
-                    tokens_from: Some(model::log::TokensFrom::Usage),
-                    itl_ms: vec![10.0; 31],
-                }),
-                ..LogRow::default()
-            }
-        })
+/// A streamed LLM run as loadgen logs it: a closed loop of `concurrency`
+/// streams against a continuous-batching server with `slots` slots whose
+/// step costs 6 ms + 0.4 ms per sequence + 0.05 ms per prompt token, every
+/// prompt `prompt` tokens and every answer `answer` tokens; a request
+/// reaches the server 1 ms after it starts (0.2 ms of it connecting) and
+/// joins the first step that begins after.
+fn llm_rows(
+    slots: usize,
+    concurrency: usize,
+    requests: usize,
+    prompt: u32,
+    answer: usize,
+) -> Vec<LogRow> {
+    struct Running {
+        id: usize,
+        reads: Vec<f64>,
+    }
+    let step_ms =
+        |running: usize, prefill: u32| 6.0 + 0.4 * running as f64 + 0.05 * f64::from(prefill);
+    let mut starts: Vec<f64> = vec![0.0; concurrency.min(requests)];
+    let mut waiting: std::collections::VecDeque<(usize, f64)> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i, t + 1.0))
         .collect();
-    write_log(dir, "before.csv", &rows)
+    let mut running: Vec<Running> = Vec::new();
+    let mut rows: Vec<(usize, f64, Vec<f64>)> = Vec::new();
+    let mut now = 0.0_f64;
+    while rows.len() < requests {
+        if running.is_empty() {
+            // Idle: the next step starts as the first waiting arrives.
+            match waiting.front() {
+                Some(&(_, arrival)) => now = now.max(arrival),
+                None => break,
+            }
+        }
+        let mut joined = 0;
+        while running.len() < slots && waiting.front().is_some_and(|&(_, a)| a <= now) {
+            let (id, _) = waiting.pop_front().unwrap();
+            running.push(Running {
+                id,
+                reads: Vec::new(),
+            });
+            joined += 1;
+        }
+        now += step_ms(running.len(), joined * prompt);
+        for r in &mut running {
+            r.reads.push(now);
+        }
+        let (done, still): (Vec<Running>, Vec<Running>) =
+            running.into_iter().partition(|r| r.reads.len() == answer);
+        running = still;
+        for r in done {
+            rows.push((r.id, starts[r.id], r.reads));
+            if starts.len() < requests {
+                starts.push(now);
+                waiting.push_back((starts.len() - 1, now + 1.0));
+            }
+        }
+    }
+    rows.into_iter()
+        .map(|(id, start, reads)| LogRow {
+            request_id: id as u64,
+            timestamp_ms: T0_MS + start,
+            latency_ms: reads[reads.len() - 1] - start,
+            status_code: 200,
+            ok: true,
+            connect_ms: Some(0.2),
+            output_digest: Some(format!("d{id}")),
+            llm: Some(model::log::LlmTiming {
+                ttft_ms: Some(reads[0] - start),
+                tpot_ms: Some((reads[reads.len() - 1] - reads[0]) / (answer - 1) as f64),
+                output_tokens: Some(answer as u64),
+                tokens_from: Some(model::log::TokensFrom::Usage),
+                itl_ms: reads.windows(2).map(|w| w[1] - w[0]).collect(),
+            }),
+            ..LogRow::default()
+        })
+        .collect()
+}
+
+/// The LLM Before (20 streams on 8 slots, 34-token prompts, 20 tokens)
+/// and the probe (one at a time, prompts of 16, 256 and 1024 tokens).
+fn llm_scenario(dir: &Path) -> [PathBuf; 4] {
+    [
+        write_log(dir, "before.csv", &llm_rows(8, 20, 200, 34, 20)),
+        write_log(dir, "probe_p16.csv", &llm_rows(8, 1, 8, 16, 8)),
+        write_log(dir, "probe_p256.csv", &llm_rows(8, 1, 8, 256, 8)),
+        write_log(dir, "probe_p1024.csv", &llm_rows(8, 1, 8, 1024, 8)),
+    ]
+}
+
+/// `report whatif --scenario llm` over the scenario, with `extra` flags.
+fn llm_whatif(paths: &[PathBuf; 4], json: &Path, extra: &[&str]) -> Output {
+    whatif(
+        &[
+            &[
+                "--scenario",
+                "llm",
+                "--before",
+                s(&paths[0]),
+                "--prompt-tokens",
+                "34",
+                "--max-batched-tokens",
+                "2048",
+                "--probe",
+                s(&paths[1]),
+                s(&paths[2]),
+                s(&paths[3]),
+                "--probe-prompt-tokens",
+                "16",
+                "256",
+                "1024",
+                "--refits",
+                "10",
+                "--json",
+                s(json),
+            ][..],
+            extra,
+        ]
+        .concat(),
+    )
 }
 
 #[test]
-fn whatif_llm_raises_max_num_seqs_to_the_streams_in_flight_with_its_reason() {
+fn whatif_llm_fits_the_steps_and_chooses_the_slots_with_the_predictions() {
     let dir = common::temp_dir("whatif-llm");
-    // Medians 700 ms, a tail of 1400: 70 and ~140 decode steps of 10 ms.
-    let before = llm_before(&dir, &[700.0, 700.0, 700.0, 1400.0]);
+    let paths = llm_scenario(&dir);
     let json = dir.join("whatif.json");
-    let out = whatif(&[
-        "--scenario",
-        "llm",
-        "--max-num-seqs",
-        "8",
-        "--concurrency",
-        "20",
-        "--before",
-        s(&before),
-        "--json",
-        s(&json),
-    ]);
+    // e2e P95 within 2 s: 20 slots keep every objective; 32 predict the
+    // same (20 streams) and are the bigger change.
+    let out = llm_whatif(
+        &paths,
+        &json,
+        &["--max-num-seqs", "8", "--sla-p95-ms", "2000"],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
     assert!(
-        stdout.contains("After: max_num_seqs 20 (server change)"),
+        stdout.contains("After: server: max_num_seqs 20 (from 8) (server change)"),
         "{stdout}"
     );
+    assert!(stdout.contains("Step model: 6.00 ["), "{stdout}");
     let report = read_report(&json);
-    assert_eq!(report.schema_version, SCHEMA_VERSION);
     assert!(report.engine.is_none() && report.server_change.is_none());
+    let llm = report.llm.expect("the LLM engine's report");
+    let fit = &llm.fit;
+    // Steps without noise: the costs come back exactly (but for the epoch
+    // timestamps' rounding).
+    for (e, want) in [
+        (fit.step_base_ms, 6.0),
+        (fit.step_per_seq_ms, 0.4),
+        (fit.prefill_per_token_ms, 0.05),
+        (fit.client_overhead_ms, 0.8),
+    ] {
+        assert!(
+            (e.value - want).abs() < 1e-3 * want.max(1.0),
+            "{e:?} vs {want}"
+        );
+    }
+    assert_eq!(fit.first_token_steps, 24);
+    assert_eq!(fit.server.max_num_seqs, 8);
+    assert_eq!(fit.slots_from, "--max-num-seqs");
+    // Replaying the Before gives back what it measured.
+    for check in &fit.checks {
+        assert!(check.error_pct.abs() < 1.0, "{check:?}");
+    }
     let after = report.after.expect("the LLM decision");
     assert_eq!(after.kind, CandidateKind::Server);
     assert_eq!(
@@ -463,62 +576,67 @@ fn whatif_llm_raises_max_num_seqs_to_the_streams_in_flight_with_its_reason() {
     );
     assert_eq!(after.loadgen_args, ["--profile", "baseline"]);
     assert!(
-        after.reason.contains("TTFT P50 700 ms")
-            && after.reason.contains("are 70 and")
-            && after.reason.contains("20 streams were in flight")
-            && after.reason.contains("for 8 slots"),
+        after.reason.starts_with("Choose server: max_num_seqs 20"),
         "{}",
         after.reason
     );
-    assert_eq!(after.numbers["ttft_p50_ms"], 700.0);
-    assert_eq!(after.numbers["itl_p50_ms"], 10.0);
+    let chosen = llm.chosen.as_ref().unwrap();
+    assert!(chosen.meets_objectives_with_margin);
+    assert_eq!(after.numbers["predicted_ttft_p95_ms"], chosen.ttft.p95_ms);
     assert_eq!(after.numbers["slots_before"], 8.0);
-
-    // Without --concurrency the streams in flight come from the log: the
-    // two groups of 20 overlap within each group only.
-    let out = whatif(&[
-        "--scenario",
-        "llm",
-        "--max-num-seqs",
-        "8",
-        "--before",
-        s(&before),
-        "--json",
-        s(&json),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Every streams gets a slot: the first token is one step (20 sequences,
+    // a prefill of 34 tokens at most per join) after the request arrives.
+    assert!(chosen.ttft.p95_ms < 60.0, "{chosen:?}");
+    assert!(llm.baseline.ttft.p95_ms > 5.0 * chosen.ttft.p95_ms);
     assert_eq!(
-        read_report(&json).after.unwrap().numbers["max_num_seqs"],
-        20.0
+        llm.objectives,
+        ["ttft_p95<=500", "itl_p99<=50", "p95<=2000"]
+    );
+    assert!(llm
+        .candidates
+        .iter()
+        .any(|c| c.label.starts_with("server: 2 replicas")));
+    assert!(llm
+        .candidates
+        .iter()
+        .any(|c| c.label.starts_with("client: at most") && !c.runnable));
+
+    // Without --max-num-seqs the slots are the most seen decoding at once.
+    let out = llm_whatif(&paths, &json, &["--sla-p95-ms", "2000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let fit = read_report(&json).llm.unwrap().fit;
+    assert_eq!(fit.server.max_num_seqs, 8);
+    assert!(
+        fit.slots_from.starts_with("the most sequences seen"),
+        "{}",
+        fit.slots_from
     );
 
-    // Flags the LLM rule would not read are refused, and so is a log
+    // With the runner able to change nothing but the replicas, the slots
+    // are predicted, not chosen.
+    let out = llm_whatif(
+        &paths,
+        &json,
+        &["--sla-p95-ms", "2000", "--server-changes", "replicas"],
+    );
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        stderr(&out)
+    );
+    let report = read_report(&json);
+    assert_eq!(
+        report.after.unwrap().server_setting,
+        Some(ServerSetting::Replicas { replicas: 2 })
+    );
+
+    // Flags the LLM engine would not read are refused, and so is a log
     // without tokens.
     for (extra, flag) in [
-        (
-            &["--max-num-seqs", "8", "--probe", s(&before)][..],
-            "--probe",
-        ),
-        (
-            &["--max-num-seqs", "8", "--server", "triton"][..],
-            "--server",
-        ),
-        (&[][..], "--max-num-seqs"),
+        (&["--server", "triton"][..], "--server"),
+        (&["--max-batch", "8"][..], "--max-batch"),
     ] {
-        let out = whatif(
-            &[
-                &[
-                    "--scenario",
-                    "llm",
-                    "--before",
-                    s(&before),
-                    "--json",
-                    s(&json),
-                ][..],
-                extra,
-            ]
-            .concat(),
-        );
+        let out = llm_whatif(&paths, &json, extra);
         assert_eq!(out.status.code(), Some(2), "{extra:?}");
         assert!(stderr(&out).contains(flag), "{extra:?}: {}", stderr(&out));
     }
@@ -526,8 +644,6 @@ fn whatif_llm_raises_max_num_seqs_to_the_streams_in_flight_with_its_reason() {
     let out = whatif(&[
         "--scenario",
         "llm",
-        "--max-num-seqs",
-        "8",
         "--before",
         s(&plain),
         "--json",
@@ -535,10 +651,21 @@ fn whatif_llm_raises_max_num_seqs_to_the_streams_in_flight_with_its_reason() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("measured no time to first token"),
+        stderr(&out).contains("no successful streamed row"),
         "{}",
         stderr(&out)
     );
+    // The LLM server's flags mean nothing to the inference engine.
+    let out = whatif(&[
+        "--before",
+        s(&plain),
+        "--max-num-seqs",
+        "8",
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--max-num-seqs"), "{}", stderr(&out));
 }
 
 /// A `loadgen --server-stats` file whose delta executed `count` requests
@@ -639,27 +766,21 @@ fn whatif_triton_decides_the_dynamic_batcher_from_the_before_statistics() {
 #[test]
 fn compare_carries_the_decision_it_ran_into_comparison_json_and_the_reports() {
     let dir = common::temp_dir("whatif-compare");
-    let before = llm_before(&dir, &[700.0, 700.0, 700.0, 1400.0]);
+    let paths = llm_scenario(&dir);
     let json = dir.join("whatif.json");
-    let out = whatif(&[
-        "--scenario",
-        "llm",
-        "--max-num-seqs",
-        "8",
-        "--concurrency",
-        "20",
-        "--before",
-        s(&before),
-        "--json",
-        s(&json),
-    ]);
+    let out = llm_whatif(
+        &paths,
+        &json,
+        &["--max-num-seqs", "8", "--sla-p95-ms", "2000"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let after_dir = dir.join("after");
-    std::fs::create_dir_all(&after_dir).unwrap();
-    let after = llm_before(&after_dir, &[20.0]);
+    // The After as the decision runs it: 20 slots.
+    let after = write_log(&dir, "after.csv", &llm_rows(20, 20, 200, 34, 20));
+    let before = &paths[0];
     let out_dir = dir.join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_report"))
-        .args(["compare", "--before", s(&before), "--after", s(&after)])
+        .args(["compare", "--before", s(before), "--after", s(&after)])
+        .args(["--sla-p95-ms", "2000"])
         .args(["--prediction", s(&json), "--out-dir", s(&out_dir)])
         .output()
         .unwrap();
@@ -667,7 +788,13 @@ fn compare_carries_the_decision_it_ran_into_comparison_json_and_the_reports() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", stderr(&out));
     assert!(
         stdout.contains(
-            "Chosen by the analysis, a server change: max_num_seqs 20. Why: the Before's TTFT"
+            "Chosen by the analysis, a server change: server: max_num_seqs 20 (from 8). Why: Choose"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "The LLM what-if engine chose server: max_num_seqs 20 (from 8): TTFT P95 predicted"
         ),
         "{stdout}"
     );
@@ -678,39 +805,63 @@ fn compare_carries_the_decision_it_ran_into_comparison_json_and_the_reports() {
         decision.server_setting,
         Some(ServerSetting::MaxNumSeqs { max_num_seqs: 20 })
     );
-    assert!(decision.reason.contains("20 streams were in flight"));
-    // Not the engine's candidate: no prediction beside it.
+    // Not the batch engine's candidate; the LLM engine's prediction is
+    // beside the measurement, and on this noiseless server close to it.
     assert!(c.prediction.is_none());
-    // The Before's first tokens were waiting for a slot: the diagnosis says so.
+    let p = c.llm_prediction.expect("the LLM prediction");
+    assert!(p.chosen);
+    assert_eq!(p.rows.len(), 12);
+    for metric in ["ttft_p95", "itl_p99", "tpot_p50", "e2e_p95"] {
+        let row = p.rows.iter().find(|r| r.metric == metric).unwrap();
+        let error = row.error_pct.unwrap();
+        assert!(error.abs() < 5.0, "{row:?}");
+    }
+    assert!(p.ranked.len() >= 8);
+    // The Before's first tokens were waiting for a slot: the diagnosis
+    // says so, and splits its TTFT.
     let wait = c
         .diagnosis
         .iter()
         .find(|f| f.id == "llm_slot_wait" && f.side == "before")
         .expect("the slot-wait finding");
-    assert_eq!(wait.values["ttft_p50_steps"], 70.0);
     assert!(
         wait.finding.contains("waiting for a sequence slot"),
         "{}",
         wait.finding
     );
+    let split = c
+        .diagnosis
+        .iter()
+        .find(|f| f.id == "llm_ttft_split" && f.side == "before")
+        .expect("the TTFT split");
+    assert!(split.values["wait_pct"] > 80.0, "{split:?}");
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
     assert!(
         md.contains("## Why this After (the analysis's decision)"),
         "{md}"
     );
-    assert!(md.contains("| streams_in_flight | 20 |"), "{md}");
+    assert!(
+        md.contains("## Prediction (LLM what-if engine) beside measurement"),
+        "{md}"
+    );
+    assert!(md.contains("| TTFT P95 |"), "{md}");
     let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     assert!(html.contains("Why this After"));
+    assert!(html.contains("Prediction (LLM what-if engine)"));
 
     // The server change beside the After is carried only when named.
     let out = Command::new(env!("CARGO_BIN_EXE_report"))
-        .args(["compare", "--before", s(&before), "--after", s(&after)])
+        .args(["compare", "--before", s(before), "--after", s(&after)])
         .args(["--prediction", s(&json), "--decision", "server-change"])
         .args(["--out-dir", s(&out_dir)])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        stderr(&out)
+    );
     let text = std::fs::read_to_string(out_dir.join("comparison.json")).unwrap();
     let c: model::comparison::Comparison = serde_json::from_str(&text).unwrap();
-    assert!(c.decision.is_none());
+    assert!(c.decision.is_none() && c.llm_prediction.is_none());
 }

@@ -24,7 +24,7 @@ use charts::{
 use model::capacity::Capacity;
 use model::comparison::Breakdown;
 use model::comparison::Comparison;
-use model::comparison::Prediction;
+use model::comparison::{LlmPrediction, Prediction};
 
 const CSS: &str = r#"
 :root{--fg:#1f2933;--muted:#616e7c;--line:#d9dee4;--ok:#1e7b45;--bad:#b42318}
@@ -205,6 +205,20 @@ pub(crate) fn render_html(c: &Comparison, before: &Log, after: &Log) -> String {
         h.push_str(&html_table(&Prediction::HEADINGS, &p.rows()));
         let _ = write!(h, "<p>{}</p>", e(&p.conclusion));
         h.push_str(&html_table(&Prediction::RANKED_HEADINGS, &p.ranked_rows()));
+    }
+    if let Some(p) = &c.llm_prediction {
+        let _ = write!(
+            h,
+            "<h2>Prediction (LLM what-if engine) beside measurement</h2><p>{}</p><p class=\"note\">Fitted step model: {}.</p>",
+            e(&p.sentence()),
+            e(&p.fit)
+        );
+        h.push_str(&html_table(&LlmPrediction::HEADINGS, &p.table()));
+        let _ = write!(h, "<p>{}</p>", e(&p.conclusion));
+        h.push_str(&html_table(
+            &LlmPrediction::RANKED_HEADINGS,
+            &p.ranked_rows(),
+        ));
     }
     for (capacity, heading) in c.capacities() {
         let _ = write!(

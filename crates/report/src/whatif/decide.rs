@@ -7,13 +7,12 @@
 //! - Triton: its dynamic batcher's `max_queue_delay`, a share of the
 //!   execution time the Before's statistics measured
 //!   ([`dynamic_batching`]).
-//! - An LLM server whose streams wait for a sequence slot: `max_num_seqs`
-//!   raised to the streams in flight ([`max_num_seqs`]); the time to first
-//!   token against one decode step says they waited ([`slot_wait`], also a
-//!   diagnosis finding).
+//! - An LLM server: the continuous-batching engine's choice (`llm/`); the
+//!   time to first token against one decode step ([`slot_wait`]) stays a
+//!   diagnosis finding.
 //!
-//! The server rules are rules, not simulations: each reads one or two
-//! measured numbers and says which.
+//! Triton's rule is a rule, not a simulation: it reads one measured number
+//! and says which.
 
 use std::collections::BTreeMap;
 
@@ -135,145 +134,11 @@ pub(crate) fn slot_wait(llm: &LlmSummary) -> Option<SlotWait> {
     Some(wait)
 }
 
-/// The LLM server's `max_num_seqs` for the After, from the Before's
-/// numbers (`llm`, of the log at `origin`): `in_flight` streams (the
-/// closed loop's concurrency) against `slots`. A stream that has a slot
-/// sees its first token after about one decode step, so a first token
-/// many steps late waited for a slot; raising the slots to the streams in
-/// flight gives every stream one, and each step then costs a little more,
-/// which the inter-token objective checks.
-pub(super) fn max_num_seqs(
-    llm: Option<&LlmSummary>,
-    origin: &str,
-    in_flight: u32,
-    slots: u32,
-) -> Result<Decision, WhatifError> {
-    let missing = |what: &str| {
-        WhatifError::InvalidOption(format!(
-            "--before {origin}: the Before measured no {what}; no LLM decision is possible (the log needs loadgen's LLM columns from a streamed run)"
-        ))
-    };
-    let llm = llm.ok_or_else(|| missing("time to first token"))?;
-    if llm.ttft.p50_ms.is_none() || llm.ttft.p95_ms.is_none() {
-        return Err(missing("time to first token"));
-    }
-    let wait = slot_wait(llm).ok_or_else(|| missing("inter-token gap"))?;
-    let chosen = in_flight.max(slots);
-    let reason = format!(
-        "the Before's TTFT P50 {:.0} ms and P95 {:.0} ms are {:.0} and {:.0} decode steps \
-         (ITL P50 {:.1} ms): a stream that had a slot would see its first token after about one step, \
-         so the rest is waiting for a slot; {in_flight} streams were in flight (the closed loop's concurrency) \
-         for {slots} slots. max_num_seqs {chosen} gives every stream a slot; each step then costs more \
-         (one more sequence in every step), which the ITL objective checks",
-        wait.ttft_p50_ms,
-        wait.ttft_p95_ms,
-        wait.p50_steps(),
-        wait.p95_steps(),
-        wait.itl_p50_ms,
-    );
-    Ok(Decision {
-        kind: CandidateKind::Server,
-        label: format!("max_num_seqs {chosen}"),
-        loadgen_args: baseline_client(),
-        server_setting: Some(ServerSetting::MaxNumSeqs {
-            max_num_seqs: chosen,
-        }),
-        reason,
-        numbers: numbers([
-            ("ttft_p50_ms", wait.ttft_p50_ms),
-            ("ttft_p95_ms", wait.ttft_p95_ms),
-            ("itl_p50_ms", wait.itl_p50_ms),
-            ("ttft_p50_steps", wait.p50_steps()),
-            ("ttft_p95_steps", wait.p95_steps()),
-            ("streams_in_flight", f64::from(in_flight)),
-            ("slots_before", f64::from(slots)),
-            ("max_num_seqs", f64::from(chosen)),
-        ]),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use model::kserve::{Duration, InferenceStats};
 
     use super::*;
-    use model::summary::Percentiles;
-
-    fn percentiles(p50_ms: Option<f64>, p95_ms: Option<f64>) -> Percentiles {
-        Percentiles {
-            count: 1,
-            p50_ms,
-            p90_ms: p95_ms,
-            p95_ms,
-            p99_ms: p95_ms,
-            mean_ms: p50_ms,
-            max_ms: p95_ms,
-            ..Percentiles::default()
-        }
-    }
-
-    fn llm(ttft: (Option<f64>, Option<f64>), itl_p50_ms: Option<f64>) -> LlmSummary {
-        LlmSummary {
-            ttft: percentiles(ttft.0, ttft.1),
-            itl: percentiles(itl_p50_ms, itl_p50_ms),
-            tpot: percentiles(None, None),
-            e2e: percentiles(None, None),
-            output_tokens: 0,
-            tokens_from: "usage".to_owned(),
-            output_tokens_per_s: None,
-            ..LlmSummary::default()
-        }
-    }
-
-    #[test]
-    fn the_slots_are_the_streams_in_flight_and_the_reason_quotes_the_numbers() {
-        let before = llm((Some(700.0), Some(1400.0)), Some(10.0));
-        let d = max_num_seqs(Some(&before), "before.csv", 20, 8).unwrap();
-        assert_eq!(d.kind, CandidateKind::Server);
-        assert_eq!(
-            d.server_setting,
-            Some(ServerSetting::MaxNumSeqs { max_num_seqs: 20 })
-        );
-        assert_eq!(d.label, "max_num_seqs 20");
-        assert_eq!(d.loadgen_args, ["--profile", "baseline"]);
-        assert!(
-            d.reason.contains("are 70 and 140 decode steps"),
-            "{}",
-            d.reason
-        );
-        assert!(
-            d.reason.contains("20 streams were in flight"),
-            "{}",
-            d.reason
-        );
-        assert!(d.reason.contains("for 8 slots"), "{}", d.reason);
-        assert_eq!(d.numbers["ttft_p95_steps"], 140.0);
-        assert_eq!(d.numbers["max_num_seqs"], 20.0);
-        // Fewer streams than slots: the slots stay.
-        let d = max_num_seqs(Some(&before), "before.csv", 4, 8).unwrap();
-        assert_eq!(d.numbers["max_num_seqs"], 8.0);
-    }
-
-    #[test]
-    fn a_run_without_tokens_is_an_error_naming_the_file() {
-        let none = llm((None, None), None);
-        let err = max_num_seqs(Some(&none), "/out/before.csv", 20, 8)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("/out/before.csv") && err.contains("measured no time to first token"),
-            "{err}"
-        );
-        let err = max_num_seqs(None, "/out/before.csv", 20, 8)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("measured no time to first token"), "{err}");
-        let no_gap = llm((Some(700.0), Some(1400.0)), None);
-        let err = max_num_seqs(Some(&no_gap), "/out/before.csv", 20, 8)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("measured no inter-token gap"), "{err}");
-    }
 
     fn stats(count: u64, ns: u64) -> ModelStats {
         ModelStats {

@@ -30,6 +30,7 @@ mod candidates;
 mod capacity;
 mod decide;
 mod fit;
+pub(crate) mod llm;
 mod run;
 mod server_stats;
 mod sim;
@@ -44,7 +45,12 @@ use model::whatif::EngineReport;
 use candidates::{predict, EngineOptions};
 pub(crate) use decide::slot_wait;
 pub use fit::FitError;
-pub use run::{run, Options, Scenario, ServerKind};
+pub use llm::candidates::ServerChanges;
+pub use llm::{
+    probe_command, KnownServer, StepFitError, PROBE_OUTPUT_TOKENS, PROBE_PROMPT_TOKENS,
+    PROBE_REQUESTS,
+};
+pub use run::{run, Options, Scenario, ServerKind, LLM_DEFAULT_OBJECTIVES};
 pub use sim::{simulate, ClientModel, ServerModel, SimOutcome};
 
 /// Why a what-if could not be produced.
@@ -61,6 +67,9 @@ pub enum WhatifError {
     /// The runs do not support a fit; the message says what to add.
     #[error("fitting the service model: {0}")]
     Fit(#[from] FitError),
+    /// The LLM runs do not support a step model; the message says what to add.
+    #[error("fitting the step model: {0}")]
+    StepFit(#[from] StepFitError),
     /// An option is out of range; the message says what is allowed.
     #[error("invalid option: {0}")]
     InvalidOption(String),

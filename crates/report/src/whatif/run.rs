@@ -7,9 +7,10 @@
 //!   decides Triton's dynamic batcher from the Before's statistics, a
 //!   server change measured beside the After (without probes, that
 //!   decision alone).
-//! - [`Scenario::Llm`]: an LLM server whose streams wait for a sequence
-//!   slot; the After raises `max_num_seqs` (the Before's slots) to the
-//!   streams in flight.
+//! - [`Scenario::Llm`]: an LLM server with continuous batching: the LLM
+//!   engine (`llm/`) fits a step model to the Before and the probe,
+//!   predicts TTFT, ITL, TPOT and e2e of every server and client change,
+//!   and chooses the After (a server change labelled so, or the client's).
 //!
 //! The options are checked before any file is read; their messages name
 //! the flag of `report whatif` each option comes from.
@@ -17,19 +18,25 @@
 use std::path::{Path, PathBuf};
 
 use model::log::{read_log_file, Log};
-use model::whatif::{Decision, EngineReport, Load, WhatifReport, SCHEMA_VERSION};
+use model::whatif::{EngineReport, Load, WhatifReport, SCHEMA_VERSION};
+use stats::slo::Slo;
 
+use super::llm::candidates::ServerChanges;
+use super::llm::{run_llm, KnownServer, LlmOptions};
 use super::text::summary_text;
 use super::{decide, EngineOptions, WhatifError};
-use crate::summary::summary_of_log;
 use crate::write_files::write_atomically;
+
+/// The objectives of `--scenario llm` when `--sla` gives none: the
+/// workflow's own for LLM runs.
+pub const LLM_DEFAULT_OBJECTIVES: [&str; 2] = ["ttft_p95<=500", "itl_p99<=50"];
 
 /// What is analysed (`report whatif --scenario`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     /// Batch inference: the what-if engine chooses the client change.
     Inference,
-    /// An LLM server: its sequence slots against the streams in flight.
+    /// An LLM server: the continuous-batching engine chooses the After.
     Llm,
 }
 
@@ -53,8 +60,27 @@ pub struct Options {
     pub scenario: Scenario,
     /// What is known of the server (`--server`).
     pub server: ServerKind,
-    /// With [`Scenario::Llm`]: the Before's sequence slots (`--max-num-seqs`).
-    pub max_num_seqs: Option<u32>,
+    /// With [`Scenario::Llm`]: the Before's server as known
+    /// (`--max-num-seqs`, `--max-batched-tokens`, `--chunked-prefill`,
+    /// `--kv-cache-tokens`, `--kv-block-tokens`, `--prefix-cache-blocks`,
+    /// `--replicas`); slots not given come from `--before-metrics`, else
+    /// the most sequences seen decoding at once.
+    pub llm_server: KnownServer,
+    /// With [`Scenario::Llm`]: the prompt length of rows whose log has no
+    /// `prompt_tokens` column (`--prompt-tokens`).
+    pub prompt_tokens: Option<u32>,
+    /// With [`Scenario::Llm`]: each probe's prompt length, in `probes`'
+    /// order, for probe logs without the column (`--probe-prompt-tokens`).
+    pub probe_prompt_tokens: Vec<u32>,
+    /// With [`Scenario::Llm`]: the server's metrics through the Before
+    /// (`--before-metrics`, `model::server_metrics`).
+    pub before_metrics: Option<PathBuf>,
+    /// With [`Scenario::Llm`]: objectives beyond the P95 SLA (`--sla`;
+    /// none: [`LLM_DEFAULT_OBJECTIVES`]).
+    pub slos: Vec<Slo>,
+    /// With [`Scenario::Llm`]: the server changes the runner can apply
+    /// (`--server-changes`); the others are predicted, never chosen.
+    pub server_changes: ServerChanges,
     /// The Before run's loadgen log (`--before`).
     pub before: PathBuf,
     /// Probe runs at other batch sizes (`--probe`).
@@ -96,12 +122,16 @@ pub struct Options {
 pub fn run(options: &Options) -> Result<WhatifReport, WhatifError> {
     check_options(options)?;
     let report = match options.scenario {
-        Scenario::Llm => WhatifReport {
-            schema_version: SCHEMA_VERSION,
-            after: Some(llm_decision(options)?),
-            server_change: None,
-            engine: None,
-        },
+        Scenario::Llm => {
+            let (after, llm) = run_llm(&llm_options(options)?)?;
+            WhatifReport {
+                schema_version: SCHEMA_VERSION,
+                after: Some(after),
+                server_change: None,
+                engine: None,
+                llm: Some(llm),
+            }
+        }
         Scenario::Inference => {
             // Triton's server change needs only the Before's statistics:
             // decided first, so a refused engine still leaves the flags checked.
@@ -122,6 +152,7 @@ pub fn run(options: &Options) -> Result<WhatifReport, WhatifError> {
                 after: engine.as_ref().and_then(decide::engine_after),
                 server_change,
                 engine,
+                llm: None,
             }
         }
     };
@@ -133,22 +164,39 @@ pub fn run(options: &Options) -> Result<WhatifReport, WhatifError> {
     Ok(report)
 }
 
-/// `--scenario llm`: the Before's first-token wait against its slots.
-fn llm_decision(options: &Options) -> Result<Decision, WhatifError> {
-    let before = read(&options.before)?;
-    let origin = options.before.display().to_string();
-    let summary = summary_of_log("Before", Some(&origin), &before)?;
-    let in_flight = match options.concurrency {
-        Some(c) => c,
-        None => max_in_flight(&before).max(1),
+/// `--scenario llm`: the LLM engine's options; the objectives are
+/// `--sla`'s (or [`LLM_DEFAULT_OBJECTIVES`]) and the P95 SLA on e2e
+/// latency, which the comparison's verdict judges too.
+fn llm_options(options: &Options) -> Result<LlmOptions, WhatifError> {
+    let mut objectives = if options.slos.is_empty() {
+        LLM_DEFAULT_OBJECTIVES
+            .iter()
+            .map(|t| {
+                t.parse::<Slo>()
+                    .map_err(|e| WhatifError::InvalidOption(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        options.slos.clone()
     };
-    let slots = options.max_num_seqs.ok_or_else(|| {
-        WhatifError::InvalidOption(
-            "--scenario llm needs --max-num-seqs N, the Before's sequence slots (1 to 4096)"
-                .to_owned(),
-        )
-    })?;
-    decide::max_num_seqs(summary.llm.as_ref(), &origin, in_flight, slots)
+    objectives.push(Slo::e2e_quantile(0.95, options.sla_p95_ms));
+    Ok(LlmOptions {
+        before: options.before.clone(),
+        probes: options.probes.clone(),
+        probe_prompt_tokens: options.probe_prompt_tokens.clone(),
+        prompt_tokens: options.prompt_tokens,
+        before_metrics: options.before_metrics.clone(),
+        server: options.llm_server,
+        concurrency: options.concurrency,
+        rate_rps: options.rate_rps,
+        poisson: options.poisson,
+        requests: options.requests,
+        objectives,
+        margin: options.margin,
+        refits: usize::try_from(options.refits).unwrap_or(usize::MAX),
+        seed: options.seed,
+        allowed: options.server_changes,
+    })
 }
 
 /// The what-if engine over the Before and the probes.
@@ -241,13 +289,11 @@ fn check_options(options: &Options) -> Result<(), WhatifError> {
     }
     // Flags the chosen analysis would not read are refused, not ignored.
     let set = |on: bool, flag: &'static str| on.then_some(flag);
+    let known = &options.llm_server;
     let unused: Vec<&str> = match options.scenario {
         Scenario::Llm => [
-            set(!options.probes.is_empty(), "--probe"),
             set(options.before_stats.is_some(), "--before-stats"),
             set(!options.probe_stats.is_empty(), "--probe-stats"),
-            set(options.rate_rps.is_some(), "--rate"),
-            set(options.requests.is_some(), "--requests"),
             set(options.max_batch.is_some(), "--max-batch"),
             set(options.server_dynamic_batching, "--server-dynamic-batching"),
             set(options.server != ServerKind::Any, "--server"),
@@ -255,10 +301,29 @@ fn check_options(options: &Options) -> Result<(), WhatifError> {
         .into_iter()
         .flatten()
         .collect(),
-        Scenario::Inference => [set(options.max_num_seqs.is_some(), "--max-num-seqs")]
-            .into_iter()
-            .flatten()
-            .collect(),
+        Scenario::Inference => [
+            set(known.max_num_seqs.is_some(), "--max-num-seqs"),
+            set(known.max_batched_tokens.is_some(), "--max-batched-tokens"),
+            set(!known.chunked_prefill, "--chunked-prefill"),
+            set(known.kv_cache_tokens.is_some(), "--kv-cache-tokens"),
+            set(known.kv_block_tokens != 16, "--kv-block-tokens"),
+            set(known.prefix_cache_blocks != 0, "--prefix-cache-blocks"),
+            set(known.replicas != 1, "--replicas"),
+            set(options.prompt_tokens.is_some(), "--prompt-tokens"),
+            set(
+                !options.probe_prompt_tokens.is_empty(),
+                "--probe-prompt-tokens",
+            ),
+            set(options.before_metrics.is_some(), "--before-metrics"),
+            set(!options.slos.is_empty(), "--sla"),
+            set(
+                options.server_changes != ServerChanges::ALL,
+                "--server-changes",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     if let Some(flag) = unused.first() {
         let scenario = match options.scenario {
@@ -266,14 +331,18 @@ fn check_options(options: &Options) -> Result<(), WhatifError> {
             Scenario::Inference => "inference",
         };
         return bad(format!(
-            "{flag} does nothing with --scenario {scenario}; --scenario llm reads --before, --concurrency, --max-num-seqs and --json, --scenario inference everything but --max-num-seqs"
+            "{flag} does nothing with --scenario {scenario}; --scenario llm refuses --before-stats, --probe-stats, --max-batch, --server-dynamic-batching and --server, --scenario inference the LLM server's flags (--max-num-seqs, --max-batched-tokens, --chunked-prefill, --kv-cache-tokens, --kv-block-tokens, --prefix-cache-blocks, --replicas), --prompt-tokens, --probe-prompt-tokens, --before-metrics, --sla and --server-changes"
         ));
     }
-    if options.scenario == Scenario::Llm && options.max_num_seqs.is_none() {
-        return bad(
-            "--scenario llm needs --max-num-seqs N, the Before's sequence slots (1 to 4096)"
-                .to_owned(),
-        );
+    if options.probe_prompt_tokens.len() > options.probes.len() {
+        return bad(format!(
+            "--probe-prompt-tokens: {} lengths for {} --probe logs; give at most one per probe, in the same order",
+            options.probe_prompt_tokens.len(),
+            options.probes.len()
+        ));
+    }
+    if options.scenario == Scenario::Llm && options.poisson && options.rate_rps.is_none() {
+        return bad("--poisson needs --rate".to_owned());
     }
     if options.server == ServerKind::Triton && options.before_stats.is_none() {
         return bad("--server triton needs --before-stats FILE (loadgen --server-stats around the Before): the dynamic batcher's max_queue_delay is decided from Triton's statistics".to_owned());

@@ -4,13 +4,19 @@
 use std::fmt::Write as _;
 
 use model::whatif::{
-    CandidateKind, CandidateRow, Decision, EngineReport, Load, ServerSetting, WhatifReport,
+    CandidateKind, CandidateRow, Decision, EngineReport, LlmCandidateRow, LlmEngineReport, Load,
+    WhatifReport,
 };
+
+use super::llm::est;
 
 /// The engine's ranking, then every decision with its reason, as printed
 /// to stdout.
 pub(super) fn summary_text(report: &WhatifReport) -> String {
     let mut out = report.engine.as_ref().map_or_else(String::new, engine_text);
+    if let Some(llm) = &report.llm {
+        out.push_str(&llm_text(llm));
+    }
     for (heading, decision) in [
         ("After", &report.after),
         (
@@ -36,15 +42,9 @@ fn decision_line(d: &Decision) -> String {
         CandidateKind::Client => "client change",
         CandidateKind::Baseline => "no change",
     };
-    let setting = match d.server_setting {
-        Some(ServerSetting::MaxNumSeqs { max_num_seqs }) => {
-            format!("; server max_num_seqs {max_num_seqs}")
-        }
-        Some(ServerSetting::DynamicBatching { max_queue_delay_us }) => {
-            format!("; server dynamic batching, max_queue_delay {max_queue_delay_us} us")
-        }
-        None => String::new(),
-    };
+    let setting = d
+        .server_setting
+        .map_or_else(String::new, |s| format!("; server {}", s.describe()));
     format!(
         "{} ({who}) -> loadgen {}{setting}",
         d.label,
@@ -52,12 +52,8 @@ fn decision_line(d: &Decision) -> String {
     )
 }
 
-/// The engine's ranking (top 10 and every server change), the choice and
-/// the conclusion.
-fn engine_text(report: &EngineReport) -> String {
-    let mut out = String::new();
-    let f = &report.fit;
-    let load = match report.load {
+fn load_words(load: &Load) -> String {
+    match *load {
         Load::Closed {
             concurrency,
             requests,
@@ -70,7 +66,114 @@ fn engine_text(report: &EngineReport) -> String {
             "open loop at {rate_rps} rps ({}), {requests} requests",
             if poisson { "Poisson" } else { "even spacing" }
         ),
-    };
+    }
+}
+
+/// The LLM engine's fit, its replay of the Before, every candidate ranked,
+/// the choice and the conclusion.
+fn llm_text(r: &LlmEngineReport) -> String {
+    let mut out = String::new();
+    let f = &r.fit;
+    let _ = writeln!(
+        out,
+        "Step model: {} ms + {} ms per sequence + {} ms per prompt token, sigma {}, stalls in {:.1}% of steps (+{:.1} ms on average); client {} ms; fitted on {} steps and {} first tokens",
+        est(&f.step_base_ms, 2),
+        est(&f.step_per_seq_ms, 3),
+        est(&f.prefill_per_token_ms, 4),
+        est(&f.sigma, 3),
+        f.stall_share * 100.0,
+        f.stall_mean_ms,
+        est(&f.client_overhead_ms, 2),
+        f.steps,
+        f.first_token_steps
+    );
+    let _ = writeln!(
+        out,
+        "Server: {} slots (from {}), max_batched_tokens {}, chunked prefill {}, {} replica(s); prompts: {}",
+        f.server.max_num_seqs,
+        f.slots_from,
+        f.server
+            .max_batched_tokens
+            .map_or("no limit".to_owned(), |b| b.to_string()),
+        if f.server.chunked_prefill { "on" } else { "off" },
+        f.server.replicas,
+        f.prompt_tokens_from
+    );
+    for caveat in &f.caveats {
+        let _ = writeln!(out, "Caveat: {caveat}");
+    }
+    let checks: Vec<String> = f
+        .checks
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {:.1} vs {:.1} ms ({:+.1}%)",
+                c.metric, c.predicted_ms, c.measured_ms, c.error_pct
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "The Before replayed (predicted vs measured): {}",
+        checks.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "Load: {}; objectives {} with a {:.0}% margin",
+        load_words(&r.load),
+        r.objectives.join(", "),
+        r.margin * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<64} {:>20} {:>9} {:>9} {:>9}  meets",
+        "rank", "candidate", "TTFT P95 [interval]", "ITL P99", "TPOT P50", "e2e P95"
+    );
+    for row in &r.candidates {
+        let _ = writeln!(out, "{}", llm_table_line(row));
+    }
+    match &r.chosen {
+        Some(c) => {
+            let _ = writeln!(out, "Chosen: {}", c.label);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Chosen: none that can be run keeps every objective with the margin"
+            );
+        }
+    }
+    let _ = writeln!(out, "{}", r.conclusion);
+    out
+}
+
+fn llm_table_line(row: &LlmCandidateRow) -> String {
+    format!(
+        "{:>4}  {:<64} {:>20} {:>9.1} {:>9.1} {:>9.1}  {}",
+        row.rank,
+        row.label,
+        format!(
+            "{:.0} [{:.0}, {:.0}]",
+            row.ttft.p95_ms, row.ttft.p95_interval_ms[0], row.ttft.p95_interval_ms[1]
+        ),
+        row.itl.p99_ms,
+        row.tpot.p50_ms,
+        row.e2e.p95_ms,
+        match (row.meets_objectives_with_margin, row.runnable) {
+            (true, true) => "yes",
+            (true, false) => "yes (cannot be run yet)",
+            (false, true) => "no",
+            (false, false) => "no (cannot be run yet)",
+        }
+    )
+}
+
+/// The engine's ranking (top 10 and every server change), the choice and
+/// the conclusion.
+fn engine_text(report: &EngineReport) -> String {
+    let mut out = String::new();
+    let f = &report.fit;
+    let load = load_words(&report.load);
     let _ = writeln!(
         out,
         "Fit: {} workers, base {:.2} ms [{:.2}, {:.2}], per item {:.3} ms [{:.3}, {:.3}], sigma {:.3} [{:.3}, {:.3}], {} executions, batch sizes {:?}",

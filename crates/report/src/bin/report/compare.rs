@@ -30,6 +30,15 @@ pub(crate) struct CompareArgs {
     /// The server's statistics around the After run.
     #[arg(long, value_name = "FILE")]
     after_server_stats: Option<PathBuf>,
+    /// The server's metrics through the Before (`loadgen
+    /// --server-metrics-url`'s JSON time series), for the LLM findings:
+    /// the TTFT split from the server's histograms, KV-cache pressure, the
+    /// prefix cache's hit rate.
+    #[arg(long, value_name = "FILE.json")]
+    before_metrics: Option<PathBuf>,
+    /// The server's metrics through the After.
+    #[arg(long, value_name = "FILE.json")]
+    after_metrics: Option<PathBuf>,
     /// The run's conditions.json (server, load shape, machine, each
     /// phase's load...; every key optional, unknown ones ignored).
     #[arg(long)]
@@ -176,9 +185,15 @@ pub(crate) fn run(args: &CompareArgs) -> Result<bool, ReportError> {
     if let Some(path) = &args.before_server_stats {
         before = before.with_server_stats(path)?;
     }
+    if let Some(path) = &args.before_metrics {
+        before = before.with_server_metrics(path)?;
+    }
     let mut after = RunLog::read(&args.after_label, &args.after)?;
     if let Some(path) = &args.after_server_stats {
         after = after.with_server_stats(path)?;
+    }
+    if let Some(path) = &args.after_metrics {
+        after = after.with_server_metrics(path)?;
     }
     let reproduction = match &args.reproduction {
         Some(path) => Some(RunLog::read(&args.reproduction_label, path)?),

@@ -60,9 +60,10 @@ enum Command {
     },
     /// Decide the After from the Before and write whatif.json: the what-if
     /// engine's client change (--scenario inference), Triton's dynamic
-    /// batcher beside it (--server triton), an LLM server's max_num_seqs
-    /// (--scenario llm); each with its reason and numbers. Exit 0 decided,
-    /// 1 the engine found nothing within the SLA's margin, 2 error.
+    /// batcher beside it (--server triton), the continuous-batching
+    /// engine's server or client change (--scenario llm); each with its
+    /// reason and numbers. Exit 0 decided, 1 the engine found nothing
+    /// within the SLA's (the objectives') margin, 2 error.
     Whatif(Box<whatif::WhatifArgs>),
     /// Merge the shards of a distributed run (loadgen --shard ... --out-dir)
     /// into DIR/summary.json and DIR/log.csv, judge --sla on the union;
@@ -75,12 +76,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Compare(args) => exit_code(compare::run(&args)),
         Command::Summary { file, label } => exit_code(run_summary(&file, &label).map(|()| true)),
-        // 1 when the engine found no client candidate that meets the SLA
-        // with the margin (its best is still the After).
-        Command::Whatif(args) => exit_code(
-            report::whatif::run(&args.options())
-                .map(|r| r.engine.as_ref().is_none_or(|e| e.chosen.is_some())),
-        ),
+        // 1 when an engine found no candidate that meets the SLA (the
+        // objectives) with the margin (its best is still the After).
+        Command::Whatif(args) => exit_code(report::whatif::run(&args.options()).map(|r| {
+            r.engine.as_ref().is_none_or(|e| e.chosen.is_some())
+                && r.llm.as_ref().is_none_or(|l| l.chosen.is_some())
+        })),
         Command::Merge(args) => exit_code(merge::run(&args)),
         Command::Repeats {
             out_dir,
@@ -182,6 +183,10 @@ mod tests {
                 "cap.json",
                 "--capacity-open-loop",
                 "cap2.json",
+                "--before-metrics",
+                "bm.json",
+                "--after-metrics",
+                "am.json",
                 "--max-failed",
                 "0",
                 "--out-dir",
@@ -233,6 +238,28 @@ mod tests {
                 "llm",
                 "--max-num-seqs",
                 "8",
+                "--max-batched-tokens",
+                "2048",
+                "--chunked-prefill",
+                "off",
+                "--kv-cache-tokens",
+                "4096",
+                "--kv-block-tokens",
+                "16",
+                "--prefix-cache-blocks",
+                "64",
+                "--replicas",
+                "1",
+                "--prompt-tokens",
+                "34",
+                "--probe-prompt-tokens",
+                "16",
+                "--before-metrics",
+                "m.json",
+                "--sla",
+                "ttft_p95<=500",
+                "--server-changes",
+                "slots,batched-tokens",
                 "--before",
                 "b.csv",
                 "--json",

@@ -4,15 +4,39 @@
 use std::path::PathBuf;
 
 use model::args::{Bound, FloatBound};
-use report::whatif::{Options, Scenario, ServerKind};
+use report::whatif::{KnownServer, Options, Scenario, ServerChanges, ServerKind};
+use stats::slo::Slo;
 
 /// What is analysed (`report whatif --scenario`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ScenarioArg {
     /// Batch inference: the what-if engine chooses the client change.
     Inference,
-    /// An LLM server: its sequence slots against the streams in flight.
+    /// An LLM server with continuous batching: fit the step model, predict
+    /// TTFT, ITL, TPOT and e2e of every server and client change, choose.
     Llm,
+}
+
+/// Chunked prefill of the Before's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum OnOff {
+    /// On (vLLM V1, stub-server).
+    On,
+    /// Off: a step that admits prompts prefills them whole, decoding nothing.
+    Off,
+}
+
+/// A server change the runner can apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ChangeArg {
+    /// Sequence slots (max_num_seqs).
+    Slots,
+    /// The step's token budget (max_batched_tokens).
+    BatchedTokens,
+    /// Chunked prefill on or off.
+    ChunkedPrefill,
+    /// One more replica behind a balancer.
+    Replicas,
 }
 
 /// What is known of the server beyond its logs (`report whatif --server`).
@@ -32,9 +56,10 @@ pub(crate) enum ServerArg {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct WhatifArgs {
     /// What is analysed: `inference` (the what-if engine: fit, predict the
-    /// candidate fixes, choose the client change) or `llm` (an LLM server:
-    /// raise max_num_seqs to the streams in flight when their time to first
-    /// token is spent waiting for a slot).
+    /// candidate fixes, choose the client change) or `llm` (an LLM server
+    /// with continuous batching: fit the step model to the Before and the
+    /// --probe logs, predict TTFT, ITL, TPOT and e2e of every server and
+    /// client change, choose the After).
     #[arg(long, value_enum, default_value = "inference", value_name = "SCENARIO")]
     scenario: ScenarioArg,
     /// The server, where more is known than its logs: `any`, `simulator`
@@ -45,14 +70,66 @@ pub(crate) struct WhatifArgs {
     #[arg(long, value_enum, default_value = "any", value_name = "SERVER")]
     server: ServerArg,
     /// With --scenario llm: the sequence slots (max_num_seqs) of the
-    /// Before's server.
+    /// Before's server [default: from --before-metrics, else the most
+    /// sequences seen decoding at once].
     #[arg(long, value_name = "N", value_parser = parse_max_num_seqs, allow_negative_numbers = true)]
     max_num_seqs: Option<u32>,
+    /// With --scenario llm: tokens one step of the Before's server may
+    /// process (max_num_batched_tokens) [default: no limit].
+    #[arg(long, value_name = "TOKENS", value_parser = parse_batched_tokens, allow_negative_numbers = true)]
+    max_batched_tokens: Option<u32>,
+    /// With --scenario llm: chunked prefill of the Before's server.
+    #[arg(long, value_enum, default_value = "on", value_name = "ON|OFF")]
+    chunked_prefill: OnOff,
+    /// With --scenario llm: KV capacity of the Before's server, tokens
+    /// [default: unlimited].
+    #[arg(long, value_name = "TOKENS", value_parser = parse_kv_cache_tokens, allow_negative_numbers = true)]
+    kv_cache_tokens: Option<u64>,
+    /// With --scenario llm: tokens per KV block of the Before's server.
+    #[arg(long, value_name = "TOKENS", default_value_t = 16, value_parser = parse_kv_block_tokens, allow_negative_numbers = true)]
+    kv_block_tokens: u32,
+    /// With --scenario llm: blocks the Before's server's prefix cache
+    /// holds (0: none).
+    #[arg(long, value_name = "BLOCKS", default_value_t = 0, value_parser = parse_prefix_cache_blocks, allow_negative_numbers = true)]
+    prefix_cache_blocks: u64,
+    /// With --scenario llm: copies of the Before's server behind a balancer.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_replicas, allow_negative_numbers = true)]
+    replicas: u32,
+    /// With --scenario llm: prompt tokens of every row whose log has no
+    /// prompt_tokens (or input_tokens) column.
+    #[arg(long, value_name = "TOKENS", value_parser = parse_prompt_tokens, allow_negative_numbers = true)]
+    prompt_tokens: Option<u32>,
+    /// With --scenario llm: each --probe log's prompt tokens, in --probe's
+    /// order, for probe logs without the column (repeatable).
+    #[arg(long = "probe-prompt-tokens", value_name = "TOKENS", num_args = 1.., value_parser = parse_prompt_tokens, allow_negative_numbers = true)]
+    probe_prompt_tokens: Vec<u32>,
+    /// With --scenario llm: the server's metrics through the Before
+    /// (loadgen --server-metrics-url's JSON time series): the slots when
+    /// --max-num-seqs is not given.
+    #[arg(long, value_name = "FILE.json")]
+    before_metrics: Option<PathBuf>,
+    /// With --scenario llm: an objective, repeatable, as `report compare
+    /// --sla` writes them ('ttft_p95<=500', 'itl_p99<=50', 'tpot_mean<=40')
+    /// [default: ttft_p95<=500 and itl_p99<=50]; the P95 SLA on e2e latency
+    /// (--sla-p95-ms) is always one.
+    #[arg(long = "sla", value_name = "EXPR")]
+    slos: Vec<Slo>,
+    /// With --scenario llm: the server changes the runner can apply,
+    /// comma-separated; the others are predicted, never chosen.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "LIST",
+        default_value = "slots,batched-tokens,chunked-prefill,replicas"
+    )]
+    server_changes: Vec<ChangeArg>,
     /// The Before run's loadgen log (for the engine it needs service_ms:
     /// Server-Timing, or --before-stats; for --scenario llm the LLM columns).
     #[arg(long, value_name = "FILE.csv")]
     before: PathBuf,
-    /// Probe runs at other batch sizes (loadgen logs), repeatable.
+    /// Probe runs (loadgen logs), repeatable: at other batch sizes
+    /// (inference), or one request at a time at a few prompt lengths (llm).
     #[arg(long = "probe", value_name = "FILE.csv", num_args = 1..)]
     probes: Vec<PathBuf>,
     /// For a server that sends no Server-Timing (Triton): its statistics
@@ -126,7 +203,25 @@ impl WhatifArgs {
                 ServerArg::Simulator => ServerKind::Simulator,
                 ServerArg::Triton => ServerKind::Triton,
             },
-            max_num_seqs: self.max_num_seqs,
+            llm_server: KnownServer {
+                max_num_seqs: self.max_num_seqs,
+                max_batched_tokens: self.max_batched_tokens,
+                chunked_prefill: self.chunked_prefill == OnOff::On,
+                kv_cache_tokens: self.kv_cache_tokens,
+                kv_block_tokens: self.kv_block_tokens,
+                prefix_cache_blocks: self.prefix_cache_blocks,
+                replicas: self.replicas,
+            },
+            prompt_tokens: self.prompt_tokens,
+            probe_prompt_tokens: self.probe_prompt_tokens.clone(),
+            before_metrics: self.before_metrics.clone(),
+            slos: self.slos.clone(),
+            server_changes: ServerChanges {
+                slots: self.server_changes.contains(&ChangeArg::Slots),
+                batched_tokens: self.server_changes.contains(&ChangeArg::BatchedTokens),
+                chunked_prefill: self.server_changes.contains(&ChangeArg::ChunkedPrefill),
+                replicas: self.server_changes.contains(&ChangeArg::Replicas),
+            },
             before: self.before.clone(),
             probes: self.probes.clone(),
             before_stats: self.before_stats.clone(),
@@ -151,6 +246,60 @@ fn parse_max_num_seqs(text: &str) -> Result<u32, String> {
         what: "--max-num-seqs",
         min: 1,
         max: 4096,
+    }
+    .parse(text)
+}
+
+fn parse_batched_tokens(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--max-batched-tokens",
+        min: 1,
+        max: 1_048_576,
+    }
+    .parse(text)
+}
+
+fn parse_kv_cache_tokens(text: &str) -> Result<u64, String> {
+    Bound {
+        what: "--kv-cache-tokens",
+        min: 1,
+        max: 1_000_000_000,
+    }
+    .parse(text)
+}
+
+fn parse_kv_block_tokens(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--kv-block-tokens",
+        min: 1,
+        max: 1024,
+    }
+    .parse(text)
+}
+
+fn parse_prefix_cache_blocks(text: &str) -> Result<u64, String> {
+    Bound {
+        what: "--prefix-cache-blocks",
+        min: 0,
+        max: 100_000_000,
+    }
+    .parse(text)
+}
+
+fn parse_replicas(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--replicas",
+        min: 1,
+        max: 64,
+    }
+    .parse(text)
+}
+
+fn parse_prompt_tokens(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--prompt-tokens",
+        min: 1,
+        max: 1_000_000,
     }
     .parse(text)
 }

@@ -5,6 +5,8 @@
 //! findings; a `loadgen` log adds the queue/execution split (`Server-Timing`),
 //! connection set-up, client overhead, client batch wait and the execution
 //! floor. Nothing is estimated or assumed where a column is missing.
+//! A streamed LLM run adds its own findings (`llm.rs`), from its rows and,
+//! when given, the server's metrics through the run.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +15,8 @@ use model::kserve::ModelStats;
 use model::log::{Log, LogRow};
 
 use crate::summary::{mean, quantile_ms, REPORT_QUANTILE_METHOD};
+
+mod llm;
 
 /// Fewest rows a drift estimate uses: below this, quarters are one or two
 /// requests and the "trend" would be noise.
@@ -28,11 +32,13 @@ pub(crate) struct DiagnosisInput<'a> {
     pub summary: &'a SideSummary,
     /// The concurrency the client was configured with, if the caller said.
     pub configured_concurrency: Option<f64>,
+    /// The server's metrics through the run, when scraped.
+    pub metrics: Option<&'a model::server_metrics::ServerMetrics>,
 }
 
 /// Every finding the run's columns support, in a fixed order.
 pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
-    let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 10] = [
+    let finders: [fn(&DiagnosisInput<'_>) -> Option<Finding>; 16] = [
         littles_law,
         latency_breakdown,
         server_parallelism,
@@ -41,6 +47,12 @@ pub(crate) fn diagnose(input: &DiagnosisInput<'_>) -> Vec<Finding> {
         client_batch_wait,
         service_floor,
         llm_slot_wait,
+        llm::ttft_split,
+        llm::slot_saturation,
+        llm::itl_tail,
+        llm::kv_pressure,
+        llm::prefix_cache,
+        llm::output_spread,
         drift,
         failures,
     ];
@@ -683,6 +695,7 @@ mod tests {
             log,
             summary: &summary,
             configured_concurrency: concurrency,
+            metrics: None,
         })
     }
 

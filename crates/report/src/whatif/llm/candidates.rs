@@ -1,0 +1,686 @@
+//! LLM candidates, their predicted TTFT, ITL, TPOT and e2e, and the choice.
+//!
+//! Server changes, labelled so: sequence slots, the step's token budget,
+//! chunked prefill on or off, one more replica. Client changes: a cap on
+//! streams in flight (the others wait at the client, their wait counted in
+//! TTFT from the intended start), evenly spaced arrivals instead of
+//! Poisson ones, requests that share a prefix sent together. Shorter
+//! answers or fewer requests change the quality or the load, not the
+//! system, and are never candidates.
+//!
+//! Each candidate is simulated [`POINT_SIMULATIONS`] times with the fit's
+//! point model (the prediction is the mean of those runs) and once per
+//! bootstrap refit with a fresh seed (the 95% interval: the fit's
+//! uncertainty and one run's own noise together); every candidate sees the
+//! same seeds and refits. The choice is the best predicted score (the
+//! worst objective's prediction over its bound) among candidates that can
+//! be run and whose intervals keep every objective with the margin;
+//! candidates within [`TIE_FRACTION`] of that score tie, and the smaller
+//! change wins.
+
+use model::whatif::{
+    CandidateKind, LlmCandidateRow, LlmChange, LlmServerConfig, Load, ObjectivePrediction,
+    PredictedSeries, ServerSetting,
+};
+use stats::slo::{Op, Request, Slo, Tokens};
+use stats::{QuantileMethod, SplitMix64};
+
+use super::super::candidates::par_map;
+use super::fit::{StepFit, StepModel};
+use super::sim::{self, Client, LlmServer, Outcome, Scheduler, SimRequest, StepCost};
+
+/// Simulations with the point model behind each prediction.
+pub(crate) const POINT_SIMULATIONS: usize = 8;
+/// Scores within this fraction of the best tie; the smaller change wins.
+pub(crate) const TIE_FRACTION: f64 = 0.02;
+/// How long an idle server takes to wake and gather arrivals, ms: within
+/// it, requests that arrive nearly together join one step (stub-server's
+/// loop wakes within tens of microseconds). It is part of the client's
+/// fitted time, so each request reaches the simulated server that much
+/// sooner.
+pub(crate) const INTAKE_MS: f64 = 0.05;
+/// The stub-server's and vLLM's largest token budget worth trying.
+const MAX_BUDGET: u32 = 1_048_576;
+
+/// The server changes a runner can apply (`report whatif
+/// --server-changes`); the others are predicted and shown, never chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerChanges {
+    /// Sequence slots.
+    pub slots: bool,
+    /// The step's token budget.
+    pub batched_tokens: bool,
+    /// Chunked prefill on or off.
+    pub chunked_prefill: bool,
+    /// One more replica.
+    pub replicas: bool,
+}
+
+impl ServerChanges {
+    /// Every change.
+    pub const ALL: ServerChanges = ServerChanges {
+        slots: true,
+        batched_tokens: true,
+        chunked_prefill: true,
+        replicas: true,
+    };
+
+    fn allows(&self, change: LlmChange) -> bool {
+        match change {
+            LlmChange::MaxNumSeqs { .. } => self.slots,
+            LlmChange::MaxBatchedTokens { .. } => self.batched_tokens,
+            LlmChange::ChunkedPrefill { .. } => self.chunked_prefill,
+            LlmChange::Replicas { .. } => self.replicas,
+            _ => true,
+        }
+    }
+}
+
+/// Everything a prediction needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Setup {
+    /// The fitted step model.
+    pub fit: StepFit,
+    /// The Before's server.
+    pub server: LlmServerConfig,
+    /// Whether prompt lengths are tokens (else one unit each: the budget
+    /// and KV blocks then mean nothing, and their changes are not tried).
+    pub prompts_known: bool,
+    /// The Before's requests, in issue order.
+    pub workload: Vec<SimRequest>,
+    /// Each Before request's own connection set-up, ms (the client's
+    /// fitted time is added).
+    pub setup_ms: Vec<f64>,
+    /// The load every candidate runs under.
+    pub load: Load,
+    /// With an open loop at the Before's own rate: its intended starts, ms
+    /// from the first, replayed (loadgen draws the same Poisson starts from
+    /// the same seed); empty otherwise.
+    pub schedule_ms: Vec<f64>,
+    /// The objectives.
+    pub objectives: Vec<Slo>,
+    /// The margin kept on every objective.
+    pub margin: f64,
+    /// Refits behind the intervals.
+    pub refits: usize,
+    /// Seed of every draw.
+    pub seed: u64,
+    /// What the runner can change on the server.
+    pub allowed: ServerChanges,
+    /// Streams the Before had in flight at most (the slot candidates go
+    /// up to it).
+    pub in_flight: u32,
+}
+
+/// Every candidate, the baseline first, in a fixed order.
+pub(crate) fn candidates(setup: &Setup) -> Vec<LlmChange> {
+    let s = setup.server.max_num_seqs;
+    let mut out = vec![LlmChange::None];
+    let mut slots: Vec<u32> = [s / 2, s + s / 2, 2 * s, 4 * s, setup.in_flight]
+        .into_iter()
+        .map(|n| n.clamp(1, 4096))
+        .filter(|&n| n != s)
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    out.extend(
+        slots
+            .into_iter()
+            .map(|max_num_seqs| LlmChange::MaxNumSeqs { max_num_seqs }),
+    );
+    if setup.prompts_known {
+        let budgets: Vec<u32> = match setup.server.max_batched_tokens {
+            Some(b) => vec![b / 4, b / 2, b.saturating_mul(2)],
+            None => vec![512, 2048, 8192],
+        };
+        let mut budgets: Vec<u32> = budgets
+            .into_iter()
+            .filter(|&b| b >= s.max(16) && b <= MAX_BUDGET)
+            .filter(|&b| Some(b) != setup.server.max_batched_tokens)
+            .collect();
+        budgets.dedup();
+        out.extend(
+            budgets
+                .into_iter()
+                .map(|max_batched_tokens| LlmChange::MaxBatchedTokens { max_batched_tokens }),
+        );
+    }
+    out.push(LlmChange::ChunkedPrefill {
+        enabled: !setup.server.chunked_prefill,
+    });
+    out.push(LlmChange::Replicas {
+        replicas: setup.server.replicas + 1,
+    });
+    let mut caps: Vec<u32> = [s / 4, s / 2, 3 * s / 4]
+        .into_iter()
+        .filter(|&k| k >= 1 && k < s.min(setup.in_flight))
+        .collect();
+    caps.dedup();
+    out.extend(
+        caps.into_iter()
+            .map(|max_in_flight| LlmChange::ConcurrencyCap { max_in_flight }),
+    );
+    if matches!(setup.load, Load::Open { poisson: true, .. }) {
+        out.push(LlmChange::SmoothArrivals);
+    }
+    let grouped = setup.workload.iter().any(|r| r.prefix_group.is_some());
+    if grouped && setup.server.prefix_cache_blocks > 0 {
+        out.push(LlmChange::OrderByPrefix);
+    }
+    out
+}
+
+/// Who has to change something.
+pub(crate) fn kind_of(change: LlmChange) -> CandidateKind {
+    match change {
+        LlmChange::None => CandidateKind::Baseline,
+        LlmChange::MaxNumSeqs { .. }
+        | LlmChange::MaxBatchedTokens { .. }
+        | LlmChange::ChunkedPrefill { .. }
+        | LlmChange::Replicas { .. } => CandidateKind::Server,
+        LlmChange::ConcurrencyCap { .. } | LlmChange::SmoothArrivals | LlmChange::OrderByPrefix => {
+            CandidateKind::Client
+        }
+    }
+}
+
+/// The change in words.
+pub(crate) fn label_of(change: LlmChange, server: &LlmServerConfig) -> String {
+    match change {
+        LlmChange::None => format!(
+            "baseline as measured: max_num_seqs {}, the Before's client",
+            server.max_num_seqs
+        ),
+        LlmChange::MaxNumSeqs { max_num_seqs } => format!(
+            "server: max_num_seqs {max_num_seqs} (from {})",
+            server.max_num_seqs
+        ),
+        LlmChange::MaxBatchedTokens { max_batched_tokens } => format!(
+            "server: max_batched_tokens {max_batched_tokens} (from {})",
+            server
+                .max_batched_tokens
+                .map_or("no limit".to_owned(), |b| b.to_string())
+        ),
+        LlmChange::ChunkedPrefill { enabled } => format!(
+            "server: chunked prefill {}",
+            if enabled { "on" } else { "off" }
+        ),
+        LlmChange::Replicas { replicas } => {
+            format!("server: {replicas} replicas behind a balancer (fewest outstanding)")
+        }
+        LlmChange::ConcurrencyCap { max_in_flight } => format!(
+            "client: at most {max_in_flight} streams in flight, the rest wait at the client"
+        ),
+        LlmChange::SmoothArrivals => "client: evenly spaced arrivals at the same rate".to_owned(),
+        LlmChange::OrderByPrefix => "client: requests sharing a prefix sent together".to_owned(),
+    }
+}
+
+/// The server setting a runner applies.
+pub(crate) fn setting_of(change: LlmChange) -> Option<ServerSetting> {
+    match change {
+        LlmChange::MaxNumSeqs { max_num_seqs } => Some(ServerSetting::MaxNumSeqs { max_num_seqs }),
+        LlmChange::MaxBatchedTokens { max_batched_tokens } => {
+            Some(ServerSetting::MaxBatchedTokens { max_batched_tokens })
+        }
+        LlmChange::ChunkedPrefill { enabled } => Some(ServerSetting::ChunkedPrefill { enabled }),
+        LlmChange::Replicas { replicas } => Some(ServerSetting::Replicas { replicas }),
+        _ => None,
+    }
+}
+
+/// The After's loadgen flags: the Before's client for a server change.
+fn loadgen_args_of(change: LlmChange, load: &Load) -> Vec<String> {
+    let mut args = vec!["--profile".to_owned(), "baseline".to_owned()];
+    match (change, load) {
+        (LlmChange::SmoothArrivals, Load::Open { rate_rps, .. }) => {
+            args.extend([
+                "--rate".to_owned(),
+                format!("{rate_rps}"),
+                "--arrival".to_owned(),
+                "constant".to_owned(),
+            ]);
+        }
+        (LlmChange::ConcurrencyCap { max_in_flight }, _) => {
+            args.extend(["--max-in-flight".to_owned(), max_in_flight.to_string()]);
+        }
+        _ => {}
+    }
+    args
+}
+
+/// Why a candidate cannot be run as things stand; `None` when it can.
+fn needs_of(change: LlmChange, allowed: &ServerChanges) -> Option<String> {
+    match change {
+        LlmChange::ConcurrencyCap { .. } => Some(
+            "loadgen to hold the streams beyond --max-in-flight at the client and count their wait from the intended start (today it drops them)"
+                .to_owned(),
+        ),
+        LlmChange::OrderByPrefix => {
+            Some("loadgen to send the requests of one prefix one after another".to_owned())
+        }
+        c if kind_of(c) == CandidateKind::Server && !allowed.allows(c) => {
+            Some("a runner that applies this server change (not in --server-changes)".to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// How big a change is, for ties: none, then the client's, then the
+/// server's configuration by how far it moves, then hardware.
+fn size_of(change: LlmChange, server: &LlmServerConfig) -> f64 {
+    let ratio = |a: f64, b: f64| (a / b).ln().abs();
+    match change {
+        LlmChange::None => 0.0,
+        LlmChange::SmoothArrivals | LlmChange::OrderByPrefix => 1.0,
+        LlmChange::ConcurrencyCap { max_in_flight } => {
+            1.5 + ratio(f64::from(max_in_flight), f64::from(server.max_num_seqs))
+        }
+        LlmChange::MaxNumSeqs { max_num_seqs } => {
+            2.0 + ratio(f64::from(max_num_seqs), f64::from(server.max_num_seqs))
+        }
+        LlmChange::MaxBatchedTokens { max_batched_tokens } => {
+            2.0 + ratio(
+                f64::from(max_batched_tokens),
+                f64::from(server.max_batched_tokens.unwrap_or(MAX_BUDGET)),
+            )
+        }
+        LlmChange::ChunkedPrefill { .. } => 2.5,
+        LlmChange::Replicas { replicas } => 4.0 + f64::from(replicas),
+    }
+}
+
+/// The simulated server of `config` with step costs `model`.
+pub(crate) fn server_of<'a>(
+    config: &LlmServerConfig,
+    model: &StepModel,
+    fit: &'a StepFit,
+    prompts_known: bool,
+) -> LlmServer<'a> {
+    let block = config.kv_block_tokens.max(1) as usize;
+    LlmServer {
+        cost: StepCost {
+            base_ms: model.base_ms,
+            per_seq_ms: model.per_seq_ms,
+            prefill_per_token_ms: model.prefill_per_token_ms,
+            sigma: model.sigma,
+            stall_share: fit.stall_share,
+            stalls_ms: &fit.stalls_ms,
+        },
+        scheduler: Scheduler {
+            max_num_seqs: config.max_num_seqs as usize,
+            max_batched_tokens: match (prompts_known, config.max_batched_tokens) {
+                (true, Some(b)) => b as usize,
+                _ => usize::MAX,
+            },
+            chunked_prefill: config.chunked_prefill,
+            kv_block_tokens: block,
+            kv_capacity_blocks: config
+                .kv_cache_tokens
+                .filter(|_| prompts_known)
+                .map(|t| (t / block as u64) as usize),
+            prefix_cache_blocks: if prompts_known {
+                config.prefix_cache_blocks as usize
+            } else {
+                0
+            },
+            intake_ms: INTAKE_MS,
+        },
+        replicas: config.replicas as usize,
+    }
+}
+
+/// The server config with `change` applied.
+fn changed(config: &LlmServerConfig, change: LlmChange) -> LlmServerConfig {
+    let mut c = *config;
+    match change {
+        LlmChange::MaxNumSeqs { max_num_seqs } => c.max_num_seqs = max_num_seqs,
+        LlmChange::MaxBatchedTokens { max_batched_tokens } => {
+            c.max_batched_tokens = Some(max_batched_tokens);
+        }
+        LlmChange::ChunkedPrefill { enabled } => c.chunked_prefill = enabled,
+        LlmChange::Replicas { replicas } => c.replicas = replicas,
+        _ => {}
+    }
+    c
+}
+
+/// The load with `change` applied.
+fn load_of(change: LlmChange, load: &Load) -> Load {
+    match (change, *load) {
+        (
+            LlmChange::SmoothArrivals,
+            Load::Open {
+                rate_rps, requests, ..
+            },
+        ) => Load::Open {
+            rate_rps,
+            requests,
+            poisson: false,
+        },
+        (_, load) => load,
+    }
+}
+
+/// The workload with `change` applied: grouped by prefix, in order of
+/// each group's first request.
+fn workload_of(change: LlmChange, workload: &[SimRequest]) -> Vec<SimRequest> {
+    if change != LlmChange::OrderByPrefix {
+        return workload.to_vec();
+    }
+    let mut first: std::collections::HashMap<Option<u64>, usize> = Default::default();
+    let mut keyed: Vec<(usize, usize, SimRequest)> = workload
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let next = first.len();
+            let g = *first
+                .entry(r.prefix_group.or(Some(u64::MAX - i as u64)))
+                .or_insert(next);
+            (g, i, *r)
+        })
+        .collect();
+    keyed.sort_by_key(|&(g, i, _)| (g, i));
+    keyed.into_iter().map(|(_, _, r)| r).collect()
+}
+
+/// A seed for draw `index` of stream `stream`, decorrelated from `seed`.
+fn derive_seed(seed: u64, stream: u64, index: u64) -> u64 {
+    let mut rng = SplitMix64::new(
+        seed ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03)
+            ^ index.wrapping_mul(0x8cb9_2ba7_2f3d_8dd7),
+    );
+    rng.next_u64()
+}
+
+const STREAM_POINT: u64 = 11;
+const STREAM_REFIT_SIM: u64 = 12;
+
+/// The statistics of one simulated run.
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    /// TTFT, ITL, TPOT, e2e: P50, P95, P99 each.
+    series: [[f64; 3]; 4],
+    /// Each objective's value.
+    objectives: Vec<f64>,
+    throughput_rps: f64,
+    preemptions: f64,
+}
+
+fn stats_of(o: &Outcome, objectives: &[Slo]) -> Stats {
+    let q = |mut v: Vec<f64>| -> [f64; 3] {
+        v.retain(|x| x.is_finite());
+        v.sort_by(f64::total_cmp);
+        [0.50, 0.95, 0.99]
+            .map(|p| stats::quantile(&v, p, QuantileMethod::Linear).unwrap_or(f64::NAN))
+    };
+    let ttft = q(o.requests.iter().map(|r| r.ttft_ms).collect());
+    let itl = q(o
+        .requests
+        .iter()
+        .flat_map(|r| r.itl_ms.iter().copied())
+        .collect());
+    let tpot = q(o.requests.iter().filter_map(|r| r.tpot_ms()).collect());
+    let e2e = q(o.requests.iter().map(|r| r.e2e_ms).collect());
+    let tpots: Vec<Option<f64>> = o.requests.iter().map(|r| r.tpot_ms()).collect();
+    let views: Vec<Request<'_>> = o
+        .requests
+        .iter()
+        .zip(&tpots)
+        .map(|(r, tpot)| Request {
+            ok: true,
+            latency_ms: r.e2e_ms,
+            tokens: Some(Tokens {
+                ttft_ms: Some(r.ttft_ms),
+                tpot_ms: *tpot,
+                itl_ms: &r.itl_ms,
+            }),
+        })
+        .collect();
+    let duration_s = Some(o.makespan_ms / 1000.0);
+    Stats {
+        series: [ttft, itl, tpot, e2e],
+        objectives: objectives
+            .iter()
+            .map(|slo| {
+                slo.measure(&views, objectives, duration_s)
+                    .unwrap_or(f64::NAN)
+            })
+            .collect(),
+        throughput_rps: o.throughput_rps(),
+        preemptions: o.preemptions as f64,
+    }
+}
+
+/// The objective's prediction over its bound, lower is better.
+fn ratio(slo: &Slo, predicted: f64) -> f64 {
+    let (p, t) = (predicted, slo.threshold);
+    match slo.op {
+        Op::AtMost | Op::Below => {
+            if t > 0.0 {
+                p / t
+            } else if p > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        }
+        Op::AtLeast | Op::Above => {
+            if p > 0.0 {
+                t / p
+            } else if t > 0.0 {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// Whether `interval` keeps `slo` with `margin`: its far end within the
+/// bound less the margin (`<=`), or beyond the bound plus it (`>=`).
+fn meets(slo: &Slo, interval: [f64; 2], margin: f64) -> bool {
+    match slo.op {
+        Op::AtMost => interval[1] <= slo.threshold * (1.0 - margin),
+        Op::Below => interval[1] < slo.threshold * (1.0 - margin),
+        Op::AtLeast => interval[0] >= slo.threshold * (1.0 + margin),
+        Op::Above => interval[0] > slo.threshold * (1.0 + margin),
+    }
+}
+
+/// What a candidate runs: server, client, workload, load.
+struct Plan {
+    config: LlmServerConfig,
+    max_in_flight: Option<usize>,
+    /// Replay the Before's starts.
+    replay: bool,
+    workload: Vec<SimRequest>,
+    load: Load,
+}
+
+fn plan_of(setup: &Setup, change: LlmChange) -> Plan {
+    Plan {
+        config: changed(&setup.server, change),
+        max_in_flight: match change {
+            LlmChange::ConcurrencyCap { max_in_flight } => Some(max_in_flight as usize),
+            _ => None,
+        },
+        workload: workload_of(change, &setup.workload),
+        load: load_of(change, &setup.load),
+        replay: change != LlmChange::SmoothArrivals,
+    }
+}
+
+fn run(setup: &Setup, plan: &Plan, model: &StepModel, seed: u64) -> Stats {
+    let overhead: Vec<f64> = setup
+        .setup_ms
+        .iter()
+        .map(|s| (model.client_ms + s - INTAKE_MS).max(0.0))
+        .collect();
+    let client = Client {
+        overhead_ms: &overhead,
+        read_jitter_ms: &setup.fit.read_jitter_ms,
+        max_in_flight: plan.max_in_flight,
+        schedule_ms: if plan.replay { &setup.schedule_ms } else { &[] },
+    };
+    let server = server_of(&plan.config, model, &setup.fit, setup.prompts_known);
+    let o = sim::simulate(&server, &client, &plan.workload, &plan.load, seed);
+    stats_of(&o, &setup.objectives)
+}
+
+/// Predicts every candidate and ranks them; the baseline is among them.
+pub(crate) fn predict(setup: &Setup) -> Vec<LlmCandidateRow> {
+    let all = candidates(setup);
+    let refits: Vec<StepModel> = setup
+        .fit
+        .refits
+        .iter()
+        .copied()
+        .cycle()
+        .take(setup.refits)
+        .collect();
+    let rows = par_map(&all, |&change| {
+        let plan = plan_of(setup, change);
+        let points: Vec<Stats> = (0..POINT_SIMULATIONS)
+            .map(|k| {
+                run(
+                    setup,
+                    &plan,
+                    &setup.fit.point,
+                    derive_seed(setup.seed, STREAM_POINT, k as u64),
+                )
+            })
+            .collect();
+        let draws: Vec<Stats> = refits
+            .iter()
+            .enumerate()
+            .map(|(r, m)| {
+                run(
+                    setup,
+                    &plan,
+                    m,
+                    derive_seed(setup.seed, STREAM_REFIT_SIM, r as u64),
+                )
+            })
+            .collect();
+        row_of(setup, change, &points, &draws, refits.len())
+    });
+    let mut rows = rows;
+    rows.sort_by(|a, b| {
+        a.score
+            .total_cmp(&b.score)
+            .then(size_of(a.change, &setup.server).total_cmp(&size_of(b.change, &setup.server)))
+    });
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.rank = i + 1;
+    }
+    rows
+}
+
+fn row_of(
+    setup: &Setup,
+    change: LlmChange,
+    points: &[Stats],
+    draws: &[Stats],
+    refits: usize,
+) -> LlmCandidateRow {
+    let mean = |f: &dyn Fn(&Stats) -> f64| {
+        let v: Vec<f64> = points.iter().map(f).filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let interval = |f: &dyn Fn(&Stats) -> f64, point: f64| -> [f64; 2] {
+        let mut v: Vec<f64> = draws.iter().map(f).filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| stats::quantile(&v, p, QuantileMethod::Linear).unwrap_or(point);
+        // The mean of the point runs can fall outside the refits' range
+        // with heavy tails: the interval holds it, which only makes the
+        // test of an objective stricter.
+        [q(0.025).min(point), q(0.975).max(point)]
+    };
+    let series = |i: usize| {
+        let at = |j: usize| move |s: &Stats| s.series[i][j];
+        let (p50, p95, p99) = (mean(&at(0)), mean(&at(1)), mean(&at(2)));
+        PredictedSeries {
+            p50_ms: p50,
+            p95_ms: p95,
+            p99_ms: p99,
+            p50_interval_ms: interval(&at(0), p50),
+            p95_interval_ms: interval(&at(1), p95),
+            p99_interval_ms: interval(&at(2), p99),
+        }
+    };
+    let objectives: Vec<ObjectivePrediction> = setup
+        .objectives
+        .iter()
+        .enumerate()
+        .map(|(i, slo)| {
+            let pick = move |s: &Stats| s.objectives[i];
+            let predicted = mean(&pick);
+            let interval = interval(&pick, predicted);
+            ObjectivePrediction {
+                objective: slo.text.clone(),
+                predicted,
+                interval,
+                meets_with_margin: meets(slo, interval, setup.margin),
+            }
+        })
+        .collect();
+    let score = setup
+        .objectives
+        .iter()
+        .zip(&objectives)
+        .map(|(slo, o)| {
+            // An objective that measured nothing (a rate over no time)
+            // cannot be judged: it counts as missed.
+            if o.predicted.is_finite() {
+                ratio(slo, o.predicted)
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0.0_f64, f64::max);
+    let needs = needs_of(change, &setup.allowed);
+    let plan_load = load_of(change, &setup.load);
+    LlmCandidateRow {
+        rank: 0,
+        label: label_of(change, &setup.server),
+        kind: kind_of(change),
+        change,
+        server_setting: setting_of(change),
+        loadgen_args: loadgen_args_of(change, &plan_load),
+        runnable: needs.is_none(),
+        needs,
+        ttft: series(0),
+        itl: series(1),
+        tpot: series(2),
+        e2e: series(3),
+        meets_objectives_with_margin: objectives.iter().all(|o| o.meets_with_margin),
+        objectives,
+        score,
+        throughput_rps: mean(&|s: &Stats| s.throughput_rps),
+        preemptions: mean(&|s: &Stats| s.preemptions),
+        refits,
+    }
+}
+
+/// The choice among ranked rows: the best score among the runnable
+/// changes that meet every objective with the margin, ties within
+/// [`TIE_FRACTION`] to the smaller change; `None` when none does.
+pub(crate) fn choose<'a>(
+    rows: &'a [LlmCandidateRow],
+    server: &LlmServerConfig,
+) -> Option<&'a LlmCandidateRow> {
+    let eligible = || {
+        rows.iter().filter(|r| {
+            r.runnable && r.meets_objectives_with_margin && r.kind != CandidateKind::Baseline
+        })
+    };
+    let best = eligible().map(|r| r.score).fold(f64::INFINITY, f64::min);
+    eligible()
+        .filter(|r| r.score <= best * (1.0 + TIE_FRACTION))
+        .min_by(|a, b| size_of(a.change, server).total_cmp(&size_of(b.change, server)))
+}

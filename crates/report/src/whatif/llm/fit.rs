@@ -1,0 +1,805 @@
+//! The step model read off the runs: what a step costs, by least squares
+//! over the steps the client saw, with bootstrap intervals.
+//!
+//! Two kinds of observation, both linear in the unknowns:
+//!
+//! - a step that followed the one before without a pause (see
+//!   [`super::trace`]) lasted `base + per_seq x running + prefill x
+//!   prompt tokens it prefilled` (a stream's first token ends the step that
+//!   finished its prompt; a prompt longer than the token budget left is
+//!   spread back over the steps before, see [`Trace::loads`]);
+//! - a request sent to an idle server whose first token ended a step of
+//!   its own (the probe's, one request at a time) took `client + k x
+//!   (base + per_seq x running) + prefill x its prompt tokens`, `k` the
+//!   steps its prompt needs at the token budget, less its own connection
+//!   set-up, which the client's part leaves out (the Before pays its own).
+//!
+//! The Before's steps run many sequences and the probe's one, so both
+//! costs separate; the probe's prompt lengths separate the prefill cost
+//! from the step's. Prompts of unknown length count as one unit each: the
+//! prefill cost is then per request. The spread of the steps around the
+//! fitted line, less what the client's read delay puts into each, is the
+//! log-normal `sigma` of a step's cost.
+
+use std::collections::BTreeMap;
+
+use model::whatif::Estimate;
+use stats::{QuantileMethod, SplitMix64};
+
+use super::trace::Trace;
+
+/// How to give the fit what it lacks.
+const PROBE_HINT: &str = "run the probe, one request at a time at a few prompt lengths (for P in 16, 256 and 1024: `loadgen --api openai-chat -c 1 -n 8 --payloads pP.jsonl --max-tokens 16 --extra-body '{\"ignore_eos\": true}' --out probe_pP.csv`, pP.jsonl holding prompts of P tokens), and pass each with --probe and its length with --probe-prompt-tokens";
+
+/// The running counts of the step observations and how many of each.
+fn running_counts(obs: &[Obs]) -> String {
+    let mut by_running: BTreeMap<u64, usize> = BTreeMap::new();
+    for o in obs.iter().filter(|o| o.x[3] == 0.0) {
+        *by_running.entry(o.x[1] as u64).or_default() += 1;
+    }
+    by_running
+        .iter()
+        .map(|(n, count)| format!("{count} steps of {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Bootstrap resamples behind the fit's intervals.
+pub(crate) const BOOTSTRAP_RESAMPLES: usize = 200;
+
+/// The fitted step cost and the client's own time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StepModel {
+    /// Fixed cost of a step, ms.
+    pub base_ms: f64,
+    /// Cost per sequence in the step, ms.
+    pub per_seq_ms: f64,
+    /// Cost per prompt token (per prompt when lengths are unknown), ms.
+    pub prefill_per_token_ms: f64,
+    /// Log-normal spread of a step's cost.
+    pub sigma: f64,
+    /// The client's own time in a TTFT, less connection set-up, ms.
+    pub client_ms: f64,
+}
+
+/// Why the runs cannot be fitted; each message says what to add.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StepFitError {
+    /// No streamed row with a token.
+    #[error(
+        "the Before has no successful streamed row with a token (it needs loadgen's LLM columns: --api openai-chat or openai-completions, streamed)"
+    )]
+    NoStreams,
+    /// Too few steps to fit anything.
+    #[error(
+        "{steps} steps were seen back to back, running {running}: too few to fit a step's cost. Give a longer Before (more requests, or answers of more than one token), and the probe: \
+         for P in 16, 256 and 1024, `loadgen --api openai-chat -c 1 -n 8 --payloads pP.jsonl --max-tokens 16 --extra-body '{{\"ignore_eos\": true}}' --out probe_pP.csv` (pP.jsonl: prompts of P tokens), each passed with --probe and its length with --probe-prompt-tokens"
+    )]
+    TooFewSteps {
+        /// Steps observed.
+        steps: usize,
+        /// The running counts they showed.
+        running: String,
+    },
+}
+
+/// One observation: the unknowns' factors and the time.
+#[derive(Debug, Clone, Copy)]
+struct Obs {
+    /// Factors of base, per_seq, prefill, client.
+    x: [f64; 4],
+    /// Observed ms.
+    y: f64,
+    /// The read delay's share of `y`'s variance, ms^2.
+    noise_var: f64,
+    /// Resampled within this group (run and kind).
+    stratum: usize,
+}
+
+/// The fit: the point model, refits, and what it rests on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StepFit {
+    /// From all observations.
+    pub point: StepModel,
+    /// One per bootstrap resample, in resample order.
+    pub refits: Vec<StepModel>,
+    /// 95% intervals of base, per_seq, prefill, sigma, client.
+    pub estimates: [Estimate; 5],
+    /// Step observations.
+    pub steps: usize,
+    /// First-token observations.
+    pub first_token_steps: usize,
+    /// Read-delay deviations of the Before, ms.
+    pub read_jitter_ms: Vec<f64>,
+    /// Share of the steps that stalled: lasted longer than the line by
+    /// more than the trimming allows.
+    pub stall_share: f64,
+    /// What each stall added beyond the line, ms.
+    pub stalls_ms: Vec<f64>,
+    /// What the runs could not tell, and what the fit assumed instead.
+    pub caveats: Vec<String>,
+}
+
+/// Fits the runs (the Before first, then the probes), resampling
+/// `resamples` times from `seed`; `prompts_known` says whether prompt
+/// lengths are tokens (else each prompt is one unit), `budget` is the
+/// step's token budget when known.
+pub(crate) fn fit(
+    runs: &[&Trace],
+    prompts_known: bool,
+    budget: Option<u32>,
+    resamples: usize,
+    seed: u64,
+) -> Result<StepFit, StepFitError> {
+    let budget = budget.map(f64::from);
+    if runs.first().is_none_or(|t| t.streams.is_empty()) {
+        return Err(StepFitError::NoStreams);
+    }
+    let jitter_var = |t: &Trace| {
+        let n = t.deviations_ms.len();
+        if n < 2 {
+            0.0
+        } else {
+            t.deviations_ms.iter().map(|d| d * d).sum::<f64>() / (n - 1) as f64
+        }
+    };
+    let prompt = |t: &Trace, s: usize| -> Option<f64> {
+        // The idle starts' prompts; the steps' come from `Trace::loads`.
+        if prompts_known {
+            t.streams[s].prompt_tokens.map(f64::from)
+        } else {
+            Some(1.0)
+        }
+    };
+    let mut obs = Vec::new();
+    for (r, trace) in runs.iter().enumerate() {
+        let var = jitter_var(trace);
+        let loads = trace.loads(budget.filter(|_| prompts_known), !prompts_known);
+        for step in trace.back_to_back_steps() {
+            let Some((running, p)) = loads[step.group] else {
+                continue;
+            };
+            let n = running as f64;
+            // Each end is a median of its reads: its variance about var / n.
+            let here = step.running.max(1) as f64;
+            let prev = trace.groups[step.group - 1].members.len().max(1) as f64;
+            obs.push(Obs {
+                x: [1.0, n, p, 0.0],
+                y: step.duration_ms,
+                noise_var: var / here + var / prev,
+                stratum: 2 * r,
+            });
+        }
+        for (s, g) in trace.idle_starts() {
+            let Some(p) = prompt(trace, s) else { continue };
+            let stream = &trace.streams[s];
+            // Alone, a prompt over the budget takes a step per chunk.
+            let steps = match budget {
+                Some(b) if prompts_known && b >= 1.0 => (p / b).ceil().max(1.0),
+                _ => 1.0,
+            };
+            let n = trace.groups[g].members.len() as f64;
+            obs.push(Obs {
+                x: [steps, steps * n, p, 1.0],
+                y: stream.ttft_ms() - stream.setup_ms,
+                noise_var: var,
+                stratum: 2 * r + 1,
+            });
+        }
+    }
+    let failed = |obs: &[Obs]| {
+        let mut running: Vec<usize> = runs
+            .iter()
+            .flat_map(|t| t.back_to_back_steps())
+            .map(|s| s.running)
+            .collect();
+        running.sort_unstable();
+        running.dedup();
+        StepFitError::TooFewSteps {
+            steps: obs.iter().filter(|o| o.x[3] == 0.0).count(),
+            running: if running.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{running:?} sequences")
+            },
+        }
+    };
+    let first = solve(&obs).ok_or_else(|| failed(&obs))?;
+    // A step the client read over more time than the grouping allows is
+    // cut in two, and the halves look like steps of a millisecond: such
+    // outliers (over 6 robust standard deviations from the fit) are the
+    // client's, not the server's, and are left out.
+    let all_steps = obs.iter().filter(|o| o.x[3] == 0.0).count();
+    let (obs, stalls_ms) = trim(obs, &first);
+    let point = solve(&obs).ok_or_else(|| failed(&obs))?;
+    let stall_share = stalls_ms.len() as f64 / all_steps.max(1) as f64;
+    let design = Design::of(&obs);
+    let mut caveats = Vec::new();
+    if !design.per_seq {
+        caveats.push(format!(
+            "the steps seen ran too few different numbers of sequences ({}) to tell the cost per sequence from the fixed cost: it is held at 0, so changes of the slots are predicted too fast; {PROBE_HINT}",
+            running_counts(&obs)
+        ));
+    }
+    if !design.prefill {
+        caveats.push(format!(
+            "no step prefilled a joining prompt and the first tokens came at one prompt length only, so the prefill cost cannot be told from the client's time: it is held at 0, so longer prompts are predicted too fast; {PROBE_HINT}"
+        ));
+    }
+    if !design.client {
+        caveats.push(format!(
+            "no request found the server idle, so the client's own time is taken as its connection set-up alone; {PROBE_HINT}"
+        ));
+    }
+    let steps = obs.iter().filter(|o| o.x[3] == 0.0).count();
+    let first_token_steps = obs.len() - steps;
+    let mut strata: Vec<Vec<Obs>> = Vec::new();
+    for o in &obs {
+        if strata.len() <= o.stratum {
+            strata.resize(o.stratum + 1, Vec::new());
+        }
+        strata[o.stratum].push(*o);
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut refits = Vec::with_capacity(resamples);
+    let mut resample = Vec::with_capacity(obs.len());
+    for _ in 0..resamples {
+        // A degenerate resample (every step of one size) is redrawn; after
+        // a few tries the point model stands in.
+        let refit = (0..5).find_map(|_| {
+            resample.clear();
+            for group in &strata {
+                for _ in 0..group.len() {
+                    resample.push(group[rng.index_below(group.len())]);
+                }
+            }
+            solve(&resample)
+        });
+        refits.push(refit.unwrap_or(point));
+    }
+    let interval = |value: f64, pick: fn(&StepModel) -> f64| {
+        let mut draws: Vec<f64> = refits.iter().map(pick).collect();
+        draws.sort_by(f64::total_cmp);
+        let q = |p: f64| stats::quantile(&draws, p, QuantileMethod::Linear).unwrap_or(value);
+        Estimate {
+            value,
+            lo: q(0.025).min(value),
+            hi: q(0.975).max(value),
+        }
+    };
+    let estimates = [
+        interval(point.base_ms, |m| m.base_ms),
+        interval(point.per_seq_ms, |m| m.per_seq_ms),
+        interval(point.prefill_per_token_ms, |m| m.prefill_per_token_ms),
+        interval(point.sigma, |m| m.sigma),
+        interval(point.client_ms, |m| m.client_ms),
+    ];
+    Ok(StepFit {
+        point,
+        refits,
+        estimates,
+        steps,
+        first_token_steps,
+        read_jitter_ms: runs[0].deviations_ms.clone(),
+        stall_share,
+        stalls_ms,
+        caveats,
+    })
+}
+
+/// Fewest steps of one running count for it to count apart from others.
+const MIN_STEPS_PER_RUNNING: usize = 10;
+/// Fewest first-token observations to fit the client's own time.
+const MIN_FIRST_TOKENS: usize = 3;
+
+/// What the observations can tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Design {
+    /// The cost per sequence from the fixed cost: steps of two running
+    /// counts or more, [`MIN_STEPS_PER_RUNNING`] each.
+    per_seq: bool,
+    /// The client's own time: [`MIN_FIRST_TOKENS`] first tokens or more.
+    client: bool,
+    /// The prefill cost: a step that prefilled, or first tokens of two
+    /// prompt lengths or more (of one length alone, its prefill cannot be
+    /// told from the client's time).
+    prefill: bool,
+}
+
+impl Design {
+    fn of(obs: &[Obs]) -> Self {
+        let mut by_running: BTreeMap<u64, usize> = BTreeMap::new();
+        for o in obs.iter().filter(|o| o.x[3] == 0.0) {
+            *by_running.entry(o.x[1] as u64).or_default() += 1;
+        }
+        let client = obs.iter().filter(|o| o.x[3] > 0.0).count() >= MIN_FIRST_TOKENS;
+        let mut first_prompts: Vec<u64> = obs
+            .iter()
+            .filter(|o| o.x[3] > 0.0)
+            .map(|o| o.x[2].to_bits())
+            .collect();
+        first_prompts.sort_unstable();
+        first_prompts.dedup();
+        Design {
+            per_seq: by_running
+                .values()
+                .filter(|&&n| n >= MIN_STEPS_PER_RUNNING)
+                .count()
+                >= 2,
+            client,
+            prefill: obs.iter().any(|o| o.x[3] == 0.0 && o.x[2] > 0.0)
+                || (client && first_prompts.len() >= 2),
+        }
+    }
+}
+
+/// `obs` without those whose residual from `model` is over six robust
+/// standard deviations (1.4826 x the median absolute residual), each kind
+/// of observation judged apart; and what the steps left out for lasting
+/// too long added beyond the line (the server's stalls: the simulation
+/// draws them in the same share of steps). Steps left out for being too
+/// short are the grouping's, not the server's.
+fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
+    let theta = [
+        model.base_ms,
+        model.per_seq_ms,
+        model.prefill_per_token_ms,
+        model.client_ms,
+    ];
+    let residual = |o: &Obs| o.y - (0..4).map(|c| theta[c] * o.x[c]).sum::<f64>();
+    let limit = |first_token: bool| {
+        let mut abs: Vec<f64> = obs
+            .iter()
+            .filter(|o| (o.x[3] > 0.0) == first_token)
+            .map(|o| residual(o).abs())
+            .collect();
+        abs.sort_by(f64::total_cmp);
+        let mad = abs.get(abs.len() / 2).copied().unwrap_or(0.0);
+        // Never below a hundredth of a millisecond: an exact fit keeps all.
+        (6.0 * 1.4826 * mad).max(0.01)
+    };
+    let (steps, first_tokens) = (limit(false), limit(true));
+    let mut stalls = Vec::new();
+    let kept = obs
+        .into_iter()
+        .filter(|o| {
+            let first_token = o.x[3] > 0.0;
+            let r = residual(o);
+            let bound = if first_token { first_tokens } else { steps };
+            if !first_token && r > bound {
+                stalls.push(r);
+            }
+            r.abs() <= bound
+        })
+        .collect();
+    (kept, stalls)
+}
+
+/// Least squares over `obs`; `None` when the costs cannot be separated
+/// (fewer than three steps, or one running count only). Without
+/// first-token observations the client's time is 0; without joins the
+/// prefill cost is 0.
+fn solve(obs: &[Obs]) -> Option<StepModel> {
+    let steps: Vec<&Obs> = obs.iter().filter(|o| o.x[3] == 0.0).collect();
+    if steps.len() < 3 {
+        return None;
+    }
+    let design = Design::of(obs);
+    // Columns the observations can tell apart: per sequence only with
+    // steps of two running counts or more, prefill only when some step
+    // prefilled or first tokens came at two prompt lengths, the client only with first-token observations (without
+    // them, they are left out: the client's time is its set-up alone). A
+    // cost fitted below 0 (noise on a cost near 0) is held at 0 and the
+    // others fitted again: no step costs less with more in it.
+    let used: Vec<Obs> = obs
+        .iter()
+        .filter(|o| design.client || o.x[3] == 0.0)
+        .copied()
+        .collect();
+    let mut columns: Vec<usize> = [0]
+        .into_iter()
+        .chain(design.per_seq.then_some(1))
+        .chain(design.prefill.then_some(2))
+        .chain(design.client.then_some(3))
+        .collect();
+    let theta = loop {
+        let theta = least_squares(&used, &columns)?;
+        match columns.iter().copied().find(|&c| c < 3 && theta[c] < 0.0) {
+            Some(negative) => columns.retain(|&c| c != negative),
+            None => break theta,
+        }
+    };
+    // Spread of the steps in logs, less the read delay's share.
+    let mut sum = 0.0;
+    let mut n = 0.0;
+    for o in &steps {
+        let fitted: f64 = (0..4).map(|c| theta[c] * o.x[c]).sum();
+        if fitted > 0.0 && o.y > 0.0 {
+            let r = (o.y / fitted).ln();
+            sum += r * r - o.noise_var / (fitted * fitted);
+            n += 1.0;
+        }
+    }
+    let sigma = if n > 1.0 {
+        (sum / (n - 1.0)).max(0.0).sqrt()
+    } else {
+        0.0
+    };
+    Some(StepModel {
+        base_ms: theta[0],
+        per_seq_ms: theta[1],
+        prefill_per_token_ms: theta[2],
+        sigma,
+        client_ms: theta[3],
+    })
+}
+
+/// Least squares of `y` on the `columns` of `x` (the others held at 0);
+/// `None` when singular.
+fn least_squares(obs: &[Obs], columns: &[usize]) -> Option<[f64; 4]> {
+    let k = columns.len();
+    if k == 0 {
+        return Some([0.0; 4]);
+    }
+    let mut a = vec![vec![0.0; k + 1]; k];
+    for o in obs {
+        for (i, &ci) in columns.iter().enumerate() {
+            for (j, &cj) in columns.iter().enumerate() {
+                a[i][j] += o.x[ci] * o.x[cj];
+            }
+            a[i][k] += o.x[ci] * o.y;
+        }
+    }
+    let beta = gauss(a)?;
+    let mut theta = [0.0; 4];
+    for (i, &c) in columns.iter().enumerate() {
+        theta[c] = beta[i];
+    }
+    theta.iter().all(|t| t.is_finite()).then_some(theta)
+}
+
+/// Solves the augmented system `a` (k rows of k + 1) by elimination with
+/// partial pivoting; `None` when it is singular.
+fn gauss(mut a: Vec<Vec<f64>>) -> Option<Vec<f64>> {
+    let k = a.len();
+    let scale = a
+        .iter()
+        .flat_map(|row| row[..k].iter())
+        .fold(0.0_f64, |m, v| m.max(v.abs()));
+    for col in 0..k {
+        let pivot = (col..k).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() <= 1e-12 * scale.max(1.0) {
+            return None;
+        }
+        a.swap(col, pivot);
+        let pivot_row = a[col].clone();
+        for row in a.iter_mut().skip(col + 1) {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row.iter_mut().zip(&pivot_row).skip(col) {
+                *x -= f * p;
+            }
+        }
+    }
+    let mut x = vec![0.0; k];
+    for row in (0..k).rev() {
+        let rest: f64 = (row + 1..k).map(|c| a[row][c] * x[c]).sum();
+        x[row] = (a[row][k] - rest) / a[row][row];
+    }
+    Some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use model::log::{LlmTiming, Log, LogFormat, LogRow};
+
+    use super::super::sim::{self, Client, LlmServer, Scheduler, SimRequest, StepCost};
+    use super::super::trace::{trace, RowExtras};
+    use super::*;
+
+    const T0_MS: f64 = 1_700_000_000_000.0;
+
+    /// A log of `load` over `workload` on `server` as loadgen would write
+    /// it: the simulation's reads, each row's prompt in an extra column.
+    fn simulated_log(
+        server: &LlmServer<'_>,
+        client: &Client,
+        workload: &[SimRequest],
+        load: &model::whatif::Load,
+        seed: u64,
+    ) -> (Log, Vec<RowExtras>) {
+        let o = sim::simulate(server, client, workload, load, seed);
+        let rows: Vec<LogRow> = o
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| LogRow {
+                request_id: i as u64,
+                timestamp_ms: T0_MS + r.start_ms,
+                latency_ms: r.e2e_ms,
+                status_code: 200,
+                ok: true,
+                llm: Some(LlmTiming {
+                    ttft_ms: Some(r.ttft_ms),
+                    itl_ms: r.itl_ms.clone(),
+                    output_tokens: Some(r.itl_ms.len() as u64 + 1),
+                    ..LlmTiming::default()
+                }),
+                ..LogRow::default()
+            })
+            .collect();
+        let extras = (0..rows.len())
+            .map(|i| RowExtras {
+                prompt_tokens: Some(workload[i % workload.len()].prompt_tokens),
+                ..RowExtras::default()
+            })
+            .collect();
+        (
+            Log {
+                format: LogFormat::Loadgen,
+                rows,
+            },
+            extras,
+        )
+    }
+
+    struct Truth {
+        base_ms: f64,
+        per_seq_ms: f64,
+        prefill_ms: f64,
+        sigma: f64,
+        budget: usize,
+    }
+
+    fn truth_server(t: &Truth) -> LlmServer<'static> {
+        LlmServer {
+            cost: StepCost {
+                base_ms: t.base_ms,
+                per_seq_ms: t.per_seq_ms,
+                prefill_per_token_ms: t.prefill_ms,
+                sigma: t.sigma,
+                stall_share: 0.0,
+                stalls_ms: &[],
+            },
+            scheduler: Scheduler {
+                max_num_seqs: 8,
+                max_batched_tokens: t.budget,
+                chunked_prefill: true,
+                kv_block_tokens: 16,
+                kv_capacity_blocks: None,
+                prefix_cache_blocks: 0,
+                intake_ms: 0.0,
+            },
+            replicas: 1,
+        }
+    }
+
+    /// The Before (20 streams, 8 slots, 34-token prompts, 50 tokens) and
+    /// the probe (one at a time, prompts of 16, 256 and 1024), with
+    /// `client_ms` before each request and read delays of `jitter`.
+    fn runs(t: &Truth, seed: u64, jitter: &[f64]) -> Vec<Trace> {
+        let server = truth_server(t);
+        let client = Client {
+            overhead_ms: &[1.5],
+            read_jitter_ms: jitter,
+            max_in_flight: None,
+            schedule_ms: &[],
+        };
+        let before = simulated_log(
+            &server,
+            &client,
+            &[SimRequest {
+                prompt_tokens: 34,
+                output_tokens: 50,
+                prefix_group: None,
+                shared_prefix_tokens: 0,
+            }],
+            &model::whatif::Load::Closed {
+                concurrency: 20,
+                requests: 400,
+            },
+            seed,
+        );
+        let mut out = vec![trace(&before.0, &before.1, None)];
+        for (i, p) in [16u32, 256, 1024].into_iter().enumerate() {
+            let probe = simulated_log(
+                &server,
+                &client,
+                &[SimRequest {
+                    prompt_tokens: p,
+                    output_tokens: 16,
+                    prefix_group: None,
+                    shared_prefix_tokens: 0,
+                }],
+                &model::whatif::Load::Closed {
+                    concurrency: 1,
+                    requests: 8,
+                },
+                seed + 1 + i as u64,
+            );
+            out.push(trace(&probe.0, &probe.1, None));
+        }
+        out
+    }
+
+    #[test]
+    fn recovers_exact_step_costs_from_a_noiseless_run() {
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+            budget: 2048,
+        };
+        let traces = runs(&t, 1, &[]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let f = fit(&refs, true, Some(2048), 50, 1).unwrap();
+        let m = f.point;
+        // Exact but for the epoch timestamps' rounding (about 0.2 us).
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!((m.per_seq_ms - 0.4).abs() < 1e-4, "{m:?}");
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
+        assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
+        assert!(m.sigma < 1e-4, "{m:?}");
+        assert_eq!(f.first_token_steps, 24);
+        assert!(f.steps > 1000, "{}", f.steps);
+    }
+
+    #[test]
+    fn a_probe_prompt_over_the_budget_counts_a_step_per_chunk() {
+        // Budget 512: the 1024-token probe prompt takes two steps alone.
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+            budget: 512,
+        };
+        let traces = runs(&t, 1, &[]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let m = fit(&refs, true, Some(512), 20, 1).unwrap().point;
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
+        assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
+        // Not knowing the budget, one step too few is read into the rest.
+        let m = fit(&refs, true, None, 20, 1).unwrap().point;
+        assert!((m.client_ms - 1.5).abs() > 0.1, "{m:?}");
+    }
+
+    #[test]
+    fn prompts_chunked_by_a_small_budget_are_spread_back_over_their_steps() {
+        // Budget 64: cohorts of seven 34-token prompts joining at once are
+        // prefilled over four steps beside the one decoding sequence.
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+            budget: 64,
+        };
+        let traces = runs(&t, 1, &[]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let f = fit(&refs, true, Some(64), 20, 1).unwrap();
+        let m = f.point;
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!((m.per_seq_ms - 0.4).abs() < 1e-3, "{m:?}");
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-4, "{m:?}");
+        // A few steps it cannot read exactly (a sequence admitted with no
+        // room left holds a slot but shows nothing) are left out.
+        assert!(f.stall_share < 0.01, "{} {:?}", f.stall_share, f.stalls_ms);
+    }
+
+    #[test]
+    fn noisy_runs_are_covered_by_the_intervals() {
+        let t = Truth {
+            base_ms: 20.0,
+            per_seq_ms: 0.5,
+            prefill_ms: 0.05,
+            sigma: 0.05,
+            budget: 2048,
+        };
+        let jitter = [-0.3, -0.1, 0.0, 0.1, 0.3];
+        let mut covered = [0usize; 4];
+        for seed in 1..=10u64 {
+            let traces = runs(&t, seed * 10, &jitter);
+            let refs: Vec<&Trace> = traces.iter().collect();
+            let f = fit(&refs, true, Some(2048), 200, seed).unwrap();
+            for (k, want) in [20.0, 0.5, 0.05, 0.05].into_iter().enumerate() {
+                let e = f.estimates[k];
+                assert!(e.lo <= e.value && e.value <= e.hi, "{e:?}");
+                covered[k] += usize::from(e.contains(want));
+            }
+            assert!((f.point.base_ms - 20.0).abs() < 1.0, "{:?}", f.point);
+            assert!((f.point.per_seq_ms - 0.5).abs() < 0.15, "{:?}", f.point);
+            assert!((f.point.sigma - 0.05).abs() < 0.015, "{:?}", f.point);
+        }
+        // 95% intervals: at least 7 of 10 runs cover each true value.
+        assert!(covered.iter().all(|&c| c >= 7), "{covered:?}");
+    }
+
+    #[test]
+    fn one_running_count_holds_the_cost_per_sequence_and_says_so() {
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            sigma: 0.0,
+            budget: 2048,
+        };
+        // One length of the probe alone: every step runs one sequence
+        // (its step is the fixed cost), and its prefill is one with the
+        // client's time (6.4 + 16 x 0.05 + 1.5 after the set-up).
+        let traces = runs(&t, 1, &[]);
+        let f = fit(&[&traces[1]], true, Some(2048), 10, 1).unwrap();
+        assert_eq!(f.point.per_seq_ms, 0.0);
+        assert_eq!(f.point.prefill_per_token_ms, 0.0);
+        assert!((f.point.base_ms - 6.4).abs() < 1e-3, "{:?}", f.point);
+        assert!((f.point.client_ms - 2.3).abs() < 1e-3, "{:?}", f.point);
+        assert_eq!(f.caveats.len(), 2, "{:?}", f.caveats);
+        assert!(f.caveats[0].contains("(120 steps of 1)"), "{:?}", f.caveats);
+        assert!(
+            f.caveats[0].contains("--payloads pP.jsonl"),
+            "{:?}",
+            f.caveats
+        );
+        assert!(
+            f.caveats[1].contains("prefill cost cannot be told"),
+            "{:?}",
+            f.caveats
+        );
+        // Two lengths of the probe tell the prefill cost apart.
+        let f = fit(&[&traces[1], &traces[2]], true, Some(2048), 10, 1).unwrap();
+        assert!(
+            (f.point.prefill_per_token_ms - 0.05).abs() < 1e-4,
+            "{:?}",
+            f.point
+        );
+        assert_eq!(f.caveats.len(), 1, "{:?}", f.caveats);
+        // The Before alone: every step runs eight, cohorts of eight join
+        // together (no step both decodes and prefills), and no request
+        // found the server idle: the fixed cost is the whole step.
+        let f = fit(&[&traces[0]], true, Some(2048), 10, 1).unwrap();
+        assert_eq!(f.point.per_seq_ms, 0.0);
+        assert!((f.point.base_ms - 9.2).abs() < 1e-3, "{:?}", f.point);
+        assert_eq!(f.caveats.len(), 3, "{:?}", f.caveats);
+        assert!(
+            f.caveats[2].contains("connection set-up alone"),
+            "{:?}",
+            f.caveats
+        );
+        // One request of one token: no step at all.
+        let (log, extras) = simulated_log(
+            &truth_server(&t),
+            &Client {
+                overhead_ms: &[1.5],
+                read_jitter_ms: &[],
+                max_in_flight: None,
+                schedule_ms: &[],
+            },
+            &[SimRequest {
+                prompt_tokens: 16,
+                output_tokens: 1,
+                prefix_group: None,
+                shared_prefix_tokens: 0,
+            }],
+            &model::whatif::Load::Closed {
+                concurrency: 1,
+                requests: 1,
+            },
+            1,
+        );
+        let one = trace(&log, &extras, None);
+        assert_eq!(one.streams.len(), 1);
+        let err = fit(&[&one], true, None, 10, 1).unwrap_err();
+        assert!(matches!(err, StepFitError::TooFewSteps { .. }), "{err}");
+        let empty = Trace {
+            streams: Vec::new(),
+            groups: Vec::new(),
+            group_of: Vec::new(),
+            deviations_ms: Vec::new(),
+        };
+        assert_eq!(
+            fit(&[&empty], true, None, 10, 1).unwrap_err(),
+            StepFitError::NoStreams
+        );
+    }
+}
