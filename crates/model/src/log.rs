@@ -355,7 +355,7 @@ pub const LOADGEN_COLUMNS: [&str; 15] = names(ColumnSet::InputPy, ColumnSet::Loa
 pub(crate) const LLM_COLUMNS: [&str; 7] = names(ColumnSet::Llm, ColumnSet::Llm);
 
 /// The columns every loadgen log has after [`LOADGEN_COLUMNS`] and, in an
-/// LLM log, the [`LLM_COLUMNS`]: which part of the run the row belongs to
+/// LLM log, its LLM columns: which part of the run the row belongs to
 /// (`warmup` or `measure`) and, for a send on an open-loop schedule, how
 /// late it went out (actual minus intended send, ms).
 pub const RUN_COLUMNS: [&str; 2] = names(ColumnSet::Run, ColumnSet::Run);

@@ -19,7 +19,7 @@ pub enum LengthDist {
     /// Always this length.
     Fixed(u32),
     /// Normal with this mean and standard deviation, rounded, truncated at
-    /// 1 (and at [`MAX_LENGTH`]).
+    /// 1 (and at 1,000,000 tokens).
     Normal {
         /// Mean length.
         mean: f64,
