@@ -188,7 +188,10 @@ impl Histogram {
                     );
                 }
                 None => {
-                    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+                    );
                 }
             }
         }
@@ -494,11 +497,16 @@ mod tests {
         let guard = b.in_flight();
         let text = metrics.render();
         assert_eq!(
-            text.matches("# TYPE loadgen_requests_total counter").count(),
+            text.matches("# TYPE loadgen_requests_total counter")
+                .count(),
             1
         );
-        assert!(text.contains("loadgen_requests_total{shard=\"1\",shards=\"4\",step=\"0\",offered_rps=\"2.5\"} 1\n"));
-        assert!(text.contains("loadgen_requests_total{shard=\"1\",shards=\"4\",step=\"1\",offered_rps=\"5\"} 0\n"));
+        assert!(text.contains(
+            "loadgen_requests_total{shard=\"1\",shards=\"4\",step=\"0\",offered_rps=\"2.5\"} 1\n"
+        ));
+        assert!(text.contains(
+            "loadgen_requests_total{shard=\"1\",shards=\"4\",step=\"1\",offered_rps=\"5\"} 0\n"
+        ));
         assert!(text.contains(
             "loadgen_in_flight_requests{shard=\"1\",shards=\"4\",step=\"1\",offered_rps=\"5\"} 1\n"
         ));

@@ -19,12 +19,12 @@ use stats::slo::Slo;
 
 use crate::values::{
     parse_batch_size, parse_batch_wait_ms, parse_block_tokens, parse_busy_poll_us,
-    parse_concurrency, parse_header_arg, parse_length_dist, parse_max_in_flight, parse_max_tokens, parse_metrics_linger, parse_metrics_listen,
-    parse_precision, parse_prefix_count, parse_prefix_tokens, parse_rate, parse_repeats,
-    parse_requests, parse_run_duration, parse_seed, parse_shape, parse_shard, parse_slo,
-    parse_speedup, parse_stages, parse_start_at, parse_step_duration, parse_think_time,
-    parse_threads, parse_time_limit, parse_timeout, parse_trace_offset, parse_turns, parse_warmup,
-    ItemShape,
+    parse_concurrency, parse_header_arg, parse_length_dist, parse_max_in_flight, parse_max_tokens,
+    parse_metrics_linger, parse_metrics_listen, parse_precision, parse_prefix_count,
+    parse_prefix_tokens, parse_rate, parse_repeats, parse_requests, parse_run_duration, parse_seed,
+    parse_shape, parse_shard, parse_slo, parse_speedup, parse_stages, parse_start_at,
+    parse_step_duration, parse_think_time, parse_threads, parse_time_limit, parse_timeout,
+    parse_trace_offset, parse_turns, parse_warmup, ItemShape,
 };
 
 /// HTTP load generator for inference APIs.
