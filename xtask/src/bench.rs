@@ -26,6 +26,9 @@
 //! - LLM streams (`--llm-only`, `llm.rs`) and LLM workloads
 //!   (`--workload-only`, `workload.rs`: prompt building, trace reading, a
 //!   2,000 requests/s replay's send lateness), each on its own.
+//! - The live metrics exporter (`--exporter-only`, `exporter.rs`):
+//!   loadgen's throughput without and with `--metrics-listen` scraped
+//!   every second (the bar: at most 5% lost), and at 10,000 requests/s.
 //!
 //! Client and server get disjoint CPUs (the effect of `taskset -c`), set with
 //! `sched_setaffinity` on the spawning thread so children inherit it. The
@@ -37,7 +40,7 @@
 //! `getrusage` and `/proc`), `clients` (one timed run of each client and its
 //! output), `compare` (interleaved rounds, medians and ratios), `nginx`,
 //! `plain` (everything over plain HTTP), `tls`, `accuracy`, `criterion`,
-//! `bars` (the verdicts). [`run`] is the steps in order.
+//! `exporter`, `bars` (the verdicts). [`run`] is the steps in order.
 
 pub(crate) mod accounting;
 mod accuracy;
@@ -46,6 +49,7 @@ mod cgroup;
 mod clients;
 mod compare;
 mod criterion;
+mod exporter;
 mod llm;
 mod nginx;
 mod peers;
@@ -123,6 +127,12 @@ pub(crate) struct BenchArgs {
     /// its send lateness) and write `bench-workload.json`.
     #[arg(long, conflicts_with_all = ["tls_only", "llm_only"])]
     workload_only: bool,
+    /// Run only the exporter bench (loadgen's throughput against the
+    /// zero-cost simulator without and with --metrics-listen scraped every
+    /// second, interleaved over --rounds of --duration-s; and the open loop
+    /// at 10,000 requests/s) and write `bench-exporter.json`.
+    #[arg(long, conflicts_with_all = ["tls_only", "llm_only", "workload_only"])]
+    exporter_only: bool,
 }
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
@@ -198,6 +208,19 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             "bars": [verdict],
         });
         return write_named(&args.out.join("bench-llm.json"), &record);
+    }
+    if args.exporter_only {
+        let (exporter, verdict) = exporter::measure(&args, &bins, &pin, &dir)?;
+        let record = json!({
+            "machine": Machine::probe().conditions_json(),
+            "label": args.label,
+            "pinned": pin.used,
+            "client_cpus": pinning::cpu_list(&pin.client),
+            "server_cpus": pinning::cpu_list(&pin.server),
+            "exporter": exporter,
+            "bars": [verdict],
+        });
+        return write_named(&args.out.join("bench-exporter.json"), &record);
     }
     if args.workload_only {
         let (workload, verdict) = workload::measure(&bins, &pin, &dir)?;

@@ -167,6 +167,7 @@ mod tests {
             ],
             &["bench", "--llm-only"],
             &["bench", "--workload-only"],
+            &["bench", "--exporter-only"],
             &[
                 "whatif-validate",
                 "--out",

@@ -1,6 +1,6 @@
 //! The log writer: a plain thread that takes every row from the run's
 //! channel, writes it to the CSV log and adds it to the statistics, and
-//! publishes those for the progress bar.
+//! publishes those for the progress bar and the live metrics.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use model::log::{LogRow, LogWriter};
 use tokio::sync::mpsc;
 
 use crate::error::LoadError;
+use crate::metrics::RunMetrics;
 use crate::progress;
 use crate::summary::RowStats;
 
@@ -33,6 +34,7 @@ pub(crate) fn spawn_collector(
     mut rows: mpsc::UnboundedReceiver<LogRow>,
     mut writer: Option<LogWriter<std::io::BufWriter<std::fs::File>>>,
     live: Option<Arc<progress::Live>>,
+    metrics: Option<Arc<RunMetrics>>,
 ) -> Result<CollectorHandle, LoadError> {
     std::thread::Builder::new()
         .name("loadgen-log".into())
@@ -60,6 +62,9 @@ pub(crate) fn spawn_collector(
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
                 stats.record(&row);
+                if let Some(metrics) = &metrics {
+                    metrics.record(&row);
+                }
                 unchecked_rows += 1;
                 if unchecked_rows >= PUBLISH_CHECK_ROWS {
                     unchecked_rows = 0;

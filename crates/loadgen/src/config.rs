@@ -297,6 +297,9 @@ pub struct LoadConfig {
     /// for it after any warm-up, and the open-loop schedule (and a `-z`
     /// deadline) is anchored at it, so a late start shows in latency.
     pub start_at: Option<SystemTime>,
+    /// Live metrics for a Prometheus scrape (`--metrics-listen`, the
+    /// [`crate::metrics`] module); none when `None`.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Default for LoadConfig {
@@ -333,6 +336,7 @@ impl Default for LoadConfig {
             shutdown_grace: Duration::from_secs(2),
             shard: None,
             start_at: None,
+            metrics: None,
         }
     }
 }

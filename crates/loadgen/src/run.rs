@@ -187,7 +187,21 @@ async fn run_engine(
         let live = goal
             .filter(|_| config.progress && std::io::stderr().is_terminal())
             .map(|goal| (goal, Arc::new(progress::Live::default())));
-        let collector = spawn_collector(rows, writer, live.as_ref().map(|(_, l)| l.clone()))?;
+        // Registered before the first request, so a scrape sees the run's
+        // series (at zero) from its start.
+        let run_metrics = config.metrics.as_ref().map(|metrics| {
+            metrics.start_run(
+                config.shard,
+                engine.token_metrics(),
+                config.open_loop.is_some(),
+            )
+        });
+        let collector = spawn_collector(
+            rows,
+            writer,
+            live.as_ref().map(|(_, l)| l.clone()),
+            run_metrics.clone(),
+        )?;
         let issuer_for = |row_phase: RowPhase| {
             Arc::new(Issuer {
                 engine: engine.clone(),
@@ -197,6 +211,10 @@ async fn run_engine(
                 phase: phase_rx.clone(),
                 row_phase,
                 turn_ids: TurnIds::new(shard),
+                // The warm-up is left out of the metrics as of every statistic.
+                metrics: run_metrics
+                    .clone()
+                    .filter(|_| row_phase == RowPhase::Measure),
             })
         };
         if !config.warmup.is_none() {

@@ -20,6 +20,7 @@ use crate::busy_poll;
 use crate::config::{Arrival, OpenLoop};
 use crate::distributed::Shard;
 use crate::engine::{Engine, LogicalRequest, RequestShape};
+use crate::metrics::RunMetrics;
 use crate::shards::Shards;
 use crate::workload::requests::{Requests, Spec};
 use crate::workload::stages::Ramp;
@@ -58,6 +59,9 @@ pub(crate) struct Issuer {
     pub row_phase: RowPhase,
     /// Ids of conversations' turns.
     pub turn_ids: TurnIds,
+    /// Live metrics: the in-flight gauge is counted here, as requests go
+    /// out and come back (the rest from rows, on the collector's thread).
+    pub metrics: Option<Arc<RunMetrics>>,
 }
 
 /// Request ids for conversations' turns, which are not on the schedule:
@@ -133,6 +137,7 @@ impl Issuer {
 
     /// Sends `item` and returns its row (`None` if the batcher went away).
     async fn exchange(&self, item: LogicalRequest) -> Option<LogRow> {
+        let _in_flight = self.metrics.as_ref().map(RunMetrics::in_flight);
         match &self.batcher {
             Some(batcher) => batcher.submit(item).await,
             None => Some(self.engine.execute_single(&item).await),
@@ -200,7 +205,9 @@ impl Issuer {
             };
             let item = Self::item(request_id, start, spec, Some((session, turn)), turn < turns);
             in_flight.set(request_id, start.at);
+            let in_flight_gauge = self.metrics.as_ref().map(RunMetrics::in_flight);
             let (row, answer) = self.engine.execute_for_answer(&item).await;
+            drop(in_flight_gauge);
             busy_poll::note_completion();
             in_flight.clear();
             let ok = row.ok;

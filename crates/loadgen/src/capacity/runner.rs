@@ -73,6 +73,11 @@ impl LoadgenRunner {
             warmup: Warmup::NONE,
             log_path: Some(log_path),
             progress: false,
+            metrics: self
+                .base
+                .metrics
+                .as_ref()
+                .map(|metrics| metrics.for_step(plan.index, plan.offered_rps)),
             ..self.base.clone()
         }
     }

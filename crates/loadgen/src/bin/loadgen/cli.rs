@@ -20,11 +20,11 @@ use stats::slo::Slo;
 use crate::values::{
     parse_batch_size, parse_batch_wait_ms, parse_block_tokens, parse_busy_poll_us,
     parse_concurrency, parse_header_arg, parse_length_dist, parse_max_in_flight, parse_max_tokens,
-    parse_precision, parse_prefix_count, parse_prefix_tokens, parse_rate, parse_repeats,
-    parse_requests, parse_run_duration, parse_seed, parse_shape, parse_shard, parse_slo,
-    parse_speedup, parse_stages, parse_start_at, parse_step_duration, parse_think_time,
-    parse_threads, parse_time_limit, parse_timeout, parse_trace_offset, parse_turns, parse_warmup,
-    ItemShape,
+    parse_metrics_linger, parse_metrics_listen, parse_precision, parse_prefix_count,
+    parse_prefix_tokens, parse_rate, parse_repeats, parse_requests, parse_run_duration, parse_seed,
+    parse_shape, parse_shard, parse_slo, parse_speedup, parse_stages, parse_start_at,
+    parse_step_duration, parse_think_time, parse_threads, parse_time_limit, parse_timeout,
+    parse_trace_offset, parse_turns, parse_warmup, ItemShape,
 };
 
 /// HTTP load generator for inference APIs.
@@ -48,6 +48,29 @@ pub(crate) struct Cli {
     /// The load shape and outputs of a run.
     #[command(flatten)]
     pub(crate) run: RunArgs,
+
+    /// Live Prometheus metrics.
+    #[command(flatten)]
+    pub(crate) metrics: MetricsArgs,
+}
+
+/// Live Prometheus metrics, for a run and for `capacity`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct MetricsArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics while the load runs
+    /// (request, error and token counters; latency, TTFT, ITL and send
+    /// lateness histograms; requests in flight): IP:PORT, such as
+    /// 127.0.0.1:9464 or [::1]:9464 (port 0: a free one, printed on
+    /// stderr). The listener stops when the run ends (see
+    /// --metrics-linger).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_listen)]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Keep serving /metrics this long after the run ends, so a last
+    /// scrape sees the totals (set it to the scrape interval or more):
+    /// 0s to 10m [default: 0s].
+    #[arg(long, value_name = "DURATION", requires = "metrics_listen", value_parser = parse_metrics_linger)]
+    pub(crate) metrics_linger: Option<Duration>,
 }
 
 /// Commands besides a run.
@@ -469,6 +492,10 @@ pub(crate) struct CapacityArgs {
     /// The target and how requests are made.
     #[command(flatten)]
     pub(crate) target: TargetArgs,
+
+    /// Live Prometheus metrics, each step's series labelled with it.
+    #[command(flatten)]
+    pub(crate) metrics: MetricsArgs,
 
     /// Objective every counted step must meet (repeatable): p95<=800,
     /// p99<500, mean<=200, error_rate<=0.01, throughput_rps>=150,
@@ -898,6 +925,10 @@ mod tests {
                 "--trace-block-tokens",
                 "16",
                 "--trace-sort",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--metrics-linger",
+                "2s",
             ],
             &[
                 "capacity",
@@ -920,6 +951,10 @@ mod tests {
                 "p.jsonl",
                 "--payloads-format",
                 "jsonl",
+                "--metrics-listen",
+                "[::1]:9464",
+                "--metrics-linger",
+                "0s",
             ],
             // The flags of a run that capacity refuses with a reason.
             &[

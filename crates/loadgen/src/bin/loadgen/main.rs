@@ -20,7 +20,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use loadgen::capacity::{self, LoadgenRunner, StepRecord};
 
-use crate::cli::{CapacityArgs, Cli, Command, OutputFormat};
+use loadgen::metrics::MetricsServer;
+
+use crate::cli::{CapacityArgs, Cli, Command, MetricsArgs, OutputFormat};
 
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
@@ -47,7 +49,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// `loadgen capacity`: the table of steps as they finish, the answer, the
 /// JSON (also after Ctrl-C, with the steps measured so far).
 fn capacity_main(args: CapacityArgs) -> ExitCode {
-    let plan = match args.into_plan() {
+    let metrics_args = args.metrics.clone();
+    let mut plan = match args.into_plan() {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");
@@ -59,6 +62,11 @@ fn capacity_main(args: CapacityArgs) -> ExitCode {
         Err(code) => return code,
     };
     raise_fd_limit();
+    let server = match start_metrics(&runtime, &metrics_args) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    plan.config.metrics = server.as_ref().map(MetricsServer::metrics);
     let outcome = runtime.block_on(async {
         // One signal stops the whole search: the step in progress winds
         // down as a run does, and no further step starts.
@@ -86,6 +94,7 @@ fn capacity_main(args: CapacityArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     println!("Result written to {}", plan.json.display());
+    linger(&runtime, server, &metrics_args);
     if report.found() {
         ExitCode::SUCCESS
     } else {
@@ -98,7 +107,8 @@ fn run_main(cli: Cli) -> ExitCode {
     let dry_run = cli.run.dry_run.clone();
     let output_format = cli.run.output_format;
     let out_dir = cli.run.out_dir.clone().map(loadgen::OutDir::new);
-    let config = match cli.into_config() {
+    let metrics_args = cli.metrics.clone();
+    let mut config = match cli.into_config() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -149,6 +159,11 @@ fn run_main(cli: Cli) -> ExitCode {
             }
         };
     }
+    let server = match start_metrics(&runtime, &metrics_args) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    config.metrics = server.as_ref().map(MetricsServer::metrics);
     let outcome = runtime.block_on(async {
         let prepared = loadgen::prepare(config).await?;
         if !quiet {
@@ -192,6 +207,7 @@ fn run_main(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    linger(&runtime, server, &metrics_args);
     if summary.failed == 0 && !summary.interrupted {
         ExitCode::SUCCESS
     } else {
@@ -240,3 +256,44 @@ fn raise_fd_limit() {
 
 #[cfg(not(unix))]
 fn raise_fd_limit() {}
+
+/// Opens `--metrics-listen` before any request (a taken port is a usage
+/// error, not a run without metrics) and says where it is: with port 0
+/// that line is the only way to know.
+fn start_metrics(
+    runtime: &tokio::runtime::Runtime,
+    args: &MetricsArgs,
+) -> Result<Option<MetricsServer>, ExitCode> {
+    let Some(addr) = args.metrics_listen else {
+        return Ok(None);
+    };
+    match runtime.block_on(MetricsServer::bind(addr)) {
+        Ok(server) => {
+            eprintln!(
+                "loadgen: metrics at http://{}/metrics (until the run ends)",
+                server.local_addr()
+            );
+            Ok(Some(server))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Serves the final totals for `--metrics-linger`, then stops the
+/// listener (the runtime keeps serving scrapes while this waits).
+fn linger(runtime: &tokio::runtime::Runtime, server: Option<MetricsServer>, args: &MetricsArgs) {
+    let Some(server) = server else {
+        return;
+    };
+    let linger = args.metrics_linger.unwrap_or_default();
+    if !linger.is_zero() {
+        eprintln!(
+            "loadgen: serving the final metrics for {:.3} s more (--metrics-linger)",
+            linger.as_secs_f64()
+        );
+    }
+    runtime.block_on(server.linger(linger));
+}

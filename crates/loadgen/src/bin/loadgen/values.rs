@@ -183,3 +183,24 @@ pub(crate) fn parse_speedup(text: &str) -> Result<f64, String> {
         )),
     }
 }
+
+/// `--metrics-listen`: an IP address and port (no host name: what to bind
+/// must not depend on a resolver).
+pub(crate) fn parse_metrics_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not an address to listen on; give IP:PORT such as 127.0.0.1:9464, \
+             0.0.0.0:9464 or [::1]:9464 (port 0: a free one)"
+        )
+    })
+}
+
+/// `--metrics-linger`: 0s to 10m.
+pub(crate) fn parse_metrics_linger(text: &str) -> Result<Duration, String> {
+    let allowed = "the metrics linger is a duration from 0s to 10m (e.g. 15s)";
+    let d = limits::parse_duration(text.trim()).map_err(|e| format!("{e}; {allowed}"))?;
+    if d > Duration::from_secs(600) {
+        return Err(format!("{text:?} is out of range; {allowed}"));
+    }
+    Ok(d)
+}
