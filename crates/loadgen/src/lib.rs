@@ -84,6 +84,7 @@ mod config;
 mod distributed;
 mod engine;
 mod error;
+mod grpc;
 mod http1;
 mod payloads;
 mod prepare;
@@ -110,6 +111,7 @@ pub use config::{
 };
 pub use distributed::{parse_shard, parse_start_at, OutDir, Shard, ShardArg, SHARD_INDEX_VAR};
 pub use error::LoadError;
+pub use grpc::KServeGrpcOptions;
 pub use model::summary::RunSummary;
 pub use payloads::PayloadError;
 pub use prepare::{prepare, Prepared};
