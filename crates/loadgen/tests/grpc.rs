@@ -117,6 +117,11 @@ async fn unary_and_batched_calls_are_verified_and_the_statistics_count_them() {
             summary.protocol
         );
         assert_eq!(summary.http_requests, 30 / batch_size as u64);
+        let text = loadgen::SummaryText(&summary).to_string();
+        assert!(
+            text.contains(&format!("({} gRPC calls)", summary.http_requests)),
+            "{text}"
+        );
         assert_eq!(summary.status_codes.get(&200), Some(&summary.http_requests));
         let opened = if connection == ConnectionMode::PerRequest {
             summary.http_requests
