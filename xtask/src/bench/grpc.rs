@@ -222,11 +222,7 @@ fn served(base_url: &str) -> Result<u64, TaskError> {
     let failed = |why: String| TaskError::Step(format!("Triton's statistics: {why}"));
     let authority = base_url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(authority).map_err(|e| failed(e.to_string()))?;
-    write!(
-        stream,
-        "GET /v2/models/{MODEL}/stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| failed(e.to_string()))?;
+    send_stats_request(&mut stream, authority).map_err(|e| failed(e.to_string()))?;
     let mut text = String::new();
     stream
         .read_to_string(&mut text)
@@ -240,6 +236,17 @@ fn served(base_url: &str) -> Result<u64, TaskError> {
     stats["model_stats"][0]["inference_stats"]["success"]["count"]
         .as_u64()
         .ok_or_else(|| failed(format!("no success count in {body}")))
+}
+
+/// Writes the statistics request in one write: `write!` on the socket
+/// would send each piece of the format on its own, and Triton's HTTP front
+/// end misreads a path that arrives in pieces (it answered for a model
+/// "example-models").
+fn send_stats_request(stream: &mut impl Write, authority: &str) -> std::io::Result<()> {
+    let request = format!(
+        "GET /v2/models/{MODEL}/stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())
 }
 
 /// perf_analyzer's `--input-data`: input.py's 400 prompts.
@@ -458,7 +465,7 @@ fn ensure_perf_analyzer(root: &Path, venv_python: &Path) -> Result<PerfAnalyzer,
         .arg("--version")
         .output()
         .map_err(|e| failed(format!("{} does not run: {e}", bin.display())))?;
-    let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    let version = version_line(&version.stdout, &version.stderr);
     if !version.contains("2.51.0") {
         return Err(failed(format!(
             "`perf_analyzer --version` printed {version:?}, not 2.51.0 (a library missing? LD_LIBRARY_PATH={library_path})"
@@ -469,6 +476,21 @@ fn ensure_perf_analyzer(root: &Path, venv_python: &Path) -> Result<PerfAnalyzer,
         library_path,
         version,
     })
+}
+
+/// The line of `perf_analyzer --version` that names the version: 2.51.0
+/// prints it on stderr, not stdout, so both are read.
+fn version_line(stdout: &[u8], stderr: &[u8]) -> String {
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(stdout),
+        String::from_utf8_lossy(stderr)
+    );
+    text.lines()
+        .find(|line| line.contains("Version"))
+        .unwrap_or(text.trim())
+        .trim()
+        .to_owned()
 }
 
 /// Where libb64 is: `None` when the system has it (Debian's `libb64-0d`),
@@ -633,6 +655,39 @@ fn bars(table: &Table) -> Vec<Bar> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_statistics_request_leaves_in_one_write() {
+        /// Records each write it is given.
+        #[derive(Default)]
+        struct Writes(Vec<Vec<u8>>);
+        impl Write for Writes {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.push(buf.to_vec());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut writes = Writes::default();
+        send_stats_request(&mut writes, "127.0.0.1:8000").unwrap();
+        assert_eq!(
+            writes.0,
+            [b"GET /v2/models/example-model/stats HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: close\r\n\r\n".to_vec()]
+        );
+    }
+
+    #[test]
+    fn perf_analyzers_version_is_read_from_stderr_too() {
+        // What 2.51.0 prints: nothing on stdout.
+        let stderr = b"Perf Analyzer Version 2.51.0 (commit unknown)\n";
+        assert_eq!(
+            version_line(b"", stderr),
+            "Perf Analyzer Version 2.51.0 (commit unknown)"
+        );
+        assert_eq!(version_line(b"", b""), "");
+    }
 
     #[test]
     fn perf_analyzers_csv_gives_its_percentiles() {
