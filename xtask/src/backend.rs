@@ -5,8 +5,9 @@
 //!   `--server-arg`), loaded with the simulator's wire format.
 //! - [`Endpoint`]: the user's URL (`--url`); nothing is started.
 //! - [`Triton`]: a real NVIDIA Triton (`--server triton`), fresh per phase,
-//!   over KServe v2, its statistics read around every run; its dynamic
-//!   batcher is the server change report decides.
+//!   over KServe v2 (HTTP, or gRPC with `--protocol grpc`), its statistics
+//!   read around every run; its dynamic batcher is the server change report
+//!   decides.
 //! - [`Llm`]: an OpenAI-compatible LLM server (`--scenario llm`):
 //!   stub-server's LLM routes (`--profile`, `--server-arg`), fresh per
 //!   phase; its slots or its step's token budget is the server change
@@ -40,6 +41,9 @@ pub(crate) struct Target {
 pub(crate) struct FunctionalCheck {
     /// loadgen's `--api`; `None` for the phases' own.
     pub api: Option<&'static str>,
+    /// Flags in place of [`Spec::client_args`] (another model); `None`:
+    /// the phases' own.
+    pub client_args: Option<Vec<String>>,
     /// The load: a few requests, single or batched (loadgen's flags,
     /// separated by spaces).
     pub flags: &'static str,
@@ -120,7 +124,7 @@ pub(crate) fn choose(args: &PerfArgs) -> Box<dyn Backend> {
         return Box::new(Llm::new(args));
     }
     if args.server == "triton" {
-        return Box::new(Triton::new());
+        return Box::new(Triton::new(args.protocol == "grpc"));
     }
     match &args.url {
         Some(url) => Box::new(Endpoint::new(args, url)),
@@ -162,7 +166,11 @@ fn cannot_apply(server: &str, setting: &ServerSetting) -> TaskError {
 fn inference_checks(single: &'static str, batched: &'static str) -> Vec<FunctionalCheck> {
     [single, batched]
         .into_iter()
-        .map(|flags| FunctionalCheck { api: None, flags })
+        .map(|flags| FunctionalCheck {
+            api: None,
+            client_args: None,
+            flags,
+        })
         .collect()
 }
 
@@ -375,35 +383,60 @@ impl Backend for Endpoint {
 }
 
 /// A real NVIDIA Triton serving the placeholder's cost shape, fresh per
-/// phase: 2 instances without dynamic batching in the Before.
+/// phase: 2 instances without dynamic batching in the Before. Over gRPC
+/// (`--protocol grpc`) it serves the decoupled streaming model beside,
+/// which the functional check streams from.
 pub(crate) struct Triton {
     spec: Spec,
+    grpc: bool,
     root: Option<PathBuf>,
     python: Option<PathBuf>,
 }
 
 impl Triton {
-    fn new() -> Self {
+    fn new(grpc: bool) -> Self {
         let client_args = strings(&[
             "--model",
             triton_server::MODEL,
             // The workflow's Triton model answers as the simulator does.
             "--verify",
         ]);
+        let mut functional_checks = inference_checks(
+            "-n 4 -c 2 --connection per-request",
+            "-n 6 -c 6 --batch-size 3 --batch-wait-ms 20",
+        );
+        if grpc {
+            // The streaming model's tokens are the simulator's answer too.
+            functional_checks.push(FunctionalCheck {
+                api: None,
+                client_args: Some(strings(&[
+                    "--model",
+                    triton_server::STREAM_MODEL,
+                    "--verify",
+                ])),
+                flags: "-n 4 -c 2 --streaming --max-tokens 8",
+            });
+        }
+        let (protocol, api) = if grpc {
+            ("KServe v2 over gRPC", "kserve-v2-grpc")
+        } else {
+            ("KServe v2", "kserve-v2")
+        };
         Self {
             spec: Spec {
-                intro: "server: a real NVIDIA Triton (nvidia-pytriton), fresh for every phase, loaded over KServe v2".to_owned(),
+                intro: format!("server: a real NVIDIA Triton (nvidia-pytriton), fresh for every phase, loaded over {protocol}"),
                 prepare: Some("Triton: the venv (system Python 3.11) and its pinned wheel"),
-                api: "kserve-v2".to_owned(),
+                api: api.to_owned(),
                 client_args,
                 log_suffix: "triton",
                 functional_log: "functional-triton.log",
-                functional_checks: inference_checks(
-                    "-n 4 -c 2 --connection per-request",
-                    "-n 6 -c 6 --batch-size 3 --batch-wait-ms 20",
-                ),
-                functional_ok: "ok: Triton at {url} answered single and batched requests, outputs verified",
-                input_py_skip: Some("input.py skipped: it sends the simulator's wire format, not KServe v2; the Rust baseline client is the Before.".to_owned()),
+                functional_checks,
+                functional_ok: if grpc {
+                    "ok: Triton at {url} answered single and batched calls and streamed the decoupled model's tokens over gRPC, outputs verified"
+                } else {
+                    "ok: Triton at {url} answered single and batched requests, outputs verified"
+                },
+                input_py_skip: Some(format!("input.py skipped: it sends the simulator's wire format, not {protocol}; the Rust baseline client is the Before.")),
                 // Triton sends no Server-Timing: the engine fits its statistics.
                 server_stats: true,
                 probe: true,
@@ -422,6 +455,7 @@ impl Triton {
                 default_slos: Vec::new(),
                 fresh_server_per_phase: true,
             },
+            grpc,
             root: None,
             python: None,
         }
@@ -469,26 +503,41 @@ impl Backend for Triton {
                 "Triton was started before its venv was prepared".to_owned(),
             ));
         };
-        let server = triton_server::start(python, root, &Self::setup(seed, setting)?, log)?;
+        let setup = Self::setup(seed, setting)?;
+        let server = triton_server::start(python, root, &setup, self.grpc, log)?;
+        let url = match (&server.grpc_url, self.grpc) {
+            (Some(grpc), true) => grpc.clone(),
+            _ => server.base_url.clone(),
+        };
         Ok(Target {
-            url: server.base_url.clone(),
+            url,
             _server: Some(server),
         })
     }
 
     fn describe(&self, seed: u64, setting: Option<&ServerSetting>) -> String {
-        Self::setup(seed, setting).map_or_else(|e| e.to_string(), |s| s.describe())
+        let described = Self::setup(seed, setting).map_or_else(|e| e.to_string(), |s| s.describe());
+        if self.grpc {
+            format!("{described}; loaded over gRPC")
+        } else {
+            described
+        }
     }
 
     fn conditions(&self, seed: u64) -> Conditions {
+        let before_client = if self.grpc {
+            "loadgen --profile baseline --api kserve-v2-grpc (a new HTTP/2 connection per call, one input per call)"
+        } else {
+            "loadgen --profile baseline --api kserve-v2 (new connection per request, one input per request)"
+        };
         Conditions {
             scenario: Some("inference".to_owned()),
             target: Some(TargetKind::Triton),
             server: Some(self.describe(seed, None)),
             server_seed: Some(seed),
-            api: Some("kserve-v2".to_owned()),
+            api: Some(self.spec.api.clone()),
             payloads: Some(payloads("as BYTES tensors")),
-            before_client: Some("loadgen --profile baseline --api kserve-v2 (new connection per request, one input per request)".to_owned()),
+            before_client: Some(before_client.to_owned()),
             ..Conditions::default()
         }
     }
@@ -604,14 +653,17 @@ impl Llm {
                 functional_checks: vec![
                     FunctionalCheck {
                         api: Some("openai-chat"),
+                        client_args: None,
                         flags: "-n 4 -c 2",
                     },
                     FunctionalCheck {
                         api: Some("openai-chat"),
+                        client_args: None,
                         flags: "-n 2 -c 2 --no-stream",
                     },
                     FunctionalCheck {
                         api: Some("openai-completions"),
+                        client_args: None,
                         flags: "-n 6 -c 3 --batch-size 3 --batch-wait-ms 20",
                     },
                 ],

@@ -14,6 +14,10 @@
 //!   certificate made per run, `loadgen`, `wrk` and `oha` with keep-alive
 //!   connections and with a new connection (handshake) per request;
 //!   `--tls-only` runs just this part.
+//! - gRPC (`grpc.rs`, `--grpc-only`): against a real Triton, `loadgen`
+//!   beside Triton's own `perf_analyzer` (installed into `.bench-tools/`),
+//!   over gRPC and HTTP at concurrency 1, 8 and 32: latency and client CPU
+//!   per request.
 //! - Self-overhead: P50 at one connection (low load) against the zero-cost
 //!   simulator, `loadgen` versus `wrk`.
 //! - The simulator: its zero-cost requests/s (with the fastest client) versus
@@ -32,7 +36,8 @@
 //!
 //! Client and server get disjoint CPUs (the effect of `taskset -c`), set with
 //! `sched_setaffinity` on the spawning thread so children inherit it. The
-//! bench installs nothing: a missing peer is recorded as missing. A missed bar
+//! bench installs nothing but perf_analyzer (`--grpc-only`, under
+//! `.bench-tools/`): a missing peer is recorded as missing. A missed bar
 //! is a finding, not a failure: the exit code is 0 whenever it measured.
 //!
 //! By job: `peers` (finding wrk, oha, nginx), `pinning` (CPU affinity),
@@ -50,6 +55,7 @@ mod clients;
 mod compare;
 mod criterion;
 mod exporter;
+mod grpc;
 mod llm;
 mod nginx;
 mod peers;
@@ -133,6 +139,11 @@ pub(crate) struct BenchArgs {
     /// at 10,000 requests/s) and write `bench-exporter.json`.
     #[arg(long, conflicts_with_all = ["tls_only", "llm_only", "workload_only"])]
     exporter_only: bool,
+    /// Run only the gRPC bench (a real Triton's unary model, loadgen beside
+    /// perf_analyzer over gRPC and HTTP at concurrency 1, 8 and 32, --rounds
+    /// interleaved rounds) and write `bench-grpc.json`.
+    #[arg(long, conflicts_with_all = ["tls_only", "llm_only", "workload_only", "exporter_only"])]
+    grpc_only: bool,
 }
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
@@ -234,6 +245,19 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             "bars": [verdict],
         });
         return write_named(&args.out.join("bench-workload.json"), &record);
+    }
+    if args.grpc_only {
+        let (measured, bars) = grpc::measure(&bins, &pin, &dir, args.rounds)?;
+        let record = json!({
+            "machine": Machine::probe().conditions_json(),
+            "label": args.label,
+            "pinned": pin.used,
+            "client_cpus": pinning::cpu_list(&pin.client),
+            "server_cpus": pinning::cpu_list(&pin.server),
+            "grpc": measured,
+            "bars": bars,
+        });
+        return write_named(&args.out.join("bench-grpc.json"), &record);
     }
     let peers = Peers::find();
     // What every client run shares; each comparison sets the URL, the

@@ -1,6 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! - `cargo xtask perf [--scenario llm] [--server triton] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
+//! - `cargo xtask perf [--scenario llm] [--server triton [--protocol grpc]] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
 //!   runs the whole Before/After story; `./run_tests` calls it.
 //! - `cargo xtask whatif-validate [--only NAME]` checks the what-if
 //!   engine's predicted P95 against measured runs on nine simulator
@@ -146,6 +146,7 @@ mod tests {
                 "--server-arg=--base-ms=20",
             ],
             &["perf", "--url", "http://127.0.0.1:9/v1/infer"],
+            &["perf", "--server", "triton", "--protocol", "grpc"],
             &[
                 "bench",
                 "--out",
@@ -168,6 +169,7 @@ mod tests {
             &["bench", "--llm-only"],
             &["bench", "--workload-only"],
             &["bench", "--exporter-only"],
+            &["bench", "--grpc-only"],
             &[
                 "whatif-validate",
                 "--out",

@@ -55,6 +55,11 @@ pub(crate) struct PerfArgs {
     /// from the nvidia-pytriton wheel, fresh per phase, loaded over KServe v2).
     #[arg(long, default_value = "simulator", value_name = "SERVER")]
     pub(crate) server: String,
+    /// How loadgen talks to `--server triton`: `http` (KServe v2 over HTTP,
+    /// port 8000's protocol) or `grpc` (KServe v2 over gRPC, port 8001's,
+    /// with a decoupled streaming model beside for the functional check).
+    #[arg(long, default_value = "http", value_name = "PROTOCOL")]
+    pub(crate) protocol: String,
     /// Measure your endpoint (any http:// or https:// URL) instead of
     /// starting the simulator; outputs are then compared by digest, not
     /// verified. Every phase loads the same endpoint.
@@ -392,11 +397,22 @@ impl Workflow<'_> {
     /// loadgen (or `loadgen capacity`) aimed at `url`, speaking `api` (the
     /// phases' own by default), with the backend's and the user's flags.
     fn loadgen(&self, subcommand: Option<&str>, url: &str, api: Option<&str>) -> Command {
+        self.loadgen_with(subcommand, url, api, &self.backend.spec().client_args)
+    }
+
+    /// [`Workflow::loadgen`] with `client_args` in place of the backend's.
+    fn loadgen_with(
+        &self,
+        subcommand: Option<&str>,
+        url: &str,
+        api: Option<&str>,
+        client_args: &[String],
+    ) -> Command {
         let spec = self.backend.spec();
         let mut cmd = Command::new(self.bins.path("loadgen"));
         cmd.args(subcommand)
             .args(["--url", url, "--api", api.unwrap_or(&spec.api)])
-            .args(&spec.client_args)
+            .args(client_args)
             .args(&self.args.loadgen_args)
             .stdin(Stdio::null());
         cmd
@@ -432,8 +448,9 @@ impl Workflow<'_> {
         let target = self.backend.start(self.bins, &log, FIRST_SEED, None)?;
         for check in &spec.functional_checks {
             let api = check.api.unwrap_or(&spec.api);
+            let client_args = check.client_args.as_ref().unwrap_or(&spec.client_args);
             let status = process::run_with_deadline(
-                self.loadgen(None, &target.url, Some(api))
+                self.loadgen_with(None, &target.url, Some(api), client_args)
                     .args(check.flags.split_whitespace())
                     .stdout(Stdio::null()),
                 CLIENT_LIMIT,
@@ -1090,6 +1107,17 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
                 "{flag} cannot be used with --scenario llm (it runs the simulator's LLM routes, described by --profile and --server-arg; point loadgen --api openai-chat at your own LLM server)"
             )));
         }
+    }
+    if !["http", "grpc"].contains(&args.protocol.as_str()) {
+        return Err(TaskError::BadFlag(format!(
+            "--protocol {:?} is not known; allowed: http, grpc",
+            args.protocol
+        )));
+    }
+    if args.protocol == "grpc" && args.server != "triton" {
+        return Err(TaskError::BadFlag(
+            "--protocol grpc applies to --server triton (Triton's gRPC port); the simulator's workflow speaks its own HTTP format".into(),
+        ));
     }
     if !["simulator", "triton"].contains(&args.server.as_str()) {
         return Err(TaskError::BadFlag(format!(

@@ -164,6 +164,9 @@ pub(crate) struct ServerProcess {
     child: Child,
     /// Base URL, `http://127.0.0.1:PORT`.
     pub base_url: String,
+    /// Its gRPC listener, `http://127.0.0.1:PORT`, for a server started
+    /// with [`ServerProcess::start_command_with_grpc`].
+    pub grpc_url: Option<String>,
 }
 
 impl ServerProcess {
@@ -183,9 +186,29 @@ impl ServerProcess {
     /// line once it serves, and waits up to `ready` for it; stderr goes to
     /// `log_path`.
     pub(crate) fn start_command(
+        cmd: Command,
+        log_path: &Path,
+        ready: Duration,
+    ) -> Result<Self, ProcessError> {
+        Self::start_lines(cmd, log_path, ready, false)
+    }
+
+    /// Starts a server that prints `listening on http://ADDR` and then
+    /// `grpc listening on ADDR` once it serves (Triton's serve.py,
+    /// stub-server with `--grpc-bind`), and waits up to `ready` for both.
+    pub(crate) fn start_command_with_grpc(
+        cmd: Command,
+        log_path: &Path,
+        ready: Duration,
+    ) -> Result<Self, ProcessError> {
+        Self::start_lines(cmd, log_path, ready, true)
+    }
+
+    fn start_lines(
         mut cmd: Command,
         log_path: &Path,
         ready: Duration,
+        grpc: bool,
     ) -> Result<Self, ProcessError> {
         let log = File::create(log_path).map_err(|source| ProcessError::Spawn {
             program: cmd.get_program().to_string_lossy().into_owned(),
@@ -197,21 +220,34 @@ impl ServerProcess {
             stop(&mut child);
             return Err(not_listening());
         };
-        // Read the first line on a thread so a silent server cannot hang us.
+        // Read the first lines on a thread so a silent server cannot hang us.
         let (tx, rx) = mpsc::channel();
+        let lines = if grpc { 2 } else { 1 };
         std::thread::spawn(move || {
-            let mut line = String::new();
             let mut reader = BufReader::new(stdout);
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
+            let mut read = Vec::new();
+            for _ in 0..lines {
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                read.push(line);
+            }
+            let _ = tx.send(read);
             // Keep draining so the server never blocks on a full pipe.
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
-        let line = rx.recv_timeout(ready).unwrap_or_default();
-        match line.trim().strip_prefix("listening on ") {
-            Some(url) if url.starts_with("http://") => Ok(Self {
+        let read = rx.recv_timeout(ready).unwrap_or_default();
+        let http = read
+            .first()
+            .and_then(|l| l.trim().strip_prefix("listening on "))
+            .filter(|url| url.starts_with("http://"));
+        let grpc_addr = read
+            .get(1)
+            .and_then(|l| l.trim().strip_prefix("grpc listening on "));
+        match (http, grpc_addr) {
+            (Some(url), addr) if addr.is_some() || !grpc => Ok(Self {
                 child,
                 base_url: url.trim_end_matches('/').to_owned(),
+                grpc_url: addr.map(|a| format!("http://{a}")),
             }),
             _ => {
                 stop(&mut child);

@@ -20,6 +20,9 @@ use crate::python::{pip_install, run};
 /// The model the workflow serves and loads (input.py's model name).
 pub(crate) const MODEL: &str = "example-model";
 
+/// The decoupled streaming model served beside it over gRPC.
+pub(crate) const STREAM_MODEL: &str = "llm-stream";
+
 /// The interpreter Triton's Python backend was built against.
 pub(crate) const SYSTEM_PYTHON: &str = "/usr/bin/python3.11";
 
@@ -114,8 +117,9 @@ impl TritonSetup {
     }
 }
 
-/// Starts Triton with `setup` on a free loopback port; stderr (Triton's
-/// log) goes to `log`.
+/// Starts Triton with `setup` on free loopback ports (HTTP and gRPC, both
+/// in the returned process), with the decoupled [`STREAM_MODEL`] beside
+/// the model when `stream_model`; stderr (Triton's log) goes to `log`.
 ///
 /// A start that never serves is tried once more: PyTriton's model stub
 /// sometimes finds its handshake socket refused while the Triton before it
@@ -126,9 +130,10 @@ pub(crate) fn start(
     python: &Path,
     root: &Path,
     setup: &TritonSetup,
+    stream_model: bool,
     log: &Path,
 ) -> Result<ServerProcess, TaskError> {
-    match start_once(python, root, setup, log) {
+    match start_once(python, root, setup, stream_model, log) {
         Err(TaskError::Step(why)) if why.starts_with("Triton did not start") => {
             let first = log.with_extension("log.1");
             let _ = std::fs::rename(log, &first);
@@ -136,7 +141,7 @@ pub(crate) fn start(
                 "warning: {why}; starting it once more (first attempt's log: {})",
                 first.display()
             );
-            start_once(python, root, setup, log)
+            start_once(python, root, setup, stream_model, log)
         }
         other => other,
     }
@@ -146,6 +151,7 @@ fn start_once(
     python: &Path,
     root: &Path,
     setup: &TritonSetup,
+    stream_model: bool,
     log: &Path,
 ) -> Result<ServerProcess, TaskError> {
     let mut cmd = Command::new(python);
@@ -162,7 +168,10 @@ fn start_once(
             &us.to_string(),
         ]);
     }
-    ServerProcess::start_command(cmd, log, READY).map_err(|e| match e {
+    if stream_model {
+        cmd.args(["--stream-model", STREAM_MODEL]);
+    }
+    ServerProcess::start_command_with_grpc(cmd, log, READY).map_err(|e| match e {
         ProcessError::NotListening(..) => TaskError::Step(format!(
             "Triton did not start: {e}; its log is {}",
             log.display()

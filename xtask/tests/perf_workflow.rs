@@ -557,7 +557,7 @@ impl Drop for Endpoint {
 
 #[test]
 fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["perf", "--url", "ftp://127.0.0.1:9/x"],
             "must be an absolute http:// or https:// URL",
@@ -581,6 +581,11 @@ fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
             "cannot be used with --url",
         ),
         (&["perf", "--no-such-flag"], "unexpected argument"),
+        (&["perf", "--protocol", "quic"], "allowed: http, grpc"),
+        (
+            &["perf", "--protocol", "grpc"],
+            "--protocol grpc applies to --server triton",
+        ),
     ];
     for (args, message) in cases {
         let run = xtask(args);

@@ -18,9 +18,26 @@ Tensors: input `input` BYTES, dims [1]; output `output` BYTES, dims [1]. With
 max_batch_size > 0 a request has shape [B, 1]: B strings stacked along
 dimension 0, answered by B outputs in the same order.
 
-stdout carries exactly one line, `listening on http://127.0.0.1:PORT`, once
-the model is loaded and /v2/health/ready answers 200; logs go to stderr.
-SIGTERM or SIGINT stops Triton and exits 0.
+Two more models on request, for the gRPC tests and workflow:
+
+- `--stream-model NAME`: a decoupled model (model_transaction_policy
+  decoupled, so Triton answers it only on gRPC's ModelStreamInfer) that
+  streams an LLM's answer on a known schedule: input `text_input` BYTES [1]
+  (the prompt) and optional `max_tokens` INT32 [1]; output `text_output`
+  BYTES [1]. A request gets N responses, one token each, token k (0-based)
+  sent `(k + 1) * --stream-interval-ms` after its execution starts (absolute
+  deadlines, so the gaps do not drift). The tokens are the simulator's
+  streamed answer (`answer_text` in crates/model/src/output.rs: the words of
+  expected_output, N = max_tokens clamped to 1..=50, or all 50), so a
+  client can verify them. `--stream-instances` instances run requests side
+  by side.
+- `--fp32-model NAME`: a batching model with input `input` FP32 dims [-1]
+  and output `output` FP32, twice the input; no cost of its own.
+
+stdout carries exactly two lines once the models are loaded and
+/v2/health/ready answers 200: `listening on http://127.0.0.1:PORT` (HTTP)
+and `grpc listening on 127.0.0.1:PORT` (gRPC); logs go to stderr. SIGTERM or
+SIGINT stops Triton and exits 0.
 """
 
 import signal
@@ -99,6 +116,52 @@ def make_infer(model_name, sampler, log_batches):
     return infer
 
 
+def answer_tokens(model, prompt):
+    """The simulator's streamed answer to `prompt`: the words of
+    expected_output, the first as it is and the others with their leading
+    space (model::output::answer_tokens)."""
+    words = expected_output_bytes(model, prompt).split(b" ")
+    return [words[0]] + [b" " + w for w in words[1:]]
+
+
+def make_stream_infer(model_name, interval_ms):
+    """The decoupled model's function: a generator yielding one response
+    per token (to each request of the call) on the schedule."""
+    model_bytes = model_name.encode("utf-8")
+
+    def stream_infer(requests):
+        started = time.monotonic()
+        answers = []
+        for request in requests:
+            prompt = bytes(request["text_input"].reshape(-1)[0])
+            tokens = answer_tokens(model_bytes, prompt)
+            count = len(tokens)
+            if "max_tokens" in request.data:
+                count = max(1, min(int(request["max_tokens"].reshape(-1)[0]), len(tokens)))
+            answers.append(tokens[:count])
+        for k in range(max(len(a) for a in answers)):
+            due = started + (k + 1) * interval_ms / 1000.0
+            remaining_s = due - time.monotonic()
+            if remaining_s > 0:
+                time.sleep(remaining_s)
+            # A request whose answer is over gets an empty output: no token.
+            yield [
+                {"text_output": np.array(a[k:k + 1], dtype=object)}
+                for a in answers
+            ]
+
+    return stream_infer
+
+
+def fp32_infer_fn():
+    """The FP32 model: twice its input."""
+    @batch
+    def infer(input):  # noqa: A002 - the keyword is the tensor's name
+        return {"output": (input * 2.0).astype(np.float32)}
+
+    return infer
+
+
 def wait_ready(port, timeout_s):
     """Poll /v2/health/ready on loopback until 200 or the timeout."""
     url = f"http://{LOOPBACK}:{port}/v2/health/ready"
@@ -141,14 +204,31 @@ def parse_args(argv):
     p.add_argument("--log-verbose", type=int, default=0, help="Triton's --log-verbose")
     p.add_argument("--log-batches", action="store_true",
                    help="log each executed batch's size and drawn service time to stderr")
+    p.add_argument("--stream-model", default="",
+                   help="also serve a decoupled streaming model of this name (gRPC only)")
+    p.add_argument("--stream-interval-ms", type=float, default=10.0,
+                   help="the streaming model's gap between tokens, and before the first")
+    p.add_argument("--stream-instances", type=int, default=4,
+                   help="instances of the streaming model (requests streamed side by side)")
+    p.add_argument("--fp32-model", default="",
+                   help="also serve an FP32 model of this name (output: twice the input)")
     a = p.parse_args(argv)
 
     def fail(msg):
         p.error(msg)
 
     # Triton (via pytriton) accepts only these characters in a model name.
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", a.model):
-        fail("--model may contain only letters, digits, '.', '_' and '-'")
+    for flag, name in (("--model", a.model), ("--stream-model", a.stream_model),
+                       ("--fp32-model", a.fp32_model)):
+        if (name or flag == "--model") and not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            fail(f"{flag} may contain only letters, digits, '.', '_' and '-'")
+    names = [n for n in (a.model, a.stream_model, a.fp32_model) if n]
+    if len(set(names)) != len(names):
+        fail("--model, --stream-model and --fp32-model must differ")
+    if not (math.isfinite(a.stream_interval_ms) and 0 < a.stream_interval_ms <= 10000):
+        fail("--stream-interval-ms must be in (0, 10000]")
+    if a.stream_instances < 1:
+        fail("--stream-instances must be >= 1")
     if a.instances < 1:
         fail("--instances must be >= 1")
     if a.max_batch_size < 1:
@@ -288,6 +368,28 @@ def main(argv):
             config=model_config,
             strict=True,
         )
+        if args.stream_model:
+            triton.bind(
+                model_name=args.stream_model,
+                infer_func=[make_stream_infer(args.stream_model, args.stream_interval_ms)]
+                * args.stream_instances,
+                inputs=[
+                    Tensor(name="text_input", dtype=np.bytes_, shape=(1,)),
+                    Tensor(name="max_tokens", dtype=np.int32, shape=(1,), optional=True),
+                ],
+                outputs=[Tensor(name="text_output", dtype=np.bytes_, shape=(-1,))],
+                config=ModelConfig(batching=False, decoupled=True),
+                strict=True,
+            )
+        if args.fp32_model:
+            triton.bind(
+                model_name=args.fp32_model,
+                infer_func=fp32_infer_fn(),
+                inputs=[Tensor(name="input", dtype=np.float32, shape=(-1,))],
+                outputs=[Tensor(name="output", dtype=np.float32, shape=(-1,))],
+                config=ModelConfig(batching=True, max_batch_size=args.max_batch_size),
+                strict=True,
+            )
         threading.Thread(target=watchdog, name="startup-watchdog", daemon=True).start()
         # Must run on the main thread: tritonserver is started with
         # PR_SET_PDEATHSIG, which fires when the *thread* that forked it ends.
@@ -299,7 +401,8 @@ def main(argv):
             stop.set()
         LOG.info("ready in %.2f s; ports: http %d, grpc %d, metrics %d (all on %s)",
                  time.monotonic() - t0, http_port, grpc_port, metrics_port, LOOPBACK)
-        print(f"listening on http://{LOOPBACK}:{http_port}", file=announce, flush=True)
+        print(f"listening on http://{LOOPBACK}:{http_port}", file=announce)
+        print(f"grpc listening on {LOOPBACK}:{grpc_port}", file=announce, flush=True)
 
         # Wait for a signal; leave if Triton or the model dies on its own.
         while not stop.wait(1.0):

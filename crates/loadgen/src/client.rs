@@ -591,7 +591,7 @@ impl Transport {
 /// Maps a failed connect to an error kind. A non-blocking connect whose
 /// handshake completed into a listener that then went away (a server
 /// killed mid-run) fails with a reset, not a refusal: say so.
-fn connect_failure(err: &std::io::Error) -> TransportError {
+pub(crate) fn connect_failure(err: &std::io::Error) -> TransportError {
     use std::io::ErrorKind::*;
     match err.kind() {
         ConnectionRefused => TransportError::ConnectRefused,

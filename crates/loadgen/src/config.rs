@@ -588,11 +588,14 @@ impl LoadConfig {
 
     /// Whether the load runs on client threads of their own (`threads`,
     /// `busy_poll`): the closed loop over HTTP/1.1 without client batching.
-    /// An HTTP/2 connection or the micro-batcher is one task all requests
-    /// share, and the open loop's single scheduler hands out every send,
-    /// so those run on the caller's runtime.
+    /// An HTTP/2 connection (gRPC's too) or the micro-batcher is one task
+    /// all requests share, and the open loop's single scheduler hands out
+    /// every send, so those run on the caller's runtime.
     pub fn runs_client_threads(&self) -> bool {
-        self.open_loop.is_none() && !self.http2 && self.batch_size == 1
+        self.open_loop.is_none()
+            && !self.http2
+            && self.batch_size == 1
+            && !matches!(self.api, ApiChoice::KServeV2Grpc(_))
     }
 
     /// The workers this generator runs: `concurrency`, or this shard's part

@@ -14,9 +14,13 @@ use crate::config::ConfigError;
 use crate::distributed::Shard;
 use crate::engine::{LogicalRequest, RequestShape};
 use crate::error::LoadError;
-use crate::prepare::Prepared;
+use crate::prepare::{Prepared, Protocol};
 use crate::schedule::Arrivals;
 use crate::workload::requests::Spec;
+
+/// Why `--api kserve-v2-grpc` has no dry run: its requests are protobuf
+/// messages, not the JSON bodies a dry run writes.
+pub const GRPC_REFUSED: &str = "--dry-run writes HTTP request bodies, and --api kserve-v2-grpc sends protobuf messages: drop --dry-run, or see the same tensors' bodies with --api kserve-v2";
 
 /// What a dry run wrote.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,6 +38,10 @@ impl Prepared {
         let io = |source| LoadError::DryRun {
             path: path.to_owned(),
             source,
+        };
+        let api = match &self.protocol {
+            Protocol::Http(api) => api,
+            Protocol::Grpc(_) => return Err(ConfigError::Invalid(GRPC_REFUSED.into()).into()),
         };
         if self.requests.converses() {
             return Err(ConfigError::Invalid(
@@ -59,7 +67,7 @@ impl Prepared {
                     ..RequestShape::default()
                 },
             };
-            let body = self.api.single_body(&item);
+            let body = api.single_body(&item);
             let json = |v: Option<String>| v.unwrap_or_else(|| "null".to_owned());
             write!(
                 out,

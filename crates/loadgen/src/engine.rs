@@ -1,5 +1,5 @@
-//! Executes one HTTP request carrying one or more logical requests and turns
-//! the outcome into one log row per logical request.
+//! Executes one HTTP request (or gRPC call) carrying one or more logical
+//! requests and turns the outcome into one log row per logical request.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,8 @@ use bytes::Bytes;
 use model::log::{LlmTiming, LogRow};
 
 use crate::api::{Api, Shape as BodyShape};
-use crate::client::{HttpFailure, HttpResponse, Transport};
+use crate::client::{HttpFailure, HttpResponse, ServerFacts, Transport};
+use crate::grpc::KServeGrpc;
 use crate::http1::ResponseUse;
 use crate::verify::{Checks, ItemVerdict};
 
@@ -109,10 +110,68 @@ struct SentBatch {
     size: u32,
 }
 
+/// What carries the engine's requests.
+// One per run, never moved on the load path: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Link {
+    /// HTTP requests whose bodies `api` writes and whose responses it
+    /// judges.
+    Http {
+        api: Arc<dyn Api>,
+        transport: Transport,
+    },
+    /// KServe v2 gRPC calls.
+    Grpc(Arc<KServeGrpc>),
+}
+
+/// What a row needs of an exchange that was answered, whatever carried it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer {
+    /// HTTP status (200 for a gRPC call that ended OK).
+    pub status_code: u16,
+    /// What the server said of its queue, execution and batch.
+    pub facts: ServerFacts,
+    /// When the answer was complete.
+    pub finished_at: Instant,
+    /// TCP connect, ms (0 on a reused connection).
+    pub connect_ms: f64,
+    /// TLS handshake, ms (0 on a reused connection; `None` without TLS).
+    pub tls_ms: Option<f64>,
+    /// Times the request went out again on a new connection.
+    pub retries: u32,
+}
+
+impl Answer {
+    fn of(response: &HttpResponse) -> Self {
+        Self {
+            status_code: response.status.as_u16(),
+            facts: response.facts,
+            finished_at: response.finished_at,
+            connect_ms: response.connect_ms,
+            tls_ms: response.tls_ms,
+            retries: response.retries,
+        }
+    }
+}
+
+/// What a row needs of an exchange that failed.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// The row's error.
+    pub error: String,
+    /// When the failure was observed.
+    pub finished_at: Instant,
+    /// TCP connect time, when a connection was opened.
+    pub connect_ms: Option<f64>,
+    /// TLS handshake time, when one was attempted.
+    pub tls_ms: Option<f64>,
+    /// Times the request went out again before it failed.
+    pub retries: u32,
+}
+
 /// Sends requests and builds rows; shared by every worker.
 pub(crate) struct Engine {
-    api: Arc<dyn Api>,
-    transport: Transport,
+    link: Link,
     checks: Checks,
     clock: Clock,
     next_batch_id: AtomicU64,
@@ -129,16 +188,10 @@ pub(crate) struct Engine {
 const STATUS_SLOTS: usize = 1000;
 
 impl Engine {
-    /// An engine speaking `api` over `transport`.
-    pub(crate) fn new(
-        api: Arc<dyn Api>,
-        transport: Transport,
-        checks: Checks,
-        clock: Clock,
-    ) -> Self {
+    /// An engine sending over `link`.
+    pub(crate) fn new(link: Link, checks: Checks, clock: Clock) -> Self {
         Self {
-            api,
-            transport,
+            link,
             checks,
             clock,
             next_batch_id: AtomicU64::new(0),
@@ -161,7 +214,10 @@ impl Engine {
         for count in self.status_counts.iter() {
             count.store(0, Ordering::Relaxed);
         }
-        self.transport.reset_connections_opened();
+        match &self.link {
+            Link::Http { transport, .. } => transport.reset_connections_opened(),
+            Link::Grpc(grpc) => grpc.reset_connections_opened(),
+        }
     }
 
     /// HTTP responses received so far, by status code (codes never seen
@@ -176,12 +232,18 @@ impl Engine {
 
     /// TCP connections the run's transport has opened so far.
     pub(crate) fn connections_opened(&self) -> u64 {
-        self.transport.connections_opened()
+        match &self.link {
+            Link::Http { transport, .. } => transport.connections_opened(),
+            Link::Grpc(grpc) => grpc.connections_opened(),
+        }
     }
 
     /// Whether the API's rows carry LLM timings (TTFT, tokens).
     pub(crate) fn token_metrics(&self) -> bool {
-        self.api.token_metrics()
+        match &self.link {
+            Link::Http { api, .. } => api.token_metrics(),
+            Link::Grpc(grpc) => grpc.token_metrics(),
+        }
     }
 
     /// HTTP requests sent so far.
@@ -204,19 +266,37 @@ impl Engine {
 
     /// As [`Engine::execute_single`], and the answer's text when the
     /// request asked for it back (`shape.keep_answer`) and it succeeded.
+    /// Only HTTP APIs hand an answer back: conversations are refused with
+    /// gRPC before the run starts.
     pub(crate) async fn execute_for_answer(
         &self,
         item: &LogicalRequest,
     ) -> (LogRow, Option<String>) {
-        let body = self.api.single_body(item);
-        let (batch, outcome) = self.send(body, BodyShape::Single, 1).await;
+        let (api, transport) = match &self.link {
+            Link::Http { api, transport } => (api, transport),
+            Link::Grpc(grpc) => {
+                let mut rows = self.call(grpc, std::slice::from_ref(item)).await;
+                let row = rows
+                    .pop()
+                    .unwrap_or_else(|| self.unsent_item_row(item, "no_response"));
+                return (row, None);
+            }
+        };
+        let body = api.single_body(item);
+        let (batch, outcome) = self
+            .send((&**api, transport), body, BodyShape::Single, 1)
+            .await;
         match outcome {
             Ok(response) => {
-                let mut verdict = self.api.judge_single(&response, item, self.checks);
+                let mut verdict = api.judge_single(&response, item, self.checks);
                 let answer = verdict.stream.as_mut().and_then(|s| s.answer.take());
-                (self.response_row(item, batch, &response, verdict), answer)
+                let row = self.response_row(item, batch, &Answer::of(&response), verdict);
+                (row, answer)
             }
-            Err(failure) => (self.failure_row(item, batch, &failure), None),
+            Err(failure) => (
+                self.failure_row(item, batch, &self.http_failure(&failure)),
+                None,
+            ),
         }
     }
 
@@ -226,15 +306,87 @@ impl Engine {
         if items.is_empty() {
             return Vec::new();
         }
-        let body = self.api.batch_body(items);
-        let (batch, outcome) = self.send(body, BodyShape::Batch, items.len()).await;
+        let (api, transport) = match &self.link {
+            Link::Http { api, transport } => (api, transport),
+            Link::Grpc(grpc) => return self.call(grpc, items).await,
+        };
+        let body = api.batch_body(items);
+        let (batch, outcome) = self
+            .send((&**api, transport), body, BodyShape::Batch, items.len())
+            .await;
         match outcome {
             Ok(response) => {
-                let verdicts = self.api.judge_batch(&response, items, self.checks);
+                let verdicts = api.judge_batch(&response, items, self.checks);
+                let answer = Answer::of(&response);
                 items
                     .iter()
                     .zip(verdicts)
-                    .map(|(item, verdict)| self.response_row(item, batch, &response, verdict))
+                    .map(|(item, verdict)| self.response_row(item, batch, &answer, verdict))
+                    .collect()
+            }
+            Err(failure) => {
+                let failure = self.http_failure(&failure);
+                items
+                    .iter()
+                    .map(|item| self.failure_row(item, batch, &failure))
+                    .collect()
+            }
+        }
+    }
+
+    /// The next batch id, for a request carrying `items` inputs.
+    fn next_batch(&self, items: usize) -> SentBatch {
+        SentBatch {
+            id: self.next_batch_id.fetch_add(1, Ordering::Relaxed),
+            size: u32::try_from(items).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Counts an answer's status code and what the server said about its
+    /// batch.
+    fn count_answer(&self, status_code: u16, facts: &ServerFacts) {
+        if let Some(count) = self.status_counts.get(usize::from(status_code)) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(size) = facts.server_batch_size {
+            self.server_batch_items
+                .fetch_add(u64::from(size), Ordering::Relaxed);
+            self.server_batch_responses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Posts `body` carrying `items` inputs in `shape`; counts what the
+    /// server said about its batch.
+    async fn send(
+        &self,
+        (api, transport): (&dyn Api, &Transport),
+        body: Vec<u8>,
+        shape: BodyShape,
+        items: usize,
+    ) -> (SentBatch, Result<HttpResponse, HttpFailure>) {
+        let batch = self.next_batch(items);
+        let wanted = ResponseUse {
+            body: api.needs_body(shape, self.checks),
+            server_timing: self.checks.server_timing(),
+            arrivals: api.streams(),
+        };
+        let outcome = transport.post(Bytes::from(body), wanted).await;
+        if let Ok(response) = &outcome {
+            self.count_answer(response.status.as_u16(), &response.facts);
+        }
+        (batch, outcome)
+    }
+
+    /// One gRPC call carrying `items`, and a row for each.
+    async fn call(&self, grpc: &KServeGrpc, items: &[LogicalRequest]) -> Vec<LogRow> {
+        let batch = self.next_batch(items.len());
+        match grpc.call(items, self.checks).await {
+            Ok((answer, verdicts)) => {
+                self.count_answer(answer.status_code, &answer.facts);
+                items
+                    .iter()
+                    .zip(verdicts)
+                    .map(|(item, verdict)| self.response_row(item, batch, &answer, verdict))
                     .collect()
             }
             Err(failure) => items
@@ -244,45 +396,26 @@ impl Engine {
         }
     }
 
-    /// Posts `body` carrying `items` inputs in `shape`; counts what the
-    /// server said about its batch.
-    async fn send(
-        &self,
-        body: Vec<u8>,
-        shape: BodyShape,
-        items: usize,
-    ) -> (SentBatch, Result<HttpResponse, HttpFailure>) {
-        let batch = SentBatch {
-            id: self.next_batch_id.fetch_add(1, Ordering::Relaxed),
-            size: u32::try_from(items).unwrap_or(u32::MAX),
+    /// A failed HTTP exchange as a row sees it, its kind the API's word.
+    fn http_failure(&self, failure: &HttpFailure) -> Failure {
+        let error = match &self.link {
+            Link::Http { api, .. } => api.failure_kind(failure.error),
+            Link::Grpc(_) => failure.error.kind(),
         };
-        let wanted = ResponseUse {
-            body: self.api.needs_body(shape, self.checks),
-            server_timing: self.checks.server_timing(),
-            arrivals: self.api.streams(),
-        };
-        let outcome = self.transport.post(Bytes::from(body), wanted).await;
-        if let Ok(response) = &outcome {
-            if let Some(count) = self
-                .status_counts
-                .get(usize::from(response.status.as_u16()))
-            {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
+        Failure {
+            error: error.to_owned(),
+            finished_at: failure.finished_at,
+            connect_ms: failure.connect_ms,
+            tls_ms: failure.tls_ms,
+            retries: failure.retries,
         }
-        if let Ok(Some(size)) = outcome.as_ref().map(|r| r.facts.server_batch_size) {
-            self.server_batch_items
-                .fetch_add(u64::from(size), Ordering::Relaxed);
-            self.server_batch_responses.fetch_add(1, Ordering::Relaxed);
-        }
-        (batch, outcome)
     }
 
     fn response_row(
         &self,
         item: &LogicalRequest,
         batch: SentBatch,
-        response: &HttpResponse,
+        response: &Answer,
         verdict: ItemVerdict,
     ) -> LogRow {
         let facts = response.facts;
@@ -311,7 +444,7 @@ impl Engine {
             None => (None, None),
         };
         LogRow {
-            status_code: response.status.as_u16(),
+            status_code: response.status_code,
             ok: verdict.error.is_empty(),
             error: verdict.error,
             connect_ms: Some(response.connect_ms),
@@ -327,14 +460,9 @@ impl Engine {
         }
     }
 
-    fn failure_row(
-        &self,
-        item: &LogicalRequest,
-        batch: SentBatch,
-        failure: &HttpFailure,
-    ) -> LogRow {
+    fn failure_row(&self, item: &LogicalRequest, batch: SentBatch, failure: &Failure) -> LogRow {
         LogRow {
-            error: self.api.failure_kind(failure.error).to_owned(),
+            error: failure.error.clone(),
             connect_ms: failure.connect_ms,
             tls_ms: failure.tls_ms,
             retries: failure.retries,

@@ -9,7 +9,9 @@
 //! Poisson, latency measured from each request's *intended* start so a
 //! stalled server cannot hide: no coordinated omission). The request
 //! format is a module behind one trait (`api`): the simulator's wire
-//! format (outputs verified) or any JSON body from a template.
+//! format (outputs verified), any JSON body from a template, KServe v2,
+//! OpenAI-compatible streams; KServe v2 over gRPC (`grpc`, unary or
+//! streamed) travels on a link of its own under the same engine.
 //! Connections are opened per request (what `input.py` does) or pooled
 //! with keep-alive, over HTTP/1.1 or HTTP/2; logical requests can be
 //! micro-batched on the client, and every logical request keeps its own
@@ -28,7 +30,8 @@
 //! [`model::log::LogRow`], failed ones with an error kind (`connect_refused`,
 //! `connect_error`, `timeout`, `connection_reset`, `truncated_body`,
 //! `io_error`, `tls_unknown_issuer`, `tls_name_mismatch`, `tls_expired`,
-//! `tls_handshake`, `http_<status>`, the API's own kinds such as `bad_json`,
+//! `tls_handshake`, `http_<status>`, `grpc_<code>` (`grpc_unavailable`,
+//! `grpc_deadline_exceeded`, ...), the API's own kinds such as `bad_json`,
 //! `wrong_length`, `output_mismatch` or `missing_json_path`, `dropped`,
 //! `interrupted`), so `succeeded + failed == total` always holds. Rows
 //! stream to CSV and statistics live in a histogram, so memory stays
@@ -86,6 +89,7 @@ mod distributed;
 mod dry_run;
 mod engine;
 mod error;
+mod grpc;
 mod http1;
 mod payloads;
 mod prepare;
@@ -109,8 +113,9 @@ pub use config::{
     Profile, Warmup, DEFAULT_BUSY_POLL_US, DEFAULT_MAX_IN_FLIGHT, DEFAULT_SEED,
 };
 pub use distributed::{parse_shard, parse_start_at, OutDir, Shard, ShardArg, SHARD_INDEX_VAR};
-pub use dry_run::DryRun;
+pub use dry_run::{DryRun, GRPC_REFUSED as DRY_RUN_GRPC_REFUSED};
 pub use error::LoadError;
+pub use grpc::KServeGrpcOptions;
 pub use model::summary::RunSummary;
 pub use payloads::PayloadError;
 pub use prepare::{prepare, Prepared};

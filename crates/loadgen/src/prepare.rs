@@ -11,13 +11,66 @@ use crate::api::{self, Api, ApiChoice};
 use crate::client::Transport;
 use crate::config::{ConfigError, ConnectionMode, LoadConfig};
 use crate::error::LoadError;
+use crate::grpc::KServeGrpc;
 use crate::payloads::Payloads;
-use crate::server_stats::{self, Watch};
+use crate::server_stats::{self, Source, Watch};
 use crate::target::{self, Target};
 use crate::tls::Tls;
 use crate::workload::replay::Trace;
 use crate::workload::requests::Requests;
 use crate::workload::Turns;
+
+/// How a run's requests travel: HTTP requests whose bodies an [`Api`]
+/// writes and judges, or gRPC calls.
+#[derive(Clone)]
+pub(crate) enum Protocol {
+    /// An HTTP body format.
+    Http(Arc<dyn Api>),
+    /// KServe v2 over gRPC.
+    Grpc(Arc<KServeGrpc>),
+}
+
+impl Protocol {
+    /// The API's name on the command line and in summaries.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Http(api) => api.name(),
+            Self::Grpc(_) => "kserve-v2-grpc",
+        }
+    }
+
+    /// Whether outputs can be checked against the simulator's.
+    pub(crate) fn can_verify(&self) -> bool {
+        match self {
+            Self::Http(api) => api.can_verify(),
+            Self::Grpc(grpc) => grpc.can_verify(),
+        }
+    }
+
+    /// Whether outputs are checked when the user says nothing.
+    pub(crate) fn verifies_by_default(&self) -> bool {
+        match self {
+            Self::Http(api) => api.verifies_by_default(),
+            Self::Grpc(_) => false,
+        }
+    }
+
+    /// Why outputs cannot be checked, for messages.
+    pub(crate) fn why_unverifiable(&self) -> String {
+        match self {
+            Self::Http(api) => api.why_unverifiable(),
+            Self::Grpc(grpc) => grpc.why_unverifiable(),
+        }
+    }
+
+    /// Whether rows carry the LLM columns.
+    pub(crate) fn token_metrics(&self) -> bool {
+        match self {
+            Self::Http(api) => api.token_metrics(),
+            Self::Grpc(grpc) => grpc.token_metrics(),
+        }
+    }
+}
 
 /// Everything checked and set up before the first request: the options,
 /// the resolved addresses, TLS, the request format and the payloads.
@@ -28,7 +81,7 @@ pub struct Prepared {
     pub(crate) target: Target,
     pub(crate) addrs: Vec<SocketAddr>,
     pub(crate) tls: Option<Tls>,
-    pub(crate) api: Arc<dyn Api>,
+    pub(crate) protocol: Protocol,
     /// What each request carries (payloads, or LLM workloads).
     pub(crate) requests: Arc<Requests>,
     /// The trace to replay, checked.
@@ -42,33 +95,49 @@ pub struct Prepared {
 pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
     let target = config.validate()?;
     let addrs = target::resolve(&target).await?;
+    let grpc_options = match &config.api {
+        ApiChoice::KServeV2Grpc(options) => Some(options),
+        _ => None,
+    };
     let tls = if target.is_tls() {
         let resume = config.connection == ConnectionMode::Pooled || config.tls.resume;
-        Some(Tls::new(&config.tls, &target.host, config.http2, resume)?)
+        // gRPC is HTTP/2 only: ALPN offers and requires h2.
+        let http2 = config.http2 || grpc_options.is_some();
+        Some(Tls::new(&config.tls, &target.host, http2, resume)?)
     } else {
         None
     };
     // Formats that check the server before the load (KServe v2) do it over
     // a transport of their own, with the run's TLS settings.
     let probe = Transport::new(target.clone(), addrs.clone(), tls.clone(), &config, 0);
-    let context = api::BuildContext {
-        batch_size: config.batch_size,
-        model: &config.model,
-        url_path: &target.path_and_query,
-        probe: &probe,
+    let protocol = match grpc_options {
+        Some(options) => Protocol::Grpc(Arc::new(
+            KServeGrpc::connect(options, &config, &target, addrs.clone(), tls.clone()).await?,
+        )),
+        None => {
+            let context = api::BuildContext {
+                batch_size: config.batch_size,
+                model: &config.model,
+                url_path: &target.path_and_query,
+                probe: &probe,
+            };
+            Protocol::Http(api::build(&config.api, context).await?)
+        }
     };
-    let api = api::build(&config.api, context).await?;
-    if config.verify == Some(true) && !api.can_verify() {
+    if config.verify == Some(true) && !protocol.can_verify() {
         return Err(ConfigError::Invalid(format!(
             "--verify: --api {} cannot check outputs here ({}); drop --verify, output digests are logged either way",
-            api.name(),
-            api.why_unverifiable()
+            protocol.name(),
+            protocol.why_unverifiable()
         ))
         .into());
     }
-    let target = match api.request_path() {
-        Some(path) => target.with_path(path).map_err(ConfigError::from)?,
-        None => target,
+    let target = match &protocol {
+        Protocol::Http(api) => match api.request_path() {
+            Some(path) => target.with_path(path).map_err(ConfigError::from)?,
+            None => target,
+        },
+        Protocol::Grpc(_) => target,
     };
     let from_data = config.workload.turns == Some(Turns::FromData);
     let payloads = Payloads::load(&config.payloads, &config.model, from_data)?;
@@ -79,7 +148,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
     if payloads.has_messages() && !chat {
         return Err(ConfigError::Invalid(format!(
             "--payloads: `messages` lines are for --api openai-chat, not --api {}",
-            api.name()
+            protocol.name()
         ))
         .into());
     }
@@ -109,16 +178,20 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         }
         None => None,
     };
-    let stats = match (&config.server_stats_path, api.stats_path()) {
+    let source = match &protocol {
+        Protocol::Http(api) => api.stats_path().map(|path| Source::Http { probe, path }),
+        Protocol::Grpc(grpc) => Some(Source::Grpc(grpc.clone())),
+    };
+    let stats = match (&config.server_stats_path, source) {
         (None, _) => None,
         (Some(_), None) => {
             return Err(ConfigError::Invalid(format!(
                 "--server-stats: --api {} has no statistics endpoint",
-                api.name()
+                protocol.name()
             ))
             .into())
         }
-        (Some(file), Some(path)) => {
+        (Some(file), Some(source)) => {
             let metrics = match &config.server_metrics_url {
                 None => None,
                 Some(url) => {
@@ -136,8 +209,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
             // The probe's requests name their paths, so the one that checked
             // the API before the load serves here too.
             let watch =
-                server_stats::Watch::start(probe, path, metrics, &config.model, file.clone())
-                    .await?;
+                server_stats::Watch::start(source, metrics, &config.model, file.clone()).await?;
             Some(watch)
         }
     };
@@ -146,7 +218,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         target,
         addrs,
         tls,
-        api,
+        protocol,
         requests: Arc::new(requests),
         trace,
         stats,
@@ -156,6 +228,9 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
 impl Prepared {
     /// HTTP version and transport, e.g. `HTTP/1.1 over TLS (ALPN http/1.1)`.
     pub(crate) fn protocol(&self) -> String {
+        if let Protocol::Grpc(grpc) = &self.protocol {
+            return grpc.protocol();
+        }
         match (&self.tls, self.config.http2) {
             (None, false) => "HTTP/1.1".into(),
             (None, true) => "HTTP/2 cleartext (prior knowledge)".into(),
@@ -172,11 +247,11 @@ impl Prepared {
     /// known to give the simulator's answers (`--api simulator`); with
     /// `--verify` wherever the API can check them.
     pub(crate) fn verifies(&self) -> bool {
-        self.api.can_verify()
+        self.protocol.can_verify()
             && self
                 .config
                 .verify
-                .unwrap_or_else(|| self.api.verifies_by_default())
+                .unwrap_or_else(|| self.protocol.verifies_by_default())
     }
 
     /// What the run will do, a line each, for the start of its output:
@@ -201,15 +276,15 @@ impl Prepared {
             (false, Some(false)) => {
                 "outputs not verified (--no-verify); output digests are logged".to_owned()
             }
-            (false, _) if self.api.can_verify() => {
+            (false, _) if self.protocol.can_verify() => {
                 "outputs not verified: a real model gives its own answers; output digests are logged (--verify checks them against the simulator's, for servers that give those)".to_owned()
             }
             (false, _) => format!(
                 "outputs not verified ({}); output digests are logged",
-                self.api.why_unverifiable()
+                self.protocol.why_unverifiable()
             ),
         };
-        lines.push(format!("api: {}; {checks}", self.api.name()));
+        lines.push(format!("api: {}; {checks}", self.protocol.name()));
         if self.describes_workload() {
             lines.extend(self.requests.describe(self.trace.is_some()));
         }
@@ -244,7 +319,7 @@ impl fmt::Debug for Prepared {
         f.debug_struct("Prepared")
             .field("target", &self.target)
             .field("addrs", &self.addrs)
-            .field("api", &self.api.name())
+            .field("api", &self.protocol.name())
             .finish_non_exhaustive()
     }
 }

@@ -18,9 +18,9 @@ use crate::client::Transport;
 use crate::collector::spawn_collector;
 use crate::config::{self, LoadConfig};
 use crate::distributed;
-use crate::engine::{Clock, Engine};
+use crate::engine::{Clock, Engine, Link};
 use crate::error::LoadError;
-use crate::prepare::{prepare, Prepared};
+use crate::prepare::{prepare, Prepared, Protocol};
 use crate::progress;
 use crate::schedule::{self, Arrivals, ClosedLoop, Due, Issuer, Phase, TurnIds};
 use crate::shards::Shards;
@@ -50,7 +50,7 @@ impl Prepared {
             protocol: self.protocol(),
             tls_verification: self.tls.as_ref().map(|t| t.verification.to_string()),
             verified: self.verifies(),
-            api: self.api.name(),
+            api: self.protocol.name(),
             workload: self.describes_workload().then(|| WorkloadSummary {
                 prompts: self.requests.source(),
                 exact_lengths: self.requests.exact(),
@@ -64,13 +64,13 @@ impl Prepared {
             target,
             addrs,
             tls,
-            api,
+            protocol,
             requests,
             trace,
             stats,
         } = self;
         let writer = match &config.log_path {
-            Some(path) => Some(LogWriter::create(path, api.token_metrics())?),
+            Some(path) => Some(LogWriter::create(path, protocol.token_metrics())?),
             None => None,
         };
         let tls_watch = tls.clone();
@@ -78,18 +78,25 @@ impl Prepared {
             Some(count) => Some(Shards::start(count).map_err(LoadError::Threads)?),
             None => None,
         };
-        let transport = Transport::new(
-            target,
-            addrs,
-            tls,
-            &config,
-            shards.as_ref().map_or(0, Shards::len),
-        );
+        let link = match protocol {
+            Protocol::Http(api) => Link::Http {
+                api,
+                transport: Transport::new(
+                    target,
+                    addrs,
+                    tls,
+                    &config,
+                    shards.as_ref().map_or(0, Shards::len),
+                ),
+            },
+            // Its connections were set up with the API (`prepare`).
+            Protocol::Grpc(grpc) => Link::Grpc(grpc),
+        };
         let checks = verify::Checks {
             verify: start_info.verified,
             digests: config.log_path.is_some(),
         };
-        let engine = Arc::new(Engine::new(api, transport, checks, Clock::new()));
+        let engine = Arc::new(Engine::new(link, checks, Clock::new()));
         let parts = RunParts {
             config,
             engine,

@@ -1,6 +1,7 @@
 //! The server's own statistics around a run (`--server-stats FILE`): a
-//! snapshot of Triton's statistics extension (`/v2/models/{m}/stats`)
-//! before the load and one after, and their difference, which is what the
+//! snapshot of Triton's statistics extension (`/v2/models/{m}/stats`, or
+//! the `ModelStatistics` RPC over gRPC, in the same JSON) before the load
+//! and one after, and their difference, which is what the
 //! run itself cost the server: requests, executions by batch size, queue
 //! and compute time. The report turns it into the same findings as the
 //! simulator's per-request `Server-Timing` (queueing share, parallelism,
@@ -12,14 +13,30 @@ pub(crate) use model::kserve::ServerStatsDelta;
 use model::kserve::{BatchStats, Duration, InferenceStats, ModelStats, ModelStatsResponse};
 
 use crate::client::Transport;
+use crate::grpc::KServeGrpc;
+
+/// Where the statistics come from.
+// One per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Source {
+    /// `GET path` over HTTP, through the probe that checked the API.
+    Http {
+        /// The API's probe.
+        probe: Transport,
+        /// `/v2/models/{m}/stats`.
+        path: String,
+    },
+    /// The `ModelStatistics` RPC.
+    Grpc(std::sync::Arc<KServeGrpc>),
+}
 
 /// Why the statistics could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
     /// The request failed or was refused.
-    #[error("server statistics: GET {path}: {reason}")]
+    #[error("server statistics: {path}: {reason}")]
     Fetch {
-        /// The endpoint.
+        /// The endpoint (`GET /v2/...`, or the RPC).
         path: String,
         /// What went wrong.
         reason: String,
@@ -37,7 +54,7 @@ pub enum StatsError {
 /// One snapshot of the model's statistics (its first version's entry).
 pub(crate) async fn snapshot(probe: &Transport, path: &str) -> Result<ModelStats, StatsError> {
     let failed = |reason: String| StatsError::Fetch {
-        path: path.to_owned(),
+        path: format!("GET {path}"),
         reason,
     };
     let (status, body) = probe.get(path).await.map_err(|e| failed(e.kind().into()))?;
@@ -123,8 +140,7 @@ pub(crate) fn from_prometheus(text: &str, model: &str) -> Option<ModelStats> {
 /// The statistics around one run: the snapshot before the load, and where
 /// the one after it goes.
 pub(crate) struct Watch {
-    probe: Transport,
-    path: String,
+    source: Source,
     /// Triton's metrics port and path, for when the statistics endpoint is
     /// closed, and the model whose counters to read.
     metrics: Option<(Transport, String)>,
@@ -138,15 +154,13 @@ impl Watch {
     /// Takes the snapshot before the load: an error here stops the run
     /// before anything is sent.
     pub(crate) async fn start(
-        probe: Transport,
-        path: String,
+        source: Source,
         metrics: Option<(Transport, String)>,
         model: &str,
         file: PathBuf,
     ) -> Result<Self, StatsError> {
         let mut watch = Self {
-            probe,
-            path,
+            source,
             metrics,
             model: model.to_owned(),
             before: ModelStats::default(),
@@ -180,15 +194,24 @@ impl Watch {
     /// One snapshot and the endpoint it came from: the statistics
     /// extension, or Triton's Prometheus counters when it is closed.
     async fn snapshot(&self) -> Result<(ModelStats, String), StatsError> {
-        let primary = match snapshot(&self.probe, &self.path).await {
-            Ok(stats) => return Ok((stats, self.path.clone())),
-            Err(e) => e,
+        let primary = match &self.source {
+            Source::Http { probe, path } => match snapshot(probe, path).await {
+                Ok(stats) => return Ok((stats, path.clone())),
+                Err(e) => e,
+            },
+            Source::Grpc(grpc) => match grpc.statistics().await {
+                Ok(stats) => return Ok((stats, grpc.stats_origin())),
+                Err(reason) => StatsError::Fetch {
+                    path: grpc.stats_origin(),
+                    reason,
+                },
+            },
         };
         let Some((metrics, metrics_path)) = &self.metrics else {
             return Err(primary);
         };
         let failed = |reason: String| StatsError::Fetch {
-            path: metrics_path.clone(),
+            path: format!("GET {metrics_path}"),
             reason: format!("{reason} (the fallback, after {primary})"),
         };
         let (status, body) = metrics

@@ -218,6 +218,13 @@ impl Tls {
         Ok(stream)
     }
 
+    /// Notes a TLS failure found after the handshake (a server that
+    /// refuses the client's certificate says so under TLS 1.3 only once
+    /// the handshake is over), if none was noted before.
+    pub(crate) fn note_failure(&self, err: &std::io::Error) {
+        self.first_failure.get_or_init(|| explain(err));
+    }
+
     /// Why the first failed handshake failed, if one did.
     pub(crate) fn first_failure(&self) -> Option<&str> {
         self.first_failure.get().map(String::as_str)

@@ -894,6 +894,17 @@ fn bad_inputs_are_refused_before_any_request() {
             vec!["--body-template", &good_trace, "--trace", &good_trace],
         ),
         ("openai-completions", vec!["--turns", "2"]),
+        ("kserve-v2-grpc", vec!["--input-tokens", "5"]),
+        ("kserve-v2-grpc", vec!["--trace", &good_trace]),
+        ("kserve-v2-grpc", vec!["--turns", "2"]),
+        (
+            "kserve-v2-grpc",
+            vec!["--tokenizer", "tokenizer.json", "--output-tokens", "5"],
+        ),
+        (
+            "kserve-v2-grpc",
+            vec!["--payloads", &good_trace, "--payloads-format", "sharegpt"],
+        ),
     ] {
         let mut all = vec!["--url", url.as_str(), "--api", api];
         all.extend(args);
@@ -906,5 +917,22 @@ fn bad_inputs_are_refused_before_any_request() {
             "{api}: {stderr}"
         );
     }
+    // A dry run writes HTTP bodies, which gRPC does not send.
+    let out = common::loadgen(&[
+        "--url",
+        url.as_str(),
+        "--api",
+        "kserve-v2-grpc",
+        "--dry-run",
+        "d.jsonl",
+        "-n",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--dry-run writes HTTP request bodies, and --api kserve-v2-grpc sends protobuf messages"),
+        "{stderr}"
+    );
     assert!(server.bodies().is_empty(), "a bad input sent a request");
 }

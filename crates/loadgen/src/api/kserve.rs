@@ -44,20 +44,57 @@ pub struct KServeOptions {
     pub output_name: Option<String>,
 }
 
+/// The tensors a run sends and reads, settled from the model's metadata
+/// and the command line; the same over HTTP and gRPC.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tensors {
+    pub input_name: String,
+    pub datatype: Datatype,
+    pub item_shape: Vec<u64>,
+    /// Elements of one item (the product of `item_shape`).
+    pub item_elements: usize,
+    /// Whether dimension 0 is the batch dimension.
+    pub batches: bool,
+    pub output_name: String,
+}
+
+impl Tensors {
+    /// The input's shape for `items` items: the batch dimension first when
+    /// the model has one.
+    pub(crate) fn shape(&self, items: usize) -> Vec<u64> {
+        let mut dims = Vec::with_capacity(self.item_shape.len() + 1);
+        if self.batches {
+            dims.push(items as u64);
+        }
+        dims.extend(&self.item_shape);
+        dims
+    }
+}
+
+/// The generator an item's numbers come from, seeded by its request id so
+/// Before and After send the same tensors.
+pub(crate) fn item_numbers(request_id: u64) -> SplitMix64 {
+    SplitMix64::new(request_id ^ 0x6b73_6572_7665_7632)
+}
+
+/// The next FP32 element, in millionths: six decimals of a uniform
+/// [0, 1), exact in JSON and the same tensor on every run.
+pub(crate) fn next_fp32_micros(numbers: &mut SplitMix64) -> u64 {
+    numbers.next_u64() % 1_000_000
+}
+
+/// The next INT64 element, 0 to 999.
+pub(crate) fn next_int64(numbers: &mut SplitMix64) -> u64 {
+    numbers.next_u64() % 1000
+}
+
 /// The KServe v2 API, once the model's metadata is known.
 #[derive(Debug, Clone)]
 pub(crate) struct KServeApi {
     model: String,
     infer_path: String,
     stats_path: String,
-    input_name: String,
-    datatype: Datatype,
-    item_shape: Vec<u64>,
-    /// Elements of one item (the product of `item_shape`).
-    item_elements: usize,
-    /// Whether dimension 0 is the batch dimension.
-    batches: bool,
-    output_name: String,
+    tensors: Tensors,
 }
 
 fn api_error(reason: String) -> ApiError {
@@ -119,178 +156,191 @@ impl KServeApi {
         metadata: &ModelMetadata,
         max_batch: Option<u64>,
     ) -> Result<Self, ApiError> {
-        let names = |tensors: &[TensorMetadata]| {
-            tensors
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let input = match &options.input_name {
-            Some(name) => metadata
-                .inputs
-                .iter()
-                .find(|t| &t.name == name)
-                .ok_or_else(|| {
-                    api_error(format!(
-                        "model {model:?} has no input {name:?}; its inputs are {}",
-                        names(&metadata.inputs)
-                    ))
-                })?,
-            None => match metadata.inputs.as_slice() {
-                [only] => only,
-                [] => return Err(api_error(format!("model {model:?} declares no input"))),
-                _ => {
-                    return Err(api_error(format!(
-                        "model {model:?} has several inputs ({}); choose one with --input-name",
-                        names(&metadata.inputs)
-                    )))
-                }
-            },
-        };
-        let declared = Datatype::from_name(&input.datatype);
-        let datatype = match (options.input_datatype, declared) {
-            (Some(asked), Some(declared)) if asked != declared => {
-                return Err(api_error(format!(
-                    "input {:?} of model {model:?} is {}, not {}",
-                    input.name,
-                    declared.name(),
-                    asked.name()
-                )))
-            }
-            (Some(asked), _) => asked,
-            (None, Some(declared)) => declared,
-            (None, None) => {
-                return Err(api_error(format!(
-                    "input {:?} of model {model:?} is {}; this client sends BYTES, FP32 or INT64",
-                    input.name, input.datatype
-                )))
-            }
-        };
-        let output = match &options.output_name {
-            Some(name) => metadata
-                .outputs
-                .iter()
-                .find(|t| &t.name == name)
-                .ok_or_else(|| {
-                    api_error(format!(
-                        "model {model:?} has no output {name:?}; its outputs are {}",
-                        names(&metadata.outputs)
-                    ))
-                })?,
-            None => metadata
-                .outputs
-                .first()
-                .ok_or_else(|| api_error(format!("model {model:?} declares no output")))?,
-        };
-        // Triton writes the batch dimension of a batching model as -1; a
-        // server that does not say is taken to batch when its config does.
-        let batches = max_batch.map_or(input.shape.first() == Some(&-1), |m| m > 0);
-        let declared_item: &[i64] = if batches && !input.shape.is_empty() {
-            &input.shape[1..]
-        } else {
-            &input.shape
-        };
-        let item_shape: Vec<u64> = match &options.input_shape {
-            Some(shape) => {
-                let fits = shape.len() == declared_item.len()
-                    && shape
-                        .iter()
-                        .zip(declared_item)
-                        .all(|(&given, &d)| d < 0 || given == d as u64);
-                if !fits {
-                    return Err(api_error(format!(
-                        "--input-shape {shape:?} does not fit input {:?} of model {model:?}, whose item shape is {declared_item:?} (-1: any)",
-                        input.name
-                    )));
-                }
-                shape.clone()
-            }
-            // A variable dimension gets 1 unless --input-shape says more.
-            None => declared_item
-                .iter()
-                .map(|&d| if d < 0 { 1 } else { d as u64 })
-                .collect(),
-        };
-        let item_elements = usize::try_from(item_shape.iter().product::<u64>())
-            .map_err(|_| api_error("the input shape is too large".into()))?;
-        if item_elements == 0 {
-            return Err(api_error(format!(
-                "input {:?}: an item of shape {item_shape:?} holds no element",
-                input.name
-            )));
-        }
-        if batch_size > 1 && !batches {
-            return Err(api_error(format!(
-                "model {model:?} does not batch (max_batch_size 0, no batch dimension in its input shape {:?}); use --batch-size 1",
-                input.shape
-            )));
-        }
-        if let Some(max) = max_batch.filter(|&m| m > 0) {
-            if batch_size as u64 > max {
-                return Err(api_error(format!(
-                    "--batch-size {batch_size} is over model {model:?}'s max_batch_size {max}"
-                )));
-            }
-        }
         Ok(Self {
             model: model.to_owned(),
             infer_path: model_path(base, model, "infer"),
             stats_path: model_path(base, model, "stats"),
-            input_name: input.name.clone(),
-            datatype,
-            item_shape,
-            item_elements,
-            batches,
-            output_name: output.name.clone(),
+            tensors: settle(options, model, batch_size, metadata, max_batch)?,
         })
     }
+}
 
+/// The input and output tensors of a run, from the model's metadata (and
+/// `max_batch_size` from its config, where the server gives it) and what
+/// the command line says: an input or output the model lacks, a datatype
+/// or shape it does not take, or a batch it cannot hold is one clear
+/// error.
+pub(crate) fn settle(
+    options: &KServeOptions,
+    model: &str,
+    batch_size: usize,
+    metadata: &ModelMetadata,
+    max_batch: Option<u64>,
+) -> Result<Tensors, ApiError> {
+    let names = |tensors: &[TensorMetadata]| {
+        tensors
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let input = match &options.input_name {
+        Some(name) => metadata
+            .inputs
+            .iter()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| {
+                api_error(format!(
+                    "model {model:?} has no input {name:?}; its inputs are {}",
+                    names(&metadata.inputs)
+                ))
+            })?,
+        None => match metadata.inputs.as_slice() {
+            [only] => only,
+            [] => return Err(api_error(format!("model {model:?} declares no input"))),
+            _ => {
+                return Err(api_error(format!(
+                    "model {model:?} has several inputs ({}); choose one with --input-name",
+                    names(&metadata.inputs)
+                )))
+            }
+        },
+    };
+    let declared = Datatype::from_name(&input.datatype);
+    let datatype = match (options.input_datatype, declared) {
+        (Some(asked), Some(declared)) if asked != declared => {
+            return Err(api_error(format!(
+                "input {:?} of model {model:?} is {}, not {}",
+                input.name,
+                declared.name(),
+                asked.name()
+            )))
+        }
+        (Some(asked), _) => asked,
+        (None, Some(declared)) => declared,
+        (None, None) => {
+            return Err(api_error(format!(
+                "input {:?} of model {model:?} is {}; this client sends BYTES, FP32 or INT64",
+                input.name, input.datatype
+            )))
+        }
+    };
+    let output = match &options.output_name {
+        Some(name) => metadata
+            .outputs
+            .iter()
+            .find(|t| &t.name == name)
+            .ok_or_else(|| {
+                api_error(format!(
+                    "model {model:?} has no output {name:?}; its outputs are {}",
+                    names(&metadata.outputs)
+                ))
+            })?,
+        None => metadata
+            .outputs
+            .first()
+            .ok_or_else(|| api_error(format!("model {model:?} declares no output")))?,
+    };
+    // Triton writes the batch dimension of a batching model as -1; a
+    // server that does not say is taken to batch when its config does.
+    let batches = max_batch.map_or(input.shape.first() == Some(&-1), |m| m > 0);
+    let declared_item: &[i64] = if batches && !input.shape.is_empty() {
+        &input.shape[1..]
+    } else {
+        &input.shape
+    };
+    let item_shape: Vec<u64> = match &options.input_shape {
+        Some(shape) => {
+            let fits = shape.len() == declared_item.len()
+                && shape
+                    .iter()
+                    .zip(declared_item)
+                    .all(|(&given, &d)| d < 0 || given == d as u64);
+            if !fits {
+                return Err(api_error(format!(
+                        "--input-shape {shape:?} does not fit input {:?} of model {model:?}, whose item shape is {declared_item:?} (-1: any)",
+                        input.name
+                    )));
+            }
+            shape.clone()
+        }
+        // A variable dimension gets 1 unless --input-shape says more.
+        None => declared_item
+            .iter()
+            .map(|&d| if d < 0 { 1 } else { d as u64 })
+            .collect(),
+    };
+    let item_elements = usize::try_from(item_shape.iter().product::<u64>())
+        .map_err(|_| api_error("the input shape is too large".into()))?;
+    if item_elements == 0 {
+        return Err(api_error(format!(
+            "input {:?}: an item of shape {item_shape:?} holds no element",
+            input.name
+        )));
+    }
+    if batch_size > 1 && !batches {
+        return Err(api_error(format!(
+                "model {model:?} does not batch (max_batch_size 0, no batch dimension in its input shape {:?}); use --batch-size 1",
+                input.shape
+            )));
+    }
+    if let Some(max) = max_batch.filter(|&m| m > 0) {
+        if batch_size as u64 > max {
+            return Err(api_error(format!(
+                "--batch-size {batch_size} is over model {model:?}'s max_batch_size {max}"
+            )));
+        }
+    }
+    Ok(Tensors {
+        input_name: input.name.clone(),
+        datatype,
+        item_shape,
+        item_elements,
+        batches,
+        output_name: output.name.clone(),
+    })
+}
+
+impl KServeApi {
     /// The body for `items`, stacked along dimension 0.
     fn body(&self, items: &[LogicalRequest]) -> Vec<u8> {
+        let tensors = &self.tensors;
         let mut body = Vec::with_capacity(128 + items.len() * 256);
         body.extend_from_slice(br#"{"inputs":[{"name":"#);
-        push_json_str(&mut body, &self.input_name);
+        push_json_str(&mut body, &tensors.input_name);
         body.extend_from_slice(br#","shape":["#);
-        let mut dims: Vec<u64> = Vec::with_capacity(self.item_shape.len() + 1);
-        if self.batches {
-            dims.push(items.len() as u64);
-        }
-        dims.extend(&self.item_shape);
-        for (k, d) in dims.iter().enumerate() {
+        for (k, d) in tensors.shape(items.len()).iter().enumerate() {
             if k > 0 {
                 body.push(b',');
             }
             body.extend_from_slice(itoa::Buffer::new().format(*d).as_bytes());
         }
         body.extend_from_slice(br#"],"datatype":""#);
-        body.extend_from_slice(self.datatype.name().as_bytes());
+        body.extend_from_slice(tensors.datatype.name().as_bytes());
         body.extend_from_slice(br#"","data":["#);
         let mut first = true;
         for item in items {
-            let mut numbers = SplitMix64::new(item.request_id ^ 0x6b73_6572_7665_7632);
-            for _ in 0..self.item_elements {
+            let mut numbers = item_numbers(item.request_id);
+            for _ in 0..tensors.item_elements {
                 if !first {
                     body.push(b',');
                 }
                 first = false;
-                match self.datatype {
+                match tensors.datatype {
                     Datatype::Bytes => push_json_str(&mut body, &item.input),
                     Datatype::Fp32 => {
-                        // Six decimals of a uniform [0, 1): exact in JSON
-                        // and the same tensor on every run.
-                        let micro = numbers.next_u64() % 1_000_000;
+                        let micro = next_fp32_micros(&mut numbers);
                         body.extend_from_slice(format!("0.{micro:06}").as_bytes());
                     }
                     Datatype::Int64 => {
-                        let value = numbers.next_u64() % 1000;
+                        let value = next_int64(&mut numbers);
                         body.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
                     }
                 }
             }
         }
         body.extend_from_slice(br#"]}],"outputs":[{"name":"#);
-        push_json_str(&mut body, &self.output_name);
+        push_json_str(&mut body, &tensors.output_name);
         body.extend_from_slice(b"}]}");
         body
     }
@@ -309,13 +359,17 @@ impl KServeApi {
         let Ok(answer) = serde_json::from_slice::<InferResponse>(&response.body) else {
             return all_failed(n, "bad_json");
         };
-        let Some(output) = answer.outputs.iter().find(|t| t.name == self.output_name) else {
+        let Some(output) = answer
+            .outputs
+            .iter()
+            .find(|t| t.name == self.tensors.output_name)
+        else {
             return all_failed(n, "missing_output");
         };
         if output.data.is_empty() || output.data.len() % n != 0 {
             return all_failed(n, "wrong_length");
         }
-        if self.batches && output.shape.first().is_some_and(|&d| d != n as i64) {
+        if self.tensors.batches && output.shape.first().is_some_and(|&d| d != n as i64) {
             return all_failed(n, "wrong_length");
         }
         let per_item = output.data.len() / n;
@@ -374,14 +428,14 @@ impl Api for KServeApi {
 
     /// Text inputs have known outputs (`expected_output`), numbers do not.
     fn can_verify(&self) -> bool {
-        self.datatype == Datatype::Bytes
+        self.tensors.datatype == Datatype::Bytes
     }
 
     fn why_unverifiable(&self) -> String {
         format!(
             "model {}'s input is {}, and only BYTES text has the simulator's expected outputs",
             self.model,
-            self.datatype.name()
+            self.tensors.datatype.name()
         )
     }
 

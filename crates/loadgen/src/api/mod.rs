@@ -47,6 +47,10 @@ pub enum ApiChoice {
     KServeV2(kserve::KServeOptions),
     /// An OpenAI-compatible LLM server; the URL is its base URL.
     OpenAi(openai::OpenAiOptions),
+    /// KServe v2 over gRPC (Triton's port 8001); the URL is the server's
+    /// `http://host:port` (`https://` for TLS) and the model is the run's
+    /// `--model`. Not an HTTP body format: the `grpc` module speaks it.
+    KServeV2Grpc(crate::grpc::KServeGrpcOptions),
 }
 
 impl ApiChoice {
@@ -57,6 +61,7 @@ impl ApiChoice {
             Self::Template { .. } => "template",
             Self::KServeV2(_) => "kserve-v2",
             Self::OpenAi(options) => options.name(),
+            Self::KServeV2Grpc(_) => "kserve-v2-grpc",
         }
     }
 
@@ -64,6 +69,7 @@ impl ApiChoice {
     pub fn default_url(&self) -> &'static str {
         match self {
             Self::KServeV2(_) | Self::OpenAi(_) => "http://127.0.0.1:8000",
+            Self::KServeV2Grpc(_) => "http://127.0.0.1:8001",
             _ => model::DEFAULT_URL,
         }
     }
@@ -91,6 +97,9 @@ pub enum ApiError {
     /// The KServe v2 server or model is not as the run needs it.
     #[error("kserve-v2: {0}")]
     KServe(String),
+    /// The same, over gRPC.
+    #[error("kserve-v2-grpc: {0}")]
+    KServeGrpc(String),
     /// The OpenAI-compatible options do not fit together.
     #[error("{0}")]
     OpenAi(String),
@@ -235,6 +244,12 @@ pub(crate) async fn build(
             )
         }
         ApiChoice::OpenAi(options) => openai::build(options, context.url_path, context.batch_size)?,
+        // Not an HTTP body: `prepare` sets up the gRPC client instead.
+        ApiChoice::KServeV2Grpc(_) => {
+            return Err(ApiError::KServeGrpc(
+                "gRPC is not an HTTP body format".into(),
+            ))
+        }
     })
 }
 

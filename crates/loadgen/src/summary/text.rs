@@ -167,9 +167,15 @@ impl fmt::Display for SummaryText<'_> {
             ms(summary.min_ms),
             ms(summary.max_ms)
         )?;
+        // A gRPC run's requests are calls (a stream each, when streamed).
+        let carried = if summary.api.ends_with("-grpc") {
+            "gRPC calls"
+        } else {
+            "HTTP requests"
+        };
         writeln!(
             f,
-            "Throughput: {:.1} req/s over {:.2} s ({} HTTP requests)",
+            "Throughput: {:.1} req/s over {:.2} s ({} {carried})",
             summary.throughput_rps, summary.duration_s, summary.http_requests
         )?;
         writeln!(f, "Connections opened: {}", summary.connections_opened)?;

@@ -92,7 +92,8 @@ pub(crate) struct TargetArgs {
     /// Endpoint to load: any http:// or https:// URL (a host name, an IPv4
     /// address or a bracketed IPv6 address). For --api kserve-v2 the
     /// server's base URL; requests go to {base}/v2/models/{model}/infer
-    /// [default: http://127.0.0.1:8000/v1/infer; kserve-v2: http://127.0.0.1:8000].
+    /// [default: http://127.0.0.1:8000/v1/infer; kserve-v2: http://127.0.0.1:8000;
+    /// kserve-v2-grpc: http://127.0.0.1:8001].
     #[arg(long)]
     pub(crate) url: Option<String>,
 
@@ -101,17 +102,27 @@ pub(crate) struct TargetArgs {
     /// --body-template), `kserve-v2` (NVIDIA Triton's protocol for
     /// --model), `openai-chat` or `openai-completions` (an
     /// OpenAI-compatible LLM server, streamed: TTFT, inter-token latency,
-    /// tokens). Only `simulator` verifies outputs by default; the others
-    /// log output digests (see --verify).
+    /// tokens), `kserve-v2-grpc` (KServe v2 over gRPC, Triton's port 8001:
+    /// --url http://HOST:PORT, or https:// for TLS). Only `simulator`
+    /// verifies outputs by default; the others log output digests (see
+    /// --verify).
     #[arg(long, value_enum, default_value_t = ApiArg::Simulator)]
     pub(crate) api: ApiArg,
+
+    /// --api kserve-v2-grpc: call ModelStreamInfer, one stream per request,
+    /// for a decoupled model (an LLM backend): every response is a token
+    /// (TTFT, inter-token latency, tokens). The prompt goes in input
+    /// text_input (or --input-name), --max-tokens in input max_tokens.
+    #[arg(long)]
+    pub(crate) streaming: bool,
 
     /// --api openai-*: ask for the whole answer as one JSON body; only
     /// end-to-end latency and `usage` tokens are measured.
     #[arg(long)]
     pub(crate) no_stream: bool,
 
-    /// --api openai-*: `max_tokens` of every request.
+    /// --api openai-*: `max_tokens` of every request; --api kserve-v2-grpc
+    /// --streaming: the value of the model's max_tokens input.
     #[arg(long, value_parser = parse_max_tokens, allow_negative_numbers = true)]
     pub(crate) max_tokens: Option<u32>,
 
@@ -133,21 +144,21 @@ pub(crate) struct TargetArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) expect_json_path: Option<String>,
 
-    /// --api kserve-v2: the input tensor [default: the model's only input].
+    /// --api kserve-v2(-grpc): the input tensor [default: the model's only input].
     #[arg(long, value_name = "NAME")]
     pub(crate) input_name: Option<String>,
 
-    /// --api kserve-v2: the input's datatype; text goes as BYTES, numbers
+    /// --api kserve-v2(-grpc): the input's datatype; text goes as BYTES, numbers
     /// from a generator seeded by the request id [default: the model's].
     #[arg(long, value_enum, ignore_case = true, value_name = "TYPE")]
     pub(crate) input_datatype: Option<DatatypeArg>,
 
-    /// --api kserve-v2: the shape of one item, without the batch dimension,
+    /// --api kserve-v2(-grpc): the shape of one item, without the batch dimension,
     /// e.g. 1 or 3,224,224 [default: the model's, variable dimensions 1].
     #[arg(long, value_name = "DIMS", value_parser = parse_shape, allow_negative_numbers = true)]
     pub(crate) input_shape: Option<ItemShape>,
 
-    /// --api kserve-v2: the output to read [default: the model's first].
+    /// --api kserve-v2(-grpc): the output to read [default: the model's first].
     #[arg(long, value_name = "NAME")]
     pub(crate) output_name: Option<String>,
 
@@ -407,9 +418,9 @@ pub(crate) struct RunArgs {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
 
-    /// --api kserve-v2: read the model's statistics (Triton's
-    /// /v2/models/{m}/stats) before and after the load and write both and
-    /// their difference here, as JSON.
+    /// --api kserve-v2(-grpc): read the model's statistics (Triton's
+    /// /v2/models/{m}/stats, or the ModelStatistics RPC) before and after
+    /// the load and write both and their difference here, as JSON.
     #[arg(long, value_name = "FILE")]
     pub(crate) server_stats: Option<PathBuf>,
 
@@ -585,6 +596,9 @@ pub(crate) enum ApiArg {
     /// KServe v2 (NVIDIA Triton).
     #[value(name = "kserve-v2")]
     KServeV2,
+    /// KServe v2 over gRPC (NVIDIA Triton's port 8001).
+    #[value(name = "kserve-v2-grpc")]
+    KServeV2Grpc,
     /// OpenAI-compatible `/v1/chat/completions`.
     #[value(name = "openai-chat")]
     OpenAiChat,
@@ -735,6 +749,17 @@ mod tests {
                 "http://127.0.0.1:8002/metrics",
             ],
             &[
+                "--api",
+                "kserve-v2-grpc",
+                "--streaming",
+                "--max-tokens",
+                "16",
+                "--input-name",
+                "text_input",
+                "--server-stats",
+                "s.json",
+            ],
+            &[
                 "--method",
                 "put",
                 "--cacert",
@@ -850,6 +875,7 @@ mod tests {
                 "-q",
                 "--no-verify",
                 "--no-stream",
+                "--streaming",
                 "--max-tokens",
                 "3",
                 "--extra-body",

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use loadgen::capacity::CapacityOptions;
 use loadgen::{
-    ApiChoice, Arrival, ConfigError, ConnectionMode, KServeOptions, LoadConfig, OpenAiEndpoint,
-    OpenAiOptions, OpenLoop, OutDir, PayloadSource, Profile, SharedPrefix, TlsOptions, TraceFormat,
-    TraceOptions, Warmup, DEFAULT_BLOCK_TOKENS, DEFAULT_BUSY_POLL_US, DEFAULT_MAX_IN_FLIGHT,
-    SHARD_INDEX_VAR,
+    ApiChoice, Arrival, ConfigError, ConnectionMode, KServeGrpcOptions, KServeOptions, LoadConfig,
+    OpenAiEndpoint, OpenAiOptions, OpenLoop, OutDir, PayloadSource, Profile, SharedPrefix,
+    TlsOptions, TraceFormat, TraceOptions, Warmup, DEFAULT_BLOCK_TOKENS, DEFAULT_BUSY_POLL_US,
+    DEFAULT_MAX_IN_FLIGHT, SHARD_INDEX_VAR,
 };
 use model::kserve::Datatype;
 
@@ -85,9 +85,20 @@ impl TargetArgs {
             || self.input_datatype.is_some()
             || self.input_shape.is_some()
             || self.output_name.is_some();
-        if kserve_flags && self.api != ApiArg::KServeV2 {
+        let grpc = self.api == ApiArg::KServeV2Grpc;
+        if kserve_flags && !(self.api == ApiArg::KServeV2 || grpc) {
             return Err(ConfigError::Invalid(
-                "--input-name, --input-datatype, --input-shape and --output-name apply to --api kserve-v2".into(),
+                "--input-name, --input-datatype, --input-shape and --output-name apply to --api kserve-v2 and kserve-v2-grpc".into(),
+            ));
+        }
+        if self.streaming && !grpc {
+            return Err(ConfigError::Invalid(
+                "--streaming applies to --api kserve-v2-grpc (ModelStreamInfer); the OpenAI APIs stream by default (--no-stream turns it off)".into(),
+            ));
+        }
+        if grpc && self.max_tokens.is_some() && !self.streaming {
+            return Err(ConfigError::Invalid(
+                "--max-tokens with --api kserve-v2-grpc is the max_tokens input of a decoupled LLM model: give --streaming".into(),
             ));
         }
         if self.api != ApiArg::Template && self.expect_json_path.is_some() {
@@ -96,11 +107,27 @@ impl TargetArgs {
             ));
         }
         let openai = matches!(self.api, ApiArg::OpenAiChat | ApiArg::OpenAiCompletions);
-        if !openai && (self.no_stream || self.max_tokens.is_some() || self.extra_body.is_some()) {
+        if !openai && (self.no_stream || self.extra_body.is_some()) {
             return Err(ConfigError::Invalid(
-                "--no-stream, --max-tokens and --extra-body apply to --api openai-chat and openai-completions".into(),
+                "--no-stream and --extra-body apply to --api openai-chat and openai-completions"
+                    .into(),
             ));
         }
+        if !openai && !grpc && self.max_tokens.is_some() {
+            return Err(ConfigError::Invalid(
+                "--max-tokens applies to --api openai-chat, openai-completions and kserve-v2-grpc --streaming".into(),
+            ));
+        }
+        let tensors = KServeOptions {
+            input_name: self.input_name,
+            input_datatype: self.input_datatype.map(|d| match d {
+                DatatypeArg::Bytes => Datatype::Bytes,
+                DatatypeArg::Fp32 => Datatype::Fp32,
+                DatatypeArg::Int64 => Datatype::Int64,
+            }),
+            input_shape: self.input_shape.map(|shape| shape.0),
+            output_name: self.output_name,
+        };
         config.api = match (self.api, self.body_template) {
             (ApiArg::OpenAiChat | ApiArg::OpenAiCompletions, None) => {
                 ApiChoice::OpenAi(OpenAiOptions {
@@ -115,19 +142,16 @@ impl TargetArgs {
                 })
             }
             (ApiArg::Simulator, None) => ApiChoice::Simulator,
-            (ApiArg::KServeV2, None) => ApiChoice::KServeV2(KServeOptions {
-                input_name: self.input_name,
-                input_datatype: self.input_datatype.map(|d| match d {
-                    DatatypeArg::Bytes => Datatype::Bytes,
-                    DatatypeArg::Fp32 => Datatype::Fp32,
-                    DatatypeArg::Int64 => Datatype::Int64,
-                }),
-                input_shape: self.input_shape.map(|shape| shape.0),
-                output_name: self.output_name,
+            (ApiArg::KServeV2, None) => ApiChoice::KServeV2(tensors),
+            (ApiArg::KServeV2Grpc, None) => ApiChoice::KServeV2Grpc(KServeGrpcOptions {
+                tensors,
+                streaming: self.streaming,
+                max_tokens: self.max_tokens,
             }),
             (
                 ApiArg::Simulator
                 | ApiArg::KServeV2
+                | ApiArg::KServeV2Grpc
                 | ApiArg::OpenAiChat
                 | ApiArg::OpenAiCompletions,
                 Some(_),
@@ -163,7 +187,8 @@ impl TargetArgs {
                 ConnectionArg::Pooled => ConnectionMode::Pooled,
             };
         }
-        config.http2 = self.http2;
+        // gRPC is HTTP/2 whether --http2 says so or not.
+        config.http2 = self.http2 || grpc;
         if let Some(b) = self.batch_size {
             config.batch_size = b;
         }
@@ -253,6 +278,9 @@ impl RunArgs {
             if self.out.is_some() || self.json.is_some() || self.out_dir.is_some() {
                 return invalid("--dry-run sends nothing, so there is no log or summary: drop -o, --json and --out-dir");
             }
+            if matches!(config.api, ApiChoice::KServeV2Grpc(_)) {
+                return invalid(loadgen::DRY_RUN_GRPC_REFUSED);
+            }
             if self.turns.is_some() {
                 return invalid("--dry-run cannot write conversations: their later turns carry the server's answers; drop --turns");
             }
@@ -324,9 +352,14 @@ impl RunArgs {
             None => None,
         };
         config.start_at = self.start_at;
-        if self.server_stats.is_some() && !matches!(config.api, ApiChoice::KServeV2(_)) {
+        if self.server_stats.is_some()
+            && !matches!(
+                config.api,
+                ApiChoice::KServeV2(_) | ApiChoice::KServeV2Grpc(_)
+            )
+        {
             return Err(ConfigError::Invalid(
-                "--server-stats applies to --api kserve-v2 (servers with Triton's statistics endpoint)".into(),
+                "--server-stats applies to --api kserve-v2 and kserve-v2-grpc (servers with Triton's statistics)".into(),
             ));
         }
         config.server_stats_path = self.server_stats;
@@ -636,6 +669,60 @@ mod tests {
         // An open loop needs no workers per shard: a warm-up's -c 2 over 4
         // shards is fine.
         assert!(parse(&["--rate", "5", "-c", "2", "--warmup", "4", "--shard", "1/4"]).is_ok());
+    }
+
+    #[test]
+    fn grpc_flags_build_its_options_and_refuse_what_does_not_apply() {
+        let c = parse(&[
+            "--api",
+            "kserve-v2-grpc",
+            "--streaming",
+            "--max-tokens",
+            "8",
+            "--model",
+            "llm-stream",
+            "--server-stats",
+            "s.json",
+        ])
+        .unwrap();
+        let ApiChoice::KServeV2Grpc(options) = &c.api else {
+            panic!("{:?}", c.api)
+        };
+        assert!(options.streaming);
+        assert_eq!(options.max_tokens, Some(8));
+        assert_eq!(c.url, "http://127.0.0.1:8001");
+        assert!(c.http2, "gRPC is HTTP/2");
+        assert!(!c.runs_client_threads());
+        let c = parse(&["--api", "kserve-v2-grpc", "--input-datatype", "fp32"]).unwrap();
+        let ApiChoice::KServeV2Grpc(options) = &c.api else {
+            panic!("{:?}", c.api)
+        };
+        assert_eq!(options.tensors.input_datatype, Some(Datatype::Fp32));
+        for (args, needle) in [
+            (
+                &["--streaming"][..],
+                "--streaming applies to --api kserve-v2-grpc",
+            ),
+            (
+                &["--api", "kserve-v2-grpc", "--max-tokens", "8"][..],
+                "give --streaming",
+            ),
+            (
+                &["--api", "kserve-v2", "--max-tokens", "8"][..],
+                "--max-tokens applies to",
+            ),
+            (
+                &["--api", "kserve-v2-grpc", "--no-stream"][..],
+                "--no-stream and --extra-body apply to --api openai",
+            ),
+            (
+                &["--api", "kserve-v2-grpc", "--threads", "2"][..],
+                "--threads and --busy-poll-us apply",
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
     }
 
     #[test]
