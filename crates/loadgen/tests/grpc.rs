@@ -887,11 +887,19 @@ async fn tls_and_mutual_tls_carry_grpc_and_an_unknown_issuer_is_refused() {
     let (summary, _) = run(url.clone(), with_cert, "grpc-mtls").await;
     let summary = summary.unwrap();
     assert_eq!((summary.succeeded, summary.failed), (10, 0), "{summary:?}");
-    // Without one, the server's refusal ends the first call: no load.
+    // Without one, the server's refusal ends the first call: no load. In
+    // TLS 1.3 the client's handshake is over before the server has read
+    // the (empty) certificate, so the client may already be writing its
+    // first frames when the alert comes: then it sees the connection
+    // closed under the write instead of the alert. Either way nothing is
+    // loaded.
     let (outcome, _) = run(url, trusted, "grpc-mtls-none").await;
     let err = outcome.unwrap_err().to_string();
     assert!(
-        err.contains("ServerReady failed before any load: tls_handshake: received fatal alert: CertificateRequired"),
+        err.contains("ServerReady failed before any load: ")
+            && (err.contains("tls_handshake: received fatal alert: CertificateRequired")
+                || err.contains("broken pipe")
+                || err.contains("connection reset")),
         "{err}"
     );
     stop(server).await;

@@ -105,8 +105,13 @@ impl Drop for Triton {
     }
 }
 
+/// Each test starts a Triton of its own; two at once on a small machine
+/// would time each other's streams, so they take turns.
+static ONE_TRITON_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_against_real_triton_verifies_outputs_and_statistics_count_requests() {
+    let _turn = ONE_TRITON_AT_A_TIME.lock().await;
     let python = match triton_python() {
         Ok(python) => python,
         Err(why) => {
@@ -232,6 +237,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_against_real_triton_checks_infers_streams_and_counts() {
+    let _turn = ONE_TRITON_AT_A_TIME.lock().await;
     let python = match triton_python() {
         Ok(python) => python,
         Err(why) => {
