@@ -155,6 +155,9 @@ impl Engine {
 
     /// Restarts batch ids and server statistics (after the warm-up).
     pub(crate) fn reset_counters(&self) {
+        if let Some(stamps) = self.api.stamps() {
+            stamps.reset();
+        }
         self.next_batch_id.store(0, Ordering::Relaxed);
         self.server_batch_items.store(0, Ordering::Relaxed);
         self.server_batch_responses.store(0, Ordering::Relaxed);
@@ -182,6 +185,12 @@ impl Engine {
     /// Whether the API's rows carry LLM timings (TTFT, tokens).
     pub(crate) fn token_metrics(&self) -> bool {
         self.api.token_metrics()
+    }
+
+    /// What the server's write stamps measured so far (`None` when no
+    /// streamed delta carried one).
+    pub(crate) fn stamp_percentiles(&self) -> Option<crate::api::stamps::StampPercentiles> {
+        self.api.stamps().and_then(|s| s.percentiles())
     }
 
     /// HTTP requests sent so far.
