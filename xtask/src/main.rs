@@ -167,6 +167,17 @@ mod tests {
             ],
             &["bench", "--llm-only"],
             &["bench", "--workload-only"],
+            &["bench", "--scale-only", "--scale-streams", "1000,10000"],
+            &[
+                "bench",
+                "--aiperf-only",
+                "--aiperf-concurrency",
+                "10,100",
+                "--aiperf-venv",
+                ".venv-aiperf",
+                "--aiperf-tokenizer",
+                "tok",
+            ],
             &[
                 "whatif-validate",
                 "--out",
