@@ -107,7 +107,7 @@ pub enum ConfigError {
 }
 
 /// The most sequences the LLM step loop runs at once.
-pub const MAX_NUM_SEQS: usize = 100_000;
+pub(crate) const MAX_NUM_SEQS: usize = 100_000;
 
 impl ServerConfig {
     /// The built-in profile `name`, bound to `127.0.0.1:8000`.
