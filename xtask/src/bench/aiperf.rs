@@ -219,7 +219,7 @@ fn server(
         "--step-base-ms=20".into(),
         "--step-per-seq-ms=0".into(),
         "--prefill-per-token-ms=0".into(),
-        "--max-batched-tokens=16777216".into(),
+        "--max-batched-tokens=1048576".into(),
         "--sse-stamps".into(),
     ];
     pin.as_server();
@@ -332,10 +332,12 @@ fn run_aiperf(
         .args(["--request-timeout-seconds", "300", "--no-auto-plot"])
         .arg("--output-artifact-dir")
         .arg(&artifacts)
-        // No telemetry or uploads leave the machine: nothing is configured
-        // for them, and the environment says so too.
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_OFFLINE", "1")
+        // A local tokenizer directory is loaded as a path, with no Hub
+        // query (aiperf 0.13.0 asks the Hub only of names that are not
+        // paths). `HF_HUB_OFFLINE` is not set: under it that version looks
+        // every name up in the Hub's cache, a path included, and fails.
+        // Nothing else (OTel, MLflow, W&B) is configured, so nothing leaves
+        // the machine.
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(log_err);

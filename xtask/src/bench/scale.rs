@@ -160,7 +160,7 @@ fn run_one(bins: &Bins, pin: &Pinning, dir: &Path, streams: usize) -> Result<Run
         "--step-base-ms=20".into(),
         "--step-per-seq-ms=0".into(),
         "--prefill-per-token-ms=0".into(),
-        "--max-batched-tokens=16777216".into(),
+        "--max-batched-tokens=1048576".into(),
         "--sse-stamps".into(),
     ];
     pin.as_server();
