@@ -164,6 +164,9 @@ prepare() {
         for deb in "$dir"/debs/*.deb; do
             dpkg-deb -x "$deb" "$dir/peers/root"
         done
+        # Unpacked, the packages are not carried (a device run carries
+        # 64 MiB at most).
+        rm -rf "$dir/debs"
     fi
     # oha: the one installed here (cargo install oha), if any.
     if command -v oha >/dev/null; then
