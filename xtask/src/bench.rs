@@ -27,6 +27,12 @@
 //!   (`crates/stats/benches`, `crates/report/benches`: 100,000 simulated
 //!   requests well under a second).
 //! - `./run_tests` wall time once built.
+//! - LLM streams at scale (`--scale-only`, `scale.rs`): 1,000 and 10,000
+//!   streams against stub-server's write stamps: the client's own delay,
+//!   CPU per 1,000 tokens and peak memory per stream.
+//! - loadgen beside aiperf (`--aiperf-only`, `aiperf.rs`): client CPU per
+//!   1,000 tokens, TTFT and ITL at 10, 100 and 1,000 streams, differences
+//!   explained from the server's write stamps.
 //! - LLM streams (`--llm-only`, `llm.rs`) and LLM workloads
 //!   (`--workload-only`, `workload.rs`: prompt building, trace reading, a
 //!   2,000 requests/s replay's send lateness), each on its own.
@@ -49,6 +55,7 @@
 
 pub(crate) mod accounting;
 mod accuracy;
+mod aiperf;
 mod bars;
 mod cgroup;
 mod clients;
@@ -61,6 +68,7 @@ mod nginx;
 mod peers;
 mod pinning;
 mod plain;
+mod scale;
 mod tls;
 mod workload;
 
@@ -144,7 +152,41 @@ pub(crate) struct BenchArgs {
     /// interleaved rounds) and write `bench-grpc.json`.
     #[arg(long, conflicts_with_all = ["tls_only", "llm_only", "workload_only", "exporter_only"])]
     grpc_only: bool,
+    /// Run only the scale bench (`--scale-streams` concurrent streams of
+    /// 256 tokens at a 20 ms schedule against stub-server `--sse-stamps`:
+    /// loadgen's CPU per 1,000 tokens, peak memory per stream, client delay
+    /// from the write stamps) and write `bench-scale.json` and `.md`.
+    #[arg(long, conflicts_with_all = ["tls_only", "llm_only", "workload_only", "exporter_only", "grpc_only"])]
+    scale_only: bool,
+    /// The scale bench's runs: stream counts, comma-separated, each 1 to
+    /// 100000, at most 4 runs.
+    #[arg(long, value_name = "LIST", default_value = "1000,10000",
+          value_parser = |t: &str| scale::parse_streams(t).map(StreamCounts))]
+    scale_streams: StreamCounts,
+    /// Run only loadgen beside aiperf (PyPI `aiperf` from `--aiperf-venv`,
+    /// against stub-server on 127.0.0.1: client CPU per 1,000 tokens, TTFT
+    /// and ITL) and write `bench-aiperf.json` and `.md`.
+    #[arg(long, conflicts_with_all = ["tls_only", "llm_only", "workload_only", "scale_only", "exporter_only", "grpc_only"])]
+    aiperf_only: bool,
+    /// The side-by-side's concurrency levels, comma-separated, each 1 to
+    /// 10000, at most 4.
+    #[arg(long, value_name = "LIST", default_value = aiperf::DEFAULT_LEVELS,
+          value_parser = |t: &str| aiperf::parse_levels(t).map(StreamCounts))]
+    aiperf_concurrency: StreamCounts,
+    /// The venv holding aiperf (default: `.venv-aiperf` at the repository
+    /// root, made by `xtask/tools/aiperf-setup.sh`).
+    #[arg(long, value_name = "DIR")]
+    aiperf_venv: Option<PathBuf>,
+    /// A directory holding `tokenizer.json` and `tokenizer_config.json`
+    /// for both tools (default: one made with the venv's `tokenizers` by
+    /// `xtask/tools/make_bpe_tokenizer.py`).
+    #[arg(long, value_name = "DIR")]
+    aiperf_tokenizer: Option<PathBuf>,
 }
+
+/// `--scale-streams` and `--aiperf-concurrency`: counts, one run each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamCounts(Vec<usize>);
 
 /// Entry point from `main`: 0 measured, 2 could not measure.
 pub(crate) fn main(args: BenchArgs) -> ExitCode {
@@ -232,6 +274,46 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             "bars": [verdict],
         });
         return write_named(&args.out.join("bench-exporter.json"), &record);
+    }
+    if args.scale_only {
+        let (scale, verdicts, table) = scale::measure(&bins, &pin, &dir, &args.scale_streams.0)?;
+        let record = json!({
+            "machine": Machine::probe().conditions_json(),
+            "label": args.label,
+            "pinned": pin.used,
+            "client_cpus": pinning::cpu_list(&pin.client),
+            "server_cpus": pinning::cpu_list(&pin.server),
+            "scale": scale,
+            "bars": verdicts,
+        });
+        write_text(&args.out.join("bench-scale.md"), &table)?;
+        println!("{table}");
+        return write_named(&args.out.join("bench-scale.json"), &record);
+    }
+    if args.aiperf_only {
+        let venv = match &args.aiperf_venv {
+            Some(dir) => dir.clone(),
+            None => workspace::root()?.join(".venv-aiperf"),
+        };
+        let (side, table) = aiperf::measure(
+            &bins,
+            &pin,
+            &dir,
+            &args.aiperf_concurrency.0,
+            &venv,
+            args.aiperf_tokenizer.as_deref(),
+        )?;
+        let record = json!({
+            "machine": Machine::probe().conditions_json(),
+            "label": args.label,
+            "pinned": pin.used,
+            "client_cpus": pinning::cpu_list(&pin.client),
+            "server_cpus": pinning::cpu_list(&pin.server),
+            "side_by_side": side,
+        });
+        write_text(&args.out.join("bench-aiperf.md"), &table)?;
+        println!("{table}");
+        return write_named(&args.out.join("bench-aiperf.json"), &record);
     }
     if args.workload_only {
         let (workload, verdict) = workload::measure(&bins, &pin, &dir)?;
@@ -539,6 +621,14 @@ fn write_record(args: &BenchArgs, record: &serde_json::Value) -> Result<PathBuf,
         "bench.json"
     };
     write_named(&args.out.join(name), record)
+}
+
+/// Writes a table beside the JSON record.
+fn write_text(path: &std::path::Path, text: &str) -> Result<(), TaskError> {
+    fs::write(path, text).map_err(|source| TaskError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn write_named(path: &std::path::Path, record: &serde_json::Value) -> Result<PathBuf, TaskError> {

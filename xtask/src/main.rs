@@ -170,6 +170,17 @@ mod tests {
             &["bench", "--workload-only"],
             &["bench", "--exporter-only"],
             &["bench", "--grpc-only"],
+            &["bench", "--scale-only", "--scale-streams", "1000,10000"],
+            &[
+                "bench",
+                "--aiperf-only",
+                "--aiperf-concurrency",
+                "10,100",
+                "--aiperf-venv",
+                ".venv-aiperf",
+                "--aiperf-tokenizer",
+                "tok",
+            ],
             &[
                 "whatif-validate",
                 "--out",

@@ -330,3 +330,112 @@ pub(crate) fn wait_with_deadline(
         }
     }
 }
+
+/// What one reaped child used, from `wait4(2)`'s `rusage`: its own CPU and
+/// peak memory, not any other child's (`getrusage(RUSAGE_CHILDREN)` keeps
+/// only the largest peak of every child reaped so far).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub(crate) struct ChildUsage {
+    /// User-mode CPU seconds.
+    pub user_s: f64,
+    /// Kernel-mode CPU seconds.
+    pub system_s: f64,
+    /// Peak resident set, KiB (Linux's `ru_maxrss`, `VmHWM` at exit).
+    pub max_rss_kib: u64,
+    /// Voluntary plus involuntary context switches.
+    pub context_switches: u64,
+}
+
+/// Waits for a child started with [`spawn_child`] within `limit`, as
+/// [`wait_with_deadline`] does, and returns what it used.
+pub(crate) fn wait_with_usage(
+    child: &mut Child,
+    program: &str,
+    limit: Duration,
+) -> Result<(ExitStatus, ChildUsage), ProcessError> {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + limit;
+    let gone = || ProcessError::Spawn {
+        program: program.to_owned(),
+        source: std::io::Error::last_os_error(),
+    };
+    let pid = libc::pid_t::try_from(child.id()).map_err(|_| gone())?;
+    loop {
+        let mut status = 0;
+        // SAFETY: wait4 writes the status and the zeroed rusage we own.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let reaped = {
+            // Under the registry's lock, so a signal never reaches the pid
+            // once it is reaped and free for reuse.
+            let mut registry = children();
+            // SAFETY: as above; WNOHANG never blocks.
+            let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if reaped == pid {
+                registry.retain(|&p| p != child.id());
+            }
+            reaped
+        };
+        if reaped == pid {
+            let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            return Ok((
+                ExitStatus::from_raw(status),
+                ChildUsage {
+                    user_s: seconds(usage.ru_utime),
+                    system_s: seconds(usage.ru_stime),
+                    max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+                    context_switches: u64::try_from(usage.ru_nvcsw + usage.ru_nivcsw).unwrap_or(0),
+                },
+            ));
+        }
+        if reaped < 0 {
+            return Err(gone());
+        }
+        if Instant::now() >= deadline {
+            stop(child);
+            return Err(ProcessError::Deadline {
+                program: program.to_owned(),
+                limit,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_python(code: &str) -> ChildUsage {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", code]).stdout(Stdio::null());
+        let mut child = spawn_child(&mut cmd).expect("python3 runs");
+        let (status, usage) =
+            wait_with_usage(&mut child, "python3", Duration::from_secs(60)).unwrap();
+        assert!(status.success(), "{status}");
+        assert!(
+            !children().contains(&child.id()),
+            "a reaped child leaves the registry"
+        );
+        usage
+    }
+
+    #[test]
+    fn each_child_reports_its_own_peak_memory_and_cpu() {
+        // 64 MB written, then a child that holds little: wait4 gives each
+        // its own peak, where RUSAGE_CHILDREN would give the first's twice.
+        let big = run_python("b = b'x' * 64_000_000; print(len(b))");
+        assert!(big.max_rss_kib >= 62_500, "{big:?}");
+        let small = run_python("print(1)");
+        assert!(small.max_rss_kib < 40_000, "{small:?}");
+        assert!(big.user_s + big.system_s > 0.0, "{big:?}");
+    }
+
+    #[test]
+    fn a_child_past_its_limit_is_stopped() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let mut child = spawn_child(&mut cmd).unwrap();
+        let err = wait_with_usage(&mut child, "sleep", Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(err, ProcessError::Deadline { .. }), "{err}");
+    }
+}

@@ -455,6 +455,7 @@ impl Transport {
                     arrivals.push(Arrival {
                         body_len: all.len(),
                         at: Instant::now(),
+                        unix_ns: crate::http1::unix_ns_now(),
                     });
                 }
             }

@@ -208,6 +208,9 @@ impl Engine {
 
     /// Restarts batch ids and server statistics (after the warm-up).
     pub(crate) fn reset_counters(&self) {
+        if let Some(stamps) = self.stamps() {
+            stamps.reset();
+        }
         self.next_batch_id.store(0, Ordering::Relaxed);
         self.server_batch_items.store(0, Ordering::Relaxed);
         self.server_batch_responses.store(0, Ordering::Relaxed);
@@ -243,6 +246,20 @@ impl Engine {
         match &self.link {
             Link::Http { api, .. } => api.token_metrics(),
             Link::Grpc(grpc) => grpc.token_metrics(),
+        }
+    }
+
+    /// What the server's write stamps measured so far (`None` when no
+    /// streamed delta carried one).
+    pub(crate) fn stamp_percentiles(&self) -> Option<crate::api::stamps::StampPercentiles> {
+        self.stamps().and_then(|s| s.percentiles())
+    }
+
+    /// The write stamps an SSE API reads (gRPC streams carry none).
+    fn stamps(&self) -> Option<&crate::api::stamps::StampStats> {
+        match &self.link {
+            Link::Http { api, .. } => api.stamps(),
+            Link::Grpc(_) => None,
         }
     }
 

@@ -123,6 +123,23 @@ pub(crate) struct Arrival {
     pub body_len: usize,
     /// When the read that brought them returned.
     pub at: std::time::Instant,
+    /// The same moment on the wall clock, Unix ns (`None` when unknown):
+    /// what a server's write stamps (`: t=<ns>`, see `api::stamps`) are
+    /// compared with. Read from `SystemTime` at the read rather than
+    /// converted from `at`: `Instant` is the monotonic clock, which NTP
+    /// slews apart from the wall clock, so a conversion through one pair
+    /// of readings taken seconds later could be off by more than the
+    /// delays it measures. One more clock read per read, only while
+    /// arrivals are tracked.
+    pub unix_ns: Option<u64>,
+}
+
+/// The wall clock now, Unix ns (`None` before 1970 or after 2554).
+pub(crate) fn unix_ns_now() -> Option<u64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_nanos()).ok())
 }
 
 /// What the caller reads of a response besides its status, framing and
@@ -182,6 +199,8 @@ struct Wire<S> {
     /// last read, and what has been recorded.
     track_arrivals: bool,
     last_read_at: std::time::Instant,
+    /// `last_read_at` on the wall clock, Unix ns.
+    last_read_unix_ns: Option<u64>,
     arrivals: Vec<Arrival>,
     /// Whether any byte arrived since the exchange in progress (or the
     /// last one) began.
@@ -227,6 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
                 write_buf: Vec::with_capacity(1024),
                 track_arrivals: false,
                 last_read_at: std::time::Instant::now(),
+                last_read_unix_ns: None,
                 arrivals: Vec::new(),
                 received: false,
             },
@@ -451,6 +471,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         }
         if self.track_arrivals {
             self.last_read_at = std::time::Instant::now();
+            self.last_read_unix_ns = unix_ns_now();
         }
         read
     }
@@ -466,6 +487,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             _ => self.arrivals.push(Arrival {
                 body_len,
                 at: self.last_read_at,
+                unix_ns: self.last_read_unix_ns,
             }),
         }
     }

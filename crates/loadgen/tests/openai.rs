@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::script::{delta, done, schedule, ScriptServer, Step, SSE_HEAD};
+use common::script::{delta, done, finish, schedule, stamped, usage, ScriptServer, Step, SSE_HEAD};
 
 use loadgen::{ApiChoice, LoadConfig, OpenAiEndpoint, OpenAiOptions};
 use model::log::{LogRow, TokensFrom};
@@ -60,6 +60,111 @@ async fn without_usage_the_deltas_are_counted_and_the_log_says_so() {
         "{text}"
     );
     assert_eq!(summary.llm.unwrap().tokens_from, "counted");
+}
+
+fn unix_ns() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_nanos()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_stamps_give_the_client_delay_and_the_servers_gaps() {
+    // Stamps chosen by hand, 5 s before the run and 20 ms apart: token k is
+    // read at some time in [start, end], so its delay is that time less
+    // (start - 5 s + 20k ms), known within the run's length, and the
+    // server's gaps are exactly 20 ms. A stamped role-only delta, a
+    // stamped finish, usage and [DONE] are no tokens; the fifth token
+    // carries no stamp and so no delay; a second stamp before a token
+    // overrides the first.
+    const MS: u64 = 1_000_000;
+    let start = unix_ns();
+    let base = start - 5_000 * MS;
+    let mut events = stamped(base - MS, b"data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
+    for k in 0..4 {
+        let event = stamped(base + 20 * MS * k, &delta(&format!(" t{k}")));
+        if k == 1 {
+            events.extend(stamped(1, &event));
+        } else {
+            events.extend(event);
+        }
+    }
+    events.extend(delta(" unstamped"));
+    for event in [finish(), usage(5), done()] {
+        events.extend(stamped(base + 100 * MS, &event));
+    }
+    let server = ScriptServer::start(vec![
+        Step::Raw(SSE_HEAD.to_vec()),
+        Step::Chunk(events),
+        Step::Chunk(Vec::new()),
+    ]);
+    let dir = common::temp_dir("openai-stamps");
+    let (summary, rows) = run_rows(chat_config(&server.url(), &dir, 3, 1)).await;
+    let end = unix_ns();
+    assert_eq!(summary.succeeded, 3, "{summary:?}");
+    for row in &rows {
+        assert_eq!(row.llm.as_ref().unwrap().output_tokens, Some(5));
+    }
+    let llm = summary.llm.clone().unwrap();
+    let delay = llm
+        .client_delay
+        .clone()
+        .expect("stamped streams give a delay");
+    assert_eq!(delay.count, 3 * 4);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let (min, max) = (delay.min_ms.unwrap(), delay.max_ms.unwrap());
+    // The last stamped token, read no earlier than the start; the first,
+    // read no later than the end.
+    assert!(min >= ms(start - base - 60 * MS), "{delay:?}");
+    assert!(max <= ms(end - base), "{delay:?}");
+    // The stamps are 20 ms apart and the reads in order: the first token
+    // waited at least as long as the last one plus 60 ms less the time
+    // between their reads (one chunk: the same read).
+    assert!(max - min >= 60.0 - ms(end - start), "{delay:?}");
+    for p in [delay.p50_ms, delay.p99_ms] {
+        let p = p.unwrap();
+        assert!((min..=max).contains(&p), "{delay:?}");
+    }
+    let gaps = llm.server_itl.clone().expect("stamped streams give gaps");
+    assert_eq!(gaps.count, 3 * 3);
+    assert_eq!((gaps.min_ms, gaps.max_ms), (Some(20.0), Some(20.0)));
+    // The text summary prints both beside TTFT and ITL.
+    let text = loadgen::SummaryText(&summary).to_string();
+    assert!(
+        text.contains("Client delay (stamp to read): P50 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("Server ITL (between stamps): P50 20.0"),
+        "{text}"
+    );
+    assert!(text.contains("(12 tokens;"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unstamped_streams_parse_as_before_and_report_no_delay() {
+    let server = ScriptServer::start(schedule(Duration::ZERO, Duration::from_millis(1), 5, true));
+    let dir = common::temp_dir("openai-unstamped");
+    let (summary, rows) = run_rows(chat_config(&server.url(), &dir, 2, 1)).await;
+    assert_eq!(summary.succeeded, 2, "{summary:?}");
+    for row in &rows {
+        let llm = row.llm.as_ref().unwrap();
+        assert_eq!(llm.output_tokens, Some(5));
+        assert_eq!(llm.itl_ms.len(), 4);
+    }
+    let llm = summary.llm.clone().unwrap();
+    assert_eq!((llm.client_delay, llm.server_itl), (None, None));
+    let json = summary.to_json().unwrap();
+    assert!(
+        !json.contains("client_delay") && !json.contains("server_itl"),
+        "{json}"
+    );
+    let text = loadgen::SummaryText(&summary).to_string();
+    assert!(
+        !text.contains("Client delay") && !text.contains("Server ITL"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

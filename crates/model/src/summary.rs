@@ -335,6 +335,18 @@ pub struct LlmSummary {
     /// The TPOT histogram, as `ttft_histogram`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpot_histogram: Option<String>,
+    /// Client delay: per content delta, from the server's write stamp
+    /// (`: t=<ns>` before the event) to the client's read of it, ms, over
+    /// the same machine's wall clock. Absent when the stream carried no
+    /// stamps (and from a merge, which has no stamps to read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_delay: Option<Percentiles>,
+    /// The server's own inter-token gaps, between consecutive write stamps
+    /// of an answer, ms: server lateness against its schedule shows here
+    /// (a gap longer than the schedule's), not in `client_delay`. Absent
+    /// as `client_delay` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_itl: Option<Percentiles>,
 }
 
 /// What an LLM workload sent and what came back, over the measured rows.

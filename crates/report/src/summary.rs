@@ -94,6 +94,9 @@ pub(crate) fn llm_summary(
         ttft_histogram: None,
         itl_histogram: None,
         tpot_histogram: None,
+        // The log has no write stamps to measure against.
+        client_delay: None,
+        server_itl: None,
     }))
 }
 

@@ -211,6 +211,8 @@ fn llm_summary(rows: &[LogRow]) -> Option<LlmSummary> {
         ttft_histogram: Some(ttft_h),
         itl_histogram: Some(itl_h),
         tpot_histogram: Some(tpot_h),
+        client_delay: None,
+        server_itl: None,
     })
 }
 

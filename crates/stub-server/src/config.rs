@@ -106,6 +106,9 @@ pub enum ConfigError {
     },
 }
 
+/// The most sequences the LLM step loop runs at once.
+pub(crate) const MAX_NUM_SEQS: usize = 100_000;
+
 impl ServerConfig {
     /// The built-in profile `name`, bound to `127.0.0.1:8000`.
     ///
@@ -266,11 +269,14 @@ impl ServerConfig {
             ));
         }
         let llm = &self.llm;
-        if !(1..=4096).contains(&llm.max_num_seqs) {
+        // Up to 100,000: a load generator's scale bench runs 10,000
+        // streams on one step loop, and each running sequence costs the
+        // loop only its own token per step.
+        if !(1..=MAX_NUM_SEQS).contains(&llm.max_num_seqs) {
             return Err(invalid(
                 "max-num-seqs",
                 llm.max_num_seqs,
-                "must be an integer from 1 to 4096",
+                "must be an integer from 1 to 100000",
             ));
         }
         for (flag, ms) in [
@@ -465,6 +471,15 @@ mod tests {
                 "{err}"
             );
         }
+        let mut c = base.clone();
+        c.llm.max_num_seqs = 10_000;
+        assert!(c.validate().is_ok(), "10,000 streams on one step loop");
+        c.llm.max_num_seqs = MAX_NUM_SEQS + 1;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("--max-num-seqs") && err.contains("from 1 to 100000"),
+            "{err}"
+        );
         let mut c = base.clone();
         c.service.base_ms = f64::NAN;
         assert!(c.validate().unwrap_err().to_string().contains("--base-ms"));

@@ -68,7 +68,7 @@ struct Overrides {
     /// Fixed cost per executed batch, in ms (>= 0).
     #[arg(long, value_name = "MS", value_parser = number, allow_negative_numbers = true)]
     base_ms: Option<f64>,
-    /// LLM routes: most sequences running at once (1 to 4096).
+    /// LLM routes: most sequences running at once (1 to 100000).
     #[arg(long, value_name = "N", value_parser = whole::<usize>, allow_negative_numbers = true)]
     max_num_seqs: Option<usize>,
     /// LLM routes: fixed cost of one step of the step loop, ms.

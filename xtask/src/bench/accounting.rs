@@ -72,6 +72,43 @@ pub(crate) fn process_tree_cpu_s(pid: u32) -> Option<f64> {
     Some(ticks as f64 / ticks_per_s as f64)
 }
 
+/// CPU seconds used so far by `pid` and every live descendant, however
+/// deep (aiperf's services and workers are children of children), from
+/// `/proc`; `None` where `/proc` cannot tell.
+pub(crate) fn descendants_cpu_s(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_s <= 0 {
+        return None;
+    }
+    let mut all: Vec<(u32, ProcStat)> = Vec::new();
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let id = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some((id, stat)) = id.and_then(|id| Some((id, ProcStat::read(id)?))) {
+            all.push((id, stat));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut ticks = 0;
+    let mut k = 0;
+    while k < tree.len() {
+        let parent = tree[k];
+        for (id, stat) in &all {
+            if *id == parent {
+                ticks += stat.cpu_ticks;
+            }
+            if stat.parent == parent && *id != parent {
+                tree.push(*id);
+            }
+        }
+        k += 1;
+    }
+    (ticks > 0 || all.iter().any(|(id, _)| *id == pid)).then(|| ticks as f64 / ticks_per_s as f64)
+}
+
 /// The fields of `/proc/PID/stat` the bench reads.
 struct ProcStat {
     parent: u32,
@@ -159,5 +196,25 @@ mod tests {
         assert!(ProcStat::parse("garbage").is_none());
         let own = process_tree_cpu_s(std::process::id()).unwrap();
         assert!(own >= 0.0);
+        // A grandchild that spins counts toward its grandparent.
+        let _children = child_processes_lock();
+        let mut shell = std::process::Command::new("bash")
+            .args([
+                "-c",
+                "bash -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5' & wait",
+            ])
+            .spawn()
+            .unwrap();
+        let mut seen = 0.0;
+        for _ in 0..100 {
+            seen = descendants_cpu_s(shell.id()).unwrap_or(0.0);
+            if seen >= 0.2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = shell.kill();
+        let _ = shell.wait();
+        assert!(seen >= 0.2, "the grandchild's loop: {seen} s");
     }
 }

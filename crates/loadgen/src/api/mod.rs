@@ -15,12 +15,14 @@
 //! - [`openai`]: OpenAI-compatible LLM servers, chat and completions,
 //!   streamed: time to first token, inter-token gaps, output tokens.
 //!
-//! [`sse`] parses server-sent events incrementally, for streamed answers.
+//! [`sse`] parses server-sent events incrementally, for streamed answers;
+//! [`stamps`] measures the client's delay against a server's write stamps.
 
 pub(crate) mod kserve;
 pub(crate) mod openai;
 pub(crate) mod simulator;
 pub(crate) mod sse;
+pub(crate) mod stamps;
 pub(crate) mod template;
 
 use std::path::PathBuf;
@@ -191,6 +193,12 @@ pub(crate) trait Api: Send + Sync {
     /// The request path, when the format fixes it (KServe v2's
     /// `/v2/models/{m}/infer`); `None`: the URL's own path.
     fn request_path(&self) -> Option<&str> {
+        None
+    }
+
+    /// The client delays and server gaps measured against the server's
+    /// write stamps, for a format that reads them (streamed OpenAI).
+    fn stamps(&self) -> Option<&stamps::StampStats> {
         None
     }
 

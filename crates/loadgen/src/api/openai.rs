@@ -14,6 +14,11 @@
 //! A completions `prompt` may be a list: client batching, one choice
 //! `index` per prompt, interleaved in one stream. Chat has no such list.
 //!
+//! A stream whose events carry the server's write stamps (`: t=<ns>`)
+//! also gives, per content delta, the client's own delay from the stamp to
+//! its read, and the server's gaps between stamps ([`super::stamps`]); an
+//! unstamped stream gives neither.
+//!
 //! Failures, as row errors: `truncated_stream` (the stream ended without
 //! `[DONE]` or a finish reason for every choice, or the body was cut),
 //! `bad_event` (an event that is not a chunk, or names a choice that was not
@@ -31,9 +36,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::sse::{Event, SseParser};
+use super::stamps::{ResponseStamps, StampStats};
 use super::{all_failed, no_verdict, Api, ApiError, Shape};
 use crate::client::{HttpResponse, TransportError};
 use crate::engine::{ms_between, LogicalRequest, RequestShape};
+use crate::http1::Arrival;
 use crate::verify::{Checks, ItemVerdict, StreamedItem};
 
 /// Which of the two endpoints.
@@ -140,6 +147,8 @@ pub(crate) struct OpenAiApi {
     /// `max_tokens` of `--extra-body`, which wins over a request's own.
     extra_max_tokens: Option<usize>,
     ignore_eos: bool,
+    /// What the write stamps of the run's streams measured.
+    stamps: StampStats,
 }
 
 impl OpenAiApi {
@@ -193,6 +202,7 @@ impl OpenAiApi {
             max_tokens,
             extra_max_tokens,
             ignore_eos,
+            stamps: StampStats::new(),
         })
     }
 
@@ -250,7 +260,12 @@ impl OpenAiApi {
             return all_failed(items.len(), &http_error(response));
         }
         let answers = if self.options.stream {
-            read_stream(response, items.len())
+            let mut stamps = ResponseStamps::default();
+            let answers = read_stream(response, items.len(), &mut stamps);
+            if answers.is_ok() {
+                self.stamps.add(&stamps);
+            }
+            answers
         } else {
             read_whole(&response.body, items.len())
         };
@@ -367,6 +382,10 @@ impl Api for OpenAiApi {
     fn request_path(&self) -> Option<&str> {
         Some(&self.path)
     }
+
+    fn stamps(&self) -> Option<&StampStats> {
+        Some(&self.stamps)
+    }
 }
 
 /// `http_<status>: <message>`, the message from OpenAI's error object
@@ -429,6 +448,8 @@ struct Answer {
     finished: bool,
     usage_tokens: Option<u64>,
     usage_prompt_tokens: Option<u64>,
+    /// The write stamp of the last content delta, Unix ns.
+    last_stamp_ns: Option<u64>,
 }
 
 /// One streamed chunk, as far as it is read.
@@ -462,8 +483,13 @@ struct Usage {
     prompt_tokens: Option<u64>,
 }
 
-/// Reads a streamed answer of `n` choices from the body and its arrivals.
-fn read_stream(response: &HttpResponse, n: usize) -> Result<Vec<Answer>, &'static str> {
+/// Reads a streamed answer of `n` choices from the body and its arrivals;
+/// the content deltas' write stamps, if any, go to `stamps`.
+fn read_stream(
+    response: &HttpResponse,
+    n: usize,
+    stamps: &mut ResponseStamps,
+) -> Result<Vec<Answer>, &'static str> {
     let mut answers: Vec<Answer> = (0..n).map(|_| Answer::default()).collect();
     let mut parser = SseParser::new();
     let mut events = Vec::new();
@@ -473,9 +499,10 @@ fn read_stream(response: &HttpResponse, n: usize) -> Result<Vec<Answer>, &'stati
     let mut from = 0;
     // Without arrivals (a body that came another way) every event gets
     // the response's end.
-    let whole = [crate::http1::Arrival {
+    let whole = [Arrival {
         body_len: body.len(),
         at: response.finished_at,
+        unix_ns: None,
     }];
     let arrivals = if response.arrivals.is_empty() {
         &whole[..]
@@ -496,7 +523,7 @@ fn read_stream(response: &HttpResponse, n: usize) -> Result<Vec<Answer>, &'stati
                 // Nothing may follow [DONE].
                 return Err("bad_event");
             }
-            match on_event(&event, arrival.at, &mut answers)? {
+            match on_event(&event, arrival, &mut answers, stamps)? {
                 Step::Done => done = true,
                 Step::Usage(counts) => usage = Some(counts),
                 Step::More => {}
@@ -521,7 +548,13 @@ enum Step {
     Done,
 }
 
-fn on_event(event: &Event, at: Instant, answers: &mut [Answer]) -> Result<Step, &'static str> {
+fn on_event(
+    event: &Event,
+    arrival: &Arrival,
+    answers: &mut [Answer],
+    stamps: &mut ResponseStamps,
+) -> Result<Step, &'static str> {
+    let at = arrival.at;
     let data = event.data.trim();
     if data == "[DONE]" {
         return Ok(Step::Done);
@@ -546,6 +579,10 @@ fn on_event(event: &Event, at: Instant, answers: &mut [Answer]) -> Result<Step, 
                 Some(last) => answer.itl_ms.push(ms_between(last, at)),
             }
             answer.last_token_at = Some(at);
+            if let Some(stamp) = event.stamp_ns {
+                stamps.token(stamp, arrival.unix_ns, answer.last_stamp_ns);
+                answer.last_stamp_ns = Some(stamp);
+            }
             answer.deltas += 1;
             answer.text.push_str(&content);
         }

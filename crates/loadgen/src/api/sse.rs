@@ -12,6 +12,12 @@
 //! event if it has data. At the end of the stream an event without its
 //! empty line is not dispatched, as the format says: a cut stream does not
 //! look complete.
+//!
+//! One comment is read rather than skipped: `: t=<Unix ns>`, the time a
+//! server (stub-server `--sse-stamps`) wrote the event that follows. The
+//! event carries it ([`Event::stamp_ns`]); the last stamp before an event's
+//! empty line wins, and an event without one has none, so a stream without
+//! stamps parses exactly as before.
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -20,6 +26,24 @@ pub(crate) struct Event {
     pub event: Option<String>,
     /// The `data` lines, joined by `\n`.
     pub data: String,
+    /// The server's write stamp (`: t=<ns>` before the event), Unix ns.
+    pub stamp_ns: Option<u64>,
+}
+
+/// The write stamp in a comment line (`: t=<ns>`, the line whole, the
+/// one optional space after the colon as for fields): Unix ns, or `None`
+/// for any other comment (a keep-alive, a `: ping`, a malformed stamp).
+pub(crate) fn parse_stamp(line: &str) -> Option<u64> {
+    let comment = line.strip_prefix(':')?;
+    let digits = comment
+        .strip_prefix(' ')
+        .unwrap_or(comment)
+        .strip_prefix("t=")?;
+    // `u64::from_str` takes a leading `+`; a stamp is digits only.
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Why a stream is not valid `text/event-stream`.
@@ -55,6 +79,8 @@ pub(crate) struct SseParser {
     data: String,
     has_data: bool,
     event: Option<String>,
+    /// The last write stamp of the event being built.
+    stamp_ns: Option<u64>,
     lines: u64,
 }
 
@@ -112,6 +138,7 @@ impl SseParser {
         self.data.clear();
         self.has_data = false;
         self.event = None;
+        self.stamp_ns = None;
         Ok(clean)
     }
 
@@ -123,13 +150,18 @@ impl SseParser {
                 out.push(Event {
                     event: self.event.take(),
                     data: std::mem::take(&mut self.data),
+                    stamp_ns: self.stamp_ns,
                 });
             }
             self.has_data = false;
             self.event = None;
+            self.stamp_ns = None;
             return Ok(());
         }
         if line.starts_with(':') {
+            if let Some(stamp) = parse_stamp(line) {
+                self.stamp_ns = Some(stamp);
+            }
             return Ok(());
         }
         let (field, value) = match line.split_once(':') {
@@ -172,7 +204,65 @@ mod tests {
         Event {
             event: None,
             data: text.to_owned(),
+            stamp_ns: None,
         }
+    }
+
+    fn stamped(text: &str, stamp_ns: u64) -> Event {
+        Event {
+            stamp_ns: Some(stamp_ns),
+            ..data(text)
+        }
+    }
+
+    #[test]
+    fn stamps_are_read_from_their_comment_and_nothing_else() {
+        assert_eq!(
+            parse_stamp(": t=1764800000123456789"),
+            Some(1_764_800_000_123_456_789)
+        );
+        assert_eq!(parse_stamp(":t=5"), Some(5));
+        for other in [
+            ": keep-alive",
+            ": ping",
+            ": t=",
+            ": t=+5",
+            ": t=12x",
+            ": t= 12",
+            ":  t=12",
+            ": t=-3",
+            ": t=99999999999999999999",
+            "data: t=5",
+            ": time=5",
+        ] {
+            assert_eq!(parse_stamp(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn each_event_carries_the_last_stamp_before_it() {
+        // The format stub-server writes, cut inside a stamp; a keep-alive
+        // between stamp and data; a second stamp overriding the first; a
+        // stamp whose event has no data (dropped with it); an unstamped
+        // event after stamped ones.
+        let (events, clean) = parse_chunks(&[
+            b": t=100\ndata: a\n\n: t=2",
+            b"00\n: keep-alive\ndata: b\n\n",
+            b": t=300\n: t=301\ndata: c\n\n",
+            b": t=400\n\ndata: d\n\n",
+            b": t=500\r\ndata: [DONE]\r\n\r\n",
+        ]);
+        assert!(clean);
+        assert_eq!(
+            events,
+            vec![
+                stamped("a", 100),
+                stamped("b", 200),
+                stamped("c", 301),
+                data("d"),
+                stamped("[DONE]", 500),
+            ]
+        );
     }
 
     #[test]
@@ -187,7 +277,8 @@ mod tests {
                 data("{\"x\":1}"),
                 Event {
                     event: Some("ping".into()),
-                    data: "a\n b".into()
+                    data: "a\n b".into(),
+                    stamp_ns: None,
                 },
                 data("[DONE]"),
             ]
@@ -279,7 +370,7 @@ mod tests {
                     end(&mut stream);
                 }
                 end(&mut stream);
-                expected.push(Event { event: name.clone(), data: lines.join("\n") });
+                expected.push(Event { event: name.clone(), data: lines.join("\n"), stamp_ns: None });
             }
             let mut at: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
             at.sort_unstable();

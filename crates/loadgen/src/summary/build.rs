@@ -158,7 +158,13 @@ pub(crate) fn build_summary(
         tls_first_failure: None,
         server_stats_warning: None,
         model: config.model.clone(),
-        llm: stats.llm_summary(duration_s),
+        llm: stats.llm_summary(duration_s).map(|mut llm| {
+            if let Some(stamps) = engine.stamp_percentiles() {
+                llm.client_delay = Some(stamps.client_delay);
+                llm.server_itl = Some(stamps.server_itl);
+            }
+            llm
+        }),
         shard: None,
         plan: plan_of(config),
         latency_histogram,

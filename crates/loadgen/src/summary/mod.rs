@@ -24,4 +24,5 @@ mod text;
 
 pub(crate) use build::{build_summary, ScheduleFacts};
 pub(crate) use rows::RowStats;
+pub(crate) use series::{percentiles, Series};
 pub use text::SummaryText;

@@ -307,6 +307,10 @@ impl RowStats {
             ttft_histogram: encoded(&llm.ttft),
             itl_histogram: encoded(&llm.itl),
             tpot_histogram: encoded(&llm.tpot),
+            // From the write stamps, which rows do not carry: the engine's
+            // (`build_summary`).
+            client_delay: None,
+            server_itl: None,
         })
     }
 

@@ -147,7 +147,7 @@ impl Series {
 
 /// The percentiles of a series (numpy's linear method); sorts its kept
 /// values in place.
-pub(super) fn percentiles(series: &mut Series) -> Percentiles {
+pub(crate) fn percentiles(series: &mut Series) -> Percentiles {
     Percentiles {
         count: series.count(),
         p50_ms: series.quantile_ms(0.50),

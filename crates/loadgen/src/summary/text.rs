@@ -202,6 +202,23 @@ impl fmt::Display for SummaryText<'_> {
                     writeln!(f, "  {name} percentiles not exact: {error}")?;
                 }
             }
+            // Only a stamped stream measures these; without stamps the
+            // lines are absent, not zero.
+            for (name, p) in [
+                ("Client delay (stamp to read)", &llm.client_delay),
+                ("Server ITL (between stamps)", &llm.server_itl),
+            ] {
+                if let Some(p) = p {
+                    writeln!(
+                        f,
+                        "{name}: P50 {} / P99 {} / max {} ({} tokens; from a histogram)",
+                        ms(p.p50_ms),
+                        ms(p.p99_ms),
+                        ms(p.max_ms),
+                        p.count
+                    )?;
+                }
+            }
             let from = match llm.tokens_from.as_str() {
                 "usage" => "from the server's usage",
                 "counted" => "counted from the streamed deltas (no usage sent)",

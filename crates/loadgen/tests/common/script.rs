@@ -203,3 +203,11 @@ pub(crate) fn schedule(first: Duration, gap: Duration, tokens: u32, with_usage: 
     script.push(Step::Chunk(Vec::new())); // the last chunk
     script
 }
+
+/// `event` preceded by a write stamp, as stub-server `--sse-stamps`
+/// writes it: `: t=<Unix ns>` on the line before the event's fields.
+pub(crate) fn stamped(stamp_ns: u64, event: &[u8]) -> Vec<u8> {
+    let mut bytes = format!(": t={stamp_ns}\n").into_bytes();
+    bytes.extend_from_slice(event);
+    bytes
+}
