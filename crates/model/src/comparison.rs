@@ -54,6 +54,11 @@ pub struct Comparison {
     /// measured (when the After was the engine's candidate).
     #[serde(default)]
     pub prediction: Option<Prediction>,
+    /// What the LLM what-if engine predicted for the After (TTFT, ITL,
+    /// TPOT and e2e), beside what it measured (when the After carried out
+    /// its decision).
+    #[serde(default)]
+    pub llm_prediction: Option<LlmPrediction>,
     /// Capacity under the SLA of the After's client, measured, with the
     /// engine's predicted capacity beside it.
     #[serde(default)]
@@ -660,6 +665,174 @@ impl Prediction {
             self.candidate,
             ms(self.predicted.p95_ms),
             ms(self.measured.p95_ms),
+        )
+    }
+}
+
+/// `comparison.json.llm_prediction`: what the LLM what-if engine predicted
+/// for the After it chose, beside what the After measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmPrediction {
+    /// The candidate run as the After.
+    pub candidate: String,
+    /// Who changed something.
+    pub kind: CandidateKind,
+    /// Whether the engine chose it (false: the best there was, though it
+    /// does not keep every objective with the margin).
+    pub chosen: bool,
+    /// Predicted beside measured, one row per statistic.
+    pub rows: Vec<LlmPredictedRow>,
+    /// The engine's conclusion.
+    pub conclusion: String,
+    /// The fitted step model in one line.
+    pub fit: String,
+    /// Every candidate, ranked.
+    pub ranked: Vec<LlmRankedCandidate>,
+}
+
+/// One statistic of the After, predicted and measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmPredictedRow {
+    /// `ttft_p95`, `itl_p99`, ... (series and quantile).
+    pub metric: String,
+    /// Predicted, ms.
+    pub predicted_ms: f64,
+    /// Its 95% interval, ms.
+    pub interval_ms: [f64; 2],
+    /// Measured, ms (`None` when the After measured none).
+    pub measured_ms: Option<f64>,
+    /// (predicted - measured) / measured, percent.
+    pub error_pct: Option<f64>,
+    /// Whether the measurement lies in the interval.
+    pub within_interval: Option<bool>,
+}
+
+/// One LLM candidate in the ranked table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmRankedCandidate {
+    /// Rank by predicted score.
+    pub rank: usize,
+    /// In words.
+    pub label: String,
+    /// `baseline`, `client` or `server`.
+    pub kind: CandidateKind,
+    /// Predicted TTFT P95, ms.
+    pub ttft_p95_ms: f64,
+    /// Predicted ITL P99, ms.
+    pub itl_p99_ms: f64,
+    /// Predicted e2e P95, ms.
+    pub e2e_p95_ms: f64,
+    /// Whether every objective is kept with the margin.
+    pub meets_objectives_with_margin: bool,
+    /// Whether it can be run as things stand.
+    pub runnable: bool,
+}
+
+impl LlmPrediction {
+    /// Headings of [`LlmPrediction::table`].
+    pub const HEADINGS: [&'static str; 5] = [
+        "",
+        "predicted (ms)",
+        "95% interval (ms)",
+        "measured (ms)",
+        "error",
+    ];
+
+    /// Predicted beside measured, for the reports.
+    pub fn table(&self) -> Vec<[String; 5]> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let (series, q) = r.metric.split_once('_').unwrap_or((&r.metric, ""));
+                [
+                    format!("{} {}", series.to_uppercase(), q.to_uppercase()),
+                    format!("{:.1}", r.predicted_ms),
+                    format!("{:.1} to {:.1}", r.interval_ms[0], r.interval_ms[1]),
+                    ms(r.measured_ms),
+                    r.error_pct.map_or_else(
+                        || "-".to_owned(),
+                        |e| {
+                            format!(
+                                "{e:+.1}%{}",
+                                if r.within_interval == Some(true) {
+                                    " (inside)"
+                                } else {
+                                    ""
+                                }
+                            )
+                        },
+                    ),
+                ]
+            })
+            .collect()
+    }
+
+    /// Headings of [`LlmPrediction::ranked_rows`].
+    pub const RANKED_HEADINGS: [&'static str; 7] = [
+        "rank",
+        "candidate",
+        "who changes",
+        "TTFT P95 (ms)",
+        "ITL P99 (ms)",
+        "e2e P95 (ms)",
+        "keeps the objectives with margin",
+    ];
+
+    /// The ranked candidates, for the reports.
+    pub fn ranked_rows(&self) -> Vec<[String; 7]> {
+        self.ranked
+            .iter()
+            .map(|c| {
+                [
+                    c.rank.to_string(),
+                    c.label.clone(),
+                    match c.kind {
+                        CandidateKind::Baseline => "nobody (as measured)",
+                        CandidateKind::Client => "client",
+                        CandidateKind::Server => "server (a server change)",
+                    }
+                    .to_owned(),
+                    format!("{:.1}", c.ttft_p95_ms),
+                    format!("{:.1}", c.itl_p99_ms),
+                    format!("{:.1}", c.e2e_p95_ms),
+                    match (c.meets_objectives_with_margin, c.runnable) {
+                        (true, true) => "yes",
+                        (true, false) => "yes, cannot be run yet",
+                        (false, _) => "no",
+                    }
+                    .to_owned(),
+                ]
+            })
+            .collect()
+    }
+
+    /// The outcome in one sentence: TTFT P95 and ITL P99, predicted and
+    /// measured.
+    pub fn sentence(&self) -> String {
+        let quote = |metric: &str, name: &str| {
+            self.rows.iter().find(|r| r.metric == metric).map(|r| {
+                format!(
+                    "{name} predicted {:.1} ms, measured {}{}",
+                    r.predicted_ms,
+                    ms(r.measured_ms),
+                    r.error_pct
+                        .map_or_else(String::new, |e| format!(" ({e:+.1}%)"))
+                )
+            })
+        };
+        let parts: Vec<String> = [quote("ttft_p95", "TTFT P95"), quote("itl_p99", "ITL P99")]
+            .into_iter()
+            .flatten()
+            .collect();
+        format!(
+            "The LLM what-if engine {} {}: {}.",
+            if self.chosen {
+                "chose"
+            } else {
+                "found nothing that keeps every objective with its margin; the After ran its best candidate,"
+            },
+            self.candidate,
+            parts.join("; ")
         )
     }
 }

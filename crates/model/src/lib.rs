@@ -25,7 +25,8 @@
 //! - The JSON files one tool writes and another reads, each with its
 //!   `SCHEMA_VERSION`: [`whatif`] (`whatif.json`: the analysis's decisions
 //!   and the what-if engine's prediction), [`comparison`]
-//!   (`comparison.json`) and [`conditions`] (`conditions.json`).
+//!   (`comparison.json`), [`conditions`] (`conditions.json`) and
+//!   [`server_metrics`] (a server's Prometheus samples through a run).
 //!
 //! ```
 //! use model::{output::expected_output, payload::baseline_input, DEFAULT_MODEL};
@@ -48,6 +49,7 @@ pub mod kserve_grpc;
 pub mod log;
 pub mod output;
 pub mod payload;
+pub mod server_metrics;
 pub mod summary;
 pub mod whatif;
 pub mod wire;

@@ -7,9 +7,12 @@
 //! each a [`Decision`] with its reason in one sentence and the numbers
 //! behind it. For batch inference the decision is the what-if engine's
 //! ([`WhatifReport::engine`]: the fitted service, every candidate fix
-//! simulated and ranked); for an LLM server or Triton's dynamic batcher it
-//! is a rule over the Before's measurements. Whoever runs the After only
-//! executes the decision: the loadgen flags, and the server setting.
+//! simulated and ranked); for an LLM server it is the continuous-batching
+//! engine's ([`WhatifReport::llm`]: the fitted step model, every candidate
+//! simulated and ranked on TTFT, ITL, TPOT and e2e); for Triton's dynamic
+//! batcher it is a rule over the Before's measurements. Whoever runs the
+//! After only executes the decision: the loadgen flags, and the server
+//! setting.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +36,10 @@ pub struct WhatifReport {
     /// The what-if engine's prediction, when it ran (batch inference with
     /// probes of the batch cost).
     pub engine: Option<EngineReport>,
+    /// The LLM what-if engine's prediction (`--scenario llm`): absent in
+    /// files of the other scenarios.
+    #[serde(default)]
+    pub llm: Option<LlmEngineReport>,
 }
 
 impl WhatifReport {
@@ -90,6 +97,49 @@ pub enum ServerSetting {
         /// The longest hold, microseconds.
         max_queue_delay_us: u64,
     },
+    /// Tokens one step of an LLM server may process, decodes and prefill
+    /// chunks together (vLLM's `max_num_batched_tokens`, stub-server's
+    /// `--max-batched-tokens`, llama-server's `--batch-size`).
+    MaxBatchedTokens {
+        /// The step's token budget.
+        max_batched_tokens: u32,
+    },
+    /// Whether a long prompt is prefilled in chunks beside the decodes
+    /// (vLLM's `--enable-chunked-prefill`); off, a step that admits
+    /// prompts prefills them whole and decodes nothing.
+    ChunkedPrefill {
+        /// On or off.
+        enabled: bool,
+    },
+    /// Copies of the Before's server behind a balancer that sends each
+    /// request to the copy with the fewest requests outstanding (ties to
+    /// the first).
+    Replicas {
+        /// Copies in all.
+        replicas: u32,
+    },
+}
+
+impl ServerSetting {
+    /// The setting in words ("max_num_seqs 20", "2 replicas behind a
+    /// balancer").
+    pub fn describe(&self) -> String {
+        match *self {
+            ServerSetting::MaxNumSeqs { max_num_seqs } => format!("max_num_seqs {max_num_seqs}"),
+            ServerSetting::DynamicBatching { max_queue_delay_us } => {
+                format!("dynamic batching, max_queue_delay {max_queue_delay_us} us")
+            }
+            ServerSetting::MaxBatchedTokens { max_batched_tokens } => {
+                format!("max_batched_tokens {max_batched_tokens}")
+            }
+            ServerSetting::ChunkedPrefill { enabled } => {
+                format!("chunked prefill {}", if enabled { "on" } else { "off" })
+            }
+            ServerSetting::Replicas { replicas } => {
+                format!("{replicas} replicas behind a balancer (fewest outstanding)")
+            }
+        }
+    }
 }
 
 /// The what-if engine's part: the fit, every candidate, its choice.
@@ -314,6 +364,258 @@ pub struct CapacityChoice {
     pub max_rate_rps: f64,
 }
 
+/// The LLM what-if engine's part (`report whatif --scenario llm`): the
+/// step model fitted to the Before and the probe, every candidate
+/// simulated on the continuous-batching scheduler and ranked, its choice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmEngineReport {
+    /// The fitted step model and the server it assumes.
+    pub fit: StepFit,
+    /// What every candidate replays: the Before's requests.
+    pub workload: LlmWorkload,
+    /// The load every candidate was simulated under.
+    pub load: Load,
+    /// The objectives judged (`ttft_p95<=500`, `itl_p99<=50`,
+    /// `e2e_p95<=800`).
+    pub objectives: Vec<String>,
+    /// Safety margin: a candidate meets an objective `<= X` when its
+    /// prediction interval's upper end is at most `X * (1 - margin)`.
+    pub margin: f64,
+    /// Bootstrap refits behind the prediction intervals.
+    pub refits: usize,
+    /// Seed of every draw.
+    pub seed: u64,
+    /// The Before as measured, replayed by the simulation.
+    pub baseline: LlmCandidateRow,
+    /// Every candidate, the baseline included, ranked by predicted score.
+    pub candidates: Vec<LlmCandidateRow>,
+    /// The candidate to run as the After; `None` when none that can be
+    /// run meets every objective with the margin.
+    pub chosen: Option<LlmCandidateRow>,
+    /// One sentence with the numbers behind the choice.
+    pub conclusion: String,
+    /// Wall time of the fit and the predictions, ms.
+    pub elapsed_ms: f64,
+}
+
+impl LlmEngineReport {
+    /// The candidate to run as the After: the chosen one, else the best
+    /// ranked one that can be run and changes something.
+    pub fn after(&self) -> Option<&LlmCandidateRow> {
+        self.chosen.as_ref().or_else(|| {
+            self.candidates
+                .iter()
+                .find(|c| c.runnable && c.kind != CandidateKind::Baseline)
+        })
+    }
+}
+
+/// The step model: what one step of the server costs, and the server it
+/// runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFit {
+    /// Fixed cost of a step, ms.
+    pub step_base_ms: Estimate,
+    /// Cost per sequence in the step, ms.
+    pub step_per_seq_ms: Estimate,
+    /// Cost per prompt token prefilled in the step, ms.
+    pub prefill_per_token_ms: Estimate,
+    /// Standard deviation of the log-normal multiplier of a step's cost.
+    pub sigma: Estimate,
+    /// The client's own time in a time to first token (sending, the
+    /// server's intake, reading), ms.
+    pub client_overhead_ms: Estimate,
+    /// Standard deviation of the delay with which the client read a
+    /// token after the step that made it, ms (from tokens of one step).
+    pub read_jitter_ms: f64,
+    /// Steps observed back to back (a gap between two tokens of one
+    /// stream), the fit's main observations.
+    pub steps: usize,
+    /// First tokens of requests that found the server idle (the probe's):
+    /// their time to first token is the client's time plus one step.
+    pub first_token_steps: usize,
+    /// Where the prompt lengths came from (`column prompt_tokens`,
+    /// `--prompt-tokens`, ...).
+    pub prompt_tokens_from: String,
+    /// The Before's server as the simulation runs it.
+    pub server: LlmServerConfig,
+    /// Where the slot count came from (`--max-num-seqs`, the server's
+    /// metrics, the most sequences seen decoding at once).
+    pub slots_from: String,
+    /// The Before replayed by the fitted model, against what it measured.
+    pub checks: Vec<ModelCheck>,
+}
+
+/// The continuous-batching server the simulation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlmServerConfig {
+    /// Sequence slots.
+    pub max_num_seqs: u32,
+    /// Tokens one step may process; `None`: no limit.
+    pub max_batched_tokens: Option<u32>,
+    /// Chunked prefill.
+    pub chunked_prefill: bool,
+    /// KV capacity of the running sequences, tokens; `None`: unlimited.
+    pub kv_cache_tokens: Option<u64>,
+    /// Tokens per KV block.
+    pub kv_block_tokens: u32,
+    /// Blocks the prefix cache holds (0: none).
+    pub prefix_cache_blocks: u64,
+    /// Copies behind a balancer.
+    pub replicas: u32,
+}
+
+/// One statistic of the Before, predicted by replaying it and measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCheck {
+    /// `itl_p50`, `itl_p99`, `ttft_p50`, `ttft_p95`, `e2e_p95`.
+    pub metric: String,
+    /// The replay's value, ms.
+    pub predicted_ms: f64,
+    /// The Before's, ms.
+    pub measured_ms: f64,
+    /// (predicted - measured) / measured, percent.
+    pub error_pct: f64,
+}
+
+/// The requests every candidate replays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmWorkload {
+    /// Requests per simulated run.
+    pub requests: u32,
+    /// Prompt lengths, tokens.
+    pub prompt_tokens: Lengths,
+    /// Answer lengths, tokens.
+    pub output_tokens: Lengths,
+    /// Requests whose prompt begins with an earlier one's conversation
+    /// (same `session_id`), which a prefix cache can serve.
+    pub sharing_prefix: u32,
+}
+
+/// A length distribution in four numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Lengths {
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// What an LLM candidate changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LlmChange {
+    /// Nothing: the Before as measured.
+    None,
+    /// Server: sequence slots.
+    MaxNumSeqs {
+        /// Slots.
+        max_num_seqs: u32,
+    },
+    /// Server: the step's token budget.
+    MaxBatchedTokens {
+        /// Tokens per step.
+        max_batched_tokens: u32,
+    },
+    /// Server: chunked prefill on or off.
+    ChunkedPrefill {
+        /// On or off.
+        enabled: bool,
+    },
+    /// Server: copies behind a balancer.
+    Replicas {
+        /// Copies in all.
+        replicas: u32,
+    },
+    /// Client: at most this many streams in flight; the others wait at
+    /// the client, their wait counted in TTFT from the intended start.
+    ConcurrencyCap {
+        /// Streams in flight at most.
+        max_in_flight: u32,
+    },
+    /// Client: evenly spaced arrivals at the same rate instead of Poisson.
+    SmoothArrivals,
+    /// Client: requests that share a prefix sent one after another.
+    OrderByPrefix,
+}
+
+/// A latency series predicted: three quantiles, each with its 95%
+/// interval over the refits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PredictedSeries {
+    /// P50, ms (mean over the point simulations).
+    pub p50_ms: f64,
+    /// P95, ms.
+    pub p95_ms: f64,
+    /// P99, ms.
+    pub p99_ms: f64,
+    /// 95% interval of P50, ms.
+    pub p50_interval_ms: [f64; 2],
+    /// 95% interval of P95, ms.
+    pub p95_interval_ms: [f64; 2],
+    /// 95% interval of P99, ms.
+    pub p99_interval_ms: [f64; 2],
+}
+
+/// One objective, predicted for a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectivePrediction {
+    /// As written (`ttft_p95<=500`).
+    pub objective: String,
+    /// The predicted value.
+    pub predicted: f64,
+    /// Its 95% interval.
+    pub interval: [f64; 2],
+    /// Whether the interval's far end keeps the bound with the margin.
+    pub meets_with_margin: bool,
+}
+
+/// One LLM candidate's prediction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCandidateRow {
+    /// Position by score, from 1.
+    pub rank: usize,
+    /// What the candidate is, in words ("server: max_num_seqs 20").
+    pub label: String,
+    /// Who has to change something.
+    pub kind: CandidateKind,
+    /// The change.
+    pub change: LlmChange,
+    /// The server setting a runner applies (server changes).
+    pub server_setting: Option<ServerSetting>,
+    /// The loadgen flags of the After's client.
+    pub loadgen_args: Vec<String>,
+    /// Whether loadgen and the runner can carry it out as it stands.
+    pub runnable: bool,
+    /// When not runnable, what it would need.
+    pub needs: Option<String>,
+    /// Time to first token, from the intended start.
+    pub ttft: PredictedSeries,
+    /// Inter-token latency, every gap.
+    pub itl: PredictedSeries,
+    /// Time per output token.
+    pub tpot: PredictedSeries,
+    /// End-to-end latency.
+    pub e2e: PredictedSeries,
+    /// Every objective, predicted.
+    pub objectives: Vec<ObjectivePrediction>,
+    /// Whether every objective is met with the margin.
+    pub meets_objectives_with_margin: bool,
+    /// The worst objective's prediction over its bound (lower is better;
+    /// at most `1 - margin` when it meets with the margin at the point).
+    pub score: f64,
+    /// Predicted requests per second over the run.
+    pub throughput_rps: f64,
+    /// Predicted preemptions per run.
+    pub preemptions: f64,
+    /// Refits behind this row's intervals.
+    pub refits: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +638,7 @@ mod tests {
             after: Some(decision()),
             server_change: None,
             engine: None,
+            llm: None,
         };
         let text = serde_json::to_string(&report).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
