@@ -360,6 +360,7 @@ pub fn compare(
         conditions,
         decision,
         prediction,
+        llm_prediction: None,
         capacity,
         capacity_open_loop,
         warnings,

@@ -101,6 +101,7 @@ pub fn run(options: &Options) -> Result<WhatifReport, WhatifError> {
             after: Some(llm_decision(options)?),
             server_change: None,
             engine: None,
+            llm: None,
         },
         Scenario::Inference => {
             // Triton's server change needs only the Before's statistics:
@@ -122,6 +123,7 @@ pub fn run(options: &Options) -> Result<WhatifReport, WhatifError> {
                 after: engine.as_ref().and_then(decide::engine_after),
                 server_change,
                 engine,
+                llm: None,
             }
         }
     };

@@ -43,6 +43,7 @@ fn decision_line(d: &Decision) -> String {
         Some(ServerSetting::DynamicBatching { max_queue_delay_us }) => {
             format!("; server dynamic batching, max_queue_delay {max_queue_delay_us} us")
         }
+        Some(other) => format!("; server {}", other.describe()),
         None => String::new(),
     };
     format!(
