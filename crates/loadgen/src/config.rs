@@ -281,9 +281,15 @@ pub struct LoadConfig {
     /// Where to write the server's statistics around the run (APIs with a
     /// statistics endpoint: `kserve-v2`).
     pub server_stats_path: Option<PathBuf>,
-    /// Triton's metrics URL (`http://host:8002/metrics`): its Prometheus
-    /// counters stand in when the statistics endpoint is closed.
+    /// A Prometheus metrics URL (`http://host:8000/metrics`): scraped
+    /// through the run when `server_metrics_path` is set (the
+    /// `server_metrics` module), and with `server_stats_path` Triton's
+    /// counters there stand in when the statistics endpoint is closed.
     pub server_metrics_url: Option<String>,
+    /// Where the scraped series goes (`model::server_metrics`).
+    pub server_metrics_path: Option<PathBuf>,
+    /// Time between scrapes.
+    pub server_metrics_interval: Duration,
     /// Draw the live progress bar on stderr, when stderr is a terminal
     /// (the `progress` module).
     pub progress: bool,
@@ -329,6 +335,8 @@ impl Default for LoadConfig {
             log_path: None,
             server_stats_path: None,
             server_metrics_url: None,
+            server_metrics_path: None,
+            server_metrics_interval: crate::server_metrics::DEFAULT_INTERVAL,
             progress: false,
             shutdown_grace: Duration::from_secs(2),
             shard: None,

@@ -74,6 +74,7 @@
 // of the crate is private; what a caller needs is re-exported below.
 pub mod capacity;
 pub mod limits;
+pub mod server_metrics;
 
 mod api;
 mod batcher;

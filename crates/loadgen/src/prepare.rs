@@ -12,6 +12,7 @@ use crate::client::Transport;
 use crate::config::{ConfigError, ConnectionMode, LoadConfig};
 use crate::error::LoadError;
 use crate::payloads::Payloads;
+use crate::server_metrics;
 use crate::server_stats::{self, Watch};
 use crate::target::{self, Target};
 use crate::tls::Tls;
@@ -35,6 +36,8 @@ pub struct Prepared {
     pub(crate) trace: Option<Trace>,
     /// The server's statistics around the run, the snapshot before it taken.
     pub(crate) stats: Option<Watch>,
+    /// The metrics endpoint to scrape through the run.
+    pub(crate) metrics: Option<server_metrics::MetricsTarget>,
 }
 
 /// Validates `config`, resolves the host, builds the TLS client and the
@@ -109,6 +112,10 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         }
         None => None,
     };
+    let metrics = match &config.server_metrics_url {
+        None => None,
+        Some(url) => Some(metrics_target(&config, url).await?),
+    };
     let stats = match (&config.server_stats_path, api.stats_path()) {
         (None, _) => None,
         (Some(_), None) => {
@@ -119,28 +126,20 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
             .into())
         }
         (Some(file), Some(path)) => {
-            let metrics = match &config.server_metrics_url {
+            let fallback = match &config.server_metrics_url {
+                Some(url) => metrics_transport(&config, url).await?.ok(),
                 None => None,
-                Some(url) => {
-                    let metrics = Target::parse(url).map_err(ConfigError::from)?;
-                    let addrs = target::resolve(&metrics).await?;
-                    let tls = if metrics.is_tls() {
-                        Some(Tls::new(&config.tls, &metrics.host, false, true)?)
-                    } else {
-                        None
-                    };
-                    let path = metrics.path_and_query.clone();
-                    Some((Transport::new(metrics, addrs, tls, &config, 0), path))
-                }
             };
             // The probe's requests name their paths, so the one that checked
             // the API before the load serves here too.
             let watch =
-                server_stats::Watch::start(probe, path, metrics, &config.model, file.clone())
+                server_stats::Watch::start(probe, path, fallback, &config.model, file.clone())
                     .await?;
             Some(watch)
         }
     };
+    // Without a file for the series the URL served only as Triton's fallback.
+    let metrics = metrics.filter(|_| config.server_metrics_path.is_some());
     Ok(Prepared {
         config,
         target,
@@ -150,6 +149,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         requests: Arc::new(requests),
         trace,
         stats,
+        metrics,
     })
 }
 
@@ -247,4 +247,62 @@ impl fmt::Debug for Prepared {
             .field("api", &self.api.name())
             .finish_non_exhaustive()
     }
+}
+
+/// The metrics endpoint to scrape through the run.
+async fn metrics_target(
+    config: &LoadConfig,
+    url: &str,
+) -> Result<server_metrics::MetricsTarget, LoadError> {
+    let (transport, path, unreachable) = match metrics_transport(config, url).await? {
+        Ok((transport, path)) => (Some(transport), path, None),
+        Err(why) => (None, String::new(), Some(why)),
+    };
+    Ok(server_metrics::MetricsTarget {
+        url: url.to_owned(),
+        path,
+        transport,
+        unreachable,
+        interval: config.server_metrics_interval,
+        file: config.server_metrics_path.clone().unwrap_or_default(),
+    })
+}
+
+/// A connection to the metrics endpoint and its path. A URL that does not
+/// parse is refused before any request (`Err`); one whose host does not
+/// resolve is the inner `Err`, a warning when scraping starts: the metrics
+/// are a view on the run, not a condition of it.
+async fn metrics_transport(
+    config: &LoadConfig,
+    url: &str,
+) -> Result<Result<(Transport, String), String>, LoadError> {
+    let parsed = Target::parse(url).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "--server-metrics-url {url:?}: {e} (allowed: an http:// or https:// URL of a Prometheus text endpoint, e.g. http://127.0.0.1:8000/metrics)"
+        ))
+    })?;
+    let path = parsed.path_and_query.clone();
+    // Its own connection settings: HTTP/1.1 (a metrics port rarely speaks
+    // HTTP/2 without TLS), one connection, a short timeout.
+    let scrape_config = LoadConfig {
+        http2: false,
+        connection: ConnectionMode::Pooled,
+        concurrency: 1,
+        open_loop: None,
+        timeout: config.timeout.min(server_metrics::SCRAPE_TIMEOUT),
+        ..config.clone()
+    };
+    let addrs = match target::resolve(&parsed).await {
+        Ok(addrs) => addrs,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let tls = if parsed.is_tls() {
+        Some(Tls::new(&config.tls, &parsed.host, false, true)?)
+    } else {
+        None
+    };
+    Ok(Ok((
+        Transport::new(parsed, addrs, tls, &scrape_config, 0),
+        path,
+    )))
 }

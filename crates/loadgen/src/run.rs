@@ -68,6 +68,7 @@ impl Prepared {
             requests,
             trace,
             stats,
+            metrics,
         } = self;
         let writer = match &config.log_path {
             Some(path) => Some(LogWriter::create(path, api.token_metrics())?),
@@ -89,7 +90,13 @@ impl Prepared {
             verify: start_info.verified,
             digests: config.log_path.is_some(),
         };
-        let engine = Arc::new(Engine::new(api, transport, checks, Clock::new()));
+        let clock = Clock::new();
+        // On the engine's clock, so the series and the rows share a time base.
+        let scraper = match metrics {
+            Some(target) => Some(target.start(clock).await),
+            None => None,
+        };
+        let engine = Arc::new(Engine::new(api, transport, checks, clock));
         let parts = RunParts {
             config,
             engine,
@@ -99,7 +106,11 @@ impl Prepared {
             writer,
             info: start_info,
         };
-        let mut summary = run_engine(parts, shutdown).await?;
+        let outcome = run_engine(parts, shutdown).await;
+        if let Some(scraper) = scraper {
+            scraper.finish().await;
+        }
+        let mut summary = outcome?;
         summary.tls_first_failure = tls_watch
             .as_ref()
             .and_then(tls::Tls::first_failure)

@@ -54,6 +54,7 @@ impl Cli {
             ("-o/--out", &self.run.out),
             ("--json", &self.run.json),
             ("--server-stats", &self.run.server_stats),
+            ("--server-metrics", &self.run.server_metrics),
             ("--dry-run", &self.run.dry_run),
         ] {
             if let Some(path) = path {
@@ -329,8 +330,20 @@ impl RunArgs {
                 "--server-stats applies to --api kserve-v2 (servers with Triton's statistics endpoint)".into(),
             ));
         }
+        if self.server_metrics_url.is_some()
+            && self.server_metrics.is_none()
+            && self.server_stats.is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "--server-metrics-url needs --server-metrics FILE, where the series scraped through the run goes (or --server-stats, where it is Triton's fallback)".into(),
+            ));
+        }
         config.server_stats_path = self.server_stats;
         config.server_metrics_url = self.server_metrics_url;
+        config.server_metrics_path = self.server_metrics;
+        if let Some(interval) = self.server_metrics_interval {
+            config.server_metrics_interval = interval;
+        }
         config.warmup = self.warmup.unwrap_or(Warmup::NONE);
         if (self.threads.is_some() || self.busy_poll_us.is_some()) && !config.runs_client_threads()
         {
