@@ -10,6 +10,9 @@
 //! - [`Llm`]: an OpenAI-compatible LLM server (`--scenario llm`):
 //!   stub-server's LLM routes with 8 sequence slots, fresh per phase;
 //!   `max_num_seqs` is the server change report decides.
+//! - [`LlamaCpp`]: llama.cpp's own `llama-server` (`--scenario llm
+//!   --server llama`), fresh per phase, its `--parallel` slots the
+//!   `max_num_seqs` report decides.
 //!
 //! A backend says how to start a server (with a server setting applied),
 //! how loadgen talks to it, what the analysis is told, and what the
@@ -22,6 +25,7 @@ use model::whatif::ServerSetting;
 
 use crate::build::Binaries;
 use crate::error::TaskError;
+use crate::llama;
 use crate::perf::{PerfArgs, FIRST_SEED};
 use crate::process::ServerProcess;
 use crate::triton::{self as triton_server, TritonSetup};
@@ -82,6 +86,13 @@ pub(crate) struct Spec {
     pub default_slos: Vec<String>,
     /// Whether each phase's server is started fresh (not for `--url`).
     pub fresh_server_per_phase: bool,
+    /// Streams in flight in the Before and the After (the baseline
+    /// client's concurrency, or less for a small server).
+    pub concurrency: usize,
+    /// The server's Prometheus path, when it has one: loadgen scrapes it
+    /// through every phase (`--server-metrics-url`) into
+    /// `PHASE_server_metrics.json`.
+    pub metrics_path: Option<&'static str>,
 }
 
 /// How the workflow talks to one kind of server.
@@ -116,6 +127,9 @@ pub(crate) trait Backend {
 /// The backend `args` ask for (the flags are already validated).
 pub(crate) fn choose(args: &PerfArgs) -> Box<dyn Backend> {
     if args.scenario == "llm" {
+        if args.server == "llama" {
+            return Box::new(LlamaCpp::new(args));
+        }
         return Box::new(Llm::new());
     }
     if args.server == "triton" {
@@ -221,6 +235,8 @@ fn inference_spec(args: &PerfArgs) -> Spec {
         before_label: "Before (Rust reproduction of input.py)".to_owned(),
         default_slos: Vec::new(),
         fresh_server_per_phase: true,
+        metrics_path: None,
+        concurrency: model::BASELINE_CONCURRENCY,
     }
 }
 
@@ -328,6 +344,8 @@ impl Endpoint {
                     "ok: single and batched requests answered (outputs digested, not verified) at {url}",
                 whatif_args: load_shape(),
                 fresh_server_per_phase: false,
+                metrics_path: None,
+                concurrency: model::BASELINE_CONCURRENCY,
                 ..inference_spec(args)
             },
             url: url.to_owned(),
@@ -417,6 +435,8 @@ impl Triton {
                 before_label: "Before (baseline client, Triton)".to_owned(),
                 default_slos: Vec::new(),
                 fresh_server_per_phase: true,
+                metrics_path: None,
+                concurrency: model::BASELINE_CONCURRENCY,
             },
             root: None,
             python: None,
@@ -547,6 +567,8 @@ impl Llm {
                 before_label: format!("Before (baseline client, {LLM_PROFILE_SLOTS} slots)"),
                 default_slos: strings(&LLM_DEFAULT_SLOS),
                 fresh_server_per_phase: true,
+                metrics_path: Some("/metrics"),
+                concurrency: model::BASELINE_CONCURRENCY,
             },
         }
     }
@@ -600,6 +622,161 @@ impl Backend for Llm {
             api: Some("openai-chat, streamed (stream_options.include_usage)".to_owned()),
             payloads: Some(payloads("as one user message each")),
             before_client: Some("loadgen --profile baseline --api openai-chat (a new connection per request)".to_owned()),
+            ..Conditions::default()
+        }
+    }
+}
+
+/// llama.cpp's own `llama-server` on the tiny local model, fresh per
+/// phase: few slots in the Before, so streams wait for one.
+pub(crate) struct LlamaCpp {
+    spec: Spec,
+    out: PathBuf,
+    install: Option<llama::Install>,
+}
+
+/// The Before's slots (`llama-server --parallel`).
+pub(crate) const LLAMA_BEFORE_SLOTS: u32 = 1;
+/// Streams in flight: the baseline client's 400 requests, 8 at a time.
+/// On a 2-core CPU every token costs llama-server a wake-up of the HTTP
+/// thread of its stream, so 20 streams measure the machine's scheduler
+/// more than the server's slots.
+pub(crate) const LLAMA_STREAMS: usize = 8;
+/// Tokens of every answer: the random model never ends one by itself.
+const LLAMA_MAX_TOKENS: &str = "32";
+
+impl LlamaCpp {
+    fn new(args: &PerfArgs) -> Self {
+        Self {
+            spec: Spec {
+                intro: format!(
+                    "scenario: llm. Server: llama.cpp's llama-server (continuous batching over --parallel slots, CPU, a tiny local GGUF), \
+                     {LLAMA_BEFORE_SLOTS} slot in the Before, fresh for every phase; client: loadgen --api openai-chat, streamed, {LLAMA_STREAMS} at a time, {LLAMA_MAX_TOKENS} tokens an answer, greedy, answers not compared"
+                ),
+                prepare: Some("llama-server: the binary (xtask/llama/build_server.sh) and the tiny model"),
+                api: "openai-chat".to_owned(),
+                client_args: strings(&[
+                    "--model",
+                    llama::MODEL,
+                    "--max-tokens",
+                    LLAMA_MAX_TOKENS,
+                    "--extra-body",
+                    r#"{"temperature": 0}"#,
+                    // Its kernels are not batch-invariant: a near tie of
+                    // the random model's logits can fall the other way
+                    // with other slots, so answers are not compared.
+                    "--no-digest",
+                ]),
+                log_suffix: "llama-server",
+                functional_log: "functional-llama-server.log",
+                functional_checks: vec![
+                    FunctionalCheck {
+                        api: Some("openai-chat"),
+                        flags: "-n 4 -c 2",
+                    },
+                    FunctionalCheck {
+                        api: Some("openai-chat"),
+                        flags: "-n 2 -c 2 --no-stream",
+                    },
+                    FunctionalCheck {
+                        api: Some("openai-completions"),
+                        flags: "-n 4 -c 2",
+                    },
+                ],
+                functional_ok: "ok: llama-server at {url} streamed chat and completions and answered a whole chat",
+                input_py_skip: Some("input.py skipped: it sends the simulator's inference format, not OpenAI's; the Rust baseline client (input.py's load shape, streamed) is the Before.".to_owned()),
+                server_stats: false,
+                probe: false,
+                // The current LLM rule (slots raised to the streams in
+                // flight); where the analysis ranks other server changes,
+                // `LlamaCpp::server_args` is where each is carried out.
+                whatif_args: vec![
+                    "--scenario".to_owned(),
+                    "llm".to_owned(),
+                    "--max-num-seqs".to_owned(),
+                    LLAMA_BEFORE_SLOTS.to_string(),
+                    "--concurrency".to_owned(),
+                    LLAMA_STREAMS.to_string(),
+                ],
+                decides_server_change: true,
+                before_label: format!(
+                    "Before (baseline client, llama-server --parallel {LLAMA_BEFORE_SLOTS})"
+                ),
+                default_slos: strings(&LLM_DEFAULT_SLOS),
+                fresh_server_per_phase: true,
+                metrics_path: Some("/metrics"),
+                concurrency: LLAMA_STREAMS,
+            },
+            out: args.out.clone(),
+            install: None,
+        }
+    }
+
+    /// The slots with `setting` applied: the Before's, or the decided
+    /// `max_num_seqs` as `--parallel`. Other server settings are refused
+    /// until llama-server is given a way to apply them.
+    fn slots(setting: Option<&ServerSetting>) -> Result<u32, TaskError> {
+        match setting {
+            None => Ok(LLAMA_BEFORE_SLOTS),
+            Some(ServerSetting::MaxNumSeqs { max_num_seqs }) => Ok(*max_num_seqs),
+            Some(other) => Err(cannot_apply("llama-server", other)),
+        }
+    }
+}
+
+impl Backend for LlamaCpp {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    fn prepare(&mut self) -> Result<(), TaskError> {
+        let root = crate::workspace::root()?;
+        let dir = self.out.join("llama");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| TaskError::Step(format!("cannot create {}: {e}", dir.display())))?;
+        self.install = Some(llama::prepare(&root, &dir)?);
+        Ok(())
+    }
+
+    fn start(
+        &self,
+        _bins: &Binaries,
+        log: &Path,
+        _seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError> {
+        let Some(install) = &self.install else {
+            return Err(TaskError::Step(
+                "llama-server was started before it was prepared".to_owned(),
+            ));
+        };
+        let server = llama::start(install, Self::slots(setting)?, log)?;
+        Ok(Target {
+            url: server.base_url.clone(),
+            _server: Some(server),
+        })
+    }
+
+    fn describe(&self, _seed: u64, setting: Option<&ServerSetting>) -> String {
+        match Self::slots(setting) {
+            Ok(slots) => format!("llama-server {}", llama::args(slots).join(" ")),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn conditions(&self, seed: u64) -> Conditions {
+        Conditions {
+            scenario: Some("llm".to_owned()),
+            target: Some(TargetKind::LlamaServer),
+            server: Some(format!(
+                "{} (llama.cpp's server, CPU, the tiny random-weight GGUF of xtask/llama/make_gguf.py)",
+                self.describe(seed, None)
+            )),
+            api: Some(format!(
+                "openai-chat, streamed (stream_options.include_usage), max_tokens {LLAMA_MAX_TOKENS}, temperature 0"
+            )),
+            payloads: Some(payloads("as one user message each")),
+            before_client: Some(format!("loadgen --profile baseline --api openai-chat -c {LLAMA_STREAMS} (a new connection per request)")),
             ..Conditions::default()
         }
     }

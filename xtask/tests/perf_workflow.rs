@@ -336,7 +336,7 @@ impl Drop for Endpoint {
 
 #[test]
 fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["perf", "--url", "ftp://127.0.0.1:9/x"],
             "must be an absolute http:// or https:// URL",
@@ -360,6 +360,18 @@ fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
             "cannot be used with --url",
         ),
         (&["perf", "--no-such-flag"], "unexpected argument"),
+        (
+            &["perf", "--server", "vllm"],
+            "allowed: simulator, triton, llama (with --scenario llm)",
+        ),
+        (
+            &["perf", "--server", "llama"],
+            "--server llama is an LLM server: give it with --scenario llm",
+        ),
+        (
+            &["perf", "--scenario", "llm", "--server", "triton"],
+            "--server cannot be used with --scenario llm",
+        ),
     ];
     for (args, message) in cases {
         let run = xtask(args);

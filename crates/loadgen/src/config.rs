@@ -246,6 +246,9 @@ pub struct LoadConfig {
     /// (a server known to give the simulator's answers, such as
     /// stub-server); `Some(false)` turns it off.
     pub verify: Option<bool>,
+    /// Log each answer's digest (with a log); off for a model whose
+    /// answers change with its batching.
+    pub digests: bool,
     /// Model name sent when the payload does not name one.
     pub model: String,
     /// Limit on one HTTP request: connect, send and read the whole body.
@@ -322,6 +325,7 @@ impl Default for LoadConfig {
             batch_size: 1,
             batch_wait_ms: 0,
             verify: None,
+            digests: true,
             model: model::DEFAULT_MODEL.to_owned(),
             timeout: Duration::from_secs(model::BASELINE_TIMEOUT_S),
             warmup: Warmup::NONE,

@@ -88,7 +88,7 @@ impl Prepared {
         );
         let checks = verify::Checks {
             verify: start_info.verified,
-            digests: config.log_path.is_some(),
+            digests: config.log_path.is_some() && config.digests,
         };
         let clock = Clock::new();
         // On the engine's clock, so the series and the rows share a time base.

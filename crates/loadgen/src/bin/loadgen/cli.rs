@@ -196,6 +196,13 @@ pub(crate) struct TargetArgs {
     #[arg(long)]
     pub(crate) no_verify: bool,
 
+    /// Log no output digest: for a real model whose answers change with
+    /// how the server batches them (llama.cpp's and vLLM's kernels are not
+    /// batch-invariant), so a Before and an After are not expected to give
+    /// the same text and nothing should compare them.
+    #[arg(long, conflicts_with = "verify")]
+    pub(crate) no_digest: bool,
+
     /// Extra header, 'Name: value' (repeatable). One named like a default
     /// header (Content-Type, Accept, User-Agent) replaces it; Host replaces
     /// the URL's host over HTTP/1.1 (refused with --http2). Headers that
@@ -694,6 +701,7 @@ mod tests {
                 "--api",
                 "openai-chat",
                 "--no-stream",
+                "--no-digest",
                 "--max-tokens",
                 "8",
                 "--extra-body",

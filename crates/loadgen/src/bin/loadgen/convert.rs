@@ -171,6 +171,7 @@ impl TargetArgs {
         if let Some(w) = self.batch_wait_ms {
             config.batch_wait_ms = w;
         }
+        config.digests = !self.no_digest;
         config.verify = match (self.verify, self.no_verify) {
             (true, _) => Some(true),
             (false, true) if self.api != ApiArg::Simulator => {
