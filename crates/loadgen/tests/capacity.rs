@@ -374,16 +374,17 @@ fn finds_the_capacity_of_an_llm_server_under_ttft_and_itl_objectives() {
         (36.0..=44.0).contains(&max),
         "max_rate_rps {max}, the hand-worked 40/s: {report:#?}"
     );
-    // Twice the capacity breaks the TTFT objective, not the ITL one: the
-    // streams that have a slot still get a token a step.
-    let overload = report
-        .curve
-        .iter()
-        .find(|s| s.offered_rps == 80.0)
-        .expect("80/s was tried");
-    assert!(!overload.sustainable, "{overload:?}");
+    // Past the capacity the queue breaks the TTFT objective, never the
+    // ITL one: the streams that have a slot still get a token a step.
+    let over: Vec<&StepRecord> = report.curve.iter().filter(|s| !s.sustainable).collect();
+    assert!(!over.is_empty(), "{report:#?}");
     assert!(
-        overload.reason.contains("ttft_p95<=200 not met") && !overload.reason.contains("itl_p99"),
-        "{overload:?}"
+        over.iter().all(|s| !s.reason.contains("itl_p99")),
+        "{over:#?}"
+    );
+    assert!(
+        over.iter()
+            .any(|s| s.reason.contains("ttft_p95<=200 not met")),
+        "{over:#?}"
     );
 }

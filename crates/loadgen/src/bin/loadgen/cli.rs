@@ -696,12 +696,12 @@ mod tests {
                 "m.json",
                 "--server-metrics-interval",
                 "500ms",
+                "--no-digest",
             ],
             &[
                 "--api",
                 "openai-chat",
                 "--no-stream",
-                "--no-digest",
                 "--max-tokens",
                 "8",
                 "--extra-body",
@@ -947,6 +947,7 @@ mod tests {
                 "p.jsonl",
                 "--payloads-format",
                 "jsonl",
+                "--no-digest",
             ],
             // The flags of a run that capacity refuses with a reason.
             &[
