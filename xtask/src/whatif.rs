@@ -140,6 +140,7 @@ mod tests {
             }),
             server_change: None,
             engine: None,
+            llm: None,
         };
         std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
         let back: WhatifReport = json::read(&path).unwrap();
