@@ -810,6 +810,10 @@ mod tests {
         assert_eq!(Triton::setup(42, None).unwrap(), TritonSetup::PLACEHOLDER);
         let err = Triton::setup(42, Some(&slots)).unwrap_err().to_string();
         assert!(err.contains("Triton cannot apply"), "{err}");
+        assert_eq!(LlamaCpp::slots(None).unwrap(), LLAMA_BEFORE_SLOTS);
+        assert_eq!(LlamaCpp::slots(Some(&slots)).unwrap(), 20);
+        let err = LlamaCpp::slots(Some(&delay)).unwrap_err().to_string();
+        assert!(err.contains("llama-server cannot apply"), "{err}");
     }
 
     #[test]
