@@ -12,6 +12,9 @@
 //!   stub-server's LLM routes (`--profile`, `--server-arg`), fresh per
 //!   phase; its slots or its step's token budget is the server change
 //!   report may decide, applied on top of the user's flags.
+//! - [`LlamaCpp`]: llama.cpp's own `llama-server` (`--scenario llm
+//!   --server llama`), fresh per phase, its `--parallel` slots the
+//!   `max_num_seqs` report decides.
 //!
 //! A backend says how to start a server (with a server setting applied),
 //! how loadgen talks to it, what the analysis is told, and what the
@@ -24,6 +27,7 @@ use model::whatif::ServerSetting;
 
 use crate::build::Binaries;
 use crate::error::TaskError;
+use crate::llama;
 use crate::perf::{PerfArgs, FIRST_SEED};
 use crate::process::ServerProcess;
 use crate::triton::{self as triton_server, TritonSetup};
@@ -87,6 +91,13 @@ pub(crate) struct Spec {
     pub default_slos: Vec<String>,
     /// Whether each phase's server is started fresh (not for `--url`).
     pub fresh_server_per_phase: bool,
+    /// Streams in flight in the Before and the After (the baseline
+    /// client's concurrency, or less for a small server).
+    pub concurrency: usize,
+    /// The server's Prometheus path, when it has one: loadgen scrapes it
+    /// through every phase (`--server-metrics-url`) into
+    /// `PHASE_server_metrics.json`.
+    pub metrics_path: Option<&'static str>,
 }
 
 /// How the workflow talks to one kind of server.
@@ -121,6 +132,9 @@ pub(crate) trait Backend {
 /// The backend `args` ask for (the flags are already validated).
 pub(crate) fn choose(args: &PerfArgs) -> Box<dyn Backend> {
     if args.scenario == "llm" {
+        if args.server == "llama" {
+            return Box::new(LlamaCpp::new(args));
+        }
         return Box::new(Llm::new(args));
     }
     if args.server == "triton" {
@@ -230,6 +244,8 @@ fn inference_spec(args: &PerfArgs) -> Spec {
         before_label: "Before (Rust reproduction of input.py)".to_owned(),
         default_slos: Vec::new(),
         fresh_server_per_phase: true,
+        metrics_path: None,
+        concurrency: model::BASELINE_CONCURRENCY,
     }
 }
 
@@ -340,6 +356,8 @@ impl Endpoint {
                     "ok: single and batched requests answered (outputs digested, not verified) at {url}",
                 whatif_args: load_shape(),
                 fresh_server_per_phase: false,
+                metrics_path: None,
+                concurrency: model::BASELINE_CONCURRENCY,
                 ..inference_spec(args)
             },
             url: url.to_owned(),
@@ -454,6 +472,8 @@ impl Triton {
                 before_label: "Before (baseline client, Triton)".to_owned(),
                 default_slos: Vec::new(),
                 fresh_server_per_phase: true,
+                metrics_path: None,
+                concurrency: model::BASELINE_CONCURRENCY,
             },
             grpc,
             root: None,
@@ -678,6 +698,8 @@ impl Llm {
                 before_label: format!("Before (baseline client, {slots} slots)"),
                 default_slos: strings(&LLM_DEFAULT_SLOS),
                 fresh_server_per_phase: true,
+                metrics_path: Some("/metrics"),
+                concurrency: model::BASELINE_CONCURRENCY,
             },
             profile,
             server_args,
@@ -754,6 +776,164 @@ impl Backend for Llm {
     }
 }
 
+/// llama.cpp's own `llama-server` on the tiny local model, fresh per
+/// phase: few slots in the Before, so streams wait for one.
+pub(crate) struct LlamaCpp {
+    spec: Spec,
+    out: PathBuf,
+    install: Option<llama::Install>,
+}
+
+/// The Before's slots (`llama-server --parallel`).
+pub(crate) const LLAMA_BEFORE_SLOTS: u32 = 1;
+/// Streams in flight: the baseline client's 400 requests, 8 at a time.
+/// On a 2-core CPU every token costs llama-server a wake-up of the HTTP
+/// thread of its stream, so 20 streams measure the machine's scheduler
+/// more than the server's slots.
+pub(crate) const LLAMA_STREAMS: usize = 8;
+/// Tokens of every answer: the random model never ends one by itself.
+const LLAMA_MAX_TOKENS: &str = "32";
+
+impl LlamaCpp {
+    fn new(args: &PerfArgs) -> Self {
+        Self {
+            spec: Spec {
+                intro: format!(
+                    "scenario: llm. Server: llama.cpp's llama-server (continuous batching over --parallel slots, CPU, a tiny local GGUF), \
+                     {LLAMA_BEFORE_SLOTS} slot in the Before, fresh for every phase; client: loadgen --api openai-chat, streamed, {LLAMA_STREAMS} at a time, {LLAMA_MAX_TOKENS} tokens an answer, greedy, answers not compared"
+                ),
+                prepare: Some("llama-server: the binary (xtask/llama/build_server.sh) and the tiny model"),
+                api: "openai-chat".to_owned(),
+                client_args: strings(&[
+                    "--model",
+                    llama::MODEL,
+                    "--max-tokens",
+                    LLAMA_MAX_TOKENS,
+                    "--extra-body",
+                    r#"{"temperature": 0}"#,
+                    // Its kernels are not batch-invariant: a near tie of
+                    // the random model's logits can fall the other way
+                    // with other slots, so answers are not compared.
+                    "--no-digest",
+                ]),
+                log_suffix: "llama-server",
+                functional_log: "functional-llama-server.log",
+                functional_checks: vec![
+                    FunctionalCheck {
+                        client_args: None,
+                        api: Some("openai-chat"),
+                        flags: "-n 4 -c 2",
+                    },
+                    FunctionalCheck {
+                        client_args: None,
+                        api: Some("openai-chat"),
+                        flags: "-n 2 -c 2 --no-stream",
+                    },
+                    FunctionalCheck {
+                        client_args: None,
+                        api: Some("openai-completions"),
+                        flags: "-n 4 -c 2",
+                    },
+                ],
+                functional_ok: "ok: llama-server at {url} streamed chat and completions and answered a whole chat",
+                input_py_skip: Some("input.py skipped: it sends the simulator's inference format, not OpenAI's; the Rust baseline client (input.py's load shape, streamed) is the Before.".to_owned()),
+                server_stats: false,
+                probe: false,
+                // The current LLM rule (slots raised to the streams in
+                // flight); where the analysis ranks other server changes,
+                // `LlamaCpp::server_args` is where each is carried out.
+                whatif_args: vec![
+                    "--scenario".to_owned(),
+                    "llm".to_owned(),
+                    "--max-num-seqs".to_owned(),
+                    LLAMA_BEFORE_SLOTS.to_string(),
+                    "--concurrency".to_owned(),
+                    LLAMA_STREAMS.to_string(),
+                ],
+                decides_server_change: true,
+                before_label: format!(
+                    "Before (baseline client, llama-server --parallel {LLAMA_BEFORE_SLOTS})"
+                ),
+                default_slos: strings(&LLM_DEFAULT_SLOS),
+                fresh_server_per_phase: true,
+                metrics_path: Some("/metrics"),
+                concurrency: LLAMA_STREAMS,
+            },
+            out: args.out.clone(),
+            install: None,
+        }
+    }
+
+    /// The slots with `setting` applied: the Before's, or the decided
+    /// `max_num_seqs` as `--parallel`. Other server settings are refused
+    /// until llama-server is given a way to apply them.
+    fn slots(setting: Option<&ServerSetting>) -> Result<u32, TaskError> {
+        match setting {
+            None => Ok(LLAMA_BEFORE_SLOTS),
+            Some(ServerSetting::MaxNumSeqs { max_num_seqs }) => Ok(*max_num_seqs),
+            Some(other) => Err(cannot_apply("llama-server", other)),
+        }
+    }
+}
+
+impl Backend for LlamaCpp {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    fn prepare(&mut self) -> Result<(), TaskError> {
+        let root = crate::workspace::root()?;
+        let dir = self.out.join("llama");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| TaskError::Step(format!("cannot create {}: {e}", dir.display())))?;
+        self.install = Some(llama::prepare(&root, &dir)?);
+        Ok(())
+    }
+
+    fn start(
+        &self,
+        _bins: &Binaries,
+        log: &Path,
+        _seed: u64,
+        setting: Option<&ServerSetting>,
+    ) -> Result<Target, TaskError> {
+        let Some(install) = &self.install else {
+            return Err(TaskError::Step(
+                "llama-server was started before it was prepared".to_owned(),
+            ));
+        };
+        let server = llama::start(install, Self::slots(setting)?, log)?;
+        Ok(Target {
+            url: server.base_url.clone(),
+            _server: Some(server),
+        })
+    }
+
+    fn describe(&self, _seed: u64, setting: Option<&ServerSetting>) -> String {
+        match Self::slots(setting) {
+            Ok(slots) => format!("llama-server {}", llama::args(slots).join(" ")),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn conditions(&self, seed: u64) -> Conditions {
+        Conditions {
+            scenario: Some("llm".to_owned()),
+            target: Some(TargetKind::LlamaServer),
+            server: Some(format!(
+                "{} (llama.cpp's server, CPU, the tiny random-weight GGUF of xtask/llama/make_gguf.py)",
+                self.describe(seed, None)
+            )),
+            api: Some(format!(
+                "openai-chat, streamed (stream_options.include_usage), max_tokens {LLAMA_MAX_TOKENS}, temperature 0"
+            )),
+            payloads: Some(payloads("as one user message each")),
+            before_client: Some(format!("loadgen --profile baseline --api openai-chat -c {LLAMA_STREAMS} (a new connection per request)")),
+            ..Conditions::default()
+        }
+    }
+}
+
 /// The seed of pair `n`: see [`FIRST_SEED`].
 pub(crate) fn pair_seed(pair: u32) -> u64 {
     FIRST_SEED + u64::from(pair) - 1
@@ -799,6 +979,10 @@ mod tests {
         assert_eq!(Triton::setup(42, None).unwrap(), TritonSetup::PLACEHOLDER);
         let err = Triton::setup(42, Some(&slots)).unwrap_err().to_string();
         assert!(err.contains("Triton cannot apply"), "{err}");
+        assert_eq!(LlamaCpp::slots(None).unwrap(), LLAMA_BEFORE_SLOTS);
+        assert_eq!(LlamaCpp::slots(Some(&slots)).unwrap(), 20);
+        let err = LlamaCpp::slots(Some(&delay)).unwrap_err().to_string();
+        assert!(err.contains("llama-server cannot apply"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
-//! - `cargo xtask perf [--scenario llm] [--server triton [--protocol grpc]] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
+//! - `cargo xtask perf [--scenario llm] [--server triton [--protocol grpc]|llama] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
 //!   runs the whole Before/After story; `./run_tests` calls it.
 //! - `cargo xtask whatif-validate [--only NAME]` checks the what-if
 //!   engine's predicted P95 against measured runs on nine simulator
@@ -23,6 +23,7 @@ mod cli_check;
 mod distributed;
 mod error;
 mod json;
+mod llama;
 mod machine;
 mod perf;
 mod process;

@@ -51,8 +51,10 @@ pub(crate) struct PerfArgs {
     #[arg(long, default_value = "inference", value_name = "SCENARIO")]
     pub(crate) scenario: String,
     /// The server of every phase: `simulator` (stub-server, fresh per
-    /// phase) or `triton` (a real NVIDIA Triton started by the workflow
-    /// from the nvidia-pytriton wheel, fresh per phase, loaded over KServe v2).
+    /// phase), `triton` (a real NVIDIA Triton started by the workflow
+    /// from the nvidia-pytriton wheel, fresh per phase, loaded over KServe
+    /// v2) or, with `--scenario llm`, `llama` (llama.cpp's llama-server on
+    /// a tiny local model, fresh per phase, its /metrics scraped).
     #[arg(long, default_value = "simulator", value_name = "SERVER")]
     pub(crate) server: String,
     /// How loadgen talks to `--server triton`: `http` (KServe v2 over HTTP,
@@ -477,7 +479,7 @@ impl Workflow<'_> {
                 None => format!(
                     "Before: the baseline client ({} requests, {} at a time) against {}",
                     model::BASELINE_REQUESTS,
-                    model::BASELINE_CONCURRENCY,
+                    self.backend.spec().concurrency,
                     self.backend.describe(seed, None)
                 ),
             },
@@ -575,12 +577,23 @@ impl Workflow<'_> {
         let file = |ext: &str| dir.join(format!("{name}{ext}"));
         let mut cmd = self.loadgen(None, &target.url, None);
         cmd.args(&arm.flags)
+            // A small server's own share of the baseline's streams.
+            .flag_each(
+                "-c",
+                (spec.concurrency != model::BASELINE_CONCURRENCY)
+                    .then(|| spec.concurrency.to_string()),
+            )
             .flag_each("--out", [file(".csv")])
             .flag_each("--json", [file(".json")])
             .flag_each(
                 "--server-stats",
                 spec.server_stats.then(|| file("_server_stats.json")),
             );
+        if let Some(path) = spec.metrics_path {
+            // The server's own view of the phase, on the log's clock.
+            cmd.flag_each("--server-metrics-url", [format!("{}{path}", target.url)])
+                .flag_each("--server-metrics", [file("_server_metrics.json")]);
+        }
         let status = process::run_with_deadline(&mut cmd, CLIENT_LIMIT)?;
         // Exit 1 means some requests failed: that is data for the report,
         // not a reason to stop. Anything else means the client could not run.
@@ -1097,14 +1110,17 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
     }
     if args.scenario == "llm" {
         let conflicting = [
-            (args.server != "simulator", "--server"),
+            (
+                !["simulator", "llama"].contains(&args.server.as_str()),
+                "--server",
+            ),
             (args.url.is_some(), "--url"),
             (args.api != "simulator", "--api"),
             (!args.loadgen_args.is_empty(), "--loadgen-arg"),
         ];
         if let Some((_, flag)) = conflicting.iter().find(|(set, _)| *set) {
             return Err(TaskError::BadFlag(format!(
-                "{flag} cannot be used with --scenario llm (it runs the simulator's LLM routes, described by --profile and --server-arg; point loadgen --api openai-chat at your own LLM server)"
+                "{flag} cannot be used with --scenario llm (it runs the simulator's LLM routes, described by --profile and --server-arg, or llama.cpp's llama-server with --server llama; point loadgen --api openai-chat at your own LLM server)"
             )));
         }
     }
@@ -1119,11 +1135,21 @@ fn validate(args: &PerfArgs) -> Result<(), TaskError> {
             "--protocol grpc applies to --server triton (Triton's gRPC port); the simulator's workflow speaks its own HTTP format".into(),
         ));
     }
-    if !["simulator", "triton"].contains(&args.server.as_str()) {
+    if !["simulator", "triton", "llama"].contains(&args.server.as_str()) {
         return Err(TaskError::BadFlag(format!(
-            "--server {:?} is not known; allowed: simulator, triton",
+            "--server {:?} is not known; allowed: simulator, triton, llama (with --scenario llm)",
             args.server
         )));
+    }
+    if args.server == "llama" && (args.profile.is_some() || !args.server_args.is_empty()) {
+        return Err(TaskError::BadFlag(
+            "--profile and --server-arg describe the simulator; --server llama starts llama.cpp's llama-server on the tiny local model, whose slots the workflow sets: drop them".into(),
+        ));
+    }
+    if args.server == "llama" && args.scenario != "llm" {
+        return Err(TaskError::BadFlag(
+            "--server llama is an LLM server: give it with --scenario llm".into(),
+        ));
     }
     if args.server == "triton" {
         let conflicting = [

@@ -13,7 +13,7 @@
 //! after [`STOP_GRACE`] get SIGKILL; a second signal kills them at once.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -250,6 +250,70 @@ impl ServerProcess {
                 grpc_url: addr.map(|a| format!("http://{a}")),
             }),
             _ => {
+                stop(&mut child);
+                Err(not_listening())
+            }
+        }
+    }
+
+    /// Starts a server that says where it listens somewhere in its
+    /// output (stdout or stderr, after any number of other lines):
+    /// `listening_url` reads the base URL from a line, and the first line
+    /// it reads one from ends the wait (up to `ready`). Both streams are
+    /// copied to `log_path`, line by line, for as long as it runs.
+    pub(crate) fn start_reading_output(
+        mut cmd: Command,
+        log_path: &Path,
+        ready: Duration,
+        listening_url: fn(&str) -> Option<String>,
+    ) -> Result<Self, ProcessError> {
+        let log = File::create(log_path).map_err(|source| ProcessError::Spawn {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
+        let log = std::sync::Arc::new(Mutex::new(log));
+        let mut child = spawn_child(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )?;
+        let not_listening = || ProcessError::NotListening(ready, log_path.display().to_string());
+        let (tx, rx) = mpsc::channel::<String>();
+        let streams: Vec<Box<dyn std::io::Read + Send>> = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for stream in streams {
+            let (tx, log) = (tx.clone(), log.clone());
+            // Drained to the end so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(mut file) = log.lock() {
+                        let _ = writeln!(file, "{line}");
+                    }
+                    if let Some(url) = listening_url(&line) {
+                        let _ = tx.send(url);
+                    }
+                }
+            });
+        }
+        drop(tx);
+        match rx.recv_timeout(ready) {
+            Ok(url) => Ok(Self {
+                child,
+                base_url: url.trim_end_matches('/').to_owned(),
+                grpc_url: None,
+            }),
+            Err(_) => {
                 stop(&mut child);
                 Err(not_listening())
             }

@@ -557,7 +557,7 @@ impl Drop for Endpoint {
 
 #[test]
 fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["perf", "--url", "ftp://127.0.0.1:9/x"],
             "must be an absolute http:// or https:// URL",
@@ -585,6 +585,30 @@ fn bad_flags_exit_2_with_a_message_that_says_what_is_allowed() {
         (
             &["perf", "--protocol", "grpc"],
             "--protocol grpc applies to --server triton",
+        ),
+        (
+            &["perf", "--server", "vllm"],
+            "allowed: simulator, triton, llama (with --scenario llm)",
+        ),
+        (
+            &["perf", "--server", "llama"],
+            "--server llama is an LLM server: give it with --scenario llm",
+        ),
+        (
+            &["perf", "--scenario", "llm", "--server", "triton"],
+            "--server cannot be used with --scenario llm",
+        ),
+        (
+            &[
+                "perf",
+                "--scenario",
+                "llm",
+                "--server",
+                "llama",
+                "--profile",
+                "llm-slots",
+            ],
+            "--profile and --server-arg describe the simulator",
         ),
     ];
     for (args, message) in cases {

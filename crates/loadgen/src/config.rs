@@ -246,6 +246,9 @@ pub struct LoadConfig {
     /// (a server known to give the simulator's answers, such as
     /// stub-server); `Some(false)` turns it off.
     pub verify: Option<bool>,
+    /// Log each answer's digest (with a log); off for a model whose
+    /// answers change with its batching.
+    pub digests: bool,
     /// Model name sent when the payload does not name one.
     pub model: String,
     /// Limit on one HTTP request: connect, send and read the whole body.
@@ -281,9 +284,15 @@ pub struct LoadConfig {
     /// Where to write the server's statistics around the run (APIs with a
     /// statistics endpoint: `kserve-v2`).
     pub server_stats_path: Option<PathBuf>,
-    /// Triton's metrics URL (`http://host:8002/metrics`): its Prometheus
-    /// counters stand in when the statistics endpoint is closed.
+    /// A Prometheus metrics URL (`http://host:8000/metrics`): scraped
+    /// through the run when `server_metrics_path` is set (the
+    /// `server_metrics` module), and with `server_stats_path` Triton's
+    /// counters there stand in when the statistics endpoint is closed.
     pub server_metrics_url: Option<String>,
+    /// Where the scraped series goes (`model::server_metrics`).
+    pub server_metrics_path: Option<PathBuf>,
+    /// Time between scrapes.
+    pub server_metrics_interval: Duration,
     /// Draw the live progress bar on stderr, when stderr is a terminal
     /// (the `progress` module).
     pub progress: bool,
@@ -319,6 +328,7 @@ impl Default for LoadConfig {
             batch_size: 1,
             batch_wait_ms: 0,
             verify: None,
+            digests: true,
             model: model::DEFAULT_MODEL.to_owned(),
             timeout: Duration::from_secs(model::BASELINE_TIMEOUT_S),
             warmup: Warmup::NONE,
@@ -332,6 +342,8 @@ impl Default for LoadConfig {
             log_path: None,
             server_stats_path: None,
             server_metrics_url: None,
+            server_metrics_path: None,
+            server_metrics_interval: crate::server_metrics::DEFAULT_INTERVAL,
             progress: false,
             shutdown_grace: Duration::from_secs(2),
             shard: None,

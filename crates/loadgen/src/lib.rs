@@ -78,6 +78,7 @@
 pub mod capacity;
 pub mod limits;
 pub mod metrics;
+pub mod server_metrics;
 
 mod api;
 mod batcher;

@@ -13,6 +13,7 @@ use crate::config::{ConfigError, ConnectionMode, LoadConfig};
 use crate::error::LoadError;
 use crate::grpc::KServeGrpc;
 use crate::payloads::Payloads;
+use crate::server_metrics;
 use crate::server_stats::{self, Source, Watch};
 use crate::target::{self, Target};
 use crate::tls::Tls;
@@ -88,6 +89,8 @@ pub struct Prepared {
     pub(crate) trace: Option<Trace>,
     /// The server's statistics around the run, the snapshot before it taken.
     pub(crate) stats: Option<Watch>,
+    /// The metrics endpoint to scrape through the run.
+    pub(crate) metrics: Option<server_metrics::MetricsTarget>,
 }
 
 /// Validates `config`, resolves the host, builds the TLS client and the
@@ -178,6 +181,10 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         }
         None => None,
     };
+    let metrics = match &config.server_metrics_url {
+        None => None,
+        Some(url) => Some(metrics_target(&config, url).await?),
+    };
     let source = match &protocol {
         Protocol::Http(api) => api.stats_path().map(|path| Source::Http { probe, path }),
         Protocol::Grpc(grpc) => Some(Source::Grpc(grpc.clone())),
@@ -192,27 +199,19 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
             .into())
         }
         (Some(file), Some(source)) => {
-            let metrics = match &config.server_metrics_url {
+            let fallback = match &config.server_metrics_url {
+                Some(url) => metrics_transport(&config, url).await?.ok(),
                 None => None,
-                Some(url) => {
-                    let metrics = Target::parse(url).map_err(ConfigError::from)?;
-                    let addrs = target::resolve(&metrics).await?;
-                    let tls = if metrics.is_tls() {
-                        Some(Tls::new(&config.tls, &metrics.host, false, true)?)
-                    } else {
-                        None
-                    };
-                    let path = metrics.path_and_query.clone();
-                    Some((Transport::new(metrics, addrs, tls, &config, 0), path))
-                }
             };
             // The probe's requests name their paths, so the one that checked
             // the API before the load serves here too.
             let watch =
-                server_stats::Watch::start(source, metrics, &config.model, file.clone()).await?;
+                server_stats::Watch::start(source, fallback, &config.model, file.clone()).await?;
             Some(watch)
         }
     };
+    // Without a file for the series the URL served only as Triton's fallback.
+    let metrics = metrics.filter(|_| config.server_metrics_path.is_some());
     Ok(Prepared {
         config,
         target,
@@ -222,6 +221,7 @@ pub async fn prepare(config: LoadConfig) -> Result<Prepared, LoadError> {
         requests: Arc::new(requests),
         trace,
         stats,
+        metrics,
     })
 }
 
@@ -322,4 +322,62 @@ impl fmt::Debug for Prepared {
             .field("api", &self.protocol.name())
             .finish_non_exhaustive()
     }
+}
+
+/// The metrics endpoint to scrape through the run.
+async fn metrics_target(
+    config: &LoadConfig,
+    url: &str,
+) -> Result<server_metrics::MetricsTarget, LoadError> {
+    let (transport, path, unreachable) = match metrics_transport(config, url).await? {
+        Ok((transport, path)) => (Some(transport), path, None),
+        Err(why) => (None, String::new(), Some(why)),
+    };
+    Ok(server_metrics::MetricsTarget {
+        url: url.to_owned(),
+        path,
+        transport,
+        unreachable,
+        interval: config.server_metrics_interval,
+        file: config.server_metrics_path.clone().unwrap_or_default(),
+    })
+}
+
+/// A connection to the metrics endpoint and its path. A URL that does not
+/// parse is refused before any request (`Err`); one whose host does not
+/// resolve is the inner `Err`, a warning when scraping starts: the metrics
+/// are a view on the run, not a condition of it.
+async fn metrics_transport(
+    config: &LoadConfig,
+    url: &str,
+) -> Result<Result<(Transport, String), String>, LoadError> {
+    let parsed = Target::parse(url).map_err(|e| {
+        ConfigError::Invalid(format!(
+            "--server-metrics-url {url:?}: {e} (allowed: an http:// or https:// URL of a Prometheus text endpoint, e.g. http://127.0.0.1:8000/metrics)"
+        ))
+    })?;
+    let path = parsed.path_and_query.clone();
+    // Its own connection settings: HTTP/1.1 (a metrics port rarely speaks
+    // HTTP/2 without TLS), one connection, a short timeout.
+    let scrape_config = LoadConfig {
+        http2: false,
+        connection: ConnectionMode::Pooled,
+        concurrency: 1,
+        open_loop: None,
+        timeout: config.timeout.min(server_metrics::SCRAPE_TIMEOUT),
+        ..config.clone()
+    };
+    let addrs = match target::resolve(&parsed).await {
+        Ok(addrs) => addrs,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let tls = if parsed.is_tls() {
+        Some(Tls::new(&config.tls, &parsed.host, false, true)?)
+    } else {
+        None
+    };
+    Ok(Ok((
+        Transport::new(parsed, addrs, tls, &scrape_config, 0),
+        path,
+    )))
 }

@@ -68,6 +68,7 @@ impl Prepared {
             requests,
             trace,
             stats,
+            metrics,
         } = self;
         let writer = match &config.log_path {
             Some(path) => Some(LogWriter::create(path, protocol.token_metrics())?),
@@ -94,9 +95,15 @@ impl Prepared {
         };
         let checks = verify::Checks {
             verify: start_info.verified,
-            digests: config.log_path.is_some(),
+            digests: config.log_path.is_some() && config.digests,
         };
-        let engine = Arc::new(Engine::new(link, checks, Clock::new()));
+        let clock = Clock::new();
+        // On the engine's clock, so the series and the rows share a time base.
+        let scraper = match metrics {
+            Some(target) => Some(target.start(clock).await),
+            None => None,
+        };
+        let engine = Arc::new(Engine::new(link, checks, clock));
         let parts = RunParts {
             config,
             engine,
@@ -106,7 +113,11 @@ impl Prepared {
             writer,
             info: start_info,
         };
-        let mut summary = run_engine(parts, shutdown).await?;
+        let outcome = run_engine(parts, shutdown).await;
+        if let Some(scraper) = scraper {
+            scraper.finish().await;
+        }
+        let mut summary = outcome?;
         summary.tls_first_failure = tls_watch
             .as_ref()
             .and_then(tls::Tls::first_failure)

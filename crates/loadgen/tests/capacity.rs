@@ -309,3 +309,82 @@ fn sigint_stops_the_search_and_writes_what_was_measured() {
     // The best rate measured so far (5, or 10 had the step ended first).
     assert!(value["max_rate_rps"].as_f64().unwrap() >= 5.0, "{value}");
 }
+
+/// An LLM server whose capacity is worked by hand: 4 slots, every step
+/// 10 ms whatever it holds, answers of 10 tokens (one a step, the first
+/// from the step that admits the sequence), so a slot serves one request
+/// per 100 ms and the server 4 / 0.1 s = 40 requests/s. Below that no
+/// stream waits for a slot (TTFT about one step, ITL one step); above it
+/// the queue, and the TTFT, grow for as long as the step lasts.
+#[test]
+fn finds_the_capacity_of_an_llm_server_under_ttft_and_itl_objectives() {
+    let mut config = stub_server::ServerConfig::profile("zero-cost").unwrap();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.llm = stub_server::LlmConfig {
+        max_num_seqs: 4,
+        step_base_ms: 10.0,
+        step_per_seq_ms: 0.0,
+        prefill_per_token_ms: 0.0,
+        ..stub_server::LlmConfig::default()
+    };
+    let server = stub_server::spawn(config).unwrap();
+    let dir = common::temp_dir("capacity-llm");
+    let json = dir.join("capacity.json");
+    let url = format!("http://{}", server.addr);
+    let out = loadgen(&[
+        "capacity",
+        "--url",
+        &url,
+        "--api",
+        "openai-chat",
+        "--max-tokens",
+        "10",
+        "--json",
+        json.to_str().unwrap(),
+        "--sla",
+        "ttft_p95<=200",
+        "--sla",
+        "itl_p99<=50",
+        "--start-rate",
+        "10",
+        "--max-rate",
+        "160",
+        "--step-duration",
+        "3s",
+        "--warmup",
+        "1s",
+        "--precision",
+        "0.05",
+        "--repeats",
+        "1",
+        "-q",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = CapacityReport::read(&json).unwrap();
+    assert_eq!(report.sla, ["ttft_p95<=200", "itl_p99<=50"]);
+    let max = report.max_rate_rps.expect("an answer");
+    assert!(
+        (36.0..=44.0).contains(&max),
+        "max_rate_rps {max}, the hand-worked 40/s: {report:#?}"
+    );
+    // Past the capacity the queue breaks the TTFT objective, never the
+    // ITL one: the streams that have a slot still get a token a step.
+    let over: Vec<&StepRecord> = report.curve.iter().filter(|s| !s.sustainable).collect();
+    assert!(!over.is_empty(), "{report:#?}");
+    assert!(
+        over.iter().all(|s| !s.reason.contains("itl_p99")),
+        "{over:#?}"
+    );
+    assert!(
+        over.iter()
+            .any(|s| s.reason.contains("ttft_p95<=200 not met")),
+        "{over:#?}"
+    );
+}

@@ -27,7 +27,15 @@ fn pooled_streamed_requests_all_succeed_against_llama_server() {
     for concurrency in ["6", "2"] {
         let json = dir.join(format!("summary-c{concurrency}.json"));
         let csv = dir.join(format!("log-c{concurrency}.csv"));
+        let metrics = dir.join(format!("metrics-c{concurrency}.json"));
+        let metrics_url = format!("{url}/metrics");
         let out = common::loadgen(&[
+            "--server-metrics-url",
+            &metrics_url,
+            "--server-metrics",
+            metrics.to_str().unwrap(),
+            "--server-metrics-interval",
+            "100ms",
             "--url",
             &url,
             "--api",
@@ -73,6 +81,18 @@ fn pooled_streamed_requests_all_succeed_against_llama_server() {
             && r.output_digest.is_some()
             && r.llm.as_ref().is_some_and(|l| l.ttft_ms.is_some())));
         assert_eq!(summary["verified"].as_bool(), Some(false));
+        // Its own /metrics, scraped through the run: the tokens it counts
+        // are the client's, and never more than its 2 slots busy.
+        let metrics = model::server_metrics::ServerMetrics::read(&metrics).unwrap();
+        let series = metrics.series_of("llamacpp:tokens_predicted_total");
+        let predicted = series.last().unwrap().1 - series.first().unwrap().1;
+        let tokens: u64 = rows
+            .iter()
+            .map(|r| r.llm.as_ref().unwrap().output_tokens.unwrap())
+            .sum();
+        assert_eq!(predicted, tokens as f64, "-c {concurrency}");
+        let running = metrics.max(model::server_metrics::Role::Running).unwrap();
+        assert!(running <= 2.0, "-c {concurrency}: {running}");
     }
 }
 

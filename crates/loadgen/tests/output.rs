@@ -106,3 +106,58 @@ fn an_unknown_output_format_names_the_allowed_ones() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("[possible values: text, json]"), "{stderr}");
 }
+
+/// `--no-digest`: the log's answers carry no digest (a model whose answers
+/// change with its batching), while by default they do; with `--verify`
+/// it is refused.
+#[test]
+fn no_digest_leaves_the_answers_undigested() {
+    let mut config = stub_server::ServerConfig::profile("zero-cost").unwrap();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    let server = stub_server::spawn(config).unwrap();
+    let url = format!("http://{}", server.addr);
+    let dir = common::temp_dir("output-no-digest");
+    for (flag, digested) in [(None, true), (Some("--no-digest"), false)] {
+        let csv = dir.join(format!("log-{digested}.csv"));
+        let mut args = vec![
+            "--url",
+            &url,
+            "--api",
+            "openai-chat",
+            "--max-tokens",
+            "4",
+            "-n",
+            "6",
+            "-c",
+            "2",
+            "-q",
+            "-o",
+            csv.to_str().unwrap(),
+        ];
+        args.extend(flag);
+        let out = loadgen(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flag:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = model::log::read_log_file(&csv).unwrap().rows;
+        assert_eq!(rows.len(), 6);
+        assert!(
+            rows.iter()
+                .all(|r| r.ok && r.output_digest.is_some() == digested),
+            "{flag:?}: {rows:?}"
+        );
+    }
+    let out = loadgen(&[
+        "--url",
+        &url,
+        "--api",
+        "openai-chat",
+        "--verify",
+        "--no-digest",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}

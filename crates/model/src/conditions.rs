@@ -135,6 +135,8 @@ pub enum TargetKind {
     Endpoint,
     /// NVIDIA Triton, started by the workflow.
     Triton,
+    /// llama.cpp's `llama-server`, started by the workflow.
+    LlamaServer,
 }
 
 /// The machine, as `/proc` and the standard library describe it.

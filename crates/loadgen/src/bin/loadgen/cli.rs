@@ -22,9 +22,9 @@ use crate::values::{
     parse_concurrency, parse_header_arg, parse_length_dist, parse_max_in_flight, parse_max_tokens,
     parse_metrics_linger, parse_metrics_listen, parse_precision, parse_prefix_count,
     parse_prefix_tokens, parse_rate, parse_repeats, parse_requests, parse_run_duration, parse_seed,
-    parse_shape, parse_shard, parse_slo, parse_speedup, parse_stages, parse_start_at,
-    parse_step_duration, parse_think_time, parse_threads, parse_time_limit, parse_timeout,
-    parse_trace_offset, parse_turns, parse_warmup, ItemShape,
+    parse_server_metrics_interval, parse_shape, parse_shard, parse_slo, parse_speedup,
+    parse_stages, parse_start_at, parse_step_duration, parse_think_time, parse_threads,
+    parse_time_limit, parse_timeout, parse_trace_offset, parse_turns, parse_warmup, ItemShape,
 };
 
 /// HTTP load generator for inference APIs.
@@ -230,6 +230,13 @@ pub(crate) struct TargetArgs {
     #[arg(long)]
     pub(crate) no_verify: bool,
 
+    /// Log no output digest: for a real model whose answers change with
+    /// how the server batches them (llama.cpp's and vLLM's kernels are not
+    /// batch-invariant), so a Before and an After are not expected to give
+    /// the same text and nothing should compare them.
+    #[arg(long, conflicts_with = "verify")]
+    pub(crate) no_digest: bool,
+
     /// Extra header, 'Name: value' (repeatable). One named like a default
     /// header (Content-Type, Accept, User-Agent) replaces it; Host replaces
     /// the URL's host over HTTP/1.1 (refused with --http2). Headers that
@@ -424,12 +431,23 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) server_stats: Option<PathBuf>,
 
-    /// With --server-stats: Triton's metrics URL (e.g.
-    /// http://host:8002/metrics), whose nv_inference_* counters are read
-    /// when the statistics endpoint is closed (no executions by batch size
-    /// then).
-    #[arg(long, value_name = "URL", requires = "server_stats")]
+    /// A Prometheus metrics URL (e.g. http://127.0.0.1:8000/metrics).
+    /// With --server-metrics FILE it is scraped before, through and after
+    /// the run on the log's clock (vLLM, SGLang, TGI and llama.cpp names
+    /// understood, others kept as they are); an unreachable or wrong URL is
+    /// a warning and the run goes on. With --server-stats, Triton's
+    /// nv_inference_* counters there stand in when the statistics endpoint
+    /// is closed.
+    #[arg(long, value_name = "URL")]
     pub(crate) server_metrics_url: Option<String>,
+
+    /// Where the scraped series of --server-metrics-url goes, as JSON.
+    #[arg(long, value_name = "FILE", requires = "server_metrics_url")]
+    pub(crate) server_metrics: Option<PathBuf>,
+
+    /// Time between scrapes of --server-metrics-url: 100ms to 10m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_server_metrics_interval, requires = "server_metrics")]
+    pub(crate) server_metrics_interval: Option<Duration>,
 
     /// Write the run summary as JSON.
     #[arg(long, value_name = "FILE")]
@@ -713,6 +731,15 @@ mod tests {
                 "--no-verify",
             ],
             &[
+                "--server-metrics-url",
+                "http://127.0.0.1:8000/metrics",
+                "--server-metrics",
+                "m.json",
+                "--server-metrics-interval",
+                "500ms",
+                "--no-digest",
+            ],
+            &[
                 "--api",
                 "openai-chat",
                 "--no-stream",
@@ -981,6 +1008,7 @@ mod tests {
                 "[::1]:9464",
                 "--metrics-linger",
                 "0s",
+                "--no-digest",
             ],
             // The flags of a run that capacity refuses with a reason.
             &[

@@ -54,6 +54,7 @@ impl Cli {
             ("-o/--out", &self.run.out),
             ("--json", &self.run.json),
             ("--server-stats", &self.run.server_stats),
+            ("--server-metrics", &self.run.server_metrics),
             ("--dry-run", &self.run.dry_run),
         ] {
             if let Some(path) = path {
@@ -195,6 +196,7 @@ impl TargetArgs {
         if let Some(w) = self.batch_wait_ms {
             config.batch_wait_ms = w;
         }
+        config.digests = !self.no_digest;
         config.verify = match (self.verify, self.no_verify) {
             (true, _) => Some(true),
             (false, true) if self.api != ApiArg::Simulator => {
@@ -362,8 +364,20 @@ impl RunArgs {
                 "--server-stats applies to --api kserve-v2 and kserve-v2-grpc (servers with Triton's statistics)".into(),
             ));
         }
+        if self.server_metrics_url.is_some()
+            && self.server_metrics.is_none()
+            && self.server_stats.is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "--server-metrics-url needs --server-metrics FILE, where the series scraped through the run goes (or --server-stats, where it is Triton's fallback)".into(),
+            ));
+        }
         config.server_stats_path = self.server_stats;
         config.server_metrics_url = self.server_metrics_url;
+        config.server_metrics_path = self.server_metrics;
+        if let Some(interval) = self.server_metrics_interval {
+            config.server_metrics_interval = interval;
+        }
         config.warmup = self.warmup.unwrap_or(Warmup::NONE);
         if (self.threads.is_some() || self.busy_poll_us.is_some()) && !config.runs_client_threads()
         {

@@ -57,6 +57,10 @@ pub(crate) fn parse_run_duration(text: &str) -> Result<Duration, String> {
     limits::DURATION.parse(text)
 }
 
+pub(crate) fn parse_server_metrics_interval(text: &str) -> Result<Duration, String> {
+    loadgen::server_metrics::parse_interval(text)
+}
+
 pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     limits::TIMEOUT.parse(text)
 }
