@@ -204,6 +204,7 @@ fn schema_of(path: &Path) -> Option<&'static str> {
         ("before.json" | "after.json" | "server_change.json" | "summary.json", _) => {
             Some("run-summary.schema.json")
         }
+        (n, _) if n.ends_with("_server_metrics.json") => Some("server-metrics.schema.json"),
         ("comparison.csv", _) => Some("comparison-csv-row.schema.json"),
         (_, "csv") => Some("log-row.schema.json"),
         ("junit.xml", _) => Some("junit"),

@@ -75,6 +75,12 @@ pub fn files() -> Vec<SchemaFile> {
             "model::conditions::Conditions",
             "`conditions.json` of `./run_tests` (`cargo xtask perf`)",
         ),
+        contract::<crate::server_metrics::ServerMetrics>(
+            "server-metrics.schema.json",
+            "model::server_metrics::ServerMetrics",
+            "a server's Prometheus samples through a run: `loadgen --server-metrics-url URL \
+             --server-metrics FILE`, `PHASE_server_metrics.json` of `./run_tests --scenario llm`",
+        ),
         SchemaFile {
             name: "log-row.schema.json",
             describes: "one row of a per-request log (`loadgen -o FILE`, `DIR/log.csv`, \

@@ -143,7 +143,7 @@ fn t_quantiles_match_scipy() {
     for case in &fixtures.student_t {
         let actual = student_t_quantile(case.p, case.df).unwrap();
         let what = format!("t.ppf({}, {})", case.p, case.df);
-        // The brief asks for 1e-6; the implementation does far better.
+        // The bar is 1e-6; the implementation does far better.
         assert_close(actual, case.t, &what);
     }
 }
