@@ -2,9 +2,10 @@
 //!
 //! - `cargo xtask perf [--scenario llm] [--server triton [--protocol grpc]|llama] [--url URL] [--repeat N] [--sla-p95-ms MS] [--sla EXPR] [--out DIR] [--skip-python]`
 //!   runs the whole Before/After story; `./run_tests` calls it.
-//! - `cargo xtask whatif-validate [--only NAME]` checks the what-if
-//!   engine's predicted P95 against measured runs on nine simulator
-//!   scenarios and writes the table.
+//! - `cargo xtask whatif-validate [--scenario llm] [--only NAME]` checks
+//!   the what-if engine's predicted P95 against measured runs on nine
+//!   simulator scenarios (with `llm`: the LLM engine's TTFT P95 and ITL P99
+//!   on six stub-server LLM configurations) and writes the table.
 //! - `cargo xtask distributed [--shards 4]` runs the shards of one load on
 //!   loopback as an Indexed Job would, merges them and checks the merge
 //!   against a single generator.
@@ -31,6 +32,7 @@ mod python;
 mod triton;
 mod whatif;
 mod whatif_validate;
+mod whatif_validate_llm;
 mod workspace;
 
 use std::process::ExitCode;
@@ -184,6 +186,8 @@ mod tests {
             ],
             &[
                 "whatif-validate",
+                "--scenario",
+                "inference",
                 "--out",
                 "r",
                 "--requests",
@@ -194,6 +198,7 @@ mod tests {
                 "--capacity-step",
                 "10s",
             ],
+            &["whatif-validate", "--scenario", "llm", "--only", "open"],
             &[
                 "distributed",
                 "--shards",

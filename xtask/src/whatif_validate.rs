@@ -32,10 +32,16 @@ use crate::{json, whatif};
 /// Flags of `cargo xtask whatif-validate`.
 #[derive(clap::Args)]
 pub(crate) struct ValidateArgs {
+    /// Which engine: `inference` (the batch what-if engine on nine
+    /// simulator scenarios) or `llm` (the continuous-batching engine on
+    /// six stub-server LLM configurations).
+    #[arg(long, value_enum, default_value = "inference", value_name = "SCENARIO")]
+    scenario: ValidateScenario,
     /// Where the scenarios' logs and the table go.
     #[arg(long, default_value = "results/whatif-validate", value_name = "DIR")]
     out: PathBuf,
-    /// Logical requests of every Before and After (1 to 100000).
+    /// Logical requests of every Before and After (1 to 100000); the LLM
+    /// scenarios each have their own count.
     #[arg(long, default_value_t = 400, value_name = "N", allow_negative_numbers = true,
           value_parser = |t: &str| model::args::Bound::<u32> { what: "--requests", min: 1, max: 100_000 }.parse(t))]
     requests: u32,
@@ -55,6 +61,15 @@ pub(crate) struct ValidateArgs {
         requires = "capacity"
     )]
     capacity_step: String,
+}
+
+/// What `--scenario` validates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ValidateScenario {
+    /// The batch-inference what-if engine.
+    Inference,
+    /// The LLM continuous-batching engine.
+    Llm,
 }
 
 /// The SLA every scenario is judged by (`report whatif`'s default).
@@ -161,6 +176,15 @@ struct RunSummary {
 }
 
 pub(crate) fn run(args: &ValidateArgs) -> Result<bool, TaskError> {
+    if args.scenario == ValidateScenario::Llm {
+        if args.capacity {
+            return Err(TaskError::BadFlag(
+                "--capacity is for --scenario inference only; allowed with llm: --out, --only"
+                    .to_owned(),
+            ));
+        }
+        return crate::whatif_validate_llm::run(&args.out, args.only.as_deref());
+    }
     if !(1..=100_000).contains(&args.requests) {
         return Err(TaskError::BadFlag(format!(
             "--requests must be from 1 to 100000, got {}",
@@ -478,7 +502,7 @@ fn markdown(rows: &[Row]) -> String {
     md
 }
 
-fn write(path: &Path, text: &str) -> Result<(), TaskError> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), TaskError> {
     fs::write(path, text).map_err(|source| TaskError::Io {
         path: path.to_owned(),
         source,

@@ -1,0 +1,551 @@
+//! `cargo xtask whatif-validate --scenario llm`: the continuous-batching
+//! engine (`report whatif --scenario llm`) against stub-server LLM
+//! configurations its fit never saw.
+//!
+//! For each configuration below: a fresh stub-server (LLM routes) per
+//! phase; a streamed `loadgen --api openai-chat` Before with the
+//! scenario's prompt and answer lengths and arrival process; the step
+//! probe (one request at a time at a few prompt lengths); `report whatif
+//! --scenario llm`; then the scenario's candidate (a slot count other than
+//! the Before's) run for real. The candidate's predicted TTFT P95 and ITL
+//! P99 are compared with the measured ones; a scenario passes when both
+//! are within 10%. A minute or so a scenario, so not in CI; the table goes
+//! in `docs/`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use model::whatif::{LlmChange, LlmEngineReport, WhatifReport};
+use serde::{Deserialize, Serialize};
+
+use crate::build::{self, Binaries};
+use crate::error::TaskError;
+use crate::machine::Machine;
+use crate::perf::{create_dir, CLIENT_LIMIT, PACKAGES};
+use crate::process::{self, ServerProcess};
+use crate::whatif;
+
+/// How far a prediction may be from the measurement, percent of the
+/// measurement.
+pub(crate) const GOAL_PCT: f64 = 10.0;
+
+/// How requests arrive.
+#[derive(Debug, Clone, Copy)]
+enum Arrival {
+    /// Closed loop: this many streams, each sending its next request when
+    /// the last one ends.
+    Closed { concurrency: u32 },
+    /// Open loop at this rate, evenly spaced or Poisson.
+    Open { rate_rps: f64, poisson: bool },
+}
+
+impl Arrival {
+    fn loadgen_args(self) -> Vec<String> {
+        match self {
+            Self::Closed { concurrency } => vec!["-c".to_owned(), concurrency.to_string()],
+            Self::Open { rate_rps, poisson } => {
+                let mut args = vec!["--rate".to_owned(), rate_rps.to_string()];
+                if poisson {
+                    args.extend(["--arrival".to_owned(), "poisson".to_owned()]);
+                }
+                args
+            }
+        }
+    }
+
+    /// The same load, as `report whatif` simulates it.
+    fn whatif_args(self) -> Vec<String> {
+        match self {
+            Self::Closed { concurrency } => {
+                vec!["--concurrency".to_owned(), concurrency.to_string()]
+            }
+            Self::Open { rate_rps, poisson } => {
+                let mut args = vec!["--rate".to_owned(), rate_rps.to_string()];
+                if poisson {
+                    args.push("--poisson".to_owned());
+                }
+                args
+            }
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Self::Closed { concurrency } => format!("c={concurrency}"),
+            Self::Open { rate_rps, poisson } => format!(
+                "{rate_rps} req/s {}",
+                if poisson { "Poisson" } else { "even" }
+            ),
+        }
+    }
+}
+
+/// One stub-server LLM configuration, the load on it, and the slot count
+/// the candidate runs with.
+struct Scenario {
+    name: &'static str,
+    slots: u32,
+    step_base_ms: f64,
+    step_per_seq_ms: f64,
+    prefill_per_token_ms: f64,
+    input_tokens: u32,
+    max_tokens: u32,
+    arrival: Arrival,
+    requests: u32,
+    /// One of the engine's slot candidates (half, 1.5x, 2x, 4x the
+    /// Before's slots, or the Before's streams in flight).
+    candidate_slots: u32,
+}
+
+const SCENARIOS: [Scenario; 6] = [
+    Scenario {
+        name: "llm-slots-c20",
+        slots: 8,
+        step_base_ms: 6.0,
+        step_per_seq_ms: 0.4,
+        prefill_per_token_ms: 0.05,
+        input_tokens: 64,
+        max_tokens: 32,
+        arrival: Arrival::Closed { concurrency: 20 },
+        requests: 160,
+        candidate_slots: 16,
+    },
+    Scenario {
+        name: "two-slots-long-prefill",
+        slots: 2,
+        step_base_ms: 4.0,
+        step_per_seq_ms: 1.0,
+        prefill_per_token_ms: 0.2,
+        input_tokens: 256,
+        max_tokens: 16,
+        arrival: Arrival::Closed { concurrency: 4 },
+        requests: 100,
+        candidate_slots: 4,
+    },
+    Scenario {
+        name: "wide-slots-halved",
+        slots: 16,
+        step_base_ms: 8.0,
+        step_per_seq_ms: 0.2,
+        prefill_per_token_ms: 0.02,
+        input_tokens: 32,
+        max_tokens: 64,
+        arrival: Arrival::Closed { concurrency: 32 },
+        requests: 128,
+        candidate_slots: 8,
+    },
+    Scenario {
+        name: "long-prompts-c6",
+        slots: 3,
+        step_base_ms: 10.0,
+        step_per_seq_ms: 2.0,
+        prefill_per_token_ms: 0.1,
+        input_tokens: 512,
+        max_tokens: 24,
+        arrival: Arrival::Closed { concurrency: 6 },
+        requests: 90,
+        candidate_slots: 6,
+    },
+    Scenario {
+        name: "open-poisson",
+        slots: 4,
+        step_base_ms: 5.0,
+        step_per_seq_ms: 0.5,
+        prefill_per_token_ms: 0.05,
+        input_tokens: 128,
+        max_tokens: 32,
+        arrival: Arrival::Open {
+            rate_rps: 10.0,
+            poisson: true,
+        },
+        requests: 150,
+        candidate_slots: 8,
+    },
+    Scenario {
+        name: "open-even",
+        slots: 8,
+        step_base_ms: 6.0,
+        step_per_seq_ms: 0.4,
+        prefill_per_token_ms: 0.05,
+        input_tokens: 64,
+        max_tokens: 48,
+        arrival: Arrival::Open {
+            rate_rps: 14.0,
+            poisson: false,
+        },
+        requests: 150,
+        candidate_slots: 16,
+    },
+];
+
+impl Scenario {
+    fn server_args(&self, slots: u32) -> Vec<String> {
+        vec![
+            "--profile".to_owned(),
+            "llm-slots".to_owned(),
+            format!("--max-num-seqs={slots}"),
+            format!("--step-base-ms={}", self.step_base_ms),
+            format!("--step-per-seq-ms={}", self.step_per_seq_ms),
+            format!("--prefill-per-token-ms={}", self.prefill_per_token_ms),
+        ]
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} slots, step {} ms + {} ms/seq, prefill {} ms/token, {} prompt / {} answer tokens, {}, {} requests",
+            self.slots,
+            self.step_base_ms,
+            self.step_per_seq_ms,
+            self.prefill_per_token_ms,
+            self.input_tokens,
+            self.max_tokens,
+            self.arrival.describe(),
+            self.requests
+        )
+    }
+}
+
+/// A prediction beside its measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct Comparison {
+    pub(crate) predicted_ms: f64,
+    pub(crate) measured_ms: f64,
+    /// (predicted - measured) / measured, percent; `None` when nothing
+    /// was measured to divide by.
+    pub(crate) error_pct: Option<f64>,
+    pub(crate) within_goal: bool,
+}
+
+impl Comparison {
+    pub(crate) fn new(predicted_ms: f64, measured_ms: f64, goal_pct: f64) -> Self {
+        let error_pct = (measured_ms > 0.0 && predicted_ms.is_finite())
+            .then(|| (predicted_ms - measured_ms) / measured_ms * 100.0);
+        Self {
+            predicted_ms,
+            measured_ms,
+            error_pct,
+            within_goal: error_pct.is_some_and(|e| e.abs() <= goal_pct),
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Row {
+    pub(crate) scenario: String,
+    pub(crate) setup: String,
+    pub(crate) change: String,
+    pub(crate) before_ttft_p95_ms: f64,
+    pub(crate) before_itl_p99_ms: f64,
+    pub(crate) ttft_p95: Comparison,
+    pub(crate) itl_p99: Comparison,
+    pub(crate) goal_pct: f64,
+    pub(crate) passed: bool,
+}
+
+/// What is read of `report summary`'s LLM part.
+#[derive(Debug, Deserialize)]
+struct Summary {
+    llm: Option<LlmSummary>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LlmSummary {
+    ttft: Series,
+    itl: Series,
+}
+
+#[derive(Debug, Deserialize)]
+struct Series {
+    #[serde(deserialize_with = "crate::json::nullable")]
+    p95_ms: Option<f64>,
+    #[serde(deserialize_with = "crate::json::nullable")]
+    p99_ms: Option<f64>,
+}
+
+/// Runs the LLM scenarios whose name contains `only` (all without it)
+/// into `out`; true when every one met the goal.
+pub(crate) fn run(out: &Path, only: Option<&str>) -> Result<bool, TaskError> {
+    let started = Instant::now();
+    let chosen: Vec<&Scenario> = SCENARIOS
+        .iter()
+        .filter(|s| only.is_none_or(|o| s.name.contains(o)))
+        .collect();
+    if chosen.is_empty() {
+        return Err(TaskError::BadFlag(format!(
+            "--only {:?} matches no LLM scenario; allowed: a part of {}",
+            only.unwrap_or(""),
+            SCENARIOS.map(|s| s.name).join(", ")
+        )));
+    }
+    let bins = build::release_binaries(&PACKAGES)?;
+    create_dir(out)?;
+    let mut rows = Vec::new();
+    for scenario in chosen {
+        println!("\n=== {}: {} ===", scenario.name, scenario.describe());
+        let row = validate(&bins, scenario, &out.join(scenario.name))?;
+        println!(
+            "{}: {}; TTFT P95 predicted {:.1} ms, measured {:.1} ms ({}); ITL P99 predicted {:.2} ms, measured {:.2} ms ({}): {}",
+            row.scenario,
+            row.change,
+            row.ttft_p95.predicted_ms,
+            row.ttft_p95.measured_ms,
+            error_text(row.ttft_p95.error_pct),
+            row.itl_p99.predicted_ms,
+            row.itl_p99.measured_ms,
+            error_text(row.itl_p99.error_pct),
+            if row.passed { "pass" } else { "FAIL" }
+        );
+        rows.push(row);
+    }
+    let passed = rows.iter().all(|r| r.passed);
+    let table = markdown(&rows);
+    print!("\n{table}");
+    let document = serde_json::json!({
+        "scenario": "llm",
+        "goal_pct": GOAL_PCT,
+        "rows": rows,
+        "passed": passed,
+        "elapsed_s": started.elapsed().as_secs_f64(),
+        "machine": Machine::probe().conditions_json(),
+    });
+    crate::whatif_validate::write(
+        &out.join("whatif-validate-llm.json"),
+        &serde_json::to_string_pretty(&document).unwrap_or_default(),
+    )?;
+    crate::whatif_validate::write(&out.join("whatif-validate-llm.md"), &table)?;
+    println!(
+        "table in {} (whatif-validate-llm.md, whatif-validate-llm.json); took {:.0} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(passed)
+}
+
+fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, TaskError> {
+    create_dir(&dir.join("logs"))?;
+    let loadgen = |url: &str| {
+        let mut cmd = Command::new(bins.path("loadgen"));
+        cmd.args(["--url", url, "--api", "openai-chat"])
+            .stdin(Stdio::null());
+        cmd
+    };
+    let phase = |name: &str, slots: u32| -> Result<PathBuf, TaskError> {
+        let server = ServerProcess::start(
+            &bins.path("stub-server"),
+            &scenario.server_args(slots),
+            &dir.join(format!("logs/{name}-server.log")),
+        )?;
+        let log = dir.join(format!("{name}.csv"));
+        let status = process::run_with_deadline(
+            loadgen(&server.base_url)
+                .args(["-q", "--verify", "--ignore-eos"])
+                .args(["--input-tokens", &scenario.input_tokens.to_string()])
+                .args(["--max-tokens", &scenario.max_tokens.to_string()])
+                .args(scenario.arrival.loadgen_args())
+                .args(["-n", &scenario.requests.to_string()])
+                .args(["--out".as_ref(), log.as_os_str()])
+                .stdout(Stdio::null()),
+            CLIENT_LIMIT,
+        )?;
+        match status.code() {
+            Some(0 | 1) => Ok(log),
+            _ => Err(TaskError::Step(format!(
+                "{}: loadgen ({name}) could not run ({status})",
+                scenario.name
+            ))),
+        }
+    };
+    let before = phase("before", scenario.slots)?;
+    let (probes, probe_tokens) = {
+        let server = ServerProcess::start(
+            &bins.path("stub-server"),
+            &scenario.server_args(scenario.slots),
+            &dir.join("logs/probe-server.log"),
+        )?;
+        whatif::llm_probe(|| loadgen(&server.base_url), dir, CLIENT_LIMIT)?
+    };
+    let json_path = dir.join("whatif.json");
+    let mut cmd = Command::new(bins.path("report"));
+    cmd.args(["whatif", "--scenario", "llm"])
+        .args(["--max-num-seqs", &scenario.slots.to_string()])
+        .args(["--max-batched-tokens", "2048"])
+        .args(["--prompt-tokens", &scenario.input_tokens.to_string()])
+        .args(scenario.arrival.whatif_args())
+        .args(["--requests", &scenario.requests.to_string()])
+        .args(["--server-changes", "slots,batched-tokens"])
+        .args(["--before".as_ref(), before.as_os_str()])
+        .args(
+            probes
+                .iter()
+                .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
+        )
+        .args(
+            probe_tokens
+                .iter()
+                .flat_map(|t| ["--probe-prompt-tokens".to_owned(), t.to_string()]),
+        )
+        .args(["--json".as_ref(), json_path.as_os_str()])
+        .stdout(Stdio::null());
+    let report: WhatifReport = whatif::analyse(&mut cmd, &json_path, CLIENT_LIMIT)?;
+    let engine = report.llm.ok_or_else(|| {
+        TaskError::Step(format!(
+            "{}: report whatif wrote no LLM engine prediction",
+            json_path.display()
+        ))
+    })?;
+    let candidate = slot_candidate(&engine, scenario.candidate_slots).ok_or_else(|| {
+        TaskError::Step(format!(
+            "{}: report whatif predicted no candidate of {} slots",
+            scenario.name, scenario.candidate_slots
+        ))
+    })?;
+    let after = phase("after", scenario.candidate_slots)?;
+    let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
+    let (ttft_ms, itl_ms) = measured(bins, &after)?;
+    let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, GOAL_PCT);
+    let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, GOAL_PCT);
+    Ok(Row {
+        scenario: scenario.name.to_owned(),
+        setup: scenario.describe(),
+        change: format!(
+            "max_num_seqs {} -> {}",
+            scenario.slots, scenario.candidate_slots
+        ),
+        before_ttft_p95_ms,
+        before_itl_p99_ms,
+        passed: ttft_p95.within_goal && itl_p99.within_goal,
+        ttft_p95,
+        itl_p99,
+        goal_pct: GOAL_PCT,
+    })
+}
+
+/// The engine's prediction for `slots` sequence slots.
+fn slot_candidate(engine: &LlmEngineReport, slots: u32) -> Option<&model::whatif::LlmCandidateRow> {
+    engine.candidates.iter().find(
+        |c| matches!(c.change, LlmChange::MaxNumSeqs { max_num_seqs } if max_num_seqs == slots),
+    )
+}
+
+/// A log's measured TTFT P95 and ITL P99, from `report summary`.
+fn measured(bins: &Binaries, log: &Path) -> Result<(f64, f64), TaskError> {
+    let summary: Summary = crate::perf::report_summary(bins, log)?;
+    let none = || TaskError::Step(format!("{}: no streamed answer measured", log.display()));
+    let llm = summary.llm.ok_or_else(none)?;
+    Ok((
+        llm.ttft.p95_ms.ok_or_else(none)?,
+        llm.itl.p99_ms.ok_or_else(none)?,
+    ))
+}
+
+fn error_text(error_pct: Option<f64>) -> String {
+    error_pct.map_or("-".to_owned(), |e| format!("{e:+.1}%"))
+}
+
+pub(crate) fn markdown(rows: &[Row]) -> String {
+    let mut md = String::from(
+        "| scenario | setup | what changed | Before TTFT P95 ms | TTFT P95 predicted ms | measured ms | error | Before ITL P99 ms | ITL P99 predicted ms | measured ms | error | within goal |\n\
+         | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            r.scenario,
+            r.setup,
+            r.change,
+            r.before_ttft_p95_ms,
+            r.ttft_p95.predicted_ms,
+            r.ttft_p95.measured_ms,
+            error_text(r.ttft_p95.error_pct),
+            r.before_itl_p99_ms,
+            r.itl_p99.predicted_ms,
+            r.itl_p99.measured_ms,
+            error_text(r.itl_p99.error_pct),
+            if r.passed {
+                format!("yes (±{}%)", r.goal_pct)
+            } else {
+                format!("NO (±{}%)", r.goal_pct)
+            }
+        );
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_comparison_is_within_the_goal_only_inside_it_and_never_without_a_measurement() {
+        let c = Comparison::new(110.0, 100.0, 10.0);
+        assert!((c.error_pct.unwrap() - 10.0).abs() < 1e-9);
+        assert!(c.within_goal);
+        let low = Comparison::new(88.0, 100.0, 10.0);
+        assert!((low.error_pct.unwrap() + 12.0).abs() < 1e-9);
+        assert!(!low.within_goal);
+        let high = Comparison::new(111.0, 100.0, 10.0);
+        assert!(!high.within_goal);
+        let nothing = Comparison::new(50.0, 0.0, 10.0);
+        assert_eq!(nothing.error_pct, None);
+        assert!(!nothing.within_goal);
+    }
+
+    #[test]
+    fn the_table_has_one_line_a_scenario_with_both_errors_and_the_verdict() {
+        let row = |name: &str, ttft: Comparison, itl: Comparison| Row {
+            scenario: name.to_owned(),
+            setup: "8 slots".to_owned(),
+            change: "max_num_seqs 8 -> 16".to_owned(),
+            before_ttft_p95_ms: 300.0,
+            before_itl_p99_ms: 9.0,
+            passed: ttft.within_goal && itl.within_goal,
+            ttft_p95: ttft,
+            itl_p99: itl,
+            goal_pct: 10.0,
+        };
+        let md = markdown(&[
+            row(
+                "good",
+                Comparison::new(105.0, 100.0, 10.0),
+                Comparison::new(9.5, 10.0, 10.0),
+            ),
+            row(
+                "bad",
+                Comparison::new(105.0, 100.0, 10.0),
+                Comparison::new(5.0, 10.0, 10.0),
+            ),
+        ]);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines.len(), 4, "{md}");
+        assert_eq!(
+            lines[2],
+            "| good | 8 slots | max_num_seqs 8 -> 16 | 300.0 | 105.0 | 100.0 | +5.0% | 9.00 | 9.50 | 10.00 | -5.0% | yes (±10%) |"
+        );
+        assert!(lines[3].ends_with("| -50.0% | NO (±10%) |"), "{}", lines[3]);
+        // Every line has as many cells as the header.
+        let cells = |l: &str| l.matches('|').count();
+        assert!(lines.iter().all(|l| cells(l) == cells(lines[0])), "{md}");
+    }
+
+    #[test]
+    fn every_scenarios_candidate_is_one_the_engine_predicts() {
+        // The engine's slot candidates: half, 1.5x, 2x, 4x the slots, or
+        // the streams in flight (a closed loop's concurrency).
+        for s in &SCENARIOS {
+            let n = s.slots;
+            let mut allowed = vec![n / 2, n + n / 2, 2 * n, 4 * n];
+            if let Arrival::Closed { concurrency } = s.arrival {
+                allowed.push(concurrency);
+            }
+            assert!(
+                allowed.contains(&s.candidate_slots) && s.candidate_slots != n,
+                "{}",
+                s.name
+            );
+        }
+    }
+}
