@@ -251,41 +251,38 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
     let pin = Pinning::for_this_machine(!args.no_pin);
     if args.llm_only {
         let (streams, verdict) = llm::measure(&bins, &pin, &dir)?;
-        let record = json!({
-            "machine": Machine::probe().conditions_json(),
-            "label": args.label,
-            "pinned": pin.used,
-            "client_cpus": pinning::cpu_list(&pin.client),
-            "server_cpus": pinning::cpu_list(&pin.server),
-            "llm_streams": streams,
-            "bars": [verdict],
-        });
+        let record = part_record(
+            &args,
+            &pin,
+            json!({
+                "llm_streams": streams,
+                "bars": [verdict],
+            }),
+        );
         return write_named(&args.out.join("bench-llm.json"), &record);
     }
     if args.exporter_only {
         let (exporter, verdict) = exporter::measure(&args, &bins, &pin, &dir)?;
-        let record = json!({
-            "machine": Machine::probe().conditions_json(),
-            "label": args.label,
-            "pinned": pin.used,
-            "client_cpus": pinning::cpu_list(&pin.client),
-            "server_cpus": pinning::cpu_list(&pin.server),
-            "exporter": exporter,
-            "bars": [verdict],
-        });
+        let record = part_record(
+            &args,
+            &pin,
+            json!({
+                "exporter": exporter,
+                "bars": [verdict],
+            }),
+        );
         return write_named(&args.out.join("bench-exporter.json"), &record);
     }
     if args.scale_only {
         let (scale, verdicts, table) = scale::measure(&bins, &pin, &dir, &args.scale_streams.0)?;
-        let record = json!({
-            "machine": Machine::probe().conditions_json(),
-            "label": args.label,
-            "pinned": pin.used,
-            "client_cpus": pinning::cpu_list(&pin.client),
-            "server_cpus": pinning::cpu_list(&pin.server),
-            "scale": scale,
-            "bars": verdicts,
-        });
+        let record = part_record(
+            &args,
+            &pin,
+            json!({
+                "scale": scale,
+                "bars": verdicts,
+            }),
+        );
         write_text(&args.out.join("bench-scale.md"), &table)?;
         println!("{table}");
         return write_named(&args.out.join("bench-scale.json"), &record);
@@ -303,42 +300,39 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             &venv,
             args.aiperf_tokenizer.as_deref(),
         )?;
-        let record = json!({
-            "machine": Machine::probe().conditions_json(),
-            "label": args.label,
-            "pinned": pin.used,
-            "client_cpus": pinning::cpu_list(&pin.client),
-            "server_cpus": pinning::cpu_list(&pin.server),
-            "side_by_side": side,
-        });
+        let record = part_record(
+            &args,
+            &pin,
+            json!({
+                "side_by_side": side,
+            }),
+        );
         write_text(&args.out.join("bench-aiperf.md"), &table)?;
         println!("{table}");
         return write_named(&args.out.join("bench-aiperf.json"), &record);
     }
     if args.workload_only {
         let (workload, verdict) = workload::measure(&bins, &pin, &dir)?;
-        let record = json!({
-            "machine": Machine::probe().conditions_json(),
-            "label": args.label,
-            "pinned": pin.used,
-            "client_cpus": pinning::cpu_list(&pin.client),
-            "server_cpus": pinning::cpu_list(&pin.server),
-            "workload": workload,
-            "bars": [verdict],
-        });
+        let record = part_record(
+            &args,
+            &pin,
+            json!({
+                "workload": workload,
+                "bars": [verdict],
+            }),
+        );
         return write_named(&args.out.join("bench-workload.json"), &record);
     }
     if args.grpc_only {
         let (measured, bars) = grpc::measure(&bins, &pin, &dir, args.rounds)?;
-        let record = json!({
-            "machine": Machine::probe().conditions_json(),
-            "label": args.label,
-            "pinned": pin.used,
-            "client_cpus": pinning::cpu_list(&pin.client),
-            "server_cpus": pinning::cpu_list(&pin.server),
-            "grpc": measured,
-            "bars": bars,
-        });
+        let record = part_record(
+            &args,
+            &pin,
+            json!({
+                "grpc": measured,
+                "bars": bars,
+            }),
+        );
         return write_named(&args.out.join("bench-grpc.json"), &record);
     }
     let peers = Peers::find();
@@ -629,6 +623,47 @@ fn write_text(path: &std::path::Path, text: &str) -> Result<(), TaskError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// A flag's comma-separated counts, each 1 to `max`, at most 4 of them:
+/// a bad one is named with `allowed`, too many with `too_many`.
+fn count_list(
+    flag: &str,
+    text: &str,
+    max: usize,
+    allowed: &str,
+    too_many: &str,
+) -> Result<Vec<usize>, String> {
+    let counts: Vec<usize> = text
+        .split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("{flag} {text:?}: {part:?} is not {allowed}"))
+        })
+        .collect::<Result<_, _>>()?;
+    if counts.len() > 4 {
+        return Err(format!("{flag} {text:?}: {too_many}"));
+    }
+    Ok(counts)
+}
+
+/// The record of a bench run with `--*-only`: the machine and the CPUs
+/// every record names, then `part`'s own keys.
+fn part_record(args: &BenchArgs, pin: &Pinning, part: serde_json::Value) -> serde_json::Value {
+    let mut record = json!({
+        "machine": Machine::probe().conditions_json(),
+        "label": args.label,
+        "pinned": pin.used,
+        "client_cpus": pinning::cpu_list(&pin.client),
+        "server_cpus": pinning::cpu_list(&pin.server),
+    });
+    if let (Some(record), serde_json::Value::Object(part)) = (record.as_object_mut(), part) {
+        record.extend(part);
+    }
+    record
 }
 
 fn write_named(path: &std::path::Path, record: &serde_json::Value) -> Result<PathBuf, TaskError> {

@@ -60,22 +60,13 @@ pub(super) fn parse_levels(text: &str) -> Result<Vec<usize>, String> {
     let allowed = format!(
         "a comma-separated list of concurrency levels, each 1 to {MAX_LEVEL}, at most 4 (e.g. {DEFAULT_LEVELS})"
     );
-    let levels: Vec<usize> = text
-        .split(',')
-        .map(|part| {
-            part.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_LEVEL).contains(n))
-                .ok_or_else(|| format!("--aiperf-concurrency {text:?}: {part:?} is not {allowed}"))
-        })
-        .collect::<Result<_, _>>()?;
-    if levels.len() > 4 {
-        return Err(format!(
-            "--aiperf-concurrency {text:?}: too many; {allowed}"
-        ));
-    }
-    Ok(levels)
+    super::count_list(
+        "--aiperf-concurrency",
+        text,
+        MAX_LEVEL,
+        &allowed,
+        &format!("too many; {allowed}"),
+    )
 }
 
 /// Requests at `concurrency`: two waves at low concurrency, one at 1,000

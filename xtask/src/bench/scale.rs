@@ -48,22 +48,13 @@ pub(super) fn parse_streams(text: &str) -> Result<Vec<usize>, String> {
     let allowed = format!(
         "a comma-separated list of stream counts, each 1 to {MAX_STREAMS} (e.g. 1000,10000)"
     );
-    let counts: Vec<usize> = text
-        .split(',')
-        .map(|part| {
-            part.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_STREAMS).contains(n))
-                .ok_or_else(|| format!("--scale-streams {text:?}: {part:?} is not {allowed}"))
-        })
-        .collect::<Result<_, _>>()?;
-    if counts.len() > 4 {
-        return Err(format!(
-            "--scale-streams {text:?}: at most 4 runs, each {allowed}"
-        ));
-    }
-    Ok(counts)
+    super::count_list(
+        "--scale-streams",
+        text,
+        MAX_STREAMS,
+        &allowed,
+        &format!("at most 4 runs, each {allowed}"),
+    )
 }
 
 /// What one run measured.
