@@ -29,6 +29,7 @@
 mod candidates;
 mod capacity;
 mod decide;
+mod events;
 mod fit;
 pub(crate) mod llm;
 mod run;

@@ -20,8 +20,8 @@
 
 use serde::{Deserialize, Serialize};
 use stats::{QuantileMethod, SplitMix64};
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+
+use super::events::EventQueue;
 
 /// The server being simulated.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -108,39 +108,6 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Event {
-    at_ms: f64,
-    class: u8,
-    seq: u64,
-    kind: Kind,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Event {}
-
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Event {
-    /// Reversed, so the max-heap pops the earliest event first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .at_ms
-            .total_cmp(&self.at_ms)
-            .then(other.class.cmp(&self.class))
-            .then(other.seq.cmp(&self.seq))
-    }
-}
-
 /// An HTTP request: logical requests `first..first + count`.
 #[derive(Debug, Clone, Copy)]
 struct Http {
@@ -162,8 +129,7 @@ struct Sim<'a> {
     client: ClientModel<'a>,
     rng: SplitMix64,
     spare_normal: Option<f64>,
-    events: BinaryHeap<Event>,
-    seq: u64,
+    events: EventQueue<Kind>,
     requests: u32,
     /// Logical requests issued so far; the client queue is `client_head..issued`.
     issued: u32,
@@ -207,8 +173,7 @@ pub fn simulate(server: &ServerModel, client: &ClientModel, load: &Load, seed: u
         client,
         rng: SplitMix64::new(seed),
         spare_normal: None,
-        events: BinaryHeap::with_capacity(1024),
-        seq: 0,
+        events: EventQueue::new(),
         requests,
         issued: 0,
         client_head: 0,
@@ -259,21 +224,14 @@ fn finite_or_zero(x: f64) -> f64 {
 
 impl Sim<'_> {
     fn push(&mut self, at_ms: f64, kind: Kind) {
-        self.seq += 1;
-        self.events.push(Event {
-            at_ms,
-            class: kind.class(),
-            seq: self.seq,
-            kind,
-        });
+        self.events.push(at_ms, kind.class(), kind);
     }
 
     /// The event loop; `rate_rps` and `poisson` only matter to an open loop.
     fn run(&mut self, rate_rps: f64, poisson: bool) {
         let gap_ms = 1000.0 / rate_rps;
-        while let Some(event) = self.events.pop() {
-            let now = event.at_ms;
-            match event.kind {
+        while let Some((now, kind)) = self.events.pop() {
+            match kind {
                 Kind::Issue => {
                     self.issue(now);
                     if self.issued < self.requests {

@@ -38,11 +38,10 @@
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
 use model::whatif::Load;
 use stats::SplitMix64;
+
+use crate::whatif::events::EventQueue;
 
 /// What one step costs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,41 +196,6 @@ impl Kind {
     }
 }
 
-/// An event: at a time, of a class (lower first at one instant), in
-/// insertion order after that.
-#[derive(Debug, Clone, Copy)]
-struct Event {
-    at_ms: f64,
-    class: u8,
-    seq: u64,
-    kind: Kind,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Event {}
-
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Event {
-    /// Reversed, so the max-heap pops the earliest event first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .at_ms
-            .total_cmp(&self.at_ms)
-            .then(other.class.cmp(&self.class))
-            .then(other.seq.cmp(&self.seq))
-    }
-}
-
 /// A sequence: one request on the server.
 struct Seq {
     prompt: usize,
@@ -274,8 +238,7 @@ struct Sim<'a> {
     workload: &'a [SimRequest],
     rng: SplitMix64,
     spare_normal: Option<f64>,
-    events: BinaryHeap<Event>,
-    seq_no: u64,
+    events: EventQueue<Kind>,
     requests: u32,
     issued: u32,
     seqs: Vec<Seq>,
@@ -317,8 +280,7 @@ pub(crate) fn simulate(
         workload,
         rng: SplitMix64::new(seed),
         spare_normal: None,
-        events: BinaryHeap::with_capacity(1024),
-        seq_no: 0,
+        events: EventQueue::new(),
         requests,
         issued: 0,
         seqs: Vec::with_capacity(requests as usize),
@@ -372,19 +334,12 @@ fn mix(a: u64, b: u64) -> u64 {
 
 impl Sim<'_> {
     fn push(&mut self, at_ms: f64, kind: Kind) {
-        self.seq_no += 1;
-        self.events.push(Event {
-            at_ms,
-            class: kind.class(),
-            seq: self.seq_no,
-            kind,
-        });
+        self.events.push(at_ms, kind.class(), kind);
     }
 
     fn run(&mut self, gap_ms: f64, poisson: bool) {
-        while let Some(event) = self.events.pop() {
-            let now = event.at_ms;
-            match event.kind {
+        while let Some((now, kind)) = self.events.pop() {
+            match kind {
                 Kind::Issue => {
                     self.issue(now);
                     if self.issued < self.requests {
