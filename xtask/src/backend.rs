@@ -80,6 +80,8 @@ pub(crate) struct Spec {
     /// Whether the batch-cost probe and the what-if engine apply (`--after
     /// auto`).
     pub probe: bool,
+    /// How the LLM step probe runs, with `--scenario llm`.
+    pub llm_probe: crate::whatif::LlmProbe,
     /// `report whatif`'s flags for this server and its load.
     pub whatif_args: Vec<String>,
     /// Whether `report whatif` decides a server change without probes,
@@ -121,6 +123,12 @@ pub(crate) trait Backend {
         seed: u64,
         setting: Option<&ServerSetting>,
     ) -> Result<Target, TaskError>;
+
+    /// The server of the functional check: the first phase's, unless
+    /// the check needs more than the phases do.
+    fn start_functional(&self, bins: &Binaries, log: &Path) -> Result<Target, TaskError> {
+        self.start(bins, log, FIRST_SEED, None)
+    }
 
     /// The server with `setting` applied, in words (console and conditions).
     fn describe(&self, seed: u64, setting: Option<&ServerSetting>) -> String;
@@ -237,6 +245,7 @@ fn inference_spec(args: &PerfArgs) -> Spec {
         input_py_skip: input_py_skip(&args.api, args.skip_python),
         server_stats: false,
         probe: true,
+        llm_probe: crate::whatif::LlmProbe::SIMULATOR,
         // The simulator has a dynamic batcher: its settings are server
         // changes the engine may predict (never choose).
         whatif_args: [strings(&["--server", "simulator"]), load_shape()].concat(),
@@ -412,6 +421,32 @@ pub(crate) struct Triton {
 }
 
 impl Triton {
+    /// A fresh Triton with `setting`, the decoupled streaming model beside
+    /// when `stream_model`.
+    fn start_with(
+        &self,
+        seed: u64,
+        setting: Option<&ServerSetting>,
+        stream_model: bool,
+        log: &Path,
+    ) -> Result<Target, TaskError> {
+        let (Some(python), Some(root)) = (&self.python, &self.root) else {
+            return Err(TaskError::Step(
+                "Triton was started before its venv was prepared".to_owned(),
+            ));
+        };
+        let setup = Self::setup(seed, setting)?;
+        let server = triton_server::start(python, root, &setup, stream_model, log)?;
+        let url = match (&server.grpc_url, self.grpc) {
+            (Some(grpc), true) => grpc.clone(),
+            _ => server.base_url.clone(),
+        };
+        Ok(Target {
+            url,
+            _server: Some(server),
+        })
+    }
+
     fn new(grpc: bool) -> Self {
         let client_args = strings(&[
             "--model",
@@ -458,6 +493,7 @@ impl Triton {
                 // Triton sends no Server-Timing: the engine fits its statistics.
                 server_stats: true,
                 probe: true,
+                llm_probe: crate::whatif::LlmProbe::SIMULATOR,
                 whatif_args: [
                     strings(&[
                         "--server",
@@ -518,21 +554,13 @@ impl Backend for Triton {
         seed: u64,
         setting: Option<&ServerSetting>,
     ) -> Result<Target, TaskError> {
-        let (Some(python), Some(root)) = (&self.python, &self.root) else {
-            return Err(TaskError::Step(
-                "Triton was started before its venv was prepared".to_owned(),
-            ));
-        };
-        let setup = Self::setup(seed, setting)?;
-        let server = triton_server::start(python, root, &setup, self.grpc, log)?;
-        let url = match (&server.grpc_url, self.grpc) {
-            (Some(grpc), true) => grpc.clone(),
-            _ => server.base_url.clone(),
-        };
-        Ok(Target {
-            url,
-            _server: Some(server),
-        })
+        // The decoupled model is the functional check's alone: loading
+        // it costs every start seconds, and a phase never calls it.
+        self.start_with(seed, setting, false, log)
+    }
+
+    fn start_functional(&self, _bins: &Binaries, log: &Path) -> Result<Target, TaskError> {
+        self.start_with(FIRST_SEED, None, self.grpc, log)
     }
 
     fn describe(&self, seed: u64, setting: Option<&ServerSetting>) -> String {
@@ -693,6 +721,7 @@ impl Llm {
                 // The step probe: one request at a time at a few prompt
                 // lengths, so the fit can tell a step's costs apart.
                 probe: true,
+                llm_probe: crate::whatif::LlmProbe::SIMULATOR,
                 whatif_args,
                 decides_server_change: true,
                 before_label: format!("Before (baseline client, {slots} slots)"),
@@ -792,7 +821,34 @@ pub(crate) const LLAMA_BEFORE_SLOTS: u32 = 1;
 /// more than the server's slots.
 pub(crate) const LLAMA_STREAMS: usize = 8;
 /// Tokens of every answer: the random model never ends one by itself.
-const LLAMA_MAX_TOKENS: &str = "32";
+pub(crate) const LLAMA_MAX_TOKENS: &str = "32";
+
+/// loadgen's flags for llama-server in every phase.
+pub(crate) fn llama_client_args() -> Vec<String> {
+    strings(&[
+        "--model",
+        llama::MODEL,
+        "--max-tokens",
+        LLAMA_MAX_TOKENS,
+        "--extra-body",
+        r#"{"temperature": 0}"#,
+        // Its kernels are not batch-invariant: a near tie of the random
+        // model's logits can fall the other way with other slots, so
+        // answers are not compared.
+        "--no-digest",
+    ])
+}
+
+/// The step probe on a server with a slot per stream: the Before's one
+/// slot runs one sequence a step, so the concurrent run is what shows a
+/// step's cost per sequence. Prompts in words; llama-server counts them
+/// itself (8, 64 and 128 words are about 50, 210 and 390 tokens with the
+/// chat template, within a slot's context of 512).
+pub(crate) const LLAMA_PROBE: crate::whatif::LlmProbe = crate::whatif::LlmProbe {
+    prompt_words: &[8, 64, 128],
+    concurrent_streams: Some(LLAMA_STREAMS as u32),
+    client_args: &["--model", llama::MODEL, "--no-digest"],
+};
 
 impl LlamaCpp {
     fn new(args: &PerfArgs) -> Self {
@@ -804,18 +860,7 @@ impl LlamaCpp {
                 ),
                 prepare: Some("llama-server: the binary (xtask/llama/build_server.sh) and the tiny model"),
                 api: "openai-chat".to_owned(),
-                client_args: strings(&[
-                    "--model",
-                    llama::MODEL,
-                    "--max-tokens",
-                    LLAMA_MAX_TOKENS,
-                    "--extra-body",
-                    r#"{"temperature": 0}"#,
-                    // Its kernels are not batch-invariant: a near tie of
-                    // the random model's logits can fall the other way
-                    // with other slots, so answers are not compared.
-                    "--no-digest",
-                ]),
+                client_args: llama_client_args(),
                 log_suffix: "llama-server",
                 functional_log: "functional-llama-server.log",
                 functional_checks: vec![
@@ -838,7 +883,8 @@ impl LlamaCpp {
                 functional_ok: "ok: llama-server at {url} streamed chat and completions and answered a whole chat",
                 input_py_skip: Some("input.py skipped: it sends the simulator's inference format, not OpenAI's; the Rust baseline client (input.py's load shape, streamed) is the Before.".to_owned()),
                 server_stats: false,
-                probe: false,
+                probe: true,
+                llm_probe: LLAMA_PROBE,
                 // The current LLM rule (slots raised to the streams in
                 // flight); where the analysis ranks other server changes,
                 // `LlamaCpp::server_args` is where each is carried out.

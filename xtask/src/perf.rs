@@ -447,7 +447,7 @@ impl Workflow<'_> {
     fn functional_check(&self) -> Result<(), TaskError> {
         let spec = self.backend.spec();
         let log = self.args.out.join("logs").join(spec.functional_log);
-        let target = self.backend.start(self.bins, &log, FIRST_SEED, None)?;
+        let target = self.backend.start_functional(self.bins, &log)?;
         for check in &spec.functional_checks {
             let api = check.api.unwrap_or(&spec.api);
             let client_args = check.client_args.as_ref().unwrap_or(&spec.client_args);
@@ -649,7 +649,13 @@ impl Workflow<'_> {
     /// the backend reads them, the server's statistics. `None` (said
     /// loudly) when its server does not start.
     fn probe(&self, dir: &Path, seed: u64) -> Result<Option<Probes>, TaskError> {
-        let target = match self.start(dir, "probe", seed, None) {
+        let llm_probe = &self.backend.spec().llm_probe;
+        // The concurrent run needs a slot per stream.
+        let setting = (self.args.scenario == "llm")
+            .then_some(llm_probe.concurrent_streams)
+            .flatten()
+            .map(|max_num_seqs| ServerSetting::MaxNumSeqs { max_num_seqs });
+        let target = match self.start(dir, "probe", seed, setting.as_ref()) {
             Ok(target) => target,
             Err(e) => {
                 eprintln!("warning: the probe's server did not start ({e}); without the engine's prediction the After is the fixed optimized profile");
@@ -657,15 +663,21 @@ impl Workflow<'_> {
             }
         };
         if self.args.scenario == "llm" {
-            println!(
-                "probe: {} streamed requests at each prompt length {:?} tokens, {} tokens each, one at a time ({})",
-                crate::whatif::LLM_PROBE_REQUESTS,
-                crate::whatif::LLM_PROBE_PROMPT_TOKENS,
-                crate::whatif::LLM_PROBE_OUTPUT_TOKENS,
-                target.url
-            );
+            println!("probe: {} ({})", llm_probe.describe(), target.url);
             let (logs, prompt_tokens) = crate::whatif::llm_probe(
-                || self.loadgen(None, &target.url, None),
+                llm_probe,
+                || {
+                    if llm_probe.client_args.is_empty() {
+                        self.loadgen(None, &target.url, None)
+                    } else {
+                        let args: Vec<String> = llm_probe
+                            .client_args
+                            .iter()
+                            .map(|a| (*a).to_owned())
+                            .collect();
+                        self.loadgen_with(None, &target.url, None, &args)
+                    }
+                },
                 dir,
                 CLIENT_LIMIT,
             )?;

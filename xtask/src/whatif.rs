@@ -8,6 +8,7 @@
 //! simulates the candidates. Every decision is report's; xtask reads it
 //! through the contract's types and carries it out.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -85,14 +86,54 @@ pub(crate) fn probe_with(
     Ok((logs, stats))
 }
 
-/// Prompt lengths of the LLM step probe, tokens (stub-server's words).
-pub(crate) const LLM_PROBE_PROMPT_TOKENS: [u32; 3] = [16, 256, 1024];
-
 /// Requests at each probe length, one at a time.
 pub(crate) const LLM_PROBE_REQUESTS: u32 = 8;
 
 /// Answer tokens of each probe request.
 pub(crate) const LLM_PROBE_OUTPUT_TOKENS: u32 = 16;
+
+/// How the LLM step probe runs against one kind of server.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LlmProbe {
+    /// Prompt lengths, in words: one run of [`LLM_PROBE_REQUESTS`] each,
+    /// one request at a time. A word is a token to stub-server; a real
+    /// server counts its own (`usage.prompt_tokens`, which the fit
+    /// prefers), so its lengths must leave room in its context.
+    pub prompt_words: &'static [u32],
+    /// Then, when set, this many streams at once of the shortest prompts
+    /// (eight requests a stream), against a server with as many slots:
+    /// for a Before whose steps run one sequence, where the fit cannot
+    /// otherwise tell a step's fixed cost from its cost per sequence.
+    pub concurrent_streams: Option<u32>,
+    /// loadgen's flags in place of the phases' own (which may set the
+    /// answer's length, as the probe does); empty: the phases' own.
+    pub client_args: &'static [&'static str],
+}
+
+impl LlmProbe {
+    /// stub-server's: its Before runs every slot, so lengths alone.
+    pub(crate) const SIMULATOR: Self = Self {
+        prompt_words: &[16, 256, 1024],
+        concurrent_streams: None,
+        client_args: &[],
+    };
+
+    /// What it runs, for the console.
+    pub(crate) fn describe(&self) -> String {
+        let mut text = format!(
+            "{LLM_PROBE_REQUESTS} streamed requests at each prompt length {:?} words, {LLM_PROBE_OUTPUT_TOKENS} tokens each, one at a time",
+            self.prompt_words
+        );
+        if let Some(streams) = self.concurrent_streams {
+            let _ = write!(
+                text,
+                "; then {} at {streams} streams at once",
+                streams * LLM_PROBE_REQUESTS
+            );
+        }
+        text
+    }
+}
 
 /// `count` prompts of exactly `words` whitespace words, each beginning
 /// with a word of its own (so a prefix cache shares nothing between them),
@@ -109,28 +150,44 @@ fn llm_probe_payloads(words: u32, count: u32) -> String {
     out
 }
 
-/// The LLM step probe: against a server left idle between requests, one
-/// streamed request at a time at each of [`LLM_PROBE_PROMPT_TOKENS`], its
-/// answer [`LLM_PROBE_OUTPUT_TOKENS`] tokens long. Alone, a request's
-/// steps run one sequence and its first token is one prefill: the Before
-/// (every slot busy) cannot tell a step's fixed cost from its cost per
-/// sequence, nor a prompt's prefill from the client's own time. Returns
-/// the logs written into `dir` and their prompt lengths.
+/// The LLM step probe (`probe`): against a server left idle between
+/// requests, one streamed request at a time at each prompt length, its
+/// answer [`LLM_PROBE_OUTPUT_TOKENS`] tokens long; then, where asked,
+/// the concurrent run. Alone, a request's steps run one sequence and its
+/// first token is one prefill: the Before (every slot busy) cannot tell a
+/// step's fixed cost from its cost per sequence, nor a prompt's prefill
+/// from the client's own time. Returns the logs written into `dir` and
+/// each one's prompt length in words (the fallback where a server sends
+/// no `usage`).
 pub(crate) fn llm_probe(
+    probe: &LlmProbe,
     mut loadgen: impl FnMut() -> Command,
     dir: &Path,
     limit: std::time::Duration,
 ) -> Result<(Vec<PathBuf>, Vec<u32>), TaskError> {
+    let shortest = probe.prompt_words.iter().copied().min().unwrap_or(16);
+    let runs = probe
+        .prompt_words
+        .iter()
+        .map(|&words| (words, 1))
+        .chain(probe.concurrent_streams.map(|streams| (shortest, streams)));
     let mut logs = Vec::new();
-    for words in LLM_PROBE_PROMPT_TOKENS {
-        let payloads = dir.join(format!("probe_p{words}.jsonl"));
-        std::fs::write(&payloads, llm_probe_payloads(words, LLM_PROBE_REQUESTS))
+    let mut lengths = Vec::new();
+    for (words, streams) in runs {
+        let name = if streams == 1 {
+            format!("probe_p{words}")
+        } else {
+            format!("probe_c{streams}")
+        };
+        let requests = LLM_PROBE_REQUESTS * streams;
+        let payloads = dir.join(format!("{name}.jsonl"));
+        std::fs::write(&payloads, llm_probe_payloads(words, requests))
             .map_err(|e| TaskError::Step(format!("{}: {e}", payloads.display())))?;
-        let log = dir.join(format!("probe_p{words}.csv"));
+        let log = dir.join(format!("{name}.csv"));
         let status = process::run_with_deadline(
             loadgen()
-                .args(["-q", "-c", "1"])
-                .args(["-n", &LLM_PROBE_REQUESTS.to_string()])
+                .args(["-q", "-c", &streams.to_string()])
+                .args(["-n", &requests.to_string()])
                 .args(["--max-tokens", &LLM_PROBE_OUTPUT_TOKENS.to_string()])
                 .args(["--extra-body", r#"{"ignore_eos": true}"#])
                 .args(["--payloads".as_ref(), payloads.as_os_str()])
@@ -139,15 +196,18 @@ pub(crate) fn llm_probe(
             limit,
         )?;
         match status.code() {
-            Some(0 | 1) => logs.push(log),
+            Some(0 | 1) => {
+                logs.push(log);
+                lengths.push(words);
+            }
             _ => {
                 return Err(TaskError::Step(format!(
-                    "the step probe at {words}-token prompts could not run ({status})"
+                    "the step probe ({name}: {words}-word prompts, {streams} at a time) could not run ({status})"
                 )))
             }
         }
     }
-    Ok((logs, LLM_PROBE_PROMPT_TOKENS.to_vec()))
+    Ok((logs, lengths))
 }
 
 /// Runs `report whatif` (`cmd`, writing `json_path`) and reads its answer.

@@ -20,16 +20,46 @@ use std::time::Instant;
 use model::whatif::{LlmChange, LlmEngineReport, WhatifReport};
 use serde::{Deserialize, Serialize};
 
+use crate::backend;
 use crate::build::{self, Binaries};
 use crate::error::TaskError;
 use crate::machine::Machine;
 use crate::perf::{create_dir, CLIENT_LIMIT, PACKAGES};
 use crate::process::{self, ServerProcess};
-use crate::whatif;
+use crate::{llama, whatif};
 
 /// How far a prediction may be from the measurement, percent of the
 /// measurement.
 pub(crate) const GOAL_PCT: f64 = 10.0;
+
+/// The same on llama-server, whose steps share two cores with the client
+/// and its own HTTP threads, percent.
+pub(crate) const LLAMA_GOAL_PCT: f64 = 20.0;
+
+/// llama.cpp's `llama-server` (CPU, the tiny local model) under the
+/// workflow's load (`--profile baseline`, its streams, its answers): the
+/// Before's slots and the candidate's.
+struct LlamaScenario {
+    name: &'static str,
+    slots: u32,
+    candidate_slots: u32,
+}
+
+const LLAMA_SCENARIOS: [LlamaScenario; 2] = [
+    LlamaScenario {
+        name: "llama-server-1-to-4",
+        slots: 1,
+        candidate_slots: 4,
+    },
+    LlamaScenario {
+        name: "llama-server-2-to-8",
+        slots: 2,
+        candidate_slots: 8,
+    },
+];
+
+/// Requests of each llama-server phase (the workflow's).
+const LLAMA_REQUESTS: u32 = 400;
 
 /// How requests arrive.
 #[derive(Debug, Clone, Copy)]
@@ -269,23 +299,26 @@ struct Series {
 /// into `out`; true when every one met the goal.
 pub(crate) fn run(out: &Path, only: Option<&str>) -> Result<bool, TaskError> {
     let started = Instant::now();
-    let chosen: Vec<&Scenario> = SCENARIOS
-        .iter()
-        .filter(|s| only.is_none_or(|o| s.name.contains(o)))
-        .collect();
-    if chosen.is_empty() {
+    let matches = |name: &str| only.is_none_or(|o| name.contains(o));
+    let chosen: Vec<&Scenario> = SCENARIOS.iter().filter(|s| matches(s.name)).collect();
+    let chosen_llama: Vec<&LlamaScenario> =
+        LLAMA_SCENARIOS.iter().filter(|s| matches(s.name)).collect();
+    if chosen.is_empty() && chosen_llama.is_empty() {
         return Err(TaskError::BadFlag(format!(
             "--only {:?} matches no LLM scenario; allowed: a part of {}",
             only.unwrap_or(""),
-            SCENARIOS.map(|s| s.name).join(", ")
+            SCENARIOS
+                .iter()
+                .map(|s| s.name)
+                .chain(LLAMA_SCENARIOS.iter().map(|s| s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         )));
     }
     let bins = build::release_binaries(&PACKAGES)?;
     create_dir(out)?;
     let mut rows = Vec::new();
-    for scenario in chosen {
-        println!("\n=== {}: {} ===", scenario.name, scenario.describe());
-        let row = validate(&bins, scenario, &out.join(scenario.name))?;
+    let print = |row: &Row| {
         println!(
             "{}: {}; TTFT P95 predicted {:.1} ms, measured {:.1} ms ({}); ITL P99 predicted {:.2} ms, measured {:.2} ms ({}): {}",
             row.scenario,
@@ -298,7 +331,24 @@ pub(crate) fn run(out: &Path, only: Option<&str>) -> Result<bool, TaskError> {
             error_text(row.itl_p99.error_pct),
             if row.passed { "pass" } else { "FAIL" }
         );
+    };
+    for scenario in chosen {
+        println!("\n=== {}: {} ===", scenario.name, scenario.describe());
+        let row = validate(&bins, scenario, &out.join(scenario.name))?;
+        print(&row);
         rows.push(row);
+    }
+    if !chosen_llama.is_empty() {
+        let root = crate::workspace::root()?;
+        let model_dir = out.join("llama");
+        create_dir(&model_dir)?;
+        let install = llama::prepare(&root, &model_dir)?;
+        for scenario in chosen_llama {
+            println!("\n=== {}: {} ===", scenario.name, scenario.describe());
+            let row = validate_llama(&bins, &install, scenario, &out.join(scenario.name))?;
+            print(&row);
+            rows.push(row);
+        }
     }
     let passed = rows.iter().all(|r| r.passed);
     let table = markdown(&rows);
@@ -306,6 +356,7 @@ pub(crate) fn run(out: &Path, only: Option<&str>) -> Result<bool, TaskError> {
     let document = serde_json::json!({
         "scenario": "llm",
         "goal_pct": GOAL_PCT,
+        "llama_server_goal_pct": LLAMA_GOAL_PCT,
         "rows": rows,
         "passed": passed,
         "elapsed_s": started.elapsed().as_secs_f64(),
@@ -365,7 +416,12 @@ fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, Tas
             &scenario.server_args(scenario.slots),
             &dir.join("logs/probe-server.log"),
         )?;
-        whatif::llm_probe(|| loadgen(&server.base_url), dir, CLIENT_LIMIT)?
+        whatif::llm_probe(
+            &whatif::LlmProbe::SIMULATOR,
+            || loadgen(&server.base_url),
+            dir,
+            CLIENT_LIMIT,
+        )?
     };
     let json_path = dir.join("whatif.json");
     let mut cmd = Command::new(bins.path("report"));
@@ -420,6 +476,121 @@ fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, Tas
         ttft_p95,
         itl_p99,
         goal_pct: GOAL_PCT,
+    })
+}
+
+impl LlamaScenario {
+    fn describe(&self) -> String {
+        format!(
+            "llama-server --parallel {} (CPU, the tiny local model), loadgen --profile baseline, {} streams, {} tokens an answer, {LLAMA_REQUESTS} requests",
+            self.slots,
+            backend::LLAMA_STREAMS,
+            backend::LLAMA_MAX_TOKENS
+        )
+    }
+}
+
+/// One llama-server scenario: a fresh server per phase, the Before, the
+/// workflow's probe, `report whatif`, the candidate measured.
+fn validate_llama(
+    bins: &Binaries,
+    install: &llama::Install,
+    scenario: &LlamaScenario,
+    dir: &Path,
+) -> Result<Row, TaskError> {
+    create_dir(&dir.join("logs"))?;
+    let loadgen = |url: &str, client_args: &[String]| {
+        let mut cmd = Command::new(bins.path("loadgen"));
+        cmd.args(["--url", url, "--api", "openai-chat"])
+            .args(client_args)
+            .stdin(Stdio::null());
+        cmd
+    };
+    let client_args = backend::llama_client_args();
+    let phase = |name: &str, slots: u32| -> Result<PathBuf, TaskError> {
+        let server = llama::start(install, slots, &dir.join(format!("logs/{name}-server.log")))?;
+        let log = dir.join(format!("{name}.csv"));
+        let status = process::run_with_deadline(
+            loadgen(&server.base_url, &client_args)
+                .args(["-q", "--profile", "baseline"])
+                .args(["-c", &backend::LLAMA_STREAMS.to_string()])
+                .args(["-n", &LLAMA_REQUESTS.to_string()])
+                .args(["--out".as_ref(), log.as_os_str()])
+                .stdout(Stdio::null()),
+            CLIENT_LIMIT,
+        )?;
+        match status.code() {
+            Some(0 | 1) => Ok(log),
+            _ => Err(TaskError::Step(format!(
+                "{}: loadgen ({name}) could not run ({status})",
+                scenario.name
+            ))),
+        }
+    };
+    let before = phase("before", scenario.slots)?;
+    let probe = backend::LLAMA_PROBE;
+    let (probes, probe_words) = {
+        let slots = probe.concurrent_streams.unwrap_or(scenario.slots);
+        let server = llama::start(install, slots, &dir.join("logs/probe-server.log"))?;
+        let args: Vec<String> = probe.client_args.iter().map(|a| (*a).to_owned()).collect();
+        whatif::llm_probe(
+            &probe,
+            || loadgen(&server.base_url, &args),
+            dir,
+            CLIENT_LIMIT,
+        )?
+    };
+    let json_path = dir.join("whatif.json");
+    let mut cmd = Command::new(bins.path("report"));
+    cmd.args(["whatif", "--scenario", "llm"])
+        .args(["--max-num-seqs", &scenario.slots.to_string()])
+        .args(["--concurrency", &backend::LLAMA_STREAMS.to_string()])
+        .args(["--requests", &LLAMA_REQUESTS.to_string()])
+        .args(["--server-changes", "slots"])
+        .args(["--before".as_ref(), before.as_os_str()])
+        .args(
+            probes
+                .iter()
+                .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
+        )
+        .args(
+            probe_words
+                .iter()
+                .flat_map(|t| ["--probe-prompt-tokens".to_owned(), t.to_string()]),
+        )
+        .args(["--json".as_ref(), json_path.as_os_str()])
+        .stdout(Stdio::null());
+    let report: WhatifReport = whatif::analyse(&mut cmd, &json_path, CLIENT_LIMIT)?;
+    let engine = report.llm.ok_or_else(|| {
+        TaskError::Step(format!(
+            "{}: report whatif wrote no LLM engine prediction",
+            json_path.display()
+        ))
+    })?;
+    let candidate = slot_candidate(&engine, scenario.candidate_slots).ok_or_else(|| {
+        TaskError::Step(format!(
+            "{}: report whatif predicted no candidate of {} slots",
+            scenario.name, scenario.candidate_slots
+        ))
+    })?;
+    let after = phase("after", scenario.candidate_slots)?;
+    let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
+    let (ttft_ms, itl_ms) = measured(bins, &after)?;
+    let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, LLAMA_GOAL_PCT);
+    let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, LLAMA_GOAL_PCT);
+    Ok(Row {
+        scenario: scenario.name.to_owned(),
+        setup: scenario.describe(),
+        change: format!(
+            "--parallel {} -> {}",
+            scenario.slots, scenario.candidate_slots
+        ),
+        before_ttft_p95_ms,
+        before_itl_p99_ms,
+        passed: ttft_p95.within_goal && itl_p99.within_goal,
+        ttft_p95,
+        itl_p99,
+        goal_pct: LLAMA_GOAL_PCT,
     })
 }
 

@@ -421,6 +421,11 @@ pub struct StepFit {
     pub step_per_seq_ms: Estimate,
     /// Cost per prompt token prefilled in the step, ms.
     pub prefill_per_token_ms: Estimate,
+    /// Cost of the step's prefilled tokens squared, ms per (1,000
+    /// tokens)^2: what a batch of prompts costs beyond the sum of their
+    /// costs alone (attention over the whole batch); 0 where the runs
+    /// cannot tell it or the server shows none.
+    pub prefill_sq_ms: Estimate,
     /// Standard deviation of the log-normal multiplier of a step's cost.
     pub sigma: Estimate,
     /// The client's own time in a time to first token (sending, the

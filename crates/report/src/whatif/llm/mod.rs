@@ -263,6 +263,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         step_base_ms: e[0],
         step_per_seq_ms: e[1],
         prefill_per_token_ms: e[2],
+        prefill_sq_ms: e[5],
         sigma: e[3],
         client_overhead_ms: e[4],
         read_jitter_ms: sd(&setup.fit.read_jitter_ms),
@@ -535,6 +536,7 @@ fn decision_of(
         ("step_base_ms", fit.step_base_ms.value),
         ("step_per_seq_ms", fit.step_per_seq_ms.value),
         ("prefill_per_token_ms", fit.prefill_per_token_ms.value),
+        ("prefill_sq_ms", fit.prefill_sq_ms.value),
         ("slots_before", f64::from(fit.server.max_num_seqs)),
         ("margin", report.margin),
     ]
@@ -555,11 +557,19 @@ fn decision_of(
             )
         });
     let reason = format!(
-        "{} Step model: {} ms + {} ms per sequence + {} ms per prompt token, {} slots{replay}",
+        "{} Step model: {} ms + {} ms per sequence + {} ms per prompt token{}, {} slots{replay}",
         report.conclusion,
         est(&fit.step_base_ms, 2),
         est(&fit.step_per_seq_ms, 3),
         est(&fit.prefill_per_token_ms, 4),
+        if fit.prefill_sq_ms.value > 0.0 {
+            format!(
+                " + {} ms per (1,000 prompt tokens in one step)^2",
+                est(&fit.prefill_sq_ms, 2)
+            )
+        } else {
+            String::new()
+        },
         fit.server.max_num_seqs,
     );
     Decision {

@@ -8,8 +8,8 @@
 //! sequences still prefilling (chunked prefill, oldest first), then admits
 //! waiting sequences while fewer than `max_num_seqs` run, each with a chunk
 //! of what is left of the budget of `max_batched_tokens`. It costs
-//! `base + per_seq x running + prefill_per_token x prefilled tokens`
-//! (times a log-normal draw when `sigma > 0`); at its end every sequence
+//! `base + per_seq x running + prefill_per_token x prefilled tokens +
+//! prefill_sq x (prefilled tokens / 1000)^2` (times a log-normal draw when `sigma > 0`); at its end every sequence
 //! whose prompt is done emits one token. A prompt's leading blocks found
 //! in the prefix cache (LRU, chained over the blocks before, so only true
 //! prefixes hit) cost nothing, its last token always computed; the KV
@@ -52,6 +52,9 @@ pub(crate) struct StepCost<'a> {
     pub per_seq_ms: f64,
     /// Cost per prompt token prefilled, ms.
     pub prefill_per_token_ms: f64,
+    /// Cost of the step's prefilled tokens squared, ms per (1,000
+    /// tokens)^2.
+    pub prefill_sq_ms: f64,
     /// Standard deviation of the log-normal multiplier (0: exact).
     pub sigma: f64,
     /// Share of steps that stall (0: none).
@@ -528,7 +531,8 @@ impl Sim<'_> {
         let cost = self.server.cost;
         let nominal = cost.base_ms
             + cost.per_seq_ms * batch as f64
-            + cost.prefill_per_token_ms * prefill_tokens as f64;
+            + cost.prefill_per_token_ms * prefill_tokens as f64
+            + cost.prefill_sq_ms * (prefill_tokens as f64 / 1000.0).powi(2);
         let z = self.rng.standard_normal(&mut self.spare_normal);
         let mut ms = nominal * (cost.sigma * z).exp();
         if !(ms.is_finite() && ms >= 0.0) {
@@ -806,6 +810,7 @@ mod tests {
                 base_ms,
                 per_seq_ms,
                 prefill_per_token_ms: prefill_ms,
+                prefill_sq_ms: 0.0,
                 sigma: 0.0,
                 stall_share: 0.0,
                 stalls_ms: &[],
