@@ -100,11 +100,14 @@ pub(crate) struct LlmProbe {
     /// server counts its own (`usage.prompt_tokens`, which the fit
     /// prefers), so its lengths must leave room in its context.
     pub prompt_words: &'static [u32],
-    /// Then, when set, this many streams at once of the shortest prompts
-    /// (eight requests a stream), against a server with as many slots:
-    /// for a Before whose steps run one sequence, where the fit cannot
-    /// otherwise tell a step's fixed cost from its cost per sequence.
+    /// Then, when set, this many streams at once (eight requests a
+    /// stream) of prompts of `concurrent_words`, against a server with as
+    /// many slots: for a Before whose steps run one sequence, where the
+    /// fit cannot otherwise tell a step's fixed cost from its cost per
+    /// sequence, nor see what a batch of prompts joining together costs.
     pub concurrent_streams: Option<u32>,
+    /// Prompt length of the concurrent run, words.
+    pub concurrent_words: u32,
     /// loadgen's flags in place of the phases' own (which may set the
     /// answer's length, as the probe does); empty: the phases' own.
     pub client_args: &'static [&'static str],
@@ -115,6 +118,7 @@ impl LlmProbe {
     pub(crate) const SIMULATOR: Self = Self {
         prompt_words: &[16, 256, 1024],
         concurrent_streams: None,
+        concurrent_words: 16,
         client_args: &[],
     };
 
@@ -127,8 +131,9 @@ impl LlmProbe {
         if let Some(streams) = self.concurrent_streams {
             let _ = write!(
                 text,
-                "; then {} at {streams} streams at once",
-                streams * LLM_PROBE_REQUESTS
+                "; then {} of {} words at {streams} streams at once",
+                streams * LLM_PROBE_REQUESTS,
+                self.concurrent_words
             );
         }
         text
@@ -165,12 +170,15 @@ pub(crate) fn llm_probe(
     dir: &Path,
     limit: std::time::Duration,
 ) -> Result<(Vec<PathBuf>, Vec<u32>), TaskError> {
-    let shortest = probe.prompt_words.iter().copied().min().unwrap_or(16);
     let runs = probe
         .prompt_words
         .iter()
         .map(|&words| (words, 1))
-        .chain(probe.concurrent_streams.map(|streams| (shortest, streams)));
+        .chain(
+            probe
+                .concurrent_streams
+                .map(|streams| (probe.concurrent_words, streams)),
+        );
     let mut logs = Vec::new();
     let mut lengths = Vec::new();
     for (words, streams) in runs {

@@ -426,6 +426,10 @@ pub struct StepFit {
     /// costs alone (attention over the whole batch); 0 where the runs
     /// cannot tell it or the server shows none.
     pub prefill_sq_ms: Estimate,
+    /// Cost per 1,000 tokens of context of the step's sequences, ms
+    /// (attention over each one's prompt and answer so far); 0 where the
+    /// runs cannot tell it or the server shows none.
+    pub kv_ms: Estimate,
     /// Standard deviation of the log-normal multiplier of a step's cost.
     pub sigma: Estimate,
     /// The client's own time in a time to first token (sending, the

@@ -304,6 +304,7 @@ pub(crate) fn server_of<'a>(
             per_seq_ms: model.per_seq_ms,
             prefill_per_token_ms: model.prefill_per_token_ms,
             prefill_sq_ms: model.prefill_sq_ms,
+            kv_ms: model.kv_ms,
             sigma: model.sigma,
             stall_share: fit.stall_share,
             stalls_ms: &fit.stalls_ms,

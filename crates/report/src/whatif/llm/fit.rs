@@ -23,6 +23,12 @@
 //! amounts; elsewhere, and where it comes out below 0, it is 0 (a linear
 //! server such as stub-server fits it near 0).
 //!
+//! And both carry `kv x (tokens of context of the step's sequences /
+//! 1000)`: a decode attends over its sequence's whole context, so a step
+//! of long sequences costs more than one of short ones (llama.cpp's on two
+//! cores: a token 0.22 ms after a 74-token prompt, 0.39 ms after a
+//! 389-token one). Fitted where prompt lengths are known; 0 elsewhere.
+//!
 //! The Before's steps run many sequences and the probe's one, so both
 //! costs separate; the probe's prompt lengths separate the prefill cost
 //! from the step's. Prompts of unknown length count as one unit each: the
@@ -68,6 +74,8 @@ pub(crate) struct StepModel {
     /// Cost of the prompt tokens of one step squared, ms per (1,000
     /// tokens)^2.
     pub prefill_sq_ms: f64,
+    /// Cost per 1,000 tokens of context of the step's sequences, ms.
+    pub kv_ms: f64,
     /// Log-normal spread of a step's cost.
     pub sigma: f64,
     /// The client's own time in a TTFT, less connection set-up, ms.
@@ -98,7 +106,7 @@ pub enum StepFitError {
 /// One observation: the unknowns' factors and the time.
 #[derive(Debug, Clone, Copy)]
 struct Obs {
-    /// Factors of base, per_seq, prefill, client, prefill_sq.
+    /// Factors of base, per_seq, prefill, client, prefill_sq, kv.
     x: [f64; COLUMNS],
     /// Observed ms.
     y: f64,
@@ -108,12 +116,14 @@ struct Obs {
     stratum: usize,
 }
 
-/// The unknowns: base, per_seq, prefill, client, prefill_sq.
-const COLUMNS: usize = 5;
+/// The unknowns: base, per_seq, prefill, client, prefill_sq, kv.
+const COLUMNS: usize = 6;
 /// The client's column: 1 in a first-token observation, 0 in a step.
 const CLIENT: usize = 3;
 /// The squared prefill's column.
 const PREFILL_SQ: usize = 4;
+/// The context's column.
+const KV: usize = 5;
 
 /// `prompt tokens of one step` as the squared term's factor.
 fn squared(prefill_tokens: f64) -> f64 {
@@ -127,8 +137,9 @@ pub(crate) struct StepFit {
     pub point: StepModel,
     /// One per bootstrap resample, in resample order.
     pub refits: Vec<StepModel>,
-    /// 95% intervals of base, per_seq, prefill, sigma, client, prefill_sq.
-    pub estimates: [Estimate; 6],
+    /// 95% intervals of base, per_seq, prefill, sigma, client, prefill_sq,
+    /// kv.
+    pub estimates: [Estimate; 7],
     /// Step observations.
     pub steps: usize,
     /// First-token observations.
@@ -179,6 +190,7 @@ pub(crate) fn fit(
     for (r, trace) in runs.iter().enumerate() {
         let var = jitter_var(trace);
         let loads = trace.loads(budget.filter(|_| prompts_known), !prompts_known);
+        let contexts = trace.contexts();
         for step in trace.back_to_back_steps() {
             let Some((running, p)) = loads[step.group] else {
                 continue;
@@ -187,9 +199,12 @@ pub(crate) fn fit(
             // Each end is a median of its reads: its variance about var / n.
             let here = step.running.max(1) as f64;
             let prev = trace.groups[step.group - 1].members.len().max(1) as f64;
-            let sq = if prompts_known { squared(p) } else { 0.0 };
+            let (sq, kv) = match contexts[step.group] {
+                Some(context) if prompts_known => (squared(p), context / 1000.0),
+                _ => (0.0, 0.0),
+            };
             obs.push(Obs {
-                x: [1.0, n, p, 0.0, sq],
+                x: [1.0, n, p, 0.0, sq, kv],
                 y: step.duration_ms,
                 noise_var: var / here + var / prev,
                 stratum: 2 * r,
@@ -204,13 +219,13 @@ pub(crate) fn fit(
                 _ => 1.0,
             };
             let n = trace.groups[g].members.len() as f64;
-            let sq = if prompts_known {
-                steps * squared(p / steps)
+            let (sq, kv) = if prompts_known {
+                (steps * squared(p / steps), p / 1000.0)
             } else {
-                0.0
+                (0.0, 0.0)
             };
             obs.push(Obs {
-                x: [steps, steps * n, p, 1.0, sq],
+                x: [steps, steps * n, p, 1.0, sq, kv],
                 y: stream.ttft_ms() - stream.setup_ms,
                 noise_var: var,
                 stratum: 2 * r + 1,
@@ -304,6 +319,7 @@ pub(crate) fn fit(
         interval(point.sigma, |m| m.sigma),
         interval(point.client_ms, |m| m.client_ms),
         interval(point.prefill_sq_ms, |m| m.prefill_sq_ms),
+        interval(point.kv_ms, |m| m.kv_ms),
     ];
     Ok(StepFit {
         point,
@@ -338,6 +354,9 @@ struct Design {
     /// The squared prefill: observations that prefilled at least
     /// [`MIN_PREFILL_AMOUNTS`] different amounts, beside the linear one.
     prefill_sq: bool,
+    /// The context's cost: steps whose sequences held at least
+    /// [`MIN_PREFILL_AMOUNTS`] different amounts of context.
+    kv: bool,
 }
 
 /// Fewest different prefill amounts for the squared term.
@@ -366,7 +385,15 @@ impl Design {
         amounts.dedup();
         let prefill = obs.iter().any(|o| o.x[3] == 0.0 && o.x[2] > 0.0)
             || (client && first_prompts.len() >= 2);
+        let mut contexts: Vec<u64> = obs
+            .iter()
+            .filter(|o| o.x[3] == 0.0 && o.x[KV] > 0.0)
+            .map(|o| o.x[KV].to_bits())
+            .collect();
+        contexts.sort_unstable();
+        contexts.dedup();
         Design {
+            kv: contexts.len() >= MIN_PREFILL_AMOUNTS,
             prefill_sq: prefill && amounts.len() >= MIN_PREFILL_AMOUNTS,
             per_seq: by_running
                 .values()
@@ -392,6 +419,7 @@ fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
         model.prefill_per_token_ms,
         model.client_ms,
         model.prefill_sq_ms,
+        model.kv_ms,
     ];
     let residual = |o: &Obs| o.y - (0..COLUMNS).map(|c| theta[c] * o.x[c]).sum::<f64>();
     let limit = |first_token: bool| {
@@ -449,6 +477,7 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
         .chain(design.prefill.then_some(2))
         .chain(design.client.then_some(CLIENT))
         .chain(design.prefill_sq.then_some(PREFILL_SQ))
+        .chain(design.kv.then_some(KV))
         .collect();
     let theta = loop {
         let theta = least_squares(&used, &columns)?;
@@ -482,6 +511,7 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
         per_seq_ms: theta[1],
         prefill_per_token_ms: theta[2],
         prefill_sq_ms: theta[PREFILL_SQ],
+        kv_ms: theta[KV],
         sigma,
         client_ms: theta[CLIENT],
     })
@@ -600,6 +630,7 @@ mod tests {
         per_seq_ms: f64,
         prefill_ms: f64,
         prefill_sq_ms: f64,
+        kv_ms: f64,
         sigma: f64,
         budget: usize,
     }
@@ -611,6 +642,7 @@ mod tests {
                 per_seq_ms: t.per_seq_ms,
                 prefill_per_token_ms: t.prefill_ms,
                 prefill_sq_ms: t.prefill_sq_ms,
+                kv_ms: t.kv_ms,
                 sigma: t.sigma,
                 stall_share: 0.0,
                 stalls_ms: &[],
@@ -683,6 +715,7 @@ mod tests {
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
+            kv_ms: 0.0,
             sigma: 0.0,
             budget: 2048,
         };
@@ -695,11 +728,35 @@ mod tests {
         assert!((m.per_seq_ms - 0.4).abs() < 1e-4, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
-        // A linear server shows no squared cost.
+        // A linear server shows no squared cost, no cost of context.
         assert!(m.prefill_sq_ms.abs() < 1e-3, "{m:?}");
+        assert!(m.kv_ms.abs() < 1e-3, "{m:?}");
         assert!(m.sigma < 1e-4, "{m:?}");
         assert_eq!(f.first_token_steps, 24);
         assert!(f.steps > 1000, "{}", f.steps);
+    }
+
+    #[test]
+    fn recovers_the_cost_of_context() {
+        // 0.5 ms per 1,000 tokens of context: a step of eight sequences
+        // 84 tokens into their answers costs 0.47 ms more than at their
+        // first.
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            prefill_sq_ms: 0.0,
+            kv_ms: 0.5,
+            sigma: 0.0,
+            budget: 2048,
+        };
+        let traces = runs(&t, 1, &[]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let m = fit(&refs, true, Some(2048), 20, 1).unwrap().point;
+        assert!((m.kv_ms - 0.5).abs() < 1e-3, "{m:?}");
+        assert!((m.per_seq_ms - 0.4).abs() < 1e-3, "{m:?}");
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!(m.prefill_sq_ms.abs() < 1e-2, "{m:?}");
     }
 
     #[test]
@@ -711,6 +768,7 @@ mod tests {
             per_seq_ms: 0.4,
             prefill_ms: 0.0125,
             prefill_sq_ms: 6.5,
+            kv_ms: 0.0,
             sigma: 0.0,
             budget: 2048,
         };
@@ -737,6 +795,7 @@ mod tests {
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
+            kv_ms: 0.0,
             sigma: 0.0,
             budget: 512,
         };
@@ -765,6 +824,7 @@ mod tests {
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
+            kv_ms: 0.0,
             sigma: 0.0,
             budget: 64,
         };
@@ -787,6 +847,7 @@ mod tests {
             per_seq_ms: 0.5,
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
+            kv_ms: 0.0,
             sigma: 0.05,
             budget: 2048,
         };
@@ -816,6 +877,7 @@ mod tests {
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
+            kv_ms: 0.0,
             sigma: 0.0,
             budget: 2048,
         };

@@ -264,6 +264,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         step_per_seq_ms: e[1],
         prefill_per_token_ms: e[2],
         prefill_sq_ms: e[5],
+        kv_ms: e[6],
         sigma: e[3],
         client_overhead_ms: e[4],
         read_jitter_ms: sd(&setup.fit.read_jitter_ms),
@@ -537,6 +538,7 @@ fn decision_of(
         ("step_per_seq_ms", fit.step_per_seq_ms.value),
         ("prefill_per_token_ms", fit.prefill_per_token_ms.value),
         ("prefill_sq_ms", fit.prefill_sq_ms.value),
+        ("kv_ms", fit.kv_ms.value),
         ("slots_before", f64::from(fit.server.max_num_seqs)),
         ("margin", report.margin),
     ]
@@ -557,7 +559,7 @@ fn decision_of(
             )
         });
     let reason = format!(
-        "{} Step model: {} ms + {} ms per sequence + {} ms per prompt token{}, {} slots{replay}",
+        "{} Step model: {} ms + {} ms per sequence + {} ms per prompt token{}{}, {} slots{replay}",
         report.conclusion,
         est(&fit.step_base_ms, 2),
         est(&fit.step_per_seq_ms, 3),
@@ -566,6 +568,14 @@ fn decision_of(
             format!(
                 " + {} ms per (1,000 prompt tokens in one step)^2",
                 est(&fit.prefill_sq_ms, 2)
+            )
+        } else {
+            String::new()
+        },
+        if fit.kv_ms.value > 0.0 {
+            format!(
+                " + {} ms per 1,000 tokens of context in the step",
+                est(&fit.kv_ms, 3)
             )
         } else {
             String::new()

@@ -9,7 +9,8 @@
 //! waiting sequences while fewer than `max_num_seqs` run, each with a chunk
 //! of what is left of the budget of `max_batched_tokens`. It costs
 //! `base + per_seq x running + prefill_per_token x prefilled tokens +
-//! prefill_sq x (prefilled tokens / 1000)^2` (times a log-normal draw when `sigma > 0`); at its end every sequence
+//! prefill_sq x (prefilled tokens / 1000)^2 + kv x (tokens of context of
+//! the running / 1000)` (times a log-normal draw when `sigma > 0`); at its end every sequence
 //! whose prompt is done emits one token. A prompt's leading blocks found
 //! in the prefix cache (LRU, chained over the blocks before, so only true
 //! prefixes hit) cost nothing, its last token always computed; the KV
@@ -55,6 +56,8 @@ pub(crate) struct StepCost<'a> {
     /// Cost of the step's prefilled tokens squared, ms per (1,000
     /// tokens)^2.
     pub prefill_sq_ms: f64,
+    /// Cost per 1,000 tokens of context of the step's sequences, ms.
+    pub kv_ms: f64,
     /// Standard deviation of the log-normal multiplier (0: exact).
     pub sigma: f64,
     /// Share of steps that stall (0: none).
@@ -532,7 +535,8 @@ impl Sim<'_> {
         let nominal = cost.base_ms
             + cost.per_seq_ms * batch as f64
             + cost.prefill_per_token_ms * prefill_tokens as f64
-            + cost.prefill_sq_ms * (prefill_tokens as f64 / 1000.0).powi(2);
+            + cost.prefill_sq_ms * (prefill_tokens as f64 / 1000.0).powi(2)
+            + cost.kv_ms * self.context_tokens(r) as f64 / 1000.0;
         let z = self.rng.standard_normal(&mut self.spare_normal);
         let mut ms = nominal * (cost.sigma * z).exp();
         if !(ms.is_finite() && ms >= 0.0) {
@@ -544,6 +548,24 @@ impl Sim<'_> {
         self.steps += 1;
         self.replicas[r].busy = true;
         self.push(now + ms, Kind::StepEnd { replica: r as u32 });
+    }
+
+    /// Tokens of context the running sequences of replica `r` hold in
+    /// the planned step: a decoding one its prompt and the tokens before
+    /// the one it makes, a prefilling one what is prefilled.
+    fn context_tokens(&self, r: usize) -> usize {
+        self.replicas[r]
+            .running
+            .iter()
+            .map(|&seq| {
+                let s = &self.seqs[seq];
+                if s.decoding() {
+                    s.prompt + s.emitted
+                } else {
+                    s.prefilled
+                }
+            })
+            .sum()
     }
 
     /// The scheduler: who is in the step and how many prompt tokens it
@@ -811,6 +833,7 @@ mod tests {
                 per_seq_ms,
                 prefill_per_token_ms: prefill_ms,
                 prefill_sq_ms: 0.0,
+                kv_ms: 0.0,
                 sigma: 0.0,
                 stall_share: 0.0,
                 stalls_ms: &[],

@@ -370,6 +370,26 @@ impl Trace {
             .collect()
     }
 
+    /// The tokens of context the sequences that read a token at each
+    /// step's end held in it, by group: a first token's, its prompt; a
+    /// later token `k`'s, its prompt and the `k` tokens before. `None`
+    /// where a prompt's length is unknown.
+    pub(crate) fn contexts(&self) -> Vec<Option<f64>> {
+        self.groups
+            .iter()
+            .map(|g| {
+                g.members
+                    .iter()
+                    .map(|&(s, k)| {
+                        self.streams[s]
+                            .prompt_tokens
+                            .map(|p| f64::from(p) + k as f64)
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
     /// Streams sent to an idle server whose first token ended a step of
     /// their own: `(stream, group)`. Their time to first token is the
     /// client's time plus that one step.
