@@ -583,6 +583,7 @@ mod tests {
             read_jitter_ms: jitter,
             max_in_flight: None,
             schedule_ms: &[],
+            first_starts_ms: &[],
         };
         let before = simulated_log(
             &server,
@@ -774,6 +775,7 @@ mod tests {
                 read_jitter_ms: &[],
                 max_in_flight: None,
                 schedule_ms: &[],
+                first_starts_ms: &[],
             },
             &[SimRequest {
                 prompt_tokens: 16,
