@@ -97,6 +97,9 @@ pub(crate) struct Setup {
     /// from the first, replayed (loadgen draws the same Poisson starts from
     /// the same seed); empty otherwise.
     pub schedule_ms: Vec<f64>,
+    /// A closed loop's workers' first starts, ms from the first: the
+    /// Before's, replayed (see [`sim::Client::first_starts_ms`]).
+    pub first_starts_ms: Vec<f64>,
     /// The objectives.
     pub objectives: Vec<Slo>,
     /// The margin kept on every objective.
@@ -524,6 +527,7 @@ fn run(setup: &Setup, plan: &Plan, model: &StepModel, seed: u64) -> Stats {
         read_jitter_ms: &setup.fit.read_jitter_ms,
         max_in_flight: plan.max_in_flight,
         schedule_ms: if plan.replay { &setup.schedule_ms } else { &[] },
+        first_starts_ms: &setup.first_starts_ms,
     };
     let server = server_of(&plan.config, model, &setup.fit, setup.prompts_known);
     let o = sim::simulate(&server, &client, &plan.workload, &plan.load, seed);

@@ -670,6 +670,7 @@ mod tests {
             read_jitter_ms: jitter,
             max_in_flight: None,
             schedule_ms: &[],
+            first_starts_ms: &[],
         };
         let before = simulated_log(
             &server,
@@ -930,6 +931,7 @@ mod tests {
                 read_jitter_ms: &[],
                 max_in_flight: None,
                 schedule_ms: &[],
+                first_starts_ms: &[],
             },
             &[SimRequest {
                 prompt_tokens: 16,

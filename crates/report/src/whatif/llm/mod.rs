@@ -225,6 +225,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
     let setup = Setup {
         fit: fitted,
         schedule_ms,
+        first_starts_ms: first_starts_ms(&before),
         server,
         prompts_known,
         workload,
@@ -321,6 +322,26 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
     let decision = decision_of(&report, &after, &measured);
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok((decision, report))
+}
+
+/// The starts of the Before's requests sent before any token came back,
+/// ms from the first: a closed loop's workers' first requests, which
+/// loadgen sends one after another as it starts the workers.
+fn first_starts_ms(before: &Trace) -> Vec<f64> {
+    let first_token_ms = before
+        .streams
+        .iter()
+        .map(|s| s.reads_ms[0])
+        .fold(f64::INFINITY, f64::min);
+    let mut starts: Vec<f64> = before
+        .streams
+        .iter()
+        .map(|s| s.start_ms)
+        .filter(|&t| t < first_token_ms)
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    let first = starts.first().copied().unwrap_or(0.0);
+    starts.iter().map(|t| t - first).collect()
 }
 
 /// The simulated requests of the Before in issue order, each one's
@@ -595,4 +616,49 @@ fn decision_of(
 /// An estimate with its interval, `digits` after the point.
 pub(crate) fn est(e: &Estimate, digits: usize) -> String {
     format!("{:.d$} [{:.d$}, {:.d$}]", e.value, e.lo, e.hi, d = digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(row: usize, start_ms: f64, reads_ms: &[f64]) -> trace::Stream {
+        trace::Stream {
+            row,
+            start_ms,
+            reads_ms: reads_ms.to_vec(),
+            prompt_tokens: Some(16),
+            setup_ms: 0.0,
+            session: None,
+            turn: None,
+        }
+    }
+
+    #[test]
+    fn the_first_starts_are_those_before_any_token_from_the_first() {
+        // Three workers start 0.2 and 0.1 ms apart (rows out of order);
+        // the first token is read at 1050; the first worker's next
+        // request, sent when its stream ended, is no first start.
+        let before = Trace {
+            streams: vec![
+                stream(0, 1000.0, &[1050.0, 1060.0]),
+                stream(1, 1000.3, &[1070.0]),
+                stream(2, 1000.1, &[1050.0, 1060.0]),
+                stream(3, 1060.1, &[1110.0]),
+            ],
+            groups: Vec::new(),
+            group_of: Vec::new(),
+            deviations_ms: Vec::new(),
+        };
+        let starts = first_starts_ms(&before);
+        assert_eq!(starts.len(), 3, "{starts:?}");
+        for (got, want) in starts.iter().zip([0.0, 0.1, 0.3]) {
+            assert!((got - want).abs() < 1e-9, "{starts:?}");
+        }
+        let empty = Trace {
+            streams: Vec::new(),
+            ..before
+        };
+        assert!(first_starts_ms(&empty).is_empty());
+    }
 }

@@ -35,6 +35,16 @@
 //! step's end plus a read delay drawn from measured deviations. With a cap
 //! on streams in flight, the others wait at the client in order; every
 //! latency counts from the request's intended start.
+//!
+//! A closed loop's workers do not start at one instant: loadgen starts
+//! them one after another, a tenth of a millisecond or so apart, so the
+//! idle server's first step takes only the earliest of their first
+//! requests and the others join the next one. With more workers than
+//! slots the server never idles again, so that first split lasts the
+//! whole run: some steps prefill a prompt beside the others' decodes.
+//! Started all at once, the slots would instead run in lockstep, every
+//! prefill in a step of its own. So the first starts are the measured
+//! ones, replayed.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -125,6 +135,13 @@ pub(crate) struct Client<'a> {
     /// An open loop's intended starts, ms from the first (a measured run's,
     /// replayed); the requests beyond them follow at the load's rate.
     pub schedule_ms: &'a [f64],
+    /// A closed loop's workers' first intended starts, ms from the first
+    /// (a measured run's, replayed): loadgen starts its workers one after
+    /// another, so their first requests reach an idle server spread over
+    /// a fraction of a millisecond, and only the earliest join its first
+    /// step. Workers beyond them follow at their mean spacing; empty: all
+    /// start at once.
+    pub first_starts_ms: &'a [f64],
 }
 
 /// What one request measured, as loadgen would log it.
@@ -312,8 +329,9 @@ pub(crate) fn simulate(
     };
     let (gap_ms, poisson) = match *load {
         Load::Closed { concurrency, .. } => {
-            for _ in 0..concurrency.min(requests) {
-                sim.issue(0.0);
+            for worker in 0..concurrency.min(requests) {
+                let at = first_start_ms(client.first_starts_ms, worker as usize);
+                sim.push(at, Kind::NextOfWorker);
             }
             (f64::INFINITY, false)
         }
@@ -328,6 +346,22 @@ pub(crate) fn simulate(
     };
     sim.run(gap_ms, poisson);
     sim.outcome()
+}
+
+/// When closed-loop worker `worker` sends its first request, ms: its
+/// measured start, or beyond them the last one plus their mean spacing
+/// for each worker more; 0 without any.
+fn first_start_ms(starts_ms: &[f64], worker: usize) -> f64 {
+    let finite = |x: f64| if x.is_finite() { x.max(0.0) } else { 0.0 };
+    match starts_ms {
+        [] => 0.0,
+        _ if worker < starts_ms.len() => finite(starts_ms[worker]),
+        [only] => finite(*only),
+        [first, .., last] => {
+            let spacing = finite((last - first) / (starts_ms.len() - 1) as f64);
+            finite(*last) + spacing * (worker + 1 - starts_ms.len()) as f64
+        }
+    }
 }
 
 /// A 64-bit mix of two numbers (SplitMix64's finaliser), for block ids.
@@ -856,6 +890,7 @@ mod tests {
         read_jitter_ms: &[],
         max_in_flight: None,
         schedule_ms: &[],
+        first_starts_ms: &[],
     };
 
     fn request(prompt_tokens: u32, output_tokens: u32) -> SimRequest {
@@ -1072,6 +1107,46 @@ mod tests {
         let o = simulate(&s, &CLIENT, &[request(1, 1)], &load, 1);
         assert!(close(o.requests[0].ttft_ms, 10.05), "{o:?}");
         assert!(close(o.requests[1].ttft_ms, 10.02), "{o:?}");
+    }
+
+    #[test]
+    fn a_closed_loops_staggered_first_starts_split_its_first_step() {
+        // Two workers, two slots, 10-token prompts of 3 answer tokens;
+        // steps 10 ms + 1 ms per prompt token; the idle server gathers for
+        // 0.05 ms. All at once, both prompts share the first step (10 + 20
+        // = 30 ms) and the two run in lockstep: TTFT 30.05, gaps 10, 10.
+        let mut s = server(2, 10.0, 0.0, 1.0);
+        s.scheduler.intake_ms = 0.05;
+        let workload = [request(10, 3)];
+        let o = simulate(&s, &CLIENT, &workload, &closed(2, 2), 1);
+        for i in 0..2 {
+            let (ttft, gaps, _) = timeline(&o, i);
+            assert!(close(ttft, 30.05), "{o:?}");
+            assert!(gaps.iter().all(|g| close(*g, 10.0)), "{gaps:?}");
+        }
+        // The second worker starting 0.2 ms after the first, as loadgen's
+        // do: A's step runs alone, 0.05 to 20.05 (10 + 10); B, arrived
+        // meanwhile, is prefilled in the next step beside A's decode
+        // (20.05 to 40.05): A's gap is that whole step, 20 ms. Then 10 ms
+        // steps: A's last token at 50.05, B's at 50.05 and 60.05.
+        let staggered = Client {
+            first_starts_ms: &[0.0, 0.2],
+            ..CLIENT
+        };
+        let o = simulate(&s, &staggered, &workload, &closed(2, 2), 1);
+        let starts: Vec<f64> = o.requests.iter().map(|r| r.start_ms).collect();
+        assert_eq!(starts, [0.0, 0.2]);
+        let (ttft, gaps, e2e) = timeline(&o, 0);
+        assert!(close(ttft, 20.05) && close(e2e, 50.05), "{o:?}");
+        assert!(close(gaps[0], 20.0) && close(gaps[1], 10.0), "{gaps:?}");
+        let (ttft, gaps, e2e) = timeline(&o, 1);
+        assert!(close(ttft, 39.85) && close(e2e, 59.85), "{o:?}");
+        assert!(gaps.iter().all(|g| close(*g, 10.0)), "{gaps:?}");
+        // A third worker, beyond the measured starts, follows at their
+        // spacing: at 0.4.
+        let o = simulate(&s, &staggered, &workload, &closed(3, 3), 1);
+        let starts: Vec<f64> = o.requests.iter().map(|r| r.start_ms).collect();
+        assert!(close(starts[2], 0.4), "{starts:?}");
     }
 
     #[test]
