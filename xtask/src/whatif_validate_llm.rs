@@ -58,6 +58,14 @@ const LLAMA_SCENARIOS: [LlamaScenario; 2] = [
     },
 ];
 
+/// Fresh runs of the candidate: a closed loop over more streams than
+/// slots settles into one of a few steady patterns, set by how many
+/// requests its idle server's first step happens to take (sub-millisecond
+/// timing; stub-server's `long-prompts-c6`: ITL P99 124.5 ms in two of
+/// three fresh starts, 174 ms in the rest), and a CPU server shares two
+/// cores with the client: the measurement is the median of three.
+const CANDIDATE_RUNS: usize = 3;
+
 /// Requests of each llama-server phase (the workflow's).
 const LLAMA_REQUESTS: u32 = 400;
 
@@ -265,6 +273,9 @@ impl Comparison {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Row {
     pub(crate) scenario: String,
+    /// Each candidate run's TTFT P95 and ITL P99, ms (the measurement is
+    /// their medians).
+    pub(crate) candidate_runs: Vec<(f64, f64)>,
     pub(crate) setup: String,
     pub(crate) change: String,
     pub(crate) before_ttft_p95_ms: f64,
@@ -458,9 +469,11 @@ fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, Tas
             scenario.name, scenario.candidate_slots
         ))
     })?;
-    let after = phase("after", scenario.candidate_slots)?;
+    let candidate_runs = (1..=CANDIDATE_RUNS)
+        .map(|i| measured(bins, &phase(&format!("after{i}"), scenario.candidate_slots)?))
+        .collect::<Result<Vec<_>, TaskError>>()?;
     let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
-    let (ttft_ms, itl_ms) = measured(bins, &after)?;
+    let (ttft_ms, itl_ms) = medians(&candidate_runs);
     let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, GOAL_PCT);
     let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, GOAL_PCT);
     Ok(Row {
@@ -472,6 +485,7 @@ fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, Tas
         ),
         before_ttft_p95_ms,
         before_itl_p99_ms,
+        candidate_runs: candidate_runs.clone(),
         passed: ttft_p95.within_goal && itl_p99.within_goal,
         ttft_p95,
         itl_p99,
@@ -573,9 +587,11 @@ fn validate_llama(
             scenario.name, scenario.candidate_slots
         ))
     })?;
-    let after = phase("after", scenario.candidate_slots)?;
+    let candidate_runs = (1..=CANDIDATE_RUNS)
+        .map(|i| measured(bins, &phase(&format!("after{i}"), scenario.candidate_slots)?))
+        .collect::<Result<Vec<_>, TaskError>>()?;
     let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
-    let (ttft_ms, itl_ms) = measured(bins, &after)?;
+    let (ttft_ms, itl_ms) = medians(&candidate_runs);
     let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, LLAMA_GOAL_PCT);
     let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, LLAMA_GOAL_PCT);
     Ok(Row {
@@ -587,11 +603,24 @@ fn validate_llama(
         ),
         before_ttft_p95_ms,
         before_itl_p99_ms,
+        candidate_runs: candidate_runs.clone(),
         passed: ttft_p95.within_goal && itl_p99.within_goal,
         ttft_p95,
         itl_p99,
         goal_pct: LLAMA_GOAL_PCT,
     })
+}
+
+/// The medians of the runs' TTFT P95 and of their ITL P99.
+fn medians(runs: &[(f64, f64)]) -> (f64, f64) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        stats::quantile(&v, 0.5, stats::QuantileMethod::Linear).unwrap_or(f64::NAN)
+    };
+    (
+        median(runs.iter().map(|r| r.0).collect()),
+        median(runs.iter().map(|r| r.1).collect()),
+    )
 }
 
 /// The engine's prediction for `slots` sequence slots.
@@ -618,23 +647,32 @@ fn error_text(error_pct: Option<f64>) -> String {
 
 pub(crate) fn markdown(rows: &[Row]) -> String {
     let mut md = String::from(
-        "| scenario | setup | what changed | Before TTFT P95 ms | TTFT P95 predicted ms | measured ms | error | Before ITL P99 ms | ITL P99 predicted ms | measured ms | error | within goal |\n\
+        "| scenario | setup | what changed | Before TTFT P95 ms | TTFT P95 predicted ms | measured ms (median of the runs) | error | Before ITL P99 ms | ITL P99 predicted ms | measured ms (median of the runs) | error | within goal |\n\
          | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
     );
+    let runs = |r: &Row, pick: fn(&(f64, f64)) -> f64, places: usize| {
+        r.candidate_runs
+            .iter()
+            .map(|run| format!("{:.*}", places, pick(run)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} ({}) | {} | {:.2} | {:.2} | {:.2} ({}) | {} | {} |",
             r.scenario,
             r.setup,
             r.change,
             r.before_ttft_p95_ms,
             r.ttft_p95.predicted_ms,
             r.ttft_p95.measured_ms,
+            runs(r, |run| run.0, 1),
             error_text(r.ttft_p95.error_pct),
             r.before_itl_p99_ms,
             r.itl_p99.predicted_ms,
             r.itl_p99.measured_ms,
+            runs(r, |run| run.1, 2),
             error_text(r.itl_p99.error_pct),
             if r.passed {
                 format!("yes (±{}%)", r.goal_pct)
@@ -673,6 +711,7 @@ mod tests {
             change: "max_num_seqs 8 -> 16".to_owned(),
             before_ttft_p95_ms: 300.0,
             before_itl_p99_ms: 9.0,
+            candidate_runs: vec![(99.0, 10.0), (100.0, 10.0), (130.0, 12.5)],
             passed: ttft.within_goal && itl.within_goal,
             ttft_p95: ttft,
             itl_p99: itl,
@@ -694,7 +733,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{md}");
         assert_eq!(
             lines[2],
-            "| good | 8 slots | max_num_seqs 8 -> 16 | 300.0 | 105.0 | 100.0 | +5.0% | 9.00 | 9.50 | 10.00 | -5.0% | yes (±10%) |"
+            "| good | 8 slots | max_num_seqs 8 -> 16 | 300.0 | 105.0 | 100.0 (99.0, 100.0, 130.0) | +5.0% | 9.00 | 9.50 | 10.00 (10.00, 10.00, 12.50) | -5.0% | yes (±10%) |"
         );
         assert!(lines[3].ends_with("| -50.0% | NO (±10%) |"), "{}", lines[3]);
         // Every line has as many cells as the header.
@@ -718,5 +757,22 @@ mod tests {
                 s.name
             );
         }
+        for s in &LLAMA_SCENARIOS {
+            let n = s.slots;
+            let allowed = [n / 2, n + n / 2, 2 * n, 4 * n, backend::LLAMA_STREAMS as u32];
+            assert!(
+                allowed.contains(&s.candidate_slots) && s.candidate_slots != n,
+                "{}",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_measurement_is_the_median_of_the_runs() {
+        assert_eq!(
+            medians(&[(296.1, 124.5), (345.3, 175.6), (292.1, 124.5)]),
+            (296.1, 124.5)
+        );
     }
 }
