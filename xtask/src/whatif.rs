@@ -170,15 +170,11 @@ pub(crate) fn llm_probe(
     dir: &Path,
     limit: std::time::Duration,
 ) -> Result<(Vec<PathBuf>, Vec<u32>), TaskError> {
-    let runs = probe
-        .prompt_words
-        .iter()
-        .map(|&words| (words, 1))
-        .chain(
-            probe
-                .concurrent_streams
-                .map(|streams| (probe.concurrent_words, streams)),
-        );
+    let runs = probe.prompt_words.iter().map(|&words| (words, 1)).chain(
+        probe
+            .concurrent_streams
+            .map(|streams| (probe.concurrent_words, streams)),
+    );
     let mut logs = Vec::new();
     let mut lengths = Vec::new();
     for (words, streams) in runs {

@@ -470,7 +470,12 @@ fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, Tas
         ))
     })?;
     let candidate_runs = (1..=CANDIDATE_RUNS)
-        .map(|i| measured(bins, &phase(&format!("after{i}"), scenario.candidate_slots)?))
+        .map(|i| {
+            measured(
+                bins,
+                &phase(&format!("after{i}"), scenario.candidate_slots)?,
+            )
+        })
         .collect::<Result<Vec<_>, TaskError>>()?;
     let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
     let (ttft_ms, itl_ms) = medians(&candidate_runs);
@@ -588,7 +593,12 @@ fn validate_llama(
         ))
     })?;
     let candidate_runs = (1..=CANDIDATE_RUNS)
-        .map(|i| measured(bins, &phase(&format!("after{i}"), scenario.candidate_slots)?))
+        .map(|i| {
+            measured(
+                bins,
+                &phase(&format!("after{i}"), scenario.candidate_slots)?,
+            )
+        })
         .collect::<Result<Vec<_>, TaskError>>()?;
     let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
     let (ttft_ms, itl_ms) = medians(&candidate_runs);
@@ -759,7 +769,13 @@ mod tests {
         }
         for s in &LLAMA_SCENARIOS {
             let n = s.slots;
-            let allowed = [n / 2, n + n / 2, 2 * n, 4 * n, backend::LLAMA_STREAMS as u32];
+            let allowed = [
+                n / 2,
+                n + n / 2,
+                2 * n,
+                4 * n,
+                backend::LLAMA_STREAMS as u32,
+            ];
             assert!(
                 allowed.contains(&s.candidate_slots) && s.candidate_slots != n,
                 "{}",

@@ -430,6 +430,10 @@ pub struct StepFit {
     /// (attention over each one's prompt and answer so far); 0 where the
     /// runs cannot tell it or the server shows none.
     pub kv_ms: Estimate,
+    /// Cost per prompt whose prefill the step ends (what the server does
+    /// once per prompt beside its tokens), ms; 0 where the runs cannot
+    /// tell it or the server shows none.
+    pub join_ms: Estimate,
     /// Standard deviation of the log-normal multiplier of a step's cost.
     pub sigma: Estimate,
     /// The client's own time in a time to first token (sending, the

@@ -308,6 +308,7 @@ pub(crate) fn server_of<'a>(
             prefill_per_token_ms: model.prefill_per_token_ms,
             prefill_sq_ms: model.prefill_sq_ms,
             kv_ms: model.kv_ms,
+            join_ms: model.join_ms,
             sigma: model.sigma,
             stall_share: fit.stall_share,
             stalls_ms: &fit.stalls_ms,

@@ -29,6 +29,13 @@
 //! cores: a token 0.22 ms after a 74-token prompt, 0.39 ms after a
 //! 389-token one). Fitted where prompt lengths are known; 0 elsewhere.
 //!
+//! And `join x prompts whose prefill the step ended`: what a server does
+//! once per prompt beside its tokens (llama.cpp's sets up the slot's
+//! sampler and returns the prompt's last logits; on two cores a step that
+//! ended a 156-token prompt beside three decodes took 3.0 ms at the
+//! median, about a millisecond more than its tokens explain). Fitted where
+//! steps with and without a joining prompt were seen.
+//!
 //! The Before's steps run many sequences and the probe's one, so both
 //! costs separate; the probe's prompt lengths separate the prefill cost
 //! from the step's. Prompts of unknown length count as one unit each: the
@@ -76,6 +83,8 @@ pub(crate) struct StepModel {
     pub prefill_sq_ms: f64,
     /// Cost per 1,000 tokens of context of the step's sequences, ms.
     pub kv_ms: f64,
+    /// Cost per prompt whose prefill the step ended, ms.
+    pub join_ms: f64,
     /// Log-normal spread of a step's cost.
     pub sigma: f64,
     /// The client's own time in a TTFT, less connection set-up, ms.
@@ -106,7 +115,7 @@ pub enum StepFitError {
 /// One observation: the unknowns' factors and the time.
 #[derive(Debug, Clone, Copy)]
 struct Obs {
-    /// Factors of base, per_seq, prefill, client, prefill_sq, kv.
+    /// Factors of base, per_seq, prefill, client, prefill_sq, kv, join.
     x: [f64; COLUMNS],
     /// Observed ms.
     y: f64,
@@ -116,14 +125,16 @@ struct Obs {
     stratum: usize,
 }
 
-/// The unknowns: base, per_seq, prefill, client, prefill_sq, kv.
-const COLUMNS: usize = 6;
+/// The unknowns: base, per_seq, prefill, client, prefill_sq, kv, join.
+const COLUMNS: usize = 7;
 /// The client's column: 1 in a first-token observation, 0 in a step.
 const CLIENT: usize = 3;
 /// The squared prefill's column.
 const PREFILL_SQ: usize = 4;
 /// The context's column.
 const KV: usize = 5;
+/// The joining prompts' column.
+const JOIN: usize = 6;
 
 /// `prompt tokens of one step` as the squared term's factor.
 fn squared(prefill_tokens: f64) -> f64 {
@@ -138,8 +149,8 @@ pub(crate) struct StepFit {
     /// One per bootstrap resample, in resample order.
     pub refits: Vec<StepModel>,
     /// 95% intervals of base, per_seq, prefill, sigma, client, prefill_sq,
-    /// kv.
-    pub estimates: [Estimate; 7],
+    /// kv, join.
+    pub estimates: [Estimate; 8],
     /// Step observations.
     pub steps: usize,
     /// First-token observations.
@@ -203,8 +214,9 @@ pub(crate) fn fit(
                 Some(context) if prompts_known => (squared(p), context / 1000.0),
                 _ => (0.0, 0.0),
             };
+            let joins = step.joined.len() as f64;
             obs.push(Obs {
-                x: [1.0, n, p, 0.0, sq, kv],
+                x: [1.0, n, p, 0.0, sq, kv, joins],
                 y: step.duration_ms,
                 noise_var: var / here + var / prev,
                 stratum: 2 * r,
@@ -225,7 +237,7 @@ pub(crate) fn fit(
                 (0.0, 0.0)
             };
             obs.push(Obs {
-                x: [steps, steps * n, p, 1.0, sq, kv],
+                x: [steps, steps * n, p, 1.0, sq, kv, 1.0],
                 y: stream.ttft_ms() - stream.setup_ms,
                 noise_var: var,
                 stratum: 2 * r + 1,
@@ -320,6 +332,7 @@ pub(crate) fn fit(
         interval(point.client_ms, |m| m.client_ms),
         interval(point.prefill_sq_ms, |m| m.prefill_sq_ms),
         interval(point.kv_ms, |m| m.kv_ms),
+        interval(point.join_ms, |m| m.join_ms),
     ];
     Ok(StepFit {
         point,
@@ -357,6 +370,9 @@ struct Design {
     /// The context's cost: steps whose sequences held at least
     /// [`MIN_PREFILL_AMOUNTS`] different amounts of context.
     kv: bool,
+    /// The cost per joining prompt: [`MIN_STEPS_PER_RUNNING`] steps or
+    /// more that ended a prompt and as many that did not.
+    join: bool,
 }
 
 /// Fewest different prefill amounts for the squared term.
@@ -392,7 +408,14 @@ impl Design {
             .collect();
         contexts.sort_unstable();
         contexts.dedup();
+        let steps_with = |joined: bool| {
+            obs.iter()
+                .filter(|o| o.x[3] == 0.0 && (o.x[JOIN] > 0.0) == joined)
+                .count()
+        };
         Design {
+            join: steps_with(true) >= MIN_STEPS_PER_RUNNING
+                && steps_with(false) >= MIN_STEPS_PER_RUNNING,
             kv: contexts.len() >= MIN_PREFILL_AMOUNTS,
             prefill_sq: prefill && amounts.len() >= MIN_PREFILL_AMOUNTS,
             per_seq: by_running
@@ -420,6 +443,7 @@ fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
         model.client_ms,
         model.prefill_sq_ms,
         model.kv_ms,
+        model.join_ms,
     ];
     let residual = |o: &Obs| o.y - (0..COLUMNS).map(|c| theta[c] * o.x[c]).sum::<f64>();
     let limit = |first_token: bool| {
@@ -478,6 +502,7 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
         .chain(design.client.then_some(CLIENT))
         .chain(design.prefill_sq.then_some(PREFILL_SQ))
         .chain(design.kv.then_some(KV))
+        .chain(design.join.then_some(JOIN))
         .collect();
     let theta = loop {
         let theta = least_squares(&used, &columns)?;
@@ -512,6 +537,7 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
         prefill_per_token_ms: theta[2],
         prefill_sq_ms: theta[PREFILL_SQ],
         kv_ms: theta[KV],
+        join_ms: theta[JOIN],
         sigma,
         client_ms: theta[CLIENT],
     })
@@ -631,6 +657,7 @@ mod tests {
         prefill_ms: f64,
         prefill_sq_ms: f64,
         kv_ms: f64,
+        join_ms: f64,
         sigma: f64,
         budget: usize,
     }
@@ -643,6 +670,7 @@ mod tests {
                 prefill_per_token_ms: t.prefill_ms,
                 prefill_sq_ms: t.prefill_sq_ms,
                 kv_ms: t.kv_ms,
+                join_ms: t.join_ms,
                 sigma: t.sigma,
                 stall_share: 0.0,
                 stalls_ms: &[],
@@ -664,6 +692,12 @@ mod tests {
     /// the probe (one at a time, prompts of 16, 256 and 1024), with
     /// `client_ms` before each request and read delays of `jitter`.
     fn runs(t: &Truth, seed: u64, jitter: &[f64]) -> Vec<Trace> {
+        runs_of(t, seed, jitter, &[(34, 50)])
+    }
+
+    /// [`runs`] with the Before's requests of `(prompt, answer)` tokens
+    /// in turn.
+    fn runs_of(t: &Truth, seed: u64, jitter: &[f64], requests: &[(u32, u32)]) -> Vec<Trace> {
         let server = truth_server(t);
         let client = Client {
             overhead_ms: &[1.5],
@@ -672,15 +706,19 @@ mod tests {
             schedule_ms: &[],
             first_starts_ms: &[],
         };
+        let workload: Vec<SimRequest> = requests
+            .iter()
+            .map(|&(prompt_tokens, output_tokens)| SimRequest {
+                prompt_tokens,
+                output_tokens,
+                prefix_group: None,
+                shared_prefix_tokens: 0,
+            })
+            .collect();
         let before = simulated_log(
             &server,
             &client,
-            &[SimRequest {
-                prompt_tokens: 34,
-                output_tokens: 50,
-                prefix_group: None,
-                shared_prefix_tokens: 0,
-            }],
+            &workload,
             &model::whatif::Load::Closed {
                 concurrency: 20,
                 requests: 400,
@@ -717,6 +755,7 @@ mod tests {
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
             kv_ms: 0.0,
+            join_ms: 0.0,
             sigma: 0.0,
             budget: 2048,
         };
@@ -729,9 +768,11 @@ mod tests {
         assert!((m.per_seq_ms - 0.4).abs() < 1e-4, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
-        // A linear server shows no squared cost, no cost of context.
+        // A linear server shows no squared cost, no cost of context, no
+        // cost per joining prompt.
         assert!(m.prefill_sq_ms.abs() < 1e-3, "{m:?}");
         assert!(m.kv_ms.abs() < 1e-3, "{m:?}");
+        assert!(m.join_ms.abs() < 1e-3, "{m:?}");
         assert!(m.sigma < 1e-4, "{m:?}");
         assert_eq!(f.first_token_steps, 24);
         assert!(f.steps > 1000, "{}", f.steps);
@@ -748,6 +789,7 @@ mod tests {
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
             kv_ms: 0.5,
+            join_ms: 0.0,
             sigma: 0.0,
             budget: 2048,
         };
@@ -761,6 +803,32 @@ mod tests {
     }
 
     #[test]
+    fn recovers_a_cost_per_joining_prompt() {
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            prefill_sq_ms: 0.0,
+            kv_ms: 0.0,
+            join_ms: 1.0,
+            sigma: 0.0,
+            budget: 2048,
+        };
+        // Prompts and answers of three lengths: prompts join beside
+        // decodes (answers of one length keep cohorts in step, and a
+        // cohort's step decodes nothing: no step seen back to back), and a
+        // step's prompts and its tokens do not rise together (with one
+        // length a prompt costs as much as 34 tokens, nothing tells the
+        // two apart).
+        let traces = runs_of(&t, 1, &[], &[(34, 50), (200, 37), (90, 61)]);
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let m = fit(&refs, true, Some(2048), 20, 1).unwrap().point;
+        assert!((m.join_ms - 1.0).abs() < 1e-3, "{m:?}");
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
+        assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
+    }
+
+    #[test]
     fn recovers_a_squared_prefill_cost() {
         // 6.5 ms per (1,000 tokens)^2, as llama.cpp on two cores: a
         // 1024-token probe prompt pays 6.8 ms more than the linear part.
@@ -770,6 +838,7 @@ mod tests {
             prefill_ms: 0.0125,
             prefill_sq_ms: 6.5,
             kv_ms: 0.0,
+            join_ms: 0.0,
             sigma: 0.0,
             budget: 2048,
         };
@@ -797,6 +866,7 @@ mod tests {
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
             kv_ms: 0.0,
+            join_ms: 0.0,
             sigma: 0.0,
             budget: 512,
         };
@@ -826,6 +896,7 @@ mod tests {
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
             kv_ms: 0.0,
+            join_ms: 0.0,
             sigma: 0.0,
             budget: 64,
         };
@@ -849,6 +920,7 @@ mod tests {
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
             kv_ms: 0.0,
+            join_ms: 0.0,
             sigma: 0.05,
             budget: 2048,
         };
@@ -879,6 +951,7 @@ mod tests {
             prefill_ms: 0.05,
             prefill_sq_ms: 0.0,
             kv_ms: 0.0,
+            join_ms: 0.0,
             sigma: 0.0,
             budget: 2048,
         };

@@ -266,6 +266,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         prefill_per_token_ms: e[2],
         prefill_sq_ms: e[5],
         kv_ms: e[6],
+        join_ms: e[7],
         sigma: e[3],
         client_overhead_ms: e[4],
         read_jitter_ms: sd(&setup.fit.read_jitter_ms),
@@ -560,6 +561,7 @@ fn decision_of(
         ("prefill_per_token_ms", fit.prefill_per_token_ms.value),
         ("prefill_sq_ms", fit.prefill_sq_ms.value),
         ("kv_ms", fit.kv_ms.value),
+        ("join_ms", fit.join_ms.value),
         ("slots_before", f64::from(fit.server.max_num_seqs)),
         ("margin", report.margin),
     ]
@@ -580,7 +582,7 @@ fn decision_of(
             )
         });
     let reason = format!(
-        "{} Step model: {} ms + {} ms per sequence + {} ms per prompt token{}{}, {} slots{replay}",
+        "{} Step model: {} ms + {} ms per sequence + {} ms per prompt token{}{}{}, {} slots{replay}",
         report.conclusion,
         est(&fit.step_base_ms, 2),
         est(&fit.step_per_seq_ms, 3),
@@ -598,6 +600,11 @@ fn decision_of(
                 " + {} ms per 1,000 tokens of context in the step",
                 est(&fit.kv_ms, 3)
             )
+        } else {
+            String::new()
+        },
+        if fit.join_ms.value > 0.0 {
+            format!(" + {} ms per joining prompt", est(&fit.join_ms, 2))
         } else {
             String::new()
         },

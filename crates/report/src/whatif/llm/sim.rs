@@ -10,7 +10,7 @@
 //! of what is left of the budget of `max_batched_tokens`. It costs
 //! `base + per_seq x running + prefill_per_token x prefilled tokens +
 //! prefill_sq x (prefilled tokens / 1000)^2 + kv x (tokens of context of
-//! the running / 1000)` (times a log-normal draw when `sigma > 0`); at its end every sequence
+//! the running / 1000) + join x prompts whose prefill it ends` (times a log-normal draw when `sigma > 0`); at its end every sequence
 //! whose prompt is done emits one token. A prompt's leading blocks found
 //! in the prefix cache (LRU, chained over the blocks before, so only true
 //! prefixes hit) cost nothing, its last token always computed; the KV
@@ -68,6 +68,8 @@ pub(crate) struct StepCost<'a> {
     pub prefill_sq_ms: f64,
     /// Cost per 1,000 tokens of context of the step's sequences, ms.
     pub kv_ms: f64,
+    /// Cost per prompt whose prefill the step ends, ms.
+    pub join_ms: f64,
     /// Standard deviation of the log-normal multiplier (0: exact).
     pub sigma: f64,
     /// Share of steps that stall (0: none).
@@ -570,7 +572,8 @@ impl Sim<'_> {
             + cost.per_seq_ms * batch as f64
             + cost.prefill_per_token_ms * prefill_tokens as f64
             + cost.prefill_sq_ms * (prefill_tokens as f64 / 1000.0).powi(2)
-            + cost.kv_ms * self.context_tokens(r) as f64 / 1000.0;
+            + cost.kv_ms * self.context_tokens(r) as f64 / 1000.0
+            + cost.join_ms * self.joining(r) as f64;
         let z = self.rng.standard_normal(&mut self.spare_normal);
         let mut ms = nominal * (cost.sigma * z).exp();
         if !(ms.is_finite() && ms >= 0.0) {
@@ -600,6 +603,18 @@ impl Sim<'_> {
                 }
             })
             .sum()
+    }
+
+    /// Sequences of replica `r` whose prefill the planned step ends.
+    fn joining(&self, r: usize) -> usize {
+        self.replicas[r]
+            .running
+            .iter()
+            .filter(|&&seq| {
+                let s = &self.seqs[seq];
+                s.in_step && s.fresh && s.decoding()
+            })
+            .count()
     }
 
     /// The scheduler: who is in the step and how many prompt tokens it
@@ -868,6 +883,7 @@ mod tests {
                 prefill_per_token_ms: prefill_ms,
                 prefill_sq_ms: 0.0,
                 kv_ms: 0.0,
+                join_ms: 0.0,
                 sigma: 0.0,
                 stall_share: 0.0,
                 stalls_ms: &[],
