@@ -898,6 +898,10 @@ impl LlamaCpp {
                     LLAMA_BEFORE_SLOTS.to_string(),
                     "--concurrency".to_owned(),
                     LLAMA_STREAMS.to_string(),
+                    // What `LlamaCpp::slots` carries out; the others are
+                    // predicted, never chosen.
+                    "--server-changes".to_owned(),
+                    "slots".to_owned(),
                 ],
                 decides_server_change: true,
                 before_label: format!(
@@ -1106,6 +1110,24 @@ mod tests {
             .join(" ")
             .contains("--max-num-seqs 8"));
         assert_eq!(plain.describe(0, None), "stub-server --profile llm-slots");
+    }
+
+    #[test]
+    fn llama_server_is_told_only_the_change_it_can_apply_and_probed_with_a_slot_a_stream() {
+        let llama = LlamaCpp::new(&perf_args(&["--scenario", "llm", "--server", "llama"]));
+        let spec = llama.spec();
+        // A chosen replica or token budget would stop the workflow: the
+        // runner sets the slots alone.
+        let w = spec.whatif_args.join(" ");
+        assert!(w.contains("--server-changes slots"), "{w}");
+        assert!(spec.probe);
+        assert_eq!(
+            spec.llm_probe.concurrent_streams,
+            Some(LLAMA_STREAMS as u32)
+        );
+        // The probe's client sets its own answer length.
+        assert!(!spec.llm_probe.client_args.contains(&"--max-tokens"));
+        assert!(LlamaCpp::slots(Some(&ServerSetting::Replicas { replicas: 2 })).is_err());
     }
 
     #[test]

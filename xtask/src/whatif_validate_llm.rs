@@ -1,16 +1,19 @@
 //! `cargo xtask whatif-validate --scenario llm`: the continuous-batching
 //! engine (`report whatif --scenario llm`) against stub-server LLM
-//! configurations its fit never saw.
+//! configurations its fit never saw, and against llama.cpp's
+//! `llama-server` at two slot counts.
 //!
-//! For each configuration below: a fresh stub-server (LLM routes) per
-//! phase; a streamed `loadgen --api openai-chat` Before with the
-//! scenario's prompt and answer lengths and arrival process; the step
-//! probe (one request at a time at a few prompt lengths); `report whatif
-//! --scenario llm`; then the scenario's candidate (a slot count other than
-//! the Before's) run for real. The candidate's predicted TTFT P95 and ITL
-//! P99 are compared with the measured ones; a scenario passes when both
-//! are within 10%. A minute or so a scenario, so not in CI; the table goes
-//! in `docs/`.
+//! For each configuration below: a fresh server per phase; a streamed
+//! `loadgen --api openai-chat` Before with the scenario's prompt and answer
+//! lengths and arrival process (llama-server: the workflow's load); the
+//! step probe (one request at a time at a few prompt lengths; for
+//! llama-server, then a concurrent run); `report whatif --scenario llm`;
+//! then the scenario's candidate (a slot count other than the Before's)
+//! run [`CANDIDATE_RUNS`] times for real, each on a fresh server. The
+//! candidate's predicted TTFT P95 and ITL P99 are compared with the
+//! medians of the runs; a scenario passes when both are within 10% (20%
+//! on llama-server). A minute or so a scenario, so not in CI; the table
+//! goes in `docs/`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

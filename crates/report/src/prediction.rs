@@ -165,10 +165,8 @@ pub(crate) fn llm_prediction(
         rows,
         conclusion: engine.conclusion.clone(),
         fit: format!(
-            "step = {} ms + {} ms x sequences + {} ms x prefilled prompt tokens, x lognormal(sigma {:.3}); client {} ms; {} slots ({}); fitted on {} steps and {} first tokens",
-            crate::whatif::llm::est(&f.step_base_ms, 2),
-            crate::whatif::llm::est(&f.step_per_seq_ms, 3),
-            crate::whatif::llm::est(&f.prefill_per_token_ms, 4),
+            "step = {}, x lognormal(sigma {:.3}); client {} ms; {} slots ({}); fitted on {} steps and {} first tokens",
+            crate::whatif::llm::step_terms(f),
             f.sigma.value,
             crate::whatif::llm::est(&f.client_overhead_ms, 2),
             f.server.max_num_seqs,

@@ -76,10 +76,8 @@ fn llm_text(r: &LlmEngineReport) -> String {
     let f = &r.fit;
     let _ = writeln!(
         out,
-        "Step model: {} ms + {} ms per sequence + {} ms per prompt token, sigma {}, stalls in {:.1}% of steps (+{:.1} ms on average); client {} ms; fitted on {} steps and {} first tokens",
-        est(&f.step_base_ms, 2),
-        est(&f.step_per_seq_ms, 3),
-        est(&f.prefill_per_token_ms, 4),
+        "Step model: {}, sigma {}, stalls in {:.1}% of steps (+{:.1} ms on average); client {} ms; fitted on {} steps and {} first tokens",
+        crate::whatif::llm::step_terms(f),
         est(&f.sigma, 3),
         f.stall_share * 100.0,
         f.stall_mean_ms,

@@ -582,32 +582,9 @@ fn decision_of(
             )
         });
     let reason = format!(
-        "{} Step model: {} ms + {} ms per sequence + {} ms per prompt token{}{}{}, {} slots{replay}",
+        "{} Step model: {}, {} slots{replay}",
         report.conclusion,
-        est(&fit.step_base_ms, 2),
-        est(&fit.step_per_seq_ms, 3),
-        est(&fit.prefill_per_token_ms, 4),
-        if fit.prefill_sq_ms.value > 0.0 {
-            format!(
-                " + {} ms per (1,000 prompt tokens in one step)^2",
-                est(&fit.prefill_sq_ms, 2)
-            )
-        } else {
-            String::new()
-        },
-        if fit.kv_ms.value > 0.0 {
-            format!(
-                " + {} ms per 1,000 tokens of context in the step",
-                est(&fit.kv_ms, 3)
-            )
-        } else {
-            String::new()
-        },
-        if fit.join_ms.value > 0.0 {
-            format!(" + {} ms per joining prompt", est(&fit.join_ms, 2))
-        } else {
-            String::new()
-        },
+        step_terms(fit),
         fit.server.max_num_seqs,
     );
     Decision {
@@ -621,6 +598,32 @@ fn decision_of(
 }
 
 /// An estimate with its interval, `digits` after the point.
+/// The fitted step cost in words: its fixed cost, per sequence and per
+/// prompt token, then each further term the runs showed (those at 0 are
+/// left out).
+pub(crate) fn step_terms(fit: &model::whatif::StepFit) -> String {
+    let mut text = format!(
+        "{} ms + {} ms per sequence + {} ms per prompt token",
+        est(&fit.step_base_ms, 2),
+        est(&fit.step_per_seq_ms, 3),
+        est(&fit.prefill_per_token_ms, 4)
+    );
+    for (e, digits, unit) in [
+        (
+            &fit.prefill_sq_ms,
+            2,
+            "per (1,000 prompt tokens in one step)^2",
+        ),
+        (&fit.kv_ms, 3, "per 1,000 tokens of context in the step"),
+        (&fit.join_ms, 2, "per joining prompt"),
+    ] {
+        if e.value > 0.0 {
+            text.push_str(&format!(" + {} ms {unit}", est(e, digits)));
+        }
+    }
+    text
+}
+
 pub(crate) fn est(e: &Estimate, digits: usize) -> String {
     format!("{:.d$} [{:.d$}, {:.d$}]", e.value, e.lo, e.hi, d = digits)
 }
