@@ -5,7 +5,7 @@
 //! candidate fixes will do to P50/P95/P99 and chooses the client change.
 //! For a server the workflow can reconfigure, `decide.rs` holds the rules
 //! that choose a server setting from the Before (Triton's dynamic batcher,
-//! an LLM server's sequence slots). `report whatif` ([`run`]) writes the
+//! an LLM server's sequence slots). `report whatif` ([`run()`]) writes the
 //! decisions into `whatif.json` (`model::whatif`), which the workflow only
 //! carries out.
 //!
