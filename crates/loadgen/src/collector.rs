@@ -22,6 +22,20 @@ type CollectorHandle = std::thread::JoinHandle<Result<RowStats, LoadError>>;
 /// without waking anyone. 1 ms of delay before a row is counted is harmless.
 const COLLECTOR_POLL: Duration = Duration::from_millis(1);
 
+/// The longest sleep: each poll that finds the channel empty again doubles
+/// the sleep up to this, and a row brings it back to [`COLLECTOR_POLL`].
+/// A slow run (one stream, a few ms a request) otherwise woke the thread a
+/// thousand times a second for nothing: against Triton at concurrency 1
+/// (4.4 ms a request) that was about 30 us of CPU a request, loadgen's
+/// whole excess over perf_analyzer there. A run whose rows keep coming
+/// never backs off.
+const COLLECTOR_POLL_MAX: Duration = Duration::from_millis(16);
+
+/// The next sleep after one that found the channel empty.
+fn backed_off(sleep: Duration) -> Duration {
+    (sleep * 2).min(COLLECTOR_POLL_MAX)
+}
+
 /// Rows between two looks at the clock while rows keep coming (when the
 /// channel is empty the collector looks at every poll).
 const PUBLISH_CHECK_ROWS: u32 = 64;
@@ -43,6 +57,7 @@ pub(crate) fn spawn_collector(
             let mut last_flush = Instant::now();
             let mut last_publish = Instant::now();
             let mut unchecked_rows = 0u32;
+            let mut idle_sleep = COLLECTOR_POLL;
             let mut publish_if_due = |stats: &RowStats| {
                 if let Some(live) = &live {
                     if last_publish.elapsed() >= progress::PUBLISH_INTERVAL {
@@ -56,11 +71,13 @@ pub(crate) fn spawn_collector(
                     Ok(row) => row,
                     Err(mpsc::error::TryRecvError::Empty) => {
                         publish_if_due(&stats);
-                        std::thread::sleep(COLLECTOR_POLL);
+                        std::thread::sleep(idle_sleep);
+                        idle_sleep = backed_off(idle_sleep);
                         continue;
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
+                idle_sleep = COLLECTOR_POLL;
                 stats.record(&row);
                 if let Some(metrics) = &metrics {
                     metrics.record(&row);
@@ -84,4 +101,21 @@ pub(crate) fn spawn_collector(
             Ok(stats)
         })
         .map_err(|_| LoadError::Collector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_collector_backs_off_to_its_longest_sleep() {
+        let mut sleep = COLLECTOR_POLL;
+        let mut seen = vec![sleep];
+        for _ in 0..6 {
+            sleep = backed_off(sleep);
+            seen.push(sleep);
+        }
+        let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [1, 2, 4, 8, 16, 16, 16]);
+    }
 }
