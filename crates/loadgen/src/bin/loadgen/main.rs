@@ -37,13 +37,26 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::from(2)
-        })
+    runtime_with(None)
+}
+
+/// The runtime with `workers` worker threads (`None`: one a core).
+fn runtime_with(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Worker threads of a run's runtime: for a closed loop, no more than its
+/// streams (at least one); `None` (one a core) for an open loop, whose
+/// requests in flight are not bounded by `concurrency`.
+fn runtime_workers(open_loop: bool, concurrency: usize, cores: usize) -> Option<usize> {
+    (!open_loop).then(|| cores.min(concurrency).max(1))
 }
 
 /// `loadgen capacity`: the table of steps as they finish, the answer, the
@@ -126,7 +139,13 @@ fn run_main(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let runtime = match runtime() {
+    // A closed loop has at most `concurrency` requests in flight: more
+    // workers than that only wake each other (against Triton over gRPC at
+    // one stream, a second worker cost futex wake-ups on every request).
+    // The HTTP client runs on its own shard threads either way.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = runtime_workers(config.open_loop.is_some(), config.concurrency, cores);
+    let runtime = match runtime_with(workers) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
@@ -296,4 +315,17 @@ fn linger(runtime: &tokio::runtime::Runtime, server: Option<MetricsServer>, args
         );
     }
     runtime.block_on(server.linger(linger));
+}
+
+#[cfg(test)]
+mod runtime_tests {
+    use super::runtime_workers;
+
+    #[test]
+    fn a_closed_loop_gets_no_more_workers_than_streams() {
+        assert_eq!(runtime_workers(false, 1, 16), Some(1));
+        assert_eq!(runtime_workers(false, 8, 2), Some(2));
+        assert_eq!(runtime_workers(false, 0, 4), Some(1));
+        assert_eq!(runtime_workers(true, 1, 16), None);
+    }
 }
