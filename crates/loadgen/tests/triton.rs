@@ -53,7 +53,22 @@ struct Triton {
 }
 
 impl Triton {
+    /// Starts serve.py; a start that never serves is tried once more, as
+    /// the workflow does (`xtask/src/triton.rs`): PyTriton's model stub
+    /// sometimes finds its handshake socket refused, seen on 2 of 18
+    /// starts, and serve.py exits before it prints its URLs.
     fn start(python: &PathBuf, extra: &[&str]) -> Self {
+        match Self::try_start(python, extra) {
+            Ok(triton) => triton,
+            Err(first) => {
+                eprintln!("Triton did not start ({first}); trying once more");
+                Self::try_start(python, extra)
+                    .unwrap_or_else(|second| panic!("Triton did not start twice: {second}"))
+            }
+        }
+    }
+
+    fn try_start(python: &PathBuf, extra: &[&str]) -> Result<Self, String> {
         let mut child = Command::new(python)
             .arg(repo_root().join("xtask/triton/serve.py"))
             .args(["--http-port", "0", "--base-ms", "20", "--per-item-ms", "1"])
@@ -70,18 +85,27 @@ impl Triton {
             reader.read_line(&mut line).expect("a line");
             line.trim()
                 .strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("serve.py printed {line:?}"))
-                .to_owned()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("serve.py printed {line:?}"))
         };
-        let base_url = next_line("listening on ");
-        let grpc_url = format!("http://{}", next_line("grpc listening on "));
+        let urls = next_line("listening on ").and_then(|base_url| {
+            Ok((base_url, format!("http://{}", next_line("grpc listening on ")?)))
+        });
+        let (base_url, grpc_url) = match urls {
+            Ok(urls) => urls,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         // Keep reading so Triton never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        Self {
+        Ok(Self {
             child,
             base_url,
             grpc_url,
-        }
+        })
     }
 }
 
