@@ -89,7 +89,10 @@ impl Triton {
                 .ok_or_else(|| format!("serve.py printed {line:?}"))
         };
         let urls = next_line("listening on ").and_then(|base_url| {
-            Ok((base_url, format!("http://{}", next_line("grpc listening on ")?)))
+            Ok((
+                base_url,
+                format!("http://{}", next_line("grpc listening on ")?),
+            ))
         });
         let (base_url, grpc_url) = match urls {
             Ok(urls) => urls,
