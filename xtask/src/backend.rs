@@ -843,13 +843,15 @@ pub(crate) fn llama_client_args() -> Vec<String> {
 /// slot runs one sequence a step, so the concurrent run is what shows a
 /// step's cost per sequence. Prompts in words; llama-server counts them
 /// itself (8, 64 and 128 words are about 50, 210 and 390 tokens with the
-/// chat template, within a slot's context of 512). The concurrent run's
-/// 64-word prompts join up to eight at once, about 1,700 tokens in one
-/// step (within its batch of 2,048): what the After's cohorts do.
+/// chat template, within a slot's context of 512). The concurrent runs'
+/// prompts of 8 and 64 words join up to eight at once, 50 to 1,700 tokens
+/// in one step (within its batch of 2,048): what the After's cohorts do,
+/// at amounts enough apart to tell a cost per token from one that grows
+/// with the batch.
 pub(crate) const LLAMA_PROBE: crate::whatif::LlmProbe = crate::whatif::LlmProbe {
     prompt_words: &[8, 64, 128],
     concurrent_streams: Some(LLAMA_STREAMS as u32),
-    concurrent_words: 64,
+    concurrent_words: &[8, 64],
     client_args: &["--model", llama::MODEL, "--no-digest"],
 };
 

@@ -101,13 +101,15 @@ pub(crate) struct LlmProbe {
     /// prefers), so its lengths must leave room in its context.
     pub prompt_words: &'static [u32],
     /// Then, when set, this many streams at once (eight requests a
-    /// stream) of prompts of `concurrent_words`, against a server with as
-    /// many slots: for a Before whose steps run one sequence, where the
-    /// fit cannot otherwise tell a step's fixed cost from its cost per
-    /// sequence, nor see what a batch of prompts joining together costs.
+    /// stream) at each prompt length of `concurrent_words`, against a
+    /// server with as many slots: for a Before whose steps run one
+    /// sequence, where the fit cannot otherwise tell a step's fixed cost
+    /// from its cost per sequence, nor see what a batch of prompts joining
+    /// together costs (two lengths: the prompt tokens joining at once then
+    /// vary enough to tell a cost per token from one that grows faster).
     pub concurrent_streams: Option<u32>,
-    /// Prompt length of the concurrent run, words.
-    pub concurrent_words: u32,
+    /// Prompt lengths of the concurrent runs, words.
+    pub concurrent_words: &'static [u32],
     /// loadgen's flags in place of the phases' own (which may set the
     /// answer's length, as the probe does); empty: the phases' own.
     pub client_args: &'static [&'static str],
@@ -118,7 +120,7 @@ impl LlmProbe {
     pub(crate) const SIMULATOR: Self = Self {
         prompt_words: &[16, 256, 1024],
         concurrent_streams: None,
-        concurrent_words: 16,
+        concurrent_words: &[],
         client_args: &[],
     };
 
@@ -131,7 +133,7 @@ impl LlmProbe {
         if let Some(streams) = self.concurrent_streams {
             let _ = write!(
                 text,
-                "; then {} of {} words at {streams} streams at once",
+                "; then {} at each of {:?} words, {streams} streams at once",
                 streams * LLM_PROBE_REQUESTS,
                 self.concurrent_words
             );
@@ -170,18 +172,23 @@ pub(crate) fn llm_probe(
     dir: &Path,
     limit: std::time::Duration,
 ) -> Result<(Vec<PathBuf>, Vec<u32>), TaskError> {
-    let runs = probe.prompt_words.iter().map(|&words| (words, 1)).chain(
-        probe
-            .concurrent_streams
-            .map(|streams| (probe.concurrent_words, streams)),
-    );
+    let concurrent = probe.concurrent_streams.map_or(&[][..], |_| probe.concurrent_words);
+    let runs = probe
+        .prompt_words
+        .iter()
+        .map(|&words| (words, 1))
+        .chain(
+            concurrent
+                .iter()
+                .map(|&words| (words, probe.concurrent_streams.unwrap_or(1))),
+        );
     let mut logs = Vec::new();
     let mut lengths = Vec::new();
     for (words, streams) in runs {
         let name = if streams == 1 {
             format!("probe_p{words}")
         } else {
-            format!("probe_c{streams}")
+            format!("probe_c{streams}_p{words}")
         };
         let requests = LLM_PROBE_REQUESTS * streams;
         let payloads = dir.join(format!("{name}.jsonl"));
