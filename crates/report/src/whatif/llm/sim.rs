@@ -10,8 +10,9 @@
 //! of what is left of the budget of `max_batched_tokens`. It costs
 //! `base + per_seq x running + prefill_per_token x prefilled tokens +
 //! prefill_sq x (prefilled tokens / 1000)^2 + kv x (tokens of context of
-//! the running / 1000) + join x prompts whose prefill it ends` (times a log-normal draw when `sigma > 0`); at its end every sequence
-//! whose prompt is done emits one token. A prompt's leading blocks found
+//! the running / 1000) + join x prompts whose prefill it ends` (times a
+//! log-normal draw when `sigma > 0`); at its end every sequence whose
+//! prompt is done emits one token. A prompt's leading blocks found
 //! in the prefix cache (LRU, chained over the blocks before, so only true
 //! prefixes hit) cost nothing, its last token always computed; the KV
 //! capacity, in blocks, preempts the newest running sequence when a
