@@ -172,16 +172,14 @@ pub(crate) fn llm_probe(
     dir: &Path,
     limit: std::time::Duration,
 ) -> Result<(Vec<PathBuf>, Vec<u32>), TaskError> {
-    let concurrent = probe.concurrent_streams.map_or(&[][..], |_| probe.concurrent_words);
-    let runs = probe
-        .prompt_words
-        .iter()
-        .map(|&words| (words, 1))
-        .chain(
-            concurrent
-                .iter()
-                .map(|&words| (words, probe.concurrent_streams.unwrap_or(1))),
-        );
+    let concurrent = probe
+        .concurrent_streams
+        .map_or(&[][..], |_| probe.concurrent_words);
+    let runs = probe.prompt_words.iter().map(|&words| (words, 1)).chain(
+        concurrent
+            .iter()
+            .map(|&words| (words, probe.concurrent_streams.unwrap_or(1))),
+    );
     let mut logs = Vec::new();
     let mut lengths = Vec::new();
     for (words, streams) in runs {
