@@ -664,20 +664,18 @@ impl Workflow<'_> {
         };
         if self.args.scenario == "llm" {
             println!("probe: {} ({})", llm_probe.describe(), target.url);
+            let client_args: Vec<String> = if llm_probe.client_args.is_empty() {
+                self.backend.spec().client_args.clone()
+            } else {
+                llm_probe
+                    .client_args
+                    .iter()
+                    .map(|a| (*a).to_owned())
+                    .collect()
+            };
             let (logs, prompt_tokens) = crate::whatif::llm_probe(
                 llm_probe,
-                || {
-                    if llm_probe.client_args.is_empty() {
-                        self.loadgen(None, &target.url, None)
-                    } else {
-                        let args: Vec<String> = llm_probe
-                            .client_args
-                            .iter()
-                            .map(|a| (*a).to_owned())
-                            .collect();
-                        self.loadgen_with(None, &target.url, None, &args)
-                    }
-                },
+                || self.loadgen_with(None, &target.url, None, &client_args),
                 dir,
                 CLIENT_LIMIT,
             )?;

@@ -437,68 +437,41 @@ fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, Tas
             CLIENT_LIMIT,
         )?
     };
-    let json_path = dir.join("whatif.json");
-    let mut cmd = Command::new(bins.path("report"));
-    cmd.args(["whatif", "--scenario", "llm"])
-        .args(["--max-num-seqs", &scenario.slots.to_string()])
-        .args(["--max-batched-tokens", "2048"])
-        .args(["--prompt-tokens", &scenario.input_tokens.to_string()])
-        .args(scenario.arrival.whatif_args())
-        .args(["--requests", &scenario.requests.to_string()])
-        .args(["--server-changes", "slots,batched-tokens"])
-        .args(["--before".as_ref(), before.as_os_str()])
-        .args(
-            probes
-                .iter()
-                .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
-        )
-        .args(
-            probe_tokens
-                .iter()
-                .flat_map(|t| ["--probe-prompt-tokens".to_owned(), t.to_string()]),
-        )
-        .args(["--json".as_ref(), json_path.as_os_str()])
-        .stdout(Stdio::null());
-    let report: WhatifReport = whatif::analyse(&mut cmd, &json_path, CLIENT_LIMIT)?;
-    let engine = report.llm.ok_or_else(|| {
-        TaskError::Step(format!(
-            "{}: report whatif wrote no LLM engine prediction",
-            json_path.display()
-        ))
-    })?;
-    let candidate = slot_candidate(&engine, scenario.candidate_slots).ok_or_else(|| {
-        TaskError::Step(format!(
-            "{}: report whatif predicted no candidate of {} slots",
-            scenario.name, scenario.candidate_slots
-        ))
-    })?;
-    let candidate_runs = (1..=CANDIDATE_RUNS)
-        .map(|i| {
-            measured(
-                bins,
-                &phase(&format!("after{i}"), scenario.candidate_slots)?,
-            )
-        })
-        .collect::<Result<Vec<_>, TaskError>>()?;
-    let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
-    let (ttft_ms, itl_ms) = medians(&candidate_runs);
-    let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, GOAL_PCT);
-    let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, GOAL_PCT);
-    Ok(Row {
-        scenario: scenario.name.to_owned(),
-        setup: scenario.describe(),
-        change: format!(
-            "max_num_seqs {} -> {}",
-            scenario.slots, scenario.candidate_slots
-        ),
-        before_ttft_p95_ms,
-        before_itl_p99_ms,
-        candidate_runs: candidate_runs.clone(),
-        passed: ttft_p95.within_goal && itl_p99.within_goal,
-        ttft_p95,
-        itl_p99,
-        goal_pct: GOAL_PCT,
-    })
+    let scenario_args: Vec<String> = [
+        "--max-num-seqs".to_owned(),
+        scenario.slots.to_string(),
+        "--max-batched-tokens".to_owned(),
+        "2048".to_owned(),
+        "--prompt-tokens".to_owned(),
+        scenario.input_tokens.to_string(),
+    ]
+    .into_iter()
+    .chain(scenario.arrival.whatif_args())
+    .chain(["--requests".to_owned(), scenario.requests.to_string()])
+    .chain([
+        "--server-changes".to_owned(),
+        "slots,batched-tokens".to_owned(),
+    ])
+    .collect();
+    predict_and_measure(
+        bins,
+        Validation {
+            name: scenario.name,
+            setup: scenario.describe(),
+            change: format!(
+                "max_num_seqs {} -> {}",
+                scenario.slots, scenario.candidate_slots
+            ),
+            whatif_args: scenario_args,
+            before: &before,
+            probes: &probes,
+            probe_lengths: &probe_tokens,
+            candidate_slots: scenario.candidate_slots,
+            goal_pct: GOAL_PCT,
+            dir,
+        },
+        &phase,
+    )
 }
 
 impl LlamaScenario {
@@ -562,21 +535,74 @@ fn validate_llama(
             CLIENT_LIMIT,
         )?
     };
-    let json_path = dir.join("whatif.json");
+    let scenario_args: Vec<String> = [
+        "--max-num-seqs".to_owned(),
+        scenario.slots.to_string(),
+        "--concurrency".to_owned(),
+        backend::LLAMA_STREAMS.to_string(),
+        "--requests".to_owned(),
+        LLAMA_REQUESTS.to_string(),
+        "--server-changes".to_owned(),
+        "slots".to_owned(),
+    ]
+    .into();
+    predict_and_measure(
+        bins,
+        Validation {
+            name: scenario.name,
+            setup: scenario.describe(),
+            change: format!(
+                "--parallel {} -> {}",
+                scenario.slots, scenario.candidate_slots
+            ),
+            whatif_args: scenario_args,
+            before: &before,
+            probes: &probes,
+            probe_lengths: &probe_words,
+            candidate_slots: scenario.candidate_slots,
+            goal_pct: LLAMA_GOAL_PCT,
+            dir,
+        },
+        &phase,
+    )
+}
+
+/// One scenario's Before and probes, and what its row says of them.
+struct Validation<'a> {
+    name: &'static str,
+    setup: String,
+    change: String,
+    /// `report whatif`'s flags for the Before's server and load.
+    whatif_args: Vec<String>,
+    before: &'a Path,
+    probes: &'a [PathBuf],
+    /// Each probe log's prompt length, where the log has none.
+    probe_lengths: &'a [u32],
+    candidate_slots: u32,
+    goal_pct: f64,
+    dir: &'a Path,
+}
+
+/// `report whatif --scenario llm` over the Before and the probes, then
+/// the candidate's slots run [`CANDIDATE_RUNS`] times by `phase` (a fresh
+/// server and loadgen, its log's path back): the row.
+fn predict_and_measure(
+    bins: &Binaries,
+    v: Validation<'_>,
+    phase: &dyn Fn(&str, u32) -> Result<PathBuf, TaskError>,
+) -> Result<Row, TaskError> {
+    let json_path = v.dir.join("whatif.json");
     let mut cmd = Command::new(bins.path("report"));
     cmd.args(["whatif", "--scenario", "llm"])
-        .args(["--max-num-seqs", &scenario.slots.to_string()])
-        .args(["--concurrency", &backend::LLAMA_STREAMS.to_string()])
-        .args(["--requests", &LLAMA_REQUESTS.to_string()])
-        .args(["--server-changes", "slots"])
-        .args(["--before".as_ref(), before.as_os_str()])
+        .args(&v.whatif_args)
+        .args(["--before".as_ref(), v.before.as_os_str()])
         .args(
-            probes
+            v.probes
                 .iter()
                 .flat_map(|p| ["--probe".as_ref(), p.as_os_str()]),
         )
         .args(
-            probe_words
+            v.probe_lengths
                 .iter()
                 .flat_map(|t| ["--probe-prompt-tokens".to_owned(), t.to_string()]),
         )
@@ -589,38 +615,30 @@ fn validate_llama(
             json_path.display()
         ))
     })?;
-    let candidate = slot_candidate(&engine, scenario.candidate_slots).ok_or_else(|| {
+    let candidate = slot_candidate(&engine, v.candidate_slots).ok_or_else(|| {
         TaskError::Step(format!(
             "{}: report whatif predicted no candidate of {} slots",
-            scenario.name, scenario.candidate_slots
+            v.name, v.candidate_slots
         ))
     })?;
     let candidate_runs = (1..=CANDIDATE_RUNS)
-        .map(|i| {
-            measured(
-                bins,
-                &phase(&format!("after{i}"), scenario.candidate_slots)?,
-            )
-        })
+        .map(|i| measured(bins, &phase(&format!("after{i}"), v.candidate_slots)?))
         .collect::<Result<Vec<_>, TaskError>>()?;
-    let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, &before)?;
+    let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, v.before)?;
     let (ttft_ms, itl_ms) = medians(&candidate_runs);
-    let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, LLAMA_GOAL_PCT);
-    let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, LLAMA_GOAL_PCT);
+    let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, v.goal_pct);
+    let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, v.goal_pct);
     Ok(Row {
-        scenario: scenario.name.to_owned(),
-        setup: scenario.describe(),
-        change: format!(
-            "--parallel {} -> {}",
-            scenario.slots, scenario.candidate_slots
-        ),
+        scenario: v.name.to_owned(),
+        setup: v.setup,
+        change: v.change,
         before_ttft_p95_ms,
         before_itl_p99_ms,
-        candidate_runs: candidate_runs.clone(),
+        candidate_runs,
         passed: ttft_p95.within_goal && itl_p99.within_goal,
         ttft_p95,
         itl_p99,
-        goal_pct: LLAMA_GOAL_PCT,
+        goal_pct: v.goal_pct,
     })
 }
 
