@@ -33,7 +33,7 @@ use model::wire::{ServerTiming, BATCH_SIZE_HEADER, SERVER_TIMING_HEADER};
 use tokio::net::TcpStream;
 
 use crate::config::{ConnectionMode, LoadConfig};
-use crate::http1::{Arrival, Http1Connection, Http1Response, RequestHead, ResponseUse};
+use crate::http1::{Arrival, BodyReader, Http1Connection, Http1Response, RequestHead, ResponseUse};
 use crate::shards;
 use crate::stream::Stream;
 use crate::target::Target;
@@ -146,9 +146,10 @@ pub(crate) struct HttpResponse {
     /// Time spent in the TLS handshake for this request, ms (0 when a
     /// pooled connection was reused; `None` without TLS).
     pub tls_ms: Option<f64>,
-    /// When the body's bytes arrived, when asked for
-    /// ([`ResponseUse::arrivals`]): a streamed answer's timing.
-    pub arrivals: Vec<Arrival>,
+    /// The reader the body went to as it arrived, when one was given
+    /// (a streamed answer; its body is then not kept), for the API that
+    /// made it to take back.
+    pub reader: Option<Box<dyn BodyReader>>,
     /// Times the request was sent again on a new connection because the
     /// reused one turned out closed.
     pub retries: u32,
@@ -193,7 +194,6 @@ struct Exchanged {
     status: StatusCode,
     facts: ServerFacts,
     body: Bytes,
-    arrivals: Vec<Arrival>,
 }
 
 /// Sends requests to one target according to the connection mode.
@@ -270,20 +270,23 @@ impl Transport {
     /// Sends `body` and reads the whole response, within the timeout
     /// (which covers connection set-up, as `input.py`'s client timeout does).
     /// Over HTTP/1.1 only what `wanted` names of the response is kept.
+    /// With a `reader`, a successful response's body goes to it as it
+    /// arrives, and comes back in the response instead of the body.
     pub(crate) async fn post(
         &self,
         body: Bytes,
         wanted: ResponseUse,
+        mut reader: Option<Box<dyn BodyReader>>,
     ) -> Result<HttpResponse, HttpFailure> {
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut setup = SetUp::default();
         let result = if self.http2 {
-            let exchange = self.exchange_http2(body, wanted, &mut setup);
+            let exchange = self.exchange_http2(body, wanted, reader.as_deref_mut(), &mut setup);
             tokio::time::timeout_at(deadline, exchange)
                 .await
                 .unwrap_or(Err(TransportError::Timeout))
         } else {
-            self.exchange_http1(body, wanted, deadline, &mut setup)
+            self.exchange_http1(body, wanted, reader.as_deref_mut(), deadline, &mut setup)
                 .await
         };
         match result {
@@ -294,7 +297,7 @@ impl Transport {
                 finished_at: Instant::now(),
                 connect_ms: setup.connect_ms.unwrap_or(0.0),
                 tls_ms: self.tls.as_ref().map(|_| setup.tls_ms.unwrap_or(0.0)),
-                arrivals: done.arrivals,
+                reader,
                 retries: setup.retries,
             }),
             Err(error) => Err(HttpFailure {
@@ -353,26 +356,34 @@ impl Transport {
         &self,
         body: Bytes,
         wanted: ResponseUse,
+        mut reader: Option<&mut (dyn BodyReader + 'static)>,
         deadline: tokio::time::Instant,
         setup: &mut SetUp,
     ) -> Result<Exchanged, TransportError> {
         let (conn, response) = match self.take_idle_http1() {
             Some(mut conn) => match conn
-                .exchange(&self.http1_head, &body, wanted, deadline)
+                .exchange_reading(
+                    &self.http1_head,
+                    &body,
+                    wanted,
+                    deadline,
+                    reader.as_deref_mut(),
+                )
                 .await
             {
                 // The reused connection ended before any byte of an answer
                 // (the write or the first read met the server's close): the
-                // server did not answer it, so it goes out again, once.
+                // server did not answer it, so it goes out again, once. The
+                // reader has been given nothing.
                 Err(TransportError::ConnectionReset) if conn.nothing_received() => {
                     setup.retries += 1;
-                    self.exchange_http1_fresh(&body, wanted, deadline, setup)
+                    self.exchange_http1_fresh(&body, wanted, reader, deadline, setup)
                         .await?
                 }
                 done => (conn, done?),
             },
             None => {
-                self.exchange_http1_fresh(&body, wanted, deadline, setup)
+                self.exchange_http1_fresh(&body, wanted, reader, deadline, setup)
                     .await?
             }
         };
@@ -385,7 +396,6 @@ impl Transport {
             status: response.status,
             facts: response.facts,
             body: response.body,
-            arrivals: response.arrivals,
         })
     }
 
@@ -394,6 +404,7 @@ impl Transport {
         &self,
         body: &[u8],
         wanted: ResponseUse,
+        reader: Option<&mut (dyn BodyReader + 'static)>,
         deadline: tokio::time::Instant,
         setup: &mut SetUp,
     ) -> Result<(Http1Connection<Stream>, Http1Response), TransportError> {
@@ -402,7 +413,7 @@ impl Transport {
             .unwrap_or(Err(TransportError::Timeout))?;
         let mut conn = Http1Connection::new(stream);
         let response = conn
-            .exchange(&self.http1_head, body, wanted, deadline)
+            .exchange_reading(&self.http1_head, body, wanted, deadline, reader)
             .await?;
         Ok((conn, response))
     }
@@ -411,6 +422,7 @@ impl Transport {
         &self,
         body: Bytes,
         wanted: ResponseUse,
+        reader: Option<&mut (dyn BodyReader + 'static)>,
         setup: &mut SetUp,
     ) -> Result<Exchanged, TransportError> {
         let uri = self.target.uri.to_string();
@@ -441,25 +453,32 @@ impl Transport {
         };
         let (parts, mut body) = response.into_parts();
         // The head arrived: any failure now means the body was cut short.
-        let mut arrivals = Vec::new();
-        let body = if wanted.arrivals {
-            // Frame by frame, each stamped as it comes.
-            let mut all = Vec::new();
+        // An error's body is read whole, for its message.
+        let reader = reader.filter(|_| parts.status.is_success());
+        let body = if let Some(reader) = reader {
+            // Frame by frame, each stamped as it comes; kept only when
+            // asked for.
+            let mut body_len = 0;
+            let mut kept = Vec::new();
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|_| TransportError::TruncatedBody)?;
                 if let Some(data) = frame.data_ref().filter(|d| !d.is_empty()) {
-                    if all.len() + data.len() > crate::http1::MAX_BODY_BYTES {
+                    if body_len + data.len() > crate::http1::MAX_BODY_BYTES {
                         return Err(TransportError::IoError);
                     }
-                    all.extend_from_slice(data);
-                    arrivals.push(Arrival {
-                        body_len: all.len(),
+                    body_len += data.len();
+                    let arrival = Arrival {
+                        body_len,
                         at: Instant::now(),
                         unix_ns: crate::http1::unix_ns_now(),
-                    });
+                    };
+                    reader.push(data, &arrival);
+                    if wanted.body {
+                        kept.extend_from_slice(data);
+                    }
                 }
             }
-            Bytes::from(all)
+            Bytes::from(kept)
         } else {
             body.collect()
                 .await
@@ -470,7 +489,6 @@ impl Transport {
             status: parts.status,
             facts: ServerFacts::from_headers(&parts.headers),
             body,
-            arrivals,
         })
     }
 

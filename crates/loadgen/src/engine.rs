@@ -304,8 +304,8 @@ impl Engine {
             .send((&**api, transport), body, BodyShape::Single, 1)
             .await;
         match outcome {
-            Ok(response) => {
-                let mut verdict = api.judge_single(&response, item, self.checks);
+            Ok(mut response) => {
+                let mut verdict = api.judge_single(&mut response, item, self.checks);
                 let answer = verdict.stream.as_mut().and_then(|s| s.answer.take());
                 let row = self.response_row(item, batch, &Answer::of(&response), verdict);
                 (row, answer)
@@ -332,8 +332,8 @@ impl Engine {
             .send((&**api, transport), body, BodyShape::Batch, items.len())
             .await;
         match outcome {
-            Ok(response) => {
-                let verdicts = api.judge_batch(&response, items, self.checks);
+            Ok(mut response) => {
+                let verdicts = api.judge_batch(&mut response, items, self.checks);
                 let answer = Answer::of(&response);
                 items
                     .iter()
@@ -385,9 +385,9 @@ impl Engine {
         let wanted = ResponseUse {
             body: api.needs_body(shape, self.checks),
             server_timing: self.checks.server_timing(),
-            arrivals: api.streams(),
         };
-        let outcome = transport.post(Bytes::from(body), wanted).await;
+        let reader = api.body_reader(items);
+        let outcome = transport.post(Bytes::from(body), wanted, reader).await;
         if let Ok(response) = &outcome {
             self.count_answer(response.status.as_u16(), &response.facts);
         }

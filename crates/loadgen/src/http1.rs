@@ -110,13 +110,26 @@ pub(crate) struct Http1Response {
     pub body: Bytes,
     /// Whether the connection may carry another request.
     pub reusable: bool,
-    /// When the body's bytes arrived (only with [`ResponseUse::arrivals`]).
-    pub arrivals: Vec<Arrival>,
+}
+
+/// Reads a successful response's body as it arrives: a streamed answer
+/// is parsed while it streams, so its cost is spread over the answer
+/// instead of paid at its end (1,000 answers that end in the same step
+/// used to stall the reads of every other stream for their whole parse),
+/// and neither its bytes nor a record per read are kept. A response
+/// with an error status is read whole instead, for its message.
+pub(crate) trait BodyReader: Send + std::fmt::Debug {
+    /// The (de-chunked) body bytes that came with the read at `arrival`;
+    /// `arrival.body_len` counts every body byte so far, these included.
+    fn push(&mut self, bytes: &[u8], arrival: &Arrival);
+
+    /// The reader itself, for the API that made it to take back.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
 
 /// By `at`, the first `body_len` bytes of the (de-chunked) body had
-/// arrived: what a streamed answer's timing is read from. One entry per
-/// read that brought body bytes, so bytes that came in one read share it.
+/// arrived: what a streamed answer's timing is read from. Bytes that came
+/// in one read share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Arrival {
     /// Body bytes arrived so far.
@@ -152,9 +165,6 @@ pub(crate) struct ResponseUse {
     pub body: bool,
     /// Parse `Server-Timing` (else its durations are `None`).
     pub server_timing: bool,
-    /// Record when body bytes arrived (a clock read per read, so only for
-    /// streamed answers).
-    pub arrivals: bool,
 }
 
 impl ResponseUse {
@@ -162,7 +172,6 @@ impl ResponseUse {
     pub(crate) const ALL: Self = Self {
         body: true,
         server_timing: true,
-        arrivals: true,
     };
 }
 
@@ -195,13 +204,15 @@ struct Wire<S> {
     stream: S,
     read_buf: BytesMut,
     write_buf: Vec<u8>,
-    /// Arrival tracking for the exchange in progress: on, the time of the
-    /// last read, and what has been recorded.
+    /// Whether the body of the exchange in progress goes to a
+    /// [`BodyReader`]: then each read's time is taken (a clock read per
+    /// read, so only for streamed answers).
     track_arrivals: bool,
     last_read_at: std::time::Instant,
     /// `last_read_at` on the wall clock, Unix ns.
     last_read_unix_ns: Option<u64>,
-    arrivals: Vec<Arrival>,
+    /// Body bytes given to the reader so far.
+    fed: usize,
     /// Whether any byte arrived since the exchange in progress (or the
     /// last one) began.
     received: bool,
@@ -247,7 +258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
                 track_arrivals: false,
                 last_read_at: std::time::Instant::now(),
                 last_read_unix_ns: None,
-                arrivals: Vec::new(),
+                fed: 0,
                 received: false,
             },
             deadline: Box::pin(tokio::time::sleep_until(Instant::now())),
@@ -268,10 +279,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         wanted: ResponseUse,
         deadline: Instant,
     ) -> Result<Http1Response, TransportError> {
+        self.exchange_reading(head, body, wanted, deadline, None)
+            .await
+    }
+
+    /// [`Http1Connection::exchange`], with a successful response's body
+    /// given to `reader` as it arrives (and not returned).
+    pub(crate) async fn exchange_reading(
+        &mut self,
+        head: &RequestHead,
+        body: &[u8],
+        wanted: ResponseUse,
+        deadline: Instant,
+        reader: Option<&mut (dyn BodyReader + 'static)>,
+    ) -> Result<Http1Response, TransportError> {
         self.deadline.as_mut().reset(deadline);
         let (mut response, keep_alive) = tokio::select! {
             biased;
-            response = self.wire.exchange(head, body, wanted) => response,
+            response = self.wire.exchange(head, body, wanted, reader) => response,
             () = self.deadline.as_mut() => Err(TransportError::Timeout),
         }?;
         // This request used one of the requests the server allows.
@@ -319,19 +344,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         head: &RequestHead,
         body: &[u8],
         wanted: ResponseUse,
+        reader: Option<&mut (dyn BodyReader + 'static)>,
     ) -> Result<(Http1Response, KeepAlive), TransportError> {
-        self.track_arrivals = wanted.arrivals;
-        self.arrivals.clear();
+        self.track_arrivals = reader.is_some();
         self.received = false;
         self.write_request(head, body).await?;
         let head = self.read_head(wanted).await?;
-        let body = self.read_body(head.framing, wanted).await?;
+        // An error's body is read whole, for its message.
+        let reader = reader.filter(|_| head.status.is_success());
+        let keep = wanted.body || (self.track_arrivals && reader.is_none());
+        self.fed = 0;
+        let body = self.read_body(head.framing, keep, reader).await?;
         let response = Http1Response {
             status: head.status,
             facts: head.facts,
-            body: if wanted.body { body } else { Bytes::new() },
+            body: if keep { body } else { Bytes::new() },
             reusable: head.reusable && head.framing != Framing::UntilClose,
-            arrivals: std::mem::take(&mut self.arrivals),
         };
         Ok((response, head.keep_alive))
     }
@@ -382,23 +410,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         }
     }
 
+    /// Reads the body; with a `reader`, every new byte goes to it as it
+    /// arrives and only `keep` makes the body returned as well.
     async fn read_body(
         &mut self,
         framing: Framing,
-        wanted: ResponseUse,
+        keep: bool,
+        mut reader: Option<&mut (dyn BodyReader + 'static)>,
     ) -> Result<Bytes, TransportError> {
         // The head arrived: any failure from here on means the body was cut.
         match framing {
             Framing::Empty => Ok(Bytes::new()),
             Framing::Length(len) => {
                 loop {
-                    self.arrived(self.read_buf.len().min(len));
+                    self.feed(reader.as_deref_mut(), self.read_buf.len().min(len));
                     if self.read_buf.len() >= len {
                         break;
                     }
                     self.fill_body().await?;
                 }
-                if !wanted.body {
+                if !keep {
                     // The common case, so skip the copy too.
                     self.read_buf.advance(len);
                     return Ok(Bytes::new());
@@ -407,7 +438,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             }
             Framing::UntilClose => loop {
                 // Only a clean end of stream ends such a body; a reset cuts it.
-                self.arrived(self.read_buf.len());
+                self.feed(reader.as_deref_mut(), self.read_buf.len());
                 match self.fill().await {
                     Ok(0) => return Ok(self.take(self.read_buf.len())),
                     Ok(_) if self.read_buf.len() > MAX_BODY_BYTES => {
@@ -417,16 +448,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                     Err(_) => return Err(TransportError::TruncatedBody),
                 }
             },
-            Framing::Chunked => self.read_chunked().await,
+            Framing::Chunked => self.read_chunked(keep, reader).await,
         }
     }
 
-    async fn read_chunked(&mut self) -> Result<Bytes, TransportError> {
+    async fn read_chunked(
+        &mut self,
+        keep: bool,
+        mut reader: Option<&mut (dyn BodyReader + 'static)>,
+    ) -> Result<Bytes, TransportError> {
         let mut body = Vec::new();
+        // Body bytes so far, kept or not.
+        let mut body_len = 0;
         loop {
             match next_chunk(&self.read_buf)? {
                 Some(Chunk::Data { header, len }) => {
-                    if body.len() + len > MAX_BODY_BYTES {
+                    if body_len + len > MAX_BODY_BYTES {
                         return Err(TransportError::IoError);
                     }
                     while self.read_buf.len() < header + len + 2 {
@@ -435,9 +472,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                     if &self.read_buf[header + len..header + len + 2] != b"\r\n" {
                         return Err(TransportError::IoError);
                     }
-                    body.extend_from_slice(&self.read_buf[header..header + len]);
+                    let data = &self.read_buf[header..header + len];
+                    body_len += len;
+                    if let Some(reader) = reader.as_deref_mut() {
+                        reader.push(data, &self.arrival(body_len));
+                    }
+                    if keep || reader.is_none() {
+                        body.extend_from_slice(data);
+                    }
                     self.read_buf.advance(header + len + 2);
-                    self.arrived(body.len());
                 }
                 Some(Chunk::Last { consumed }) => {
                     self.read_buf.advance(consumed);
@@ -476,19 +519,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         read
     }
 
-    /// Notes that `body_len` body bytes have arrived by the last read.
-    fn arrived(&mut self, body_len: usize) {
-        if !self.track_arrivals || body_len == 0 {
-            return;
+    /// The last read's arrival, `body_len` body bytes in.
+    fn arrival(&self, body_len: usize) -> Arrival {
+        Arrival {
+            body_len,
+            at: self.last_read_at,
+            unix_ns: self.last_read_unix_ns,
         }
-        match self.arrivals.last_mut() {
-            Some(last) if last.at == self.last_read_at => last.body_len = body_len,
-            Some(last) if last.body_len >= body_len => {}
-            _ => self.arrivals.push(Arrival {
-                body_len,
-                at: self.last_read_at,
-                unix_ns: self.last_read_unix_ns,
-            }),
+    }
+
+    /// Gives `reader` the body bytes that arrived since it was last fed,
+    /// the body being the first `body_len` buffered bytes.
+    fn feed(&mut self, reader: Option<&mut (dyn BodyReader + 'static)>, body_len: usize) {
+        if let Some(reader) = reader {
+            if body_len > self.fed {
+                reader.push(&self.read_buf[self.fed..body_len], &self.arrival(body_len));
+                self.fed = body_len;
+            }
         }
     }
 
@@ -713,7 +760,6 @@ mod tests {
     const MINIMAL: ResponseUse = ResponseUse {
         body: false,
         server_timing: false,
-        arrivals: false,
     };
 
     /// A `POST path_and_query` head for `authority`.
@@ -765,6 +811,100 @@ mod tests {
             .await;
         drop(conn);
         (result, peer.await.unwrap_or_default())
+    }
+
+    /// What a [`BodyReader`] was given.
+    #[derive(Debug, Default)]
+    struct Collect {
+        bytes: Vec<u8>,
+        body_lens: Vec<usize>,
+    }
+
+    impl BodyReader for Collect {
+        fn push(&mut self, bytes: &[u8], arrival: &Arrival) {
+            self.bytes.extend_from_slice(bytes);
+            self.body_lens.push(arrival.body_len);
+        }
+
+        fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+            self
+        }
+    }
+
+    /// One exchange, the body given to a reader, against a peer that
+    /// writes `reply`'s head in one piece, then the rest in pieces of
+    /// `piece` bytes, then closes.
+    async fn read_by_reader(
+        reply: &'static [u8],
+        piece: usize,
+    ) -> (Result<Http1Response, TransportError>, Collect) {
+        let head_len = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(reply.len(), |at| at + 4);
+        let (client, mut server) = duplex(1 << 20);
+        let peer = tokio::spawn(async move {
+            let mut request = vec![0u8; 4096];
+            let _ = server.read(&mut request).await;
+            let (head, body) = reply.split_at(head_len);
+            for part in std::iter::once(head).chain(body.chunks(piece)) {
+                if server.write_all(part).await.is_err() {
+                    break;
+                }
+                // Each piece its own read.
+                tokio::task::yield_now().await;
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut conn = Http1Connection::new(client);
+        let mut reader: Box<dyn BodyReader> = Box::new(Collect::default());
+        let result = conn
+            .exchange_reading(&head(), b"{}", MINIMAL, far(), Some(&mut *reader))
+            .await;
+        drop(conn);
+        let _ = peer.await;
+        let collect = reader
+            .into_any()
+            .downcast::<Collect>()
+            .map(|c| *c)
+            .unwrap_or_default();
+        (result, collect)
+    }
+
+    #[tokio::test]
+    async fn a_reader_is_given_the_body_as_it_arrives_in_every_framing() {
+        let replies: [&'static [u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world",
+        ];
+        for reply in replies {
+            let (result, got) = read_by_reader(reply, 3).await;
+            let response = result.expect("a response");
+            assert_eq!(response.status, StatusCode::OK);
+            assert_eq!(
+                got.bytes,
+                b"hello world",
+                "{}",
+                String::from_utf8_lossy(reply)
+            );
+            // Given in more than one push, each counting the body so far.
+            assert!(got.body_lens.len() >= 2, "{:?}", got.body_lens);
+            assert!(got.body_lens.windows(2).all(|w| w[0] < w[1]));
+            assert_eq!(got.body_lens.last(), Some(&11));
+            // And not kept besides.
+            assert!(response.body.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_status_body_is_read_whole_and_not_given_to_the_reader() {
+        let reply = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy";
+        let (result, got) = read_by_reader(reply, 5).await;
+        let response = result.expect("a response");
+        assert_eq!(response.status.as_u16(), 503);
+        assert_eq!(&response.body[..], b"busy");
+        assert!(got.bytes.is_empty() && got.body_lens.is_empty());
     }
 
     #[tokio::test]

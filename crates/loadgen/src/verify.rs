@@ -91,7 +91,7 @@ pub(crate) mod tests {
             finished_at: Instant::now(),
             connect_ms: 0.0,
             tls_ms: None,
-            arrivals: Vec::new(),
+            reader: None,
             retries: 0,
         }
     }

@@ -93,5 +93,6 @@ pub use faults::{FaultConfig, FaultPlan};
 pub use grpc::{STREAM_MAX_TOKENS_INPUT, STREAM_PROMPT_INPUT, STREAM_TEXT_OUTPUT};
 pub use llm::{LlmConfig, PromptTokenizer};
 pub use server::{
-    serve, serve_with_grpc, spawn, RunningServer, ServerError, LINGER_MAX_BYTES, LINGER_MAX_TIME,
+    bind, serve, serve_with_grpc, spawn, RunningServer, ServerError, LINGER_MAX_BYTES,
+    LINGER_MAX_TIME, LISTEN_BACKLOG,
 };

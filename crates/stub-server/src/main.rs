@@ -353,20 +353,12 @@ fn run(cli: Cli) -> Result<(), ServerError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let listener = tokio::net::TcpListener::from_std(stub_server::bind(config.bind)?)?;
         let addr = listener.local_addr()?;
         let grpc = match config.grpc_bind {
-            Some(grpc_addr) => Some(tokio::net::TcpListener::bind(grpc_addr).await.map_err(
-                |source| ServerError::Bind {
-                    addr: grpc_addr,
-                    source,
-                },
-            )?),
+            Some(grpc_addr) => Some(tokio::net::TcpListener::from_std(stub_server::bind(
+                grpc_addr,
+            )?)?),
             None => None,
         };
         let mut stdout = std::io::stdout().lock();

@@ -14,7 +14,8 @@
 //!   VM stall that pauses both processes) apart from the client.
 //!
 //! The bars: at 1,000 streams, client delay P50 under 0.2 ms and P99
-//! under 1 ms. The open-files limit: loadgen and stub-server each raise
+//! under 1 ms, judged on the median run when 1,000 streams run more than
+//! once (the default runs them three times, then 10,000 once). The open-files limit: loadgen and stub-server each raise
 //! their own to the hard limit; the bench says so when that is short.
 
 use std::fmt::Write as _;
@@ -92,8 +93,10 @@ pub(super) fn measure(
 ) -> Result<(serde_json::Value, Vec<Bar>, String), TaskError> {
     report_open_files(streams);
     let mut runs = Vec::new();
-    for &n in streams {
-        runs.push(run_one(bins, pin, dir, n)?);
+    for (k, &n) in streams.iter().enumerate() {
+        // A count given more than once runs again, into files of its own.
+        let round = streams[..k].iter().filter(|&&m| m == n).count() + 1;
+        runs.push(run_one(bins, pin, dir, n, round)?);
     }
     let bars = bars(&runs);
     let table = table(&runs, pin);
@@ -142,7 +145,18 @@ fn report_open_files(streams: &[usize]) {
     }
 }
 
-fn run_one(bins: &Bins, pin: &Pinning, dir: &Path, streams: usize) -> Result<Run, TaskError> {
+fn run_one(
+    bins: &Bins,
+    pin: &Pinning,
+    dir: &Path,
+    streams: usize,
+    round: usize,
+) -> Result<Run, TaskError> {
+    let name = if round == 1 {
+        format!("scale-{streams}")
+    } else {
+        format!("scale-{streams}-{round}")
+    };
     println!(
         "scale: {streams} concurrent streams of {TOKENS} tokens, a step every {STEP_MS} ms, write stamps on"
     );
@@ -158,12 +172,12 @@ fn run_one(bins: &Bins, pin: &Pinning, dir: &Path, streams: usize) -> Result<Run
     let server = ServerProcess::start(
         &bins.server,
         &server_args,
-        &dir.join(format!("scale-{streams}-server.log")),
+        &dir.join(format!("{name}-server.log")),
     );
     pin.release();
     let server = server?;
     let server_cpu_before = process_tree_cpu_s(server.pid());
-    let json_path = dir.join(format!("scale-{streams}-loadgen.json"));
+    let json_path = dir.join(format!("{name}-loadgen.json"));
     let mut cmd = Command::new(&bins.loadgen);
     cmd.args(["--url", &server.base_url, "--api", "openai-chat"])
         .args(["-c", &streams.to_string(), "-n", &streams.to_string()])
@@ -229,35 +243,68 @@ fn three(p: Option<&Percentiles>) -> String {
 
 /// The bars, on the run of [`BAR_STREAMS`] streams when there is one.
 fn bars(runs: &[Run]) -> Vec<Bar> {
-    let Some(run) = runs.iter().find(|r| r.streams == BAR_STREAMS) else {
+    let at_bar: Vec<&Run> = runs.iter().filter(|r| r.streams == BAR_STREAMS).collect();
+    if at_bar.is_empty() {
         return Vec::new();
-    };
-    let delay = run
-        .summary
-        .llm
-        .as_ref()
-        .and_then(|l| l.client_delay.as_ref());
-    let p50 = delay.and_then(|d| d.p50_ms);
-    let p99 = delay.and_then(|d| d.p99_ms);
-    let failed = run.summary.failed;
+    }
+    let delays: Vec<_> = at_bar
+        .iter()
+        .map(|r| r.summary.llm.as_ref().and_then(|l| l.client_delay.as_ref()))
+        .collect();
+    let p50s: Vec<Option<f64>> = delays.iter().map(|d| d.and_then(|d| d.p50_ms)).collect();
+    let p99s: Vec<Option<f64>> = delays.iter().map(|d| d.and_then(|d| d.p99_ms)).collect();
+    let failed: u64 = at_bar.iter().map(|r| r.summary.failed).sum();
+    let judged =
+        |values: &[Option<f64>], limit: f64| median_of(values).map(|v| v < limit && failed == 0);
     vec![
         bar(
             "scale_client_delay_p50_under_0.2ms_at_1000_streams",
-            p50.map(|v| v < DELAY_P50_BAR_MS && failed == 0),
+            judged(&p50s, DELAY_P50_BAR_MS),
             format!(
-                "client delay P50 {} ms (bar: under {DELAY_P50_BAR_MS} ms), {failed} failed",
-                three_one(p50)
+                "client delay P50 {} (bar: under {DELAY_P50_BAR_MS} ms), {failed} failed",
+                over_runs(&p50s)
             ),
         ),
         bar(
             "scale_client_delay_p99_under_1ms_at_1000_streams",
-            p99.map(|v| v < DELAY_P99_BAR_MS && failed == 0),
+            judged(&p99s, DELAY_P99_BAR_MS),
             format!(
-                "client delay P99 {} ms (bar: under {DELAY_P99_BAR_MS} ms), {failed} failed",
-                three_one(p99)
+                "client delay P99 {} (bar: under {DELAY_P99_BAR_MS} ms), {failed} failed",
+                over_runs(&p99s)
             ),
         ),
     ]
+}
+
+/// The median of the runs' values, `None` when a run has none: a run of
+/// 1,000 streams on a shared machine meets a kernel thread or a stall on
+/// the client's core now and then, so a bar is judged on the median run
+/// when the count is given more than once (`1000,1000,1000`).
+fn median_of(values: &[Option<f64>]) -> Option<f64> {
+    let mut all: Vec<f64> = values.iter().copied().collect::<Option<_>>()?;
+    all.sort_by(f64::total_cmp);
+    let n = all.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(all[n / 2]),
+        _ => Some((all[n / 2 - 1] + all[n / 2]) / 2.0),
+    }
+}
+
+/// "X ms", or "median X ms of A, B, C" over several runs.
+fn over_runs(values: &[Option<f64>]) -> String {
+    match values {
+        [one] => format!("{} ms", three_one(*one)),
+        _ => format!(
+            "median {} ms of {}",
+            three_one(median_of(values)),
+            values
+                .iter()
+                .map(|v| three_one(*v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn three_one(v: Option<f64>) -> String {
@@ -327,5 +374,23 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+        // A count may repeat: the default runs 1,000 streams three times.
+        assert_eq!(
+            parse_streams("1000,1000,1000,10000").unwrap(),
+            vec![1000, 1000, 1000, 10_000]
+        );
+    }
+
+    #[test]
+    fn repeated_runs_are_judged_on_their_median() {
+        assert_eq!(median_of(&[Some(2.7), Some(0.2), Some(0.8)]), Some(0.8));
+        assert_eq!(median_of(&[Some(1.0), Some(3.0)]), Some(2.0));
+        assert_eq!(median_of(&[Some(1.0), None]), None);
+        assert_eq!(median_of(&[]), None);
+        assert_eq!(over_runs(&[Some(0.5)]), "0.500 ms");
+        assert_eq!(
+            over_runs(&[Some(2.7), Some(0.2), Some(0.8)]),
+            "median 0.800 ms of 2.700, 0.200, 0.800"
+        );
     }
 }

@@ -453,7 +453,7 @@ impl Api for KServeApi {
 
     fn judge_single(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         item: &LogicalRequest,
         checks: Checks,
     ) -> ItemVerdict {
@@ -467,7 +467,7 @@ impl Api for KServeApi {
 
     fn judge_batch(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         items: &[LogicalRequest],
         checks: Checks,
     ) -> Vec<ItemVerdict> {
@@ -627,26 +627,27 @@ mod tests {
             serde_json::json!({"model_name": "m", "outputs": [{"name": "output", "datatype": "BYTES", "shape": [outputs.len(), 1], "data": outputs}]}).to_string()
         };
         let expected: Vec<String> = ["a", "b"].iter().map(|i| expected_output("m", i)).collect();
-        let ok = a.judge_batch(&response(200, &good(&expected)), &xs, all);
+        let ok = a.judge_batch(&mut response(200, &good(&expected)), &xs, all);
         assert_eq!(ok[1].error, "");
         assert_eq!(
             ok[1].output_digest,
             Some(output_digest(expected[1].as_bytes()))
         );
         let swapped = vec![expected[1].clone(), expected[0].clone()];
-        let bad = a.judge_batch(&response(200, &good(&swapped)), &xs, all);
+        let bad = a.judge_batch(&mut response(200, &good(&swapped)), &xs, all);
         assert!(bad.iter().all(|v| v.error == "output_mismatch"));
-        let short = a.judge_batch(&response(200, &good(&expected[..1])), &xs, all);
+        let short = a.judge_batch(&mut response(200, &good(&expected[..1])), &xs, all);
         assert!(short.iter().all(|v| v.error == "wrong_length"));
-        let err = a.judge_batch(&response(400, r#"{"error":"bad shape"}"#), &xs, all);
+        let err = a.judge_batch(&mut response(400, r#"{"error":"bad shape"}"#), &xs, all);
         assert!(err.iter().all(|v| v.error == "http_400"));
         let other = r#"{"model_name":"m","outputs":[{"name":"logits","datatype":"FP32","shape":[2,1],"data":[1,2]}]}"#;
         assert!(a
-            .judge_batch(&response(200, other), &xs, all)
+            .judge_batch(&mut response(200, other), &xs, all)
             .iter()
             .all(|v| v.error == "missing_output"));
         assert_eq!(
-            a.judge_single(&response(200, "nope"), &xs[0], all).error,
+            a.judge_single(&mut response(200, "nope"), &xs[0], all)
+                .error,
             "bad_json"
         );
     }

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use crate::client::{HttpResponse, Transport, TransportError};
 use crate::engine::LogicalRequest;
+use crate::http1::BodyReader;
 use crate::verify::{Checks, ItemVerdict};
 
 /// Which request format a run speaks.
@@ -159,7 +160,7 @@ pub(crate) trait Api: Send + Sync {
     /// The verdict on the response to a single-item request.
     fn judge_single(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         item: &LogicalRequest,
         checks: Checks,
     ) -> ItemVerdict;
@@ -167,7 +168,7 @@ pub(crate) trait Api: Send + Sync {
     /// One verdict per item of a batch request, in order.
     fn judge_batch(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         items: &[LogicalRequest],
         checks: Checks,
     ) -> Vec<ItemVerdict>;
@@ -178,10 +179,13 @@ pub(crate) trait Api: Send + Sync {
         false
     }
 
-    /// Whether answers stream: the transport then records when body bytes
-    /// arrive, and the judge times each event from that record.
-    fn streams(&self) -> bool {
-        false
+    /// A reader for the body of a successful response to a request of
+    /// `items` logical requests, for answers that stream: fed as the body
+    /// arrives, each read timed, and handed back to the judge in
+    /// [`HttpResponse::reader`]. `None` (the default): the body is read
+    /// whole.
+    fn body_reader(&self, _items: usize) -> Option<Box<dyn BodyReader>> {
+        None
     }
 
     /// The row's error kind for a transport failure (a streamed format

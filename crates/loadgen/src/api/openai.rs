@@ -40,7 +40,7 @@ use super::stamps::{ResponseStamps, StampStats};
 use super::{all_failed, no_verdict, Api, ApiError, Shape};
 use crate::client::{HttpResponse, TransportError};
 use crate::engine::{ms_between, LogicalRequest, RequestShape};
-use crate::http1::Arrival;
+use crate::http1::{Arrival, BodyReader};
 use crate::verify::{Checks, ItemVerdict, StreamedItem};
 
 /// Which of the two endpoints.
@@ -147,8 +147,9 @@ pub(crate) struct OpenAiApi {
     /// `max_tokens` of `--extra-body`, which wins over a request's own.
     extra_max_tokens: Option<usize>,
     ignore_eos: bool,
-    /// What the write stamps of the run's streams measured.
-    stamps: StampStats,
+    /// What the write stamps of the run's streams measured, added to by
+    /// each stream's reader as it reads.
+    stamps: Arc<StampStats>,
 }
 
 impl OpenAiApi {
@@ -202,7 +203,7 @@ impl OpenAiApi {
             max_tokens,
             extra_max_tokens,
             ignore_eos,
-            stamps: StampStats::new(),
+            stamps: Arc::new(StampStats::new()),
         })
     }
 
@@ -252,7 +253,7 @@ impl OpenAiApi {
 
     fn judge(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         items: &[LogicalRequest],
         checks: Checks,
     ) -> Vec<ItemVerdict> {
@@ -260,12 +261,7 @@ impl OpenAiApi {
             return all_failed(items.len(), &http_error(response));
         }
         let answers = if self.options.stream {
-            let mut stamps = ResponseStamps::default();
-            let answers = read_stream(response, items.len(), &mut stamps);
-            if answers.is_ok() {
-                self.stamps.add(&stamps);
-            }
-            answers
+            read_stream(response, items.len(), &self.stamps)
         } else {
             read_whole(&response.body, items.len())
         };
@@ -340,20 +336,24 @@ impl Api for OpenAiApi {
     }
 
     fn needs_body(&self, _shape: Shape, _checks: Checks) -> bool {
-        true
+        // A streamed answer goes to its reader instead (an error's body is
+        // read whole all the same).
+        !self.options.stream
+    }
+
+    fn body_reader(&self, items: usize) -> Option<Box<dyn BodyReader>> {
+        self.options.stream.then(|| {
+            Box::new(StreamReader::new(items, Arc::clone(&self.stamps))) as Box<dyn BodyReader>
+        })
     }
 
     fn token_metrics(&self) -> bool {
         true
     }
 
-    fn streams(&self) -> bool {
-        self.options.stream
-    }
-
     fn judge_single(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         item: &LogicalRequest,
         checks: Checks,
     ) -> ItemVerdict {
@@ -364,7 +364,7 @@ impl Api for OpenAiApi {
 
     fn judge_batch(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         items: &[LogicalRequest],
         checks: Checks,
     ) -> Vec<ItemVerdict> {
@@ -483,63 +483,125 @@ struct Usage {
     prompt_tokens: Option<u64>,
 }
 
-/// Reads a streamed answer of `n` choices from the body and its arrivals;
-/// the content deltas' write stamps, if any, go to `stamps`.
-fn read_stream(
-    response: &HttpResponse,
-    n: usize,
-    stamps: &mut ResponseStamps,
-) -> Result<Vec<Answer>, &'static str> {
-    let mut answers: Vec<Answer> = (0..n).map(|_| Answer::default()).collect();
-    let mut parser = SseParser::new();
-    let mut events = Vec::new();
-    let mut done = false;
-    let mut usage = None;
-    let body = &response.body[..];
-    let mut from = 0;
-    // Without arrivals (a body that came another way) every event gets
-    // the response's end.
-    let whole = [Arrival {
-        body_len: body.len(),
-        at: response.finished_at,
-        unix_ns: None,
-    }];
-    let arrivals = if response.arrivals.is_empty() {
-        &whole[..]
-    } else {
-        &response.arrivals[..]
-    };
-    for arrival in arrivals {
-        let to = arrival.body_len.min(body.len());
-        if to <= from {
-            continue;
+/// Reads a streamed answer of `n` choices as its bytes arrive (the
+/// transport's [`BodyReader`]): each event is parsed and timed by the read
+/// that completed it, and only the answers' text and timings are kept.
+/// The first malformed event ends the reading; the rest is ignored.
+///
+/// The write stamps' measures go to the run's [`StampStats`] as they are
+/// read, [`STAMPS_PER_LOCK`] values at a time: a read is a read whatever
+/// becomes of its answer, and adding an answer's values only at its end
+/// made 1,000 answers that end together stall the other streams' reads.
+#[derive(Debug)]
+pub(crate) struct StreamReader {
+    parser: SseParser,
+    events: Vec<Event>,
+    answers: Vec<Answer>,
+    stamps: ResponseStamps,
+    stamp_stats: Arc<StampStats>,
+    usage: Option<Usage>,
+    done: bool,
+    error: Option<&'static str>,
+}
+
+/// Stamped values a reader keeps before it adds them to the run's.
+const STAMPS_PER_LOCK: usize = 64;
+
+impl StreamReader {
+    fn new(n: usize, stamp_stats: Arc<StampStats>) -> Self {
+        Self {
+            parser: SseParser::new(),
+            events: Vec::new(),
+            answers: (0..n).map(|_| Answer::default()).collect(),
+            stamps: ResponseStamps::default(),
+            stamp_stats,
+            usage: None,
+            done: false,
+            error: None,
         }
-        parser
-            .push(&body[from..to], &mut events)
+    }
+
+    fn read(&mut self, bytes: &[u8], arrival: &Arrival) -> Result<(), &'static str> {
+        self.parser
+            .push(bytes, &mut self.events)
             .map_err(|_| "bad_event")?;
-        from = to;
-        for event in events.drain(..) {
-            if done {
+        for event in std::mem::take(&mut self.events) {
+            if self.done {
                 // Nothing may follow [DONE].
                 return Err("bad_event");
             }
-            match on_event(&event, arrival, &mut answers, stamps)? {
-                Step::Done => done = true,
-                Step::Usage(counts) => usage = Some(counts),
+            match on_event(&event, arrival, &mut self.answers, &mut self.stamps)? {
+                Step::Done => self.done = true,
+                Step::Usage(counts) => self.usage = Some(counts),
                 Step::More => {}
             }
         }
+        if self.stamps.len() >= STAMPS_PER_LOCK {
+            self.stamps.flush_into(&self.stamp_stats);
+        }
+        Ok(())
     }
-    if !done && !answers.iter().all(|a| a.finished) {
-        return Err("truncated_stream");
+
+    /// The answers, once the body has ended.
+    fn finish(mut self) -> Result<Vec<Answer>, &'static str> {
+        self.stamps.flush_into(&self.stamp_stats);
+        if let Some(kind) = self.error {
+            return Err(kind);
+        }
+        let mut answers = self.answers;
+        if !self.done && !answers.iter().all(|a| a.finished) {
+            return Err("truncated_stream");
+        }
+        // Usage counts the whole request: it is one item's only when the
+        // request carried one.
+        if let (Some(usage), [answer]) = (self.usage, answers.as_mut_slice()) {
+            answer.usage_tokens = usage.completion_tokens;
+            answer.usage_prompt_tokens = usage.prompt_tokens;
+        }
+        Ok(answers)
     }
-    // Usage counts the whole request: it is one item's only when the
-    // request carried one.
-    if let (Some(usage), [answer]) = (usage, answers.as_mut_slice()) {
-        answer.usage_tokens = usage.completion_tokens;
-        answer.usage_prompt_tokens = usage.prompt_tokens;
+}
+
+impl BodyReader for StreamReader {
+    fn push(&mut self, bytes: &[u8], arrival: &Arrival) {
+        if self.error.is_none() {
+            if let Err(kind) = self.read(bytes, arrival) {
+                self.error = Some(kind);
+            }
+        }
     }
-    Ok(answers)
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+/// The streamed answer of `n` choices from the reader the transport fed,
+/// or, for a body that came another way (whole, as in tests), from the
+/// body, every event then timed at the response's end.
+fn read_stream(
+    response: &mut HttpResponse,
+    n: usize,
+    stamp_stats: &Arc<StampStats>,
+) -> Result<Vec<Answer>, &'static str> {
+    let reader = match response.reader.take().map(BodyReader::into_any) {
+        Some(any) => match any.downcast::<StreamReader>() {
+            Ok(reader) if reader.answers.len() == n => *reader,
+            // Another API's reader, or one for another request: a defect.
+            _ => return Err("bad_event"),
+        },
+        None => {
+            let mut reader = StreamReader::new(n, Arc::clone(stamp_stats));
+            let whole = Arrival {
+                body_len: response.body.len(),
+                at: response.finished_at,
+                unix_ns: None,
+            };
+            reader.push(&response.body, &whole);
+            reader
+        }
+    };
+    reader.finish()
 }
 
 enum Step {

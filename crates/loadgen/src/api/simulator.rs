@@ -45,7 +45,7 @@ impl Api for Simulator {
 
     fn judge_single(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         item: &LogicalRequest,
         checks: Checks,
     ) -> ItemVerdict {
@@ -72,7 +72,7 @@ impl Api for Simulator {
 
     fn judge_batch(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         items: &[LogicalRequest],
         checks: Checks,
     ) -> Vec<ItemVerdict> {
@@ -125,14 +125,14 @@ mod tests {
             digests: false,
         };
         let api = Simulator;
-        let single = api.judge_single(&response(200, "not json"), &item("m", "a"), bare);
+        let single = api.judge_single(&mut response(200, "not json"), &item("m", "a"), bare);
         assert_eq!(single, ItemVerdict::without_digest(String::new()));
-        let failed = api.judge_single(&response(500, "{}"), &item("m", "a"), bare);
+        let failed = api.judge_single(&mut response(500, "{}"), &item("m", "a"), bare);
         assert_eq!(failed.error, "http_500");
         let body = r#"{"model":"m","outputs":["x"]}"#;
-        let short = api.judge_batch(&response(200, body), &items(&["a", "b"]), bare);
+        let short = api.judge_batch(&mut response(200, body), &items(&["a", "b"]), bare);
         assert!(short.iter().all(|v| v.error == "wrong_length"));
-        let batch = api.judge_batch(&response(200, body), &items(&["a"]), bare);
+        let batch = api.judge_batch(&mut response(200, body), &items(&["a"]), bare);
         assert_eq!(
             (batch[0].error.as_str(), &batch[0].output_digest),
             ("", &None)
@@ -148,27 +148,27 @@ mod tests {
             verify: true,
             digests: true,
         };
-        let ok = api.judge_batch(&response(200, &body), &items(&["a"]), all);
+        let ok = api.judge_batch(&mut response(200, &body), &items(&["a"]), all);
         assert_eq!(ok[0].error, "");
         assert_eq!(ok[0].output_digest, Some(output_digest(good.as_bytes())));
-        let short = api.judge_batch(&response(200, &body), &items(&["a", "b"]), all);
+        let short = api.judge_batch(&mut response(200, &body), &items(&["a", "b"]), all);
         assert!(short.iter().all(|v| v.error == "wrong_length"));
-        let wrong = api.judge_batch(&response(200, &body), &items(&["b"]), all);
+        let wrong = api.judge_batch(&mut response(200, &body), &items(&["b"]), all);
         assert_eq!(wrong[0].error, "output_mismatch");
-        let unavailable = api.judge_batch(&response(503, "{}"), &items(&["a", "b"]), all);
+        let unavailable = api.judge_batch(&mut response(503, "{}"), &items(&["a", "b"]), all);
         assert_eq!(unavailable.len(), 2);
         assert!(unavailable.iter().all(|v| v.error == "http_503"));
         let a = item("m", "a");
         assert_eq!(
-            api.judge_single(&response(200, "nope"), &a, all).error,
+            api.judge_single(&mut response(200, "nope"), &a, all).error,
             "bad_json"
         );
         assert_eq!(
-            api.judge_single(&response(503, "{}"), &a, all).error,
+            api.judge_single(&mut response(503, "{}"), &a, all).error,
             "http_503"
         );
         let unverified = api.judge_single(
-            &response(200, "plain text"),
+            &mut response(200, "plain text"),
             &a,
             Checks {
                 verify: false,

@@ -28,7 +28,7 @@ use stats::LatencyHistogram;
 use crate::summary::{percentiles, Series};
 
 /// What one streamed response's stamps measured, before it is added to
-/// the run's [`StampStats`] in one go (one lock per response).
+/// the run's [`StampStats`] (one lock for many tokens).
 #[derive(Debug, Default)]
 pub(crate) struct ResponseStamps {
     /// Client delay per stamped content delta, ns.
@@ -47,6 +47,18 @@ impl ResponseStamps {
         if let Some(gap) = previous_ns.and_then(|previous| stamp_ns.checked_sub(previous)) {
             self.server_itl_ns.push(gap);
         }
+    }
+
+    /// How many values wait to be added.
+    pub(crate) fn len(&self) -> usize {
+        self.client_delay_ns.len() + self.server_itl_ns.len()
+    }
+
+    /// Adds the values to `stats` and forgets them.
+    pub(crate) fn flush_into(&mut self, stats: &StampStats) {
+        stats.add(self);
+        self.client_delay_ns.clear();
+        self.server_itl_ns.clear();
     }
 }
 

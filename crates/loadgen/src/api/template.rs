@@ -347,7 +347,7 @@ impl Api for TemplateApi {
 
     fn judge_single(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         _item: &LogicalRequest,
         checks: Checks,
     ) -> ItemVerdict {
@@ -358,7 +358,7 @@ impl Api for TemplateApi {
 
     fn judge_batch(
         &self,
-        response: &HttpResponse,
+        response: &mut HttpResponse,
         items: &[LogicalRequest],
         checks: Checks,
     ) -> Vec<ItemVerdict> {
@@ -466,12 +466,16 @@ mod tests {
     fn responses_are_judged_by_status_and_path() {
         let t = api(r#"{"inputs": {{inputs}}}"#, Some("outputs"), 2).unwrap();
         let xs = items(&["a", "b"]);
-        let ok = t.judge_batch(&response(200, r#"{"outputs":["A",{"k":1}]}"#), &xs, DIGESTS);
+        let ok = t.judge_batch(
+            &mut response(200, r#"{"outputs":["A",{"k":1}]}"#),
+            &xs,
+            DIGESTS,
+        );
         assert_eq!(ok[0].error, "");
         assert_eq!(ok[0].output_digest, Some(output_digest(b"A")));
         assert_eq!(ok[1].output_digest, Some(output_digest(br#"{"k":1}"#)));
         let kinds = |status, body| {
-            t.judge_batch(&response(status, body), &xs, DIGESTS)
+            t.judge_batch(&mut response(status, body), &xs, DIGESTS)
                 .into_iter()
                 .map(|v| v.error)
                 .collect::<Vec<_>>()
@@ -482,7 +486,7 @@ mod tests {
         assert_eq!(kinds(429, r#"{"outputs":["A","B"]}"#), ["http_429"; 2]);
         // Without a path any 2xx passes and the body is the digest.
         let t = api(r#"{"input": {{input}}}"#, None, 1).unwrap();
-        let v = t.judge_single(&response(200, "anything"), &xs[0], DIGESTS);
+        let v = t.judge_single(&mut response(200, "anything"), &xs[0], DIGESTS);
         assert_eq!(
             v,
             ItemVerdict {
@@ -494,7 +498,7 @@ mod tests {
         );
         // A single {{input}} request: the value at the path is its output.
         let t = api(r#"{"input": {{input}}}"#, Some("output"), 1).unwrap();
-        let v = t.judge_single(&response(200, r#"{"output":"A"}"#), &xs[0], DIGESTS);
+        let v = t.judge_single(&mut response(200, r#"{"output":"A"}"#), &xs[0], DIGESTS);
         assert_eq!(v.output_digest, Some(output_digest(b"A")));
     }
 }

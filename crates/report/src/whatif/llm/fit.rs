@@ -705,6 +705,7 @@ mod tests {
             max_in_flight: None,
             schedule_ms: &[],
             first_starts_ms: &[],
+            first_jitter_ms: 0.0,
         };
         let workload: Vec<SimRequest> = requests
             .iter()
@@ -1005,6 +1006,7 @@ mod tests {
                 max_in_flight: None,
                 schedule_ms: &[],
                 first_starts_ms: &[],
+                first_jitter_ms: 0.0,
             },
             &[SimRequest {
                 prompt_tokens: 16,

@@ -145,6 +145,12 @@ pub(crate) struct Client<'a> {
     /// step. Workers beyond them follow at their mean spacing; empty: all
     /// start at once.
     pub first_starts_ms: &'a [f64],
+    /// How far each closed-loop worker's first request may reach the
+    /// server after its start, ms: a uniform draw per worker from the
+    /// run's seed, added to its client overhead (its latencies still count
+    /// from the start), so point runs differ in which requests an idle
+    /// server's first step takes (0: none).
+    pub first_jitter_ms: f64,
 }
 
 /// What one request measured, as loadgen would log it.
@@ -277,6 +283,9 @@ struct Sim<'a> {
     prefix_queries: u64,
     prefix_hits: u64,
     last_read_ms: f64,
+    /// A closed loop's workers' first requests: how late each reaches the
+    /// server, ms (see [`Client::first_jitter_ms`]); empty without jitter.
+    first_late_ms: Vec<f64>,
 }
 
 /// Runs one simulation of `load` over `workload` (request `i` is
@@ -329,12 +338,17 @@ pub(crate) fn simulate(
         prefix_queries: 0,
         prefix_hits: 0,
         last_read_ms: 0.0,
+        first_late_ms: Vec::new(),
     };
     let (gap_ms, poisson) = match *load {
         Load::Closed { concurrency, .. } => {
             for worker in 0..concurrency.min(requests) {
                 let at = first_start_ms(client.first_starts_ms, worker as usize);
                 sim.push(at, Kind::NextOfWorker);
+                if client.first_jitter_ms > 0.0 {
+                    let late = sim.rng.unit_open_closed() * client.first_jitter_ms;
+                    sim.first_late_ms.push(late);
+                }
             }
             (f64::INFINITY, false)
         }
@@ -503,7 +517,9 @@ impl Sim<'_> {
         self.replicas[r].outstanding += 1;
         self.seqs[seq].replica = r;
         let overhead = self.draw(self.client.overhead_ms);
-        self.push(now + overhead, Kind::Arrival { seq: seq as u32 });
+        // The workers' first requests are the first issued.
+        let late = self.first_late_ms.get(seq).copied().unwrap_or(0.0);
+        self.push(now + overhead + late, Kind::Arrival { seq: seq as u32 });
     }
 
     fn draw(&mut self, samples: &[f64]) -> f64 {
@@ -908,6 +924,7 @@ mod tests {
         max_in_flight: None,
         schedule_ms: &[],
         first_starts_ms: &[],
+        first_jitter_ms: 0.0,
     };
 
     fn request(prompt_tokens: u32, output_tokens: u32) -> SimRequest {
@@ -1164,6 +1181,50 @@ mod tests {
         let o = simulate(&s, &staggered, &workload, &closed(3, 3), 1);
         let starts: Vec<f64> = o.requests.iter().map(|r| r.start_ms).collect();
         assert!(close(starts[2], 0.4), "{starts:?}");
+    }
+
+    #[test]
+    fn first_arrivals_drawn_late_split_the_first_step_differently_by_seed() {
+        // Four workers started together against four slots, 20-token
+        // prompts at 1 ms a token: without jitter every seed puts all four
+        // in the first step (TTFT 90.05 for each). With the first requests
+        // reaching the server up to 10 ms late, the first arrival's step
+        // takes only those within its 0.05 ms intake, the others join
+        // later steps, and seeds split them differently; starts stay the
+        // intended ones.
+        let mut s = server(4, 10.0, 0.0, 1.0);
+        s.scheduler.intake_ms = 0.05;
+        let workload = [request(20, 2)];
+        let ttfts = |client: &Client, seed: u64| -> Vec<f64> {
+            let o = simulate(&s, client, &workload, &closed(4, 4), seed);
+            assert!(o.requests.iter().all(|r| r.start_ms == 0.0), "{o:?}");
+            o.requests.iter().map(|r| r.ttft_ms).collect()
+        };
+        for seed in 1..5 {
+            let all = ttfts(&CLIENT, seed);
+            assert!(all.iter().all(|&t| close(t, 90.05)), "{all:?}");
+        }
+        let late = Client {
+            first_jitter_ms: 10.0,
+            ..CLIENT
+        };
+        let runs: Vec<Vec<f64>> = (1..9).map(|seed| ttfts(&late, seed)).collect();
+        for run in &runs {
+            // The first step ends 10 ms + 20 ms per prompt after the first
+            // arrival (at most 10 ms late), and without all four in it.
+            let first = run.iter().copied().fold(f64::INFINITY, f64::min);
+            assert!(first > 30.0 && first < 80.1, "{run:?}");
+        }
+        let distinct: std::collections::BTreeSet<Vec<u64>> = runs
+            .iter()
+            .map(|r| r.iter().map(|t| (t * 100.0).round() as u64).collect())
+            .collect();
+        assert!(
+            distinct.len() > 1,
+            "every seed split the same way: {runs:?}"
+        );
+        // The same seed, the same split.
+        assert_eq!(ttfts(&late, 3), ttfts(&late, 3));
     }
 
     #[test]
