@@ -362,6 +362,32 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http2_streamed_answers_are_read_frame_by_frame_and_verified() {
+    // The same simulator answers over h2c: each DATA frame goes to the
+    // answer's reader with its own time, so every token is timed apart.
+    let server = common::simulator("zero-cost");
+    let url = format!("http://{}", server.addr);
+    let dir = common::temp_dir("openai-sim-h2");
+    let config = LoadConfig {
+        http2: true,
+        verify: Some(true),
+        ..chat_config(&url, &dir, 8, 4)
+    };
+    let (summary, rows) = run_rows(config).await;
+    assert_eq!((summary.succeeded, summary.failed), (8, 0), "{summary:?}");
+    assert!(summary.verified);
+    for row in &rows {
+        let llm = row.llm.as_ref().unwrap();
+        assert_eq!(
+            (llm.output_tokens, llm.tokens_from),
+            (Some(50), Some(TokensFrom::Usage))
+        );
+        assert_eq!(llm.itl_ms.len(), 49);
+        assert!(llm.ttft_ms.is_some_and(|t| t > 0.0), "{llm:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_models_answers_are_digested_by_default_and_mismatch_under_verify() {
     // The server answers as a model other than the simulator's would: by
     // default (a real server's own answers) every row succeeds with its

@@ -2,10 +2,10 @@
 //! Triton's OpenAI frontend): `POST /v1/chat/completions` and
 //! `POST /v1/completions`, streamed as server-sent events by default.
 //!
-//! A streamed answer is timed from the transport's arrival record
-//! ([`crate::http1::Arrival`]): the body is fed to the [`SseParser`] in the
-//! pieces it arrived in, so each event carries the time of the read that
-//! completed it. Per logical request that gives the first content delta
+//! A streamed answer is read as it arrives: the transport hands each
+//! read's bytes with the read's time ([`crate::http1::Arrival`]) to a
+//! [`StreamReader`], which feeds the [`SseParser`], so each event carries
+//! the time of the read that completed it and no body is kept. Per logical request that gives the first content delta
 //! (TTFT, measured by the engine from the intended start), every gap
 //! between deltas (ITL) and the output tokens: the server's
 //! `usage.completion_tokens` when it honours `stream_options.include_usage`
@@ -493,7 +493,7 @@ struct Usage {
 /// becomes of its answer, and adding an answer's values only at its end
 /// made 1,000 answers that end together stall the other streams' reads.
 #[derive(Debug)]
-pub(crate) struct StreamReader {
+struct StreamReader {
     parser: SseParser,
     events: Vec<Event>,
     answers: Vec<Answer>,
@@ -525,7 +525,7 @@ impl StreamReader {
         self.parser
             .push(bytes, &mut self.events)
             .map_err(|_| "bad_event")?;
-        for event in std::mem::take(&mut self.events) {
+        for event in self.events.drain(..) {
             if self.done {
                 // Nothing may follow [DONE].
                 return Err("bad_event");
