@@ -13,10 +13,12 @@
 //! services, workers) that takes tens of seconds to start, so its CPU is
 //! read from `/proc` of the whole tree every 100 ms and counted over the
 //! requests' own window (the first request's start to the last one's end,
-//! from its `profile_export.jsonl`) as well as in total; loadgen's is its
-//! whole run (`wait4`), start-up included, which is milliseconds. Each per
-//! 1,000 tokens the server reported (`usage.completion_tokens`, which
-//! aiperf counts with `--use-server-token-count`).
+//! from its `profile_export.jsonl`) as well as in total. loadgen's is
+//! read the same way over its own requests' window (from its `--out` log:
+//! the first intended start to the last answer's end; the log's writer
+//! runs in that window too) and in total (`wait4`). Each per 1,000 tokens
+//! the server reported (`usage.completion_tokens`, which aiperf counts
+//! with `--use-server-token-count`).
 //!
 //! What each tool calls TTFT and ITL: loadgen's TTFT runs from the
 //! request's start to the first non-empty content delta and its ITL is
@@ -230,6 +232,7 @@ fn run_loadgen(
     println!("side by side: loadgen, concurrency {c}, {requests} requests");
     let server = server(bins, pin, dir, &format!("side-loadgen-{c}"), c)?;
     let json_path = dir.join(format!("side-loadgen-{c}.json"));
+    let log_path = dir.join(format!("side-loadgen-{c}.csv"));
     let mut cmd = Command::new(&bins.loadgen);
     cmd.args(["--url", &server.base_url, "--api", "openai-chat"])
         .args(["-c", &c.to_string(), "-n", &requests.to_string()])
@@ -237,6 +240,7 @@ fn run_loadgen(
         .args(["--extra-body", r#"{"ignore_eos": true}"#])
         .args(["--timeout", "300s", "--quiet"])
         .args(["--json".as_ref(), json_path.as_os_str()])
+        .args(["--out".as_ref(), log_path.as_os_str()])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     if let Some(tokenizer) = tokenizer {
@@ -248,8 +252,16 @@ fn run_loadgen(
     pin.as_client();
     let child = process::spawn_child(&mut cmd);
     pin.release();
-    let (status, usage) = process::wait_with_usage(&mut child?, "loadgen", RUN_LIMIT)?;
+    let mut child = child?;
+    let samples = Sampler::start(child.id());
+    let waited = process::wait_with_usage(&mut child, "loadgen", RUN_LIMIT);
+    let mut samples = samples.stop();
+    let (status, usage) = waited?;
     drop(server);
+    // The exit's exact total closes the samples.
+    if let Some(now) = unix_ns() {
+        samples.push((now, usage.user_s + usage.system_s));
+    }
     if !matches!(status.code(), Some(0 | 1)) {
         return Err(TaskError::Step(format!(
             "`{command}` could not run ({status})"
@@ -265,7 +277,8 @@ fn run_loadgen(
         failed: summary.failed,
         tokens: llm.map_or(0, |l| l.output_tokens),
         cpu_total_s: Some(usage.user_s + usage.system_s),
-        cpu_window_s: None,
+        cpu_window_s: log_window(&log_path)
+            .and_then(|(first_ns, last_ns)| cpu_between(&samples, first_ns, last_ns)),
         ttft_p50_ms: llm.and_then(|l| l.ttft.p50_ms),
         ttft_p99_ms: llm.and_then(|l| l.ttft.p99_ms),
         itl_p50_ms: llm.and_then(|l| l.itl.p50_ms),
@@ -396,6 +409,22 @@ fn request_window(jsonl: &Path) -> Option<(u64, u64)> {
         }
     }
     window
+}
+
+/// The first intended start and the last answer's end, Unix ns, from a
+/// loadgen log.
+fn log_window(csv: &Path) -> Option<(u64, u64)> {
+    let rows = model::log::read_log_file(csv).ok()?.rows;
+    let first_ms = rows
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .fold(f64::INFINITY, f64::min);
+    let last_ms = rows
+        .iter()
+        .map(|r| r.timestamp_ms + r.latency_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let ns = |ms: f64| (ms.is_finite() && ms >= 0.0).then_some((ms * 1e6) as u64);
+    Some((ns(first_ms)?, ns(last_ms)?))
 }
 
 /// The tree's CPU seconds between two wall-clock instants, interpolated
@@ -591,6 +620,29 @@ mod tests {
         // Past the last sample: up to it.
         assert_eq!(cpu_between(&samples, 100, 900), Some(2.0));
         assert_eq!(cpu_between(&[], 0, 1), None);
+    }
+
+    #[test]
+    fn loadgens_window_runs_from_the_first_start_to_the_last_end() {
+        let dir = std::env::temp_dir().join(format!("loadgen-window-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log.csv");
+        let row = |id: u64, at_ms: f64, latency_ms: f64| model::log::LogRow {
+            request_id: id,
+            timestamp_ms: at_ms,
+            latency_ms,
+            ..model::log::LogRow::default()
+        };
+        let mut writer = model::log::LogWriter::create(&path, false).unwrap();
+        for r in [row(0, 1000.0, 50.0), row(1, 1010.0, 20.0), row(2, 1002.0, 80.0)] {
+            writer.write_row(&r).unwrap();
+        }
+        writer.flush().unwrap();
+        drop(writer);
+        // From 1,000 ms to 1,082 ms, in ns.
+        assert_eq!(log_window(&path), Some((1_000_000_000, 1_082_000_000)));
+        assert_eq!(log_window(&dir.join("absent.csv")), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
