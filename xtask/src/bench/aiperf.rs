@@ -634,7 +634,11 @@ mod tests {
             ..model::log::LogRow::default()
         };
         let mut writer = model::log::LogWriter::create(&path, false).unwrap();
-        for r in [row(0, 1000.0, 50.0), row(1, 1010.0, 20.0), row(2, 1002.0, 80.0)] {
+        for r in [
+            row(0, 1000.0, 50.0),
+            row(1, 1010.0, 20.0),
+            row(2, 1002.0, 80.0),
+        ] {
             writer.write_row(&r).unwrap();
         }
         writer.flush().unwrap();
