@@ -43,17 +43,22 @@ const PUBLISH_CHECK_ROWS: u32 = 64;
 /// Writes rows on a plain thread so file I/O never blocks the runtime that
 /// times requests; flushes once a second so an interrupted run keeps its rows.
 /// With `live` (a progress bar is drawn), publishes the statistics so far
-/// every [`progress::PUBLISH_INTERVAL`].
+/// every [`progress::PUBLISH_INTERVAL`]. With `yield_to_timing` (rows of
+/// streamed answers), the thread runs below the timing threads' priority
+/// (see [`yield_to_the_timing_threads`]).
 pub(crate) fn spawn_collector(
     mut rows: mpsc::UnboundedReceiver<LogRow>,
     mut writer: Option<LogWriter<std::io::BufWriter<std::fs::File>>>,
     live: Option<Arc<progress::Live>>,
     metrics: Option<Arc<RunMetrics>>,
+    yield_to_timing: bool,
 ) -> Result<CollectorHandle, LoadError> {
     std::thread::Builder::new()
         .name("loadgen-log".into())
         .spawn(move || {
-            yield_to_the_timing_threads();
+            if yield_to_timing {
+                yield_to_the_timing_threads();
+            }
             let mut stats = RowStats::new();
             let mut last_flush = Instant::now();
             let mut last_publish = Instant::now();
@@ -111,7 +116,10 @@ pub(crate) fn spawn_collector(
 /// inter-token gaps to add) while the other streams' last tokens are
 /// still arriving; at the same priority those reads waited behind it. A
 /// nice 10 thread still gets about a tenth of a saturated core, so rows
-/// keep moving. Where the priority cannot be changed nothing else does.
+/// keep moving. Only for LLM answers: a plain HTTP run's rows are cheap
+/// and steady, and a run that saturates its cores should not leave its
+/// rows a tenth of one. Where the priority cannot be changed nothing else
+/// does.
 fn yield_to_the_timing_threads() {
     #[cfg(target_os = "linux")]
     {

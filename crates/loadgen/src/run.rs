@@ -219,6 +219,7 @@ async fn run_engine(
             writer,
             live.as_ref().map(|(_, l)| l.clone()),
             run_metrics.clone(),
+            engine.token_metrics(),
         )?;
         let issuer_for = |row_phase: RowPhase| {
             Arc::new(Issuer {
