@@ -505,7 +505,18 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
         .chain(design.join.then_some(JOIN))
         .collect();
     let theta = loop {
-        let theta = least_squares(&used, &columns)?;
+        let Some(theta) = least_squares(&used, &columns) else {
+            // Singular: the runs cannot tell one of the optional terms
+            // from the others after all (its column in proportion to
+            // another's, as happens with few joins at few prompt lengths).
+            // Leave the optional terms out, the last first, and solve
+            // again; without them a singular system has no fit.
+            let optional = columns
+                .iter()
+                .rposition(|c| [PREFILL_SQ, KV, JOIN].contains(c))?;
+            columns.remove(optional);
+            continue;
+        };
         match columns
             .iter()
             .copied()
@@ -604,6 +615,36 @@ mod tests {
     use super::super::sim::{self, Client, LlmServer, Scheduler, SimRequest, StepCost};
     use super::super::trace::{trace, RowExtras};
     use super::*;
+
+    #[test]
+    fn a_term_the_runs_cannot_tell_apart_is_left_out_not_the_whole_fit() {
+        // Steps of one and two sequences, and steps where one 16-token
+        // prompt joins: the join column is the prefill column over 16, so
+        // the system with both is singular. The fit leaves the join term
+        // out and recovers 5 ms + 1 ms a sequence + 0.1 ms a token.
+        let step = |running: f64, prefill: f64, join: f64| Obs {
+            x: [1.0, running, prefill, 0.0, 0.0, 0.0, join],
+            y: 5.0 + running + 0.1 * prefill,
+            noise_var: 0.0,
+            stratum: 0,
+        };
+        let obs: Vec<Obs> = (0..MIN_STEPS_PER_RUNNING)
+            .flat_map(|_| {
+                [
+                    step(1.0, 0.0, 0.0),
+                    step(2.0, 0.0, 0.0),
+                    step(2.0, 16.0, 1.0),
+                ]
+            })
+            .collect();
+        let design = Design::of(&obs);
+        assert!(design.join && design.prefill && design.per_seq);
+        let model = solve(&obs).expect("a fit without the join term");
+        assert!((model.base_ms - 5.0).abs() < 1e-9, "{model:?}");
+        assert!((model.per_seq_ms - 1.0).abs() < 1e-9, "{model:?}");
+        assert!((model.prefill_per_token_ms - 0.1).abs() < 1e-9, "{model:?}");
+        assert_eq!(model.join_ms, 0.0);
+    }
 
     const T0_MS: f64 = 1_700_000_000_000.0;
 
