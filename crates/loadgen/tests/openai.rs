@@ -291,6 +291,19 @@ async fn every_failure_kind_is_a_row() {
     .await;
 }
 
+/// Every row a streamed chat answer of the simulator: 48 words between
+/// "Summary:" and the seed, 50 tokens by the server's usage, 49 gaps.
+fn assert_simulator_chat_answers(rows: &[LogRow]) {
+    for row in rows {
+        let llm = row.llm.as_ref().unwrap();
+        assert_eq!(
+            (llm.output_tokens, llm.tokens_from),
+            (Some(50), Some(TokensFrom::Usage))
+        );
+        assert_eq!(llm.itl_ms.len(), 49);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split() {
     let server = common::simulator("zero-cost");
@@ -304,15 +317,7 @@ async fn the_simulators_streamed_answers_are_verified_and_batched_prompts_split(
     let (summary, rows) = run_rows(config).await;
     assert_eq!((summary.succeeded, summary.failed), (12, 0), "{summary:?}");
     assert!(summary.verified);
-    for row in &rows {
-        let llm = row.llm.as_ref().unwrap();
-        // 48 words between "Summary:" and the seed: 50 tokens.
-        assert_eq!(
-            (llm.output_tokens, llm.tokens_from),
-            (Some(50), Some(TokensFrom::Usage))
-        );
-        assert_eq!(llm.itl_ms.len(), 49);
-    }
+    assert_simulator_chat_answers(&rows);
     // Completions with a list prompt of 4: one HTTP request, four rows,
     // each timed and verified on its own choice; usage is the request's,
     // so tokens are counted.
@@ -376,13 +381,9 @@ async fn over_http2_streamed_answers_are_read_frame_by_frame_and_verified() {
     let (summary, rows) = run_rows(config).await;
     assert_eq!((summary.succeeded, summary.failed), (8, 0), "{summary:?}");
     assert!(summary.verified);
+    assert_simulator_chat_answers(&rows);
     for row in &rows {
         let llm = row.llm.as_ref().unwrap();
-        assert_eq!(
-            (llm.output_tokens, llm.tokens_from),
-            (Some(50), Some(TokensFrom::Usage))
-        );
-        assert_eq!(llm.itl_ms.len(), 49);
         assert!(llm.ttft_ms.is_some_and(|t| t > 0.0), "{llm:?}");
     }
 }

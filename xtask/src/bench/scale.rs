@@ -281,14 +281,8 @@ fn bars(runs: &[Run]) -> Vec<Bar> {
 /// the client's core now and then, so a bar is judged on the median run
 /// when the count is given more than once (`1000,1000,1000`).
 fn median_of(values: &[Option<f64>]) -> Option<f64> {
-    let mut all: Vec<f64> = values.iter().copied().collect::<Option<_>>()?;
-    all.sort_by(f64::total_cmp);
-    let n = all.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(all[n / 2]),
-        _ => Some((all[n / 2 - 1] + all[n / 2]) / 2.0),
-    }
+    let all: Vec<f64> = values.iter().copied().collect::<Option<_>>()?;
+    super::compare::median_of(&all)
 }
 
 /// "X ms", or "median X ms of A, B, C" over several runs.

@@ -595,16 +595,11 @@ pub(crate) fn predict(setup: &Setup) -> Vec<LlmCandidateRow> {
     rows
 }
 
-/// The median of `v` (the mean of the middle two for an even count);
-/// NaN when empty.
+/// The median of `v` (numpy's, the mean of the middle two for an even
+/// count); NaN when empty.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+    stats::quantile(&v, 0.5, QuantileMethod::Linear).unwrap_or(f64::NAN)
 }
 
 fn row_of(
@@ -618,7 +613,7 @@ fn row_of(
     // settles into one of a few steady patterns (see
     // `Setup::first_jitter_ms`), and a mean of 296 and 346 ms predicts a
     // run that never happens.
-    let mean = |f: &dyn Fn(&Stats) -> f64| {
+    let point = |f: &dyn Fn(&Stats) -> f64| {
         let v: Vec<f64> = points.iter().map(f).filter(|x| x.is_finite()).collect();
         median(v)
     };
@@ -626,14 +621,14 @@ fn row_of(
         let mut v: Vec<f64> = draws.iter().map(f).filter(|x| x.is_finite()).collect();
         v.sort_by(f64::total_cmp);
         let q = |p: f64| stats::quantile(&v, p, QuantileMethod::Linear).unwrap_or(point);
-        // The mean of the point runs can fall outside the refits' range
+        // The median point run can fall outside the refits' range
         // with heavy tails: the interval holds it, which only makes the
         // test of an objective stricter.
         [q(0.025).min(point), q(0.975).max(point)]
     };
     let series = |i: usize| {
         let at = |j: usize| move |s: &Stats| s.series[i][j];
-        let (p50, p95, p99) = (mean(&at(0)), mean(&at(1)), mean(&at(2)));
+        let (p50, p95, p99) = (point(&at(0)), point(&at(1)), point(&at(2)));
         PredictedSeries {
             p50_ms: p50,
             p95_ms: p95,
@@ -649,7 +644,7 @@ fn row_of(
         .enumerate()
         .map(|(i, slo)| {
             let pick = move |s: &Stats| s.objectives[i];
-            let predicted = mean(&pick);
+            let predicted = point(&pick);
             let interval = interval(&pick, predicted);
             ObjectivePrediction {
                 objective: slo.text.clone(),
@@ -691,8 +686,8 @@ fn row_of(
         meets_objectives_with_margin: objectives.iter().all(|o| o.meets_with_margin),
         objectives,
         score,
-        throughput_rps: mean(&|s: &Stats| s.throughput_rps),
-        preemptions: mean(&|s: &Stats| s.preemptions),
+        throughput_rps: point(&|s: &Stats| s.throughput_rps),
+        preemptions: point(&|s: &Stats| s.preemptions),
         refits,
     }
 }
