@@ -9,7 +9,7 @@
 //! system, and are never candidates.
 //!
 //! Each candidate is simulated [`POINT_SIMULATIONS`] times with the fit's
-//! point model (the prediction is the mean of those runs) and once per
+//! point model (the prediction is the median of those runs) and once per
 //! bootstrap refit with a fresh seed (the 95% interval: the fit's
 //! uncertainty and one run's own noise together); every candidate sees the
 //! same seeds and refits. The choice is the best predicted score (the
