@@ -8,9 +8,11 @@
 #
 # On the device (`--run`, the default), with CPUs 0-7 for the client and
 # 8-15 for the server (xtask bench pins each half, as `taskset -c` would):
-#   1. scale: 10,000 concurrent streams of 256 tokens at a 20 ms schedule
-#      against stub-server --sse-stamps: loadgen's CPU per 1,000 tokens,
-#      peak RSS per stream, client delay from the write stamps;
+#   1. scale: 1,000 concurrent streams three times, then 10,000, of 256
+#      tokens at a 20 ms schedule against stub-server --sse-stamps:
+#      loadgen's CPU per 1,000 tokens, peak RSS per stream, client delay
+#      from the write stamps (as root, the client's CPUs kept to loadgen
+#      with --isolate-client);
 #   2. plain HTTP: loadgen, wrk and oha against stub-server and nginx on
 #      the 8 client cores (xtask bench's throughput rounds, no criterion,
 #      no ./run_tests);
@@ -230,9 +232,13 @@ run() {
     else
         echo "plan (nothing runs; tables would go to $out):"
     fi
-    # 1. Scale (bounded: 10,000 streams take about 6 s of answers).
-    measured timeout 180 "$bundle/bin/xtask" bench --scale-only --scale-streams "$streams" \
-        --bin-dir "$bundle/bin" --label device --out "$out"
+    # 1. Scale (bounded: 10,000 streams take about 6 s of answers): 1,000
+    #    streams three times for the client-delay bars, then --streams. As
+    #    root the client's CPUs are kept to loadgen (--isolate-client).
+    isolate=()
+    [ "$(id -u)" = 0 ] && isolate=(--isolate-client)
+    measured timeout 180 "$bundle/bin/xtask" bench --scale-only --scale-streams "1000,1000,1000,$streams" \
+        "${isolate[@]}" --bin-dir "$bundle/bin" --label device --out "$out"
     # 2. Plain HTTP against wrk and oha on the 8 client cores.
     measured timeout 270 "$bundle/bin/xtask" bench --bin-dir "$bundle/bin" --skip-stats --skip-run-tests \
         --rounds "$rounds" --duration-s "$duration_s" --label device --out "$out"

@@ -63,6 +63,7 @@ mod compare;
 mod criterion;
 mod exporter;
 mod grpc;
+mod isolation;
 mod llm;
 mod nginx;
 mod peers;
@@ -164,6 +165,13 @@ pub(crate) struct BenchArgs {
     #[arg(long, value_name = "LIST", default_value = "1000,1000,1000,10000",
           value_parser = |t: &str| scale::parse_streams(t).map(StreamCounts))]
     scale_streams: StreamCounts,
+    /// The scale bench keeps the client's CPUs to loadgen during its runs:
+    /// every other thread that may move, kernel threads included, goes to
+    /// the server's CPUs and gets its own back after, and loadgen runs at
+    /// SCHED_FIFO 1 (what `isolcpus` and `chrt -f 1` do). Needs root or
+    /// CAP_SYS_NICE; only with --scale-only, not with --no-pin.
+    #[arg(long)]
+    isolate_client: bool,
     /// Run only loadgen beside aiperf (PyPI `aiperf` from `--aiperf-venv`,
     /// against stub-server on 127.0.0.1: client CPU per 1,000 tokens, TTFT
     /// and ITL) and write `bench-aiperf.json` and `.md`.
@@ -275,7 +283,13 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
         return write_named(&args.out.join("bench-exporter.json"), &record);
     }
     if args.scale_only {
-        let (scale, verdicts, table) = scale::measure(&bins, &pin, &dir, &args.scale_streams.0)?;
+        let (scale, verdicts, table) = scale::measure(
+            &bins,
+            &pin,
+            &dir,
+            &args.scale_streams.0,
+            args.isolate_client,
+        )?;
         let record = part_record(
             &args,
             &pin,
@@ -365,6 +379,16 @@ fn validate(args: &BenchArgs) -> Result<(), TaskError> {
     if args.rounds == 0 || args.rounds > 20 || args.connections == 0 || args.connections > 1024 {
         return Err(TaskError::BadFlag(
             "--rounds must be 1..=20 and --connections 1..=1024".into(),
+        ));
+    }
+    if args.isolate_client && !args.scale_only {
+        return Err(TaskError::BadFlag(
+            "--isolate-client keeps the client's CPUs to loadgen in the scale bench only: add --scale-only".into(),
+        ));
+    }
+    if args.isolate_client && args.no_pin {
+        return Err(TaskError::BadFlag(
+            "--isolate-client needs client and server on different CPUs: drop --no-pin".into(),
         ));
     }
     Ok(())
@@ -675,4 +699,33 @@ fn write_named(path: &std::path::Path, record: &serde_json::Value) -> Result<Pat
         source,
     })?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn checked(flags: &[&str]) -> Result<(), String> {
+        let flags = Flags::try_parse_from(std::iter::once("bench").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        validate(&flags.bench).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn isolating_the_client_is_for_the_scale_bench_with_pinning() {
+        assert_eq!(checked(&["--scale-only", "--isolate-client"]), Ok(()));
+        let alone = checked(&["--isolate-client"]).err().unwrap_or_default();
+        assert!(alone.contains("add --scale-only"), "{alone}");
+        let unpinned = checked(&["--scale-only", "--isolate-client", "--no-pin"])
+            .err()
+            .unwrap_or_default();
+        assert!(unpinned.contains("drop --no-pin"), "{unpinned}");
+    }
 }

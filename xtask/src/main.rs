@@ -173,7 +173,13 @@ mod tests {
             &["bench", "--workload-only"],
             &["bench", "--exporter-only"],
             &["bench", "--grpc-only"],
-            &["bench", "--scale-only", "--scale-streams", "1000,10000"],
+            &[
+                "bench",
+                "--scale-only",
+                "--scale-streams",
+                "1000,10000",
+                "--isolate-client",
+            ],
             &[
                 "bench",
                 "--aiperf-only",

@@ -120,9 +120,23 @@ pub(crate) fn spawn_collector(
 /// and steady, and a run that saturates its cores should not leave its
 /// rows a tenth of one. Where the priority cannot be changed nothing else
 /// does.
+///
+/// Started under a real-time policy (`chrt -f 1 loadgen ...`, the way to
+/// keep kernel threads off a client's core), every thread inherits it, and
+/// under it a nice value counts for nothing: the collector would hold the
+/// timing thread off its core for a whole burst. So it first goes back to
+/// the normal policy, which a thread may always do.
 fn yield_to_the_timing_threads() {
     #[cfg(target_os = "linux")]
     {
+        // SAFETY: sched_getscheduler and sched_setscheduler with pid 0 read
+        // and set the calling thread's policy only; the parameter is plain
+        // data that outlives the call.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        if policy == libc::SCHED_FIFO || policy == libc::SCHED_RR {
+            let normal = libc::sched_param { sched_priority: 0 };
+            let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) };
+        }
         // SAFETY: gettid and setpriority take and return plain integers;
         // on Linux the nice value is per thread, so this changes only the
         // collector's.
@@ -151,5 +165,38 @@ mod tests {
         }
         let ms: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
         assert_eq!(ms, [1, 2, 4, 8, 16, 16, 16]);
+    }
+
+    /// A collector started under `chrt -f` leaves the real-time policy
+    /// and takes nice 10.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_collector_leaves_a_real_time_policy_and_lowers_its_nice() {
+        let (policy, nice) = std::thread::spawn(|| {
+            let fifo = libc::sched_param { sched_priority: 1 };
+            // SAFETY: pid 0 is this (test) thread; the parameter outlives the call.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) } != 0 {
+                let why = std::io::Error::last_os_error();
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "cannot take SCHED_FIFO to test leaving it: {why}"
+                );
+                eprintln!(
+                    "skipped the real-time half: SCHED_FIFO refused ({why}); the nice half runs"
+                );
+            }
+            yield_to_the_timing_threads();
+            // SAFETY: plain reads of this thread's policy and nice value.
+            let policy = unsafe { libc::sched_getscheduler(0) };
+            let tid = libc::id_t::try_from(unsafe { libc::gettid() }).unwrap_or(0);
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+            (policy, nice)
+        })
+        .join()
+        .expect("the test thread ran");
+        assert_eq!(policy, libc::SCHED_OTHER);
+        // At least 10: a test run under `nice` may start above it, and
+        // only a privileged thread may lower its nice value.
+        assert!(nice >= COLLECTOR_NICE, "nice {nice}");
     }
 }

@@ -19,6 +19,7 @@
 //! their own to the hard limit; the bench says so when that is short.
 
 use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +29,7 @@ use serde_json::json;
 
 use super::accounting::process_tree_cpu_s;
 use super::bars::{bar, Bar};
+use super::isolation::{self, Isolation};
 use super::pinning::Pinning;
 use super::{Bins, TaskError};
 use crate::process::{self, ServerProcess};
@@ -90,19 +92,38 @@ pub(super) fn measure(
     pin: &Pinning,
     dir: &Path,
     streams: &[usize],
+    isolate: bool,
 ) -> Result<(serde_json::Value, Vec<Bar>, String), TaskError> {
     report_open_files(streams);
+    let isolation = if isolate {
+        if !pin.used {
+            return Err(TaskError::BadFlag(
+                "--isolate-client needs client and server on different CPUs: at least 2 CPUs, and not --no-pin".into(),
+            ));
+        }
+        Some(Isolation::start(&pin.client, &pin.server)?)
+    } else {
+        None
+    };
     let mut runs = Vec::new();
     for (k, &n) in streams.iter().enumerate() {
         // A count given more than once runs again, into files of its own.
         let round = streams[..k].iter().filter(|&&m| m == n).count() + 1;
-        runs.push(run_one(bins, pin, dir, n, round)?);
+        runs.push(run_one(bins, pin, dir, n, round, isolation.as_ref())?);
     }
+    let moved = isolation.as_ref().map(|i| (i.moved, i.stayed));
+    // Every thread gets its CPUs back before the results are written.
+    drop(isolation);
     let bars = bars(&runs);
-    let table = table(&runs, pin);
+    let table = table(&runs, pin, moved);
     let record = json!({
         "tokens_per_stream": TOKENS,
         "schedule_ms": STEP_MS,
+        "client_isolated": moved.map(|(moved, stayed)| json!({
+            "threads_moved": moved,
+            "threads_that_could_not_move": stayed,
+            "client_policy": format!("SCHED_FIFO {}", isolation::CLIENT_FIFO_PRIORITY),
+        })),
         "runs": runs.iter().map(|r| json!({
             "streams": r.streams,
             "command": r.command,
@@ -151,7 +172,17 @@ fn run_one(
     dir: &Path,
     streams: usize,
     round: usize,
+    isolation: Option<&Isolation>,
 ) -> Result<Run, TaskError> {
+    // Between spawns this thread waits on the server's CPUs when the
+    // client's are kept to the client.
+    let rest = || {
+        if isolation.is_some() {
+            pin.as_server();
+        } else {
+            pin.release();
+        }
+    };
     let name = if round == 1 {
         format!("scale-{streams}")
     } else {
@@ -174,7 +205,7 @@ fn run_one(
         &server_args,
         &dir.join(format!("{name}-server.log")),
     );
-    pin.release();
+    rest();
     let server = server?;
     let server_cpu_before = process_tree_cpu_s(server.pid());
     let json_path = dir.join(format!("{name}-loadgen.json"));
@@ -187,11 +218,20 @@ fn run_one(
         .args(["--json".as_ref(), json_path.as_os_str()])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    let command = format!("{}{}", pin.prefix(true), super::clients::describe(&cmd));
+    let mut prefix = pin.prefix(true);
+    if isolation.is_some() {
+        // SAFETY: the closure runs in the child between fork and exec and
+        // makes one system call, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(isolation::take_fifo);
+        }
+        prefix.push_str(&format!("chrt -f {} ", isolation::CLIENT_FIFO_PRIORITY));
+    }
+    let command = format!("{prefix}{}", super::clients::describe(&cmd));
     pin.as_client();
     let started = Instant::now();
     let child = process::spawn_child(&mut cmd);
-    pin.release();
+    rest();
     let mut child = child?;
     let waited = process::wait_with_usage(&mut child, "loadgen", Duration::from_secs(600));
     let wall_s = started.elapsed().as_secs_f64();
@@ -306,14 +346,21 @@ fn three_one(v: Option<f64>) -> String {
 }
 
 /// The runs as a markdown table.
-fn table(runs: &[Run], pin: &Pinning) -> String {
+fn table(runs: &[Run], pin: &Pinning, isolated: Option<(usize, usize)>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Client CPUs {}, server CPUs {}{}; {TOKENS} tokens per stream, {STEP_MS} ms schedule, `--sse-stamps`.\n",
+        "Client CPUs {}, server CPUs {}{}; {}; {TOKENS} tokens per stream, {STEP_MS} ms schedule, `--sse-stamps`.\n",
         super::pinning::cpu_list(&pin.client),
         super::pinning::cpu_list(&pin.server),
-        if pin.used { " (pinned)" } else { " (not pinned)" }
+        if pin.used { " (pinned)" } else { " (not pinned)" },
+        match isolated {
+            Some((moved, stayed)) => format!(
+                "client isolated (`--isolate-client`: {moved} other threads moved off its CPUs, {stayed} per-CPU kernel threads stayed; loadgen at SCHED_FIFO {})",
+                isolation::CLIENT_FIFO_PRIORITY
+            ),
+            None => "client not isolated (other threads may share its CPUs; loadgen at normal priority)".to_owned(),
+        }
     );
     let _ = writeln!(
         out,

@@ -1,0 +1,265 @@
+//! Keeping the client's CPUs to the client (`--isolate-client`): for the
+//! scale runs every other thread that may move, kernel threads included,
+//! goes to the server's CPUs, and loadgen runs at `SCHED_FIFO` priority 1.
+//! That is what `isolcpus` or `tuna --isolate` and `chrt -f 1` do on a
+//! machine set up for benchmarks, done for the runs only and undone after.
+//!
+//! Why both: on a 2-core VM whose kernel does not preempt kernel code
+//! (`CONFIG_PREEMPT_NONE`), a kernel thread such as `kdamond` holds the
+//! client's CPU for 1-4 ms whatever loadgen's priority, and an ordinary
+//! process does the same to a client at normal priority. Either shows up as
+//! client delay though it is the machine's.
+//!
+//! Each moved thread gets its own CPUs back when the [`Isolation`] is
+//! dropped (also when the run is interrupted and unwinds). Threads that
+//! cannot move (per-CPU kernel threads) stay and are counted. A thread born
+//! during the runs inherits its parent's narrowed CPUs; one that still has
+//! exactly the server's CPUs at the end gets the client's back as well.
+
+use std::collections::HashMap;
+use std::fs;
+
+use super::TaskError;
+
+/// The real-time priority loadgen runs at: the lowest, above every
+/// normal thread and below the kernel's own real-time threads.
+pub(super) const CLIENT_FIFO_PRIORITY: libc::c_int = 1;
+
+/// Threads moved off the client's CPUs, with the CPUs each had.
+pub(super) struct Isolation {
+    saved: HashMap<libc::pid_t, libc::cpu_set_t>,
+    client: Vec<usize>,
+    server: Vec<usize>,
+    /// Every thread was moved, so those born meanwhile are seen to.
+    machine: bool,
+    /// Threads that had a client CPU and moved.
+    pub moved: usize,
+    /// Threads that had a client CPU and could not move.
+    pub stayed: usize,
+}
+
+impl Isolation {
+    /// Moves every thread that may run on a `client` CPU to the `server`
+    /// CPUs, after checking that loadgen may take `SCHED_FIFO` (root or
+    /// CAP_SYS_NICE), which is also what moving other users' threads needs.
+    pub(super) fn start(client: &[usize], server: &[usize]) -> Result<Self, TaskError> {
+        if client.is_empty() || server.is_empty() {
+            return Err(TaskError::BadFlag(
+                "--isolate-client needs client and server on different CPUs: at least 2 CPUs, and not --no-pin".into(),
+            ));
+        }
+        may_take_fifo().map_err(|why| {
+            TaskError::BadFlag(format!(
+                "--isolate-client needs root or CAP_SYS_NICE, to run loadgen at SCHED_FIFO and move other threads: {why}"
+            ))
+        })?;
+        let isolation = Self::moving(all_threads(), client, server, true);
+        println!(
+            "  client isolated: {} threads moved to CPUs {} for the runs, {} could not move (per-CPU kernel threads); loadgen at SCHED_FIFO {CLIENT_FIFO_PRIORITY}",
+            isolation.moved,
+            super::pinning::cpu_list(server),
+            isolation.stayed,
+        );
+        Ok(isolation)
+    }
+
+    /// Moves those of `tids` that may run on a `client` CPU to the
+    /// `server` CPUs; `machine`: they are every thread, so threads born
+    /// meanwhile are widened again at the end.
+    fn moving(
+        tids: impl IntoIterator<Item = libc::pid_t>,
+        client: &[usize],
+        server: &[usize],
+        machine: bool,
+    ) -> Self {
+        let mut isolation = Self {
+            saved: HashMap::new(),
+            client: client.to_vec(),
+            server: server.to_vec(),
+            machine,
+            moved: 0,
+            stayed: 0,
+        };
+        let to = cpu_set(server);
+        for tid in tids {
+            let Some(had) = affinity(tid) else { continue };
+            if !client.iter().any(|&c| is_set(&had, c)) {
+                continue;
+            }
+            if set_affinity(tid, &to) {
+                isolation.saved.insert(tid, had);
+                isolation.moved += 1;
+            } else {
+                isolation.stayed += 1;
+            }
+        }
+        isolation
+    }
+
+    /// Gives every moved thread its CPUs back.
+    fn restore(&mut self) {
+        for (tid, had) in self.saved.drain() {
+            set_affinity(tid, &had);
+        }
+        if self.machine {
+            // Born during the runs from a moved parent.
+            let narrowed = cpu_set(&self.server);
+            let widened = cpu_set(&[self.server.as_slice(), self.client.as_slice()].concat());
+            for tid in all_threads() {
+                if affinity(tid).is_some_and(|now| same(&now, &narrowed)) {
+                    set_affinity(tid, &widened);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Sets `SCHED_FIFO` at [`CLIENT_FIFO_PRIORITY`] for the calling thread;
+/// called in the child between fork and exec, so only loadgen gets it.
+pub(super) fn take_fifo() -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: CLIENT_FIFO_PRIORITY,
+    };
+    // SAFETY: pid 0 is the calling thread; the parameter outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether this process may take `SCHED_FIFO`: tried on a scratch thread.
+fn may_take_fifo() -> Result<(), String> {
+    std::thread::spawn(take_fifo)
+        .join()
+        .map_err(|_| "the check's thread panicked".to_owned())?
+        .map_err(|e| e.to_string())
+}
+
+/// Every thread of every process, from /proc.
+fn all_threads() -> Vec<libc::pid_t> {
+    let mut tids = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return tids;
+    };
+    for p in procs.flatten() {
+        if !p
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(tasks) = fs::read_dir(p.path().join("task")) else {
+            continue;
+        };
+        tids.extend(
+            tasks
+                .flatten()
+                .filter_map(|t| t.file_name().to_str()?.parse::<libc::pid_t>().ok()),
+        );
+    }
+    tids
+}
+
+fn cpu_set(cpus: &[usize]) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        set
+    }
+}
+
+fn is_set(set: &libc::cpu_set_t, cpu: usize) -> bool {
+    // SAFETY: CPU_ISSET reads inside the set.
+    unsafe { libc::CPU_ISSET(cpu, set) }
+}
+
+fn same(a: &libc::cpu_set_t, b: &libc::cpu_set_t) -> bool {
+    // SAFETY: CPU_EQUAL reads both sets.
+    unsafe { libc::CPU_EQUAL(a, b) }
+}
+
+/// A thread's CPUs; None where it is gone or cannot be read.
+fn affinity(tid: libc::pid_t) -> Option<libc::cpu_set_t> {
+    // SAFETY: sched_getaffinity writes at most the size given into the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        (libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
+            .then_some(set)
+    }
+}
+
+/// Sets a thread's CPUs; false where it may not move or is gone.
+fn set_affinity(tid: libc::pid_t, set: &libc::cpu_set_t) -> bool {
+    // SAFETY: sched_setaffinity reads the set; a bad tid is an error return.
+    unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), set) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_sets_hold_what_was_put_in() {
+        let set = cpu_set(&[0, 3]);
+        assert!(is_set(&set, 0) && is_set(&set, 3) && !is_set(&set, 1));
+        assert!(same(&set, &cpu_set(&[3, 0])));
+        assert!(!same(&set, &cpu_set(&[0])));
+    }
+
+    #[test]
+    fn isolating_without_a_server_cpu_is_refused() {
+        let err = Isolation::start(&[0], &[]).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("--isolate-client") && e.contains("--no-pin")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_moved_thread_gets_its_cpus_back() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus < 2 {
+            eprintln!("skipped: one CPU, nothing to move a thread to");
+            return;
+        }
+        let mut child = match std::process::Command::new("sleep").arg("30").spawn() {
+            Ok(child) => child,
+            Err(e) => panic!("cannot start `sleep` to move: {e}"),
+        };
+        let tid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+        // Both CPUs, whatever the test runner was pinned to.
+        assert!(set_affinity(tid, &cpu_set(&[0, 1])));
+        let had = affinity(tid);
+        {
+            let isolation = Isolation::moving([tid], &[0], &[1], false);
+            assert_eq!(isolation.moved, 1);
+            assert!(affinity(tid).is_some_and(|now| same(&now, &cpu_set(&[1]))));
+        }
+        let back = affinity(tid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(matches!((had, back), (Some(a), Some(b)) if same(&a, &b)));
+    }
+
+    #[test]
+    fn the_threads_listed_include_this_one() {
+        // SAFETY: gettid takes nothing and returns this thread's id.
+        let me = unsafe { libc::gettid() };
+        assert!(all_threads().contains(&me));
+        assert!(affinity(me).is_some());
+    }
+}
