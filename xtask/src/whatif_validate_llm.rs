@@ -287,6 +287,8 @@ pub(crate) struct Row {
     pub(crate) itl_p99: Comparison,
     pub(crate) goal_pct: f64,
     pub(crate) passed: bool,
+    /// The engine's words where its point runs fell into two patterns.
+    pub(crate) patterns: Option<String>,
 }
 
 /// What is read of `report summary`'s LLM part.
@@ -639,6 +641,7 @@ fn predict_and_measure(
         ttft_p95,
         itl_p99,
         goal_pct: v.goal_pct,
+        patterns: candidate.patterns.clone(),
     })
 }
 
@@ -712,6 +715,18 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
             }
         );
     }
+    let split: Vec<&Row> = rows.iter().filter(|r| r.patterns.is_some()).collect();
+    if !split.is_empty() {
+        md.push_str("\nWhere the engine's point runs fell into two patterns (the prediction is the median run):\n\n");
+        for r in split {
+            let _ = writeln!(
+                md,
+                "- {}: {}.",
+                r.scenario,
+                r.patterns.as_deref().unwrap_or_default()
+            );
+        }
+    }
     md
 }
 
@@ -737,6 +752,7 @@ mod tests {
     #[test]
     fn the_table_has_one_line_a_scenario_with_both_errors_and_the_verdict() {
         let row = |name: &str, ttft: Comparison, itl: Comparison| Row {
+            patterns: None,
             scenario: name.to_owned(),
             setup: "8 slots".to_owned(),
             change: "max_num_seqs 8 -> 16".to_owned(),
@@ -770,6 +786,18 @@ mod tests {
         // Every line has as many cells as the header.
         let cells = |l: &str| l.matches('|').count();
         assert!(lines.iter().all(|l| cells(l) == cells(lines[0])), "{md}");
+        // A row whose point runs split is listed under the table.
+        let mut split = row(
+            "split",
+            Comparison::new(105.0, 100.0, 10.0),
+            Comparison::new(9.5, 10.0, 10.0),
+        );
+        split.patterns = Some("the point runs settle into two patterns: x".to_owned());
+        let md = markdown(&[split]);
+        assert!(
+            md.ends_with("two patterns (the prediction is the median run):\n\n- split: the point runs settle into two patterns: x.\n"),
+            "{md}"
+        );
     }
 
     #[test]

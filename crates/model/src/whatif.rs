@@ -571,7 +571,7 @@ pub enum LlmChange {
 /// interval over the refits.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PredictedSeries {
-    /// P50, ms (mean over the point simulations).
+    /// P50, ms (the median point simulation's).
     pub p50_ms: f64,
     /// P95, ms.
     pub p95_ms: f64,
@@ -638,6 +638,18 @@ pub struct LlmCandidateRow {
     pub preemptions: f64,
     /// Refits behind this row's intervals.
     pub refits: usize,
+    /// Each point simulation's TTFT P95, ms, ascending (the prediction is
+    /// the median one).
+    #[serde(default)]
+    pub ttft_p95_point_runs_ms: Vec<f64>,
+    /// Each point simulation's ITL P99, ms, ascending.
+    #[serde(default)]
+    pub itl_p99_point_runs_ms: Vec<f64>,
+    /// Where the point simulations fall into two groups further apart than
+    /// a tenth (a closed loop that settles into one of two steady
+    /// patterns), the groups in words: a single run may land in either.
+    #[serde(default)]
+    pub patterns: Option<String>,
 }
 
 #[cfg(test)]

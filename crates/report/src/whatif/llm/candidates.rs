@@ -670,6 +670,16 @@ fn row_of(
         .fold(0.0_f64, f64::max);
     let needs = needs_of(change, &setup.allowed);
     let plan_load = load_of(change, &setup.load);
+    let sorted_runs = |i: usize, j: usize| {
+        let mut v: Vec<f64> = points
+            .iter()
+            .map(|s| s.series[i][j])
+            .filter(|x| x.is_finite())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (ttft_p95_runs, itl_p99_runs) = (sorted_runs(0, 1), sorted_runs(1, 2));
     LlmCandidateRow {
         rank: 0,
         label: label_of(change, &setup.server),
@@ -689,7 +699,61 @@ fn row_of(
         throughput_rps: point(&|s: &Stats| s.throughput_rps),
         preemptions: point(&|s: &Stats| s.preemptions),
         refits,
+        patterns: patterns_of(&[
+            ("TTFT P95", 0, &ttft_p95_runs),
+            ("ITL P99", 1, &itl_p99_runs),
+        ]),
+        ttft_p95_point_runs_ms: ttft_p95_runs,
+        itl_p99_point_runs_ms: itl_p99_runs,
     }
+}
+
+/// Two groups of point runs count apart when the gap between them is over
+/// this fraction of the lower one: the simulator's validation goal, so
+/// that within it the runs make one prediction.
+const PATTERN_GAP_FRACTION: f64 = 0.10;
+
+/// The two groups `sorted` values fall into, split at the widest gap
+/// between neighbours, where that gap is over [`PATTERN_GAP_FRACTION`]
+/// of the value below it and each group holds at least two runs.
+fn split_in_two(sorted: &[f64]) -> Option<(&[f64], &[f64])> {
+    let (at, gap) = sorted
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] > 0.0)
+        .map(|(i, w)| (i + 1, w[1] / w[0] - 1.0))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    (gap > PATTERN_GAP_FRACTION && at >= 2 && sorted.len() - at >= 2).then(|| sorted.split_at(at))
+}
+
+/// The groups of each metric's point runs in words (`name`, decimals,
+/// ascending values); `None` when no metric splits.
+fn patterns_of(metrics: &[(&str, usize, &Vec<f64>)]) -> Option<String> {
+    let range = |v: &[f64], digits: usize| match v {
+        [first, .., last] if last > first => format!("{first:.digits$}-{last:.digits$}"),
+        [only, ..] => format!("{only:.digits$}"),
+        [] => String::new(),
+    };
+    let parts: Vec<String> = metrics
+        .iter()
+        .filter_map(|&(name, digits, sorted)| {
+            let (low, high) = split_in_two(sorted)?;
+            Some(format!(
+                "{name} {} ms in {} of {n}, {} ms in {} of {n}",
+                range(low, digits),
+                low.len(),
+                range(high, digits),
+                high.len(),
+                n = sorted.len(),
+            ))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        format!(
+            "the point runs settle into two patterns: {}; a single run may land in either",
+            parts.join("; ")
+        )
+    })
 }
 
 /// The choice among ranked rows: the best score among the runnable
@@ -721,5 +785,35 @@ mod tests {
         assert_eq!(median(vec![296.0, 346.4, 296.2]), 296.2);
         assert_eq!(median(vec![1.0, 4.0, 2.0, 3.0]), 2.5);
         assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn point_runs_split_into_two_patterns_only_past_a_tenth_with_two_in_each() {
+        // Five runs near 296 ms and four near 346 ms: two patterns.
+        let two = [
+            296.0, 296.1, 296.2, 297.0, 299.9, 345.0, 346.0, 346.4, 350.0,
+        ];
+        let (low, high) = split_in_two(&two).unwrap_or_default();
+        assert_eq!((low.len(), high.len()), (5, 4));
+        // Spread evenly, no gap is over a tenth: one prediction.
+        let spread = [
+            100.0, 105.0, 110.0, 115.0, 120.0, 126.0, 132.0, 138.0, 145.0,
+        ];
+        assert_eq!(split_in_two(&spread), None);
+        // A lone outlier is not a pattern.
+        let lone = [
+            100.0, 100.5, 101.0, 101.0, 101.2, 101.3, 101.4, 101.9, 160.0,
+        ];
+        assert_eq!(split_in_two(&lone), None);
+        assert_eq!(split_in_two(&[]), None);
+        let words = patterns_of(&[
+            ("TTFT P95", 0, &two.to_vec()),
+            ("ITL P99", 1, &spread.to_vec()),
+        ]);
+        assert_eq!(
+            words.as_deref(),
+            Some("the point runs settle into two patterns: TTFT P95 296-300 ms in 5 of 9, 345-350 ms in 4 of 9; a single run may land in either")
+        );
+        assert_eq!(patterns_of(&[("ITL P99", 1, &spread.to_vec())]), None);
     }
 }
