@@ -1,7 +1,9 @@
 //! The scale bench (`cargo xtask bench --scale-only`): 1,000 and 10,000
 //! concurrent streams of 256 tokens at a 20 ms inter-token schedule,
 //! `loadgen --api openai-chat` against stub-server's LLM routes with
-//! `--sse-stamps`, client and server on disjoint CPUs.
+//! `--sse-stamps`, client and server on disjoint CPUs; with
+//! `--isolate-client`, the client's CPUs kept to loadgen for the runs (see
+//! [`super::isolation`]).
 //!
 //! What it reports per run, from the client's own side:
 //! - CPU: loadgen's user + system time from `wait4(2)` of the loadgen
