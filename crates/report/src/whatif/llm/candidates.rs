@@ -729,10 +729,17 @@ fn split_in_two(sorted: &[f64]) -> Option<(&[f64], &[f64])> {
 /// The groups of each metric's point runs in words (`name`, decimals,
 /// ascending values); `None` when no metric splits.
 fn patterns_of(metrics: &[(&str, usize, &Vec<f64>)]) -> Option<String> {
-    let range = |v: &[f64], digits: usize| match v {
-        [first, .., last] if last > first => format!("{first:.digits$}-{last:.digits$}"),
-        [only, ..] => format!("{only:.digits$}"),
-        [] => String::new(),
+    let range = |v: &[f64], digits: usize| {
+        let ends = (v.first(), v.last());
+        let (Some(first), Some(last)) = ends else {
+            return String::new();
+        };
+        let (first, last) = (format!("{first:.digits$}"), format!("{last:.digits$}"));
+        if first == last {
+            first
+        } else {
+            format!("{first}-{last}")
+        }
     };
     let parts: Vec<String> = metrics
         .iter()
@@ -815,5 +822,11 @@ mod tests {
             Some("the point runs settle into two patterns: TTFT P95 296-300 ms in 5 of 9, 345-350 ms in 4 of 9; a single run may land in either")
         );
         assert_eq!(patterns_of(&[("ITL P99", 1, &spread.to_vec())]), None);
+        // Ends that print alike print once.
+        let close = [7.4, 7.6, 8.4, 9.61, 9.64];
+        assert_eq!(
+            patterns_of(&[("ITL P99", 1, &close.to_vec())]).as_deref(),
+            Some("the point runs settle into two patterns: ITL P99 7.4-8.4 ms in 3 of 5, 9.6 ms in 2 of 5; a single run may land in either")
+        );
     }
 }
