@@ -250,6 +250,9 @@ struct RunTestsTiming {
 /// plan the CPUs, measure, judge the bars, write the record.
 fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
     validate(&args)?;
+    if args.isolate_client {
+        isolation::allowed()?;
+    }
     let started = Instant::now();
     let dir = args.out.join("bench");
     fs::create_dir_all(&dir).map_err(|source| TaskError::Io {

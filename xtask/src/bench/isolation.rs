@@ -48,11 +48,7 @@ impl Isolation {
                 "--isolate-client needs client and server on different CPUs: at least 2 CPUs, and not --no-pin".into(),
             ));
         }
-        may_take_fifo().map_err(|why| {
-            TaskError::BadFlag(format!(
-                "--isolate-client needs root or CAP_SYS_NICE, to run loadgen at SCHED_FIFO and move other threads: {why}"
-            ))
-        })?;
+        allowed()?;
         let isolation = Self::moving(all_threads(), client, server, true);
         println!(
             "  client isolated: {} threads moved to CPUs {} for the runs, {} could not move (per-CPU kernel threads); loadgen at SCHED_FIFO {CLIENT_FIFO_PRIORITY}",
@@ -134,12 +130,19 @@ pub(super) fn take_fifo() -> std::io::Result<()> {
     }
 }
 
-/// Whether this process may take `SCHED_FIFO`: tried on a scratch thread.
-fn may_take_fifo() -> Result<(), String> {
-    std::thread::spawn(take_fifo)
+/// Whether this process may isolate the client: it may take `SCHED_FIFO`
+/// (tried on a scratch thread), which needs the same privilege as moving
+/// other users' threads. Checked before anything is built or started.
+pub(super) fn allowed() -> Result<(), TaskError> {
+    let tried = std::thread::spawn(take_fifo)
         .join()
-        .map_err(|_| "the check's thread panicked".to_owned())?
-        .map_err(|e| e.to_string())
+        .map_err(|_| "the check's thread panicked".to_owned())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    tried.map_err(|why| {
+        TaskError::BadFlag(format!(
+            "--isolate-client needs root or CAP_SYS_NICE, to run loadgen at SCHED_FIFO and move other threads: {why}"
+        ))
+    })
 }
 
 /// Every thread of every process, from /proc.
