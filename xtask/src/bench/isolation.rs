@@ -14,9 +14,10 @@
 //! dropped (also when the run is interrupted and unwinds). Threads that
 //! cannot move (per-CPU kernel threads) stay and are counted. A thread born
 //! during the runs inherits its parent's narrowed CPUs; one that still has
-//! exactly the server's CPUs at the end gets the client's back as well.
+//! exactly the server's CPUs at the end gets the client's back as well
+//! (a thread pinned there before the runs is left as it was).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 
 use super::TaskError;
@@ -30,8 +31,11 @@ pub(super) struct Isolation {
     saved: HashMap<libc::pid_t, libc::cpu_set_t>,
     client: Vec<usize>,
     server: Vec<usize>,
-    /// Every thread was moved, so those born meanwhile are seen to.
-    machine: bool,
+    /// Lists the threads to look for newborns among at the end (every
+    /// thread when the whole machine was isolated); none when absent.
+    newborns: Option<Box<dyn Fn() -> Vec<libc::pid_t>>>,
+    /// Every thread there was at the start, moved or not.
+    existed: HashSet<libc::pid_t>,
     /// Threads that had a client CPU and moved.
     pub moved: usize,
     /// Threads that had a client CPU and could not move.
@@ -49,7 +53,7 @@ impl Isolation {
             ));
         }
         allowed()?;
-        let isolation = Self::moving(all_threads(), client, server, true);
+        let isolation = Self::moving(all_threads(), client, server, Some(Box::new(all_threads)));
         println!(
             "  client isolated: {} threads moved to CPUs {} for the runs, {} could not move (per-CPU kernel threads); loadgen at SCHED_FIFO {CLIENT_FIFO_PRIORITY}",
             isolation.moved,
@@ -60,24 +64,26 @@ impl Isolation {
     }
 
     /// Moves those of `tids` that may run on a `client` CPU to the
-    /// `server` CPUs; `machine`: they are every thread, so threads born
-    /// meanwhile are widened again at the end.
+    /// `server` CPUs; at the end, threads that `newborns` lists and `tids`
+    /// did not, still on exactly the server's CPUs, are widened again.
     fn moving(
         tids: impl IntoIterator<Item = libc::pid_t>,
         client: &[usize],
         server: &[usize],
-        machine: bool,
+        newborns: Option<Box<dyn Fn() -> Vec<libc::pid_t>>>,
     ) -> Self {
         let mut isolation = Self {
             saved: HashMap::new(),
             client: client.to_vec(),
             server: server.to_vec(),
-            machine,
+            newborns,
+            existed: HashSet::new(),
             moved: 0,
             stayed: 0,
         };
         let to = cpu_set(server);
         for tid in tids {
+            isolation.existed.insert(tid);
             let Some(had) = affinity(tid) else { continue };
             if !client.iter().any(|&c| is_set(&had, c)) {
                 continue;
@@ -97,11 +103,15 @@ impl Isolation {
         for (tid, had) in self.saved.drain() {
             set_affinity(tid, &had);
         }
-        if self.machine {
-            // Born during the runs from a moved parent.
+        if let Some(newborns) = &self.newborns {
+            // Born during the runs from a moved parent; a thread pinned to
+            // the server's CPUs before the runs keeps its pinning.
             let narrowed = cpu_set(&self.server);
             let widened = cpu_set(&[self.server.as_slice(), self.client.as_slice()].concat());
-            for tid in all_threads() {
+            for tid in newborns() {
+                if self.existed.contains(&tid) {
+                    continue;
+                }
                 if affinity(tid).is_some_and(|now| same(&now, &narrowed)) {
                     set_affinity(tid, &widened);
                 }
@@ -233,29 +243,48 @@ mod tests {
     }
 
     #[test]
-    fn a_moved_thread_gets_its_cpus_back() {
+    fn a_moved_thread_gets_its_cpus_back_and_a_pinned_one_keeps_its_pin() {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if cpus < 2 {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "one CPU: nothing to move a thread to"
+            );
             eprintln!("skipped: one CPU, nothing to move a thread to");
             return;
         }
-        let mut child = match std::process::Command::new("sleep").arg("30").spawn() {
+        let sleeper = || match std::process::Command::new("sleep").arg("30").spawn() {
             Ok(child) => child,
             Err(e) => panic!("cannot start `sleep` to move: {e}"),
         };
-        let tid = libc::pid_t::try_from(child.id()).unwrap_or(0);
-        // Both CPUs, whatever the test runner was pinned to.
-        assert!(set_affinity(tid, &cpu_set(&[0, 1])));
-        let had = affinity(tid);
+        let tid_of = |c: &std::process::Child| libc::pid_t::try_from(c.id()).unwrap_or(0);
+        // One on both CPUs, whatever the test runner was pinned to; one
+        // pinned to the server's CPU before the runs.
+        let (mut both, mut pinned) = (sleeper(), sleeper());
+        let (b, p) = (tid_of(&both), tid_of(&pinned));
+        assert!(set_affinity(b, &cpu_set(&[0, 1])) && set_affinity(p, &cpu_set(&[1])));
+        // One born during the runs, on the server's CPU as a moved parent's
+        // child would be.
+        let mut born = sleeper();
+        let n = tid_of(&born);
         {
-            let isolation = Isolation::moving([tid], &[0], &[1], false);
-            assert_eq!(isolation.moved, 1);
-            assert!(affinity(tid).is_some_and(|now| same(&now, &cpu_set(&[1]))));
+            let isolation =
+                Isolation::moving([b, p], &[0], &[1], Some(Box::new(move || vec![b, p, n])));
+            assert_eq!((isolation.moved, isolation.stayed), (1, 0));
+            assert!(affinity(b).is_some_and(|now| same(&now, &cpu_set(&[1]))));
+            assert!(set_affinity(n, &cpu_set(&[1])));
         }
-        let back = affinity(tid);
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(matches!((had, back), (Some(a), Some(b)) if same(&a, &b)));
+        let after = [b, p, n].map(affinity);
+        for child in [&mut both, &mut pinned, &mut born] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let is = |cpus: Option<libc::cpu_set_t>, want: &[usize]| {
+            cpus.is_some_and(|c| same(&c, &cpu_set(want)))
+        };
+        assert!(is(after[0], &[0, 1]), "the moved thread got its CPUs back");
+        assert!(is(after[1], &[1]), "the pinned thread kept its pin");
+        assert!(is(after[2], &[0, 1]), "the newborn got the client's CPU");
     }
 
     #[test]
