@@ -103,7 +103,7 @@ pub(super) fn measure(
                 "--isolate-client needs client and server on different CPUs: at least 2 CPUs, and not --no-pin".into(),
             ));
         }
-        Some(Isolation::start(&pin.client, &pin.server)?)
+        Some(Isolation::start(&pin.client, &pin.server))
     } else {
         None
     };
