@@ -191,6 +191,12 @@ pub(crate) struct BenchArgs {
     /// `xtask/tools/make_bpe_tokenizer.py`).
     #[arg(long, value_name = "DIR")]
     aiperf_tokenizer: Option<PathBuf>,
+    /// The side-by-side server's time between tokens, ms (1 to 1000). At
+    /// 20 ms and 1,000 streams one core of aiperf falls behind the server;
+    /// a longer gap measures both tools where each keeps up.
+    #[arg(long, value_name = "MS", default_value_t = aiperf::DEFAULT_ITL_MS, allow_negative_numbers = true,
+          value_parser = |t: &str| model::args::Bound::<u32> { what: "--aiperf-itl-ms", min: 1, max: 1000 }.parse(t))]
+    aiperf_itl_ms: u32,
 }
 
 /// `--scale-streams` and `--aiperf-concurrency`: counts, one run each.
@@ -315,6 +321,7 @@ fn run(args: BenchArgs) -> Result<PathBuf, TaskError> {
             &pin,
             &dir,
             &args.aiperf_concurrency.0,
+            args.aiperf_itl_ms,
             &venv,
             args.aiperf_tokenizer.as_deref(),
         )?;
@@ -388,6 +395,26 @@ fn validate(args: &BenchArgs) -> Result<(), TaskError> {
         return Err(TaskError::BadFlag(
             "--isolate-client keeps the client's CPUs to loadgen in the scale bench only: add --scale-only".into(),
         ));
+    }
+    let aiperf_flags = [
+        (
+            "--aiperf-concurrency",
+            args.aiperf_concurrency.0 != aiperf::default_levels(),
+        ),
+        ("--aiperf-venv", args.aiperf_venv.is_some()),
+        ("--aiperf-tokenizer", args.aiperf_tokenizer.is_some()),
+        (
+            "--aiperf-itl-ms",
+            args.aiperf_itl_ms != aiperf::DEFAULT_ITL_MS,
+        ),
+    ];
+    if let Some((flag, _)) = aiperf_flags
+        .iter()
+        .find(|(_, set)| *set && !args.aiperf_only)
+    {
+        return Err(TaskError::BadFlag(format!(
+            "{flag} sets up the side-by-side with aiperf: add --aiperf-only"
+        )));
     }
     if args.isolate_client && args.no_pin {
         return Err(TaskError::BadFlag(
@@ -730,5 +757,32 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(unpinned.contains("drop --no-pin"), "{unpinned}");
+    }
+
+    #[test]
+    fn the_side_by_side_schedule_is_a_bounded_gap_for_the_aiperf_bench() {
+        assert_eq!(
+            checked(&["--aiperf-only", "--aiperf-itl-ms", "100"]),
+            Ok(())
+        );
+        assert_eq!(checked(&["--aiperf-only"]), Ok(()));
+        for bad in ["0", "1001", "20ms", "-5"] {
+            let err = checked(&["--aiperf-only", "--aiperf-itl-ms", bad])
+                .err()
+                .unwrap_or_default();
+            assert!(err.contains("--aiperf-itl-ms"), "{bad}: {err}");
+        }
+        for flags in [
+            &["--aiperf-itl-ms", "100"][..],
+            &["--aiperf-concurrency", "1000"],
+            &["--aiperf-venv", "v"],
+            &["--aiperf-tokenizer", "t"],
+        ] {
+            let err = checked(flags).err().unwrap_or_default();
+            assert!(
+                err.contains("add --aiperf-only") && err.contains(flags[0]),
+                "{flags:?}: {err}"
+            );
+        }
     }
 }

@@ -189,6 +189,8 @@ mod tests {
                 ".venv-aiperf",
                 "--aiperf-tokenizer",
                 "tok",
+                "--aiperf-itl-ms",
+                "100",
             ],
             &[
                 "whatif-validate",

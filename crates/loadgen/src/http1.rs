@@ -30,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
 use crate::client::{ServerFacts, TransportError};
+use crate::race::{race, Finished};
 use crate::stream::Stream;
 
 /// Largest response head accepted (status line and headers).
@@ -294,10 +295,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Http1Connection<S> {
         reader: Option<&mut (dyn BodyReader + 'static)>,
     ) -> Result<Http1Response, TransportError> {
         self.deadline.as_mut().reset(deadline);
-        let (mut response, keep_alive) = tokio::select! {
-            biased;
-            response = self.wire.exchange(head, body, wanted, reader) => response,
-            () = self.deadline.as_mut() => Err(TransportError::Timeout),
+        // The deadline is polled only when its timer fires, not on every
+        // read of a streamed answer (see `crate::race`).
+        let exchanged = race(
+            self.wire.exchange(head, body, wanted, reader),
+            self.deadline.as_mut(),
+        )
+        .await;
+        let (mut response, keep_alive) = match exchanged {
+            Finished::Work(response) => response,
+            Finished::Guard(()) => Err(TransportError::Timeout),
         }?;
         // This request used one of the requests the server allows.
         if let Some(left) = &mut self.requests_left {

@@ -95,6 +95,7 @@ mod http1;
 mod payloads;
 mod prepare;
 mod progress;
+mod race;
 mod run;
 mod schedule;
 mod server_stats;

@@ -21,6 +21,7 @@ use crate::config::{Arrival, OpenLoop};
 use crate::distributed::Shard;
 use crate::engine::{Engine, LogicalRequest, RequestShape};
 use crate::metrics::RunMetrics;
+use crate::race::{race, Finished};
 use crate::shards::Shards;
 use crate::workload::requests::{Requests, Spec};
 use crate::workload::stages::Ramp;
@@ -283,12 +284,16 @@ impl Issuer {
             }
         };
         let mut phase = self.phase.clone();
-        tokio::select! {
-            () = requests_in_turn => {}
-            _ = phase.wait_for(|p| *p == Phase::Aborted) => {
-                if let Some((request_id, start)) = in_flight.take() {
-                    self.emit_or_interrupted(None, request_id, start);
-                }
+        // Done when the run is aborted, or when nothing can abort it any
+        // more (the sender is gone).
+        let aborted = async move {
+            let _ = phase.wait_for(|p| *p == Phase::Aborted).await;
+        };
+        // The abort is polled only when the phase changes, not on every
+        // read of the worker's streamed answers (see `crate::race`).
+        if let Finished::Guard(()) = race(requests_in_turn, aborted).await {
+            if let Some((request_id, start)) = in_flight.take() {
+                self.emit_or_interrupted(None, request_id, start);
             }
         }
     }

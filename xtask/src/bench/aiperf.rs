@@ -46,6 +46,17 @@ use crate::process::{self, ServerProcess};
 
 /// Concurrency levels, by default.
 pub(super) const DEFAULT_LEVELS: &str = "10,100,1000";
+/// The server's time between tokens, ms, by default: the client-delay
+/// bench's schedule.
+pub(super) const DEFAULT_ITL_MS: u32 = 20;
+
+/// [`DEFAULT_LEVELS`], parsed.
+pub(super) fn default_levels() -> Vec<usize> {
+    DEFAULT_LEVELS
+        .split(',')
+        .filter_map(|level| level.parse().ok())
+        .collect()
+}
 /// The most concurrency one level may ask for.
 pub(super) const MAX_LEVEL: usize = 10_000;
 /// aiperf's version, as `aiperf-setup.sh` pins it.
@@ -54,8 +65,9 @@ pub(super) const AIPERF_VERSION: &str = "0.13.0";
 const INPUT_TOKENS: u32 = 100;
 /// Answer length, tokens.
 const OUTPUT_TOKENS: u32 = 256;
-/// How long one tool's run may take, start-up included.
-const RUN_LIMIT: Duration = Duration::from_secs(420);
+/// How long one tool's run may take beyond its answers' time: start-up
+/// (aiperf takes tens of seconds) and the late readers' lag.
+const RUN_MARGIN: Duration = Duration::from_secs(180);
 
 /// Parses `--aiperf-concurrency`: comma-separated levels.
 pub(super) fn parse_levels(text: &str) -> Result<Vec<usize>, String> {
@@ -117,6 +129,7 @@ pub(super) fn measure(
     pin: &Pinning,
     dir: &Path,
     levels: &[usize],
+    itl_ms: u32,
     venv: &Path,
     tokenizer: Option<&Path>,
 ) -> Result<(Value, String), TaskError> {
@@ -145,20 +158,24 @@ pub(super) fn measure(
     };
     let mut runs = Vec::new();
     for &c in levels {
-        runs.push(run_loadgen(bins, pin, dir, c, tokenizer.as_deref())?);
+        let server = Schedule {
+            concurrency: c,
+            itl_ms,
+        };
+        runs.push(run_loadgen(bins, pin, dir, server, tokenizer.as_deref())?);
         if missing.is_none() {
             if let Some(tokenizer) = &tokenizer {
-                runs.push(run_aiperf(bins, pin, dir, c, &aiperf, tokenizer)?);
+                runs.push(run_aiperf(bins, pin, dir, server, &aiperf, tokenizer)?);
             }
         }
     }
-    let table = table(&runs, pin, missing.as_deref());
+    let table = table(&runs, pin, itl_ms, missing.as_deref());
     let record = json!({
         "aiperf_version": AIPERF_VERSION,
         "aiperf_missing": missing,
         "input_tokens": INPUT_TOKENS,
         "output_tokens": OUTPUT_TOKENS,
-        "schedule_ms": 20.0,
+        "schedule_ms": f64::from(itl_ms),
         "runs": runs,
         "table": table,
     });
@@ -200,16 +217,42 @@ fn make_tokenizer(venv: &Path, dir: &Path) -> Result<PathBuf, TaskError> {
 }
 
 /// A fresh stub-server on the server's CPUs for `concurrency` streams.
+/// What the server of one level does: as many slots as streams, and a
+/// token every `itl_ms`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    concurrency: usize,
+    itl_ms: u32,
+}
+
+impl Schedule {
+    /// One answer's time at the server's pace.
+    fn answer(self) -> Duration {
+        Duration::from_millis(u64::from(OUTPUT_TOKENS) * u64::from(self.itl_ms))
+    }
+
+    /// Each request's time limit, for both tools: an answer and a minute.
+    fn request_timeout_s(self) -> u64 {
+        self.answer().as_secs() + 60
+    }
+
+    /// How long one tool's run may take: its waves of answers (two at
+    /// most, see [`requests_at`]) and a margin.
+    fn run_limit(self) -> Duration {
+        2 * self.answer() + RUN_MARGIN
+    }
+}
+
 fn server(
     bins: &Bins,
     pin: &Pinning,
     dir: &Path,
     name: &str,
-    c: usize,
+    schedule: Schedule,
 ) -> Result<ServerProcess, TaskError> {
     let args: Vec<String> = vec![
-        format!("--max-num-seqs={}", c.max(1)),
-        "--step-base-ms=20".into(),
+        format!("--max-num-seqs={}", schedule.concurrency.max(1)),
+        format!("--step-base-ms={}", schedule.itl_ms),
         "--step-per-seq-ms=0".into(),
         "--prefill-per-token-ms=0".into(),
         "--max-batched-tokens=1048576".into(),
@@ -225,12 +268,13 @@ fn run_loadgen(
     bins: &Bins,
     pin: &Pinning,
     dir: &Path,
-    c: usize,
+    schedule: Schedule,
     tokenizer: Option<&Path>,
 ) -> Result<ToolRun, TaskError> {
+    let c = schedule.concurrency;
     let requests = requests_at(c);
     println!("side by side: loadgen, concurrency {c}, {requests} requests");
-    let server = server(bins, pin, dir, &format!("side-loadgen-{c}"), c)?;
+    let server = server(bins, pin, dir, &format!("side-loadgen-{c}"), schedule)?;
     let json_path = dir.join(format!("side-loadgen-{c}.json"));
     let log_path = dir.join(format!("side-loadgen-{c}.csv"));
     let mut cmd = Command::new(&bins.loadgen);
@@ -238,7 +282,11 @@ fn run_loadgen(
         .args(["-c", &c.to_string(), "-n", &requests.to_string()])
         .args(["--max-tokens", &OUTPUT_TOKENS.to_string()])
         .args(["--extra-body", r#"{"ignore_eos": true}"#])
-        .args(["--timeout", "300s", "--quiet"])
+        .args([
+            "--timeout",
+            &format!("{}s", schedule.request_timeout_s()),
+            "--quiet",
+        ])
         .args(["--json".as_ref(), json_path.as_os_str()])
         .args(["--out".as_ref(), log_path.as_os_str()])
         .stdin(Stdio::null())
@@ -254,7 +302,7 @@ fn run_loadgen(
     pin.release();
     let mut child = child?;
     let samples = Sampler::start(child.id());
-    let waited = process::wait_with_usage(&mut child, "loadgen", RUN_LIMIT);
+    let waited = process::wait_with_usage(&mut child, "loadgen", schedule.run_limit());
     let mut samples = samples.stop();
     let (status, usage) = waited?;
     drop(server);
@@ -294,15 +342,16 @@ fn run_aiperf(
     bins: &Bins,
     pin: &Pinning,
     dir: &Path,
-    c: usize,
+    schedule: Schedule,
     aiperf: &Path,
     tokenizer: &Path,
 ) -> Result<ToolRun, TaskError> {
+    let c = schedule.concurrency;
     let requests = requests_at(c);
     println!(
         "side by side: aiperf, concurrency {c}, {requests} requests (tens of seconds to start)"
     );
-    let server = server(bins, pin, dir, &format!("side-aiperf-{c}"), c)?;
+    let server = server(bins, pin, dir, &format!("side-aiperf-{c}"), schedule)?;
     // Only ever the loopback server just started.
     let url = server.base_url.clone();
     if !url.starts_with("http://127.0.0.1:") {
@@ -333,7 +382,11 @@ fn run_aiperf(
         .args(["--osl", &OUTPUT_TOKENS.to_string()])
         .args(["--use-legacy-max-tokens", "--use-server-token-count"])
         .args(["--extra-inputs", "ignore_eos:true"])
-        .args(["--request-timeout-seconds", "300", "--no-auto-plot"])
+        .args([
+            "--request-timeout-seconds",
+            &schedule.request_timeout_s().to_string(),
+        ])
+        .arg("--no-auto-plot")
         .arg("--output-artifact-dir")
         .arg(&artifacts)
         // A local tokenizer directory is loaded as a path, with no Hub
@@ -351,7 +404,7 @@ fn run_aiperf(
     pin.release();
     let mut child = child?;
     let samples = Sampler::start(child.id());
-    let waited = process::wait_with_usage(&mut child, "aiperf", RUN_LIMIT);
+    let waited = process::wait_with_usage(&mut child, "aiperf", schedule.run_limit());
     let samples = samples.stop();
     drop(server);
     let (status, usage) = waited?;
@@ -485,11 +538,11 @@ fn ms(v: Option<f64>) -> String {
 }
 
 /// The runs as a markdown table, then each disagreement over 1 ms.
-fn table(runs: &[ToolRun], pin: &Pinning, missing: Option<&str>) -> String {
+fn table(runs: &[ToolRun], pin: &Pinning, itl_ms: u32, missing: Option<&str>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Client CPUs {}, server CPUs {}{}; stub-server `--sse-stamps`, 20 ms per token, {INPUT_TOKENS}-token prompts, {OUTPUT_TOKENS}-token answers (`ignore_eos`).\n",
+        "Client CPUs {}, server CPUs {}{}; stub-server `--sse-stamps`, {itl_ms} ms per token, {INPUT_TOKENS}-token prompts, {OUTPUT_TOKENS}-token answers (`ignore_eos`).\n",
         super::pinning::cpu_list(&pin.client),
         super::pinning::cpu_list(&pin.server),
         if pin.used { " (pinned)" } else { " (not pinned)" }
@@ -531,6 +584,16 @@ fn table(runs: &[ToolRun], pin: &Pinning, missing: Option<&str>) -> String {
             }
         );
     }
+    let cpu = cpu_ratios(runs);
+    if !cpu.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nClient CPU per 1,000 tokens, loadgen against aiperf:\n"
+        );
+        for line in cpu {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
     let notes = disagreements(runs);
     if !notes.is_empty() {
         let _ = writeln!(out, "\nWhere the two differ by more than 1 ms:\n");
@@ -539,6 +602,59 @@ fn table(runs: &[ToolRun], pin: &Pinning, missing: Option<&str>) -> String {
         }
     }
     out
+}
+
+/// How far a reader's ITL P50 may sit above the server's stamped gaps and
+/// still count as keeping up.
+const KEPT_UP: f64 = 1.10;
+
+/// One line per level: loadgen's CPU per 1,000 tokens against aiperf's
+/// (over each tool's requests' window where known), and whether aiperf kept
+/// up with the server. A reader that falls behind finds several events at
+/// each read and spends less per token than one that reads each as it
+/// comes, so its figure is then not what it costs to keep up.
+fn cpu_ratios(runs: &[ToolRun]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for ours in runs.iter().filter(|r| r.tool == "loadgen") {
+        let Some(theirs) = runs
+            .iter()
+            .find(|r| r.tool == "aiperf" && r.concurrency == ours.concurrency && r.error.is_none())
+        else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (
+            ours.cpu_ms_per_1000_tokens(),
+            theirs.cpu_ms_per_1000_tokens(),
+        ) else {
+            continue;
+        };
+        if a <= 0.0 {
+            continue;
+        }
+        let mut line = format!(
+            "c={}: loadgen {a:.2} ms, aiperf {b:.2} ms: 1/{:.2}",
+            ours.concurrency,
+            b / a
+        );
+        let server = ours.server_itl.as_ref().and_then(|s| s.p50_ms);
+        match (theirs.itl_p50_ms, server) {
+            (Some(read), Some(wrote)) if read > KEPT_UP * wrote => {
+                let _ = write!(
+                    line,
+                    "; aiperf fell behind (its ITL P50 {read:.2} ms against the server's stamped {wrote:.2} ms), so it found several events at each read and its CPU per token is below what keeping up costs"
+                );
+            }
+            (Some(read), Some(wrote)) => {
+                let _ = write!(
+                    line,
+                    "; both kept up (aiperf's ITL P50 {read:.2} ms, the server's stamped {wrote:.2} ms)"
+                );
+            }
+            _ => {}
+        }
+        lines.push(line);
+    }
+    lines
 }
 
 /// One line per level and metric where loadgen and aiperf differ by more
@@ -611,6 +727,46 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn the_cpu_ratio_says_whether_aiperf_kept_up() {
+        let p50 = |ms: f64| Percentiles {
+            p50_ms: Some(ms),
+            ..Percentiles::default()
+        };
+        let run = |tool, c, cpu_window_s, itl_p50_ms| ToolRun {
+            tool,
+            concurrency: c,
+            tokens: 256_000,
+            cpu_window_s: Some(cpu_window_s),
+            itl_p50_ms: Some(itl_p50_ms),
+            ..ToolRun::default()
+        };
+        let runs = [
+            ToolRun {
+                server_itl: Some(p50(20.6)),
+                ..run("loadgen", 1000, 2.56, 20.6)
+            },
+            // 50 us a token against 10: 1/5; read 30 ms apart: behind.
+            run("aiperf", 1000, 12.8, 30.1),
+            ToolRun {
+                server_itl: Some(p50(100.0)),
+                ..run("loadgen", 100, 2.56, 100.0)
+            },
+            run("aiperf", 100, 25.6, 100.2),
+            // No aiperf run at this level: no line.
+            run("loadgen", 10, 1.0, 20.0),
+        ];
+        let lines = cpu_ratios(&runs);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("c=1000: loadgen 10.00 ms, aiperf 50.00 ms: 1/5.00; aiperf fell behind (its ITL P50 30.10 ms against the server's stamped 20.60 ms)"), "{}", lines[0]);
+        assert!(
+            lines[1]
+                .starts_with("c=100: loadgen 10.00 ms, aiperf 100.00 ms: 1/10.00; both kept up"),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]

@@ -27,15 +27,18 @@
 //! that is not a completion) and `output_mismatch` (verification against the
 //! simulator's deterministic answer, see [`model::output::answer_text`]).
 
+use std::borrow::Cow;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use model::log::TokensFrom;
 use model::output::{answer_text, output_digest};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::sse::{Event, SseParser};
+use super::sse::{EventRef, SseParser};
 use super::stamps::{ResponseStamps, StampStats};
 use super::{all_failed, no_verdict, Api, ApiError, Shape};
 use crate::client::{HttpResponse, TransportError};
@@ -452,29 +455,34 @@ struct Answer {
     last_stamp_ns: Option<u64>,
 }
 
-/// One streamed chunk, as far as it is read.
+/// One streamed chunk, as far as it is read. Its text borrows from the
+/// event where JSON has no escape in it, and the fields only tested for
+/// presence are skipped unread: this runs once per token.
 #[derive(Debug, Deserialize)]
-struct Chunk {
-    #[serde(default)]
-    choices: Vec<ChunkChoice>,
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChunkChoice<'a>>,
     usage: Option<Usage>,
-    error: Option<Value>,
+    error: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
-struct ChunkChoice {
+struct ChunkChoice<'a> {
     #[serde(default)]
     index: usize,
     /// Chat: `delta.content`.
-    delta: Option<Delta>,
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
     /// Completions: `text`.
-    text: Option<String>,
-    finish_reason: Option<String>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    finish_reason: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Delta {
-    content: Option<String>,
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,7 +503,6 @@ struct Usage {
 #[derive(Debug)]
 struct StreamReader {
     parser: SseParser,
-    events: Vec<Event>,
     answers: Vec<Answer>,
     stamps: ResponseStamps,
     stamp_stats: Arc<StampStats>,
@@ -511,7 +518,6 @@ impl StreamReader {
     fn new(n: usize, stamp_stats: Arc<StampStats>) -> Self {
         Self {
             parser: SseParser::new(),
-            events: Vec::new(),
             answers: (0..n).map(|_| Answer::default()).collect(),
             stamps: ResponseStamps::default(),
             stamp_stats,
@@ -522,20 +528,29 @@ impl StreamReader {
     }
 
     fn read(&mut self, bytes: &[u8], arrival: &Arrival) -> Result<(), &'static str> {
-        self.parser
-            .push(bytes, &mut self.events)
-            .map_err(|_| "bad_event")?;
-        for event in self.events.drain(..) {
-            if self.done {
+        let mut failed = None;
+        let pushed = self.parser.push(bytes, |event| {
+            let step = if self.done {
                 // Nothing may follow [DONE].
-                return Err("bad_event");
+                Err("bad_event")
+            } else {
+                on_event(event, arrival, &mut self.answers, &mut self.stamps)
+            };
+            match step {
+                Ok(Step::Done) => self.done = true,
+                Ok(Step::Usage(counts)) => self.usage = Some(counts),
+                Ok(Step::More) => {}
+                Err(kind) => {
+                    failed = Some(kind);
+                    return ControlFlow::Break(());
+                }
             }
-            match on_event(&event, arrival, &mut self.answers, &mut self.stamps)? {
-                Step::Done => self.done = true,
-                Step::Usage(counts) => self.usage = Some(counts),
-                Step::More => {}
-            }
+            ControlFlow::Continue(())
+        });
+        if let Some(kind) = failed {
+            return Err(kind);
         }
+        pushed.map_err(|_| "bad_event")?;
         if self.stamps.len() >= STAMPS_PER_LOCK {
             self.stamps.flush_into(&self.stamp_stats);
         }
@@ -611,7 +626,7 @@ enum Step {
 }
 
 fn on_event(
-    event: &Event,
+    event: EventRef<'_>,
     arrival: &Arrival,
     answers: &mut [Answer],
     stamps: &mut ResponseStamps,
@@ -621,7 +636,7 @@ fn on_event(
     if data == "[DONE]" {
         return Ok(Step::Done);
     }
-    if event.event.as_deref() == Some("error") {
+    if event.event == Some("error") {
         return Err("stream_error");
     }
     let chunk: Chunk = serde_json::from_str(data).map_err(|_| "bad_event")?;
@@ -661,16 +676,19 @@ fn on_event(
 /// Reads a non-streamed completion of `n` choices.
 fn read_whole(body: &[u8], n: usize) -> Result<Vec<Answer>, &'static str> {
     #[derive(Deserialize)]
-    struct Whole {
-        choices: Vec<WholeChoice>,
+    struct Whole<'a> {
+        #[serde(borrow)]
+        choices: Vec<WholeChoice<'a>>,
         usage: Option<Usage>,
     }
     #[derive(Deserialize)]
-    struct WholeChoice {
+    struct WholeChoice<'a> {
         #[serde(default)]
         index: usize,
-        message: Option<Delta>,
-        text: Option<String>,
+        #[serde(borrow)]
+        message: Option<Delta<'a>>,
+        #[serde(borrow)]
+        text: Option<Cow<'a, str>>,
     }
     let whole: Whole = serde_json::from_slice(body).map_err(|_| "bad_json")?;
     let mut answers: Vec<Answer> = (0..n).map(|_| Answer::default()).collect();
@@ -682,7 +700,8 @@ fn read_whole(body: &[u8], n: usize) -> Result<Vec<Answer>, &'static str> {
             .message
             .and_then(|m| m.content)
             .or(choice.text)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_owned();
     }
     if seen.contains(&false) {
         return Err("bad_json");

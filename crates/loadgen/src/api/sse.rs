@@ -19,13 +19,17 @@
 //! empty line wins, and an event without one has none, so a stream without
 //! stamps parses exactly as before.
 
-/// One dispatched event.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Event {
+use std::ops::ControlFlow;
+
+/// One dispatched event, borrowed from the parser until the callback
+/// returns: the parser keeps its buffers, so a streamed token costs no
+/// allocation here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EventRef<'a> {
     /// The `event` field, if the event named one.
-    pub event: Option<String>,
+    pub event: Option<&'a str>,
     /// The `data` lines, joined by `\n`.
-    pub data: String,
+    pub data: &'a str,
     /// The server's write stamp (`: t=<ns>` before the event), Unix ns.
     pub stamp_ns: Option<u64>,
 }
@@ -70,7 +74,8 @@ pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 /// The parser's state between chunks.
 #[derive(Debug, Default)]
 pub(crate) struct SseParser {
-    /// Bytes of the line not yet ended.
+    /// Bytes of a line that a chunk cut: only then are a line's bytes
+    /// copied; lines a chunk holds whole are read where they are.
     pending: Vec<u8>,
     /// The last chunk ended with CR: an LF starting the next one belongs
     /// to the same line ending.
@@ -90,8 +95,14 @@ impl SseParser {
         Self::default()
     }
 
-    /// Feeds `bytes`; every event they complete is appended to `out`.
-    pub(crate) fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
+    /// Feeds `bytes`; `on_event` gets every event they complete, in order,
+    /// and may stop the reading of this chunk with `Break` (the reader it
+    /// feeds has failed and wants nothing more).
+    pub(crate) fn push(
+        &mut self,
+        mut bytes: &[u8],
+        mut on_event: impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<(), SseError> {
         // An empty chunk says nothing about the byte after a CR.
         if self.after_cr && !bytes.is_empty() {
             self.after_cr = false;
@@ -99,10 +110,19 @@ impl SseParser {
                 bytes = rest;
             }
         }
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
-            self.pending.extend_from_slice(&bytes[..end]);
-            let line = std::mem::take(&mut self.pending);
-            self.line(&line, out)?;
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', bytes) {
+            let flow = if self.pending.is_empty() {
+                self.line(&bytes[..end], &mut on_event)?
+            } else {
+                self.pending.extend_from_slice(&bytes[..end]);
+                // Moved out for the call and back after, so the buffer
+                // keeps its capacity for the next cut line.
+                let mut line = std::mem::take(&mut self.pending);
+                let flow = self.line(&line, &mut on_event);
+                line.clear();
+                self.pending = line;
+                flow?
+            };
             let crlf = bytes[end] == b'\r';
             bytes = &bytes[end + 1..];
             if crlf {
@@ -112,6 +132,9 @@ impl SseParser {
                     // The LF, if any, is in the next chunk.
                     None => self.after_cr = true,
                 }
+            }
+            if flow.is_break() {
+                return Ok(());
             }
         }
         if self.pending.len() + bytes.len() > MAX_LINE_BYTES {
@@ -129,10 +152,14 @@ impl SseParser {
     /// the stream reader tells a cut answer by its missing `[DONE]` or
     /// `finish_reason`, and a line left pending can dispatch no event.
     #[cfg(test)]
-    fn finish(&mut self, out: &mut Vec<Event>) -> Result<bool, SseError> {
+    fn finish(
+        &mut self,
+        mut on_event: impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<bool, SseError> {
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
-            self.line(&line, out)?;
+            // The stream is over: a stop asked for here changes nothing.
+            let _ = self.line(&line, &mut on_event)?;
         }
         let clean = !self.has_data && self.event.is_none();
         self.data.clear();
@@ -142,27 +169,34 @@ impl SseParser {
         Ok(clean)
     }
 
-    fn line(&mut self, line: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
+    /// One line, without its ending; `Break` when `on_event` said so.
+    fn line(
+        &mut self,
+        line: &[u8],
+        on_event: &mut impl FnMut(EventRef<'_>) -> ControlFlow<()>,
+    ) -> Result<ControlFlow<()>, SseError> {
         self.lines += 1;
         let line = std::str::from_utf8(line).map_err(|_| SseError::NotUtf8 { line: self.lines })?;
         if line.is_empty() {
+            let mut flow = ControlFlow::Continue(());
             if self.has_data {
-                out.push(Event {
-                    event: self.event.take(),
-                    data: std::mem::take(&mut self.data),
+                flow = on_event(EventRef {
+                    event: self.event.as_deref(),
+                    data: &self.data,
                     stamp_ns: self.stamp_ns,
                 });
             }
+            self.data.clear();
             self.has_data = false;
             self.event = None;
             self.stamp_ns = None;
-            return Ok(());
+            return Ok(flow);
         }
         if line.starts_with(':') {
             if let Some(stamp) = parse_stamp(line) {
                 self.stamp_ns = Some(stamp);
             }
-            return Ok(());
+            return Ok(ControlFlow::Continue(()));
         }
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
@@ -181,7 +215,7 @@ impl SseParser {
             // does not do; unknown fields are ignored, as the format says.
             _ => {}
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 }
 
@@ -190,13 +224,35 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// An [`EventRef`], owned, to compare.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Event {
+        event: Option<String>,
+        data: String,
+        stamp_ns: Option<u64>,
+    }
+
+    /// Feeds `bytes`, collecting the events.
+    fn push(parser: &mut SseParser, bytes: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
+        parser.push(bytes, |e| collect(out, e))
+    }
+
+    fn collect(out: &mut Vec<Event>, event: EventRef<'_>) -> ControlFlow<()> {
+        out.push(Event {
+            event: event.event.map(str::to_owned),
+            data: event.data.to_owned(),
+            stamp_ns: event.stamp_ns,
+        });
+        ControlFlow::Continue(())
+    }
+
     fn parse_chunks(chunks: &[&[u8]]) -> (Vec<Event>, bool) {
         let mut parser = SseParser::new();
         let mut out = Vec::new();
         for chunk in chunks {
-            parser.push(chunk, &mut out).unwrap();
+            push(&mut parser, chunk, &mut out).unwrap();
         }
-        let clean = parser.finish(&mut out).unwrap();
+        let clean = parser.finish(|e| collect(&mut out, e)).unwrap();
         (out, clean)
     }
 
@@ -302,17 +358,48 @@ mod tests {
     }
 
     #[test]
+    fn a_break_stops_the_chunk_at_that_event() {
+        let mut parser = SseParser::new();
+        let mut seen = Vec::new();
+        let pushed = parser.push(b"data: a\n\ndata: b\n\ndata: c\n\n", |e| {
+            seen.push(e.data.to_owned());
+            if e.data == "b" {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(pushed, Ok(()));
+        assert_eq!(seen, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_line_cut_across_chunks_reuses_its_buffer() {
+        // The cut line is copied, the whole ones are read in place; both
+        // give the same events, and the buffer keeps its capacity.
+        let mut parser = SseParser::new();
+        let mut out = Vec::new();
+        push(&mut parser, b"data: one\n\ndata: t", &mut out).unwrap();
+        push(&mut parser, b"wo\n\ndata: th", &mut out).unwrap();
+        let capacity = parser.pending.capacity();
+        push(&mut parser, b"ree\n\n", &mut out).unwrap();
+        assert_eq!(out, vec![data("one"), data("two"), data("three")]);
+        assert!(parser.pending.is_empty());
+        assert!(capacity > 0 && parser.pending.capacity() >= capacity);
+    }
+
+    #[test]
     fn bad_lines_are_errors_with_their_number() {
         let mut parser = SseParser::new();
         let mut out = Vec::new();
         assert_eq!(
-            parser.push(b"data: ok\n\ndata: \xff\n", &mut out),
+            push(&mut parser, b"data: ok\n\ndata: \xff\n", &mut out),
             Err(SseError::NotUtf8 { line: 3 })
         );
         let mut parser = SseParser::new();
         let long = vec![b'a'; MAX_LINE_BYTES + 1];
         assert!(matches!(
-            parser.push(&long, &mut out),
+            push(&mut parser, &long, &mut out),
             Err(SseError::LineTooLong { line: 1 })
         ));
     }
