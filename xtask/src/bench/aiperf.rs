@@ -1,9 +1,15 @@
 //! loadgen beside aiperf (`cargo xtask bench --aiperf-only`): the same
-//! stub-server (OpenAI chat, streamed, `--sse-stamps`, a 20 ms step per
-//! token, no prefill cost), the same prompt length under the same locally
-//! made tokenizer, the same answer length (256 tokens, `ignore_eos`) and
-//! concurrency (10, 100, 1,000 by default), one tool at a time on the
-//! client's CPUs and a fresh server each run.
+//! stub-server (OpenAI chat, streamed, `--sse-stamps`, a step per token of
+//! `--aiperf-itl-ms`, 20 ms by default, no prefill cost), the same prompt
+//! length under the same locally made tokenizer, the same answer length
+//! (256 tokens, `ignore_eos`) and concurrency (10, 100, 1,000 by default),
+//! one tool at a time on the client's CPUs and a fresh server each run.
+//!
+//! CPU per token compares only between readers that keep up: one that
+//! falls behind the server finds several events at each read and spends
+//! less per token than keeping up costs. The table says per level whether
+//! aiperf kept up (its ITL P50 within 10% of the server's stamped gaps);
+//! where it did not, a longer time between tokens measures both keeping up.
 //!
 //! aiperf comes from its own venv (`xtask/tools/aiperf-setup.sh` makes
 //! `.venv-aiperf`); without it the bench records why and measures loadgen
