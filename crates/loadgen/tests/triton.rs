@@ -435,7 +435,15 @@ async fn grpc_against_real_triton_checks_infers_streams_and_counts() {
         (gap_p50 - STREAM_INTERVAL_MS).abs() <= 2.0,
         "ITL P50 {gap_p50} ms"
     );
-    assert!(off_p50 <= 2.0, "token offsets off by {off_p50} ms at P50");
+    // Half an interval: a client that buffered the stream, or read two
+    // tokens as one, is off by whole intervals. The bound leaves room for
+    // what the server's own path adds on a loaded machine (the Python
+    // backend, then Triton, then gRPC: 2.05 ms at P50 once, on two cores
+    // while a build ran beside the tests).
+    assert!(
+        off_p50 <= STREAM_INTERVAL_MS / 2.0,
+        "token offsets off by {off_p50} ms at P50"
+    );
     // The first token cannot come before it is due.
     assert!(
         ttft_p50 >= STREAM_INTERVAL_MS - 2.0,
