@@ -610,6 +610,20 @@ fn table(runs: &[ToolRun], pin: &Pinning, itl_ms: u32, missing: Option<&str>) ->
     out
 }
 
+/// Each loadgen run beside the aiperf run of its concurrency that
+/// succeeded; levels without one are left out.
+fn side_by_side(runs: &[ToolRun]) -> impl Iterator<Item = (&ToolRun, &ToolRun)> {
+    runs.iter()
+        .filter(|r| r.tool == "loadgen")
+        .filter_map(|ours| {
+            runs.iter()
+                .find(|r| {
+                    r.tool == "aiperf" && r.concurrency == ours.concurrency && r.error.is_none()
+                })
+                .map(|theirs| (ours, theirs))
+        })
+}
+
 /// How far a reader's ITL P50 may sit above the server's stamped gaps and
 /// still count as keeping up.
 const KEPT_UP: f64 = 1.10;
@@ -621,13 +635,7 @@ const KEPT_UP: f64 = 1.10;
 /// comes, so its figure is then not what it costs to keep up.
 fn cpu_ratios(runs: &[ToolRun]) -> Vec<String> {
     let mut lines = Vec::new();
-    for ours in runs.iter().filter(|r| r.tool == "loadgen") {
-        let Some(theirs) = runs
-            .iter()
-            .find(|r| r.tool == "aiperf" && r.concurrency == ours.concurrency && r.error.is_none())
-        else {
-            continue;
-        };
+    for (ours, theirs) in side_by_side(runs) {
         let (Some(a), Some(b)) = (
             ours.cpu_ms_per_1000_tokens(),
             theirs.cpu_ms_per_1000_tokens(),
@@ -667,13 +675,7 @@ fn cpu_ratios(runs: &[ToolRun]) -> Vec<String> {
 /// than 1 ms, with what the server's stamps say.
 fn disagreements(runs: &[ToolRun]) -> Vec<String> {
     let mut notes = Vec::new();
-    for ours in runs.iter().filter(|r| r.tool == "loadgen") {
-        let Some(theirs) = runs
-            .iter()
-            .find(|r| r.tool == "aiperf" && r.concurrency == ours.concurrency && r.error.is_none())
-        else {
-            continue;
-        };
+    for (ours, theirs) in side_by_side(runs) {
         let c = ours.concurrency;
         let delay = ours.client_delay.as_ref();
         let server = ours.server_itl.as_ref();
