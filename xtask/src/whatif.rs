@@ -100,8 +100,9 @@ pub(crate) struct LlmProbe {
     /// server counts its own (`usage.prompt_tokens`, which the fit
     /// prefers), so its lengths must leave room in its context.
     pub prompt_words: &'static [u32],
-    /// Then, when set, this many streams at once (eight requests a
-    /// stream) at each prompt length of `concurrent_words`, against a
+    /// Then, when set, this many streams at once
+    /// (`concurrent_requests_per_stream` requests each) at each prompt
+    /// length of `concurrent_words`, against a
     /// server with as many slots: for a Before whose steps run one
     /// sequence, where the fit cannot otherwise tell a step's fixed cost
     /// from its cost per sequence, nor see what a batch of prompts joining
@@ -110,6 +111,8 @@ pub(crate) struct LlmProbe {
     pub concurrent_streams: Option<u32>,
     /// Prompt lengths of the concurrent runs, words.
     pub concurrent_words: &'static [u32],
+    /// Requests each stream of a concurrent run sends.
+    pub concurrent_requests_per_stream: u32,
     /// loadgen's flags in place of the phases' own (which may set the
     /// answer's length, as the probe does); empty: the phases' own.
     pub client_args: &'static [&'static str],
@@ -121,6 +124,7 @@ impl LlmProbe {
         prompt_words: &[16, 256, 1024],
         concurrent_streams: None,
         concurrent_words: &[],
+        concurrent_requests_per_stream: 0,
         client_args: &[],
     };
 
@@ -134,7 +138,7 @@ impl LlmProbe {
             let _ = write!(
                 text,
                 "; then {} at each of {:?} words, {streams} streams at once",
-                streams * LLM_PROBE_REQUESTS,
+                streams * self.concurrent_requests_per_stream,
                 self.concurrent_words
             );
         }
@@ -188,7 +192,11 @@ pub(crate) fn llm_probe(
         } else {
             format!("probe_c{streams}_p{words}")
         };
-        let requests = LLM_PROBE_REQUESTS * streams;
+        let requests = if streams == 1 {
+            LLM_PROBE_REQUESTS
+        } else {
+            probe.concurrent_requests_per_stream * streams
+        };
         let payloads = dir.join(format!("{name}.jsonl"));
         std::fs::write(&payloads, llm_probe_payloads(words, requests))
             .map_err(|e| TaskError::Step(format!("{}: {e}", payloads.display())))?;

@@ -20,8 +20,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Version of this layout; bumped on any incompatible change (2: the
-/// decisions, and the engine's prediction under `engine`).
-pub const SCHEMA_VERSION: u32 = 2;
+/// decisions, and the engine's prediction under `engine`; 3: the LLM step
+/// model's `attention_ms` in place of `prefill_sq_ms`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Everything `report whatif --json` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -421,11 +422,12 @@ pub struct StepFit {
     pub step_per_seq_ms: Estimate,
     /// Cost per prompt token prefilled in the step, ms.
     pub prefill_per_token_ms: Estimate,
-    /// Cost of the step's prefilled tokens squared, ms per (1,000
-    /// tokens)^2: what a batch of prompts costs beyond the sum of their
-    /// costs alone (attention over the whole batch); 0 where the runs
-    /// cannot tell it or the server shows none.
-    pub prefill_sq_ms: Estimate,
+    /// Cost of the tokens the step computes (its prompt tokens and one per
+    /// decode) times the tokens of context of its sequences, ms per (1,000
+    /// tokens x 1,000 tokens): what prompts prefilled together, or beside
+    /// decodes of long context, cost beyond the sum of their costs alone;
+    /// 0 where the runs cannot tell it or the server shows none.
+    pub attention_ms: Estimate,
     /// Cost per 1,000 tokens of context of the step's sequences, ms
     /// (attention over each one's prompt and answer so far); 0 where the
     /// runs cannot tell it or the server shows none.
@@ -678,7 +680,7 @@ mod tests {
         };
         let text = serde_json::to_string(&report).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["schema_version"], 2);
+        assert_eq!(value["schema_version"], 3);
         assert_eq!(value["after"]["kind"], "server");
         assert_eq!(
             value["after"]["server_setting"],

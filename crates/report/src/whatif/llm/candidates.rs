@@ -316,7 +316,7 @@ pub(crate) fn server_of<'a>(
             base_ms: model.base_ms,
             per_seq_ms: model.per_seq_ms,
             prefill_per_token_ms: model.prefill_per_token_ms,
-            prefill_sq_ms: model.prefill_sq_ms,
+            attention_ms: model.attention_ms,
             kv_ms: model.kv_ms,
             join_ms: model.join_ms,
             sigma: model.sigma,

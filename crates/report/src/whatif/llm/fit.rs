@@ -14,14 +14,19 @@
 //!   steps its prompt needs at the token budget, less its own connection
 //!   set-up, which the client's part leaves out (the Before pays its own).
 //!
-//! Both kinds also carry `prefill_sq x (prompt tokens / 1000)^2`: a
-//! step that prefills several prompts at once costs more than the sum of
-//! their costs alone where the server's attention runs over the whole
-//! batch (llama.cpp's does: five prompts of 180 tokens in one step took
-//! 16-34 ms on a 2-core CPU, one alone 2.4 ms). It is fitted only where
-//! prompt lengths are known and steps prefilled at least three different
-//! amounts; elsewhere, and where it comes out below 0, it is 0 (a linear
-//! server such as stub-server fits it near 0).
+//! Both kinds also carry `attention x (tokens the step computes / 1000) x
+//! (tokens of context of its sequences / 1000)`, the tokens computed being
+//! its prompt tokens and one per decode: a step's attention grows with
+//! both, so a step that prefills several prompts at once costs more than
+//! the sum of their costs alone, and a prompt that joins beside decodes of
+//! long context more than it costs alone (llama.cpp's on a 2-core CPU: five
+//! prompts of 180 tokens in one step took 16-34 ms, one alone 2.4 ms; one
+//! 156-token prompt beside three decodes 3.4 ms at the median, where the
+//! terms without this one gave 2.75). A prompt alone in chunks of `c`
+//! tokens computes chunk `i` over `i x c` tokens of context. It is fitted
+//! only where prompt lengths are known and the observations show at least
+//! three different amounts; elsewhere, and where it comes out below 0, it
+//! is 0 (a linear server such as stub-server fits it near 0).
 //!
 //! And both carry `kv x (tokens of context of the step's sequences /
 //! 1000)`: a decode attends over its sequence's whole context, so a step
@@ -78,9 +83,9 @@ pub(crate) struct StepModel {
     pub per_seq_ms: f64,
     /// Cost per prompt token (per prompt when lengths are unknown), ms.
     pub prefill_per_token_ms: f64,
-    /// Cost of the prompt tokens of one step squared, ms per (1,000
-    /// tokens)^2.
-    pub prefill_sq_ms: f64,
+    /// Cost of the tokens a step computes times the context of its
+    /// sequences, ms per (1,000 tokens x 1,000 tokens).
+    pub attention_ms: f64,
     /// Cost per 1,000 tokens of context of the step's sequences, ms.
     pub kv_ms: f64,
     /// Cost per prompt whose prefill the step ended, ms.
@@ -115,7 +120,7 @@ pub enum StepFitError {
 /// One observation: the unknowns' factors and the time.
 #[derive(Debug, Clone, Copy)]
 struct Obs {
-    /// Factors of base, per_seq, prefill, client, prefill_sq, kv, join.
+    /// Factors of base, per_seq, prefill, client, attention, kv, join.
     x: [f64; COLUMNS],
     /// Observed ms.
     y: f64,
@@ -125,20 +130,21 @@ struct Obs {
     stratum: usize,
 }
 
-/// The unknowns: base, per_seq, prefill, client, prefill_sq, kv, join.
+/// The unknowns: base, per_seq, prefill, client, attention, kv, join.
 const COLUMNS: usize = 7;
 /// The client's column: 1 in a first-token observation, 0 in a step.
 const CLIENT: usize = 3;
 /// The squared prefill's column.
-const PREFILL_SQ: usize = 4;
+const ATTENTION: usize = 4;
 /// The context's column.
 const KV: usize = 5;
 /// The joining prompts' column.
 const JOIN: usize = 6;
 
-/// `prompt tokens of one step` as the squared term's factor.
-fn squared(prefill_tokens: f64) -> f64 {
-    (prefill_tokens / 1000.0).powi(2)
+/// The attention term's factor: tokens computed times tokens of context,
+/// in (1,000 tokens)^2.
+fn attention(computed_tokens: f64, context_tokens: f64) -> f64 {
+    computed_tokens / 1000.0 * context_tokens / 1000.0
 }
 
 /// The fit: the point model, refits, and what it rests on.
@@ -148,7 +154,7 @@ pub(crate) struct StepFit {
     pub point: StepModel,
     /// One per bootstrap resample, in resample order.
     pub refits: Vec<StepModel>,
-    /// 95% intervals of base, per_seq, prefill, sigma, client, prefill_sq,
+    /// 95% intervals of base, per_seq, prefill, sigma, client, attention,
     /// kv, join.
     pub estimates: [Estimate; 8],
     /// Step observations.
@@ -211,7 +217,14 @@ pub(crate) fn fit(
             let here = step.running.max(1) as f64;
             let prev = trace.groups[step.group - 1].members.len().max(1) as f64;
             let (sq, kv) = match contexts[step.group] {
-                Some(context) if prompts_known => (squared(p), context / 1000.0),
+                Some(context) if prompts_known => {
+                    let decodes = trace.groups[step.group]
+                        .members
+                        .iter()
+                        .filter(|&&(_, k)| k > 0)
+                        .count() as f64;
+                    (attention(decodes + p, context), context / 1000.0)
+                }
                 _ => (0.0, 0.0),
             };
             let joins = step.joined.len() as f64;
@@ -232,7 +245,9 @@ pub(crate) fn fit(
             };
             let n = trace.groups[g].members.len() as f64;
             let (sq, kv) = if prompts_known {
-                (steps * squared(p / steps), p / 1000.0)
+                // Chunk i of c tokens attends over i x c: in all
+                // c^2 x steps (steps + 1) / 2 = p^2 (steps + 1) / (2 steps).
+                (attention(p, p) * (steps + 1.0) / (2.0 * steps), p / 1000.0)
             } else {
                 (0.0, 0.0)
             };
@@ -330,7 +345,7 @@ pub(crate) fn fit(
         interval(point.prefill_per_token_ms, |m| m.prefill_per_token_ms),
         interval(point.sigma, |m| m.sigma),
         interval(point.client_ms, |m| m.client_ms),
-        interval(point.prefill_sq_ms, |m| m.prefill_sq_ms),
+        interval(point.attention_ms, |m| m.attention_ms),
         interval(point.kv_ms, |m| m.kv_ms),
         interval(point.join_ms, |m| m.join_ms),
     ];
@@ -366,7 +381,7 @@ struct Design {
     prefill: bool,
     /// The squared prefill: observations that prefilled at least
     /// [`MIN_PREFILL_AMOUNTS`] different amounts, beside the linear one.
-    prefill_sq: bool,
+    attention: bool,
     /// The context's cost: steps whose sequences held at least
     /// [`MIN_PREFILL_AMOUNTS`] different amounts of context.
     kv: bool,
@@ -394,8 +409,8 @@ impl Design {
         first_prompts.dedup();
         let mut amounts: Vec<u64> = obs
             .iter()
-            .filter(|o| o.x[PREFILL_SQ] > 0.0)
-            .map(|o| o.x[PREFILL_SQ].to_bits())
+            .filter(|o| o.x[ATTENTION] > 0.0)
+            .map(|o| o.x[ATTENTION].to_bits())
             .collect();
         amounts.sort_unstable();
         amounts.dedup();
@@ -417,7 +432,7 @@ impl Design {
             join: steps_with(true) >= MIN_STEPS_PER_RUNNING
                 && steps_with(false) >= MIN_STEPS_PER_RUNNING,
             kv: contexts.len() >= MIN_PREFILL_AMOUNTS,
-            prefill_sq: prefill && amounts.len() >= MIN_PREFILL_AMOUNTS,
+            attention: prefill && amounts.len() >= MIN_PREFILL_AMOUNTS,
             per_seq: by_running
                 .values()
                 .filter(|&&n| n >= MIN_STEPS_PER_RUNNING)
@@ -431,25 +446,46 @@ impl Design {
 
 /// `obs` without those whose residual from `model` is over six robust
 /// standard deviations (1.4826 x the median absolute residual), each kind
-/// of observation judged apart; and what the steps left out for lasting
-/// too long added beyond the line (the server's stalls: the simulation
-/// draws them in the same share of steps). Steps left out for being too
-/// short are the grouping's, not the server's.
+/// of observation judged apart: steps that prefilled nothing, steps that
+/// prefilled, first tokens. A step that prefills costs several decodes
+/// and spreads as much more, so judged by the decodes' spread (a few
+/// tenths of a millisecond) the largest joining steps would be cut first,
+/// and the fit would never see them.
+///
+/// Also what the decode steps left out for lasting too long added beyond
+/// the line: the server's stalls, which the simulation draws in the same
+/// share of steps. A prefilling step that left the line is not one: with
+/// so few of them, it says more about the line than about the server, and
+/// drawn in every step (the 0.2 ms decodes of a one-slot Before included)
+/// it would slow every step. Steps left out for being too short are the
+/// grouping's, not the server's.
 fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
     let theta = [
         model.base_ms,
         model.per_seq_ms,
         model.prefill_per_token_ms,
         model.client_ms,
-        model.prefill_sq_ms,
+        model.attention_ms,
         model.kv_ms,
         model.join_ms,
     ];
     let residual = |o: &Obs| o.y - (0..COLUMNS).map(|c| theta[c] * o.x[c]).sum::<f64>();
-    let limit = |first_token: bool| {
+    const DECODE: usize = 0;
+    const PREFILL: usize = 1;
+    const FIRST_TOKEN: usize = 2;
+    let kind = |o: &Obs| {
+        if o.x[CLIENT] > 0.0 {
+            FIRST_TOKEN
+        } else if o.x[2] > 0.0 {
+            PREFILL
+        } else {
+            DECODE
+        }
+    };
+    let limit = |k: usize| {
         let mut abs: Vec<f64> = obs
             .iter()
-            .filter(|o| (o.x[3] > 0.0) == first_token)
+            .filter(|o| kind(o) == k)
             .map(|o| residual(o).abs())
             .collect();
         abs.sort_by(f64::total_cmp);
@@ -457,18 +493,17 @@ fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
         // Never below a hundredth of a millisecond: an exact fit keeps all.
         (6.0 * 1.4826 * mad).max(0.01)
     };
-    let (steps, first_tokens) = (limit(false), limit(true));
+    let limits = [limit(DECODE), limit(PREFILL), limit(FIRST_TOKEN)];
     let mut stalls = Vec::new();
     let kept = obs
         .into_iter()
         .filter(|o| {
-            let first_token = o.x[3] > 0.0;
+            let k = kind(o);
             let r = residual(o);
-            let bound = if first_token { first_tokens } else { steps };
-            if !first_token && r > bound {
+            if k == DECODE && r > limits[k] {
                 stalls.push(r);
             }
-            r.abs() <= bound
+            r.abs() <= limits[k]
         })
         .collect();
     (kept, stalls)
@@ -500,7 +535,7 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
         .chain(design.per_seq.then_some(1))
         .chain(design.prefill.then_some(2))
         .chain(design.client.then_some(CLIENT))
-        .chain(design.prefill_sq.then_some(PREFILL_SQ))
+        .chain(design.attention.then_some(ATTENTION))
         .chain(design.kv.then_some(KV))
         .chain(design.join.then_some(JOIN))
         .collect();
@@ -513,7 +548,7 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
             // again; without them a singular system has no fit.
             let optional = columns
                 .iter()
-                .rposition(|c| [PREFILL_SQ, KV, JOIN].contains(c))?;
+                .rposition(|c| [ATTENTION, KV, JOIN].contains(c))?;
             columns.remove(optional);
             continue;
         };
@@ -546,7 +581,7 @@ fn solve(obs: &[Obs]) -> Option<StepModel> {
         base_ms: theta[0],
         per_seq_ms: theta[1],
         prefill_per_token_ms: theta[2],
-        prefill_sq_ms: theta[PREFILL_SQ],
+        attention_ms: theta[ATTENTION],
         kv_ms: theta[KV],
         join_ms: theta[JOIN],
         sigma,
@@ -646,6 +681,43 @@ mod tests {
         assert_eq!(model.join_ms, 0.0);
     }
 
+    #[test]
+    fn prefilling_steps_are_judged_by_their_own_spread_and_never_stall() {
+        // Decodes of 1 ms +- 0.01; prefilling steps of 10 ms +- 1 (a
+        // 100-token prompt at 0.09 ms a token). Judged by the decodes'
+        // spread, every prefilling step a millisecond off the line would
+        // go; by their own, only the one 40 ms over does, and it is not a
+        // stall. The decode 5 ms over is.
+        let model = StepModel {
+            base_ms: 1.0,
+            per_seq_ms: 0.0,
+            prefill_per_token_ms: 0.09,
+            attention_ms: 0.0,
+            kv_ms: 0.0,
+            join_ms: 0.0,
+            sigma: 0.0,
+            client_ms: 0.0,
+        };
+        let step = |prefill: f64, y: f64| Obs {
+            x: [1.0, 1.0, prefill, 0.0, 0.0, 0.0, 0.0],
+            y,
+            noise_var: 0.0,
+            stratum: 0,
+        };
+        let mut obs = Vec::new();
+        for i in 0..50 {
+            let off = if i % 2 == 0 { 1.0 } else { -1.0 };
+            obs.push(step(0.0, 1.0 + 0.01 * off));
+            obs.push(step(100.0, 10.0 + off));
+        }
+        obs.push(step(0.0, 6.0));
+        obs.push(step(100.0, 50.0));
+        let (kept, stalls) = trim(obs, &model);
+        assert_eq!(kept.len(), 100, "every step but the two far ones");
+        assert_eq!(stalls.len(), 1, "{stalls:?}");
+        assert!((stalls[0] - 5.0).abs() < 1e-9, "{stalls:?}");
+    }
+
     const T0_MS: f64 = 1_700_000_000_000.0;
 
     /// A log of `load` over `workload` on `server` as loadgen would write
@@ -696,7 +768,7 @@ mod tests {
         base_ms: f64,
         per_seq_ms: f64,
         prefill_ms: f64,
-        prefill_sq_ms: f64,
+        attention_ms: f64,
         kv_ms: f64,
         join_ms: f64,
         sigma: f64,
@@ -709,7 +781,7 @@ mod tests {
                 base_ms: t.base_ms,
                 per_seq_ms: t.per_seq_ms,
                 prefill_per_token_ms: t.prefill_ms,
-                prefill_sq_ms: t.prefill_sq_ms,
+                attention_ms: t.attention_ms,
                 kv_ms: t.kv_ms,
                 join_ms: t.join_ms,
                 sigma: t.sigma,
@@ -795,7 +867,7 @@ mod tests {
             base_ms: 6.0,
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
-            prefill_sq_ms: 0.0,
+            attention_ms: 0.0,
             kv_ms: 0.0,
             join_ms: 0.0,
             sigma: 0.0,
@@ -812,7 +884,7 @@ mod tests {
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
         // A linear server shows no squared cost, no cost of context, no
         // cost per joining prompt.
-        assert!(m.prefill_sq_ms.abs() < 1e-3, "{m:?}");
+        assert!(m.attention_ms.abs() < 1e-3, "{m:?}");
         assert!(m.kv_ms.abs() < 1e-3, "{m:?}");
         assert!(m.join_ms.abs() < 1e-3, "{m:?}");
         assert!(m.sigma < 1e-4, "{m:?}");
@@ -829,7 +901,7 @@ mod tests {
             base_ms: 6.0,
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
-            prefill_sq_ms: 0.0,
+            attention_ms: 0.0,
             kv_ms: 0.5,
             join_ms: 0.0,
             sigma: 0.0,
@@ -841,7 +913,7 @@ mod tests {
         assert!((m.kv_ms - 0.5).abs() < 1e-3, "{m:?}");
         assert!((m.per_seq_ms - 0.4).abs() < 1e-3, "{m:?}");
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
-        assert!(m.prefill_sq_ms.abs() < 1e-2, "{m:?}");
+        assert!(m.attention_ms.abs() < 1e-2, "{m:?}");
     }
 
     #[test]
@@ -850,7 +922,7 @@ mod tests {
             base_ms: 6.0,
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
-            prefill_sq_ms: 0.0,
+            attention_ms: 0.0,
             kv_ms: 0.0,
             join_ms: 1.0,
             sigma: 0.0,
@@ -871,14 +943,14 @@ mod tests {
     }
 
     #[test]
-    fn recovers_a_squared_prefill_cost() {
+    fn recovers_the_cost_of_attention() {
         // 6.5 ms per (1,000 tokens)^2, as llama.cpp on two cores: a
         // 1024-token probe prompt pays 6.8 ms more than the linear part.
         let t = Truth {
             base_ms: 6.0,
             per_seq_ms: 0.4,
             prefill_ms: 0.0125,
-            prefill_sq_ms: 6.5,
+            attention_ms: 6.5,
             kv_ms: 0.0,
             join_ms: 0.0,
             sigma: 0.0,
@@ -887,16 +959,19 @@ mod tests {
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
         let m = fit(&refs, true, Some(2048), 20, 1).unwrap().point;
-        assert!((m.prefill_sq_ms - 6.5).abs() < 1e-2, "{m:?}");
+        assert!((m.attention_ms - 6.5).abs() < 1e-2, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.0125).abs() < 1e-4, "{m:?}");
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
-        // Without it, the linear model reads a dearer token instead.
-        let one_length = fit(&[&traces[1], &traces[3]], true, Some(2048), 20, 1)
+        // Two probe lengths alone show it too: their decodes run over 16
+        // and over 1,024 tokens of context.
+        let two_lengths = fit(&[&traces[1], &traces[3]], true, Some(2048), 20, 1)
             .unwrap()
             .point;
-        assert_eq!(one_length.prefill_sq_ms, 0.0, "{one_length:?}");
-        assert!(one_length.prefill_per_token_ms > 0.015, "{one_length:?}");
+        assert!(
+            (two_lengths.attention_ms - 6.5).abs() < 0.1,
+            "{two_lengths:?}"
+        );
     }
 
     #[test]
@@ -906,7 +981,7 @@ mod tests {
             base_ms: 6.0,
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
-            prefill_sq_ms: 0.0,
+            attention_ms: 0.0,
             kv_ms: 0.0,
             join_ms: 0.0,
             sigma: 0.0,
@@ -918,12 +993,12 @@ mod tests {
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
-        assert!(m.prefill_sq_ms.abs() < 1e-3, "{m:?}");
+        assert!(m.attention_ms.abs() < 1e-3, "{m:?}");
         // Not knowing the budget, one step too few is read into the rest:
         // the client's time, or a squared cost the server does not have.
         let m = fit(&refs, true, None, 20, 1).unwrap().point;
         assert!(
-            (m.client_ms - 1.5).abs() > 0.1 || m.prefill_sq_ms > 1.0,
+            (m.client_ms - 1.5).abs() > 0.1 || m.attention_ms > 1.0,
             "{m:?}"
         );
     }
@@ -936,7 +1011,7 @@ mod tests {
             base_ms: 6.0,
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
-            prefill_sq_ms: 0.0,
+            attention_ms: 0.0,
             kv_ms: 0.0,
             join_ms: 0.0,
             sigma: 0.0,
@@ -960,7 +1035,7 @@ mod tests {
             base_ms: 20.0,
             per_seq_ms: 0.5,
             prefill_ms: 0.05,
-            prefill_sq_ms: 0.0,
+            attention_ms: 0.0,
             kv_ms: 0.0,
             join_ms: 0.0,
             sigma: 0.05,
@@ -991,7 +1066,7 @@ mod tests {
             base_ms: 6.0,
             per_seq_ms: 0.4,
             prefill_ms: 0.05,
-            prefill_sq_ms: 0.0,
+            attention_ms: 0.0,
             kv_ms: 0.0,
             join_ms: 0.0,
             sigma: 0.0,

@@ -266,7 +266,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         step_base_ms: e[0],
         step_per_seq_ms: e[1],
         prefill_per_token_ms: e[2],
-        prefill_sq_ms: e[5],
+        attention_ms: e[5],
         kv_ms: e[6],
         join_ms: e[7],
         sigma: e[3],
@@ -584,7 +584,7 @@ fn decision_of(
         ("step_base_ms", fit.step_base_ms.value),
         ("step_per_seq_ms", fit.step_per_seq_ms.value),
         ("prefill_per_token_ms", fit.prefill_per_token_ms.value),
-        ("prefill_sq_ms", fit.prefill_sq_ms.value),
+        ("attention_ms", fit.attention_ms.value),
         ("kv_ms", fit.kv_ms.value),
         ("join_ms", fit.join_ms.value),
         ("slots_before", f64::from(fit.server.max_num_seqs)),
@@ -635,9 +635,9 @@ pub(crate) fn step_terms(fit: &model::whatif::StepFit) -> String {
     );
     for (e, digits, unit) in [
         (
-            &fit.prefill_sq_ms,
+            &fit.attention_ms,
             2,
-            "per (1,000 prompt tokens in one step)^2",
+            "per (1,000 tokens computed x 1,000 tokens of context in one step)",
         ),
         (&fit.kv_ms, 3, "per 1,000 tokens of context in the step"),
         (&fit.join_ms, 2, "per joining prompt"),

@@ -9,8 +9,10 @@
 //! waiting sequences while fewer than `max_num_seqs` run, each with a chunk
 //! of what is left of the budget of `max_batched_tokens`. It costs
 //! `base + per_seq x running + prefill_per_token x prefilled tokens +
-//! prefill_sq x (prefilled tokens / 1000)^2 + kv x (tokens of context of
-//! the running / 1000) + join x prompts whose prefill it ends` (times a
+//! attention x (tokens computed / 1000) x (tokens of context of the
+//! running / 1000) + kv x (tokens of context of the running / 1000) + join
+//! x prompts whose prefill it ends`, the tokens computed being the
+//! prefilled ones and one per decode (times a
 //! log-normal draw when `sigma > 0`); at its end every sequence whose
 //! prompt is done emits one token. A prompt's leading blocks found
 //! in the prefix cache (LRU, chained over the blocks before, so only true
@@ -64,9 +66,9 @@ pub(crate) struct StepCost<'a> {
     pub per_seq_ms: f64,
     /// Cost per prompt token prefilled, ms.
     pub prefill_per_token_ms: f64,
-    /// Cost of the step's prefilled tokens squared, ms per (1,000
-    /// tokens)^2.
-    pub prefill_sq_ms: f64,
+    /// Cost of the tokens the step computes times the context of its
+    /// sequences, ms per (1,000 tokens x 1,000 tokens).
+    pub attention_ms: f64,
     /// Cost per 1,000 tokens of context of the step's sequences, ms.
     pub kv_ms: f64,
     /// Cost per prompt whose prefill the step ends, ms.
@@ -588,7 +590,9 @@ impl Sim<'_> {
         let nominal = cost.base_ms
             + cost.per_seq_ms * batch as f64
             + cost.prefill_per_token_ms * prefill_tokens as f64
-            + cost.prefill_sq_ms * (prefill_tokens as f64 / 1000.0).powi(2)
+            + cost.attention_ms
+                * ((prefill_tokens + self.decodes(r)) as f64 / 1000.0)
+                * (self.context_tokens(r) as f64 / 1000.0)
             + cost.kv_ms * self.context_tokens(r) as f64 / 1000.0
             + cost.join_ms * self.joining(r) as f64;
         let z = self.rng.standard_normal(&mut self.spare_normal);
@@ -620,6 +624,18 @@ impl Sim<'_> {
                 }
             })
             .sum()
+    }
+
+    /// Sequences of replica `r` that decode a token in the planned step.
+    fn decodes(&self, r: usize) -> usize {
+        self.replicas[r]
+            .running
+            .iter()
+            .filter(|&&seq| {
+                let s = &self.seqs[seq];
+                s.in_step && !s.fresh && s.decoding()
+            })
+            .count()
     }
 
     /// Sequences of replica `r` whose prefill the planned step ends.
@@ -898,7 +914,7 @@ mod tests {
                 base_ms,
                 per_seq_ms,
                 prefill_per_token_ms: prefill_ms,
-                prefill_sq_ms: 0.0,
+                attention_ms: 0.0,
                 kv_ms: 0.0,
                 join_ms: 0.0,
                 sigma: 0.0,
