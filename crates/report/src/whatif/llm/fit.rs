@@ -24,9 +24,10 @@
 //! 156-token prompt beside three decodes 3.4 ms at the median, where the
 //! terms without this one gave 2.75). A prompt alone in chunks of `c`
 //! tokens computes chunk `i` over `i x c` tokens of context. It is fitted
-//! only where prompt lengths are known and the observations show at least
-//! three different amounts; elsewhere, and where it comes out below 0, it
-//! is 0 (a linear server such as stub-server fits it near 0).
+//! only where prompt lengths are known, the observations show at least
+//! three different amounts of it and first tokens came alone at three
+//! prompt lengths or more (the probe's); elsewhere, and where it comes out
+//! below 0, it is 0 (a linear server such as stub-server fits it near 0).
 //!
 //! And both carry `kv x (tokens of context of the step's sequences /
 //! 1000)`: a decode attends over its sequence's whole context, so a step
@@ -134,7 +135,7 @@ struct Obs {
 const COLUMNS: usize = 7;
 /// The client's column: 1 in a first-token observation, 0 in a step.
 const CLIENT: usize = 3;
-/// The squared prefill's column.
+/// The attention term's column.
 const ATTENTION: usize = 4;
 /// The context's column.
 const KV: usize = 5;
@@ -298,6 +299,12 @@ pub(crate) fn fit(
             "no step prefilled a joining prompt and the first tokens came at one prompt length only, so the prefill cost cannot be told from the client's time: it is held at 0, so longer prompts are predicted too fast; {PROBE_HINT}"
         ));
     }
+    if prompts_known && design.prefill && design.first_token_lengths < MIN_PREFILL_AMOUNTS {
+        caveats.push(format!(
+            "first tokens came alone at {} prompt length(s), too few to tell a prompt's cost as its length from one that grows faster: what prompts cost together beyond their cost alone is held at 0; {PROBE_HINT}",
+            design.first_token_lengths
+        ));
+    }
     if !design.client {
         caveats.push(format!(
             "no request found the server idle, so the client's own time is taken as its connection set-up alone; {PROBE_HINT}"
@@ -379,8 +386,12 @@ struct Design {
     /// prompt lengths or more (of one length alone, its prefill cannot be
     /// told from the client's time).
     prefill: bool,
-    /// The squared prefill: observations that prefilled at least
-    /// [`MIN_PREFILL_AMOUNTS`] different amounts, beside the linear one.
+    /// The attention term: observations of at least
+    /// [`MIN_PREFILL_AMOUNTS`] different amounts of it, and first tokens
+    /// alone at as many prompt lengths. A square is told from a line by
+    /// three lengths: with first tokens at two (and prompts joining beside
+    /// decodes at one more, too short to tell), the runs fit a prompt's
+    /// cost as its length or as its square equally well.
     attention: bool,
     /// The context's cost: steps whose sequences held at least
     /// [`MIN_PREFILL_AMOUNTS`] different amounts of context.
@@ -388,9 +399,11 @@ struct Design {
     /// The cost per joining prompt: [`MIN_STEPS_PER_RUNNING`] steps or
     /// more that ended a prompt and as many that did not.
     join: bool,
+    /// Prompt lengths the first tokens alone came at.
+    first_token_lengths: usize,
 }
 
-/// Fewest different prefill amounts for the squared term.
+/// Fewest different amounts for the attention and context terms.
 const MIN_PREFILL_AMOUNTS: usize = 3;
 
 impl Design {
@@ -432,7 +445,10 @@ impl Design {
             join: steps_with(true) >= MIN_STEPS_PER_RUNNING
                 && steps_with(false) >= MIN_STEPS_PER_RUNNING,
             kv: contexts.len() >= MIN_PREFILL_AMOUNTS,
-            attention: prefill && amounts.len() >= MIN_PREFILL_AMOUNTS,
+            first_token_lengths: first_prompts.len(),
+            attention: prefill
+                && amounts.len() >= MIN_PREFILL_AMOUNTS
+                && first_prompts.len() >= MIN_PREFILL_AMOUNTS,
             per_seq: by_running
                 .values()
                 .filter(|&&n| n >= MIN_STEPS_PER_RUNNING)
@@ -882,7 +898,7 @@ mod tests {
         assert!((m.per_seq_ms - 0.4).abs() < 1e-4, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
-        // A linear server shows no squared cost, no cost of context, no
+        // A linear server shows no attention cost, no cost of context, no
         // cost per joining prompt.
         assert!(m.attention_ms.abs() < 1e-3, "{m:?}");
         assert!(m.kv_ms.abs() < 1e-3, "{m:?}");
@@ -963,14 +979,27 @@ mod tests {
         assert!((m.prefill_per_token_ms - 0.0125).abs() < 1e-4, "{m:?}");
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
-        // Two probe lengths alone show it too: their decodes run over 16
-        // and over 1,024 tokens of context.
-        let two_lengths = fit(&[&traces[1], &traces[3]], true, Some(2048), 20, 1)
-            .unwrap()
-            .point;
+        // With first tokens at two lengths only, a square and a line fit
+        // them alike: the term is held at 0, and the fit says why.
+        let two = fit(
+            &[&traces[0], &traces[1], &traces[3]],
+            true,
+            Some(2048),
+            20,
+            1,
+        )
+        .unwrap();
+        assert_eq!(two.point.attention_ms, 0.0, "{:?}", two.point);
         assert!(
-            (two_lengths.attention_ms - 6.5).abs() < 0.1,
-            "{two_lengths:?}"
+            two.caveats.iter().any(|c| c.contains("2 prompt length(s)")),
+            "{:?}",
+            two.caveats
+        );
+        let three = fit(&refs, true, Some(2048), 20, 1).unwrap();
+        assert!(
+            !three.caveats.iter().any(|c| c.contains("prompt length(s)")),
+            "{:?}",
+            three.caveats
         );
     }
 
@@ -995,7 +1024,7 @@ mod tests {
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
         assert!(m.attention_ms.abs() < 1e-3, "{m:?}");
         // Not knowing the budget, one step too few is read into the rest:
-        // the client's time, or a squared cost the server does not have.
+        // the client's time, or an attention cost the server does not have.
         let m = fit(&refs, true, None, 20, 1).unwrap().point;
         assert!(
             (m.client_ms - 1.5).abs() > 0.1 || m.attention_ms > 1.0,
@@ -1093,14 +1122,20 @@ mod tests {
             "{:?}",
             f.caveats
         );
-        // Two lengths of the probe tell the prefill cost apart.
+        // Two lengths of the probe tell the prefill cost apart (not yet
+        // one that grows faster, and the fit says so).
         let f = fit(&[&traces[1], &traces[2]], true, Some(2048), 10, 1).unwrap();
         assert!(
             (f.point.prefill_per_token_ms - 0.05).abs() < 1e-4,
             "{:?}",
             f.point
         );
-        assert_eq!(f.caveats.len(), 1, "{:?}", f.caveats);
+        assert_eq!(f.caveats.len(), 2, "{:?}", f.caveats);
+        assert!(
+            f.caveats[1].contains("2 prompt length(s)"),
+            "{:?}",
+            f.caveats
+        );
         // The Before alone: every step runs eight, cohorts of eight join
         // together (no step both decodes and prefills), and no request
         // found the server idle: the fixed cost is the whole step.
