@@ -25,9 +25,10 @@
 //! terms without this one gave 2.75). A prompt alone in chunks of `c`
 //! tokens computes chunk `i` over `i x c` tokens of context. It is fitted
 //! only where prompt lengths are known, the observations show at least
-//! three different amounts of it and first tokens came alone at three
-//! prompt lengths or more (the probe's); elsewhere, and where it comes out
-//! below 0, it is 0 (a linear server such as stub-server fits it near 0).
+//! three different amounts of it and the probes' first tokens came at
+//! three prompt lengths or more (two lengths fit a line and a square
+//! alike); elsewhere, and where it comes out below 0, it is 0 (a linear
+//! server such as stub-server fits it near 0).
 //!
 //! And both carry `kv x (tokens of context of the step's sequences /
 //! 1000)`: a decode attends over its sequence's whole context, so a step
@@ -301,7 +302,7 @@ pub(crate) fn fit(
     }
     if prompts_known && design.prefill && design.first_token_lengths < MIN_PREFILL_AMOUNTS {
         caveats.push(format!(
-            "first tokens came alone at {} prompt length(s), too few to tell a prompt's cost as its length from one that grows faster: what prompts cost together beyond their cost alone is held at 0; {PROBE_HINT}",
+            "the probes' first tokens came alone at {} prompt length(s), too few to tell a prompt's cost as its length from one that grows faster: what prompts cost together beyond their cost alone is held at 0; {PROBE_HINT}",
             design.first_token_lengths
         ));
     }
@@ -399,9 +400,13 @@ struct Design {
     /// The cost per joining prompt: [`MIN_STEPS_PER_RUNNING`] steps or
     /// more that ended a prompt and as many that did not.
     join: bool,
-    /// Prompt lengths the first tokens alone came at.
+    /// Prompt lengths the probes' first tokens alone came at, lengths
+    /// within a tenth of each other counted as one.
     first_token_lengths: usize,
 }
+
+/// The stratum of the Before's first-token observations (run 0's).
+const BEFORE_FIRST_TOKENS: usize = 1;
 
 /// Fewest different amounts for the attention and context terms.
 const MIN_PREFILL_AMOUNTS: usize = 3;
@@ -441,14 +446,29 @@ impl Design {
                 .filter(|o| o.x[3] == 0.0 && (o.x[JOIN] > 0.0) == joined)
                 .count()
         };
+        // The probes' lengths (the Before's first observations are the
+        // odd request that found the server idle); lengths within a tenth
+        // of each other are one (a real server's tokenizer makes a probe's
+        // prompts of one length in words a few tokens apart).
+        let mut lengths: Vec<f64> = obs
+            .iter()
+            .filter(|o| o.x[3] > 0.0 && o.stratum != BEFORE_FIRST_TOKENS)
+            .map(|o| o.x[2])
+            .collect();
+        lengths.sort_by(f64::total_cmp);
+        let first_token_lengths = lengths
+            .iter()
+            .enumerate()
+            .filter(|&(i, &l)| lengths.get(i + 1).is_none_or(|&next| next > 1.1 * l))
+            .count();
         Design {
             join: steps_with(true) >= MIN_STEPS_PER_RUNNING
                 && steps_with(false) >= MIN_STEPS_PER_RUNNING,
             kv: contexts.len() >= MIN_PREFILL_AMOUNTS,
-            first_token_lengths: first_prompts.len(),
+            first_token_lengths,
             attention: prefill
                 && amounts.len() >= MIN_PREFILL_AMOUNTS
-                && first_prompts.len() >= MIN_PREFILL_AMOUNTS,
+                && first_token_lengths >= MIN_PREFILL_AMOUNTS,
             per_seq: by_running
                 .values()
                 .filter(|&&n| n >= MIN_STEPS_PER_RUNNING)
@@ -1123,7 +1143,8 @@ mod tests {
             f.caveats
         );
         // Two lengths of the probe tell the prefill cost apart (not yet
-        // one that grows faster, and the fit says so).
+        // one that grows faster, and the fit says so: the first run stands
+        // as the Before, so one length is a probe's).
         let f = fit(&[&traces[1], &traces[2]], true, Some(2048), 10, 1).unwrap();
         assert!(
             (f.point.prefill_per_token_ms - 0.05).abs() < 1e-4,
@@ -1132,7 +1153,7 @@ mod tests {
         );
         assert_eq!(f.caveats.len(), 2, "{:?}", f.caveats);
         assert!(
-            f.caveats[1].contains("2 prompt length(s)"),
+            f.caveats[1].contains("at 1 prompt length(s)"),
             "{:?}",
             f.caveats
         );
