@@ -102,8 +102,8 @@ pub(crate) struct LlmProbe {
     pub prompt_words: &'static [u32],
     /// Then, when set, this many streams at once
     /// (`concurrent_requests_per_stream` requests each) at each prompt
-    /// length of `concurrent_words`, against a
-    /// server with as many slots: for a Before whose steps run one
+    /// length of `concurrent_words`, against a server with as many
+    /// slots: for a Before whose steps run one
     /// sequence, where the fit cannot otherwise tell a step's fixed cost
     /// from its cost per sequence, nor see what a batch of prompts joining
     /// together costs (two lengths: the prompt tokens joining at once then

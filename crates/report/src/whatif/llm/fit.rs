@@ -388,9 +388,9 @@ struct Design {
     /// told from the client's time).
     prefill: bool,
     /// The attention term: observations of at least
-    /// [`MIN_PREFILL_AMOUNTS`] different amounts of it, and first tokens
-    /// alone at as many prompt lengths. A square is told from a line by
-    /// three lengths: with first tokens at two (and prompts joining beside
+    /// [`MIN_PREFILL_AMOUNTS`] different amounts of it, and the probes'
+    /// first tokens at as many prompt lengths. A square is told from a line
+    /// by three lengths: with the probe at two (and prompts joining beside
     /// decodes at one more, too short to tell), the runs fit a prompt's
     /// cost as its length or as its square equally well.
     attention: bool,
