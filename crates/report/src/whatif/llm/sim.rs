@@ -587,14 +587,14 @@ impl Sim<'_> {
             return;
         };
         let cost = self.server.cost;
+        let context = self.context_tokens(r) as f64 / 1000.0;
+        let (decodes, joining) = self.decodes_and_joining(r);
         let nominal = cost.base_ms
             + cost.per_seq_ms * batch as f64
             + cost.prefill_per_token_ms * prefill_tokens as f64
-            + cost.attention_ms
-                * ((prefill_tokens + self.decodes(r)) as f64 / 1000.0)
-                * (self.context_tokens(r) as f64 / 1000.0)
-            + cost.kv_ms * self.context_tokens(r) as f64 / 1000.0
-            + cost.join_ms * self.joining(r) as f64;
+            + cost.attention_ms * ((prefill_tokens + decodes) as f64 / 1000.0) * context
+            + cost.kv_ms * context
+            + cost.join_ms * joining as f64;
         let z = self.rng.standard_normal(&mut self.spare_normal);
         let mut ms = nominal * (cost.sigma * z).exp();
         if !(ms.is_finite() && ms >= 0.0) {
@@ -626,28 +626,21 @@ impl Sim<'_> {
             .sum()
     }
 
-    /// Sequences of replica `r` that decode a token in the planned step.
-    fn decodes(&self, r: usize) -> usize {
-        self.replicas[r]
-            .running
-            .iter()
-            .filter(|&&seq| {
-                let s = &self.seqs[seq];
-                s.in_step && !s.fresh && s.decoding()
-            })
-            .count()
-    }
-
-    /// Sequences of replica `r` whose prefill the planned step ends.
-    fn joining(&self, r: usize) -> usize {
-        self.replicas[r]
-            .running
-            .iter()
-            .filter(|&&seq| {
-                let s = &self.seqs[seq];
-                s.in_step && s.fresh && s.decoding()
-            })
-            .count()
+    /// Sequences of replica `r` in the planned step that decode a token,
+    /// and those whose prefill it ends.
+    fn decodes_and_joining(&self, r: usize) -> (usize, usize) {
+        let mut out = (0, 0);
+        for &seq in &self.replicas[r].running {
+            let s = &self.seqs[seq];
+            if s.in_step && s.decoding() {
+                if s.fresh {
+                    out.1 += 1;
+                } else {
+                    out.0 += 1;
+                }
+            }
+        }
+        out
     }
 
     /// The scheduler: who is in the step and how many prompt tokens it
