@@ -289,6 +289,56 @@ pub(crate) struct Row {
     pub(crate) passed: bool,
     /// The engine's words where its point runs fell into two patterns.
     pub(crate) patterns: Option<String>,
+    /// The engine's TTFT P95 and ITL P99, ms, had a closed loop's first
+    /// requests all reached the server in its first step.
+    pub(crate) started_together: Option<(f64, f64)>,
+    /// Which prediction each candidate run matched within the goal on both
+    /// metrics, in run order.
+    pub(crate) run_matches: Vec<RunMatch>,
+}
+
+/// Which of the engine's two predictions a measured run matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RunMatch {
+    /// The prediction (the Before's starts replayed), both metrics within
+    /// the goal.
+    Predicted,
+    /// The prediction started together, both metrics within the goal.
+    StartedTogether,
+    /// Neither.
+    Neither,
+}
+
+impl RunMatch {
+    /// `run` (TTFT P95, ITL P99) against `predicted` and `together`,
+    /// within `goal_pct` on both metrics; the prediction first.
+    pub(crate) fn of(
+        run: (f64, f64),
+        predicted: (f64, f64),
+        together: Option<(f64, f64)>,
+        goal_pct: f64,
+    ) -> Self {
+        let within = |p: (f64, f64)| {
+            Comparison::new(p.0, run.0, goal_pct).within_goal
+                && Comparison::new(p.1, run.1, goal_pct).within_goal
+        };
+        if within(predicted) {
+            Self::Predicted
+        } else if together.is_some_and(within) {
+            Self::StartedTogether
+        } else {
+            Self::Neither
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Self::Predicted => "as predicted",
+            Self::StartedTogether => "as started together",
+            Self::Neither => "neither",
+        }
+    }
 }
 
 /// What is read of `report summary`'s LLM part.
@@ -628,6 +678,14 @@ fn predict_and_measure(
         .collect::<Result<Vec<_>, TaskError>>()?;
     let (before_ttft_p95_ms, before_itl_p99_ms) = measured(bins, v.before)?;
     let (ttft_ms, itl_ms) = medians(&candidate_runs);
+    let started_together = candidate
+        .started_together
+        .map(|t| (t.ttft_p95_ms, t.itl_p99_ms));
+    let predicted = (candidate.ttft.p95_ms, candidate.itl.p99_ms);
+    let run_matches = candidate_runs
+        .iter()
+        .map(|&run| RunMatch::of(run, predicted, started_together, v.goal_pct))
+        .collect();
     let ttft_p95 = Comparison::new(candidate.ttft.p95_ms, ttft_ms, v.goal_pct);
     let itl_p99 = Comparison::new(candidate.itl.p99_ms, itl_ms, v.goal_pct);
     Ok(Row {
@@ -642,6 +700,8 @@ fn predict_and_measure(
         itl_p99,
         goal_pct: v.goal_pct,
         patterns: candidate.patterns.clone(),
+        started_together,
+        run_matches,
     })
 }
 
@@ -727,6 +787,42 @@ pub(crate) fn markdown(rows: &[Row]) -> String {
             );
         }
     }
+    // Only where starting together predicts another pattern: elsewhere
+    // the two predictions are one.
+    let apart = |r: &&Row| {
+        r.started_together.is_some_and(|t| {
+            !Comparison::new(t.0, r.ttft_p95.predicted_ms, r.goal_pct).within_goal
+                || !Comparison::new(t.1, r.itl_p99.predicted_ms, r.goal_pct).within_goal
+        })
+    };
+    let two: Vec<&Row> = rows.iter().filter(apart).collect();
+    if !two.is_empty() {
+        md.push_str("\nWhere a closed loop started together would settle into another pattern, each run against both predictions (TTFT P95 ms / ITL P99 ms):\n\n");
+        for r in two {
+            let (ttft, itl) = r.started_together.unwrap_or_default();
+            let runs: Vec<String> = r
+                .candidate_runs
+                .iter()
+                .zip(&r.run_matches)
+                .map(|(run, m)| format!("{:.1} / {:.2} {}", run.0, run.1, m.words()))
+                .collect();
+            let matched = r
+                .run_matches
+                .iter()
+                .filter(|&&m| m != RunMatch::Neither)
+                .count();
+            let _ = writeln!(
+                md,
+                "- {}: predicted {:.1} / {:.2}, started together {ttft:.1} / {itl:.2}; runs {}: {matched} of {} within ±{}% of one of them.",
+                r.scenario,
+                r.ttft_p95.predicted_ms,
+                r.itl_p99.predicted_ms,
+                runs.join(", "),
+                r.run_matches.len(),
+                r.goal_pct,
+            );
+        }
+    }
     md
 }
 
@@ -753,6 +849,8 @@ mod tests {
     fn the_table_has_one_line_a_scenario_with_both_errors_and_the_verdict() {
         let row = |name: &str, ttft: Comparison, itl: Comparison| Row {
             patterns: None,
+            started_together: None,
+            run_matches: Vec::new(),
             scenario: name.to_owned(),
             setup: "8 slots".to_owned(),
             change: "max_num_seqs 8 -> 16".to_owned(),
@@ -798,6 +896,61 @@ mod tests {
             md.ends_with("two patterns (the prediction is the median run):\n\n- split: the point runs settle into two patterns: x.\n"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_run_matches_the_prediction_or_the_start_together_on_both_metrics() {
+        // Predicted 76 ms / 9.1 ms staggered, 85 / 2.5 started together.
+        let (predicted, together) = ((76.0, 9.1), Some((85.0, 2.5)));
+        let of = |run| RunMatch::of(run, predicted, together, 20.0);
+        assert_eq!(of((66.1, 8.14)), RunMatch::Predicted);
+        assert_eq!(of((79.3, 2.74)), RunMatch::StartedTogether);
+        // The lockstep ITL with the staggered TTFT matches neither: both
+        // metrics must fit one prediction.
+        assert_eq!(of((60.0, 2.6)), RunMatch::Neither);
+        assert_eq!(
+            RunMatch::of((79.3, 2.74), predicted, None, 20.0),
+            RunMatch::Neither
+        );
+        // Within both, the prediction counts first.
+        assert_eq!(
+            RunMatch::of((80.0, 5.0), (80.0, 5.0), Some((80.0, 5.0)), 20.0),
+            RunMatch::Predicted
+        );
+    }
+
+    #[test]
+    fn runs_are_listed_against_both_patterns_only_where_they_differ() {
+        let base = Row {
+            patterns: None,
+            started_together: Some((85.0, 2.5)),
+            run_matches: vec![
+                RunMatch::StartedTogether,
+                RunMatch::Predicted,
+                RunMatch::Neither,
+            ],
+            scenario: "llama".to_owned(),
+            setup: "4 slots".to_owned(),
+            change: "max_num_seqs 1 -> 4".to_owned(),
+            before_ttft_p95_ms: 96.0,
+            before_itl_p99_ms: 0.4,
+            candidate_runs: vec![(79.3, 2.74), (66.1, 8.14), (40.0, 2.0)],
+            passed: false,
+            ttft_p95: Comparison::new(76.0, 79.3, 20.0),
+            itl_p99: Comparison::new(9.1, 2.74, 20.0),
+            goal_pct: 20.0,
+        };
+        let md = markdown(std::slice::from_ref(&base));
+        assert!(
+            md.ends_with("- llama: predicted 76.0 / 9.10, started together 85.0 / 2.50; runs 79.3 / 2.74 as started together, 66.1 / 8.14 as predicted, 40.0 / 2.00 neither: 2 of 3 within ±20% of one of them.\n"),
+            "{md}"
+        );
+        // The same prediction either way: no list.
+        let one = Row {
+            started_together: Some((77.0, 9.0)),
+            ..base
+        };
+        assert!(!markdown(&[one]).contains("started together"));
     }
 
     #[test]

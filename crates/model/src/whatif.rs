@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of this layout; bumped on any incompatible change (2: the
 /// decisions, and the engine's prediction under `engine`; 3: the LLM step
-/// model's `attention_ms` in place of `prefill_sq_ms`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// model's `attention_ms` in place of `prefill_sq_ms`; 4: an LLM
+/// candidate's `started_together`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Everything `report whatif --json` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -652,6 +653,28 @@ pub struct LlmCandidateRow {
     /// patterns), the groups in words: a single run may land in either.
     #[serde(default)]
     pub patterns: Option<String>,
+    /// For a closed loop, the prediction had the workers' first requests
+    /// all reached the idle server in its first step (the point runs
+    /// replay the Before's staggered starts instead); `None` for an open
+    /// loop. With answers of one length and every slot kept busy, a run
+    /// keeps the pattern its first steps set, and real runs start either
+    /// way: on llama-server 4 slots under 8 streams ran in lockstep in 13
+    /// of 27 stored runs (every slot's prompt in one step, ITL P99 2.0 to
+    /// 5.4 ms) and staggered in the other 14 (4.0 to 8.1 ms).
+    #[serde(default)]
+    pub started_together: Option<StartedTogether>,
+}
+
+/// A candidate's prediction with a closed loop's first requests all in
+/// the server's first step: the medians of its own point runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StartedTogether {
+    /// TTFT P95, ms.
+    pub ttft_p95_ms: f64,
+    /// ITL P99, ms.
+    pub itl_p99_ms: f64,
+    /// End-to-end latency P95, ms.
+    pub e2e_p95_ms: f64,
 }
 
 #[cfg(test)]
@@ -680,7 +703,7 @@ mod tests {
         };
         let text = serde_json::to_string(&report).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["schema_version"], 3);
+        assert_eq!(value["schema_version"], 4);
         assert_eq!(value["after"]["kind"], "server");
         assert_eq!(
             value["after"]["server_setting"],

@@ -12,7 +12,12 @@
 //! point model (the prediction is the median of those runs) and once per
 //! bootstrap refit with a fresh seed (the 95% interval: the fit's
 //! uncertainty and one run's own noise together); every candidate sees the
-//! same seeds and refits. The choice is the best predicted score (the
+//! same seeds and refits. A closed loop is simulated
+//! [`TOGETHER_SIMULATIONS`] times more with its workers' first requests all
+//! in the server's first step, the prediction had the run started so
+//! (`started_together`): with answers of one length a run keeps the
+//! pattern its first steps set, and which one a real run takes turns on
+//! arrivals tenths of a millisecond apart. The choice is the best predicted score (the
 //! worst objective's prediction over its bound) among candidates that can
 //! be run and whose intervals keep every objective with the margin;
 //! candidates within [`TIE_FRACTION`] of that score tie, and the smaller
@@ -20,7 +25,7 @@
 
 use model::whatif::{
     CandidateKind, LlmCandidateRow, LlmChange, LlmServerConfig, Load, ObjectivePrediction,
-    PredictedSeries, ServerSetting,
+    PredictedSeries, ServerSetting, StartedTogether,
 };
 use stats::slo::{Op, Request, Slo, Tokens};
 use stats::{QuantileMethod, SplitMix64};
@@ -32,6 +37,10 @@ use super::sim::{self, Client, LlmServer, Outcome, Scheduler, SimRequest, StepCo
 /// Simulations with the point model behind each prediction, whose median
 /// is the prediction: odd, so the median is one run's.
 pub(crate) const POINT_SIMULATIONS: usize = 9;
+/// Simulations behind a closed loop's prediction with its first requests
+/// all in the first step (see [`LlmCandidateRow::started_together`]): odd,
+/// and fewer, since nothing is drawn at the start.
+const TOGETHER_SIMULATIONS: usize = 3;
 /// Scores within this fraction of the best tie; the smaller change wins.
 pub(crate) const TIE_FRACTION: f64 = 0.02;
 /// How long an idle server takes to wake and gather arrivals, ms: within
@@ -527,7 +536,17 @@ fn plan_of(setup: &Setup, change: LlmChange) -> Plan {
     }
 }
 
-fn run(setup: &Setup, plan: &Plan, model: &StepModel, seed: u64) -> Stats {
+/// How a closed loop's workers' first requests reach the idle server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Starts {
+    /// At the Before's starts, each drawn late by up to
+    /// [`Setup::first_jitter_ms`].
+    Replayed,
+    /// All at once: the first step takes every slot's prompt.
+    Together,
+}
+
+fn run(setup: &Setup, plan: &Plan, model: &StepModel, seed: u64, starts: Starts) -> Stats {
     let overhead: Vec<f64> = setup
         .setup_ms
         .iter()
@@ -538,8 +557,14 @@ fn run(setup: &Setup, plan: &Plan, model: &StepModel, seed: u64) -> Stats {
         read_jitter_ms: &setup.fit.read_jitter_ms,
         max_in_flight: plan.max_in_flight,
         schedule_ms: if plan.replay { &setup.schedule_ms } else { &[] },
-        first_starts_ms: &setup.first_starts_ms,
-        first_jitter_ms: setup.first_jitter_ms,
+        first_starts_ms: match starts {
+            Starts::Replayed => &setup.first_starts_ms,
+            Starts::Together => &[],
+        },
+        first_jitter_ms: match starts {
+            Starts::Replayed => setup.first_jitter_ms,
+            Starts::Together => 0.0,
+        },
     };
     let server = server_of(&plan.config, model, &setup.fit, setup.prompts_known);
     let o = sim::simulate(&server, &client, &plan.workload, &plan.load, seed);
@@ -566,6 +591,20 @@ pub(crate) fn predict(setup: &Setup) -> Vec<LlmCandidateRow> {
                     &plan,
                     &setup.fit.point,
                     derive_seed(setup.seed, STREAM_POINT, k as u64),
+                    Starts::Replayed,
+                )
+            })
+            .collect();
+        // Only where the starts are replayed does starting together differ.
+        let closed = matches!(plan.load, Load::Closed { .. }) && !setup.first_starts_ms.is_empty();
+        let together: Vec<Stats> = (0..if closed { TOGETHER_SIMULATIONS } else { 0 })
+            .map(|k| {
+                run(
+                    setup,
+                    &plan,
+                    &setup.fit.point,
+                    derive_seed(setup.seed, STREAM_POINT, k as u64),
+                    Starts::Together,
                 )
             })
             .collect();
@@ -578,10 +617,13 @@ pub(crate) fn predict(setup: &Setup) -> Vec<LlmCandidateRow> {
                     &plan,
                     m,
                     derive_seed(setup.seed, STREAM_REFIT_SIM, r as u64),
+                    Starts::Replayed,
                 )
             })
             .collect();
-        row_of(setup, change, &points, &draws, refits.len())
+        let mut row = row_of(setup, change, &points, &draws, refits.len());
+        row.started_together = started_together(&together);
+        row
     });
     let mut rows = rows;
     rows.sort_by(|a, b| {
@@ -593,6 +635,16 @@ pub(crate) fn predict(setup: &Setup) -> Vec<LlmCandidateRow> {
         row.rank = i + 1;
     }
     rows
+}
+
+/// The medians of the runs started together; `None` without any.
+fn started_together(runs: &[Stats]) -> Option<StartedTogether> {
+    let at = |i: usize, j: usize| median(runs.iter().map(|s| s.series[i][j]).collect());
+    (!runs.is_empty()).then(|| StartedTogether {
+        ttft_p95_ms: at(0, 1),
+        itl_p99_ms: at(1, 2),
+        e2e_p95_ms: at(3, 1),
+    })
 }
 
 /// The median of `v` (numpy's, the mean of the middle two for an even
@@ -705,7 +757,22 @@ fn row_of(
         ]),
         ttft_p95_point_runs_ms: ttft_p95_runs,
         itl_p99_point_runs_ms: itl_p99_runs,
+        started_together: None,
     }
+}
+
+/// What a closed loop started together would give instead, in words,
+/// where it differs from the prediction by more than a tenth in TTFT P95
+/// or ITL P99; `None` otherwise.
+pub(super) fn together_words(c: &LlmCandidateRow) -> Option<String> {
+    let t = c.started_together?;
+    let apart = |a: f64, b: f64| b > 0.0 && (a / b - 1.0).abs() > 0.10;
+    (apart(t.ttft_p95_ms, c.ttft.p95_ms) || apart(t.itl_p99_ms, c.itl.p99_ms)).then(|| {
+        format!(
+            " Were every stream's first request in the server's first step, the run would keep that pattern instead: TTFT P95 {:.0} ms, ITL P99 {:.1} ms, e2e P95 {:.0} ms (a closed loop with answers of one length keeps the pattern its first steps set; which one a run takes depends on when its first requests arrive, tenths of a millisecond apart).",
+            t.ttft_p95_ms, t.itl_p99_ms, t.e2e_p95_ms
+        )
+    })
 }
 
 /// Two groups of point runs count apart when the gap between them is over
@@ -784,6 +851,112 @@ pub(crate) fn choose<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A closed loop of 8 streams on 4 slots: steps of 1 ms + 0.1 ms per
+    /// prompt token, 20-token prompts and 10-token answers; the workers'
+    /// first requests at `first_starts_ms`.
+    fn four_slots(first_starts_ms: Vec<f64>, load: Load) -> Setup {
+        let zero = model::whatif::Estimate {
+            value: 0.0,
+            lo: 0.0,
+            hi: 0.0,
+        };
+        let point = StepModel {
+            base_ms: 1.0,
+            per_seq_ms: 0.0,
+            prefill_per_token_ms: 0.1,
+            attention_ms: 0.0,
+            kv_ms: 0.0,
+            join_ms: 0.0,
+            sigma: 0.0,
+            client_ms: 0.2,
+        };
+        Setup {
+            fit: StepFit {
+                point,
+                refits: vec![point],
+                estimates: [zero; 8],
+                steps: 100,
+                first_token_steps: 8,
+                read_jitter_ms: Vec::new(),
+                stall_share: 0.0,
+                stalls_ms: Vec::new(),
+                caveats: Vec::new(),
+            },
+            server: LlmServerConfig {
+                max_num_seqs: 4,
+                max_batched_tokens: None,
+                chunked_prefill: true,
+                kv_cache_tokens: None,
+                kv_block_tokens: 16,
+                prefix_cache_blocks: 0,
+                replicas: 1,
+            },
+            prompts_known: true,
+            workload: vec![SimRequest {
+                prompt_tokens: 20,
+                output_tokens: 10,
+                prefix_group: None,
+                shared_prefix_tokens: 0,
+            }],
+            setup_ms: vec![0.0],
+            load,
+            schedule_ms: Vec::new(),
+            first_starts_ms,
+            first_jitter_ms: 0.0,
+            objectives: vec!["ttft_p95<=500".parse().unwrap()],
+            margin: 0.2,
+            refits: 1,
+            seed: 1,
+            allowed: ServerChanges::ALL,
+            in_flight: 8,
+        }
+    }
+
+    #[test]
+    fn a_closed_loop_is_also_predicted_started_together() {
+        // Replayed 0.3 ms apart, the first step takes one prompt and the
+        // others join the next beside its decode: from then on prompts
+        // join beside decodes, whose gaps stretch to a 3-ms step of one
+        // prompt (1 + 0.1 x 20) or more. Started together, the four slots
+        // run in lockstep: every prompt joins with the others and no
+        // decode waits for one, every gap is a 1-ms decode.
+        let closed = Load::Closed {
+            concurrency: 8,
+            requests: 200,
+        };
+        let setup = four_slots((0..8).map(|i| 0.3 * f64::from(i)).collect(), closed);
+        let rows = predict(&setup);
+        let baseline = rows
+            .iter()
+            .find(|r| r.kind == CandidateKind::Baseline)
+            .unwrap();
+        let together = baseline.started_together.expect("a closed loop's");
+        assert!(baseline.itl.p99_ms >= 3.0, "{baseline:?}");
+        assert!((together.itl_p99_ms - 1.0).abs() < 1e-9, "{together:?}");
+        assert!(together.e2e_p95_ms > together.ttft_p95_ms);
+        // Apart by more than a tenth: the conclusion gives both.
+        let words = together_words(baseline).expect("words for the other pattern");
+        assert!(words.contains("ITL P99 1.0 ms"), "{words}");
+        let same = LlmCandidateRow {
+            started_together: Some(StartedTogether {
+                ttft_p95_ms: baseline.ttft.p95_ms * 1.05,
+                itl_p99_ms: baseline.itl.p99_ms * 0.95,
+                e2e_p95_ms: 1.0,
+            }),
+            ..baseline.clone()
+        };
+        assert_eq!(together_words(&same), None);
+        // Every candidate carries it; an open loop none.
+        assert!(rows.iter().all(|r| r.started_together.is_some()));
+        let open = Load::Open {
+            rate_rps: 100.0,
+            requests: 200,
+            poisson: false,
+        };
+        let rows = predict(&four_slots(Vec::new(), open));
+        assert!(rows.iter().all(|r| r.started_together.is_none()));
+    }
 
     #[test]
     fn the_prediction_is_the_median_point_run() {

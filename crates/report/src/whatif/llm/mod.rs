@@ -518,7 +518,7 @@ fn conclusion_of(
     );
     match chosen {
         Some(c) => format!(
-            "Choose {} ({}): predicted {}; it keeps every objective ({list}) with the {pct:.0}% margin, and {before}.{}",
+            "Choose {} ({}): predicted {}; it keeps every objective ({list}) with the {pct:.0}% margin, and {before}.{}{}",
             c.label,
             match c.kind {
                 CandidateKind::Server => "a server change",
@@ -529,6 +529,7 @@ fn conclusion_of(
             c.patterns
                 .as_ref()
                 .map_or(String::new(), |p| format!(" For this candidate {p}.")),
+            candidates::together_words(c).unwrap_or_default(),
         ),
         None => {
             let best = rows
