@@ -251,6 +251,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         .ok_or_else(|| WhatifError::InvalidOption("no baseline candidate".to_owned()))?;
     let measured = measured_of(&before);
     let checks = checks_of(&baseline, &measured);
+    let replay = replay_caveat(&checks);
     let chosen = candidates::choose(&rows, &server).cloned();
     let objectives: Vec<String> = o.objectives.iter().map(|s| s.text.clone()).collect();
     let conclusion = conclusion_of(
@@ -284,7 +285,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         server,
         slots_from,
         checks,
-        caveats: setup.fit.caveats.clone(),
+        caveats: setup.fit.caveats.iter().cloned().chain(replay).collect(),
     };
     let lengths = |v: Vec<f64>| lengths_of(v);
     let workload = LlmWorkload {
@@ -465,6 +466,35 @@ fn measured_of(before: &Trace) -> Measured {
     }
 }
 
+/// How far the Before's replay may miss its own TTFT P95, ITL P99 or e2e
+/// P95 before the fit says so (the llama-server validation's goal).
+const REPLAY_CAVEAT_PCT: f64 = 20.0;
+
+/// A caveat where the fitted model replays the Before's own tail further
+/// off than [`REPLAY_CAVEAT_PCT`]: no candidate's prediction is likely
+/// closer than that. `None` where every check is within it.
+fn replay_caveat(checks: &[ModelCheck]) -> Option<String> {
+    let off: Vec<String> = checks
+        .iter()
+        .filter(|c| {
+            ["ttft_p95", "itl_p99", "e2e_p95"].contains(&c.metric.as_str())
+                && c.error_pct.abs() > REPLAY_CAVEAT_PCT
+        })
+        .map(|c| {
+            format!(
+                "{} {:.1} ms against {:.1} measured ({:+.0}%)",
+                c.metric, c.predicted_ms, c.measured_ms, c.error_pct
+            )
+        })
+        .collect();
+    (!off.is_empty()).then(|| {
+        format!(
+            "replayed by the fitted model, the Before itself gives {}: read the predictions as no closer than that",
+            off.join(", ")
+        )
+    })
+}
+
 fn checks_of(baseline: &model::whatif::LlmCandidateRow, m: &Measured) -> Vec<ModelCheck> {
     let check = |metric: &str, predicted: f64, measured: f64| ModelCheck {
         metric: metric.to_owned(),
@@ -608,10 +638,15 @@ fn decision_of(
             )
         });
     let reason = format!(
-        "{} Step model: {}, {} slots{replay}",
+        "{} Step model: {}, {} slot{}{replay}",
         report.conclusion,
         step_terms(fit),
         fit.server.max_num_seqs,
+        if fit.server.max_num_seqs == 1 {
+            ""
+        } else {
+            "s"
+        },
     );
     Decision {
         kind: after.kind,
@@ -668,6 +703,29 @@ mod tests {
             session: None,
             turn: None,
         }
+    }
+
+    #[test]
+    fn a_replay_off_the_befores_tail_by_over_a_fifth_is_a_caveat() {
+        let check = |metric: &str, predicted_ms: f64, measured_ms: f64| ModelCheck {
+            metric: metric.to_owned(),
+            predicted_ms,
+            measured_ms,
+            error_pct: (predicted_ms - measured_ms) / measured_ms * 100.0,
+        };
+        // The medians do not count; within a fifth is no caveat.
+        let close = [
+            check("ttft_p50", 50.0, 20.0),
+            check("ttft_p95", 90.0, 80.0),
+            check("itl_p99", 1.1, 1.0),
+            check("e2e_p95", 100.0, 120.0),
+        ];
+        assert_eq!(replay_caveat(&close), None);
+        let off = [check("ttft_p95", 91.0, 71.0), check("itl_p99", 1.4, 0.3)];
+        assert_eq!(
+            replay_caveat(&off).as_deref(),
+            Some("replayed by the fitted model, the Before itself gives ttft_p95 91.0 ms against 71.0 measured (+28%), itl_p99 1.4 ms against 0.3 measured (+367%): read the predictions as no closer than that")
+        );
     }
 
     #[test]
