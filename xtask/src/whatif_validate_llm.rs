@@ -12,8 +12,10 @@
 //! run [`CANDIDATE_RUNS`] times for real, each on a fresh server. The
 //! candidate's predicted TTFT P95 and ITL P99 are compared with the
 //! medians of the runs; a scenario passes when both are within 10% (20%
-//! on llama-server). A minute or so a scenario, so not in CI; the table
-//! goes in `docs/`.
+//! on llama-server). Where the engine's closed loop started together
+//! predicts another pattern, each run is also listed against both
+//! predictions, since a run keeps the pattern its first steps set. A
+//! minute or so a scenario, so not in CI; the table goes in `docs/`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
