@@ -584,30 +584,21 @@ pub(crate) fn predict(setup: &Setup) -> Vec<LlmCandidateRow> {
         .collect();
     let rows = par_map(&all, |&change| {
         let plan = plan_of(setup, change);
-        let points: Vec<Stats> = (0..POINT_SIMULATIONS)
-            .map(|k| {
-                run(
-                    setup,
-                    &plan,
-                    &setup.fit.point,
-                    derive_seed(setup.seed, STREAM_POINT, k as u64),
-                    Starts::Replayed,
-                )
-            })
-            .collect();
+        let point_runs = |count: usize, starts: Starts| -> Vec<Stats> {
+            (0..count)
+                .map(|k| {
+                    let seed = derive_seed(setup.seed, STREAM_POINT, k as u64);
+                    run(setup, &plan, &setup.fit.point, seed, starts)
+                })
+                .collect()
+        };
+        let points = point_runs(POINT_SIMULATIONS, Starts::Replayed);
         // Only where the starts are replayed does starting together differ.
         let closed = matches!(plan.load, Load::Closed { .. }) && !setup.first_starts_ms.is_empty();
-        let together: Vec<Stats> = (0..if closed { TOGETHER_SIMULATIONS } else { 0 })
-            .map(|k| {
-                run(
-                    setup,
-                    &plan,
-                    &setup.fit.point,
-                    derive_seed(setup.seed, STREAM_POINT, k as u64),
-                    Starts::Together,
-                )
-            })
-            .collect();
+        let together = point_runs(
+            if closed { TOGETHER_SIMULATIONS } else { 0 },
+            Starts::Together,
+        );
         let draws: Vec<Stats> = refits
             .iter()
             .enumerate()
@@ -621,9 +612,7 @@ pub(crate) fn predict(setup: &Setup) -> Vec<LlmCandidateRow> {
                 )
             })
             .collect();
-        let mut row = row_of(setup, change, &points, &draws, refits.len());
-        row.started_together = started_together(&together);
-        row
+        row_of(setup, change, &points, &together, &draws, refits.len())
     });
     let mut rows = rows;
     rows.sort_by(|a, b| {
@@ -658,6 +647,7 @@ fn row_of(
     setup: &Setup,
     change: LlmChange,
     points: &[Stats],
+    together: &[Stats],
     draws: &[Stats],
     refits: usize,
 ) -> LlmCandidateRow {
@@ -757,7 +747,7 @@ fn row_of(
         ]),
         ttft_p95_point_runs_ms: ttft_p95_runs,
         itl_p99_point_runs_ms: itl_p99_runs,
-        started_together: None,
+        started_together: started_together(together),
     }
 }
 
