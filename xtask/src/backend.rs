@@ -825,19 +825,28 @@ pub(crate) const LLAMA_MAX_TOKENS: &str = "32";
 
 /// loadgen's flags for llama-server in every phase.
 pub(crate) fn llama_client_args() -> Vec<String> {
-    strings(&[
-        "--model",
-        llama::MODEL,
-        "--max-tokens",
-        LLAMA_MAX_TOKENS,
-        "--extra-body",
-        r#"{"temperature": 0}"#,
-        // Its kernels are not batch-invariant: a near tie of the random
-        // model's logits can fall the other way with other slots, so
-        // answers are not compared.
-        "--no-digest",
-    ])
+    llama_client_args_answering(&["--max-tokens", LLAMA_MAX_TOKENS])
 }
+
+/// The same, with `answer` (loadgen's flags) setting the answers' lengths.
+pub(crate) fn llama_client_args_answering(answer: &[&str]) -> Vec<String> {
+    [
+        strings(&["--model", llama::MODEL]),
+        strings(answer),
+        strings(&LLAMA_CLIENT_REST),
+    ]
+    .concat()
+}
+
+/// The rest of [`llama_client_args`].
+const LLAMA_CLIENT_REST: [&str; 3] = [
+    "--extra-body",
+    r#"{"temperature": 0}"#,
+    // Its kernels are not batch-invariant: a near tie of the random
+    // model's logits can fall the other way with other slots, so
+    // answers are not compared.
+    "--no-digest",
+];
 
 /// The step probe on a server with a slot per stream: the Before's one
 /// slot runs one sequence a step, so the concurrent run is what shows a
@@ -904,6 +913,8 @@ impl LlamaCpp {
                     LLAMA_BEFORE_SLOTS.to_string(),
                     "--concurrency".to_owned(),
                     LLAMA_STREAMS.to_string(),
+                    "--pass-tokens".to_owned(),
+                    llama::PASS_TOKENS.to_string(),
                     // What `LlamaCpp::slots` carries out; the others are
                     // predicted, never chosen.
                     "--server-changes".to_owned(),
@@ -1126,6 +1137,7 @@ mod tests {
         // runner sets the slots alone.
         let w = spec.whatif_args.join(" ");
         assert!(w.contains("--server-changes slots"), "{w}");
+        assert!(w.contains("--pass-tokens 512"), "{w}");
         assert!(spec.probe);
         assert_eq!(
             spec.llm_probe.concurrent_streams,

@@ -24,6 +24,10 @@ pub(crate) const MODEL: &str = "tiny-llama";
 /// longest chat prompt of the baseline payloads with its template, plus the
 /// answer, fits with room to spare.
 const CONTEXT_PER_SLOT: u32 = 512;
+/// Tokens a step is computed in at once (`--ubatch-size`, llama.cpp's
+/// default, set here so that `report whatif --pass-tokens` is told the
+/// same): a step of more takes several passes and costs on another curve.
+pub(crate) const PASS_TOKENS: u32 = 512;
 
 /// The server's files.
 pub(crate) struct Install {
@@ -76,6 +80,8 @@ pub(crate) fn args(slots: u32) -> Vec<String> {
         &slots.to_string(),
         "--ctx-size",
         &(slots * CONTEXT_PER_SLOT).to_string(),
+        "--ubatch-size",
+        &PASS_TOKENS.to_string(),
         "--threads",
         "1",
         "--metrics",
@@ -136,6 +142,7 @@ mod tests {
             (at("--parallel"), at("--ctx-size")),
             ("20".into(), "10240".into())
         );
+        assert_eq!(at("--ubatch-size"), PASS_TOKENS.to_string());
         assert!(a.contains(&"--metrics".to_owned()));
     }
 }

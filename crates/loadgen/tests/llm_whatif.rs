@@ -174,6 +174,7 @@ async fn the_engine_recovers_the_simulators_step_costs_and_reads_its_metrics() {
             kv_block_tokens: 16,
             prefix_cache_blocks: 0,
             replicas: 1,
+            pass_tokens: None,
         },
         prompt_tokens: Some(24),
         probe_prompt_tokens: vec![16, 512],

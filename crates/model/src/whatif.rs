@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 /// Version of this layout; bumped on any incompatible change (2: the
 /// decisions, and the engine's prediction under `engine`; 3: the LLM step
 /// model's `attention_ms` in place of `prefill_sq_ms`; 4: an LLM
-/// candidate's `started_together`).
-pub const SCHEMA_VERSION: u32 = 4;
+/// candidate's `started_together`; 5: the LLM step model's
+/// `over_pass_steps`, the server's `pass_tokens`).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Everything `report whatif --json` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -437,6 +438,11 @@ pub struct StepFit {
     /// once per prompt beside its tokens), ms; 0 where the runs cannot
     /// tell it or the server shows none.
     pub join_ms: Estimate,
+    /// Steps (and first tokens of prompts alone) that computed more than
+    /// the server's pass (`server.pass_tokens`): left out of the fit, as
+    /// llama.cpp computes a step in passes of `--ubatch-size` tokens and a
+    /// step of more costs on another curve.
+    pub over_pass_steps: usize,
     /// Standard deviation of the log-normal multiplier of a step's cost.
     pub sigma: Estimate,
     /// The client's own time in a time to first token (sending, the
@@ -490,6 +496,9 @@ pub struct LlmServerConfig {
     pub prefix_cache_blocks: u64,
     /// Copies behind a balancer.
     pub replicas: u32,
+    /// Tokens the server computes in one pass of a step (llama.cpp's
+    /// `--ubatch-size`); `None`: no such limit known.
+    pub pass_tokens: Option<u32>,
 }
 
 /// One statistic of the Before, predicted by replaying it and measured.
@@ -703,7 +712,7 @@ mod tests {
         };
         let text = serde_json::to_string(&report).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(value["schema_version"], 4);
+        assert_eq!(value["schema_version"], 5);
         assert_eq!(value["after"]["kind"], "server");
         assert_eq!(
             value["after"]["server_setting"],

@@ -666,6 +666,33 @@ fn whatif_llm_fits_the_steps_and_chooses_the_slots_with_the_predictions() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--max-num-seqs"), "{}", stderr(&out));
+    let out = whatif(&[
+        "--before",
+        s(&plain),
+        "--pass-tokens",
+        "512",
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--pass-tokens does nothing with --scenario inference"),
+        "{}",
+        stderr(&out)
+    );
+    // A pass of no tokens is refused with what is allowed.
+    let out = whatif(&[
+        "--scenario",
+        "llm",
+        "--before",
+        s(&plain),
+        "--pass-tokens",
+        "0",
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--pass-tokens"), "{}", stderr(&out));
 }
 
 /// A `loadgen --server-stats` file whose delta executed `count` requests

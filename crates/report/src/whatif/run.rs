@@ -61,7 +61,8 @@ pub struct Options {
     /// What is known of the server (`--server`).
     pub server: ServerKind,
     /// With [`Scenario::Llm`]: the Before's server as known
-    /// (`--max-num-seqs`, `--max-batched-tokens`, `--chunked-prefill`,
+    /// (`--max-num-seqs`, `--max-batched-tokens`, `--pass-tokens`,
+    /// `--chunked-prefill`,
     /// `--kv-cache-tokens`, `--kv-block-tokens`, `--prefix-cache-blocks`,
     /// `--replicas`); slots not given come from `--before-metrics`, else
     /// the most sequences seen decoding at once.
@@ -304,6 +305,7 @@ fn check_options(options: &Options) -> Result<(), WhatifError> {
         Scenario::Inference => [
             set(known.max_num_seqs.is_some(), "--max-num-seqs"),
             set(known.max_batched_tokens.is_some(), "--max-batched-tokens"),
+            set(known.pass_tokens.is_some(), "--pass-tokens"),
             set(!known.chunked_prefill, "--chunked-prefill"),
             set(known.kv_cache_tokens.is_some(), "--kv-cache-tokens"),
             set(known.kv_block_tokens != 16, "--kv-block-tokens"),
@@ -331,7 +333,7 @@ fn check_options(options: &Options) -> Result<(), WhatifError> {
             Scenario::Inference => "inference",
         };
         return bad(format!(
-            "{flag} does nothing with --scenario {scenario}; --scenario llm refuses --before-stats, --probe-stats, --max-batch, --server-dynamic-batching and --server, --scenario inference the LLM server's flags (--max-num-seqs, --max-batched-tokens, --chunked-prefill, --kv-cache-tokens, --kv-block-tokens, --prefix-cache-blocks, --replicas), --prompt-tokens, --probe-prompt-tokens, --before-metrics, --sla and --server-changes"
+            "{flag} does nothing with --scenario {scenario}; --scenario llm refuses --before-stats, --probe-stats, --max-batch, --server-dynamic-batching and --server, --scenario inference the LLM server's flags (--max-num-seqs, --max-batched-tokens, --pass-tokens, --chunked-prefill, --kv-cache-tokens, --kv-block-tokens, --prefix-cache-blocks, --replicas), --prompt-tokens, --probe-prompt-tokens, --before-metrics, --sla and --server-changes"
         ));
     }
     if options.probe_prompt_tokens.len() > options.probes.len() {

@@ -87,12 +87,16 @@ fn llm_text(r: &LlmEngineReport) -> String {
     );
     let _ = writeln!(
         out,
-        "Server: {} slots (from {}), max_batched_tokens {}, chunked prefill {}, {} replica(s); prompts: {}",
+        "Server: {} slots (from {}), max_batched_tokens {}{}, chunked prefill {}, {} replica(s); prompts: {}",
         f.server.max_num_seqs,
         f.slots_from,
         f.server
             .max_batched_tokens
             .map_or("no limit".to_owned(), |b| b.to_string()),
+        f.server.pass_tokens.map_or(String::new(), |p| format!(
+            ", passes of {p} tokens ({} step(s) beyond one)",
+            f.over_pass_steps
+        )),
         if f.server.chunked_prefill { "on" } else { "off" },
         f.server.replicas,
         f.prompt_tokens_from

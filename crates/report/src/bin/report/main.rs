@@ -240,6 +240,8 @@ mod tests {
                 "8",
                 "--max-batched-tokens",
                 "2048",
+                "--pass-tokens",
+                "512",
                 "--chunked-prefill",
                 "off",
                 "--kv-cache-tokens",

@@ -78,6 +78,12 @@ pub(crate) struct WhatifArgs {
     /// process (max_num_batched_tokens) [default: no limit].
     #[arg(long, value_name = "TOKENS", value_parser = parse_batched_tokens, allow_negative_numbers = true)]
     max_batched_tokens: Option<u32>,
+    /// With --scenario llm: tokens the Before's server computes in one pass
+    /// of a step (llama.cpp's --ubatch-size, 512 by default; vLLM and
+    /// SGLang have no such limit) [default: none]. Steps of more are
+    /// fitted apart, as the cost beyond the pass.
+    #[arg(long, value_name = "TOKENS", value_parser = parse_pass_tokens, allow_negative_numbers = true)]
+    pass_tokens: Option<u32>,
     /// With --scenario llm: chunked prefill of the Before's server.
     #[arg(long, value_enum, default_value = "on", value_name = "ON|OFF")]
     chunked_prefill: OnOff,
@@ -211,6 +217,7 @@ impl WhatifArgs {
                 kv_block_tokens: self.kv_block_tokens,
                 prefix_cache_blocks: self.prefix_cache_blocks,
                 replicas: self.replicas,
+                pass_tokens: self.pass_tokens,
             },
             prompt_tokens: self.prompt_tokens,
             probe_prompt_tokens: self.probe_prompt_tokens.clone(),
@@ -253,6 +260,15 @@ fn parse_max_num_seqs(text: &str) -> Result<u32, String> {
 fn parse_batched_tokens(text: &str) -> Result<u32, String> {
     Bound {
         what: "--max-batched-tokens",
+        min: 1,
+        max: 1_048_576,
+    }
+    .parse(text)
+}
+
+fn parse_pass_tokens(text: &str) -> Result<u32, String> {
+    Bound {
+        what: "--pass-tokens",
         min: 1,
         max: 1_048_576,
     }

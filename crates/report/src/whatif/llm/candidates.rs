@@ -871,6 +871,7 @@ mod tests {
                 read_jitter_ms: Vec::new(),
                 stall_share: 0.0,
                 stalls_ms: Vec::new(),
+                over_pass_steps: 0,
                 caveats: Vec::new(),
             },
             server: LlmServerConfig {
@@ -881,6 +882,7 @@ mod tests {
                 kv_block_tokens: 16,
                 prefix_cache_blocks: 0,
                 replicas: 1,
+                pass_tokens: None,
             },
             prompts_known: true,
             workload: vec![SimRequest {

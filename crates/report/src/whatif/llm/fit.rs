@@ -98,6 +98,22 @@ pub(crate) struct StepModel {
     pub client_ms: f64,
 }
 
+impl StepModel {
+    /// What the model gives observation `o`, ms.
+    fn line_ms(&self, o: &Obs) -> f64 {
+        let theta = [
+            self.base_ms,
+            self.per_seq_ms,
+            self.prefill_per_token_ms,
+            self.client_ms,
+            self.attention_ms,
+            self.kv_ms,
+            self.join_ms,
+        ];
+        (0..COLUMNS).map(|c| theta[c] * o.x[c]).sum()
+    }
+}
+
 /// Why the runs cannot be fitted; each message says what to add.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StepFitError {
@@ -128,6 +144,9 @@ struct Obs {
     y: f64,
     /// The read delay's share of `y`'s variance, ms^2.
     noise_var: f64,
+    /// Thousands of tokens the observation computed beyond the server's
+    /// pass (each chunk's, for a prompt alone in several); 0: within it.
+    over_pass: f64,
     /// Resampled within this group (run and kind).
     stratum: usize,
 }
@@ -170,6 +189,8 @@ pub(crate) struct StepFit {
     pub stall_share: f64,
     /// What each stall added beyond the line, ms.
     pub stalls_ms: Vec<f64>,
+    /// Observations beyond the server's pass, left out.
+    pub over_pass_steps: usize,
     /// What the runs could not tell, and what the fit assumed instead.
     pub caveats: Vec<String>,
 }
@@ -177,15 +198,31 @@ pub(crate) struct StepFit {
 /// Fits the runs (the Before first, then the probes), resampling
 /// `resamples` times from `seed`; `prompts_known` says whether prompt
 /// lengths are tokens (else each prompt is one unit), `budget` is the
-/// step's token budget when known.
+/// step's token budget when known, `pass` the tokens the server computes
+/// in one pass of a step.
+///
+/// A step of more than one pass is left out: llama.cpp splits it into
+/// passes of `--ubatch-size` tokens, and on two cores such a step cost up
+/// to four times its tokens' worth at the line's rate. Fitted with the
+/// rest, a probe's few clumps of joining prompts raise the price of every
+/// prompt that joins alone. Priced apart (a cost per token beyond the
+/// pass, on top of the line) they made the predictions worse, not better
+/// (docs/measurements.md), so the simulation prices them at the line and
+/// a caveat says so.
 pub(crate) fn fit(
     runs: &[&Trace],
     prompts_known: bool,
     budget: Option<u32>,
+    pass: Option<u32>,
     resamples: usize,
     seed: u64,
 ) -> Result<StepFit, StepFitError> {
     let budget = budget.map(f64::from);
+    // Thousands of tokens beyond the pass of a step computing `tokens`.
+    let beyond = |tokens: f64| match pass {
+        Some(pass) if prompts_known => (tokens - f64::from(pass)).max(0.0) / 1000.0,
+        _ => 0.0,
+    };
     if runs.first().is_none_or(|t| t.streams.is_empty()) {
         return Err(StepFitError::NoStreams);
     }
@@ -218,13 +255,13 @@ pub(crate) fn fit(
             // Each end is a median of its reads: its variance about var / n.
             let here = step.running.max(1) as f64;
             let prev = trace.groups[step.group - 1].members.len().max(1) as f64;
+            let decodes = trace.groups[step.group]
+                .members
+                .iter()
+                .filter(|&&(_, k)| k > 0)
+                .count() as f64;
             let (sq, kv) = match contexts[step.group] {
                 Some(context) if prompts_known => {
-                    let decodes = trace.groups[step.group]
-                        .members
-                        .iter()
-                        .filter(|&&(_, k)| k > 0)
-                        .count() as f64;
                     (attention(decodes + p, context), context / 1000.0)
                 }
                 _ => (0.0, 0.0),
@@ -234,6 +271,7 @@ pub(crate) fn fit(
                 x: [1.0, n, p, 0.0, sq, kv, joins],
                 y: step.duration_ms,
                 noise_var: var / here + var / prev,
+                over_pass: beyond(decodes + p),
                 stratum: 2 * r,
             });
         }
@@ -257,6 +295,7 @@ pub(crate) fn fit(
                 x: [steps, steps * n, p, 1.0, sq, kv, 1.0],
                 y: stream.ttft_ms() - stream.setup_ms,
                 noise_var: var,
+                over_pass: steps * beyond(p / steps),
                 stratum: 2 * r + 1,
             });
         }
@@ -278,6 +317,8 @@ pub(crate) fn fit(
             },
         }
     };
+    let over_pass_steps = obs.iter().filter(|o| o.over_pass > 0.0).count();
+    let obs: Vec<Obs> = obs.into_iter().filter(|o| o.over_pass == 0.0).collect();
     let first = solve(&obs).ok_or_else(|| failed(&obs))?;
     // A step the client read over more time than the grouping allows is
     // cut in two, and the halves look like steps of a millisecond: such
@@ -304,6 +345,11 @@ pub(crate) fn fit(
         caveats.push(format!(
             "the probes' first tokens came alone at {} prompt length(s), too few to tell a prompt's cost as its length from one that grows faster: what prompts cost together beyond their cost alone is held at 0; {PROBE_HINT}",
             design.first_token_lengths
+        ));
+    }
+    if let Some(pass) = pass.filter(|_| over_pass_steps > 0) {
+        caveats.push(format!(
+            "{over_pass_steps} step(s) computed more than the server's pass of {pass} tokens and are left out of the fit: the simulation prices such steps at the line's rate, so a candidate whose prompts join many at once is predicted on the fast side"
         ));
     }
     if !design.client {
@@ -366,6 +412,7 @@ pub(crate) fn fit(
         read_jitter_ms: runs[0].deviations_ms.clone(),
         stall_share,
         stalls_ms,
+        over_pass_steps,
         caveats,
     })
 }
@@ -496,16 +543,7 @@ impl Design {
 /// it would slow every step. Steps left out for being too short are the
 /// grouping's, not the server's.
 fn trim(obs: Vec<Obs>, model: &StepModel) -> (Vec<Obs>, Vec<f64>) {
-    let theta = [
-        model.base_ms,
-        model.per_seq_ms,
-        model.prefill_per_token_ms,
-        model.client_ms,
-        model.attention_ms,
-        model.kv_ms,
-        model.join_ms,
-    ];
-    let residual = |o: &Obs| o.y - (0..COLUMNS).map(|c| theta[c] * o.x[c]).sum::<f64>();
+    let residual = |o: &Obs| o.y - model.line_ms(o);
     const DECODE: usize = 0;
     const PREFILL: usize = 1;
     const FIRST_TOKEN: usize = 2;
@@ -697,6 +735,7 @@ mod tests {
             x: [1.0, running, prefill, 0.0, 0.0, 0.0, join],
             y: 5.0 + running + 0.1 * prefill,
             noise_var: 0.0,
+            over_pass: 0.0,
             stratum: 0,
         };
         let obs: Vec<Obs> = (0..MIN_STEPS_PER_RUNNING)
@@ -738,6 +777,7 @@ mod tests {
             x: [1.0, 1.0, prefill, 0.0, 0.0, 0.0, 0.0],
             y,
             noise_var: 0.0,
+            over_pass: 0.0,
             stratum: 0,
         };
         let mut obs = Vec::new();
@@ -911,7 +951,7 @@ mod tests {
         };
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let f = fit(&refs, true, Some(2048), 50, 1).unwrap();
+        let f = fit(&refs, true, Some(2048), None, 50, 1).unwrap();
         let m = f.point;
         // Exact but for the epoch timestamps' rounding (about 0.2 us).
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
@@ -945,7 +985,7 @@ mod tests {
         };
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let m = fit(&refs, true, Some(2048), 20, 1).unwrap().point;
+        let m = fit(&refs, true, Some(2048), None, 20, 1).unwrap().point;
         assert!((m.kv_ms - 0.5).abs() < 1e-3, "{m:?}");
         assert!((m.per_seq_ms - 0.4).abs() < 1e-3, "{m:?}");
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
@@ -972,10 +1012,52 @@ mod tests {
         // two apart).
         let traces = runs_of(&t, 1, &[], &[(34, 50), (200, 37), (90, 61)]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let m = fit(&refs, true, Some(2048), 20, 1).unwrap().point;
+        let m = fit(&refs, true, Some(2048), None, 20, 1).unwrap().point;
         assert!((m.join_ms - 1.0).abs() < 1e-3, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
+    }
+
+    #[test]
+    fn steps_beyond_the_pass_are_left_out_of_the_fit() {
+        // The 1,024-token probe prompts alone came 20 ms later than the
+        // line (a server that computes them in passes of 512 tokens):
+        // fitted with the rest they bend the price of a prompt; left out,
+        // the line is the truth's, and the fit says how many it left out.
+        let t = Truth {
+            base_ms: 6.0,
+            per_seq_ms: 0.4,
+            prefill_ms: 0.05,
+            attention_ms: 0.0,
+            kv_ms: 0.0,
+            join_ms: 0.0,
+            sigma: 0.0,
+            budget: 2048,
+        };
+        let mut traces = runs(&t, 1, &[]);
+        for s in &mut traces[3].streams {
+            s.start_ms -= 20.0;
+        }
+        let refs: Vec<&Trace> = traces.iter().collect();
+        let all = fit(&refs, true, Some(2048), None, 20, 1).unwrap();
+        assert!(
+            (all.point.prefill_per_token_ms - 0.05).abs() > 1e-3 || all.point.attention_ms > 0.1,
+            "{:?}",
+            all.point
+        );
+        assert_eq!(all.over_pass_steps, 0);
+        let f = fit(&refs, true, Some(2048), Some(512), 20, 1).unwrap();
+        let m = f.point;
+        assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-4, "{m:?}");
+        assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
+        assert!((m.per_seq_ms - 0.4).abs() < 1e-4, "{m:?}");
+        // The 1,024-token first tokens that found the server idle.
+        assert!(f.over_pass_steps >= 1, "{}", f.over_pass_steps);
+        assert!(
+            f.caveats.iter().any(|c| c.contains("pass of 512 tokens")),
+            "{:?}",
+            f.caveats
+        );
     }
 
     #[test]
@@ -994,7 +1076,7 @@ mod tests {
         };
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let m = fit(&refs, true, Some(2048), 20, 1).unwrap().point;
+        let m = fit(&refs, true, Some(2048), None, 20, 1).unwrap().point;
         assert!((m.attention_ms - 6.5).abs() < 1e-2, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.0125).abs() < 1e-4, "{m:?}");
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
@@ -1005,6 +1087,7 @@ mod tests {
             &[&traces[0], &traces[1], &traces[3]],
             true,
             Some(2048),
+            None,
             20,
             1,
         )
@@ -1015,7 +1098,7 @@ mod tests {
             "{:?}",
             two.caveats
         );
-        let three = fit(&refs, true, Some(2048), 20, 1).unwrap();
+        let three = fit(&refs, true, Some(2048), None, 20, 1).unwrap();
         assert!(
             !three.caveats.iter().any(|c| c.contains("prompt length(s)")),
             "{:?}",
@@ -1038,14 +1121,14 @@ mod tests {
         };
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let m = fit(&refs, true, Some(512), 20, 1).unwrap().point;
+        let m = fit(&refs, true, Some(512), None, 20, 1).unwrap().point;
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
         assert!(m.attention_ms.abs() < 1e-3, "{m:?}");
         // Not knowing the budget, one step too few is read into the rest:
         // the client's time, or an attention cost the server does not have.
-        let m = fit(&refs, true, None, 20, 1).unwrap().point;
+        let m = fit(&refs, true, None, None, 20, 1).unwrap().point;
         assert!(
             (m.client_ms - 1.5).abs() > 0.1 || m.attention_ms > 1.0,
             "{m:?}"
@@ -1068,7 +1151,7 @@ mod tests {
         };
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let f = fit(&refs, true, Some(64), 20, 1).unwrap();
+        let f = fit(&refs, true, Some(64), None, 20, 1).unwrap();
         let m = f.point;
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
         assert!((m.per_seq_ms - 0.4).abs() < 1e-3, "{m:?}");
@@ -1095,7 +1178,7 @@ mod tests {
         for seed in 1..=10u64 {
             let traces = runs(&t, seed * 10, &jitter);
             let refs: Vec<&Trace> = traces.iter().collect();
-            let f = fit(&refs, true, Some(2048), 200, seed).unwrap();
+            let f = fit(&refs, true, Some(2048), None, 200, seed).unwrap();
             for (k, want) in [20.0, 0.5, 0.05, 0.05].into_iter().enumerate() {
                 let e = f.estimates[k];
                 assert!(e.lo <= e.value && e.value <= e.hi, "{e:?}");
@@ -1125,7 +1208,7 @@ mod tests {
         // (its step is the fixed cost), and its prefill is one with the
         // client's time (6.4 + 16 x 0.05 + 1.5 after the set-up).
         let traces = runs(&t, 1, &[]);
-        let f = fit(&[&traces[1]], true, Some(2048), 10, 1).unwrap();
+        let f = fit(&[&traces[1]], true, Some(2048), None, 10, 1).unwrap();
         assert_eq!(f.point.per_seq_ms, 0.0);
         assert_eq!(f.point.prefill_per_token_ms, 0.0);
         assert!((f.point.base_ms - 6.4).abs() < 1e-3, "{:?}", f.point);
@@ -1145,7 +1228,7 @@ mod tests {
         // Two lengths of the probe tell the prefill cost apart (not yet
         // one that grows faster, and the fit says so: the first run stands
         // as the Before, so one length is a probe's).
-        let f = fit(&[&traces[1], &traces[2]], true, Some(2048), 10, 1).unwrap();
+        let f = fit(&[&traces[1], &traces[2]], true, Some(2048), None, 10, 1).unwrap();
         assert!(
             (f.point.prefill_per_token_ms - 0.05).abs() < 1e-4,
             "{:?}",
@@ -1160,7 +1243,7 @@ mod tests {
         // The Before alone: every step runs eight, cohorts of eight join
         // together (no step both decodes and prefills), and no request
         // found the server idle: the fixed cost is the whole step.
-        let f = fit(&[&traces[0]], true, Some(2048), 10, 1).unwrap();
+        let f = fit(&[&traces[0]], true, Some(2048), None, 10, 1).unwrap();
         assert_eq!(f.point.per_seq_ms, 0.0);
         assert!((f.point.base_ms - 9.2).abs() < 1e-3, "{:?}", f.point);
         assert_eq!(f.caveats.len(), 3, "{:?}", f.caveats);
@@ -1194,7 +1277,7 @@ mod tests {
         );
         let one = trace(&log, &extras, None);
         assert_eq!(one.streams.len(), 1);
-        let err = fit(&[&one], true, None, 10, 1).unwrap_err();
+        let err = fit(&[&one], true, None, None, 10, 1).unwrap_err();
         assert!(matches!(err, StepFitError::TooFewSteps { .. }), "{err}");
         let empty = Trace {
             streams: Vec::new(),
@@ -1203,7 +1286,7 @@ mod tests {
             deviations_ms: Vec::new(),
         };
         assert_eq!(
-            fit(&[&empty], true, None, 10, 1).unwrap_err(),
+            fit(&[&empty], true, None, None, 10, 1).unwrap_err(),
             StepFitError::NoStreams
         );
     }

@@ -91,6 +91,9 @@ pub struct KnownServer {
     pub prefix_cache_blocks: u64,
     /// Copies behind a balancer (`--replicas`).
     pub replicas: u32,
+    /// Tokens the server computes in one pass of a step (`--pass-tokens`,
+    /// llama.cpp's `--ubatch-size`; `None`: no such limit).
+    pub pass_tokens: Option<u32>,
 }
 
 /// What the LLM engine is asked.
@@ -147,6 +150,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         &runs,
         prompts_known,
         o.server.max_batched_tokens,
+        o.server.pass_tokens,
         fit::BOOTSTRAP_RESAMPLES,
         o.seed,
     )?;
@@ -188,6 +192,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         kv_block_tokens: o.server.kv_block_tokens,
         prefix_cache_blocks: o.server.prefix_cache_blocks,
         replicas: o.server.replicas,
+        pass_tokens: o.server.pass_tokens,
     };
 
     let (workload, setup_ms, sharing) = workload_of(&before, prompts_known);
@@ -270,6 +275,7 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         attention_ms: e[5],
         kv_ms: e[6],
         join_ms: e[7],
+        over_pass_steps: setup.fit.over_pass_steps,
         sigma: e[3],
         client_overhead_ms: e[4],
         read_jitter_ms: sd(&setup.fit.read_jitter_ms),
