@@ -820,33 +820,34 @@ pub(crate) const LLAMA_BEFORE_SLOTS: u32 = 1;
 /// thread of its stream, so 20 streams measure the machine's scheduler
 /// more than the server's slots.
 pub(crate) const LLAMA_STREAMS: usize = 8;
-/// Tokens of every answer: the random model never ends one by itself.
-pub(crate) const LLAMA_MAX_TOKENS: &str = "32";
+/// Tokens of the answers, drawn uniform from 8 to 56 per request (from
+/// loadgen's seed, so the same in every phase; 32 on average), each
+/// exactly as long as drawn (`--ignore-eos`). With answers of one length,
+/// a closed loop over more streams than slots locks into a pattern its
+/// first steps set: 4 slots under 8 streams ran in lockstep (ITL P99
+/// about 2 ms) in some fresh starts and staggered (4 to 8 ms) in others,
+/// and 8 slots took prompts in clumps. Three runs of one configuration
+/// then differed by more than a fifth; with drawn lengths they stayed
+/// within it in 8 of 10 stored rows, against 5 of 12 with one length
+/// (docs/measurements.md).
+pub(crate) const LLAMA_ANSWER_TOKENS: &str = "uniform:8,56";
 
 /// loadgen's flags for llama-server in every phase.
 pub(crate) fn llama_client_args() -> Vec<String> {
-    llama_client_args_answering(&["--max-tokens", LLAMA_MAX_TOKENS])
+    strings(&[
+        "--model",
+        llama::MODEL,
+        "--output-tokens",
+        LLAMA_ANSWER_TOKENS,
+        "--ignore-eos",
+        "--extra-body",
+        r#"{"temperature": 0}"#,
+        // Its kernels are not batch-invariant: a near tie of the random
+        // model's logits can fall the other way with other slots, so
+        // answers are not compared.
+        "--no-digest",
+    ])
 }
-
-/// The same, with `answer` (loadgen's flags) setting the answers' lengths.
-pub(crate) fn llama_client_args_answering(answer: &[&str]) -> Vec<String> {
-    [
-        strings(&["--model", llama::MODEL]),
-        strings(answer),
-        strings(&LLAMA_CLIENT_REST),
-    ]
-    .concat()
-}
-
-/// The rest of [`llama_client_args`].
-const LLAMA_CLIENT_REST: [&str; 3] = [
-    "--extra-body",
-    r#"{"temperature": 0}"#,
-    // Its kernels are not batch-invariant: a near tie of the random
-    // model's logits can fall the other way with other slots, so
-    // answers are not compared.
-    "--no-digest",
-];
 
 /// The step probe on a server with a slot per stream: the Before's one
 /// slot runs one sequence a step, so the concurrent run is what shows a
@@ -874,7 +875,7 @@ impl LlamaCpp {
             spec: Spec {
                 intro: format!(
                     "scenario: llm. Server: llama.cpp's llama-server (continuous batching over --parallel slots, CPU, a tiny local GGUF), \
-                     {LLAMA_BEFORE_SLOTS} slot in the Before, fresh for every phase; client: loadgen --api openai-chat, streamed, {LLAMA_STREAMS} at a time, {LLAMA_MAX_TOKENS} tokens an answer, greedy, answers not compared"
+                     {LLAMA_BEFORE_SLOTS} slot in the Before, fresh for every phase; client: loadgen --api openai-chat, streamed, {LLAMA_STREAMS} at a time, answers of {LLAMA_ANSWER_TOKENS} tokens, greedy, answers not compared"
                 ),
                 prepare: Some("llama-server: the binary (xtask/llama/build_server.sh) and the tiny model"),
                 api: "openai-chat".to_owned(),
@@ -995,7 +996,7 @@ impl Backend for LlamaCpp {
                 self.describe(seed, None)
             )),
             api: Some(format!(
-                "openai-chat, streamed (stream_options.include_usage), max_tokens {LLAMA_MAX_TOKENS}, temperature 0"
+                "openai-chat, streamed (stream_options.include_usage), max_tokens drawn {LLAMA_ANSWER_TOKENS} with ignore_eos, temperature 0"
             )),
             payloads: Some(payloads("as one user message each")),
             before_client: Some(format!("loadgen --profile baseline --api openai-chat -c {LLAMA_STREAMS} (a new connection per request)")),

@@ -5,8 +5,7 @@
 //!
 //! For each configuration below: a fresh server per phase; a streamed
 //! `loadgen --api openai-chat` Before with the scenario's prompt and answer
-//! lengths and arrival process (llama-server: the workflow's load, with
-//! answers of drawn lengths, see [`LLAMA_ANSWER_TOKENS`]); the
+//! lengths and arrival process (llama-server: the workflow's load); the
 //! step probe (one request at a time at a few prompt lengths; for
 //! llama-server, then a concurrent run); `report whatif --scenario llm`;
 //! then the scenario's candidate (a slot count other than the Before's)
@@ -74,18 +73,6 @@ const CANDIDATE_RUNS: usize = 3;
 
 /// Requests of each llama-server phase (the workflow's).
 const LLAMA_REQUESTS: u32 = 400;
-
-/// Answer lengths of the llama-server phases: drawn uniform from 8 to 56
-/// tokens (from loadgen's seed, so the same in every phase), each exactly
-/// as long as drawn; 32 on average as in the workflow. With answers of
-/// one length, a closed loop over more streams than slots locks into a
-/// pattern its first steps set: 4 slots under 8 streams ran in lockstep
-/// (ITL P99 about 2 ms) in some fresh starts and staggered (4 to 8 ms) in
-/// others, so three runs of one configuration differed by more than the
-/// goal. Three runs stayed within a fifth of their median on both metrics
-/// in 8 of 10 stored rows with drawn lengths, in 5 of 12 with one length
-/// (docs/measurements.md).
-const LLAMA_ANSWER_TOKENS: &str = "uniform:8,56";
 
 /// How requests arrive.
 #[derive(Debug, Clone, Copy)]
@@ -544,9 +531,10 @@ fn validate(bins: &Binaries, scenario: &Scenario, dir: &Path) -> Result<Row, Tas
 impl LlamaScenario {
     fn describe(&self) -> String {
         format!(
-            "llama-server --parallel {} (CPU, the tiny local model), loadgen --profile baseline, {} streams, answers of {LLAMA_ANSWER_TOKENS} tokens, {LLAMA_REQUESTS} requests",
+            "llama-server --parallel {} (CPU, the tiny local model), loadgen --profile baseline, {} streams, answers of {} tokens, {LLAMA_REQUESTS} requests",
             self.slots,
             backend::LLAMA_STREAMS,
+            backend::LLAMA_ANSWER_TOKENS,
         )
     }
 }
@@ -567,11 +555,7 @@ fn validate_llama(
             .stdin(Stdio::null());
         cmd
     };
-    let client_args = backend::llama_client_args_answering(&[
-        "--output-tokens",
-        LLAMA_ANSWER_TOKENS,
-        "--ignore-eos",
-    ]);
+    let client_args = backend::llama_client_args();
     let phase = |name: &str, slots: u32| -> Result<PathBuf, TaskError> {
         let server = llama::start(install, slots, &dir.join(format!("logs/{name}-server.log")))?;
         let log = dir.join(format!("{name}.csv"));

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 /// decisions, and the engine's prediction under `engine`; 3: the LLM step
 /// model's `attention_ms` in place of `prefill_sq_ms`; 4: an LLM
 /// candidate's `started_together`; 5: the LLM step model's
-/// `over_pass_steps`, the server's `pass_tokens`).
+/// `over_pass_steps`, `over_pass_ms`, `decode_spread` and
+/// `prefill_spread`, the server's `pass_tokens`).
 pub const SCHEMA_VERSION: u32 = 5;
 
 /// Everything `report whatif --json` writes.
@@ -439,12 +440,22 @@ pub struct StepFit {
     /// tell it or the server shows none.
     pub join_ms: Estimate,
     /// Steps (and first tokens of prompts alone) that computed more than
-    /// the server's pass (`server.pass_tokens`): left out of the fit, as
+    /// the server's pass (`server.pass_tokens`): left out of the line, as
     /// llama.cpp computes a step in passes of `--ubatch-size` tokens and a
     /// step of more costs on another curve.
     pub over_pass_steps: usize,
-    /// Standard deviation of the log-normal multiplier of a step's cost.
+    /// What those cost beyond the line, ms per 1,000 tokens a step
+    /// computes beyond the pass; 0 with fewer than 3 of them.
+    pub over_pass_ms: f64,
+    /// Standard deviation of the log-normal multiplier of a step's cost,
+    /// the spread simulated where too few steps of a kind were measured.
     pub sigma: Estimate,
+    /// The spread the simulation draws for a step that decodes only: the
+    /// observed over fitted cost of the measured ones, summarised by its
+    /// median and P99; `None` where too few were measured (then `sigma`).
+    pub decode_spread: Option<Spread>,
+    /// The same for a step that prefills (a prompt joins).
+    pub prefill_spread: Option<Spread>,
     /// The client's own time in a time to first token (sending, the
     /// server's intake, reading), ms.
     pub client_overhead_ms: Estimate,
@@ -499,6 +510,17 @@ pub struct LlmServerConfig {
     /// Tokens the server computes in one pass of a step (llama.cpp's
     /// `--ubatch-size`); `None`: no such limit known.
     pub pass_tokens: Option<u32>,
+}
+
+/// How a kind of step spread about the fitted cost: observed over fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Spread {
+    /// Steps measured.
+    pub steps: usize,
+    /// Median of observed over fitted.
+    pub p50: f64,
+    /// P99 of observed over fitted.
+    pub p99: f64,
 }
 
 /// One statistic of the Before, predicted by replaying it and measured.

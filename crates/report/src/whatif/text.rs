@@ -76,9 +76,17 @@ fn llm_text(r: &LlmEngineReport) -> String {
     let f = &r.fit;
     let _ = writeln!(
         out,
-        "Step model: {}, sigma {}, stalls in {:.1}% of steps (+{:.1} ms on average); client {} ms; fitted on {} steps and {} first tokens",
+        "Step model: {}, spread {}, stalls in {:.1}% of steps (+{:.1} ms on average); client {} ms; fitted on {} steps and {} first tokens",
         crate::whatif::llm::step_terms(f),
-        est(&f.sigma, 3),
+        [("decode", &f.decode_spread), ("prefilling", &f.prefill_spread)]
+            .map(|(kind, spread)| match spread {
+                Some(s) => format!(
+                    "{kind} steps observed over fitted P50 {:.2}, P99 {:.2} ({} steps)",
+                    s.p50, s.p99, s.steps
+                ),
+                None => format!("{kind} steps log-normal sigma {}", est(&f.sigma, 3)),
+            })
+            .join(", "),
         f.stall_share * 100.0,
         f.stall_mean_ms,
         est(&f.client_overhead_ms, 2),
@@ -94,8 +102,8 @@ fn llm_text(r: &LlmEngineReport) -> String {
             .max_batched_tokens
             .map_or("no limit".to_owned(), |b| b.to_string()),
         f.server.pass_tokens.map_or(String::new(), |p| format!(
-            ", passes of {p} tokens ({} step(s) beyond one)",
-            f.over_pass_steps
+            ", passes of {p} tokens ({} step(s) beyond one: +{:.2} ms per 1,000 tokens beyond)",
+            f.over_pass_steps, f.over_pass_ms
         )),
         if f.server.chunked_prefill { "on" } else { "off" },
         f.server.replicas,

@@ -331,6 +331,13 @@ pub(crate) fn server_of<'a>(
             sigma: model.sigma,
             stall_share: fit.stall_share,
             stalls_ms: &fit.stalls_ms,
+            pass_tokens: match (prompts_known, config.pass_tokens) {
+                (true, Some(p)) => p as usize,
+                _ => usize::MAX,
+            },
+            over_pass_ms: fit.over_pass_ms,
+            decode_ratios: &fit.decode_ratios,
+            prefill_ratios: &fit.prefill_ratios,
         },
         scheduler: Scheduler {
             max_num_seqs: config.max_num_seqs as usize,
@@ -871,7 +878,10 @@ mod tests {
                 read_jitter_ms: Vec::new(),
                 stall_share: 0.0,
                 stalls_ms: Vec::new(),
+                decode_ratios: Vec::new(),
+                prefill_ratios: Vec::new(),
                 over_pass_steps: 0,
+                over_pass_ms: 0.0,
                 caveats: Vec::new(),
             },
             server: LlmServerConfig {

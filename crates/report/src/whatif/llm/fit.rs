@@ -50,7 +50,7 @@
 //! fitted line, less what the client's read delay puts into each, is the
 //! log-normal `sigma` of a step's cost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use model::whatif::Estimate;
 use stats::{QuantileMethod, SplitMix64};
@@ -189,8 +189,20 @@ pub(crate) struct StepFit {
     pub stall_share: f64,
     /// What each stall added beyond the line, ms.
     pub stalls_ms: Vec<f64>,
-    /// Observations beyond the server's pass, left out.
+    /// Observations beyond the server's pass, left out of the line.
     pub over_pass_steps: usize,
+    /// What they cost beyond the line, ms per 1,000 tokens beyond the
+    /// pass (0 with fewer than [`MIN_OVER_PASS`]).
+    pub over_pass_ms: f64,
+    /// Observed over fitted cost of the kept steps that prefilled
+    /// nothing: the spread the simulation draws for a decode step.
+    pub decode_ratios: Vec<f64>,
+    /// The same of the kept steps that prefilled. A joining prompt's step
+    /// spreads less for its cost than a decode's: on llama-server, 8
+    /// slots, the P99 of observed over fitted was 1.4 for steps where a
+    /// prompt joined and 2.4 for the others, which one log-normal cannot
+    /// hold (docs/measurements.md).
+    pub prefill_ratios: Vec<f64>,
     /// What the runs could not tell, and what the fit assumed instead.
     pub caveats: Vec<String>,
 }
@@ -201,14 +213,12 @@ pub(crate) struct StepFit {
 /// step's token budget when known, `pass` the tokens the server computes
 /// in one pass of a step.
 ///
-/// A step of more than one pass is left out: llama.cpp splits it into
-/// passes of `--ubatch-size` tokens, and on two cores such a step cost up
-/// to four times its tokens' worth at the line's rate. Fitted with the
-/// rest, a probe's few clumps of joining prompts raise the price of every
-/// prompt that joins alone. Priced apart (a cost per token beyond the
-/// pass, on top of the line) they made the predictions worse, not better
-/// (docs/measurements.md), so the simulation prices them at the line and
-/// a caveat says so.
+/// A step of more than one pass is left out of the line: llama.cpp
+/// splits it into passes of `--ubatch-size` tokens, and on two cores such
+/// a step cost up to four times its tokens' worth at the line's rate.
+/// Fitted with the rest, a probe's few clumps of joining prompts raise the
+/// price of every prompt that joins alone. Those steps price, beyond the
+/// line, a cost per token beyond the pass instead.
 pub(crate) fn fit(
     runs: &[&Trace],
     prompts_known: bool,
@@ -317,8 +327,7 @@ pub(crate) fn fit(
             },
         }
     };
-    let over_pass_steps = obs.iter().filter(|o| o.over_pass > 0.0).count();
-    let obs: Vec<Obs> = obs.into_iter().filter(|o| o.over_pass == 0.0).collect();
+    let (over, obs): (Vec<Obs>, Vec<Obs>) = obs.into_iter().partition(|o| o.over_pass > 0.0);
     let first = solve(&obs).ok_or_else(|| failed(&obs))?;
     // A step the client read over more time than the grouping allows is
     // cut in two, and the halves look like steps of a millisecond: such
@@ -327,6 +336,30 @@ pub(crate) fn fit(
     let all_steps = obs.iter().filter(|o| o.x[3] == 0.0).count();
     let (obs, stalls_ms) = trim(obs, &first);
     let point = solve(&obs).ok_or_else(|| failed(&obs))?;
+    let over_pass_ms = over_pass_ms(&over, &point);
+    // The spread is drawn from the steps where their run ran its usual
+    // number of sequences. In a concurrent probe, the steps of fewer are
+    // the moments when streams are between requests, and the client and
+    // the server's HTTP threads busy with them share the two cores: there,
+    // a joining prompt's step spread to 2.1 to 2.5 times the line at P99,
+    // in the probe's steady state and in the After of 4 slots 1.3 to 1.7
+    // (docs/measurements.md).
+    let usual = usual_running(&obs);
+    let mut decode_ratios = Vec::new();
+    let mut prefill_ratios = Vec::new();
+    for o in obs
+        .iter()
+        .filter(|o| o.x[CLIENT] == 0.0 && usual.get(&o.stratum) == Some(&(o.x[1] as u64)))
+    {
+        let fitted = point.line_ms(o);
+        if fitted > 0.0 && o.y > 0.0 {
+            if o.x[2] > 0.0 {
+                prefill_ratios.push(o.y / fitted);
+            } else {
+                decode_ratios.push(o.y / fitted);
+            }
+        }
+    }
     let stall_share = stalls_ms.len() as f64 / all_steps.max(1) as f64;
     let design = Design::of(&obs);
     let mut caveats = Vec::new();
@@ -347,9 +380,10 @@ pub(crate) fn fit(
             design.first_token_lengths
         ));
     }
-    if let Some(pass) = pass.filter(|_| over_pass_steps > 0) {
+    if let Some(pass) = pass.filter(|_| !over.is_empty() && over.len() < MIN_OVER_PASS) {
         caveats.push(format!(
-            "{over_pass_steps} step(s) computed more than the server's pass of {pass} tokens and are left out of the fit: the simulation prices such steps at the line's rate, so a candidate whose prompts join many at once is predicted on the fast side"
+            "{} step(s) computed more than the server's pass of {pass} tokens, too few to price what a step beyond it costs: such steps are priced at the line's rate, so a candidate whose prompts join many at once is predicted on the fast side",
+            over.len()
         ));
     }
     if !design.client {
@@ -412,9 +446,51 @@ pub(crate) fn fit(
         read_jitter_ms: runs[0].deviations_ms.clone(),
         stall_share,
         stalls_ms,
-        over_pass_steps,
+        over_pass_steps: over.len(),
+        over_pass_ms,
+        decode_ratios,
+        prefill_ratios,
         caveats,
     })
+}
+
+/// Fewest observations beyond the pass to price it.
+const MIN_OVER_PASS: usize = 3;
+
+/// What `over` (observations beyond the pass) cost above `line`, ms per
+/// 1,000 tokens beyond the pass: least squares through the origin of
+/// their residuals, never below 0; 0 with fewer than [`MIN_OVER_PASS`].
+fn over_pass_ms(over: &[Obs], line: &StepModel) -> f64 {
+    if over.len() < MIN_OVER_PASS {
+        return 0.0;
+    }
+    let (mut xy, mut xx) = (0.0, 0.0);
+    for o in over {
+        xy += o.over_pass * (o.y - line.line_ms(o));
+        xx += o.over_pass * o.over_pass;
+    }
+    if xx > 0.0 {
+        (xy / xx).max(0.0)
+    } else {
+        0.0
+    }
+}
+
+/// Each stratum's most frequent running count among its steps (ties to
+/// the larger).
+fn usual_running(obs: &[Obs]) -> HashMap<usize, u64> {
+    let mut counts: HashMap<(usize, u64), usize> = HashMap::new();
+    for o in obs.iter().filter(|o| o.x[CLIENT] == 0.0) {
+        *counts.entry((o.stratum, o.x[1] as u64)).or_default() += 1;
+    }
+    let mut usual: HashMap<usize, (u64, usize)> = HashMap::new();
+    for ((stratum, running), count) in counts {
+        let best = usual.entry(stratum).or_insert((running, count));
+        if (count, running) > (best.1, best.0) {
+            *best = (running, count);
+        }
+    }
+    usual.into_iter().map(|(s, (r, _))| (s, r)).collect()
 }
 
 /// Fewest steps of one running count for it to count apart from others.
@@ -863,6 +939,10 @@ mod tests {
                 sigma: t.sigma,
                 stall_share: 0.0,
                 stalls_ms: &[],
+                pass_tokens: usize::MAX,
+                over_pass_ms: 0.0,
+                decode_ratios: &[],
+                prefill_ratios: &[],
             },
             scheduler: Scheduler {
                 max_num_seqs: 8,
@@ -966,6 +1046,12 @@ mod tests {
         assert!(m.sigma < 1e-4, "{m:?}");
         assert_eq!(f.first_token_steps, 24);
         assert!(f.steps > 1000, "{}", f.steps);
+        // Every step observed over fitted 1 (all decodes here: the
+        // noiseless closed loop runs its eight slots in step, so prompts
+        // join only beside other joining ones).
+        assert_eq!(f.decode_ratios.len() + f.prefill_ratios.len(), f.steps);
+        let one = |r: &f64| (r - 1.0).abs() < 1e-3;
+        assert!(f.decode_ratios.iter().chain(&f.prefill_ratios).all(one));
     }
 
     #[test]
@@ -1012,8 +1098,15 @@ mod tests {
         // two apart).
         let traces = runs_of(&t, 1, &[], &[(34, 50), (200, 37), (90, 61)]);
         let refs: Vec<&Trace> = traces.iter().collect();
-        let m = fit(&refs, true, Some(2048), None, 20, 1).unwrap().point;
+        let f = fit(&refs, true, Some(2048), None, 20, 1).unwrap();
+        let m = f.point;
         assert!((m.join_ms - 1.0).abs() < 1e-3, "{m:?}");
+        // The steps where prompts joined beside decodes are the spread of
+        // a prefilling step, the others a decode's: both 1 here.
+        assert!(f.prefill_ratios.len() >= MIN_STEPS_PER_RUNNING);
+        assert!(f.decode_ratios.len() > f.prefill_ratios.len());
+        let one = |r: &f64| (r - 1.0).abs() < 1e-3;
+        assert!(f.decode_ratios.iter().chain(&f.prefill_ratios).all(one));
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-5, "{m:?}");
         assert!((m.client_ms - 1.5).abs() < 1e-3, "{m:?}");
     }
@@ -1051,13 +1144,80 @@ mod tests {
         assert!((m.prefill_per_token_ms - 0.05).abs() < 1e-4, "{m:?}");
         assert!((m.base_ms - 6.0).abs() < 1e-3, "{m:?}");
         assert!((m.per_seq_ms - 0.4).abs() < 1e-4, "{m:?}");
-        // The 1,024-token first tokens that found the server idle.
-        assert!(f.over_pass_steps >= 1, "{}", f.over_pass_steps);
+        // The 1,024-token first token that found the server idle: one, too
+        // few to price what a step beyond the pass costs.
+        assert_eq!(f.over_pass_steps, 1);
+        assert_eq!(f.over_pass_ms, 0.0);
         assert!(
-            f.caveats.iter().any(|c| c.contains("pass of 512 tokens")),
+            f.caveats
+                .iter()
+                .any(|c| c.contains("pass of 512 tokens, too few to price")),
             "{:?}",
             f.caveats
         );
+    }
+
+    #[test]
+    fn steps_beyond_the_pass_price_their_tokens_beyond_it() {
+        // A line of 1 ms a step and 0.01 ms a prompt token; steps 0.2, 0.5
+        // and 1 thousand tokens beyond the pass, each 20 ms per thousand
+        // over the line: the price is 20. Two are too few.
+        let line = StepModel {
+            base_ms: 1.0,
+            per_seq_ms: 0.0,
+            prefill_per_token_ms: 0.01,
+            attention_ms: 0.0,
+            kv_ms: 0.0,
+            join_ms: 0.0,
+            sigma: 0.0,
+            client_ms: 0.0,
+        };
+        let beyond = |over_pass: f64| {
+            let tokens = 512.0 + 1000.0 * over_pass;
+            Obs {
+                x: [1.0, 1.0, tokens, 0.0, 0.0, 0.0, 1.0],
+                y: 1.0 + 0.01 * tokens + 20.0 * over_pass,
+                noise_var: 0.0,
+                over_pass,
+                stratum: 0,
+            }
+        };
+        let over = [beyond(0.2), beyond(0.5), beyond(1.0)];
+        assert!((over_pass_ms(&over, &line) - 20.0).abs() < 1e-9);
+        assert_eq!(over_pass_ms(&over[..2], &line), 0.0);
+        // Cheaper than the line: never below 0.
+        let cheap = over.map(|o| Obs { y: 1.0, ..o });
+        assert_eq!(over_pass_ms(&cheap, &line), 0.0);
+    }
+
+    #[test]
+    fn a_runs_usual_running_count_is_its_most_frequent() {
+        let step = |stratum: usize, running: f64| Obs {
+            x: [1.0, running, 0.0, 0.0, 0.0, 0.0, 0.0],
+            y: 1.0,
+            noise_var: 0.0,
+            over_pass: 0.0,
+            stratum,
+        };
+        let first_token = Obs {
+            x: [1.0, 3.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+            ..step(1, 3.0)
+        };
+        let obs = [
+            step(0, 1.0),
+            step(0, 8.0),
+            step(0, 8.0),
+            step(2, 4.0),
+            step(2, 2.0),
+            first_token,
+            first_token,
+        ];
+        let usual = usual_running(&obs);
+        assert_eq!(usual.get(&0), Some(&8));
+        // A tie goes to the larger count.
+        assert_eq!(usual.get(&2), Some(&4));
+        // First tokens are no steps.
+        assert_eq!(usual.get(&1), None);
     }
 
     #[test]

@@ -276,7 +276,10 @@ pub(crate) fn run_llm(o: &LlmOptions) -> Result<(Decision, LlmEngineReport), Wha
         kv_ms: e[6],
         join_ms: e[7],
         over_pass_steps: setup.fit.over_pass_steps,
+        over_pass_ms: setup.fit.over_pass_ms,
         sigma: e[3],
+        decode_spread: spread_of(&setup.fit.decode_ratios),
+        prefill_spread: spread_of(&setup.fit.prefill_ratios),
         client_overhead_ms: e[4],
         read_jitter_ms: sd(&setup.fit.read_jitter_ms),
         stall_share: setup.fit.stall_share,
@@ -437,6 +440,22 @@ fn lengths_of(mut v: Vec<f64>) -> Lengths {
         p95: q(0.95),
         max: v.last().copied().unwrap_or(0.0),
     }
+}
+
+/// What the simulation draws from `ratios`, summarised; `None` where it
+/// draws the log-normal instead.
+fn spread_of(ratios: &[f64]) -> Option<model::whatif::Spread> {
+    if ratios.len() < sim::MIN_RATIOS {
+        return None;
+    }
+    let mut v = ratios.to_vec();
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| stats::quantile(&v, p, QuantileMethod::Linear).unwrap_or(1.0);
+    Some(model::whatif::Spread {
+        steps: v.len(),
+        p50: q(0.5),
+        p99: q(0.99),
+    })
 }
 
 fn sd(v: &[f64]) -> f64 {
@@ -687,6 +706,12 @@ pub(crate) fn step_terms(fit: &model::whatif::StepFit) -> String {
         if e.value > 0.0 {
             text.push_str(&format!(" + {} ms {unit}", est(e, digits)));
         }
+    }
+    if fit.over_pass_ms > 0.0 {
+        text.push_str(&format!(
+            " + {:.2} ms per 1,000 tokens a step computes beyond the server's pass",
+            fit.over_pass_ms
+        ));
     }
     text
 }

@@ -11,9 +11,12 @@
 //! `base + per_seq x running + prefill_per_token x prefilled tokens +
 //! attention x (tokens computed / 1000) x (tokens of context of the
 //! running / 1000) + kv x (tokens of context of the running / 1000) + join
-//! x prompts whose prefill it ends`, the tokens computed being the
-//! prefilled ones and one per decode (times a
-//! log-normal draw when `sigma > 0`); at its end every sequence whose
+//! x prompts whose prefill it ends + over_pass x (tokens computed beyond
+//! the server's pass / 1000)`, the tokens computed being the prefilled
+//! ones and one per decode, times a draw of the spread: a
+//! measured step's observed over fitted cost, drawn from the steps that
+//! prefilled for a step that prefills and from the others for one that
+//! does not (else a log-normal draw of `sigma`); at its end every sequence whose
 //! prompt is done emits one token. A prompt's leading blocks found
 //! in the prefix cache (LRU, chained over the blocks before, so only true
 //! prefixes hit) cost nothing, its last token always computed; the KV
@@ -57,6 +60,10 @@ use stats::SplitMix64;
 
 use crate::whatif::events::EventQueue;
 
+/// Fewest measured ratios to draw a step's spread from; with fewer, the
+/// log-normal of `sigma`.
+pub(crate) const MIN_RATIOS: usize = 20;
+
 /// What one step costs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct StepCost<'a> {
@@ -79,6 +86,16 @@ pub(crate) struct StepCost<'a> {
     pub stall_share: f64,
     /// What a stall adds, ms: one drawn per stalled step.
     pub stalls_ms: &'a [f64],
+    /// Tokens the server computes in one pass (`usize::MAX`: no limit).
+    pub pass_tokens: usize,
+    /// Cost per 1,000 tokens a step computes beyond its pass, ms.
+    pub over_pass_ms: f64,
+    /// Observed over fitted, of the measured steps that prefilled
+    /// nothing: a decode step's cost is its nominal times one drawn.
+    pub decode_ratios: &'a [f64],
+    /// The same of the measured steps that prefilled, for a step that
+    /// prefills.
+    pub prefill_ratios: &'a [f64],
 }
 
 /// The scheduler's limits.
@@ -594,9 +611,20 @@ impl Sim<'_> {
             + cost.prefill_per_token_ms * prefill_tokens as f64
             + cost.attention_ms * ((prefill_tokens + decodes) as f64 / 1000.0) * context
             + cost.kv_ms * context
-            + cost.join_ms * joining as f64;
-        let z = self.rng.standard_normal(&mut self.spare_normal);
-        let mut ms = nominal * (cost.sigma * z).exp();
+            + cost.join_ms * joining as f64
+            + cost.over_pass_ms
+                * ((prefill_tokens + decodes).saturating_sub(cost.pass_tokens) as f64 / 1000.0);
+        let ratios = if prefill_tokens > 0 {
+            cost.prefill_ratios
+        } else {
+            cost.decode_ratios
+        };
+        let mut ms = if ratios.len() >= MIN_RATIOS {
+            nominal * self.draw(ratios)
+        } else {
+            let z = self.rng.standard_normal(&mut self.spare_normal);
+            nominal * (cost.sigma * z).exp()
+        };
         if !(ms.is_finite() && ms >= 0.0) {
             ms = nominal.max(0.0);
         }
@@ -913,6 +941,10 @@ mod tests {
                 sigma: 0.0,
                 stall_share: 0.0,
                 stalls_ms: &[],
+                pass_tokens: usize::MAX,
+                over_pass_ms: 0.0,
+                decode_ratios: &[],
+                prefill_ratios: &[],
             },
             scheduler: Scheduler {
                 max_num_seqs,
@@ -1248,6 +1280,45 @@ mod tests {
         assert!(gaps.iter().all(|g| close(*g, 10.0) || close(*g, 15.0)));
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         assert!((mean - 12.5).abs() < 0.1, "{mean}");
+    }
+
+    #[test]
+    fn a_step_beyond_the_pass_costs_its_tokens_beyond_it() {
+        // One slot, 10 ms a step, 0.01 ms a prompt token, passes of 100
+        // tokens and 10 ms per 1,000 tokens beyond: a 300-token prompt's
+        // step costs 10 + 3 + 2 = 15 ms, a decode 10.
+        let mut s = server(1, 10.0, 0.0, 0.01);
+        s.cost.pass_tokens = 100;
+        s.cost.over_pass_ms = 10.0;
+        let o = simulate(&s, &CLIENT, &[request(300, 3)], &closed(1, 1), 1);
+        assert!(close(o.requests[0].ttft_ms, 15.0), "{o:?}");
+        assert!(
+            o.requests[0].itl_ms.iter().all(|g| close(*g, 10.0)),
+            "{o:?}"
+        );
+    }
+
+    #[test]
+    fn a_step_draws_its_spread_from_the_measured_steps_of_its_kind() {
+        // One slot, 10 ms a step and 0.1 ms a prompt token: the prompt's
+        // step (20 ms) draws from the prefilling steps' ratios (all 3), the
+        // decodes (10 ms) from the others' (all 2).
+        let mut s = server(1, 10.0, 0.0, 0.1);
+        s.cost.decode_ratios = &[2.0; MIN_RATIOS];
+        s.cost.prefill_ratios = &[3.0; MIN_RATIOS];
+        let o = simulate(&s, &CLIENT, &[request(100, 50)], &closed(1, 1), 3);
+        assert!(close(o.requests[0].ttft_ms, 60.0), "{o:?}");
+        assert!(
+            o.requests[0].itl_ms.iter().all(|g| close(*g, 20.0)),
+            "{o:?}"
+        );
+        // With fewer measured than MIN_RATIOS, the log-normal (sigma 0).
+        s.cost.decode_ratios = &[2.0; MIN_RATIOS - 1];
+        let o = simulate(&s, &CLIENT, &[request(100, 50)], &closed(1, 1), 3);
+        assert!(
+            o.requests[0].itl_ms.iter().all(|g| close(*g, 10.0)),
+            "{o:?}"
+        );
     }
 
     #[test]
