@@ -451,8 +451,9 @@ pub struct StepFit {
     /// the spread simulated where too few steps of a kind were measured.
     pub sigma: Estimate,
     /// The spread the simulation draws for a step that decodes only: the
-    /// observed over fitted cost of the measured ones, summarised by its
-    /// median and P99; `None` where too few were measured (then `sigma`).
+    /// observed over fitted cost of the measured ones (where their run ran
+    /// its usual number of sequences), summarised by its median and P99;
+    /// `None` where too few were measured (then `sigma`).
     pub decode_spread: Option<Spread>,
     /// The same for a step that prefills (a prompt joins).
     pub prefill_spread: Option<Spread>,

@@ -48,7 +48,13 @@
 //! from the step's. Prompts of unknown length count as one unit each: the
 //! prefill cost is then per request. The spread of the steps around the
 //! fitted line, less what the client's read delay puts into each, is the
-//! log-normal `sigma` of a step's cost.
+//! log-normal `sigma` of a step's cost; the simulation draws each step's
+//! spread instead from the measured steps of its kind (observed over
+//! fitted, prefilling or not) where there are enough of them.
+//!
+//! Where the server computes a step in passes of a known size (llama.cpp's
+//! `--ubatch-size`), a step of more than one is left out of the line and
+//! prices, beyond it, a cost per token beyond the pass.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -341,7 +347,7 @@ pub(crate) fn fit(
     // number of sequences. In a concurrent probe, the steps of fewer are
     // the moments when streams are between requests, and the client and
     // the server's HTTP threads busy with them share the two cores: there,
-    // a joining prompt's step spread to 2.1 to 2.5 times the line at P99,
+    // a joining prompt's step spread to 1.6 to 2.5 times the line at P99,
     // in the probe's steady state and in the After of 4 slots 1.3 to 1.7
     // (docs/measurements.md).
     let usual = usual_running(&obs);
