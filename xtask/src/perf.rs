@@ -893,7 +893,9 @@ impl Workflow<'_> {
         let conditions = Conditions {
             fresh_server_per_phase: Some(spec.fresh_server_per_phase),
             requests: Some(model::BASELINE_REQUESTS),
-            concurrency: Some(model::BASELINE_CONCURRENCY as u64),
+            // The backend's streams (llama-server runs 8, not 20): the
+            // report's Little's law reads its utilisation against them.
+            concurrency: Some(spec.concurrency as u64),
             timeout_s: Some(model::BASELINE_TIMEOUT_S),
             loadgen_args: self.args.loadgen_args.clone(),
             after_client: Some(match plan.after.setting {

@@ -187,8 +187,9 @@ pub(super) fn slot_saturation(input: &DiagnosisInput<'_>) -> Option<Finding> {
         "the slots were mostly not the limit"
     };
     let sentence = format!(
-        "{saturated} of the {} steps seen ({share:.0}%) ran {slots:.0} sequences (the slots, from {source}) while requests waited: {reading}. Little's law on sequences: {rate:.2} requests/s x {e2e_s:.3} s mean e2e = {in_system:.1} sequences in the system on average, {decoding:.1} decoding and {before_first:.1} waiting or prefilling.",
-        steps.len()
+        "{saturated} of the {} steps seen ({share:.0}%) ran {slots:.0} sequence{} (the slots, from {source}) while requests waited: {reading}. Little's law on sequences: {rate:.2} requests/s x {e2e_s:.3} s mean e2e = {in_system:.1} sequences in the system on average, {decoding:.1} decoding and {before_first:.1} waiting or prefilling.",
+        steps.len(),
+        if slots == 1.0 { "" } else { "s" }
     );
     Some(finding(
         input,
