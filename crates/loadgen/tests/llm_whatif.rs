@@ -309,7 +309,9 @@ async fn the_engine_recovers_the_simulators_step_costs_and_reads_its_metrics() {
     let saturation = find(&c, "llm_slot_saturation");
     assert_eq!(saturation.values["slots"], SLOTS as f64);
     assert!(
-        saturation.finding.contains(&format!("ran {SLOTS} sequences (")),
+        saturation
+            .finding
+            .contains(&format!("ran {SLOTS} sequences (")),
         "{saturation:?}"
     );
     // Twice the slots in flight: the slots are full whenever a step runs,
