@@ -933,6 +933,19 @@ mod tests {
         budget: usize,
     }
 
+    /// A linear server without noise: 6 ms a step, 0.4 ms a sequence,
+    /// 0.05 ms a prompt token, a budget of 2,048 tokens.
+    const LINEAR: Truth = Truth {
+        base_ms: 6.0,
+        per_seq_ms: 0.4,
+        prefill_ms: 0.05,
+        attention_ms: 0.0,
+        kv_ms: 0.0,
+        join_ms: 0.0,
+        sigma: 0.0,
+        budget: 2048,
+    };
+
     fn truth_server(t: &Truth) -> LlmServer<'static> {
         LlmServer {
             cost: StepCost {
@@ -1025,16 +1038,7 @@ mod tests {
 
     #[test]
     fn recovers_exact_step_costs_from_a_noiseless_run() {
-        let t = Truth {
-            base_ms: 6.0,
-            per_seq_ms: 0.4,
-            prefill_ms: 0.05,
-            attention_ms: 0.0,
-            kv_ms: 0.0,
-            join_ms: 0.0,
-            sigma: 0.0,
-            budget: 2048,
-        };
+        let t = LINEAR;
         let traces = runs(&t, 1, &[]);
         let refs: Vec<&Trace> = traces.iter().collect();
         let f = fit(&refs, true, Some(2048), None, 50, 1).unwrap();
@@ -1123,16 +1127,7 @@ mod tests {
         // line (a server that computes them in passes of 512 tokens):
         // fitted with the rest they bend the price of a prompt; left out,
         // the line is the truth's, and the fit says how many it left out.
-        let t = Truth {
-            base_ms: 6.0,
-            per_seq_ms: 0.4,
-            prefill_ms: 0.05,
-            attention_ms: 0.0,
-            kv_ms: 0.0,
-            join_ms: 0.0,
-            sigma: 0.0,
-            budget: 2048,
-        };
+        let t = LINEAR;
         let mut traces = runs(&t, 1, &[]);
         for s in &mut traces[3].streams {
             s.start_ms -= 20.0;
@@ -1360,16 +1355,7 @@ mod tests {
 
     #[test]
     fn one_running_count_holds_the_cost_per_sequence_and_says_so() {
-        let t = Truth {
-            base_ms: 6.0,
-            per_seq_ms: 0.4,
-            prefill_ms: 0.05,
-            attention_ms: 0.0,
-            kv_ms: 0.0,
-            join_ms: 0.0,
-            sigma: 0.0,
-            budget: 2048,
-        };
+        let t = LINEAR;
         // One length of the probe alone: every step runs one sequence
         // (its step is the fixed cost), and its prefill is one with the
         // client's time (6.4 + 16 x 0.05 + 1.5 after the set-up).
